@@ -1,0 +1,111 @@
+"""The model directory: XGBoost's own UBJSON booster plus a small JSON of metadata. Never pickle.
+
+    model_dir/
+      xgboost-model.ubj   the booster (xgboost.Booster.save_model)
+      metadata.json       format version, feature names, decision policy, metrics, versions
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+
+import numpy as np
+import xgboost as xgb
+
+from . import ARTIFACT_FORMAT_VERSION, __version__
+from .costs import DecisionPolicy
+from .errors import InputError
+
+BOOSTER_FILE = "xgboost-model.ubj"
+METADATA_FILE = "metadata.json"
+
+
+class ModelLoadError(InputError):
+    """The model directory is missing, incomplete, corrupt or from an incompatible version."""
+
+
+@dataclass
+class Model:
+    booster: xgb.Booster
+    feature_names: list[str]
+    policy: DecisionPolicy
+    metadata: dict
+
+    def margin(self, features: np.ndarray) -> np.ndarray:
+        """Raw margins; ``inplace_predict`` avoids building a DMatrix per request."""
+        return np.asarray(
+            self.booster.inplace_predict(features, predict_type="margin", missing=np.nan),
+            dtype=np.float64,
+        )
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        return self.policy.score(self.margin(features))
+
+
+def versions() -> dict:
+    return {
+        "costaware": __version__,
+        "xgboost": xgb.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save(model_dir: str, booster: xgb.Booster, feature_names: list[str], policy: DecisionPolicy,
+         extra: dict) -> dict:
+    os.makedirs(model_dir, exist_ok=True)
+    booster.save_model(os.path.join(model_dir, BOOSTER_FILE))
+    metadata = {
+        "format_version": ARTIFACT_FORMAT_VERSION,
+        "feature_names": list(feature_names),
+        "decision_policy": policy.to_dict(),
+        "versions": versions(),
+        **extra,
+    }
+    with open(os.path.join(model_dir, METADATA_FILE), "w", encoding="utf-8") as handle:
+        json.dump(metadata, handle, indent=2, sort_keys=False, allow_nan=False)
+        handle.write("\n")
+    return metadata
+
+
+def load(model_dir: str, nthread: int | None = None) -> Model:
+    """Load and check a model directory; every failure is a one-line :class:`ModelLoadError`."""
+    if not os.path.isdir(model_dir):
+        raise ModelLoadError(f"model directory {model_dir} does not exist")
+    meta_path = os.path.join(model_dir, METADATA_FILE)
+    booster_path = os.path.join(model_dir, BOOSTER_FILE)
+    for path in (meta_path, booster_path):
+        if not os.path.isfile(path):
+            raise ModelLoadError(f"{path} is missing: not a costaware model directory")
+    try:
+        with open(meta_path, encoding="utf-8") as handle:
+            metadata = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{meta_path} is not valid JSON: {exc}") from None
+    if not isinstance(metadata, dict):
+        raise ModelLoadError(f"{meta_path} does not hold a JSON object")
+    version = metadata.get("format_version")
+    if version != ARTIFACT_FORMAT_VERSION:
+        raise ModelLoadError(
+            f"{meta_path}: format_version {version!r}; this costaware {__version__} reads "
+            f"version {ARTIFACT_FORMAT_VERSION}"
+        )
+    try:
+        names = [str(n) for n in metadata["feature_names"]]
+        policy = DecisionPolicy.from_dict(metadata["decision_policy"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{meta_path}: incomplete or invalid metadata ({exc!r})") from None
+    try:
+        booster = xgb.Booster(params={"nthread": nthread} if nthread else None)
+        booster.load_model(booster_path)
+    except xgb.core.XGBoostError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown error"
+        raise ModelLoadError(f"{booster_path} cannot be loaded by XGBoost {xgb.__version__}: "
+                             f"{first[:200]}") from None
+    if booster.num_features() != len(names):
+        raise ModelLoadError(f"{booster_path} takes {booster.num_features()} features but "
+                             f"{meta_path} names {len(names)}")
+    return Model(booster, names, policy, metadata)

@@ -1,0 +1,261 @@
+"""Channel files -> arrays. Every error names the file, line and column at fault.
+
+Formats: ``text/csv`` without a header and the label in the first column (SageMaker's convention);
+CSV with a header and a named label column; Parquet. A channel may hold several files (read in sorted
+order, hidden files skipped); gzip is recognised by its magic bytes, whatever the file is called.
+Empty cells are missing values; labels must be 0 or 1.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+
+PARQUET_TYPES = {"application/x-parquet", "application/parquet", "application/vnd.apache.parquet"}
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    label_column: str = ""  # "" -> first column
+    header: bool = False  # CSV files start with a header line
+    cost_column: str = ""  # "" -> none; a name, or a 0-based position in the file
+    cost_column_is_feature: bool = False
+
+
+@dataclass(frozen=True)
+class Dataset:
+    features: np.ndarray  # float32, NaN = missing
+    label: np.ndarray  # int8, 0/1
+    feature_names: list[str]
+    cost_multiplier: np.ndarray | None
+    source: str  # for messages: the channel directory
+    named_columns: bool  # names come from a header or Parquet, not positions
+
+    @property
+    def rows(self) -> int:
+        return len(self.label)
+
+
+def options_from_settings(settings, content_type: str = "") -> DataOptions:
+    params = _content_type_params(content_type)
+    if settings.csv_header == "auto":
+        header = bool(settings.label_column) or params.get("header") == "present"
+    else:
+        header = settings.csv_header == "present"
+    return DataOptions(settings.label_column, header, settings.cost_column,
+                       settings.cost_column_is_feature)
+
+
+def _content_type_params(content_type: str) -> dict:
+    parts = [p.strip() for p in (content_type or "").split(";")]
+    out = {}
+    for part in parts[1:]:
+        if "=" in part:
+            key, value = part.split("=", 1)
+            out[key.strip().lower()] = value.strip().lower()
+    return out
+
+
+def channel_files(directory: str) -> list[str]:
+    if not os.path.isdir(directory):
+        raise DataError(f"channel directory {directory} does not exist")
+    files = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.startswith(".") or name == "_SUCCESS":
+                continue
+            path = os.path.join(root, name)
+            if os.path.getsize(path) > 0:
+                files.append(path)
+    if not files:
+        raise DataError(f"channel directory {directory} holds no data files (or only empty ones)")
+    return files
+
+
+def load_channel(directory: str, content_type: str, options: DataOptions) -> Dataset:
+    """Read every file of a channel into one :class:`Dataset`."""
+    base_type = (content_type or "text/csv").split(";")[0].strip().lower()
+    frames = []
+    columns = None
+    first_file = None
+    for path in channel_files(directory):
+        frame = _read_file(path, base_type, options)
+        if columns is None:
+            columns, first_file = list(frame.columns), path
+        elif list(frame.columns) != columns:
+            raise DataError(
+                f"{path}: columns differ from {first_file} "
+                f"({_describe_columns(frame.columns)} against {_describe_columns(columns)})"
+            )
+        frames.append((path, frame))
+    return _to_dataset(frames, options, directory)
+
+
+def _describe_columns(columns) -> str:
+    names = list(columns)
+    if all(isinstance(c, (int, np.integer)) for c in names):
+        return f"{len(names)} columns"
+    return f"{len(names)} columns: {', '.join(map(str, names[:8]))}{', ...' if len(names) > 8 else ''}"
+
+
+def _read_file(path: str, base_type: str, options: DataOptions) -> pd.DataFrame:
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    is_parquet = base_type in PARQUET_TYPES or magic == PARQUET_MAGIC or path.endswith(".parquet")
+    try:
+        if is_parquet:
+            frame = pd.read_parquet(path)
+            frame.columns = [str(c) for c in frame.columns]
+            frame.attrs.update(csv=False, first_line=1)
+            return frame
+        if base_type not in ("text/csv", "text/plain", "application/csv"):
+            raise DataError(f"{path}: content type {base_type!r} is not supported "
+                            "(use text/csv or application/x-parquet)")
+        compression = "gzip" if magic[:2] == GZIP_MAGIC else None
+        frame = pd.read_csv(path, header=0 if options.header else None, compression=compression,
+                            skip_blank_lines=False, low_memory=False)
+    except DataError:
+        raise
+    except (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError,
+            ValueError) as exc:
+        raise DataError(f"{path}: cannot be read as {'Parquet' if is_parquet else 'CSV'}: "
+                        f"{_one_line(exc)}") from None
+    if options.header:
+        frame.columns = [str(c).strip() for c in frame.columns]
+    frame.attrs.update(csv=True, first_line=2 if options.header else 1)
+    return frame
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def _column_key(frame: pd.DataFrame, spec: str, what: str, path: str):
+    """Resolve a column given by name or by 0-based position."""
+    columns = list(frame.columns)
+    if spec in columns:
+        return spec
+    if spec.isdigit() and int(spec) < len(columns):
+        return columns[int(spec)]
+    raise DataError(f"{path}: no {what} column {spec!r} (columns: {_describe_columns(columns)})")
+
+
+def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, source: str) -> Dataset:
+    path0, frame0 = frames[0]
+    label_key = (_column_key(frame0, options.label_column, "label", path0)
+                 if options.label_column else frame0.columns[0])
+    cost_key = (_column_key(frame0, options.cost_column, "cost", path0)
+                if options.cost_column else None)
+    if cost_key is not None and cost_key == label_key:
+        raise DataError(f"{path0}: the cost column is the label column ({label_key!r})")
+    feature_keys = [c for c in frame0.columns
+                    if c != label_key and (c != cost_key or options.cost_column_is_feature)]
+    if not feature_keys:
+        raise DataError(f"{path0}: no feature columns besides the label")
+    labels, features, costs = [], [], []
+    for path, frame in frames:
+        numeric = _numeric(frame, path)
+        labels.append(_labels(numeric[label_key], path, frame, label_key))
+        block = numeric[feature_keys].to_numpy(dtype=np.float64)
+        _check_finite_features(block, path, frame, feature_keys)
+        features.append(block.astype(np.float32))
+        if cost_key is not None:
+            costs.append(_cost_values(numeric[cost_key], path, frame, cost_key))
+    named = not all(isinstance(c, (int, np.integer)) for c in frame0.columns)
+    names = [str(c) for c in feature_keys] if named else [f"f{i}" for i in range(len(feature_keys))]
+    return Dataset(
+        features=np.concatenate(features),
+        label=np.concatenate(labels),
+        feature_names=names,
+        cost_multiplier=np.concatenate(costs) if costs else None,
+        source=source,
+        named_columns=named,
+    )
+
+
+def _line(frame: pd.DataFrame, row: int) -> str:
+    # CSV: the line number in the file; Parquet: the 1-based row
+    return f"line {row + frame.attrs['first_line']}" if frame.attrs["csv"] else f"row {row + 1}"
+
+
+def _column_name(frame: pd.DataFrame, key) -> str:
+    position = list(frame.columns).index(key) + 1
+    return f"column {position}" + ("" if isinstance(key, (int, np.integer)) else f" ({key!r})")
+
+
+def _numeric(frame: pd.DataFrame, path: str) -> pd.DataFrame:
+    out = {}
+    for key in frame.columns:
+        column = frame[key]
+        if pd.api.types.is_bool_dtype(column):
+            out[key] = column.astype(np.float64)
+            continue
+        if pd.api.types.is_numeric_dtype(column):
+            out[key] = column
+            continue
+        converted = pd.to_numeric(column, errors="coerce")
+        bad = converted.isna() & column.notna() & (column.astype(str).str.strip() != "")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"{path}: {_line(frame, row)}, {_column_name(frame, key)}: "
+                f"{str(column.iloc[row])[:40]!r} is not a number"
+            )
+        out[key] = converted
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _labels(column: pd.Series, path: str, frame, key) -> np.ndarray:
+    values = column.to_numpy(dtype=np.float64)
+    bad = ~np.isin(values, (0.0, 1.0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        shown = "missing" if np.isnan(values[row]) else f"{values[row]:g}"
+        raise DataError(
+            f"{path}: {_line(frame, row)}, {_column_name(frame, key)} (label): {shown}; "
+            "labels must be 0 or 1"
+        )
+    return values.astype(np.int8)
+
+
+def _check_finite_features(block: np.ndarray, path: str, frame, keys) -> None:
+    infinite = np.isinf(block)
+    if infinite.any():
+        row, col = (int(i[0]) for i in np.nonzero(infinite))
+        raise DataError(f"{path}: {_line(frame, row)}, {_column_name(frame, keys[col])}: "
+                        "infinite value; use an empty cell for a missing value")
+
+
+def _cost_values(column: pd.Series, path: str, frame, key) -> np.ndarray:
+    values = column.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: {_line(frame, row)}, {_column_name(frame, key)} (cost): "
+                        f"{values[row]:g}; per-row costs must be finite and >= 0")
+    return values
+
+
+def align_to(reference: Dataset, other: Dataset) -> Dataset:
+    """Check that ``other`` has ``reference``'s features; reorder named columns to match."""
+    if other.feature_names == reference.feature_names:
+        return other
+    named = reference.named_columns and other.named_columns
+    if named and set(other.feature_names) == set(reference.feature_names):
+        order = [other.feature_names.index(n) for n in reference.feature_names]
+        return replace(other, features=other.features[:, order], feature_names=reference.feature_names)
+    missing = [n for n in reference.feature_names if n not in other.feature_names]
+    extra = [n for n in other.feature_names if n not in reference.feature_names]
+    detail = (f"{len(other.feature_names)} feature columns, train has {len(reference.feature_names)}"
+              if not named
+              else f"missing {missing[:5]}, unexpected {extra[:5]}")
+    raise DataError(f"{other.source}: columns differ from the train channel ({detail})")

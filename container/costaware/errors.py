@@ -1,0 +1,18 @@
+"""Errors that mean "the input is wrong", as opposed to bugs.
+
+The core raises these; the SageMaker adapter turns them into the toolkit's ``ClientError`` (a one-line
+failure reason) and the HTTP adapter into 4xx responses. Messages name the file, row, column or
+hyperparameter at fault, because that is what a person needs to fix it.
+"""
+
+
+class InputError(ValueError):
+    """Bad user input: data, configuration or hyperparameters."""
+
+
+class HyperparameterError(InputError):
+    """A hyperparameter is unknown, malformed or out of range."""
+
+
+class DataError(InputError):
+    """A data file cannot be read or holds values the training program cannot use."""

@@ -1,0 +1,308 @@
+"""The one declarative hyperparameter schema.
+
+Every hyperparameter is a :class:`Param` in :data:`SCHEMA`. The schema drives parsing (SageMaker passes
+every value as a string, newer SDKs as a JSON-encoded string such as ``"\\"0.1\\""``), validation,
+defaults, ``costaware hyperparameters`` (JSON), the README table (Markdown) and the tuner's ranges.
+XGBoost parameters keep the names of SageMaker's built-in XGBoost algorithm so tuning configurations
+carry over.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import HyperparameterError
+
+# Keys SageMaker (or its SDK) adds on its own; accepted and ignored.
+IGNORED_EXACT = {"_tuning_objective_metric"}
+IGNORED_PREFIXES = ("sagemaker_",)
+
+COST_NAMES = ("fp", "fn", "tp", "tn")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str  # "int" | "float" | "str" | "bool" | "choice"
+    default: Any
+    doc: str
+    group: str
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    choices: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    xgboost_name: str | None = None  # passed to xgboost.train under this name
+    tuning: tuple | None = None  # (min, max, scaling) for Automatic Model Tuning
+
+    def parse(self, raw: Any) -> Any:
+        value = _unwrap(raw)
+        try:
+            if self.type == "int":
+                number = float(value)
+                if not number.is_integer():
+                    raise ValueError
+                parsed: Any = int(number)
+            elif self.type == "float":
+                parsed = float(value)
+                if not math.isfinite(parsed):
+                    raise ValueError
+            elif self.type == "bool":
+                text = str(value).strip().lower()
+                if text not in {"true", "false", "1", "0"}:
+                    raise ValueError
+                parsed = text in {"true", "1"}
+            else:
+                parsed = str(value).strip()
+        except (TypeError, ValueError):
+            raise HyperparameterError(
+                f"hyperparameter '{self.name}': {raw!r} is not a valid {self.type}"
+            ) from None
+        if self.type == "choice" and parsed not in self.choices:
+            raise HyperparameterError(
+                f"hyperparameter '{self.name}': {raw!r} is not one of {', '.join(self.choices)}"
+            )
+        self._check_range(parsed, raw)
+        return parsed
+
+    def _check_range(self, value: Any, raw: Any) -> None:
+        if self.type not in ("int", "float"):
+            return
+        low_ok = (
+            self.minimum is None
+            or value > self.minimum
+            or (value == self.minimum and not self.exclusive_minimum)
+        )
+        high_ok = self.maximum is None or value <= self.maximum
+        if not (low_ok and high_ok):
+            raise HyperparameterError(
+                f"hyperparameter '{self.name}': {raw!r} is out of range {self.range_text()}"
+            )
+
+    def range_text(self) -> str:
+        if self.type == "choice":
+            return ", ".join(self.choices)
+        if self.minimum is None and self.maximum is None:
+            return ""
+        low = "(" if self.exclusive_minimum else "["
+        low += "-inf" if self.minimum is None else _fmt(self.minimum)
+        high = "inf)" if self.maximum is None else _fmt(self.maximum) + "]"
+        return f"{low}, {high}"
+
+    def describe(self) -> dict:
+        out = {
+            "name": self.name,
+            "type": self.type,
+            "default": self.default,
+            "range": self.range_text(),
+            "group": self.group,
+            "doc": self.doc,
+        }
+        if self.aliases:
+            out["aliases"] = list(self.aliases)
+        if self.choices:
+            out["choices"] = list(self.choices)
+        if self.tuning:
+            out["tuning_range"] = {
+                "min": self.tuning[0],
+                "max": self.tuning[1],
+                "scaling": self.tuning[2],
+            }
+        return out
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else repr(float(number))
+
+
+def _unwrap(raw: Any) -> Any:
+    """Undo the SageMaker SDK's JSON encoding of string values (``'"0.1"'`` -> ``'0.1'``)."""
+    value = raw
+    for _ in range(2):  # at most double-encoded in practice
+        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                break
+    return value
+
+
+def _xgb(name, type_, default, doc, minimum=None, maximum=None, *, exclusive_minimum=False,
+         aliases=(), tuning=None, choices=()):
+    return Param(name, type_, default, doc, "xgboost", minimum, maximum, exclusive_minimum,
+                 tuple(choices), tuple(aliases), xgboost_name=name, tuning=tuning)
+
+
+SCHEMA: tuple[Param, ...] = (
+    # --- learning (XGBoost, names of SageMaker's built-in algorithm) ---
+    Param("objective", "choice", "cost_weighted",
+          "Loss: 'cost_weighted' (logistic loss weighted by the cost of each kind of mistake, "
+          "per row if cost_column is set) or 'binary:logistic' (plain symmetric loss, for comparison).",
+          "learning", choices=("cost_weighted", "binary:logistic")),
+    Param("num_round", "int", 100, "Number of boosting rounds.", "xgboost", 1, 100000,
+          tuning=(10, 1000, "Logarithmic")),
+    _xgb("eta", "float", 0.3, "Learning rate (shrinkage of each tree).", 0, 1,
+         aliases=("learning_rate",), tuning=(0.01, 0.5, "Logarithmic")),
+    _xgb("max_depth", "int", 6, "Maximum tree depth (0: no limit, lossguide only).", 0, 64,
+         tuning=(2, 10, "Linear")),
+    _xgb("min_child_weight", "float", 1.0, "Minimum sum of Hessian (cost weight) in a child.", 0,
+         tuning=(0.1, 20, "Logarithmic")),
+    _xgb("gamma", "float", 0.0, "Minimum loss reduction to split.", 0, aliases=("min_split_loss",),
+         tuning=(0, 5, "Linear")),
+    _xgb("subsample", "float", 1.0, "Row subsampling ratio per tree.", 0, 1, exclusive_minimum=True,
+         tuning=(0.5, 1, "Linear")),
+    _xgb("colsample_bytree", "float", 1.0, "Column subsampling ratio per tree.", 0, 1,
+         exclusive_minimum=True, tuning=(0.5, 1, "Linear")),
+    _xgb("colsample_bylevel", "float", 1.0, "Column subsampling ratio per level.", 0, 1,
+         exclusive_minimum=True),
+    _xgb("colsample_bynode", "float", 1.0, "Column subsampling ratio per split.", 0, 1,
+         exclusive_minimum=True),
+    _xgb("lambda", "float", 1.0, "L2 regularisation on leaf weights.", 0, aliases=("reg_lambda",),
+         tuning=(0.001, 100, "Logarithmic")),
+    _xgb("alpha", "float", 0.0, "L1 regularisation on leaf weights.", 0, aliases=("reg_alpha",),
+         tuning=(0.001, 100, "Logarithmic")),
+    _xgb("max_delta_step", "float", 0.0, "Maximum delta step of a leaf (0: no limit).", 0),
+    _xgb("max_bin", "int", 256, "Maximum number of histogram bins per feature.", 2, 65536),
+    _xgb("max_leaves", "int", 0, "Maximum number of leaves (0: no limit).", 0),
+    _xgb("tree_method", "choice", "hist", "Tree construction algorithm.",
+         choices=("hist", "approx", "exact")),
+    _xgb("grow_policy", "choice", "depthwise", "How new nodes are added.",
+         choices=("depthwise", "lossguide")),
+    Param("early_stopping_rounds", "int", 0,
+          "Stop when early_stopping_metric on validation has not improved for this many rounds "
+          "(0: off). The model keeps the best round.", "learning", 0),
+    Param("early_stopping_metric", "choice", "expected_cost",
+          "Validation metric that early stopping watches.", "learning",
+          choices=("expected_cost", "auc", "logloss")),
+    Param("seed", "int", 0, "Random seed.", "xgboost", 0, 2**31 - 1),
+    Param("nthread", "int", 0, "Threads for XGBoost (0: all cores).", "xgboost", 0),
+    # --- costs ---
+    Param("cost_fp", "float", 1.0, "Cost of a false positive (predict 1, truth 0).", "costs", 0,
+          aliases=("fp_cost",)),
+    Param("cost_fn", "float", 1.0, "Cost of a false negative (predict 0, truth 1).", "costs", 0,
+          aliases=("fn_cost",)),
+    Param("cost_tp", "float", 0.0, "Cost of a true positive.", "costs", 0, aliases=("tp_cost",)),
+    Param("cost_tn", "float", 0.0, "Cost of a true negative.", "costs", 0, aliases=("tn_cost",)),
+    Param("cost_column", "str", "",
+          "Optional per-row cost multiplier (e.g. a loan amount): a column name (files with a "
+          "header, Parquet) or a 0-based column position in the file. Not a feature unless "
+          "cost_column_is_feature.", "costs"),
+    Param("cost_column_scales", "str", "fn",
+          "Comma-separated costs (fp, fn, tp, tn) that the cost column multiplies per row.", "costs"),
+    Param("cost_column_is_feature", "bool", False, "Also use the cost column as a model feature.",
+          "costs"),
+    # --- data ---
+    Param("label_column", "str", "",
+          "Label column name (implies a header for CSV). Empty: the first column, SageMaker's "
+          "convention.", "data"),
+    Param("csv_header", "choice", "auto",
+          "Whether CSV files start with a header line. auto: present if label_column is set.", "data",
+          choices=("auto", "present", "absent")),
+    # --- decision ---
+    Param("decision_threshold", "str", "empirical",
+          "Threshold saved with the model: 'empirical' (minimises expected cost on validation; "
+          "falls back to 'bayes' without a validation channel), 'bayes' "
+          "((C_FP-C_TN)/(C_FP-C_TN+C_FN-C_TP)) or a number in (0, 1).", "decision"),
+)
+
+BY_NAME: dict[str, Param] = {}
+for _param in SCHEMA:
+    for _key in (_param.name, *_param.aliases):
+        BY_NAME[_key] = _param
+
+
+class Settings(dict):
+    """Parsed hyperparameters: a dict that also reads as attributes (``settings.cost_fn``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def xgboost_params(self) -> dict:
+        params = {p.xgboost_name: self[p.name] for p in SCHEMA if p.xgboost_name}
+        params["seed"] = self["seed"]
+        if self["nthread"] > 0:
+            params["nthread"] = self["nthread"]
+        return params
+
+
+def parse(raw: Mapping[str, Any]) -> Settings:
+    """Parse and validate raw hyperparameters; unknown names are rejected with the valid ones."""
+    values = {p.name: p.default for p in SCHEMA}
+    seen: dict[str, str] = {}
+    for key, raw_value in raw.items():
+        if key in IGNORED_EXACT or key.startswith(IGNORED_PREFIXES):
+            continue
+        param = BY_NAME.get(key)
+        if param is None:
+            raise HyperparameterError(
+                f"unknown hyperparameter '{key}'; valid names: {', '.join(sorted(BY_NAME))}"
+            )
+        if param.name in seen:
+            raise HyperparameterError(
+                f"hyperparameter '{param.name}' given twice (as '{seen[param.name]}' and '{key}')"
+            )
+        seen[param.name] = key
+        values[param.name] = param.parse(raw_value)
+    settings = Settings(values)
+    _check_cross_field(settings)
+    return settings
+
+
+def _check_cross_field(s: Settings) -> None:
+    # A decision only matters if each kind of mistake costs more than the matching correct answer.
+    if s.cost_fp <= s.cost_tn:
+        raise HyperparameterError(
+            f"hyperparameters 'cost_fp' ({s.cost_fp:g}) must exceed 'cost_tn' ({s.cost_tn:g}): "
+            "otherwise predicting 1 is never worse for a negative row and every decision would be 1"
+        )
+    if s.cost_fn <= s.cost_tp:
+        raise HyperparameterError(
+            f"hyperparameters 'cost_fn' ({s.cost_fn:g}) must exceed 'cost_tp' ({s.cost_tp:g}): "
+            "otherwise predicting 0 is never worse for a positive row and every decision would be 0"
+        )
+    scales = [part.strip() for part in s.cost_column_scales.split(",") if part.strip()]
+    bad = [part for part in scales if part not in COST_NAMES]
+    if bad or not scales:
+        raise HyperparameterError(
+            f"hyperparameter 'cost_column_scales': {s.cost_column_scales!r} must list some of "
+            f"{', '.join(COST_NAMES)}"
+        )
+    s["cost_column_scales"] = ",".join(scales)
+    threshold = s.decision_threshold
+    if threshold not in ("empirical", "bayes"):
+        try:
+            number = float(threshold)
+        except ValueError:
+            number = math.nan
+        if not 0 < number < 1:
+            raise HyperparameterError(
+                f"hyperparameter 'decision_threshold': {threshold!r} must be 'empirical', 'bayes' "
+                "or a number in (0, 1)"
+            )
+    if s.csv_header == "absent" and s.label_column and not s.label_column.isdigit():
+        raise HyperparameterError(
+            f"hyperparameter 'label_column' names a column ({s.label_column!r}) but csv_header is "
+            "'absent': a name needs a header line"
+        )
+
+
+def schema_as_json() -> list[dict]:
+    return [p.describe() for p in SCHEMA]
+
+
+def schema_as_markdown() -> str:
+    lines = [
+        "| name | type | default | range | description |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for p in SCHEMA:
+        name = f"`{p.name}`" + "".join(f" (`{a}`)" for a in p.aliases)
+        default = json.dumps(p.default)
+        lines.append(f"| {name} | {p.type} | `{default}` | {p.range_text()} | {p.doc} |")
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""Metric log lines and the SageMaker ``metric_definitions`` that parse them.
+
+Each boosting round prints one line, fields separated by tabs (CloudWatch shows a tab as ``#011``):
+
+    [12]\tvalidation:auc=0.98765432\tvalidation:logloss=0.1234\tvalidation:expected_cost=812.5 ...
+
+At the end, the values of the kept model are printed once more for every evaluated channel, so the
+last value a tuner reads is the final model's. Names are ``channel:metric``, never a suffix of one
+another, so a regex ``channel:metric=(number)`` captures exactly one value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+
+CHANNELS = ("train", "validation", "test")
+# metric -> tuning direction
+METRICS: dict[str, str | None] = {
+    "auc": "Maximize",
+    "logloss": "Minimize",
+    "expected_cost": "Minimize",
+    "precision": "Maximize",
+    "recall": "Maximize",
+    "f1": "Maximize",
+    "accuracy": "Maximize",
+    "threshold": None,  # reported, not a tuning objective
+}
+NUMBER = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+DEFINITIONS_FILE = os.path.join(os.path.dirname(__file__), "metric_definitions.json")
+
+
+def format_value(value: float) -> str:
+    if not math.isfinite(value):  # a tuner cannot parse nan; say so in words instead
+        return "nan"
+    return f"{value:.8g}"
+
+
+def format_line(prefix: str, channel: str, metrics: dict) -> str:
+    fields = [f"{channel}:{name}={format_value(metrics[name])}" for name in METRICS if name in metrics]
+    return "\t".join([prefix, *fields])
+
+
+def metric_definitions() -> list[dict]:
+    """``[{"Name": "validation:auc", "Regex": "validation:auc=(...)"}, ...]`` for every metric."""
+    return [
+        {"Name": f"{channel}:{name}", "Regex": f"{re.escape(channel)}:{name}={NUMBER}"}
+        for channel in CHANNELS
+        for name in METRICS
+    ]
+
+
+def objective_direction(metric_name: str) -> str:
+    return METRICS[metric_name.split(":", 1)[1]]
+
+
+def published_definitions() -> list[dict]:
+    with open(DEFINITIONS_FILE, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+if __name__ == "__main__":  # regenerates the published file
+    with open(DEFINITIONS_FILE, "w", encoding="utf-8") as out:
+        json.dump(metric_definitions(), out, indent=2)
+        out.write("\n")

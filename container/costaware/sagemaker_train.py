@@ -1,0 +1,103 @@
+"""SageMaker training adapter: ``/opt/ml`` files in, model and evaluation out, failures reported.
+
+The toolkit's ``train`` calls :func:`main` (``SAGEMAKER_TRAINING_MODULE=costaware.sagemaker_train:main``).
+Any :class:`~costaware.errors.InputError` becomes the toolkit's ``ClientError``, so
+``/opt/ml/output/failure`` gets our one-line reason and the process exits 1. Never ``sys.exit``:
+the toolkit reports a ``SystemExit`` as success.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import traceback
+
+from sagemaker_training import environment, errors
+
+from . import artifact, data, hyperparameters, training
+from .errors import DataError, InputError
+
+logger = logging.getLogger("costaware")
+CHANNELS = ("train", "validation", "test")
+MAX_REASON = 1000  # SageMaker shows the first 1,024 characters of the failure file
+
+
+class TrainingInputError(errors.ClientError):
+    """A one-line, user-facing reason for a failed training job."""
+
+
+def _read_json(path: str, default):
+    if not os.path.exists(path):
+        return default
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} is not valid JSON: {exc}") from None
+
+
+def run(base_dir: str, log=training.print_line) -> training.TrainingResult:
+    """Train from the SageMaker tree at ``base_dir`` (``/opt/ml``)."""
+    config_dir = os.path.join(base_dir, "input", "config")
+    raw = _read_json(os.path.join(config_dir, "hyperparameters.json"), {})
+    if not isinstance(raw, dict):
+        raise InputError("hyperparameters.json must hold a JSON object")
+    settings = hyperparameters.parse(raw)
+    channel_config = _read_json(os.path.join(config_dir, "inputdataconfig.json"), None)
+    data_dir = os.path.join(base_dir, "input", "data")
+    if channel_config is None:  # local runs without a config: whatever channel directories exist
+        channel_config = {c: {} for c in CHANNELS if os.path.isdir(os.path.join(data_dir, c))}
+    unknown = sorted(set(channel_config) - set(CHANNELS))
+    if unknown:
+        raise InputError(f"unknown channel(s) {', '.join(unknown)}; valid channels: {', '.join(CHANNELS)}")
+    if "train" not in channel_config:
+        raise DataError("the 'train' channel is required (inputdataconfig.json has "
+                        f"{', '.join(sorted(channel_config)) or 'no channels'})")
+
+    datasets = {}
+    for name in CHANNELS:
+        if name not in channel_config:
+            continue
+        content_type = channel_config[name].get("ContentType", "text/csv")
+        options = data.options_from_settings(settings, content_type)
+        loaded = data.load_channel(os.path.join(data_dir, name), content_type, options)
+        datasets[name] = loaded if name == "train" else data.align_to(datasets["train"], loaded)
+        log(f"channel {name}: {loaded.rows} rows, {len(loaded.feature_names)} features")
+
+    result = training.train(settings, datasets["train"], datasets.get("validation"),
+                            datasets.get("test"), log=log)
+    model_dir = os.path.join(base_dir, "model")
+    artifact.save(model_dir, result.booster, datasets["train"].feature_names, result.policy, {
+        "thresholds": result.thresholds,
+        "metrics": {name: ev["chosen_threshold"] for name, ev in result.evaluation.items()},
+        "best_iteration": result.best_iteration,
+        "rounds_trained": result.rounds_trained,
+        "hyperparameters": dict(settings),
+        "rows": {name: d.rows for name, d in datasets.items()},
+    })
+    output_data = os.path.join(base_dir, "output", "data")
+    os.makedirs(output_data, exist_ok=True)
+    with open(os.path.join(output_data, "evaluation.json"), "w", encoding="utf-8") as handle:
+        json.dump({"thresholds": result.thresholds, "channels": result.evaluation}, handle, indent=2)
+        handle.write("\n")
+    log(f"model saved to {model_dir}; decision threshold {result.policy.threshold:.6g} "
+        f"({result.policy.threshold_source}), Bayes threshold {result.thresholds['bayes']:.6g}")
+    return result
+
+
+def one_line(message: str) -> str:
+    text = " ".join(str(message).split())
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+def main() -> None:
+    """Entry point for the toolkit's ``train``."""
+    # The toolkit writes output/failure without creating output/; if that fails inside its error
+    # handler it exits 0 and a failed job would be reported as Completed.
+    os.makedirs(environment.output_dir, exist_ok=True)
+    try:
+        run(environment.base_dir)
+    except InputError as exc:
+        logger.error("training failed on bad input:\n%s", traceback.format_exc())
+        raise TrainingInputError(one_line(exc)) from None

@@ -1,0 +1,98 @@
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from costaware import hyperparameters as hp
+from costaware.errors import HyperparameterError
+
+from conftest import REPO
+
+
+def test_defaults():
+    s = hp.parse({})
+    assert s.num_round == 100 and s.objective == "cost_weighted" and s.decision_threshold == "empirical"
+
+
+def test_strings_and_json_encoded_strings():
+    s = hp.parse({"eta": "0.1", "max_depth": '"4"', "cost_fn": "\"252000\"", "cost_column_is_feature": '"true"'})
+    assert s.eta == 0.1 and s.max_depth == 4 and s.cost_fn == 252000.0 and s.cost_column_is_feature is True
+    assert isinstance(s.max_depth, int)
+
+
+def test_integral_floats_accepted_for_ints():
+    assert hp.parse({"num_round": "10.0"}).num_round == 10
+
+
+def test_aliases_of_the_older_sample():
+    s = hp.parse({"fp_cost": "3", "fn_cost": "7", "learning_rate": "0.2"})
+    assert (s.cost_fp, s.cost_fn, s.eta) == (3.0, 7.0, 0.2)
+
+
+def test_alias_and_name_together_is_an_error():
+    with pytest.raises(HyperparameterError, match="given twice"):
+        hp.parse({"fp_cost": "3", "cost_fp": "4"})
+
+
+def test_sagemaker_keys_are_ignored():
+    s = hp.parse({"_tuning_objective_metric": "validation:auc", "sagemaker_program": "x",
+                  "sagemaker_region": '"us-east-1"'})
+    assert "sagemaker_program" not in s
+
+
+def test_unknown_name_lists_valid_ones():
+    with pytest.raises(HyperparameterError) as info:
+        hp.parse({"num_rounds": "10"})
+    message = str(info.value)
+    assert "unknown hyperparameter 'num_rounds'" in message
+    assert "num_round" in message and "cost_fn" in message
+
+
+@pytest.mark.parametrize("name,value,fragment", [
+    ("eta", "1.5", "out of range [0, 1]"),
+    ("eta", "fast", "not a valid float"),
+    ("max_depth", "2.5", "not a valid int"),
+    ("subsample", "0", "out of range (0, 1]"),
+    ("cost_fp", "-1", "out of range [0, inf)"),
+    ("cost_fn", "nan", "not a valid float"),
+    ("objective", "reg:squarederror", "is not one of"),
+    ("cost_column_is_feature", "maybe", "not a valid bool"),
+    ("decision_threshold", "1.2", "must be 'empirical', 'bayes' or a number in (0, 1)"),
+    ("cost_column_scales", "fn,xx", "must list some of"),
+])
+def test_invalid_values_name_the_hyperparameter(name, value, fragment):
+    with pytest.raises(HyperparameterError) as info:
+        hp.parse({name: value})
+    assert f"'{name}'" in str(info.value) and fragment in str(info.value)
+
+
+@pytest.mark.parametrize("costs,fragment", [
+    ({"cost_fp": "1", "cost_tn": "1"}, "'cost_fp' (1) must exceed 'cost_tn' (1)"),
+    ({"cost_fn": "0", "cost_tp": "0"}, "'cost_fn' (0) must exceed 'cost_tp' (0)"),
+])
+def test_costs_that_make_every_decision_equal(costs, fragment):
+    with pytest.raises(HyperparameterError, match=re.escape(fragment)):
+        hp.parse(costs)
+
+
+def test_xgboost_params_use_builtin_names():
+    params = hp.parse({"lambda": "2", "alpha": "0.5", "nthread": "2"}).xgboost_params()
+    assert params["lambda"] == 2.0 and params["alpha"] == 0.5 and params["nthread"] == 2
+    assert "cost_fp" not in params and "objective" not in params
+
+
+def test_cli_prints_the_schema_as_json():
+    out = subprocess.run([sys.executable, "-m", "costaware.cli", "hyperparameters"],
+                         capture_output=True, text=True, check=True).stdout
+    schema = json.loads(out)
+    names = {p["name"] for p in schema}
+    assert {"num_round", "eta", "max_depth", "cost_fp", "cost_fn", "cost_column", "seed"} <= names
+    eta = next(p for p in schema if p["name"] == "eta")
+    assert eta["default"] == 0.3 and eta["range"] == "[0, 1]" and eta["tuning_range"]["scaling"] == "Logarithmic"
+
+
+def test_readme_table_is_generated_from_the_schema():
+    readme = (REPO / "README.md").read_text()
+    assert hp.schema_as_markdown() in readme, "regenerate with: costaware hyperparameters --markdown"
