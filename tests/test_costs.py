@@ -84,3 +84,40 @@ def test_policy_round_trips_and_decides():
     score = policy.score(np.array([-3.0, 1.5, 4.0]))
     assert score[1] == pytest.approx(0.5)
     assert list(policy.decide(np.array([0.2, 0.25, 0.3]))) == [0, 1, 1]
+
+
+@pytest.mark.parametrize("seed", range(15))
+@pytest.mark.parametrize("group_specific", [False, True])
+def test_constrained_threshold_matches_brute_force(seed, group_specific):
+    from costaware.costs import constrained_threshold
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(4, 40))
+    score = np.round(rng.random(n), 2)
+    label = (rng.random(n) < 0.5).astype(int)
+    s = rng.random(n) < 0.4
+    s[0], s[1] = True, False
+    costs = RowCosts.build(CostMatrix(fp=rng.uniform(0.5, 3), fn=rng.uniform(0.5, 3)), n)
+    bound = float(rng.choice([0.0, 0.1, 0.3]))
+    found = constrained_threshold(score, label, costs, s, bound, group_specific)
+    candidates = np.concatenate([np.unique(score), [1.5]])
+    best = np.inf
+    pairs = itertools.product(candidates, candidates) if group_specific else ((t, t) for t in candidates)
+    for t_a, t_d in pairs:
+        decision = np.where(s, score >= t_d, score >= t_a).astype(int)
+        if abs(decision[~s].mean() - decision[s].mean()) <= bound + 1e-12:
+            best = min(best, realised_costs(label, decision, costs).sum())
+    assert found["total"] == pytest.approx(best)
+    decision = np.where(s, score >= found["threshold_d"], score >= found["threshold_a"]).astype(int)
+    assert abs(decision[~s].mean() - decision[s].mean()) <= bound + 1e-12
+    assert realised_costs(label, decision, costs).sum() == pytest.approx(found["total"])
+
+
+def test_group_policy_round_trips_and_needs_the_facet():
+    policy = DecisionPolicy(CostMatrix(1, 3), 0.3, 0.0, "constrained", group_thresholds=(0.3, 0.2),
+                            facet={"column": "sex", "values_or_threshold": [1], "is_feature": False})
+    assert DecisionPolicy.from_dict(policy.to_dict()) == policy
+    assert list(policy.decide(np.array([0.25, 0.25]), np.array([False, True]))) == [0, 1]
+    with pytest.raises(ValueError, match="every row needs its facet"):
+        policy.decide(np.array([0.25]))
+    moved = policy.with_costs(CostMatrix(1, 9))
+    assert moved.group_thresholds[0] < 0.3 and moved.group_thresholds[1] < 0.2

@@ -96,3 +96,31 @@ def test_cli_prints_the_schema_as_json():
 def test_readme_table_is_generated_from_the_schema():
     readme = (REPO / "README.md").read_text()
     assert hp.schema_as_markdown() in readme, "regenerate with: costaware hyperparameters --markdown"
+
+
+@pytest.mark.parametrize("values,fragment", [
+    ({"facet_values_or_threshold": "[1]"}, "'facet_values_or_threshold' needs 'facet_column'"),
+    ({"facet_column": "sex"}, "'facet_values_or_threshold' is required"),
+    ({"facet_column": "sex", "facet_values_or_threshold": "maybe"}, "must be a JSON list of values"),
+    ({"facet_column": "sex", "facet_values_or_threshold": "[1]", "fairness_metrics": "DPPL,XYZ"},
+     "must list some of"),
+    ({"facet_column": "sex", "facet_values_or_threshold": "[1]", "fairness_metrics": "CDDPL"},
+     "CDDPL needs 'group_column'"),
+    ({"fairness_penalty": "1"}, "need 'facet_column'"),
+    ({"facet_column": "sex", "facet_values_or_threshold": "[1]", "group_thresholds": "true"},
+     "'group_thresholds' needs 'max_abs_dppl' < 1"),
+    ({"facet_column": "sex", "facet_values_or_threshold": "[1]", "max_abs_dppl": "0.1",
+      "decision_threshold": "bayes"}, "needs decision_threshold 'empirical'"),
+    ({"early_stopping_metric": "combined_objective"}, "combined_objective needs 'facet_column'"),
+    ({"label_values_or_threshold": "{}"}, "'label_values_or_threshold'"),
+])
+def test_fairness_settings_are_checked(values, fragment):
+    with pytest.raises(HyperparameterError) as info:
+        hp.parse(values)
+    assert fragment in str(info.value)
+
+
+def test_values_or_threshold_forms():
+    assert hp.parse_values_or_threshold("[1, 2]", "x") == [1, 2]
+    assert hp.parse_values_or_threshold('["F"]', "x") == ["F"]
+    assert hp.parse_values_or_threshold("40", "x") == 40.0

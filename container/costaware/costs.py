@@ -144,11 +144,76 @@ def empirical_threshold(score: np.ndarray, label: np.ndarray, costs: RowCosts,
     log-odds wins, so flat stretches of the cost curve do not push the threshold to an extreme.
     """
     thresholds, totals = cost_curve(score, label, costs)
-    best = totals.min()
-    tied = np.flatnonzero(np.isclose(totals, best, rtol=1e-12, atol=1e-12))
-    distance = np.abs(_logit(np.clip(thresholds[tied], 1e-12, 1 - 1e-12)) - _logit(prefer))
-    pick = tied[np.argmin(distance)]
+    pick = _cheapest(totals, thresholds, np.ones(len(totals), dtype=bool), prefer)
     return float(thresholds[pick]), float(totals[pick])
+
+
+def _positive_share(score_sorted: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Share of scores ``>= t`` for each ``t``, from ascending ``score_sorted``."""
+    n = len(score_sorted)
+    if n == 0:
+        return np.zeros(len(thresholds))
+    return (n - np.searchsorted(score_sorted, thresholds, side="left")) / n
+
+
+MAX_PAIRS = 4_000_000  # group-threshold search: exhaustive up to this many (t_a, t_d) pairs
+
+
+def constrained_threshold(score: np.ndarray, label: np.ndarray, costs: RowCosts,
+                          sensitive: np.ndarray, max_abs_dppl: float, group_specific: bool,
+                          prefer: float = 0.5) -> dict:
+    """Threshold(s) minimising total realised cost subject to ``|DPPL| <= max_abs_dppl``.
+
+    ``DPPL = q_a - q_d`` with ``q_f`` the share of facet ``f`` decided 1 (``score >= t_f``). With
+    one threshold, every cut point of :func:`cost_curve` is a candidate. With group-specific
+    thresholds the cost separates, ``C(t_a, t_d) = C_a(t_a) + C_d(t_d)``, and every pair of the two
+    facets' cut points is a candidate (thinned evenly past ``MAX_PAIRS`` pairs). Deciding 0 for
+    everyone always satisfies the constraint, so a solution exists. Returns
+    ``{"threshold_a", "threshold_d", "total", "dppl"}`` (equal thresholds when not group-specific).
+    """
+    score = np.asarray(score, dtype=np.float64)
+    s = np.asarray(sensitive, dtype=bool)
+    sorted_a, sorted_d = np.sort(score[~s]), np.sort(score[s])
+    bound = max_abs_dppl + 1e-12
+    if not group_specific:
+        thresholds, totals = cost_curve(score, label, costs)
+        gap = _positive_share(sorted_a, thresholds) - _positive_share(sorted_d, thresholds)
+        ok = np.abs(gap) <= bound
+        pick = _cheapest(totals, thresholds, ok, prefer)
+        return {"threshold_a": float(thresholds[pick]), "threshold_d": float(thresholds[pick]),
+                "total": float(totals[pick]), "dppl": float(gap[pick])}
+    t_a, c_a = cost_curve(score[~s], label[~s], costs.subset(~s))
+    t_d, c_d = cost_curve(score[s], label[s], costs.subset(s))
+    keep = max(2, int(np.sqrt(MAX_PAIRS)))
+    if len(t_a) * len(t_d) > MAX_PAIRS:
+        t_a, c_a = _thin(t_a, c_a, keep)
+        t_d, c_d = _thin(t_d, c_d, keep)
+    q_a = _positive_share(sorted_a, t_a)
+    q_d = _positive_share(sorted_d, t_d)
+    totals = c_a[:, None] + c_d[None, :]
+    ok = np.abs(q_a[:, None] - q_d[None, :]) <= bound
+    closeness = np.abs(_logit(np.clip(t_a, 1e-12, 1 - 1e-12)) - _logit(prefer))[:, None] + \
+        np.abs(_logit(np.clip(t_d, 1e-12, 1 - 1e-12)) - _logit(prefer))[None, :]
+    masked = np.where(ok, totals, np.inf)
+    best = masked.min()
+    tied = np.isclose(masked, best, rtol=1e-12, atol=1e-12) & ok
+    i, j = np.unravel_index(np.argmin(np.where(tied, closeness, np.inf)), masked.shape)
+    return {"threshold_a": float(t_a[i]), "threshold_d": float(t_d[j]),
+            "total": float(totals[i, j]), "dppl": float(q_a[i] - q_d[j])}
+
+
+def _cheapest(totals: np.ndarray, thresholds: np.ndarray, ok: np.ndarray, prefer: float) -> int:
+    masked = np.where(ok, totals, np.inf)
+    tied = np.flatnonzero(np.isclose(masked, masked.min(), rtol=1e-12, atol=1e-12) & ok)
+    distance = np.abs(_logit(np.clip(thresholds[tied], 1e-12, 1 - 1e-12)) - _logit(prefer))
+    return int(tied[np.argmin(distance)])
+
+
+def _thin(thresholds: np.ndarray, totals: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """Evenly spaced cut points plus the unconstrained best one."""
+    index = np.unique(np.concatenate([np.linspace(0, len(thresholds) - 1, keep).astype(int),
+                                      [int(np.argmin(totals))]]))
+    return thresholds[index], totals[index]
 
 
 def _logit(p):
@@ -184,12 +249,29 @@ class DecisionPolicy:
     threshold: float
     score_offset: float = 0.0
     threshold_source: str = "bayes"
+    # Group-specific thresholds (facet a, facet d) chosen under a fairness constraint: deciding then
+    # needs each row's facet at inference. ``facet`` says which column and values make facet d.
+    group_thresholds: tuple[float, float] | None = None
+    facet: dict | None = None
 
     def score(self, margin: np.ndarray) -> np.ndarray:
         return sigmoid(np.asarray(margin, dtype=np.float64) - self.score_offset)
 
-    def decide(self, score: np.ndarray) -> np.ndarray:
-        return (np.asarray(score) >= self.threshold).astype(np.int8)
+    def thresholds_for(self, sensitive: np.ndarray | None = None, n: int | None = None) -> np.ndarray:
+        """Each row's threshold: ``t_d`` for facet d rows, ``t_a`` for the others."""
+        if self.group_thresholds is None:
+            return np.full(len(sensitive) if sensitive is not None else n, self.threshold)
+        if sensitive is None:
+            raise ValueError("this model decides with group-specific thresholds: every row needs "
+                             f"its facet ({self.facet['column'] if self.facet else 'facet'})")
+        t_a, t_d = self.group_thresholds
+        return np.where(np.asarray(sensitive, dtype=bool), t_d, t_a)
+
+    def decide(self, score: np.ndarray, sensitive: np.ndarray | None = None) -> np.ndarray:
+        score = np.asarray(score)
+        if self.group_thresholds is None:
+            return (score >= self.threshold).astype(np.int8)
+        return (score >= self.thresholds_for(sensitive)).astype(np.int8)
 
     def expected_costs(self, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return expected_costs_of_actions(score, self.costs)
@@ -198,26 +280,38 @@ class DecisionPolicy:
         if costs == self.costs:
             return self
         shift = _logit(costs.bayes_threshold()) - _logit(self.costs.bayes_threshold())
-        t = float(sigmoid(np.array([_logit(self.threshold) + shift]))[0])
-        return replace(self, costs=costs, threshold=t)
+
+        def move(t: float) -> float:
+            return float(sigmoid(np.array([_logit(min(max(t, 1e-12), 1 - 1e-12)) + shift]))[0])
+
+        groups = None if self.group_thresholds is None else tuple(map(move, self.group_thresholds))
+        return replace(self, costs=costs, threshold=move(self.threshold), group_thresholds=groups)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "costs": self.costs.as_dict(),
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
             "score_offset": self.score_offset,
             "bayes_threshold": self.costs.bayes_threshold(),
         }
+        if self.group_thresholds is not None:
+            out["group_thresholds"] = {"a": self.group_thresholds[0], "d": self.group_thresholds[1]}
+        if self.facet is not None:
+            out["facet"] = self.facet
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "DecisionPolicy":
         threshold = float(d["threshold"])
         if not (0.0 < threshold < 1.0 or math.isclose(threshold, 0) or math.isclose(threshold, 1)):
             raise ValueError(f"decision threshold {threshold} is outside [0, 1]")
+        groups = d.get("group_thresholds")
         return cls(
             costs=CostMatrix.from_dict(d["costs"]),
             threshold=threshold,
             score_offset=float(d.get("score_offset", 0.0)),
             threshold_source=d.get("threshold_source", "bayes"),
+            group_thresholds=None if groups is None else (float(groups["a"]), float(groups["d"])),
+            facet=d.get("facet"),
         )

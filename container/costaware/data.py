@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .fairness import positive_label_index
+from .hyperparameters import parse_values_or_threshold
 
 PARQUET_TYPES = {"application/x-parquet", "application/parquet", "application/vnd.apache.parquet"}
 GZIP_MAGIC = b"\x1f\x8b"
@@ -28,6 +30,10 @@ class DataOptions:
     header: bool = False  # CSV files start with a header line
     cost_column: str = ""  # "" -> none; a name, or a 0-based position in the file
     cost_column_is_feature: bool = False
+    facet_column: str = ""  # measured for bias metrics; a feature only if facet_is_feature
+    facet_is_feature: bool = False
+    group_column: str = ""  # measured for conditional bias metrics, never a feature
+    positive_label: object = None  # Clarify's label_values_or_threshold, parsed; None: 0/1 labels
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,8 @@ class Dataset:
     cost_multiplier: np.ndarray | None
     source: str  # for messages: the channel directory
     named_columns: bool  # names come from a header or Parquet, not positions
+    facet: np.ndarray | None = None  # raw facet values
+    group: np.ndarray | None = None  # raw group values
 
     @property
     def rows(self) -> int:
@@ -50,8 +58,12 @@ def options_from_settings(settings, content_type: str = "") -> DataOptions:
         header = bool(settings.label_column) or params.get("header") == "present"
     else:
         header = settings.csv_header == "present"
+    positive = (parse_values_or_threshold(settings.label_values_or_threshold,
+                                          "label_values_or_threshold")
+                if settings.label_values_or_threshold else None)
     return DataOptions(settings.label_column, header, settings.cost_column,
-                       settings.cost_column_is_feature)
+                       settings.cost_column_is_feature, settings.facet_column,
+                       settings.facet_is_feature, settings.group_column, positive)
 
 
 def _content_type_params(content_type: str) -> dict:
@@ -153,23 +165,34 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
     path0, frame0 = frames[0]
     label_key = (_column_key(frame0, options.label_column, "label", path0)
                  if options.label_column else frame0.columns[0])
-    cost_key = (_column_key(frame0, options.cost_column, "cost", path0)
-                if options.cost_column else None)
-    if cost_key is not None and cost_key == label_key:
-        raise DataError(f"{path0}: the cost column is the label column ({label_key!r})")
+    special = {"label": label_key}
+    for what, spec in (("cost", options.cost_column), ("facet", options.facet_column),
+                       ("group", options.group_column)):
+        if spec:
+            key = _column_key(frame0, spec, what, path0)
+            for other, other_key in special.items():
+                if key == other_key:
+                    raise DataError(f"{path0}: the {what} column is the {other} column ({key!r})")
+            special[what] = key
+    cost_key, facet_key, group_key = (special.get(k) for k in ("cost", "facet", "group"))
+    kept = {cost_key: options.cost_column_is_feature, facet_key: options.facet_is_feature}
     feature_keys = [c for c in frame0.columns
-                    if c != label_key and (c != cost_key or options.cost_column_is_feature)]
+                    if c != label_key and c != group_key and kept.get(c, True)]
     if not feature_keys:
         raise DataError(f"{path0}: no feature columns besides the label")
-    labels, features, costs = [], [], []
+    labels, features, costs, facets, groups = [], [], [], [], []
     for path, frame in frames:
         numeric = _numeric(frame, path)
-        labels.append(_labels(numeric[label_key], path, frame, label_key))
+        labels.append(_labels(numeric[label_key], path, frame, label_key, options.positive_label))
         block = numeric[feature_keys].to_numpy(dtype=np.float64)
         _check_finite_features(block, path, frame, feature_keys)
         features.append(block.astype(np.float32))
         if cost_key is not None:
             costs.append(_cost_values(numeric[cost_key], path, frame, cost_key))
+        if facet_key is not None:
+            facets.append(_complete(numeric[facet_key], path, frame, facet_key, "facet"))
+        if group_key is not None:
+            groups.append(_complete(numeric[group_key], path, frame, group_key, "group"))
     named = not all(isinstance(c, (int, np.integer)) for c in frame0.columns)
     names = [str(c) for c in feature_keys] if named else [f"f{i}" for i in range(len(feature_keys))]
     return Dataset(
@@ -179,6 +202,8 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
         cost_multiplier=np.concatenate(costs) if costs else None,
         source=source,
         named_columns=named,
+        facet=np.concatenate(facets) if facets else None,
+        group=np.concatenate(groups) if groups else None,
     )
 
 
@@ -214,15 +239,28 @@ def _numeric(frame: pd.DataFrame, path: str) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def _labels(column: pd.Series, path: str, frame, key) -> np.ndarray:
+def _complete(column: pd.Series, path: str, frame, key, what: str) -> np.ndarray:
     values = column.to_numpy(dtype=np.float64)
+    missing = np.isnan(values)
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise DataError(f"{path}: {_line(frame, row)}, {_column_name(frame, key)} ({what}): "
+                        f"missing; every row needs a {what} value")
+    return values
+
+
+def _labels(column: pd.Series, path: str, frame, key, positive=None) -> np.ndarray:
+    values = column.to_numpy(dtype=np.float64)
+    if positive is not None:  # Clarify's rule collapses any label values to the positive outcome
+        _complete(column, path, frame, key, "label")
+        return positive_label_index(values, positive).astype(np.int8)
     bad = ~np.isin(values, (0.0, 1.0))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         shown = "missing" if np.isnan(values[row]) else f"{values[row]:g}"
         raise DataError(
             f"{path}: {_line(frame, row)}, {_column_name(frame, key)} (label): {shown}; "
-            "labels must be 0 or 1"
+            "labels must be 0 or 1 (or set label_values_or_threshold)"
         )
     return values.astype(np.int8)
 
@@ -249,10 +287,10 @@ def align_to(reference: Dataset, other: Dataset) -> Dataset:
     """Check that ``other`` has ``reference``'s features; reorder named columns to match."""
     if other.feature_names == reference.feature_names:
         return other
-    named = reference.named_columns and other.named_columns
-    if named and set(other.feature_names) == set(reference.feature_names):
+    if other.named_columns and set(other.feature_names) == set(reference.feature_names):
         order = [other.feature_names.index(n) for n in reference.feature_names]
         return replace(other, features=other.features[:, order], feature_names=reference.feature_names)
+    named = reference.named_columns and other.named_columns
     missing = [n for n in reference.feature_names if n not in other.feature_names]
     extra = [n for n in other.feature_names if n not in reference.feature_names]
     detail = (f"{len(other.feature_names)} feature columns, train has {len(reference.feature_names)}"

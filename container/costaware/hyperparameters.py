@@ -176,7 +176,7 @@ SCHEMA: tuple[Param, ...] = (
           "(0: off). The model keeps the best round.", "learning", 0),
     Param("early_stopping_metric", "choice", "expected_cost",
           "Validation metric that early stopping watches.", "learning",
-          choices=("expected_cost", "auc", "logloss")),
+          choices=("expected_cost", "auc", "logloss", "combined_objective")),
     Param("seed", "int", 0, "Random seed.", "xgboost", 0, 2**31 - 1),
     Param("nthread", "int", 0, "Threads for XGBoost (0: all cores).", "xgboost", 0),
     # --- costs ---
@@ -201,6 +201,39 @@ SCHEMA: tuple[Param, ...] = (
     Param("csv_header", "choice", "auto",
           "Whether CSV files start with a header line. auto: present if label_column is set.", "data",
           choices=("auto", "present", "absent")),
+    # --- fairness (Clarify's terms: facet d is the sensitive group, facet a everyone else) ---
+    Param("facet_column", "str", "",
+          "Column holding the facet (a name, or a 0-based column position in the file). Empty: "
+          "no bias metrics. Measured only, not a feature, unless facet_is_feature.", "fairness"),
+    Param("facet_values_or_threshold", "str", "",
+          "Which facet values are the sensitive group d, as Clarify reads it: a JSON list of "
+          "values ('[2]', '[\"F\"]') or a number t for 'facet > t' ('40').", "fairness"),
+    Param("facet_is_feature", "bool", False, "Also use the facet column as a model feature.",
+          "fairness"),
+    Param("group_column", "str", "",
+          "Optional group variable (name or position) for the conditional metric CDDPL.",
+          "fairness"),
+    Param("label_values_or_threshold", "str", "",
+          "The positive outcome (class 1) as Clarify defines it: a JSON list of label values "
+          "('[1]', '[3, 4]': multi-class labels collapsed) or a number t for 'label > t'. "
+          "Empty: labels must be 0/1 and 1 is positive.", "fairness"),
+    Param("fairness_metrics", "str", "DPPL",
+          "Comma-separated Clarify post-training metrics logged every round on validation as "
+          "their distance from parity: |value| (|1 - DI| for DI).", "fairness"),
+    Param("objective_auc_weight", "float", 3.0,
+          "Weight of AUC in validation:combined_objective = (w_auc AUC + w_fair (1 - d)) / "
+          "(w_auc + w_fair), d the first fairness metric's distance from parity.", "fairness", 0),
+    Param("objective_fairness_weight", "float", 1.0,
+          "Weight of fairness (1 - d) in validation:combined_objective.", "fairness", 0),
+    Param("fairness_penalty", "float", 0.0,
+          "Weight of the in-training demographic-parity penalty n (mean_a p - mean_d p)^2 added "
+          "to the loss (0: off).", "fairness", 0, tuning=(0.01, 100, "Logarithmic")),
+    Param("max_abs_dppl", "float", 1.0,
+          "Choose the decision threshold(s) minimising validation cost subject to |DPPL| <= "
+          "this bound (1: no constraint).", "fairness", 0, 1),
+    Param("group_thresholds", "bool", False,
+          "With max_abs_dppl < 1, allow separate thresholds for facets a and d (requests must "
+          "then carry the facet at inference).", "fairness"),
     # --- decision ---
     Param("decision_threshold", "str", "empirical",
           "Threshold saved with the model: 'empirical' (minimises expected cost on validation; "
@@ -254,6 +287,68 @@ def parse(raw: Mapping[str, Any]) -> Settings:
     return settings
 
 
+POST_TRAINING_PER_ROUND = ("DPPL", "DI", "DCA", "DCR", "RD", "SD", "DAR", "DRR", "AD", "TE",
+                           "CDDPL", "GE")
+
+
+def parse_values_or_threshold(text: str, name: str):
+    """Clarify's ``*_values_or_threshold``: a JSON list -> category values, a number -> threshold."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, list) and value and all(isinstance(v, (int, float, str)) for v in value):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise HyperparameterError(
+        f"hyperparameter '{name}': {text!r} must be a JSON list of values (e.g. '[2]') or a "
+        "number (a threshold)"
+    )
+
+
+def _check_fairness(s: Settings) -> None:
+    if s.label_values_or_threshold:
+        parse_values_or_threshold(s.label_values_or_threshold, "label_values_or_threshold")
+    if not s.facet_column:
+        for name in ("facet_values_or_threshold", "group_column"):
+            if s[name]:
+                raise HyperparameterError(f"hyperparameter '{name}' needs 'facet_column'")
+        if s.fairness_penalty > 0 or s.max_abs_dppl < 1 or s.group_thresholds:
+            raise HyperparameterError(
+                "hyperparameters 'fairness_penalty', 'max_abs_dppl' and 'group_thresholds' need "
+                "'facet_column'")
+        if s.early_stopping_metric == "combined_objective":
+            raise HyperparameterError(
+                "hyperparameter 'early_stopping_metric': combined_objective needs 'facet_column'")
+        return
+    if not s.facet_values_or_threshold:
+        raise HyperparameterError(
+            "hyperparameter 'facet_values_or_threshold' is required with 'facet_column' (which "
+            "values are the sensitive group, e.g. '[2]')")
+    parse_values_or_threshold(s.facet_values_or_threshold, "facet_values_or_threshold")
+    metrics = [m.strip().upper() for m in s.fairness_metrics.split(",") if m.strip()]
+    bad = [m for m in metrics if m not in POST_TRAINING_PER_ROUND]
+    if bad or not metrics:
+        raise HyperparameterError(
+            f"hyperparameter 'fairness_metrics': {s.fairness_metrics!r} must list some of "
+            f"{', '.join(POST_TRAINING_PER_ROUND)}")
+    if "CDDPL" in metrics and not s.group_column:
+        raise HyperparameterError("hyperparameter 'fairness_metrics': CDDPL needs 'group_column'")
+    s["fairness_metrics"] = ",".join(metrics)
+    if s.objective_auc_weight + s.objective_fairness_weight <= 0:
+        raise HyperparameterError(
+            "hyperparameters 'objective_auc_weight' and 'objective_fairness_weight' are both 0")
+    if s.max_abs_dppl < 1 and s.decision_threshold != "empirical":
+        raise HyperparameterError(
+            "hyperparameter 'max_abs_dppl' < 1 chooses the threshold on validation: it needs "
+            f"decision_threshold 'empirical', not {s.decision_threshold!r}")
+    if s.group_thresholds and s.max_abs_dppl >= 1:
+        raise HyperparameterError(
+            "hyperparameter 'group_thresholds' needs 'max_abs_dppl' < 1 (it only serves the "
+            "constraint)")
+
+
 def _check_cross_field(s: Settings) -> None:
     # A decision only matters if each kind of mistake costs more than the matching correct answer.
     if s.cost_fp <= s.cost_tn:
@@ -285,6 +380,7 @@ def _check_cross_field(s: Settings) -> None:
                 f"hyperparameter 'decision_threshold': {threshold!r} must be 'empirical', 'bayes' "
                 "or a number in (0, 1)"
             )
+    _check_fairness(s)
     if s.csv_header == "absent" and s.label_column and not s.label_column.isdigit():
         raise HyperparameterError(
             f"hyperparameter 'label_column' names a column ({s.label_column!r}) but csv_header is "

@@ -27,7 +27,14 @@ METRICS: dict[str, str | None] = {
     "f1": "Maximize",
     "accuracy": "Maximize",
     "threshold": None,  # reported, not a tuning objective
+    # with a facet (fairness): distance from parity of DPPL and DI, and the combined objective
+    "dppl": "Minimize",
+    "di": "Minimize",
+    "combined_objective": "Maximize",
 }
+# printed when present, without a metric definition (SageMaker allows 40 definitions)
+LOGGED_ONLY = ("threshold_a", "threshold_d", "dca", "dcr", "rd", "sd", "dar", "drr", "ad", "te",
+               "cddpl", "ge")
 NUMBER = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
 DEFINITIONS_FILE = os.path.join(os.path.dirname(__file__), "metric_definitions.json")
 
@@ -39,7 +46,8 @@ def format_value(value: float) -> str:
 
 
 def format_line(prefix: str, channel: str, metrics: dict) -> str:
-    fields = [f"{channel}:{name}={format_value(metrics[name])}" for name in METRICS if name in metrics]
+    names = [n for n in (*METRICS, *LOGGED_ONLY) if metrics.get(n) is not None]
+    fields = [f"{channel}:{name}={format_value(metrics[name])}" for name in names]
     return "\t".join([prefix, *fields])
 
 

@@ -70,8 +70,9 @@ def rates(counts: dict) -> dict:
     }
 
 
-def evaluate(label: np.ndarray, score: np.ndarray, threshold: float, costs: RowCosts) -> dict:
-    """All metrics of ``score`` at ``threshold``: AUC, log loss, confusion, rates, costs."""
+def evaluate(label: np.ndarray, score: np.ndarray, threshold, costs: RowCosts) -> dict:
+    """All metrics of ``score`` at ``threshold`` (a number, or one per row): AUC, log loss,
+    confusion, rates, costs."""
     decision = (np.asarray(score) >= threshold).astype(np.int8)
     counts = confusion(label, decision)
     total = float(realised_costs(label, decision, costs).sum())
@@ -79,7 +80,7 @@ def evaluate(label: np.ndarray, score: np.ndarray, threshold: float, costs: RowC
     return {
         "auc": roc_auc(label, score),
         "logloss": log_loss(label, score),
-        "threshold": float(threshold),
+        "threshold": float(threshold) if np.ndim(threshold) == 0 else None,
         "confusion_matrix": counts,
         **rates(counts),
         "expected_cost_total": total,

@@ -13,44 +13,91 @@ from typing import Callable
 import numpy as np
 import xgboost as xgb
 
-from . import metric_log
-from .costs import CostMatrix, DecisionPolicy, RowCosts, empirical_threshold, sigmoid
+from . import bias, metric_log
+from .costs import (CostMatrix, DecisionPolicy, RowCosts, constrained_threshold, empirical_threshold,
+                    sigmoid)
 from .data import Dataset
 from .errors import DataError
+from .fairness import sensitive_facet_index
+from .hyperparameters import parse_values_or_threshold
 from .metrics import evaluate
 from .objective import fitted_offset, intercept, make_objective, score_offset
 
 
 @dataclass
 class Channel:
-    """A dataset with everything evaluation needs: its row costs and running margins."""
+    """A dataset with everything evaluation needs: row costs, facet mask, running margins."""
 
     name: str
     data: Dataset
     row_costs: RowCosts
+    sensitive: np.ndarray | None = None  # True: facet d
     dmatrix: xgb.DMatrix | None = None
     margin: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A decision rule: one threshold, or one per facet (a, d)."""
+
+    threshold_a: float
+    threshold_d: float
+
+    @classmethod
+    def single(cls, t: float) -> "Rule":
+        return cls(t, t)
+
+    @property
+    def is_single(self) -> bool:
+        return self.threshold_a == self.threshold_d
+
+    def per_row(self, channel: Channel) -> float | np.ndarray:
+        if self.is_single or channel.sensitive is None:
+            return self.threshold_a
+        return np.where(channel.sensitive, self.threshold_d, self.threshold_a)
+
+    def describe(self) -> dict:
+        if self.is_single:
+            return {"threshold": self.threshold_a}
+        return {"threshold_a": self.threshold_a, "threshold_d": self.threshold_d}
 
 
 @dataclass
 class TrainingResult:
     booster: xgb.Booster
     policy: DecisionPolicy
-    evaluation: dict  # channel -> {"chosen_threshold": metrics, "threshold_0.5": metrics}
+    evaluation: dict  # channel -> {"chosen_threshold": metrics, "threshold_0.5": metrics, ...}
     thresholds: dict  # empirical / bayes / chosen / source
     best_iteration: int
     rounds_trained: int
+    scores: dict = field(default_factory=dict)  # channel -> final scores
+    channels: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
-
-
-def row_costs_for(settings, data: Dataset) -> RowCosts:
-    costs = cost_matrix(settings)
-    scaled = tuple(settings.cost_column_scales.split(","))
-    return RowCosts.build(costs, data.rows, data.cost_multiplier, scaled)
 
 
 def cost_matrix(settings) -> CostMatrix:
     return CostMatrix(fp=settings.cost_fp, fn=settings.cost_fn, tp=settings.cost_tp, tn=settings.cost_tn)
+
+
+def row_costs_for(settings, data: Dataset) -> RowCosts:
+    scaled = tuple(settings.cost_column_scales.split(","))
+    return RowCosts.build(cost_matrix(settings), data.rows, data.cost_multiplier, scaled)
+
+
+def _sensitive(settings, channel: Channel) -> np.ndarray | None:
+    if not settings.facet_column:
+        return None
+    spec = parse_values_or_threshold(settings.facet_values_or_threshold, "facet_values_or_threshold")
+    mask = sensitive_facet_index(channel.data.facet, spec)
+    n_d = int(mask.sum())
+    if n_d in (0, len(mask)):
+        which = "no row" if n_d == 0 else "every row"
+        raise DataError(
+            f"{channel.name} channel: facet '{settings.facet_column}' with "
+            f"facet_values_or_threshold {settings.facet_values_or_threshold}: {which} is in the "
+            "sensitive group d; bias metrics need rows in both facets"
+        )
+    return mask
 
 
 def _check_classes(channel: Channel) -> None:
@@ -81,6 +128,43 @@ def _training_weights(settings, channel: Channel) -> np.ndarray:
     return weight / weight.mean()
 
 
+class Evaluator:
+    """Chooses the decision rule and computes every logged metric for a channel's scores."""
+
+    def __init__(self, settings, bayes: float, fixed: float | None):
+        self.settings = settings
+        self.bayes = bayes
+        self.fixed = fixed
+        self.fairness_names = (settings.fairness_metrics.split(",") if settings.facet_column else [])
+
+    def rule(self, score: np.ndarray, channel: Channel) -> Rule:
+        s = self.settings
+        if self.fixed is not None:
+            return Rule.single(self.fixed)
+        if channel.sensitive is not None and s.max_abs_dppl < 1:
+            found = constrained_threshold(score, channel.data.label, channel.row_costs,
+                                          channel.sensitive, s.max_abs_dppl, s.group_thresholds,
+                                          prefer=self.bayes)
+            return Rule(found["threshold_a"], found["threshold_d"])
+        return Rule.single(empirical_threshold(score, channel.data.label, channel.row_costs,
+                                               prefer=self.bayes)[0])
+
+    def metrics(self, score: np.ndarray, channel: Channel, rule: Rule) -> dict:
+        out = evaluate(channel.data.label, score, rule.per_row(channel), channel.row_costs)
+        del out["threshold"]
+        out.update(rule.describe())
+        if channel.sensitive is not None and self.fairness_names:
+            decision = (score >= rule.per_row(channel)).astype(np.int8)
+            distances = bias.per_round(self.fairness_names, channel.data.label, decision,
+                                       channel.sensitive, channel.data.group)
+            out.update(distances)
+            first = distances[self.fairness_names[0].lower()]
+            out["combined_objective"] = bias.combined_objective(
+                out["auc"], first, self.settings.objective_auc_weight,
+                self.settings.objective_fairness_weight)
+        return out
+
+
 class MetricLogger(xgb.callback.TrainingCallback):
     """Prints one metric line per round and does early stopping on our own metrics.
 
@@ -88,12 +172,12 @@ class MetricLogger(xgb.callback.TrainingCallback):
     round costs one tree's prediction, not the whole model's.
     """
 
-    def __init__(self, watch: Channel, base_margin: float, threshold_for: Callable,
-                 offset: float, refit_offset: bool, early_stopping_rounds: int,
-                 early_stopping_metric: str, log: Callable[[str], None]):
+    def __init__(self, watch: Channel, base_margin: float, evaluator: Evaluator, offset: float,
+                 refit_offset: bool, early_stopping_rounds: int, early_stopping_metric: str,
+                 log: Callable[[str], None]):
         self.watch = watch
         self.base_margin = base_margin
-        self.threshold_for = threshold_for
+        self.evaluator = evaluator
         self.offset = offset
         self.refit_offset = refit_offset
         self.patience = early_stopping_rounds
@@ -101,7 +185,6 @@ class MetricLogger(xgb.callback.TrainingCallback):
         self.log = log
         self.best_iteration = 0
         self.best_value = math.inf
-        self.history: list[dict] = []
 
     def after_iteration(self, model, epoch, evals_log) -> bool:
         channel = self.watch
@@ -111,12 +194,11 @@ class MetricLogger(xgb.callback.TrainingCallback):
         if self.refit_offset:  # as the final model will be: scores read as probabilities
             self.offset = fitted_offset(channel.margin, channel.data.label, self.offset)
         score = sigmoid(channel.margin - self.offset)
-        threshold = self.threshold_for(score, channel)
-        metrics = evaluate(channel.data.label, score, threshold, channel.row_costs)
-        self.history.append(metrics)
+        metrics = self.evaluator.metrics(score, channel, self.evaluator.rule(score, channel))
         self.log(metric_log.format_line(f"[{epoch}]", channel.name, metrics))
         value = metrics[self.metric]
-        value = -value if self.metric == "auc" else value
+        if metric_log.METRICS.get(self.metric) == "Maximize":
+            value = -value
         if value < self.best_value:  # strictly better; ties keep the earlier, smaller model
             self.best_value, self.best_iteration = value, epoch
         return bool(self.patience) and epoch - self.best_iteration >= self.patience
@@ -136,12 +218,15 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     _check_classes(channels["train"])
     if "validation" in channels:
         _check_classes(channels["validation"])
+    for channel in channels.values():
+        channel.sensitive = _sensitive(settings, channel)
 
     train_channel = channels["train"]
     label = train_data.label
     weight = _training_weights(settings, train_channel)
     base_margin = intercept(label, weight)
-    offset = score_offset(label, weight) if settings.objective == "cost_weighted" else 0.0
+    cost_weighted = settings.objective == "cost_weighted"
+    offset = score_offset(label, weight) if cost_weighted else 0.0
 
     # Cost weights go into the DMatrix too: the hist sketch is weighted, exactly as for the
     # built-in binary:logistic with sample weights, so the two give the same trees.
@@ -154,7 +239,9 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
         "disable_default_eval_metric": 1,
         "verbosity": 1,
     }
-    obj = make_objective(label, weight) if settings.objective == "cost_weighted" else None
+    penalty = settings.fairness_penalty
+    obj = (make_objective(label, weight, train_channel.sensitive, penalty)
+           if cost_weighted or penalty > 0 else None)
 
     watch = channels.get("validation", train_channel)
     watch.dmatrix = (dtrain if watch is train_channel else
@@ -164,14 +251,10 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     fixed = _fixed_threshold(settings.decision_threshold, bayes, has_validation=validation is not None)
     if settings.decision_threshold == "empirical" and validation is None:
         log(f"no validation channel: the decision threshold is the Bayes threshold {bayes:.6g}")
+    evaluator = Evaluator(settings, bayes, fixed)
 
-    def threshold_for(score, channel):
-        if fixed is not None:
-            return fixed
-        return empirical_threshold(score, channel.data.label, channel.row_costs, prefer=bayes)[0]
-
-    refit = settings.objective == "cost_weighted" and "validation" in channels
-    logger = MetricLogger(watch, base_margin, threshold_for, offset, refit,
+    refit = cost_weighted and "validation" in channels
+    logger = MetricLogger(watch, base_margin, evaluator, offset, refit,
                           settings.early_stopping_rounds, settings.early_stopping_metric, log)
     booster = xgb.train(params, dtrain, num_boost_round=settings.num_round, obj=obj,
                         callbacks=[logger], verbose_eval=False)
@@ -188,32 +271,57 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
         # Re-fit the intercept on validation so that scores read as probabilities of class 1.
         offset = fitted_offset(margins["validation"], channels["validation"].data.label, offset)
     scores = {name: sigmoid(m - offset) for name, m in margins.items()}
-    thresholds = {"bayes": bayes}
+
+    thresholds: dict = {"bayes": bayes}
     if "validation" in channels:
         v = channels["validation"]
         thresholds["empirical"], _ = empirical_threshold(scores["validation"], v.data.label,
                                                           v.row_costs, prefer=bayes)
-    if fixed is None:
-        chosen, source = thresholds["empirical"], "empirical"
-    else:
-        chosen = fixed
+    rule = evaluator.rule(scores[watch.name], watch) if fixed is None else Rule.single(fixed)
+    if fixed is not None:
         source = "bayes" if settings.decision_threshold in ("bayes", "empirical") else "fixed"
-    thresholds.update(chosen=chosen, source=source)
-    policy = DecisionPolicy(costs, chosen, offset, source)
+    elif settings.facet_column and settings.max_abs_dppl < 1:
+        source = "constrained"
+    else:
+        source = "empirical"
+    thresholds.update(chosen=rule.threshold_a, source=source)
+    if not rule.is_single:
+        thresholds["group"] = {"a": rule.threshold_a, "d": rule.threshold_d}
+    policy = DecisionPolicy(
+        costs, rule.threshold_a, offset, source,
+        group_thresholds=None if rule.is_single else (rule.threshold_a, rule.threshold_d),
+        facet=_facet_spec(settings),
+    )
 
     evaluation = {}
+    raw_rule = Rule.single(float(sigmoid(np.array([-offset]))[0]))
     for name, ch in channels.items():
-        label, rc = ch.data.label, ch.row_costs
+        label_c, rc = ch.data.label, ch.row_costs
         evaluation[name] = {
-            "chosen_threshold": evaluate(label, scores[name], chosen, rc),
-            "threshold_0.5": evaluate(label, scores[name], 0.5, rc),
-            "bayes_threshold": evaluate(label, scores[name], bayes, rc),
+            "chosen_threshold": evaluator.metrics(scores[name], ch, rule),
+            "threshold_0.5": evaluator.metrics(scores[name], ch, Rule.single(0.5)),
+            "bayes_threshold": evaluator.metrics(scores[name], ch, Rule.single(bayes)),
             # the loss's own rule, raw sigmoid(margin) >= 0.5, as in the custom-loss case study
-            "raw_margin_0": evaluate(label, scores[name], float(sigmoid(np.array([-offset]))[0]), rc),
+            "raw_margin_0": evaluator.metrics(scores[name], ch, raw_rule),
         }
+        if ch.sensitive is not None:
+            decision = (scores[name] >= rule.per_row(ch)).astype(np.int8)
+            evaluation[name]["bias"] = bias.bias_section(label_c, decision, ch.sensitive, ch.data.group)
         log(metric_log.format_line("[final]", name, evaluation[name]["chosen_threshold"]))
     return TrainingResult(booster, policy, evaluation, thresholds, best, rounds_trained,
+                          scores=scores, channels=channels,
                           extra={"base_margin": base_margin, "score_offset": offset})
+
+
+def _facet_spec(settings) -> dict | None:
+    if not settings.facet_column:
+        return None
+    return {
+        "column": settings.facet_column,
+        "values_or_threshold": parse_values_or_threshold(settings.facet_values_or_threshold,
+                                                         "facet_values_or_threshold"),
+        "is_feature": settings.facet_is_feature,
+    }
 
 
 def _margin(booster: xgb.Booster, data: Dataset) -> np.ndarray:

@@ -1,0 +1,180 @@
+"""Fairness in training: bias metrics against smclarify on the model's own predictions, the
+per-round fairness lines, the parity penalty and the constrained thresholds."""
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from costaware import artifact, hyperparameters, metric_log, training
+from costaware.data import Dataset
+from costaware.objective import parity_penalty, parity_penalty_grad_hess
+
+from conftest import REPO, run_train
+from test_fairness_metrics import Case, clarify, same
+
+pytestmark = pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")
+PREPARE = REPO / "local_test" / "prepare_german_credit.py"
+
+
+def german_tree(base, **hyperparameters):
+    args = [f"{k}={v}" for k, v in {"num_round": "30", **hyperparameters}.items()]
+    subprocess.run([sys.executable, str(PREPARE), str(base), *args], check=True, capture_output=True)
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def unconstrained(tmp_path_factory):
+    base = tmp_path_factory.mktemp("gc") / "ml"
+    log = german_tree(base)
+    return base, log
+
+
+def _validation(base):
+    frame = pd.read_csv(base / "input" / "data" / "validation" / "validation.csv")
+    model = artifact.load(str(base / "model"))
+    features = frame[model.feature_names].to_numpy(np.float32)
+    return frame, model, model.score(features)
+
+
+def test_bias_section_matches_smclarify_on_the_models_predictions(unconstrained):
+    base, _ = unconstrained
+    frame, model, score = _validation(base)
+    assert "foreign_worker" not in model.feature_names  # measured only, by default
+    y = frame["credit_risk"].to_numpy() == 1
+    s = frame["foreign_worker"].to_numpy() == 1
+    yhat = model.policy.decide(score) == 1
+    evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    section = evaluation["channels"]["validation"]["bias"]
+    assert section["facet_rows"] == {"a": int((~s).sum()), "d": int(s.sum())}
+    case = Case(y=y, yhat=yhat, s=s, facet=frame["foreign_worker"].to_numpy())
+    compared = 0
+    for name, ours in section["post_training"].items():
+        kind, ref = clarify(name, case)
+        ours = float(ours) if isinstance(ours, str) else ours  # "inf" in JSON
+        assert (kind == "error" and ours is None) or same(ours, ref), name
+        compared += 1
+    for name, ours in section["pre_training"].items():
+        kind, ref = clarify(name, case)
+        assert (kind == "error" and ours is None) or same(ours, ref), name
+        compared += 1
+    assert compared >= 17
+
+
+def test_fairness_metric_lines(unconstrained):
+    base, log = unconstrained
+    evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    for d in metric_log.metric_definitions():
+        channel, name = d["Name"].split(":")
+        if name not in ("dppl", "di", "combined_objective"):
+            continue
+        values = [float(v) for v in re.findall(d["Regex"], log)]
+        if name == "di":
+            assert not values  # logged only when asked for (fairness_metrics)
+            continue
+        assert values, d["Name"]
+        assert values[-1] == pytest.approx(evaluation["channels"][channel]["chosen_threshold"][name], rel=1e-6)
+    final = evaluation["channels"]["validation"]["chosen_threshold"]
+    assert final["dppl"] == pytest.approx(abs(evaluation["channels"]["validation"]["bias"]["post_training"]["DPPL"]))
+    assert final["combined_objective"] == pytest.approx((3 * final["auc"] + 1 - final["dppl"]) / 4)
+
+
+def test_constrained_thresholds(tmp_path, unconstrained):
+    base, _ = unconstrained
+    free = json.loads((base / "output" / "data" / "evaluation.json").read_text())["channels"]["validation"]
+    bound = 0.02
+    single_base, group_base = tmp_path / "single", tmp_path / "group"
+    german_tree(single_base, max_abs_dppl=str(bound))
+    german_tree(group_base, max_abs_dppl=str(bound), group_thresholds="true")
+    single = json.loads((single_base / "output" / "data" / "evaluation.json").read_text())["channels"]["validation"]
+    group = json.loads((group_base / "output" / "data" / "evaluation.json").read_text())["channels"]["validation"]
+    for result in (single, group):
+        assert abs(result["bias"]["post_training"]["DPPL"]) <= bound + 1e-12
+        assert result["chosen_threshold"]["expected_cost"] >= free["chosen_threshold"]["expected_cost"] - 1e-12
+    # group-specific thresholds include the single-threshold rules: never more expensive
+    assert group["chosen_threshold"]["expected_cost"] <= single["chosen_threshold"]["expected_cost"] + 1e-12
+    meta = json.loads((group_base / "model" / "metadata.json").read_text())["decision_policy"]
+    assert set(meta["group_thresholds"]) == {"a", "d"}
+    assert meta["threshold_source"] == "constrained"
+    assert meta["facet"] == {"column": "foreign_worker", "values_or_threshold": [1], "is_feature": False}
+    # the saved policy reproduces the validation decisions with the facet
+    frame, model, score = _validation(group_base)
+    s = frame["foreign_worker"].to_numpy() == 1
+    decisions = model.policy.decide(score, s)
+    kind, ref = clarify("DPPL", Case(y=frame["credit_risk"].to_numpy() == 1, yhat=decisions == 1, s=s))
+    assert same(group["bias"]["post_training"]["DPPL"], ref)
+    with pytest.raises(ValueError, match="needs its facet|every row needs"):
+        model.policy.decide(score)
+
+
+def _synthetic_biased(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    s = rng.random(n) < 0.3
+    x = rng.normal(size=(n, 4))
+    x[:, 0] += np.where(s, -1.0, 0.5)  # a proxy of the facet
+    logit = 1.2 * x[:, 0] + 0.5 * x[:, 1] - 0.3
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+    return x.astype(np.float32), y, s.astype(float) + 1  # facet coded 1 = a, 2 = d
+
+
+def _train_in_process(penalty):
+    x, y, facet = _synthetic_biased()
+    settings = hyperparameters.parse({"facet_column": "facet", "facet_values_or_threshold": "[2]",
+                                      "fairness_penalty": str(penalty), "num_round": "40",
+                                      "cost_fp": "1", "cost_fn": "2", "max_depth": "3"})
+    data = Dataset(x, y, ["x0", "x1", "x2", "x3"], None, "mem", True, facet=facet)
+    return training.train(settings, data, log=lambda line: None), facet == 2
+
+
+def test_parity_penalty_narrows_the_gap():
+    gaps = {}
+    for penalty in (0.0, 20.0):
+        result, s = _train_in_process(penalty)
+        p = result.scores["train"]
+        gaps[penalty] = abs(p[~s].mean() - p[s].mean())
+    assert gaps[20.0] < 0.5 * gaps[0.0], gaps
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_parity_penalty_derivatives_match_finite_differences(seed):
+    rng = np.random.default_rng(seed)
+    n = 40
+    margin = rng.normal(scale=2, size=n)
+    s = rng.random(n) < 0.4
+    grad, hess = parity_penalty_grad_hess(margin, s, 3.0)
+    h = 1e-5
+    for i in range(n):
+        up, down = margin.copy(), margin.copy()
+        up[i] += h
+        down[i] -= h
+        numeric = (parity_penalty(up, s, 3.0) - parity_penalty(down, s, 3.0)) / (2 * h)
+        assert grad[i] == pytest.approx(numeric, rel=1e-5, abs=1e-8)
+        second = (parity_penalty_grad_hess(up, s, 3.0)[0][i] - parity_penalty_grad_hess(down, s, 3.0)[0][i]) / (2 * h)
+        assert hess[i] == pytest.approx(second, rel=1e-4, abs=1e-8)
+
+
+def test_multiclass_labels_collapsed_by_clarifys_rule(tmp_path):
+    from conftest import write_tree
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 3))
+    grade = np.clip(np.round(x[:, 0] + 3 + rng.normal(scale=0.5, size=300)), 1, 5).astype(int)
+    facet = (rng.random(300) < 0.3).astype(int)
+    frame = pd.DataFrame({"grade": grade, "a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "sex": facet})
+    base = write_tree(tmp_path, {"label_column": "grade", "label_values_or_threshold": "[4, 5]",
+                                 "facet_column": "sex", "facet_values_or_threshold": "[1]",
+                                 "num_round": "5"},
+                      {"train": {"t.csv": frame.iloc[:200].to_csv(index=False)},
+                       "validation": {"v.csv": frame.iloc[200:].to_csv(index=False)}})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    ev = json.loads((base / "output" / "data" / "evaluation.json").read_text())["channels"]["validation"]
+    cm = ev["chosen_threshold"]["confusion_matrix"]
+    assert cm["tp"] + cm["fn"] == int(np.isin(grade[200:], [4, 5]).sum())
+    assert ev["bias"]["pre_training"]["CI"] == pytest.approx(
+        ((facet[200:] == 0).sum() - (facet[200:] == 1).sum()) / 100)
