@@ -81,9 +81,41 @@ def run(base_dir: str, log=training.print_line) -> training.TrainingResult:
     with open(os.path.join(output_data, "evaluation.json"), "w", encoding="utf-8") as handle:
         json.dump({"thresholds": result.thresholds, "channels": result.evaluation}, handle, indent=2)
         handle.write("\n")
+    _write_report(output_data, result, settings, log)
     log(f"model saved to {model_dir}; decision threshold {result.policy.threshold:.6g} "
         f"({result.policy.threshold_source}), Bayes threshold {result.thresholds['bayes']:.6g}")
     return result
+
+
+def _write_report(output_data: str, result: training.TrainingResult, settings, log) -> None:
+    """Charts and report.html; a failure here is logged, not fatal: the model is already saved."""
+    from . import report  # matplotlib is imported only when a report is written
+
+    policy = result.policy
+    views = [
+        report.ChannelView(
+            name=name, label=ch.data.label, score=result.scores[name], row_costs=ch.row_costs,
+            threshold=policy.threshold, bayes_threshold=result.thresholds["bayes"],
+            sensitive=ch.sensitive, facet_name=settings.facet_column,
+            group_thresholds=result.thresholds.get("group"),
+            bias=(result.evaluation[name].get("bias") or {}).get("post_training"),
+        )
+        for name, ch in result.channels.items()
+    ]
+    summary = {
+        "objective": settings.objective,
+        **policy.costs.as_dict(),
+        "decision threshold": f"{policy.threshold:.6g} ({policy.threshold_source})",
+        "Bayes threshold": f"{result.thresholds['bayes']:.6g}",
+        "rounds kept": result.best_iteration + 1,
+    }
+    if settings.facet_column:
+        summary["facet (d)"] = f"{settings.facet_column} in {settings.facet_values_or_threshold}"
+    try:
+        files = report.write_report(output_data, views, "costaware training report", summary)
+        log(f"report: {len(files)} files in {output_data}")
+    except Exception:  # noqa: BLE001 - a chart must never fail a finished training job
+        logger.warning("could not write the report:\n%s", traceback.format_exc())
 
 
 def one_line(message: str) -> str:
