@@ -111,6 +111,36 @@ def test_constrained_thresholds(tmp_path, unconstrained):
     assert same(group["bias"]["post_training"]["DPPL"], ref)
     with pytest.raises(ValueError, match="needs its facet|every row needs"):
         model.policy.decide(score)
+    _serve_with_facet(group_base, frame, model, decisions, tmp_path)
+
+
+def _serve_with_facet(base, frame, model, decisions, log_dir):
+    """The real server decides each row with its facet's threshold; the facet comes last."""
+    import requests
+    from test_serving import Server
+    server = Server(str(base / "model"), log_dir, workers=1)
+    try:
+        server.wait_ready()
+        rows = frame[model.feature_names + ["foreign_worker"]].to_numpy(float)
+        body = "\n".join(",".join(repr(float(v)) for v in row) for row in rows)
+        answer = requests.post(server.url + "/invocations", data=body,
+                               headers={"Content-Type": "text/csv"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        got = answer.json()
+        predictions = got["predictions"] if isinstance(got, dict) else got
+        assert [p["decision"] for p in predictions] == decisions.tolist()
+        t_a, t_d = model.policy.group_thresholds
+        expected = np.where(frame["foreign_worker"].to_numpy() == 1, t_d, t_a)
+        assert np.allclose([p["threshold"] for p in predictions], expected)
+        keyed = [dict(zip(model.feature_names, map(float, row))) for row in rows[:2, :-1]]
+        missing = requests.post(server.url + "/invocations", json={"instances": keyed}, timeout=30)
+        assert missing.status_code == 400 and "foreign_worker" in missing.json()["error"]
+        short = "\n".join(",".join(repr(float(v)) for v in row[:-1]) for row in rows[:2])
+        refused = requests.post(server.url + "/invocations", data=short,
+                                headers={"Content-Type": "text/csv"}, timeout=30)
+        assert refused.status_code == 400, refused.text
+    finally:
+        server.stop()
 
 
 def _synthetic_biased(n=3000, seed=0):

@@ -1,0 +1,207 @@
+"""The WSGI app: SageMaker's hosting contract around :func:`costaware.inference.predict`.
+
+    GET  /ping                  200 once this worker holds the model (it loads before serving)
+    POST /invocations           rows in, scores + cost-optimal decisions out (codecs.py has formats)
+    GET  /execution-parameters  batch transform's defaults for this container
+
+``create_app`` is a factory with no module-level state: each gunicorn worker calls it once at boot,
+so each loads its own booster (never shared across a fork) before it accepts a connection. A
+request reads only immutable state (the model, the settings); a per-request cost override builds
+a new policy object, so a request, good or bad, cannot change what the next one gets.
+
+Every error is JSON ``{"error": "...", "status": N, ...}`` (the table is in docs/serving.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from time import perf_counter
+
+import numpy as np
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from .. import artifact, inference
+from . import codecs, policy_override
+from .config import Settings
+
+log = logging.getLogger("costaware.serving")
+
+DRAIN_LIMIT = 256 * 1024 * 1024  # an over-limit body up to this size is read and dropped
+
+
+def _json_response(payload: dict, status: int) -> Response:
+    return Response(json.dumps(payload, separators=(",", ":"), allow_nan=False), status=status,
+                    mimetype="application/json")
+
+
+def error_response(status: int, message: str, **details) -> Response:
+    request.environ["costaware.error"] = message
+    return _json_response({"error": message, "status": status, **details}, status)
+
+
+def create_app(model_dir: str | None = None, settings: Settings | None = None) -> Flask:
+    """Load the model in ``model_dir`` (default from the environment) and build the app.
+
+    Raises :class:`costaware.artifact.ModelLoadError` with a one-line reason if the model cannot
+    be loaded: the worker then fails to boot and gunicorn stops, rather than serving 500s.
+    """
+    settings = settings or Settings.from_env()
+    model_dir = model_dir or settings.model_dir
+    model = artifact.load(model_dir, nthread=settings.predict_threads)
+    input_names, _, _ = inference.facet_input(model)
+    warm_up, warm_sensitive = inference.split_facet(model, np.zeros((1, len(input_names))))
+    inference.predict(model, warm_up, sensitive=warm_sensitive)  # warm up before traffic
+    model_policy = model.policy
+    limit = settings.max_payload_bytes
+
+    def policy_info(policy, source: str) -> dict:
+        info = {"costs": policy.costs.as_dict(), "threshold": policy.threshold,
+                "threshold_source": policy.threshold_source, "costs_source": source}
+        if policy.group_thresholds is not None:
+            info["group_thresholds"] = {"a": policy.group_thresholds[0],
+                                        "d": policy.group_thresholds[1]}
+        return info
+
+    model_policy_json = codecs.policy_json(policy_info(model_policy, "model"))
+    model_policy_header = policy_override.describe_policy(model_policy, "model")
+    execution_parameters = json.dumps({
+        "MaxConcurrentTransforms": settings.workers,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": settings.max_payload_mb,
+    })
+
+    app = Flask("costaware.serving")
+    app.config.update(DEBUG=False, TESTING=False, PROPAGATE_EXCEPTIONS=False,
+                      MAX_CONTENT_LENGTH=None)
+    app.extensions["costaware"] = {"model": model, "model_dir": model_dir, "settings": settings}
+
+    @app.get("/ping")
+    def ping():
+        if app.extensions["costaware"].get("model") is None:  # pragma: no cover - loaded above
+            return error_response(503, "the model is not loaded")
+        return Response(b'{"status":"ok"}', status=200, mimetype="application/json")
+
+    @app.get("/execution-parameters")
+    def get_execution_parameters():
+        return Response(execution_parameters, status=200, mimetype="application/json")
+
+    @app.post("/invocations")
+    def invocations():
+        headers = request.headers
+        kind = codecs.input_kind(headers.get("Content-Type"))
+        encoding = headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            raise codecs.RequestError(415, f"Content-Encoding {encoding!r} is not supported; send "
+                                           "the body uncompressed")
+        spec = codecs.output_spec(headers.get("Accept"))
+        costs = policy_override.parse_costs(headers.get(policy_override.HEADER),
+                                            model_policy.costs)
+        environ = request.environ
+        t0 = perf_counter()
+        body = _read_body(limit, settings.max_payload_mb)
+        t1 = perf_counter()
+        rows = codecs.decode(body, kind, input_names)
+        try:
+            features, sensitive = inference.split_facet(model, rows)
+        except ValueError as exc:
+            raise codecs.RequestError(400, str(exc)) from None
+        t2 = perf_counter()
+        environ["costaware.rows"] = len(features)
+        if costs is None:
+            policy, info, header = model_policy, model_policy_json, model_policy_header
+        else:
+            policy = model_policy.with_costs(costs)
+            info = codecs.policy_json(policy_info(policy, "custom-attributes"))
+            header = policy_override.describe_policy(policy, "custom-attributes")
+        result = inference.predict(model, features, policy, sensitive)
+        t3 = perf_counter()
+        payload = codecs.encode(result, spec, info)
+        t4 = perf_counter()
+        environ["costaware.timing"] = {"read_ms": round((t1 - t0) * 1000, 3),
+                                       "parse_ms": round((t2 - t1) * 1000, 3),
+                                       "predict_ms": round((t3 - t2) * 1000, 3),
+                                       "encode_ms": round((t4 - t3) * 1000, 3)}
+        response = Response(payload, status=200, mimetype=spec.mimetype)
+        response.headers[policy_override.HEADER] = header
+        return response
+
+    @app.errorhandler(codecs.RequestError)
+    def request_error(exc: codecs.RequestError):
+        response = error_response(exc.status, exc.message, **exc.details)
+        _drain(request.content_length, response)
+        return response
+
+    @app.errorhandler(policy_override.OverrideError)
+    def override_error(exc):
+        response = error_response(400, str(exc))
+        _drain(request.content_length, response)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        message = exc.description or exc.name
+        if exc.code == 405:
+            message = f"{request.method} is not allowed on {request.path}"
+        elif exc.code == 404:
+            message = f"no such path {request.path}; use /invocations, /ping or " \
+                      "/execution-parameters"
+        return error_response(exc.code or 500, message)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, f"internal error: {type(exc).__name__}; the request was not "
+                                   "processed (details in the server log)")
+
+    return app
+
+
+def _read_body(limit: int, limit_mb: int) -> bytes:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise codecs.RequestError(
+            413, f"the body is {length} bytes, over this server's limit of {limit_mb} MiB "
+                 f"(SAGEMAKER_MAX_PAYLOAD_IN_MB); send fewer rows per request",
+            limit_bytes=limit)
+    stream = request.environ["wsgi.input"]  # gunicorn's reader: read(n) returns n bytes or to EOF
+    if length is not None:
+        body = stream.read(length)
+        if len(body) < length:
+            raise codecs.RequestError(400, f"the body ended after {len(body)} of its "
+                                           f"{length} bytes (Content-Length)")
+        return body
+    chunks, size = [], 0  # chunked transfer: read up to the limit and one byte more
+    while size <= limit:
+        chunk = stream.read(min(1 << 22, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise codecs.RequestError(
+            413, f"the body is over this server's limit of {limit_mb} MiB "
+                 f"(SAGEMAKER_MAX_PAYLOAD_IN_MB); send fewer rows per request",
+            limit_bytes=limit)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _drain(length: int | None, response: Response) -> None:
+    """Read and drop what is left of a refused body (up to DRAIN_LIMIT bytes), so the client gets
+    the error rather than a reset in the middle of sending, and a kept-alive connection stays
+    usable. Bigger bodies: the connection is closed instead."""
+    if length is not None and length > DRAIN_LIMIT:
+        response.headers["Connection"] = "close"
+        return
+    stream = request.environ["wsgi.input"]
+    dropped = 0
+    try:
+        while dropped <= DRAIN_LIMIT:
+            chunk = stream.read(1 << 20)
+            if not chunk:
+                return
+            dropped += len(chunk)
+    except (OSError, ValueError):  # pragma: no cover - the client went away
+        pass
+    response.headers["Connection"] = "close"

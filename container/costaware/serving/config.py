@@ -1,0 +1,90 @@
+"""Server settings from the environment, checked once, each bad value a one-line reason.
+
+Imports nothing heavy: the gunicorn master reads these before any worker (and before numpy or
+XGBoost are imported anywhere in the server's process tree).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_MODEL_DIR = "/opt/ml/model"
+MAX_PAYLOAD_LIMIT_MB = 100
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the server cannot use."""
+
+
+def cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def model_dir_from_env(env=None) -> str:
+    """``COSTAWARE_MODEL_DIR``, else ``SM_MODEL_DIR``, else ``$SAGEMAKER_BASE_DIR/model``, else
+    ``/opt/ml/model`` (where SageMaker unpacks ``ModelDataUrl``)."""
+    env = os.environ if env is None else env
+    for name in ("COSTAWARE_MODEL_DIR", "SM_MODEL_DIR"):
+        if env.get(name):
+            return env[name]
+    if env.get("SAGEMAKER_BASE_DIR"):
+        return os.path.join(env["SAGEMAKER_BASE_DIR"], "model")
+    return DEFAULT_MODEL_DIR
+
+
+def _int(env, name: str, default: int, low: int, high: int | None = None) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name}={value} must be {bounds}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: str
+    host: str
+    port: int
+    workers: int
+    threads: int  # request threads per worker (gunicorn gthread)
+    predict_threads: int  # XGBoost nthread per worker
+    timeout: int
+    graceful_timeout: int
+    keepalive: int
+    max_payload_mb: int
+    log_level: str
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.max_payload_mb * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env=None) -> "Settings":
+        env = os.environ if env is None else env
+        log_level = env.get("COSTAWARE_LOG_LEVEL", "info").strip().lower() or "info"
+        if log_level not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError(f"COSTAWARE_LOG_LEVEL={log_level!r}: choose debug, info, warning, "
+                              "error or critical")
+        return cls(
+            model_dir=model_dir_from_env(env),
+            host=env.get("COSTAWARE_BIND_HOST", "").strip() or "0.0.0.0",
+            port=_int(env, "SAGEMAKER_BIND_TO_PORT", 8080, 1, 65535),
+            workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", cpu_count(), 1, 1024),
+            threads=_int(env, "COSTAWARE_WORKER_THREADS", 2, 1, 64),
+            predict_threads=_int(env, "COSTAWARE_PREDICT_THREADS", 1, 1, 256),
+            timeout=_int(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, 1),
+            graceful_timeout=_int(env, "COSTAWARE_GRACEFUL_TIMEOUT", 30, 1),
+            keepalive=_int(env, "COSTAWARE_KEEPALIVE", 75, 0, 3600),
+            max_payload_mb=_int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, 1, MAX_PAYLOAD_LIMIT_MB),
+            log_level=log_level,
+        )

@@ -1,0 +1,95 @@
+"""Per-request costs from SageMaker's custom-attributes header.
+
+    X-Amzn-SageMaker-Custom-Attributes: cost_fp=1,cost_fn=20
+
+Rules (also in docs/serving.md):
+
+* The header is a list of ``key=value`` pairs separated by ``,`` or ``;``; spaces around keys and
+  values are ignored. SageMaker forwards it verbatim, so it may carry other people's attributes
+  (trace ids and the like): pairs whose key does not start with ``cost_`` are ignored.
+* Keys starting with ``cost_`` are ours and checked: only ``cost_fp``, ``cost_fn``, ``cost_tp`` and
+  ``cost_tn`` exist (any other ``cost_*`` key is refused, naming the valid ones); each at most once;
+  each value a plain finite number ``>= 0``.
+* A cost not given keeps the model's value (the costs it was trained with), so ``cost_fn=500000``
+  alone changes only the cost of a false negative.
+* The resulting matrix must have ``cost_fp > cost_tn`` and ``cost_fn > cost_tp`` (the same rule as
+  training's hyperparameters): otherwise one decision would always be best and no threshold exists.
+
+The decision is then recomputed with ``DecisionPolicy.with_costs`` (costs.py): a Bayes threshold
+becomes the new Bayes threshold; an empirical threshold keeps the calibration correction it learned
+on validation, shifted in log-odds by the change of the Bayes threshold.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from ..costs import CostMatrix
+from ..errors import InputError
+
+HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+COST_KEYS = ("cost_fp", "cost_fn", "cost_tp", "cost_tn")
+_NUMBER = re.compile(r"[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+class OverrideError(InputError):
+    """The custom-attributes header asks for costs that cannot be used."""
+
+
+def parse_costs(header: str | None, base: CostMatrix) -> CostMatrix | None:
+    """The cost matrix a request asks for, or ``None`` when its header names no ``cost_*`` key."""
+    if not header:
+        return None
+    given: dict[str, float] = {}
+    for part in re.split(r"[,;]", header):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not key.lower().startswith("cost_"):
+            continue  # someone else's attribute
+        if key not in COST_KEYS:
+            raise OverrideError(
+                f"{HEADER}: unknown cost {key!r}; the costs are {', '.join(COST_KEYS)}")
+        if not sep:
+            raise OverrideError(f"{HEADER}: {key} has no value (write {key}=NUMBER)")
+        if key in given:
+            raise OverrideError(f"{HEADER}: {key} is given twice")
+        value = value.strip()
+        if not _NUMBER.fullmatch(value):
+            raise OverrideError(f"{HEADER}: {key}={value!r} is not a number >= 0")
+        number = float(value)
+        if not math.isfinite(number):
+            raise OverrideError(f"{HEADER}: {key}={value} is too large")
+        given[key] = number
+    if not given:
+        return None
+    values = {**base.as_dict(), **given}
+
+    def describe(key: str) -> str:
+        origin = "" if key in given else ", the model's"
+        return f"{key} ({values[key]:g}{origin})"
+
+    if values["cost_fp"] <= values["cost_tn"]:
+        raise OverrideError(f"{HEADER}: {describe('cost_fp')} must exceed {describe('cost_tn')}: "
+                            "otherwise deciding 1 is never worse and no threshold exists")
+    if values["cost_fn"] <= values["cost_tp"]:
+        raise OverrideError(f"{HEADER}: {describe('cost_fn')} must exceed {describe('cost_tp')}: "
+                            "otherwise deciding 0 is never worse and no threshold exists")
+    return CostMatrix.from_dict(values)
+
+
+def describe_policy(policy, source: str) -> str:
+    """The response's custom-attributes value: the costs and threshold a response used."""
+    costs = policy.costs.as_dict()
+    parts = [f"{key}={_num(costs[key])}" for key in COST_KEYS]
+    parts.append(f"threshold={_num(policy.threshold)}")
+    parts.append(f"costs_source={source}")
+    return ",".join(parts)
+
+
+def _num(value: float) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)

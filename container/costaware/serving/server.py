@@ -1,0 +1,197 @@
+"""``serve``: gunicorn + the Flask app, as SageMaker runs the image (``docker run IMAGE serve``).
+
+Order of events:
+
+1. Read the settings from the environment (config.py); a bad value stops here with a one-line
+   reason and exit status 2.
+2. Check the model in a short-lived forked child (so this master process never imports XGBoost
+   or numpy, and every worker later forks from a process that has no XGBoost/OpenMP threads).
+   A missing, empty or corrupt model directory stops here: one line on stderr, exit status 1.
+3. Start gunicorn (gthread workers). Each worker builds the app with ``create_app``, which loads
+   its own booster (``nthread`` = COSTAWARE_PREDICT_THREADS, default 1) before the worker accepts
+   a connection. SIGTERM drains in-flight requests (up to COSTAWARE_GRACEFUL_TIMEOUT seconds) and
+   exits 0.
+
+Logs are JSON lines: gunicorn's and the app's messages on stderr, one access line per request on
+stdout (method, path, status, latency_ms, bytes in and out, rows, and the error message of a 4xx).
+
+Environment: see docs/serving.md (SAGEMAKER_BIND_TO_PORT, SAGEMAKER_MODEL_SERVER_WORKERS,
+SAGEMAKER_MODEL_SERVER_TIMEOUT, SAGEMAKER_MAX_PAYLOAD_IN_MB, COSTAWARE_BIND_HOST,
+COSTAWARE_MODEL_DIR / SM_MODEL_DIR / SAGEMAKER_BASE_DIR, COSTAWARE_WORKER_THREADS,
+COSTAWARE_PREDICT_THREADS, COSTAWARE_GRACEFUL_TIMEOUT, COSTAWARE_KEEPALIVE, COSTAWARE_LOG_LEVEL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from datetime import datetime, timezone
+
+from gunicorn import glogging
+from gunicorn.app.base import BaseApplication
+
+from .config import ConfigError, Settings
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": _now(), "level": record.levelname.lower(), "logger": record.name,
+                 "pid": record.process, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        return json.dumps(entry, default=str)
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's logger with JSON lines: error log via :class:`JsonFormatter`, and one access line
+    per request carrying the latency and what the app put in the WSGI environ."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        formatter = JsonFormatter()
+        for handler in self.error_log.handlers:
+            handler.setFormatter(formatter)
+        app_log = logging.getLogger("costaware")
+        app_log.setLevel(self.loglevel)
+        app_log.propagate = False
+        for handler in list(app_log.handlers):
+            if getattr(handler, "_costaware", False):
+                app_log.removeHandler(handler)
+        handler = logging.StreamHandler(sys.stderr)
+        handler._costaware = True
+        handler.setFormatter(formatter)
+        app_log.addHandler(handler)
+
+    def access(self, resp, req, environ, request_time):
+        status = resp.status
+        if isinstance(status, str):
+            status = status.split(None, 1)[0]
+        try:
+            request_bytes = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            request_bytes = None
+        entry = {
+            "time": _now(), "level": "info", "logger": "access", "pid": os.getpid(),
+            "method": environ.get("REQUEST_METHOD"), "path": environ.get("PATH_INFO"),
+            "status": int(status), "latency_ms": round(request_time.total_seconds() * 1000, 3),
+            "request_bytes": request_bytes, "response_bytes": getattr(resp, "sent", None),
+            "remote": environ.get("REMOTE_ADDR"),
+        }
+        if "costaware.rows" in environ:
+            entry["rows"] = environ["costaware.rows"]
+        if "costaware.timing" in environ:
+            entry.update(environ["costaware.timing"])
+        if "costaware.error" in environ:
+            entry["error"] = environ["costaware.error"]
+        try:
+            self.access_log.info(json.dumps(entry, default=str))
+        except Exception:  # pragma: no cover - never let logging fail a request
+            self.error(traceback.format_exc())
+
+
+class CostawareServer(BaseApplication):
+    """gunicorn configured in code (no config file, no command-line parsing of gunicorn's own)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self):
+        s = self.settings
+        options = {
+            "bind": [f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}"],
+            "workers": s.workers,
+            "worker_class": "gthread",
+            "threads": s.threads,
+            "timeout": s.timeout,
+            "graceful_timeout": s.graceful_timeout,
+            "keepalive": s.keepalive,
+            "preload_app": False,  # each worker loads its own booster after the fork
+            "accesslog": "-",
+            "errorlog": "-",
+            "loglevel": s.log_level,
+            "logger_class": JsonLogger,
+            "proc_name": "costaware-serve",
+            "control_socket_disable": True,
+        }
+        if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+            options["worker_tmp_dir"] = "/dev/shm"  # heartbeat file off the container's overlay fs
+        for key, value in options.items():
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
+
+    def load(self):
+        from .app import create_app  # in the worker: numpy, XGBoost and Flask load here
+
+        return create_app(self.settings.model_dir, self.settings)
+
+
+def check_model(model_dir: str) -> str | None:
+    """Load the model in a forked child; ``None`` if it loads, else a one-line reason."""
+    if not os.path.isdir(model_dir):
+        return f"model directory {model_dir} does not exist"
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        message = b""
+        try:
+            os.close(read_end)
+            try:
+                from .. import artifact
+
+                artifact.load(model_dir, nthread=1)
+            except Exception as exc:  # ModelLoadError carries a one-line reason already
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                if type(exc).__name__ != "ModelLoadError":
+                    text = f"{type(exc).__name__}: {text}"
+                message = text.encode("utf-8", "replace")[:4000] or b"unknown error"
+            os.write(write_end, message)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode("utf-8", "replace")
+    _, status = os.waitpid(pid, 0)
+    if message:
+        return message
+    if status != 0:
+        if os.WIFSIGNALED(status):
+            return f"loading the model from {model_dir} crashed (signal {os.WTERMSIG(status)})"
+        return f"loading the model from {model_dir} failed (exit status {os.WEXITSTATUS(status)})"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="serve", description="Serve a costaware model on SageMaker's hosting contract "
+                                  "(settings from the environment; see docs/serving.md).")
+    parser.parse_known_args(argv)  # only -h; SageMaker passes nothing we need
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"serve: cannot start: {exc}", file=sys.stderr, flush=True)
+        return 2
+    reason = check_model(settings.model_dir)
+    if reason:
+        print(f"serve: cannot start: {reason}", file=sys.stderr, flush=True)
+        return 1
+    print(json.dumps({"time": _now(), "level": "info", "logger": "serve", "pid": os.getpid(),
+                      "message": "starting", "model_dir": settings.model_dir,
+                      "bind": f"{settings.host}:{settings.port}", "workers": settings.workers,
+                      "threads": settings.threads, "predict_threads": settings.predict_threads,
+                      "timeout": settings.timeout, "max_payload_mb": settings.max_payload_mb}),
+          file=sys.stderr, flush=True)
+    CostawareServer(settings).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,644 @@
+"""The real ``serve`` (gunicorn, 2 workers, 127.0.0.1, a free port) against a model trained by the
+real training entry point; answers are checked against in-process ``inference.predict``."""
+
+from __future__ import annotations
+
+import ctypes
+import http.client as http_client
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+import requests
+
+from costaware import artifact, inference
+from costaware.costs import CostMatrix
+from costaware.serving import codecs, policy_override
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+PAYLOAD_MB = 1  # the test server's SAGEMAKER_MAX_PAYLOAD_IN_MB
+FIELDS = inference.OUTPUT_FIELDS
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ml")
+    subprocess.run([sys.executable, os.path.join(REPO, "local_test", "prepare_breast_cancer.py"),
+                    str(base)], check=True, capture_output=True)
+    subprocess.run(["costaware", "train", "--base-dir", str(base)], check=True,
+                   capture_output=True)
+    rows = np.loadtxt(base / "input" / "data" / "test" / "test.csv", delimiter=",")[:, 1:]
+    return str(base / "model"), rows
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    return artifact.load(trained[0], nthread=1)
+
+
+@pytest.fixture(scope="module")
+def rows(trained):
+    return trained[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _terminate_with_parent():
+    """In the child before exec: SIGTERM it if pytest dies (killed by a timeout, say), so a server
+    never outlives its test run."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # pragma: no cover - not glibc Linux
+        pass
+
+
+class Server:
+    def __init__(self, model_dir: str, log_dir, workers: int = 2, **env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stdout_path = os.path.join(log_dir, f"serve-{self.port}.out")
+        self.stderr_path = os.path.join(log_dir, f"serve-{self.port}.err")
+        full_env = dict(os.environ, COSTAWARE_MODEL_DIR=model_dir, COSTAWARE_BIND_HOST="127.0.0.1",
+                        SAGEMAKER_BIND_TO_PORT=str(self.port),
+                        SAGEMAKER_MODEL_SERVER_WORKERS=str(workers),
+                        SAGEMAKER_MAX_PAYLOAD_IN_MB=str(PAYLOAD_MB), **env)
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(["serve"], env=full_env, stdout=out, stderr=err,
+                                         preexec_fn=_terminate_with_parent)
+        self.pid = self.proc.pid
+
+    def wait_ready(self, timeout: float = 60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"serve exited: {self.stderr()}"
+            try:  # the socket listens before a worker has booted: wait for a 200
+                if requests.get(self.url + "/ping", timeout=5).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"serve never answered /ping: {self.stderr()}")
+
+    def stderr(self) -> str:
+        with open(self.stderr_path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+
+    def access_log(self) -> list[dict]:
+        with open(self.stdout_path, encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+    def workers(self) -> set[int]:
+        children = set()
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as handle:
+                        stat = handle.read()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.pid:
+                    children.add(int(entry))
+        return children
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(trained, tmp_path_factory):
+    srv = Server(trained[0], tmp_path_factory.mktemp("logs"), workers=2)
+    try:
+        srv.wait_ready()
+        deadline = time.monotonic() + 30
+        while len(srv.workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        srv.boot_workers = srv.workers()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def http():
+    with requests.Session() as session:
+        yield session
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def csv_body(features: np.ndarray) -> bytes:
+    return ("\n".join(",".join("" if math.isnan(v) else repr(v) for v in row)
+                      for row in features.tolist()) + "\n").encode()
+
+
+def json_rows(features: np.ndarray) -> list:
+    return [[None if math.isnan(v) else v for v in row] for row in features.tolist()]
+
+
+def parse_response(response, fields=FIELDS) -> list[dict]:
+    kind = response.headers["Content-Type"].split(";")[0]
+    if kind == "application/json":
+        return response.json()["predictions"]
+    if kind == "application/jsonlines":
+        return [json.loads(line) for line in response.text.split("\n")]
+    assert kind == "text/csv", kind
+    out = []
+    for line in response.text.split("\n"):
+        values = line.split(",")
+        assert len(values) == len(fields)
+        out.append({f: (int(v) if f == "decision" else float(v)) for f, v in zip(fields, values)})
+    return out
+
+
+def assert_matches(predictions: list[dict], expected: dict, fields=FIELDS):
+    assert len(predictions) == len(expected["score"])
+    for i, row in enumerate(predictions):
+        assert list(row) == list(fields)
+        for field in fields:
+            want = expected[field][i].item()
+            if field == "decision":
+                assert row[field] == want, (i, row, want)
+            else:
+                assert row[field] == pytest.approx(want, rel=1e-13, abs=1e-300), (i, field)
+
+
+def with_missing(rows: np.ndarray, n: int = 6) -> np.ndarray:
+    features = rows[:n].copy()
+    features[1, 3] = np.nan
+    features[2, [0, 7, 29]] = np.nan
+    return features
+
+
+GOOD_ROWS = 3
+
+
+def assert_still_good(http, server, model, rows):
+    """The server answers a good request exactly as in-process prediction does."""
+    response = http.post(server.url + "/invocations", data=csv_body(rows[:GOOD_ROWS]),
+                         headers={"Content-Type": "text/csv", "Accept": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["policy"]["costs_source"] == "model"
+    assert_matches(parse_response(response), inference.predict(model, rows[:GOOD_ROWS]))
+
+
+# ------------------------------------------------------------------------------------ contract
+
+
+def test_ping_is_fast_and_json(server, http):
+    start = time.perf_counter()
+    response = http.get(server.url + "/ping")
+    assert response.status_code == 200
+    assert time.perf_counter() - start < 1.0
+    assert response.json() == {"status": "ok"}
+
+
+def test_execution_parameters(server, http):
+    response = http.get(server.url + "/execution-parameters")
+    assert response.status_code == 200
+    assert response.json() == {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD",
+                               "MaxPayloadInMB": PAYLOAD_MB}
+
+
+def _bodies(features: np.ndarray, names: list[str]) -> dict:
+    keyed = [{name: v for name, v in zip(names, row) if v is not None}
+             for row in json_rows(features)]
+    return {
+        "csv": ("text/csv", csv_body(features)),
+        "csv-charset": ("text/csv; charset=utf-8", csv_body(features)),
+        "csv-label-size": ("text/csv;label_size=0", csv_body(features)),
+        "csv-crlf": ("text/csv", csv_body(features).replace(b"\n", b"\r\n")),
+        "json-lists": ("application/json", json.dumps({"instances": json_rows(features)})),
+        "json-keyed": ("application/json", json.dumps({"instances": keyed})),
+        "json-features": ("application/json", json.dumps(
+            {"instances": [{"features": r} for r in json_rows(features)]})),
+        "jsonlines-lists": ("application/jsonlines",
+                            "\n".join(json.dumps(r) for r in json_rows(features))),
+        "jsonlines-keyed": ("application/jsonlines", "\n".join(json.dumps(r) for r in keyed)),
+        "jsonl": ("application/jsonl", "\n".join(json.dumps(r) for r in json_rows(features)) + "\n"),
+    }
+
+
+INPUTS = ["csv", "csv-charset", "csv-label-size", "csv-crlf", "json-lists", "json-keyed",
+          "json-features", "jsonlines-lists", "jsonlines-keyed", "jsonl"]
+ACCEPTS = [None, "application/json", "application/jsonlines", "text/csv", "*/*"]
+
+
+@pytest.mark.parametrize("accept", ACCEPTS, ids=lambda a: str(a))
+@pytest.mark.parametrize("input_name", INPUTS)
+def test_every_content_type_and_accept(server, http, model, rows, input_name, accept):
+    features = with_missing(rows)
+    content_type, body = _bodies(features, model.feature_names)[input_name]
+    headers = {"Content-Type": content_type}
+    if accept:
+        headers["Accept"] = accept
+    response = http.post(server.url + "/invocations", data=body, headers=headers)
+    assert response.status_code == 200, response.text
+    want_type = accept if accept and accept != "*/*" else "application/json"
+    assert response.headers["Content-Type"].split(";")[0] == want_type
+    assert not response.text.endswith("\n")  # AssembleWith=Line adds the line end
+    assert_matches(parse_response(response), inference.predict(model, features))
+    assert "costs_source=model" in response.headers[HEADER]
+
+
+@pytest.mark.parametrize("accept,fields", [
+    ("application/json;fields=decision", ("decision",)),
+    ("text/csv;fields=score,decision", ("score", "decision")),
+    ("text/csv; fields=decision", ("decision",)),
+    ('application/jsonlines;fields="expected_cost_if_0,expected_cost_if_1"',
+     ("expected_cost_if_0", "expected_cost_if_1")),
+    ("application/json;fields=threshold,score", ("threshold", "score")),
+    ("application/xml;q=0.9, text/csv;fields=decision,score;q=0.5", ("decision", "score")),
+])
+def test_field_selection(server, http, model, rows, accept, fields):
+    features = rows[:5]
+    response = http.post(server.url + "/invocations", data=csv_body(features),
+                         headers={"Content-Type": "text/csv", "Accept": accept})
+    assert response.status_code == 200, response.text
+    predictions = parse_response(response, fields)
+    assert_matches(predictions, inference.predict(model, features), fields)
+    if response.headers["Content-Type"].startswith("text/csv") and fields == ("decision",):
+        assert set(response.text.split("\n")) <= {"0", "1"}
+
+
+def _flipping_override(model, rows):
+    """Costs under which some row's decision flips, and that row's index."""
+    base = model.policy.costs
+    costs = CostMatrix(fp=base.fp, fn=base.fn * 10, tp=base.tp, tn=base.tn)
+    policy = model.policy.with_costs(costs)
+    before = inference.predict(model, rows)["decision"]
+    after = inference.predict(model, rows, policy)["decision"]
+    flipped = np.flatnonzero(before != after)
+    assert len(flipped), "no row flips under the override; pick other costs"
+    return costs, policy, int(flipped[0])
+
+
+def test_custom_attributes_override_recomputes_decision(server, http, model, rows):
+    costs, policy, index = _flipping_override(model, rows)
+    features = rows[index:index + 1]
+    attrs = f"trace_id=abc-123,cost_fn={costs.fn!r}"  # a foreign attribute is ignored
+    plain = http.post(server.url + "/invocations", data=csv_body(features),
+                      headers={"Content-Type": "text/csv"})
+    overridden = http.post(server.url + "/invocations", data=csv_body(features),
+                           headers={"Content-Type": "text/csv", HEADER: attrs})
+    assert plain.status_code == overridden.status_code == 200, overridden.text
+    before, after = plain.json(), overridden.json()
+    assert before["predictions"][0]["decision"] != after["predictions"][0]["decision"]
+    assert_matches(after["predictions"], inference.predict(model, features, policy))
+    assert after["policy"]["costs_source"] == "custom-attributes"
+    assert after["policy"]["costs"] == costs.as_dict()
+    assert after["policy"]["threshold"] == pytest.approx(policy.threshold, rel=1e-15)
+    assert after["predictions"][0]["threshold"] == pytest.approx(policy.threshold, rel=1e-13)
+    header = dict(part.split("=") for part in overridden.headers[HEADER].split(","))
+    assert float(header["cost_fn"]) == costs.fn and float(header["cost_tp"]) == costs.tp
+    assert float(header["threshold"]) == policy.threshold
+    assert header["costs_source"] == "custom-attributes"
+    # the override did not leak into the next request
+    again = http.post(server.url + "/invocations", data=csv_body(features),
+                      headers={"Content-Type": "text/csv"})
+    assert again.json() == before
+
+
+def test_custom_attributes_full_matrix_and_csv_output(server, http, model, rows):
+    costs = CostMatrix(fp=1.0, fn=20.0, tp=0.0, tn=0.0)
+    policy = model.policy.with_costs(costs)
+    features = rows[:40]
+    response = http.post(server.url + "/invocations", data=csv_body(features),
+                         headers={"Content-Type": "text/csv", "Accept": "text/csv",
+                                  HEADER: "cost_fp=1; cost_fn=20; cost_tp=0; cost_tn=0"})
+    assert response.status_code == 200, response.text
+    assert_matches(parse_response(response), inference.predict(model, features, policy))
+    assert response.headers[HEADER].startswith("cost_fp=1,cost_fn=20,cost_tp=0,cost_tn=0,")
+
+
+def _batch(rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    picks = rows[rng.integers(0, len(rows), n)]
+    features = picks * rng.uniform(0.8, 1.2, picks.shape)
+    features[rng.random(features.shape) < 0.02] = np.nan
+    return features
+
+
+@pytest.mark.parametrize("accept", ["text/csv", "application/jsonlines", "application/json"])
+def test_batch_of_1000_csv_rows_keeps_order(server, http, model, rows, accept):
+    features = _batch(rows, 1000)
+    body = csv_body(features)
+    assert len(body) > codecs.SMALL_BODY  # the bulk (pandas) parser
+    response = http.post(server.url + "/invocations", data=body,
+                         headers={"Content-Type": "text/csv", "Accept": accept})
+    assert response.status_code == 200, response.text
+    if accept != "application/json":
+        assert response.text.count("\n") == 999
+    assert_matches(parse_response(response), inference.predict(model, features))
+
+
+def test_batch_jsonlines_and_row_alone_print_identically(server, http, model, rows):
+    features = _batch(rows, 300, seed=1)
+    body = "\n".join(json.dumps(r) for r in json_rows(features))
+    batch = http.post(server.url + "/invocations", data=body,
+                      headers={"Content-Type": "application/jsonlines", "Accept": "text/csv"})
+    assert batch.status_code == 200
+    lines = batch.text.split("\n")
+    assert len(lines) == 300
+    for i in (0, 17, 299):
+        alone = http.post(server.url + "/invocations", data=json.dumps(json_rows(features)[i]),
+                          headers={"Content-Type": "application/jsonlines", "Accept": "text/csv"})
+        assert alone.text == lines[i]  # same digits whatever the batch size
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+
+def _big_csv_with_short_line(rows) -> bytes:
+    lines = csv_body(_batch(rows, 400, seed=2)).split(b"\n")
+    lines[299] = b",".join(lines[299].split(b",")[:29])
+    return b"\n".join(lines)
+
+
+CSV = {"Content-Type": "text/csv"}
+JSON = {"Content-Type": "application/json"}
+JSONL = {"Content-Type": "application/jsonlines"}
+ROW = ",".join(["1.5"] * 30)
+JROW = [1.5] * 30
+
+BAD = [
+    # id, headers, body, status, message
+    ("csv-short-row", CSV, ",".join(["1"] * 29), 400, "line 1: 29 values, the model takes 30"),
+    ("csv-long-second-line", CSV, f"{ROW}\n{ROW},2\n{ROW}", 400,
+     "line 2: 31 values, the model takes 30"),
+    ("csv-bulk-short-line-300", CSV, "BIG", 400, "line 300: 29 values, the model takes 30"),
+    ("csv-not-a-number", CSV, "1,2,abc," + ROW[12:], 400,
+     "line 1, column 3 (f2): 'abc' is not a number"),
+    ("csv-header-line", CSV, ",".join(f"f{i}" for i in range(30)) + "\n" + ROW, 400,
+     "line 1, column 1 (f0): 'f0' is not a number"),
+    ("csv-inf", CSV, f"{ROW}\n1,2,3,4,-inf," + ROW[20:], 400,
+     "line 2, column 5 (f4): -inf is infinite"),
+    ("csv-beyond-float32", CSV, "1e39" + ROW[3:], 400, "line 1, column 1 (f0): 1e+39 is beyond"),
+    ("csv-empty-line", CSV, f"{ROW}\n\n{ROW}", 400, "line 2: empty line"),
+    ("csv-quoted", CSV, '"1.5",' + ROW[4:], 400, "quoted CSV fields are not supported"),
+    ("csv-underscore", CSV, "1_000" + ROW[3:], 400, "'1_000' is not a number"),
+    ("empty-body", CSV, "", 400, "the body is empty"),
+    ("blank-body", JSON, "  \n ", 400, "the body is empty"),
+    ("invalid-utf8", CSV, b"1.5,\xff\xfe" + ROW[5:].encode(), 400, "line 1: the body is not valid UTF-8"),
+    ("json-invalid", JSON, '{"instances": [[1, 2,]]}', 400, "the body is not valid JSON"),
+    ("json-top-level-list", JSON, json.dumps([JROW]), 400,
+     'expected a JSON object {"instances": [ROW, ...]}, got a list'),
+    ("json-instances-not-list", JSON, json.dumps({"instances": 3}), 400,
+     "'instances' must be a list of rows, got a number"),
+    ("json-instances-empty", JSON, json.dumps({"instances": []}), 400, "'instances' is empty"),
+    ("json-short-row", JSON, json.dumps({"instances": [JROW, JROW[:29]]}), 400,
+     "instances[1]: 29 values, the model takes 30"),
+    ("json-string-value", JSON, json.dumps({"instances": [["1.5"] + JROW[1:]]}), 400,
+     'instances[0], column 1 (f0): "1.5" is not a number'),
+    ("json-boolean", JSON, json.dumps({"instances": [JROW[:4] + [True] + JROW[5:]]}), 400,
+     "column 5 (f4): true is not a number"),
+    ("json-unknown-feature", JSON, json.dumps({"instances": [{"f0": 1, "mean radius": 2}]}), 400,
+     "instances[0]: unknown feature 'mean radius'"),
+    ("json-keyed-string", JSON, json.dumps({"instances": [{"f3": "x"}]}), 400,
+     "instances[0], feature 'f3': \"x\" is not a number"),
+    ("json-infinity-token", JSON, '{"instances": [[Infinity' + ", 1" * 29 + "]]}", 400,
+     "instances[0], column 1 (f0): inf is infinite"),
+    ("json-huge-integer", JSON, '{"instances": [[1' + "0" * 400 + ", 1" * 29 + "]]}", 400,
+     "is beyond float32's range"),
+    ("json-deeply-nested", JSON, "[" * 100000 + "]" * 100000, 400, "nested too deeply"),
+    ("jsonlines-invalid-line-2", JSONL, json.dumps(JROW) + "\n{oops\n" + json.dumps(JROW), 400,
+     "line 2: not valid JSON"),
+    ("jsonlines-scalar-row", JSONL, "7", 400, "line 1: expected a list of 30 numbers"),
+    ("jsonlines-blank-line", JSONL, json.dumps(JROW) + "\n\n" + json.dumps(JROW), 400,
+     "line 2: empty line"),
+    ("content-type-unknown", {"Content-Type": "application/x-parquet"}, ROW, 415,
+     "Content-Type 'application/x-parquet' is not supported"),
+    ("content-type-missing", {}, ROW, 415, "Content-Type is missing"),
+    ("charset-latin1", {"Content-Type": "text/csv; charset=latin-1"}, ROW, 415,
+     "charset 'latin-1' is not supported"),
+    ("csv-label-size-1", {"Content-Type": "text/csv;label_size=1"}, ROW, 415,
+     "label_size=1: inference takes features only"),
+    ("content-encoding-gzip", {**CSV, "Content-Encoding": "gzip"}, ROW, 415,
+     "Content-Encoding 'gzip' is not supported"),
+    ("accept-unknown", {**CSV, "Accept": "application/xml"}, ROW, 406,
+     "Accept 'application/xml': this server answers"),
+    ("accept-unknown-field", {**CSV, "Accept": "text/csv;fields=probability"}, ROW, 406,
+     "unknown field 'probability'"),
+    ("accept-field-twice", {**CSV, "Accept": "text/csv;fields=score,score"}, ROW, 406,
+     "names a field twice"),
+    ("override-unknown-cost", {**CSV, HEADER: "cost_fx=3"}, ROW, 400, "unknown cost 'cost_fx'"),
+    ("override-negative", {**CSV, HEADER: "cost_fn=-5"}, ROW, 400, "cost_fn='-5' is not a number >= 0"),
+    ("override-not-a-number", {**CSV, HEADER: "cost_fp=cheap"}, ROW, 400,
+     "cost_fp='cheap' is not a number"),
+    ("override-fp-not-above-tn", {**CSV, HEADER: "cost_fp=2,cost_tn=2"}, ROW, 400,
+     "cost_fp (2) must exceed cost_tn (2)"),
+    ("override-fn-below-models-tp", {**CSV, HEADER: "cost_fp=1,cost_fn=20"}, ROW, 400,
+     "cost_fn (20) must exceed cost_tp (35280, the model's)"),
+    ("override-twice", {**CSV, HEADER: "cost_fn=5,cost_fn=6"}, ROW, 400, "cost_fn is given twice"),
+    ("over-payload-limit", CSV, "OVER", 413, "over this server's limit of 1 MiB"),
+    ("over-payload-limit-chunked", CSV, "OVER-CHUNKED", 413, "over this server's limit of 1 MiB"),
+]
+
+
+@pytest.mark.parametrize("name,headers,body,status,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_input(server, http, model, rows, name, headers, body, status, message):
+    if body == "BIG":
+        body = _big_csv_with_short_line(rows)
+    elif body == "OVER":
+        body = b"1" * (PAYLOAD_MB * 1024 * 1024 + 1)
+    elif body == "OVER-CHUNKED":
+        body = iter([b"1,2\n" * 65536] * (PAYLOAD_MB * 4 + 1))  # no Content-Length: chunked
+    response = http.post(server.url + "/invocations", data=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    payload = response.json()
+    assert payload["status"] == status
+    assert message in payload["error"], payload["error"]
+    assert "\n" not in payload["error"]
+    assert_still_good(http, server, model, rows)
+
+
+@pytest.mark.parametrize("method,path,status,message", [
+    ("GET", "/invocations", 405, "GET is not allowed on /invocations"),
+    ("POST", "/ping", 405, "POST is not allowed on /ping"),
+    ("GET", "/predict", 404, "no such path /predict"),
+])
+def test_wrong_method_or_path_is_json(server, http, model, rows, method, path, status, message):
+    response = http.request(method, server.url + path)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+    assert_still_good(http, server, model, rows)
+
+
+def test_master_never_loads_xgboost(server):
+    def maps(pid):
+        with open(f"/proc/{pid}/maps") as handle:
+            return handle.read()
+
+    assert "xgboost" not in maps(server.pid)  # workers fork from a process without OpenMP threads
+    assert all("xgboost" in maps(pid) for pid in server.workers())
+
+
+def test_bad_requests_killed_no_worker(server):
+    # runs after the bad inputs (pytest keeps file order); gunicorn would have replaced a dead one
+    assert server.workers() == server.boot_workers
+
+
+def test_access_log_is_one_json_line_per_request(server, http):
+    path = f"/no-such-path-{uuid.uuid4().hex}"
+    http.get(server.url + path)
+    http.post(server.url + "/invocations", data="x", headers=CSV)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        log = server.access_log()
+        mine = [entry for entry in log if entry.get("path") == path]
+        if mine and log[-1].get("error", "").startswith("line 1:"):
+            break
+        time.sleep(0.05)
+    assert len(mine) == 1
+    assert mine[0]["status"] == 404 and mine[0]["latency_ms"] >= 0 and mine[0]["method"] == "GET"
+    bad = log[-1]
+    assert bad["status"] == 400 and bad["error"] == "line 1: 1 values, the model takes 30"
+    good = [e for e in log if e.get("path") == "/invocations" and e["status"] == 200]
+    assert good and all({"rows", "parse_ms", "predict_ms", "encode_ms"} <= set(e) for e in good)
+
+
+# ------------------------------------------------------------------------------------ lifecycle
+
+
+def test_sigterm_drains_in_flight_request(trained, model, rows, tmp_path):
+    srv = Server(trained[0], tmp_path, workers=1)
+    try:
+        srv.wait_ready()
+        body = csv_body(rows[:50])
+        half = len(body) // 2
+        conn = http_client.HTTPConnection("127.0.0.1", srv.port, timeout=20)
+        conn.request("GET", "/ping")  # the worker now holds this kept-alive connection
+        assert conn.getresponse().read() == b'{"status":"ok"}'
+        sock = conn.sock
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                     b"Accept: text/csv\r\nConnection: close\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:half])
+        time.sleep(0.5)  # the worker is now reading the body
+        os.kill(srv.pid, signal.SIGTERM)
+        time.sleep(0.5)
+        assert srv.proc.poll() is None  # still draining
+        sock.sendall(body[half:])
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+        conn.close()
+        head, _, payload = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        lines = [dict(zip(FIELDS, line.split(","))) for line in payload.decode().split("\n")]
+        expected = inference.predict(model, rows[:50])
+        assert [int(x["decision"]) for x in lines] == expected["decision"].tolist()
+        assert srv.proc.wait(timeout=20) == 0
+        # and the server is gone: nothing listens on its port any more
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
+    finally:
+        srv.stop()
+
+
+def _corrupt(model_dir, tmp_path):
+    target = tmp_path / "corrupt"
+    shutil.copytree(model_dir, target)
+    (target / artifact.BOOSTER_FILE).write_bytes(b"{not a booster")
+    return str(target)
+
+
+@pytest.mark.parametrize("case,reason", [
+    ("missing", "does not exist"),
+    ("empty", "metadata.json is missing: not a costaware model directory"),
+    ("corrupt", "cannot be loaded by XGBoost"),
+    ("bad-port", "SAGEMAKER_BIND_TO_PORT='http' is not a whole number"),
+])
+def test_serve_fails_fast_with_one_line_reason(trained, tmp_path, case, reason):
+    env = dict(os.environ, COSTAWARE_BIND_HOST="127.0.0.1", SAGEMAKER_BIND_TO_PORT=str(free_port()))
+    if case == "missing":
+        env["COSTAWARE_MODEL_DIR"] = str(tmp_path / "nowhere")
+    elif case == "empty":
+        (tmp_path / "empty").mkdir()
+        env["COSTAWARE_MODEL_DIR"] = str(tmp_path / "empty")
+    elif case == "corrupt":
+        env["COSTAWARE_MODEL_DIR"] = _corrupt(trained[0], tmp_path)
+    else:
+        env.update(COSTAWARE_MODEL_DIR=trained[0], SAGEMAKER_BIND_TO_PORT="http")
+    start = time.monotonic()
+    result = subprocess.run(["serve"], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert time.monotonic() - start < 15
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("serve: cannot start: ") and reason in lines[0], lines[0]
+
+
+# ------------------------------------------------------------------------------------ units
+
+
+def test_float_format_is_the_same_alone_and_vectorised():
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.random(2000), rng.random(500) * 1e6, -rng.random(100),
+                             10 ** rng.uniform(-30, 20, 1000),
+                             [0.0, 1.0, 0.5, 1e-4, 9.999999999999999e-5, 1e15, 1287.67, 1 / 3]])
+    matrix = codecs._format_float_column(values)
+    vector = [bytes(row[row != 0]).decode() for row in matrix]
+    assert vector == [codecs.format_float(v) for v in values.tolist()]
+    assert all(float(text) == pytest.approx(v, rel=1e-14) for text, v in zip(vector, values))
+    assert codecs.format_float(1287.67) == "1287.67" and codecs.format_float(2.0) == "2"
+
+
+def test_accept_parsing():
+    spec = codecs.output_spec("text/csv;fields=score,decision, application/json;q=0.1")
+    assert (spec.kind, spec.fields) == ("csv", ("score", "decision"))
+    assert codecs.output_spec(None).kind == "json"
+    assert codecs.output_spec("text/*").kind == "csv"
+    assert codecs.output_spec("application/xml;q=1, application/jsonl;q=0.2").kind == "jsonlines"
+
+
+def test_override_parsing_keeps_unnamed_model_costs():
+    base = CostMatrix(fp=1287.67, fn=252000.0, tp=35280.0, tn=0.0)
+    assert policy_override.parse_costs(None, base) is None
+    assert policy_override.parse_costs("trace=1,user=abc", base) is None
+    assert policy_override.parse_costs(" cost_fn = 500000 ", base) == CostMatrix(
+        fp=1287.67, fn=500000.0, tp=35280.0, tn=0.0)
+
+
+def test_a_bug_answers_500_json_and_the_next_request_is_fine(trained, model, rows, monkeypatch):
+    from costaware.serving.app import create_app
+    from costaware.serving.config import Settings
+
+    app = create_app(trained[0], Settings.from_env({}))
+    client = app.test_client()
+    real_encode = codecs.encode
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(codecs, "encode", broken)
+    response = client.post("/invocations", data=csv_body(rows[:2]), content_type="text/csv")
+    assert response.status_code == 500
+    assert response.get_json()["error"].startswith("internal error: RuntimeError")
+    monkeypatch.setattr(codecs, "encode", real_encode)
+    response = client.post("/invocations", data=csv_body(rows[:2]), content_type="text/csv")
+    assert response.status_code == 200
+    assert_matches(response.get_json()["predictions"], inference.predict(model, rows[:2]))
