@@ -121,3 +121,19 @@ def test_group_policy_round_trips_and_needs_the_facet():
         policy.decide(np.array([0.25]))
     moved = policy.with_costs(CostMatrix(1, 9))
     assert moved.group_thresholds[0] < 0.3 and moved.group_thresholds[1] < 0.2
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_decision_is_always_the_cheaper_expected_action(seed):
+    rng = np.random.default_rng(seed)
+    costs = CostMatrix(fp=rng.uniform(1, 10), fn=rng.uniform(10, 100), tp=rng.uniform(0, 1), tn=0.0)
+    policy = DecisionPolicy(costs, threshold=float(rng.uniform(0.05, 0.95)), threshold_source="empirical")
+    for candidate in (policy, policy.with_costs(CostMatrix(fp=2.0, fn=rng.uniform(3, 300)))):
+        score = np.concatenate([rng.random(200), [0.0, 1.0, candidate.threshold]])
+        decision = candidate.decide(score)
+        cost_if_1, cost_if_0 = candidate.expected_costs(score)
+        assert np.all((cost_if_1 <= cost_if_0 + 1e-9)[decision == 1])
+        assert np.all((cost_if_0 < cost_if_1 + 1e-9)[decision == 0])
+    bayes = DecisionPolicy(costs, threshold=costs.bayes_threshold())
+    score = rng.random(50)
+    assert np.allclose(bayes.decision_probability(score), score)

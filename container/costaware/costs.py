@@ -273,8 +273,24 @@ class DecisionPolicy:
             return (score >= self.threshold).astype(np.int8)
         return (score >= self.thresholds_for(sensitive)).astype(np.int8)
 
-    def expected_costs(self, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return expected_costs_of_actions(score, self.costs)
+    def decision_probability(self, score: np.ndarray, threshold=None) -> np.ndarray:
+        """The probability as the decision rule reads it:
+        ``p' = sigmoid(logit(score) - (logit(t) - logit(p*)))``.
+
+        A learned threshold ``t`` differs from the Bayes threshold ``p*`` because validation showed
+        the scores to be off near the decision boundary; ``p'`` applies that correction, so that
+        ``score >= t`` exactly when ``p' >= p*``, i.e. when deciding 1 has the lower expected cost.
+        With ``t = p*`` it is the score itself.
+        """
+        t = self.thresholds_for(None, len(np.atleast_1d(score))) if threshold is None else threshold
+        shift = _logit(np.clip(t, 1e-15, 1 - 1e-15)) - _logit(self.costs.bayes_threshold())
+        clipped = np.clip(np.asarray(score, dtype=np.float64), 1e-15, 1 - 1e-15)
+        return sigmoid(_logit(clipped) - shift)
+
+    def expected_costs(self, score: np.ndarray, threshold=None) -> tuple[np.ndarray, np.ndarray]:
+        """Expected cost of deciding 1 and of deciding 0, from :meth:`decision_probability`, so the
+        decision is always the cheaper action. ``threshold``: each row's (group thresholds)."""
+        return expected_costs_of_actions(self.decision_probability(score, threshold), self.costs)
 
     def with_costs(self, costs: CostMatrix) -> "DecisionPolicy":
         if costs == self.costs:

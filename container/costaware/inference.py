@@ -14,12 +14,13 @@ OUTPUT_FIELDS = ("score", "decision", "expected_cost_if_1", "expected_cost_if_0"
 def predict(model: Model, features: np.ndarray, policy: DecisionPolicy | None = None,
             sensitive: np.ndarray | None = None) -> dict:
     """Per row: ``score`` (probability of class 1), ``decision`` (``score >= threshold``), the
-    expected cost of deciding 1 and of deciding 0, and the threshold used. ``sensitive`` (facet d
+    expected cost of deciding 1 and of deciding 0 (the decision is the cheaper one: see
+    :meth:`DecisionPolicy.decision_probability`), and the threshold used. ``sensitive`` (facet d
     membership) is needed only by a policy with group-specific thresholds."""
     policy = policy or model.policy
     score = policy.score(model.margin(features))
-    cost_if_1, cost_if_0 = policy.expected_costs(score)
     threshold = policy.thresholds_for(sensitive, len(score))
+    cost_if_1, cost_if_0 = policy.expected_costs(score, threshold)
     return {
         "score": score,
         "decision": (score >= threshold).astype(np.int8),
