@@ -5,13 +5,23 @@ Label ``credit_risk`` (1 = good: the positive, favourable outcome), facet ``fore
 the data set's classic cost matrix, accepting a bad risk (a false positive) costs 5, rejecting a
 good one (a false negative) costs 1.
 
-    python local_test/prepare_german_credit.py [BASE_DIR] [-- key=value hyperparameters ...]
+    python local_test/prepare_german_credit.py [BASE_DIR] [key=value hyperparameters ...]
+        [--synthetic N --seed S]
+
+``--synthetic N`` reproduces the fairness-tuning case study's data: N synthetic foreign workers are
+sampled from a Gaussian copula fitted on the accepted (``credit_risk = 1``) foreign workers
+(:mod:`costaware.tuning.copula`; ``duration``, ``amount`` and ``age`` continuous and rounded to whole
+numbers, every other column on its observed codes), labelled bad (``credit_risk = 0``) and appended
+before the split. With N = 100, 104 of the 137 foreign workers are bad (75.9%) against 296 of the 963
+others (30.7%). ``--seed`` seeds the copula's sample.
 """
 
+import argparse
 import json
 import os
 import sys
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -33,6 +43,31 @@ HYPERPARAMETERS = {
 def load() -> pd.DataFrame:
     frame = pd.read_csv(DATA, sep=r"\s+")
     return frame[["credit_risk"] + [c for c in frame.columns if c != "credit_risk"]]
+
+
+CONTINUOUS = ("duration", "amount", "age")
+
+
+def add_synthetic(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """Append ``n`` copula samples of accepted foreign workers, relabelled bad."""
+    from costaware.tuning.copula import GaussianCopula
+
+    accepted = frame[(frame["foreign_worker"] == 1) & (frame["credit_risk"] == 1)]
+    columns = [c for c in frame.columns if c not in ("credit_risk", "foreign_worker")]
+    copula = GaussianCopula.fit(accepted[columns].to_numpy(float),
+                                discrete=[c not in CONTINUOUS for c in columns])
+    sample = pd.DataFrame(np.rint(copula.sample(n, seed=seed)).astype(int), columns=columns)
+    sample["foreign_worker"] = 1
+    sample["credit_risk"] = 0
+    return pd.concat([frame, sample[frame.columns]], ignore_index=True)
+
+
+def describe_facet(frame: pd.DataFrame) -> str:
+    foreign = frame["foreign_worker"] == 1
+    bad = frame["credit_risk"] == 0
+    return (f"{int((foreign & bad).sum())} of {int(foreign.sum())} foreign workers bad "
+            f"({(foreign & bad).sum() / foreign.sum():.1%}), {int((~foreign & bad).sum())} of "
+            f"{int((~foreign).sum())} others ({(~foreign & bad).sum() / (~foreign).sum():.1%})")
 
 
 def write_tree(frame: pd.DataFrame, base_dir: str, hyperparameters: dict, seed: int = 42) -> None:
@@ -59,9 +94,21 @@ def write_tree(frame: pd.DataFrame, base_dir: str, hyperparameters: dict, seed: 
 
 
 def main(argv: list[str]) -> None:
-    base_dir = argv[0] if argv and "=" not in argv[0] else os.path.join(HERE, "german_credit_dir")
-    overrides = dict(arg.split("=", 1) for arg in argv if "=" in arg)
-    write_tree(load(), base_dir, {**HYPERPARAMETERS, **overrides})
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("items", nargs="*", metavar="BASE_DIR | key=value")
+    parser.add_argument("--synthetic", type=int, default=0,
+                        help="append N synthetic foreign workers relabelled bad (case study: 100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sample")
+    args = parser.parse_intermixed_args(argv)
+    items = args.items
+    base_dir = items[0] if items and "=" not in items[0] else os.path.join(HERE, "german_credit_dir")
+    overrides = dict(arg.split("=", 1) for arg in items if "=" in arg)
+    frame = load()
+    if args.synthetic:
+        frame = add_synthetic(frame, args.synthetic, args.seed)
+        print(f"appended {args.synthetic} synthetic foreign workers labelled bad: "
+              f"{describe_facet(frame)}")
+    write_tree(frame, base_dir, {**HYPERPARAMETERS, **overrides})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``costaware`` command line: the schema, the metric definitions, local training and prediction."""
+"""``costaware`` command line: the schema, the metric definitions, local training and prediction,
+tuning (a SageMaker tuning-job request, a local tuner, a cost-ratio sweep)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,78 @@ def _predict(args) -> int:
     return 0
 
 
+def _tuner_config(args) -> int:
+    from .tuning import config
+
+    opts = config.TunerOptions(
+        image_uri=args.image_uri, role_arn=args.role_arn, s3_train=args.s3_train,
+        s3_validation=args.s3_validation, s3_test=args.s3_test, s3_output=args.s3_output,
+        job_name=args.job_name, objective=args.objective, max_jobs=args.max_jobs,
+        max_parallel=args.max_parallel, strategy=args.strategy, early_stopping=args.early_stopping,
+        instance_type=args.instance_type, instance_count=args.instance_count,
+        volume_size=args.volume_size, max_runtime=args.max_runtime, seed=args.seed,
+        ranges=tuple(args.range or ()),
+    )
+    try:
+        opts.statics = config.parse_statics(args.static or ())
+        request, placeholders = config.build(opts)
+    except config.ConfigError as exc:
+        print(f"costaware tuner-config: {exc}", file=sys.stderr)
+        return 2
+    if placeholders:
+        print("costaware tuner-config: placeholders left for "
+              + ", ".join("--" + p.replace("_", "-") for p in placeholders), file=sys.stderr)
+    if args.sdk:
+        print(config.sdk_snippet(request), end="")
+    else:
+        print(json.dumps(request, indent=2))
+    return 0
+
+
+def _tune(args) -> int:
+    from .tuning import local
+
+    return local.main(args)
+
+
+def _sweep(args) -> int:
+    from .tuning import sweep
+
+    return sweep.main(args)
+
+
+def _add_tuner_config(sub) -> None:
+    p = sub.add_parser(
+        "tuner-config",
+        help="print a SageMaker CreateHyperParameterTuningJob request (JSON) or the SDK snippet")
+    p.add_argument("--image-uri")
+    p.add_argument("--role-arn")
+    p.add_argument("--s3-train")
+    p.add_argument("--s3-validation")
+    p.add_argument("--s3-test", help="optional: a test channel, evaluated and logged, not tuned on")
+    p.add_argument("--s3-output")
+    p.add_argument("--job-name", help="at most 32 characters (default costaware-YYMMDD-HHMMSS)")
+    p.add_argument("--objective", default="validation:combined_objective",
+                   help="combined | auc | cost | a metric name (default "
+                        "validation:combined_objective)")
+    p.add_argument("--max-jobs", type=int, default=100)
+    p.add_argument("--max-parallel", type=int, default=10)
+    p.add_argument("--strategy", default="Bayesian", choices=("Bayesian", "Random", "Hyperband"))
+    p.add_argument("--early-stopping", default="Off", choices=("Off", "Auto"))
+    p.add_argument("--instance-type", default="ml.m5.xlarge")
+    p.add_argument("--instance-count", type=int, default=1)
+    p.add_argument("--volume-size", type=int, default=10, help="GB")
+    p.add_argument("--max-runtime", type=int, default=3600, help="seconds per training job")
+    p.add_argument("--seed", type=int, default=None, help="the tuning job's RandomSeed")
+    p.add_argument("--static", action="append", metavar="KEY=VALUE",
+                   help="a static hyperparameter (not searched); repeat")
+    p.add_argument("--range", action="append", metavar="NAME=LOW:HIGH[:SCALING]|a,b|off",
+                   help="override a schema range, add a categorical one, or turn one off")
+    p.add_argument("--sdk", action="store_true",
+                   help="print the sagemaker.tuner.HyperparameterTuner snippet instead")
+    p.set_defaults(func=_tuner_config)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="costaware", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-dir", required=True)
     p.add_argument("--input", required=True, help="CSV, no header, no label")
     p.set_defaults(func=_predict)
+    _add_tuner_config(sub)
+    from .tuning import local, sweep
+
+    p = sub.add_parser("tune", help="tune locally with optuna, each trial a real training run")
+    local.add_arguments(p)
+    p.set_defaults(func=_tune)
+    p = sub.add_parser("sweep", help="train at several FN:FP cost ratios and price them alike")
+    sweep.add_arguments(p)
+    p.set_defaults(func=_sweep)
     args = parser.parse_args(argv)
     return args.func(args)
 
