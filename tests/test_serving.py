@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 
@@ -24,7 +23,6 @@ from costaware import artifact, inference
 from costaware.costs import CostMatrix
 from costaware.serving import codecs, policy_override
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 PAYLOAD_MB = 1  # the test server's SAGEMAKER_MAX_PAYLOAD_IN_MB
 FIELDS = inference.OUTPUT_FIELDS
@@ -34,12 +32,10 @@ FIELDS = inference.OUTPUT_FIELDS
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    base = tmp_path_factory.mktemp("ml")
-    subprocess.run([sys.executable, os.path.join(REPO, "local_test", "prepare_breast_cancer.py"),
-                    str(base)], check=True, capture_output=True)
-    subprocess.run(["costaware", "train", "--base-dir", str(base)], check=True,
-                   capture_output=True)
+def trained(breast_cancer_tree):
+    """The demo model trained once per session by the real ``train`` entry point (conftest.py),
+    shared with the other tests that need it (read only), and its test rows without the label."""
+    base = breast_cancer_tree
     rows = np.loadtxt(base / "input" / "data" / "test" / "test.csv", delimiter=",")[:, 1:]
     return str(base / "model"), rows
 
@@ -559,36 +555,85 @@ def test_sigterm_drains_in_flight_request(trained, model, rows, tmp_path):
         srv.stop()
 
 
-def _corrupt(model_dir, tmp_path):
-    target = tmp_path / "corrupt"
+def _bad_model_dir(case: str, model_dir: str, tmp_path) -> str:
+    """A copy of the trained model directory broken in the way ``case`` says."""
+    target = tmp_path / case
+    if case == "missing":
+        return str(tmp_path / "nowhere")
+    if case == "empty":
+        target.mkdir()
+        return str(target)
+    if case == "a-file":
+        target.write_text("not a directory")
+        return str(target)
     shutil.copytree(model_dir, target)
-    (target / artifact.BOOSTER_FILE).write_bytes(b"{not a booster")
+    booster, meta = target / artifact.BOOSTER_FILE, target / artifact.METADATA_FILE
+    metadata = json.loads(meta.read_text())
+    if case == "corrupt-booster":
+        booster.write_bytes(b"{not a booster")
+    elif case == "truncated-booster":
+        booster.write_bytes(booster.read_bytes()[: booster.stat().st_size // 2])
+    elif case == "no-booster":
+        booster.unlink()
+    elif case == "corrupt-metadata":
+        meta.write_text(meta.read_text()[:40])
+    elif case == "metadata-not-an-object":
+        meta.write_text("[1, 2]")
+    else:
+        if case == "metadata-incomplete":
+            del metadata["decision_policy"]
+        elif case == "threshold-out-of-range":
+            metadata["decision_policy"]["threshold"] = 7
+        elif case == "newer-format-version":
+            metadata["format_version"] = metadata["format_version"] + 1
+        elif case == "no-format-version":
+            del metadata["format_version"]
+        elif case == "feature-count-mismatch":
+            metadata["feature_names"] = metadata["feature_names"][:-1]
+        meta.write_text(json.dumps(metadata))
     return str(target)
 
 
 @pytest.mark.parametrize("case,reason", [
     ("missing", "does not exist"),
+    ("a-file", "is not a directory"),
     ("empty", "metadata.json is missing: not a costaware model directory"),
-    ("corrupt", "cannot be loaded by XGBoost"),
+    ("no-booster", "xgboost-model.ubj is missing: not a costaware model directory"),
+    ("corrupt-booster", "cannot be loaded by XGBoost"),
+    ("truncated-booster", "cannot be loaded by XGBoost"),
+    ("corrupt-metadata", "metadata.json is not valid JSON"),
+    ("metadata-not-an-object", "metadata.json does not hold a JSON object"),
+    ("metadata-incomplete", "incomplete or invalid metadata (KeyError('decision_policy'))"),
+    ("threshold-out-of-range", "decision threshold 7.0 is outside [0, 1]"),
+    ("newer-format-version", "this costaware"),
+    ("no-format-version", "format_version None"),
+    ("feature-count-mismatch", "takes 30 features but"),
     ("bad-port", "SAGEMAKER_BIND_TO_PORT='http' is not a whole number"),
 ])
 def test_serve_fails_fast_with_one_line_reason(trained, tmp_path, case, reason):
-    env = dict(os.environ, COSTAWARE_BIND_HOST="127.0.0.1", SAGEMAKER_BIND_TO_PORT=str(free_port()))
-    if case == "missing":
-        env["COSTAWARE_MODEL_DIR"] = str(tmp_path / "nowhere")
-    elif case == "empty":
-        (tmp_path / "empty").mkdir()
-        env["COSTAWARE_MODEL_DIR"] = str(tmp_path / "empty")
-    elif case == "corrupt":
-        env["COSTAWARE_MODEL_DIR"] = _corrupt(trained[0], tmp_path)
-    else:
+    """Exits non-zero at once with one line on stderr, and /ping never answers 200 meanwhile."""
+    port = free_port()
+    env = dict(os.environ, COSTAWARE_BIND_HOST="127.0.0.1", SAGEMAKER_BIND_TO_PORT=str(port))
+    if case == "bad-port":
         env.update(COSTAWARE_MODEL_DIR=trained[0], SAGEMAKER_BIND_TO_PORT="http")
+    else:
+        env["COSTAWARE_MODEL_DIR"] = _bad_model_dir(case, trained[0], tmp_path)
     start = time.monotonic()
-    result = subprocess.run(["serve"], env=env, capture_output=True, text=True, timeout=30)
-    assert result.returncode != 0
+    proc = subprocess.Popen(["serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    pings = []
+    while proc.poll() is None and time.monotonic() - start < 30:
+        try:
+            pings.append(requests.get(f"http://127.0.0.1:{port}/ping", timeout=0.5).status_code)
+        except requests.RequestException:
+            pings.append(None)
+        time.sleep(0.02)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode != 0
     assert time.monotonic() - start < 15
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    assert 200 not in pings
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
     assert lines[0].startswith("serve: cannot start: ") and reason in lines[0], lines[0]
 
 

@@ -312,14 +312,16 @@ def _parse_csv_lines(lines: list[str], names: list[str]) -> np.ndarray:
 def _raise_bad_cell(cells: list[str], line: int, names: list[str]):
     for j, cell in enumerate(cells):
         text = cell.strip()
-        if not text:
-            continue
-        try:
-            if not text.isascii() or "_" in text:
+        if not text and cell.isascii():
+            continue  # missing
+        try:  # a cell of non-ASCII spaces (U+00A0, ...) failed its line's isascii check, so it is
+            # the one to report (it used to be skipped as missing: a 500; found by fuzzing)
+            if not cell.isascii() or "_" in text:
                 raise ValueError
             float(text)
         except ValueError:
-            raise _bad(f"line {line}, column {j + 1} ({names[j]}): {_show(text)} is not a number "
+            shown = _show(text if cell.isascii() else cell)
+            raise _bad(f"line {line}, column {j + 1} ({names[j]}): {shown} is not a number "
                        "(leave the cell empty for a missing value)", line=line,
                        column=j + 1) from None
     raise AssertionError("no bad cell found")  # pragma: no cover
@@ -354,8 +356,8 @@ _NUMERIC = {float, int, type(None)}
 
 
 def _parse_json(body: bytes, names: list[str]) -> np.ndarray:
-    try:
-        doc = json.loads(body)
+    try:  # decoded here: json.loads(bytes) would guess UTF-16/32 from NUL bytes (found by fuzzing)
+        doc = json.loads(body.decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise _bad(f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column "
                    f"{exc.colno})", line=exc.lineno) from None
@@ -373,9 +375,10 @@ def _parse_json(body: bytes, names: list[str]) -> np.ndarray:
 
 
 def _parse_jsonlines(body: bytes, names: list[str]) -> np.ndarray:
-    lines = body.rstrip(b"\r\n").split(b"\n")
+    # str, not bytes: json.loads(bytes) would guess UTF-16/32 from NUL bytes (found by fuzzing)
+    lines = body.decode("utf-8").rstrip("\r\n").split("\n")
     try:  # one C-speed parse of the whole body as a JSON array of the lines
-        records = json.loads(b"[" + b",".join(lines) + b"]")
+        records = json.loads("[" + ",".join(lines) + "]")
         if len(records) != len(lines):
             records = None
     except (json.JSONDecodeError, RecursionError):

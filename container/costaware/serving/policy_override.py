@@ -14,6 +14,10 @@ Rules (also in docs/serving.md):
   alone changes only the cost of a false negative.
 * The resulting matrix must have ``cost_fp > cost_tn`` and ``cost_fn > cost_tp`` (the same rule as
   training's hyperparameters): otherwise one decision would always be best and no threshold exists.
+* Each cost is at most ``1e300``, and the regret ratio ``(cost_fp - cost_tn) / (cost_fn - cost_tp)``
+  lies between ``1e-12`` and ``1e12``. Beyond that the Bayes threshold rounds to exactly 0 or 1 in
+  floating point, its log-odds become infinite, and the expected costs no longer pick the decision
+  (found by fuzzing: ``cost_fp=1e308`` gave decision 0 with the lower expected cost on deciding 1).
 
 The decision is then recomputed with ``DecisionPolicy.with_costs`` (costs.py): a Bayes threshold
 becomes the new Bayes threshold; an empirical threshold keeps the calibration correction it learned
@@ -22,7 +26,6 @@ on validation, shifted in log-odds by the change of the Bayes threshold.
 
 from __future__ import annotations
 
-import math
 import re
 
 from ..costs import CostMatrix
@@ -30,6 +33,8 @@ from ..errors import InputError
 
 HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 COST_KEYS = ("cost_fp", "cost_fn", "cost_tp", "cost_tn")
+MAX_COST = 1e300  # so that sums of costs stay finite
+MAX_REGRET_RATIO = 1e12  # the Bayes threshold stays within [1e-12, 1 - 1e-12]
 _NUMBER = re.compile(r"[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -61,8 +66,8 @@ def parse_costs(header: str | None, base: CostMatrix) -> CostMatrix | None:
         if not _NUMBER.fullmatch(value):
             raise OverrideError(f"{HEADER}: {key}={value!r} is not a number >= 0")
         number = float(value)
-        if not math.isfinite(number):
-            raise OverrideError(f"{HEADER}: {key}={value} is too large")
+        if not number <= MAX_COST:  # also infinity
+            raise OverrideError(f"{HEADER}: {key}={value} is too large (at most {MAX_COST:g})")
         given[key] = number
     if not given:
         return None
@@ -78,6 +83,11 @@ def parse_costs(header: str | None, base: CostMatrix) -> CostMatrix | None:
     if values["cost_fn"] <= values["cost_tp"]:
         raise OverrideError(f"{HEADER}: {describe('cost_fn')} must exceed {describe('cost_tp')}: "
                             "otherwise deciding 0 is never worse and no threshold exists")
+    ratio = (values["cost_fp"] - values["cost_tn"]) / (values["cost_fn"] - values["cost_tp"])
+    if not 1 / MAX_REGRET_RATIO <= ratio <= MAX_REGRET_RATIO:
+        raise OverrideError(f"{HEADER}: (cost_fp - cost_tn) / (cost_fn - cost_tp) = {ratio:.3g} is "
+                            f"too lopsided: it must lie between {1 / MAX_REGRET_RATIO:g} and "
+                            f"{MAX_REGRET_RATIO:g} (the decision threshold would round to 0 or 1)")
     return CostMatrix.from_dict(values)
 
 
