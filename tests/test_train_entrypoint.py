@@ -133,12 +133,35 @@ def _train_csv(rows: str) -> dict:
     return {"train": {"t.csv": rows}}
 
 
+def _config(text: str):
+    """Overwrite inputdataconfig.json with ``text``."""
+    return lambda base: (base / "input" / "config" / "inputdataconfig.json").write_text(text)
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def _header_csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False)
+
+
+FRAME = pd.DataFrame(X[:300], columns=[f"x{i}" for i in range(X.shape[1])]).assign(
+    default=Y[:300], loan=np.linspace(100, 5000, 300).round(2),
+    sex=np.where(X[:300, 2] > 0, 2, 1))
+NAMED = {"label_column": "default"}
+PARQUET = {"train": "application/x-parquet"}
+GZ = gzip.compress(TRAIN.encode())
+
+# (id, hyperparameters, channels, content types, fragment of the failure reason[, setup(base)])
 BAD = [
     ("no train channel", {}, {"validation": {"v.csv": VALID}}, None, "the 'train' channel is required"),
-    ("empty channel", {}, {"train": {"empty.csv": ""}}, None, "holds no data files"),
+    ("empty channel", {}, {"train": {"empty.csv": ""}}, None, "holds no data files: only empty files (empty.csv)"),
     ("non-numeric", {}, _train_csv(TRAIN + "1,2,abc,3,4,5\n"), None, "t.csv: line 301, column 3: 'abc' is not a number"),
     ("label 2", {}, _train_csv(TRAIN + "2,1,1,1,1,1\n"), None, "t.csv: line 301, column 1 (label): 2"),
-    ("single class", {}, _train_csv(csv_text(np.zeros(20), X[:20])), None, "all 20 rows have label 0"),
+    ("single class", {}, _train_csv(csv_text(np.zeros(20), X[:20])), None, "all 20 rows have label 0; training"),
     ("validation single class", {}, {"train": {"t.csv": TRAIN}, "validation": {"v.csv": csv_text(np.ones(9), X[:9])}},
      None, "validation channel"),
     ("validation columns", {}, {"train": {"t.csv": TRAIN}, "validation": {"v.csv": csv_text(Y[:9], X[:9, :4])}},
@@ -152,13 +175,81 @@ BAD = [
     ("content type", {}, _train_csv(TRAIN), {"train": "application/x-recordio-protobuf"}, "is not supported"),
     ("ragged csv", {}, _train_csv(TRAIN + "1,2,3,4,5,6,7\n"), None, "t.csv: cannot be read as CSV"),
     ("infinite", {}, _train_csv(TRAIN + "1,inf,1,1,1,1\n"), None, "line 301, column 2: infinite value"),
+    # --- configuration files ---
+    ("inputdataconfig a list", {}, _train_csv(TRAIN), None,
+     "inputdataconfig.json must hold a JSON object of channels, not list", _config('["train"]')),
+    ("channel entry not an object", {}, _train_csv(TRAIN), None,
+     "inputdataconfig.json: channel 'train' must be a JSON object", _config('{"train": "text/csv"}')),
+    ("ContentType not a string", {}, _train_csv(TRAIN), None,
+     "channel 'train': ContentType must be a string such as \"text/csv\", not 5",
+     _config('{"train": {"ContentType": 5}}')),
+    ("declared channel missing", {}, _train_csv(TRAIN), None, "input/data/validation does not exist",
+     _config('{"train": {}, "validation": {}}')),
+    # --- channel directories and files ---
+    ("directories only", {}, {"train": {"part/.keep": ""}}, None,
+     "holds no data files: only hidden or marker files, which are skipped (part/.keep)"),
+    ("empty subdirectory only", {}, {"train": {}}, None, "holds no data files: only 1 directory without files",
+     lambda base: (base / "input" / "data" / "train" / "sub").mkdir(parents=True)),
+    ("gzip truncated", {}, {"train": {"t.csv.gz": GZ[: len(GZ) // 2]}}, None,
+     "t.csv.gz: cannot be read as CSV: Compressed file ended before the end-of-stream marker"),
+    ("UTF-16", {}, _train_csv(TRAIN.encode("utf-16")), None, "t.csv: UTF-16 text (it starts with a UTF-16 byte-order mark)"),
+    ("semicolon separated", {}, _train_csv(TRAIN.replace(",", ";")), None,
+     "no feature columns besides the label (the first line holds '0;0.345584;"),
+    ("files with different columns", {}, {"train": {"a.csv": TRAIN, "b.csv": csv_text(Y, X[:, :4])}}, None,
+     "train/b.csv: columns differ from"),
+    ("header only", NAMED, _train_csv("x0,x1,default\n"), None, "holds no data rows (1 file(s) with a header line only)"),
+    ("duplicate header names", NAMED, _train_csv(_header_csv(FRAME).replace("x3", "x1", 1)), None,
+     "t.csv: line 1: the header names column 'x1' twice (columns 2 and 4)"),
+    ("empty label cell", {}, _train_csv(TRAIN + ",1,2,3,4,5\n"), None, "line 301, column 1 (label): missing"),
+    ("label missing from validation header", NAMED,
+     {"train": {"t.csv": _header_csv(FRAME)}, "validation": {"v.csv": _header_csv(FRAME.drop(columns="default"))}},
+     None, "v.csv: no label column 'default'"),
+    ("parquet string column", NAMED, {"train": {"t.parquet": _parquet(FRAME.assign(x4="high"))}}, PARQUET,
+     "t.parquet: row 1, column 5 ('x4'): 'high' is not a number"),
+    ("parquet datetime column", NAMED, {"train": {"t.parquet": _parquet(FRAME.assign(day=pd.Timestamp("2024-01-01")))}},
+     PARQUET, "column 9 ('day') holds datetime64"),
+    ("parquet corrupt", {}, {"train": {"t.parquet": b"PAR1" + b"\0" * 64 + b"PAR1"}}, PARQUET, "t.parquet: cannot be read as Parquet"),
+    ("cost column with NaN", {**NAMED, "cost_column": "loan"},
+     _train_csv(_header_csv(FRAME.assign(loan=FRAME.loan.where(FRAME.index != 7)))), None,
+     "t.csv: line 9, column 7 ('loan') (cost): nan; per-row costs must be finite and >= 0"),
+    ("costs zero for a class", {**NAMED, "cost_column": "loan"}, _train_csv(_header_csv(FRAME.assign(loan=0.0))), None,
+     "every row of class 1 has weight C_FN - C_TP = 0"),
+    # --- fairness configuration against the data ---
+    ("facet column missing", {**NAMED, "facet_column": "gender", "facet_values_or_threshold": "[2]"},
+     _train_csv(_header_csv(FRAME)), None, "t.csv: no facet column 'gender'"),
+    ("facet values match no row", {**NAMED, "facet_column": "sex", "facet_values_or_threshold": "[9]"},
+     _train_csv(_header_csv(FRAME)), None, "facet 'sex' with facet_values_or_threshold [9]: no row is in the sensitive group d"),
+    ("facet is the label", {**NAMED, "facet_column": "default", "facet_values_or_threshold": "[1]"},
+     _train_csv(_header_csv(FRAME)), None, "the facet column is the label column ('default')"),
+    ("text facet with a threshold", {**NAMED, "facet_column": "sex", "facet_values_or_threshold": "1"},
+     _train_csv(_header_csv(FRAME.assign(sex=np.where(FRAME.sex == 2, "F", "M")))), None,
+     "facet 'sex' holds text ('F'), but facet_values_or_threshold 1 is a threshold"),
+    ("label values match nothing", {**NAMED, "label_values_or_threshold": "[7]"}, _train_csv(_header_csv(FRAME)), None,
+     "all 300 rows have label 0 (label_values_or_threshold [7] matches no row)"),
+    # --- hyperparameters ---
+    ("num_round 0", {"num_round": "0"}, _train_csv(TRAIN), None, "hyperparameter 'num_round': '0' is out of range [1, 100000]"),
+    ("alias given twice", {"eta": "0.1", "learning_rate": "0.2"}, _train_csv(TRAIN), None,
+     "hyperparameter 'eta' given twice (as 'eta' and 'learning_rate')"),
+    ("threshold out of (0, 1)", {"decision_threshold": "1.5"}, _train_csv(TRAIN), None,
+     "'decision_threshold': '1.5' must be 'empirical', 'bayes' or a number in (0, 1)"),
+    ("checkpoint_frequency negative", {"checkpoint_frequency": "-1"}, _train_csv(TRAIN), None,
+     "hyperparameter 'checkpoint_frequency': '-1' is out of range [0, 100000]"),
+    ("facet without values", {**NAMED, "facet_column": "sex"}, _train_csv(_header_csv(FRAME)), None,
+     "'facet_values_or_threshold' is required with 'facet_column'"),
 ]
 
 
-@pytest.mark.parametrize("hyperparameters,channels,content_types,fragment",
-                         [case[1:] for case in BAD], ids=[case[0] for case in BAD])
-def test_bad_input_writes_a_one_line_failure(tmp_path, hyperparameters, channels, content_types, fragment):
+def test_bad_inputs_are_many_and_distinct():
+    assert len(BAD) >= 25
+    assert len({case[0] for case in BAD}) == len({case[4] for case in BAD}) == len(BAD)
+
+
+@pytest.mark.parametrize("case", BAD, ids=[case[0] for case in BAD])
+def test_bad_input_writes_a_one_line_failure(tmp_path, case):
+    _, hyperparameters, channels, content_types, fragment, *setup = case
     base = write_tree(tmp_path, {**FAST, **hyperparameters}, channels, content_types)
+    for step in setup:
+        step(base)
     result = run_train(base)
     assert result.returncode != 0
     reason = failure_reason(base)
@@ -167,3 +258,38 @@ def test_bad_input_writes_a_one_line_failure(tmp_path, hyperparameters, channels
     assert "Traceback" not in reason
     assert "Traceback" in result.stdout + result.stderr  # the traceback goes to the log
     assert not (base / "model" / "metadata.json").exists()
+
+
+@pytest.mark.parametrize("name,text", [("hyperparameters.json", "{not json"),
+                                       ("hyperparameters.json", '["eta", "0.1"]'),
+                                       ("inputdataconfig.json", "{not json")])
+def test_config_the_toolkit_cannot_parse_fails_before_costaware(tmp_path, name, text):
+    """The toolkit parses these files before it imports costaware: its traceback is the reason.
+
+    SageMaker writes both files itself, so this only happens with hand-made trees. The toolkit
+    writes output/failure without creating output/ (SageMaker creates it); here it exists.
+    """
+    base = write_tree(tmp_path, FAST, _train_csv(TRAIN))
+    (base / "input" / "config" / name).write_text(text)
+    (base / "output").mkdir()
+    result = run_train(base)
+    assert result.returncode == 1
+    assert failure_reason(base).startswith("Framework Error")
+    assert "costaware" not in failure_reason(base)  # raised before costaware was imported
+
+
+def test_text_labels_and_facets_with_value_lists(tmp_path):
+    """Clarify's categorical labels and facets: text values named in *_values_or_threshold."""
+    frame = FRAME.assign(default=np.where(FRAME.default == 1, "bad", "good"),
+                         sex=np.where(FRAME.sex == 2, "F", "M"))
+    base = write_tree(tmp_path, {**FAST, **NAMED, "label_values_or_threshold": '["bad"]',
+                                 "facet_column": "sex", "facet_values_or_threshold": '["F"]'},
+                      _train_csv(_header_csv(frame)))
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    meta = json.loads((base / "model" / "metadata.json").read_text())
+    assert "sex" not in meta["feature_names"] and meta["rows"]["train"] == 300
+    ev = json.loads((base / "output" / "data" / "evaluation.json").read_text())["channels"]["train"]
+    assert ev["chosen_threshold"]["confusion_matrix"]["tp"] + ev["chosen_threshold"]["confusion_matrix"]["fn"] \
+        == int((FRAME.default == 1).sum())
+    assert "bias" in ev

@@ -32,6 +32,9 @@ def _train(args) -> int:
     """Run the toolkit's real ``train`` entry point on a local ``/opt/ml``-shaped tree."""
     env = dict(os.environ, SAGEMAKER_BASE_DIR=os.path.abspath(args.base_dir),
                SAGEMAKER_TRAINING_MODULE="costaware.sagemaker_train:main")
+    # As on SageMaker: the toolkit writes output/failure without creating output/, and if it cannot
+    # (a config file it fails to parse, before costaware runs) it exits 0.
+    os.makedirs(os.path.join(args.base_dir, "output"), exist_ok=True)
     os.execvpe("train", ["train"], env)
     return 1  # not reached
 

@@ -8,6 +8,7 @@ Empty cells are missing values; labels must be 0 or 1.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 from dataclasses import dataclass, replace
@@ -21,6 +22,8 @@ from .hyperparameters import parse_values_or_threshold
 
 PARQUET_TYPES = {"application/x-parquet", "application/parquet", "application/vnd.apache.parquet"}
 GZIP_MAGIC = b"\x1f\x8b"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+SEPARATORS = ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"))
 PARQUET_MAGIC = b"PAR1"
 
 
@@ -78,19 +81,37 @@ def _content_type_params(content_type: str) -> dict:
 
 def channel_files(directory: str) -> list[str]:
     if not os.path.isdir(directory):
-        raise DataError(f"channel directory {directory} does not exist")
-    files = []
+        what = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise DataError(f"channel directory {directory} {what}")
+    files, empty, skipped, subdirectories = [], [], [], 0
     for root, dirs, names in os.walk(directory):
+        subdirectories += len(dirs)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
-            if name.startswith(".") or name == "_SUCCESS":
-                continue
             path = os.path.join(root, name)
-            if os.path.getsize(path) > 0:
+            if name.startswith(".") or name == "_SUCCESS":
+                skipped.append(os.path.relpath(path, directory))
+            elif not os.path.isfile(path):  # a FIFO, a socket, a dangling link
+                skipped.append(os.path.relpath(path, directory))
+            elif os.path.getsize(path) == 0:
+                empty.append(os.path.relpath(path, directory))
+            else:
                 files.append(path)
     if not files:
-        raise DataError(f"channel directory {directory} holds no data files (or only empty ones)")
+        if empty:
+            detail = f"only empty files ({_few(empty)})"
+        elif skipped:
+            detail = f"only hidden or marker files, which are skipped ({_few(skipped)})"
+        elif subdirectories:
+            detail = f"only {subdirectories} director{'y' if subdirectories == 1 else 'ies'} without files"
+        else:
+            detail = "it is empty"
+        raise DataError(f"channel directory {directory} holds no data files: {detail}")
     return files
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def load_channel(directory: str, content_type: str, options: DataOptions) -> Dataset:
@@ -109,7 +130,11 @@ def load_channel(directory: str, content_type: str, options: DataOptions) -> Dat
                 f"({_describe_columns(frame.columns)} against {_describe_columns(columns)})"
             )
         frames.append((path, frame))
-    return _to_dataset(frames, options, directory)
+    dataset = _to_dataset(frames, options, directory)
+    if dataset.rows == 0:
+        raise DataError(f"channel directory {directory} holds no data rows ({len(frames)} file(s) "
+                        "with a header line only)")
+    return dataset
 
 
 def _describe_columns(columns) -> str:
@@ -132,9 +157,14 @@ def _read_file(path: str, base_type: str, options: DataOptions) -> pd.DataFrame:
         if base_type not in ("text/csv", "text/plain", "application/csv"):
             raise DataError(f"{path}: content type {base_type!r} is not supported "
                             "(use text/csv or application/x-parquet)")
+        if magic[:2] in UTF16_BOMS:
+            raise DataError(f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); CSV "
+                            "files must be UTF-8")
         compression = "gzip" if magic[:2] == GZIP_MAGIC else None
         frame = pd.read_csv(path, header=0 if options.header else None, compression=compression,
                             skip_blank_lines=False, low_memory=False)
+        if options.header:
+            _check_header_names(path, compression)
     except DataError:
         raise
     except (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError,
@@ -145,6 +175,22 @@ def _read_file(path: str, base_type: str, options: DataOptions) -> pd.DataFrame:
         frame.columns = [str(c).strip() for c in frame.columns]
     frame.attrs.update(csv=True, first_line=2 if options.header else 1)
     return frame
+
+
+def _check_header_names(path: str, compression: str | None) -> None:
+    """Duplicate names in a header line (pandas would silently rename the second ``x`` to ``x.1``)."""
+    opener = gzip.open if compression == "gzip" else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+            names = [name.strip() for name in next(csv.reader([handle.readline()]), [])]
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error):
+        return  # pandas read the file; its own header is what counts then
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            raise DataError(f"{path}: line 1: the header names column {name!r} twice (columns "
+                            f"{seen[name]} and {position}); column names must be unique")
+        seen[name] = position
 
 
 def _one_line(exc: Exception) -> str:
@@ -179,10 +225,20 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
     feature_keys = [c for c in frame0.columns
                     if c != label_key and c != group_key and kept.get(c, True)]
     if not feature_keys:
-        raise DataError(f"{path0}: no feature columns besides the label")
+        hint = ""
+        if frame0.attrs["csv"] and len(frame0.columns) == 1 and len(frame0):
+            first = str(frame0.iloc[0, 0])
+            separator = next((name for char, name in SEPARATORS if char in first), None)
+            if separator:
+                hint = f" (the first line holds {first[:40]!r}: {separator}-separated? CSV needs commas)"
+        raise DataError(f"{path0}: no feature columns besides the label{hint}")
+    # Columns that may hold text: measured, never features (Clarify's categorical facets and labels).
+    text_ok = {key for key in (facet_key, group_key) if key is not None and key not in feature_keys}
+    if isinstance(options.positive_label, list):
+        text_ok.add(label_key)
     labels, features, costs, facets, groups = [], [], [], [], []
     for path, frame in frames:
-        numeric = _numeric(frame, path)
+        numeric = _numeric(frame, path, text_ok)
         labels.append(_labels(numeric[label_key], path, frame, label_key, options.positive_label))
         block = numeric[feature_keys].to_numpy(dtype=np.float64)
         _check_finite_features(block, path, frame, feature_keys)
@@ -202,9 +258,20 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
         cost_multiplier=np.concatenate(costs) if costs else None,
         source=source,
         named_columns=named,
-        facet=np.concatenate(facets) if facets else None,
-        group=np.concatenate(groups) if groups else None,
+        facet=_concatenate(facets, frames, facet_key, "facet"),
+        group=_concatenate(groups, frames, group_key, "group"),
     )
+
+
+def _concatenate(parts: list[np.ndarray], frames, key, what: str) -> np.ndarray | None:
+    if not parts:
+        return None
+    kinds = {part.dtype.kind == "O" for part in parts}
+    if len(kinds) > 1:
+        text = next(path for (path, _), part in zip(frames, parts) if part.dtype.kind == "O")
+        numbers = next(path for (path, _), part in zip(frames, parts) if part.dtype.kind != "O")
+        raise DataError(f"{what} column {key!r} holds text in {text} but numbers in {numbers}")
+    return np.concatenate(parts)
 
 
 def _line(frame: pd.DataFrame, row: int) -> str:
@@ -217,7 +284,8 @@ def _column_name(frame: pd.DataFrame, key) -> str:
     return f"column {position}" + ("" if isinstance(key, (int, np.integer)) else f" ({key!r})")
 
 
-def _numeric(frame: pd.DataFrame, path: str) -> pd.DataFrame:
+def _numeric(frame: pd.DataFrame, path: str, text_ok=frozenset()) -> pd.DataFrame:
+    """Every column as numbers; a column in ``text_ok`` that is not all numbers stays text."""
     out = {}
     for key in frame.columns:
         column = frame[key]
@@ -227,8 +295,14 @@ def _numeric(frame: pd.DataFrame, path: str) -> pd.DataFrame:
         if pd.api.types.is_numeric_dtype(column):
             out[key] = column
             continue
+        if pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column):
+            raise DataError(f"{path}: {_column_name(frame, key)} holds {column.dtype} values; "
+                            "columns must hold numbers")
         converted = pd.to_numeric(column, errors="coerce")
         bad = converted.isna() & column.notna() & (column.astype(str).str.strip() != "")
+        if bad.any() and key in text_ok:
+            out[key] = column.astype(object)
+            continue
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(
@@ -240,8 +314,13 @@ def _numeric(frame: pd.DataFrame, path: str) -> pd.DataFrame:
 
 
 def _complete(column: pd.Series, path: str, frame, key, what: str) -> np.ndarray:
-    values = column.to_numpy(dtype=np.float64)
-    missing = np.isnan(values)
+    """A column without missing values: floats, or stripped strings for a text column."""
+    if column.dtype.kind == "O":
+        values = column.astype(str).str.strip().to_numpy(dtype=object)
+        missing = column.isna().to_numpy() | (values == "")
+    else:
+        values = column.to_numpy(dtype=np.float64)
+        missing = np.isnan(values)
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise DataError(f"{path}: {_line(frame, row)}, {_column_name(frame, key)} ({what}): "
@@ -250,10 +329,10 @@ def _complete(column: pd.Series, path: str, frame, key, what: str) -> np.ndarray
 
 
 def _labels(column: pd.Series, path: str, frame, key, positive=None) -> np.ndarray:
-    values = column.to_numpy(dtype=np.float64)
     if positive is not None:  # Clarify's rule collapses any label values to the positive outcome
-        _complete(column, path, frame, key, "label")
+        values = _complete(column, path, frame, key, "label")
         return positive_label_index(values, positive).astype(np.int8)
+    values = column.to_numpy(dtype=np.float64)
     bad = ~np.isin(values, (0.0, 1.0))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])

@@ -179,6 +179,10 @@ SCHEMA: tuple[Param, ...] = (
           choices=("expected_cost", "auc", "logloss", "combined_objective")),
     Param("seed", "int", 0, "Random seed.", "xgboost", 0, 2**31 - 1),
     Param("nthread", "int", 0, "Threads for XGBoost (0: all cores).", "xgboost", 0),
+    Param("checkpoint_frequency", "int", 10,
+          "When /opt/ml/checkpoints exists (SageMaker checkpointing on), save a checkpoint every "
+          "this many rounds (0: only on SIGTERM); a rerun resumes from the newest one.",
+          "learning", 0, 100000),
     # --- costs ---
     Param("cost_fp", "float", 1.0, "Cost of a false positive (predict 1, truth 0).", "costs", 0,
           aliases=("fp_cost",)),

@@ -128,7 +128,9 @@ def make_objective(label: np.ndarray, weight: np.ndarray, sensitive: np.ndarray 
     weighted logistic loss, plus the parity penalty when ``penalty > 0``.
 
     Labels and weights are bound here (as float32, the precision XGBoost keeps gradients in) rather
-    than read back from the DMatrix each round.
+    than read back from the DMatrix each round. (Training uses it for the parity penalty and for
+    sampled rounds; without either, the weighted loss is XGBoost's own ``binary:logistic`` with
+    sample weights, whose gradients XGBoost computes natively: see ``training.Boosting``.)
     """
     label = np.asarray(label, dtype=np.float32)
     weight = np.asarray(weight, dtype=np.float32)

@@ -2,8 +2,9 @@
 
 The toolkit's ``train`` calls :func:`main` (``SAGEMAKER_TRAINING_MODULE=costaware.sagemaker_train:main``).
 Any :class:`~costaware.errors.InputError` becomes the toolkit's ``ClientError``, so
-``/opt/ml/output/failure`` gets our one-line reason and the process exits 1. Never ``sys.exit``:
-the toolkit reports a ``SystemExit`` as success.
+``/opt/ml/output/failure`` gets our one-line reason and the process exits 1; so does
+:class:`~costaware.checkpoints.TrainingInterrupted` (SIGTERM: checkpoint saved, job not completed).
+Never ``sys.exit``: the toolkit reports a ``SystemExit`` as success.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import traceback
 from sagemaker_training import environment, errors
 
 from . import artifact, data, hyperparameters, training
+from .checkpoints import CheckpointStore, StopRequest, TrainingInterrupted, stop_on_sigterm
 from .errors import DataError, InputError
 
 logger = logging.getLogger("costaware")
@@ -38,7 +40,17 @@ def _read_json(path: str, default):
 
 
 def run(base_dir: str, log=training.print_line) -> training.TrainingResult:
-    """Train from the SageMaker tree at ``base_dir`` (``/opt/ml``)."""
+    """Train from the SageMaker tree at ``base_dir`` (``/opt/ml``).
+
+    SIGTERM (spot interruption, StopTrainingJob) ends training after the current round; with
+    checkpointing on (``base_dir/checkpoints`` exists) a checkpoint is saved first, and a rerun
+    resumes from the newest checkpoint there.
+    """
+    with stop_on_sigterm(StopRequest()) as stop:
+        return _run(base_dir, log, stop)
+
+
+def _run(base_dir: str, log, stop: StopRequest) -> training.TrainingResult:
     config_dir = os.path.join(base_dir, "input", "config")
     raw = _read_json(os.path.join(config_dir, "hyperparameters.json"), {})
     if not isinstance(raw, dict):
@@ -48,6 +60,7 @@ def run(base_dir: str, log=training.print_line) -> training.TrainingResult:
     data_dir = os.path.join(base_dir, "input", "data")
     if channel_config is None:  # local runs without a config: whatever channel directories exist
         channel_config = {c: {} for c in CHANNELS if os.path.isdir(os.path.join(data_dir, c))}
+    _check_channel_config(channel_config)
     unknown = sorted(set(channel_config) - set(CHANNELS))
     if unknown:
         raise InputError(f"unknown channel(s) {', '.join(unknown)}; valid channels: {', '.join(CHANNELS)}")
@@ -65,8 +78,10 @@ def run(base_dir: str, log=training.print_line) -> training.TrainingResult:
         datasets[name] = loaded if name == "train" else data.align_to(datasets["train"], loaded)
         log(f"channel {name}: {loaded.rows} rows, {len(loaded.feature_names)} features")
 
+    checkpoint_dir = os.path.join(base_dir, "checkpoints")
+    store = CheckpointStore(checkpoint_dir, log=log) if os.path.isdir(checkpoint_dir) else None
     result = training.train(settings, datasets["train"], datasets.get("validation"),
-                            datasets.get("test"), log=log)
+                            datasets.get("test"), log=log, checkpoints=store, stop=stop)
     model_dir = os.path.join(base_dir, "model")
     artifact.save(model_dir, result.booster, datasets["train"].feature_names, result.policy, {
         "thresholds": result.thresholds,
@@ -85,6 +100,21 @@ def run(base_dir: str, log=training.print_line) -> training.TrainingResult:
     log(f"model saved to {model_dir}; decision threshold {result.policy.threshold:.6g} "
         f"({result.policy.threshold_source}), Bayes threshold {result.thresholds['bayes']:.6g}")
     return result
+
+
+def _check_channel_config(config) -> None:
+    """inputdataconfig.json: ``{channel: {"ContentType": "...", ...}}`` (SageMaker writes more keys)."""
+    if not isinstance(config, dict):
+        raise InputError(f"inputdataconfig.json must hold a JSON object of channels, not "
+                         f"{type(config).__name__} {json.dumps(config)[:60]}")
+    for name, entry in config.items():
+        if not isinstance(entry, dict):
+            raise InputError(f"inputdataconfig.json: channel '{name}' must be a JSON object (such as "
+                             f'{{"ContentType": "text/csv"}}), not {json.dumps(entry)[:60]}')
+        content_type = entry.get("ContentType", "text/csv")
+        if not isinstance(content_type, str):
+            raise InputError(f"inputdataconfig.json: channel '{name}': ContentType must be a string "
+                             f"such as \"text/csv\", not {json.dumps(content_type)[:60]}")
 
 
 def _write_report(output_data: str, result: training.TrainingResult, settings, log) -> None:
@@ -132,4 +162,9 @@ def main() -> None:
         run(environment.base_dir)
     except InputError as exc:
         logger.error("training failed on bad input:\n%s", traceback.format_exc())
+        raise TrainingInputError(one_line(exc)) from None
+    except TrainingInterrupted as exc:
+        # Not completed: a failure reason and exit 1 (SageMaker shows a spot-interrupted job as
+        # interrupted whatever the container says; locally the failure file tells what happened).
+        logger.error("%s", exc)
         raise TrainingInputError(one_line(exc)) from None

@@ -1,23 +1,29 @@
 """Training: XGBoost with the cost-weighted loss, per-round metric lines, the learned threshold.
 
 Knows nothing of SageMaker paths: it takes parsed settings and datasets and returns a
-:class:`TrainingResult`; the SageMaker adapter reads files and writes the model.
+:class:`TrainingResult`; the SageMaker adapter reads files and writes the model. The boosting loop
+(:class:`Boosting`) saves checkpoints and resumes from them bit for bit
+(:mod:`costaware.checkpoints`).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import xgboost as xgb
 
-from . import bias, metric_log
+from . import __version__, bias, metric_log
+from .checkpoints import CheckpointStore, StopRequest, TrainingInterrupted, digest
 from .costs import (CostMatrix, DecisionPolicy, RowCosts, constrained_threshold, empirical_threshold,
                     sigmoid)
 from .data import Dataset
-from .errors import DataError
+from .errors import DataError, HyperparameterError, InputError
 from .fairness import sensitive_facet_index
 from .hyperparameters import parse_values_or_threshold
 from .metrics import evaluate
@@ -88,7 +94,16 @@ def _sensitive(settings, channel: Channel) -> np.ndarray | None:
     if not settings.facet_column:
         return None
     spec = parse_values_or_threshold(settings.facet_values_or_threshold, "facet_values_or_threshold")
-    mask = sensitive_facet_index(channel.data.facet, spec)
+    facet = channel.data.facet
+    if facet.dtype.kind == "O":  # text values: categories only, and not at inference
+        where = f"{channel.name} channel: facet '{settings.facet_column}' holds text ({facet[0]!r})"
+        if not isinstance(spec, list):
+            raise DataError(f"{where}, but facet_values_or_threshold {spec:g} is a threshold; give "
+                            "the sensitive values as a JSON list, e.g. '[\"F\"]'")
+        if settings.group_thresholds:
+            raise DataError(f"{where}: group_thresholds needs a numeric facet (requests carry the "
+                            "facet as a number); code the facet values as numbers")
+    mask = sensitive_facet_index(facet, spec)
     n_d = int(mask.sum())
     if n_d in (0, len(mask)):
         which = "no row" if n_d == 0 else "every row"
@@ -100,14 +115,17 @@ def _sensitive(settings, channel: Channel) -> np.ndarray | None:
     return mask
 
 
-def _check_classes(channel: Channel) -> None:
+def _check_classes(channel: Channel, settings) -> None:
     positives = int(channel.data.label.sum())
     rows = channel.data.rows
     if positives in (0, rows):
         only = 1 if positives else 0
+        rule = settings.label_values_or_threshold
+        why = (f" (label_values_or_threshold {rule} matches {'every' if positives else 'no'} row)"
+               if rule else "")
         raise DataError(
-            f"{channel.name} channel ({channel.data.source}): all {rows} rows have label {only}; "
-            "training and the learned threshold need both classes"
+            f"{channel.name} channel ({channel.data.source}): all {rows} rows have label {only}"
+            f"{why}; training and the learned threshold need both classes"
         )
 
 
@@ -165,18 +183,18 @@ class Evaluator:
         return out
 
 
-class MetricLogger(xgb.callback.TrainingCallback):
-    """Prints one metric line per round and does early stopping on our own metrics.
+class RoundMonitor:
+    """Logs one metric line per round and does early stopping on our own metrics.
 
-    Margins are accumulated tree by tree (``iteration_range=(t, t+1)`` minus the base margin), so a
-    round costs one tree's prediction, not the whole model's.
+    Gets the watched channel's margins after every round (the loop accumulates them tree by tree,
+    so a round costs one tree's prediction, not the whole model's). Its state (best round and value,
+    the refitted score offset) goes into checkpoints.
     """
 
-    def __init__(self, watch: Channel, base_margin: float, evaluator: Evaluator, offset: float,
-                 refit_offset: bool, early_stopping_rounds: int, early_stopping_metric: str,
+    def __init__(self, watch: Channel, evaluator: Evaluator, offset: float, refit_offset: bool,
+                 early_stopping_rounds: int, early_stopping_metric: str,
                  log: Callable[[str], None]):
         self.watch = watch
-        self.base_margin = base_margin
         self.evaluator = evaluator
         self.offset = offset
         self.refit_offset = refit_offset
@@ -186,22 +204,364 @@ class MetricLogger(xgb.callback.TrainingCallback):
         self.best_iteration = 0
         self.best_value = math.inf
 
-    def after_iteration(self, model, epoch, evals_log) -> bool:
+    def observe(self, iteration: int, margin: np.ndarray) -> bool:
+        """Metrics of round ``iteration`` from the watched channel's margins; True: stop early."""
         channel = self.watch
-        tree = model.predict(channel.dmatrix, output_margin=True, iteration_range=(epoch, epoch + 1))
-        step = tree.astype(np.float64) - self.base_margin
-        channel.margin = step + (channel.margin if channel.margin is not None else self.base_margin)
+        channel.margin = margin.astype(np.float64)
         if self.refit_offset:  # as the final model will be: scores read as probabilities
             self.offset = fitted_offset(channel.margin, channel.data.label, self.offset)
         score = sigmoid(channel.margin - self.offset)
         metrics = self.evaluator.metrics(score, channel, self.evaluator.rule(score, channel))
-        self.log(metric_log.format_line(f"[{epoch}]", channel.name, metrics))
+        self.log(metric_log.format_line(f"[{iteration}]", channel.name, metrics))
         value = metrics[self.metric]
         if metric_log.METRICS.get(self.metric) == "Maximize":
             value = -value
         if value < self.best_value:  # strictly better; ties keep the earlier, smaller model
-            self.best_value, self.best_iteration = value, epoch
-        return bool(self.patience) and epoch - self.best_iteration >= self.patience
+            self.best_value, self.best_iteration = value, iteration
+        return self.should_stop(iteration)
+
+    def should_stop(self, iteration: int) -> bool:
+        return bool(self.patience) and iteration - self.best_iteration >= self.patience
+
+    def state(self) -> dict:
+        return {"best_iteration": self.best_iteration,
+                "best_value": None if math.isinf(self.best_value) else self.best_value,
+                "score_offset": self.offset}
+
+    def restore(self, state: dict) -> None:
+        self.best_iteration = int(state["best_iteration"])
+        best = state["best_value"]
+        self.best_value = math.inf if best is None else float(best)
+        self.offset = float(state["score_offset"])
+
+
+ROUND_BASE_SCORE = 0.5  # base margin 0: a round booster's margins are its one tree's leaf values
+RESUMABLE = ("num_round", "checkpoint_frequency", "nthread")  # may change between run and rerun
+
+
+def round_seed(seed: int, iteration: int) -> int:
+    """XGBoost's seed for round ``iteration``: a function of (seed, round) alone."""
+    return int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0] >> 1)
+
+
+def _json_trees(booster: xgb.Booster) -> list[dict]:
+    return json.loads(booster.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"]
+
+
+class Forest:
+    """The trees grown so far, in XGBoost's JSON model format, and boosters made of them.
+
+    ``template`` is the JSON of an untrained booster with the final parameters (base score, feature
+    names, objective); a model is the template with its tree list filled in, which is what XGBoost
+    itself writes for a booster with those trees. Each tree is kept as JSON text, so a model
+    document (a checkpoint) costs a string join, not a round trip through XGBoost.
+    """
+
+    _TREES = f"trees-{uuid.uuid4().hex}"  # placeholder for the tree list in the template's JSON
+
+    def __init__(self, template: dict):
+        self.template = template
+        self.trees: list[str] = []
+
+    def append(self, tree: dict) -> None:
+        tree["id"] = len(self.trees)
+        self.trees.append(json.dumps(tree, separators=(",", ":")))
+
+    def document(self, rounds: int | None = None) -> bytes:
+        """The model with the first ``rounds`` trees as XGBoost's JSON (what ``load`` takes)."""
+        trees = self.trees[:rounds]
+        learner = self.template["learner"]
+        gbtree = learner["gradient_booster"]
+        model = gbtree["model"]
+        model = {**model, "trees": self._TREES, "tree_info": [0] * len(trees),
+                 "iteration_indptr": list(range(len(trees) + 1)),
+                 "gbtree_model_param": {**model["gbtree_model_param"], "num_trees": str(len(trees))}}
+        text = json.dumps({**self.template,
+                           "learner": {**learner, "gradient_booster": {**gbtree, "model": model}}},
+                          separators=(",", ":"))
+        return text.replace(f'"{self._TREES}"', "[" + ",".join(trees) + "]", 1).encode()
+
+    def booster(self, rounds: int | None = None) -> xgb.Booster:
+        return xgb.Booster(model_file=bytearray(self.document(rounds)))
+
+    def load(self, model: bytes) -> xgb.Booster:
+        """Take the trees of a saved model (JSON or UBJSON); returns it as a booster."""
+        booster = xgb.Booster(model_file=bytearray(model))
+        self.trees = []
+        for tree in _json_trees(booster):
+            self.append(tree)
+        return booster
+
+
+SAMPLING = ("subsample", "colsample_bytree", "colsample_bylevel", "colsample_bynode")
+
+
+class Boosting:
+    """The boosting rounds, one tree per round; margins for the objective and the metric lines.
+
+    Two ways to grow, chosen by :meth:`create`:
+
+    * :class:`SharedBooster` (no row or column sampling, the default): one booster, as in
+      ``xgb.train``; XGBoost's prediction caches keep the margins. Without the parity penalty the
+      cost-weighted loss is exactly ``binary:logistic`` with the cost weights as sample weights
+      (see :mod:`costaware.objective`), so XGBoost computes the gradients natively, as fast as its
+      built-in objective; with the penalty they come from our objective. A booster reloaded from a
+      checkpoint rebuilds the caches with one prediction, bit for bit, and grows the same trees.
+    * :class:`RoundBoosters` (``subsample`` or a ``colsample_*`` below 1): a fresh booster per round,
+      seeded by (seed, round). XGBoost 3.2 keeps its sampling's random state inside the booster and
+      does not save it with the model, so a reloaded booster would draw other rows and columns than
+      an uninterrupted run (neither ``seed_per_iteration`` nor re-setting ``seed`` helps). A booster
+      per round makes each round's sample depend on (seed, round) alone: resumed runs are exact
+      too. Gradients come from our objective; each round costs a few ms more (configuring a
+      booster, serialising its tree).
+    """
+
+    model_format = "ubj"  # checkpoint model files
+
+    def __init__(self, settings, dtrain: xgb.DMatrix, objective: Callable, base_score: float,
+                 dwatch: xgb.DMatrix | None, native: bool = False):
+        self.seed = settings.seed
+        self.params = {**settings.xgboost_params(),
+                       "objective": "binary:logistic",  # the saved model's link
+                       "disable_default_eval_metric": 1, "verbosity": 1}
+        self.base_score = base_score
+        self.dtrain = dtrain  # label and the cost weights as sample weights
+        self.dwatch = dwatch  # None: the train channel is watched
+        self.objective = objective
+        self.native = native
+
+    @staticmethod
+    def create(settings, dtrain: xgb.DMatrix, objective: Callable, base_score: float,
+               dwatch: xgb.DMatrix | None, native: bool = False) -> "Boosting":
+        """``native``: the loss is ``binary:logistic`` with dtrain's weights (no penalty term)."""
+        sampling = any(settings[name] < 1 for name in SAMPLING)
+        kind = RoundBoosters if sampling else SharedBooster
+        return kind(settings, dtrain, objective, base_score, dwatch, native)
+
+    @property
+    def rounds(self) -> int:
+        raise NotImplementedError
+
+    def round(self) -> None:
+        """Grow the next tree."""
+        raise NotImplementedError
+
+    def train_margins(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def watch_margins(self) -> np.ndarray:
+        """The watched channel's margins (train's without a validation channel), float32."""
+        raise NotImplementedError
+
+    def booster(self, rounds: int | None = None) -> xgb.Booster:
+        """The model of the first ``rounds`` trees (all by default)."""
+        raise NotImplementedError
+
+    def checkpoint(self) -> bytes:
+        raise NotImplementedError
+
+    def resume(self, model: bytes) -> None:
+        raise NotImplementedError
+
+
+class SharedBooster(Boosting):
+    """One booster for every round (no sampling): what ``xgb.train`` does, margins in its caches."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._start(None)
+
+    def _start(self, model: bytes | None) -> None:
+        cache = [self.dtrain] + ([self.dwatch] if self.dwatch is not None else [])
+        self.model = xgb.Booster({**self.params, "base_score": self.base_score}, cache,
+                                 model_file=None if model is None else bytearray(model))
+
+    @property
+    def rounds(self) -> int:
+        return self.model.num_boosted_rounds()
+
+    def round(self) -> None:
+        if self.native:  # binary:logistic with the sample weights: XGBoost's own gradients
+            self.model.update(self.dtrain, self.rounds)
+            return
+        grad, hess = self.objective(self.train_margins(), self.dtrain)
+        self.model.boost(self.dtrain, self.rounds, grad=grad, hess=hess)
+
+    def train_margins(self) -> np.ndarray:
+        return self.model.predict(self.dtrain, output_margin=True, training=True)
+
+    def watch_margins(self) -> np.ndarray:
+        if self.dwatch is None:
+            return self.train_margins()
+        return self.model.predict(self.dwatch, output_margin=True)  # cached: the new tree only
+
+    def booster(self, rounds: int | None = None) -> xgb.Booster:
+        return self.model if rounds in (None, self.rounds) else self.model[:rounds]
+
+    def checkpoint(self) -> bytes:
+        return bytes(self.model.save_raw("ubj"))
+
+    def resume(self, model: bytes) -> None:
+        self._start(model)
+
+
+class RoundBoosters(Boosting):
+    """A booster per round, seeded by (seed, round), for exact resumes with sampling.
+
+    The round booster's base margin is 0, so its prediction cache (kept up to date by XGBoost as
+    it grows the tree) holds the tree's leaf value per row, which the loop adds to the margins it
+    holds: float32 sums in tree order from XGBoost's base margin, exactly what XGBoost's predictor
+    computes for the assembled model, so after a resume one prediction of the checkpointed model
+    restores them bit for bit. The trees are kept as XGBoost JSON (:class:`Forest`), and so are
+    checkpoints (a string join rather than a round trip through XGBoost).
+    """
+
+    model_format = "json"
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        template = xgb.Booster({**self.params, "base_score": self.base_score}, [self.dtrain])
+        self.forest = Forest(json.loads(template.save_raw("json")))
+        self._margins(template)
+
+    def _margins(self, booster: xgb.Booster) -> None:
+        # (an untrained booster's prediction: the base margin, as XGBoost has it)
+        self.margin = booster.predict(self.dtrain, output_margin=True)
+        self.watch_margin = (booster.predict(self.dwatch, output_margin=True)
+                             if self.dwatch is not None else self.margin)
+
+    @property
+    def rounds(self) -> int:
+        return len(self.forest.trees)
+
+    def round(self) -> None:
+        iteration = self.rounds
+        booster = xgb.Booster({**self.params, "base_score": ROUND_BASE_SCORE,
+                               "seed": round_seed(self.seed, iteration)}, [self.dtrain])
+        booster.predict(self.dtrain, output_margin=True, training=True)  # starts the cache at 0
+        grad, hess = self.objective(self.margin, self.dtrain)
+        booster.boost(self.dtrain, 0, grad=grad, hess=hess)
+        self.margin += booster.predict(self.dtrain, output_margin=True, training=True)
+        if self.dwatch is not None:
+            self.watch_margin += booster.predict(self.dwatch, output_margin=True)
+        self.forest.append(_json_trees(booster)[0])
+
+    def train_margins(self) -> np.ndarray:
+        return self.margin
+
+    def watch_margins(self) -> np.ndarray:
+        return self.watch_margin
+
+    def booster(self, rounds: int | None = None) -> xgb.Booster:
+        return self.forest.booster(rounds)
+
+    def checkpoint(self) -> bytes:
+        return self.forest.document()
+
+    def resume(self, model: bytes) -> None:
+        self._margins(self.forest.load(model))
+
+
+def _fingerprint(settings, train: Channel, weight: np.ndarray, watch: Channel) -> dict:
+    """What a checkpoint must have been written for: the settings and the data the loop reads."""
+    fixed = {k: v for k, v in settings.items() if k not in RESUMABLE}
+    data = {"train": digest(train.data.features, train.data.label, weight, train.sensitive)}
+    if watch is not train:
+        data[watch.name] = digest(watch.data.features, watch.data.label, watch.data.cost_multiplier,
+                                  watch.sensitive, watch.data.group)
+    return {"settings": json.loads(json.dumps(fixed)), "data": data}
+
+
+def _check_fingerprint(saved: dict, current: dict, path: str, num_round: int, rounds: int) -> None:
+    settings = saved.get("settings", {})
+    changed = sorted(k for k in set(settings) | set(current["settings"])
+                     if settings.get(k) != current["settings"].get(k))
+    what = []
+    if changed:
+        what.append("hyperparameters " + ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else ""))
+    data = saved.get("data", {})
+    what += [f"{name} channel data" for name in sorted(set(data) | set(current["data"]))
+             if data.get(name) != current["data"].get(name)]
+    if what:
+        raise InputError(
+            f"checkpoint {path} was written by a training job with other {' and '.join(what)}; "
+            "resume with the same settings and data, or use an empty checkpoint location to start "
+            "afresh")
+    if rounds > num_round:
+        raise HyperparameterError(
+            f"hyperparameter 'num_round': {num_round}, but checkpoint {path} already has {rounds} "
+            "rounds")
+
+
+def _run_rounds(settings, boosting: Boosting, monitor: RoundMonitor,
+                checkpoints: CheckpointStore | None, stop: StopRequest,
+                fingerprint: Callable[[], dict], log: Callable[[str], None]) -> int:
+    """Boosting rounds with metric lines, early stopping, checkpoints and SIGTERM; returns the
+    number of rounds trained."""
+    saved = 0  # rounds in the newest checkpoint
+    early = False
+    frequency = settings.checkpoint_frequency
+    if checkpoints is not None:
+        fingerprint = functools.lru_cache(maxsize=None)(fingerprint)
+        found = checkpoints.latest()
+        if found is None:
+            log(f"checkpoints: none yet in {checkpoints.directory}; saving one "
+                + (f"every {frequency} rounds and " if frequency else "") + "on SIGTERM")
+        else:
+            _check_fingerprint(found.state.get("fingerprint", {}), fingerprint(), found.path,
+                               settings.num_round, found.rounds)
+            try:
+                monitor.restore(found.state["monitor"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InputError(f"checkpoint {found.path}: incomplete loop state ({exc!r}); use "
+                                 "an empty checkpoint location to start afresh") from None
+            boosting.resume(found.model)
+            saved = found.rounds
+            early = bool(found.state.get("early_stopped"))
+            log(f"resuming from checkpoint {found.path}: {found.rounds} rounds done")
+            versions = found.state.get("versions", {})
+            if versions.get("xgboost") != xgb.__version__:
+                log(f"warning: the checkpoint was written with XGBoost {versions.get('xgboost')}, "
+                    f"this is {xgb.__version__}: the model may differ slightly from an "
+                    "uninterrupted run's")
+
+    def save(reason: str) -> str | None:
+        """Save a checkpoint; a failure to write one is logged, not fatal to training."""
+        nonlocal saved
+        state = {"reason": reason, "early_stopped": early, "monitor": monitor.state(),
+                 "num_round": settings.num_round, "fingerprint": fingerprint(),
+                 "versions": {"xgboost": xgb.__version__, "costaware": __version__}}
+        try:
+            path = checkpoints.save(boosting.rounds, boosting.checkpoint(), state,
+                                    boosting.model_format)
+        except OSError as exc:
+            log(f"warning: could not save a checkpoint in {checkpoints.directory}: {exc}")
+            return None
+        saved = boosting.rounds
+        return path
+
+    def interrupted() -> TrainingInterrupted:
+        rounds = boosting.rounds
+        if checkpoints is None:
+            where = "no checkpoint saved (checkpointing is off: no checkpoint directory)"
+        elif rounds == 0:
+            where = "no checkpoint saved (no round finished)"
+        else:
+            path = checkpoints.state_path(rounds) if rounds == saved else save("SIGTERM")
+            where = (f"checkpoint {path} saved; a rerun with the same checkpoint location resumes "
+                     "from it" if path else "the checkpoint could not be saved (see the log)")
+        return TrainingInterrupted(f"training interrupted by SIGTERM after {rounds} of "
+                                   f"{settings.num_round} rounds: {where}")
+
+    while not early and boosting.rounds < settings.num_round:
+        if stop:
+            raise interrupted()
+        iteration = boosting.rounds
+        boosting.round()
+        early = monitor.observe(iteration, boosting.watch_margins())
+        if checkpoints is not None and frequency and boosting.rounds % frequency == 0:
+            save(f"every {frequency} rounds")
+    return boosting.rounds
 
 
 def print_line(line: str) -> None:
@@ -209,15 +569,22 @@ def print_line(line: str) -> None:
 
 
 def train(settings, train_data: Dataset, validation: Dataset | None = None,
-          test: Dataset | None = None, log: Callable[[str], None] = print_line) -> TrainingResult:
+          test: Dataset | None = None, log: Callable[[str], None] = print_line,
+          checkpoints: CheckpointStore | None = None,
+          stop: StopRequest | None = None) -> TrainingResult:
+    """Train; with ``checkpoints``, resume from the newest checkpoint and save new ones.
+
+    ``stop`` (set by SIGTERM) ends the loop after the current round: a checkpoint is saved and
+    :class:`~costaware.checkpoints.TrainingInterrupted` raised.
+    """
     costs = cost_matrix(settings)
     channels = {"train": Channel("train", train_data, row_costs_for(settings, train_data))}
     for name, data in (("validation", validation), ("test", test)):
         if data is not None:
             channels[name] = Channel(name, data, row_costs_for(settings, data))
-    _check_classes(channels["train"])
+    _check_classes(channels["train"], settings)
     if "validation" in channels:
-        _check_classes(channels["validation"])
+        _check_classes(channels["validation"], settings)
     for channel in channels.values():
         channel.sensitive = _sensitive(settings, channel)
 
@@ -232,16 +599,9 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     # built-in binary:logistic with sample weights, so the two give the same trees.
     dtrain = xgb.DMatrix(train_data.features, label=label, weight=weight,
                          feature_names=train_data.feature_names, missing=np.nan)
-    params = {
-        **settings.xgboost_params(),
-        "objective": "binary:logistic",  # the saved model's link; gradients come from `obj`
-        "base_score": float(sigmoid(np.array([base_margin]))[0]),
-        "disable_default_eval_metric": 1,
-        "verbosity": 1,
-    }
-    penalty = settings.fairness_penalty
-    obj = (make_objective(label, weight, train_channel.sensitive, penalty)
-           if cost_weighted or penalty > 0 else None)
+    # With the parity penalty, and for sampled rounds, gradients come from our objective (weight
+    # 1 for the plain symmetric loss); otherwise XGBoost computes them natively (see Boosting).
+    objective = make_objective(label, weight, train_channel.sensitive, settings.fairness_penalty)
 
     watch = channels.get("validation", train_channel)
     watch.dmatrix = (dtrain if watch is train_channel else
@@ -254,14 +614,19 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     evaluator = Evaluator(settings, bayes, fixed)
 
     refit = cost_weighted and "validation" in channels
-    logger = MetricLogger(watch, base_margin, evaluator, offset, refit,
-                          settings.early_stopping_rounds, settings.early_stopping_metric, log)
-    booster = xgb.train(params, dtrain, num_boost_round=settings.num_round, obj=obj,
-                        callbacks=[logger], verbose_eval=False)
-    rounds_trained = booster.num_boosted_rounds()
-    best = logger.best_iteration if settings.early_stopping_rounds else rounds_trained - 1
+    monitor = RoundMonitor(watch, evaluator, offset, refit, settings.early_stopping_rounds,
+                           settings.early_stopping_metric, log)
+    boosting = Boosting.create(settings, dtrain, objective,
+                               float(sigmoid(np.array([base_margin]))[0]),
+                               watch.dmatrix if watch is not train_channel else None,
+                               native=settings.fairness_penalty == 0)
+    fingerprint = lambda: _fingerprint(settings, train_channel, weight, watch)  # noqa: E731
+    if stop is None:
+        stop = StopRequest()
+    rounds_trained = _run_rounds(settings, boosting, monitor, checkpoints, stop, fingerprint, log)
+    best = monitor.best_iteration if settings.early_stopping_rounds else rounds_trained - 1
+    booster = boosting.booster(best + 1)
     if best + 1 < rounds_trained:
-        booster = booster[: best + 1]
         log(f"early stopping: keeping rounds 0..{best} of {rounds_trained} "
             f"(best validation {settings.early_stopping_metric})")
 

@@ -1,0 +1,307 @@
+"""Checkpoints and spot interruptions: atomic rotated checkpoints, SIGTERM, exact resume."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from costaware import hyperparameters, training
+from costaware.checkpoints import (CheckpointStore, StopRequest, TrainingInterrupted,
+                                   stop_on_sigterm)
+from costaware.data import Dataset
+from costaware.errors import HyperparameterError, InputError
+from costaware.objective import make_objective
+
+from conftest import BIN, csv_text, failure_reason, run_train, synthetic, write_tree
+
+SAMPLING = {"subsample": "0.7", "colsample_bytree": "0.8", "colsample_bylevel": "0.9",
+            "colsample_bynode": "0.8"}
+
+
+# --- the checkpoint directory ------------------------------------------------------------------
+
+def test_rotation_keeps_the_newest_two_and_skips_broken_ones(tmp_path):
+    lines = []
+    store = CheckpointStore(str(tmp_path), log=lines.append)
+    assert store.latest() is None
+    (tmp_path / ".costaware-0000005.model.json.tmp123").write_bytes(b"half a write")
+    for rounds in (10, 20, 30, 40, 50):
+        store.save(rounds, f"model after {rounds}".encode(), {"monitor": {"best_iteration": rounds}})
+    assert sorted(os.listdir(tmp_path)) == [
+        "costaware-0000040.model.ubj", "costaware-0000040.state.json",
+        "costaware-0000050.model.ubj", "costaware-0000050.state.json"]
+    latest = store.latest()
+    assert (latest.rounds, latest.model) == (50, b"model after 50")
+    assert latest.state["monitor"] == {"best_iteration": 50} and latest.state["rounds"] == 50
+    # a model that does not match its state (torn upload, corrupt copy): the older checkpoint
+    (tmp_path / "costaware-0000050.model.ubj").write_bytes(b"model after 5O")
+    assert store.latest().rounds == 40
+    assert any("costaware-0000050.state.json skipped" in line and "SHA-256" in line for line in lines)
+    # a model without its state was never committed
+    (tmp_path / "costaware-0000040.state.json").unlink()
+    assert store.rounds_saved() == [50] and store.latest() is None
+    (tmp_path / "costaware-0000050.state.json").write_text("{not json")
+    assert store.latest() is None
+
+
+def test_stop_request_is_set_by_sigterm_only_while_active():
+    request = StopRequest()
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_on_sigterm(request):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        assert request and request.signal == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+# --- each round's sample is a function of (seed, round) ------------------------------------------
+
+def _boosting(params: dict, x, y, seed="0", kind=training.RoundBoosters):
+    settings = hyperparameters.parse({"objective": "binary:logistic", "seed": seed, "max_depth": "3",
+                                      **params})
+    dtrain = xgb.DMatrix(x, label=y, weight=np.ones(len(y)))
+    objective = make_objective(y, np.ones(len(y)))
+    return kind(settings, dtrain, objective, float(y.mean()), None), dtrain, objective
+
+
+def test_row_sampling_is_deterministic_per_seed_and_round():
+    x, y = synthetic(20000, seed=4)
+    grown = {}
+    for seed in ("7", "7", "8"):
+        boosting, _, _ = _boosting({"subsample": "0.7"}, x, y, seed)
+        for _ in range(3):
+            boosting.round()
+        grown.setdefault(seed, []).append(boosting)
+    trees = {seed: [[json.loads(t) for t in b.forest.trees] for b in runs] for seed, runs in grown.items()}
+    assert trees["7"][0] == trees["7"][1]  # same seed: the same rows every round
+    assert trees["7"][0][0]["sum_hessian"][0] != trees["8"][0][0]["sum_hessian"][0]
+    # round 0: every row has the same Hessian p(1-p), so the root's Hessian counts the rows drawn
+    p = y.mean()
+    fraction = trees["7"][0][0]["sum_hessian"][0] / (len(y) * p * (1 - p))
+    assert fraction == pytest.approx(0.7, abs=0.02)
+
+
+@pytest.mark.parametrize("kind,native", [(training.SharedBooster, True), (training.SharedBooster, False),
+                                         (training.RoundBoosters, False)],
+                         ids=["shared, native gradients", "shared, our objective", "booster per round"])
+def test_without_sampling_the_rounds_are_xgb_train(kind, native):
+    """Every way of growing gives xgb.train's trees bit for bit: with XGBoost's binary:logistic
+    gradients (native) or with our objective's (obj=), the per-round boosters included."""
+    x, y = synthetic(3000, seed=5)
+    boosting, dtrain, objective = _boosting({"max_depth": "4"}, x, y, kind=kind)
+    boosting.native = native
+    for _ in range(15):
+        boosting.round()
+    params = {**boosting.params, "base_score": float(y.mean())}
+    reference = xgb.train(params, dtrain, 15, obj=None if native else objective)
+    ours = boosting.booster()
+    assert ours.num_boosted_rounds() == 15
+    assert np.array_equal(ours.predict(dtrain, output_margin=True),
+                          reference.predict(dtrain, output_margin=True))
+    assert np.array_equal(ours.predict(dtrain, output_margin=True), boosting.train_margins())
+
+
+def test_sampling_grows_a_booster_per_round():
+    settings = {name: hyperparameters.parse({name: "0.9"}) for name in training.SAMPLING}
+    x, y = synthetic(100, seed=6)
+    dtrain = xgb.DMatrix(x, label=y)
+    objective = make_objective(y, np.ones(len(y)))
+    for name, parsed in settings.items():
+        assert isinstance(training.Boosting.create(parsed, dtrain, objective, 0.5, None),
+                          training.RoundBoosters), name
+    plain = training.Boosting.create(hyperparameters.parse({}), dtrain, objective, 0.5, None)
+    assert isinstance(plain, training.SharedBooster)
+
+
+# --- exact resume, in process --------------------------------------------------------------------
+
+def _biased(n=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    s = rng.random(n) < 0.3
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    x[rng.random(x.shape) < 0.03] = np.nan
+    x[:, 0] += np.where(s, -1.0, 0.5)
+    logit = 1.2 * np.nan_to_num(x[:, 0]) + 0.5 * np.nan_to_num(x[:, 1]) - 0.3
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+    names = [f"x{i}" for i in range(5)]
+    facet = s.astype(float) + 1
+    cut = n * 3 // 4
+    return (Dataset(x[:cut], y[:cut], names, None, "train", True, facet=facet[:cut]),
+            Dataset(x[cut:], y[cut:], names, None, "validation", True, facet=facet[cut:]))
+
+
+HP = {"num_round": "60", "max_depth": "4", "eta": "0.15", "seed": "11", "cost_fn": "4",
+      "early_stopping_rounds": "25", "checkpoint_frequency": "7", "facet_column": "facet",
+      "facet_values_or_threshold": "[2]", "fairness_penalty": "2", **SAMPLING}
+
+
+def _train(settings, data, store=None, stop=None, log=lambda line: None):
+    return training.train(settings, *data, log=log, checkpoints=store, stop=stop)
+
+
+def _interrupt_at(round_):
+    """A log that raises SIGTERM (for real) when round ``round_``'s metric line is written."""
+    def log(line):
+        if line.startswith(f"[{round_}]\t"):
+            os.kill(os.getpid(), signal.SIGTERM)
+    return log
+
+
+@pytest.mark.parametrize("sampling", [True, False], ids=["booster per round", "shared booster"])
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path, sampling):
+    data = _biased()
+    settings = hyperparameters.parse(HP if sampling else {k: v for k, v in HP.items() if k not in SAMPLING})
+    reference = _train(settings, data)
+    assert 25 < reference.rounds_trained  # the run has rounds to interrupt
+
+    store = CheckpointStore(str(tmp_path), log=lambda line: None)
+    for at in (9, 23):  # mid-way between checkpoints (rounds 7, 14, 21, 28): SIGTERM saves one
+        stop = StopRequest()
+        with stop_on_sigterm(stop), pytest.raises(TrainingInterrupted) as info:
+            _train(settings, data, store, stop, log=_interrupt_at(at))
+        assert f"after {at + 1} of 60 rounds" in str(info.value)
+        assert store.rounds_saved()[-1] == at + 1
+    lines = []
+    resumed = _train(settings, data, store, log=lines.append)
+    assert lines[0].endswith("resuming from checkpoint "
+                             f"{tmp_path}/costaware-0000024.state.json: 24 rounds done")
+    assert lines[1].startswith("[24]\t")
+
+    assert resumed.rounds_trained == reference.rounds_trained
+    assert resumed.best_iteration == reference.best_iteration
+    x = data[1].features
+    dm = xgb.DMatrix(x, feature_names=data[1].feature_names)
+    assert np.array_equal(resumed.booster.predict(dm, output_margin=True),
+                          reference.booster.predict(dm, output_margin=True))
+    assert resumed.policy.to_dict() == reference.policy.to_dict()
+    assert resumed.evaluation == reference.evaluation
+
+
+def test_resume_from_an_older_checkpoint_when_the_newest_is_corrupt(tmp_path):
+    data = _biased(seed=1)
+    settings = hyperparameters.parse({**HP, "early_stopping_rounds": "0", "num_round": "30"})
+    reference = _train(settings, data)
+    store = CheckpointStore(str(tmp_path), log=lambda line: None)
+    stop = StopRequest()
+    with stop_on_sigterm(stop), pytest.raises(TrainingInterrupted):
+        _train(settings, data, store, stop, log=_interrupt_at(17))
+    assert store.rounds_saved() == [14, 18]
+    model = tmp_path / "costaware-0000018.model.json"
+    model.write_bytes(model.read_bytes()[:-10])
+    lines = []
+    store.log = lines.append
+    resumed = _train(settings, data, store, log=lines.append)
+    assert "costaware-0000018.state.json skipped" in lines[0]
+    assert lines[1].endswith("costaware-0000014.state.json: 14 rounds done")
+    assert np.array_equal(resumed.scores["validation"], reference.scores["validation"])
+
+
+def test_a_checkpoint_of_other_settings_or_data_is_refused(tmp_path):
+    data = _biased(seed=2)
+    settings = hyperparameters.parse({**HP, "num_round": "14", "early_stopping_rounds": "0"})
+    store = CheckpointStore(str(tmp_path), log=lambda line: None)
+    _train(settings, data, store)
+    assert store.rounds_saved() == [7, 14]
+    # rounds and checkpoint frequency may change: continue to 20 rounds
+    more = hyperparameters.parse({**HP, "num_round": "20", "early_stopping_rounds": "0",
+                                  "checkpoint_frequency": "0"})
+    assert _train(more, data, store).rounds_trained == 20
+    changed = hyperparameters.parse({**HP, "eta": "0.2", "max_depth": "3", "early_stopping_rounds": "0"})
+    with pytest.raises(InputError, match=r"other hyperparameters eta, max_depth; resume with"):
+        _train(changed, data, store)
+    other = (data[0], _biased(seed=3)[1])
+    with pytest.raises(InputError, match="other validation channel data"):
+        _train(settings, other, store)
+    with pytest.raises(HyperparameterError, match="'num_round': 10, but checkpoint .* has 14 rounds"):
+        _train(hyperparameters.parse({**HP, "num_round": "10", "early_stopping_rounds": "0"}), data,
+               store)
+
+
+def test_a_checkpoint_that_cannot_be_written_does_not_stop_training(tmp_path):
+    data = _biased(seed=4)
+    settings = hyperparameters.parse({**HP, "num_round": "8", "early_stopping_rounds": "0"})
+    lines = []
+    store = CheckpointStore(str(tmp_path / "gone"), log=lines.append)
+    result = _train(settings, data, store, log=lines.append)
+    assert result.rounds_trained == 8
+    assert any(line.startswith(f"warning: could not save a checkpoint in {tmp_path}/gone")
+               for line in lines)
+
+
+# --- SIGTERM to the real `train` ------------------------------------------------------------------
+
+X, Y = synthetic(30000, d=10, seed=2)
+CHANNELS = {"train": {"t.csv": csv_text(Y[:24000], X[:24000])},
+            "validation": {"v.csv": csv_text(Y[24000:], X[24000:])}}
+SPOT = {"num_round": "200", "max_depth": "6", "eta": "0.1", "subsample": "0.8", "cost_fn": "5",
+        "checkpoint_frequency": "5", "seed": "1"}
+
+
+def test_sigterm_to_train_checkpoints_and_a_rerun_resumes_exactly(tmp_path):
+    base = write_tree(tmp_path / "spot", SPOT, CHANNELS)
+    checkpoints = base / "checkpoints"
+    checkpoints.mkdir()
+    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base),
+               SAGEMAKER_TRAINING_MODULE="costaware.sagemaker_train:main")
+    process = subprocess.Popen([str(BIN / "train")], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not any(n.endswith(".state.json") for n in os.listdir(checkpoints)):
+            assert process.poll() is None, process.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)  # mid-run: 195 rounds to go
+        output, _ = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, output[-3000:]
+    reason = failure_reason(base)
+    assert reason.startswith("training interrupted by SIGTERM after ")
+    assert "of 200 rounds: checkpoint" in reason
+    assert "a rerun with the same checkpoint location resumes" in reason
+    rounds = int(reason.split("after ")[1].split(" of")[0])
+    assert 5 <= rounds < 200
+    assert f"costaware-{rounds:07d}.state.json" in os.listdir(checkpoints)
+    assert not (base / "model" / "metadata.json").exists()
+
+    (base / "output" / "failure").unlink()
+    rerun = run_train(base)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert f"resuming from checkpoint {checkpoints}/costaware-{rounds:07d}.state.json" in rerun.stdout
+
+    reference = write_tree(tmp_path / "uninterrupted", SPOT, CHANNELS)
+    uninterrupted = run_train(reference)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    dm = xgb.DMatrix(X, feature_names=[f"f{i}" for i in range(10)])
+    margins = [xgb.Booster(model_file=str(b / "model" / "xgboost-model.ubj")).predict(dm, output_margin=True)
+               for b in (base, reference)]
+    assert np.array_equal(margins[0], margins[1])
+    meta = [json.loads((b / "model" / "metadata.json").read_text()) for b in (base, reference)]
+    assert meta[0]["decision_policy"] == meta[1]["decision_policy"]
+    assert meta[0]["rounds_trained"] == meta[1]["rounds_trained"] == 200
+
+
+def test_sigterm_without_checkpointing_is_still_a_failure(tmp_path):
+    base = write_tree(tmp_path, {**SPOT, "num_round": "5000"}, CHANNELS)
+    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base),
+               SAGEMAKER_TRAINING_MODULE="costaware.sagemaker_train:main")
+    process = subprocess.Popen([str(BIN / "train")], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in process.stdout:  # until the first round's metric line
+            if line.startswith("[0]\t"):
+                break
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1
+    assert "no checkpoint saved (checkpointing is off: no checkpoint directory)" in failure_reason(base)
