@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +24,9 @@ import tempfile
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_serving import free_port, stop_server  # noqa: E402
 
 
 def train_model(model_dir: str, trees: int) -> float:
@@ -45,12 +46,6 @@ def train_model(model_dir: str, trees: int) -> float:
     artifact.save(model_dir, result.booster, names, result.policy, {"rounds_trained": trees})
     assert result.booster.num_boosted_rounds() == trees
     return elapsed
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cold_start(model_dir: str, workers: int | None, log_path: str) -> float:
@@ -78,12 +73,7 @@ def cold_start(model_dir: str, workers: int | None, log_path: str) -> float:
             time.sleep(0.005)
         raise SystemExit(f"serve did not answer /ping 200 within 60 s; see {log_path}")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 def python_process(code: str) -> float:

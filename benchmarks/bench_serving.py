@@ -78,6 +78,18 @@ def start_server(model_dir: str, port: int, workers: int, log_path: str) -> subp
     raise SystemExit("serve did not answer /ping within 60 s")
 
 
+def stop_server(proc: subprocess.Popen | None) -> None:
+    """SIGTERM (serve drains and exits), SIGKILL after 30 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def load_rows(model_dir: str, base_dir: str | None) -> np.ndarray:
     """The test channel next to the model (label first), else random rows of the right width."""
     base_dir = base_dir or os.path.dirname(os.path.abspath(model_dir))
@@ -300,12 +312,7 @@ def main() -> int:
               f"{np.median(served_times) / np.median(raw_times):.2f}]")
         return 0
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

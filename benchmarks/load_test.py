@@ -37,8 +37,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +45,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_serving import free_port, load_rows, start_server, train_demo_model  # noqa: E402
+from bench_serving import (free_port, load_rows, start_server, stop_server,  # noqa: E402
+                           train_demo_model)
 
 KINDS = ("single", "batch100")
 FORMATS = [  # (Content-Type, Accept)
@@ -393,12 +392,7 @@ def main() -> int:
                     handle.write(f"{start:.6f},{end:.6f},{kind},{status},{int(ok)}\n")
         return 1 if missed and not args.no_targets else 0
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
