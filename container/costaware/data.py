@@ -54,6 +54,27 @@ class Dataset:
     def rows(self) -> int:
         return len(self.label)
 
+    def take(self, rows: slice) -> "Dataset":
+        """The rows ``rows`` (a slice) of every per-row array."""
+        def cut(values):
+            return None if values is None else values[rows]
+
+        return replace(self, features=self.features[rows], label=self.label[rows],
+                       cost_multiplier=cut(self.cost_multiplier), facet=cut(self.facet),
+                       group=cut(self.group))
+
+    @classmethod
+    def empty(cls, feature_names: list[str], options: "DataOptions", source: str) -> "Dataset":
+        """No rows (a host whose shard of a channel has no files), with the columns ``options``
+        asks for, so that it takes part in every per-column step like a host with rows."""
+        def column():
+            return np.empty(0, dtype=np.float64)
+
+        return cls(np.empty((0, len(feature_names)), dtype=np.float32), np.empty(0, dtype=np.int8),
+                   list(feature_names), column() if options.cost_column else None, source,
+                   named_columns=True, facet=column() if options.facet_column else None,
+                   group=column() if options.group_column else None)
+
 
 def options_from_settings(settings, content_type: str = "") -> DataOptions:
     params = _content_type_params(content_type)
@@ -108,6 +129,15 @@ def channel_files(directory: str) -> list[str]:
             detail = "it is empty"
         raise DataError(f"channel directory {directory} holds no data files: {detail}")
     return files
+
+
+def has_data_files(directory: str) -> bool:
+    """Whether a channel directory holds a file :func:`load_channel` would read."""
+    try:
+        channel_files(directory)
+    except DataError:
+        return False
+    return True
 
 
 def _few(names: list[str]) -> str:

@@ -62,20 +62,31 @@ def weighted_logistic_loss(margin: np.ndarray, label: np.ndarray, weight: np.nda
     return float(np.sum(weight * np.logaddexp(0.0, -signed)))
 
 
-def intercept(label: np.ndarray, weight: np.ndarray) -> float:
-    """Constant margin minimising the weighted loss: ``log(sum_{y=1} w / sum_{y=0} w)``."""
-    positive = float(np.sum(weight[label == 1]))
-    negative = float(np.sum(weight[label != 1]))
-    return float(np.log(positive / negative))
+def class_weight_totals(label: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``[sum_{y=1} w, n_1, sum_{y=0} w, n_0]``: additive over shards of the rows, so the totals
+    of a multi-host job are the element-wise sum of each host's."""
+    positive = np.asarray(label) == 1
+    weight = np.asarray(weight, dtype=np.float64)
+    return np.array([weight[positive].sum(), positive.sum(), weight[~positive].sum(),
+                     (~positive).sum()], dtype=np.float64)
 
 
-def score_offset(label: np.ndarray, weight: np.ndarray) -> float:
-    """Tilt of the weighted model's margin, ``log(mean_{y=1} w / mean_{y=0} w)``.
+def intercept(label: np.ndarray, weight: np.ndarray, totals: np.ndarray | None = None) -> float:
+    """Constant margin minimising the weighted loss: ``log(sum_{y=1} w / sum_{y=0} w)``
+    (from :func:`class_weight_totals` when given)."""
+    w1, _, w0, _ = class_weight_totals(label, weight) if totals is None else totals
+    return float(np.log(w1 / w0))
+
+
+def score_offset(label: np.ndarray, weight: np.ndarray, totals: np.ndarray | None = None) -> float:
+    """Tilt of the weighted model's margin, ``log(mean_{y=1} w / mean_{y=0} w)`` (from
+    :func:`class_weight_totals` when given).
 
     With constant class costs this is ``log((C_FN - C_TP) / (C_FP - C_TN))`` exactly; with per-row
     costs it is the tilt of an average row (the learned threshold absorbs the rest).
     """
-    return float(np.log(np.mean(weight[label == 1]) / np.mean(weight[label != 1])))
+    w1, n1, w0, n0 = class_weight_totals(label, weight) if totals is None else totals
+    return float(np.log((w1 / n1) / (w0 / n0)))
 
 
 def parity_penalty(margin: np.ndarray, sensitive: np.ndarray, strength: float) -> float:
@@ -93,8 +104,9 @@ def parity_penalty(margin: np.ndarray, sensitive: np.ndarray, strength: float) -
     return float(strength * len(p) * gap * gap)
 
 
-def parity_penalty_grad_hess(margin: np.ndarray, sensitive: np.ndarray,
-                             strength: float) -> tuple[np.ndarray, np.ndarray]:
+def parity_penalty_grad_hess(margin: np.ndarray, sensitive: np.ndarray, strength: float,
+                             reduce: Callable[[np.ndarray], np.ndarray] | None = None
+                             ) -> tuple[np.ndarray, np.ndarray]:
     """Gradient and diagonal Hessian of :func:`parity_penalty`.
 
     With ``c_i = 1/n_a`` for rows in ``a`` and ``c_i = -1/n_d`` for rows in ``d``,
@@ -107,23 +119,30 @@ def parity_penalty_grad_hess(margin: np.ndarray, sensitive: np.ndarray,
     ``2 lambda n (dD/dm)(dD/dm)^T`` off the diagonal, which a tree booster cannot use). The second
     term can be negative; :func:`make_objective` clips the penalty's ``h_i`` at 0 so that Newton
     steps stay descent steps.
+
+    ``D``, ``n``, ``n_a`` and ``n_d`` are over all rows of the model: with rows sharded over hosts,
+    ``reduce`` sums ``[sum_a p, n_a, sum_d p, n_d]`` over the hosts; each host's gradients are
+    then its rows' share of the single-host ones.
     """
     p = sigmoid(margin)
     s = np.asarray(sensitive, dtype=bool)
-    n_d = int(s.sum())
-    n_a = len(p) - n_d
-    gap = p[~s].mean() - p[s].mean()
+    totals = np.array([p[~s].sum(), (~s).sum(), p[s].sum(), s.sum()], dtype=np.float64)
+    if reduce is not None:
+        totals = reduce(totals)
+    sum_a, n_a, sum_d, n_d = totals
+    gap = sum_a / n_a - sum_d / n_d
     c = np.where(s, -1.0 / n_d, 1.0 / n_a)
     slope = p * (1 - p)
     first = c * slope
-    scale = 2 * strength * len(p)
+    scale = 2 * strength * (n_a + n_d)
     grad = scale * gap * first
     hess = scale * (first * first + gap * first * (1 - 2 * p))
     return grad, hess
 
 
 def make_objective(label: np.ndarray, weight: np.ndarray, sensitive: np.ndarray | None = None,
-                   penalty: float = 0.0) -> Callable:
+                   penalty: float = 0.0,
+                   reduce: Callable[[np.ndarray], np.ndarray] | None = None) -> Callable:
     """An XGBoost custom objective ``obj(margin, dtrain) -> (grad, hess)`` for fixed rows: the
     weighted logistic loss, plus the parity penalty when ``penalty > 0``.
 
@@ -131,6 +150,7 @@ def make_objective(label: np.ndarray, weight: np.ndarray, sensitive: np.ndarray 
     than read back from the DMatrix each round. (Training uses it for the parity penalty and for
     sampled rounds; without either, the weighted loss is XGBoost's own ``binary:logistic`` with
     sample weights, whose gradients XGBoost computes natively: see ``training.Boosting``.)
+    ``reduce`` sums the penalty's totals over hosts (see :func:`parity_penalty_grad_hess`).
     """
     label = np.asarray(label, dtype=np.float32)
     weight = np.asarray(weight, dtype=np.float32)
@@ -140,7 +160,8 @@ def make_objective(label: np.ndarray, weight: np.ndarray, sensitive: np.ndarray 
     def objective(margin: np.ndarray, _dtrain) -> tuple[np.ndarray, np.ndarray]:
         grad, hess = weighted_logistic_grad_hess(np.asarray(margin, dtype=np.float32), label, weight)
         if penalty > 0:
-            g, h = parity_penalty_grad_hess(np.asarray(margin, dtype=np.float64), sensitive, penalty)
+            g, h = parity_penalty_grad_hess(np.asarray(margin, dtype=np.float64), sensitive,
+                                            penalty, reduce)
             grad += g.astype(np.float32)
             hess += np.maximum(h, 0.0).astype(np.float32)
         return grad, hess

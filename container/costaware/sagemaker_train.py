@@ -9,19 +9,23 @@ Never ``sys.exit``: the toolkit reports a ``SystemExit`` as success.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import traceback
 
+import numpy as np
 from sagemaker_training import environment, errors
 
-from . import artifact, data, hyperparameters, training
+from . import artifact, data, hyperparameters, multihost, training
+from .cluster import SOLO, Cluster
 from .checkpoints import CheckpointStore, StopRequest, TrainingInterrupted, stop_on_sigterm
 from .errors import DataError, InputError
 
 logger = logging.getLogger("costaware")
 CHANNELS = ("train", "validation", "test")
+DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
 MAX_REASON = 1000  # SageMaker shows the first 1,024 characters of the failure file
 
 
@@ -39,18 +43,22 @@ def _read_json(path: str, default):
         raise InputError(f"{path} is not valid JSON: {exc}") from None
 
 
-def run(base_dir: str, log=training.print_line) -> training.TrainingResult:
+def run(base_dir: str, log=training.print_line) -> training.TrainingResult | None:
     """Train from the SageMaker tree at ``base_dir`` (``/opt/ml``).
 
     SIGTERM (spot interruption, StopTrainingJob) ends training after the current round; with
     checkpointing on (``base_dir/checkpoints`` exists) a checkpoint is saved first, and a rerun
     resumes from the newest checkpoint there.
+
+    With several hosts in ``input/config/resourceconfig.json``, this host trains together with the
+    others (:mod:`costaware.multihost`); only the first host writes the model and returns the
+    result, the others return ``None``.
     """
     with stop_on_sigterm(StopRequest()) as stop:
         return _run(base_dir, log, stop)
 
 
-def _run(base_dir: str, log, stop: StopRequest) -> training.TrainingResult:
+def _run(base_dir: str, log, stop: StopRequest) -> training.TrainingResult | None:
     config_dir = os.path.join(base_dir, "input", "config")
     raw = _read_json(os.path.join(config_dir, "hyperparameters.json"), {})
     if not isinstance(raw, dict):
@@ -67,29 +75,163 @@ def _run(base_dir: str, log, stop: StopRequest) -> training.TrainingResult:
     if "train" not in channel_config:
         raise DataError("the 'train' channel is required (inputdataconfig.json has "
                         f"{', '.join(sorted(channel_config)) or 'no channels'})")
+    job = Job(base_dir, settings, channel_config, log, stop)
+    hosts = multihost.read_host_config(config_dir)
+    if hosts is None or not hosts.multi_host:
+        return job.train(SOLO, [])
+    return _run_multi_host(job, hosts)
 
-    datasets = {}
-    for name in CHANNELS:
-        if name not in channel_config:
-            continue
-        content_type = channel_config[name].get("ContentType", "text/csv")
-        options = data.options_from_settings(settings, content_type)
-        loaded = data.load_channel(os.path.join(data_dir, name), content_type, options)
-        datasets[name] = loaded if name == "train" else data.align_to(datasets["train"], loaded)
-        log(f"channel {name}: {loaded.rows} rows, {len(loaded.feature_names)} features")
 
-    checkpoint_dir = os.path.join(base_dir, "checkpoints")
-    store = CheckpointStore(checkpoint_dir, log=log) if os.path.isdir(checkpoint_dir) else None
-    result = training.train(settings, datasets["train"], datasets.get("validation"),
-                            datasets.get("test"), log=log, checkpoints=store, stop=stop)
+def _run_multi_host(job: "Job", hosts: multihost.HostConfig) -> training.TrainingResult | None:
+    """Several hosts (see :mod:`costaware.multihost`): the hosts with train data train together;
+    the first of them writes the model and the evaluation."""
+    log, me = job.log, hosts.current_host
+    members = list(hosts.hosts)
+    if _distribution(job.channel_config, "train") == "ShardedByS3Key":
+        mine = data.has_data_files(os.path.join(job.data_dir, "train"))
+        with multihost.joined(members, me, hosts.port, hosts.peer_timeout, log,
+                              "the meeting (which hosts have train data)") as meeting:
+            flags = meeting.gather_text("1" if mine else "0")
+        members = [host for host, flag in zip(meeting.hosts, flags) if flag == "1"]
+        if not members:
+            raise DataError(f"no host received train data: the train channel (ShardedByS3Key) is "
+                            f"empty on all {len(hosts.hosts)} hosts")
+        if me not in members:
+            log(f"host {me}: the train channel gave this host no files (ShardedByS3Key); it takes "
+                f"no part in training, which runs on {', '.join(members)}")
+            return None
+    if len(members) == 1:
+        log(f"host {me}: the only host with train data; training on one host")
+        return job.train(SOLO, members)
+    with multihost.joined(members, me, hosts.port + 1, hosts.peer_timeout, log) as cluster:
+        with multihost.peer_failures(cluster):
+            return job.train(cluster, members)
+
+
+def _distribution(channel_config: dict, name: str) -> str:
+    return channel_config[name].get("S3DistributionType", "FullyReplicated")
+
+
+class Job:
+    """One training job's inputs; :meth:`train` runs it on a cluster of one or more hosts."""
+
+    def __init__(self, base_dir: str, settings, channel_config: dict, log, stop: StopRequest):
+        self.base_dir = base_dir
+        self.settings = settings
+        self.channel_config = channel_config
+        self.data_dir = os.path.join(base_dir, "input", "data")
+        self.log = log
+        self.stop = stop
+
+    def train(self, cluster: Cluster, hosts: list[str]) -> training.TrainingResult | None:
+        datasets = self.load(cluster)
+        checkpoint_dir = os.path.join(self.base_dir, "checkpoints")
+        store = None
+        if os.path.isdir(checkpoint_dir):
+            if cluster.size == 1:
+                store = CheckpointStore(checkpoint_dir, log=self.log)
+            else:
+                self.log(f"checkpoints: off when training on {cluster.size} hosts (not supported "
+                         "yet); a stopped job restarts from round 0")
+        result = training.train(self.settings, datasets["train"], datasets.get("validation"),
+                                datasets.get("test"), log=self.log, checkpoints=store,
+                                stop=self.stop, cluster=cluster)
+        if result is None:
+            self.log(f"host {cluster.host}: training done; {cluster.hosts[0]} writes the model")
+            return None
+        _write_outputs(self.base_dir, result, self.settings, hosts, self.log)
+        return result
+
+    def load(self, cluster: Cluster) -> dict:
+        """This host's rows of every channel.
+
+        ``FullyReplicated`` channels (every host has all files): host ``rank`` keeps its block of
+        rows, so the blocks in rank order are the channel's rows in order. ``ShardedByS3Key``: the
+        host's own files; a validation or test shard without files is empty on that host. Any
+        host's data error stops all hosts, each naming the host at fault.
+        """
+        loaded, options, problem = {}, {}, None
+        try:
+            for name in CHANNELS:
+                if name not in self.channel_config:
+                    continue
+                content_type = self.channel_config[name].get("ContentType", "text/csv")
+                options[name] = data.options_from_settings(self.settings, content_type)
+                directory = os.path.join(self.data_dir, name)
+                sharded = _distribution(self.channel_config, name) == "ShardedByS3Key"
+                if cluster.size > 1 and sharded and name != "train" \
+                        and not data.has_data_files(directory):
+                    loaded[name] = None  # no rows here; shaped like train below
+                    continue
+                loaded[name] = data.load_channel(directory, content_type, options[name])
+        except InputError as exc:
+            problem = exc
+        cluster.agree(problem)
+        datasets, problem = {}, None
+        try:
+            for name, dataset in loaded.items():
+                if cluster.size > 1 and _distribution(self.channel_config, name) != "ShardedByS3Key":
+                    dataset = _share(cluster, name, dataset)
+                datasets[name] = dataset
+        except InputError as exc:
+            problem = exc
+        cluster.agree(problem)
+        try:
+            datasets["train"] = _align_hosts(cluster, datasets["train"])
+            for name, dataset in datasets.items():
+                if name == "train":
+                    continue
+                directory = os.path.join(self.data_dir, name)
+                datasets[name] = (data.Dataset.empty(datasets["train"].feature_names, options[name],
+                                                     directory)
+                                  if dataset is None else data.align_to(datasets["train"], dataset))
+        except InputError as exc:
+            problem = exc
+        cluster.agree(problem)
+        where = f"host {cluster.host}: " if cluster.size > 1 else ""
+        for name, dataset in datasets.items():
+            self.log(f"{where}channel {name}: {dataset.rows} rows, "
+                     f"{len(dataset.feature_names)} features")
+        return datasets
+
+
+def _share(cluster: Cluster, name: str, dataset: data.Dataset) -> data.Dataset:
+    """This host's block of a replicated channel's rows (every host must have read the same)."""
+    rows = cluster.gather(np.array([dataset.rows], dtype=np.int64))
+    if len(set(rows.tolist())) > 1:
+        counts = ", ".join(f"{h} {n}" for h, n in zip(cluster.hosts, rows.tolist()))
+        raise DataError(f"{name} channel is FullyReplicated but the hosts read different numbers "
+                        f"of rows ({counts}); use ShardedByS3Key for per-host files")
+    n = int(rows[0])
+    first, last = cluster.rank * n // cluster.size, (cluster.rank + 1) * n // cluster.size
+    return dataset.take(slice(first, last))
+
+
+def _align_hosts(cluster: Cluster, train: data.Dataset) -> data.Dataset:
+    """The first host's train columns, in its order, on every host."""
+    names = cluster.gather_text(json.dumps(train.feature_names))
+    reference = json.loads(names[0])
+    if reference == train.feature_names:
+        return train
+    try:
+        return data.align_to(dataclasses.replace(train, feature_names=reference), train)
+    except DataError as exc:
+        raise DataError(f"host {cluster.host}: the train columns differ from host "
+                        f"{cluster.hosts[0]}'s: {exc}") from None
+
+
+def _write_outputs(base_dir: str, result: training.TrainingResult, settings, hosts: list[str],
+                   log) -> None:
     model_dir = os.path.join(base_dir, "model")
-    artifact.save(model_dir, result.booster, datasets["train"].feature_names, result.policy, {
+    train_data = result.channels["train"].data
+    artifact.save(model_dir, result.booster, train_data.feature_names, result.policy, {
         "thresholds": result.thresholds,
         "metrics": {name: ev["chosen_threshold"] for name, ev in result.evaluation.items()},
         "best_iteration": result.best_iteration,
         "rounds_trained": result.rounds_trained,
         "hyperparameters": dict(settings),
-        "rows": {name: d.rows for name, d in datasets.items()},
+        "rows": {name: ch.data.rows for name, ch in result.channels.items()},
+        **({"training_hosts": hosts} if len(hosts) > 1 else {}),
     })
     output_data = os.path.join(base_dir, "output", "data")
     os.makedirs(output_data, exist_ok=True)
@@ -99,7 +241,6 @@ def _run(base_dir: str, log, stop: StopRequest) -> training.TrainingResult:
     _write_report(output_data, result, settings, log)
     log(f"model saved to {model_dir}; decision threshold {result.policy.threshold:.6g} "
         f"({result.policy.threshold_source}), Bayes threshold {result.thresholds['bayes']:.6g}")
-    return result
 
 
 def _check_channel_config(config) -> None:
@@ -115,6 +256,10 @@ def _check_channel_config(config) -> None:
         if not isinstance(content_type, str):
             raise InputError(f"inputdataconfig.json: channel '{name}': ContentType must be a string "
                              f"such as \"text/csv\", not {json.dumps(content_type)[:60]}")
+        distribution = entry.get("S3DistributionType", "FullyReplicated")
+        if distribution not in DISTRIBUTIONS:
+            raise InputError(f"inputdataconfig.json: channel '{name}': S3DistributionType "
+                             f"{json.dumps(distribution)[:60]}; valid: {', '.join(DISTRIBUTIONS)}")
 
 
 def _write_report(output_data: str, result: training.TrainingResult, settings, log) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import xgboost as xgb
 
 from . import __version__, bias, metric_log
+from .cluster import SOLO, Cluster, gather_values
 from .checkpoints import CheckpointStore, StopRequest, TrainingInterrupted, digest
 from .costs import (CostMatrix, DecisionPolicy, RowCosts, constrained_threshold, empirical_threshold,
                     sigmoid)
@@ -27,7 +28,8 @@ from .errors import DataError, HyperparameterError, InputError
 from .fairness import sensitive_facet_index
 from .hyperparameters import parse_values_or_threshold
 from .metrics import evaluate
-from .objective import fitted_offset, intercept, make_objective, score_offset
+from .objective import (class_weight_totals, fitted_offset, intercept, make_objective,
+                        score_offset)
 
 
 @dataclass
@@ -91,6 +93,8 @@ def row_costs_for(settings, data: Dataset) -> RowCosts:
 
 
 def _sensitive(settings, channel: Channel) -> np.ndarray | None:
+    """The facet-d mask of the channel's rows (this host's; :func:`_check_facets` checks the
+    totals)."""
     if not settings.facet_column:
         return None
     spec = parse_values_or_threshold(settings.facet_values_or_threshold, "facet_values_or_threshold")
@@ -103,21 +107,27 @@ def _sensitive(settings, channel: Channel) -> np.ndarray | None:
         if settings.group_thresholds:
             raise DataError(f"{where}: group_thresholds needs a numeric facet (requests carry the "
                             "facet as a number); code the facet values as numbers")
-    mask = sensitive_facet_index(facet, spec)
-    n_d = int(mask.sum())
-    if n_d in (0, len(mask)):
+    return sensitive_facet_index(facet, spec)
+
+
+def _check_facets(settings, channel: Channel, cluster: Cluster) -> None:
+    if channel.sensitive is None:
+        return
+    n_d, rows = (int(v) for v in cluster.sum([channel.sensitive.sum(), channel.sensitive.size]))
+    if n_d in (0, rows):
         which = "no row" if n_d == 0 else "every row"
         raise DataError(
             f"{channel.name} channel: facet '{settings.facet_column}' with "
             f"facet_values_or_threshold {settings.facet_values_or_threshold}: {which} is in the "
             "sensitive group d; bias metrics need rows in both facets"
         )
-    return mask
 
 
-def _check_classes(channel: Channel, settings) -> None:
-    positives = int(channel.data.label.sum())
-    rows = channel.data.rows
+def _check_classes(channel: Channel, settings, cluster: Cluster = SOLO) -> None:
+    positives, rows = (int(v) for v in cluster.sum([channel.data.label.sum(), channel.data.rows]))
+    if rows == 0:  # (one host's loader refuses an empty channel before this)
+        raise DataError(f"{channel.name} channel ({channel.data.source}): no rows on any of the "
+                        f"{cluster.size} hosts")
     if positives in (0, rows):
         only = 1 if positives else 0
         rule = settings.label_values_or_threshold
@@ -129,21 +139,23 @@ def _check_classes(channel: Channel, settings) -> None:
         )
 
 
-def _training_weights(settings, channel: Channel) -> np.ndarray:
+def _training_weights(settings, channel: Channel, cluster: Cluster = SOLO) -> np.ndarray:
     if settings.objective == "binary:logistic":
         return np.ones(channel.data.rows)
     weight = channel.row_costs.sample_weights(channel.data.label)
     label = channel.data.label
-    for cls, name in ((1, "C_FN - C_TP"), (0, "C_FP - C_TN")):
-        if not np.any(weight[label == cls] > 0):
+    weighted = cluster.any([np.any(weight[label == cls] > 0) for cls in (1, 0)])
+    for cls, name, found in ((1, "C_FN - C_TP", weighted[0]), (0, "C_FP - C_TN", weighted[1])):
+        if not found:
             raise DataError(
                 f"train channel: every row of class {cls} has weight {name} = 0 (check "
                 "cost_column and cost_column_scales): the loss would ignore that class"
             )
     # Only cost ratios matter to the optimum; scaling to mean 1 keeps lambda, gamma and
     # min_child_weight on the scale they have for the unweighted loss (costs in dollars would
-    # otherwise switch regularisation off).
-    return weight / weight.mean()
+    # otherwise switch regularisation off). The mean is over every host's rows.
+    total, rows = cluster.sum([weight.sum(), weight.size])
+    return weight / (total / rows)
 
 
 class Evaluator:
@@ -495,9 +507,15 @@ def _check_fingerprint(saved: dict, current: dict, path: str, num_round: int, ro
 
 def _run_rounds(settings, boosting: Boosting, monitor: RoundMonitor,
                 checkpoints: CheckpointStore | None, stop: StopRequest,
-                fingerprint: Callable[[], dict], log: Callable[[str], None]) -> int:
+                fingerprint: Callable[[], dict], log: Callable[[str], None],
+                cluster: Cluster = SOLO) -> int:
     """Boosting rounds with metric lines, early stopping, checkpoints and SIGTERM; returns the
-    number of rounds trained."""
+    number of rounds trained.
+
+    On several hosts, every host grows each tree (XGBoost sums the gradient histograms), the
+    watched channel's margins are gathered, and the first host computes the metric line and
+    decides early stopping for all; a SIGTERM on any host stops every host after the round.
+    """
     saved = 0  # rounds in the newest checkpoint
     early = False
     frequency = settings.checkpoint_frequency
@@ -543,7 +561,9 @@ def _run_rounds(settings, boosting: Boosting, monitor: RoundMonitor,
     def interrupted() -> TrainingInterrupted:
         rounds = boosting.rounds
         if checkpoints is None:
-            where = "no checkpoint saved (checkpointing is off: no checkpoint directory)"
+            where = ("no checkpoint saved (checkpointing is off: no checkpoint directory)"
+                     if cluster.size == 1 else
+                     f"no checkpoint saved (checkpoints are off on {cluster.size} hosts)")
         elif rounds == 0:
             where = "no checkpoint saved (no round finished)"
         else:
@@ -554,11 +574,13 @@ def _run_rounds(settings, boosting: Boosting, monitor: RoundMonitor,
                                    f"{settings.num_round} rounds: {where}")
 
     while not early and boosting.rounds < settings.num_round:
-        if stop:
+        if cluster.any([bool(stop)])[0]:
             raise interrupted()
         iteration = boosting.rounds
         boosting.round()
-        early = monitor.observe(iteration, boosting.watch_margins())
+        margins = cluster.gather(boosting.watch_margins())
+        early = monitor.observe(iteration, margins) if cluster.is_first else False
+        early = bool(cluster.any([early])[0])
         if checkpoints is not None and frequency and boosting.rounds % frequency == 0:
             save(f"every {frequency} rounds")
     return boosting.rounds
@@ -571,29 +593,53 @@ def print_line(line: str) -> None:
 def train(settings, train_data: Dataset, validation: Dataset | None = None,
           test: Dataset | None = None, log: Callable[[str], None] = print_line,
           checkpoints: CheckpointStore | None = None,
-          stop: StopRequest | None = None) -> TrainingResult:
+          stop: StopRequest | None = None, cluster: Cluster = SOLO) -> TrainingResult | None:
     """Train; with ``checkpoints``, resume from the newest checkpoint and save new ones.
 
     ``stop`` (set by SIGTERM) ends the loop after the current round: a checkpoint is saved and
     :class:`~costaware.checkpoints.TrainingInterrupted` raised.
+
+    On several hosts (``cluster``), each passes its own rows of every channel (possibly none of
+    validation or test). The trees are grown together; weights, the intercept and the parity
+    penalty use totals summed over hosts; every metric and the learned threshold are computed by
+    the first host on the rows of all hosts (gathered, in rank order), with the same code as on one
+    host, so they equal a single-host evaluation of the same model on the union of the data. The
+    first host gets the result; the others get ``None``.
     """
+    if checkpoints is not None and cluster.size > 1:
+        raise ValueError("checkpoints are single-host only")
     costs = cost_matrix(settings)
     channels = {"train": Channel("train", train_data, row_costs_for(settings, train_data))}
     for name, data in (("validation", validation), ("test", test)):
         if data is not None:
             channels[name] = Channel(name, data, row_costs_for(settings, data))
-    _check_classes(channels["train"], settings)
+    problem = None
+    try:
+        for channel in channels.values():
+            channel.sensitive = _sensitive(settings, channel)
+    except InputError as exc:
+        problem = exc
+    cluster.agree(problem)  # a host's facet error stops every host
+    _check_classes(channels["train"], settings, cluster)
     if "validation" in channels:
-        _check_classes(channels["validation"], settings)
+        _check_classes(channels["validation"], settings, cluster)
     for channel in channels.values():
-        channel.sensitive = _sensitive(settings, channel)
+        _check_facets(settings, channel, cluster)
+    # What the metrics see: every host's rows (on one host, the channels themselves).
+    union = {name: _gathered(settings, ch, cluster) for name, ch in channels.items()}
 
     train_channel = channels["train"]
     label = train_data.label
-    weight = _training_weights(settings, train_channel)
-    base_margin = intercept(label, weight)
+    weight = _training_weights(settings, train_channel, cluster)
+    base_margin = intercept(label, weight, cluster.sum(class_weight_totals(label, weight)))
     cost_weighted = settings.objective == "cost_weighted"
-    offset = score_offset(label, weight) if cost_weighted else 0.0
+    offset = 0.0
+    if cost_weighted and cluster.is_first:  # (scores are the first host's job)
+        # From every row, in the single-host order of operations: the offset starts the
+        # recalibration on validation, whose result must not depend on how rows were sharded.
+        every = union["train"]
+        offset = score_offset(every.data.label,
+                              weight if every is train_channel else _training_weights(settings, every))
 
     # Cost weights go into the DMatrix too: the hist sketch is weighted, exactly as for the
     # built-in binary:logistic with sample weights, so the two give the same trees.
@@ -601,9 +647,11 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
                          feature_names=train_data.feature_names, missing=np.nan)
     # With the parity penalty, and for sampled rounds, gradients come from our objective (weight
     # 1 for the plain symmetric loss); otherwise XGBoost computes them natively (see Boosting).
-    objective = make_objective(label, weight, train_channel.sensitive, settings.fairness_penalty)
+    objective = make_objective(label, weight, train_channel.sensitive, settings.fairness_penalty,
+                               reduce=cluster.sum if cluster.size > 1 else None)
 
-    watch = channels.get("validation", train_channel)
+    watch_name = "validation" if "validation" in channels else "train"
+    watch = channels[watch_name]
     watch.dmatrix = (dtrain if watch is train_channel else
                      xgb.DMatrix(watch.data.features, feature_names=train_data.feature_names,
                                  missing=np.nan))
@@ -614,8 +662,8 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     evaluator = Evaluator(settings, bayes, fixed)
 
     refit = cost_weighted and "validation" in channels
-    monitor = RoundMonitor(watch, evaluator, offset, refit, settings.early_stopping_rounds,
-                           settings.early_stopping_metric, log)
+    monitor = RoundMonitor(union[watch_name], evaluator, offset, refit,
+                           settings.early_stopping_rounds, settings.early_stopping_metric, log)
     boosting = Boosting.create(settings, dtrain, objective,
                                float(sigmoid(np.array([base_margin]))[0]),
                                watch.dmatrix if watch is not train_channel else None,
@@ -623,14 +671,42 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     fingerprint = lambda: _fingerprint(settings, train_channel, weight, watch)  # noqa: E731
     if stop is None:
         stop = StopRequest()
-    rounds_trained = _run_rounds(settings, boosting, monitor, checkpoints, stop, fingerprint, log)
+    rounds_trained = _run_rounds(settings, boosting, monitor, checkpoints, stop, fingerprint, log,
+                                 cluster)
     best = monitor.best_iteration if settings.early_stopping_rounds else rounds_trained - 1
+    best = int(cluster.allreduce(np.array([best if cluster.is_first else 0]), "max")[0])
     booster = boosting.booster(best + 1)
     if best + 1 < rounds_trained:
         log(f"early stopping: keeping rounds 0..{best} of {rounds_trained} "
             f"(best validation {settings.early_stopping_metric})")
 
-    margins = {name: _margin(booster, ch.data) for name, ch in channels.items()}
+    margins = {name: cluster.gather(_margin(booster, ch.data)) for name, ch in channels.items()}
+    if not cluster.is_first:
+        return None
+    return _evaluate(settings, evaluator, union, margins, booster, offset, refit, bayes, fixed,
+                     best, rounds_trained, base_margin, watch_name, log)
+
+
+def _gathered(settings, channel: Channel, cluster: Cluster) -> Channel:
+    """The channel as the metrics see it: every host's rows in rank order (no features: the
+    metrics read margins, which are gathered separately)."""
+    if cluster.size == 1:
+        return channel
+    data = channel.data
+    rows = Dataset(
+        features=np.empty((0, 0), dtype=np.float32), label=cluster.gather(data.label),
+        feature_names=data.feature_names,
+        cost_multiplier=gather_values(cluster, data.cost_multiplier), source=data.source,
+        named_columns=data.named_columns, facet=None, group=gather_values(cluster, data.group))
+    sensitive = None if channel.sensitive is None else cluster.gather(channel.sensitive)
+    return Channel(channel.name, rows, row_costs_for(settings, rows), sensitive=sensitive)
+
+
+def _evaluate(settings, evaluator: Evaluator, channels: dict, margins: dict, booster, offset: float,
+              refit: bool, bayes: float, fixed: float | None, best: int, rounds_trained: int,
+              base_margin: float, watch_name: str, log) -> TrainingResult:
+    """The final model's decision policy and the metrics of every channel."""
+    costs = cost_matrix(settings)
     if refit:
         # The tilt log(w1/w0) holds at the loss's optimum; a regularised, finite model tilts less.
         # Re-fit the intercept on validation so that scores read as probabilities of class 1.
@@ -642,13 +718,15 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
         v = channels["validation"]
         thresholds["empirical"], _ = empirical_threshold(scores["validation"], v.data.label,
                                                           v.row_costs, prefer=bayes)
-    rule = evaluator.rule(scores[watch.name], watch) if fixed is None else Rule.single(fixed)
     if fixed is not None:
         source = "bayes" if settings.decision_threshold in ("bayes", "empirical") else "fixed"
+        rule = Rule.single(fixed)
     elif settings.facet_column and settings.max_abs_dppl < 1:
         source = "constrained"
-    else:
+        rule = evaluator.rule(scores[watch_name], channels[watch_name])
+    else:  # learned on validation: what evaluator.rule would find again
         source = "empirical"
+        rule = Rule.single(thresholds["empirical"])
     thresholds.update(chosen=rule.threshold_a, source=source)
     if not rule.is_single:
         thresholds["group"] = {"a": rule.threshold_a, "d": rule.threshold_d}
@@ -661,7 +739,7 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     evaluation = {}
     raw_rule = Rule.single(float(sigmoid(np.array([-offset]))[0]))
     for name, ch in channels.items():
-        label_c, rc = ch.data.label, ch.row_costs
+        label_c = ch.data.label
         evaluation[name] = {
             "chosen_threshold": evaluator.metrics(scores[name], ch, rule),
             "threshold_0.5": evaluator.metrics(scores[name], ch, Rule.single(0.5)),

@@ -5,7 +5,10 @@
 #   4. `IMAGE serve` on a published 127.0.0.1 port: seconds until /ping answers 200, a CSV prediction
 #      from the host (JSON, one score per row),
 #   5. the same rows scored in-process (python -m costaware.cli predict) with the model the container
-#      wrote: scores equal within 1e-6.
+#      wrote: scores equal within 1e-6,
+#   6. the step-3 tree split over two hosts (local_test/train_multi_host.sh: containers algo-1 and
+#      algo-2 on a network this test creates): both exit 0, only algo-1 writes the model, its metrics
+#      equal one host's on all the rows and its AUC is within 0.005 of step 3's model.
 # Run as root on a Debian machine (step 1 apt-installs podman when missing). Needs network access to
 # the machine's apt mirror and package index, nothing else; clients talk only to 127.0.0.1.
 #
@@ -180,7 +183,27 @@ if worst > 1e-6:
     sys.exit("FAIL: container and in-process scores differ")
 PY
 
+# ---- 6. two hosts ---------------------------------------------------------------------------------
+step "multi-instance training: algo-1 and algo-2 in two containers on a network this test creates"
+hosts_dir="$work/hosts"
+t=$(now)
+set +e
+TEST_DIR="$ml" HOSTS_DIR="$hosts_dir" COSTAWARE_PEER_TIMEOUT=120 \
+    "$repo/local_test/train_multi_host.sh" "$IMAGE" 2 >"$work/hosts.log" 2>&1
+hosts_rc=$?
+set -e
+t_hosts=$(elapsed "$t" "$(now)")
+cat "$work/hosts.log"
+if [ "$hosts_rc" -ne 0 ]; then
+    for k in 1 2; do echo "--- algo-$k"; tail -30 "$hosts_dir/algo-$k.log" 2>/dev/null; done
+    fail "two-host training exited $hosts_rc"
+fi
+grep -h 'rank\|channel train' "$hosts_dir"/algo-*.log
+"$PYTHON" "$repo/tests/image/check_multi_host.py" "$ml" "$hosts_dir" 2 \
+    || fail "the two-host job does not match one host"
+
 step "summary"
 echo "base image + tools: ${t_base} s | image build: ${t_build} s | size: $((size / 1000000)) MB"
 echo "train: exit 0 in ${t_train} s, ${metric_lines} metric lines | /ping 200 after ${ping_s} s | predictions equal within 1e-6"
+echo "two hosts (algo-1, algo-2 containers): exit 0 in ${t_hosts} s, metrics equal one host's on all rows"
 echo "IMAGE TESTS PASSED"

@@ -1,0 +1,84 @@
+"""Checks a multi-host job run in containers (local_test/train_multi_host.sh) against one host.
+
+    python tests/image/check_multi_host.py SINGLE_TREE HOSTS_DIR N
+
+SINGLE_TREE: the /opt/ml tree of a single-host run on the same data (the image test's step 3).
+HOSTS_DIR: algo-1 … algo-N trees and logs. The data are headerless, label-first CSV with class
+costs only (local_test/test_dir). Exits non-zero with a reason on the first failed check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from union_metrics import Rows, differences, recompute  # noqa: E402
+
+from costaware import data  # noqa: E402
+from costaware.costs import CostMatrix  # noqa: E402
+
+CHANNELS = ("train", "validation", "test")
+
+
+def fail(message: str) -> None:
+    sys.exit(f"FAIL: {message}")
+
+
+def union_rows(hosts_dir: str, n: int, channel: str) -> Rows:
+    """Every host's rows of a channel, in host order (how the job gathers them), read by the
+    job's own reader."""
+    parts = [data.load_channel(os.path.join(hosts_dir, f"algo-{k}", "input", "data", channel),
+                               "text/csv", data.DataOptions()) for k in range(1, n + 1)]
+    return Rows(np.vstack([p.features for p in parts]), np.concatenate([p.label for p in parts]))
+
+
+def main() -> None:
+    single, hosts_dir, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    first = os.path.join(hosts_dir, "algo-1")
+    hyperparameters = json.load(open(os.path.join(first, "input", "config", "hyperparameters.json")))
+    for k in range(2, n + 1):
+        other = os.path.join(hosts_dir, f"algo-{k}")
+        model_dir = os.path.join(other, "model")
+        if os.path.isdir(model_dir) and os.listdir(model_dir):
+            fail(f"algo-{k} wrote model files; only algo-1 may")
+        if os.path.exists(os.path.join(other, "output", "data", "evaluation.json")):
+            fail(f"algo-{k} wrote evaluation.json; only algo-1 may")
+        if "validation:auc=" in open(os.path.join(hosts_dir, f"algo-{k}.log")).read():
+            fail(f"algo-{k} logged metric lines; only algo-1 does")
+    log = open(os.path.join(hosts_dir, "algo-1.log")).read()
+    lines = log.count("validation:auc=")
+    rounds = int(hyperparameters.get("num_round", 100))
+    if lines != rounds + 1:
+        fail(f"algo-1 logged {lines} validation metric lines, expected {rounds} rounds + [final]")
+    for k in range(1, n + 1):
+        if f"host algo-{k}: rank {k - 1} of {n} in the training group" not in \
+                open(os.path.join(hosts_dir, f"algo-{k}.log")).read():
+            fail(f"algo-{k} did not join the training group with rank {k - 1}")
+
+    evaluation = json.load(open(os.path.join(first, "output", "data", "evaluation.json")))
+    costs = CostMatrix(**{k: float(hyperparameters.get(f"cost_{k}", 1.0 if k in ("fp", "fn") else 0.0))
+                          for k in ("fp", "fn", "tp", "tn")})
+    channels = {name: union_rows(hosts_dir, n, name) for name in CHANNELS}
+    expected = recompute(os.path.join(first, "model"), channels, costs)
+    found = differences(evaluation, expected)
+    if found:
+        fail("the job's numbers differ from one host's on all the rows: " + "; ".join(found[:5]))
+    print(f"algo-1's threshold {expected['threshold']:.9g} and all {len(CHANNELS)} channels' "
+          "metrics equal one host's recomputation on every host's rows")
+
+    alone = json.load(open(os.path.join(single, "output", "data", "evaluation.json")))
+    for name in ("validation", "test"):
+        ours = evaluation["channels"][name]["chosen_threshold"]
+        theirs = alone["channels"][name]["chosen_threshold"]
+        print(f"{name}: AUC {ours['auc']:.6f} on {n} hosts, {theirs['auc']:.6f} on one host; "
+              f"expected cost {ours['expected_cost']:.2f} vs {theirs['expected_cost']:.2f}")
+        if abs(ours["auc"] - theirs["auc"]) > 0.005:
+            fail(f"{name} AUC differs from the single-host model's by more than 0.005")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,335 @@
+"""Multi-instance training: 2 and 3 hosts as separate ``train`` processes on 127.0.0.x.
+
+Each host has its own ``/opt/ml`` tree, its own shard (``ShardedByS3Key``) or a full copy
+(``FullyReplicated``) and a ``resourceconfig.json`` naming every host, as SageMaker writes it. The
+hosts meet through XGBoost's tracker on the first host. The checks:
+
+* every metric the job reports (expected cost, precision/recall/F1/accuracy, DPPL, DI, the
+  combined objective, AUC, log loss) and the learned threshold and score offset equal, exactly, what
+  the public single-host functions compute for the saved model on the union of every host's rows;
+* the model is as good as one host's on all the data: AUC within 0.005;
+* only the first host writes the model and the evaluation; hosts without data drop out; a peer that
+  never comes fails the job within the peer timeout, with a reason naming it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import failure_reason, run_train, write_tree
+from hosts import free_port_pair, hosts_of, run_hosts, spawn_host
+
+from costaware.costs import CostMatrix
+from union_metrics import Rows, differences
+from union_metrics import recompute as recompute_union
+
+HYPERPARAMETERS = {
+    "num_round": 25, "max_depth": 4, "eta": 0.2, "label_column": "default",
+    "cost_column": "amount", "cost_fp": 1, "cost_fn": 3, "cost_column_scales": "fn",
+    "facet_column": "group_flag", "facet_values_or_threshold": "[1]",
+    "fairness_metrics": "DPPL,DI", "nthread": 1,
+}
+FEATURES = [f"x{i}" for i in range(6)]
+COLUMNS = ["default", *FEATURES, "amount", "group_flag"]
+
+
+def credit_rows(n: int, seed: int) -> np.ndarray:
+    """A learnable credit-like table: label, 6 features, a loan amount, a binary facet."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, len(FEATURES)))
+    facet = (rng.random(n) < 0.3).astype(float)
+    amount = np.round(rng.lognormal(0, 0.5, n), 3)
+    logit = x @ np.linspace(1.2, -0.8, len(FEATURES)) + 0.8 * facet - 0.7
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+    x[rng.random(x.shape) < 0.02] = np.nan  # missing values travel too
+    return np.column_stack([y, np.round(x, 4), amount, facet])
+
+
+def to_csv(rows: np.ndarray) -> str:
+    lines = [",".join(COLUMNS)]
+    lines += [",".join("" if np.isnan(v) else f"{v:.6g}" for v in row) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def parsed(rows: np.ndarray) -> np.ndarray:
+    """The rows as the training job reads them back from CSV text."""
+    return pd.read_csv(io.StringIO(to_csv(rows))).to_numpy(dtype=np.float64)
+
+
+DATA = {name: parsed(credit_rows(n, seed))
+        for name, n, seed in (("train", 2400, 1), ("validation", 900, 2), ("test", 600, 3))}
+
+
+def blocks(rows: np.ndarray, n: int) -> list[np.ndarray]:
+    return [rows[i * len(rows) // n:(i + 1) * len(rows) // n] for i in range(n)]
+
+
+def host_trees(tmp: Path, hosts: list[str], distribution: str, hyperparameters: dict,
+               shards: dict | None = None) -> list[Path]:
+    """One /opt/ml tree per host. ``shards``: channel -> one array (or None) per host."""
+    trees = []
+    for index, host in enumerate(hosts):
+        base = tmp / host
+        channels = {}
+        for name, rows in DATA.items():
+            if distribution == "FullyReplicated":
+                part = rows
+            else:
+                part = (shards or {}).get(name, blocks(rows, len(hosts)))[index]
+            channels[name] = {} if part is None else {f"part-{index}.csv": to_csv(part)}
+        write_tree(base, hyperparameters, channels)
+        config = base / "input" / "config"
+        entries = json.loads((config / "inputdataconfig.json").read_text())
+        for entry in entries.values():
+            entry["S3DistributionType"] = distribution
+        (config / "inputdataconfig.json").write_text(json.dumps(entries))
+        (config / "resourceconfig.json").write_text(json.dumps(
+            {"current_host": host, "hosts": list(reversed(hosts)), "network_interface_name": "lo"}))
+        trees.append(base)
+    return trees
+
+
+def metric_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if re.search(r"\bvalidation:auc=", line)]
+
+
+def recompute(model_dir: Path, hyperparameters: dict) -> dict:
+    """What one host computes for the saved model on all the rows."""
+    costs = CostMatrix(fp=hyperparameters["cost_fp"], fn=hyperparameters["cost_fn"], tp=0, tn=0)
+    channels = {name: Rows(rows[:, 1:1 + len(FEATURES)], rows[:, 0].astype(np.int8),
+                           multiplier=rows[:, -2], sensitive=rows[:, -1] == 1)
+                for name, rows in DATA.items()}
+    return recompute_union(model_dir, channels, costs, ("fn",))
+
+
+@pytest.fixture(scope="module")
+def single_host(tmp_path_factory) -> Path:
+    base = write_tree(tmp_path_factory.mktemp("single") / "ml", HYPERPARAMETERS,
+                      {name: {"all.csv": to_csv(rows)} for name, rows in DATA.items()})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return base
+
+
+@pytest.mark.parametrize("n_hosts,distribution", [(2, "ShardedByS3Key"), (3, "ShardedByS3Key"),
+                                                  (2, "FullyReplicated")])
+def test_hosts_train_one_model_with_the_single_host_metrics(tmp_path, single_host, n_hosts,
+                                                            distribution):
+    hosts = hosts_of(n_hosts)
+    trees = host_trees(tmp_path, hosts, distribution, HYPERPARAMETERS)
+    results = run_hosts(trees, hosts)
+    for (code, log), host in zip(results, hosts):
+        assert code == 0, f"{host}:\n{log[-4000:]}"
+    first, others = trees[0], trees[1:]
+    assert (first / "model" / "metadata.json").exists()
+    for base in others:  # only the first host writes the model and the evaluation
+        assert not (base / "model").exists() or not any((base / "model").iterdir())
+        assert not (base / "output" / "data" / "evaluation.json").exists()
+    logs = [log for _, log in results]
+    assert len(metric_lines(logs[0])) == HYPERPARAMETERS["num_round"] + 1  # + the [final] line
+    assert all(not metric_lines(log) for log in logs[1:])
+    for host, log in zip(hosts, logs):
+        assert f"host {host}: rank {hosts.index(host)} of {n_hosts}" in log
+
+    evaluation = json.loads((first / "output" / "data" / "evaluation.json").read_text())
+    metadata = json.loads((first / "model" / "metadata.json").read_text())
+    assert metadata["rows"] == {name: len(rows) for name, rows in DATA.items()}
+    assert metadata["training_hosts"] == hosts
+    expected = recompute(first / "model", HYPERPARAMETERS)
+    assert metadata["decision_policy"]["score_offset"] == expected["score_offset"]
+    assert differences(evaluation, expected) == []
+    assert set(evaluation["channels"]) == set(DATA)
+    assert "dppl" in expected["test"]  # the fairness metrics were compared too
+
+    # The model matches one host's on all the data.
+    single = json.loads((single_host / "output" / "data" / "evaluation.json").read_text())
+    for name in ("validation", "test"):
+        ours = evaluation["channels"][name]["chosen_threshold"]["auc"]
+        theirs = single["channels"][name]["chosen_threshold"]["auc"]
+        assert abs(ours - theirs) <= 0.005, (name, ours, theirs)
+
+
+def test_sampled_rounds_and_the_parity_penalty_on_three_hosts(tmp_path):
+    """Row/column sampling (a booster per round) and the parity penalty, whose totals are summed
+    over hosts every round: the reported numbers are still those of all the rows."""
+    settings = {**HYPERPARAMETERS, "subsample": 0.8, "colsample_bytree": 0.8, "seed": 3,
+                "fairness_penalty": 20.0}
+    hosts = hosts_of(3)
+    trees = host_trees(tmp_path, hosts, "ShardedByS3Key", settings)
+    results = run_hosts(trees, hosts)
+    assert [code for code, _ in results] == [0, 0, 0], results[0][1][-3000:]
+    evaluation = json.loads((trees[0] / "output" / "data" / "evaluation.json").read_text())
+    expected = recompute(trees[0] / "model", settings)
+    assert differences(evaluation, expected) == []
+    # the penalty works across hosts: the gap it penalises, mean_a p - mean_d p over all train
+    # rows, shrinks against the same hosts' unpenalised model
+    plain = host_trees(tmp_path / "plain", hosts, "ShardedByS3Key",
+                       {**settings, "fairness_penalty": 0.0})
+    assert [code for code, _ in run_hosts(plain, hosts)] == [0, 0, 0]
+
+    sensitive = DATA["train"][:, -1] == 1
+
+    def gap(model_dir):
+        score = recompute(model_dir, settings)["scores"]["train"]
+        return abs(score[~sensitive].mean() - score[sensitive].mean())
+
+    penalised, unpenalised = gap(trees[0] / "model"), gap(plain[0] / "model")
+    assert penalised < 0.5 * unpenalised, (penalised, unpenalised)
+
+
+def test_a_host_without_train_files_drops_out_as_in_the_built_in_container(tmp_path):
+    hosts = hosts_of(3)
+    shards = {name: [*blocks(rows, 2), None] for name, rows in DATA.items()}
+    trees = host_trees(tmp_path, hosts, "ShardedByS3Key", HYPERPARAMETERS, shards)
+    results = run_hosts(trees, hosts)
+    assert [code for code, _ in results] == [0, 0, 0], results[-1][1][-3000:]
+    idle_log = results[2][1]
+    assert "127.0.0.3: the train channel gave this host no files" in idle_log
+    assert "which runs on 127.0.0.1, 127.0.0.2" in idle_log
+    assert not (trees[2] / "output" / "failure").exists()
+    # the two hosts with data train together; the numbers are those of all the rows
+    metadata = json.loads((trees[0] / "model" / "metadata.json").read_text())
+    assert metadata["training_hosts"] == hosts[:2]
+    evaluation = json.loads((trees[0] / "output" / "data" / "evaluation.json").read_text())
+    expected = recompute(trees[0] / "model", HYPERPARAMETERS)
+    assert differences(evaluation, expected) == []
+
+
+def test_a_validation_shard_without_files_is_an_empty_share(tmp_path):
+    """Fewer validation files than hosts: a host holds no validation rows, the metrics still
+    cover every validation row."""
+    hosts = hosts_of(2)
+    shards = {"validation": [DATA["validation"], None]}
+    trees = host_trees(tmp_path, hosts, "ShardedByS3Key", HYPERPARAMETERS, shards)
+    results = run_hosts(trees, hosts)
+    assert [code for code, _ in results] == [0, 0], results[1][1][-3000:]
+    assert "host 127.0.0.2: channel validation: 0 rows, 6 features" in results[1][1]
+    evaluation = json.loads((trees[0] / "output" / "data" / "evaluation.json").read_text())
+    expected = recompute(trees[0] / "model", HYPERPARAMETERS)
+    assert differences(evaluation, expected) == []
+    assert evaluation["channels"]["validation"]["chosen_threshold"]["rows"] == len(DATA["validation"])
+
+
+def test_bad_data_on_one_host_fails_every_host_with_its_reason(tmp_path):
+    hosts = hosts_of(2)
+    trees = host_trees(tmp_path, hosts, "ShardedByS3Key", HYPERPARAMETERS)
+    bad = trees[1] / "input" / "data" / "train" / "part-1.csv"
+    lines = bad.read_text().splitlines()
+    lines[5] = lines[5].replace(lines[5].split(",")[2], "abc", 1)
+    bad.write_text("\n".join(lines) + "\n")
+    results = run_hosts(trees, hosts)
+    assert [code for code, _ in results] == [1, 1]
+    own = failure_reason(trees[1])
+    assert "part-1.csv" in own and "line 6" in own and "abc" in own, own
+    peer = failure_reason(trees[0])
+    assert peer.startswith("host 127.0.0.2 failed: ") and "part-1.csv" in peer, peer
+    assert not (trees[0] / "model" / "metadata.json").exists()
+
+
+def test_a_peer_that_never_comes_fails_within_the_peer_timeout(tmp_path):
+    hosts = hosts_of(2)
+    trees = host_trees(tmp_path, hosts, "FullyReplicated", HYPERPARAMETERS)
+    started = time.monotonic()
+    [(code, log)] = run_hosts(trees[:1], hosts, peer_timeout=4)
+    elapsed = time.monotonic() - started
+    assert code == 1, log[-3000:]
+    reason = failure_reason(trees[0])
+    assert "the training group of 2 hosts (127.0.0.1, 127.0.0.2)" in reason, reason
+    assert "did not form within 4 s (COSTAWARE_PEER_TIMEOUT)" in reason, reason
+    assert elapsed < 60, elapsed
+
+
+def test_an_unresolvable_host_name_fails_with_the_name(tmp_path):
+    hosts = ["127.0.0.1", "algo-never-resolves.invalid"]
+    trees = host_trees(tmp_path, hosts, "FullyReplicated", HYPERPARAMETERS)
+    [(code, log)] = run_hosts(trees[:1], hosts, peer_timeout=2)
+    assert code == 1, log[-3000:]
+    assert "'algo-never-resolves.invalid' (from resourceconfig.json) did not resolve" in \
+        failure_reason(trees[0])
+
+
+def _config(tmp_path, content) -> Path:
+    (tmp_path / "resourceconfig.json").write_text(content if isinstance(content, str)
+                                                  else json.dumps(content))
+    return tmp_path
+
+
+def test_host_config_reads_resourceconfig_sorted_with_port_and_timeout(tmp_path):
+    from costaware.multihost import read_host_config
+
+    assert read_host_config(str(tmp_path)) is None  # no resourceconfig.json: one local host
+    config = read_host_config(str(_config(tmp_path, {"current_host": "algo-2",
+                                                     "hosts": ["algo-2", "algo-10", "algo-1"]})),
+                              env={"COSTAWARE_TRACKER_PORT": "9300", "COSTAWARE_PEER_TIMEOUT": "30"})
+    assert config.hosts == ("algo-1", "algo-10", "algo-2") and config.current_host == "algo-2"
+    assert (config.port, config.peer_timeout, config.multi_host) == (9300, 30.0, True)
+    single = read_host_config(str(_config(tmp_path, {"current_host": "algo-1", "hosts": ["algo-1"]})),
+                              env={})
+    assert (single.multi_host, single.port, single.peer_timeout) == (False, 9099, 600.0)
+
+
+@pytest.mark.parametrize("content,env,message", [
+    ("{not json", {}, "resourceconfig.json is not valid JSON"),
+    ({"current_host": "algo-1", "hosts": []}, {}, "'hosts' must be a non-empty list"),
+    ({"current_host": "algo-1", "hosts": ["algo-1", ""]}, {}, "'hosts' must be a non-empty list"),
+    ({"current_host": "algo-1", "hosts": ["algo-1", "algo-1"]}, {}, "lists a host twice"),
+    ({"current_host": "algo-3", "hosts": ["algo-1", "algo-2"]}, {}, "'current_host' \"algo-3\" is not"),
+    ({"current_host": "algo-1", "hosts": ["algo-1"]}, {"COSTAWARE_TRACKER_PORT": "65535"},
+     "COSTAWARE_TRACKER_PORT='65535'"),
+    ({"current_host": "algo-1", "hosts": ["algo-1"]}, {"COSTAWARE_TRACKER_PORT": "http"},
+     "COSTAWARE_TRACKER_PORT='http'"),
+    ({"current_host": "algo-1", "hosts": ["algo-1"]}, {"COSTAWARE_PEER_TIMEOUT": "0"},
+     "COSTAWARE_PEER_TIMEOUT='0'"),
+])
+def test_host_config_errors_name_the_file_or_variable(tmp_path, content, env, message):
+    from costaware.errors import InputError
+    from costaware.multihost import read_host_config
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        read_host_config(str(_config(tmp_path, content)), env=env)
+
+
+def test_an_unknown_s3_distribution_type_fails_the_job(tmp_path):
+    base = write_tree(tmp_path / "ml", HYPERPARAMETERS, {"train": {"a.csv": to_csv(DATA["train"])}})
+    config = base / "input" / "config" / "inputdataconfig.json"
+    config.write_text(json.dumps({"train": {"ContentType": "text/csv",
+                                            "S3DistributionType": "ShardedByRow"}}))
+    result = run_train(base)
+    assert result.returncode == 1
+    assert failure_reason(base) == ("inputdataconfig.json: channel 'train': S3DistributionType "
+                                    '"ShardedByRow"; valid: FullyReplicated, ShardedByS3Key')
+
+
+def test_a_host_that_dies_while_training_fails_the_others_with_a_one_line_reason(tmp_path):
+    hosts = hosts_of(2)
+    settings = {**HYPERPARAMETERS, "num_round": 100000}
+    trees = host_trees(tmp_path, hosts, "ShardedByS3Key", settings)
+    port = free_port_pair()
+    procs = [spawn_host(base, port, peer_timeout=60) for base in trees]
+    try:
+        deadline = time.monotonic() + 120
+        log = ""
+        while "validation:auc=" not in log and time.monotonic() < deadline:
+            log += procs[0].stdout.readline()
+        assert "validation:auc=" in log, log[-2000:]
+        procs[1].kill()  # the second host dies mid-training
+        procs[1].wait()
+        rest, _ = procs[0].communicate(timeout=120)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert procs[0].returncode == 1, rest[-3000:]
+    reason = failure_reason(trees[0])
+    assert reason.startswith("host 127.0.0.1: lost the training group of 127.0.0.1, 127.0.0.2"), reason
+    assert "\n" not in reason.strip() and "Stack trace" not in reason
