@@ -148,7 +148,7 @@ def test_hosts_train_one_model_with_the_single_host_metrics(tmp_path, single_hos
     assert metadata["decision_policy"]["score_offset"] == expected["score_offset"]
     assert differences(evaluation, expected) == []
     assert set(evaluation["channels"]) == set(DATA)
-    assert "dppl" in expected["test"]  # the fairness metrics were compared too
+    assert "dppl" in evaluation["channels"]["test"]["chosen_threshold"]  # fairness compared too
 
     # The model matches one host's on all the data.
     single = json.loads((single_host / "output" / "data" / "evaluation.json").read_text())
@@ -272,9 +272,13 @@ def test_host_config_reads_resourceconfig_sorted_with_port_and_timeout(tmp_path)
                               env={"COSTAWARE_TRACKER_PORT": "9300", "COSTAWARE_PEER_TIMEOUT": "30"})
     assert config.hosts == ("algo-1", "algo-10", "algo-2") and config.current_host == "algo-2"
     assert (config.port, config.peer_timeout, config.multi_host) == (9300, 30.0, True)
+    # one host: the variables are not read, so a bad one cannot fail a single-instance job
     single = read_host_config(str(_config(tmp_path, {"current_host": "algo-1", "hosts": ["algo-1"]})),
-                              env={})
+                              env={"COSTAWARE_TRACKER_PORT": "http"})
     assert (single.multi_host, single.port, single.peer_timeout) == (False, 9099, 600.0)
+
+
+TWO = {"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]}
 
 
 @pytest.mark.parametrize("content,env,message", [
@@ -283,12 +287,10 @@ def test_host_config_reads_resourceconfig_sorted_with_port_and_timeout(tmp_path)
     ({"current_host": "algo-1", "hosts": ["algo-1", ""]}, {}, "'hosts' must be a non-empty list"),
     ({"current_host": "algo-1", "hosts": ["algo-1", "algo-1"]}, {}, "lists a host twice"),
     ({"current_host": "algo-3", "hosts": ["algo-1", "algo-2"]}, {}, "'current_host' \"algo-3\" is not"),
-    ({"current_host": "algo-1", "hosts": ["algo-1"]}, {"COSTAWARE_TRACKER_PORT": "65535"},
-     "COSTAWARE_TRACKER_PORT='65535'"),
-    ({"current_host": "algo-1", "hosts": ["algo-1"]}, {"COSTAWARE_TRACKER_PORT": "http"},
-     "COSTAWARE_TRACKER_PORT='http'"),
-    ({"current_host": "algo-1", "hosts": ["algo-1"]}, {"COSTAWARE_PEER_TIMEOUT": "0"},
-     "COSTAWARE_PEER_TIMEOUT='0'"),
+    (TWO, {"COSTAWARE_TRACKER_PORT": "65535"}, "COSTAWARE_TRACKER_PORT='65535'"),
+    (TWO, {"COSTAWARE_TRACKER_PORT": "http"}, "COSTAWARE_TRACKER_PORT='http'"),
+    (TWO, {"COSTAWARE_PEER_TIMEOUT": "0"}, "COSTAWARE_PEER_TIMEOUT='0'"),
+    (TWO, {"COSTAWARE_PEER_TIMEOUT": "nan"}, "COSTAWARE_PEER_TIMEOUT='nan'"),
 ])
 def test_host_config_errors_name_the_file_or_variable(tmp_path, content, env, message):
     from costaware.errors import InputError
@@ -333,3 +335,51 @@ def test_a_host_that_dies_while_training_fails_the_others_with_a_one_line_reason
     reason = failure_reason(trees[0])
     assert reason.startswith("host 127.0.0.1: lost the training group of 127.0.0.1, 127.0.0.2"), reason
     assert "\n" not in reason.strip() and "Stack trace" not in reason
+
+
+def test_validation_files_on_a_host_without_train_files_fail_the_job(tmp_path):
+    """That host would leave the job and its validation rows with it: refused, not ignored."""
+    hosts = hosts_of(3)
+    shards = {"train": [*blocks(DATA["train"], 2), None]}
+    trees = host_trees(tmp_path, hosts, "ShardedByS3Key", HYPERPARAMETERS, shards)
+    results = run_hosts(trees, hosts)
+    assert [code for code, _ in results] == [1, 1, 1]
+    for base in trees:
+        assert failure_reason(base).startswith(
+            "host 127.0.0.3 received validation files but no train files (ShardedByS3Key)")
+
+
+def test_exact_tree_method_is_refused_on_several_hosts(tmp_path):
+    hosts = hosts_of(2)
+    trees = host_trees(tmp_path, hosts, "FullyReplicated", {**HYPERPARAMETERS, "tree_method": "exact"})
+    [(code, _)] = run_hosts(trees[:1], hosts, peer_timeout=5)
+    assert code == 1
+    assert failure_reason(trees[0]).startswith("hyperparameter 'tree_method': exact is single-host")
+
+
+def test_the_parity_penalty_summed_over_shards_equals_the_one_host_penalty():
+    """Each host's gradients, with the totals reduced over hosts, are its rows' share of the
+    single-host gradients."""
+    from costaware.objective import parity_penalty_grad_hess
+
+    rng = np.random.default_rng(0)
+    margin = rng.normal(size=3000)
+    sensitive = rng.random(3000) < 0.3
+    whole = parity_penalty_grad_hess(margin, sensitive, 5.0)
+    cuts = [0, 700, 700, 2000, 3000]  # three shards and an empty one
+    shards = [slice(a, b) for a, b in zip(cuts, cuts[1:])]
+
+    def totals(part):
+        p = 1 / (1 + np.exp(-margin[part]))
+        s = sensitive[part]
+        return np.array([p[~s].sum(), (~s).sum(), p[s].sum(), s.sum()])
+
+    summed = sum(totals(part) for part in shards)
+    for part in shards:
+        grad, hess = parity_penalty_grad_hess(margin[part], sensitive[part], 5.0,
+                                              reduce=lambda _local: summed)
+        np.testing.assert_allclose(grad, whole[0][part], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(hess, whole[1][part], rtol=1e-12, atol=1e-15)
+    # without the reduction, a shard's gradients are not the single-host ones
+    local, _ = parity_penalty_grad_hess(margin[shards[2]], sensitive[shards[2]], 5.0)
+    assert not np.allclose(local, whole[0][shards[2]])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import numpy as np
 
-from .errors import InputError
+from .errors import DataError, InputError
 
 
 class PeerError(InputError):
@@ -130,24 +130,31 @@ class XGBoostCluster(Cluster):
         return out
 
 
-def gather_values(cluster: Cluster, values: np.ndarray | None) -> np.ndarray | None:
+def gather_values(cluster: Cluster, values: np.ndarray | None, what: str = "a column"
+                  ) -> np.ndarray | None:
     """Gather a per-row column that may hold text (facet or group values).
 
-    Numbers travel as float64 (the dtype every host read them as); text, and columns whose dtype
-    differs between hosts, travel as JSON. ``None`` on every host gives ``None``.
+    Numbers travel as float64; text travels as JSON. Hosts without rows have no say in the type;
+    hosts with rows must agree on it (one host reading the union would not mix them either).
+    ``None`` on every host gives ``None``.
     """
     if cluster.size == 1:
         return values
-    kinds = cluster.gather_text("none" if values is None else
-                                "number" if values.dtype.kind in "fiub" else "text")
-    present = [k for k in kinds if k != "none"]
-    if not present:
+    kind = ("none" if values is None else "empty" if values.size == 0 else
+            "number" if values.dtype.kind in "fiub" else "text")
+    kinds = cluster.gather_text(kind)
+    if all(k == "none" for k in kinds):
         return None
-    if len(present) < len(kinds):
-        raise InputError("a column is present on some hosts and not on others "
+    if "none" in kinds:
+        raise InputError(f"{what} is present on some hosts and not on others "
                          f"({', '.join(h for h, k in zip(cluster.hosts, kinds) if k == 'none')} "
                          "lack it)")
-    if all(k == "number" for k in present):
+    voting = {k for k in kinds if k != "empty"}
+    if len(voting) > 1:
+        text = ", ".join(h for h, k in zip(cluster.hosts, kinds) if k == "text")
+        raise DataError(f"{what} holds text on {text} and numbers on the other hosts; make the "
+                        "values alike in every file")
+    if voting != {"text"}:
         return cluster.gather(np.asarray(values, dtype=np.float64))
     texts = cluster.gather_text(json.dumps([_plain(v) for v in values]))
     return np.array([v for text in texts for v in json.loads(text)], dtype=object)

@@ -73,6 +73,8 @@ def read_host_config(config_dir: str, env=None) -> HostConfig | None:
     if current not in hosts:
         raise InputError(f"{path}: 'current_host' {json.dumps(current)[:60]} is not one of the "
                          f"hosts {json.dumps(sorted(hosts))[:120]}")
+    if len(hosts) == 1:  # one host: nothing to meet, the variables are not read
+        return HostConfig((current,), current)
     return HostConfig(tuple(sorted(hosts)), current, _port(env), _timeout(env))
 
 
@@ -143,9 +145,15 @@ def joined(hosts: list[str], current_host: str, port: int, timeout: float,
             raise ClusterError(f"could not start the tracker on {tracker_address}:{port}: "
                                f"{_first_line(exc)}") from None
     log(f"host {current_host}: joining {purpose} of {group}")
-    _init(collective, XGBoostError, tracker_address, port, index, current_host, deadline,
-          f"host {current_host}: {purpose} of {group} did not form within {timeout:g} s "
-          "(COSTAWARE_PEER_TIMEOUT); a host may have failed to start")
+    try:
+        _init(collective, XGBoostError, tracker_address, port, index, current_host, deadline,
+              f"host {current_host}: {purpose} of {group} did not form within {timeout:g} s "
+              "(COSTAWARE_PEER_TIMEOUT); a host may have failed to start")
+    except ClusterError:
+        if tracker is not None:
+            with contextlib.suppress(XGBoostError):
+                tracker.free()
+        raise
     failed = False
     try:
         rank = collective.get_rank()
@@ -178,8 +186,8 @@ def peer_failures(cluster: XGBoostCluster) -> Iterator[None]:
         yield
     except XGBoostError as exc:
         raise ClusterError(f"host {cluster.host}: lost the training group of "
-                           f"{', '.join(cluster.hosts)} (another host stopped? see its log): "
-                           f"{_first_line(exc)}") from None
+                           f"{', '.join(cluster.hosts)} (a host stopped or a collective step "
+                           f"failed; see the hosts' logs): {_first_line(exc)}") from None
 
 
 def _init(collective, error_type, address: str, port: int, index: int, host: str,

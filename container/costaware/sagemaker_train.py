@@ -21,7 +21,7 @@ from sagemaker_training import environment, errors
 from . import artifact, data, hyperparameters, multihost, training
 from .cluster import SOLO, Cluster
 from .checkpoints import CheckpointStore, StopRequest, TrainingInterrupted, stop_on_sigterm
-from .errors import DataError, InputError
+from .errors import DataError, HyperparameterError, InputError
 
 logger = logging.getLogger("costaware")
 CHANNELS = ("train", "validation", "test")
@@ -86,16 +86,32 @@ def _run_multi_host(job: "Job", hosts: multihost.HostConfig) -> training.Trainin
     """Several hosts (see :mod:`costaware.multihost`): the hosts with train data train together;
     the first of them writes the model and the evaluation."""
     log, me = job.log, hosts.current_host
+    if job.settings.tree_method == "exact":
+        raise HyperparameterError("hyperparameter 'tree_method': exact is single-host only "
+                                  f"(XGBoost has no distributed exact method); this job has "
+                                  f"{len(hosts.hosts)} hosts: use hist or approx")
     members = list(hosts.hosts)
     if _distribution(job.channel_config, "train") == "ShardedByS3Key":
-        mine = data.has_data_files(os.path.join(job.data_dir, "train"))
+        channels = [name for name in CHANNELS if name in job.channel_config]
+        mine = "".join("1" if data.has_data_files(os.path.join(job.data_dir, name)) else "0"
+                       for name in channels)
         with multihost.joined(members, me, hosts.port, hosts.peer_timeout, log,
                               "the meeting (which hosts have train data)") as meeting:
-            flags = meeting.gather_text("1" if mine else "0")
-        members = [host for host, flag in zip(meeting.hosts, flags) if flag == "1"]
+            with multihost.peer_failures(meeting):
+                flags = meeting.gather_text(mine)
+        members = [host for host, flag in zip(meeting.hosts, flags) if flag[0] == "1"]
         if not members:
             raise DataError(f"no host received train data: the train channel (ShardedByS3Key) is "
                             f"empty on all {len(hosts.hosts)} hosts")
+        # A host without train files leaves the job; its validation or test files would be lost.
+        stranded = [(host, name) for host, flag in zip(meeting.hosts, flags) if flag[0] == "0"
+                    for name, has in zip(channels, flag) if has == "1"]
+        if stranded:
+            host, name = stranded[0]
+            raise DataError(f"host {host} received {name} files but no train files "
+                            "(ShardedByS3Key): it cannot take part, and its rows would be left "
+                            f"out; give the train channel at least {len(hosts.hosts)} files, or "
+                            f"make the {name} channel FullyReplicated")
         if me not in members:
             log(f"host {me}: the train channel gave this host no files (ShardedByS3Key); it takes "
                 f"no part in training, which runs on {', '.join(members)}")
@@ -216,8 +232,7 @@ def _align_hosts(cluster: Cluster, train: data.Dataset) -> data.Dataset:
     try:
         return data.align_to(dataclasses.replace(train, feature_names=reference), train)
     except DataError as exc:
-        raise DataError(f"host {cluster.host}: the train columns differ from host "
-                        f"{cluster.hosts[0]}'s: {exc}") from None
+        raise DataError(f"the train columns differ from host {cluster.hosts[0]}'s: {exc}") from None
 
 
 def _write_outputs(base_dir: str, result: training.TrainingResult, settings, hosts: list[str],

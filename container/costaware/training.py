@@ -696,8 +696,10 @@ def _gathered(settings, channel: Channel, cluster: Cluster) -> Channel:
     rows = Dataset(
         features=np.empty((0, 0), dtype=np.float32), label=cluster.gather(data.label),
         feature_names=data.feature_names,
-        cost_multiplier=gather_values(cluster, data.cost_multiplier), source=data.source,
-        named_columns=data.named_columns, facet=None, group=gather_values(cluster, data.group))
+        cost_multiplier=gather_values(cluster, data.cost_multiplier,
+                                      f"{channel.name} channel: the cost column"),
+        source=data.source, named_columns=data.named_columns, facet=None,
+        group=gather_values(cluster, data.group, f"{channel.name} channel: the group column"))
     sensitive = None if channel.sensitive is None else cluster.gather(channel.sensitive)
     return Channel(channel.name, rows, row_costs_for(settings, rows), sensitive=sensitive)
 

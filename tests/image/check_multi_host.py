@@ -29,10 +29,15 @@ def fail(message: str) -> None:
 
 
 def union_rows(hosts_dir: str, n: int, channel: str) -> Rows:
-    """Every host's rows of a channel, in host order (how the job gathers them), read by the
-    job's own reader."""
-    parts = [data.load_channel(os.path.join(hosts_dir, f"algo-{k}", "input", "data", channel),
-                               "text/csv", data.DataOptions()) for k in range(1, n + 1)]
+    """Every row of a channel in the job's order (hosts in sorted name order, as ranks are), read
+    by the job's own reader; a FullyReplicated channel is one host's copy."""
+    hosts = sorted(f"algo-{k}" for k in range(1, n + 1))
+    config = json.load(open(os.path.join(hosts_dir, hosts[0], "input", "config",
+                                         "inputdataconfig.json")))
+    if config[channel].get("S3DistributionType") == "FullyReplicated":
+        hosts = hosts[:1]
+    parts = [data.load_channel(os.path.join(hosts_dir, host, "input", "data", channel),
+                               "text/csv", data.DataOptions()) for host in hosts]
     return Rows(np.vstack([p.features for p in parts]), np.concatenate([p.label for p in parts]))
 
 
