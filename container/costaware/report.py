@@ -500,11 +500,7 @@ def _class_chart(p: _Prepared) -> Figure:
     ax.axvline(v.threshold, color=CHOSEN_COLOUR, lw=1.4, label=f"chosen t={_fmt_t(v.threshold)}")
     ax.axvline(v.bayes_threshold, color=BAYES_COLOUR, ls="--", lw=1.4,
                label=f"Bayes t={_fmt_t(v.bayes_threshold)}")
-    ax.set_xlim(edges[0], edges[-1])
-    _headroom(ax)
-    ax.set_xlabel("score (predicted probability of class 1)")
-    ax.set_ylabel(f"share of the class's rows per bin ({HIST_BINS} bins)")
-    ax.legend(loc="upper right")
+    _finish_score_axes(ax, edges, "class's")
     return fig
 
 
@@ -535,12 +531,17 @@ def _facet_chart(p: _Prepared) -> Figure:
             ax.axvline(t, color=FACET_COLOURS[name], ls=":", lw=1.8,
                        label=f"facet {name} threshold t_{name}={_fmt_t(t)}")
     ax.axvline(v.threshold, color=CHOSEN_COLOUR, lw=1.4, label=f"chosen t={_fmt_t(v.threshold)}")
+    _finish_score_axes(ax, edges, "group's")
+    return fig
+
+
+def _finish_score_axes(ax, edges: np.ndarray, whose: str) -> None:
+    """Limits, labels and legend of a score-histogram chart (shares of ``whose`` rows per bin)."""
     ax.set_xlim(edges[0], edges[-1])
     _headroom(ax)
     ax.set_xlabel("score (predicted probability of class 1)")
-    ax.set_ylabel(f"share of the group's rows per bin ({HIST_BINS} bins)")
+    ax.set_ylabel(f"share of the {whose} rows per bin ({HIST_BINS} bins)")
     ax.legend(loc="upper right")
-    return fig
 
 
 def _confusion_panel(ax, p: _Prepared, decision: np.ndarray, title: str) -> None:
