@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from costaware import boosting as engine
 from costaware import hyperparameters, training
 from costaware.checkpoints import (CheckpointStore, StopRequest, TrainingInterrupted,
                                    stop_on_sigterm)
+from costaware.costs import CostMatrix, RowCosts
 from costaware.data import Dataset
 from costaware.errors import HyperparameterError, InputError
 from costaware.objective import make_objective
@@ -31,15 +33,18 @@ def test_rotation_keeps_the_newest_two_and_skips_broken_ones(tmp_path):
     assert store.latest() is None
     (tmp_path / ".costaware-0000005.model.json.tmp123").write_bytes(b"half a write")
     for rounds in (10, 20, 30, 40, 50):
-        store.save(rounds, f"model after {rounds}".encode(), {"monitor": {"best_iteration": rounds}})
+        store.save(rounds, [f"model after {rounds}".encode(), f"fold 1 after {rounds}".encode()],
+                   {"monitor": {"best_iteration": rounds}})
     assert sorted(os.listdir(tmp_path)) == [
-        "costaware-0000040.model.ubj", "costaware-0000040.state.json",
-        "costaware-0000050.model.ubj", "costaware-0000050.state.json"]
+        "costaware-0000040.model.fold1.ubj", "costaware-0000040.model.ubj",
+        "costaware-0000040.state.json",
+        "costaware-0000050.model.fold1.ubj", "costaware-0000050.model.ubj",
+        "costaware-0000050.state.json"]
     latest = store.latest()
-    assert (latest.rounds, latest.model) == (50, b"model after 50")
+    assert (latest.rounds, latest.models) == (50, [b"model after 50", b"fold 1 after 50"])
     assert latest.state["monitor"] == {"best_iteration": 50} and latest.state["rounds"] == 50
     # a model that does not match its state (torn upload, corrupt copy): the older checkpoint
-    (tmp_path / "costaware-0000050.model.ubj").write_bytes(b"model after 5O")
+    (tmp_path / "costaware-0000050.model.fold1.ubj").write_bytes(b"fold 1 after 5O")
     assert store.latest().rounds == 40
     assert any("costaware-0000050.state.json skipped" in line and "SHA-256" in line for line in lines)
     # a model without its state was never committed
@@ -61,61 +66,69 @@ def test_stop_request_is_set_by_sigterm_only_while_active():
 
 # --- each round's sample is a function of (seed, round) ------------------------------------------
 
-def _boosting(params: dict, x, y, seed="0", kind=training.RoundBoosters):
+def _boosting(params: dict, x, y, seed="0", kind=engine.RoundBoosters, folds=0):
     settings = hyperparameters.parse({"objective": "binary:logistic", "seed": seed, "max_depth": "3",
                                       **params})
     dtrain = xgb.DMatrix(x, label=y, weight=np.ones(len(y)))
     objective = make_objective(y, np.ones(len(y)))
-    return kind(settings, dtrain, objective, float(y.mean()), None), dtrain, objective
+    members = [engine.Member(objective, float(y.mean()))]
+    for k in range(folds):  # fold k: the rows k, k + folds, ... held out
+        held_out = np.arange(len(y)) % folds == k
+        members.append(engine.Member(make_objective(y, np.where(held_out, 0.0, 1.0)),
+                                     float(y[~held_out].mean())))
+    return (kind(settings.xgboost_params(), settings.seed, dtrain, members), dtrain, objective)
 
 
-def test_row_sampling_is_deterministic_per_seed_and_round():
+def test_row_sampling_is_deterministic_per_seed_round_and_member():
     x, y = synthetic(20000, seed=4)
     grown = {}
     for seed in ("7", "7", "8"):
-        boosting, _, _ = _boosting({"subsample": "0.7"}, x, y, seed)
+        boosting, _, _ = _boosting({"subsample": "0.7"}, x, y, seed, folds=2)
         for _ in range(3):
             boosting.round()
         grown.setdefault(seed, []).append(boosting)
-    trees = {seed: [[json.loads(t) for t in b.forest.trees] for b in runs] for seed, runs in grown.items()}
+    trees = {seed: [[[json.loads(t) for t in forest.trees] for forest in b.forests] for b in runs]
+             for seed, runs in grown.items()}
     assert trees["7"][0] == trees["7"][1]  # same seed: the same rows every round
-    assert trees["7"][0][0]["sum_hessian"][0] != trees["8"][0][0]["sum_hessian"][0]
+    assert trees["7"][0][0][0]["sum_hessian"][0] != trees["8"][0][0][0]["sum_hessian"][0]
     # round 0: every row has the same Hessian p(1-p), so the root's Hessian counts the rows drawn
     p = y.mean()
-    fraction = trees["7"][0][0]["sum_hessian"][0] / (len(y) * p * (1 - p))
+    fraction = trees["7"][0][0][0]["sum_hessian"][0] / (len(y) * p * (1 - p))
     assert fraction == pytest.approx(0.7, abs=0.02)
+    # a fold model draws its own sample from the rows it may use (half of them)
+    fold = trees["7"][0][1][0]["sum_hessian"][0] / (len(y) / 2 * p * (1 - p))
+    assert fold == pytest.approx(0.7, abs=0.03)
 
 
-@pytest.mark.parametrize("kind,native", [(training.SharedBooster, True), (training.SharedBooster, False),
-                                         (training.RoundBoosters, False)],
-                         ids=["shared, native gradients", "shared, our objective", "booster per round"])
-def test_without_sampling_the_rounds_are_xgb_train(kind, native):
-    """Every way of growing gives xgb.train's trees bit for bit: with XGBoost's binary:logistic
-    gradients (native) or with our objective's (obj=), the per-round boosters included."""
+@pytest.mark.parametrize("kind", [engine.SharedBoosters, engine.RoundBoosters],
+                         ids=["a booster per member", "a booster per member and round"])
+def test_without_sampling_the_rounds_are_xgb_train(kind):
+    """Both ways of growing give xgb.train's trees with our objective bit for bit, for the model
+    and for each fold model (xgb.train with that fold's held-out rows weighted 0)."""
     x, y = synthetic(3000, seed=5)
-    boosting, dtrain, objective = _boosting({"max_depth": "4"}, x, y, kind=kind)
-    boosting.native = native
+    boosting, dtrain, objective = _boosting({"max_depth": "4"}, x, y, kind=kind, folds=2)
     for _ in range(15):
         boosting.round()
-    params = {**boosting.params, "base_score": float(y.mean())}
-    reference = xgb.train(params, dtrain, 15, obj=None if native else objective)
-    ours = boosting.booster()
-    assert ours.num_boosted_rounds() == 15
-    assert np.array_equal(ours.predict(dtrain, output_margin=True),
-                          reference.predict(dtrain, output_margin=True))
-    assert np.array_equal(ours.predict(dtrain, output_margin=True), boosting.train_margins())
+    for member in range(3):
+        params = {**boosting.params, "base_score": boosting.members[member].base_score}
+        reference = xgb.train(params, dtrain, 15, obj=boosting.members[member].objective)
+        ours = boosting.booster(member)
+        assert ours.num_boosted_rounds() == 15
+        assert np.array_equal(ours.predict(dtrain, output_margin=True),
+                              reference.predict(dtrain, output_margin=True))
+        assert np.array_equal(ours.predict(dtrain, output_margin=True), boosting.margins(member))
 
 
 def test_sampling_grows_a_booster_per_round():
-    settings = {name: hyperparameters.parse({name: "0.9"}) for name in training.SAMPLING}
     x, y = synthetic(100, seed=6)
     dtrain = xgb.DMatrix(x, label=y)
-    objective = make_objective(y, np.ones(len(y)))
-    for name, parsed in settings.items():
-        assert isinstance(training.Boosting.create(parsed, dtrain, objective, 0.5, None),
-                          training.RoundBoosters), name
-    plain = training.Boosting.create(hyperparameters.parse({}), dtrain, objective, 0.5, None)
-    assert isinstance(plain, training.SharedBooster)
+    members = [engine.Member(make_objective(y, np.ones(len(y))), 0.5)]
+    for name in engine.SAMPLING:
+        params = hyperparameters.parse({name: "0.9"}).xgboost_params()
+        assert isinstance(engine.Boosting.create(params, 0, dtrain, members),
+                          engine.RoundBoosters), name
+    plain = engine.Boosting.create(hyperparameters.parse({}).xgboost_params(), 0, dtrain, members)
+    assert isinstance(plain, engine.SharedBoosters)
 
 
 # --- exact resume, in process --------------------------------------------------------------------
@@ -131,8 +144,15 @@ def _biased(n=4000, seed=0):
     names = [f"x{i}" for i in range(5)]
     facet = s.astype(float) + 1
     cut = n * 3 // 4
-    return (Dataset(x[:cut], y[:cut], names, None, "train", True, facet=facet[:cut]),
-            Dataset(x[cut:], y[cut:], names, None, "validation", True, facet=facet[cut:]))
+    costs = RowCosts.constant(CostMatrix(fp=1, fn=4), n)
+    return (Dataset(x[:cut], y[:cut], names, costs.subset(slice(0, cut)), "train", True,
+                    facet=facet[:cut]),
+            Dataset(x[cut:], y[cut:], names, costs.subset(slice(cut, n)), "validation", True,
+                    facet=facet[cut:]))
+
+
+def _metrics(result) -> dict:
+    return {name: ch.metrics for name, ch in result.channels.items()}
 
 
 HP = {"num_round": "60", "max_depth": "4", "eta": "0.15", "seed": "11", "cost_fn": "4",
@@ -168,9 +188,10 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path, sampling):
         assert store.rounds_saved()[-1] == at + 1
     lines = []
     resumed = _train(settings, data, store, log=lines.append)
-    assert lines[0].endswith("resuming from checkpoint "
+    assert lines[0].startswith("training on 4000 rows")
+    assert lines[1].endswith("resuming from checkpoint "
                              f"{tmp_path}/costaware-0000024.state.json: 24 rounds done")
-    assert lines[1].startswith("[24]\t")
+    assert lines[2].startswith("[24]\t")
 
     assert resumed.rounds_trained == reference.rounds_trained
     assert resumed.best_iteration == reference.best_iteration
@@ -179,7 +200,7 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path, sampling):
     assert np.array_equal(resumed.booster.predict(dm, output_margin=True),
                           reference.booster.predict(dm, output_margin=True))
     assert resumed.policy.to_dict() == reference.policy.to_dict()
-    assert resumed.evaluation == reference.evaluation
+    assert _metrics(resumed) == _metrics(reference)
 
 
 def test_resume_from_an_older_checkpoint_when_the_newest_is_corrupt(tmp_path):
@@ -191,14 +212,15 @@ def test_resume_from_an_older_checkpoint_when_the_newest_is_corrupt(tmp_path):
     with stop_on_sigterm(stop), pytest.raises(TrainingInterrupted):
         _train(settings, data, store, stop, log=_interrupt_at(17))
     assert store.rounds_saved() == [14, 18]
-    model = tmp_path / "costaware-0000018.model.json"
+    model = tmp_path / "costaware-0000018.model.fold3.json"
     model.write_bytes(model.read_bytes()[:-10])
     lines = []
     store.log = lines.append
     resumed = _train(settings, data, store, log=lines.append)
-    assert "costaware-0000018.state.json skipped" in lines[0]
-    assert lines[1].endswith("costaware-0000014.state.json: 14 rounds done")
-    assert np.array_equal(resumed.scores["validation"], reference.scores["validation"])
+    assert "costaware-0000018.state.json skipped" in lines[1]
+    assert lines[2].endswith("costaware-0000014.state.json: 14 rounds done")
+    assert _metrics(resumed) == _metrics(reference)
+    assert resumed.policy == reference.policy
 
 
 def test_a_checkpoint_of_other_settings_or_data_is_refused(tmp_path):
@@ -215,7 +237,7 @@ def test_a_checkpoint_of_other_settings_or_data_is_refused(tmp_path):
     with pytest.raises(InputError, match=r"other hyperparameters eta, max_depth; resume with"):
         _train(changed, data, store)
     other = (data[0], _biased(seed=3)[1])
-    with pytest.raises(InputError, match="other validation channel data"):
+    with pytest.raises(InputError, match="other fit rows data"):  # (validation rows are fit rows)
         _train(settings, other, store)
     with pytest.raises(HyperparameterError, match="'num_round': 10, but checkpoint .* has 14 rounds"):
         _train(hyperparameters.parse({**HP, "num_round": "10", "early_stopping_rounds": "0"}), data,
@@ -235,10 +257,10 @@ def test_a_checkpoint_that_cannot_be_written_does_not_stop_training(tmp_path):
 
 # --- SIGTERM to the real `train` ------------------------------------------------------------------
 
-X, Y = synthetic(30000, d=10, seed=2)
-CHANNELS = {"train": {"t.csv": csv_text(Y[:24000], X[:24000])},
-            "validation": {"v.csv": csv_text(Y[24000:], X[24000:])}}
-SPOT = {"num_round": "200", "max_depth": "6", "eta": "0.1", "subsample": "0.8", "cost_fn": "5",
+X, Y = synthetic(12000, d=10, seed=2)
+CHANNELS = {"train": {"t.csv": csv_text(Y[:9000], X[:9000])},
+            "validation": {"v.csv": csv_text(Y[9000:], X[9000:])}}
+SPOT = {"num_round": "120", "max_depth": "6", "eta": "0.1", "subsample": "0.8", "cost_fn": "5",
         "checkpoint_frequency": "5", "seed": "1"}
 
 
@@ -256,7 +278,7 @@ def test_sigterm_to_train_checkpoints_and_a_rerun_resumes_exactly(tmp_path):
             assert process.poll() is None, process.stdout.read()[-3000:]
             assert time.monotonic() < deadline, "no checkpoint within 240 s"
             time.sleep(0.02)
-        process.send_signal(signal.SIGTERM)  # mid-run: 195 rounds to go
+        process.send_signal(signal.SIGTERM)  # mid-run: about 115 rounds to go
         output, _ = process.communicate(timeout=240)
     finally:
         if process.poll() is None:
@@ -264,10 +286,10 @@ def test_sigterm_to_train_checkpoints_and_a_rerun_resumes_exactly(tmp_path):
     assert process.returncode == 1, output[-3000:]
     reason = failure_reason(base)
     assert reason.startswith("training interrupted by SIGTERM after ")
-    assert "of 200 rounds: checkpoint" in reason
+    assert "of 120 rounds: checkpoint" in reason
     assert "a rerun with the same checkpoint location resumes" in reason
     rounds = int(reason.split("after ")[1].split(" of")[0])
-    assert 5 <= rounds < 200
+    assert 5 <= rounds < 120
     assert f"costaware-{rounds:07d}.state.json" in os.listdir(checkpoints)
     assert not (base / "model" / "metadata.json").exists()
 
@@ -285,7 +307,7 @@ def test_sigterm_to_train_checkpoints_and_a_rerun_resumes_exactly(tmp_path):
     assert np.array_equal(margins[0], margins[1])
     meta = [json.loads((b / "model" / "metadata.json").read_text()) for b in (base, reference)]
     assert meta[0]["decision_policy"] == meta[1]["decision_policy"]
-    assert meta[0]["rounds_trained"] == meta[1]["rounds_trained"] == 200
+    assert meta[0]["rounds_trained"] == meta[1]["rounds_trained"] == 120
 
 
 def test_sigterm_without_checkpointing_is_still_a_failure(tmp_path):

@@ -1,139 +1,210 @@
+"""Costs, the Bayes rule, fitted rules and the served policy: against brute force."""
+
 import itertools
 
 import numpy as np
 import pytest
 
-from costaware.costs import (CostMatrix, DecisionPolicy, RowCosts, cost_curve, empirical_threshold,
-                             expected_costs_of_actions, realised_costs, sigmoid)
+from costaware.calibration import Calibrator
+from costaware.costs import (CostMatrix, RowCosts, bayes_decision, check_row_costs, decision_margin,
+                             shifted_decision, sigmoid)
+from costaware.decision import DecisionRule, InfeasibleBound, ShiftHistogram
+from costaware.errors import DataError
+from costaware.policy import OverrideRefused, Policy
+
+
+def _random_costs(rng, n: int) -> RowCosts:
+    """Per-row costs of every kind: some rows with a dominated action, some with zero regret."""
+    tp, tn = rng.uniform(0, 5, n), rng.uniform(0, 2, n)
+    fn = tp + rng.choice([0.0, 1.0], n, p=[0.1, 0.9]) * rng.exponential(50, n)
+    fp = tn + rng.choice([0.0, 1.0], n, p=[0.1, 0.9]) * rng.exponential(5, n)
+    both = (fn == tp) & (fp == tn)
+    fp[both] += 1.0  # both decisions equal for every p is refused; keep one regret
+    return RowCosts(fp, fn, tp, tn)
 
 
 def test_bayes_threshold_formula():
     costs = CostMatrix(fp=1287.67, fn=252000, tp=35280, tn=0)
     assert costs.bayes_threshold() == pytest.approx(1287.67 / (1287.67 + 252000 - 35280))
     assert CostMatrix(fp=1, fn=1).bayes_threshold() == 0.5
+    assert RowCosts.constant(costs, 3).bayes_threshold() == pytest.approx(
+        np.full(3, costs.bayes_threshold()))
 
 
-def test_bayes_threshold_is_where_expected_costs_cross():
-    costs = CostMatrix(fp=3, fn=11, tp=1, tn=0.5)
-    p = np.array([costs.bayes_threshold()])
-    cost_if_1, cost_if_0 = expected_costs_of_actions(p, costs)
-    assert cost_if_1[0] == pytest.approx(cost_if_0[0])
-    below, above = expected_costs_of_actions(np.array([p[0] - 0.01, p[0] + 0.01]), costs)
-    assert below[0] > above[0] and below[1] < above[1]
-
-
-def _brute_force_best(score, label, costs: RowCosts):
-    best = np.inf
-    for t in np.concatenate([np.unique(score), [np.inf]]):
-        total = realised_costs(label, (score >= t).astype(int), costs).sum()
-        best = min(best, total)
-    return best
-
-
-@pytest.mark.parametrize("seed", range(20))
-def test_empirical_threshold_matches_brute_force(seed):
+@pytest.mark.parametrize("seed", range(10))
+def test_bayes_decision_is_brute_force_argmin_with_random_row_costs(seed):
     rng = np.random.default_rng(seed)
-    n = int(rng.integers(1, 60))
-    score = np.round(rng.random(n), int(rng.integers(1, 4)))  # rounding creates ties
-    label = (rng.random(n) < 0.4).astype(int)
-    costs = RowCosts.build(CostMatrix(fp=rng.uniform(0.1, 5), fn=rng.uniform(0.1, 50),
-                                      tp=rng.uniform(0, 0.1), tn=rng.uniform(0, 0.1)),
-                           n, rng.uniform(0, 10, n), ("fn", "fp"))
-    threshold, total = empirical_threshold(score, label, costs)
-    assert total == pytest.approx(_brute_force_best(score, label, costs))
-    realised = realised_costs(label, (score >= threshold).astype(int), costs).sum()
-    assert realised == pytest.approx(total)
+    n = 500
+    costs = _random_costs(rng, n)
+    p = np.concatenate([rng.random(n - 4), [0.0, 1.0, 1e-300, 1 - 1e-16]])
+    decision, cost_if_1, cost_if_0 = bayes_decision(p, costs)
+    # brute force: each action's expected cost written out, the cheaper one (ties: 1)
+    brute_1 = np.array([pi * tp + (1 - pi) * fp for pi, tp, fp in zip(p, costs.tp, costs.fp)])
+    brute_0 = np.array([pi * fn + (1 - pi) * tn for pi, fn, tn in zip(p, costs.fn, costs.tn)])
+    assert np.array_equal(cost_if_1, brute_1) and np.array_equal(cost_if_0, brute_0)
+    assert np.array_equal(decision, (brute_1 <= brute_0).astype(np.int8))
+    # the decision margin agrees (z >= 0 iff deciding 1 is not more expensive), up to exact ties
+    z = decision_margin(p, costs)
+    clear = np.abs(brute_1 - brute_0) > 1e-9 * (np.abs(brute_1) + np.abs(brute_0) + 1)
+    assert np.array_equal((z >= 0)[clear], decision[clear] == 1)
+    assert np.array_equal(shifted_decision(p, costs, 0.0)[clear], decision[clear])
 
 
-def test_cost_curve_cuts_only_between_distinct_scores():
-    score = np.array([0.9, 0.5, 0.5, 0.1])
-    label = np.array([1, 0, 1, 0])
-    thresholds, totals = cost_curve(score, label, RowCosts.build(CostMatrix(1, 1), 4))
-    assert len(thresholds) == 4  # k = 0, 1, 3, 4
-    assert thresholds[0] > 0.9 and thresholds[-1] == 0.1
-    assert list(totals) == [2, 1, 1, 2]
+def test_regrets_never_go_negative_by_rounding():
+    costs = RowCosts(np.array([0.3]), np.array([0.1 + 0.2]), np.array([0.3]), np.array([0.1 + 0.2]))
+    r1, r0 = costs.regrets()
+    assert r1[0] == 0.0 and r0[0] == 0.0  # 0.1 + 0.2 - 0.3 = 5.6e-17: rounding, counted as 0
+    weird = RowCosts(np.array([1.0]), np.array([0.3]), np.array([0.1 + 0.2]), np.array([0.0]))
+    assert weird.regrets()[0][0] == 0.0
 
 
-def test_row_costs_scale_only_named_costs():
-    rc = RowCosts.build(CostMatrix(fp=1, fn=10, tp=2, tn=0), 3, np.array([1.0, 2.0, 3.0]), ("fn",))
-    assert list(rc.fn) == [10, 20, 30] and list(rc.fp) == [1, 1, 1] and list(rc.tp) == [2, 2, 2]
-    assert list(rc.sample_weights(np.array([1, 0, 1]))) == [8, 1, 28]
+@pytest.mark.parametrize(("cells", "message"), [
+    ({"fn": np.nan}, "line 3, cost_fn: missing; costs must be numbers >= 0"),
+    ({"fp": -2.0}, "line 3, cost_fp: -2; costs must be numbers >= 0"),
+    ({"fp": 1.0, "tn": 1.0, "fn": 4.0, "tp": 4.0}, "line 3: cost_fn (4) equals cost_tp (4) and cost_fp (1) "
+                                                   "equals cost_tn (1): both decisions cost the same"),
+    ({"tp": 9.0, "fn": 4.0}, "line 3: cost_tp (9) exceeds cost_fn (4): the correct decision would cost "
+                             "more than the mistake"),
+])
+def test_bad_cost_cells_are_refused_naming_row_and_column(cells, message):
+    values = {"fp": np.array([1.0, 1.0]), "fn": np.array([5.0, 5.0]), "tp": np.zeros(2),
+              "tn": np.zeros(2)}
+    for cell, value in cells.items():
+        values[cell] = np.array([values[cell][0], value])
+    costs = RowCosts(values["fp"], values["fn"], values["tp"], values["tn"])
+    with pytest.raises(DataError) as info:
+        check_row_costs(costs, lambda i: f"line {i + 2}", {c: f"cost_{c}" for c in values},
+                        training=True)
+    assert str(info.value).startswith(message)
+
+
+def test_serving_accepts_a_correct_decision_dearer_than_the_mistake():
+    costs = RowCosts(np.array([1.0]), np.array([4.0]), np.array([9.0]), np.array([0.0]))
+    check_row_costs(costs, str, {c: c for c in "fp fn tp tn".split()}, training=False)
+    decision, cost_if_1, cost_if_0 = bayes_decision(np.array([0.99]), costs)
+    assert decision[0] == 0 and cost_if_0[0] < cost_if_1[0]  # deciding 1 never pays here
+
+
+def _rule_cost(rule: DecisionRule, p, label, costs, sensitive):
+    decision, _, _ = rule.decide(p, costs, sensitive)
+    return costs.realised(label, decision).sum(), decision
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_empirical_rule_is_the_cheapest_shift_on_the_grid(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 300))
+    costs = _random_costs(rng, n)
+    p = rng.beta(0.5, 0.5, n)
+    label = (rng.random(n) < p ** 1.5).astype(int)  # miscalibrated: the best shift is not 0
+    histogram = ShiftHistogram.of(p, label, costs)
+    rule = histogram.empirical()
+    total, _ = _rule_cost(rule, p, label, costs, None)
+    edges = ShiftHistogram.edges()
+    brute = [costs.realised(label, shifted_decision(p, costs, e)).sum() for e in edges]
+    assert total == pytest.approx(min(brute), rel=1e-9, abs=1e-9)
+    assert histogram.total_cost() == pytest.approx(np.array(brute), rel=1e-9, abs=1e-9)
+    ties = np.flatnonzero(np.isclose(brute, min(brute), rtol=1e-12, atol=1e-12))
+    assert abs(rule.shift_a) == pytest.approx(np.abs(edges[ties]).min())  # nearest 0 wins
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("per_facet", [False, True])
+def test_constrained_rule_matches_brute_force_on_a_coarse_grid(seed, per_facet, monkeypatch):
+    import costaware.decision as decision_module
+    monkeypatch.setattr(decision_module, "SHIFT_BINS", 40)  # 41 candidates: brute force is cheap
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(10, 80))
+    costs = RowCosts.constant(CostMatrix(fp=rng.uniform(0.5, 3), fn=rng.uniform(0.5, 3)), n)
+    p = np.round(rng.random(n), 2)
+    label = (rng.random(n) < 0.5).astype(int)
+    s = rng.random(n) < 0.4
+    s[0], s[1] = True, False
+    bound = float(rng.choice([0.0, 0.1, 0.3]))
+    histogram = decision_module.ShiftHistogram.of(p, label, costs, s)
+    try:
+        rule, dppl = histogram.constrained(bound, per_facet)
+    except InfeasibleBound:
+        rule = None
+    edges = decision_module.ShiftHistogram.edges()
+    best = np.inf
+    pairs = itertools.product(edges, edges) if per_facet else ((e, e) for e in edges)
+    for d_a, d_d in pairs:
+        decision = shifted_decision(p, costs, np.where(s, d_d, d_a))
+        if abs(decision[~s].mean() - decision[s].mean()) <= bound + 1e-12:
+            best = min(best, costs.realised(label, decision).sum())
+    if rule is None:
+        assert best == np.inf
+        return
+    total, decision = _rule_cost(rule, p, label, costs, s)
+    assert total == pytest.approx(best)
+    assert abs(decision[~s].mean() - decision[s].mean()) <= bound + 1e-12
+    assert dppl == pytest.approx(decision[~s].mean() - decision[s].mean())
+
+
+def test_shift_histograms_add_up_over_hosts():
+    rng = np.random.default_rng(3)
+    costs = _random_costs(rng, 400)
+    p, label, s = rng.random(400), rng.integers(0, 2, 400), rng.random(400) < 0.3
+    whole = ShiftHistogram.of(p, label, costs, s)
+    halves = [ShiftHistogram.of(p[k], label[k], costs.subset(k), s[k])
+              for k in (slice(0, 170), slice(170, 400))]
+    summed = ShiftHistogram.unpack(halves[0].pack() + halves[1].pack())
+    assert np.array_equal(summed.rows, whole.rows)
+    assert np.allclose(summed.gain, whole.gain) and np.allclose(summed.cost_if_0, whole.cost_if_0)
+
+
+def test_rule_thresholds_are_where_the_rule_switches():
+    costs = RowCosts(np.array([1.0, 2.0]), np.array([9.0, 4.0]), np.zeros(2), np.zeros(2))
+    assert DecisionRule().thresholds(costs) == pytest.approx([0.1, 1 / 3])
+    shifted = DecisionRule("empirical", 0.5, 0.5)
+    t = shifted.thresholds(costs)
+    for i in range(2):
+        eps = 1e-9
+        one = RowCosts(*(np.array([getattr(costs, c)[i]]) for c in ("fp", "fn", "tp", "tn")))
+        assert shifted.decide(np.array([t[i] + eps]), one)[0][0] == 1
+        assert shifted.decide(np.array([t[i] - eps]), one)[0][0] == 0
+
+
+def _policy(rule=DecisionRule(), facet=None):
+    calibrator = Calibrator(0.9, -0.2, ((0.01, 0.0), (0.0, 0.02)), 100)
+    return Policy(calibrator, rule, CostMatrix(fp=2, fn=5, tp=0.5, tn=0), (("fn", "loan_loss"),),
+                  facet)
+
+
+def test_policy_round_trips():
+    for policy in (_policy(), _policy(DecisionRule("empirical", 0.7, 0.7)),
+                   _policy(DecisionRule("constrained", 0.2, -0.4, 0.05),
+                           {"column": "sex", "values_or_threshold": [1], "is_feature": False})):
+        assert Policy.from_dict(policy.to_dict()) == policy
+
+
+def test_override_decides_by_the_bayes_rule_at_the_new_costs():
+    policy = _policy(DecisionRule("empirical", 1.5, 1.5))
+    new = policy.with_costs(CostMatrix(fp=1, fn=50))
+    assert new.rule == DecisionRule() and new.costs == CostMatrix(fp=1, fn=50)
+    assert new.calibrator == policy.calibrator
+    p = np.array([0.019, 0.021])
+    decision, _, _ = new.decide(p, RowCosts.constant(new.costs, 2))
+    assert list(decision) == [0, 1]  # the new Bayes threshold is 1/51 = 0.0196
+    assert policy.with_costs(policy.costs) is policy
+
+
+def test_constrained_policy_refuses_overrides():
+    policy = _policy(DecisionRule("constrained", 0.2, 0.2, 0.05))
+    with pytest.raises(OverrideRefused, match=r"\|DPPL\| <= 0.05"):
+        policy.with_costs(CostMatrix(fp=1, fn=50))
+
+
+def test_per_facet_rule_needs_the_facet():
+    rule = DecisionRule("constrained", 0.0, -3.0, 0.1)
+    costs = RowCosts.constant(CostMatrix(1, 1), 2)
+    decision, _, _ = rule.decide(np.array([0.2, 0.2]), costs, np.array([False, True]))
+    assert list(decision) == [0, 1]  # facet d's boundary moved down by 3 in log-odds
+    with pytest.raises(ValueError, match="every row needs its facet"):
+        rule.decide(np.array([0.2]), RowCosts.constant(CostMatrix(1, 1), 1))
 
 
 def test_sigmoid_is_stable_at_extremes():
     out = sigmoid(np.array([-1000.0, 0.0, 1000.0]))
     assert np.all(np.isfinite(out)) and out[0] == 0.0 and out[1] == 0.5 and out[2] == 1.0
-
-
-def test_policy_override_moves_threshold_in_log_odds():
-    base = CostMatrix(fp=1, fn=4)
-    policy = DecisionPolicy(base, threshold=0.3, score_offset=0.7, threshold_source="empirical")
-    new = policy.with_costs(CostMatrix(fp=1, fn=20))
-    logit = lambda p: np.log(p / (1 - p))
-    shift = logit(CostMatrix(fp=1, fn=20).bayes_threshold()) - logit(base.bayes_threshold())
-    assert logit(new.threshold) == pytest.approx(logit(0.3) + shift)
-    bayes_policy = DecisionPolicy(base, threshold=base.bayes_threshold())
-    assert bayes_policy.with_costs(CostMatrix(3, 5)).threshold == pytest.approx(3 / 8)
-    assert policy.with_costs(base) is policy
-
-
-def test_policy_round_trips_and_decides():
-    policy = DecisionPolicy(CostMatrix(fp=2, fn=5, tp=0.5, tn=0), 0.25, 1.5, "empirical")
-    again = DecisionPolicy.from_dict(policy.to_dict())
-    assert again == policy
-    score = policy.score(np.array([-3.0, 1.5, 4.0]))
-    assert score[1] == pytest.approx(0.5)
-    assert list(policy.decide(np.array([0.2, 0.25, 0.3]))) == [0, 1, 1]
-
-
-@pytest.mark.parametrize("seed", range(15))
-@pytest.mark.parametrize("group_specific", [False, True])
-def test_constrained_threshold_matches_brute_force(seed, group_specific):
-    from costaware.costs import constrained_threshold
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(4, 40))
-    score = np.round(rng.random(n), 2)
-    label = (rng.random(n) < 0.5).astype(int)
-    s = rng.random(n) < 0.4
-    s[0], s[1] = True, False
-    costs = RowCosts.build(CostMatrix(fp=rng.uniform(0.5, 3), fn=rng.uniform(0.5, 3)), n)
-    bound = float(rng.choice([0.0, 0.1, 0.3]))
-    found = constrained_threshold(score, label, costs, s, bound, group_specific)
-    candidates = np.concatenate([np.unique(score), [1.5]])
-    best = np.inf
-    pairs = itertools.product(candidates, candidates) if group_specific else ((t, t) for t in candidates)
-    for t_a, t_d in pairs:
-        decision = np.where(s, score >= t_d, score >= t_a).astype(int)
-        if abs(decision[~s].mean() - decision[s].mean()) <= bound + 1e-12:
-            best = min(best, realised_costs(label, decision, costs).sum())
-    assert found["total"] == pytest.approx(best)
-    decision = np.where(s, score >= found["threshold_d"], score >= found["threshold_a"]).astype(int)
-    assert abs(decision[~s].mean() - decision[s].mean()) <= bound + 1e-12
-    assert realised_costs(label, decision, costs).sum() == pytest.approx(found["total"])
-
-
-def test_group_policy_round_trips_and_needs_the_facet():
-    policy = DecisionPolicy(CostMatrix(1, 3), 0.3, 0.0, "constrained", group_thresholds=(0.3, 0.2),
-                            facet={"column": "sex", "values_or_threshold": [1], "is_feature": False})
-    assert DecisionPolicy.from_dict(policy.to_dict()) == policy
-    assert list(policy.decide(np.array([0.25, 0.25]), np.array([False, True]))) == [0, 1]
-    with pytest.raises(ValueError, match="every row needs its facet"):
-        policy.decide(np.array([0.25]))
-    moved = policy.with_costs(CostMatrix(1, 9))
-    assert moved.group_thresholds[0] < 0.3 and moved.group_thresholds[1] < 0.2
-
-
-@pytest.mark.parametrize("seed", range(10))
-def test_decision_is_always_the_cheaper_expected_action(seed):
-    rng = np.random.default_rng(seed)
-    costs = CostMatrix(fp=rng.uniform(1, 10), fn=rng.uniform(10, 100), tp=rng.uniform(0, 1), tn=0.0)
-    policy = DecisionPolicy(costs, threshold=float(rng.uniform(0.05, 0.95)), threshold_source="empirical")
-    for candidate in (policy, policy.with_costs(CostMatrix(fp=2.0, fn=rng.uniform(3, 300)))):
-        score = np.concatenate([rng.random(200), [0.0, 1.0, candidate.threshold]])
-        decision = candidate.decide(score)
-        cost_if_1, cost_if_0 = candidate.expected_costs(score)
-        assert np.all((cost_if_1 <= cost_if_0 + 1e-9)[decision == 1])
-        assert np.all((cost_if_0 < cost_if_1 + 1e-9)[decision == 0])
-    bayes = DecisionPolicy(costs, threshold=costs.bayes_threshold())
-    score = rng.random(50)
-    assert np.allclose(bayes.decision_probability(score), score)

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from costaware.costs import CostMatrix
 from costaware.data import DataOptions, align_to, load_channel
 from costaware.errors import DataError
 
@@ -29,12 +30,24 @@ def test_several_files_sorted_and_gzip_by_magic(tmp_path):
     assert list(d.label) == [1, 0] and d.features.tolist() == [[1, 2], [3, 4]]
 
 
-def test_header_with_named_label_and_cost_column(tmp_path):
-    write(tmp_path / "x.csv", "age,amount,default\n30,1000,1\n40,2000,0\n")
-    d = load_channel(str(tmp_path), "text/csv", DataOptions("default", True, "amount"))
-    assert d.feature_names == ["age"] and list(d.cost_multiplier) == [1000, 2000]
-    d2 = load_channel(str(tmp_path), "text/csv", DataOptions("default", True, "amount", True))
-    assert d2.feature_names == ["age", "amount"]
+def _costed(label="", header=False, **columns):
+    return DataOptions(label, header, CostMatrix(fp=1, fn=10), tuple(columns.items()))
+
+
+def test_header_with_named_label_and_cost_columns(tmp_path):
+    write(tmp_path / "x.csv", "age,loss,interest,default\n30,1000,20,1\n40,2000,35,0\n")
+    d = load_channel(str(tmp_path), "text/csv", _costed("default", True, fn="loss", fp="interest"))
+    assert d.feature_names == ["age"]
+    assert list(d.costs.fn) == [1000, 2000] and list(d.costs.fp) == [20, 35]
+    assert list(d.costs.tp) == [0, 0] and list(d.costs.tn) == [0, 0]  # the class costs
+    plain = load_channel(str(tmp_path), "text/csv", DataOptions("default", True))
+    assert plain.feature_names == ["age", "loss", "interest"] and list(plain.costs.fn) == [1, 1]
+
+
+def test_cost_columns_by_position_in_headerless_files(tmp_path):
+    write(tmp_path / "x.csv", "1,0.5,700\n0,0.7,300\n")
+    d = load_channel(str(tmp_path), "text/csv", _costed(fn="2"))
+    assert d.feature_names == ["f0"] and list(d.costs.fn) == [700, 300]
 
 
 def test_parquet(tmp_path):
@@ -60,8 +73,22 @@ def test_named_validation_columns_are_reordered(tmp_path):
     ({"a.csv": "1,2\n0,3,4,5\n"}, DataOptions(), "a.csv: cannot be read as CSV"),
     ({"a.csv": "1,2\n", "b.csv": "1,2,3\n"}, DataOptions(), "b.csv: columns differ from"),
     ({"a.csv": "y,a\n1,2\n"}, DataOptions("label", True), "no label column 'label'"),
-    ({"a.csv": "y,a,c\n1,2,-5\n"}, DataOptions("y", True, "c"), "line 2, column 3 ('c') (cost): -5"),
-    ({"a.csv": "y,a\n1,2\n"}, DataOptions("y", True, "y"), "the cost column is the label column"),
+    ({"a.csv": "y,a,c\n1,2,-5\n"}, _costed("y", True, fn="c"),
+     "a.csv: line 2, column 3 ('c') (cost_fn): -5; costs must be numbers >= 0"),
+    ({"a.csv": "y,a,c\n1,2,\n"}, _costed("y", True, fn="c"),
+     "a.csv: line 2, column 3 ('c') (cost_fn): missing; costs must be numbers >= 0"),
+    ({"a.csv": "y,a,c\n1,2,x\n"}, _costed("y", True, fn="c"), "line 2, column 3 ('c'): 'x' is not a number"),
+    ({"a.csv": "y,a,c,d\n1,2,5,5\n"}, _costed("y", True, fn="c", tp="d", fp="d2"), "no cost_fp column 'd2'"),
+    ({"a.csv": "y,a,c,d,e,g\n1,2,3,0,1,0\n0,2,3,3,1,1\n"},
+     _costed("y", True, fn="c", tp="d", fp="e", tn="g"),
+     "a.csv: line 3: column 3 ('c') (cost_fn) (3) equals column 4 ('d') (cost_tp) (3) and "
+     "column 5 ('e') (cost_fp) (1) equals column 6 ('g') (cost_tn) (1): both decisions cost the "
+     "same whatever the outcome"),
+    ({"a.csv": "y,a,c\n1,2,0.25\n"}, _costed("y", True, tp="c", fn="c2"), "no cost_fn column 'c2'"),
+    ({"a.csv": "y,a,c\n1,2,25\n"}, _costed("y", True, tp="c"),
+     "a.csv: line 2: column 3 ('c') (cost_tp) (25) exceeds cost_fn (the class cost, no column) (10): "
+     "the correct decision would cost more than the mistake"),
+    ({"a.csv": "y,a\n1,2\n"}, _costed("y", True, fn="y"), "the cost_fn column is the label column"),
     ({"a.csv": "1\n0\n"}, DataOptions(), "no feature columns"),
     ({"a.gz": b"\x1f\x8bnot really gzip"}, DataOptions(), "a.gz: cannot be read as CSV"),
     ({"a.csv": "1,2\n\n0,3\n"}, DataOptions(), "line 2, column 1 (label): missing"),

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from costaware import artifact, hyperparameters, metric_log, training
+from costaware.costs import CostMatrix, RowCosts
 from costaware.data import Dataset
 from costaware.objective import parity_penalty, parity_penalty_grad_hess
 
@@ -36,11 +37,15 @@ def unconstrained(tmp_path_factory):
     return base, log
 
 
-def _validation(base):
-    frame = pd.read_csv(base / "input" / "data" / "validation" / "validation.csv")
+def _validation(base, channel="test"):
+    frame = pd.read_csv(base / "input" / "data" / channel / f"{channel}.csv")
     model = artifact.load(str(base / "model"))
     features = frame[model.feature_names].to_numpy(np.float32)
-    return frame, model, model.score(features)
+    return frame, model, model.probability(features)
+
+
+def _decide(model, p, sensitive=None):
+    return model.policy.decide(p, RowCosts.constant(model.policy.costs, len(p)), sensitive)[0]
 
 
 def test_bias_section_matches_smclarify_on_the_models_predictions(unconstrained):
@@ -49,9 +54,9 @@ def test_bias_section_matches_smclarify_on_the_models_predictions(unconstrained)
     assert "foreign_worker" not in model.feature_names  # measured only, by default
     y = frame["credit_risk"].to_numpy() == 1
     s = frame["foreign_worker"].to_numpy() == 1
-    yhat = model.policy.decide(score) == 1
+    yhat = _decide(model, score) == 1
     evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
-    section = evaluation["channels"]["validation"]["bias"]
+    section = evaluation["channels"]["test"]["bias"]  # the model's own decisions on test
     assert section["facet_rows"] == {"a": int((~s).sum()), "d": int(s.sum())}
     case = Case(y=y, yhat=yhat, s=s, facet=frame["foreign_worker"].to_numpy())
     compared = 0
@@ -79,38 +84,52 @@ def test_fairness_metric_lines(unconstrained):
             assert not values  # logged only when asked for (fairness_metrics)
             continue
         assert values, d["Name"]
-        assert values[-1] == pytest.approx(evaluation["channels"][channel]["chosen_threshold"][name], rel=1e-6)
-    final = evaluation["channels"]["validation"]["chosen_threshold"]
+        assert values[-1] == pytest.approx(evaluation["channels"][channel]["served"][name], rel=1e-6)
+    final = evaluation["channels"]["validation"]["served"]
     assert final["dppl"] == pytest.approx(abs(evaluation["channels"]["validation"]["bias"]["post_training"]["DPPL"]))
     assert final["combined_objective"] == pytest.approx((3 * final["auc"] + 1 - final["dppl"]) / 4)
 
 
-def test_constrained_thresholds(tmp_path, unconstrained):
+def test_constrained_rules(tmp_path, unconstrained):
+    """Fitted on the held-out rows under |DPPL| <= 0.02: the bound holds on them (exactly, on the
+    validation channel when it is the held-out set), costs at least the cheapest free shift there
+    (decision_rule empirical), and one shift per facet is never dearer than one for both."""
     base, _ = unconstrained
-    free = json.loads((base / "output" / "data" / "evaluation.json").read_text())["channels"]["validation"]
     bound = 0.02
-    single_base, group_base = tmp_path / "single", tmp_path / "group"
-    german_tree(single_base, max_abs_dppl=str(bound))
-    german_tree(group_base, max_abs_dppl=str(bound), group_thresholds="true")
-    single = json.loads((single_base / "output" / "data" / "evaluation.json").read_text())["channels"]["validation"]
-    group = json.loads((group_base / "output" / "data" / "evaluation.json").read_text())["channels"]["validation"]
+    runs = {}
+    for name, extra in (("single", {}), ("group", {"group_thresholds": "true"}),
+                        ("single-validation", {"calibration_data": "validation"}),
+                        ("group-validation", {"calibration_data": "validation",
+                                              "group_thresholds": "true"}),
+                        ("free-validation", {"calibration_data": "validation",
+                                             "decision_rule": "empirical"})):
+        run_base = tmp_path / name
+        log = german_tree(run_base, **({"max_abs_dppl": str(bound)} if "free" not in name else {}),
+                          **extra)
+        runs[name] = (run_base, log, json.loads((run_base / "output" / "data" / "evaluation.json")
+                                                .read_text())["channels"]["validation"])
+    for name in ("single", "group"):  # cross-fitted: the bound holds on the out-of-fold rows
+        held = re.search(r"\(held-out DPPL ([-+0-9.e]+)\)", runs[name][1])
+        assert held and abs(float(held.group(1))) <= bound + 1e-12, runs[name][1][-2000:]
+    free = runs["free-validation"][2]["served"]
+    single, group = runs["single-validation"][2], runs["group-validation"][2]
     for result in (single, group):
         assert abs(result["bias"]["post_training"]["DPPL"]) <= bound + 1e-12
-        assert result["chosen_threshold"]["expected_cost"] >= free["chosen_threshold"]["expected_cost"] - 1e-12
-    # group-specific thresholds include the single-threshold rules: never more expensive
-    assert group["chosen_threshold"]["expected_cost"] <= single["chosen_threshold"]["expected_cost"] + 1e-12
+        assert result["served"]["expected_cost"] >= free["expected_cost"] - 1e-12
+    assert group["served"]["expected_cost"] <= single["served"]["expected_cost"] + 1e-12
+    group_base = runs["group-validation"][0]
     meta = json.loads((group_base / "model" / "metadata.json").read_text())["decision_policy"]
-    assert set(meta["group_thresholds"]) == {"a", "d"}
-    assert meta["threshold_source"] == "constrained"
+    assert meta["rule"]["kind"] == "constrained" and set(meta["rule"]["shift"]) == {"a", "d"}
+    assert meta["rule"]["max_abs_dppl"] == bound
     assert meta["facet"] == {"column": "foreign_worker", "values_or_threshold": [1], "is_feature": False}
     # the saved policy reproduces the validation decisions with the facet
-    frame, model, score = _validation(group_base)
+    frame, model, score = _validation(group_base, "validation")
     s = frame["foreign_worker"].to_numpy() == 1
-    decisions = model.policy.decide(score, s)
+    decisions = _decide(model, score, s)
     kind, ref = clarify("DPPL", Case(y=frame["credit_risk"].to_numpy() == 1, yhat=decisions == 1, s=s))
     assert same(group["bias"]["post_training"]["DPPL"], ref)
-    with pytest.raises(ValueError, match="needs its facet|every row needs"):
-        model.policy.decide(score)
+    with pytest.raises(ValueError, match="every row needs its facet"):
+        _decide(model, score)
     _serve_with_facet(group_base, frame, model, decisions, tmp_path)
 
 
@@ -129,9 +148,11 @@ def _serve_with_facet(base, frame, model, decisions, log_dir):
         got = answer.json()
         predictions = got["predictions"] if isinstance(got, dict) else got
         assert [p["decision"] for p in predictions] == decisions.tolist()
-        t_a, t_d = model.policy.group_thresholds
-        expected = np.where(frame["foreign_worker"].to_numpy() == 1, t_d, t_a)
-        assert np.allclose([p["threshold"] for p in predictions], expected)
+        s = frame["foreign_worker"].to_numpy() == 1
+        costs = RowCosts.constant(model.policy.costs, len(s))
+        assert np.allclose([p["threshold"] for p in predictions],
+                           model.policy.rule.thresholds(costs, s))
+        assert {p["rule"] for p in predictions} == {"constrained"}
         keyed = [dict(zip(model.feature_names, map(float, row))) for row in rows[:2, :-1]]
         missing = requests.post(server.url + "/invocations", json={"instances": keyed}, timeout=30)
         assert missing.status_code == 400 and "foreign_worker" in missing.json()["error"]
@@ -158,15 +179,17 @@ def _train_in_process(penalty):
     settings = hyperparameters.parse({"facet_column": "facet", "facet_values_or_threshold": "[2]",
                                       "fairness_penalty": str(penalty), "num_round": "40",
                                       "cost_fp": "1", "cost_fn": "2", "max_depth": "3"})
-    data = Dataset(x, y, ["x0", "x1", "x2", "x3"], None, "mem", True, facet=facet)
-    return training.train(settings, data, log=lambda line: None), facet == 2
+    data = Dataset(x, y, ["x0", "x1", "x2", "x3"], RowCosts.constant(CostMatrix(1, 2), len(y)),
+                   "mem", True, facet=facet)
+    result = training.train(settings, data, log=lambda line: None)
+    margin = result.booster.inplace_predict(x, predict_type="margin")
+    return result, result.policy.probability(margin), facet == 2
 
 
 def test_parity_penalty_narrows_the_gap():
     gaps = {}
     for penalty in (0.0, 20.0):
-        result, s = _train_in_process(penalty)
-        p = result.scores["train"]
+        result, p, s = _train_in_process(penalty)
         gaps[penalty] = abs(p[~s].mean() - p[s].mean())
     assert gaps[20.0] < 0.5 * gaps[0.0], gaps
 
@@ -204,7 +227,7 @@ def test_multiclass_labels_collapsed_by_clarifys_rule(tmp_path):
     result = run_train(base)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     ev = json.loads((base / "output" / "data" / "evaluation.json").read_text())["channels"]["validation"]
-    cm = ev["chosen_threshold"]["confusion_matrix"]
+    cm = ev["served"]["confusion_matrix"]
     assert cm["tp"] + cm["fn"] == int(np.isin(grade[200:], [4, 5]).sum())
     assert ev["bias"]["pre_training"]["CI"] == pytest.approx(
         ((facet[200:] == 0).sum() - (facet[200:] == 1).sum()) / 100)

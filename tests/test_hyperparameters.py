@@ -13,12 +13,14 @@ from conftest import REPO
 
 def test_defaults():
     s = hp.parse({})
-    assert s.num_round == 100 and s.objective == "cost_weighted" and s.decision_threshold == "empirical"
+    assert s.num_round == 100 and s.objective == "cost_weighted" and s.decision_rule == "bayes"
+    assert s.calibration_data == "cross_fit" and s.early_stopping_metric == "logloss"
+    assert s.cost_weight_exponent == hp.DEFAULT_EXPONENT
 
 
 def test_strings_and_json_encoded_strings():
-    s = hp.parse({"eta": "0.1", "max_depth": '"4"', "cost_fn": "\"252000\"", "cost_column_is_feature": '"true"'})
-    assert s.eta == 0.1 and s.max_depth == 4 and s.cost_fn == 252000.0 and s.cost_column_is_feature is True
+    s = hp.parse({"eta": "0.1", "max_depth": '"4"', "cost_fn": "\"252000\"", "facet_is_feature": '"true"'})
+    assert s.eta == 0.1 and s.max_depth == 4 and s.cost_fn == 252000.0 and s.facet_is_feature is True
     assert isinstance(s.max_depth, int)
 
 
@@ -58,9 +60,12 @@ def test_unknown_name_lists_valid_ones():
     ("cost_fp", "-1", "out of range [0, inf)"),
     ("cost_fn", "nan", "not a valid float"),
     ("objective", "reg:squarederror", "is not one of"),
-    ("cost_column_is_feature", "maybe", "not a valid bool"),
-    ("decision_threshold", "1.2", "must be 'empirical', 'bayes' or a number in (0, 1)"),
-    ("cost_column_scales", "fn,xx", "must list some of"),
+    ("facet_is_feature", "maybe", "not a valid bool"),
+    ("decision_rule", "0.3", "is not one of bayes, empirical"),
+    ("calibration_data", "test", "is not one of cross_fit, validation"),
+    ("cross_fit_folds", "1", "out of range [2, 20]"),
+    ("cost_weight_exponent", "2", "out of range [0, 1]"),
+    ("early_stopping_metric", "threshold", "is not one of"),
 ])
 def test_invalid_values_name_the_hyperparameter(name, value, fragment):
     with pytest.raises(HyperparameterError) as info:
@@ -77,6 +82,31 @@ def test_costs_that_make_every_decision_equal(costs, fragment):
         hp.parse(costs)
 
 
+@pytest.mark.parametrize("name,replacement", [
+    ("cost_column", "cost_fn_column"), ("cost_column_scales", "cost_fn_column"),
+    ("cost_column_is_feature", "cost columns are never features"),
+    ("decision_threshold", "decision_rule 'bayes' (the default) or 'empirical'")])
+def test_removed_names_say_what_replaces_them(name, replacement):
+    with pytest.raises(HyperparameterError) as info:
+        hp.parse({name: "1"})
+    message = str(info.value)
+    assert message.startswith(f"hyperparameter '{name}' no longer exists: ") and replacement in message
+
+
+@pytest.mark.parametrize("values,fragment", [
+    ({"cost_fp_column": "c", "cost_fn_column": "c"},
+     "'cost_fp_column' and 'cost_fn_column' name the same column ('c')"),
+    ({"objective": "binary:logistic", "cost_weight_exponent": "0.5"},
+     "'cost_weight_exponent' weights the cost_weighted loss"),
+    ({"calibration_data": "validation", "cross_fit_folds": "3"},
+     "'cross_fit_folds' applies to calibration_data 'cross_fit'"),
+])
+def test_cost_and_calibration_settings_are_checked(values, fragment):
+    with pytest.raises(HyperparameterError) as info:
+        hp.parse(values)
+    assert fragment in str(info.value)
+
+
 def test_xgboost_params_use_builtin_names():
     params = hp.parse({"lambda": "2", "alpha": "0.5", "nthread": "2"}).xgboost_params()
     assert params["lambda"] == 2.0 and params["alpha"] == 0.5 and params["nthread"] == 2
@@ -88,7 +118,8 @@ def test_cli_prints_the_schema_as_json():
                          capture_output=True, text=True, check=True).stdout
     schema = json.loads(out)
     names = {p["name"] for p in schema}
-    assert {"num_round", "eta", "max_depth", "cost_fp", "cost_fn", "cost_column", "seed"} <= names
+    assert {"num_round", "eta", "max_depth", "cost_fp", "cost_fn", "cost_fn_column", "seed",
+            "cost_weight_exponent", "calibration_data", "decision_rule"} <= names
     eta = next(p for p in schema if p["name"] == "eta")
     assert eta["default"] == 0.3 and eta["range"] == "[0, 1]" and eta["tuning_range"]["scaling"] == "Logarithmic"
 
@@ -110,7 +141,7 @@ def test_readme_table_is_generated_from_the_schema():
     ({"facet_column": "sex", "facet_values_or_threshold": "[1]", "group_thresholds": "true"},
      "'group_thresholds' needs 'max_abs_dppl' < 1"),
     ({"facet_column": "sex", "facet_values_or_threshold": "[1]", "max_abs_dppl": "0.1",
-      "decision_threshold": "bayes"}, "needs decision_threshold 'empirical'"),
+      "decision_rule": "bayes"}, "decision_rule 'bayes' cannot also hold"),
     ({"early_stopping_metric": "combined_objective"}, "combined_objective needs 'facet_column'"),
     ({"label_values_or_threshold": "{}"}, "'label_values_or_threshold'"),
 ])

@@ -1,11 +1,14 @@
+"""The cost-weighted loss: derivatives, weights and offsets, and what XGBoost grows with them."""
+
 import numpy as np
 import pytest
 import xgboost as xgb
 from sklearn.datasets import load_breast_cancer
 
 from costaware import hyperparameters, training
+from costaware.costs import CostMatrix, RowCosts
 from costaware.data import Dataset
-from costaware.objective import (fitted_offset, intercept, make_objective, score_offset,
+from costaware.objective import (CAP, CostWeighting, base_log_odds, make_objective,
                                  weighted_logistic_grad_hess, weighted_logistic_loss)
 
 
@@ -16,41 +19,55 @@ def test_gradient_and_hessian_match_finite_differences(seed):
     margin = rng.normal(scale=3, size=n)
     label = rng.integers(0, 2, n)
     weight = rng.uniform(0.1, 20, n)
-    grad, hess = weighted_logistic_grad_hess(margin, label, weight)
+    offset = rng.normal(scale=2, size=n)
+    grad, hess = weighted_logistic_grad_hess(margin, label, weight, offset)
     h = 1e-5
     for i in range(n):
         up, down = margin.copy(), margin.copy()
         up[i] += h
         down[i] -= h
-        numeric = (weighted_logistic_loss(up, label, weight) - weighted_logistic_loss(down, label, weight)) / (2 * h)
+        numeric = (weighted_logistic_loss(up, label, weight, offset)
+                   - weighted_logistic_loss(down, label, weight, offset)) / (2 * h)
         assert grad[i] == pytest.approx(numeric, rel=1e-5, abs=1e-7)
-        g_up = weighted_logistic_grad_hess(up, label, weight)[0][i]
-        g_down = weighted_logistic_grad_hess(down, label, weight)[0][i]
+        g_up = weighted_logistic_grad_hess(up, label, weight, offset)[0][i]
+        g_down = weighted_logistic_grad_hess(down, label, weight, offset)[0][i]
         assert hess[i] == pytest.approx((g_up - g_down) / (2 * h), rel=1e-4, abs=1e-9)
 
 
-def test_intercept_minimises_constant_model():
-    rng = np.random.default_rng(1)
-    label = rng.integers(0, 2, 100)
-    weight = rng.uniform(1, 5, 100)
-    b = intercept(label, weight)
-    losses = [weighted_logistic_loss(np.full(100, b + d), label, weight) for d in (-1e-3, 0, 1e-3)]
-    assert losses[1] < losses[0] and losses[1] < losses[2]
+def test_held_out_rows_have_no_gradient_and_no_hessian():
+    grad, hess = weighted_logistic_grad_hess(np.zeros(3), np.array([0, 1, 1]),
+                                             np.array([1.0, 0.0, 2.0]))
+    assert grad[1] == 0 and hess[1] == 0 and hess[0] > 0 and hess[2] > 0
 
 
-def test_score_offset_is_log_cost_ratio_for_class_costs():
-    label = np.array([1, 0, 0, 1, 0])
-    weight = np.where(label == 1, 20.0, 2.0)
-    assert score_offset(label, weight) == pytest.approx(np.log(10))
+def test_weights_are_tempered_capped_regrets_and_the_offset_their_log_ratio():
+    costs = RowCosts(fp=np.array([1.0, 1.0, 0.0, 4.0]), fn=np.array([50.0, 2.0, 900.0, 4.0]),
+                     tp=np.zeros(4), tn=np.array([0.0, 0.0, 0.0, 1.0]))
+    label = np.array([1, 0, 1, 0])
+    w = CostWeighting.fit(label, costs, 0.5)
+    regret = np.array([50.0, 1.0, 900.0, 3.0])
+    assert w.scale == pytest.approx(regret.mean())
+    relative = np.clip(regret / regret.mean(), 1 / CAP, CAP)
+    assert w.weights(label, costs) == pytest.approx(relative ** 0.5)
+    r1, r0 = np.array([50.0, 2.0, 900.0, 4.0]), np.array([1.0, 1.0, 0.0, 3.0])
+    clip = lambda r: np.clip(r / regret.mean(), 1 / CAP, CAP)  # noqa: E731
+    assert w.offset(costs) == pytest.approx(0.5 * (np.log(clip(r1)) - np.log(clip(r0))))
+    symmetric = CostWeighting.fit(label, costs, 0.0)
+    assert np.array_equal(symmetric.weights(label, costs), np.ones(4))
+    assert not symmetric.offset(costs).any()
+    assert CostWeighting.from_dict(w.to_dict()) == w
 
 
-def test_fitted_offset_zeroes_the_mean_residual():
-    rng = np.random.default_rng(3)
-    margin = rng.normal(size=300)
-    label = (rng.random(300) < 0.3).astype(int)
-    a = fitted_offset(margin, label)
-    p = 1 / (1 + np.exp(-(margin - a)))
-    assert p.sum() == pytest.approx(label.sum(), rel=1e-8)
+def test_the_offset_keeps_the_weighted_optimum_at_the_class_log_odds():
+    """Weights tilt the optimum of m + t by log(w1/w0); with t = that tilt, m stays logit P(y=1)."""
+    label = np.array([1] * 30 + [0] * 70)
+    costs = RowCosts.constant(CostMatrix(fp=1, fn=20), 100)
+    w = CostWeighting.fit(label, costs, 1.0)
+    weight, offset = w.weights(label, costs), w.offset(costs)
+    grid = np.linspace(-3, 3, 60001)
+    losses = [weighted_logistic_loss(np.full(100, m), label, weight, offset) for m in grid]
+    assert grid[int(np.argmin(losses))] == pytest.approx(np.log(30 / 70), abs=1e-3)
+    assert base_log_odds(label) == pytest.approx(np.log(30 / 70))
 
 
 def _breast_cancer():
@@ -58,54 +75,51 @@ def _breast_cancer():
     return x.astype(np.float32), (1 - y).astype(np.int8)
 
 
-def test_cost_weighted_loss_equals_builtin_logistic_with_sample_weights():
-    """With constant class costs our objective grows the same trees as binary:logistic + weights.
-
-    Twice: the numpy objective through ``xgb.train(obj=...)`` (what training uses with the parity
-    penalty or sampling) agrees to 1e-4; ``training.train`` without them lets XGBoost compute these
-    very gradients natively and gives the built-in's model bit for bit. Without row or column
-    sampling: with sampling, costaware seeds every round's sample by (seed, round) so that a resumed
-    run is exact (tests/test_checkpoints.py), while ``xgb.train`` draws from one random stream.
-    """
+def test_training_grows_the_builtin_logistic_trees_with_sample_weights_and_base_margins():
+    """With the cost weights as sample weights and the offsets as base margins, XGBoost's own
+    binary:logistic grows the trees costaware grows (the margins agree to float32 rounding)."""
     x, y = _breast_cancer()
-    settings = hyperparameters.parse({"cost_fp": "2", "cost_fn": "30", "cost_tp": "1", "num_round": "25",
-                                      "max_depth": "4", "eta": "0.2", "seed": "3",
-                                      "decision_threshold": "bayes"})
-    data = Dataset(x, y, [f"f{i}" for i in range(x.shape[1])], None, "mem", False)
+    settings = hyperparameters.parse({"cost_fp": "2", "cost_fn": "30", "cost_tp": "1",
+                                      "num_round": "25", "max_depth": "4", "eta": "0.2",
+                                      "seed": "3", "cost_weight_exponent": "1",
+                                      "min_child_weight": "0"})
+    costs = RowCosts.constant(CostMatrix(fp=2, fn=30, tp=1), len(y))
+    data = Dataset(x, y, [f"f{i}" for i in range(x.shape[1])], costs, "mem", False)
     result = training.train(settings, data, log=lambda line: None)
 
-    weight = np.where(y == 1, 30.0 - 1.0, 2.0 - 0.0)
+    weighting = CostWeighting.fit(y, costs, 1.0)
+    weight = weighting.weights(y, costs)
     weight = weight / weight.mean()
-    base = 1 / (1 + np.exp(-intercept(y, weight)))
-    params = {**settings.xgboost_params(), "objective": "binary:logistic", "base_score": base}
-    dtrain = xgb.DMatrix(x, label=y, weight=weight)
+    base = base_log_odds(y)
+    params = {**settings.xgboost_params(), "objective": "binary:logistic", "base_score": 0.5}
+    dtrain = xgb.DMatrix(x, label=y, weight=weight, base_margin=base + weighting.offset(costs))
     builtin = xgb.train(params, dtrain, num_boost_round=25)
-    numpy_objective = xgb.train(params, dtrain, num_boost_round=25, obj=make_objective(y, weight))
-
-    theirs = builtin.predict(xgb.DMatrix(x), output_margin=True)
-    assert np.abs(numpy_objective.predict(xgb.DMatrix(x), output_margin=True) - theirs).max() < 1e-4
-    ours = result.booster.predict(xgb.DMatrix(x, feature_names=data.feature_names), output_margin=True)
-    assert np.array_equal(ours, theirs)
+    ours = result.booster.predict(xgb.DMatrix(x, feature_names=data.feature_names),
+                                  output_margin=True)
+    theirs = builtin.predict(xgb.DMatrix(x), output_margin=True) + base  # (trees + our base)
+    assert np.abs(ours - theirs).max() < 1e-4
     assert result.booster.num_boosted_rounds() == 25
 
 
 def test_symmetric_loss_is_the_unweighted_builtin():
     x, y = _breast_cancer()
-    settings = hyperparameters.parse({"objective": "binary:logistic", "num_round": "10", "cost_fn": "9",
-                                      "decision_threshold": "bayes"})
-    data = Dataset(x, y, [f"f{i}" for i in range(x.shape[1])], None, "mem", False)
+    settings = hyperparameters.parse({"objective": "binary:logistic", "num_round": "10",
+                                      "cost_fn": "9"})
+    data = Dataset(x, y, [f"f{i}" for i in range(x.shape[1])],
+                   RowCosts.constant(CostMatrix(1, 9), len(y)), "mem", False)
     result = training.train(settings, data, log=lambda line: None)
-    base = y.mean()
-    builtin = xgb.train({**settings.xgboost_params(), "objective": "binary:logistic", "base_score": base},
-                        xgb.DMatrix(x, label=y), num_boost_round=10)
+    builtin = xgb.train({**settings.xgboost_params(), "objective": "binary:logistic",
+                         "base_score": y.mean()}, xgb.DMatrix(x, label=y), num_boost_round=10)
     dm = xgb.DMatrix(x, feature_names=data.feature_names)
-    plain = xgb.DMatrix(x)
-    assert np.abs(result.booster.predict(dm) - builtin.predict(plain)).max() < 1e-5
-    assert result.policy.score_offset == 0.0
+    assert np.abs(result.booster.predict(dm) - builtin.predict(xgb.DMatrix(x))).max() < 1e-5
+    assert result.weighting.exponent == 0
 
 
-def test_make_objective_binds_rows():
+def test_make_objective_binds_rows_weights_and_offsets():
     label = np.array([0, 1])
-    obj = make_objective(label, np.array([1.0, 3.0]))
+    obj = make_objective(label, np.array([1.0, 3.0]), offset=np.array([0.0, 0.0]))
     grad, hess = obj(np.zeros(2), None)
     assert list(grad) == [0.5, -1.5] and list(hess) == [0.25, 0.75]
+    shifted = make_objective(label, np.array([1.0, 3.0]), offset=np.array([np.log(3), 0.0]))
+    grad, _ = shifted(np.zeros(2), None)
+    assert grad[0] == pytest.approx(0.75)

@@ -384,7 +384,7 @@ def check(status: int, headers: dict, data: bytes, body: bytes, content_type, ac
     if mimetype == "application/json":
         doc = json.loads(text)
         rows = doc["predictions"]
-        assert set(doc["policy"]) >= {"costs", "threshold", "costs_source"}
+        assert set(doc["policy"]) >= {"costs", "rule", "costs_source"}
     elif mimetype == "application/jsonlines":
         rows = [json.loads(line) for line in text.split("\n")]
     else:
@@ -392,15 +392,19 @@ def check(status: int, headers: dict, data: bytes, body: bytes, content_type, ac
         rows = [line.split(",") for line in text.split("\n")]
         for row in rows:
             for value in row:
-                assert math.isfinite(float(value)), text[:300]
+                assert value in ("model", "request", "row", "bayes") or math.isfinite(float(value)), \
+                    text[:300]
     assert len(rows) == n, (n, len(rows), body[:300])
     widths = {len(row) for row in rows}
-    assert len(widths) == 1 and 1 <= widths.pop() <= 5
+    assert len(widths) == 1 and 1 <= widths.pop() <= len(inference.OUTPUT_FIELDS)
     if mimetype != "text/csv":
         for row in rows:
             for field, value in row.items():
-                assert field in inference.OUTPUT_FIELDS and isinstance(value, (int, float))
-                assert math.isfinite(value)
+                assert field in inference.OUTPUT_FIELDS
+                if field in inference.TEXT_FIELDS:
+                    assert value in ("model", "request", "row", "bayes"), row
+                else:
+                    assert isinstance(value, (int, float)) and math.isfinite(value)
             if "expected_cost_if_1" in row and "decision" in row:  # the cheaper action, always
                 one, zero = row["expected_cost_if_1"], row["expected_cost_if_0"]
                 assert math.isclose(one, zero, rel_tol=1e-9) or (one < zero) == row["decision"], \
@@ -779,12 +783,15 @@ def test_fuzz_valid_rows_answer_like_in_process_prediction(server, client, model
         policy = model.policy.with_costs(costs)
     status, parsed = fuzz_case(client, "valid", body, content_type, accept, attributes)
     assert status == 200, parsed
-    expected = inference.predict(model, matrix, policy)
+    expected = inference.predict(model, matrix, policy=policy,
+                                 costs_source="request" if override else "model")
     for i, row in enumerate(parsed["rows"]):
         if isinstance(row, list):  # CSV: the fields asked for, in order
             fields = ("decision", "score") if accept and b"fields" in accept else \
                 inference.OUTPUT_FIELDS
-            row = dict(zip(fields, (float(v) for v in row)))
+            row = {f: v if f in inference.TEXT_FIELDS else float(v) for f, v in zip(fields, row)}
+        if "costs" in row:
+            assert row["costs"] == expected["costs"][i]
         if "score" in row:
             assert row["score"] == pytest.approx(expected["score"][i], rel=1e-13, abs=1e-300)
         if "decision" in row:

@@ -166,7 +166,8 @@ def parse_response(response, fields=FIELDS) -> list[dict]:
     for line in response.text.split("\n"):
         values = line.split(",")
         assert len(values) == len(fields)
-        out.append({f: (int(v) if f == "decision" else float(v)) for f, v in zip(fields, values)})
+        out.append({f: (int(v) if f == "decision" else v if f in inference.TEXT_FIELDS
+                         else float(v)) for f, v in zip(fields, values)})
     return out
 
 
@@ -175,8 +176,9 @@ def assert_matches(predictions: list[dict], expected: dict, fields=FIELDS):
     for i, row in enumerate(predictions):
         assert list(row) == list(fields)
         for field in fields:
-            want = expected[field][i].item()
-            if field == "decision":
+            want = expected[field][i]
+            want = want.item() if hasattr(want, "item") else want
+            if field == "decision" or field in inference.TEXT_FIELDS:
                 assert row[field] == want, (i, row, want)
             else:
                 assert row[field] == pytest.approx(want, rel=1e-13, abs=1e-300), (i, field)
@@ -286,7 +288,7 @@ def _flipping_override(model, rows):
     costs = CostMatrix(fp=base.fp, fn=base.fn * 10, tp=base.tp, tn=base.tn)
     policy = model.policy.with_costs(costs)
     before = inference.predict(model, rows)["decision"]
-    after = inference.predict(model, rows, policy)["decision"]
+    after = inference.predict(model, rows, policy=policy)["decision"]
     flipped = np.flatnonzero(before != after)
     assert len(flipped), "no row flips under the override; pick other costs"
     return costs, policy, int(flipped[0])
@@ -303,15 +305,18 @@ def test_custom_attributes_override_recomputes_decision(server, http, model, row
     assert plain.status_code == overridden.status_code == 200, overridden.text
     before, after = plain.json(), overridden.json()
     assert before["predictions"][0]["decision"] != after["predictions"][0]["decision"]
-    assert_matches(after["predictions"], inference.predict(model, features, policy))
-    assert after["policy"]["costs_source"] == "custom-attributes"
+    assert_matches(after["predictions"],
+                   inference.predict(model, features, policy=policy, costs_source="request"))
+    assert after["policy"]["costs_source"] == "request"
     assert after["policy"]["costs"] == costs.as_dict()
-    assert after["policy"]["threshold"] == pytest.approx(policy.threshold, rel=1e-15)
-    assert after["predictions"][0]["threshold"] == pytest.approx(policy.threshold, rel=1e-13)
+    assert after["policy"]["rule"] == {"kind": "bayes"}
+    # deciding at the new costs' Bayes threshold, on the same calibrated probability
+    assert after["predictions"][0]["threshold"] == pytest.approx(costs.bayes_threshold(), rel=1e-13)
+    assert after["predictions"][0]["score"] == before["predictions"][0]["score"]
+    assert after["predictions"][0]["costs"] == "request" and before["predictions"][0]["costs"] == "model"
     header = dict(part.split("=") for part in overridden.headers[HEADER].split(","))
     assert float(header["cost_fn"]) == costs.fn and float(header["cost_tp"]) == costs.tp
-    assert float(header["threshold"]) == policy.threshold
-    assert header["costs_source"] == "custom-attributes"
+    assert header["rule"] == "bayes" and header["costs_source"] == "request"
     # the override did not leak into the next request
     again = http.post(server.url + "/invocations", data=csv_body(features),
                       headers={"Content-Type": "text/csv"})
@@ -326,7 +331,8 @@ def test_custom_attributes_full_matrix_and_csv_output(server, http, model, rows)
                          headers={"Content-Type": "text/csv", "Accept": "text/csv",
                                   HEADER: "cost_fp=1; cost_fn=20; cost_tp=0; cost_tn=0"})
     assert response.status_code == 200, response.text
-    assert_matches(parse_response(response), inference.predict(model, features, policy))
+    assert_matches(parse_response(response),
+                   inference.predict(model, features, policy=policy, costs_source="request"))
     assert response.headers[HEADER].startswith("cost_fp=1,cost_fn=20,cost_tp=0,cost_tn=0,")
 
 
@@ -412,9 +418,9 @@ BAD = [
     ("json-boolean", JSON, json.dumps({"instances": [JROW[:4] + [True] + JROW[5:]]}), 400,
      "column 5 (f4): true is not a number"),
     ("json-unknown-feature", JSON, json.dumps({"instances": [{"f0": 1, "mean radius": 2}]}), 400,
-     "instances[0]: unknown feature 'mean radius'"),
+     "instances[0]: unknown column 'mean radius'"),
     ("json-keyed-string", JSON, json.dumps({"instances": [{"f3": "x"}]}), 400,
-     "instances[0], feature 'f3': \"x\" is not a number"),
+     "instances[0], 'f3': \"x\" is not a number"),
     ("json-infinity-token", JSON, '{"instances": [[Infinity' + ", 1" * 29 + "]]}", 400,
      "instances[0], column 1 (f0): inf is infinite"),
     ("json-huge-integer", JSON, '{"instances": [[1' + "0" * 400 + ", 1" * 29 + "]]}", 400,
@@ -582,8 +588,10 @@ def _bad_model_dir(case: str, model_dir: str, tmp_path) -> str:
     else:
         if case == "metadata-incomplete":
             del metadata["decision_policy"]
-        elif case == "threshold-out-of-range":
-            metadata["decision_policy"]["threshold"] = 7
+        elif case == "calibrator-not-finite":
+            metadata["decision_policy"]["calibrator"]["slope"] = "nan"
+        elif case == "unknown-rule":
+            metadata["decision_policy"]["rule"] = {"kind": "threshold"}
         elif case == "newer-format-version":
             metadata["format_version"] = metadata["format_version"] + 1
         elif case == "no-format-version":
@@ -604,7 +612,8 @@ def _bad_model_dir(case: str, model_dir: str, tmp_path) -> str:
     ("corrupt-metadata", "metadata.json is not valid JSON"),
     ("metadata-not-an-object", "metadata.json does not hold a JSON object"),
     ("metadata-incomplete", "incomplete or invalid metadata (KeyError('decision_policy'))"),
-    ("threshold-out-of-range", "decision threshold 7.0 is outside [0, 1]"),
+    ("calibrator-not-finite", "calibrator: slope, intercept and covariance must be finite"),
+    ("unknown-rule", "unknown decision rule 'threshold'"),
     ("newer-format-version", "this costaware"),
     ("no-format-version", "format_version None"),
     ("feature-count-mismatch", "takes 30 features but"),

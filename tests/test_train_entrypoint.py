@@ -26,27 +26,39 @@ def test_breast_cancer_outputs(breast_cancer_tree):
     assert files == ["metadata.json", "xgboost-model.ubj"]
     meta = json.loads((base / "model" / "metadata.json").read_text())
     assert meta["feature_names"] == [f"f{i}" for i in range(30)]
+    assert meta["request_columns"] == meta["feature_names"]  # no cost columns, no facet
     policy = meta["decision_policy"]
     assert policy["costs"] == {"cost_fp": 1287.67, "cost_fn": 252000.0, "cost_tp": 35280.0, "cost_tn": 0.0}
-    assert policy["bayes_threshold"] == pytest.approx(1287.67 / (1287.67 + 252000 - 35280))
-    assert policy["threshold_source"] == "empirical"
-    assert policy["threshold"] == meta["thresholds"]["empirical"] == meta["thresholds"]["chosen"]
+    assert policy["rule"] == {"kind": "bayes"} and policy["cost_columns"] == {}
+    calibrator = policy["calibrator"]
+    assert calibrator["method"] == "platt" and calibrator["rows"] == 341 + 114  # out of fold
+    assert meta["held_out"].startswith("out-of-fold margins of 5 fold models over train and validation")
     assert set(meta["versions"]) >= {"costaware", "xgboost", "numpy", "python"}
     evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
     assert set(evaluation["channels"]) == {"train", "validation", "test"}
+    assert evaluation["channels"]["validation"]["scored_by"] == "out-of-fold"
+    assert evaluation["channels"]["validation"]["fitted_on_these_rows"] == ["calibrator", "rule"]
+    assert evaluation["channels"]["test"]["fitted_on_these_rows"] == []
     for channel in evaluation["channels"].values():
-        for key in ("chosen_threshold", "threshold_0.5"):
+        for key in ("served", "probability_0.5"):
             m = channel[key]
             cm = m["confusion_matrix"]
             assert cm["tp"] + cm["fp"] + cm["fn"] + cm["tn"] == m["rows"]
             assert m["expected_cost"] == pytest.approx(m["expected_cost_total"] / m["rows"])
-            assert {"auc", "precision", "recall", "f1", "accuracy", "logloss"} <= set(m)
-        assert channel["threshold_0.5"]["threshold"] == 0.5
+            assert {"auc", "logloss", "brier", "ece", "savings", "precision", "recall", "f1",
+                    "accuracy", "reliability"} <= set(m)
+            assert sum(b["rows"] for b in m["reliability"]) == m["rows"]
 
 
-def test_learned_threshold_costs_less_than_half_on_test(breast_cancer_tree):
+def test_served_decisions_beat_deciding_the_same_for_everyone_on_test(breast_cancer_tree):
+    """The demo's split: the served Bayes decisions cost less than biopsying every patient (the
+    cheaper uniform decision) and than the cost-blind p >= 0.5, and miss no cancer."""
     test = json.loads((breast_cancer_tree / "output" / "data" / "evaluation.json").read_text())["channels"]["test"]
-    assert test["chosen_threshold"]["expected_cost"] < test["threshold_0.5"]["expected_cost"]
+    served = test["served"]
+    assert served["savings"] > 0
+    assert served["expected_cost_total"] < served["cost_all_1"] < served["cost_all_0"]
+    assert served["expected_cost"] < test["probability_0.5"]["expected_cost"]
+    assert served["confusion_matrix"]["fn"] == 0
 
 
 def test_metric_definitions_parse_the_real_log(breast_cancer_tree):
@@ -69,7 +81,7 @@ def test_metric_definitions_parse_the_real_log(breast_cancer_tree):
             continue
         assert values, d["Name"]
         # the last value a tuner reads is the kept model's
-        assert values[-1] == pytest.approx(evaluation["channels"][channel]["chosen_threshold"][name], rel=1e-6)
+        assert values[-1] == pytest.approx(evaluation["channels"][channel]["served"][name], rel=1e-6)
         if channel == "validation":
             assert len(values) == rounds + 1  # every round, and once more at the end
     # CloudWatch shows a tab as #011: the regexes must still match
@@ -77,6 +89,10 @@ def test_metric_definitions_parse_the_real_log(breast_cancer_tree):
     cloudwatch = line.replace("\t", "#011")
     auc = next(d for d in definitions if d["Name"] == "validation:auc")
     assert re.search(auc["Regex"], cloudwatch).group(1) == re.search(auc["Regex"], line).group(1)
+    # the log says which rows fitted what
+    assert "[final] validation: scored by the fold models (out of fold); fitted on these rows: " \
+           "calibrator, rule" in log
+    assert "[final] test: scored by the model; nothing was fitted on these rows" in log
 
 
 def test_metric_regex_reads_any_float_notation():
@@ -93,40 +109,82 @@ def test_cli_metric_definitions(breast_cancer_tree):
 
 
 def test_header_csv_gzip_parquet_and_per_row_costs(tmp_path):
+    """Two cost columns (a loss given default and the lost interest), gzip CSV and Parquet."""
     rng = np.random.default_rng(0)
-    amount = rng.uniform(100, 10000, 400).round(2)
     frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
     frame.insert(2, "default", Y)
-    frame["loan_amount"] = amount
+    frame["loss"] = rng.uniform(100, 10000, 400).round(2)
+    frame["interest"] = (frame["loss"] * rng.uniform(0.02, 0.1, 400)).round(2)
     buffer = io.StringIO()
     frame.iloc[:300].to_csv(buffer, index=False)
     parquet = io.BytesIO()
     frame.iloc[300:].to_parquet(parquet)
-    base = write_tree(tmp_path, {**FAST, "label_column": "default", "cost_column": "loan_amount",
-                                 "cost_fn": '"0.01"', "cost_fp": '"5"'},
+    base = write_tree(tmp_path, {**FAST, "label_column": "default", "cost_fn_column": "loss",
+                                 "cost_fp_column": '"interest"', "cost_fn": "5000", "cost_fp": "300"},
                       {"train": {"part-0.csv.gz": gzip.compress(buffer.getvalue().encode())},
                        "validation": {"v.parquet": parquet.getvalue()}},
                       {"validation": "application/x-parquet"})
     result = run_train(base)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     meta = json.loads((base / "model" / "metadata.json").read_text())
-    assert meta["feature_names"] == [f"x{i}" for i in range(X.shape[1])]  # label and cost column out
+    assert meta["feature_names"] == [f"x{i}" for i in range(X.shape[1])]  # label and costs out
+    assert meta["request_columns"] == meta["feature_names"] + ["interest", "loss"]  # fp, fn order
+    assert meta["decision_policy"]["cost_columns"] == {"fp": "interest", "fn": "loss"}
     ev = json.loads((base / "output" / "data" / "evaluation.json").read_text())["channels"]["validation"]
-    m = ev["chosen_threshold"]
-    # expected cost uses each row's amount: FN cost 0.01 * amount, FP cost 5
+    m = ev["served"]
+    # realised costs at each row's own costs: FN = loss, FP = interest
     val = frame.iloc[300:]
-    assert m["confusion_matrix"]["fp"] * 5 <= m["expected_cost_total"] + 1e-6
-    assert m["expected_cost_total"] <= m["confusion_matrix"]["fp"] * 5 + 0.01 * val.loan_amount[val.default == 1].sum() + 1e-6
+    assert m["cost_per_cell"]["tp"] == 0 and m["cost_per_cell"]["tn"] == 0
+    assert m["cost_all_0"] == pytest.approx(val.loss[val.default == 1].sum())
+    assert m["cost_all_1"] == pytest.approx(val.interest[val.default == 0].sum())
 
 
-def test_without_validation_uses_bayes_threshold(tmp_path):
+def test_without_validation_cross_fits_the_train_channel(tmp_path):
     base = write_tree(tmp_path, {**FAST, "cost_fp": "1", "cost_fn": "4"}, {"train": {"t.csv": TRAIN}})
     result = run_train(base)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "no validation channel: the decision threshold is the Bayes threshold 0.2" in result.stdout
-    assert "train:auc=" in result.stdout
+    assert "held out: out-of-fold margins of 5 fold models over train;" in result.stdout
+    assert "[0]\ttrain:auc=" in result.stdout  # the watched rows: train's, out of fold
+    ev = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    assert set(ev["channels"]) == {"train"} and ev["policy"]["calibrator"]["rows"] == 300
+
+
+def test_calibration_on_the_validation_channel(tmp_path):
+    base = write_tree(tmp_path, {**FAST, "calibration_data": "validation", "decision_rule": "empirical"},
+                      {"train": {"t.csv": TRAIN}, "validation": {"v.csv": VALID}})
+    result = run_train(base)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ev = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    assert ev["policy"]["calibrator"]["rows"] == 100 and ev["policy"]["rule"]["kind"] == "empirical"
+    assert ev["channels"]["validation"]["scored_by"] == "model"
+    assert ev["channels"]["validation"]["fitted_on_these_rows"] == ["calibrator", "rule"]
+    assert ev["channels"]["train"]["fitted_on_these_rows"] == ["trees"]
+    assert "decision rule: the Bayes boundary shifted by" in result.stdout
+
+
+def test_a_regret_that_rounds_below_zero_is_zero_not_a_negative_weight(tmp_path):
+    """cost_fn 0.3 and a cost_tp column holding 0.1 + 0.2 = 0.30000000000000004: the regret is
+    -5.6e-17 in floating point, which once ended the job with XGBoost's "Weights must be positive
+    values"; it is rounding, so the row weighs as a zero regret (the floor of the weights)."""
+    frame = FRAME.assign(hit=np.where(FRAME.index < 50, 0.1 + 0.2, 0.0))
+    base = write_tree(tmp_path, {**FAST, **NAMED, "cost_tp_column": "hit", "cost_fn": "0.3",
+                                 "cost_weight_exponent": "1"},
+                      _train_csv(_header_csv(frame)))
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Weights must be positive" not in result.stdout + result.stderr
+
+
+def test_early_stopping_on_held_out_log_loss_and_the_round_0_warning(tmp_path):
+    # constant features: no tree can split, so no round after the first improves anything
+    noise = csv_text(np.random.default_rng(5).integers(0, 2, 300), np.ones((300, 3)))
+    base = write_tree(tmp_path, {"num_round": "60", "eta": "0.3", "early_stopping_rounds": "5"},
+                      {"train": {"t.csv": noise}})
+    result = run_train(base)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "warning: early stopping kept round 0 only" in result.stdout
     meta = json.loads((base / "model" / "metadata.json").read_text())
-    assert meta["decision_policy"]["threshold"] == pytest.approx(0.2)
+    assert meta["best_iteration"] == 0 and meta["rounds_trained"] == 6
 
 
 def _train_csv(rows: str) -> dict:
@@ -171,7 +229,7 @@ BAD = [
     ("negative cost", {"cost_fn": "-5"}, _train_csv(TRAIN), None, "hyperparameter 'cost_fn': '-5' is out of range"),
     ("equal decisions", {"cost_fp": "2", "cost_tn": "3"}, _train_csv(TRAIN), None, "'cost_fp' (2) must exceed 'cost_tn' (3)"),
     ("unknown channel", {}, {"train": {"t.csv": TRAIN}, "extra": {"e.csv": TRAIN}}, None, "unknown channel(s) extra"),
-    ("cost column", {"cost_column": "9"}, _train_csv(TRAIN), None, "no cost column '9'"),
+    ("cost column", {"cost_fn_column": "9"}, _train_csv(TRAIN), None, "no cost_fn column '9'"),
     ("content type", {}, _train_csv(TRAIN), {"train": "application/x-recordio-protobuf"}, "is not supported"),
     ("ragged csv", {}, _train_csv(TRAIN + "1,2,3,4,5,6,7\n"), None, "t.csv: cannot be read as CSV"),
     ("infinite", {}, _train_csv(TRAIN + "1,inf,1,1,1,1\n"), None, "line 301, column 2: infinite value"),
@@ -209,11 +267,22 @@ BAD = [
     ("parquet datetime column", NAMED, {"train": {"t.parquet": _parquet(FRAME.assign(day=pd.Timestamp("2024-01-01")))}},
      PARQUET, "column 9 ('day') holds datetime64"),
     ("parquet corrupt", {}, {"train": {"t.parquet": b"PAR1" + b"\0" * 64 + b"PAR1"}}, PARQUET, "t.parquet: cannot be read as Parquet"),
-    ("cost column with NaN", {**NAMED, "cost_column": "loan"},
+    ("cost column with NaN", {**NAMED, "cost_fn_column": "loan"},
      _train_csv(_header_csv(FRAME.assign(loan=FRAME.loan.where(FRAME.index != 7)))), None,
-     "t.csv: line 9, column 7 ('loan') (cost): nan; per-row costs must be finite and >= 0"),
-    ("costs zero for a class", {**NAMED, "cost_column": "loan"}, _train_csv(_header_csv(FRAME.assign(loan=0.0))), None,
-     "every row of class 1 has weight C_FN - C_TP = 0"),
+     "t.csv: line 9, column 7 ('loan') (cost_fn): missing; costs must be numbers >= 0"),
+    ("cost column negative", {**NAMED, "cost_fp_column": "loan"},
+     _train_csv(_header_csv(FRAME.assign(loan=FRAME.loan.where(FRAME.index != 3, -2.5)))), None,
+     "t.csv: line 5, column 7 ('loan') (cost_fp): -2.5; costs must be numbers >= 0"),
+    ("cost column text", {**NAMED, "cost_fn_column": "loan"},
+     _train_csv(_header_csv(FRAME.assign(loan=FRAME.loan.astype(object).where(FRAME.index != 4, "abc")))),
+     None, "t.csv: line 6, column 7 ('loan'): 'abc' is not a number"),
+    ("two cost cells in one column", {**NAMED, "cost_fn_column": "loan", "cost_tp_column": "loan"},
+     _train_csv(_header_csv(FRAME)), None,
+     "hyperparameters 'cost_fn_column' and 'cost_tp_column' name the same column ('loan')"),
+    ("cost of a hit above a miss", {**NAMED, "cost_tp_column": "loan", "cost_fn": "1000"},
+     _train_csv(_header_csv(FRAME)), None,
+     "t.csv: line 57: column 7 ('loan') (cost_tp) (1001.34) exceeds cost_fn (the class cost, no "
+     "column) (1000): the correct decision would cost more than the mistake"),
     # --- fairness configuration against the data ---
     ("facet column missing", {**NAMED, "facet_column": "gender", "facet_values_or_threshold": "[2]"},
      _train_csv(_header_csv(FRAME)), None, "t.csv: no facet column 'gender'"),
@@ -230,8 +299,10 @@ BAD = [
     ("num_round 0", {"num_round": "0"}, _train_csv(TRAIN), None, "hyperparameter 'num_round': '0' is out of range [1, 100000]"),
     ("alias given twice", {"eta": "0.1", "learning_rate": "0.2"}, _train_csv(TRAIN), None,
      "hyperparameter 'eta' given twice (as 'eta' and 'learning_rate')"),
-    ("threshold out of (0, 1)", {"decision_threshold": "1.5"}, _train_csv(TRAIN), None,
-     "'decision_threshold': '1.5' must be 'empirical', 'bayes' or a number in (0, 1)"),
+    ("a removed hyperparameter", {"decision_threshold": "1.5"}, _train_csv(TRAIN), None,
+     "hyperparameter 'decision_threshold' no longer exists: decisions are made by expected cost"),
+    ("validation calibration without validation", {"calibration_data": "validation"},
+     _train_csv(TRAIN), None, "'calibration_data' is 'validation' but the job has no validation channel"),
     ("checkpoint_frequency negative", {"checkpoint_frequency": "-1"}, _train_csv(TRAIN), None,
      "hyperparameter 'checkpoint_frequency': '-1' is out of range [0, 100000]"),
     ("facet without values", {**NAMED, "facet_column": "sex"}, _train_csv(_header_csv(FRAME)), None,
@@ -290,6 +361,6 @@ def test_text_labels_and_facets_with_value_lists(tmp_path):
     meta = json.loads((base / "model" / "metadata.json").read_text())
     assert "sex" not in meta["feature_names"] and meta["rows"]["train"] == 300
     ev = json.loads((base / "output" / "data" / "evaluation.json").read_text())["channels"]["train"]
-    assert ev["chosen_threshold"]["confusion_matrix"]["tp"] + ev["chosen_threshold"]["confusion_matrix"]["fn"] \
+    assert ev["served"]["confusion_matrix"]["tp"] + ev["served"]["confusion_matrix"]["fn"] \
         == int((FRAME.default == 1).sum())
     assert "bias" in ev

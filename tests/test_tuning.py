@@ -239,7 +239,7 @@ def test_objective_regex_finds_the_metric_in_a_real_training_log(german_tree, tm
     assert run.ok, run.log[-2000:]
     values = [float(v) for v in re.findall(regex, run.log)]
     evaluation = json.loads((tmp_path / "job" / "output" / "data" / "evaluation.json").read_text())
-    kept = evaluation["channels"]["validation"]["chosen_threshold"]["combined_objective"]
+    kept = evaluation["channels"]["validation"]["served"]["combined_objective"]
     assert len(values) == 10 + 1 and values[-1] == pytest.approx(kept, rel=1e-6)  # rounds + final
     cloudwatch = run.log.replace("\t", "#011")
     assert float(re.findall(regex, cloudwatch)[-1]) == values[-1]
@@ -336,7 +336,7 @@ def test_tune_multi_objective_then_resume(german_tree, tmp_path):
     # the objective came from the trial's log, and is the kept model's value
     trial = rows[1]
     evaluation = json.loads((work / trial["dir"] / "output" / "data" / "evaluation.json").read_text())
-    kept = evaluation["channels"]["validation"]["chosen_threshold"]
+    kept = evaluation["channels"]["validation"]["served"]
     for name in ("auc", "dppl", "expected_cost"):
         assert float(trial[f"validation:{name}"]) == pytest.approx(kept[name], rel=1e-6)
     cm = kept["confusion_matrix"]
@@ -376,10 +376,32 @@ def test_sweep_prices_every_ratio_with_the_trees_costs(tmp_path):
     assert (work / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     for r in rows:
         evaluation = json.loads((work / r["dir"] / "output" / "data" / "evaluation.json").read_text())
-        test = evaluation["channels"]["test"]["chosen_threshold"]
+        test = evaluation["channels"]["test"]["served"]
         cm = test["confusion_matrix"]
         # the model's own decisions, priced with the tree's matrix (FP 1, FN 5), whatever it trained on
         assert (int(r["test_fp"]), int(r["test_fn"])) == (cm["fp"], cm["fn"])
         assert float(r["test_cost_per_decision"]) == pytest.approx((cm["fp"] + 5 * cm["fn"]) / test["rows"])
         if r["tree_ratio"] == "True":
             assert float(r["test_cost_per_decision"]) == pytest.approx(test["expected_cost"])
+
+
+def test_a_choice_worse_than_the_baseline_says_so():
+    from costaware.tuning.local import against_baseline
+
+    goal = config.objective("cost", has_facet=False)
+    base = {"state": "COMPLETE", "metrics": {"validation:expected_cost": 13380.0}}
+    worse = {"metrics": {"validation:expected_cost": 14110.0}}
+    better = {"metrics": {"validation:expected_cost": 13000.0}}
+    assert against_baseline(worse, base, goal) == (
+        "worse than the untuned baseline: validation:expected_cost 1.411e+04 against the "
+        "baseline's 1.338e+04")
+    assert against_baseline(better, base, goal) is None
+    multi = config.objective("multi", has_facet=True)
+    base = {"state": "COMPLETE", "metrics": {"validation:auc": 0.8, "validation:dppl": 0.1,
+                                             "validation:expected_cost": 1.0}}
+    mixed = {"metrics": {"validation:auc": 0.7, "validation:dppl": 0.05,
+                         "validation:expected_cost": 1.0}}
+    assert against_baseline(mixed, base, multi) is None  # better on |DPPL|: a trade-off
+    dominated = {"metrics": {"validation:auc": 0.7, "validation:dppl": 0.2,
+                             "validation:expected_cost": 1.1}}
+    assert against_baseline(dominated, base, multi).startswith("worse than the untuned baseline")

@@ -1,77 +1,103 @@
 """What one host computes for a saved model on all the rows, with costaware's public functions.
 
 The multi-host tests (processes here, containers in the image test) compare a distributed job's
-evaluation with this: the learned threshold, the score offset and every reported metric must be
-equal, not close.
+evaluation with this. Counts (confusion cells, rows) must be equal; every float (calibrator,
+costs, log loss, AUC, savings, ...) equal to ``RTOL`` relative: the hosts add partial sums where
+one host adds all rows at once, so sums may differ in their last bits, and the calibrator's Newton
+steps stop within 1e-10 of the optimum. (Binned metrics, the AUC and the decision rule's shift,
+come from the same histograms either way.)
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from costaware import artifact, bias, fairness
-from costaware.costs import CostMatrix, RowCosts, empirical_threshold, sigmoid
-from costaware.metrics import evaluate
-from costaware.objective import fitted_offset, score_offset
+from costaware import artifact, bias
+from costaware.calibration import fit_platt
+from costaware.costs import CostMatrix, RowCosts
+from costaware.decision import ShiftHistogram
+from costaware.metrics import channel_metrics, summarize
 
-# the metrics a job reports per channel that must equal the recomputation
-COMPARED = ("auc", "logloss", "expected_cost", "expected_cost_total", "precision", "recall", "f1",
-            "accuracy", "confusion_matrix", "rows")
+RTOL = 1e-8
+COUNTS = ("confusion_matrix", "rows", "positives")
+FLOATS = ("auc", "logloss", "brier", "ece", "expected_cost", "expected_cost_total", "savings",
+          "precision", "recall", "f1", "accuracy")
 FAIRNESS = ("dppl", "di", "combined_objective")
 
 
 @dataclass
 class Rows:
-    """One channel's rows: features, 0/1 labels, optional cost multiplier and facet-d mask."""
+    """One channel's rows: features, 0/1 labels, per-row costs, optional facet-d mask."""
 
     features: np.ndarray
     label: np.ndarray
-    multiplier: np.ndarray | None = None
+    costs: RowCosts
     sensitive: np.ndarray | None = None
 
 
-def recompute(model_dir, channels: dict[str, Rows], costs: CostMatrix,
-              scaled: tuple[str, ...] = ("fn",)) -> dict:
-    """``{"score_offset", "threshold", channel: metrics}`` for a cost-weighted model with a
-    validation channel (the threshold learned there, the offset recalibrated there)."""
+def row_costs(costs: CostMatrix, n: int, columns: dict | None = None) -> RowCosts:
+    return RowCosts.from_columns(costs, n, columns or {})
+
+
+def recompute(model_dir, channels: dict[str, Rows], calibrate_on: str | None = "validation"
+              ) -> dict:
+    """``{"calibrator", "rule", channel: metrics}``. ``calibrate_on``: the channel whose margins
+    calibrated the model (calibration_data 'validation'); None to use the saved calibrator (the
+    cross-fitted one, whose fold models are not saved)."""
     model = artifact.load(str(model_dir))
-
-    def row_costs(rows: Rows) -> RowCosts:
-        return RowCosts.build(costs, len(rows.label), rows.multiplier, scaled)
-
-    train = channels["train"]
-    weight = row_costs(train).sample_weights(train.label)
-    # recalibration starts where one host starts it: the cost weights of all train rows
-    start = score_offset(train.label, weight / weight.mean())
     margins = {name: model.margin(rows.features.astype(np.float32)) for name, rows in channels.items()}
-    offset = fitted_offset(margins["validation"], channels["validation"].label, start)
-    scores = {name: sigmoid(m - offset) for name, m in margins.items()}
-    validation = channels["validation"]
-    threshold = empirical_threshold(scores["validation"], validation.label, row_costs(validation),
-                                    prefer=costs.bayes_threshold())[0]
-    out = {"score_offset": offset, "threshold": threshold, "scores": scores}
+    calibrator = model.policy.calibrator
+    if calibrate_on is not None:
+        calibrator = fit_platt(margins[calibrate_on], channels[calibrate_on].label)
+    p = {name: calibrator.probability(m) for name, m in margins.items()}
+    rule = model.policy.rule
+    if calibrate_on is not None and rule.kind == "empirical":
+        held = channels[calibrate_on]
+        rule = ShiftHistogram.of(p[calibrate_on], held.label, held.costs).empirical()
+    out = {"calibrator": calibrator, "rule": rule}
     for name, rows in channels.items():
-        metrics = evaluate(rows.label, scores[name], threshold, row_costs(rows))
+        decision, _, _ = rule.decide(p[name], rows.costs, rows.sensitive)
+        summary = summarize(rows.label, p[name], decision, rows.costs, rows.sensitive)
+        metrics = channel_metrics(summary)
         if rows.sensitive is not None:
-            decision = (scores[name] >= threshold).astype(np.int8)
-            metrics["dppl"] = abs(fairness.dppl(decision, rows.sensitive))
-            metrics["di"] = abs(1 - fairness.di(decision, rows.sensitive))
-            metrics["combined_objective"] = bias.combined_objective(metrics["auc"], metrics["dppl"],
+            distances = bias.per_round(["DPPL", "DI"], summary.facets, None)
+            metrics.update(distances)
+            metrics["combined_objective"] = bias.combined_objective(metrics["auc"], distances["dppl"],
                                                                     3.0, 1.0)
         out[name] = metrics
     return out
 
 
-def differences(evaluation: dict, expected: dict) -> list[str]:
-    """Every reported number that is not exactly the recomputed one (empty: all equal)."""
+def _close(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return math.isclose(a, b, rel_tol=RTOL, abs_tol=1e-12)
+
+
+def differences(evaluation: dict, expected: dict, channels=None) -> list[str]:
+    """Every reported number that is not the recomputed one (empty: all agree)."""
     found = []
-    if evaluation["thresholds"]["chosen"] != expected["threshold"]:
-        found.append(f"threshold {evaluation['thresholds']['chosen']!r} != {expected['threshold']!r}")
+    policy = evaluation["policy"]
+    ours, theirs = policy["calibrator"], expected["calibrator"]
+    for key, value in (("slope", theirs.slope), ("intercept", theirs.intercept)):
+        if not _close(ours[key], value):
+            found.append(f"calibrator {key} {ours[key]!r} != {value!r}")
+    rule = expected["rule"].to_dict()
+    if policy["rule"] != rule:
+        found.append(f"rule {policy['rule']!r} != {rule!r}")
     for name, reported in evaluation["channels"].items():
-        reported = reported["chosen_threshold"]
-        keys = COMPARED + (FAIRNESS if "dppl" in expected[name] else ())
-        found += [f"{name} {key}: {reported.get(key)!r} != {expected[name][key]!r}"
-                  for key in keys if reported.get(key) != expected[name][key]]
+        if channels is not None and name not in channels:
+            continue
+        served = reported["served"]
+        for key in COUNTS:
+            if served.get(key) != expected[name][key]:
+                found.append(f"{name} {key}: {served.get(key)!r} != {expected[name][key]!r}")
+        keys = FLOATS + (FAIRNESS if "dppl" in expected[name] else ())
+        found += [f"{name} {key}: {served.get(key)!r} != {expected[name][key]!r}"
+                  for key in keys if not _close(served.get(key), expected[name][key])]
     return found

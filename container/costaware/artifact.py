@@ -2,7 +2,9 @@
 
     model_dir/
       xgboost-model.ubj   the booster (xgboost.Booster.save_model)
-      metadata.json       format version, feature names, decision policy, metrics, versions
+      metadata.json       format version, feature names, the decision policy (calibrator, rule,
+                          class costs, cost columns, facet), what a request row holds
+                          (``request_columns``), metrics, versions
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import xgboost as xgb
 
 from . import ARTIFACT_FORMAT_VERSION, __version__
-from .costs import DecisionPolicy
+from .policy import Policy
 from .errors import InputError
 
 BOOSTER_FILE = "xgboost-model.ubj"
@@ -31,7 +33,7 @@ class ModelLoadError(InputError):
 class Model:
     booster: xgb.Booster
     feature_names: list[str]
-    policy: DecisionPolicy
+    policy: Policy
     metadata: dict
 
     def margin(self, features: np.ndarray) -> np.ndarray:
@@ -41,8 +43,8 @@ class Model:
             dtype=np.float64,
         )
 
-    def score(self, features: np.ndarray) -> np.ndarray:
-        return self.policy.score(self.margin(features))
+    def probability(self, features: np.ndarray) -> np.ndarray:
+        return self.policy.probability(self.margin(features))
 
 
 def versions() -> dict:
@@ -54,13 +56,24 @@ def versions() -> dict:
     }
 
 
-def save(model_dir: str, booster: xgb.Booster, feature_names: list[str], policy: DecisionPolicy,
+def request_columns(feature_names: list[str], policy: Policy) -> list[str]:
+    """What a request row holds, in order (CSV cells, ``instances`` arrays): the features, the facet
+    when the rule needs it and it is not a feature, then the optional per-row costs."""
+    columns = list(feature_names)
+    facet = policy.facet
+    if policy.needs_facet and facet is not None and facet["column"] not in columns:
+        columns.append(facet["column"])
+    return columns + [name for _, name in policy.cost_columns]
+
+
+def save(model_dir: str, booster: xgb.Booster, feature_names: list[str], policy: Policy,
          extra: dict) -> dict:
     os.makedirs(model_dir, exist_ok=True)
     booster.save_model(os.path.join(model_dir, BOOSTER_FILE))
     metadata = {
         "format_version": ARTIFACT_FORMAT_VERSION,
         "feature_names": list(feature_names),
+        "request_columns": request_columns(feature_names, policy),
         "decision_policy": policy.to_dict(),
         "versions": versions(),
         **extra,
@@ -95,7 +108,7 @@ def load(model_dir: str, nthread: int | None = None) -> Model:
         )
     try:
         names = [str(n) for n in metadata["feature_names"]]
-        policy = DecisionPolicy.from_dict(metadata["decision_policy"])
+        policy = Policy.from_dict(metadata["decision_policy"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelLoadError(f"{meta_path}: incomplete or invalid metadata ({exc!r})") from None
     try:

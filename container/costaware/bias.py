@@ -13,21 +13,8 @@ import numpy as np
 
 from . import fairness
 
-# name -> function of (y, yhat, sensitive, group), for the metrics cheap enough to log every round
-PER_ROUND = {
-    "DPPL": lambda y, yhat, s, g: fairness.dppl(yhat, s),
-    "DI": lambda y, yhat, s, g: fairness.di(yhat, s),
-    "DCA": lambda y, yhat, s, g: fairness.dca(y, yhat, s),
-    "DCR": lambda y, yhat, s, g: fairness.dcr(y, yhat, s),
-    "RD": lambda y, yhat, s, g: fairness.rd(y, yhat, s),
-    "SD": lambda y, yhat, s, g: fairness.sd(y, yhat, s),
-    "DAR": lambda y, yhat, s, g: fairness.dar(y, yhat, s),
-    "DRR": lambda y, yhat, s, g: fairness.drr(y, yhat, s),
-    "AD": lambda y, yhat, s, g: fairness.ad(y, yhat, s),
-    "TE": lambda y, yhat, s, g: fairness.te(y, yhat, s),
-    "CDDPL": lambda y, yhat, s, g: fairness.cddpl(yhat, s, g),
-    "GE": lambda y, yhat, s, g: fairness.ge(y, yhat),
-}
+# the Clarify post-training metrics cheap enough to log every round (all come from counts)
+PER_ROUND = ("DPPL", "DI", "DCA", "DCR", "RD", "SD", "DAR", "DRR", "AD", "TE", "CDDPL", "GE")
 # ratios are at parity at 1, differences at 0
 RATIO_METRICS = {"DI"}
 
@@ -39,17 +26,11 @@ def distance_from_parity(name: str, value: float) -> float:
     return abs(1.0 - value) if name in RATIO_METRICS else abs(value)
 
 
-def per_round(names: list[str], y: np.ndarray, yhat: np.ndarray, sensitive: np.ndarray,
-              group: np.ndarray | None) -> dict:
-    """``{name.lower(): distance from parity}`` for each requested metric."""
-    out = {}
-    for name in names:
-        try:
-            value = float(PER_ROUND[name](y, yhat, sensitive, group))
-        except fairness.UndefinedMetricError:
-            value = math.nan
-        out[name.lower()] = distance_from_parity(name, value)
-    return out
+def per_round(names: list[str], facets: np.ndarray, groups: np.ndarray | None) -> dict:
+    """``{name.lower(): distance from parity}`` for each requested metric, from the count tables
+    of a :class:`costaware.metrics.Summary`."""
+    values = fairness.post_training_bias_of(facets, groups, on_error="nan")
+    return {name.lower(): distance_from_parity(name, values.get(name, math.nan)) for name in names}
 
 
 def combined_objective(auc: float, distance: float, auc_weight: float, fairness_weight: float) -> float:
@@ -67,13 +48,14 @@ def _json_number(value):
     return value
 
 
-def bias_section(y: np.ndarray, yhat: np.ndarray, sensitive: np.ndarray,
-                 group: np.ndarray | None) -> dict:
-    """Clarify's pre- and post-training metrics keyed by its names, JSON-safe."""
-    post = fairness.post_training_bias(y, yhat, sensitive, group, on_error="none")
-    pre = fairness.pre_training_bias(y, sensitive, group, on_error="none")
+def bias_section(facets: np.ndarray, groups: np.ndarray | None) -> dict:
+    """Clarify's pre- and post-training metrics keyed by its names, JSON-safe, from the count
+    tables of a :class:`costaware.metrics.Summary`."""
+    post = fairness.post_training_bias_of(facets, groups, on_error="none")
+    pre = fairness.pre_training_bias_of(facets, groups, on_error="none")
+    rows = np.asarray(facets).reshape(2, -1).sum(axis=1)
     return {
-        "facet_rows": {"a": int((~sensitive).sum()), "d": int(sensitive.sum())},
+        "facet_rows": {"a": int(round(rows[0])), "d": int(round(rows[1]))},
         "post_training": {k: _json_number(v) for k, v in post.items()},
         "pre_training": {k: _json_number(v) for k, v in pre.items()},
     }

@@ -5,17 +5,18 @@ training) and keeps it in sync with S3; a restarted job finds the files there ag
 
     costaware-0000040.model.ubj    the booster after 40 rounds: XGBoost's UBJSON, or its JSON
                                    (``.model.json``) when the loop grows a booster per round
-                                   (row/column sampling; see costaware.training.Boosting), whose
+                                   (row/column sampling; see costaware.boosting), whose
                                    trees are held as JSON text: a checkpoint is then a string join
                                    instead of a round trip through XGBoost. Never pickle.
-    costaware-0000040.state.json   the loop's state: rounds, early-stopping best, score offset, the
-                                   fingerprint of the settings and data, the model file's SHA-256
+    costaware-0000040.model.fold1.ubj ...  the cross-fitting fold models (one per fold), likewise
+    costaware-0000040.state.json   the loop's state: rounds, early-stopping best, the fingerprint
+                                   of the settings and data, each model file's SHA-256
 
-A checkpoint exists once its state file does: the model is written first, the state (which names
-the model file and its SHA-256) last, each to a temporary name and renamed into place (atomic on
+A checkpoint exists once its state file does: the models are written first, the state (which
+names the model files and their SHA-256) last, each to a temporary name and renamed into place (atomic on
 POSIX), so a kill at any moment leaves either the old checkpoint or the new one, never half of one;
-a model file that does not match its state (a torn upload, a corrupt copy) is skipped for the next
-older checkpoint. The newest :data:`KEEP` checkpoints are kept.
+a checkpoint with a model file that does not match its state (a torn upload, a corrupt copy) is
+skipped for the next older one. The newest :data:`KEEP` checkpoints are kept.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-FORMAT = 1
+FORMAT = 2
 KEEP = 2
 PREFIX = "costaware-"
 _STATE = re.compile(r"^costaware-(\d{7,})\.state\.json$")
@@ -48,8 +49,8 @@ class TrainingInterrupted(Exception):
 
 @dataclass
 class Checkpoint:
-    rounds: int  # boosting rounds in the model
-    model: bytes  # the booster (XGBoost UBJSON or JSON)
+    rounds: int  # boosting rounds in the models
+    models: list[bytes]  # the boosters (XGBoost UBJSON or JSON), member 0 (the model) first
     state: dict
     path: str  # the state file
 
@@ -65,8 +66,9 @@ class CheckpointStore:
     def state_path(self, rounds: int) -> str:
         return os.path.join(self.directory, f"{PREFIX}{rounds:07d}.state.json")
 
-    def model_path(self, rounds: int, model_format: str) -> str:
-        return os.path.join(self.directory, f"{PREFIX}{rounds:07d}.model.{model_format}")
+    def model_path(self, rounds: int, model_format: str, member: int = 0) -> str:
+        fold = f"fold{member}." if member else ""
+        return os.path.join(self.directory, f"{PREFIX}{rounds:07d}.model.{fold}{model_format}")
 
     def rounds_saved(self) -> list[int]:
         """Rounds of the committed checkpoints (those with a state file), oldest first."""
@@ -76,11 +78,15 @@ class CheckpointStore:
             return []
         return sorted(int(m.group(1)) for m in map(_STATE.match, names) if m)
 
-    def save(self, rounds: int, model: bytes, state: dict, model_format: str = "ubj") -> str:
-        model_path, state_path = self.model_path(rounds, model_format), self.state_path(rounds)
-        _atomic_write(model_path, model)
-        record = {"format": FORMAT, "rounds": rounds, "model_file": os.path.basename(model_path),
-                  "model_sha256": hashlib.sha256(model).hexdigest(), **state}
+    def save(self, rounds: int, models: list[bytes], state: dict, model_format: str = "ubj") -> str:
+        files = []
+        for member, model in enumerate(models):
+            path = self.model_path(rounds, model_format, member)
+            _atomic_write(path, model)
+            files.append({"file": os.path.basename(path),
+                          "sha256": hashlib.sha256(model).hexdigest()})
+        state_path = self.state_path(rounds)
+        record = {"format": FORMAT, "rounds": rounds, "models": files, **state}
         _atomic_write(state_path, (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
         _fsync_directory(self.directory)
         self._rotate()
@@ -110,17 +116,23 @@ class CheckpointStore:
                     raise ValueError(f"not a costaware checkpoint state of format {FORMAT}")
                 if state.get("rounds") != rounds:
                     raise ValueError(f"says {state.get('rounds')!r} rounds")
-                name = str(state.get("model_file"))
-                if not name.startswith(f"{PREFIX}{rounds:07d}.model.") or os.sep in name:
-                    raise ValueError(f"names the model file {name!r}")
-                with open(os.path.join(self.directory, name), "rb") as handle:
-                    model = handle.read()
-                if hashlib.sha256(model).hexdigest() != state.get("model_sha256"):
-                    raise ValueError(f"{name} does not match its SHA-256")
-            except (OSError, ValueError) as exc:
+                files = state.get("models")
+                if not isinstance(files, list) or not files:
+                    raise ValueError("names no model files")
+                models = []
+                for entry in files:
+                    name = str(entry.get("file")) if isinstance(entry, dict) else ""
+                    if not name.startswith(f"{PREFIX}{rounds:07d}.model.") or os.sep in name:
+                        raise ValueError(f"names the model file {name!r}")
+                    with open(os.path.join(self.directory, name), "rb") as handle:
+                        model = handle.read()
+                    if hashlib.sha256(model).hexdigest() != entry.get("sha256"):
+                        raise ValueError(f"{name} does not match its SHA-256")
+                    models.append(model)
+            except (OSError, ValueError, AttributeError) as exc:
                 self.log(f"checkpoint {state_path} skipped: {exc}")
                 continue
-            return Checkpoint(rounds, model, state, state_path)
+            return Checkpoint(rounds, models, state, state_path)
         return None
 
 

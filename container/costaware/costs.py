@@ -1,18 +1,31 @@
-"""Costs and cost-optimal decisions: pure numpy, no I/O.
+"""Costs and the decisions they imply: pure numpy, no I/O.
 
-Notation: ``p`` is the probability that a row is of class 1, the costs are ``C_TP, C_FP, C_FN, C_TN``
-(possibly per row). Deciding 1 costs in expectation ``p*C_TP + (1-p)*C_FP``; deciding 0 costs
-``p*C_FN + (1-p)*C_TN``. Deciding 1 is cheaper exactly when ``p >= p*`` with the Bayes threshold
+Notation: ``p`` is the probability that a row is of class 1; each row ``i`` has the costs
+``C_TP,i, C_FP,i, C_FN,i, C_TN,i`` of the four outcomes (class costs, or a row's own from the cost
+columns). Deciding 1 costs in expectation ``p C_TP + (1-p) C_FP``; deciding 0 costs
+``p C_FN + (1-p) C_TN``. The **Bayes rule** decides 1 exactly when
 
-    p* = (C_FP - C_TN) / (C_FP - C_TN + C_FN - C_TP).
+    p C_TP,i + (1-p) C_FP,i  <=  p C_FN,i + (1-p) C_TN,i,
+
+i.e. (with the regrets ``r1 = C_FN - C_TP`` of missing a positive and ``r0 = C_FP - C_TN`` of a false
+alarm, both >= 0) when ``p >= p*_i = r0 / (r0 + r1)``, the row's Bayes threshold.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
+
+from .errors import DataError
+
+CELLS = ("fp", "fn", "tp", "tn")  # the order of every per-cell list: hyperparameters, columns
+CELL_MEANING = {"fp": "decide 1, truth 0", "fn": "decide 0, truth 1", "tp": "decide 1, truth 1",
+                "tn": "decide 0, truth 0"}
+# A regret within this share of the row's largest cost is rounding, not a cost (0.3 - 0.1 - 0.2
+# is -2.8e-17): it counts as 0, so that no weight is ever negative.
+ROUNDING = 1e-12
 
 
 @dataclass(frozen=True)
@@ -25,30 +38,37 @@ class CostMatrix:
     tn: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"cost_fp": self.fp, "cost_fn": self.fn, "cost_tp": self.tp, "cost_tn": self.tn}
+        return {f"cost_{cell}": getattr(self, cell) for cell in CELLS}
 
     @classmethod
     def from_dict(cls, d: dict) -> "CostMatrix":
-        return cls(fp=d["cost_fp"], fn=d["cost_fn"], tp=d.get("cost_tp", 0.0), tn=d.get("cost_tn", 0.0))
+        return cls(fp=float(d["cost_fp"]), fn=float(d["cost_fn"]), tp=float(d.get("cost_tp", 0.0)),
+                   tn=float(d.get("cost_tn", 0.0)))
 
-    @property
-    def negative_weight(self) -> float:
-        """Regret of a false positive, ``C_FP - C_TN``: what a negative row's mistake adds."""
-        return self.fp - self.tn
+    def problem(self, describe=lambda cell, value: f"cost_{cell} ({value:g})") -> str | None:
+        """Why these class costs leave nothing to decide, or ``None``.
 
-    @property
-    def positive_weight(self) -> float:
-        """Regret of a false negative, ``C_FN - C_TP``."""
-        return self.fn - self.tp
+        Deciding 1 must cost more than deciding 0 for some probability and less for another:
+        ``C_FP > C_TN`` (a false alarm costs more than a correct rejection) and ``C_FN > C_TP``
+        (a miss costs more than a hit). ``describe(cell, value)`` names a cost in the message.
+        """
+        if not self.fp > self.tn:
+            return (f"{describe('fp', self.fp)} must exceed {describe('tn', self.tn)}: otherwise "
+                    "deciding 1 is never worse for a negative row and every decision would be 1")
+        if not self.fn > self.tp:
+            return (f"{describe('fn', self.fn)} must exceed {describe('tp', self.tp)}: otherwise "
+                    "deciding 0 is never worse for a positive row and every decision would be 0")
+        return None
 
     def bayes_threshold(self) -> float:
-        """``p* = (C_FP - C_TN) / (C_FP - C_TN + C_FN - C_TP)``, optimal for calibrated scores."""
-        return self.negative_weight / (self.negative_weight + self.positive_weight)
+        """``p* = (C_FP - C_TN) / (C_FP - C_TN + C_FN - C_TP)``."""
+        r0, r1 = self.fp - self.tn, self.fn - self.tp
+        return r0 / (r0 + r1)
 
 
 @dataclass(frozen=True)
 class RowCosts:
-    """Per-row costs, arrays of equal length (class costs times an optional per-row multiplier)."""
+    """Each row's four costs, arrays of equal length (float64)."""
 
     fp: np.ndarray
     fn: np.ndarray
@@ -56,168 +76,122 @@ class RowCosts:
     tn: np.ndarray
 
     @classmethod
-    def build(cls, costs: CostMatrix, n: int, multiplier: np.ndarray | None = None,
-              scaled: tuple[str, ...] = ("fn",)) -> "RowCosts":
-        """``C_k,i = C_k * m_i`` for the costs ``k`` in ``scaled``, ``C_k`` for the others."""
-        arrays = {}
-        for name in ("fp", "fn", "tp", "tn"):
-            base = np.full(n, getattr(costs, name), dtype=np.float64)
-            if multiplier is not None and name in scaled:
-                base = base * np.asarray(multiplier, dtype=np.float64)
-            arrays[name] = base
-        return cls(**arrays)
+    def constant(cls, costs: CostMatrix, n: int) -> "RowCosts":
+        return cls(*(np.full(n, getattr(costs, cell), dtype=np.float64) for cell in CELLS))
+
+    @classmethod
+    def from_columns(cls, costs: CostMatrix, n: int, columns: dict | None = None) -> "RowCosts":
+        """The class cost of every cell, except the cells in ``columns`` (cell -> array of ``n``),
+        which take the row's own."""
+        columns = columns or {}
+        return cls(*(np.asarray(columns[cell], dtype=np.float64) if cell in columns
+                     else np.full(n, getattr(costs, cell), dtype=np.float64) for cell in CELLS))
+
+    def __len__(self) -> int:
+        return len(self.fp)
 
     def subset(self, index) -> "RowCosts":
         return RowCosts(self.fp[index], self.fn[index], self.tp[index], self.tn[index])
 
-    def sample_weights(self, label: np.ndarray) -> np.ndarray:
-        """Weight of each row in the cost-weighted loss: ``C_FN,i - C_TP,i`` if y=1, else ``C_FP,i - C_TN,i``."""
-        return np.where(label == 1, self.fn - self.tp, self.fp - self.tn)
+    def regrets(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(r1, r0) = (C_FN - C_TP, C_FP - C_TN)``, rounding residues set to exactly 0."""
+        return _regret(self.fn, self.tp), _regret(self.fp, self.tn)
+
+    def expected(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(E[cost | decide 1], E[cost | decide 0]) = (p C_TP + (1-p) C_FP, p C_FN + (1-p) C_TN)``."""
+        p = np.asarray(p, dtype=np.float64)
+        q = 1.0 - p
+        return p * self.tp + q * self.fp, p * self.fn + q * self.tn
+
+    def bayes_threshold(self) -> np.ndarray:
+        """Each row's ``p* = r0 / (r0 + r1)`` (1 when deciding 1 never pays, 0 when it always does)."""
+        r1, r0 = self.regrets()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(r0 + r1 > 0, r0 / (r0 + r1), 0.5)
+
+    def realised(self, label: np.ndarray, decision: np.ndarray) -> np.ndarray:
+        """Cost of each row's decision given its true label (its TP, FP, FN or TN cost)."""
+        y = np.asarray(label) == 1
+        d = np.asarray(decision) == 1
+        return np.where(d, np.where(y, self.tp, self.fp), np.where(y, self.fn, self.tn))
 
 
-def expected_costs_of_actions(p: np.ndarray, costs: CostMatrix) -> tuple[np.ndarray, np.ndarray]:
-    """Expected cost of deciding 1 and of deciding 0 for each probability ``p``.
+def _regret(mistake: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    regret = mistake - correct
+    scale = np.maximum(np.abs(mistake), np.abs(correct))
+    return np.where(np.abs(regret) <= ROUNDING * scale, 0.0, regret)
 
-    ``E[cost | decide 1] = p*C_TP + (1-p)*C_FP``;  ``E[cost | decide 0] = p*C_FN + (1-p)*C_TN``.
-    """
+
+def bayes_decision(p: np.ndarray, costs: RowCosts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(decision, cost_if_1, cost_if_0)``: decide 1 exactly when ``cost_if_1 <= cost_if_0``, both
+    computed by :meth:`RowCosts.expected` (so the decision always agrees with the two numbers)."""
+    cost_if_1, cost_if_0 = costs.expected(p)
+    return (cost_if_1 <= cost_if_0).astype(np.int8), cost_if_1, cost_if_0
+
+
+def decision_margin(p: np.ndarray, costs: RowCosts) -> np.ndarray:
+    """``z_i = logit(p_i) - logit(p*_i) = log(p r1) - log((1-p) r0)``: how far a row is from its
+    decision boundary, in log-odds. The Bayes rule decides 1 iff ``z >= 0``; a shifted rule
+    (:func:`shifted_decision`) iff ``z >= delta``. ``+inf`` when deciding 1 never costs more,
+    ``-inf`` when it always costs more (and ``p`` is not 1)."""
     p = np.asarray(p, dtype=np.float64)
-    return p * costs.tp + (1 - p) * costs.fp, p * costs.fn + (1 - p) * costs.tn
+    r1, r0 = costs.regrets()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (np.log(p) + np.log(r1)) - (np.log1p(-p) + np.log(r0))
+    return np.where(np.isnan(z), np.where(r1 > 0, np.inf, -np.inf), z)  # (0 r0 vs 0 r1: inf-inf)
 
 
-def realised_costs(label: np.ndarray, decision: np.ndarray, costs: RowCosts) -> np.ndarray:
-    """Cost of each row's decision given its true label (TP, FP, FN or TN cost)."""
-    label = np.asarray(label)
-    decision = np.asarray(decision)
-    return np.where(
-        decision == 1,
-        np.where(label == 1, costs.tp, costs.fp),
-        np.where(label == 1, costs.fn, costs.tn),
-    )
+def shifted_decision(p: np.ndarray, costs: RowCosts, shift: np.ndarray | float) -> np.ndarray:
+    """Decide 1 iff ``p r1 >= (1-p) r0 exp(shift)``, i.e. ``z >= shift`` (see
+    :func:`decision_margin`): the Bayes rule at costs whose false-alarm regret is scaled by
+    ``exp(shift)``. ``shift`` is a number or one per row (a facet's)."""
+    p = np.asarray(p, dtype=np.float64)
+    r1, r0 = costs.regrets()
+    return (p * r1 >= (1.0 - p) * r0 * np.exp(shift)).astype(np.int8)
 
 
-def cost_curve(score: np.ndarray, label: np.ndarray, costs: RowCosts) -> tuple[np.ndarray, np.ndarray]:
-    """Total realised cost of every distinct decision rule ``decide 1 iff score >= t``.
+def check_row_costs(costs: RowCosts, where, columns: dict, training: bool) -> None:
+    """Refuse cost cells no decision can use; ``where(i)`` names row ``i`` (file and line),
+    ``columns`` maps a cell to how its cost is given (a column, or the class cost).
 
-    Returns ``(thresholds, totals)``: sorting scores in decreasing order, rule ``k`` predicts 1 for
-    the ``k`` highest scores (k = 0..n, only at boundaries between distinct scores), so
-
-        total(k) = sum_{i<k} [y_i C_TP,i + (1-y_i) C_FP,i] + sum_{i>=k} [y_i C_FN,i + (1-y_i) C_TN,i]
-
-    and its threshold is the midpoint between the k-th and (k+1)-th scores (above the maximum for
-    k = 0, the minimum itself for k = n).
+    Every cost must be a finite number >= 0, and the two decisions must differ for some
+    probability (``r1 = r0 = 0`` makes both cost the same whatever happens). In training the
+    regrets must also be >= 0 (up to rounding): the loss weights a row's mistake by its regret, and
+    a correct decision that costs more than the mistake has no weight to give.
     """
-    score = np.asarray(score, dtype=np.float64)
-    label = np.asarray(label)
-    order = np.argsort(-score, kind="stable")
-    s = score[order]
-    y = label[order] == 1
-    cost_if_1 = np.where(y, costs.tp[order], costs.fp[order])
-    cost_if_0 = np.where(y, costs.fn[order], costs.tn[order])
-    # total(k) = sum(cost_if_0) + sum_{i<k} (cost_if_1 - cost_if_0)
-    totals = cost_if_0.sum() + np.concatenate([[0.0], np.cumsum(cost_if_1 - cost_if_0)])
-    n = len(s)
-    cut = np.ones(n + 1, dtype=bool)
-    cut[1:n] = s[:-1] > s[1:]  # only cut between distinct scores
-    ks = np.flatnonzero(cut)
-    thresholds = _cut_thresholds(s, ks)
-    return thresholds, totals[ks]
+    for cell in CELLS:
+        values = getattr(costs, cell)
+        bad = ~np.isfinite(values) | (values < 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            value = values[i]
+            shown = "missing" if math.isnan(value) else f"{value:g}"
+            raise DataError(f"{where(i)}, {columns[cell]}: {shown}; costs must be numbers >= 0")
+    r1, r0 = costs.regrets()
+    both = (r1 == 0) & (r0 == 0)
+    if both.any():
+        i = int(np.flatnonzero(both)[0])
+        raise DataError(
+            f"{where(i)}: {columns['fn']} ({costs.fn[i]:g}) equals {columns['tp']} ({costs.tp[i]:g}) "
+            f"and {columns['fp']} ({costs.fp[i]:g}) equals {columns['tn']} ({costs.tn[i]:g}): both "
+            "decisions cost the same whatever the outcome, so there is nothing to decide")
+    if not training:
+        return
+    for regret, mistake, correct in ((r1, "fn", "tp"), (r0, "fp", "tn")):
+        negative = regret < 0
+        if negative.any():
+            i = int(np.flatnonzero(negative)[0])
+            raise DataError(
+                f"{where(i)}: {columns[correct]} ({getattr(costs, correct)[i]:g}) exceeds "
+                f"{columns[mistake]} ({getattr(costs, mistake)[i]:g}): the correct decision "
+                "would cost more than the mistake; training weights each row by the difference, "
+                "which must be >= 0")
 
 
-def _cut_thresholds(s: np.ndarray, ks: np.ndarray) -> np.ndarray:
-    """Thresholds t with ``s[:k] >= t > s[k:]`` for scores ``s`` sorted in decreasing order."""
-    n = len(s)
-    if n == 0:
-        return np.full(len(ks), 0.5)
-    above = s[np.maximum(ks - 1, 0)]  # lowest score decided 1
-    below = s[np.minimum(ks, n - 1)]  # highest score decided 0
-    t = (above + below) / 2
-    t = np.where(t > below, t, np.nextafter(below, np.inf))  # midpoint of adjacent floats
-    t = np.where(ks == 0, np.maximum((s[0] + 1.0) / 2, np.nextafter(s[0], np.inf)), t)
-    return np.where(ks == n, s[-1], t)
-
-
-def empirical_threshold(score: np.ndarray, label: np.ndarray, costs: RowCosts,
-                        prefer: float = 0.5) -> tuple[float, float]:
-    """Threshold minimising total realised cost on ``(score, label)``; returns ``(threshold, total)``.
-
-    Among equally cheap rules, the one whose threshold is nearest ``prefer`` (the Bayes threshold) in
-    log-odds wins, so flat stretches of the cost curve do not push the threshold to an extreme.
-    """
-    thresholds, totals = cost_curve(score, label, costs)
-    pick = _cheapest(totals, thresholds, np.ones(len(totals), dtype=bool), prefer)
-    return float(thresholds[pick]), float(totals[pick])
-
-
-def _positive_share(score_sorted: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Share of scores ``>= t`` for each ``t``, from ascending ``score_sorted``."""
-    n = len(score_sorted)
-    if n == 0:
-        return np.zeros(len(thresholds))
-    return (n - np.searchsorted(score_sorted, thresholds, side="left")) / n
-
-
-MAX_PAIRS = 4_000_000  # group-threshold search: exhaustive up to this many (t_a, t_d) pairs
-
-
-def constrained_threshold(score: np.ndarray, label: np.ndarray, costs: RowCosts,
-                          sensitive: np.ndarray, max_abs_dppl: float, group_specific: bool,
-                          prefer: float = 0.5) -> dict:
-    """Threshold(s) minimising total realised cost subject to ``|DPPL| <= max_abs_dppl``.
-
-    ``DPPL = q_a - q_d`` with ``q_f`` the share of facet ``f`` decided 1 (``score >= t_f``). With
-    one threshold, every cut point of :func:`cost_curve` is a candidate. With group-specific
-    thresholds the cost separates, ``C(t_a, t_d) = C_a(t_a) + C_d(t_d)``, and every pair of the two
-    facets' cut points is a candidate (thinned evenly past ``MAX_PAIRS`` pairs). Deciding 0 for
-    everyone always satisfies the constraint, so a solution exists. Returns
-    ``{"threshold_a", "threshold_d", "total", "dppl"}`` (equal thresholds when not group-specific).
-    """
-    score = np.asarray(score, dtype=np.float64)
-    s = np.asarray(sensitive, dtype=bool)
-    sorted_a, sorted_d = np.sort(score[~s]), np.sort(score[s])
-    bound = max_abs_dppl + 1e-12
-    if not group_specific:
-        thresholds, totals = cost_curve(score, label, costs)
-        gap = _positive_share(sorted_a, thresholds) - _positive_share(sorted_d, thresholds)
-        ok = np.abs(gap) <= bound
-        pick = _cheapest(totals, thresholds, ok, prefer)
-        return {"threshold_a": float(thresholds[pick]), "threshold_d": float(thresholds[pick]),
-                "total": float(totals[pick]), "dppl": float(gap[pick])}
-    t_a, c_a = cost_curve(score[~s], label[~s], costs.subset(~s))
-    t_d, c_d = cost_curve(score[s], label[s], costs.subset(s))
-    keep = max(2, int(np.sqrt(MAX_PAIRS)))
-    if len(t_a) * len(t_d) > MAX_PAIRS:
-        t_a, c_a = _thin(t_a, c_a, keep)
-        t_d, c_d = _thin(t_d, c_d, keep)
-    q_a = _positive_share(sorted_a, t_a)
-    q_d = _positive_share(sorted_d, t_d)
-    totals = c_a[:, None] + c_d[None, :]
-    ok = np.abs(q_a[:, None] - q_d[None, :]) <= bound
-    closeness = np.abs(_logit(np.clip(t_a, 1e-12, 1 - 1e-12)) - _logit(prefer))[:, None] + \
-        np.abs(_logit(np.clip(t_d, 1e-12, 1 - 1e-12)) - _logit(prefer))[None, :]
-    masked = np.where(ok, totals, np.inf)
-    best = masked.min()
-    tied = np.isclose(masked, best, rtol=1e-12, atol=1e-12) & ok
-    i, j = np.unravel_index(np.argmin(np.where(tied, closeness, np.inf)), masked.shape)
-    return {"threshold_a": float(t_a[i]), "threshold_d": float(t_d[j]),
-            "total": float(totals[i, j]), "dppl": float(q_a[i] - q_d[j])}
-
-
-def _cheapest(totals: np.ndarray, thresholds: np.ndarray, ok: np.ndarray, prefer: float) -> int:
-    masked = np.where(ok, totals, np.inf)
-    tied = np.flatnonzero(np.isclose(masked, masked.min(), rtol=1e-12, atol=1e-12) & ok)
-    distance = np.abs(_logit(np.clip(thresholds[tied], 1e-12, 1 - 1e-12)) - _logit(prefer))
-    return int(tied[np.argmin(distance)])
-
-
-def _thin(thresholds: np.ndarray, totals: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
-    """Evenly spaced cut points plus the unconstrained best one."""
-    index = np.unique(np.concatenate([np.linspace(0, len(thresholds) - 1, keep).astype(int),
-                                      [int(np.argmin(totals))]]))
-    return thresholds[index], totals[index]
-
-
-def _logit(p):
-    return np.log(p) - np.log1p(-p)
+def logit(p):
+    p = np.asarray(p, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.log(p) - np.log1p(-p)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -229,105 +203,3 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     ex = np.exp(x[~pos])
     out[~pos] = ex / (1.0 + ex)
     return out
-
-
-@dataclass(frozen=True)
-class DecisionPolicy:
-    """Owns "margin -> score -> decision and expected costs"; saved with the model, used by serving.
-
-    * ``score = sigmoid(margin - score_offset)``. The cost-weighted loss learns a margin tilted by
-      ``log(w1/w0)`` (``w1 = C_FN - C_TP``, ``w0 = C_FP - C_TN``): its optimum is
-      ``logit P(y=1|x) + log(w1/w0)``. Subtracting that offset gives back the probability of class 1,
-      so one score scale serves both losses and any cost override.
-    * ``decide 1 iff score >= threshold``.
-    * With other costs (a per-request override) the threshold moves by the change of the Bayes
-      threshold in log-odds: ``logit t' = logit t + logit p*' - logit p*``. An empirical threshold
-      keeps the calibration correction it learned on validation; a Bayes threshold becomes ``p*'``.
-    """
-
-    costs: CostMatrix
-    threshold: float
-    score_offset: float = 0.0
-    threshold_source: str = "bayes"
-    # Group-specific thresholds (facet a, facet d) chosen under a fairness constraint: deciding then
-    # needs each row's facet at inference. ``facet`` says which column and values make facet d.
-    group_thresholds: tuple[float, float] | None = None
-    facet: dict | None = None
-
-    def score(self, margin: np.ndarray) -> np.ndarray:
-        return sigmoid(np.asarray(margin, dtype=np.float64) - self.score_offset)
-
-    def thresholds_for(self, sensitive: np.ndarray | None = None, n: int | None = None) -> np.ndarray:
-        """Each row's threshold: ``t_d`` for facet d rows, ``t_a`` for the others."""
-        if self.group_thresholds is None:
-            return np.full(len(sensitive) if sensitive is not None else n, self.threshold)
-        if sensitive is None:
-            raise ValueError("this model decides with group-specific thresholds: every row needs "
-                             f"its facet ({self.facet['column'] if self.facet else 'facet'})")
-        t_a, t_d = self.group_thresholds
-        return np.where(np.asarray(sensitive, dtype=bool), t_d, t_a)
-
-    def decide(self, score: np.ndarray, sensitive: np.ndarray | None = None) -> np.ndarray:
-        score = np.asarray(score)
-        if self.group_thresholds is None:
-            return (score >= self.threshold).astype(np.int8)
-        return (score >= self.thresholds_for(sensitive)).astype(np.int8)
-
-    def decision_probability(self, score: np.ndarray, threshold=None) -> np.ndarray:
-        """The probability as the decision rule reads it:
-        ``p' = sigmoid(logit(score) - (logit(t) - logit(p*)))``.
-
-        A learned threshold ``t`` differs from the Bayes threshold ``p*`` because validation showed
-        the scores to be off near the decision boundary; ``p'`` applies that correction, so that
-        ``score >= t`` exactly when ``p' >= p*``, i.e. when deciding 1 has the lower expected cost.
-        With ``t = p*`` it is the score itself.
-        """
-        t = self.thresholds_for(None, len(np.atleast_1d(score))) if threshold is None else threshold
-        shift = _logit(np.clip(t, 1e-15, 1 - 1e-15)) - _logit(self.costs.bayes_threshold())
-        clipped = np.clip(np.asarray(score, dtype=np.float64), 1e-15, 1 - 1e-15)
-        return sigmoid(_logit(clipped) - shift)
-
-    def expected_costs(self, score: np.ndarray, threshold=None) -> tuple[np.ndarray, np.ndarray]:
-        """Expected cost of deciding 1 and of deciding 0, from :meth:`decision_probability`, so the
-        decision is always the cheaper action. ``threshold``: each row's (group thresholds)."""
-        return expected_costs_of_actions(self.decision_probability(score, threshold), self.costs)
-
-    def with_costs(self, costs: CostMatrix) -> "DecisionPolicy":
-        if costs == self.costs:
-            return self
-        shift = _logit(costs.bayes_threshold()) - _logit(self.costs.bayes_threshold())
-
-        def move(t: float) -> float:
-            return float(sigmoid(np.array([_logit(min(max(t, 1e-12), 1 - 1e-12)) + shift]))[0])
-
-        groups = None if self.group_thresholds is None else tuple(map(move, self.group_thresholds))
-        return replace(self, costs=costs, threshold=move(self.threshold), group_thresholds=groups)
-
-    def to_dict(self) -> dict:
-        out = {
-            "costs": self.costs.as_dict(),
-            "threshold": self.threshold,
-            "threshold_source": self.threshold_source,
-            "score_offset": self.score_offset,
-            "bayes_threshold": self.costs.bayes_threshold(),
-        }
-        if self.group_thresholds is not None:
-            out["group_thresholds"] = {"a": self.group_thresholds[0], "d": self.group_thresholds[1]}
-        if self.facet is not None:
-            out["facet"] = self.facet
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DecisionPolicy":
-        threshold = float(d["threshold"])
-        if not (0.0 < threshold < 1.0 or math.isclose(threshold, 0) or math.isclose(threshold, 1)):
-            raise ValueError(f"decision threshold {threshold} is outside [0, 1]")
-        groups = d.get("group_thresholds")
-        return cls(
-            costs=CostMatrix.from_dict(d["costs"]),
-            threshold=threshold,
-            score_offset=float(d.get("score_offset", 0.0)),
-            threshold_source=d.get("threshold_source", "bayes"),
-            group_thresholds=None if groups is None else (float(groups["a"]), float(groups["d"])),
-            facet=d.get("facet"),
-        )

@@ -3,7 +3,9 @@
 Formats: ``text/csv`` without a header and the label in the first column (SageMaker's convention);
 CSV with a header and a named label column; Parquet. A channel may hold several files (read in sorted
 order, hidden files skipped); gzip is recognised by its magic bytes, whatever the file is called.
-Empty cells are missing values; labels must be 0 or 1.
+Empty cells are missing values; labels must be 0 or 1. Cost columns (``cost_fp_column`` ...) give
+a row its own cost of an outcome; each row's four costs are checked here, naming the file, line and
+column of a bad one (:func:`costaware.costs.check_row_costs`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from .costs import CELLS, CostMatrix, RowCosts, check_row_costs
 from .errors import DataError
 from .fairness import positive_label_index
 from .hyperparameters import parse_values_or_threshold
@@ -31,8 +34,8 @@ PARQUET_MAGIC = b"PAR1"
 class DataOptions:
     label_column: str = ""  # "" -> first column
     header: bool = False  # CSV files start with a header line
-    cost_column: str = ""  # "" -> none; a name, or a 0-based position in the file
-    cost_column_is_feature: bool = False
+    costs: CostMatrix = CostMatrix(fp=1.0, fn=1.0)  # the class costs
+    cost_columns: tuple[tuple[str, str], ...] = ()  # (cell, name or 0-based position)
     facet_column: str = ""  # measured for bias metrics; a feature only if facet_is_feature
     facet_is_feature: bool = False
     group_column: str = ""  # measured for conditional bias metrics, never a feature
@@ -44,7 +47,7 @@ class Dataset:
     features: np.ndarray  # float32, NaN = missing
     label: np.ndarray  # int8, 0/1
     feature_names: list[str]
-    cost_multiplier: np.ndarray | None
+    costs: RowCosts  # each row's four costs (class costs where a cell has no column)
     source: str  # for messages: the channel directory
     named_columns: bool  # names come from a header or Parquet, not positions
     facet: np.ndarray | None = None  # raw facet values
@@ -60,8 +63,7 @@ class Dataset:
             return None if values is None else values[rows]
 
         return replace(self, features=self.features[rows], label=self.label[rows],
-                       cost_multiplier=cut(self.cost_multiplier), facet=cut(self.facet),
-                       group=cut(self.group))
+                       costs=self.costs.subset(rows), facet=cut(self.facet), group=cut(self.group))
 
     @classmethod
     def empty(cls, feature_names: list[str], options: "DataOptions", source: str) -> "Dataset":
@@ -71,7 +73,7 @@ class Dataset:
             return np.empty(0, dtype=np.float64)
 
         return cls(np.empty((0, len(feature_names)), dtype=np.float32), np.empty(0, dtype=np.int8),
-                   list(feature_names), column() if options.cost_column else None, source,
+                   list(feature_names), RowCosts.constant(options.costs, 0), source,
                    named_columns=True, facet=column() if options.facet_column else None,
                    group=column() if options.group_column else None)
 
@@ -85,8 +87,10 @@ def options_from_settings(settings, content_type: str = "") -> DataOptions:
     positive = (parse_values_or_threshold(settings.label_values_or_threshold,
                                           "label_values_or_threshold")
                 if settings.label_values_or_threshold else None)
-    return DataOptions(settings.label_column, header, settings.cost_column,
-                       settings.cost_column_is_feature, settings.facet_column,
+    costs = CostMatrix(settings.cost_fp, settings.cost_fn, settings.cost_tp, settings.cost_tn)
+    columns = tuple((cell, settings[f"cost_{cell}_column"]) for cell in CELLS
+                    if settings[f"cost_{cell}_column"])
+    return DataOptions(settings.label_column, header, costs, columns, settings.facet_column,
                        settings.facet_is_feature, settings.group_column, positive)
 
 
@@ -242,18 +246,20 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
     label_key = (_column_key(frame0, options.label_column, "label", path0)
                  if options.label_column else frame0.columns[0])
     special = {"label": label_key}
-    for what, spec in (("cost", options.cost_column), ("facet", options.facet_column),
-                       ("group", options.group_column)):
+    roles = [(f"cost_{cell}", spec) for cell, spec in options.cost_columns]
+    for what, spec in roles + [("facet", options.facet_column), ("group", options.group_column)]:
         if spec:
             key = _column_key(frame0, spec, what, path0)
             for other, other_key in special.items():
                 if key == other_key:
                     raise DataError(f"{path0}: the {what} column is the {other} column ({key!r})")
             special[what] = key
-    cost_key, facet_key, group_key = (special.get(k) for k in ("cost", "facet", "group"))
-    kept = {cost_key: options.cost_column_is_feature, facet_key: options.facet_is_feature}
-    feature_keys = [c for c in frame0.columns
-                    if c != label_key and c != group_key and kept.get(c, True)]
+    cost_keys = {cell: special[f"cost_{cell}"] for cell, _ in options.cost_columns}
+    facet_key, group_key = special.get("facet"), special.get("group")
+    measured = {label_key, group_key, *cost_keys.values()}
+    if not options.facet_is_feature:
+        measured.add(facet_key)
+    feature_keys = [c for c in frame0.columns if c not in measured]
     if not feature_keys:
         hint = ""
         if frame0.attrs["csv"] and len(frame0.columns) == 1 and len(frame0):
@@ -273,8 +279,7 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
         block = numeric[feature_keys].to_numpy(dtype=np.float64)
         _check_finite_features(block, path, frame, feature_keys)
         features.append(block.astype(np.float32))
-        if cost_key is not None:
-            costs.append(_cost_values(numeric[cost_key], path, frame, cost_key))
+        costs.append(_row_costs(numeric, path, frame, options.costs, cost_keys))
         if facet_key is not None:
             facets.append(_complete(numeric[facet_key], path, frame, facet_key, "facet"))
         if group_key is not None:
@@ -285,7 +290,7 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
         features=np.concatenate(features),
         label=np.concatenate(labels),
         feature_names=names,
-        cost_multiplier=np.concatenate(costs) if costs else None,
+        costs=RowCosts(*(np.concatenate([getattr(c, cell) for c in costs]) for cell in CELLS)),
         source=source,
         named_columns=named,
         facet=_concatenate(facets, frames, facet_key, "facet"),
@@ -382,14 +387,16 @@ def _check_finite_features(block: np.ndarray, path: str, frame, keys) -> None:
                         "infinite value; use an empty cell for a missing value")
 
 
-def _cost_values(column: pd.Series, path: str, frame, key) -> np.ndarray:
-    values = column.to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values) | (values < 0)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: {_line(frame, row)}, {_column_name(frame, key)} (cost): "
-                        f"{values[row]:g}; per-row costs must be finite and >= 0")
-    return values
+def _row_costs(numeric: pd.DataFrame, path: str, frame, class_costs: CostMatrix,
+               keys: dict) -> RowCosts:
+    """A file's rows' costs: the cost columns' values, the class cost for the other cells; every
+    row checked by :func:`costaware.costs.check_row_costs`."""
+    costs = RowCosts.from_columns(class_costs, len(frame), {
+        cell: numeric[key].to_numpy(dtype=np.float64) for cell, key in keys.items()})
+    names = {cell: (f"{_column_name(frame, keys[cell])} (cost_{cell})" if cell in keys
+                    else f"cost_{cell} (the class cost, no column)") for cell in CELLS}
+    check_row_costs(costs, lambda row: f"{path}: {_line(frame, row)}", names, training=True)
+    return costs
 
 
 def align_to(reference: Dataset, other: Dataset) -> Dataset:

@@ -604,7 +604,11 @@ def _cdd(label: np.ndarray, s: np.ndarray, group: Any) -> float:
     codes <<= 2
     codes |= s.view(np.uint8) << 1
     codes |= label.view(np.uint8)
-    table = np.bincount(codes, minlength=4 * k).reshape(k, 4)
+    return _cdd_table(np.bincount(codes, minlength=4 * k).reshape(k, 4))
+
+
+def _cdd_table(table: np.ndarray) -> float:
+    """CDD from per-group counts, columns (facet a, label 0), (a, 1), (d, 0), (d, 1)."""
     counts = table.sum(axis=1)
     present = counts > 0
     table, counts = table[present], counts[present].astype(np.float64)
@@ -827,8 +831,79 @@ def pre_training_bias(y: Any, sensitive: Any, group: Any = None, *,
     return _collect(items, on_error)
 
 
+# --------------------------------------------------------------------------- from count tables
+
+
+def facet_confusion_of(table: np.ndarray) -> FacetConfusion:
+    """:class:`FacetConfusion` from counts by (facet a/d, label 0/1, decision 0/1)."""
+    t = np.rint(np.asarray(table, dtype=np.float64)).astype(np.int64).reshape(2, 2, 2)
+    return FacetConfusion(int(t[0, 1, 1]), int(t[0, 0, 1]), int(t[0, 1, 0]), int(t[0, 0, 0]),
+                          int(t[1, 1, 1]), int(t[1, 0, 1]), int(t[1, 1, 0]), int(t[1, 0, 0]))
+
+
+def _cdd_of(facets: np.ndarray, groups: np.ndarray, by: str) -> float:
+    """CDDL (``by="label"``) or CDDPL (``by="decision"``) from counts by (group, facet, label,
+    decision) (rows without a group left out) and ``facets`` (every row), with the checks of
+    :func:`_cdd`."""
+    t = np.rint(np.asarray(groups, dtype=np.float64)).astype(np.int64)
+    every = np.rint(np.asarray(facets, dtype=np.float64)).astype(np.int64).reshape(2, 2, 2)
+    if t.size == 0:
+        raise UndefinedMetricError("group variable is empty or not provided")
+    values = every.sum(axis=(0, 2)) if by == "label" else every.sum(axis=(0, 1))
+    if values[1] == 0:
+        raise UndefinedMetricError("no positive labels in set")
+    if values[0] == 0:
+        raise UndefinedMetricError("no negative labels in set")
+    per = t.sum(axis=3) if by == "label" else t.sum(axis=2)  # (k, facet, value)
+    return _cdd_table(per.reshape(len(per), 4))
+
+
+def post_training_bias_of(facets: np.ndarray, groups: np.ndarray | None = None, *,
+                          on_error: OnError = "nan") -> dict:
+    """:func:`post_training_bias` from count tables (what several hosts add up): ``facets`` by
+    (facet, label, decision), ``groups`` by (group, facet, label, decision)."""
+    c = facet_confusion_of(facets)
+    items: list[tuple[str, Callable[[], float]]] = [
+        ("DPPL", lambda: _dppl(c)), ("DI", lambda: _di(c)), ("DCA", lambda: _dca(c)),
+        ("DCR", lambda: _dcr(c)), ("RD", lambda: _rd(c)), ("SD", lambda: _sd(c)),
+        ("DAR", lambda: _dar(c)), ("DRR", lambda: _drr(c)), ("AD", lambda: _ad(c)),
+    ]
+    if groups is not None:
+        items.append(("CDDPL", lambda: _cdd_of(facets, groups, "decision")))
+    items += [("TE", lambda: _te(c)), ("GE", lambda: _ge(c))]
+    return _collect(items, on_error)
+
+
+def pre_training_bias_of(facets: np.ndarray, groups: np.ndarray | None = None, *,
+                         on_error: OnError = "nan") -> dict:
+    """:func:`pre_training_bias` from the count tables of :func:`post_training_bias_of`."""
+    t = np.rint(np.asarray(facets, dtype=np.float64)).astype(np.int64).reshape(2, 2, 2)
+    by_label = t.sum(axis=2)  # (facet, label)
+    count_a, count_d = by_label[0], by_label[1]
+    n_a, n_d = int(count_a.sum()), int(count_d.sum())
+
+    def ci_() -> float:
+        _check_facets(n_a, n_d)
+        return float(n_a - n_d) / (n_a + n_d)
+
+    def dpl_() -> float:
+        _check_facets(n_a, n_d)
+        return count_a[1] / n_a - count_d[1] / n_d
+
+    def on_pdfs(f: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[], float]:
+        return lambda: f(*_pdfs_from_counts(count_a, count_d))
+
+    items: list[tuple[str, Callable[[], float]]] = [
+        ("CI", ci_), ("DPL", dpl_), ("KL", on_pdfs(_kl)), ("JS", on_pdfs(_js)),
+        ("LP", on_pdfs(_lp)), ("TVD", on_pdfs(_tvd)), ("KS", on_pdfs(_ks)),
+    ]
+    if groups is not None:
+        items.append(("CDDL", lambda: _cdd_of(facets, groups, "label")))
+    return _collect(items, on_error)
+
+
 __all__ = [
-    "FacetConfusion", "INF", "POST_TRAINING_METRICS", "PRE_TRAINING_METRICS", "UndefinedMetricError",
+    "FacetConfusion", "INF", "facet_confusion_of", "post_training_bias_of", "pre_training_bias_of", "POST_TRAINING_METRICS", "PRE_TRAINING_METRICS", "UndefinedMetricError",
     "ad", "cddl", "cddpl", "ci", "dar", "dca", "dcr", "di", "dpl", "dppl", "drr", "facet_confusion",
     "ft", "ge", "infer_data_type", "js", "kl", "ks", "lp", "positive_label_index",
     "post_training_bias", "pre_training_bias", "rd", "sd", "sensitive_facet_index", "te", "tvd",

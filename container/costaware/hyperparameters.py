@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .costs import CostMatrix
 from .errors import HyperparameterError
 
 # Keys SageMaker (or its SDK) adds on its own; accepted and ignored.
@@ -21,6 +22,20 @@ IGNORED_EXACT = {"_tuning_objective_metric"}
 IGNORED_PREFIXES = ("sagemaker_",)
 
 COST_NAMES = ("fp", "fn", "tp", "tn")
+DEFAULT_EXPONENT = 0.25
+EARLY_STOPPING_METRICS = ("logloss", "auc", "brier", "expected_cost", "savings", "combined_objective")
+# Names that once existed: a job that still sends one fails with what to do instead.
+REMOVED = {
+    "cost_column": "give each per-row cost its own column with cost_fp_column, cost_fn_column, "
+                   "cost_tp_column or cost_tn_column (a multiplier m of cost_fn becomes a column "
+                   "holding cost_fn * m)",
+    "cost_column_scales": "name the column of each per-row cost with cost_fp_column, "
+                          "cost_fn_column, cost_tp_column or cost_tn_column",
+    "cost_column_is_feature": "cost columns are never features; to use a cost as a feature too, "
+                              "give it a second column",
+    "decision_threshold": "decisions are made by expected cost on calibrated probabilities: use "
+                          "decision_rule 'bayes' (the default) or 'empirical'",
+}
 
 
 @dataclass(frozen=True)
@@ -139,17 +154,23 @@ def _xgb(name, type_, default, doc, minimum=None, maximum=None, *, exclusive_min
 SCHEMA: tuple[Param, ...] = (
     # --- learning (XGBoost, names of SageMaker's built-in algorithm) ---
     Param("objective", "choice", "cost_weighted",
-          "Loss: 'cost_weighted' (logistic loss weighted by the cost of each kind of mistake, "
-          "per row if cost_column is set) or 'binary:logistic' (plain symmetric loss, for comparison).",
+          "Loss: 'cost_weighted' (logistic loss weighted by the cost of a mistake on each row, "
+          "tempered by cost_weight_exponent) or 'binary:logistic' (the plain symmetric loss).",
           "learning", choices=("cost_weighted", "binary:logistic")),
+    Param("cost_weight_exponent", "float", DEFAULT_EXPONENT,
+          "How strongly costs weight the loss: a row's weight is clip(regret / mean regret, 0.1, "
+          "10) ** this (0: symmetric, 1: fully cost-weighted; regret = C_FN - C_TP for a positive, "
+          "C_FP - C_TN for a negative).", "learning", 0, 1),
     Param("num_round", "int", 100, "Number of boosting rounds.", "xgboost", 1, 100000,
           tuning=(10, 1000, "Logarithmic")),
     _xgb("eta", "float", 0.3, "Learning rate (shrinkage of each tree).", 0, 1,
          aliases=("learning_rate",), tuning=(0.01, 0.5, "Logarithmic")),
     _xgb("max_depth", "int", 6, "Maximum tree depth (0: no limit, lossguide only).", 0, 64,
          tuning=(2, 10, "Linear")),
-    _xgb("min_child_weight", "float", 1.0, "Minimum sum of Hessian (cost weight) in a child.", 0,
-         tuning=(0.1, 20, "Logarithmic")),
+    _xgb("min_child_weight", "float", 1.0,
+         "Minimum sum of Hessian in a child, counted in rows of the lighter-weighted class (the "
+         "value passed to XGBoost is this times that class's mean loss weight), so that it means "
+         "the same at any cost ratio.", 0, tuning=(0.1, 20, "Logarithmic")),
     _xgb("gamma", "float", 0.0, "Minimum loss reduction to split.", 0, aliases=("min_split_loss",),
          tuning=(0, 5, "Linear")),
     _xgb("subsample", "float", 1.0, "Row subsampling ratio per tree.", 0, 1, exclusive_minimum=True,
@@ -172,11 +193,21 @@ SCHEMA: tuple[Param, ...] = (
     _xgb("grow_policy", "choice", "depthwise", "How new nodes are added.",
          choices=("depthwise", "lossguide")),
     Param("early_stopping_rounds", "int", 0,
-          "Stop when early_stopping_metric on validation has not improved for this many rounds "
-          "(0: off). The model keeps the best round.", "learning", 0),
-    Param("early_stopping_metric", "choice", "expected_cost",
-          "Validation metric that early stopping watches.", "learning",
-          choices=("expected_cost", "auc", "logloss", "combined_objective")),
+          "Stop when early_stopping_metric on the held-out rows (out-of-fold or validation) has "
+          "not improved for this many rounds (0: off). The model keeps the best round.",
+          "learning", 0),
+    Param("early_stopping_metric", "choice", "logloss",
+          "Held-out metric that early stopping watches, on the probabilities calibrated every "
+          "round; expected_cost and savings at the Bayes rule.", "learning",
+          choices=EARLY_STOPPING_METRICS),
+    Param("calibration_data", "choice", "cross_fit",
+          "Held-out rows that calibrate the probabilities, fit a non-Bayes decision rule and "
+          "choose the round: 'cross_fit' (out-of-fold margins of cross_fit_folds fold models over "
+          "train and validation; the model is trained on both) or 'validation' (the validation "
+          "channel; the model is trained on train).", "learning", choices=("cross_fit", "validation")),
+    Param("cross_fit_folds", "int", 5,
+          "Folds for calibration_data 'cross_fit' (each fold model is trained on the others).",
+          "learning", 2, 20),
     Param("seed", "int", 0, "Random seed.", "xgboost", 0, 2**31 - 1),
     Param("nthread", "int", 0, "Threads for XGBoost (0: all cores).", "xgboost", 0),
     Param("checkpoint_frequency", "int", 10,
@@ -190,13 +221,21 @@ SCHEMA: tuple[Param, ...] = (
           aliases=("fn_cost",)),
     Param("cost_tp", "float", 0.0, "Cost of a true positive.", "costs", 0, aliases=("tp_cost",)),
     Param("cost_tn", "float", 0.0, "Cost of a true negative.", "costs", 0, aliases=("tn_cost",)),
-    Param("cost_column", "str", "",
-          "Optional per-row cost multiplier (e.g. a loan amount): a column name (files with a "
-          "header, Parquet) or a 0-based column position in the file. Not a feature unless "
-          "cost_column_is_feature.", "costs"),
-    Param("cost_column_scales", "str", "fn",
-          "Comma-separated costs (fp, fn, tp, tn) that the cost column multiplies per row.", "costs"),
-    Param("cost_column_is_feature", "bool", False, "Also use the cost column as a model feature.",
+    Param("cost_fp_column", "str", "",
+          "Column holding each row's cost of a false positive (decide 1, truth 0): a name (files with a header, "
+          "Parquet) or a 0-based position in the file; not a feature. Empty: cost_fp for every row.",
+          "costs"),
+    Param("cost_fn_column", "str", "",
+          "Column holding each row's cost of a false negative (decide 0, truth 1): a name (files with a header, "
+          "Parquet) or a 0-based position in the file; not a feature. Empty: cost_fn for every row.",
+          "costs"),
+    Param("cost_tp_column", "str", "",
+          "Column holding each row's cost of a true positive (decide 1, truth 1): a name (files with a header, "
+          "Parquet) or a 0-based position in the file; not a feature. Empty: cost_tp for every row.",
+          "costs"),
+    Param("cost_tn_column", "str", "",
+          "Column holding each row's cost of a true negative (decide 0, truth 0): a name (files with a header, "
+          "Parquet) or a 0-based position in the file; not a feature. Empty: cost_tn for every row.",
           "costs"),
     # --- data ---
     Param("label_column", "str", "",
@@ -233,16 +272,18 @@ SCHEMA: tuple[Param, ...] = (
           "Weight of the in-training demographic-parity penalty n (mean_a p - mean_d p)^2 added "
           "to the loss (0: off).", "fairness", 0, tuning=(0.01, 100, "Logarithmic")),
     Param("max_abs_dppl", "float", 1.0,
-          "Choose the decision threshold(s) minimising validation cost subject to |DPPL| <= "
-          "this bound (1: no constraint).", "fairness", 0, 1),
+          "Decide by the constrained rule: the shift of the Bayes boundary (one, or one per facet) "
+          "that minimises held-out cost subject to |DPPL| <= this bound (1: no constraint).",
+          "fairness", 0, 1),
     Param("group_thresholds", "bool", False,
-          "With max_abs_dppl < 1, allow separate thresholds for facets a and d (requests must "
-          "then carry the facet at inference).", "fairness"),
+          "With max_abs_dppl < 1, allow separate shifts for facets a and d (requests must then "
+          "carry the facet at inference).", "fairness"),
     # --- decision ---
-    Param("decision_threshold", "str", "empirical",
-          "Threshold saved with the model: 'empirical' (minimises expected cost on validation; "
-          "falls back to 'bayes' without a validation channel), 'bayes' "
-          "((C_FP-C_TN)/(C_FP-C_TN+C_FN-C_TP)) or a number in (0, 1).", "decision"),
+    Param("decision_rule", "choice", "bayes",
+          "How each row is decided: 'bayes' (the decision with the lower expected cost at the "
+          "row's costs, on the calibrated probability) or 'empirical' (the Bayes boundary shifted "
+          "in log-odds by the amount that minimises the held-out rows' cost).", "decision",
+          choices=("bayes", "empirical")),
 )
 
 BY_NAME: dict[str, Param] = {}
@@ -276,6 +317,8 @@ def parse(raw: Mapping[str, Any]) -> Settings:
         if key in IGNORED_EXACT or key.startswith(IGNORED_PREFIXES):
             continue
         param = BY_NAME.get(key)
+        if param is None and key in REMOVED:
+            raise HyperparameterError(f"hyperparameter '{key}' no longer exists: {REMOVED[key]}")
         if param is None:
             raise HyperparameterError(
                 f"unknown hyperparameter '{key}'; valid names: {', '.join(sorted(BY_NAME))}"
@@ -287,7 +330,7 @@ def parse(raw: Mapping[str, Any]) -> Settings:
         seen[param.name] = key
         values[param.name] = param.parse(raw_value)
     settings = Settings(values)
-    _check_cross_field(settings)
+    _check_cross_field(settings, set(seen))
     return settings
 
 
@@ -343,47 +386,39 @@ def _check_fairness(s: Settings) -> None:
     if s.objective_auc_weight + s.objective_fairness_weight <= 0:
         raise HyperparameterError(
             "hyperparameters 'objective_auc_weight' and 'objective_fairness_weight' are both 0")
-    if s.max_abs_dppl < 1 and s.decision_threshold != "empirical":
-        raise HyperparameterError(
-            "hyperparameter 'max_abs_dppl' < 1 chooses the threshold on validation: it needs "
-            f"decision_threshold 'empirical', not {s.decision_threshold!r}")
     if s.group_thresholds and s.max_abs_dppl >= 1:
         raise HyperparameterError(
             "hyperparameter 'group_thresholds' needs 'max_abs_dppl' < 1 (it only serves the "
             "constraint)")
 
 
-def _check_cross_field(s: Settings) -> None:
-    # A decision only matters if each kind of mistake costs more than the matching correct answer.
-    if s.cost_fp <= s.cost_tn:
-        raise HyperparameterError(
-            f"hyperparameters 'cost_fp' ({s.cost_fp:g}) must exceed 'cost_tn' ({s.cost_tn:g}): "
-            "otherwise predicting 1 is never worse for a negative row and every decision would be 1"
-        )
-    if s.cost_fn <= s.cost_tp:
-        raise HyperparameterError(
-            f"hyperparameters 'cost_fn' ({s.cost_fn:g}) must exceed 'cost_tp' ({s.cost_tp:g}): "
-            "otherwise predicting 0 is never worse for a positive row and every decision would be 0"
-        )
-    scales = [part.strip() for part in s.cost_column_scales.split(",") if part.strip()]
-    bad = [part for part in scales if part not in COST_NAMES]
-    if bad or not scales:
-        raise HyperparameterError(
-            f"hyperparameter 'cost_column_scales': {s.cost_column_scales!r} must list some of "
-            f"{', '.join(COST_NAMES)}"
-        )
-    s["cost_column_scales"] = ",".join(scales)
-    threshold = s.decision_threshold
-    if threshold not in ("empirical", "bayes"):
-        try:
-            number = float(threshold)
-        except ValueError:
-            number = math.nan
-        if not 0 < number < 1:
+def _check_cross_field(s: Settings, given: set[str] = frozenset()) -> None:
+    # The class costs decide every row without a cost column, at inference too.
+    problem = CostMatrix(s.cost_fp, s.cost_fn, s.cost_tp, s.cost_tn).problem(
+        lambda cell, value: f"'cost_{cell}' ({value:g})")
+    if problem:
+        raise HyperparameterError(f"hyperparameters {problem}")
+    columns = {}
+    for cell in COST_NAMES:
+        spec = s[f"cost_{cell}_column"]
+        if spec and spec in columns:
             raise HyperparameterError(
-                f"hyperparameter 'decision_threshold': {threshold!r} must be 'empirical', 'bayes' "
-                "or a number in (0, 1)"
-            )
+                f"hyperparameters 'cost_{columns[spec]}_column' and 'cost_{cell}_column' name the "
+                f"same column ({spec!r}); give each cost cell its own column")
+        if spec:
+            columns[spec] = cell
+    if s.objective == "binary:logistic" and "cost_weight_exponent" in given:
+        raise HyperparameterError(
+            "hyperparameter 'cost_weight_exponent' weights the cost_weighted loss; objective "
+            "binary:logistic is unweighted (it equals cost_weighted with cost_weight_exponent 0)")
+    if s.max_abs_dppl < 1 and "decision_rule" in given and s.decision_rule == "bayes":
+        raise HyperparameterError(
+            "hyperparameter 'max_abs_dppl' < 1 decides by the constrained rule, fitted on held-out "
+            "rows; decision_rule 'bayes' cannot also hold (leave decision_rule out)")
+    if s.calibration_data == "validation" and "cross_fit_folds" in given:
+        raise HyperparameterError(
+            "hyperparameter 'cross_fit_folds' applies to calibration_data 'cross_fit', not "
+            "'validation'")
     _check_fairness(s)
     if s.csv_header == "absent" and s.label_column and not s.label_column.isdigit():
         raise HyperparameterError(

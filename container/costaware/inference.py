@@ -1,58 +1,118 @@
-"""Score rows and decide: the one function training's tools and the server share."""
+"""Score rows and decide: the one function the server, the batch tools and the benchmarks share.
+
+A request row holds the model's ``request_columns`` (:func:`costaware.artifact.request_columns`):
+the features; the facet, when the model's rule decides each facet at its own shift and the facet is
+not a feature; then, optionally, the row's own costs for the model's cost columns. A row with its
+costs is decided at them; a row without, at the class costs (the model's, or a request's
+override). Every row gets its calibrated probability, the decision, both expected costs at its
+costs, its probability threshold, which costs decided it and which rule.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from .artifact import Model
-from .costs import DecisionPolicy
+from .costs import CELLS, RowCosts, check_row_costs
 from .fairness import sensitive_facet_index
+from .policy import Policy
 
-OUTPUT_FIELDS = ("score", "decision", "expected_cost_if_1", "expected_cost_if_0", "threshold")
+OUTPUT_FIELDS = ("score", "decision", "expected_cost_if_1", "expected_cost_if_0", "threshold",
+                 "costs", "rule")
+TEXT_FIELDS = ("costs", "rule")  # the others are numbers
+COSTS_OF_ROW = "row"  # the `costs` field of a row decided at its own costs
 
 
-def predict(model: Model, features: np.ndarray, policy: DecisionPolicy | None = None,
-            sensitive: np.ndarray | None = None) -> dict:
-    """Per row: ``score`` (probability of class 1), ``decision`` (``score >= threshold``), the
-    expected cost of deciding 1 and of deciding 0 (the decision is the cheaper one: see
-    :meth:`DecisionPolicy.decision_probability`), and the threshold used. ``sensitive`` (facet d
-    membership) is needed only by a policy with group-specific thresholds."""
+class RowError(ValueError):
+    """A row the model cannot decide (a missing facet, bad cost cells); the message names it."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where things are in a request row."""
+
+    names: tuple[str, ...]  # every request column
+    features: int  # the first this many are the features
+    facet: int | None  # the facet's column, when the rule needs it
+    cost_cells: tuple[str, ...]  # the cells of the trailing cost columns
+
+    @property
+    def required(self) -> int:
+        """Columns every row has (features and facet); the cost columns may be left off."""
+        return len(self.names) - len(self.cost_cells)
+
+    @classmethod
+    def of(cls, model: Model) -> "Layout":
+        names = tuple(model.metadata.get("request_columns") or model.feature_names)
+        policy = model.policy
+        facet = None
+        if policy.needs_facet and policy.facet is not None:
+            facet = names.index(policy.facet["column"])
+        return cls(names, len(model.feature_names), facet,
+                   tuple(cell for cell, _ in policy.cost_columns))
+
+
+def predict(model: Model, rows: np.ndarray, has_costs: np.ndarray | None = None,
+            policy: Policy | None = None, costs_source: str = "model",
+            where=lambda i: f"row {i + 1}") -> dict:
+    """Per row: ``score`` (calibrated probability of class 1), ``decision``, the expected cost of
+    deciding 1 and of deciding 0 at the row's costs, the probability ``threshold`` of its decision
+    rule, ``costs`` ("row", or ``costs_source`` for the class costs) and ``rule``.
+
+    ``rows``: float64 ``(n, len(layout.names))`` as :class:`Layout` says, NaN = missing; the cost
+    columns are read only for rows with ``has_costs``. ``where(i)`` names row ``i`` in errors.
+    """
     policy = policy or model.policy
-    score = policy.score(model.margin(features))
-    threshold = policy.thresholds_for(sensitive, len(score))
-    cost_if_1, cost_if_0 = policy.expected_costs(score, threshold)
+    layout = Layout.of(model)
+    n = len(rows)
+    features = rows[:, :layout.features]
+    sensitive = None
+    if layout.facet is not None:
+        values = rows[:, layout.facet]
+        missing = np.isnan(values)
+        if missing.any():
+            i = int(np.flatnonzero(missing)[0])
+            raise RowError(f"{where(i)}: the facet '{policy.facet['column']}' is missing; this "
+                           "model decides each facet at its own shift and needs it for every row")
+        sensitive = sensitive_facet_index(values, policy.facet["values_or_threshold"])
+    costs = row_costs(policy, layout, rows, has_costs, where)
+    p = policy.probability(model.margin(features))
+    decision, cost_if_1, cost_if_0 = policy.decide(p, costs, sensitive)
+    if has_costs is None or not has_costs.any():
+        source = np.full(n, costs_source, dtype=object)
+    else:
+        source = np.where(has_costs, COSTS_OF_ROW, costs_source).astype(object)
     return {
-        "score": score,
-        "decision": (score >= threshold).astype(np.int8),
+        "score": p,
+        "decision": decision,
         "expected_cost_if_1": cost_if_1,
         "expected_cost_if_0": cost_if_0,
-        "threshold": threshold,
+        "threshold": policy.rule.thresholds(costs, sensitive),
+        "costs": source,
+        "rule": np.full(n, policy.rule.kind, dtype=object),
     }
 
 
-def facet_input(model: Model) -> tuple[list[str], int | None, bool]:
-    """What a request must carry: ``(column names, facet column index or None, facet is extra)``.
-
-    A model with group-specific thresholds decides each row by its facet. If the facet was a feature
-    it is already among the columns; otherwise requests carry it as one more column, last.
-    """
-    facet = model.policy.facet
-    if model.policy.group_thresholds is None or facet is None:
-        return list(model.feature_names), None, False
-    if facet["column"] in model.feature_names:
-        return list(model.feature_names), model.feature_names.index(facet["column"]), False
-    return [*model.feature_names, facet["column"]], len(model.feature_names), True
-
-
-def split_facet(model: Model, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(features, sensitive mask or None)`` from rows laid out as :func:`facet_input` says."""
-    _, index, extra = facet_input(model)
-    if index is None:
-        return rows, None
-    values = rows[:, index]
-    if np.isnan(values).any():
-        row = int(np.flatnonzero(np.isnan(values))[0]) + 1
-        raise ValueError(f"row {row}: the facet '{model.policy.facet['column']}' is missing; this "
-                         "model uses group-specific thresholds and needs it for every row")
-    sensitive = sensitive_facet_index(values, model.policy.facet["values_or_threshold"])
-    return (rows[:, :index] if extra else rows), sensitive
+def row_costs(policy: Policy, layout: Layout, rows: np.ndarray, has_costs: np.ndarray | None,
+              where) -> RowCosts:
+    """Each row's costs: its cost columns where it has them, the class costs elsewhere; a row's
+    own costs are checked (:func:`costaware.costs.check_row_costs`, as in serving)."""
+    n = len(rows)
+    if has_costs is None or not layout.cost_cells or not has_costs.any():
+        return RowCosts.constant(policy.costs, n)
+    columns = {}
+    for offset, cell in enumerate(layout.cost_cells):
+        given = rows[:, layout.required + offset]
+        columns[cell] = np.where(has_costs, given, getattr(policy.costs, cell))
+    costs = RowCosts.from_columns(policy.costs, n, columns)
+    own = np.flatnonzero(has_costs)
+    names = {cell: f"cost_{cell} (the model's class cost)" for cell in CELLS}
+    for offset, (cell, name) in enumerate(policy.cost_columns):
+        names[cell] = f"column {layout.required + offset + 1} ({name})"
+    try:
+        check_row_costs(costs.subset(own), lambda i: where(int(own[i])), names, training=False)
+    except ValueError as exc:  # DataError: one line naming the row and the column
+        raise RowError(str(exc)) from None
+    return costs

@@ -1,26 +1,26 @@
 """The cost-weighted logistic loss, as gradients and Hessians for XGBoost: pure numpy.
 
-For row ``i`` with margin ``m_i``, label ``y_i`` and probability ``p_i = sigmoid(m_i)``, the loss is
+For row ``i`` with margin ``m_i``, label ``y_i``, loss weight ``w_i`` and offset ``t_i`` (both from
+:class:`CostWeighting`), with ``q_i = sigmoid(m_i + t_i)``, the loss is
 
-    L_i = -w_i * [ y_i log p_i + (1 - y_i) log(1 - p_i) ]
+    L_i = -w_i * [ y_i log q_i + (1 - y_i) log(1 - q_i) ]
 
-with the regret of a mistake on that row as its weight,
+and its derivatives with respect to the margin are
 
-    w_i = C_FN,i - C_TP,i   if y_i = 1        w_i = C_FP,i - C_TN,i   if y_i = 0.
+    dL_i/dm_i   = g_i = w_i (q_i - y_i)
+    d2L_i/dm_i2 = h_i = w_i q_i (1 - q_i)
 
-Its derivatives with respect to the margin are
+(floored at 1e-16 for rows with ``w_i > 0``, like XGBoost's own ``binary:logistic``; a row with
+``w_i = 0``, such as a cross-fitting fold's held-out row, has ``g = h = 0`` and no say at all).
 
-    dL_i/dm_i   = g_i = w_i (p_i - y_i)
-    d2L_i/dm_i2 = h_i = w_i p_i (1 - p_i)
-
-(floored at 1e-16, like XGBoost's own ``binary:logistic``). With constant class costs this is exactly
-``binary:logistic`` with sample weights ``w_i``; per-row costs make ``w_i`` example-dependent. The
-plain symmetric loss is the special case ``w_i = 1``.
-
-The minimiser of the weighted loss over a constant margin is ``log(sum_{y=1} w / sum_{y=0} w)``, and
-at the optimum the margin is ``logit P(y=1|x) + log(w1/w0)``: the model's raw probability is tilted
-towards the costlier class. :func:`score_offset` gives the tilt so that scores can be reported as
-probabilities.
+Why the offset: weighting a row's log loss by ``w_i`` moves the optimum of ``m + t`` to
+``logit P(y=1|x) + log(w1/w0)``, tilted towards the costlier mistake. With ``t_i = log(w1_i/w0_i)``
+(the tilt the row's own weights cause) the optimum of ``m`` itself stays ``logit P(y=1|x)``: the
+weights decide which splits the trees look for (the costly rows' mistakes count more), while the
+margin remains a log-odds that the calibrator only fine-tunes. So a row's probability does not depend
+on its costs (unless they are features), and serving needs no tilt. With constant class costs and
+no offset this is exactly ``binary:logistic`` with sample weights ``w_i``; ``w_i = 1`` is the plain
+symmetric loss.
 """
 
 from __future__ import annotations
@@ -29,64 +29,125 @@ from typing import Callable
 
 import numpy as np
 
-from .costs import sigmoid
+from dataclasses import dataclass
+
+from .costs import RowCosts, sigmoid
 
 HESSIAN_FLOOR = 1e-16
+Reduce = Callable[[np.ndarray], np.ndarray]
 
 
-def weighted_logistic_grad_hess(margin: np.ndarray, label: np.ndarray,
-                                weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``g = w (p - y)``, ``h = max(w p (1 - p), 1e-16)`` with ``p = 1 / (1 + exp(-margin))``.
+def weighted_logistic_grad_hess(margin: np.ndarray, label: np.ndarray, weight: np.ndarray,
+                                offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``g = w (q - y)``, ``h = max(w q (1 - q), 1e-16)`` (0 where ``w = 0``) with
+    ``q = 1 / (1 + exp(-(margin + offset)))``.
 
     Computed in place in the margin's precision (XGBoost hands over float32 margins and keeps
     gradients as float32): about 10x faster than a float64 expression with temporaries, which
-    matters because it runs on every row every round. ``exp`` overflowing to inf gives ``p = 0``.
+    matters because it runs on every row every round. ``exp`` overflowing to inf gives ``q = 0``.
     """
-    p = np.negative(margin, dtype=margin.dtype if margin.dtype.kind == "f" else np.float64)
+    dtype = margin.dtype if margin.dtype.kind == "f" else np.float64
+    q = np.negative(margin, dtype=dtype)
+    if offset is not None:
+        q -= offset
     with np.errstate(over="ignore"):
-        np.exp(p, out=p)
-    p += 1
-    np.reciprocal(p, out=p)
-    grad = p - label
+        np.exp(q, out=q)
+    q += 1
+    np.reciprocal(q, out=q)
+    grad = q - label
     grad *= weight
-    hess = 1 - p
-    hess *= p
+    hess = 1 - q
+    hess *= q
     hess *= weight
-    np.maximum(hess, HESSIAN_FLOOR, out=hess)
+    np.maximum(hess, np.where(weight > 0, HESSIAN_FLOOR, 0).astype(hess.dtype), out=hess)
     return grad, hess
 
 
-def weighted_logistic_loss(margin: np.ndarray, label: np.ndarray, weight: np.ndarray) -> float:
-    """``sum_i w_i * log(1 + exp(-s_i m_i))`` with ``s_i = 2 y_i - 1`` (the loss above, stably)."""
-    signed = np.where(label == 1, margin, -margin)
+def weighted_logistic_loss(margin: np.ndarray, label: np.ndarray, weight: np.ndarray,
+                           offset: np.ndarray | float = 0.0) -> float:
+    """``sum_i w_i * log(1 + exp(-s_i (m_i + t_i)))`` with ``s_i = 2 y_i - 1`` (the loss above,
+    stably)."""
+    shifted = np.asarray(margin, dtype=np.float64) + offset
+    signed = np.where(label == 1, shifted, -shifted)
     return float(np.sum(weight * np.logaddexp(0.0, -signed)))
 
 
-def class_weight_totals(label: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """``[sum_{y=1} w, n_1, sum_{y=0} w, n_0]``: additive over shards of the rows, so the totals
-    of a multi-host job are the element-wise sum of each host's."""
-    positive = np.asarray(label) == 1
-    weight = np.asarray(weight, dtype=np.float64)
-    return np.array([weight[positive].sum(), positive.sum(), weight[~positive].sum(),
-                     (~positive).sum()], dtype=np.float64)
+CAP = 10.0  # a regret counts between 1/CAP and CAP times the mean regret
 
 
-def intercept(label: np.ndarray, weight: np.ndarray, totals: np.ndarray | None = None) -> float:
-    """Constant margin minimising the weighted loss: ``log(sum_{y=1} w / sum_{y=0} w)``
-    (from :func:`class_weight_totals` when given)."""
-    w1, _, w0, _ = class_weight_totals(label, weight) if totals is None else totals
-    return float(np.log(w1 / w0))
+@dataclass(frozen=True)
+class CostWeighting:
+    """How strongly each row's costs weight the loss, and the offset that keeps margins log-odds.
 
+    A row's regret is the cost of a mistake on it, ``r_i = r1_i = C_FN,i - C_TP,i`` for a positive
+    and ``r0_i = C_FP,i - C_TN,i`` for a negative. Its loss weight is
 
-def score_offset(label: np.ndarray, weight: np.ndarray, totals: np.ndarray | None = None) -> float:
-    """Tilt of the weighted model's margin, ``log(mean_{y=1} w / mean_{y=0} w)`` (from
-    :func:`class_weight_totals` when given).
+        w_i = clip(r_i / s, 1/CAP, CAP) ** alpha,     then scaled to mean 1 over the training rows,
 
-    With constant class costs this is ``log((C_FN - C_TP) / (C_FP - C_TN))`` exactly; with per-row
-    costs it is the tilt of an average row (the learned threshold absorbs the rest).
+    with ``s`` the mean regret of the training rows: ``alpha = 0`` is the symmetric loss, ``alpha = 1``
+    the fully cost-weighted one, capped so that no row weighs more than ``CAP**(2 alpha)`` times
+    another (a rare huge cost, or a zero one, would otherwise leave the trees a handful of rows to
+    learn from). The offset is the log ratio of the weights the row would have as a positive and as a
+    negative (the scaling to mean 1 cancels):
+
+        t_i = log(w1_i / w0_i) = alpha [log clip(r1_i / s) - log clip(r0_i / s)].
     """
-    w1, n1, w0, n0 = class_weight_totals(label, weight) if totals is None else totals
-    return float(np.log((w1 / n1) / (w0 / n0)))
+
+    exponent: float  # alpha, in [0, 1]
+    scale: float  # s, in the units of the costs
+    cap: float = CAP
+
+    @classmethod
+    def fit(cls, label: np.ndarray, costs: RowCosts, exponent: float,
+            reduce: Reduce | None = None) -> "CostWeighting":
+        """``s`` from the training rows (summed over hosts by ``reduce``)."""
+        total, rows = (reduce or _sum)(np.array([_as_labelled(label, costs).sum(), len(label)],
+                                                dtype=np.float64))
+        return cls(float(exponent), float(total / rows) if rows else 0.0)
+
+    def _relative(self, regret: np.ndarray) -> np.ndarray:
+        return np.clip(regret / self.scale, 1.0 / self.cap, self.cap)
+
+    def weights(self, label: np.ndarray, costs: RowCosts) -> np.ndarray:
+        """``clip(r_i / s) ** alpha`` (not yet scaled to mean 1)."""
+        if self.exponent == 0:
+            return np.ones(len(label))
+        return self._relative(_as_labelled(label, costs)) ** self.exponent
+
+    def offset(self, costs: RowCosts) -> np.ndarray:
+        """``t_i = log(w1_i / w0_i)``."""
+        if self.exponent == 0:
+            return np.zeros(len(costs))
+        r1, r0 = costs.regrets()
+        return self.exponent * (np.log(self._relative(r1)) - np.log(self._relative(r0)))
+
+    def to_dict(self) -> dict:
+        return {"exponent": self.exponent, "scale": self.scale, "cap": self.cap}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CostWeighting":
+        return cls(float(d["exponent"]), float(d["scale"]), float(d.get("cap", CAP)))
+
+
+def _as_labelled(label: np.ndarray, costs: RowCosts) -> np.ndarray:
+    r1, r0 = costs.regrets()
+    return np.where(np.asarray(label) == 1, r1, r0)
+
+
+def _sum(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
+
+
+def base_log_odds(label: np.ndarray, member: np.ndarray | None = None,
+                  reduce: Reduce | None = None) -> float:
+    """``log(n1 / n0)`` over the rows in ``member`` (all by default; counts summed over hosts):
+    the constant margin the boosting starts from (the optimum of a constant ``m`` with offsets that
+    are constant, and close to it otherwise)."""
+    y = np.asarray(label) == 1
+    if member is not None:
+        y = y[member]
+    n1, n = (reduce or _sum)(np.array([y.sum(), y.size], dtype=np.float64))
+    return float(np.log(n1 / (n - n1)))
 
 
 def parity_penalty(margin: np.ndarray, sensitive: np.ndarray, strength: float) -> float:
@@ -96,7 +157,8 @@ def parity_penalty(margin: np.ndarray, sensitive: np.ndarray, strength: float) -
 
     facet ``d`` the sensitive rows, ``a`` the others, ``n`` all rows. ``D`` is a smooth stand-in for
     Clarify's DPPL (difference in positive proportions of predicted labels); the factor ``n`` puts
-    ``lambda`` on the scale of the summed per-row loss.
+    ``lambda`` on the scale of the summed per-row loss. (``m`` is the margin without the offset:
+    the log-odds of class 1.)
     """
     p = sigmoid(margin)
     s = np.asarray(sensitive, dtype=bool)
@@ -105,9 +167,10 @@ def parity_penalty(margin: np.ndarray, sensitive: np.ndarray, strength: float) -
 
 
 def parity_penalty_grad_hess(margin: np.ndarray, sensitive: np.ndarray, strength: float,
-                             reduce: Callable[[np.ndarray], np.ndarray] | None = None
+                             reduce: Reduce | None = None, member: np.ndarray | None = None
                              ) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient and diagonal Hessian of :func:`parity_penalty`.
+    """Gradient and diagonal Hessian of :func:`parity_penalty` over the rows in ``member`` (all
+    by default; a cross-fitting fold's held-out rows are not members and get 0).
 
     With ``c_i = 1/n_a`` for rows in ``a`` and ``c_i = -1/n_d`` for rows in ``d``,
     ``dD/dm_i = c_i p_i (1 - p_i)`` and ``d2D/dm_i2 = c_i p_i (1 - p_i)(1 - 2 p_i)``, so
@@ -120,18 +183,20 @@ def parity_penalty_grad_hess(margin: np.ndarray, sensitive: np.ndarray, strength
     term can be negative; :func:`make_objective` clips the penalty's ``h_i`` at 0 so that Newton
     steps stay descent steps.
 
-    ``D``, ``n``, ``n_a`` and ``n_d`` are over all rows of the model: with rows sharded over hosts,
-    ``reduce`` sums ``[sum_a p, n_a, sum_d p, n_d]`` over the hosts; each host's gradients are
-    then its rows' share of the single-host ones.
+    ``D``, ``n``, ``n_a`` and ``n_d`` are over all member rows of the model: with rows sharded over
+    hosts, ``reduce`` sums ``[sum_a p, n_a, sum_d p, n_d]`` over the hosts; each host's gradients
+    are then its rows' share of the single-host ones.
     """
     p = sigmoid(margin)
     s = np.asarray(sensitive, dtype=bool)
-    totals = np.array([p[~s].sum(), (~s).sum(), p[s].sum(), s.sum()], dtype=np.float64)
+    m = np.ones(len(p), dtype=bool) if member is None else np.asarray(member, dtype=bool)
+    a, d = m & ~s, m & s
+    totals = np.array([p[a].sum(), a.sum(), p[d].sum(), d.sum()], dtype=np.float64)
     if reduce is not None:
         totals = reduce(totals)
     sum_a, n_a, sum_d, n_d = totals
     gap = sum_a / n_a - sum_d / n_d
-    c = np.where(s, -1.0 / n_d, 1.0 / n_a)
+    c = np.where(d, -1.0 / n_d, np.where(a, 1.0 / n_a, 0.0))
     slope = p * (1 - p)
     first = c * slope
     scale = 2 * strength * (n_a + n_d)
@@ -140,52 +205,32 @@ def parity_penalty_grad_hess(margin: np.ndarray, sensitive: np.ndarray, strength
     return grad, hess
 
 
-def make_objective(label: np.ndarray, weight: np.ndarray, sensitive: np.ndarray | None = None,
-                   penalty: float = 0.0,
-                   reduce: Callable[[np.ndarray], np.ndarray] | None = None) -> Callable:
+def make_objective(label: np.ndarray, weight: np.ndarray, offset: np.ndarray | None = None,
+                   sensitive: np.ndarray | None = None, penalty: float = 0.0,
+                   reduce: Reduce | None = None) -> Callable:
     """An XGBoost custom objective ``obj(margin, dtrain) -> (grad, hess)`` for fixed rows: the
-    weighted logistic loss, plus the parity penalty when ``penalty > 0``.
+    weighted logistic loss with its offset, plus the parity penalty when ``penalty > 0``.
 
-    Labels and weights are bound here (as float32, the precision XGBoost keeps gradients in) rather
-    than read back from the DMatrix each round. (Training uses it for the parity penalty and for
-    sampled rounds; without either, the weighted loss is XGBoost's own ``binary:logistic`` with
-    sample weights, whose gradients XGBoost computes natively: see ``training.Boosting``.)
-    ``reduce`` sums the penalty's totals over hosts (see :func:`parity_penalty_grad_hess`).
+    Labels, weights and offsets are bound here (as float32, the precision XGBoost keeps gradients
+    in) rather than read back from the DMatrix each round; rows with weight 0 (held out) have no
+    say, in the loss or in the penalty. ``reduce`` sums the penalty's totals over hosts (see
+    :func:`parity_penalty_grad_hess`).
     """
     label = np.asarray(label, dtype=np.float32)
     weight = np.asarray(weight, dtype=np.float32)
+    offset = None if offset is None or not np.any(offset) else np.asarray(offset, dtype=np.float32)
+    member = weight > 0
     if penalty > 0 and sensitive is None:
         raise ValueError("the parity penalty needs the sensitive-group mask")
 
     def objective(margin: np.ndarray, _dtrain) -> tuple[np.ndarray, np.ndarray]:
-        grad, hess = weighted_logistic_grad_hess(np.asarray(margin, dtype=np.float32), label, weight)
+        grad, hess = weighted_logistic_grad_hess(np.asarray(margin, dtype=np.float32), label, weight,
+                                                 offset)
         if penalty > 0:
             g, h = parity_penalty_grad_hess(np.asarray(margin, dtype=np.float64), sensitive,
-                                            penalty, reduce)
+                                            penalty, reduce, member)
             grad += g.astype(np.float32)
             hess += np.maximum(h, 0.0).astype(np.float32)
         return grad, hess
 
     return objective
-
-
-def fitted_offset(margin: np.ndarray, label: np.ndarray, start: float = 0.0) -> float:
-    """Offset ``a`` minimising the log loss of ``sigmoid(margin - a)`` (intercept recalibration).
-
-    Newton's method on ``f(a) = sum_i logloss(y_i, sigmoid(m_i - a))``, which is convex with
-    ``f'(a) = sum_i (y_i - p_i)`` and ``f''(a) = sum_i p_i (1 - p_i)``. Both classes must be present.
-    """
-    margin = np.asarray(margin, dtype=np.float64)
-    y = (np.asarray(label) == 1).astype(np.float64)
-    a = float(start)
-    for _ in range(100):
-        p = sigmoid(margin - a)
-        grad = float(np.sum(y - p))
-        hess = float(np.sum(p * (1 - p)))
-        if hess < 1e-12:
-            break
-        step = float(np.clip(grad / hess, -5.0, 5.0))
-        a -= step
-        if abs(step) < 1e-10:
-            break
-    return a

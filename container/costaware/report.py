@@ -1,22 +1,25 @@
 """Evaluation charts (PNG) and one self-contained HTML report, written to ``/opt/ml/output/data/``.
 
-Per channel: ``roc-<channel>.png``, ``cost-vs-threshold-<channel>.png``,
-``scores-by-class-<channel>.png``, ``scores-by-facet-<channel>.png`` (only with a facet) and
-``confusion-<channel>.png``; then ``report.html``, which embeds them by relative file name and needs
-no network (no scripts, no CDN, inline CSS). All text in the HTML is escaped.
+Everything is drawn from the training result's fixed-size summaries (:class:`costaware.metrics.
+Summary`, :class:`costaware.decision.ShiftHistogram`), never from per-row arrays, so the report of
+a job on several hosts costs what one host's does and shows exactly the numbers training computed.
+Per channel:
 
-The maths is not re-implemented here: the cost curve is :func:`costaware.costs.cost_curve`, realised
-costs :func:`costaware.costs.realised_costs`, AUC and confusion counts :mod:`costaware.metrics`; the
-ROC points are :func:`sklearn.metrics.roc_curve`.
+* ``roc-<channel>.png``: the ROC curve of the calibrated probability (from its per-class
+  histogram), with the served decisions' operating point;
+* ``cost-vs-shift-<channel>.png``: the cost per row of every rule ``decide 1 iff z >= delta``
+  (``z`` = a row's log-odds distance from its Bayes boundary; ``delta = 0`` is the Bayes rule),
+  against deciding 1 or 0 for everyone, with the served rule and the cheapest on this channel;
+* ``margins-by-class-<channel>.png`` (and ``margins-by-facet-<channel>.png`` with a facet): how
+  far the rows are from their decision boundary, by true class (by facet);
+* ``reliability-<channel>.png``: the reliability diagram (mean probability against observed rate
+  per bin, with the bins' row counts);
+* ``confusion-<channel>.png``: the served decisions' confusion matrix with each cell's cost;
 
-Decision rule: ``decide 1 iff score >= t``. With ``group_thresholds`` (and a ``sensitive`` mask) the
-model decides facet *a* at ``t_a`` and facet *d* at ``t_d``; the report then shows the metrics and the
-confusion matrix both at the single chosen threshold and at the group thresholds.
-
-Charts are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas, never through
-pyplot's global figure registry, under matplotlib's default style (a user's ``matplotlibrc`` does not
-change the output) with math text off (a ``$`` in a facet name is printed as is). Output is
-deterministic: the same inputs give byte-identical files.
+then ``report.html``, which embeds them by relative file name and needs no network (no scripts, no
+CDN, inline CSS); all its text is escaped. Charts are drawn on :class:`matplotlib.figure.Figure`
+objects with the Agg canvas under matplotlib's default style (a user's ``matplotlibrc`` does not
+change them) with math text off; the same inputs give byte-identical files.
 """
 
 from __future__ import annotations
@@ -26,33 +29,25 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
 
 import matplotlib
 
 matplotlib.use("Agg")  # before anything imports pyplot; no windows, ever
 
 import numpy as np  # noqa: E402
-import matplotlib.patches  # noqa: E402
 from matplotlib import style as mpl_style  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
 
-from .costs import RowCosts, cost_curve, realised_costs  # noqa: E402
-from .metrics import confusion, evaluate, rates  # noqa: E402
-
-MAX_CURVE_POINTS = 2000
-"""Cost and ROC curves are drawn through at most this many of their exact points (evenly spaced in
-rank, so each segment spans about n/2000 rows); the markers are always computed exactly."""
+from .decision import SHIFT_BINS, SHIFT_RANGE, ShiftHistogram  # noqa: E402
+from .metrics import AUC_BINS  # noqa: E402
 
 DPI = 100
-HIST_BINS = 50
-COST_AXIS_LABEL = "expected cost per prediction"
+DISPLAY_BINS = 80  # histogram bars over the shown range of z
 
 # Okabe-Ito palette: distinguishable with the common colour-vision deficiencies.
 CLASS_COLOURS = {0: "#0072B2", 1: "#D55E00"}
 FACET_COLOURS = {"a": "#009E73", "d": "#CC79A7"}
-CHOSEN_COLOUR = "#000000"
+SERVED_COLOUR = "#000000"
 BAYES_COLOUR = "#E69F00"
 MIN_COLOUR = "#56B4E9"
 
@@ -67,86 +62,45 @@ _RC = {
 }
 
 
-@dataclass
-class ChannelView:
-    name: str                 # "train" | "validation" | "test"
-    label: np.ndarray         # 0/1
-    score: np.ndarray         # probability of class 1
-    row_costs: RowCosts       # costaware.costs.RowCosts
-    threshold: float          # the chosen decision threshold
-    bayes_threshold: float
-    sensitive: np.ndarray | None = None   # bool mask, True = facet d (sensitive group); None = no facet
-    facet_name: str = ""      # e.g. "foreign_worker"
-    group_thresholds: dict | None = None  # {"a": t_a, "d": t_d} when the model uses group-specific thresholds
-    bias: dict | None = None   # Clarify metric name -> value (may contain None), shown as a table
-
-
-@dataclass
-class _Prepared:
-    """A channel's arrays, validated, plus what several charts and the HTML share."""
-
-    view: ChannelView
-    slug: str
-    label: np.ndarray          # bool, True = class 1
-    score: np.ndarray          # float64
-    sensitive: np.ndarray | None
-    group_thresholds: dict | None   # {"a": t_a, "d": t_d} as given (a missing key means `threshold`)
-    group_rule: bool                # group thresholds and a sensitive mask: decisions per group
-    metrics: dict
-    notes: list
-
-
-def write_report(output_dir: str, channels: list[ChannelView], title: str, summary: dict) -> list[str]:
-    """Writes, per channel, roc-<channel>.png, cost-vs-threshold-<channel>.png (expected cost per
-    prediction against threshold, with vertical lines at the chosen and the Bayes threshold, and at the
-    group thresholds when present), scores-by-class-<channel>.png (score histograms per true class, with
-    the threshold marked), scores-by-facet-<channel>.png (only when sensitive is given: score
-    distributions for facet a and facet d with their thresholds), confusion-<channel>.png (a 2x2
-    annotated confusion matrix at the chosen threshold); and report.html tying them together: title, a
-    summary table (from `summary`: flat dict of label -> value, e.g. costs, thresholds, hyperparameters),
-    per-channel metrics (AUC, expected cost per prediction, confusion counts), the bias table when given,
-    and the images embedded by relative file name. Returns the list of files written."""
+def write_report(output_dir: str, channels: list, title: str, summary: dict,
+                 facet_name: str = "") -> list[str]:
+    """Write the charts of the module docstring for each :class:`costaware.training.
+    ChannelResult` and ``report.html``; returns the files written."""
     os.makedirs(output_dir, exist_ok=True)
-    prepared = []
-    slugs = set()
-    for view in channels:
-        p = _prepare(view)
-        if p.slug in slugs:
-            raise ValueError(f"two channels map to the same file names: {view.name!r}")
-        slugs.add(p.slug)
-        prepared.append(p)
-
+    slugs = {}
+    for ch in channels:
+        slug = _slug(ch.name)
+        if slug in slugs.values():
+            raise ValueError(f"two channels map to the same file names: {ch.name!r}")
+        slugs[ch.name] = slug
     written: list[str] = []
-    images: dict[str, list[tuple[str, str]]] = {}  # slug -> [(file name, caption)]
+    images: dict[str, list[tuple[str, str]]] = {}
     with mpl_style.context("default"), matplotlib.rc_context(_RC):
-        for p in prepared:
-            charts = [
-                (f"roc-{p.slug}.png", "ROC curve", _roc_chart),
-                (f"cost-vs-threshold-{p.slug}.png", "Expected cost per prediction against threshold",
-                 _cost_chart),
-                (f"scores-by-class-{p.slug}.png", "Score distribution by true class", _class_chart),
-            ]
-            if p.sensitive is not None:
-                charts.append((f"scores-by-facet-{p.slug}.png", "Score distribution by facet group",
-                               _facet_chart))
-            charts.append((f"confusion-{p.slug}.png", "Confusion matrix", _confusion_chart))
-            images[p.slug] = []
+        for ch in channels:
+            slug = slugs[ch.name]
+            charts = [(f"roc-{slug}.png", "ROC curve", _roc_chart),
+                      (f"cost-vs-shift-{slug}.png", "Cost per row of each shift of the decision "
+                       "boundary", _cost_chart),
+                      (f"margins-by-class-{slug}.png", "Distance from the decision boundary by "
+                       "true class", _class_chart)]
+            if ch.summary.facets is not None:
+                charts.append((f"margins-by-facet-{slug}.png", "Distance from the decision "
+                               "boundary by facet", lambda c: _facet_chart(c, facet_name)))
+            charts += [(f"reliability-{slug}.png", "Reliability diagram", _reliability_chart),
+                       (f"confusion-{slug}.png", "Confusion matrix of the served decisions",
+                        _confusion_chart)]
+            images[slug] = []
             for file_name, caption, draw in charts:
-                fig = draw(p)
+                fig = draw(ch)
                 path = os.path.join(output_dir, file_name)
                 fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
                 written.append(path)
-                images[p.slug].append((file_name, caption))
-
+                images[slug].append((file_name, caption))
     path = os.path.join(output_dir, "report.html")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(_html(title, summary, prepared, images))
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(_html(title, summary, channels, slugs, images, facet_name))
     written.append(path)
     return written
-
-
-# ---------------------------------------------------------------------------------------------------
-# Preparation and metrics
 
 
 def _slug(name: str) -> str:
@@ -154,440 +108,248 @@ def _slug(name: str) -> str:
     return slug or "channel"
 
 
-def _prepare(view: ChannelView) -> _Prepared:
-    label = np.asarray(view.label).reshape(-1) == 1
-    score = np.asarray(view.score, dtype=np.float64).reshape(-1)
-    n = label.size
-    rc = view.row_costs
-    if score.size != n or any(np.asarray(getattr(rc, k)).size != n for k in ("fp", "fn", "tp", "tn")):
-        raise ValueError(f"channel {view.name!r}: label, score and row costs differ in length")
-    sensitive = None
-    if view.sensitive is not None:
-        sensitive = np.asarray(view.sensitive).reshape(-1).astype(bool)
-        if sensitive.size != n:
-            raise ValueError(f"channel {view.name!r}: the sensitive mask has {sensitive.size} rows, "
-                             f"not {n}")
-    group = None
-    if view.group_thresholds:
-        group = {k: float(view.group_thresholds.get(k, view.threshold)) for k in ("a", "d")}
-
-    notes = []
-    n1 = int(label.sum())
-    if n == 0:
-        notes.append("This channel has no rows: no metric is defined and the charts are placeholders.")
-    elif n1 in (0, n):
-        notes.append(f"Only class {int(n1 == n)} is present ({n} rows): the ROC curve and AUC are "
-                     "undefined, so the ROC chart is a placeholder.")
-    if sensitive is not None and n:
-        for facet, mask in (("a", ~sensitive), ("d", sensitive)):
-            if not mask.any():
-                notes.append(f"Facet {facet} is empty on this channel: its score distribution is not "
-                             "drawn and facet-comparing bias metrics are undefined.")
-    if group is not None and sensitive is None:
-        notes.append("Group thresholds are given without a sensitive mask: they are marked on the cost "
-                     "chart, but decisions at them cannot be evaluated.")
-
-    p = _Prepared(view=view, slug=_slug(view.name), label=label, score=score, sensitive=sensitive,
-                  group_thresholds=group, group_rule=group is not None and sensitive is not None,
-                  metrics={}, notes=notes)
-    p.metrics = _channel_metrics(p)
-    return p
+def _figure(width: float, height: float, left: float = 0.75, right: float = 0.2,
+            bottom: float = 0.6, top: float = 0.4) -> Figure:
+    """A figure with fixed margins in inches (a layout engine would cost a quarter of the time)."""
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
+                        top=1 - top / height)
+    return fig
 
 
-def _decide(p: _Prepared, threshold) -> np.ndarray:
-    return p.score >= threshold
+def _placeholder(ax, message: str) -> None:
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=11,
+            transform=ax.transAxes)
 
 
-def _group_threshold_per_row(p: _Prepared) -> np.ndarray:
-    return np.where(p.sensitive, p.group_thresholds["d"], p.group_thresholds["a"])
+def _title(ch, what: str) -> str:
+    return f"{what} \u2014 {ch.name} ({_scored(ch)})"
 
 
-def _cost_per_prediction(p: _Prepared, decision: np.ndarray) -> float:
-    n = p.label.size
-    if n == 0:
-        return float("nan")
-    total = realised_costs(p.label.astype(np.int8), decision.astype(np.int8), p.view.row_costs).sum()
-    return float(total / n)
+def _scored(ch) -> str:
+    return "out-of-fold" if ch.scored_by == "out-of-fold" else "the model"
 
 
-def _share_at_least(score: np.ndarray, t: float) -> float:
-    return float((score >= t).mean()) if score.size else float("nan")
-
-
-def _channel_metrics(p: _Prepared) -> dict:
-    v = p.view
-    n = p.label.size
-    y = p.label.astype(np.int8)
-    if n:
-        m = evaluate(y, p.score, v.threshold, v.row_costs)
-    else:
-        counts = confusion(y, y)
-        m = {"auc": float("nan"), "logloss": float("nan"), "threshold": float(v.threshold),
-             "confusion_matrix": counts, **rates(counts), "expected_cost": float("nan"), "rows": 0}
-    out = {
-        "rows": n,
-        "positives": int(p.label.sum()),
-        "auc": m["auc"],
-        "logloss": m["logloss"],
-        "threshold": float(v.threshold),
-        "bayes_threshold": float(v.bayes_threshold),
-        "expected_cost": m["expected_cost"],
-        "expected_cost_bayes": _cost_per_prediction(p, _decide(p, v.bayes_threshold)),
-        "confusion": m["confusion_matrix"],
-        "precision": m["precision"],
-        "recall": m["recall"],
-        "accuracy": m["accuracy"],
-    }
-    if p.group_rule:
-        decision = p.score >= _group_threshold_per_row(p)
-        counts = confusion(y, decision)
-        out["group"] = {
-            "thresholds": dict(p.group_thresholds),
-            "expected_cost": _cost_per_prediction(p, decision),
-            "confusion": counts,
-            **rates(counts),
-        }
-    if p.sensitive is not None:
-        out["facets"] = {}
-        for facet, mask in (("a", ~p.sensitive), ("d", p.sensitive)):
-            k = int(mask.sum())
-            info = {"rows": k, "decided_1_chosen": _share_at_least(p.score[mask], v.threshold)}
-            if p.group_rule:
-                info["decided_1_group"] = _share_at_least(p.score[mask], p.group_thresholds[facet])
-            out["facets"][facet] = info
-    return out
+def _shift_text(ch) -> str:
+    m = ch.metrics
+    if "shift_a" in m:
+        return f"served: shifts a {m['shift_a']:+.3g}, d {m['shift_d']:+.3g}"
+    if "shift" in m:
+        return f"served: shift {m['shift']:+.3g}"
+    return "served: Bayes rule (shift 0)"
 
 
 # ---------------------------------------------------------------------------------------------------
 # Charts
 
 
-def _figure(width: float, height: float, left: float = 0.75, right: float = 0.2, bottom: float = 0.6,
-            top: float = 0.4, wspace: float = 0.2) -> Figure:
-    """A figure with fixed margins in inches (a layout engine would cost a quarter of the time)."""
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
-                        top=1 - top / height, wspace=wspace)
-    return fig
-
-
-def _placeholder(fig: Figure, ax, message: str) -> None:
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=11,
-            transform=ax.transAxes)
-
-
-def _chart_title(p: _Prepared, what: str) -> str:
-    return f"{what} \u2014 {p.view.name}"
-
-
-def _fmt_t(t: float) -> str:
-    return f"{t:.4g}"
-
-
-def _subsample(n: int, keep=()) -> np.ndarray:
-    """Indices ``0..n-1`` thinned to about :data:`MAX_CURVE_POINTS`, evenly spaced, always with the
-    ends and ``keep``."""
-    if n <= MAX_CURVE_POINTS:
-        return np.arange(n)
-    idx = np.linspace(0, n - 1, MAX_CURVE_POINTS).round().astype(np.int64)
-    return np.unique(np.concatenate([idx, np.asarray(keep, dtype=np.int64)]))
-
-
-def _roc_chart(p: _Prepared) -> Figure:
+def _roc_chart(ch) -> Figure:
     fig = _figure(5.2, 5.0)
     ax = fig.add_subplot()
-    n, n1 = p.label.size, int(p.label.sum())
-    if n == 0 or n1 in (0, n):
-        what = "no rows" if n == 0 else f"only class {int(n1 == n)} present ({n:,} rows)"
-        _placeholder(fig, ax, f"ROC curve undefined on {p.view.name}:\n{what}")
-        ax.set_title(_chart_title(p, "ROC curve"))
+    ax.set_title(_title(ch, "ROC"))
+    negatives, positives = ch.summary.ranks
+    n0, n1 = negatives.sum(), positives.sum()
+    if n0 == 0 or n1 == 0:
+        _placeholder(ax, f"ROC undefined on {ch.name}: only class {int(n1 > 0)} present")
         return fig
-    fpr, tpr, _ = roc_curve(p.label, p.score, drop_intermediate=True)
-    keep = _subsample(fpr.size)
+    # from the highest bin down: decide 1 for every row at or above the bin
+    tpr = np.concatenate([[0.0], np.cumsum(positives[::-1]) / n1])
+    fpr = np.concatenate([[0.0], np.cumsum(negatives[::-1]) / n0])
     ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":", label="chance")
-    ax.plot(fpr[keep], tpr[keep], color=CLASS_COLOURS[0], lw=1.8,
-            label=f"model (AUC {p.metrics['auc']:.4f})")
-
-    def point(decision, colour, marker, size, name):
-        # hollow markers of different sizes: nearby operating points stay distinguishable
-        c = confusion(p.label, decision)
-        x = c["fp"] / (c["fp"] + c["tn"])
-        y = c["tp"] / (c["tp"] + c["fn"])
-        ax.plot([x], [y], marker=marker, ms=size, mfc="none", mec=colour, mew=2.0, ls="none",
-                label=f"{name} (FPR {x:.3f}, TPR {y:.3f})", zorder=5)
-
-    v = p.view
-    point(_decide(p, v.threshold), CHOSEN_COLOUR, "o", 8, f"chosen t={_fmt_t(v.threshold)}")
-    point(_decide(p, v.bayes_threshold), BAYES_COLOUR, "D", 11, f"Bayes t={_fmt_t(v.bayes_threshold)}")
-    if p.group_rule:
-        g = p.group_thresholds
-        point(p.score >= _group_threshold_per_row(p), FACET_COLOURS["d"], "s", 14,
-              f"group t_a={_fmt_t(g['a'])}, t_d={_fmt_t(g['d'])}")
+    ax.plot(fpr, tpr, color=CLASS_COLOURS[0], lw=1.8,
+            label=f"calibrated probability (AUC {ch.metrics['auc']:.4f})")
+    c = ch.metrics["confusion_matrix"]
+    x = c["fp"] / max(c["fp"] + c["tn"], 1)
+    y = c["tp"] / max(c["tp"] + c["fn"], 1)
+    ax.plot([x], [y], marker="o", ms=9, mfc="none", mec=SERVED_COLOUR, mew=2.0, ls="none",
+            label=f"served decisions (FPR {x:.3f}, TPR {y:.3f})", zorder=5)
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.set_aspect("equal")
     ax.set_xlabel("false positive rate (share of class 0 decided 1)")
     ax.set_ylabel("true positive rate (share of class 1 decided 1)")
-    ax.set_title(_chart_title(p, "ROC curve"))
-    ax.legend(loc="lower right", markerscale=0.7)
+    ax.legend(loc="lower right")
     return fig
 
 
-@dataclass
-class _CostCurve:
-    """Expected cost per prediction of every rule ``decide 1 iff score >= t``, a step function of t."""
-
-    thresholds: np.ndarray   # one per rule, ascending (from cost_curve)
-    cost: np.ndarray         # cost per prediction of each rule
-    edges: np.ndarray        # thinned step function for drawing: rule keep[i] holds on [edges[i], edges[i+1]]
-    steps: np.ndarray
-
-    def steps_between(self, lo: float, hi: float) -> np.ndarray:
-        """The drawn steps that show between ``lo`` and ``hi``."""
-        return self.steps[(self.edges[:-1] < hi) & (self.edges[1:] > lo)]
+def _shown_range(rows: np.ndarray) -> tuple[int, int]:
+    """Bins of z that hold rows (the inner ones), widened a little: what the charts show."""
+    inner = np.flatnonzero(rows[1:-1]) + 1
+    if not inner.size:
+        return 1, SHIFT_BINS
+    lo, hi = int(inner[0]), int(inner[-1])
+    pad = max(5, (hi - lo) // 10)
+    return max(1, lo - pad), min(SHIFT_BINS, hi + pad)
 
 
-def _cost_steps(score, label, row_costs, lo: float, hi: float) -> _CostCurve:
-    """:func:`costaware.costs.cost_curve` divided by the rows, as steps: with the distinct scores
-    ``u_1 < ... < u_m`` ascending, rule ``j`` (decide 1 for the scores above ``u_j``) holds for
-    ``u_j < t <= u_{j+1}`` (``u_0 = lo``, ``u_{m+1} = hi``). Thinned to about
-    :data:`MAX_CURVE_POINTS` steps, always keeping the cheapest rule."""
-    thresholds, totals = cost_curve(score, label.astype(np.int8), row_costs)
-    t, c = thresholds[::-1], totals[::-1] / score.size
-    distinct = np.unique(score)
-    if distinct.size + 1 != t.size:  # cost_curve cuts between distinct scores; anything else is a bug
-        raise AssertionError("cost_curve returned an unexpected number of rules")
-    left = np.concatenate([[lo], distinct])
-    keep = _subsample(t.size, keep=[int(np.argmin(c))])
-    return _CostCurve(t, c, np.concatenate([left[keep], [max(hi, float(distinct[-1]))]]), c[keep])
-
-
-def _cost_chart(p: _Prepared) -> Figure:
-    """Left: the whole curve; right: a zoom on the thresholds, where chosen, Bayes and minimum differ
-    by amounts too small to see at full scale. One legend below both, with the exact values."""
-    v = p.view
-    n = p.label.size
+def _cost_chart(ch) -> Figure:
+    fig = _figure(7.6, 4.9, bottom=1.3)
+    ax = fig.add_subplot()
+    ax.set_title(_title(ch, "Cost per row against the shift of the decision boundary"))
+    h: ShiftHistogram = ch.shifts
+    n = h.rows.sum()
     if n == 0:
-        fig = _figure(7.0, 4.6)
-        ax = fig.add_subplot()
-        ax.set_title(_chart_title(p, "Expected cost against decision threshold"))
-        _placeholder(fig, ax, f"No rows on {v.name}: no cost curve")
+        _placeholder(ax, f"No rows on {ch.name}")
         return fig
-
-    lo, hi = min(0.0, float(p.score.min())), max(1.0, float(p.score.max()))
-    curves = [(_cost_steps(p.score, p.label, v.row_costs, lo, hi),
-               dict(color="0.15", lw=1.6, zorder=3, label="all rows"))]
-    if p.group_rule:
-        for facet, mask in (("a", ~p.sensitive), ("d", p.sensitive)):
-            k = int(mask.sum())
-            if k:
-                curves.append((_cost_steps(p.score[mask], p.label[mask], v.row_costs.subset(mask), lo, hi),
-                               dict(color=FACET_COLOURS[facet], lw=1.1, alpha=0.85, zorder=2,
-                                    label=f"facet {facet} rows only (n={k:,})")))
-    t, c = curves[0][0].thresholds, curves[0][0].cost
-    best = int(np.argmin(c))
-    t_best, c_best = float(t[best]), float(c[best])
-
-    # (threshold, cost per prediction, colour, line style, point marker, legend label)
-    markers = [
-        (v.threshold, _cost_per_prediction(p, _decide(p, v.threshold)), CHOSEN_COLOUR, "-", "o",
-         f"chosen t={_fmt_t(v.threshold)}: {{cost:.4g}}"),
-        (v.bayes_threshold, _cost_per_prediction(p, _decide(p, v.bayes_threshold)), BAYES_COLOUR, "--",
-         "D", f"Bayes t={_fmt_t(v.bayes_threshold)}: {{cost:.4g}}"),
-    ]
-    group_cost = None
-    if p.group_thresholds is not None:
-        for facet in ("a", "d"):
-            tf = p.group_thresholds[facet]
-            cost = None
-            if p.group_rule:
-                # the cost within the facet at its own threshold, a point on that facet's curve
-                mask = p.sensitive if facet == "d" else ~p.sensitive
-                k = int(mask.sum())
-                if k:
-                    cost = float(realised_costs(p.label[mask].astype(np.int8),
-                                                (p.score[mask] >= tf).astype(np.int8),
-                                                v.row_costs.subset(mask)).sum() / k)
-            markers.append((tf, cost, FACET_COLOURS[facet], ":", "s",
-                            f"facet {facet} threshold t_{facet}={_fmt_t(tf)}"
-                            + (": {cost:.4g} within the facet" if cost is not None else "")))
-        if p.group_rule:
-            group_cost = _cost_per_prediction(p, p.score >= _group_threshold_per_row(p))
-
-    fig = _figure(10.5, 5.5, left=0.75, right=0.2, bottom=1.55, top=0.7, wspace=0.25)
-    full, zoom = fig.subplots(1, 2)
-    x_marks = [m[0] for m in markers] + [t_best]
-    span = max(max(x_marks) - min(x_marks), 0.02 * (hi - lo))
-    z_lo, z_hi = max(lo, min(x_marks) - 0.6 * span), min(hi, max(x_marks) + 0.6 * span)
-    in_zoom = [curve.steps_between(z_lo, z_hi) for curve, _ in curves]
-    in_zoom += [np.array([m[1]]) for m in markers if m[1] is not None]
-    if group_cost is not None:
-        in_zoom.append(np.array([group_cost]))
-    y = np.concatenate(in_zoom)
-    y_lo, y_hi = float(y.min()), float(y.max())
-    y_pad = max(0.08 * (y_hi - y_lo), 1e-9 + 1e-3 * abs(y_hi))
-
-    for ax in (full, zoom):
-        for curve, style in curves:
-            # a steps-post line, not ax.stairs: a StepPatch with 2,000 steps costs 0.3 s in autoscaling
-            ax.plot(curve.edges, np.append(curve.steps, curve.steps[-1]), drawstyle="steps-post", **style)
-        ax.plot([t_best], [c_best], marker="v", ms=8, color=MIN_COLOUR, mec="0.2", ls="none", zorder=4,
-                label=f"lowest on this channel: {c_best:.4g} at t={_fmt_t(t_best)}")
-        for threshold, cost, colour, ls, mk, label in markers:
-            ax.axvline(threshold, color=colour, ls=ls, lw=1.6 if ls == ":" else 1.3, zorder=1,
-                       label=None if cost is not None else label)
-            if cost is not None:
-                ax.plot([threshold], [cost], marker=mk, ms=7, color=colour, mec="white", mew=1.0,
-                        ls=ls, zorder=5, label=label.format(cost=cost))
-        if group_cost is not None:
-            ax.axhline(group_cost, color=FACET_COLOURS["d"], ls=(0, (1, 3)), lw=1.2, zorder=1,
-                       label=f"group thresholds, all rows: {group_cost:.4g}")
-        ax.set_xlabel("decision threshold t (decide 1 iff score \u2265 t)")
-    full.set_xlim(lo, hi)
-    full.set_ylabel(COST_AXIS_LABEL)
-    zoom.set_ylabel(COST_AXIS_LABEL)
-    full.set_title("all thresholds")
-    zoom.set_xlim(z_lo, z_hi)
-    zoom.set_ylim(y_lo - y_pad, y_hi + y_pad)
-    zoom.set_title("zoom on the marked thresholds")
-    full.add_patch(matplotlib.patches.Rectangle((z_lo, y_lo - y_pad), z_hi - z_lo, y_hi - y_lo + 2 * y_pad,
-                                                fill=False, ec="0.5", ls="--", lw=0.8, zorder=6))
-    fig.suptitle(f"Expected cost per prediction against decision threshold \u2014 {v.name}",
-                 fontsize=11, y=0.985)
-    handles, labels = full.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncols=3, bbox_to_anchor=(0.5, 0.02), frameon=False)
+    edges = ShiftHistogram.edges()
+    total = h.total_cost() / n
+    lo, hi = _shown_range(h.rows.sum(axis=(0, 1)))
+    shown = slice(lo - 1, hi + 1)
+    ax.step(edges[shown], total[shown], where="post", color="0.15", lw=1.6,
+            label="all rows: decide 1 iff z >= shift")
+    if h.rows[1].sum() > 0 and h.rows[0].sum() > 0:
+        per_facet = h.facet_cost()
+        rows = h.rows.sum(axis=(1, 2))
+        for facet, k in (("a", 0), ("d", 1)):
+            ax.step(edges[shown], per_facet[k][shown] / rows[k], where="post",
+                    color=FACET_COLOURS[facet], lw=1.0, alpha=0.85,
+                    label=f"facet {facet} rows only (n={int(rows[k]):,})")
+    all_1, all_0 = ch.metrics["cost_all_1"] / n, ch.metrics["cost_all_0"] / n
+    ax.axhline(all_1, color=CLASS_COLOURS[1], ls="--", lw=1.1, label=f"decide 1 for all: {all_1:.4g}")
+    ax.axhline(all_0, color=CLASS_COLOURS[0], ls="--", lw=1.1, label=f"decide 0 for all: {all_0:.4g}")
+    best = int(np.argmin(total))
+    zero = SHIFT_BINS // 2
+    ax.plot([edges[best]], [total[best]], marker="v", ms=8, color=MIN_COLOUR, mec="0.2", ls="none",
+            zorder=5, label=f"cheapest here: {total[best]:.4g} at shift {edges[best]:+.3g}")
+    ax.plot([0.0], [total[zero]], marker="D", ms=7, color=BAYES_COLOUR, mec="white", ls="none",
+            zorder=5, label=f"Bayes rule (shift 0): {total[zero]:.4g}")
+    ax.axvline(0.0, color=BAYES_COLOUR, ls=":", lw=1.2)
+    served = ch.metrics["expected_cost"]
+    for key in ("shift", "shift_a", "shift_d"):
+        if key in ch.metrics:
+            ax.axvline(ch.metrics[key], color=SERVED_COLOUR, lw=1.2)
+    ax.plot([], [], color=SERVED_COLOUR, lw=1.2, label=f"{_shift_text(ch)}: {served:.4g} per row")
+    ax.set_xlim(edges[lo - 1], edges[hi])
+    ax.set_xlabel("shift of the Bayes boundary, in log-odds (z = logit p - logit p*)")
+    ax.set_ylabel("realised cost per row")
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncols=2,
+               bbox_to_anchor=(0.5, 0.0), frameon=False)
     return fig
 
 
-def _hist_edges(*scores: np.ndarray) -> np.ndarray:
-    lo, hi = 0.0, 1.0
-    for s in scores:
-        if s.size:
-            lo, hi = min(lo, float(s.min())), max(hi, float(s.max()))
-    return np.linspace(lo, hi, HIST_BINS + 1)
+def _z_bars(ax, rows: np.ndarray, lo: int, hi: int, colour: str, label: str) -> None:
+    edges = ShiftHistogram.edges()
+    counts = rows[lo:hi + 1]
+    groups = np.array_split(np.arange(len(counts)), min(DISPLAY_BINS, len(counts)))
+    left = np.array([edges[lo - 1 + g[0]] for g in groups] + [edges[lo - 1 + groups[-1][-1] + 1]])
+    share = np.array([counts[g].sum() for g in groups]) / max(rows.sum(), 1)
+    ax.stairs(share, left, fill=True, color=colour, alpha=0.3)
+    ax.stairs(share, left, color=colour, lw=1.5, label=label)
 
 
-def _share_hist(ax, values: np.ndarray, edges: np.ndarray, colour: str, label: str) -> None:
-    counts, _ = np.histogram(values, bins=edges)
-    share = counts / max(values.size, 1)
-    ax.stairs(share, edges, fill=True, color=colour, alpha=0.3)
-    ax.stairs(share, edges, color=colour, lw=1.5, label=label)
+def _outside(rows: np.ndarray, lo: int, hi: int) -> str:
+    below, above = rows[:lo].sum(), rows[hi + 1:].sum()
+    parts = []
+    if below:
+        parts.append(f"{int(below):,} rows further below")
+    if above:
+        parts.append(f"{int(above):,} further above")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
-def _headroom(ax, share: float = 0.62) -> None:
-    """y from 0, with the bars in the lower ``share`` of the axes: the legend goes above them."""
-    top = max((np.max(patch.get_data().values, initial=0.0) for patch in ax.patches), default=0.0)
-    ax.set_ylim(0, top / share if top > 0 else 1.0)
-
-
-def _class_chart(p: _Prepared) -> Figure:
+def _class_chart(ch) -> Figure:
     fig = _figure(7.0, 4.4)
     ax = fig.add_subplot()
-    v = p.view
-    ax.set_title(_chart_title(p, "Score distribution by true class"))
-    if p.label.size == 0:
-        _placeholder(fig, ax, f"No rows on {v.name}")
+    ax.set_title(_title(ch, "Distance from the decision boundary"))
+    by_class = ch.shifts.rows.sum(axis=0)  # (label, bins)
+    if by_class.sum() == 0:
+        _placeholder(ax, f"No rows on {ch.name}")
         return fig
-    edges = _hist_edges(p.score)
+    lo, hi = _shown_range(by_class.sum(axis=0))
     for cls in (0, 1):
-        mask = p.label if cls else ~p.label
-        k = int(mask.sum())
+        k = int(by_class[cls].sum())
         if k:
-            _share_hist(ax, p.score[mask], edges, CLASS_COLOURS[cls], f"class {cls} (n={k:,})")
-        else:
-            ax.plot([], [], color=CLASS_COLOURS[cls], label=f"class {cls}: no rows")
-    ax.axvline(v.threshold, color=CHOSEN_COLOUR, lw=1.4, label=f"chosen t={_fmt_t(v.threshold)}")
-    ax.axvline(v.bayes_threshold, color=BAYES_COLOUR, ls="--", lw=1.4,
-               label=f"Bayes t={_fmt_t(v.bayes_threshold)}")
-    _finish_score_axes(ax, edges, "class's")
+            _z_bars(ax, by_class[cls], lo, hi, CLASS_COLOURS[cls],
+                    f"class {cls} (n={k:,}){_outside(by_class[cls], lo, hi)}")
+    _finish_z_axes(ax, ch, "class's")
     return fig
 
 
-def _facet_chart(p: _Prepared) -> Figure:
+def _facet_chart(ch, facet_name: str) -> Figure:
     fig = _figure(7.0, 4.4)
     ax = fig.add_subplot()
-    v = p.view
-    facet = v.facet_name or "facet"
-    ax.set_title(_chart_title(p, f"Score distribution by facet ({facet})"))
-    if p.label.size == 0:
-        _placeholder(fig, ax, f"No rows on {v.name}")
-        return fig
-    edges = _hist_edges(p.score)
-    for name, mask in (("a", ~p.sensitive), ("d", p.sensitive)):
-        info = p.metrics["facets"][name]
+    ax.set_title(_title(ch, f"Distance from the boundary by facet ({facet_name or 'facet'})"))
+    by_facet = ch.shifts.rows.sum(axis=1)  # (facet, bins)
+    lo, hi = _shown_range(by_facet.sum(axis=0))
+    facets = np.asarray(ch.summary.facets).reshape(2, 2, 2)
+    for name, k in (("a", 0), ("d", 1)):
+        rows = int(by_facet[k].sum())
+        decided = facets[k, :, 1].sum() / rows if rows else float("nan")
         who = "sensitive" if name == "d" else "others"
-        if info["rows"]:
-            decided = f"{info['decided_1_chosen']:.1%} decided 1 at chosen t"
-            if p.group_rule:
-                decided += f", {info['decided_1_group']:.1%} at t_{name}"
-            _share_hist(ax, p.score[mask], edges, FACET_COLOURS[name],
-                        f"facet {name} ({who}, n={info['rows']:,}): {decided}")
-        else:
-            ax.plot([], [], color=FACET_COLOURS[name], label=f"facet {name} ({who}): no rows")
-    if p.group_rule:
-        for name in ("a", "d"):
-            t = p.group_thresholds[name]
-            ax.axvline(t, color=FACET_COLOURS[name], ls=":", lw=1.8,
-                       label=f"facet {name} threshold t_{name}={_fmt_t(t)}")
-    ax.axvline(v.threshold, color=CHOSEN_COLOUR, lw=1.4, label=f"chosen t={_fmt_t(v.threshold)}")
-    _finish_score_axes(ax, edges, "group's")
+        _z_bars(ax, by_facet[k], lo, hi, FACET_COLOURS[name],
+                f"facet {name} ({who}, n={rows:,}): {decided:.1%} decided 1")
+    _finish_z_axes(ax, ch, "facet's")
     return fig
 
 
-def _finish_score_axes(ax, edges: np.ndarray, whose: str) -> None:
-    """Limits, labels and legend of a score-histogram chart (shares of ``whose`` rows per bin)."""
-    ax.set_xlim(edges[0], edges[-1])
-    _headroom(ax)
-    ax.set_xlabel("score (predicted probability of class 1)")
-    ax.set_ylabel(f"share of the {whose} rows per bin ({HIST_BINS} bins)")
-    ax.legend(loc="upper right")
+def _finish_z_axes(ax, ch, whose: str) -> None:
+    ax.axvline(0.0, color=BAYES_COLOUR, ls="--", lw=1.3, label="Bayes boundary (z = 0)")
+    for key in ("shift", "shift_a", "shift_d"):
+        if key in ch.metrics:
+            ax.axvline(ch.metrics[key], color=SERVED_COLOUR, lw=1.3,
+                       label=f"served {key.replace('_', ' ')} {ch.metrics[key]:+.3g}")
+    top = max((np.max(p.get_data().values, initial=0.0) for p in ax.patches), default=0.0)
+    ax.set_ylim(0, top / 0.62 if top > 0 else 1.0)
+    ax.set_xlabel("z = logit(probability) - logit(the row's Bayes threshold); decide 1 at z >= 0")
+    ax.set_ylabel(f"share of the {whose} rows")
+    ax.legend(loc="upper left")
 
 
-def _confusion_panel(ax, p: _Prepared, decision: np.ndarray, title: str) -> None:
-    y = p.label
-    n = y.size
-    rc = p.view.row_costs
-    # rows: actual 0, actual 1; columns: decided 0, decided 1 (scikit-learn's layout)
-    cells = [[("TN", ~y & ~decision, rc.tn), ("FP", ~y & decision, rc.fp)],
-             [("FN", y & ~decision, rc.fn), ("TP", y & decision, rc.tp)]]
-    counts = np.array([[int(m.sum()) for _, m, _ in row] for row in cells])
+def _reliability_chart(ch) -> Figure:
+    fig = _figure(5.6, 5.4)
+    ax = fig.add_subplot()
+    ax.set_title(_title(ch, "Reliability"))
+    rows, sum_p, sum_y = np.asarray(ch.summary.calibration).T
+    if rows.sum() == 0:
+        _placeholder(ax, f"No rows on {ch.name}")
+        return fig
+    kept = rows > 0
+    mean_p, rate = sum_p[kept] / rows[kept], sum_y[kept] / rows[kept]
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":", label="perfect calibration")
+    sizes = 20 + 280 * rows[kept] / rows.max()
+    ax.scatter(mean_p, rate, s=sizes, color=CLASS_COLOURS[1], alpha=0.7, edgecolors="0.2",
+               label="bins of 0.1 (area: rows)", zorder=4)
+    ax.plot(mean_p, rate, color=CLASS_COLOURS[1], lw=1.0)
+    for x, y, r in zip(mean_p, rate, rows[kept]):
+        ax.annotate(f"{int(r):,}", (x, y), textcoords="offset points", xytext=(6, -10), fontsize=7.5)
+    m = ch.metrics
+    ax.plot([], [], ls="none", label=f"ECE {m['ece']:.4f}, Brier {m['brier']:.4f}, log loss "
+                                     f"{m['logloss']:.4f}")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal")
+    ax.set_xlabel("mean calibrated probability in the bin")
+    ax.set_ylabel("observed share of class 1 in the bin")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def _confusion_chart(ch) -> Figure:
+    fig = _figure(5.2, 4.8, left=0.95, top=0.7, bottom=0.65)
+    ax = fig.add_subplot()
+    m = ch.metrics
+    n = m["rows"]
+    c, cost = m["confusion_matrix"], m["cost_per_cell"]
+    counts = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
+    names = [["TN", "FP"], ["FN", "TP"]]
+    keys = [["tn", "fp"], ["fn", "tp"]]
     ax.imshow(counts, cmap="Blues", vmin=0, vmax=max(int(counts.max()), 1))
-    for i, row in enumerate(cells):
-        for j, (name, mask, cost) in enumerate(row):
+    for i in range(2):
+        for j in range(2):
             k = counts[i, j]
-            share = k / n if n else float("nan")
-            per = float(np.asarray(cost)[mask].sum() / n) if n else float("nan")
+            per = cost[keys[i][j]] / n if n else float("nan")
             dark = counts.max() and k > 0.6 * counts.max()
-            ax.text(j, i, f"{name}\n{k:,}\n{share:.1%} of rows\ncost {per:.4g}\nper prediction",
-                    ha="center", va="center", fontsize=9.5, color="white" if dark else "black")
+            ax.text(j, i, f"{names[i][j]}\n{k:,}\n{k / n if n else 0:.1%} of rows\ncost {per:.4g}"
+                    "\nper row", ha="center", va="center", fontsize=9.5,
+                    color="white" if dark else "black")
     ax.set_xticks([0, 1], ["decided 0", "decided 1"])
     ax.set_yticks([0, 1], ["class 0", "class 1"])
     ax.set_xlabel("decision")
     ax.set_ylabel("true class")
     ax.grid(False)
-    ax.set_title(title)
-
-
-def _confusion_chart(p: _Prepared) -> Figure:
-    v = p.view
-    panels = [(_decide(p, v.threshold), f"at chosen t={_fmt_t(v.threshold)}")]
-    if p.group_rule:
-        g = p.group_thresholds
-        panels.append((p.score >= _group_threshold_per_row(p),
-                       f"at group thresholds t_a={_fmt_t(g['a'])}, t_d={_fmt_t(g['d'])}"))
-    n = p.label.size
-    if n == 0:
-        fig = _figure(5.0, 4.6)
-        ax = fig.add_subplot()
-        ax.set_title(f"Confusion matrix \u2014 {v.name}")
-        _placeholder(fig, ax, f"No rows on {v.name}")
-        return fig
-    fig = _figure(4.6 * len(panels) + 0.4, 4.6, left=0.95, top=0.75, bottom=0.65, wspace=0.3)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (decision, title) in zip(axes, panels):
-        _confusion_panel(ax, p, decision, title)
-    fig.suptitle(f"Confusion matrix \u2014 {v.name} ({n:,} rows)", fontsize=11)
+    ax.set_title(f"Confusion \u2014 {ch.name}: {n:,} rows, {m['expected_cost']:.4g} per row, "
+                 f"savings {_num(m['savings'])}", fontsize=10)
     return fig
 
 
@@ -635,7 +397,6 @@ def format_value(v) -> str:
 
 
 def _num(v, digits: int = 4) -> str:
-    """A metric in the per-channel table: fixed ``digits`` decimals; NaN as ``n/a``."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     if isinstance(v, (int, np.integer)):
@@ -644,7 +405,7 @@ def _num(v, digits: int = 4) -> str:
 
 
 def _cost(v) -> str:
-    if v is None or math.isnan(v):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     return f"{v:.6g}"
 
@@ -660,115 +421,130 @@ def _table(header: list[str], rows: list[list[tuple[str, bool]]]) -> str:
     return "\n".join(out)
 
 
-def _metrics_table(prepared: list[_Prepared]) -> str:
-    any_group = any("group" in p.metrics for p in prepared)
-    any_facet = any("facets" in p.metrics for p in prepared)
+def _metrics_table(channels: list) -> str:
     spec = [
-        ("rows", lambda m: _num(m["rows"])),
-        ("class 1 rows", lambda m: _num(m["positives"])),
-        ("AUC", lambda m: _num(m["auc"])),
-        ("log loss", lambda m: _num(m["logloss"])),
-        ("chosen threshold", lambda m: _cost(m["threshold"])),
-        ("Bayes threshold", lambda m: _cost(m["bayes_threshold"])),
-        ("expected cost per prediction (chosen threshold)", lambda m: _cost(m["expected_cost"])),
-        ("expected cost per prediction (Bayes threshold)", lambda m: _cost(m["expected_cost_bayes"])),
+        ("scored by", lambda ch: _scored(ch), False),
+        ("fitted on these rows", lambda ch: ", ".join(ch.fitted_on) or "nothing", False),
+        ("rows", lambda ch: _num(ch.metrics["rows"]), True),
+        ("class 1 rows", lambda ch: _num(ch.metrics["positives"]), True),
+        ("AUC", lambda ch: _num(ch.metrics["auc"]), True),
+        ("log loss", lambda ch: _num(ch.metrics["logloss"]), True),
+        ("Brier score", lambda ch: _num(ch.metrics["brier"]), True),
+        ("expected calibration error", lambda ch: _num(ch.metrics["ece"]), True),
+        ("cost per row, served rule", lambda ch: _cost(ch.metrics["expected_cost"]), True),
+        ("savings, served rule", lambda ch: _num(ch.metrics["savings"]), True),
+        ("cost per row, decide 1 for all", lambda ch: _cost(ch.metrics["cost_all_1"] / ch.metrics["rows"]), True),
+        ("cost per row, decide 0 for all", lambda ch: _cost(ch.metrics["cost_all_0"] / ch.metrics["rows"]), True),
     ]
+    names = []
+    for ch in channels:
+        names += [k for k in ch.alternatives if k not in names]
+    for alt in names:
+        label = "Bayes rule" if alt == "bayes" else "probability >= 0.5"
+        spec += [(f"cost per row, {label}", lambda ch, a=alt: _cost(ch.alternatives[a]["expected_cost"])
+                  if a in ch.alternatives else "n/a", True),
+                 (f"savings, {label}", lambda ch, a=alt: _num(ch.alternatives[a]["savings"])
+                  if a in ch.alternatives else "n/a", True)]
     for k in ("tp", "fp", "fn", "tn"):
-        spec.append((f"{k.upper()} (chosen threshold)", lambda m, k=k: _num(m["confusion"][k])))
-    spec += [
-        ("precision (chosen threshold)", lambda m: _num(m["precision"])),
-        ("recall (chosen threshold)", lambda m: _num(m["recall"])),
-        ("accuracy (chosen threshold)", lambda m: _num(m["accuracy"])),
-    ]
-    if any_group:
-        def g(f):
-            return lambda m: f(m["group"]) if "group" in m else "n/a"
-        spec += [
-            ("group threshold t_a", g(lambda gm: _cost(gm["thresholds"]["a"]))),
-            ("group threshold t_d", g(lambda gm: _cost(gm["thresholds"]["d"]))),
-            ("expected cost per prediction (group thresholds)", g(lambda gm: _cost(gm["expected_cost"]))),
-        ]
-        for k in ("tp", "fp", "fn", "tn"):
-            spec.append((f"{k.upper()} (group thresholds)", g(lambda gm, k=k: _num(gm["confusion"][k]))))
-        spec += [
-            ("precision (group thresholds)", g(lambda gm: _num(gm["precision"]))),
-            ("recall (group thresholds)", g(lambda gm: _num(gm["recall"]))),
-        ]
-    if any_facet:
-        def f(facet, key, fmt):
-            def cell(m):
-                info = m.get("facets", {}).get(facet, {})
-                return fmt(info[key]) if key in info else "n/a"
-            return cell
-        for facet in ("a", "d"):
-            spec += [
-                (f"facet {facet} rows", f(facet, "rows", _num)),
-                (f"facet {facet} share decided 1 (chosen threshold)", f(facet, "decided_1_chosen", _num)),
-            ]
-            if any_group:
-                spec.append((f"facet {facet} share decided 1 (group thresholds)",
-                             f(facet, "decided_1_group", _num)))
-    header = ["metric"] + [_e(p.view.name) for p in prepared]
-    rows = [[(_e(name), False)] + [(_e(fn(p.metrics)), True) for p in prepared] for name, fn in spec]
+        spec.append((f"{k.upper()} (served)", lambda ch, k=k: _num(ch.metrics["confusion_matrix"][k]), True))
+    spec += [("precision (served)", lambda ch: _num(ch.metrics["precision"]), True),
+             ("recall (served)", lambda ch: _num(ch.metrics["recall"]), True),
+             ("accuracy (served)", lambda ch: _num(ch.metrics["accuracy"]), True)]
+    header = ["metric"] + [_e(ch.name) for ch in channels]
+    rows = [[(_e(name), False)] + [(_e(fn(ch)), numeric) for ch in channels]
+            for name, fn, numeric in spec]
     return _table(header, rows)
 
 
-def _bias_table(prepared: list[_Prepared]) -> str:
-    with_bias = [p for p in prepared if p.view.bias]
+def _reliability_table(channels: list) -> str:
+    header = ["probability bin"] + [f"{_e(ch.name)}: rows / mean probability / observed rate"
+                                    for ch in channels]
+    bins = len(channels[0].metrics["reliability"]) if channels else 0
+    rows = []
+    for b in range(bins):
+        lo, hi = channels[0].metrics["reliability"][b]["bin"]
+        cells = [(_e(f"[{lo:.1f}, {hi:.1f})"), False)]
+        for ch in channels:
+            r = ch.metrics["reliability"][b]
+            cells.append((_e(f"{r['rows']:,} / {_num(r['mean_probability'])} / "
+                             f"{_num(r['observed_rate'])}"), True))
+        rows.append(cells)
+    return _table(header, rows)
+
+
+def _bias_table(channels: list, facet_name: str) -> str:
+    with_bias = [ch for ch in channels if ch.bias]
     if not with_bias:
         return ""
     names: list[str] = []
-    for p in with_bias:
-        for k in p.view.bias:
+    for ch in with_bias:
+        for k in ch.bias["post_training"]:
             if k not in names:
                 names.append(k)
-    facets = sorted({p.view.facet_name for p in with_bias if p.view.facet_name})
-    intro = ("<p>SageMaker Clarify bias metrics, facet "
-             + (", ".join(f"<code>{_e(x)}</code>" for x in facets) if facets else "(unnamed)")
-             + ": facet <i>d</i> is the sensitive group, facet <i>a</i> everyone else. "
-             "<i>n/a</i>: the metric is undefined on that channel; \u2014: not reported for it.</p>")
-    header = ["metric"] + [_e(p.view.name) for p in with_bias]
-    rows = [[(_e(name), False)] + [(_e(format_value(p.view.bias[name]) if name in p.view.bias else "\u2014"),
-                                    True) for p in with_bias]
-            for name in names]
+    intro = (f"<p>SageMaker Clarify post-training bias metrics of the served decisions, facet "
+             f"<code>{_e(facet_name or '(unnamed)')}</code>: facet <i>d</i> is the sensitive group, "
+             "facet <i>a</i> everyone else. <i>n/a</i>: the metric is undefined on that channel.</p>")
+    header = ["metric"] + [_e(ch.name) for ch in with_bias]
+    rows = [[(_e(name), False)] + [(_e(format_value(ch.bias["post_training"].get(name))), True)
+                                   for ch in with_bias] for name in names]
     return intro + "\n" + _table(header, rows)
 
 
-def _html(title: str, summary: dict, prepared: list[_Prepared], images: dict) -> str:
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title>",
-        f"<style>{_CSS}</style>",
-        "</head>",
-        "<body>",
-        f"<h1>{_e(title)}</h1>",
-    ]
+def _notes(ch) -> list[str]:
+    """What a reader of this channel's charts should know first."""
+    notes = []
+    n, positives = ch.metrics["rows"], ch.metrics["positives"]
+    if positives in (0, n):
+        notes.append(f"Only class {int(positives == n)} is present on this channel ({n:,} rows): "
+                     "the ROC curve and AUC are undefined, and the reliability diagram shows one "
+                     "class.")
+    if ch.summary.facets is not None:
+        rows = np.asarray(ch.summary.facets).reshape(2, -1).sum(axis=1)
+        for facet, k in (("a", 0), ("d", 1)):
+            if rows[k] == 0:
+                notes.append(f"Facet {facet} is empty on this channel: bias metrics that compare "
+                             "the facets are undefined.")
+    return notes
+
+
+def _html(title: str, summary: dict, channels: list, slugs: dict, images: dict,
+          facet_name: str) -> str:
+    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{_e(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
+             f"<h1>{_e(title)}</h1>"]
     if summary:
         parts.append("<h2>Summary</h2>")
         parts.append(_table(["", "value"], [[(_e(k), False), (_e(format_value(v)), False)]
                                             for k, v in summary.items()]))
     parts.append("<h2>Metrics per channel</h2>")
-    parts.append("<p>Decision rule: decide 1 iff score \u2265 threshold. Expected cost per prediction "
-                 "is the realised cost of the decisions on the channel divided by its rows.</p>")
-    parts.append(_metrics_table(prepared))
-    bias = _bias_table(prepared)
+    parts.append("<p>Each row is decided by the served rule at its own costs (the class costs for "
+                 "rows without cost columns) on its calibrated probability. Cost per row is the "
+                 "realised cost of the decisions divided by the rows; savings = 1 - cost / the "
+                 "cheaper of deciding 1 or 0 for every row. A channel whose rows fitted the "
+                 "calibrator or the rule says so: its figures are not a held-out estimate.</p>")
+    parts.append(_metrics_table(channels))
+    parts.append("<h2>Calibration</h2>")
+    parts.append(_reliability_table(channels))
+    bias = _bias_table(channels, facet_name)
     if bias:
         parts.append("<h2>Bias metrics</h2>")
         parts.append(bias)
-    for p in prepared:
-        parts.append(f'<h2 id="channel-{_e(p.slug)}">Channel: {_e(p.view.name)}</h2>')
-        if p.view.sensitive is not None and p.view.facet_name:
-            parts.append(f"<p>Facet: <code>{_e(p.view.facet_name)}</code></p>")
-        for note in p.notes:
+    for ch in channels:
+        slug = slugs[ch.name]
+        parts.append(f'<h2 id="channel-{_e(slug)}">Channel: {_e(ch.name)}</h2>')
+        for note in _notes(ch):
             parts.append(f'<p class="note">{_e(note)}</p>')
+        if ch.fitted_on:
+            parts.append(f'<p class="note">Fitted on these rows: {_e(", ".join(ch.fitted_on))}; '
+                         f"scored by {_e(_scored(ch))}.</p>")
         parts.append('<div class="charts">')
-        for file_name, caption in images[p.slug]:
-            parts.append(f'<figure><img src="{_e(file_name)}" alt="{_e(caption)} \u2014 {_e(p.view.name)}">'
+        for file_name, caption in images[slug]:
+            parts.append(f'<figure><img src="{_e(file_name)}" alt="{_e(caption)} \u2014 {_e(ch.name)}">'
                          f"<figcaption>{_e(caption)}</figcaption></figure>")
         parts.append("</div>")
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
+
+
+__all__ = ["write_report", "format_value", "AUC_BINS", "SHIFT_RANGE"]

@@ -238,24 +238,59 @@ def _align_hosts(cluster: Cluster, train: data.Dataset) -> data.Dataset:
 def _write_outputs(base_dir: str, result: training.TrainingResult, settings, hosts: list[str],
                    log) -> None:
     model_dir = os.path.join(base_dir, "model")
-    train_data = result.channels["train"].data
-    artifact.save(model_dir, result.booster, train_data.feature_names, result.policy, {
-        "thresholds": result.thresholds,
-        "metrics": {name: ev["chosen_threshold"] for name, ev in result.evaluation.items()},
+    artifact.save(model_dir, result.booster, result.feature_names, result.policy, {
+        "metrics": {name: _without_tables(ch.metrics) for name, ch in result.channels.items()},
+        "held_out": result.held_out,
+        "loss_weights": {**result.weighting.to_dict(), "min_child_weight": result.min_child_weight},
         "best_iteration": result.best_iteration,
         "rounds_trained": result.rounds_trained,
         "hyperparameters": dict(settings),
-        "rows": {name: ch.data.rows for name, ch in result.channels.items()},
+        "rows": result.rows,
         **({"training_hosts": hosts} if len(hosts) > 1 else {}),
     })
     output_data = os.path.join(base_dir, "output", "data")
     os.makedirs(output_data, exist_ok=True)
     with open(os.path.join(output_data, "evaluation.json"), "w", encoding="utf-8") as handle:
-        json.dump({"thresholds": result.thresholds, "channels": result.evaluation}, handle, indent=2)
+        json.dump(evaluation_document(result), handle, indent=2, allow_nan=False)
         handle.write("\n")
     _write_report(output_data, result, settings, log)
-    log(f"model saved to {model_dir}; decision threshold {result.policy.threshold:.6g} "
-        f"({result.policy.threshold_source}), Bayes threshold {result.thresholds['bayes']:.6g}")
+    rule = result.policy.rule
+    log(f"model saved to {model_dir}; decision rule {rule.kind}"
+        + (f" (shift {rule.shift_a:+.4g})" if rule.kind != "bayes" and not rule.per_facet else "")
+        + (f" (shifts a {rule.shift_a:+.4g}, d {rule.shift_d:+.4g})" if rule.per_facet else ""))
+
+
+def _without_tables(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "reliability"}
+
+
+def _json_safe(value):
+    """NaN (an undefined metric) as null: JSON has no NaN."""
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def evaluation_document(result: training.TrainingResult) -> dict:
+    """evaluation.json: the policy, how the held-out rows were made, and per channel what scored
+    it, what was fitted on it, its metrics at the served rule and at the alternatives."""
+    return _json_safe({
+        "policy": result.policy.to_dict(),
+        "held_out": result.held_out,
+        "loss_weights": {**result.weighting.to_dict(), "min_child_weight": result.min_child_weight},
+        "rounds": {"trained": result.rounds_trained, "kept": result.best_iteration + 1},
+        "channels": {
+            name: {"scored_by": ch.scored_by, "fitted_on_these_rows": ch.fitted_on,
+                   "served": ch.metrics, **ch.alternatives,
+                   **({"bias": ch.bias} if ch.bias is not None else {})}
+            for name, ch in result.channels.items()},
+    })
 
 
 def _check_channel_config(config) -> None:
@@ -281,28 +316,28 @@ def _write_report(output_data: str, result: training.TrainingResult, settings, l
     """Charts and report.html; a failure here is logged, not fatal: the model is already saved."""
     from . import report  # matplotlib is imported only when a report is written
 
-    policy = result.policy
-    views = [
-        report.ChannelView(
-            name=name, label=ch.data.label, score=result.scores[name], row_costs=ch.row_costs,
-            threshold=policy.threshold, bayes_threshold=result.thresholds["bayes"],
-            sensitive=ch.sensitive, facet_name=settings.facet_column,
-            group_thresholds=result.thresholds.get("group"),
-            bias=(result.evaluation[name].get("bias") or {}).get("post_training"),
-        )
-        for name, ch in result.channels.items()
-    ]
+    rule = result.policy.rule
     summary = {
         "objective": settings.objective,
-        **policy.costs.as_dict(),
-        "decision threshold": f"{policy.threshold:.6g} ({policy.threshold_source})",
-        "Bayes threshold": f"{result.thresholds['bayes']:.6g}",
+        **result.policy.costs.as_dict(),
+        "cost columns": ", ".join(f"{cell}: {name}" for cell, name in result.policy.cost_columns)
+                        or "none (class costs for every row)",
+        "loss weights": f"clip(regret / {result.weighting.scale:.6g}, "
+                        f"{1 / result.weighting.cap:g}, {result.weighting.cap:g}) ** "
+                        f"{result.weighting.exponent:g}",
+        "held-out rows": result.held_out,
+        "calibrator": f"Platt on the margin, slope {result.policy.calibrator.slope:.4g}, "
+                      f"intercept {result.policy.calibrator.intercept:.4g}, fitted on "
+                      f"{result.policy.calibrator.rows} held-out rows",
+        "decision rule": rule.kind + ("" if rule.kind == "bayes" else
+                                      f" (shift a {rule.shift_a:+.4g}, d {rule.shift_d:+.4g})"),
         "rounds kept": result.best_iteration + 1,
     }
     if settings.facet_column:
         summary["facet (d)"] = f"{settings.facet_column} in {settings.facet_values_or_threshold}"
     try:
-        files = report.write_report(output_data, views, "costaware training report", summary)
+        files = report.write_report(output_data, list(result.channels.values()),
+                                    "costaware training report", summary, settings.facet_column)
         log(f"report: {len(files)} files in {output_data}")
     except Exception:  # noqa: BLE001 - a chart must never fail a finished training job
         logger.warning("could not write the report:\n%s", traceback.format_exc())

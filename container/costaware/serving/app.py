@@ -23,6 +23,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from .. import artifact, inference
+from ..policy import OverrideRefused
 from . import codecs, policy_override
 from .config import Settings
 
@@ -50,19 +51,15 @@ def create_app(model_dir: str | None = None, settings: Settings | None = None) -
     settings = settings or Settings.from_env()
     model_dir = model_dir or settings.model_dir
     model = artifact.load(model_dir, nthread=settings.predict_threads)
-    input_names, _, _ = inference.facet_input(model)
-    warm_up, warm_sensitive = inference.split_facet(model, np.zeros((1, len(input_names))))
-    inference.predict(model, warm_up, sensitive=warm_sensitive)  # warm up before traffic
+    layout = inference.Layout.of(model)
+    inference.predict(model, np.zeros((1, len(layout.names))))  # warm up before traffic
     model_policy = model.policy
     limit = settings.max_payload_bytes
 
     def policy_info(policy, source: str) -> dict:
-        info = {"costs": policy.costs.as_dict(), "threshold": policy.threshold,
-                "threshold_source": policy.threshold_source, "costs_source": source}
-        if policy.group_thresholds is not None:
-            info["group_thresholds"] = {"a": policy.group_thresholds[0],
-                                        "d": policy.group_thresholds[1]}
-        return info
+        return {"costs": policy.costs.as_dict(), "costs_source": source,
+                "rule": policy.rule.to_dict(),
+                "cost_columns": [name for _, name in policy.cost_columns]}
 
     model_policy_json = codecs.policy_json(policy_info(model_policy, "model"))
     model_policy_header = policy_override.describe_policy(model_policy, "model")
@@ -102,20 +99,25 @@ def create_app(model_dir: str | None = None, settings: Settings | None = None) -
         t0 = perf_counter()
         body = _read_body(limit, settings.max_payload_mb)
         t1 = perf_counter()
-        rows = codecs.decode(body, kind, input_names)
-        try:
-            features, sensitive = inference.split_facet(model, rows)
-        except ValueError as exc:
-            raise codecs.RequestError(400, str(exc)) from None
+        rows, has_costs = codecs.decode(body, kind, layout)
         t2 = perf_counter()
-        environ["costaware.rows"] = len(features)
+        environ["costaware.rows"] = len(rows)
         if costs is None:
-            policy, info, header = model_policy, model_policy_json, model_policy_header
+            policy, source = model_policy, "model"
+            info, header = model_policy_json, model_policy_header
         else:
-            policy = model_policy.with_costs(costs)
-            info = codecs.policy_json(policy_info(policy, "custom-attributes"))
-            header = policy_override.describe_policy(policy, "custom-attributes")
-        result = inference.predict(model, features, policy, sensitive)
+            try:
+                policy = model_policy.with_costs(costs)
+            except OverrideRefused as exc:
+                raise codecs.RequestError(400, f"{policy_override.HEADER}: {exc}") from None
+            source = "request"
+            info = codecs.policy_json(policy_info(policy, source))
+            header = policy_override.describe_policy(policy, source)
+        try:
+            result = inference.predict(model, rows, has_costs, policy, source,
+                                       codecs.row_label(kind))
+        except inference.RowError as exc:
+            raise codecs.RequestError(400, str(exc)) from None
         t3 = perf_counter()
         payload = codecs.encode(result, spec, info)
         t4 = perf_counter()

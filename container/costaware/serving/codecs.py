@@ -7,9 +7,14 @@ Input (``Content-Type``)
   ``application/json``        ``{"instances": [ROW, ...]}``
   ``application/jsonlines``   one ROW per line (also ``application/jsonl``, ``application/x-jsonlines``)
 
-  A JSON ROW is a list of numbers in training's feature order, ``{"features": [...]}`` (SageMaker's
-  built-in "dense" form), or an object keyed by the training feature names (``{"f0": 1.5, ...}``);
-  in a keyed object an absent feature is missing, an unknown one is an error.
+  A JSON ROW is a list of numbers in the model's ``request_columns`` order, ``{"features": [...]}``
+  (SageMaker's built-in "dense" form), or an object keyed by the column names (``{"f0": 1.5,
+  ...}``); in a keyed object an absent feature is missing, an unknown name is an error.
+
+Per-row costs (models trained with cost columns): a CSV line or a JSON list may carry the row's
+costs as extra values after the features (and the facet), in the order of ``request_columns``; a
+keyed object carries them under the cost columns' names. A row without them is decided at the class
+costs; a row with them must carry all of them.
 
 Missing values and non-finite numbers (one rule for every format)
   * missing: an empty CSV cell (spaces allowed), ``nan`` in any case (CSV), JSON ``null``, the JSON
@@ -35,11 +40,13 @@ Output (``Accept``)
 
 Selecting fields: an ``Accept`` parameter ``fields``, e.g. ``text/csv;fields=decision`` or
 ``application/json;fields=score,decision`` (the list may also be quoted:
-``fields="score,decision"``). Fields: ``score`` (probability of class 1), ``decision`` (0/1),
-``expected_cost_if_1``, ``expected_cost_if_0`` (expected cost of deciding 1 / 0 at that score) and
-``threshold`` (the decision threshold used); the default is all five in that order. An unknown or
-repeated field is a 406. Numbers are printed with up to 15 significant digits, the same digits for
-a row whether it comes alone or in a batch of any size.
+``fields="score,decision"``). Fields: ``score`` (calibrated probability of class 1), ``decision``
+(0/1), ``expected_cost_if_1``, ``expected_cost_if_0`` (expected cost of deciding 1 / 0 at the row's
+costs), ``threshold`` (the probability at which the row's rule decides 1), ``costs`` (``row``: the
+row's own; ``model``: the model's class costs; ``request``: the custom attributes' override) and
+``rule`` (``bayes``, ``empirical`` or ``constrained``); the default is all seven in that order. An
+unknown or repeated field is a 406. Numbers are printed with up to 15 significant digits, the same
+digits for a row whether it comes alone or in a batch of any size.
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd  # imported at worker boot, not by the first big request
 
-from ..inference import OUTPUT_FIELDS
+from ..inference import OUTPUT_FIELDS, TEXT_FIELDS, Layout
 
 F32_MAX = float(np.finfo(np.float32).max)
 NAN = float("nan")
@@ -214,8 +221,9 @@ def _fields(value: str | None) -> tuple[str, ...]:
 # Decoding
 
 
-def decode(body: bytes, kind: str, feature_names: list[str]) -> np.ndarray:
-    """Parse a request body into a float64 ``(rows, features)`` array, NaN = missing."""
+def decode(body: bytes, kind: str, layout: Layout) -> tuple[np.ndarray, np.ndarray | None]:
+    """Parse a request body into a float64 ``(rows, len(layout.names))`` array (NaN = missing),
+    and which rows carry their own costs (``None``: none does)."""
     if body.startswith(UTF8_BOM):
         body = body[len(UTF8_BOM):]
     if not body or body.isspace():  # isspace stops at the first other byte: no copy, no full scan
@@ -228,10 +236,31 @@ def decode(body: bytes, kind: str, feature_names: list[str]) -> np.ndarray:
             raise _bad(f"line {line}: the body is not valid UTF-8 (byte {exc.start})",
                        line=line) from None
     if kind == "csv":
-        return _parse_csv(body, feature_names)
+        rows = _parse_csv(body, layout)
+    elif kind == "json":
+        rows = _parse_json(body, layout)
+    else:
+        rows = _parse_jsonlines(body, layout)
+    return _with_costs(rows, layout)
+
+
+def row_label(kind: str):
+    """How errors name row ``i`` (0-based) of a body of this kind."""
     if kind == "json":
-        return _parse_json(body, feature_names)
-    return _parse_jsonlines(body, feature_names)
+        return lambda i: f"instances[{i}]"
+    return lambda i: f"line {i + 1}"
+
+
+def _with_costs(rows: list | np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows of the required width or with their costs -> one array of the full width."""
+    width = len(layout.names)
+    if isinstance(rows, np.ndarray):
+        if rows.shape[1] == width and layout.cost_cells:
+            return rows, np.ones(len(rows), dtype=bool)
+        if rows.shape[1] == width:
+            return rows, None
+        return np.pad(rows, ((0, 0), (0, width - rows.shape[1])), constant_values=NAN), None
+    return rows  # (already full width, with flags)
 
 
 def _describe_names(names: list[str]) -> str:
@@ -247,23 +276,35 @@ def _show(text: str) -> str:
 # CSV ---------------------------------------------------------------------------------------------
 
 
-def _parse_csv(body: bytes, names: list[str]) -> np.ndarray:
-    n = len(names)
+def _widths(layout: Layout) -> tuple[int, ...]:
+    """The cell counts a row may have: the required columns, and with the costs."""
+    return (layout.required, len(layout.names)) if layout.cost_cells else (layout.required,)
+
+
+def _width_message(got: int, layout: Layout) -> str:
+    costs = ""
+    if layout.cost_cells:
+        costs = (f" ({len(layout.names)} with its costs: "
+                 f"{', '.join(layout.names[layout.required:])})")
+    return f"{got} values, the model takes {layout.required}{costs}"
+
+
+def _parse_csv(body: bytes, layout: Layout):
     quote = body.find(b'"')
     if quote >= 0:
         line = body.count(b"\n", 0, quote) + 1
         raise _bad(f"line {line}: quoted CSV fields are not supported; send bare numbers",
                    line=line)
     if len(body) <= SMALL_BODY:
-        return _parse_csv_lines(body.rstrip(b"\r\n").decode("utf-8").split("\n"), names)
-    features = _parse_csv_bulk(body, n)
+        return _parse_csv_lines(body.rstrip(b"\r\n").decode("utf-8").split("\n"), layout)
+    features = _parse_csv_bulk(body, _widths(layout))
     if features is None:  # pandas disagreed with the rules: the exact parser decides and explains
-        return _parse_csv_lines(body.rstrip(b"\r\n").decode("utf-8").split("\n"), names)
-    _check_range(features, names, lambda i: f"line {i + 1}")
+        return _parse_csv_lines(body.rstrip(b"\r\n").decode("utf-8").split("\n"), layout)
+    _check_range(features, layout.names, lambda i: f"line {i + 1}")
     return features
 
 
-def _parse_csv_bulk(body: bytes, n: int) -> np.ndarray | None:
+def _parse_csv_bulk(body: bytes, widths: tuple[int, ...]) -> np.ndarray | None:
     """pandas' C parser for big bodies; ``None`` when anything looks off (then the exact parser runs)."""
     if b"\r" in body and body.count(b"\r") != body.count(b"\r\n"):
         return None  # pandas would also end lines at a lone CR; the rules say only LF / CRLF
@@ -273,7 +314,8 @@ def _parse_csv_bulk(body: bytes, n: int) -> np.ndarray | None:
                             skip_blank_lines=False, quoting=3)
     except (ValueError, pd.errors.ParserError, OverflowError):
         return None
-    if frame.shape[1] != n:
+    n = frame.shape[1]
+    if n not in widths:
         return None
     # No line has more than n-1 commas (pandas would have raised), so n-1 per line on average means
     # exactly n-1 on every line: no line is short (pandas pads those with NaN).
@@ -286,27 +328,31 @@ def _parse_csv_bulk(body: bytes, n: int) -> np.ndarray | None:
     return features
 
 
-def _parse_csv_lines(lines: list[str], names: list[str]) -> np.ndarray:
-    n = len(names)
-    rows = []
+def _parse_csv_lines(lines: list[str], layout: Layout):
+    names = layout.names
+    widths = _widths(layout)
+    rows, flags = [], []
     for i, line in enumerate(lines, 1):
         if line.endswith("\r"):
             line = line[:-1]
         cells = line.split(",")
-        if len(cells) != n:
+        if len(cells) not in widths:
             if not line.strip():
-                raise _bad(f"line {i}: empty line; each line must hold {n} values", line=i)
-            raise _bad(f"line {i}: {len(cells)} values, the model takes {n}", line=i,
-                       expected=n, got=len(cells))
+                raise _bad(f"line {i}: empty line; each line must hold {layout.required} values",
+                           line=i)
+            raise _bad(f"line {i}: {_width_message(len(cells), layout)}", line=i,
+                       expected=layout.required, got=len(cells))
         try:
             if not line.isascii() or "_" in line:
                 raise ValueError
-            rows.append([float(c) if c.strip() else NAN for c in cells])
+            row = [float(c) if c.strip() else NAN for c in cells]
         except ValueError:
             _raise_bad_cell(cells, i, names)
+        flags.append(len(cells) > layout.required)
+        rows.append(row + [NAN] * (len(names) - len(row)))
     features = np.array(rows, dtype=np.float64)
     _check_range(features, names, lambda r: f"line {r + 1}")
-    return features
+    return features, (np.array(flags) if any(flags) else None)
 
 
 def _raise_bad_cell(cells: list[str], line: int, names: list[str]):
@@ -355,7 +401,7 @@ def _location(label: str) -> dict:
 _NUMERIC = {float, int, type(None)}
 
 
-def _parse_json(body: bytes, names: list[str]) -> np.ndarray:
+def _parse_json(body: bytes, layout: Layout):
     try:  # decoded here: json.loads(bytes) would guess UTF-16/32 from NUL bytes (found by fuzzing)
         doc = json.loads(body.decode("utf-8"))
     except json.JSONDecodeError as exc:
@@ -371,10 +417,10 @@ def _parse_json(body: bytes, names: list[str]) -> np.ndarray:
         raise _bad(f"'instances' must be a list of rows, got {_json_type(instances)}")
     if not instances:
         raise _bad("'instances' is empty: send at least one row")
-    return _rows(instances, names, lambda i: f"instances[{i}]")
+    return _rows(instances, layout, lambda i: f"instances[{i}]")
 
 
-def _parse_jsonlines(body: bytes, names: list[str]) -> np.ndarray:
+def _parse_jsonlines(body: bytes, layout: Layout):
     # str, not bytes: json.loads(bytes) would guess UTF-16/32 from NUL bytes (found by fuzzing)
     lines = body.decode("utf-8").rstrip("\r\n").split("\n")
     try:  # one C-speed parse of the whole body as a JSON array of the lines
@@ -395,7 +441,7 @@ def _parse_jsonlines(body: bytes, names: list[str]) -> np.ndarray:
                            line=i) from None
             except RecursionError:
                 raise _bad(f"line {i}: not valid JSON: nested too deeply", line=i) from None
-    return _rows(records, names, lambda i: f"line {i + 1}")
+    return _rows(records, layout, lambda i: f"line {i + 1}")
 
 
 def _json_type(value) -> str:
@@ -412,11 +458,14 @@ def _json_type(value) -> str:
     return "an object"
 
 
-def _rows(records: list, names: list[str], where) -> np.ndarray:
-    """JSON rows (lists, ``{"features": [...]}`` or keyed objects) -> float64 array."""
-    n = len(names)
+def _rows(records: list, layout: Layout, where):
+    """JSON rows (lists, ``{"features": [...]}`` or keyed objects) -> full-width float64 array
+    and the rows with costs."""
+    names = layout.names
+    widths = _widths(layout)
+    width = len(names)
     index = None
-    rows = []
+    rows, flags = [], []
     for i, record in enumerate(records):
         if isinstance(record, dict):
             if len(record) == 1 and "features" in record and "features" not in names:
@@ -424,21 +473,24 @@ def _rows(records: list, names: list[str], where) -> np.ndarray:
             else:
                 if index is None:
                     index = {name: j for j, name in enumerate(names)}
-                rows.append(_keyed_row(record, index, names, where(i)))
+                row, has = _keyed_row(record, index, layout, where(i))
+                rows.append(row)
+                flags.append(has)
                 continue
         if not isinstance(record, list):
-            raise _bad(f"{where(i)}: expected a list of {n} numbers or an object keyed by feature "
-                       f"names, got {_json_type(record)}", **_location(where(i)))
-        if len(record) != n:
-            raise _bad(f"{where(i)}: {len(record)} values, the model takes {n}",
-                       **_location(where(i)), expected=n, got=len(record))
+            raise _bad(f"{where(i)}: expected a list of {layout.required} numbers or an object "
+                       f"keyed by column names, got {_json_type(record)}", **_location(where(i)))
+        if len(record) not in widths:
+            raise _bad(f"{where(i)}: {_width_message(len(record), layout)}",
+                       **_location(where(i)), expected=layout.required, got=len(record))
         if not set(map(type, record)) <= _NUMERIC:
             for j, value in enumerate(record):
                 if type(value) not in _NUMERIC:
                     raise _bad(f"{where(i)}, column {j + 1} ({names[j]}): {_json_value(value)} is "
                                "not a number (use null for a missing value)",
                                **_location(where(i)), column=j + 1)
-        rows.append(record)
+        flags.append(len(record) > layout.required)
+        rows.append(record if len(record) == width else record + [None] * (width - len(record)))
     try:
         features = np.array(rows, dtype=np.float64)  # None -> NaN
     except OverflowError:
@@ -450,21 +502,24 @@ def _rows(records: list, names: list[str], where) -> np.ndarray:
                                "3.4e38)", **_location(where(i)), column=j + 1) from None
         raise  # pragma: no cover
     _check_range(features, names, where)
-    return features
+    return features, (np.array(flags) if any(flags) else None)
 
 
-def _keyed_row(record: dict, index: dict, names: list[str], label: str) -> list:
+def _keyed_row(record: dict, index: dict, layout: Layout, label: str) -> tuple[list, bool]:
+    names = layout.names
     row = [None] * len(names)
+    has_costs = False
     for key, value in record.items():
         j = index.get(key)
         if j is None:
-            raise _bad(f"{label}: unknown feature {_show(str(key))}; the model's features are "
-                       f"{_describe_names(names)}", **_location(label))
+            raise _bad(f"{label}: unknown column {_show(str(key))}; the model's columns are "
+                       f"{_describe_names(list(names))}", **_location(label))
         if type(value) not in _NUMERIC:
-            raise _bad(f"{label}, feature {key!r}: {_json_value(value)} is not a number (use null "
+            raise _bad(f"{label}, {key!r}: {_json_value(value)} is not a number (use null "
                        "or leave the key out for a missing value)", **_location(label))
         row[j] = value
-    return row
+        has_costs = has_costs or j >= layout.required
+    return row, has_costs
 
 
 def _json_value(value) -> str:
@@ -604,16 +659,17 @@ def encode(result: dict, spec: OutputSpec, policy: bytes) -> bytes:
     :func:`policy_json` of the policy used (only JSON responses carry it)."""
     n = len(result["score"])
     fields = spec.fields
+    quoted = spec.kind != "csv"
     prefixes, suffix, separator, template = _layout(spec.kind, fields)
     if n <= SMALL_ROWS:
-        columns = [_format_small(result[f], f) for f in fields]
+        columns = [_format_small(result[f], f, quoted) for f in fields]
         body = separator.join(template % row for row in zip(*columns)).encode("ascii")
     else:
         blocks = []
         for prefix, field in zip(prefixes, fields):
             if prefix:
                 blocks.append(_constant(prefix, n))
-            blocks.append(_format_large(result[field], field))
+            blocks.append(_format_large(result[field], field, quoted))
         blocks.append(_constant(suffix + separator, n))
         flat = np.concatenate(blocks, axis=1).ravel()
         body = flat[flat != 0].tobytes()[:-len(separator)]
@@ -622,18 +678,32 @@ def encode(result: dict, spec: OutputSpec, policy: bytes) -> bytes:
     return body
 
 
-def _format_small(values: np.ndarray, field: str) -> list[str]:
+def _text(value, quoted: bool) -> str:
+    return json.dumps(str(value)) if quoted else str(value)
+
+
+def _format_small(values: np.ndarray, field: str, quoted: bool) -> list[str]:
     if field == "decision":
         return [str(int(d)) for d in values.tolist()]
+    if field in TEXT_FIELDS:
+        return [_text(v, quoted) for v in values.tolist()]
     if field == "threshold" and len(values) and (values == values[0]).all():
         return [format_float(float(values[0]))] * len(values)
     return [format_float(x) for x in values.tolist()]
 
 
-def _format_large(values: np.ndarray, field: str) -> np.ndarray:
+def _format_large(values: np.ndarray, field: str, quoted: bool) -> np.ndarray:
     n = len(values)
     if field == "decision":
         return (48 + np.asarray(values, dtype=np.uint8)).reshape(n, 1)
+    if field in TEXT_FIELDS:  # a few distinct words: each row picks its word's bytes
+        words, which = np.unique(np.asarray(values, dtype=str), return_inverse=True)
+        texts = [_text(w, quoted).encode("ascii") for w in words]
+        width = max(map(len, texts))
+        table = np.zeros((len(texts), width), np.uint8)
+        for k, text in enumerate(texts):
+            table[k, width - len(text):] = np.frombuffer(text, np.uint8)
+        return table[which.ravel()]
     if field == "threshold" and (values == values[0]).all():
         return _constant(format_float(float(values[0])), n)
     return _format_float_column(values)

@@ -13,15 +13,16 @@ Rules (also in docs/serving.md):
 * A cost not given keeps the model's value (the costs it was trained with), so ``cost_fn=500000``
   alone changes only the cost of a false negative.
 * The resulting matrix must have ``cost_fp > cost_tn`` and ``cost_fn > cost_tp`` (the same rule as
-  training's hyperparameters): otherwise one decision would always be best and no threshold exists.
+  training's hyperparameters, :meth:`costaware.costs.CostMatrix.problem`): otherwise one decision
+  would always be best.
 * Each cost is at most ``1e300``, and the regret ratio ``(cost_fp - cost_tn) / (cost_fn - cost_tp)``
   lies between ``1e-12`` and ``1e12``. Beyond that the Bayes threshold rounds to exactly 0 or 1 in
   floating point, its log-odds become infinite, and the expected costs no longer pick the decision
   (found by fuzzing: ``cost_fp=1e308`` gave decision 0 with the lower expected cost on deciding 1).
 
-The decision is then recomputed with ``DecisionPolicy.with_costs`` (costs.py): a Bayes threshold
-becomes the new Bayes threshold; an empirical threshold keeps the calibration correction it learned
-on validation, shifted in log-odds by the change of the Bayes threshold.
+Rows are then decided by the Bayes rule at these costs on the calibrated probability
+(:meth:`costaware.policy.Policy.with_costs`); rows that carry their own costs keep them. A model
+whose rule was fitted under a fairness bound refuses overrides (400).
 """
 
 from __future__ import annotations
@@ -77,12 +78,9 @@ def parse_costs(header: str | None, base: CostMatrix) -> CostMatrix | None:
         origin = "" if key in given else ", the model's"
         return f"{key} ({values[key]:g}{origin})"
 
-    if values["cost_fp"] <= values["cost_tn"]:
-        raise OverrideError(f"{HEADER}: {describe('cost_fp')} must exceed {describe('cost_tn')}: "
-                            "otherwise deciding 1 is never worse and no threshold exists")
-    if values["cost_fn"] <= values["cost_tp"]:
-        raise OverrideError(f"{HEADER}: {describe('cost_fn')} must exceed {describe('cost_tp')}: "
-                            "otherwise deciding 0 is never worse and no threshold exists")
+    problem = CostMatrix.from_dict(values).problem(lambda cell, _: describe(f"cost_{cell}"))
+    if problem:
+        raise OverrideError(f"{HEADER}: {problem}")
     ratio = (values["cost_fp"] - values["cost_tn"]) / (values["cost_fn"] - values["cost_tp"])
     if not 1 / MAX_REGRET_RATIO <= ratio <= MAX_REGRET_RATIO:
         raise OverrideError(f"{HEADER}: (cost_fp - cost_tn) / (cost_fn - cost_tp) = {ratio:.3g} is "
@@ -92,10 +90,11 @@ def parse_costs(header: str | None, base: CostMatrix) -> CostMatrix | None:
 
 
 def describe_policy(policy, source: str) -> str:
-    """The response's custom-attributes value: the costs and threshold a response used."""
+    """The response's custom-attributes value: the class costs and the rule a response used (rows
+    with their own costs say so in their ``costs`` field)."""
     costs = policy.costs.as_dict()
     parts = [f"{key}={_num(costs[key])}" for key in COST_KEYS]
-    parts.append(f"threshold={_num(policy.threshold)}")
+    parts.append(f"rule={policy.rule.kind}")
     parts.append(f"costs_source={source}")
     return ",".join(parts)
 

@@ -444,6 +444,24 @@ class Progress:
             self.bar.close()
 
 
+def against_baseline(chosen: dict | None, base: dict | None, goal) -> str | None:
+    """Why the chosen trial is no better than the untuned baseline, or ``None``: worse on the one
+    objective, or (several objectives) no better on any and worse on one."""
+    if not chosen or not base or base.get("state") != "COMPLETE":
+        return None
+    worse, better = [], []
+    for metric, direction in zip(goal.metrics, goal.directions):
+        ours, theirs = chosen["metrics"].get(metric), base["metrics"].get(metric)
+        if ours is None or theirs is None or ours == theirs:
+            continue
+        sign = 1 if direction == "Maximize" else -1
+        (better if sign * (ours - theirs) > 0 else worse).append(
+            f"{metric} {ours:.4g} against the baseline's {theirs:.4g}")
+    if worse and not better:
+        return "worse than the untuned baseline: " + "; ".join(worse)
+    return None
+
+
 def _fmt_metrics(metrics: dict, names) -> str:
     return " ".join(f"{n.split(':')[1]}={metrics[n]:.4g}" for n in names if n in metrics)
 
@@ -567,8 +585,11 @@ def tune(tree_dir: str, work: str, trials: int, objective: str = "combined", job
     chosen = next((r for r in records if r.get("chosen")), None)
     if any(r["state"] == "COMPLETE" for r in records if r["trial"] != "baseline"):
         plot_pareto(records, setup, files["png"])
+    verdict = against_baseline(chosen, base, goal)
     if chosen:
         best = {"trial": chosen["trial"], "objective": list(goal.metrics),
+                **({"warning": f"the chosen trial is {verdict}; keep the tree's own "
+                               "hyperparameters"} if verdict else {}),
                 "tuned": chosen["params"],
                 "hyperparameters": runner.as_strings(runner.merge(
                     {k: v for k, v in merged.items() if k != "nthread" or own_nthread},
@@ -579,7 +600,7 @@ def tune(tree_dir: str, work: str, trials: int, objective: str = "combined", job
             json.dump(best, handle, indent=2)
             handle.write("\n")
     ran = bar.done - complete
-    _summary(setup, study, records, base, chosen, files, elapsed, ran, failures)
+    _summary(setup, study, records, base, chosen, files, elapsed, ran, failures, verdict)
     if interrupted:
         raise KeyboardInterrupt
     if remaining and len(failures) >= remaining:
@@ -587,7 +608,8 @@ def tune(tree_dir: str, work: str, trials: int, objective: str = "combined", job
     return Result(study, records, chosen, base, files)
 
 
-def _summary(setup, study, records, base, chosen, files, elapsed, ran, failures) -> None:
+def _summary(setup, study, records, base, chosen, files, elapsed, ran, failures,
+             verdict: str | None = None) -> None:
     names = _show_names(setup)
     complete = sum(1 for r in records if r["trial"] != "baseline" and r["state"] == "COMPLETE")
     failed = sum(1 for r in records if r["trial"] != "baseline" and r["state"] == "FAIL")
@@ -605,6 +627,9 @@ def _summary(setup, study, records, base, chosen, files, elapsed, ran, failures)
         print(f"chosen: trial {chosen['trial']}: {_fmt_metrics(chosen['metrics'], names)}")
         print(f"  tuned: {tuned}")
         print(f"  model: {os.path.join(setup.work, chosen['dir'], 'model')}")
+        if verdict:
+            print(f"  warning: the best trial is {verdict}: no trial improved on the tree's own "
+                  "hyperparameters; keep them (best.json says so too)")
         share = chosen.get("decided_1", {}).get("validation")
         if share in (0.0, 1.0):
             print(f"  note: it decides {int(share)} for every validation row, so its |DPPL| is 0 "

@@ -171,7 +171,7 @@ class Run:
             return {}
         out = {}
         for name, channel in channels.items():
-            cm = channel.get("chosen_threshold", {}).get("confusion_matrix")
+            cm = channel.get("served", {}).get("confusion_matrix")
             if cm:
                 rows = cm["tp"] + cm["fp"] + cm["fn"] + cm["tn"]
                 out[name] = (cm["tp"] + cm["fp"]) / rows if rows else math.nan

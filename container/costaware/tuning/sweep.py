@@ -2,16 +2,18 @@
 
 For each ratio ``r`` the tree is trained (``costaware train``, the image's entry point, in
 ``WORK/ratio-R``) with the training costs ``cost_fp = 1``, ``cost_fn = r``, ``cost_tp = cost_tn = 0``
-and everything else from the tree. The ratio moves both the loss weights and the threshold learned
-on validation. Every model is then priced on the test channel (and on validation) with the **tree's
-own** cost matrix, so all ratios are compared in the same money:
+and everything else from the tree. The ratio moves both the loss weights and the Bayes rule the
+model decides by (``decide 1 iff p >= 1 / (1 + r)``). Every model's decisions at its own ratio are
+then priced on the test channel (and on validation) with the **tree's own** cost matrix, so all
+ratios are compared in the same money:
 
 ``expected cost per decision = (1/n) sum_i C(y_i, decide_i)``, ``C`` the tree's ``cost_fp``,
-``cost_fn``, ``cost_tp``, ``cost_tn`` (times the per-row ``cost_column`` if the tree has one).
+``cost_fn``, ``cost_tp``, ``cost_tn``. A tree with cost columns is refused: its rows carry their
+own costs, which a class ratio does not move.
 
 The tree's own regret ratio ``(C_FN - C_TP) / (C_FP - C_TN)`` is added to the ratios (it trains the
 same model as the tree's costs: only the ratio of the regrets matters to the loss and the
-threshold). Outputs: ``sweep.csv`` and ``sweep.png`` (cost per decision against the ratio, with what
+rule). Outputs: ``sweep.csv`` and ``sweep.png`` (cost per decision against the ratio, with what
 approving everyone, rejecting everyone and perfect decisions would cost on test).
 """
 
@@ -53,7 +55,12 @@ class Pricer:
 
         self.tree = tree
         self.settings = tree.settings()
-        self.costs = training.cost_matrix(self.settings)
+        self.costs = training.class_costs(self.settings)
+        columns = [f"cost_{c}_column" for c in ("fp", "fn", "tp", "tn")
+                   if self.settings[f"cost_{c}_column"]]
+        if columns:
+            raise cfg.ConfigError(f"{tree.path}: the tree gives per-row costs ({', '.join(columns)}); "
+                                  "the sweep varies the class costs, which those rows do not use")
         self.datasets = {}
         for name in ("validation", "test"):
             if name in tree.inputdataconfig:
@@ -65,14 +72,9 @@ class Pricer:
             raise cfg.ConfigError(f"{tree.path}: the sweep prices models on a 'test' channel; the "
                                   "tree has none")
 
-    def row_costs(self, name: str):
-        from .. import training
-
-        return training.row_costs_for(self.settings, self.datasets[name])
-
     def price(self, model_dir: str, name: str) -> dict:
         from .. import artifact
-        from ..costs import realised_costs
+        from ..costs import RowCosts
         from ..fairness import sensitive_facet_index
 
         dataset = self.datasets[name]
@@ -81,12 +83,14 @@ class Pricer:
         if dataset.named_columns and list(dataset.feature_names) != model.feature_names:
             index = [dataset.feature_names.index(n) for n in model.feature_names]
             features = features[:, index]
-        score = model.score(features)
+        p = model.probability(features)
         sensitive = None
-        if model.policy.group_thresholds is not None:
+        if model.policy.needs_facet:
             sensitive = sensitive_facet_index(dataset.facet, model.policy.facet["values_or_threshold"])
-        decision = model.policy.decide(score, sensitive)
-        cost = realised_costs(dataset.label, decision, self.row_costs(name))
+        # decided at the model's own (training) costs, priced at the tree's
+        decision, _, _ = model.policy.decide(p, RowCosts.constant(model.policy.costs, len(p)),
+                                             sensitive)
+        cost = dataset.costs.realised(dataset.label, decision)
         label = dataset.label
         return {
             "cost_per_decision": float(cost.mean()),
@@ -98,15 +102,13 @@ class Pricer:
 
     def references(self, name: str = "test") -> dict:
         """Cost per decision of deciding 1 for everyone, 0 for everyone, and every decision right."""
-        from ..costs import realised_costs
-
         label = self.datasets[name].label
-        rc = self.row_costs(name)
+        rc = self.datasets[name].costs
         n = len(label)
         return {
-            "all 1": float(realised_costs(label, np.ones(n), rc).mean()),
-            "all 0": float(realised_costs(label, np.zeros(n), rc).mean()),
-            "perfect": float(realised_costs(label, label, rc).mean()),
+            "all 1": float(rc.realised(label, np.ones(n)).mean()),
+            "all 0": float(rc.realised(label, np.zeros(n)).mean()),
+            "perfect": float(rc.realised(label, label).mean()),
         }
 
 
@@ -116,7 +118,7 @@ def sweep(tree_dir: str, work: str, ratios: list[float], jobs: int | None = None
     tree = runner.read_tree(tree_dir)
     pricer = Pricer(tree)
     costs = pricer.costs
-    tree_ratio = costs.positive_weight / costs.negative_weight
+    tree_ratio = (costs.fn - costs.tp) / (costs.fp - costs.tn)
     all_ratios = sorted(set(ratios) | ({round(tree_ratio, 6)} if include_tree_ratio else set()))
     work = os.path.abspath(work)
     os.makedirs(work, exist_ok=True)
@@ -137,7 +139,7 @@ def sweep(tree_dir: str, work: str, ratios: list[float], jobs: int | None = None
                "seconds": round(run.seconds, 2), "dir": os.path.relpath(directory, work)}
         if not run.ok:
             return {**row, "failure": run.failure()}
-        row["threshold"] = run.metrics.get("test:threshold")
+        row["threshold"] = 1.0 / (1.0 + ratio)  # the Bayes threshold the model decides at
         row["test_auc"] = run.metrics.get("test:auc")
         for name in pricer.datasets:
             priced = pricer.price(os.path.join(directory, "model"), name)

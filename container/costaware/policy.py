@@ -1,0 +1,81 @@
+"""The decision policy saved with a model: margin -> probability -> decision and expected costs.
+
+One owner for everything training, the artifact, the report and serving need to decide a row:
+
+* the calibrator (:mod:`costaware.calibration`), margin -> ``P(y = 1)``;
+* the decision rule (:mod:`costaware.decision`);
+* the class costs, which decide every row that does not carry its own;
+* the cost columns: the cells whose per-row costs the model was trained with, and the names under
+  which a request may carry them (in keyed JSON under these names; in CSV and ``instances``
+  arrays as extra values after the features, in :data:`costaware.costs.CELLS` order);
+* the facet, when a rule decides each facet at its own shift (requests then carry it).
+
+A per-request cost override (:meth:`Policy.with_costs`) replaces the class costs and decides by the
+Bayes rule at them: the calibrated probability stays, only the costs change. A rule fitted under a
+fairness bound is tied to the costs it was fitted at: such a model refuses overrides
+(:class:`OverrideRefused`) rather than silently leave the bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .calibration import Calibrator
+from .costs import CELLS, CostMatrix, RowCosts
+from .decision import DecisionRule
+
+
+class OverrideRefused(ValueError):
+    """The model's rule was fitted under a constraint that other costs would break."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    calibrator: Calibrator
+    rule: DecisionRule
+    costs: CostMatrix
+    cost_columns: tuple[tuple[str, str], ...] = ()  # (cell, the column's name in requests)
+    facet: dict | None = None  # {"column", "values_or_threshold", "is_feature"}
+
+    def probability(self, margin: np.ndarray) -> np.ndarray:
+        return self.calibrator.probability(margin)
+
+    def decide(self, p: np.ndarray, costs: RowCosts, sensitive: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(decision, E[cost | 1], E[cost | 0])`` of each row at its costs."""
+        return self.rule.decide(p, costs, sensitive)
+
+    @property
+    def needs_facet(self) -> bool:
+        return self.rule.per_facet
+
+    def with_costs(self, costs: CostMatrix) -> "Policy":
+        """The class costs of a request's override, decided by the Bayes rule."""
+        if costs == self.costs:
+            return self
+        if self.rule.kind == "constrained":
+            raise OverrideRefused(
+                f"this model's decision rule was fitted under |DPPL| <= {self.rule.max_abs_dppl:g} "
+                "at its training costs; other costs would decide outside that bound. Send the "
+                "request without cost_* attributes, or train a model at these costs")
+        return replace(self, costs=costs, rule=DecisionRule("bayes"))
+
+    def to_dict(self) -> dict:
+        out = {"calibrator": self.calibrator.to_dict(), "rule": self.rule.to_dict(),
+               "costs": self.costs.as_dict(),
+               "cost_columns": {cell: name for cell, name in self.cost_columns}}
+        if self.facet is not None:
+            out["facet"] = self.facet
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Policy":
+        columns = d.get("cost_columns", {})
+        if not isinstance(columns, dict) or not set(columns) <= set(CELLS):
+            raise ValueError(f"cost_columns must map some of {', '.join(CELLS)} to names")
+        return cls(Calibrator.from_dict(d["calibrator"]), DecisionRule.from_dict(d["rule"]),
+                   CostMatrix.from_dict(d["costs"]),
+                   tuple((cell, str(columns[cell])) for cell in CELLS if cell in columns),
+                   d.get("facet"))

@@ -1,0 +1,209 @@
+"""Per-row costs through the real ``serve``: a model trained with cost columns, rows carrying their
+own costs in every format, overrides, bad cost cells, and a fairness-constrained model's refusal."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from costaware import artifact, inference
+from costaware.costs import CostMatrix, RowCosts
+
+from conftest import run_train, synthetic, write_tree
+from test_serving import HEADER, Server, assert_matches, csv_body, parse_response
+
+FIELDS = inference.OUTPUT_FIELDS
+
+
+def _frame(n: int, seed: int) -> pd.DataFrame:
+    x, y = synthetic(n, d=4, seed=seed)
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(x, columns=["income", "debt", "age", "tenure"])
+    frame.insert(0, "default", y)
+    frame["loss"] = rng.uniform(500, 20000, n).round(2)  # a missed default: the credit line lost
+    frame["interest"] = (rng.uniform(0.03, 0.15, n) * frame["loss"]).round(2)  # a refused good loan
+    frame["group"] = np.where(x[:, 2] > 0.3, 1, 0)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def costed(tmp_path_factory):
+    """A model trained with two cost columns (fp: interest, fn: loss), and its test rows."""
+    base = tmp_path_factory.mktemp("costed") / "ml"
+    frame = _frame(900, 4)
+    write_tree(base, {"num_round": "30", "max_depth": "3", "label_column": "default",
+                      "cost_fn_column": "loss", "cost_fp_column": "interest",
+                      "cost_fn": "8000", "cost_fp": "700"},
+               {"train": {"t.csv": frame.iloc[:500].drop(columns="group").to_csv(index=False)},
+                "validation": {"v.csv": frame.iloc[500:700].drop(columns="group").to_csv(index=False)}})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return str(base / "model"), frame.iloc[700:]
+
+
+@pytest.fixture(scope="module")
+def model(costed):
+    return artifact.load(costed[0], nthread=1)
+
+
+@pytest.fixture(scope="module")
+def server(costed, tmp_path_factory):
+    srv = Server(costed[0], tmp_path_factory.mktemp("logs"), workers=1)
+    try:
+        yield srv.wait_ready()
+    finally:
+        srv.stop()
+
+
+FEATURES = ["income", "debt", "age", "tenure"]
+
+
+def _rows(test: pd.DataFrame, with_costs: np.ndarray) -> np.ndarray:
+    """Request rows as the model's layout says: features, then interest (fp) and loss (fn)."""
+    rows = test[FEATURES + ["interest", "loss"]].to_numpy(dtype=np.float64).copy()
+    rows[~with_costs, 4:] = np.nan
+    return rows
+
+
+def test_the_model_states_its_request_layout(model):
+    assert model.metadata["request_columns"] == FEATURES + ["interest", "loss"]
+    assert model.policy.cost_columns == (("fp", "interest"), ("fn", "loss"))
+
+
+def _bodies(rows: np.ndarray, with_costs: np.ndarray) -> dict:
+    names = FEATURES + ["interest", "loss"]
+
+    def listed(i):
+        values = rows[i].tolist() if with_costs[i] else rows[i, :4].tolist()
+        return [None if np.isnan(v) else v for v in values]
+
+    keyed = [{k: v for k, v in zip(names, listed(i))} for i in range(len(rows))]
+    csv = "\n".join(",".join(repr(v) for v in listed(i)) for i in range(len(rows))).encode()
+    return {
+        "csv": ("text/csv", csv),
+        "json-lists": ("application/json", json.dumps({"instances": [listed(i) for i in range(len(rows))]})),
+        "json-keyed": ("application/json", json.dumps({"instances": keyed})),
+        "jsonlines-lists": ("application/jsonlines", "\n".join(json.dumps(listed(i)) for i in range(len(rows)))),
+        "jsonlines-keyed": ("application/jsonlines", "\n".join(json.dumps(r) for r in keyed)),
+    }
+
+
+@pytest.mark.parametrize("accept", ["application/json", "application/jsonlines", "text/csv"])
+@pytest.mark.parametrize("form", ["csv", "json-lists", "json-keyed", "jsonlines-lists",
+                                  "jsonlines-keyed"])
+def test_rows_carry_their_own_costs_in_every_format(server, model, costed, form, accept):
+    test = costed[1].iloc[:40]
+    with_costs = np.arange(40) % 3 != 0  # every third row without: decided at the class costs
+    rows = _rows(test, with_costs)
+    content_type, body = _bodies(rows, with_costs)[form]
+    response = requests.post(server.url + "/invocations", data=body,
+                             headers={"Content-Type": content_type, "Accept": accept})
+    assert response.status_code == 200, response.text
+    predictions = parse_response(response)
+    assert_matches(predictions, inference.predict(model, rows, with_costs))
+    assert [p["costs"] for p in predictions] == ["row" if c else "model" for c in with_costs]
+    # each row is decided by the Bayes rule at its own costs on its calibrated probability
+    p = np.array([r["score"] for r in predictions])
+    fn = np.where(with_costs, test.loss, 8000.0)
+    fp = np.where(with_costs, test.interest, 700.0)
+    costs = RowCosts(fp, fn, np.zeros(40), np.zeros(40))
+    cost_if_1, cost_if_0 = costs.expected(p)
+    assert [r["decision"] for r in predictions] == (cost_if_1 <= cost_if_0).astype(int).tolist()
+    assert np.array([r["expected_cost_if_0"] for r in predictions]) == pytest.approx(cost_if_0, rel=1e-12)
+    assert np.array([r["threshold"] for r in predictions]) == pytest.approx(fp / (fp + fn), rel=1e-12)
+
+
+def test_a_rows_costs_change_its_decision_not_its_probability(server, costed):
+    row = costed[1][FEATURES].iloc[[0]].to_numpy()[0].tolist()
+    answers = []
+    for loss in (1.0, 1e7):
+        body = json.dumps({"instances": [dict(zip(FEATURES, row), interest=100.0, loss=loss)]})
+        response = requests.post(server.url + "/invocations", data=body,
+                                 headers={"Content-Type": "application/json"})
+        assert response.status_code == 200, response.text
+        answers.append(response.json()["predictions"][0])
+    assert answers[0]["score"] == answers[1]["score"]
+    assert answers[0]["decision"] == 0 and answers[1]["decision"] == 1
+
+
+def test_an_override_changes_the_class_costs_and_rows_keep_their_own(server, model, costed):
+    test = costed[1].iloc[:30]
+    with_costs = np.arange(30) % 2 == 0
+    rows = _rows(test, with_costs)
+    _, body = _bodies(rows, with_costs)["csv"]
+    response = requests.post(server.url + "/invocations", data=body,
+                             headers={"Content-Type": "text/csv", HEADER: "cost_fn=90000"})
+    assert response.status_code == 200, response.text
+    policy = model.policy.with_costs(CostMatrix(fp=700, fn=90000))
+    expected = inference.predict(model, rows, with_costs, policy=policy, costs_source="request")
+    assert_matches(response.json()["predictions"], expected)
+    assert [p["costs"] for p in response.json()["predictions"]] == \
+        ["row" if c else "request" for c in with_costs]
+
+
+@pytest.mark.parametrize("content_type,body,message", [
+    ("text/csv", "0.1,0.2,0.3,0.4,50,-3", "line 1, column 6 (loss): -3; costs must be numbers >= 0"),
+    ("text/csv", "0.1,0.2,0.3,0.4,50,", "line 1, column 6 (loss): missing; costs must be numbers >= 0"),
+    ("text/csv", "0.1,0.2,0.3,0.4\n0.1,0.2,0.3,0.4,50", "line 2: 5 values, the model takes 4 (6 with "
+                                                       "its costs: interest, loss)"),
+    ("text/csv", "0.1,0.2,0.3,0.4,50,abc", "line 1, column 6 (loss): 'abc' is not a number"),
+    ("application/json", json.dumps({"instances": [{"income": 1, "loss": 40}]}),
+     "instances[0], column 5 (interest): missing; costs must be numbers >= 0"),
+    ("application/json", json.dumps({"instances": [[0.1, 0.2, 0.3, 0.4, 0, 0]]}),
+     "instances[0]: column 6 (loss) (0) equals cost_tp (the model's class cost) (0) and column 5 "
+     "(interest) (0) equals cost_tn (the model's class cost) (0): both decisions cost the same"),
+    ("application/jsonlines", json.dumps({"income": 1, "interest": 5, "loss": "lots"}),
+     "line 1, 'loss': \"lots\" is not a number"),
+])
+def test_bad_cost_cells_get_a_400_naming_row_and_column(server, content_type, body, message):
+    response = requests.post(server.url + "/invocations", data=body,
+                             headers={"Content-Type": content_type})
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"], response.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def constrained(tmp_path_factory):
+    """A model whose rule was fitted under |DPPL| <= 0.05 (facet 'group', not a feature), one
+    shift per facet: requests carry the facet after the features."""
+    base = tmp_path_factory.mktemp("constrained") / "ml"
+    frame = _frame(900, 5).drop(columns=["loss", "interest"])
+    write_tree(base, {"num_round": "20", "max_depth": "3", "label_column": "default",
+                      "cost_fn": "5", "cost_fp": "1", "facet_column": "group",
+                      "facet_values_or_threshold": "[1]", "max_abs_dppl": "0.05",
+                      "group_thresholds": "true"},
+               {"train": {"t.csv": frame.iloc[:600].to_csv(index=False)},
+                "validation": {"v.csv": frame.iloc[600:].to_csv(index=False)}})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return str(base / "model"), frame
+
+
+def test_a_constrained_model_refuses_overrides_and_needs_the_facet(constrained, tmp_path):
+    model_dir, frame = constrained
+    model = artifact.load(model_dir)
+    assert model.policy.rule.kind == "constrained" and model.policy.rule.per_facet
+    assert model.metadata["request_columns"] == FEATURES + ["group"]
+    srv = Server(model_dir, tmp_path, workers=1)
+    try:
+        srv.wait_ready()
+        rows = frame[FEATURES + ["group"]].to_numpy(dtype=float)[:20]
+        plain = requests.post(srv.url + "/invocations", data=csv_body(rows),
+                              headers={"Content-Type": "text/csv"})
+        assert plain.status_code == 200, plain.text
+        assert_matches(plain.json()["predictions"], inference.predict(model, rows))
+        assert {p["rule"] for p in plain.json()["predictions"]} == {"constrained"}
+        refused = requests.post(srv.url + "/invocations", data=csv_body(rows),
+                                headers={"Content-Type": "text/csv", HEADER: "cost_fn=50"})
+        assert refused.status_code == 400
+        assert "decision rule was fitted under |DPPL| <= 0.05" in refused.json()["error"]
+        no_facet = requests.post(srv.url + "/invocations", data=csv_body(rows[:, :4]),
+                                 headers={"Content-Type": "text/csv"})
+        assert no_facet.status_code == 400
+        assert "line 1: 4 values, the model takes 5" in no_facet.json()["error"]
+    finally:
+        srv.stop()
