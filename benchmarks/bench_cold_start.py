@@ -31,6 +31,7 @@ from bench_serving import free_port, stop_server  # noqa: E402
 
 def train_model(model_dir: str, trees: int) -> float:
     from costaware import artifact, hyperparameters, training
+    from costaware.costs import CostMatrix, RowCosts
     from costaware.data import Dataset
 
     rng = np.random.default_rng(0)
@@ -38,9 +39,11 @@ def train_model(model_dir: str, trees: int) -> float:
     y = (rng.random(3000) < 1 / (1 + np.exp(-(x[:, 0] - x[:, 1] + 0.5 * x[:, 2])))).astype(np.int8)
     names = [f"f{i}" for i in range(x.shape[1])]
     settings = hyperparameters.parse({"num_round": str(trees), "max_depth": "4", "eta": "0.05",
-                                      "cost_fn": "5", "decision_threshold": "bayes"})
+                                      "cost_fn": "5", "calibration_data": "validation"})
+    costs = RowCosts.constant(CostMatrix(1, 5), len(y))
+    data = Dataset(x, y, names, costs, "synthetic", True)
     start = time.perf_counter()
-    result = training.train(settings, Dataset(x, y, names, None, "synthetic", True),
+    result = training.train(settings, data.take(slice(0, 2400)), data.take(slice(2400, None)),
                             log=lambda line: None)
     elapsed = time.perf_counter() - start
     artifact.save(model_dir, result.booster, names, result.policy, {"rounds_trained": trees})

@@ -1,8 +1,10 @@
 """Lay out the Wisconsin breast-cancer data as a SageMaker training tree (``/opt/ml`` shape).
 
-Malignant = 1 (the costly class to miss). Train/validation/test = 60/20/20, stratified, fixed seed;
-headerless CSV with the label first (SageMaker's convention). Costs per patient are those of the
-custom-loss case study: TN $0, FP $1,287.67, FN $252,000, TP $35,280.
+Malignant = 1 (the costly class to miss). The custom-loss case study's own split: 25% test with
+``random_state=1`` (143 patients); of the other 426, 20% validation (86) and 340 train, with the
+same seed. Headerless CSV with the label first (SageMaker's convention). Costs per patient are those
+of the case study: TN $0, FP $1,287.67, FN $252,000, TP $35,280; and its boosting settings: 200
+rounds, eta 0.1, depth 3, early stopping after 20 rounds without improvement.
 
     python local_test/prepare_breast_cancer.py [BASE_DIR]   (default: local_test/test_dir)
 """
@@ -18,11 +20,10 @@ from sklearn.model_selection import train_test_split
 COSTS = {"cost_tn": "0", "cost_fp": "1287.67", "cost_fn": "252000", "cost_tp": "35280"}
 HYPERPARAMETERS = {
     "objective": "cost_weighted",
-    "num_round": "100",
+    "num_round": "200",
     "eta": "0.1",
     "max_depth": "3",
-    "subsample": "0.8",
-    "colsample_bytree": "0.8",
+    "early_stopping_rounds": "20",
     "seed": "7",
     **COSTS,
 }
@@ -31,10 +32,10 @@ HYPERPARAMETERS = {
 def main(base_dir: str) -> None:
     features, label = load_breast_cancer(return_X_y=True)
     label = 1 - label  # scikit-learn codes malignant as 0
-    x_train, x_rest, y_train, y_rest = train_test_split(
-        features, label, test_size=0.4, stratify=label, random_state=42)
-    x_val, x_test, y_val, y_test = train_test_split(
-        x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=42)
+    x_rest, x_test, y_rest, y_test = train_test_split(features, label, test_size=0.25,
+                                                      random_state=1)
+    x_train, x_val, y_train, y_val = train_test_split(x_rest, y_rest, test_size=0.2,
+                                                      random_state=1)
     for channel, x, y in (("train", x_train, y_train), ("validation", x_val, y_val),
                           ("test", x_test, y_test)):
         directory = os.path.join(base_dir, "input", "data", channel)

@@ -32,8 +32,10 @@ RESUMABLE = ("num_round", "checkpoint_frequency", "nthread")  # may change betwe
 class RoundMonitor:
     """Early stopping on the metrics ``observe(iteration)`` returns after each round.
 
-    ``observe`` also logs the round's metric line; its state (the calibrator it starts the next fit
-    from) travels in checkpoints through ``state``/``restore``.
+    Stops after ``patience`` rounds without a strictly better value; the best round is kept (ties
+    keep the earlier, smaller model). ``observe`` also logs the round's metric line; its state
+    (the calibrator it starts the next fit from) travels in checkpoints through
+    ``state``/``restore``.
     """
 
     def __init__(self, observe: Callable[[int], dict], metric: str, patience: int,

@@ -342,16 +342,26 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     calibrators: list[Calibrator | None] = [None]
     watched = _subset(held.channel, held.watch)
 
+    def at_bayes(channel: Channel, p: np.ndarray) -> dict:
+        decision, _, _ = DecisionRule().decide(p, channel.data.costs, channel.sensitive)
+        return _metrics_at(channel, p, decision, settings, fairness_names, n_groups, cluster)[0]
+
     def observe(iteration: int) -> dict:
+        """The round's held-out metrics (early stopping watches them, over every held-out row);
+        the metric line shows the watched rows' (validation, or train without it)."""
         margins = held.margins(boosting, None)
         calibrator = fit_platt(margins, held.channel.data.label, cluster.sum, calibrators[0])
         calibrators[0] = calibrator
-        p = calibrator.probability(margins[held.watch])
-        decision, _, _ = DecisionRule().decide(p, watched.data.costs, watched.sensitive)
-        metrics, _ = _metrics_at(watched, p, decision, settings, fairness_names, n_groups, cluster)
+        p = calibrator.probability(margins)
+        every = at_bayes(held.channel, p)
+        shown = every if held.watch.all() else at_bayes(watched, p[held.watch])
         if cluster.is_first:
-            log(metric_log.format_line(f"[{iteration}]", held.watch_name, metrics))
-        return metrics
+            line = metric_log.format_line(f"[{iteration}]", held.watch_name, shown)
+            if not held.watch.all():
+                metric = settings.early_stopping_metric
+                line += f"\theld_out:{metric}={metric_log.format_value(every[metric])}"
+            log(line)
+        return every
 
     def observer_state() -> dict:
         return {"calibrator": None if calibrators[0] is None else calibrators[0].to_dict()}
@@ -374,8 +384,8 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
                                 fingerprint, log, cluster)
     best = monitor.best_iteration if settings.early_stopping_rounds else rounds_trained - 1
     if best + 1 < rounds_trained:
-        log(f"early stopping: keeping rounds 0..{best} of {rounds_trained} (best held-out "
-            f"{settings.early_stopping_metric})")
+        log(f"early stopping: keeping rounds 0..{best} of {rounds_trained} (the best held-out "
+            f"{settings.early_stopping_metric}, over every held-out row)")
     if settings.early_stopping_rounds and best == 0:
         log(f"warning: early stopping kept round 0 only: the held-out {settings.early_stopping_metric} "
             "did not improve after the first tree; the model is one tree deep (raise eta or "

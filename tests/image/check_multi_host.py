@@ -4,7 +4,8 @@
 
 SINGLE_TREE: the /opt/ml tree of a single-host run on the same data (the image test's step 3).
 HOSTS_DIR: algo-1 … algo-N trees and logs. The data are headerless, label-first CSV with class
-costs only (local_test/test_dir). Exits non-zero with a reason on the first failed check.
+costs only (local_test/test_dir, calibrated out of fold). Exits non-zero with a reason on the first
+failed check.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from union_metrics import Rows, differences, recompute  # noqa: E402
+from union_metrics import Rows, differences, recompute, row_costs  # noqa: E402
 
 from costaware import data  # noqa: E402
 from costaware.costs import CostMatrix  # noqa: E402
@@ -28,7 +29,7 @@ def fail(message: str) -> None:
     sys.exit(f"FAIL: {message}")
 
 
-def union_rows(hosts_dir: str, n: int, channel: str) -> Rows:
+def union_rows(hosts_dir: str, n: int, channel: str, costs: CostMatrix) -> Rows:
     """Every row of a channel in the job's order (hosts in sorted name order, as ranks are), read
     by the job's own reader; a FullyReplicated channel is one host's copy."""
     hosts = sorted(f"algo-{k}" for k in range(1, n + 1))
@@ -38,7 +39,8 @@ def union_rows(hosts_dir: str, n: int, channel: str) -> Rows:
         hosts = hosts[:1]
     parts = [data.load_channel(os.path.join(hosts_dir, host, "input", "data", channel),
                                "text/csv", data.DataOptions()) for host in hosts]
-    return Rows(np.vstack([p.features for p in parts]), np.concatenate([p.label for p in parts]))
+    label = np.concatenate([p.label for p in parts])
+    return Rows(np.vstack([p.features for p in parts]), label, row_costs(costs, len(label)))
 
 
 def main() -> None:
@@ -56,7 +58,7 @@ def main() -> None:
             fail(f"algo-{k} logged metric lines; only algo-1 does")
     log = open(os.path.join(hosts_dir, "algo-1.log")).read()
     lines = log.count("validation:auc=")
-    rounds = int(hyperparameters.get("num_round", 100))
+    rounds = json.load(open(os.path.join(first, "model", "metadata.json")))["rounds_trained"]
     if lines != rounds + 1:
         fail(f"algo-1 logged {lines} validation metric lines, expected {rounds} rounds + [final]")
     for k in range(1, n + 1):
@@ -67,22 +69,25 @@ def main() -> None:
     evaluation = json.load(open(os.path.join(first, "output", "data", "evaluation.json")))
     costs = CostMatrix(**{k: float(hyperparameters.get(f"cost_{k}", 1.0 if k in ("fp", "fn") else 0.0))
                           for k in ("fp", "fn", "tp", "tn")})
-    channels = {name: union_rows(hosts_dir, n, name) for name in CHANNELS}
-    expected = recompute(os.path.join(first, "model"), channels, costs)
-    found = differences(evaluation, expected)
+    channels = {name: union_rows(hosts_dir, n, name, costs) for name in CHANNELS}
+    # cross-fitted: the fold models are not saved, so the out-of-fold validation numbers cannot
+    # be recomputed; train and test are the saved model's, with the saved calibrator and rule
+    expected = recompute(os.path.join(first, "model"), channels, calibrate_on=None)
+    found = differences(evaluation, expected, ("train", "test"))
     if found:
         fail("the job's numbers differ from one host's on all the rows: " + "; ".join(found[:5]))
-    print(f"algo-1's threshold {expected['threshold']:.9g} and all {len(CHANNELS)} channels' "
-          "metrics equal one host's recomputation on every host's rows")
+    rows = evaluation["channels"]["validation"]["served"]["rows"]
+    if rows != len(channels["validation"].label):
+        fail(f"the out-of-fold validation metrics cover {rows} rows, not every validation row")
+    print("algo-1's train and test metrics equal one host's recomputation on every host's rows; "
+          f"its out-of-fold validation metrics cover all {rows} validation rows")
 
     alone = json.load(open(os.path.join(single, "output", "data", "evaluation.json")))
-    for name in ("validation", "test"):
-        ours = evaluation["channels"][name]["chosen_threshold"]
-        theirs = alone["channels"][name]["chosen_threshold"]
-        print(f"{name}: AUC {ours['auc']:.6f} on {n} hosts, {theirs['auc']:.6f} on one host; "
-              f"expected cost {ours['expected_cost']:.2f} vs {theirs['expected_cost']:.2f}")
-        if abs(ours["auc"] - theirs["auc"]) > 0.005:
-            fail(f"{name} AUC differs from the single-host model's by more than 0.005")
+    ours, theirs = (e["channels"]["test"]["served"] for e in (evaluation, alone))
+    print(f"test: AUC {ours['auc']:.6f} on {n} hosts, {theirs['auc']:.6f} on one host; "
+          f"expected cost {ours['expected_cost']:.2f} vs {theirs['expected_cost']:.2f}")
+    if abs(ours["auc"] - theirs["auc"]) > 0.005:
+        fail("test AUC differs from the single-host model's by more than 0.005")
 
 
 if __name__ == "__main__":
