@@ -293,7 +293,7 @@ def main() -> int:
         batch_ratio = served / raw
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other "
               f"processes included); server: {args.workers} gthread workers, "
-              f"COSTAWARE_WORKER_THREADS={os.environ.get('COSTAWARE_WORKER_THREADS', '2')}, "
+              f"COSTAWARE_WORKER_THREADS={os.environ.get('COSTAWARE_WORKER_THREADS', '1')}, "
               f"XGBoost nthread=1 per worker; model: {model.booster.num_boosted_rounds()} rounds, "
               f"{len(model.feature_names)} features")
         print(f"single row, application/json (best of {args.rounds} alternating rounds; median "

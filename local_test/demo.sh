@@ -14,7 +14,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/pip" install -q --upgrade pip
-"$VENV/bin/pip" install -q ./container
+"$VENV/bin/pip" install -q -e ./container  # editable, as tests/run.sh installs it: one venv, the checkout
 export PATH="$PWD/$VENV/bin:$PATH"
 
 python local_test/prepare_breast_cancer.py local_test/test_dir

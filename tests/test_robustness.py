@@ -190,7 +190,7 @@ def test_killed_worker_loses_only_its_requests(model_dir, tmp_path):
         load = start_load(srv, model_dir, tmp_path, 9, "kill", "--no-targets")
         wait_for_traffic(load, tmp_path, srv)
         # What is in flight on a worker: gthread accepts connections eagerly and queues every
-        # readable one for its 2 threads, so its in-flight requests are those on the client
+        # readable one for its request thread, so its in-flight requests are those on the client
         # connections it holds, at most one each (HTTP/1.1 without pipelining; the load client
         # sends the next request only after the answer). SIGKILL resets exactly those
         # connections; each client then loses that one request and reconnects, to the surviving

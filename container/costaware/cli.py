@@ -40,16 +40,21 @@ def _train(args) -> int:
 
 
 def _predict(args) -> int:
-    import pandas as pd
-
+    """A headerless CSV as a request body (the server's parser: rows may carry their costs),
+    answered as JSON Lines, one line per row."""
     from . import artifact, inference
+    from .serving import codecs
 
     model = artifact.load(args.model_dir)
-    frame = pd.read_csv(args.input, header=None, skip_blank_lines=False)
-    features = frame.to_numpy(dtype=np.float32)
-    result = inference.predict(model, features)
-    for i in range(len(features)):
-        print(json.dumps({k: v[i].item() for k, v in result.items()}))
+    with open(args.input, "rb") as handle:
+        body = handle.read()
+    try:
+        rows, has_costs = codecs.decode(body, "csv", inference.Layout.of(model))
+        result = inference.predict(model, rows, has_costs, where=codecs.row_label("csv"))
+    except (codecs.RequestError, inference.RowError) as exc:
+        print(f"costaware predict: {args.input}: {exc}", file=sys.stderr)
+        return 2
+    print(codecs.encode(result, codecs.OutputSpec("jsonlines"), b"").decode("ascii"))
     return 0
 
 

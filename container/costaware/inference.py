@@ -77,19 +77,20 @@ def predict(model: Model, rows: np.ndarray, has_costs: np.ndarray | None = None,
             raise RowError(f"{where(i)}: the facet '{policy.facet['column']}' is missing; this "
                            "model decides each facet at its own shift and needs it for every row")
         sensitive = sensitive_facet_index(values, policy.facet["values_or_threshold"])
-    costs = row_costs(policy, layout, rows, has_costs, where)
+    own = has_costs if has_costs is not None and has_costs.any() else None
+    costs = row_costs(policy, layout, rows, own, where)
     p = policy.probability(model.margin(features))
     decision, cost_if_1, cost_if_0 = policy.decide(p, costs, sensitive)
-    if has_costs is None or not has_costs.any():
+    if own is None:
         source = np.full(n, costs_source, dtype=object)
     else:
-        source = np.where(has_costs, COSTS_OF_ROW, costs_source).astype(object)
+        source = np.where(own, COSTS_OF_ROW, costs_source).astype(object)
     return {
         "score": p,
         "decision": decision,
         "expected_cost_if_1": cost_if_1,
         "expected_cost_if_0": cost_if_0,
-        "threshold": policy.rule.thresholds(costs, sensitive),
+        "threshold": policy.thresholds(costs, own, sensitive),
         "costs": source,
         "rule": np.full(n, policy.rule.kind, dtype=object),
     }
@@ -100,7 +101,7 @@ def row_costs(policy: Policy, layout: Layout, rows: np.ndarray, has_costs: np.nd
     """Each row's costs: its cost columns where it has them, the class costs elsewhere; a row's
     own costs are checked (:func:`costaware.costs.check_row_costs`, as in serving)."""
     n = len(rows)
-    if has_costs is None or not layout.cost_cells or not has_costs.any():
+    if has_costs is None or not layout.cost_cells:
         return RowCosts.constant(policy.costs, n)
     columns = {}
     for offset, cell in enumerate(layout.cost_cells):

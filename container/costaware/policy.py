@@ -19,6 +19,7 @@ fairness bound is tied to the costs it was fitted at: such a model refuses overr
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -50,6 +51,26 @@ class Policy:
     @property
     def needs_facet(self) -> bool:
         return self.rule.per_facet
+
+    @cached_property
+    def class_thresholds(self) -> tuple[float, float]:
+        """The rule's probability threshold at the class costs, for facets a and d (computed once:
+        every row without its own costs has it)."""
+        one = RowCosts.constant(self.costs, 2)
+        t = self.rule.thresholds(one, np.array([False, True]))
+        return float(np.broadcast_to(t, (2,))[0]), float(np.broadcast_to(t, (2,))[1])
+
+    def thresholds(self, costs: RowCosts, own: np.ndarray | None,
+                   sensitive: np.ndarray | None) -> np.ndarray:
+        """Each row's threshold; rows without their own costs (``own`` False or None) take the
+        class costs' (:attr:`class_thresholds`)."""
+        n = len(costs)
+        if own is None or not own.any():
+            t_a, t_d = self.class_thresholds
+            if t_a == t_d or sensitive is None:
+                return np.full(n, t_a)
+            return np.where(sensitive, t_d, t_a)
+        return np.broadcast_to(self.rule.thresholds(costs, sensitive), (n,))
 
     def with_costs(self, costs: CostMatrix) -> "Policy":
         """The class costs of a request's override, decided by the Bayes rule."""

@@ -132,6 +132,7 @@ def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
     return essence, params
 
 
+@functools.lru_cache(maxsize=256)  # a client sends the same header with every request
 def input_kind(content_type: str | None) -> str:
     """The parser for a ``Content-Type``: ``csv``, ``json`` or ``jsonlines``; otherwise a 415."""
     if not content_type or not content_type.strip():
@@ -181,6 +182,7 @@ def _accept_ranges(accept: str) -> list[tuple[str, dict[str, str]]]:
     return [parse_media_type(piece) for piece in merged]
 
 
+@functools.lru_cache(maxsize=256)
 def output_spec(accept: str | None) -> OutputSpec:
     """The response format an ``Accept`` header asks for; a 406 when none can be given."""
     if not accept or not accept.strip():
@@ -678,8 +680,9 @@ def encode(result: dict, spec: OutputSpec, policy: bytes) -> bytes:
     return body
 
 
-def _text(value, quoted: bool) -> str:
-    return json.dumps(str(value)) if quoted else str(value)
+@functools.lru_cache(maxsize=64)  # a handful of words ("model", "row", "bayes", ...)
+def _text(value: str, quoted: bool) -> str:
+    return json.dumps(value) if quoted else value
 
 
 def _format_small(values: np.ndarray, field: str, quoted: bool) -> list[str]:

@@ -80,7 +80,10 @@ class Settings:
             host=env.get("COSTAWARE_BIND_HOST", "").strip() or "0.0.0.0",
             port=_int(env, "SAGEMAKER_BIND_TO_PORT", 8080, 1, 65535),
             workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", cpu_count(), 1, 1024),
-            threads=_int(env, "COSTAWARE_WORKER_THREADS", 2, 1, 64),
+            # one request thread per worker: the work is CPU-bound, and a worker's threads only
+            # contend for its GIL (benchmarks/bench_serving.py: 1,381 single-row requests/s with
+            # 1 thread, 1,122 with 2, on 2 workers and 2 cores)
+            threads=_int(env, "COSTAWARE_WORKER_THREADS", 1, 1, 64),
             predict_threads=_int(env, "COSTAWARE_PREDICT_THREADS", 1, 1, 256),
             timeout=_int(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, 1),
             graceful_timeout=_int(env, "COSTAWARE_GRACEFUL_TIMEOUT", 30, 1),

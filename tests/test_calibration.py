@@ -1,0 +1,136 @@
+"""The calibrator: Platt's fit from sums, the posterior predictive, monotonicity; and probabilities
+of a model trained with 168:1 cost weights that match held-out frequencies."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from costaware import hyperparameters, training
+from costaware.calibration import Calibrator, fit_platt
+from costaware.costs import CostMatrix, RowCosts, sigmoid
+from costaware.data import Dataset
+from costaware.metrics import channel_metrics, summarize
+
+
+def _platt_data(n, seed, slope=0.7, intercept=-0.5):
+    rng = np.random.default_rng(seed)
+    margin = rng.normal(size=n) * 3
+    label = (rng.random(n) < sigmoid(slope * margin + intercept)).astype(int)
+    return margin, label
+
+
+def test_the_fit_is_logistic_regression_on_the_margin():
+    margin, label = _platt_data(20000, 0)
+    ours = fit_platt(margin, label)
+    theirs = LogisticRegression(C=1e6, tol=1e-10, max_iter=1000).fit(margin[:, None], label)
+    assert ours.slope == pytest.approx(theirs.coef_[0][0], rel=1e-4)
+    assert ours.intercept == pytest.approx(theirs.intercept_[0], rel=1e-4)
+    assert ours.rows == 20000
+    # with this many rows the posterior barely moves the plug-in probability
+    m = np.linspace(-6, 6, 25)
+    plug_in = sigmoid(ours.slope * m + ours.intercept)
+    assert np.abs(ours.probability(m) - plug_in).max() < 2e-3
+
+
+def test_hosts_adding_their_sums_fit_the_same_calibrator():
+    margin, label = _platt_data(3000, 1)
+    whole = fit_platt(margin, label)
+    parts = [(margin[k], label[k]) for k in (slice(0, 1000), slice(1000, 3000))]
+    # two "hosts" in lockstep: every reduce call returns the sum of both hosts' local sums
+    import threading
+    barrier, shared, results = threading.Barrier(2), [None, None], [None, None]
+
+    def host(i):
+        def reduce(values):
+            shared[i] = np.asarray(values, dtype=np.float64)
+            barrier.wait()
+            total = shared[0] + shared[1]
+            barrier.wait()
+            return total
+        results[i] = fit_platt(*parts[i], reduce=reduce)
+
+    threads = [threading.Thread(target=host, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results[0] == results[1]
+    assert results[0].slope == pytest.approx(whole.slope, rel=1e-8)
+    assert results[0].intercept == pytest.approx(whole.intercept, rel=1e-8)
+
+
+@pytest.mark.parametrize("n", [8, 30, 200])
+def test_few_held_out_rows_pull_extreme_probabilities_towards_one_half(n):
+    margin, label = _platt_data(n, 2, slope=1.0, intercept=0.0)
+    calibrator = fit_platt(margin, label)
+    far = np.array([-12.0, 12.0])
+    plug_in = sigmoid(calibrator.slope * far + calibrator.intercept)
+    served = calibrator.probability(far)
+    assert served[0] > plug_in[0] and served[1] < plug_in[1]
+    if n == 8:  # so little evidence: far from certain either way
+        assert 1e-3 < served[0] and served[1] < 1 - 1e-3
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_probability_never_falls_as_the_margin_rises(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 60))
+    margin = rng.normal(size=n) * rng.uniform(0.1, 5)
+    label = (rng.random(n) < 0.5).astype(int)
+    label[:2] = [0, 1]
+    calibrator = fit_platt(margin, label)
+    grid = np.linspace(-500, 500, 20001)
+    p = calibrator.probability(grid)
+    assert np.all(np.diff(p) >= -1e-15), calibrator
+    assert Calibrator.from_dict(calibrator.to_dict()) == calibrator
+
+
+def _known_probability_rows(n, seed):
+    """Rows whose P(y=1|x) is known: a nonlinear logit of 6 features, base rate about 20%."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    logit = 1.5 * x[:, 0] - x[:, 1] + 0.8 * x[:, 2] * x[:, 3] + 0.5 * np.abs(x[:, 4]) - 2.2
+    p = sigmoid(logit.astype(np.float64))
+    y = (rng.random(n) < p).astype(np.int8)
+    return x, y, p
+
+
+def test_a_model_trained_with_168_to_1_weights_gives_probabilities_held_out_rows_bear_out():
+    """The case study's cost ratio, fully weighted (cost_weight_exponent 1): the served
+    probabilities' reliability bins match the held-out rows' frequencies; the weighted model's own
+    tilted probability (the margin plus the weights' offset, what the loss fits) does not."""
+    costs = CostMatrix(fp=1287.67, fn=252000, tp=35280, tn=0)
+    x, y, truth = _known_probability_rows(26000, 3)
+    names = [f"x{i}" for i in range(6)]
+
+    def dataset(rows):
+        return Dataset(x[rows], y[rows], names, RowCosts.constant(costs, len(y[rows])), "mem", True)
+
+    settings = hyperparameters.parse({"cost_fp": "1287.67", "cost_fn": "252000",
+                                      "cost_tp": "35280", "cost_weight_exponent": "1",
+                                      "num_round": "150", "eta": "0.1", "max_depth": "3",
+                                      "nthread": "2"})
+    train, test = slice(0, 6000), slice(6000, None)
+    result = training.train(settings, dataset(train), log=lambda line: None)
+    margin = result.booster.inplace_predict(x[test], predict_type="margin")
+    p = result.policy.probability(margin)
+    label = y[test]
+    m = channel_metrics(summarize(label, p, p >= 0.5, RowCosts.constant(costs, len(label))))
+    for b in m["reliability"]:
+        if b["rows"] >= 100:
+            rate, mean = b["observed_rate"], b["mean_probability"]
+            se = math.sqrt(max(mean * (1 - mean), 1e-4) / b["rows"])
+            assert abs(rate - mean) < 4 * se + 0.02, b
+    assert m["ece"] < 0.02, m["ece"]
+    # the known probabilities' own ECE on these rows, for scale: what sampling noise alone gives
+    truth_m = channel_metrics(summarize(label, truth[test], truth[test] >= 0.5,
+                                        RowCosts.constant(costs, len(label))))
+    assert m["ece"] < truth_m["ece"] + 0.015, (m["ece"], truth_m["ece"])
+    # what the cost-weighted loss itself fits is tilted towards the costly class, far off
+    offset = result.weighting.offset(RowCosts.constant(costs, len(label)))
+    tilted = sigmoid(margin + offset)
+    tilted_m = channel_metrics(summarize(label, tilted, tilted >= 0.5,
+                                         RowCosts.constant(costs, len(label))))
+    assert tilted_m["ece"] > 5 * m["ece"] and tilted_m["ece"] > 0.1, tilted_m["ece"]
