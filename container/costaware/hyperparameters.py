@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .costs import CostMatrix
+from .costs import CELL_MEANING, CostMatrix
 from .errors import HyperparameterError
 
 # Keys SageMaker (or its SDK) adds on its own; accepted and ignored.
@@ -221,22 +221,12 @@ SCHEMA: tuple[Param, ...] = (
           aliases=("fn_cost",)),
     Param("cost_tp", "float", 0.0, "Cost of a true positive.", "costs", 0, aliases=("tp_cost",)),
     Param("cost_tn", "float", 0.0, "Cost of a true negative.", "costs", 0, aliases=("tn_cost",)),
-    Param("cost_fp_column", "str", "",
-          "Column holding each row's cost of a false positive (decide 1, truth 0): a name (files with a header, "
-          "Parquet) or a 0-based position in the file; not a feature. Empty: cost_fp for every row.",
-          "costs"),
-    Param("cost_fn_column", "str", "",
-          "Column holding each row's cost of a false negative (decide 0, truth 1): a name (files with a header, "
-          "Parquet) or a 0-based position in the file; not a feature. Empty: cost_fn for every row.",
-          "costs"),
-    Param("cost_tp_column", "str", "",
-          "Column holding each row's cost of a true positive (decide 1, truth 1): a name (files with a header, "
-          "Parquet) or a 0-based position in the file; not a feature. Empty: cost_tp for every row.",
-          "costs"),
-    Param("cost_tn_column", "str", "",
-          "Column holding each row's cost of a true negative (decide 0, truth 0): a name (files with a header, "
-          "Parquet) or a 0-based position in the file; not a feature. Empty: cost_tn for every row.",
-          "costs"),
+    *(Param(f"cost_{cell}_column", "str", "",
+            f"Column holding each row's cost of a {name} ({CELL_MEANING[cell]}): a name (files "
+            "with a header, Parquet) or a 0-based position in the file; not a feature. Empty: "
+            f"cost_{cell} for every row.", "costs")
+      for cell, name in (("fp", "false positive"), ("fn", "false negative"),
+                         ("tp", "true positive"), ("tn", "true negative"))),
     # --- data ---
     Param("label_column", "str", "",
           "Label column name (implies a header for CSV). Empty: the first column, SageMaker's "

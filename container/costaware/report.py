@@ -164,13 +164,19 @@ def _roc_chart(ch) -> Figure:
     y = c["tp"] / max(c["tp"] + c["fn"], 1)
     ax.plot([x], [y], marker="o", ms=9, mfc="none", mec=SERVED_COLOUR, mew=2.0, ls="none",
             label=f"served decisions (FPR {x:.3f}, TPR {y:.3f})", zorder=5)
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
-    ax.set_xlabel("false positive rate (share of class 0 decided 1)")
-    ax.set_ylabel("true positive rate (share of class 1 decided 1)")
-    ax.legend(loc="lower right")
+    _unit_square(ax, "false positive rate (share of class 0 decided 1)",
+                 "true positive rate (share of class 1 decided 1)", "lower right")
     return fig
+
+
+def _unit_square(ax, xlabel: str, ylabel: str, legend: str) -> None:
+    """Limits just around [0, 1]², equal aspect, labels and legend (the ROC and reliability charts)."""
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc=legend)
 
 
 def _shown_range(rows: np.ndarray) -> tuple[int, int]:
@@ -316,12 +322,8 @@ def _reliability_chart(ch) -> Figure:
     m = ch.metrics
     ax.plot([], [], ls="none", label=f"ECE {m['ece']:.4f}, Brier {m['brier']:.4f}, log loss "
                                      f"{m['logloss']:.4f}")
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_aspect("equal")
-    ax.set_xlabel("mean calibrated probability in the bin")
-    ax.set_ylabel("observed share of class 1 in the bin")
-    ax.legend(loc="upper left")
+    _unit_square(ax, "mean calibrated probability in the bin",
+                 "observed share of class 1 in the bin", "lower right")
     return fig
 
 
