@@ -49,6 +49,9 @@ def main() -> None:
     weight = np.where(y == 1, 20.0, 1.0)
     weight /= weight.mean()
     dtrain = xgb.DMatrix(x, label=y, weight=weight)
+    # costaware's DMatrix holds no weights (its objective applies them; weighted hist cuts would
+    # follow the labels of held-out rows), as in training
+    dours = xgb.DMatrix(x, label=y)
     base = float(np.sum(weight * y) / np.sum(weight))  # the weighted class rate
     params = {"tree_method": "hist", "max_depth": 6, "eta": 0.3, "objective": "binary:logistic",
               "base_score": base, "disable_default_eval_metric": 1, "seed": 0,
@@ -62,7 +65,7 @@ def main() -> None:
         return xgb.train(params, dtrain, args.rounds)
 
     def custom():
-        return xgb.train(params, dtrain, args.rounds, obj=objective)
+        return xgb.train(params, dours, args.rounds, obj=objective)
 
     folds = np.arange(len(y)) % 5
     fold_members = [Member(make_objective(y, np.where(folds == k, 0.0, weight)), base)
@@ -70,7 +73,7 @@ def main() -> None:
 
     def loop(members):
         def run():
-            boosting = Boosting.create(settings.xgboost_params(), settings.seed, dtrain, members)
+            boosting = Boosting.create(settings.xgboost_params(), settings.seed, dours, members)
             for _ in range(args.rounds):
                 boosting.round()
             return boosting

@@ -134,3 +134,37 @@ def test_a_model_trained_with_168_to_1_weights_gives_probabilities_held_out_rows
     tilted_m = channel_metrics(summarize(label, tilted, tilted >= 0.5,
                                          RowCosts.constant(costs, len(label))))
     assert tilted_m["ece"] > 5 * m["ece"] and tilted_m["ece"] > 0.1, tilted_m["ece"]
+
+
+def test_no_label_of_a_folds_held_out_rows_reaches_its_fold_model(monkeypatch):
+    """Swap the labels of pairs of rows (one positive, one negative) inside fold 0, under 10:1
+    class costs: the class counts, and so every scalar computed over all rows, stay the same, and
+    fold 0's model, which must not see those rows, grows the same trees: its margins on fold 0 are
+    identical, round after round (the weights once went into the hist sketch, and moved its cuts)."""
+    x, y, _ = _known_probability_rows(1200, 11)
+    folds = np.arange(len(y)) % 5  # fixed folds: the real ones follow the labels' order
+    monkeypatch.setattr(training, "folds_of", lambda label, k, seed, cluster=None: folds)
+    seen = []
+    original = training._out_of_fold
+
+    def recording(boosting, data, folds_, rounds):
+        out = original(boosting, data, folds_, rounds)
+        if rounds is None:
+            seen[-1].append(out[folds_ == 0].copy())
+        return out
+
+    monkeypatch.setattr(training, "_out_of_fold", recording)
+    settings = hyperparameters.parse({"cost_fp": "1", "cost_fn": "10", "cost_weight_exponent": "1",
+                                      "num_round": "8", "max_depth": "3", "nthread": "1"})
+    swapped = y.copy()
+    positives = np.flatnonzero((folds == 0) & (y == 1))[:30]
+    negatives = np.flatnonzero((folds == 0) & (y == 0))[:30]
+    swapped[positives], swapped[negatives] = 0, 1
+    for labels in (y, swapped):
+        seen.append([])
+        data = Dataset(x, labels, [f"x{i}" for i in range(6)],
+                       RowCosts.constant(CostMatrix(fp=1, fn=10), len(y)), "mem", True)
+        training.train(settings, data, log=lambda line: None)
+    assert len(seen[0]) == len(seen[1]) == 8
+    for before, after in zip(*seen):
+        assert np.array_equal(before, after)

@@ -85,6 +85,40 @@ def test_serving_accepts_a_correct_decision_dearer_than_the_mistake():
     assert decision[0] == 0 and cost_if_0[0] < cost_if_1[0]  # deciding 1 never pays here
 
 
+
+def test_serving_refuses_costs_that_reverse_the_rule():
+    # tp >= fn and tn >= fp (one strictly): deciding 1 would pay only when p is low
+    costs = RowCosts(np.array([1.0, 1.0]), np.array([4.0, 4.0]), np.array([0.0, 4.0]),
+                     np.array([0.0, 3.0]))
+    with pytest.raises(DataError, match=r"^row 1: tp \(4\) is not below fn \(4\) and tn \(3\) is "
+                                        r"not below fp \(1\)"):
+        check_row_costs(costs, lambda i: f"row {i}", {c: c for c in "fp fn tp tn".split()},
+                        training=False)
+
+
+@pytest.mark.parametrize("rule", [DecisionRule(), DecisionRule("empirical", 0.7, 0.7),
+                                  DecisionRule("empirical", -1.3, -1.3)])
+def test_thresholds_and_margins_agree_with_decisions_when_one_decision_dominates(rule):
+    """Rows with r0 < 0 < r1, r0 = 0 < r1, r1 = 0 < r0, r1 < 0 < r0 and an ordinary one: the served
+    threshold (0, 0, 1, 1, p*) is finite and decides as the rule does, at every p (the one
+    documented exception: r1 < 0 at p = 1 exactly, where threshold 1 would say 1 and the rule says
+    0); the decision margin's sign agrees everywhere."""
+    costs = RowCosts(fp=np.array([0.0, 0.0, 2.0, 2.0, 1.0]), fn=np.array([5.0, 5.0, 1.0, 1.0, 9.0]),
+                     tp=np.array([0.0, 0.0, 1.0, 3.0, 0.0]), tn=np.array([1.0, 0.0, 0.0, 0.0, 0.0]))
+    check_row_costs(costs, str, {c: c for c in "fp fn tp tn".split()}, training=False)
+    threshold = rule.thresholds(costs)
+    assert np.all(np.isfinite(threshold))
+    assert threshold[:4].tolist() == [0.0, 0.0, 1.0, 1.0]
+    for p in [0.0, 1e-300, 0.05, 0.1, 0.37, 0.5, 0.9, 1 - 1e-16, 1.0]:
+        ps = np.full(5, p)
+        decision = rule.decide(ps, costs)[0]
+        expected = (ps >= threshold).astype(np.int8)
+        if p == 1.0:
+            expected[3] = 0
+        assert np.array_equal(decision, expected), (p, decision, expected)
+        z = decision_margin(ps, costs)
+        assert np.array_equal(bayes_decision(ps, costs)[0], (z >= 0).astype(np.int8)), (p, z)
+
 def _rule_cost(rule: DecisionRule, p, label, costs, sensitive):
     decision, _, _ = rule.decide(p, costs, sensitive)
     return costs.realised(label, decision).sum(), decision
@@ -151,7 +185,7 @@ def test_shift_histograms_add_up_over_hosts():
               for k in (slice(0, 170), slice(170, 400))]
     summed = ShiftHistogram.unpack(halves[0].pack() + halves[1].pack())
     assert np.array_equal(summed.rows, whole.rows)
-    assert np.allclose(summed.gain, whole.gain) and np.allclose(summed.cost_if_0, whole.cost_if_0)
+    assert np.allclose(summed.cost_change, whole.cost_change) and np.allclose(summed.cost_if_0, whole.cost_if_0)
 
 
 def test_rule_thresholds_are_where_the_rule_switches():

@@ -77,7 +77,9 @@ def _breast_cancer():
 
 def test_training_grows_the_builtin_logistic_trees_with_sample_weights_and_base_margins():
     """With the cost weights as sample weights and the offsets as base margins, XGBoost's own
-    binary:logistic grows the trees costaware grows (the margins agree to float32 rounding)."""
+    binary:logistic grows the trees costaware grows (the margins agree to float32 rounding), once
+    its histogram cuts are the unweighted ones costaware uses (cuts placed by label-following
+    weights would let held-out labels into the fold models)."""
     x, y = _breast_cancer()
     settings = hyperparameters.parse({"cost_fp": "2", "cost_fn": "30", "cost_tp": "1",
                                       "num_round": "25", "max_depth": "4", "eta": "0.2",
@@ -92,7 +94,8 @@ def test_training_grows_the_builtin_logistic_trees_with_sample_weights_and_base_
     weight = weight / weight.mean()
     base = base_log_odds(y)
     params = {**settings.xgboost_params(), "objective": "binary:logistic", "base_score": 0.5}
-    dtrain = xgb.DMatrix(x, label=y, weight=weight, base_margin=base + weighting.offset(costs))
+    dtrain = xgb.QuantileDMatrix(x, label=y, weight=weight, base_margin=base + weighting.offset(costs),
+                                 ref=xgb.QuantileDMatrix(x))  # the unweighted cuts
     builtin = xgb.train(params, dtrain, num_boost_round=25)
     ours = result.booster.predict(xgb.DMatrix(x, feature_names=data.feature_names),
                                   output_margin=True)

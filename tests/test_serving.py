@@ -592,6 +592,13 @@ def _bad_model_dir(case: str, model_dir: str, tmp_path) -> str:
             metadata["decision_policy"]["calibrator"]["slope"] = "nan"
         elif case == "unknown-rule":
             metadata["decision_policy"]["rule"] = {"kind": "threshold"}
+        elif case == "calibrator-not-an-object":
+            metadata["decision_policy"]["calibrator"] = []
+        elif case == "per-facet-rule-without-facet":
+            metadata["decision_policy"]["rule"] = {"kind": "empirical", "shift": {"a": 0.1, "d": -0.2}}
+            metadata["decision_policy"].pop("facet", None)
+        elif case == "costs-leave-nothing-to-decide":
+            metadata["decision_policy"]["costs"]["cost_tn"] = 1e9
         elif case == "newer-format-version":
             metadata["format_version"] = metadata["format_version"] + 1
         elif case == "no-format-version":
@@ -614,6 +621,9 @@ def _bad_model_dir(case: str, model_dir: str, tmp_path) -> str:
     ("metadata-incomplete", "incomplete or invalid metadata (KeyError('decision_policy'))"),
     ("calibrator-not-finite", "calibrator: slope, intercept and covariance must be finite"),
     ("unknown-rule", "unknown decision rule 'threshold'"),
+    ("calibrator-not-an-object", "calibrator must be a JSON object"),
+    ("per-facet-rule-without-facet", "decides each facet at its own shift but no facet is given"),
+    ("costs-leave-nothing-to-decide", "cost_fp (1287.67) must exceed cost_tn (1e+09)"),
     ("newer-format-version", "this costaware"),
     ("no-format-version", "format_version None"),
     ("feature-count-mismatch", "takes 30 features but"),

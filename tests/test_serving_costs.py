@@ -130,6 +130,28 @@ def test_a_rows_costs_change_its_decision_not_its_probability(server, costed):
     assert answers[0]["decision"] == 0 and answers[1]["decision"] == 1
 
 
+
+def test_a_dominated_decision_is_served_and_a_reversed_rule_refused(server, costed):
+    """With ``cost_tn=5`` from the request, a row whose false alarm costs nothing (interest 0)
+    decides 1 whatever its probability (threshold 0); a row that also loses nothing when missed
+    (loss 0) would decide 1 only when *unlikely* to default: refused, naming the row."""
+    row = dict(zip(FEATURES, costed[1][FEATURES].iloc[0].tolist()))
+    dominated = json.dumps({"instances": [dict(row, interest=0.0, loss=3.0)]})
+    response = requests.post(server.url + "/invocations", data=dominated,
+                             headers={"Content-Type": "application/json", HEADER: "cost_tn=5"})
+    assert response.status_code == 200, response.text
+    answer = json.loads(response.text)["predictions"][0]  # strict JSON: no NaN token
+    assert answer["decision"] == 1 and answer["threshold"] == 0
+    assert answer["expected_cost_if_1"] <= answer["expected_cost_if_0"]
+    reversed_rule = json.dumps({"instances": [dict(row, interest=100.0, loss=3.0),
+                                              dict(row, interest=0.0, loss=0.0)]})
+    response = requests.post(server.url + "/invocations", data=reversed_rule,
+                             headers={"Content-Type": "application/json", HEADER: "cost_tn=5"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(
+        "instances[1]: cost_tp (the request's class cost) (0) is not below column 6 (loss) (0) and "
+        "cost_tn (the request's class cost) (5) is not below column 5 (interest) (0)"), response.json()["error"]
+
 def test_an_override_changes_the_class_costs_and_rows_keep_their_own(server, model, costed):
     test = costed[1].iloc[:30]
     with_costs = np.arange(30) % 2 == 0

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from costaware import metric_log
+from costaware import artifact, inference, metric_log
 
 from conftest import csv_text, failure_reason, run_train, synthetic, write_tree
 
@@ -161,6 +161,44 @@ def test_calibration_on_the_validation_channel(tmp_path):
     assert ev["channels"]["train"]["fitted_on_these_rows"] == ["trees"]
     assert "decision rule: the Bayes boundary shifted by" in result.stdout
 
+
+
+def test_a_one_class_test_channel_saves_the_model_with_undefined_metrics_as_null(tmp_path):
+    """AUC and savings of a test channel with no positive row are undefined: null in the model's
+    metadata and evaluation.json (JSON has no NaN), not a job lost after training."""
+    negatives = Y == 0
+    test = csv_text(Y[negatives][:40], X[negatives][:40])
+    base = write_tree(tmp_path, FAST, {"train": {"t.csv": TRAIN}, "validation": {"v.csv": VALID},
+                                       "test": {"t.csv": test}})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    metadata = json.loads((base / "model" / "metadata.json").read_text())
+    assert metadata["metrics"]["test"]["auc"] is None
+    assert isinstance(metadata["metrics"]["validation"]["auc"], float)
+    ev = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    assert ev["channels"]["test"]["served"]["auc"] is None
+
+
+def test_a_facet_that_is_a_feature_of_a_headerless_file_is_asked_for_once(tmp_path):
+    """facet_column 3 counts the label: the facet is feature f2. A rule with one shift per facet
+    reads it from the features; requests must not carry it a second time."""
+    x = X.copy()
+    x[:, 2] = (x[:, 2] > 0).astype(float)
+    settings = {**FAST, "facet_column": "3", "facet_values_or_threshold": "[1]",
+                "facet_is_feature": "true", "max_abs_dppl": "0.1", "group_thresholds": "true"}
+    base = write_tree(tmp_path, settings, {"train": {"t.csv": csv_text(Y[:300], x[:300])},
+                                           "validation": {"v.csv": csv_text(Y[300:], x[300:])}})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    metadata = json.loads((base / "model" / "metadata.json").read_text())
+    assert metadata["request_columns"] == ["f0", "f1", "f2", "f3", "f4"]
+    assert metadata["decision_policy"]["facet"]["column"] == "f2"
+    model = artifact.load(str(base / "model"))
+    assert model.policy.rule.per_facet
+    threshold = inference.predict(model, x[300:].astype(np.float64))["threshold"]
+    sensitive = x[300:, 2] == 1  # each facet at its own threshold, read from feature f2
+    assert len(set(threshold[sensitive])) == 1 and len(set(threshold[~sensitive])) == 1
+    assert threshold[sensitive][0] != threshold[~sensitive][0]
 
 def test_a_regret_that_rounds_below_zero_is_zero_not_a_negative_weight(tmp_path):
     """cost_fn 0.3 and a cost_tp column holding 0.1 + 0.2 = 0.30000000000000004: the regret is

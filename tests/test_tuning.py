@@ -26,7 +26,7 @@ GERMAN_STATICS = {"label_column": "credit_risk", "facet_column": "foreign_worker
                   "facet_values_or_threshold": "[1]", "facet_is_feature": "true",
                   "cost_fp": "5", "cost_fn": "1"}
 REALISTIC = dict(
-    image_uri="123456789012.dkr.ecr.eu-west-1.amazonaws.com/costaware:0.1.0",
+    image_uri="<account>.dkr.ecr.<region>.amazonaws.com/costaware:0.2.0",
     role_arn="arn:aws:iam::123456789012:role/service-role/SageMakerExecution",
     s3_train="s3://my-bucket/german/train/", s3_validation="s3://my-bucket/german/validation/",
     s3_test="s3://my-bucket/german/test/", s3_output="s3://my-bucket/german/tuning/",

@@ -70,18 +70,32 @@ def save(model_dir: str, booster: xgb.Booster, feature_names: list[str], policy:
          extra: dict) -> dict:
     os.makedirs(model_dir, exist_ok=True)
     booster.save_model(os.path.join(model_dir, BOOSTER_FILE))
-    metadata = {
+    metadata = json_safe({
         "format_version": ARTIFACT_FORMAT_VERSION,
         "feature_names": list(feature_names),
         "request_columns": request_columns(feature_names, policy),
         "decision_policy": policy.to_dict(),
         "versions": versions(),
         **extra,
-    }
+    })
     with open(os.path.join(model_dir, METADATA_FILE), "w", encoding="utf-8") as handle:
         json.dump(metadata, handle, indent=2, sort_keys=False, allow_nan=False)
         handle.write("\n")
     return metadata
+
+
+def json_safe(value):
+    """``value`` with NaN and infinities (an undefined metric: AUC of a one-class channel) as
+    null, JSON having neither, and numpy scalars as Python numbers."""
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def load(model_dir: str, nthread: int | None = None) -> Model:
@@ -109,7 +123,7 @@ def load(model_dir: str, nthread: int | None = None) -> Model:
     try:
         names = [str(n) for n in metadata["feature_names"]]
         policy = Policy.from_dict(metadata["decision_policy"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelLoadError(f"{meta_path}: incomplete or invalid metadata ({exc!r})") from None
     try:
         booster = xgb.Booster(params={"nthread": nthread} if nthread else None)

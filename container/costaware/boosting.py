@@ -3,8 +3,10 @@
 A job grows its **members** in lockstep, one tree each per round. Member 0 is the model that is
 saved; with cross-fitting, members 1..K are the fold models: the same rows, with the rows of fold k
 given weight 0 (gradient and Hessian 0), whose margins on fold k are out of fold. All members share
-one ``DMatrix`` (its histogram cuts come from every row; no label reaches a fold model from its
-held-out rows) and take their gradients from costaware's objective (:mod:`costaware.objective`).
+one ``DMatrix`` without weights (its histogram cuts come from every row's features alone) and take
+their gradients from costaware's objective (:mod:`costaware.objective`), so no label of its held-out
+rows reaches a fold model, except through three scalars computed once over all rows: the scale of
+the cost weights, their mean-1 normalisation and ``min_child_weight``'s scale.
 
 Two ways to grow, chosen by :meth:`Boosting.create`:
 

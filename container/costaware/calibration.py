@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
+from .cluster import SOLO, Reduce
 from .costs import sigmoid
 
 PRIOR_PRECISION = 1e-2  # a standard deviation of 10 around "no correction": it only keeps a
@@ -42,12 +42,6 @@ PRIOR_PRECISION = 1e-2  # a standard deviation of 10 around "no correction": it 
 NO_CORRECTION = (1.0, 0.0)
 MAX_STEPS = 100
 _K = math.pi / 8.0
-
-Reduce = Callable[[np.ndarray], np.ndarray]
-
-
-def _identity(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -96,7 +90,7 @@ def _json_bound(x: float):
     return None if math.isinf(x) else x
 
 
-def fit_platt(margin: np.ndarray, label: np.ndarray, reduce: Reduce = _identity,
+def fit_platt(margin: np.ndarray, label: np.ndarray, reduce: Reduce = SOLO.sum,
               start: Calibrator | None = None) -> Calibrator:
     """The calibrator of the module docstring, fitted on held-out ``(margin, label)``.
 

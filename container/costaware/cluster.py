@@ -13,6 +13,8 @@ XGBoost's boosting rounds do. Nothing is pickled: arrays travel as numbers, text
 from __future__ import annotations
 
 import json
+from typing import Callable
+
 import numpy as np
 
 from .errors import DataError, InputError
@@ -82,6 +84,7 @@ def _reason(error: Exception) -> str:
 
 
 SOLO = Cluster()
+Reduce = Callable[[np.ndarray], np.ndarray]  # element-wise sum over the hosts: SOLO.sum on one
 
 
 _OPS = {"sum": "SUM", "max": "MAX", "min": "MIN"}

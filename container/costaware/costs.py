@@ -77,7 +77,8 @@ class RowCosts:
 
     @classmethod
     def constant(cls, costs: CostMatrix, n: int) -> "RowCosts":
-        return cls(*(np.full(n, getattr(costs, cell), dtype=np.float64) for cell in CELLS))
+        """The class costs for each of ``n`` rows."""
+        return cls.from_columns(costs, n)
 
     @classmethod
     def from_columns(cls, costs: CostMatrix, n: int, columns: dict | None = None) -> "RowCosts":
@@ -104,10 +105,14 @@ class RowCosts:
         return p * self.tp + q * self.fp, p * self.fn + q * self.tn
 
     def bayes_threshold(self) -> np.ndarray:
-        """Each row's ``p* = r0 / (r0 + r1)`` (1 when deciding 1 never pays, 0 when it always does)."""
+        """Each row's ``p* = r0 / (r0 + r1)`` when both regrets are positive; 0 when ``r0 <= 0 < r1``
+        (deciding 1 is never worse), 1 when ``r1 <= 0 < r0`` (deciding 1 pays at certainty at
+        best, and not even then when ``r1 < 0``). Rows with neither regret positive reverse the
+        rule and are refused by :func:`check_row_costs`; their threshold is NaN."""
         r1, r0 = self.regrets()
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(r0 + r1 > 0, r0 / (r0 + r1), 0.5)
+            p_star = r0 / (r0 + r1)
+        return np.select([(r0 > 0) & (r1 > 0), r1 > 0, r0 > 0], [p_star, 0.0, 1.0], np.nan)
 
     def realised(self, label: np.ndarray, decision: np.ndarray) -> np.ndarray:
         """Cost of each row's decision given its true label (its TP, FP, FN or TN cost)."""
@@ -133,12 +138,17 @@ def decision_margin(p: np.ndarray, costs: RowCosts) -> np.ndarray:
     """``z_i = logit(p_i) - logit(p*_i) = log(p r1) - log((1-p) r0)``: how far a row is from its
     decision boundary, in log-odds. The Bayes rule decides 1 iff ``z >= 0``; a shifted rule
     (:func:`shifted_decision`) iff ``z >= delta``. ``+inf`` when deciding 1 never costs more,
-    ``-inf`` when it always costs more (and ``p`` is not 1)."""
+    ``-inf`` when it always costs more. Where the logarithms cannot say (a regret <= 0, or ``p``
+    at 0 or 1), the sign comes from the Bayes rule itself, ``p r1 >= (1-p) r0``."""
     p = np.asarray(p, dtype=np.float64)
     r1, r0 = costs.regrets()
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (np.log(p) + np.log(r1)) - (np.log1p(-p) + np.log(r0))
-    return np.where(np.isnan(z), np.where(r1 > 0, np.inf, -np.inf), z)  # (0 r0 vs 0 r1: inf-inf)
+    undefined = np.isnan(z)
+    if not undefined.any():
+        return z
+    decides_1 = p * r1 >= (1.0 - p) * r0
+    return np.where(undefined, np.where(decides_1, np.inf, -np.inf), z)
 
 
 def shifted_decision(p: np.ndarray, costs: RowCosts, shift: np.ndarray | float) -> np.ndarray:
@@ -154,10 +164,13 @@ def check_row_costs(costs: RowCosts, where, columns: dict, training: bool) -> No
     """Refuse cost cells no decision can use; ``where(i)`` names row ``i`` (file and line),
     ``columns`` maps a cell to how its cost is given (a column, or the class cost).
 
-    Every cost must be a finite number >= 0, and the two decisions must differ for some
-    probability (``r1 = r0 = 0`` makes both cost the same whatever happens). In training the
-    regrets must also be >= 0 (up to rounding): the loss weights a row's mistake by its regret, and
-    a correct decision that costs more than the mistake has no weight to give.
+    Every cost must be a finite number >= 0, and at least one regret must be positive: with
+    ``r1 = r0 = 0`` both decisions cost the same whatever happens, and with neither positive (and
+    one negative) the rule turns round (decide 1 when ``p`` is *low*), which means the cells were
+    named the wrong way round. In training both regrets must be >= 0 (up to rounding): the loss
+    weights a row's mistake by its regret, and a correct decision that costs more than the mistake
+    has no weight to give. In serving one negative regret is a dominated decision (a customer whose
+    value is below the cost of contacting them) and is decided so.
     """
     for cell in CELLS:
         values = getattr(costs, cell)
@@ -175,6 +188,14 @@ def check_row_costs(costs: RowCosts, where, columns: dict, training: bool) -> No
             f"{where(i)}: {columns['fn']} ({costs.fn[i]:g}) equals {columns['tp']} ({costs.tp[i]:g}) "
             f"and {columns['fp']} ({costs.fp[i]:g}) equals {columns['tn']} ({costs.tn[i]:g}): both "
             "decisions cost the same whatever the outcome, so there is nothing to decide")
+    reversed_rule = (r1 <= 0) & (r0 <= 0)
+    if not training and reversed_rule.any():
+        i = int(np.flatnonzero(reversed_rule)[0])
+        raise DataError(
+            f"{where(i)}: {columns['tp']} ({costs.tp[i]:g}) is not below {columns['fn']} "
+            f"({costs.fn[i]:g}) and {columns['tn']} ({costs.tn[i]:g}) is not below {columns['fp']} "
+            f"({costs.fp[i]:g}): each correct decision would cost at least as much as its "
+            "mistake, so the cells are named the wrong way round")
     if not training:
         return
     for regret, mistake, correct in ((r1, "fn", "tp"), (r0, "fp", "tn")):

@@ -52,13 +52,14 @@ class Dataset:
     named_columns: bool  # names come from a header or Parquet, not positions
     facet: np.ndarray | None = None  # raw facet values
     group: np.ndarray | None = None  # raw group values
+    facet_feature: str | None = None  # the facet's feature name, when the facet is a feature
 
     @property
     def rows(self) -> int:
         return len(self.label)
 
-    def take(self, rows: slice) -> "Dataset":
-        """The rows ``rows`` (a slice) of every per-row array."""
+    def take(self, rows) -> "Dataset":
+        """The rows ``rows`` (a slice or a boolean mask) of every per-row array."""
         def cut(values):
             return None if values is None else values[rows]
 
@@ -295,6 +296,7 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
         named_columns=named,
         facet=_concatenate(facets, frames, facet_key, "facet"),
         group=_concatenate(groups, frames, group_key, "group"),
+        facet_feature=names[feature_keys.index(facet_key)] if facet_key in feature_keys else None,
     )
 
 

@@ -51,7 +51,7 @@ class DecisionRule:
     def per_facet(self) -> bool:
         return self.shift_a != self.shift_d
 
-    def shifts(self, sensitive: np.ndarray | None, n: int) -> np.ndarray | float:
+    def shifts(self, sensitive: np.ndarray | None) -> np.ndarray | float:
         if not self.per_facet:
             return self.shift_a
         if sensitive is None:
@@ -64,17 +64,21 @@ class DecisionRule:
         """``(decision, E[cost | 1], E[cost | 0])`` for each row."""
         decision, cost_if_1, cost_if_0 = bayes_decision(p, costs)
         if self.kind != "bayes" and (self.shift_a or self.shift_d):
-            decision = shifted_decision(p, costs, self.shifts(sensitive, len(p)))
+            decision = shifted_decision(p, costs, self.shifts(sensitive))
         return decision, cost_if_1, cost_if_0
 
     def thresholds(self, costs: RowCosts, sensitive: np.ndarray | None = None) -> np.ndarray:
-        """Each row's probability threshold: decide 1 iff ``p >= sigmoid(logit(p*) + delta)``."""
+        """Each row's probability threshold: decide 1 iff ``p >= sigmoid(logit(p*) + delta)``. A
+        row whose Bayes threshold is 0 or 1 (one decision dominates) keeps it: no finite shift
+        moves a boundary at infinite log-odds."""
         p_star = costs.bayes_threshold()
-        shift = self.shifts(sensitive, len(costs)) if self.kind != "bayes" else 0.0
+        shift = self.shifts(sensitive) if self.kind != "bayes" else 0.0
         if np.ndim(shift) == 0 and shift == 0:
             return p_star
-        with np.errstate(divide="ignore"):
-            return sigmoid(np.log(p_star) - np.log1p(-p_star) + shift)
+        inside = (p_star > 0) & (p_star < 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shifted = sigmoid(np.log(p_star) - np.log1p(-p_star) + shift)
+        return np.where(inside, shifted, p_star)
 
     def to_dict(self) -> dict:
         out: dict = {"kind": self.kind}
@@ -105,7 +109,7 @@ class ShiftHistogram:
     the last bin ``z >= SHIFT_RANGE``, bin ``j`` in between ``[edge_{j-1}, edge_j)``. Additive."""
 
     rows: np.ndarray  # (2, 2, SHIFT_BINS + 2)
-    gain: np.ndarray  # (2, 2, SHIFT_BINS + 2)
+    cost_change: np.ndarray  # (2, 2, SHIFT_BINS + 2)
     cost_if_0: np.ndarray  # (2,): per facet, the realised cost of deciding 0 for all its rows
 
     @staticmethod
@@ -125,11 +129,11 @@ class ShiftHistogram:
         width = SHIFT_BINS + 2
         index = (2 * facet + y) * width + bins
         rows = np.bincount(index, minlength=4 * width).astype(np.float64).reshape(2, 2, width)
-        gain = np.bincount(index, weights=if1 - if0, minlength=4 * width).reshape(2, 2, width)
-        return cls(rows, gain, np.bincount(facet, weights=if0, minlength=2).astype(np.float64))
+        cost_change = np.bincount(index, weights=if1 - if0, minlength=4 * width).reshape(2, 2, width)
+        return cls(rows, cost_change, np.bincount(facet, weights=if0, minlength=2).astype(np.float64))
 
     def pack(self) -> np.ndarray:
-        return np.concatenate([self.rows.ravel(), self.gain.ravel(), self.cost_if_0])
+        return np.concatenate([self.rows.ravel(), self.cost_change.ravel(), self.cost_if_0])
 
     @classmethod
     def unpack(cls, packed: np.ndarray) -> "ShiftHistogram":
@@ -141,9 +145,9 @@ class ShiftHistogram:
         """Per facet and candidate shift (the edges): the total cost change and the rows decided
         1, and each facet's rows. Candidate ``k`` (edge k) decides 1 for the rows with
         ``z >= edge_k``: bins ``k + 1 ..``."""
-        rows, gain = self.rows.sum(axis=1), self.gain.sum(axis=1)  # over the labels
+        rows, cost_change = self.rows.sum(axis=1), self.cost_change.sum(axis=1)  # over the labels
         decided = np.cumsum(rows[:, ::-1], axis=1)[:, ::-1][:, 1:SHIFT_BINS + 2]
-        change = np.cumsum(gain[:, ::-1], axis=1)[:, ::-1][:, 1:SHIFT_BINS + 2]
+        change = np.cumsum(cost_change[:, ::-1], axis=1)[:, ::-1][:, 1:SHIFT_BINS + 2]
         return change, decided, rows.sum(axis=1)
 
     def facet_cost(self) -> np.ndarray:
@@ -177,7 +181,7 @@ class ShiftHistogram:
         masked = np.where(np.abs(dppl) <= slack, total, np.inf)
         best = masked.min()
         if not math.isfinite(best):
-            _cheapest(np.array([best]))  # raises InfeasibleBound
+            raise InfeasibleBound(_INFEASIBLE)
         tied = np.abs(masked - best) <= _TIE * max(1.0, abs(best))
         distance = np.abs(edges)[:, None] + np.abs(edges)[None, :]
         i, j = np.unravel_index(np.argmin(np.where(tied, distance, np.inf)), masked.shape)
@@ -185,12 +189,15 @@ class ShiftHistogram:
                 float(dppl[i, j]))
 
 
+_INFEASIBLE = ("no decision rule meets the bound on the held-out rows (rows whose costs make one "
+               "decision never worse are decided so by every rule)")
+
+
 def _cheapest(total: np.ndarray) -> int:
     """Index of the cheapest candidate; among ties (``total`` within 1e-12), the shift nearest 0."""
     best = np.min(total)
     if not math.isfinite(best):
-        raise InfeasibleBound("no decision rule meets the bound on the held-out rows (rows whose "
-                              "costs make one decision never worse are decided so by every rule)")
+        raise InfeasibleBound(_INFEASIBLE)
     tied = np.flatnonzero(np.abs(total - best) <= _TIE * max(1.0, abs(best)))
     distance = np.abs(ShiftHistogram.edges()[tied])
     return int(tied[np.argmin(distance)])

@@ -78,7 +78,7 @@ def predict(model: Model, rows: np.ndarray, has_costs: np.ndarray | None = None,
                            "model decides each facet at its own shift and needs it for every row")
         sensitive = sensitive_facet_index(values, policy.facet["values_or_threshold"])
     own = has_costs if has_costs is not None and has_costs.any() else None
-    costs = row_costs(policy, layout, rows, own, where)
+    costs = row_costs(policy, layout, rows, own, where, costs_source)
     p = policy.probability(model.margin(features))
     decision, cost_if_1, cost_if_0 = policy.decide(p, costs, sensitive)
     if own is None:
@@ -97,9 +97,10 @@ def predict(model: Model, rows: np.ndarray, has_costs: np.ndarray | None = None,
 
 
 def row_costs(policy: Policy, layout: Layout, rows: np.ndarray, has_costs: np.ndarray | None,
-              where) -> RowCosts:
+              where, costs_source: str = "model") -> RowCosts:
     """Each row's costs: its cost columns where it has them, the class costs elsewhere; a row's
-    own costs are checked (:func:`costaware.costs.check_row_costs`, as in serving)."""
+    own costs are checked (:func:`costaware.costs.check_row_costs`, as in serving), a class cost
+    named as the ``costs_source``'s ("model" or "request")."""
     n = len(rows)
     if has_costs is None or not layout.cost_cells:
         return RowCosts.constant(policy.costs, n)
@@ -109,7 +110,7 @@ def row_costs(policy: Policy, layout: Layout, rows: np.ndarray, has_costs: np.nd
         columns[cell] = np.where(has_costs, given, getattr(policy.costs, cell))
     costs = RowCosts.from_columns(policy.costs, n, columns)
     own = np.flatnonzero(has_costs)
-    names = {cell: f"cost_{cell} (the model's class cost)" for cell in CELLS}
+    names = {cell: f"cost_{cell} (the {costs_source}'s class cost)" for cell in CELLS}
     for offset, (cell, name) in enumerate(policy.cost_columns):
         names[cell] = f"column {layout.required + offset + 1} ({name})"
     try:

@@ -43,19 +43,19 @@ class Summary:
     counts: np.ndarray  # rows, positives, tp, fp, fn, tn
     sums: np.ndarray  # cost of the TP, FP, FN, TN rows, of all-1, of all-0, log loss, Brier
     calibration: np.ndarray  # (CALIBRATION_BINS, 3): rows, sum p, sum y
-    ranks: np.ndarray  # (2, AUC_BINS + 2): rows of class 0 / 1 per bin of logit(p)
+    score_bins: np.ndarray  # (2, AUC_BINS + 2): rows of class 0 / 1 per bin of logit(p)
     facets: np.ndarray | None = None  # (2, 2, 2)
     groups: np.ndarray | None = None  # (k, 2, 2, 2)
 
     def pack(self) -> np.ndarray:
-        parts = [self.counts, self.sums, self.calibration.ravel(), self.ranks.ravel()]
+        parts = [self.counts, self.sums, self.calibration.ravel(), self.score_bins.ravel()]
         parts += [x.ravel() for x in (self.facets, self.groups) if x is not None]
         return np.concatenate(parts).astype(np.float64)
 
     def unpack(self, packed: np.ndarray) -> "Summary":
         """A summary shaped like this one holding ``packed`` (e.g. the sum over hosts)."""
         out, at = [], 0
-        for part in (self.counts, self.sums, self.calibration, self.ranks, self.facets,
+        for part in (self.counts, self.sums, self.calibration, self.score_bins, self.facets,
                      self.groups):
             if part is None:
                 out.append(None)
@@ -89,7 +89,7 @@ def summarize(label: np.ndarray, p: np.ndarray, decision: np.ndarray, costs: Row
                             np.bincount(bins, weights=y, minlength=CALIBRATION_BINS)], axis=1)
     edges = np.linspace(-AUC_RANGE, AUC_RANGE, AUC_BINS + 1)
     rank_bins = np.searchsorted(edges, logit(p), side="right") + (AUC_BINS + 2) * y
-    ranks = np.bincount(rank_bins, minlength=2 * (AUC_BINS + 2)).reshape(2, -1)
+    score_bins = np.bincount(rank_bins, minlength=2 * (AUC_BINS + 2)).reshape(2, -1)
     facets = group_table = None
     if sensitive is not None:
         cell = 4 * np.asarray(sensitive, dtype=np.int64) + 2 * y + d
@@ -99,7 +99,7 @@ def summarize(label: np.ndarray, p: np.ndarray, decision: np.ndarray, costs: Row
             kept = g >= 0
             group_table = np.bincount(8 * g[kept] + cell[kept],
                                       minlength=8 * n_groups).reshape(n_groups, 2, 2, 2)
-    return Summary(counts, sums, calibration.astype(np.float64), ranks.astype(np.float64),
+    return Summary(counts, sums, calibration.astype(np.float64), score_bins.astype(np.float64),
                    None if facets is None else facets.astype(np.float64),
                    None if group_table is None else group_table.astype(np.float64))
 
@@ -119,9 +119,9 @@ def rates(counts: dict) -> dict:
     }
 
 
-def binned_auc(ranks: np.ndarray) -> float:
+def binned_auc(score_bins: np.ndarray) -> float:
     """``P(s+ > s-) + P(same bin) / 2`` from per-class bin counts; NaN with a single class."""
-    negatives, positives = ranks[0], ranks[1]
+    negatives, positives = score_bins[0], score_bins[1]
     n0, n1 = negatives.sum(), positives.sum()
     if n0 == 0 or n1 == 0:
         return float("nan")
@@ -138,7 +138,7 @@ def channel_metrics(summary: Summary) -> dict:
     cheaper = min(all_1, all_0)
     rows, sum_p, sum_y = summary.calibration.T
     return {
-        "auc": binned_auc(summary.ranks),
+        "auc": binned_auc(summary.score_bins),
         "logloss": _ratio(loss, n) if n else float("nan"),
         "brier": _ratio(brier, n) if n else float("nan"),
         "ece": float(np.abs(sum_p - sum_y).sum() / n) if n else float("nan"),

@@ -25,16 +25,15 @@ symmetric loss.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from dataclasses import dataclass
-
+from .cluster import SOLO, Reduce
 from .costs import RowCosts, sigmoid
 
 HESSIAN_FLOOR = 1e-16
-Reduce = Callable[[np.ndarray], np.ndarray]
 
 
 def weighted_logistic_grad_hess(margin: np.ndarray, label: np.ndarray, weight: np.ndarray,
@@ -101,7 +100,7 @@ class CostWeighting:
     def fit(cls, label: np.ndarray, costs: RowCosts, exponent: float,
             reduce: Reduce | None = None) -> "CostWeighting":
         """``s`` from the training rows (summed over hosts by ``reduce``)."""
-        total, rows = (reduce or _sum)(np.array([_as_labelled(label, costs).sum(), len(label)],
+        total, rows = (reduce or SOLO.sum)(np.array([_regret_of_label(label, costs).sum(), len(label)],
                                                 dtype=np.float64))
         return cls(float(exponent), float(total / rows) if rows else 0.0)
 
@@ -112,7 +111,7 @@ class CostWeighting:
         """``clip(r_i / s) ** alpha`` (not yet scaled to mean 1)."""
         if self.exponent == 0:
             return np.ones(len(label))
-        return self._relative(_as_labelled(label, costs)) ** self.exponent
+        return self._relative(_regret_of_label(label, costs)) ** self.exponent
 
     def offset(self, costs: RowCosts) -> np.ndarray:
         """``t_i = log(w1_i / w0_i)``."""
@@ -129,13 +128,9 @@ class CostWeighting:
         return cls(float(d["exponent"]), float(d["scale"]), float(d.get("cap", CAP)))
 
 
-def _as_labelled(label: np.ndarray, costs: RowCosts) -> np.ndarray:
+def _regret_of_label(label: np.ndarray, costs: RowCosts) -> np.ndarray:
     r1, r0 = costs.regrets()
     return np.where(np.asarray(label) == 1, r1, r0)
-
-
-def _sum(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype=np.float64)
 
 
 def base_log_odds(label: np.ndarray, member: np.ndarray | None = None,
@@ -146,7 +141,7 @@ def base_log_odds(label: np.ndarray, member: np.ndarray | None = None,
     y = np.asarray(label) == 1
     if member is not None:
         y = y[member]
-    n1, n = (reduce or _sum)(np.array([y.sum(), y.size], dtype=np.float64))
+    n1, n = (reduce or SOLO.sum)(np.array([y.sum(), y.size], dtype=np.float64))
     return float(np.log(n1 / (n - n1)))
 
 

@@ -96,7 +96,20 @@ class Policy:
         columns = d.get("cost_columns", {})
         if not isinstance(columns, dict) or not set(columns) <= set(CELLS):
             raise ValueError(f"cost_columns must map some of {', '.join(CELLS)} to names")
-        return cls(Calibrator.from_dict(d["calibrator"]), DecisionRule.from_dict(d["rule"]),
-                   CostMatrix.from_dict(d["costs"]),
-                   tuple((cell, str(columns[cell])) for cell in CELLS if cell in columns),
-                   d.get("facet"))
+        for part in ("calibrator", "rule", "costs"):
+            if not isinstance(d.get(part), dict):
+                raise ValueError(f"{part} must be a JSON object")
+        policy = cls(Calibrator.from_dict(d["calibrator"]), DecisionRule.from_dict(d["rule"]),
+                     CostMatrix.from_dict(d["costs"]),
+                     tuple((cell, str(columns[cell])) for cell in CELLS if cell in columns),
+                     d.get("facet"))
+        facet = policy.facet
+        if facet is not None and not (isinstance(facet, dict) and isinstance(facet.get("column"), str)
+                                      and "values_or_threshold" in facet):
+            raise ValueError("facet must be an object with 'column' and 'values_or_threshold'")
+        problem = policy.costs.problem()
+        if problem:
+            raise ValueError(problem)
+        if policy.needs_facet and facet is None:
+            raise ValueError("the rule decides each facet at its own shift but no facet is given")
+        return policy

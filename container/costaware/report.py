@@ -148,7 +148,7 @@ def _roc_chart(ch) -> Figure:
     fig = _figure(5.2, 5.0)
     ax = fig.add_subplot()
     ax.set_title(_title(ch, "ROC"))
-    negatives, positives = ch.summary.ranks
+    negatives, positives = ch.summary.score_bins
     n0, n1 = negatives.sum(), positives.sum()
     if n0 == 0 or n1 == 0:
         _placeholder(ax, f"ROC undefined on {ch.name}: only class {int(n1 > 0)} present")

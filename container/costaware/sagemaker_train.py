@@ -264,23 +264,10 @@ def _without_tables(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "reliability"}
 
 
-def _json_safe(value):
-    """NaN (an undefined metric) as null: JSON has no NaN."""
-    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def evaluation_document(result: training.TrainingResult) -> dict:
     """evaluation.json: the policy, how the held-out rows were made, and per channel what scored
     it, what was fitted on it, its metrics at the served rule and at the alternatives."""
-    return _json_safe({
+    return artifact.json_safe({
         "policy": result.policy.to_dict(),
         "held_out": result.held_out,
         "loss_weights": {**result.weighting.to_dict(), "min_child_weight": result.min_child_weight},

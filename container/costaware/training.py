@@ -307,9 +307,9 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
                                      reduce),
                       float(1 / (1 + np.exp(-base_log_odds(label, w > 0, cluster.sum)))))
                for w in member_weights]
-    # The cost weights go into the DMatrix too: they weight the hist sketch (gradients come from
-    # the objective, which applies them itself).
-    dtrain = xgb.DMatrix(fit.data.features, label=label, weight=weight,
+    # No weights in the DMatrix: the hist sketch would place its cuts by weights that follow the
+    # label, held-out rows' too; the objective applies them itself.
+    dtrain = xgb.DMatrix(fit.data.features, label=label,
                          feature_names=fit.data.feature_names, missing=np.nan)
     dwatch = None
     if cross_fit:
@@ -398,7 +398,7 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     held_p = calibrator.probability(margins)
     rule = _fit_rule(settings, held.channel, held_p, cluster, log)
     policy = Policy(calibrator, rule, class_costs(settings),
-                    cost_column_names(settings, train_data), _facet_spec(settings))
+                    cost_column_names(settings, train_data), _facet_spec(settings, train_data))
 
     # 5. every channel at the served rule
     results = {}
@@ -432,14 +432,12 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
 def _subset(channel: Channel, mask: np.ndarray) -> Channel:
     if mask.all():
         return channel
-    data = channel.data
 
     def cut(values):
         return None if values is None else values[mask]
 
-    rows = replace(data, features=data.features[mask], label=data.label[mask],
-                   costs=data.costs.subset(mask), facet=cut(data.facet), group=cut(data.group))
-    return Channel(channel.name, rows, cut(channel.sensitive), cut(channel.groups))
+    return Channel(channel.name, channel.data.take(mask), cut(channel.sensitive),
+                   cut(channel.groups))
 
 
 def _out_of_fold(boosting: Boosting, data: Dataset, folds: np.ndarray, rounds: int | None
@@ -530,11 +528,14 @@ def _evaluate(channel: Channel, p: np.ndarray, rule: DecisionRule, settings,
                          bias.bias_section(summary.facets, summary.groups))
 
 
-def _facet_spec(settings) -> dict | None:
+def _facet_spec(settings, train_data: Dataset) -> dict | None:
+    """The facet as the policy keeps it; ``column`` is a request column's name: the facet's feature
+    name when it is a feature (``f3`` in a headerless file, where ``facet_column`` counts the
+    label too), else ``facet_column``."""
     if not settings.facet_column:
         return None
     return {
-        "column": settings.facet_column,
+        "column": train_data.facet_feature or settings.facet_column,
         "values_or_threshold": parse_values_or_threshold(settings.facet_values_or_threshold,
                                                          "facet_values_or_threshold"),
         "is_feature": settings.facet_is_feature,

@@ -30,7 +30,8 @@ Output (``Accept``)
   ``application/json`` (default; also for a missing Accept, ``*/*`` and ``application/*``)::
 
       {"predictions": [{"score": 0.91, "decision": 1, "expected_cost_if_1": ..., ...}, ...],
-       "policy": {"costs": {"cost_fp": ..., ...}, "threshold": ..., "costs_source": "model"}}
+       "policy": {"costs": {"cost_fp": ..., ...}, "costs_source": "model", "rule": {"kind": ...},
+                  "cost_columns": [...]}}
 
   ``application/jsonlines``   one object per row (also ``application/jsonl``, ``application/x-jsonlines``)
   ``text/csv`` (also ``text/*``) one line per row, the fields in the order asked, no header.
@@ -548,8 +549,8 @@ def format_float(x: float) -> str:
     a = abs(x)
     if a == 0:
         return "0"
-    if not math.isfinite(a):
-        return repr(x)
+    if not math.isfinite(a):  # no such output is valid JSON, and none should exist: fail loudly
+        raise ValueError(f"a non-finite number ({x!r}) in a response")
     e = min(max(math.floor(math.log10(a)), 1 - _POW_OFFSET), _POW_OFFSET - 1)
     e += a >= _POW_LIST[e + 1 + _POW_OFFSET]
     e -= a < _POW_LIST[e + _POW_OFFSET]
