@@ -4,7 +4,9 @@
 #   local_test/build_image.sh costaware              # podman; falls back to a local debootstrap base
 #
 # SageMaker runs `docker run IMAGE train` and `docker run IMAGE serve`: both are console scripts on
-# PATH (`train` from sagemaker-training, which imports SAGEMAKER_TRAINING_MODULE; `serve` from costaware).
+# PATH, both from costaware (`train` checks the configuration files, then runs the sagemaker-training
+# toolkit's train, which imports SAGEMAKER_TRAINING_MODULE; it replaces the toolkit's script of the
+# same name because costaware is installed after its dependencies).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # ---- build stage: compilers + a virtual environment with everything installed -----------------

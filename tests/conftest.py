@@ -1,4 +1,4 @@
-"""Shared helpers: SageMaker-shaped training trees and the real toolkit ``train`` entry point."""
+"""Shared helpers: SageMaker-shaped training trees and the image's real ``train`` entry point."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def write_tree(base: Path, hyperparameters: dict | None = None, channels: dict |
 
 
 def run_train(base: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the sagemaker-training toolkit's real ``train`` console script on ``base``."""
+    """Run the image's real ``train`` console script (costaware's check, then the toolkit) on ``base``."""
     env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base),
                SAGEMAKER_TRAINING_MODULE="costaware.sagemaker_train:main")
     return subprocess.run([str(BIN / "train")], env=env, capture_output=True, text=True,

@@ -70,7 +70,8 @@ def test_named_validation_columns_are_reordered(tmp_path):
     ({"a.csv": "1,2\n2,3\n"}, DataOptions(), "a.csv: line 2, column 1 (label): 2; labels must be 0 or 1"),
     ({"a.csv": "1,2\n,3\n"}, DataOptions(), "line 2, column 1 (label): missing"),
     ({"a.csv": "1,2\n0,inf\n"}, DataOptions(), "line 2, column 2: infinite value"),
-    ({"a.csv": "1,2\n0,3,4,5\n"}, DataOptions(), "a.csv: cannot be read as CSV"),
+    ({"a.csv": "1,2\n0,3,4,5\n"}, DataOptions(), "a.csv: line 2 has 4 values where line 1 has 2"),
+    ({"a.csv": "y,a,b\n1,2,3\n0,3\n"}, DataOptions("y", True), "a.csv: line 3 has 2 values where the header has 3"),
     ({"a.csv": "1,2\n", "b.csv": "1,2,3\n"}, DataOptions(), "b.csv: columns differ from"),
     ({"a.csv": "y,a\n1,2\n"}, DataOptions("label", True), "no label column 'label'"),
     ({"a.csv": "y,a,c\n1,2,-5\n"}, _costed("y", True, fn="c"),
@@ -114,3 +115,30 @@ def test_unsupported_content_type(tmp_path):
     write(tmp_path / "a.json", "{}")
     with pytest.raises(DataError, match="content type 'application/json' is not supported"):
         load_channel(str(tmp_path), "application/json", DataOptions())
+
+
+RAGGED_TEXTS = [  # (text, (line, values, reference line, reference values, unterminated) or None)
+    ("a,b,c\n1,2,3\n1,2\n", (3, 2, 1, 3, False)),
+    ("1,2,3\r\n1,2,3\r\n1,2,3,4\r\n", (3, 4, 1, 3, False)),
+    ("\n\n1,2,3\n\n1,2,3\n1\n", (6, 1, 3, 3, False)),  # blank lines are the parser's to report
+    ("1,2,3\n1,2,3\n1,2", (3, 2, 1, 3, True)),
+    ("1,2,3\n1,2,3\n", None),
+    ("1,2,3\r\n\r\n1,2,3", None),
+    ('a,b,c\n"x,y",2,3\n1,2\n', (3, 2, 1, 3, False)),
+    ('a,b,c\n"x\ny",2,3\n1,2,3\n1,"2,3"\n', (5, 2, 1, 3, False)),  # a quoted field spans lines 2-3
+    ("", None),
+]
+
+
+@pytest.mark.parametrize("text,expected", RAGGED_TEXTS)
+def test_first_ragged_line_whatever_the_block_size(tmp_path, text, expected):
+    """The count is the same whether a line falls inside one block or across two, and in gzip."""
+    from costaware.csv_rows import RaggedLine, first_ragged_line
+
+    plain, packed = tmp_path / "t.csv", tmp_path / "t.csv.gz"
+    plain.write_bytes(text.encode())
+    packed.write_bytes(gzip.compress(text.encode()))
+    want = RaggedLine(*expected) if expected else None
+    for block in (1, 2, 3, 5, 7, 1 << 20):
+        assert first_ragged_line(str(plain), block_bytes=block) == want, block
+        assert first_ragged_line(str(packed), gzipped=True, block_bytes=block) == want, block

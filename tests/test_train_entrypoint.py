@@ -1,4 +1,4 @@
-"""The real toolkit ``train`` entry point on temporary /opt/ml trees: outputs, log lines, failures."""
+"""The image's real ``train`` entry point on temporary /opt/ml trees: outputs, log lines, failures."""
 
 import gzip
 import io
@@ -11,7 +11,7 @@ import pytest
 
 from costaware import artifact, inference, metric_log
 
-from conftest import csv_text, failure_reason, run_train, synthetic, write_tree
+from conftest import BIN, csv_text, failure_reason, run_train, synthetic, write_tree
 
 X, Y = synthetic(400, seed=1)
 TRAIN = csv_text(Y[:300], X[:300])
@@ -269,11 +269,9 @@ BAD = [
     ("unknown channel", {}, {"train": {"t.csv": TRAIN}, "extra": {"e.csv": TRAIN}}, None, "unknown channel(s) extra"),
     ("cost column", {"cost_fn_column": "9"}, _train_csv(TRAIN), None, "no cost_fn column '9'"),
     ("content type", {}, _train_csv(TRAIN), {"train": "application/x-recordio-protobuf"}, "is not supported"),
-    ("ragged csv", {}, _train_csv(TRAIN + "1,2,3,4,5,6,7\n"), None, "t.csv: cannot be read as CSV"),
+    ("ragged csv", {}, _train_csv(TRAIN + "1,2,3,4,5,6,7\n"), None, "t.csv: line 301 has 7 values where line 1 has 6"),
     ("infinite", {}, _train_csv(TRAIN + "1,inf,1,1,1,1\n"), None, "line 301, column 2: infinite value"),
     # --- configuration files ---
-    ("inputdataconfig a list", {}, _train_csv(TRAIN), None,
-     "inputdataconfig.json must hold a JSON object of channels, not list", _config('["train"]')),
     ("channel entry not an object", {}, _train_csv(TRAIN), None,
      "inputdataconfig.json: channel 'train' must be a JSON object", _config('{"train": "text/csv"}')),
     ("ContentType not a string", {}, _train_csv(TRAIN), None,
@@ -369,22 +367,117 @@ def test_bad_input_writes_a_one_line_failure(tmp_path, case):
     assert not (base / "model" / "metadata.json").exists()
 
 
-@pytest.mark.parametrize("name,text", [("hyperparameters.json", "{not json"),
-                                       ("hyperparameters.json", '["eta", "0.1"]'),
-                                       ("inputdataconfig.json", "{not json")])
-def test_config_the_toolkit_cannot_parse_fails_before_costaware(tmp_path, name, text):
-    """The toolkit parses these files before it imports costaware: its traceback is the reason.
+CONFIG = "input/config/"
+CONFIG_CASES = [
+    ("hyperparameters.json", "{not json",
+     CONFIG + "hyperparameters.json is not valid JSON: Expecting property name enclosed in double "
+     "quotes at line 1, column 2"),
+    ("hyperparameters.json", '["eta", "0.1"]', CONFIG + "hyperparameters.json must hold a JSON object, not an array"),
+    ("hyperparameters.json", b"{\"eta\": \"0.1\xff\"}",
+     CONFIG + "hyperparameters.json is not UTF-8 text: invalid start byte at byte 12"),
+    ("inputdataconfig.json", '{"train": {"ContentType": "text/csv"}',
+     CONFIG + "inputdataconfig.json is not valid JSON: Expecting ',' delimiter at line 1, column 38"),
+    ("inputdataconfig.json", '["train"]', CONFIG + "inputdataconfig.json must hold a JSON object, not an array"),
+    ("resourceconfig.json", "", CONFIG + "resourceconfig.json is not valid JSON: Expecting value at line 1, column 1"),
+    ("resourceconfig.json", "null", CONFIG + "resourceconfig.json must hold a JSON object, not null"),
+] + [(name, None, CONFIG + f"{name} is missing: SageMaker writes hyperparameters.json, "
+      "inputdataconfig.json, resourceconfig.json into {base}/input/config; a local tree needs all "
+      "three (see local_test/test_dir)")
+     for name in ("hyperparameters.json", "inputdataconfig.json", "resourceconfig.json")]
 
-    SageMaker writes both files itself, so this only happens with hand-made trees. The toolkit
-    writes output/failure without creating output/ (SageMaker creates it); here it exists.
-    """
+
+@pytest.mark.parametrize("with_output_dir", [False, True], ids=["hand-made tree", "output/ exists"])
+@pytest.mark.parametrize("name,text,reason", CONFIG_CASES,
+                         ids=[f"{c[0]}: {'missing' if c[1] is None else repr(c[1])[:24]}" for c in CONFIG_CASES])
+def test_bad_or_missing_config_file_is_a_one_line_reason(tmp_path, name, text, reason, with_output_dir):
+    """costaware's ``train`` checks the files the toolkit reads before costaware is imported: without
+    it a missing or broken file ended in the toolkit's traceback, or, with no output/ directory, in
+    exit 0 and no failure file at all."""
     base = write_tree(tmp_path, FAST, _train_csv(TRAIN))
-    (base / "input" / "config" / name).write_text(text)
-    (base / "output").mkdir()
+    path = base / "input" / "config" / name
+    if text is None:
+        path.unlink()
+    elif isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    if with_output_dir:
+        (base / "output").mkdir()
+    result = run_train(base)
+    expected = f"{base}/" + reason.replace("{base}", str(base))
+    assert result.returncode == 1
+    assert failure_reason(base) == expected
+    assert result.stderr.strip() == f"costaware: training failed: {expected}"
+    assert not (base / "model" / "metadata.json").exists()
+
+
+def test_train_on_path_is_costawares_entry_point():
+    """pip installs costaware after sagemaker-training, whose console script of the same name it
+    replaces: the ``train`` the tests (and the image) run must be costaware's."""
+    script = (BIN / "train").read_text()
+    assert "costaware.train_entry" in script and "sagemaker_training" not in script
+
+
+def test_config_problem_reads_what_sagemaker_writes(tmp_path):
+    """The three files exactly as SageMaker writes them (values strings, extra keys) pass the check."""
+    from costaware.config_files import first_problem
+
+    base = write_tree(tmp_path, {"eta": "0.1", "sagemaker_job_name": '"job-1"'}, _train_csv(TRAIN))
+    (base / "input" / "config" / "resourceconfig.json").write_text(json.dumps(
+        {"current_host": "algo-1", "current_instance_type": "ml.m5.xlarge", "hosts": ["algo-1"],
+         "network_interface_name": "eth0", "instance_groups": []}))
+    assert first_problem(str(base / "input" / "config")) is None
+
+
+TRAIN_LINES = TRAIN.splitlines(keepends=True)
+HEADER = _header_csv(FRAME)  # 8 columns: x0..x4, default, loan, sex
+HEADER_LINES = HEADER.splitlines(keepends=True)
+QUOTED = HEADER.replace("\n", ',"a, b"\n').replace('loan,sex,"a, b"', 'loan,sex,note', 1)
+QUOTED_LINES = QUOTED.splitlines(keepends=True)
+RAGGED_CASES = [
+    ("short row, no header", {}, {"train": {"t.csv": TRAIN + "1,0.3\n"}}, "t.csv: line 301 has 2 values where line 1 has 6"),
+    ("long row, no header", {}, {"train": {"t.csv": "".join(TRAIN_LINES[:1] + [TRAIN_LINES[1].replace("\n", ",7\n")] + TRAIN_LINES[2:])}},
+     "t.csv: line 2 has 7 values where line 1 has 6"),
+    ("short row under a header", NAMED, {"train": {"t.csv": "".join(HEADER_LINES[:4] + ["1,2,3\n"] + HEADER_LINES[4:])}},
+     "t.csv: line 5 has 3 values where the header has 8"),
+    ("long row under a header", NAMED, {"train": {"t.csv": "".join(HEADER_LINES[:9] + ["0,1,2,3,4,0,5,1,9\n"] + HEADER_LINES[9:])}},
+     "t.csv: line 10 has 9 values where the header has 8"),
+    ("gzip", {}, {"train": {"part.csv.gz": gzip.compress("".join(TRAIN_LINES[:100] + ["1,2\n"] + TRAIN_LINES[100:]).encode())}},
+     "part.csv.gz: line 101 has 2 values where line 1 has 6"),
+    ("second of several files", {}, {"train": {"a.csv": TRAIN, "b.csv": TRAIN + "0,1,2,3,4\n", "c.csv": TRAIN}},
+     "b.csv: line 301 has 5 values where line 1 has 6"),
+    ("cut off mid-write", {}, {"train": {"t.csv": TRAIN + "1,0.3"}},
+     "t.csv: line 301 has 2 values where line 1 has 6 (the last line, with no line break after it: "
+     "was the file cut off while it was written?)"),
+    ("quoted commas, short row", NAMED, {"train": {"t.csv": "".join(QUOTED_LINES[:20] + ['1,"x, y"\n'] + QUOTED_LINES[20:])}},
+     "t.csv: line 21 has 2 values where the header has 9"),
+]
+
+
+@pytest.mark.parametrize("hyperparameters,channels,reason",
+                         [case[1:] for case in RAGGED_CASES], ids=[case[0] for case in RAGGED_CASES])
+def test_ragged_rows_are_refused_naming_file_line_and_both_counts(tmp_path, hyperparameters, channels, reason):
+    """pandas reads a short row as missing values at its end: a file cut off mid-write would be
+    trained on silently. Training refuses it with one line (serving refuses the same)."""
+    base = write_tree(tmp_path, {**FAST, **hyperparameters}, channels)
     result = run_train(base)
     assert result.returncode == 1
-    assert failure_reason(base).startswith("Framework Error")
-    assert "costaware" not in failure_reason(base)  # raised before costaware was imported
+    assert failure_reason(base) == f"{base}/input/data/train/{reason}; every row needs the same number of values"
+    assert not (base / "model" / "metadata.json").exists()
+
+
+def test_quoted_commas_and_blank_lines_are_not_ragged(tmp_path):
+    """Commas inside quotes are not separators, and a quoted field may span lines."""
+    multiline = QUOTED.replace('"a, b"', '"a,\nb"', 3)
+    base = write_tree(tmp_path, {**FAST, **NAMED, "facet_column": "note", "facet_values_or_threshold": '["a, b"]'},
+                      {"train": {"t.csv": QUOTED.replace('"a, b"', '"c, d"', 100)}})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    from costaware.csv_rows import first_ragged_line
+
+    path = tmp_path / "m.csv"
+    path.write_text(multiline)
+    assert first_ragged_line(str(path)) is None
 
 
 def test_text_labels_and_facets_with_value_lists(tmp_path):

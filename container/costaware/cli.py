@@ -29,11 +29,11 @@ def _metric_definitions(args) -> int:
 
 
 def _train(args) -> int:
-    """Run the toolkit's real ``train`` entry point on a local ``/opt/ml``-shaped tree."""
+    """Run the image's ``train`` (config check, then the toolkit) on a local ``/opt/ml``-shaped tree."""
     env = dict(os.environ, SAGEMAKER_BASE_DIR=os.path.abspath(args.base_dir),
                SAGEMAKER_TRAINING_MODULE="costaware.sagemaker_train:main")
-    # As on SageMaker: the toolkit writes output/failure without creating output/, and if it cannot
-    # (a config file it fails to parse, before costaware runs) it exits 0.
+    # As on SageMaker, where output/ always exists (the toolkit writes output/failure without
+    # creating the directory).
     os.makedirs(os.path.join(args.base_dir, "output"), exist_ok=True)
     os.execvpe("train", ["train"], env)
     return 1  # not reached

@@ -3,8 +3,9 @@
 Formats: ``text/csv`` without a header and the label in the first column (SageMaker's convention);
 CSV with a header and a named label column; Parquet. A channel may hold several files (read in sorted
 order, hidden files skipped); gzip is recognised by its magic bytes, whatever the file is called.
-Empty cells are missing values; labels must be 0 or 1. Cost columns (``cost_fp_column`` ...) give
-a row its own cost of an outcome; each row's four costs are checked here, naming the file, line and
+Empty cells are missing values; a row with fewer or more values than the first line is refused
+(:mod:`costaware.csv_rows`), so a file cut off mid-write is not trained on; labels must be 0 or 1.
+Cost columns (``cost_fp_column`` ...) give a row its own cost of an outcome; each row's four costs are checked here, naming the file, line and
 column of a bad one (:func:`costaware.costs.check_row_costs`).
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from . import csv_rows
 from .costs import CELLS, CostMatrix, RowCosts, check_row_costs
 from .errors import DataError
 from .fairness import positive_label_index
@@ -196,6 +198,9 @@ def _read_file(path: str, base_type: str, options: DataOptions) -> pd.DataFrame:
             raise DataError(f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); CSV "
                             "files must be UTF-8")
         compression = "gzip" if magic[:2] == GZIP_MAGIC else None
+        ragged = csv_rows.first_ragged_line(path, gzipped=compression == "gzip")
+        if ragged:
+            raise DataError(csv_rows.describe(path, ragged, options.header))
         frame = pd.read_csv(path, header=0 if options.header else None, compression=compression,
                             skip_blank_lines=False, low_memory=False)
         if options.header:

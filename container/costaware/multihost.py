@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from . import config_files
 from .cluster import XGBoostCluster
 from .errors import InputError
 
@@ -57,13 +58,8 @@ def read_host_config(config_dir: str, env=None) -> HostConfig | None:
     path = os.path.join(config_dir, "resourceconfig.json")
     if not os.path.exists(path):
         return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            config = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path} is not valid JSON: {exc}") from None
-    hosts = config.get("hosts") if isinstance(config, dict) else None
-    current = config.get("current_host") if isinstance(config, dict) else None
+    config = config_files.read_object(path)
+    hosts, current = config.get("hosts"), config.get("current_host")
     if (not isinstance(hosts, list) or not hosts
             or not all(isinstance(h, str) and h.strip() for h in hosts)):
         raise InputError(f"{path}: 'hosts' must be a non-empty list of host names, not "

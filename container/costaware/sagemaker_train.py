@@ -18,7 +18,7 @@ import traceback
 import numpy as np
 from sagemaker_training import environment, errors
 
-from . import artifact, data, hyperparameters, multihost, training
+from . import artifact, config_files, data, hyperparameters, multihost, training
 from .cluster import SOLO, Cluster
 from .checkpoints import CheckpointStore, StopRequest, TrainingInterrupted, stop_on_sigterm
 from .errors import DataError, HyperparameterError, InputError
@@ -31,16 +31,6 @@ MAX_REASON = 1000  # SageMaker shows the first 1,024 characters of the failure f
 
 class TrainingInputError(errors.ClientError):
     """A one-line, user-facing reason for a failed training job."""
-
-
-def _read_json(path: str, default):
-    if not os.path.exists(path):
-        return default
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path} is not valid JSON: {exc}") from None
 
 
 def run(base_dir: str, log=training.print_line) -> training.TrainingResult | None:
@@ -60,11 +50,9 @@ def run(base_dir: str, log=training.print_line) -> training.TrainingResult | Non
 
 def _run(base_dir: str, log, stop: StopRequest) -> training.TrainingResult | None:
     config_dir = os.path.join(base_dir, "input", "config")
-    raw = _read_json(os.path.join(config_dir, "hyperparameters.json"), {})
-    if not isinstance(raw, dict):
-        raise InputError("hyperparameters.json must hold a JSON object")
-    settings = hyperparameters.parse(raw)
-    channel_config = _read_json(os.path.join(config_dir, "inputdataconfig.json"), None)
+    settings = hyperparameters.parse(
+        config_files.read_object(os.path.join(config_dir, "hyperparameters.json"), {}))
+    channel_config = config_files.read_object(os.path.join(config_dir, "inputdataconfig.json"), None)
     data_dir = os.path.join(base_dir, "input", "data")
     if channel_config is None:  # local runs without a config: whatever channel directories exist
         channel_config = {c: {} for c in CHANNELS if os.path.isdir(os.path.join(data_dir, c))}
@@ -282,9 +270,6 @@ def evaluation_document(result: training.TrainingResult) -> dict:
 
 def _check_channel_config(config) -> None:
     """inputdataconfig.json: ``{channel: {"ContentType": "...", ...}}`` (SageMaker writes more keys)."""
-    if not isinstance(config, dict):
-        raise InputError(f"inputdataconfig.json must hold a JSON object of channels, not "
-                         f"{type(config).__name__} {json.dumps(config)[:60]}")
     for name, entry in config.items():
         if not isinstance(entry, dict):
             raise InputError(f"inputdataconfig.json: channel '{name}' must be a JSON object (such as "

@@ -23,8 +23,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .. import config_files
 from .. import hyperparameters as hp
 from .. import metric_log
+from ..errors import InputError
 
 LOG_FILE = "train.log"
 _LIVE: set = set()  # training runs in flight (Popen), so that an interrupt can stop them
@@ -62,10 +64,10 @@ class Tree:
 
 
 def _read_json(path: str, default):
-    if not os.path.exists(path):
-        return default
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    try:
+        return config_files.read_object(path, default)
+    except InputError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def read_tree(path: str) -> Tree:

@@ -1,0 +1,61 @@
+"""SageMaker's training configuration files, ``input/config/*.json``: one reader, one check.
+
+SageMaker writes all three before ``train`` starts: ``hyperparameters.json`` (every value a string),
+``inputdataconfig.json`` (the channels) and ``resourceconfig.json`` (the hosts). Each holds a JSON
+object; what the objects hold is checked by their readers (:mod:`costaware.hyperparameters`,
+:mod:`costaware.sagemaker_train`, :mod:`costaware.multihost`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .errors import InputError
+
+CONFIG_FILES = ("hyperparameters.json", "inputdataconfig.json", "resourceconfig.json")
+_MISSING = object()
+
+
+def read_object(path: str, default=_MISSING):
+    """The JSON object in ``path`` (``default`` when the file does not exist and one is given).
+
+    Raises :class:`InputError` naming the file: missing, unreadable, not UTF-8, not JSON (with the
+    line and column), or JSON that is not an object."""
+    if not os.path.isfile(path):
+        if default is not _MISSING:
+            return default
+        raise InputError(f"{path} is missing")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column "
+                         f"{exc.colno}") from None
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read: {exc.strerror}") from None
+    if not isinstance(content, dict):
+        raise InputError(f"{path} must hold a JSON object, not {_json_type(content)}")
+    return content
+
+
+def first_problem(config_dir: str) -> str | None:
+    """Why the configuration in ``config_dir`` cannot start a job (the first file at fault), or None."""
+    for name in CONFIG_FILES:
+        path = os.path.join(config_dir, name)
+        if not os.path.isfile(path):
+            return (f"{path} is missing: SageMaker writes {', '.join(CONFIG_FILES)} into "
+                    f"{config_dir}; a local tree needs all three (see local_test/test_dir)")
+        try:
+            read_object(path)
+        except InputError as exc:
+            return str(exc)
+    return None
+
+
+def _json_type(value) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
