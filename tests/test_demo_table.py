@@ -40,3 +40,78 @@ def test_the_demo_tree_is_the_committed_one(breast_cancer_tree):
     config = REPO / "local_test" / "test_dir" / "input" / "config" / "hyperparameters.json"
     assert config.read_text() == (breast_cancer_tree / "input" / "config" /
                                   "hyperparameters.json").read_text()
+
+
+def test_the_readme_serving_example_is_what_the_demo_model_serves(breast_cancer_tree):
+    """The README's `predict.sh` example: its first two rows and the policy, from the real app."""
+    import json
+
+    from costaware.serving.app import create_app
+
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"\$ local_test/predict.sh local_test/payloads/breast_cancer.csv text/csv\n(.*?)\n```",
+                      text, flags=re.S)
+    assert block, "the README's serving example is missing"
+    shown_rows = [json.loads(row) for row in re.findall(r'\{"score".*?\}', block.group(1))]
+    shown_policy = json.loads(re.search(r'"policy":(\{.*\})\}\s*$', block.group(1)).group(1))
+    payload = (REPO / "local_test" / "payloads" / "breast_cancer.csv").read_bytes()
+    client = create_app(str(breast_cancer_tree / "model")).test_client()
+    response = client.post("/invocations", data=payload, content_type="text/csv")
+    assert response.status_code == 200, response.data
+    served = json.loads(response.data)
+    assert len(shown_rows) == 2 and served["predictions"][:2] == shown_rows
+    assert served["policy"] == shown_policy
+
+
+def _console_examples(text: str):
+    """Each ``$ curl ...`` command of the console blocks (continuation lines joined) with the lines
+    it shows as its output (up to the next command; blank lines at the end dropped)."""
+    for block in re.findall(r"```console\n(.*?)```", text, flags=re.S):
+        for example in re.split(r"\n(?=\$ )", block.strip()):
+            lines = example.splitlines()
+            command, more = [], True
+            while lines and more:
+                line = lines.pop(0).strip()
+                more = line.endswith("\\")
+                command.append(line.removesuffix("\\").strip())
+            while lines and not lines[-1].strip():
+                lines.pop()
+            yield " ".join(command).removeprefix("$ "), lines
+
+
+def test_the_serving_docs_curl_examples_are_what_the_demo_model_serves(breast_cancer_tree):
+    """Every ``curl`` example in docs/serving.md, run against the real app with the demo model:
+    the body shown (and any header shown with ``-D -``) is the body served, byte for byte."""
+    import shlex
+
+    from costaware.serving.app import create_app
+
+    client = create_app(str(breast_cancer_tree / "model")).test_client()
+    rows = b"".join((REPO / "local_test" / "payloads" / "breast_cancer.csv").read_bytes()
+                    .splitlines(keepends=True)[:2])  # rows.csv: the payload's first two lines
+    examples = list(_console_examples((REPO / "docs" / "serving.md").read_text()))
+    assert len(examples) >= 5
+    for command, shown in examples:
+        words = shlex.split(command)
+        assert words[0] == "curl" and words[-1] == "localhost:8080/invocations", command
+        headers, body, show_headers = {}, None, False
+        for flag, value in zip(words, words[1:]):
+            if flag == "-H":
+                name, _, header_value = value.partition(": ")
+                headers[name] = header_value
+            elif flag == "--data-binary":
+                assert value == "@rows.csv", command
+                body = rows
+            elif flag == "-d":
+                body = value.encode()
+            elif flag == "-D":
+                show_headers = True
+        response = client.post("/invocations", data=body, headers=headers)
+        assert response.status_code == 200, (command, response.data)
+        if show_headers:  # the header lines shown, a blank line, then the body
+            split = shown.index("")
+            for line in shown[:split]:
+                name, _, value = line.partition(": ")
+                assert response.headers[name] == value, command
+            shown = shown[split + 1:]
+        assert response.get_data(as_text=True).splitlines() == shown, command

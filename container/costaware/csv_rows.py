@@ -2,13 +2,16 @@
 
 pandas reads a short row as a row with missing values at its end (``1,0.3`` under a header of three
 columns becomes ``1, 0.3, NaN``), so a file cut off mid-write would be trained on without a word;
-a long row stops it with a message that names neither the file nor the counts. This module finds
-the first such line before pandas reads the file.
+a long row stops it with a message that names neither the file nor the counts. pandas reads each
+file through a :class:`CheckedReader`, which counts the values of every line as the bytes pass (one
+read of the file, one decompression of a gzip file); afterwards :meth:`CheckedReader.ragged` says
+whether a line was ragged.
 
 Values of a line = its commas + 1. Blank lines are left alone (the parser reads them as a row of
-missing values, which the label check reports). Quoted fields may hold commas and line breaks, so a
-file with a quote character is read with :mod:`csv`, which knows them; any other file is counted with
-numpy, a block of about 16 MiB at a time (memory stays bounded whatever the file's size).
+missing values, which the label check reports). Quoted fields may hold commas and line breaks, so
+once a quote character appears the counting stops and the file is read a second time with
+:mod:`csv`, which knows them; files without quotes are counted with numpy, block by block (memory
+stays bounded whatever the file's size).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-BLOCK_BYTES = 1 << 24
+BLOCK_BYTES = 1 << 20
 NEWLINE, COMMA, CARRIAGE_RETURN, QUOTE = ord("\n"), ord(","), ord("\r"), b'"'
 
 
@@ -32,21 +35,6 @@ class RaggedLine:
     unterminated: bool = False  # the file's last line, with no line break after it
 
 
-def first_ragged_line(path: str, gzipped: bool = False,
-                      block_bytes: int = BLOCK_BYTES) -> RaggedLine | None:
-    """The first non-blank line whose number of values differs from the first non-blank line's."""
-    opener = gzip.open if gzipped else open
-    counter = _LineCounter()
-    with opener(path, "rb") as handle:
-        while block := handle.read(block_bytes):
-            if QUOTE in block:
-                return _first_ragged_quoted(path, opener)
-            found = counter.feed(block)
-            if found:
-                return found
-    return counter.finish()
-
-
 def describe(path: str, ragged: RaggedLine, header: bool) -> str:
     """One line: the file, the line and both counts."""
     reference = ("the header" if header and ragged.reference_line == 1
@@ -55,6 +43,66 @@ def describe(path: str, ragged: RaggedLine, header: bool) -> str:
             "written?)" if ragged.unterminated else "")
     return (f"{path}: line {ragged.line} has {ragged.values} values where {reference} has "
             f"{ragged.reference_values}{tail}; every row needs the same number of values")
+
+
+class CheckedReader:
+    """A binary file object over ``path`` (gzip decompressed) that counts values per line as it is
+    read. ``mode`` tells pandas that :meth:`read` returns bytes."""
+
+    mode = "rb"
+
+    def __init__(self, path: str, gzipped: bool = False):
+        self.path = path
+        self._opener = gzip.open if gzipped else open
+        self._handle = self._opener(path, "rb")
+        self._counter = _LineCounter()
+        self._found: RaggedLine | None = None
+        self._quoted = False
+        self._at_end = False
+
+    def read(self, size: int = -1) -> bytes:
+        block = self._handle.read(size)
+        if not block:
+            self._at_end = True
+        elif self._found is None and not self._quoted:
+            if QUOTE in block:
+                self._quoted = True
+            else:
+                self._found = self._counter.feed(block)
+        return block
+
+    def readable(self) -> bool:
+        return True
+
+    def __iter__(self):
+        return iter(self._handle)
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "CheckedReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def ragged(self) -> RaggedLine | None:
+        """The first ragged line among what was read (all of it, for the unterminated last line);
+        a file with quotes is read again with :mod:`csv` for this."""
+        if self._quoted:
+            return _first_ragged_quoted(self.path, self._opener)
+        if self._found is None and self._at_end:
+            self._found = self._counter.finish()
+        return self._found
+
+
+def first_ragged_line(path: str, gzipped: bool = False,
+                      block_bytes: int = BLOCK_BYTES) -> RaggedLine | None:
+    """The first non-blank line whose number of values differs from the first non-blank line's."""
+    with CheckedReader(path, gzipped) as reader:
+        while reader.read(block_bytes):
+            pass
+        return reader.ragged()
 
 
 class _LineCounter:
@@ -66,25 +114,28 @@ class _LineCounter:
         self.reference: tuple[int, int] | None = None  # (line, values)
 
     def feed(self, block: bytes) -> RaggedLine | None:
-        data = self.pending + block
+        data = self.pending + block if self.pending else block
         cut = data.rfind(b"\n") + 1
         self.pending = data[cut:]
         if cut == 0:
             return None
         buf = np.frombuffer(data, np.uint8, count=cut)
-        ends = np.flatnonzero(buf == NEWLINE)  # every line of the block ends with "\n"
+        # separators in order; between two line breaks, the commas of one line
+        separators = np.flatnonzero((buf == COMMA) | (buf == NEWLINE))
+        is_break = buf[separators] == NEWLINE
+        ends = separators[is_break]
+        values = np.diff(np.flatnonzero(is_break), prepend=-1)  # commas + 1
         starts = np.concatenate(([0], ends[:-1] + 1))
-        return self._check(buf, starts, ends, unterminated=False)
+        return self._check(buf, starts, ends, values, unterminated=False)
 
     def finish(self) -> RaggedLine | None:
         if not self.pending:
             return None
         buf = np.frombuffer(self.pending, np.uint8)
-        return self._check(buf, np.array([0]), np.array([buf.size]), unterminated=True)
+        values = np.array([np.count_nonzero(buf == COMMA) + 1])
+        return self._check(buf, np.array([0]), np.array([buf.size]), values, unterminated=True)
 
-    def _check(self, buf, starts, ends, unterminated: bool) -> RaggedLine | None:
-        commas = np.flatnonzero(buf == COMMA)
-        values = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
+    def _check(self, buf, starts, ends, values, unterminated: bool) -> RaggedLine | None:
         lengths = ends - starts
         first_byte = buf[np.minimum(starts, buf.size - 1)]
         filled = (lengths > 1) | ((lengths == 1) & (first_byte != CARRIAGE_RETURN))

@@ -198,11 +198,14 @@ def _read_file(path: str, base_type: str, options: DataOptions) -> pd.DataFrame:
             raise DataError(f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); CSV "
                             "files must be UTF-8")
         compression = "gzip" if magic[:2] == GZIP_MAGIC else None
-        ragged = csv_rows.first_ragged_line(path, gzipped=compression == "gzip")
-        if ragged:
-            raise DataError(csv_rows.describe(path, ragged, options.header))
-        frame = pd.read_csv(path, header=0 if options.header else None, compression=compression,
-                            skip_blank_lines=False, low_memory=False)
+        with csv_rows.CheckedReader(path, gzipped=compression == "gzip") as reader:
+            try:
+                frame = pd.read_csv(reader, header=0 if options.header else None,
+                                    skip_blank_lines=False, low_memory=False)
+            except pd.errors.ParserError:  # a long row: say which, with both counts
+                _refuse_ragged(path, reader, options.header)
+                raise
+            _refuse_ragged(path, reader, options.header)  # a short row
         if options.header:
             _check_header_names(path, compression)
     except DataError:
@@ -215,6 +218,12 @@ def _read_file(path: str, base_type: str, options: DataOptions) -> pd.DataFrame:
         frame.columns = [str(c).strip() for c in frame.columns]
     frame.attrs.update(csv=True, first_line=2 if options.header else 1)
     return frame
+
+
+def _refuse_ragged(path: str, reader: "csv_rows.CheckedReader", header: bool) -> None:
+    ragged = reader.ragged()
+    if ragged:
+        raise DataError(csv_rows.describe(path, ragged, header))
 
 
 def _check_header_names(path: str, compression: str | None) -> None:
