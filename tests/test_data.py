@@ -127,6 +127,9 @@ RAGGED_TEXTS = [  # (text, (line, values, reference line, reference values, unte
     ('a,b,c\n"x,y",2,3\n1,2\n', (3, 2, 1, 3, False)),
     ('a,b,c\n"x\ny",2,3\n1,2,3\n1,"2,3"\n', (5, 2, 1, 3, False)),  # a quoted field spans lines 2-3
     ("", None),
+    ("1,2,3\r0,3\r1,2,3\r", (2, 2, 1, 3, False)),  # lines ended by "\r" alone: counted with csv
+    ('y,a,note\n1,2,"' + "x" * 200_000 + '"\n0,3\n', (3, 2, 1, 3, False)),  # above csv's field limit
+    ("a,b,c,\n1,2,3\n", (2, 3, 1, 4, False)),  # a trailing comma is one more (empty) column
 ]
 
 

@@ -383,6 +383,9 @@ CONFIG_CASES = [
     ("inputdataconfig.json", '["train"]', CONFIG + "inputdataconfig.json must hold a JSON object, not an array"),
     ("resourceconfig.json", "", CONFIG + "resourceconfig.json is not valid JSON: Expecting value at line 1, column 1"),
     ("resourceconfig.json", "null", CONFIG + "resourceconfig.json must hold a JSON object, not null"),
+    ("resourceconfig.json", "{}", CONFIG + "resourceconfig.json: 'hosts' must be a non-empty list of host names, not null"),
+    ("resourceconfig.json", '{"hosts": ["algo-1"], "current_host": "algo-2"}',
+     CONFIG + "resourceconfig.json: 'current_host' \"algo-2\" is not one of the hosts [\"algo-1\"]"),
 ] + [(name, None, CONFIG + f"{name} is missing: SageMaker writes hyperparameters.json, "
       "inputdataconfig.json, resourceconfig.json into {base}/input/config; a local tree needs all "
       "three (see local_test/test_dir)")

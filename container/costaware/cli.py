@@ -8,7 +8,6 @@ import json
 import os
 import sys
 
-import numpy as np
 
 
 def _hyperparameters(args) -> int:

@@ -22,7 +22,7 @@ def read_object(path: str, default=_MISSING):
 
     Raises :class:`InputError` naming the file: missing, unreadable, not UTF-8, not JSON (with the
     line and column), or JSON that is not an object."""
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         if default is not _MISSING:
             return default
         raise InputError(f"{path} is missing")
@@ -41,15 +41,35 @@ def read_object(path: str, default=_MISSING):
     return content
 
 
+def read_hosts(path: str) -> tuple[list[str], str]:
+    """``resourceconfig.json``'s ``hosts`` (distinct, non-empty names) and ``current_host`` (one of
+    them); :class:`InputError` naming the file otherwise."""
+    config = read_object(path)
+    hosts, current = config.get("hosts"), config.get("current_host")
+    if (not isinstance(hosts, list) or not hosts
+            or not all(isinstance(h, str) and h.strip() for h in hosts)):
+        raise InputError(f"{path}: 'hosts' must be a non-empty list of host names, not "
+                         f"{json.dumps(hosts)[:80]}")
+    if len(set(hosts)) != len(hosts):
+        raise InputError(f"{path}: 'hosts' lists a host twice: {json.dumps(hosts)[:120]}")
+    if current not in hosts:
+        raise InputError(f"{path}: 'current_host' {json.dumps(current)[:60]} is not one of the "
+                         f"hosts {json.dumps(sorted(hosts))[:120]}")
+    return hosts, current
+
+
 def first_problem(config_dir: str) -> str | None:
-    """Why the configuration in ``config_dir`` cannot start a job (the first file at fault), or None."""
+    """Why the configuration in ``config_dir`` cannot start a job (the first file at fault), or None.
+
+    Each file must exist and hold a JSON object; ``resourceconfig.json`` must also name the hosts,
+    which the toolkit reads before costaware runs."""
     for name in CONFIG_FILES:
         path = os.path.join(config_dir, name)
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             return (f"{path} is missing: SageMaker writes {', '.join(CONFIG_FILES)} into "
                     f"{config_dir}; a local tree needs all three (see local_test/test_dir)")
         try:
-            read_object(path)
+            read_hosts(path) if name == "resourceconfig.json" else read_object(path)
         except InputError as exc:
             return str(exc)
     return None

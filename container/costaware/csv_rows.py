@@ -8,21 +8,24 @@ read of the file, one decompression of a gzip file); afterwards :meth:`CheckedRe
 whether a line was ragged.
 
 Values of a line = its commas + 1. Blank lines are left alone (the parser reads them as a row of
-missing values, which the label check reports). Quoted fields may hold commas and line breaks, so
-once a quote character appears the counting stops and the file is read a second time with
-:mod:`csv`, which knows them; files without quotes are counted with numpy, block by block (memory
-stays bounded whatever the file's size).
+missing values, which the label check reports). Files without quotes are counted with numpy, block
+by block, as pandas reads them (memory stays bounded whatever the file's size). Two kinds of file
+are instead read a second time with :mod:`csv`, which knows their rules: once a quote character
+appears (quoted fields may hold commas and line breaks; a quoted header is enough), and when no
+"\n" comes for ``MAX_LINE_BYTES`` (lines ended by "\r" alone, or one enormous line).
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 BLOCK_BYTES = 1 << 20
+MAX_LINE_BYTES = 1 << 22  # a longer line without "\n": count with csv instead
 NEWLINE, COMMA, CARRIAGE_RETURN, QUOTE = ord("\n"), ord(","), ord("\r"), b'"'
 
 
@@ -57,18 +60,19 @@ class CheckedReader:
         self._handle = self._opener(path, "rb")
         self._counter = _LineCounter()
         self._found: RaggedLine | None = None
-        self._quoted = False
+        self._with_csv = False  # quotes or "\r" line ends: counted by a second read with csv
         self._at_end = False
 
     def read(self, size: int = -1) -> bytes:
         block = self._handle.read(size)
         if not block:
             self._at_end = True
-        elif self._found is None and not self._quoted:
+        elif self._found is None and not self._with_csv:
             if QUOTE in block:
-                self._quoted = True
+                self._with_csv = True
             else:
                 self._found = self._counter.feed(block)
+                self._with_csv = len(self._counter.pending) > MAX_LINE_BYTES
         return block
 
     def readable(self) -> bool:
@@ -88,10 +92,12 @@ class CheckedReader:
 
     def ragged(self) -> RaggedLine | None:
         """The first ragged line among what was read (all of it, for the unterminated last line);
-        a file with quotes is read again with :mod:`csv` for this."""
-        if self._quoted:
-            return _first_ragged_quoted(self.path, self._opener)
+        a file with quotes or "\r" line ends is read again with :mod:`csv` for this."""
+        if self._with_csv:
+            return _first_ragged_with_csv(self.path, self._opener)
         if self._found is None and self._at_end:
+            if b"\r" in self._counter.pending:  # a last line holding "\r" line ends
+                return _first_ragged_with_csv(self.path, self._opener)
             self._found = self._counter.finish()
         return self._found
 
@@ -152,7 +158,8 @@ class _LineCounter:
         return None
 
 
-def _first_ragged_quoted(path: str, opener) -> RaggedLine | None:
+def _first_ragged_with_csv(path: str, opener) -> RaggedLine | None:
+    limit = csv.field_size_limit(sys.maxsize)  # a long quoted text cell is no reason to stop
     try:
         with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
@@ -167,4 +174,6 @@ def _first_ragged_quoted(path: str, opener) -> RaggedLine | None:
                 line = reader.line_num + 1
     except (UnicodeDecodeError, csv.Error):
         return None  # not readable as CSV text: the parser's own message says why
+    finally:
+        csv.field_size_limit(limit)
     return None

@@ -18,7 +18,6 @@ Host names may be names or addresses (``127.0.0.2``), inside the image or outsid
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import time
@@ -58,17 +57,7 @@ def read_host_config(config_dir: str, env=None) -> HostConfig | None:
     path = os.path.join(config_dir, "resourceconfig.json")
     if not os.path.exists(path):
         return None
-    config = config_files.read_object(path)
-    hosts, current = config.get("hosts"), config.get("current_host")
-    if (not isinstance(hosts, list) or not hosts
-            or not all(isinstance(h, str) and h.strip() for h in hosts)):
-        raise InputError(f"{path}: 'hosts' must be a non-empty list of host names, not "
-                         f"{json.dumps(hosts)[:80]}")
-    if len(set(hosts)) != len(hosts):
-        raise InputError(f"{path}: 'hosts' lists a host twice: {json.dumps(hosts)[:120]}")
-    if current not in hosts:
-        raise InputError(f"{path}: 'current_host' {json.dumps(current)[:60]} is not one of the "
-                         f"hosts {json.dumps(sorted(hosts))[:120]}")
+    hosts, current = config_files.read_hosts(path)
     if len(hosts) == 1:  # one host: nothing to meet, the variables are not read
         return HostConfig((current,), current)
     return HostConfig(tuple(sorted(hosts)), current, _port(env), _timeout(env))

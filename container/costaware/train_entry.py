@@ -44,6 +44,8 @@ def main() -> int:
     if problem:
         report_failure(base_dir, problem)
         return 1
+    # the toolkit writes output/failure without creating output/ (and exits 0 if it cannot)
+    os.makedirs(os.path.join(base_dir, "output"), exist_ok=True)
     from sagemaker_training.cli.train import main as toolkit_train  # reads the files at import
 
     toolkit_train()  # exits the process with the job's status
