@@ -34,7 +34,9 @@ def _train(args) -> int:
     # As on SageMaker, where output/ always exists (the toolkit writes output/failure without
     # creating the directory).
     os.makedirs(os.path.join(args.base_dir, "output"), exist_ok=True)
-    os.execvpe("train", ["train"], env)
+    # the `train` installed beside this Python (a virtual environment need not be on PATH)
+    beside = os.path.join(os.path.dirname(sys.executable), "train")
+    os.execvpe(beside if os.path.exists(beside) else "train", ["train"], env)
     return 1  # not reached
 
 
