@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from . import metric_registry
 from .costs import CELL_MEANING, CostMatrix
 from .errors import HyperparameterError
 
@@ -23,7 +24,6 @@ IGNORED_PREFIXES = ("sagemaker_",)
 
 COST_NAMES = ("fp", "fn", "tp", "tn")
 DEFAULT_EXPONENT = 0.15  # chosen on bench_decisions: see the README, "How strongly costs weight the loss"
-EARLY_STOPPING_METRICS = ("logloss", "auc", "brier", "expected_cost", "savings", "combined_objective")
 # Names that once existed: a job that still sends one fails with what to do instead.
 REMOVED = {
     "cost_column": "give each per-row cost its own column with cost_fp_column, cost_fn_column, "
@@ -48,7 +48,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     exclusive_minimum: bool = False
-    choices: tuple[str, ...] = ()
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()  # a callable: read when used
     aliases: tuple[str, ...] = ()
     xgboost_name: str | None = None  # passed to xgboost.train under this name
     tuning: tuple | None = None  # (min, max, scaling) for Automatic Model Tuning
@@ -76,12 +76,15 @@ class Param:
             raise HyperparameterError(
                 f"hyperparameter '{self.name}': {raw!r} is not a valid {self.type}"
             ) from None
-        if self.type == "choice" and parsed not in self.choices:
+        if self.type == "choice" and parsed not in self.options():
             raise HyperparameterError(
-                f"hyperparameter '{self.name}': {raw!r} is not one of {', '.join(self.choices)}"
+                f"hyperparameter '{self.name}': {raw!r} is not one of {', '.join(self.options())}"
             )
         self._check_range(parsed, raw)
         return parsed
+
+    def options(self) -> tuple[str, ...]:
+        return self.choices() if callable(self.choices) else self.choices
 
     def _check_range(self, value: Any, raw: Any) -> None:
         if self.type not in ("int", "float"):
@@ -99,7 +102,7 @@ class Param:
 
     def range_text(self) -> str:
         if self.type == "choice":
-            return ", ".join(self.choices)
+            return ", ".join(self.options())
         if self.minimum is None and self.maximum is None:
             return ""
         low = "(" if self.exclusive_minimum else "["
@@ -118,8 +121,8 @@ class Param:
         }
         if self.aliases:
             out["aliases"] = list(self.aliases)
-        if self.choices:
-            out["choices"] = list(self.choices)
+        if self.options():
+            out["choices"] = list(self.options())
         if self.tuning:
             out["tuning_range"] = {
                 "min": self.tuning[0],
@@ -199,7 +202,7 @@ SCHEMA: tuple[Param, ...] = (
     Param("early_stopping_metric", "choice", "logloss",
           "Held-out metric that early stopping watches, on the probabilities calibrated every "
           "round; expected_cost and savings at the Bayes rule.", "learning",
-          choices=EARLY_STOPPING_METRICS),
+          choices=metric_registry.early_stopping_names),
     Param("calibration_data", "choice", "cross_fit",
           "Held-out rows that calibrate the probabilities, fit a non-Bayes decision rule and "
           "choose the round: 'cross_fit' (out-of-fold margins of cross_fit_folds fold models over "

@@ -16,26 +16,11 @@ import math
 import os
 import re
 
+from . import metric_registry
+
 CHANNELS = ("train", "validation", "test")
-# metric -> tuning direction; every one is published as a metric definition per channel (39 of
-# SageMaker's 40)
-METRICS: dict[str, str] = {
-    "auc": "Maximize",
-    "logloss": "Minimize",
-    "brier": "Minimize",
-    "ece": "Minimize",
-    "expected_cost": "Minimize",  # per row, at the rule the model serves
-    "savings": "Maximize",  # 1 - cost / cost of the cheaper of deciding 1 or 0 for every row
-    "precision": "Maximize",
-    "recall": "Maximize",
-    "f1": "Maximize",
-    "accuracy": "Maximize",
-    # with a facet (fairness): distance from parity of DPPL and DI, and the combined objective
-    "dppl": "Minimize",
-    "di": "Minimize",
-    "combined_objective": "Maximize",
-}
-# printed when present, without a metric definition (SageMaker allows 40 definitions)
+# every metric of costaware.metric_registry is published, once per channel (39 of SageMaker's 40);
+# these are printed when present, without a metric definition
 LOGGED_ONLY = ("shift", "shift_a", "shift_d", "dca", "dcr", "rd", "sd", "dar", "drr", "ad", "te",
                "cddpl", "ge")
 NUMBER = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
@@ -48,23 +33,29 @@ def format_value(value: float) -> str:
     return f"{value:.8g}"
 
 
+def directions() -> dict[str, str]:
+    """metric -> "Maximize" | "Minimize", for every registered metric."""
+    return {m.name: m.direction for m in metric_registry.all_metrics()}
+
+
 def format_line(prefix: str, channel: str, metrics: dict) -> str:
-    names = [n for n in (*METRICS, *LOGGED_ONLY) if metrics.get(n) is not None]
+    names = [n for n in (*directions(), *LOGGED_ONLY) if metrics.get(n) is not None]
     fields = [f"{channel}:{name}={format_value(metrics[name])}" for name in names]
     return "\t".join([prefix, *fields])
 
 
 def metric_definitions() -> list[dict]:
-    """``[{"Name": "validation:auc", "Regex": "validation:auc=(...)"}, ...]`` for every metric."""
+    """``[{"Name": "validation:auc", "Regex": "validation:auc=(...)"}, ...]`` for every registered
+    metric, per channel."""
     return [
         {"Name": f"{channel}:{name}", "Regex": f"{re.escape(channel)}:{name}={NUMBER}"}
         for channel in CHANNELS
-        for name in METRICS
+        for name in directions()
     ]
 
 
 def objective_direction(metric_name: str) -> str:
-    return METRICS[metric_name.split(":", 1)[1]]
+    return metric_registry.get(metric_name.split(":", 1)[1]).direction
 
 
 def published_definitions() -> list[dict]:

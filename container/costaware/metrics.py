@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import metric_registry
 from .costs import RowCosts, logit
 
 EPS = 1e-15
@@ -137,7 +138,7 @@ def channel_metrics(summary: Summary) -> dict:
     counts = {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
     cheaper = min(all_1, all_0)
     rows, sum_p, sum_y = summary.calibration.T
-    return {
+    return metric_registry.complete({
         "auc": binned_auc(summary.score_bins),
         "logloss": _ratio(loss, n) if n else float("nan"),
         "brier": _ratio(brier, n) if n else float("nan"),
@@ -157,4 +158,4 @@ def channel_metrics(summary: Summary) -> dict:
              "mean_probability": float(sp / r) if r else None,
              "observed_rate": float(sy / r) if r else None}
             for b, (r, sp, sy) in enumerate(zip(rows, sum_p, sum_y))],
-    }
+    })

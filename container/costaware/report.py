@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 from matplotlib import style as mpl_style  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from . import metric_registry  # noqa: E402
 from .decision import SHIFT_BINS, SHIFT_RANGE, ShiftHistogram  # noqa: E402
 from .metrics import AUC_BINS  # noqa: E402
 
@@ -429,12 +430,14 @@ def _metrics_table(channels: list) -> str:
         ("fitted on these rows", lambda ch: ", ".join(ch.fitted_on) or "nothing", False),
         ("rows", lambda ch: _num(ch.metrics["rows"]), True),
         ("class 1 rows", lambda ch: _num(ch.metrics["positives"]), True),
-        ("AUC", lambda ch: _num(ch.metrics["auc"]), True),
-        ("log loss", lambda ch: _num(ch.metrics["logloss"]), True),
-        ("Brier score", lambda ch: _num(ch.metrics["brier"]), True),
-        ("expected calibration error", lambda ch: _num(ch.metrics["ece"]), True),
-        ("cost per row, served rule", lambda ch: _cost(ch.metrics["expected_cost"]), True),
-        ("savings, served rule", lambda ch: _num(ch.metrics["savings"]), True),
+    ]
+    # every registered metric a channel has (metric_registry owns the list and the labels)
+    for metric in metric_registry.all_metrics():
+        if any(metric.name in ch.metrics for ch in channels):
+            show = _cost if metric.kind == "cost" else _num
+            spec.append((metric.label, lambda ch, m=metric.name, show=show:
+                         show(ch.metrics[m]) if m in ch.metrics else "n/a", True))
+    spec += [
         ("cost per row, decide 1 for all", lambda ch: _cost(ch.metrics["cost_all_1"] / ch.metrics["rows"]), True),
         ("cost per row, decide 0 for all", lambda ch: _cost(ch.metrics["cost_all_0"] / ch.metrics["rows"]), True),
     ]
@@ -449,9 +452,6 @@ def _metrics_table(channels: list) -> str:
                   if a in ch.alternatives else "n/a", True)]
     for k in ("tp", "fp", "fn", "tn"):
         spec.append((f"{k.upper()} (served)", lambda ch, k=k: _num(ch.metrics["confusion_matrix"][k]), True))
-    spec += [("precision (served)", lambda ch: _num(ch.metrics["precision"]), True),
-             ("recall (served)", lambda ch: _num(ch.metrics["recall"]), True),
-             ("accuracy (served)", lambda ch: _num(ch.metrics["accuracy"]), True)]
     header = ["metric"] + [_e(ch.name) for ch in channels]
     rows = [[(_e(name), False)] + [(_e(fn(ch)), numeric) for ch in channels]
             for name, fn, numeric in spec]

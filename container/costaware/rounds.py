@@ -50,7 +50,7 @@ class RoundMonitor:
     def observe(self, iteration: int) -> bool:
         """Metrics of round ``iteration``; True: stop early."""
         value = self._observe(iteration)[self.metric]
-        if metric_log.METRICS.get(self.metric) == "Maximize":
+        if metric_log.directions().get(self.metric) == "Maximize":
             value = -value
         if value < self.best_value:  # strictly better; ties keep the earlier, smaller model
             self.best_value, self.best_iteration = value, iteration

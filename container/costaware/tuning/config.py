@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 from .. import hyperparameters as hp
-from .. import metric_log
+from .. import metric_log, metric_registry
 from ..errors import HyperparameterError
 
 SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
@@ -32,7 +32,6 @@ PLACEHOLDERS = {
     "s3_validation": "s3://<BUCKET>/costaware/validation/",
     "s3_output": "s3://<BUCKET>/costaware/tuning/",
 }
-FAIRNESS_METRICS = {"dppl", "di", "combined_objective"}
 # SageMaker's limits (CreateHyperParameterTuningJob): job name, ranges per type, static parameters
 MAX_JOB_NAME = 32
 MAX_RANGES_PER_TYPE = 30
@@ -226,7 +225,7 @@ def objective(spec: str, has_facet: bool, allow_multi: bool = True) -> Objective
                           "selection; tune on validation")
     if _direction(metric) is None:
         raise ConfigError(f"objective {metric}: a reported value, not an objective")
-    if name in FAIRNESS_METRICS and not has_facet:
+    if metric_registry.get(name).needs_facet and not has_facet:
         raise ConfigError(f"objective {metric} needs a facet: set facet_column and "
                           "facet_values_or_threshold (--static facet_column=NAME --static "
                           "'facet_values_or_threshold=[1]'), or tune on auc or cost")

@@ -198,7 +198,7 @@ def _metric_columns(records: list[dict]) -> list[str]:
     present = set()
     for record in records:
         present.update(record.get("metrics", {}))
-    order = [f"{c}:{m}" for c in ("validation", "test", "train") for m in metric_log.METRICS]
+    order = [f"{c}:{m}" for c in ("validation", "test", "train") for m in metric_log.directions()]
     return [name for name in order if name in present]
 
 
