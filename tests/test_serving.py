@@ -664,7 +664,7 @@ def test_float_format_is_the_same_alone_and_vectorised():
     values = np.concatenate([rng.random(2000), rng.random(500) * 1e6, -rng.random(100),
                              10 ** rng.uniform(-30, 20, 1000),
                              [0.0, 1.0, 0.5, 1e-4, 9.999999999999999e-5, 1e15, 1287.67, 1 / 3]])
-    matrix = codecs._format_float_column(values)
+    matrix = codecs.format_float_column(values)
     vector = [bytes(row[row != 0]).decode() for row in matrix]
     assert vector == [codecs.format_float(v) for v in values.tolist()]
     assert all(float(text) == pytest.approx(v, rel=1e-14) for text, v in zip(vector, values))

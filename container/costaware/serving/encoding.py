@@ -1,0 +1,191 @@
+"""Predictions -> response bodies (JSON, JSON Lines, CSV), with the same digits for a row whether it
+comes alone or in a batch of any size. The formats' rules: :mod:`costaware.serving.codecs`."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+
+import numpy as np
+
+from ..inference import TEXT_FIELDS
+from .negotiation import OutputSpec
+
+SMALL_ROWS = 64  # responses up to this many rows are formatted value by value
+
+_POW_OFFSET = 40
+_POW = np.array([float(f"1e{k}") for k in range(-_POW_OFFSET, _POW_OFFSET + 1)])
+_POW_LIST = _POW.tolist()
+_P10F = np.array([float(10 ** k) for k in range(2 * _POW_OFFSET)])
+_SIG = 15
+
+
+def format_float(x: float) -> str:
+    """Up to 15 significant digits; fixed notation for 1e-4 <= |x| < 1e15. The scalar twin of
+    :func:`format_float_column`: both give the same characters for the same value."""
+    a = abs(x)
+    if a == 0:
+        return "0"
+    if not math.isfinite(a):  # no such output is valid JSON, and none should exist: fail loudly
+        raise ValueError(f"a non-finite number ({x!r}) in a response")
+    e = min(max(math.floor(math.log10(a)), 1 - _POW_OFFSET), _POW_OFFSET - 1)
+    e += a >= _POW_LIST[e + 1 + _POW_OFFSET]
+    e -= a < _POW_LIST[e + _POW_OFFSET]
+    if -4 <= e <= _SIG - 1:
+        s = _SIG - 1 - e
+        digits = round(a * _POW_LIST[s + _POW_OFFSET])
+        if digits >= 10 ** _SIG:
+            digits, s, e = 10 ** (_SIG - 1), s - 1, e + 1
+        if e <= _SIG - 1:
+            while s > 0 and digits % 10 == 0:
+                digits //= 10
+                s -= 1
+            text = str(digits)
+            if s:
+                text = text.rjust(s + 1, "0")
+                text = f"{text[:-s]}.{text[-s:]}"
+            return "-" + text if x < 0 else text
+    return "%.15g" % x
+
+
+def format_float_column(values: np.ndarray) -> np.ndarray:
+    """``(n, width)`` uint8 matrix, each row the ASCII of :func:`format_float`, right-aligned and
+    left-padded with NUL bytes (which the assembler drops). Vectorised: no Python per value.
+
+    Digit strings are integers below 1e15 held exactly in float64, so ``floor(d / 10)`` and
+    ``d - 10 * floor(d / 10)`` are exact.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    n = len(v)
+    a = np.abs(v)
+    positive = np.isfinite(a) & (a > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.floor(np.log10(np.where(positive, a, 1.0))).astype(np.int64)
+    e = np.clip(e, 1 - _POW_OFFSET, _POW_OFFSET - 1)
+    e += a >= _POW[e + 1 + _POW_OFFSET]
+    e -= (a < _POW[e + _POW_OFFSET]) & positive
+    fixed = (a == 0) | (positive & (e >= -4) & (e <= _SIG - 1))
+    s = np.where(fixed & positive, _SIG - 1 - e, 0)
+    digits = np.rint(np.where(fixed, a, 0.0) * _POW[s + _POW_OFFSET])
+    carry = digits >= 10.0 ** _SIG
+    if carry.any():
+        digits[carry] = 10.0 ** (_SIG - 1)
+        s = s - carry
+        e = e + carry
+        fixed &= ~(carry & (e > _SIG - 1))
+        digits[~fixed] = 0.0
+    while True:  # drop trailing zeros of the fraction
+        tens = np.floor(digits / 10.0)
+        strip = (s > 0) & (digits == tens * 10.0)
+        if not strip.any():
+            break
+        digits = np.where(strip, tens, digits)
+        s = s - strip
+    ndigits = np.maximum(np.searchsorted(_P10F, digits, side="right"), 1)
+    total = np.maximum(ndigits, s + 1)  # digits shown, with leading zeros such as "0.0012"
+    dot_at = np.where(s > 0, s, -1)  # position of "." counted from the right, -1 for none
+    negative = v < 0
+    end = total + (s > 0)  # characters before the sign
+    width = int((end + negative).max()) if n else 1
+    shortest = int(end.min()) if n else 0
+    sign_at = np.where(negative, end, -1) if negative.any() else None
+    matrix = np.empty((n, width), np.uint8)
+    for pos in range(width):  # right to left: peel one digit per position, except at the dot
+        tens = np.floor(digits / 10.0)
+        is_dot = dot_at == pos
+        char = np.where(is_dot, 46.0, 48.0 + digits - 10.0 * tens)
+        if pos >= shortest:  # past some values' first character: padding, or their sign
+            fill = 0.0 if sign_at is None else np.where(sign_at == pos, 45.0, 0.0)
+            char = np.where(pos < end, char, fill)
+        matrix[:, width - 1 - pos] = char
+        digits = np.where(is_dot, digits, tens)
+    other = np.flatnonzero(~fixed)
+    if len(other):  # exponent notation or non-finite: few values, formatted one by one
+        texts = [format_float(x).encode("ascii") for x in v[other].tolist()]
+        wide = max(width, max(map(len, texts)))
+        if wide > width:
+            matrix = np.pad(matrix, ((0, 0), (wide - width, 0)))
+        matrix[other] = 0
+        for row, text in zip(other.tolist(), texts):
+            matrix[row, wide - len(text):] = np.frombuffer(text, np.uint8)
+    return matrix
+
+
+def _constant(text: str, n: int) -> np.ndarray:
+    return np.broadcast_to(np.frombuffer(text.encode("ascii"), np.uint8), (n, len(text)))
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(kind: str, fields: tuple[str, ...]) -> tuple[list[str], str, str, str]:
+    """Per field the text before its value, the text after the last one, the row separator, and
+    a %-template of a whole row."""
+    if kind == "csv":
+        prefixes = [""] + [","] * (len(fields) - 1)
+        suffix, separator = "", "\n"
+    else:
+        prefixes = [("{" if i == 0 else ",") + json.dumps(f) + ":" for i, f in enumerate(fields)]
+        suffix, separator = "}", ("\n" if kind == "jsonlines" else ",")
+    template = "".join(p.replace("%", "%%") + "%s" for p in prefixes) + suffix
+    return prefixes, suffix, separator, template
+
+
+def policy_json(policy_info: dict) -> bytes:
+    """The ``"policy"`` member of a JSON response, serialised once per policy."""
+    return json.dumps(policy_info, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+def encode(result: dict, spec: OutputSpec, policy: bytes) -> bytes:
+    """Predictions (``inference.predict``'s dict of arrays) -> response body; ``policy`` is
+    :func:`policy_json` of the policy used (only JSON responses carry it)."""
+    n = len(result["score"])
+    fields = spec.fields
+    quoted = spec.kind != "csv"
+    prefixes, suffix, separator, template = _layout(spec.kind, fields)
+    if n <= SMALL_ROWS:
+        columns = [_format_small(result[f], f, quoted) for f in fields]
+        body = separator.join(template % row for row in zip(*columns)).encode("ascii")
+    else:
+        blocks = []
+        for prefix, field in zip(prefixes, fields):
+            if prefix:
+                blocks.append(_constant(prefix, n))
+            blocks.append(_format_large(result[field], field, quoted))
+        blocks.append(_constant(suffix + separator, n))
+        flat = np.concatenate(blocks, axis=1).ravel()
+        body = flat[flat != 0].tobytes()[:-len(separator)]
+    if spec.kind == "json":
+        return b'{"predictions":[' + body + b'],"policy":' + policy + b"}"
+    return body
+
+
+@functools.lru_cache(maxsize=64)  # a handful of words ("model", "row", "bayes", ...)
+def _text(value: str, quoted: bool) -> str:
+    return json.dumps(value) if quoted else value
+
+
+def _format_small(values: np.ndarray, field: str, quoted: bool) -> list[str]:
+    if field == "decision":
+        return [str(int(d)) for d in values.tolist()]
+    if field in TEXT_FIELDS:
+        return [_text(v, quoted) for v in values.tolist()]
+    if field == "threshold" and len(values) and (values == values[0]).all():
+        return [format_float(float(values[0]))] * len(values)
+    return [format_float(x) for x in values.tolist()]
+
+
+def _format_large(values: np.ndarray, field: str, quoted: bool) -> np.ndarray:
+    n = len(values)
+    if field == "decision":
+        return (48 + np.asarray(values, dtype=np.uint8)).reshape(n, 1)
+    if field in TEXT_FIELDS:  # a few distinct words: each row picks its word's bytes
+        words, which = np.unique(np.asarray(values, dtype=str), return_inverse=True)
+        texts = [_text(w, quoted).encode("ascii") for w in words]
+        width = max(map(len, texts))
+        table = np.zeros((len(texts), width), np.uint8)
+        for k, text in enumerate(texts):
+            table[k, width - len(text):] = np.frombuffer(text, np.uint8)
+        return table[which.ravel()]
+    if field == "threshold" and (values == values[0]).all():
+        return _constant(format_float(float(values[0])), n)
+    return format_float_column(values)

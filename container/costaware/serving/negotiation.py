@@ -1,0 +1,141 @@
+"""Content negotiation: the body format a request sends (``Content-Type``) and the format and
+fields it wants back (``Accept``). The formats' rules: :mod:`costaware.serving.codecs`."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+from ..inference import OUTPUT_FIELDS
+from .request_error import RequestError
+
+CSV_TYPES = {"text/csv": "csv"}
+JSON_TYPES = {"application/json": "json"}
+JSONLINES_TYPES = {"application/jsonlines": "jsonlines", "application/jsonl": "jsonlines",
+                   "application/x-jsonlines": "jsonlines"}
+INPUT_TYPES = {**CSV_TYPES, **JSON_TYPES, **JSONLINES_TYPES}
+OUTPUT_TYPES = {**JSON_TYPES, **JSONLINES_TYPES, **CSV_TYPES}
+OUTPUT_MIMETYPES = {"json": "application/json", "jsonlines": "application/jsonlines",
+                    "csv": "text/csv"}
+OUTPUT_WILDCARDS = {"*/*": "json", "application/*": "json", "text/*": "csv"}
+CHARSETS = {"utf-8", "utf8", "us-ascii", "ascii"}
+
+
+def _split_outside_quotes(text: str, sep: str) -> list[str]:
+    if '"' not in text:
+        return text.split(sep)
+    parts, current, quoted = [], [], False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == sep and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
+    """``"text/csv; charset=UTF-8"`` -> ``("text/csv", {"charset": "UTF-8"})`` (type lower-cased)."""
+    pieces = _split_outside_quotes(value, ";")
+    essence = pieces[0].strip().lower()
+    params = {}
+    for piece in pieces[1:]:
+        key, sep, val = piece.partition("=")
+        key = key.strip().lower()
+        if key:
+            val = val.strip()
+            if len(val) >= 2 and val[0] == val[-1] == '"':
+                val = val[1:-1]
+            params[key] = val
+    return essence, params
+
+
+@functools.lru_cache(maxsize=256)  # a client sends the same header with every request
+def input_kind(content_type: str | None) -> str:
+    """The parser for a ``Content-Type``: ``csv``, ``json`` or ``jsonlines``; otherwise a 415."""
+    if not content_type or not content_type.strip():
+        raise RequestError(415, "Content-Type is missing; send text/csv, application/json or "
+                                "application/jsonlines")
+    essence, params = parse_media_type(content_type)
+    kind = INPUT_TYPES.get(essence)
+    if kind is None:
+        raise RequestError(415, f"Content-Type {essence!r} is not supported; send text/csv, "
+                                "application/json or application/jsonlines",
+                           supported=sorted(INPUT_TYPES))
+    charset = params.get("charset", "utf-8").lower()
+    if charset not in CHARSETS:
+        raise RequestError(415, f"Content-Type charset {charset!r} is not supported; send UTF-8")
+    if kind == "csv":
+        label_size = params.get("label_size", "0")
+        if label_size != "0":
+            raise RequestError(415, f"text/csv;label_size={label_size}: inference takes features "
+                                    "only; drop the label column and send label_size=0")
+        header = params.get("header", "absent").lower()
+        if header != "absent":
+            raise RequestError(415, f"text/csv;header={header}: send CSV without a header line "
+                                    "(columns in training's feature order)")
+    return kind
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    kind: str  # json | jsonlines | csv
+    fields: tuple[str, ...] = OUTPUT_FIELDS
+
+    @property
+    def mimetype(self) -> str:
+        return OUTPUT_MIMETYPES[self.kind]
+
+
+def _accept_ranges(accept: str) -> list[tuple[str, dict[str, str]]]:
+    """Media ranges of an Accept header, tolerating unquoted commas inside ``fields=a,b``."""
+    pieces = _split_outside_quotes(accept, ",")
+    merged: list[str] = []
+    for piece in pieces:
+        if (merged and "/" not in piece
+                and re.search(r";\s*fields\s*=", merged[-1], re.IGNORECASE)):
+            merged[-1] += "," + piece.strip()  # "text/csv;fields=score,decision;q=0.5"
+        elif piece.strip():
+            merged.append(piece)
+    return [parse_media_type(piece) for piece in merged]
+
+
+@functools.lru_cache(maxsize=256)
+def output_spec(accept: str | None) -> OutputSpec:
+    """The response format an ``Accept`` header asks for; a 406 when none can be given."""
+    if not accept or not accept.strip():
+        return OutputSpec("json")
+    candidates = []
+    for order, (essence, params) in enumerate(_accept_ranges(accept)):
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            q = 1.0
+        if q > 0:
+            candidates.append((-q, order, essence, params))
+    for _, _, essence, params in sorted(candidates):
+        kind = OUTPUT_TYPES.get(essence) or OUTPUT_WILDCARDS.get(essence)
+        if kind:
+            return OutputSpec(kind, _fields(params.get("fields")))
+    raise RequestError(406, f"Accept {accept.strip()!r}: this server answers application/json, "
+                            "application/jsonlines or text/csv",
+                       supported=sorted(set(OUTPUT_MIMETYPES.values())))
+
+
+def _fields(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return OUTPUT_FIELDS
+    names = [name.strip() for name in re.split(r"[,+ ]", value) if name.strip()]
+    if not names:
+        raise RequestError(406, f"Accept: fields is empty; choose from {', '.join(OUTPUT_FIELDS)}")
+    for name in names:
+        if name not in OUTPUT_FIELDS:
+            raise RequestError(406, f"Accept: unknown field {name!r}; choose from "
+                                    f"{', '.join(OUTPUT_FIELDS)}", fields=list(OUTPUT_FIELDS))
+    if len(set(names)) != len(names):
+        raise RequestError(406, f"Accept: fields={value} names a field twice")
+    return tuple(names)
