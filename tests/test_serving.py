@@ -706,3 +706,10 @@ def test_a_bug_answers_500_json_and_the_next_request_is_fine(trained, model, row
     response = client.post("/invocations", data=csv_body(rows[:2]), content_type="text/csv")
     assert response.status_code == 200
     assert_matches(response.get_json()["predictions"], inference.predict(model, rows[:2]))
+
+
+def test_every_negotiated_input_type_has_a_parser():
+    """A media type in the negotiation table without a parser (or the reverse) is a mistake."""
+    from costaware.serving import decoding, negotiation
+
+    assert set(negotiation.INPUT_TYPES.values()) == set(decoding.PARSERS)

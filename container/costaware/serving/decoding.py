@@ -34,13 +34,7 @@ def decode(body: bytes, kind: str, layout: Layout) -> tuple[np.ndarray, np.ndarr
             line = body.count(b"\n", 0, exc.start) + 1
             raise _bad(f"line {line}: the body is not valid UTF-8 (byte {exc.start})",
                        line=line) from None
-    if kind == "csv":
-        rows = _parse_csv(body, layout)
-    elif kind == "json":
-        rows = _parse_json(body, layout)
-    else:
-        rows = _parse_jsonlines(body, layout)
-    return _with_costs(rows, layout)
+    return _with_costs(PARSERS[kind](body, layout), layout)
 
 
 def row_label(kind: str):
@@ -327,3 +321,8 @@ def _json_value(value) -> str:
     except (TypeError, ValueError):  # pragma: no cover
         text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+# input kind (negotiation.INPUT_TYPES' values) -> parser: a new input format is a parser here and
+# its media type there
+PARSERS = {"csv": _parse_csv, "json": _parse_json, "jsonlines": _parse_jsonlines}

