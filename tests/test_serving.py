@@ -689,9 +689,9 @@ def test_override_parsing_keeps_unnamed_model_costs():
 
 def test_a_bug_answers_500_json_and_the_next_request_is_fine(trained, model, rows, monkeypatch):
     from costaware.serving.app import create_app
-    from costaware.serving.config import Settings
+    from costaware.serving.config import ServerSettings
 
-    app = create_app(trained[0], Settings.from_env({}))
+    app = create_app(trained[0], ServerSettings.from_env({}))
     client = app.test_client()
     real_encode = codecs.encode
 

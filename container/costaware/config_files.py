@@ -14,6 +14,7 @@ import os
 from .errors import InputError
 
 CONFIG_FILES = ("hyperparameters.json", "inputdataconfig.json", "resourceconfig.json")
+CHANNELS = ("train", "validation", "test")  # the data channels inputdataconfig.json may name
 _MISSING = object()
 
 

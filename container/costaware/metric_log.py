@@ -16,9 +16,9 @@ import math
 import os
 import re
 
-from . import metric_registry
+from . import config_files, metric_registry
 
-CHANNELS = ("train", "validation", "test")
+CHANNELS = config_files.CHANNELS  # a metric definition per channel and metric
 # every metric of costaware.metric_registry is published, once per channel (39 of SageMaker's 40);
 # these are printed when present, without a metric definition
 LOGGED_ONLY = ("shift", "shift_a", "shift_d", "dca", "dcr", "rd", "sd", "dar", "drr", "ad", "te",

@@ -24,7 +24,7 @@ from .checkpoints import CheckpointStore, StopRequest, TrainingInterrupted, stop
 from .errors import DataError, HyperparameterError, InputError
 
 logger = logging.getLogger("costaware")
-CHANNELS = ("train", "validation", "test")
+CHANNELS = config_files.CHANNELS
 DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
 MAX_REASON = 1000  # SageMaker shows the first 1,024 characters of the failure file
 

@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from .. import artifact, inference
 from ..policy import OverrideRefused
 from . import codecs, policy_override
-from .config import Settings
+from .config import ServerSettings
 
 log = logging.getLogger("costaware.serving")
 
@@ -42,13 +42,13 @@ def error_response(status: int, message: str, **details) -> Response:
     return _json_response({"error": message, "status": status, **details}, status)
 
 
-def create_app(model_dir: str | None = None, settings: Settings | None = None) -> Flask:
+def create_app(model_dir: str | None = None, settings: ServerSettings | None = None) -> Flask:
     """Load the model in ``model_dir`` (default from the environment) and build the app.
 
     Raises :class:`costaware.artifact.ModelLoadError` with a one-line reason if the model cannot
     be loaded: the worker then fails to boot and gunicorn stops, rather than serving 500s.
     """
-    settings = settings or Settings.from_env()
+    settings = settings or ServerSettings.from_env()
     model_dir = model_dir or settings.model_dir
     model = artifact.load(model_dir, nthread=settings.predict_threads)
     layout = inference.Layout.of(model)

@@ -9,19 +9,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..machine import cpu_count
+
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 MAX_PAYLOAD_LIMIT_MB = 100
 
 
-class ConfigError(ValueError):
+class ServerConfigError(ValueError):
     """An environment variable holds a value the server cannot use."""
-
-
-def cpu_count() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def model_dir_from_env(env=None) -> str:
@@ -43,15 +38,15 @@ def _int(env, name: str, default: int, low: int, high: int | None = None) -> int
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+        raise ServerConfigError(f"{name}={raw!r} is not a whole number") from None
     if value < low or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"{name}={value} must be {bounds}")
+        raise ServerConfigError(f"{name}={value} must be {bounds}")
     return value
 
 
 @dataclass(frozen=True)
-class Settings:
+class ServerSettings:
     model_dir: str
     host: str
     port: int
@@ -69,11 +64,11 @@ class Settings:
         return self.max_payload_mb * 1024 * 1024
 
     @classmethod
-    def from_env(cls, env=None) -> "Settings":
+    def from_env(cls, env=None) -> "ServerSettings":
         env = os.environ if env is None else env
         log_level = env.get("COSTAWARE_LOG_LEVEL", "info").strip().lower() or "info"
         if log_level not in ("debug", "info", "warning", "error", "critical"):
-            raise ConfigError(f"COSTAWARE_LOG_LEVEL={log_level!r}: choose debug, info, warning, "
+            raise ServerConfigError(f"COSTAWARE_LOG_LEVEL={log_level!r}: choose debug, info, warning, "
                               "error or critical")
         return cls(
             model_dir=model_dir_from_env(env),

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
-from .config import ConfigError, Settings
+from .config import ServerConfigError, ServerSettings
 
 
 def _now() -> str:
@@ -101,7 +101,7 @@ class JsonLogger(glogging.Logger):
 class CostawareServer(BaseApplication):
     """gunicorn configured in code (no config file, no command-line parsing of gunicorn's own)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: ServerSettings):
         self.settings = settings
         super().__init__()
 
@@ -189,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "(settings from the environment; see docs/serving.md).")
     parser.parse_known_args(argv)  # only -h; SageMaker passes nothing we need
     try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
+        settings = ServerSettings.from_env()
+    except ServerConfigError as exc:
         print(f"serve: cannot start: {exc}", file=sys.stderr, flush=True)
         return 2
     reason = check_model(settings.model_dir)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from .. import hyperparameters as hp
 from .. import metric_log
+from ..machine import cpu_count
 from . import config as cfg
 from . import runner
 
@@ -58,13 +59,6 @@ def _optuna():
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are reported by us, one line
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 @dataclass

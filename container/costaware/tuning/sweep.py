@@ -122,7 +122,7 @@ def sweep(tree_dir: str, work: str, ratios: list[float], jobs: int | None = None
     all_ratios = sorted(set(ratios) | ({round(tree_ratio, 6)} if include_tree_ratio else set()))
     work = os.path.abspath(work)
     os.makedirs(work, exist_ok=True)
-    from .local import cpu_count
+    from ..machine import cpu_count
 
     jobs = max(1, min(jobs or cpu_count(), len(all_ratios)))
     base = runner.merge(tree.hyperparameters, statics or {})
