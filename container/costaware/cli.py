@@ -9,7 +9,6 @@ import os
 import sys
 
 
-
 def _hyperparameters(args) -> int:
     from . import hyperparameters
 

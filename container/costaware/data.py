@@ -5,8 +5,9 @@ CSV with a header and a named label column; Parquet. A channel may hold several 
 order, hidden files skipped); gzip is recognised by its magic bytes, whatever the file is called.
 Empty cells are missing values; a row with fewer or more values than the first line is refused
 (:mod:`costaware.csv_rows`), so a file cut off mid-write is not trained on; labels must be 0 or 1.
-Cost columns (``cost_fp_column`` ...) give a row its own cost of an outcome; each row's four costs are checked here, naming the file, line and
-column of a bad one (:func:`costaware.costs.check_row_costs`).
+Cost columns (``cost_fp_column`` ...) give a row its own cost of an outcome; each row's four costs
+are checked here, naming the file, line and column of a bad one
+(:func:`costaware.costs.check_row_costs`).
 """
 
 from __future__ import annotations

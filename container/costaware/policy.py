@@ -57,8 +57,8 @@ class Policy:
         """The rule's probability threshold at the class costs, for facets a and d (computed once:
         every row without its own costs has it)."""
         one = RowCosts.constant(self.costs, 2)
-        t = self.rule.thresholds(one, np.array([False, True]))
-        return float(np.broadcast_to(t, (2,))[0]), float(np.broadcast_to(t, (2,))[1])
+        t_a, t_d = np.broadcast_to(self.rule.thresholds(one, np.array([False, True])), (2,))
+        return float(t_a), float(t_d)
 
     def thresholds(self, costs: RowCosts, own: np.ndarray | None,
                    sensitive: np.ndarray | None) -> np.ndarray:
