@@ -155,3 +155,38 @@ def test_values_or_threshold_forms():
     assert hp.parse_values_or_threshold("[1, 2]", "x") == [1, 2]
     assert hp.parse_values_or_threshold('["F"]', "x") == ["F"]
     assert hp.parse_values_or_threshold("40", "x") == 40.0
+
+
+def test_settings_are_typed_and_immutable():
+    import dataclasses
+
+    s = hp.parse({"max_depth": "4", "lambda": "2", "cost_fn": "7"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.max_depth = 5
+    with pytest.raises(TypeError):
+        s["max_depth"] = 5
+    # each field holds its schema type; a mapping of exactly the schema's names
+    for param in hp.SCHEMA:
+        value = s[param.name]
+        expected = {"int": int, "float": float, "bool": bool, "str": str, "choice": str}[param.type]
+        assert type(value) is expected, (param.name, value)
+    assert list(s) == [p.name for p in hp.SCHEMA] and s["lambda"] == s.lambda_ == 2.0
+    with pytest.raises(KeyError):
+        s["reg_lambda"]  # an alias is accepted when parsing, not a key of the result
+    assert s.xgboost_params()["lambda"] == 2.0
+
+
+def test_settings_derive_structured_values_once():
+    s = hp.parse({"facet_column": "sex", "facet_values_or_threshold": '["F"]',
+                  "fairness_metrics": " dppl , di ", "label_values_or_threshold": "0.5",
+                  "cost_fp": "2", "cost_fn": "9", "cost_tn_column": "saved",
+                  "cost_fp_column": "fee"})
+    assert s.facet_values == ["F"] and s.label_values == 0.5
+    assert s.fairness_names == ("DPPL", "DI") and s.fairness_metrics == "DPPL,DI"
+    assert s.cost_columns == (("fp", "fee"), ("tn", "saved"))  # in CELLS order
+    assert (s.class_costs.fp, s.class_costs.fn, s.class_costs.tp, s.class_costs.tn) == (2, 9, 0, 0)
+    plain = hp.parse({})
+    assert plain.facet_values is None and plain.label_values is None
+    assert plain.fairness_names == ()  # no facet: no fairness metric is computed
+    # the saved hyperparameters and the checkpoint fingerprint see the schema's names only
+    assert set(json.loads(json.dumps(dict(s)))) == {p.name for p in hp.SCHEMA}

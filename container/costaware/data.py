@@ -24,7 +24,6 @@ from . import csv_rows
 from .costs import CELLS, CostMatrix, RowCosts, check_row_costs
 from .errors import DataError
 from .fairness import positive_label_index
-from .hyperparameters import parse_values_or_threshold
 
 PARQUET_TYPES = {"application/x-parquet", "application/parquet", "application/vnd.apache.parquet"}
 GZIP_MAGIC = b"\x1f\x8b"
@@ -88,14 +87,9 @@ def options_from_settings(settings, content_type: str = "") -> DataOptions:
         header = bool(settings.label_column) or params.get("header") == "present"
     else:
         header = settings.csv_header == "present"
-    positive = (parse_values_or_threshold(settings.label_values_or_threshold,
-                                          "label_values_or_threshold")
-                if settings.label_values_or_threshold else None)
-    costs = CostMatrix(settings.cost_fp, settings.cost_fn, settings.cost_tp, settings.cost_tn)
-    columns = tuple((cell, settings[f"cost_{cell}_column"]) for cell in CELLS
-                    if settings[f"cost_{cell}_column"])
-    return DataOptions(settings.label_column, header, costs, columns, settings.facet_column,
-                       settings.facet_is_feature, settings.group_column, positive)
+    return DataOptions(settings.label_column, header, settings.class_costs, settings.cost_columns,
+                       settings.facet_column, settings.facet_is_feature, settings.group_column,
+                       settings.label_values)
 
 
 def _content_type_params(content_type: str) -> dict:

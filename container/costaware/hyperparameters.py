@@ -10,19 +10,19 @@ carry over.
 from __future__ import annotations
 
 import json
+import keyword
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Callable, Mapping
 
 from . import metric_registry
-from .costs import CELL_MEANING, CostMatrix
+from .costs import CELL_MEANING, CELLS, CostMatrix
 from .errors import HyperparameterError
 
 # Keys SageMaker (or its SDK) adds on its own; accepted and ignored.
 IGNORED_EXACT = {"_tuning_objective_metric"}
 IGNORED_PREFIXES = ("sagemaker_",)
 
-COST_NAMES = ("fp", "fn", "tp", "tn")
 DEFAULT_EXPONENT = 0.15  # chosen on bench_decisions: see the README, "How strongly costs weight the loss"
 # Names that once existed: a job that still sends one fails with what to do instead.
 REMOVED = {
@@ -285,21 +285,90 @@ for _param in SCHEMA:
         BY_NAME[_key] = _param
 
 
-class Settings(dict):
-    """Parsed hyperparameters: a dict that also reads as attributes (``settings.cost_fn``)."""
+_PYTHON_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "choice": str}
+NAMES = tuple(p.name for p in SCHEMA)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+
+def _attribute(name: str) -> str:
+    """The attribute a schema name is read as: ``lambda`` (XGBoost's name) is ``lambda_``."""
+    return name + "_" if keyword.iskeyword(name) else name
+
+
+class _SettingsView(Mapping):
+    """The behaviour of :class:`Settings`: a read-only mapping of the schema's names (the
+    checkpoint fingerprint and the saved hyperparameters iterate it) and the values derived from
+    them."""
+
+    __slots__ = ()
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in BY_NAME or BY_NAME[name].name != name:
+            raise KeyError(name)
+        return getattr(self, _attribute(name))
+
+    def __iter__(self):
+        return iter(NAMES)
+
+    def __len__(self) -> int:
+        return len(NAMES)
+
+    def __post_init__(self) -> None:
+        # Clarify's JSON specs and the metric list, parsed once: the only reading of their text
+        derived = {
+            "label_values": (parse_values_or_threshold(self.label_values_or_threshold,
+                                                       "label_values_or_threshold")
+                             if self.label_values_or_threshold else None),
+            "facet_values": (parse_values_or_threshold(self.facet_values_or_threshold,
+                                                       "facet_values_or_threshold")
+                             if self.facet_column and self.facet_values_or_threshold else None),
+            "fairness_names": (tuple(m for m in self.fairness_metrics.split(",") if m)
+                               if self.facet_column else ()),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def class_costs(self) -> CostMatrix:
+        """The class costs: they decide every row without cost columns, at inference too."""
+        return CostMatrix(fp=self.cost_fp, fn=self.cost_fn, tp=self.cost_tp, tn=self.cost_tn)
+
+    @property
+    def cost_columns(self) -> tuple[tuple[str, str], ...]:
+        """``(cell, column)`` for each cost cell read from a column, in ``CELLS`` order."""
+        return tuple((cell, self[f"cost_{cell}_column"]) for cell in CELLS
+                     if self[f"cost_{cell}_column"])
 
     def xgboost_params(self) -> dict:
         params = {p.xgboost_name: self[p.name] for p in SCHEMA if p.xgboost_name}
-        params["seed"] = self["seed"]
-        if self["nthread"] > 0:
-            params["nthread"] = self["nthread"]
+        params["seed"] = self.seed
+        if self.nthread > 0:
+            params["nthread"] = self.nthread
         return params
+
+
+# One typed, immutable field per schema entry (generated: the schema stays the one list), plus
+# the derived values set once by __post_init__.
+Settings = make_dataclass(
+    "Settings",
+    [(_attribute(p.name), _PYTHON_TYPES[p.type]) for p in SCHEMA]
+    + [("label_values", "list | float | None", field(init=False, repr=False, compare=False)),
+       ("facet_values", "list | float | None", field(init=False, repr=False, compare=False)),
+       ("fairness_names", "tuple[str, ...]", field(init=False, repr=False, compare=False))],
+    bases=(_SettingsView,), frozen=True)
+Settings.__module__ = __name__
+Settings.__doc__ = """Parsed hyperparameters: typed and immutable. Every schema name is an attribute
+(``settings.cost_fn``; ``lambda`` is ``settings.lambda_``) and a key (``settings["cost_fn"]``);
+derived once: ``label_values`` and
+``facet_values`` (Clarify's ``*_values_or_threshold``: a list of values or a threshold, ``None``
+when not given), ``fairness_names`` (upper-case, empty without a facet), ``class_costs``,
+``cost_columns``."""
+
+
+def _normalised(values: dict) -> dict:
+    """Spelling that does not change meaning, made one: the fairness metrics upper-case, no
+    spaces."""
+    names = [m.strip().upper() for m in values["fairness_metrics"].split(",") if m.strip()]
+    return {**values, "fairness_metrics": ",".join(names)}
 
 
 def parse(raw: Mapping[str, Any]) -> Settings:
@@ -322,7 +391,7 @@ def parse(raw: Mapping[str, Any]) -> Settings:
             )
         seen[param.name] = key
         values[param.name] = param.parse(raw_value)
-    settings = Settings(values)
+    settings = Settings(**{_attribute(k): v for k, v in _normalised(values).items()})
     _check_cross_field(settings, set(seen))
     return settings
 
@@ -348,8 +417,6 @@ def parse_values_or_threshold(text: str, name: str):
 
 
 def _check_fairness(s: Settings) -> None:
-    if s.label_values_or_threshold:
-        parse_values_or_threshold(s.label_values_or_threshold, "label_values_or_threshold")
     if not s.facet_column:
         for name in ("facet_values_or_threshold", "group_column"):
             if s[name]:
@@ -366,8 +433,7 @@ def _check_fairness(s: Settings) -> None:
         raise HyperparameterError(
             "hyperparameter 'facet_values_or_threshold' is required with 'facet_column' (which "
             "values are the sensitive group, e.g. '[2]')")
-    parse_values_or_threshold(s.facet_values_or_threshold, "facet_values_or_threshold")
-    metrics = [m.strip().upper() for m in s.fairness_metrics.split(",") if m.strip()]
+    metrics = s.fairness_names
     bad = [m for m in metrics if m not in POST_TRAINING_PER_ROUND]
     if bad or not metrics:
         raise HyperparameterError(
@@ -375,7 +441,6 @@ def _check_fairness(s: Settings) -> None:
             f"{', '.join(POST_TRAINING_PER_ROUND)}")
     if "CDDPL" in metrics and not s.group_column:
         raise HyperparameterError("hyperparameter 'fairness_metrics': CDDPL needs 'group_column'")
-    s["fairness_metrics"] = ",".join(metrics)
     if s.objective_auc_weight + s.objective_fairness_weight <= 0:
         raise HyperparameterError(
             "hyperparameters 'objective_auc_weight' and 'objective_fairness_weight' are both 0")
@@ -387,19 +452,17 @@ def _check_fairness(s: Settings) -> None:
 
 def _check_cross_field(s: Settings, given: set[str] = frozenset()) -> None:
     # The class costs decide every row without a cost column, at inference too.
-    problem = CostMatrix(s.cost_fp, s.cost_fn, s.cost_tp, s.cost_tn).problem(
+    problem = s.class_costs.problem(
         lambda cell, value: f"'cost_{cell}' ({value:g})")
     if problem:
         raise HyperparameterError(f"hyperparameters {problem}")
     columns = {}
-    for cell in COST_NAMES:
-        spec = s[f"cost_{cell}_column"]
-        if spec and spec in columns:
+    for cell, spec in s.cost_columns:
+        if spec in columns:
             raise HyperparameterError(
                 f"hyperparameters 'cost_{columns[spec]}_column' and 'cost_{cell}_column' name the "
                 f"same column ({spec!r}); give each cost cell its own column")
-        if spec:
-            columns[spec] = cell
+        columns[spec] = cell
     if s.objective == "binary:logistic" and "cost_weight_exponent" in given:
         raise HyperparameterError(
             "hyperparameter 'cost_weight_exponent' weights the cost_weighted loss; objective "

@@ -36,12 +36,11 @@ from .boosting import Boosting, Member
 from .calibration import Calibrator, fit_platt
 from .checkpoints import CheckpointStore, StopRequest, digest
 from .cluster import SOLO, Cluster
-from .costs import CELLS, CostMatrix, RowCosts
+from .costs import CELLS, RowCosts
 from .data import Dataset
 from .decision import DecisionRule, InfeasibleBound, ShiftHistogram
 from .errors import DataError, HyperparameterError, InputError
 from .fairness import sensitive_facet_index
-from .hyperparameters import parse_values_or_threshold
 from .metrics import Summary, channel_metrics, summarize
 from .objective import CostWeighting, base_log_odds, make_objective
 from .policy import Policy
@@ -87,28 +86,18 @@ class TrainingResult:
     min_child_weight: float = 1.0  # as passed to XGBoost
 
 
-def class_costs(settings) -> CostMatrix:
-    return CostMatrix(fp=settings.cost_fp, fn=settings.cost_fn, tp=settings.cost_tp,
-                      tn=settings.cost_tn)
-
-
 def cost_column_names(settings, data: Dataset) -> tuple[tuple[str, str], ...]:
     """Per cell with a cost column, the name a request carries its value under: the training
     column's name when the files had names, else ``cost_<cell>``."""
-    out = []
-    for cell in CELLS:
-        spec = settings[f"cost_{cell}_column"]
-        if spec:
-            out.append((cell, spec if data.named_columns and not spec.isdigit()
-                        else f"cost_{cell}"))
-    return tuple(out)
+    return tuple((cell, spec if data.named_columns and not spec.isdigit() else f"cost_{cell}")
+                 for cell, spec in settings.cost_columns)
 
 
 def _sensitive(settings, channel: Channel) -> np.ndarray | None:
     """The facet-d mask of the channel's rows."""
     if not settings.facet_column:
         return None
-    spec = parse_values_or_threshold(settings.facet_values_or_threshold, "facet_values_or_threshold")
+    spec = settings.facet_values
     facet = channel.data.facet
     if facet.dtype.kind == "O":  # text values: categories only, and not at inference
         where = f"{channel.name} channel: facet '{settings.facet_column}' holds text ({facet[0]!r})"
@@ -338,7 +327,7 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
         f"{settings.min_child_weight:g} rows of the lighter class = {params['min_child_weight']:.6g}")
 
     # 3. rounds
-    fairness_names = settings.fairness_metrics.split(",") if settings.facet_column else []
+    fairness_names = list(settings.fairness_names)
     calibrators: list[Calibrator | None] = [None]
     watched = _subset(held.channel, held.watch)
 
@@ -397,7 +386,7 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     calibrator = fit_platt(margins, held.channel.data.label, cluster.sum)
     held_p = calibrator.probability(margins)
     rule = _fit_rule(settings, held.channel, held_p, cluster, log)
-    policy = Policy(calibrator, rule, class_costs(settings),
+    policy = Policy(calibrator, rule, settings.class_costs,
                     cost_column_names(settings, train_data), _facet_spec(settings, train_data))
 
     # 5. every channel at the served rule
@@ -536,8 +525,7 @@ def _facet_spec(settings, train_data: Dataset) -> dict | None:
         return None
     return {
         "column": train_data.facet_feature or settings.facet_column,
-        "values_or_threshold": parse_values_or_threshold(settings.facet_values_or_threshold,
-                                                         "facet_values_or_threshold"),
+        "values_or_threshold": settings.facet_values,
         "is_feature": settings.facet_is_feature,
     }
 

@@ -51,13 +51,12 @@ class Pricer:
     """Prices a trained model's decisions on a channel with the tree's own costs."""
 
     def __init__(self, tree: runner.Tree):
-        from .. import data, training  # XGBoost and pandas: only when a sweep runs
+        from .. import data  # pandas: only when a sweep runs
 
         self.tree = tree
         self.settings = tree.settings()
-        self.costs = training.class_costs(self.settings)
-        columns = [f"cost_{c}_column" for c in ("fp", "fn", "tp", "tn")
-                   if self.settings[f"cost_{c}_column"]]
+        self.costs = self.settings.class_costs
+        columns = [f"cost_{cell}_column" for cell, _ in self.settings.cost_columns]
         if columns:
             raise cfg.ConfigError(f"{tree.path}: the tree gives per-row costs ({', '.join(columns)}); "
                                   "the sweep varies the class costs, which those rows do not use")
