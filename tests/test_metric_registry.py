@@ -18,7 +18,8 @@ from costaware.data import Dataset
 from costaware.decision import DecisionRule
 from costaware.errors import HyperparameterError
 from costaware.metrics import channel_metrics, summarize
-from costaware.training import Channel, _evaluate
+from costaware.channels import Channel
+from costaware.evaluation import evaluate
 from costaware.tuning import config as tuning_config
 
 
@@ -70,7 +71,7 @@ def test_a_registered_metric_appears_everywhere_it_is_derived(mcc_registered):
     assert objective.metrics == ("validation:mcc",) and objective.directions == ("Maximize",)
     # the report's metrics table, from training's own evaluation of a channel
     data = Dataset(np.zeros((len(y), 1), np.float32), y, ["x"], costs, "mem", False)
-    result = _evaluate(Channel("validation", data, None), p, DecisionRule(), hyperparameters.parse({}),
+    result = evaluate(Channel("validation", data, None), p, DecisionRule(), hyperparameters.parse({}),
                        [], 0, SOLO, "model", [])
     table = report._metrics_table([result])
     row = re.search(r"<tr><td>Matthews correlation \(served\)</td><td class=\"num\">([^<]+)</td>", table)

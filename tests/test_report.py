@@ -16,7 +16,8 @@ from costaware.costs import CostMatrix, RowCosts
 from costaware.cluster import SOLO
 from costaware.data import Dataset
 from costaware.decision import DecisionRule, ShiftHistogram
-from costaware.training import Channel, _evaluate
+from costaware.channels import Channel
+from costaware.evaluation import evaluate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 COSTS = CostMatrix(fp=1.0, fn=5.0)
@@ -40,7 +41,7 @@ def make_channel(name, n=3000, seed=0, *, facet=True, rule=DecisionRule(), label
     channel = Channel(name, data, s if facet else None)
     settings = SETTINGS if facet else hyperparameters.parse({})
     names = ["DPPL", "DI"] if facet else []
-    return _evaluate(channel, np.asarray(p, float), rule, settings, names, 0, SOLO, "model",
+    return evaluate(channel, np.asarray(p, float), rule, settings, names, 0, SOLO, "model",
                      ["trees"] if name == "train" else [])
 
 

@@ -65,7 +65,7 @@ _RC = {
 
 def write_report(output_dir: str, channels: list, title: str, summary: dict,
                  facet_name: str = "") -> list[str]:
-    """Write the charts of the module docstring for each :class:`costaware.training.
+    """Write the charts of the module docstring for each :class:`costaware.evaluation.
     ChannelResult` and ``report.html``; returns the files written."""
     os.makedirs(output_dir, exist_ok=True)
     slugs = {}

@@ -24,52 +24,27 @@ numbers and no host's memory grows with the other hosts' rows.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 import xgboost as xgb
 
-from . import bias, metric_log
+from . import metric_log
 from .boosting import Boosting, Member
 from .calibration import Calibrator, fit_platt
+from .channels import (Channel, check_classes, check_facets, concat, folds_of, group_codes,
+                       sensitive_of, subset)
 from .checkpoints import CheckpointStore, StopRequest, digest
 from .cluster import SOLO, Cluster
-from .costs import CELLS, RowCosts
+from .costs import CELLS
 from .data import Dataset
-from .decision import DecisionRule, InfeasibleBound, ShiftHistogram
+from .decision import DecisionRule
 from .errors import DataError, HyperparameterError, InputError
-from .fairness import sensitive_facet_index
-from .metrics import Summary, channel_metrics, summarize
+from .evaluation import ChannelResult, evaluate, fit_rule, metrics_at
 from .objective import CostWeighting, base_log_odds, make_objective
 from .policy import Policy
 from .rounds import RoundMonitor, run_rounds, settings_fingerprint
-
-
-@dataclass
-class Channel:
-    """A channel's rows with what evaluation needs: facet mask and group codes."""
-
-    name: str
-    data: Dataset
-    sensitive: np.ndarray | None = None  # True: facet d
-    groups: np.ndarray | None = None  # codes 0..n_groups-1, -1 without a group
-
-
-@dataclass
-class ChannelResult:
-    """One channel's evaluation of the kept model, as evaluation.json, the log and the report
-    show it."""
-
-    name: str
-    scored_by: str  # "model" (the saved model) or "out-of-fold" (the fold models)
-    fitted_on: list[str]  # what was fitted on these rows: "trees", "calibrator", "rule"
-    metrics: dict  # at the served rule: channel_metrics + fairness distances
-    alternatives: dict  # rule name -> metrics, for comparison
-    summary: Summary  # at the served rule (the report draws from it)
-    shifts: ShiftHistogram  # the cost of every shift of the Bayes boundary
-    bias: dict | None = None
 
 
 @dataclass
@@ -91,129 +66,6 @@ def cost_column_names(settings, data: Dataset) -> tuple[tuple[str, str], ...]:
     column's name when the files had names, else ``cost_<cell>``."""
     return tuple((cell, spec if data.named_columns and not spec.isdigit() else f"cost_{cell}")
                  for cell, spec in settings.cost_columns)
-
-
-def _sensitive(settings, channel: Channel) -> np.ndarray | None:
-    """The facet-d mask of the channel's rows."""
-    if not settings.facet_column:
-        return None
-    spec = settings.facet_values
-    facet = channel.data.facet
-    if facet.dtype.kind == "O":  # text values: categories only, and not at inference
-        where = f"{channel.name} channel: facet '{settings.facet_column}' holds text ({facet[0]!r})"
-        if not isinstance(spec, list):
-            raise DataError(f"{where}, but facet_values_or_threshold {spec:g} is a threshold; give "
-                            "the sensitive values as a JSON list, e.g. '[\"F\"]'")
-        if settings.group_thresholds:
-            raise DataError(f"{where}: group_thresholds needs a numeric facet (requests carry the "
-                            "facet as a number); code the facet values as numbers")
-    return sensitive_facet_index(facet, spec)
-
-
-def _check_facets(settings, channel: Channel, cluster: Cluster) -> None:
-    if channel.sensitive is None:
-        return
-    n_d, rows = (int(v) for v in cluster.sum([channel.sensitive.sum(), channel.sensitive.size]))
-    if n_d in (0, rows):
-        which = "no row" if n_d == 0 else "every row"
-        raise DataError(
-            f"{channel.name} channel: facet '{settings.facet_column}' with "
-            f"facet_values_or_threshold {settings.facet_values_or_threshold}: {which} is in the "
-            "sensitive group d; bias metrics need rows in both facets")
-
-
-def _check_classes(channel: Channel, settings, cluster: Cluster = SOLO, at_least: int = 1) -> None:
-    positives, rows = (int(v) for v in cluster.sum([channel.data.label.sum(), channel.data.rows]))
-    if rows == 0:  # (one host's loader refuses an empty channel before this)
-        raise DataError(f"{channel.name} channel ({channel.data.source}): no rows on any of the "
-                        f"{cluster.size} hosts")
-    if positives in (0, rows):
-        only = 1 if positives else 0
-        rule = settings.label_values_or_threshold
-        why = (f" (label_values_or_threshold {rule} matches {'every' if positives else 'no'} row)"
-               if rule else "")
-        raise DataError(
-            f"{channel.name} channel ({channel.data.source}): all {rows} rows have label {only}"
-            f"{why}; training and calibration need both classes")
-    fewest = min(positives, rows - positives)
-    if fewest < at_least:
-        which = 1 if positives < rows - positives else 0
-        raise DataError(
-            f"{channel.name}: {fewest} rows of class {which}, fewer than cross_fit_folds "
-            f"({at_least}): every fold needs rows of both classes; lower cross_fit_folds or use "
-            "calibration_data 'validation'")
-
-
-def _group_codes(channels: list[Channel], cluster: Cluster) -> int:
-    """Codes of the group values shared by every channel and host (sorted values); sets each
-    channel's ``groups``; returns the number of groups. Only the distinct values travel."""
-    local = set()
-    kinds = set()
-    for ch in channels:
-        g = ch.data.group
-        if g is None:
-            return 0
-        if g.size:
-            kinds.add("text" if g.dtype.kind == "O" else "number")
-            values = g[~_missing(g)]
-            local.update(v.item() if isinstance(v, np.generic) else v for v in np.unique(values))
-    texts = cluster.gather_text(json.dumps({"kinds": sorted(kinds), "values": sorted(local, key=str)}))
-    every, all_kinds = set(), set()
-    for text in texts:
-        part = json.loads(text)
-        all_kinds.update(part["kinds"])
-        every.update(part["values"])
-    if len(all_kinds) > 1:
-        raise DataError("the group column holds text in some files or hosts and numbers in others; "
-                        "make the values alike")
-    ordered = sorted(every)
-    code = {v: i for i, v in enumerate(ordered)}
-    for ch in channels:
-        g = ch.data.group
-        missing = _missing(g)
-        ch.groups = np.array([-1 if m else code[v.item() if isinstance(v, np.generic) else v]
-                              for v, m in zip(g, missing)], dtype=np.int64)
-    return len(ordered)
-
-
-def _missing(values: np.ndarray) -> np.ndarray:
-    if values.dtype.kind == "f":
-        return np.isnan(values)
-    return np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in values], bool)
-
-
-def _concat(name: str, parts: list[Channel]) -> Channel:
-    """Channels' rows one after another (train, then validation)."""
-    if len(parts) == 1:
-        return replace(parts[0], name=name)
-    datas = [ch.data for ch in parts]
-
-    def cat(values):
-        return None if values[0] is None else np.concatenate(values)
-
-    data = Dataset(
-        features=np.concatenate([d.features for d in datas]),
-        label=np.concatenate([d.label for d in datas]),
-        feature_names=datas[0].feature_names,
-        costs=RowCosts(*(np.concatenate([getattr(d.costs, c) for d in datas]) for c in CELLS)),
-        source=" and ".join(d.source for d in datas), named_columns=datas[0].named_columns,
-        facet=cat([d.facet for d in datas]), group=cat([d.group for d in datas]))
-    return Channel(name, data, cat([ch.sensitive for ch in parts]), cat([ch.groups for ch in parts]))
-
-
-def folds_of(label: np.ndarray, folds: int, seed: int, cluster: Cluster = SOLO) -> np.ndarray:
-    """Each row's cross-fitting fold, stratified: within each class the rows, in their order over
-    every host (ranks in order), take the folds in turn from a seeded start, so that every fold
-    holds ``1/folds`` of each class (to one row) whatever the number of hosts."""
-    y = np.asarray(label) == 1
-    counts = cluster.gather(np.array([(~y).sum(), y.sum()], dtype=np.int64)).reshape(-1, 2)
-    before = counts[:cluster.rank].sum(axis=0)
-    start = np.random.SeedSequence([seed, folds]).generate_state(2) % folds
-    out = np.empty(len(y), dtype=np.int64)
-    for cls in (0, 1):
-        rows = np.flatnonzero(y == cls)
-        out[rows] = (before[cls] + np.arange(len(rows)) + start[cls]) % folds
-    return out
 
 
 @dataclass
@@ -252,22 +104,22 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     problem = None
     try:
         for channel in channels.values():
-            channel.sensitive = _sensitive(settings, channel)
-        n_groups = _group_codes(list(channels.values()), cluster)
+            channel.sensitive = sensitive_of(settings, channel)
+        n_groups = group_codes(list(channels.values()), cluster)
     except InputError as exc:
         problem = exc
     cluster.agree(problem)  # a host's facet error stops every host
-    _check_classes(channels["train"], settings, cluster)
+    check_classes(channels["train"], settings, cluster)
     if "validation" in channels:
-        _check_classes(channels["validation"], settings, cluster)
+        check_classes(channels["validation"], settings, cluster)
     for channel in channels.values():
-        _check_facets(settings, channel, cluster)
+        check_facets(settings, channel, cluster)
 
     # 1. fit rows, held-out rows
     parts = [channels["train"]] + ([channels["validation"]] if cross_fit and validation else [])
-    fit = _concat("fit", parts)
+    fit = concat("fit", parts)
     if cross_fit:
-        _check_classes(replace(fit, name="train and validation" if len(parts) > 1 else "train"),
+        check_classes(replace(fit, name="train and validation" if len(parts) > 1 else "train"),
                        settings, cluster, at_least=settings.cross_fit_folds)
     label = fit.data.label
     folds = folds_of(label, settings.cross_fit_folds, settings.seed, cluster) if cross_fit else None
@@ -329,11 +181,11 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     # 3. rounds
     fairness_names = list(settings.fairness_names)
     calibrators: list[Calibrator | None] = [None]
-    watched = _subset(held.channel, held.watch)
+    watched = subset(held.channel, held.watch)
 
     def at_bayes(channel: Channel, p: np.ndarray) -> dict:
         decision, _, _ = DecisionRule().decide(p, channel.data.costs, channel.sensitive)
-        return _metrics_at(channel, p, decision, settings, fairness_names, n_groups, cluster)[0]
+        return metrics_at(channel, p, decision, settings, fairness_names, n_groups, cluster)[0]
 
     def observe(iteration: int) -> dict:
         """The round's held-out metrics (early stopping watches them, over every held-out row);
@@ -385,7 +237,7 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     margins = held.margins(boosting, best + 1)
     calibrator = fit_platt(margins, held.channel.data.label, cluster.sum)
     held_p = calibrator.probability(margins)
-    rule = _fit_rule(settings, held.channel, held_p, cluster, log)
+    rule = fit_rule(settings, held.channel, held_p, cluster, log)
     policy = Policy(calibrator, rule, settings.class_costs,
                     cost_column_names(settings, train_data), _facet_spec(settings, train_data))
 
@@ -403,7 +255,7 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
         else:
             p = calibrator.probability(_margin(booster, ch.data))
             scored_by, fitted = "model", (["trees"] if name == "train" else [])
-        results[name] = _evaluate(ch, p, policy.rule, settings, fairness_names, n_groups, cluster,
+        results[name] = evaluate(ch, p, policy.rule, settings, fairness_names, n_groups, cluster,
                                   scored_by, fitted)
         if cluster.is_first:
             log(metric_log.format_line("[final]", name, results[name].metrics))
@@ -416,17 +268,6 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     return TrainingResult(booster, policy, results, best, rounds_trained,
                           list(fit.data.feature_names), weighting, held.description, rows_of,
                           params["min_child_weight"])
-
-
-def _subset(channel: Channel, mask: np.ndarray) -> Channel:
-    if mask.all():
-        return channel
-
-    def cut(values):
-        return None if values is None else values[mask]
-
-    return Channel(channel.name, channel.data.take(mask), cut(channel.sensitive),
-                   cut(channel.groups))
 
 
 def _out_of_fold(boosting: Boosting, data: Dataset, folds: np.ndarray, rounds: int | None
@@ -448,73 +289,6 @@ def _margin(booster: xgb.Booster, data: Dataset, rows=None) -> np.ndarray:
         return np.empty(0, dtype=np.float64)
     return np.asarray(booster.inplace_predict(features, predict_type="margin", missing=np.nan),
                       dtype=np.float64)
-
-
-def _fit_rule(settings, held: Channel, p: np.ndarray, cluster: Cluster, log) -> DecisionRule:
-    constrained = bool(settings.facet_column) and settings.max_abs_dppl < 1
-    if not constrained and settings.decision_rule == "bayes":
-        return DecisionRule()
-    local = ShiftHistogram.of(p, held.data.label, held.data.costs,
-                              held.sensitive if constrained else None)
-    histogram = ShiftHistogram.unpack(cluster.sum(local.pack()))
-    if not constrained:
-        rule = histogram.empirical()
-        log(f"decision rule: the Bayes boundary shifted by {rule.shift_a:+.4g} in log-odds (the "
-            "cheapest shift on the held-out rows)")
-        return rule
-    try:
-        rule, dppl = histogram.constrained(settings.max_abs_dppl, settings.group_thresholds)
-    except InfeasibleBound as exc:
-        raise DataError(f"max_abs_dppl {settings.max_abs_dppl:g}: {exc}") from None
-    log(f"decision rule: the cheapest shift{'s' if rule.per_facet else ''} of the Bayes boundary "
-        f"with |DPPL| <= {settings.max_abs_dppl:g} on the held-out rows: "
-        + (f"facet a {rule.shift_a:+.4g}, facet d {rule.shift_d:+.4g}" if rule.per_facet
-           else f"{rule.shift_a:+.4g}") + f" (held-out DPPL {dppl:+.4f})")
-    return rule
-
-
-def _metrics_at(channel: Channel, p: np.ndarray, decision: np.ndarray, settings,
-                fairness_names: list[str], n_groups: int, cluster: Cluster
-                ) -> tuple[dict, Summary]:
-    """The metrics (and the summary) of ``channel``'s rows with ``decision`` on ``p``, over
-    every host."""
-    data = channel.data
-    local = summarize(data.label, p, decision, data.costs, channel.sensitive,
-                      channel.groups if n_groups else None, n_groups)
-    summary = local.unpack(cluster.sum(local.pack()))
-    metrics = channel_metrics(summary)
-    if summary.facets is not None and fairness_names:
-        distances = bias.per_round(fairness_names, summary.facets, summary.groups)
-        metrics.update(distances)
-        metrics["combined_objective"] = bias.combined_objective(
-            metrics["auc"], distances[fairness_names[0].lower()], settings.objective_auc_weight,
-            settings.objective_fairness_weight)
-    return metrics, summary
-
-
-def _evaluate(channel: Channel, p: np.ndarray, rule: DecisionRule, settings,
-              fairness_names: list[str], n_groups: int, cluster: Cluster, scored_by: str,
-              fitted: list[str]) -> ChannelResult:
-    """The channel at the served rule, at the Bayes rule (when another is served) and at
-    ``p >= 0.5`` (the cost-blind rule), for comparison."""
-    data = channel.data
-
-    def at(decision):
-        return _metrics_at(channel, p, decision, settings, fairness_names, n_groups, cluster)
-
-    metrics, summary = at(rule.decide(p, data.costs, channel.sensitive)[0])
-    if rule.kind != "bayes":
-        metrics.update({"shift": rule.shift_a} if not rule.per_facet else
-                       {"shift_a": rule.shift_a, "shift_d": rule.shift_d})
-    alternatives = {}
-    if rule.kind != "bayes":
-        alternatives["bayes"] = at(DecisionRule().decide(p, data.costs, channel.sensitive)[0])[0]
-    alternatives["probability_0.5"] = at((p >= 0.5).astype(np.int8))[0]
-    local = ShiftHistogram.of(p, data.label, data.costs, channel.sensitive)
-    shifts = ShiftHistogram.unpack(cluster.sum(local.pack()))
-    return ChannelResult(channel.name, scored_by, fitted, metrics, alternatives, summary, shifts,
-                         None if summary.facets is None else
-                         bias.bias_section(summary.facets, summary.groups))
 
 
 def _facet_spec(settings, train_data: Dataset) -> dict | None:

@@ -1,0 +1,97 @@
+"""A channel's evaluation at the kept model: the decision rule fitted on held-out rows, the metrics
+at the served rule and at the rules it is compared with, summed over every host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import bias
+from .channels import Channel
+from .cluster import Cluster
+from .decision import DecisionRule, InfeasibleBound, ShiftHistogram
+from .errors import DataError
+from .metrics import Summary, channel_metrics, summarize
+
+
+@dataclass
+class ChannelResult:
+    """One channel's evaluation of the kept model, as evaluation.json, the log and the report
+    show it."""
+
+    name: str
+    scored_by: str  # "model" (the saved model) or "out-of-fold" (the fold models)
+    fitted_on: list[str]  # what was fitted on these rows: "trees", "calibrator", "rule"
+    metrics: dict  # at the served rule: channel_metrics + fairness distances
+    alternatives: dict  # rule name -> metrics, for comparison
+    summary: Summary  # at the served rule (the report draws from it)
+    shifts: ShiftHistogram  # the cost of every shift of the Bayes boundary
+    bias: dict | None = None
+
+
+def fit_rule(settings, held: Channel, p: np.ndarray, cluster: Cluster, log) -> DecisionRule:
+    constrained = bool(settings.facet_column) and settings.max_abs_dppl < 1
+    if not constrained and settings.decision_rule == "bayes":
+        return DecisionRule()
+    local = ShiftHistogram.of(p, held.data.label, held.data.costs,
+                              held.sensitive if constrained else None)
+    histogram = ShiftHistogram.unpack(cluster.sum(local.pack()))
+    if not constrained:
+        rule = histogram.empirical()
+        log(f"decision rule: the Bayes boundary shifted by {rule.shift_a:+.4g} in log-odds (the "
+            "cheapest shift on the held-out rows)")
+        return rule
+    try:
+        rule, dppl = histogram.constrained(settings.max_abs_dppl, settings.group_thresholds)
+    except InfeasibleBound as exc:
+        raise DataError(f"max_abs_dppl {settings.max_abs_dppl:g}: {exc}") from None
+    log(f"decision rule: the cheapest shift{'s' if rule.per_facet else ''} of the Bayes boundary "
+        f"with |DPPL| <= {settings.max_abs_dppl:g} on the held-out rows: "
+        + (f"facet a {rule.shift_a:+.4g}, facet d {rule.shift_d:+.4g}" if rule.per_facet
+           else f"{rule.shift_a:+.4g}") + f" (held-out DPPL {dppl:+.4f})")
+    return rule
+
+
+def metrics_at(channel: Channel, p: np.ndarray, decision: np.ndarray, settings,
+                fairness_names: list[str], n_groups: int, cluster: Cluster
+                ) -> tuple[dict, Summary]:
+    """The metrics (and the summary) of ``channel``'s rows with ``decision`` on ``p``, over
+    every host."""
+    data = channel.data
+    local = summarize(data.label, p, decision, data.costs, channel.sensitive,
+                      channel.groups if n_groups else None, n_groups)
+    summary = local.unpack(cluster.sum(local.pack()))
+    metrics = channel_metrics(summary)
+    if summary.facets is not None and fairness_names:
+        distances = bias.per_round(fairness_names, summary.facets, summary.groups)
+        metrics.update(distances)
+        metrics["combined_objective"] = bias.combined_objective(
+            metrics["auc"], distances[fairness_names[0].lower()], settings.objective_auc_weight,
+            settings.objective_fairness_weight)
+    return metrics, summary
+
+
+def evaluate(channel: Channel, p: np.ndarray, rule: DecisionRule, settings,
+              fairness_names: list[str], n_groups: int, cluster: Cluster, scored_by: str,
+              fitted: list[str]) -> ChannelResult:
+    """The channel at the served rule, at the Bayes rule (when another is served) and at
+    ``p >= 0.5`` (the cost-blind rule), for comparison."""
+    data = channel.data
+
+    def at(decision):
+        return metrics_at(channel, p, decision, settings, fairness_names, n_groups, cluster)
+
+    metrics, summary = at(rule.decide(p, data.costs, channel.sensitive)[0])
+    if rule.kind != "bayes":
+        metrics.update({"shift": rule.shift_a} if not rule.per_facet else
+                       {"shift_a": rule.shift_a, "shift_d": rule.shift_d})
+    alternatives = {}
+    if rule.kind != "bayes":
+        alternatives["bayes"] = at(DecisionRule().decide(p, data.costs, channel.sensitive)[0])[0]
+    alternatives["probability_0.5"] = at((p >= 0.5).astype(np.int8))[0]
+    local = ShiftHistogram.of(p, data.label, data.costs, channel.sensitive)
+    shifts = ShiftHistogram.unpack(cluster.sum(local.pack()))
+    return ChannelResult(channel.name, scored_by, fitted, metrics, alternatives, summary, shifts,
+                         None if summary.facets is None else
+                         bias.bias_section(summary.facets, summary.groups))
