@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--docs", help="write the first seed's charts into this directory")
     args = parser.parse_args()
-    from costaware.tuning.local import compare_studies, read_trials
+    from costaware.tuning.trials import compare_studies, read_trials
 
     seeds = [int(s) for s in args.seeds.split(",")]
     cells: dict[str, list[str]] = {"untuned (XGBoost defaults)": []}

@@ -87,9 +87,9 @@ def _tuner_config(args) -> int:
 
 
 def _tune(args) -> int:
-    from .tuning import local
+    from .tuning import tune_cli
 
-    return local.main(args)
+    return tune_cli.main(args)
 
 
 def _sweep(args) -> int:
@@ -146,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input", required=True, help="CSV, no header, no label")
     p.set_defaults(func=_predict)
     _add_tuner_config(sub)
-    from .tuning import local, sweep
+    from .tuning import sweep, tune_cli
 
     p = sub.add_parser("tune", help="tune locally with optuna, each trial a real training run")
-    local.add_arguments(p)
+    tune_cli.add_arguments(p)
     p.set_defaults(func=_tune)
     p = sub.add_parser("sweep", help="train at several FN:FP cost ratios and price them alike")
     sweep.add_arguments(p)

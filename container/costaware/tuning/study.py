@@ -1,0 +1,146 @@
+"""The optuna study of ``costaware tune``: its sampler, the baseline run, each trial's objective (a
+real training run, its metrics read from the log) and the trial to recommend."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+
+from .. import hyperparameters as hp
+from . import config as cfg
+from . import runner
+
+
+STUDY_NAME = "costaware"
+BASELINE_DIR = "baseline"
+TRIALS_DIR = "trials"
+COMBINED = "validation:combined_objective"
+
+
+def import_optuna():
+    try:
+        import optuna
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise SystemExit("costaware tune needs optuna: pip install 'costaware[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are reported by us, one line
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+@dataclass
+class Setup:
+    tree: runner.Tree
+    work: str
+    goal: cfg.Objective
+    ranges: list
+    statics: dict  # the tree's hyperparameters, --static overrides and nthread: every trial's base
+    has_facet: bool
+    jobs: int
+    trials: int
+    timeout: float | None
+    weights: tuple = (3.0, 1.0)  # combined objective's (AUC, fairness) weights
+    references: list = field(default_factory=list)
+
+    def trial_dir(self, number: int) -> str:
+        return os.path.join(self.work, TRIALS_DIR, f"{number:04d}")
+
+
+def _suggest(trial, rng: cfg.Range):
+    if rng.kind == "Categorical":
+        return trial.suggest_categorical(rng.name, list(rng.values))
+    if rng.kind == "Integer":
+        return trial.suggest_int(rng.name, int(rng.low), int(rng.high), log=rng.log)
+    return trial.suggest_float(rng.name, rng.low, rng.high, log=rng.log)
+
+
+def make_sampler(optuna, kind: str, goal: cfg.Objective, trials: int, seed: int):
+    if kind == "auto":
+        kind = "nsga2" if goal.multi else "tpe"
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "nsga2":
+        # NSGA-II's default population of 50 would leave a small budget with one random generation
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 3)))
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+                                          n_startup_trials=min(10, max(3, trials // 3)))
+    raise cfg.ConfigError(f"--sampler must be auto, tpe, nsga2 or random (got {kind!r})")
+
+
+def _baseline_params(setup: Setup) -> dict:
+    """The tuned parameters' values in the baseline: the tree's, else the schema defaults."""
+    given = {hp.BY_NAME[k].name: v for k, v in setup.statics.items() if k in hp.BY_NAME}
+    return {r.name: given.get(r.name, hp.BY_NAME[r.name].default) for r in setup.ranges}
+
+
+def run_baseline(setup: Setup) -> dict:
+    """Train once with the tree's hyperparameters (reused on --resume)."""
+    directory = os.path.join(setup.work, BASELINE_DIR)
+    record = os.path.join(directory, "metrics.json")
+    if os.path.exists(record):
+        with open(record, encoding="utf-8") as handle:
+            return json.load(handle)
+    runner.make_trial_dir(setup.tree, directory, setup.statics)
+    run = runner.run_training(directory, setup.timeout)
+    out = {"trial": "baseline", "state": "COMPLETE" if run.ok else "FAIL",
+           "seconds": round(run.seconds, 2), "dir": os.path.relpath(directory, setup.work),
+           "params": _baseline_params(setup), "metrics": run.metrics,
+           "decided_1": run.decided_1_shares()}
+    if not run.ok:
+        out["failure"] = run.failure()
+        raise cfg.ConfigError(f"the baseline run (the tree's own hyperparameters) failed: "
+                              f"{out['failure']} (log: {directory}/{runner.LOG_FILE})")
+    with open(record, "w", encoding="utf-8") as handle:
+        json.dump(out, handle, indent=2)
+    return out
+
+
+def make_objective(setup: Setup):
+    def objective(trial):
+        params = {r.name: _suggest(trial, r) for r in setup.ranges}
+        directory = runner.make_trial_dir(setup.tree, setup.trial_dir(trial.number),
+                                          runner.merge(setup.statics, params))
+        run = runner.run_training(directory, setup.timeout)
+        trial.set_user_attr("dir", os.path.relpath(directory, setup.work))
+        trial.set_user_attr("seconds", round(run.seconds, 2))
+        trial.set_user_attr("metrics", run.metrics)
+        trial.set_user_attr("decided_1", run.decided_1_shares())
+        if not run.ok:
+            reason = run.failure()
+            trial.set_user_attr("failure", reason)
+            raise runner.TrialFailed(f"trial {trial.number}: {reason}")
+        missing = [m for m in setup.goal.metrics if m not in run.metrics]
+        if missing:
+            reason = (f"{', '.join(missing)} not in the log (undefined, e.g. no row of a facet "
+                      "predicted positive)")
+            trial.set_user_attr("failure", reason)
+            raise runner.TrialFailed(f"trial {trial.number}: {reason}")
+        values = [run.metrics[m] for m in setup.goal.metrics]
+        return values if setup.goal.multi else values[0]
+
+    return objective
+
+
+def choose(study, setup: Setup):
+    """The trial to recommend: the best one, or in a multi-objective study the Pareto member with
+    the highest combined objective (without a facet: the lowest expected cost), leaving out models
+    that decide the same for every validation row."""
+    optuna = import_optuna()
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        return None
+    if not setup.goal.multi:
+        return study.best_trial
+    front = study.best_trials
+    # a model that decides the same for everyone sits on the front (|DPPL| 0) but classifies
+    # nothing: recommend it only if nothing else is there
+    deciding = [t for t in front if t.user_attrs.get("decided_1", {}).get("validation") not in (0, 1)]
+    front = deciding or front
+    if setup.has_facet:
+        return max(front, key=lambda t: t.user_attrs["metrics"].get(COMBINED, -math.inf))
+    return min(front, key=lambda t: (t.user_attrs["metrics"].get("validation:expected_cost",
+                                                                  math.inf),
+                                     -t.user_attrs["metrics"].get("validation:auc", 0.0)))
