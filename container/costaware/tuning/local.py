@@ -35,17 +35,16 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import hyperparameters as hp
 from ..machine import cpu_count
 from . import config as cfg
 from . import runner
-from .study import (COMBINED, STUDY_NAME, Setup, import_optuna, make_objective, make_sampler,
+from .study import (COMBINED, DB_FILE, Setup, import_optuna, make_objective, open_study,
                     run_baseline)
 from .trials import CSV_FILE, collect, plot_pareto, write_csv
 
-DB_FILE = "study.db"
 PNG_FILE = "pareto.png"
 BEST_FILE = "best.json"
 
@@ -115,66 +114,37 @@ class Result:
     files: dict
 
 
-def tune(tree_dir: str, work: str, trials: int, objective: str = "combined", jobs: int | None = None,
-         resume: bool = False, ranges: tuple = (), statics: dict | None = None,
-         sampler: str = "auto", seed: int = 0, timeout: float | None = 1800,
-         baseline: bool = True, references: tuple = (), progress: bool = True) -> Result:
-    optuna = import_optuna()
-    tree = runner.read_tree(tree_dir)
-    extra = dict(statics or {})
-    merged = runner.merge(tree.hyperparameters, extra)
-    try:
-        settings = hp.parse(merged)
-    except hp.HyperparameterError as exc:
-        raise cfg.ConfigError(f"the tree's hyperparameters: {exc}") from None
-    has_facet = bool(settings.facet_column)
-    goal = cfg.objective(objective, has_facet)
-    space = cfg.resolve_ranges(extra, ranges, has_facet=has_facet)
-    cfg.check_statics(merged, space)
-    if trials < 1:
-        raise cfg.ConfigError("--trials must be at least 1")
-    jobs = max(1, min(jobs or cpu_count(), trials))
-    own_nthread = "nthread" in merged
-    if not own_nthread:  # split the cores between parallel trials
-        merged["nthread"] = str(max(1, cpu_count() // jobs))
-    work = os.path.abspath(work)
-    os.makedirs(work, exist_ok=True)
-    db = os.path.join(work, DB_FILE)
-    if os.path.exists(db) and not resume:
-        raise cfg.ConfigError(f"{work} already holds a study ({DB_FILE}): pass --resume to continue "
-                              "it, or choose another --work")
-    setup = Setup(tree, work, goal, space, merged, has_facet, jobs, trials, timeout,
-                  (settings.objective_auc_weight, settings.objective_fairness_weight),
-                  list(references))
-    storage = optuna.storages.RDBStorage(f"sqlite:///{db}",
-                                         engine_kwargs={"connect_args": {"timeout": 60}})
-    study = optuna.create_study(storage=storage, study_name=STUDY_NAME, load_if_exists=True,
-                                directions=[d.lower() for d in goal.directions],
-                                sampler=make_sampler(optuna, sampler, goal, trials, seed))
-    identity = {"metrics": list(goal.metrics), "ranges": [r.describe() for r in space],
-                "tree": tree.path}
-    stored = study.user_attrs.get("identity")
-    if stored is None:
-        study.set_user_attr("identity", identity)
-        study.set_user_attr("statics", merged)
-    elif stored != identity:
-        what = {"metrics": "objective", "ranges": "search ranges", "tree": "tree"}
-        differ = [f"{what[k]} {stored[k]} (asked: {identity[k]})" if k != "ranges" else
-                  "search ranges (--range, --static)" for k in what if stored.get(k) != identity[k]]
-        raise cfg.ConfigError(f"{db} holds a study that differs in " + "; ".join(differ)
-                              + ": use the same options to resume, or another --work")
-    study_id = storage.get_study_id_from_name(STUDY_NAME)
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        # left running by an interrupted run: nothing is running it now
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+@dataclass(frozen=True)
+class TuneRequest:
+    """What ``costaware tune`` was asked (its options; see :func:`tune_cli.add_arguments`)."""
 
-    base = run_baseline(setup) if baseline else None
+    tree_dir: str
+    work: str
+    trials: int
+    objective: str = "combined"
+    jobs: int | None = None  # default: the CPU count
+    resume: bool = False
+    ranges: tuple = ()  # --range texts
+    statics: dict = field(default_factory=dict)  # --static: fixed for every trial and the baseline
+    sampler: str = "auto"
+    seed: int = 0
+    timeout: float | None = 1800  # seconds per trial
+    baseline: bool = True
+    references: tuple = ()  # (label, |DPPL|, AUC) points for the chart
+    progress: bool = True
+
+
+def tune(request: TuneRequest) -> Result:
+    """Run (or resume) the study of ``request``; write trials.csv, pareto.png and best.json."""
+    optuna = import_optuna()
+    setup, own_nthread = _setup(request)
+    storage, study = open_study(setup, request.sampler, request.seed)
+    base = run_baseline(setup) if request.baseline else None
     complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-    remaining = max(0, trials - complete)
-    files = {"csv": os.path.join(work, CSV_FILE), "png": os.path.join(work, PNG_FILE),
-             "best": os.path.join(work, BEST_FILE), "db": db}
-    bar = Progress(trials, complete, progress)
+    remaining = max(0, setup.trials - complete)
+    files = {"csv": os.path.join(setup.work, CSV_FILE), "png": os.path.join(setup.work, PNG_FILE),
+             "best": os.path.join(setup.work, BEST_FILE), "db": os.path.join(setup.work, DB_FILE)}
+    bar = Progress(setup.trials, complete, request.progress)
     write_lock = threading.Lock()
     failures: list[str] = []
 
@@ -203,7 +173,7 @@ def tune(tree_dir: str, work: str, trials: int, objective: str = "combined", job
     started = time.monotonic()
     try:
         if remaining:
-            study.optimize(make_objective(setup), n_trials=remaining, n_jobs=jobs,
+            study.optimize(make_objective(setup), n_trials=remaining, n_jobs=setup.jobs,
                            catch=(runner.TrialFailed,), callbacks=[after_trial])
     except KeyboardInterrupt:
         interrupted = True
@@ -219,20 +189,9 @@ def tune(tree_dir: str, work: str, trials: int, objective: str = "combined", job
     chosen = next((r for r in records if r.get("chosen")), None)
     if any(r["state"] == "COMPLETE" for r in records if r["trial"] != "baseline"):
         plot_pareto(records, setup, files["png"])
-    verdict = against_baseline(chosen, base, goal)
+    verdict = against_baseline(chosen, base, setup.goal)
     if chosen:
-        best = {"trial": chosen["trial"], "objective": list(goal.metrics),
-                **({"warning": f"the chosen trial is {verdict}; keep the tree's own "
-                               "hyperparameters"} if verdict else {}),
-                "tuned": chosen["params"],
-                "hyperparameters": runner.as_strings(runner.merge(
-                    {k: v for k, v in merged.items() if k != "nthread" or own_nthread},
-                    chosen["params"])),
-                "metrics": chosen["metrics"],
-                "model_dir": os.path.join(work, chosen["dir"], "model")}
-        with open(files["best"], "w", encoding="utf-8") as handle:
-            json.dump(best, handle, indent=2)
-            handle.write("\n")
+        _write_best(files["best"], setup, chosen, verdict, own_nthread)
     ran = bar.done - complete
     _summary(setup, study, records, base, chosen, files, elapsed, ran, failures, verdict)
     if interrupted:
@@ -240,6 +199,55 @@ def tune(tree_dir: str, work: str, trials: int, objective: str = "combined", job
     if remaining and len(failures) >= remaining:
         raise cfg.ConfigError(f"every trial of this run failed; the first: {failures[0]}")
     return Result(study, records, chosen, base, files)
+
+
+def _setup(request: TuneRequest) -> tuple[Setup, bool]:
+    """The study's set-up from the request and the tree; whether the tree sets its own nthread."""
+    tree = runner.read_tree(request.tree_dir)
+    extra = dict(request.statics)
+    merged = runner.merge(tree.hyperparameters, extra)
+    try:
+        settings = hp.parse(merged)
+    except hp.HyperparameterError as exc:
+        raise cfg.ConfigError(f"the tree's hyperparameters: {exc}") from None
+    has_facet = bool(settings.facet_column)
+    goal = cfg.objective(request.objective, has_facet)
+    space = cfg.resolve_ranges(extra, request.ranges, has_facet=has_facet)
+    cfg.check_statics(merged, space)
+    if request.trials < 1:
+        raise cfg.ConfigError("--trials must be at least 1")
+    jobs = max(1, min(request.jobs or cpu_count(), request.trials))
+    own_nthread = "nthread" in merged
+    if not own_nthread:  # split the cores between parallel trials
+        merged["nthread"] = str(max(1, cpu_count() // jobs))
+    work = os.path.abspath(request.work)
+    os.makedirs(work, exist_ok=True)
+    if os.path.exists(os.path.join(work, DB_FILE)) and not request.resume:
+        raise cfg.ConfigError(f"{work} already holds a study ({DB_FILE}): pass --resume to continue "
+                              "it, or choose another --work")
+    setup = Setup(tree, work, goal, space, merged, has_facet, jobs, request.trials,
+                  request.timeout,
+                  (settings.objective_auc_weight, settings.objective_fairness_weight),
+                  list(request.references))
+    return setup, own_nthread
+
+
+def _write_best(path: str, setup: Setup, chosen: dict, verdict: str | None,
+                own_nthread: bool) -> None:
+    """best.json: the chosen trial's hyperparameters (the tree's, with the tuned values; nthread
+    only when the tree set it), metrics and model directory."""
+    best = {"trial": chosen["trial"], "objective": list(setup.goal.metrics),
+            **({"warning": f"the chosen trial is {verdict}; keep the tree's own "
+                           "hyperparameters"} if verdict else {}),
+            "tuned": chosen["params"],
+            "hyperparameters": runner.as_strings(runner.merge(
+                {k: v for k, v in setup.statics.items() if k != "nthread" or own_nthread},
+                chosen["params"])),
+            "metrics": chosen["metrics"],
+            "model_dir": os.path.join(setup.work, chosen["dir"], "model")}
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(best, handle, indent=2)
+        handle.write("\n")
 
 
 def _summary(setup, study, records, base, chosen, files, elapsed, ran, failures,

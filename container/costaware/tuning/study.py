@@ -1,5 +1,6 @@
-"""The optuna study of ``costaware tune``: its sampler, the baseline run, each trial's objective (a
-real training run, its metrics read from the log) and the trial to recommend."""
+"""The optuna study of ``costaware tune``: opened or resumed in ``WORK/study.db``, its sampler, the
+baseline run, each trial's objective (a real training run, its metrics read from the log) and the
+trial to recommend."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from . import runner
 
 
 STUDY_NAME = "costaware"
+DB_FILE = "study.db"
 BASELINE_DIR = "baseline"
 TRIALS_DIR = "trials"
 COMBINED = "validation:combined_objective"
@@ -144,3 +146,35 @@ def choose(study, setup: Setup):
     return min(front, key=lambda t: (t.user_attrs["metrics"].get("validation:expected_cost",
                                                                   math.inf),
                                      -t.user_attrs["metrics"].get("validation:auc", 0.0)))
+
+
+def open_study(setup: Setup, sampler: str, seed: int):
+    """The study in ``WORK/study.db``, created or resumed; a resumed study must have been made with
+    the same objective, ranges and tree; trials an interrupted run left running are marked
+    failed."""
+    optuna = import_optuna()
+    db = os.path.join(setup.work, DB_FILE)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{db}",
+                                         engine_kwargs={"connect_args": {"timeout": 60}})
+    study = optuna.create_study(storage=storage, study_name=STUDY_NAME, load_if_exists=True,
+                                directions=[d.lower() for d in setup.goal.directions],
+                                sampler=make_sampler(optuna, sampler, setup.goal, setup.trials,
+                                                     seed))
+    identity = {"metrics": list(setup.goal.metrics), "ranges": [r.describe() for r in setup.ranges],
+                "tree": setup.tree.path}
+    stored = study.user_attrs.get("identity")
+    if stored is None:
+        study.set_user_attr("identity", identity)
+        study.set_user_attr("statics", setup.statics)
+    elif stored != identity:
+        what = {"metrics": "objective", "ranges": "search ranges", "tree": "tree"}
+        differ = [f"{what[k]} {stored[k]} (asked: {identity[k]})" if k != "ranges" else
+                  "search ranges (--range, --static)" for k in what if stored.get(k) != identity[k]]
+        raise cfg.ConfigError(f"{db} holds a study that differs in " + "; ".join(differ)
+                              + ": use the same options to resume, or another --work")
+    study_id = storage.get_study_id_from_name(STUDY_NAME)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        # left running by an interrupted run: nothing is running it now
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+    return storage, study

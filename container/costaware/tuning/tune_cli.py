@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import config as cfg
-from .local import tune
+from .local import TuneRequest, tune
 
 
 def parse_reference(text: str) -> tuple[str, float, float]:
@@ -20,10 +20,11 @@ def parse_reference(text: str) -> tuple[str, float, float]:
 
 def main(args) -> int:
     try:
-        tune(args.tree, args.work, args.trials, args.objective, args.jobs, args.resume,
-             tuple(args.range or ()), cfg.parse_statics(args.static or ()), args.sampler,
-             args.seed, args.timeout or None, not args.no_baseline,
-             tuple(parse_reference(r) for r in args.reference or ()), not args.quiet)
+        tune(TuneRequest(
+            args.tree, args.work, args.trials, args.objective, args.jobs, args.resume,
+            tuple(args.range or ()), cfg.parse_statics(args.static or ()), args.sampler,
+            args.seed, args.timeout or None, not args.no_baseline,
+            tuple(parse_reference(r) for r in args.reference or ()), not args.quiet))
     except cfg.ConfigError as exc:
         print(f"costaware tune: {exc}", file=sys.stderr)
         return 2
