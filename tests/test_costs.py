@@ -242,3 +242,12 @@ def test_per_facet_rule_needs_the_facet():
 def test_sigmoid_is_stable_at_extremes():
     out = sigmoid(np.array([-1000.0, 0.0, 1000.0]))
     assert np.all(np.isfinite(out)) and out[0] == 0.0 and out[1] == 0.5 and out[2] == 1.0
+
+
+def test_rule_described_once_for_the_log_and_the_report():
+    assert DecisionRule().describe() == "bayes"
+    assert DecisionRule("empirical", 0.25, 0.25).describe() == "empirical (shift +0.25)"
+    both = DecisionRule("constrained", -0.5, 1.25, 0.05)
+    assert both.describe() == "constrained (shifts a -0.5, d +1.25; |DPPL| <= 0.05)"
+    # what is described is what is saved: the description survives the artifact's round trip
+    assert DecisionRule.from_dict(both.to_dict()).describe() == both.describe()

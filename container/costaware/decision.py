@@ -80,6 +80,15 @@ class DecisionRule:
             shifted = sigmoid(np.log(p_star) - np.log1p(-p_star) + shift)
         return np.where(inside, shifted, p_star)
 
+    def describe(self) -> str:
+        """The rule in words, as the training log and the report name it."""
+        if self.kind == "bayes":
+            return "bayes"
+        shifts = (f"shifts a {self.shift_a:+.4g}, d {self.shift_d:+.4g}" if self.per_facet
+                  else f"shift {self.shift_a:+.4g}")
+        bound = "" if self.max_abs_dppl is None else f"; |DPPL| <= {self.max_abs_dppl:g}"
+        return f"{self.kind} ({shifts}{bound})"
+
     def to_dict(self) -> dict:
         out: dict = {"kind": self.kind}
         if self.kind != "bayes":

@@ -242,10 +242,7 @@ def _write_outputs(base_dir: str, result: training.TrainingResult, settings, hos
         json.dump(evaluation_document(result), handle, indent=2, allow_nan=False)
         handle.write("\n")
     _write_report(output_data, result, settings, log)
-    rule = result.policy.rule
-    log(f"model saved to {model_dir}; decision rule {rule.kind}"
-        + (f" (shift {rule.shift_a:+.4g})" if rule.kind != "bayes" and not rule.per_facet else "")
-        + (f" (shifts a {rule.shift_a:+.4g}, d {rule.shift_d:+.4g})" if rule.per_facet else ""))
+    log(f"model saved to {model_dir}; decision rule {result.policy.rule.describe()}")
 
 
 def _without_tables(metrics: dict) -> dict:
@@ -288,7 +285,6 @@ def _write_report(output_data: str, result: training.TrainingResult, settings, l
     """Charts and report.html; a failure here is logged, not fatal: the model is already saved."""
     from . import report  # matplotlib is imported only when a report is written
 
-    rule = result.policy.rule
     summary = {
         "objective": settings.objective,
         **result.policy.costs.as_dict(),
@@ -301,8 +297,7 @@ def _write_report(output_data: str, result: training.TrainingResult, settings, l
         "calibrator": f"Platt on the margin, slope {result.policy.calibrator.slope:.4g}, "
                       f"intercept {result.policy.calibrator.intercept:.4g}, fitted on "
                       f"{result.policy.calibrator.rows} held-out rows",
-        "decision rule": rule.kind + ("" if rule.kind == "bayes" else
-                                      f" (shift a {rule.shift_a:+.4g}, d {rule.shift_d:+.4g})"),
+        "decision rule": result.policy.rule.describe(),
         "rounds kept": result.best_iteration + 1,
     }
     if settings.facet_column:
