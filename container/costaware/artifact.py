@@ -18,8 +18,10 @@ import numpy as np
 import xgboost as xgb
 
 from . import ARTIFACT_FORMAT_VERSION, __version__
-from .policy import Policy
 from .errors import InputError
+from .multiclass_policy import KIND as MULTICLASS_KIND
+from .multiclass_policy import MulticlassPolicy
+from .policy import Policy
 
 BOOSTER_FILE = "xgboost-model.ubj"
 METADATA_FILE = "metadata.json"
@@ -84,6 +86,13 @@ def save(model_dir: str, booster: xgb.Booster, feature_names: list[str], policy:
     return metadata
 
 
+def policy_from_dict(d: dict) -> Policy | MulticlassPolicy:
+    """The saved decision policy: binary (:class:`Policy`) or ``"kind": "multiclass"``."""
+    if isinstance(d, dict) and d.get("kind") == MULTICLASS_KIND:
+        return MulticlassPolicy.from_dict(d)
+    return Policy.from_dict(d)
+
+
 def json_safe(value):
     """``value`` with NaN and infinities (an undefined metric: AUC of a one-class channel) as
     null, JSON having neither, and numpy scalars as Python numbers."""
@@ -122,7 +131,7 @@ def load(model_dir: str, nthread: int | None = None) -> Model:
         )
     try:
         names = [str(n) for n in metadata["feature_names"]]
-        policy = Policy.from_dict(metadata["decision_policy"])
+        policy = policy_from_dict(metadata["decision_policy"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelLoadError(f"{meta_path}: incomplete or invalid metadata ({exc!r})") from None
     try:
@@ -135,4 +144,10 @@ def load(model_dir: str, nthread: int | None = None) -> Model:
     if booster.num_features() != len(names):
         raise ModelLoadError(f"{booster_path} takes {booster.num_features()} features but "
                              f"{meta_path} names {len(names)}")
+    classes = int(json.loads(booster.save_config())["learner"]["learner_model_param"]
+                  .get("num_class", "0"))
+    expected = policy.k if isinstance(policy, MulticlassPolicy) else 0
+    if classes != expected:
+        raise ModelLoadError(f"{booster_path} has {classes or 2} classes but {meta_path}'s "
+                             f"decision policy has {expected or 2}")
     return Model(booster, names, policy, metadata)

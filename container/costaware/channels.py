@@ -133,16 +133,19 @@ def concat(name: str, parts: list[Channel]) -> Channel:
     return Channel(name, data, cat([ch.sensitive for ch in parts]), cat([ch.groups for ch in parts]))
 
 
-def folds_of(label: np.ndarray, folds: int, seed: int, cluster: Cluster = SOLO) -> np.ndarray:
+def folds_of(label: np.ndarray, folds: int, seed: int, cluster: Cluster = SOLO,
+             classes: int = 2) -> np.ndarray:
     """Each row's cross-fitting fold, stratified: within each class the rows, in their order over
     every host (ranks in order), take the folds in turn from a seeded start, so that every fold
-    holds ``1/folds`` of each class (to one row) whatever the number of hosts."""
-    y = np.asarray(label) == 1
-    counts = cluster.gather(np.array([(~y).sum(), y.sum()], dtype=np.int64)).reshape(-1, 2)
+    holds ``1/folds`` of each class (to one row) whatever the number of hosts. ``label``: class
+    indices ``0..classes-1`` (binary: 0/1)."""
+    y = np.asarray(label, dtype=np.int64)
+    counts = cluster.gather(np.bincount(y, minlength=classes).astype(np.int64)
+                            ).reshape(-1, classes)
     before = counts[:cluster.rank].sum(axis=0)
-    start = np.random.SeedSequence([seed, folds]).generate_state(2) % folds
+    start = np.random.SeedSequence([seed, folds]).generate_state(classes) % folds
     out = np.empty(len(y), dtype=np.int64)
-    for cls in (0, 1):
+    for cls in range(classes):
         rows = np.flatnonzero(y == cls)
         out[rows] = (before[cls] + np.arange(len(rows)) + start[cls]) % folds
     return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import os
 from dataclasses import dataclass, replace
 
@@ -42,6 +43,7 @@ class DataOptions:
     facet_is_feature: bool = False
     group_column: str = ""  # measured for conditional bias metrics, never a feature
     positive_label: object = None  # Clarify's label_values_or_threshold, parsed; None: 0/1 labels
+    classes: tuple | None = None  # more than two classes: each class's label, in order
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def options_from_settings(settings, content_type: str = "") -> DataOptions:
         header = settings.csv_header == "present"
     return DataOptions(settings.label_column, header, settings.class_costs, settings.cost_columns,
                        settings.facet_column, settings.facet_is_feature, settings.group_column,
-                       settings.label_values)
+                       settings.label_values, settings.class_labels)
 
 
 def _content_type_params(content_type: str) -> dict:
@@ -280,12 +282,18 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
         raise DataError(f"{path0}: no feature columns besides the label{hint}")
     # Columns that may hold text: measured, never features (Clarify's categorical facets and labels).
     text_ok = {key for key in (facet_key, group_key) if key is not None and key not in feature_keys}
-    if isinstance(options.positive_label, list):
+    if isinstance(options.positive_label, list) or any(isinstance(c, str)
+                                                       for c in options.classes or ()):
         text_ok.add(label_key)
     labels, features, costs, facets, groups = [], [], [], [], []
     for path, frame in frames:
         numeric = _numeric(frame, path, text_ok)
-        labels.append(_labels(numeric[label_key], path, frame, label_key, options.positive_label))
+        if options.classes is not None:
+            labels.append(_class_labels(numeric[label_key], path, frame, label_key,
+                                        options.classes))
+        else:
+            labels.append(_labels(numeric[label_key], path, frame, label_key,
+                                  options.positive_label))
         block = numeric[feature_keys].to_numpy(dtype=np.float64)
         _check_finite_features(block, path, frame, feature_keys)
         features.append(block.astype(np.float32))
@@ -385,9 +393,30 @@ def _labels(column: pd.Series, path: str, frame, key, positive=None) -> np.ndarr
         shown = "missing" if np.isnan(values[row]) else f"{values[row]:g}"
         raise DataError(
             f"{path}: {_line(frame, row)}, {_column_name(frame, key)} (label): {shown}; "
-            "labels must be 0 or 1 (or set label_values_or_threshold)"
+            "labels must be 0 or 1 (or set label_values_or_threshold; more than two classes: "
+            "set cost_matrix or classes)"
         )
     return values.astype(np.int8)
+
+
+def _class_labels(column: pd.Series, path: str, frame, key, classes: tuple) -> np.ndarray:
+    """Each row's class index: its label's position in ``classes`` (text labels compared as
+    text, numbers as numbers)."""
+    values = _complete(column, path, frame, key, "label")
+    index = {(c if isinstance(c, str) else float(c)): i for i, c in enumerate(classes)}
+    if values.dtype.kind == "f":
+        keys = values.tolist() if all(not isinstance(c, str) for c in classes) else \
+            [f"{v:g}" for v in values.tolist()]
+    else:
+        keys = values.tolist()
+    out = np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+    bad = np.flatnonzero(out < 0)
+    if len(bad):
+        row = int(bad[0])
+        raise DataError(f"{path}: {_line(frame, row)}, {_column_name(frame, key)} (label): "
+                        f"{str(keys[row])[:40]!r} is not one of the classes "
+                        f"{json.dumps(list(classes))[:200]}")
+    return out.astype(np.int8)
 
 
 def _check_finite_features(block: np.ndarray, path: str, frame, keys) -> None:

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 from . import metric_registry
 from .costs import CELL_MEANING, CELLS, CostMatrix
 from .errors import HyperparameterError
@@ -230,6 +232,15 @@ SCHEMA: tuple[Param, ...] = (
             f"cost_{cell} for every row.", "costs")
       for cell, name in (("fp", "false positive"), ("fn", "false negative"),
                          ("tp", "true positive"), ("tn", "true negative"))),
+    Param("cost_matrix", "str", "",
+          "The cost matrix C[true][decided] as a JSON list of rows ('[[0,1,4],[2,0,1],[9,3,0]]'): "
+          "K >= 3 rows train a multi-class model that decides argmin_j sum_k p_k C[k][j]; 2 rows "
+          "are the binary costs [[cost_tn, cost_fp], [cost_fn, cost_tp]]. Empty with classes: 1 "
+          "for each wrong decision, 0 for a right one.", "costs"),
+    Param("classes", "str", "",
+          "More than two classes: their labels in order, a JSON list ('[\"low\",\"medium\","
+          "\"high\"]' or '[3,5,7]'); responses name classes by them. Empty: the labels are the "
+          "integers 0..K-1, K the rows of cost_matrix.", "costs"),
     # --- data ---
     Param("label_column", "str", "",
           "Label column name (implies a header for CSV). Empty: the first column, SageMaker's "
@@ -323,9 +334,15 @@ class _SettingsView(Mapping):
                              if self.facet_column and self.facet_values_or_threshold else None),
             "fairness_names": (tuple(m for m in self.fairness_metrics.split(",") if m)
                                if self.facet_column else ()),
+            **_classes_and_matrix(self.classes, self.cost_matrix),
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
+
+    @property
+    def multiclass(self) -> bool:
+        """More than two classes (``class_labels`` and ``matrix`` then hold them)."""
+        return self.class_labels is not None
 
     @property
     def class_costs(self) -> CostMatrix:
@@ -353,7 +370,10 @@ Settings = make_dataclass(
     [(_attribute(p.name), _PYTHON_TYPES[p.type]) for p in SCHEMA]
     + [("label_values", "list | float | None", field(init=False, repr=False, compare=False)),
        ("facet_values", "list | float | None", field(init=False, repr=False, compare=False)),
-       ("fairness_names", "tuple[str, ...]", field(init=False, repr=False, compare=False))],
+       ("fairness_names", "tuple[str, ...]", field(init=False, repr=False, compare=False)),
+       ("class_labels", "tuple | None", field(init=False, repr=False, compare=False)),
+       ("matrix", "tuple[tuple[float, ...], ...] | None",
+        field(init=False, repr=False, compare=False))],
     bases=(_SettingsView,), frozen=True)
 Settings.__module__ = __name__
 Settings.__doc__ = """Parsed hyperparameters: typed and immutable. Every schema name is an attribute
@@ -361,7 +381,75 @@ Settings.__doc__ = """Parsed hyperparameters: typed and immutable. Every schema 
 derived once: ``label_values`` and
 ``facet_values`` (Clarify's ``*_values_or_threshold``: a list of values or a threshold, ``None``
 when not given), ``fairness_names`` (upper-case, empty without a facet), ``class_costs``,
-``cost_columns``."""
+``cost_columns``; with more than two classes ``class_labels`` (the label of each class, in
+order) and ``matrix`` (``C[true][decided]``), both ``None`` for two."""
+
+
+def _classes_and_matrix(classes_text: str, matrix_text: str) -> dict:
+    """``class_labels`` and ``matrix`` from ``classes`` and ``cost_matrix`` (module docstring of
+    :mod:`costaware.multiclass`); ``None`` for two classes."""
+    from .multiclass import CostMatrixError, parse_cost_matrix
+
+    labels = None
+    if classes_text:
+        try:
+            labels = json.loads(classes_text)
+        except json.JSONDecodeError:
+            labels = None
+        if not (isinstance(labels, list) and all(
+                isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+                for v in labels)):
+            raise HyperparameterError(
+                f"hyperparameter 'classes': {classes_text!r} must be a JSON list of class labels "
+                "(strings or integers), e.g. '[\"low\", \"medium\", \"high\"]'")
+        if len(labels) < 3:
+            raise HyperparameterError(
+                f"hyperparameter 'classes' names {len(labels)} classes: it is for three or more "
+                "(two classes are labels 0/1, or label_values_or_threshold names class 1)")
+        if len(set(map(json.dumps, labels))) < len(labels):
+            raise HyperparameterError("hyperparameter 'classes' names a class twice")
+    matrix = None
+    if matrix_text:
+        try:
+            matrix = parse_cost_matrix(matrix_text, len(labels) if labels else None,
+                                       allow_two=labels is None)
+        except CostMatrixError as exc:
+            raise HyperparameterError(f"hyperparameter 'cost_matrix': {exc}") from None
+        if len(matrix) == 2:  # the binary costs: parse() has moved them into cost_*
+            return {"class_labels": None, "matrix": None}
+    if labels is None and matrix is None:
+        return {"class_labels": None, "matrix": None}
+    k = len(labels) if labels else len(matrix)
+    if matrix is None:
+        matrix = 1.0 - np.eye(k)
+    return {"class_labels": tuple(labels) if labels else tuple(range(k)),
+            "matrix": tuple(tuple(float(c) for c in row) for row in matrix)}
+
+
+def _binary_matrix(values: dict, given: Mapping[str, str]) -> None:
+    """A 2 x 2 ``cost_matrix`` ``[[tn, fp], [fn, tp]]`` is the binary costs: into ``cost_*``."""
+    from .multiclass import CostMatrixError, parse_cost_matrix
+
+    if not values["cost_matrix"] or values["classes"]:
+        return
+    try:
+        matrix = parse_cost_matrix(values["cost_matrix"], allow_two=True)
+    except CostMatrixError:
+        return  # Settings reports it
+    if len(matrix) != 2:
+        return
+    twice = [f"cost_{cell}" for cell in CELLS if f"cost_{cell}" in given]
+    if twice:
+        raise HyperparameterError(
+            f"hyperparameters 'cost_matrix' and {', '.join(repr(t) for t in twice)} both give the "
+            "binary costs; give them once")
+    (tn, fp), (fn, tp) = matrix.tolist()
+    at = {"tn": "C[0][0]", "fp": "C[0][1]", "fn": "C[1][0]", "tp": "C[1][1]"}
+    problem = CostMatrix(fp=fp, fn=fn, tp=tp, tn=tn).problem(
+        lambda cell, value: f"{at[cell]} (cost_{cell}, {value:g})")
+    if problem:
+        raise HyperparameterError(f"hyperparameter 'cost_matrix': {problem}")
+    values.update(cost_tn=tn, cost_fp=fp, cost_fn=fn, cost_tp=tp)
 
 
 def _normalised(values: dict) -> dict:
@@ -391,6 +479,7 @@ def parse(raw: Mapping[str, Any]) -> Settings:
             )
         seen[param.name] = key
         values[param.name] = param.parse(raw_value)
+    _binary_matrix(values, seen)
     settings = Settings(**{_attribute(k): v for k, v in _normalised(values).items()})
     _check_cross_field(settings, set(seen))
     return settings
@@ -450,7 +539,36 @@ def _check_fairness(s: Settings) -> None:
             "constraint)")
 
 
+# What a multi-class job does not do yet, each with the reason a job that sets it is refused
+MULTICLASS_REFUSED = {
+    "facet_column": "bias metrics and fairness with more than two classes are not built yet",
+    "label_values_or_threshold": "it collapses labels to two classes; with more than two, "
+                                 "classes names them",
+    "decision_rule": "more than two classes are decided by the Bayes rule only",
+    "objective": "more than two classes train the multi-class softmax loss, weighted by "
+                 "cost_weight_exponent (0: unweighted)",
+    **{f"cost_{cell}": "it is a binary cost; with more than two classes cost_matrix holds the "
+                       "costs" for cell in CELLS},
+    **{f"cost_{cell}_column": "per-row costs are binary cells; with more than two classes "
+                              "cost_matrix holds the costs" for cell in CELLS},
+}
+MULTICLASS_METRICS = ("logloss", "auc", "brier", "ece", "accuracy", "recall", "expected_cost",
+                      "savings")
+
+
+def _check_multiclass(s: Settings, given: set[str]) -> None:
+    for name in sorted(given & set(MULTICLASS_REFUSED)):
+        raise HyperparameterError(f"hyperparameter '{name}' with {len(s.class_labels)} classes: "
+                                  f"{MULTICLASS_REFUSED[name]}")
+    if s.early_stopping_metric not in MULTICLASS_METRICS:
+        raise HyperparameterError(
+            f"hyperparameter 'early_stopping_metric': {s.early_stopping_metric} is a binary "
+            f"metric; with more than two classes one of {', '.join(MULTICLASS_METRICS)}")
+
+
 def _check_cross_field(s: Settings, given: set[str] = frozenset()) -> None:
+    if s.multiclass:
+        _check_multiclass(s, given)
     # The class costs decide every row without a cost column, at inference too.
     problem = s.class_costs.problem(
         lambda cell, value: f"'cost_{cell}' ({value:g})")

@@ -17,11 +17,17 @@ import numpy as np
 from .artifact import Model
 from .costs import CELLS, RowCosts, check_row_costs
 from .fairness import sensitive_facet_index
+from .multiclass_policy import MulticlassPolicy
 from .policy import Policy
 
 OUTPUT_FIELDS = ("score", "decision", "expected_cost_if_1", "expected_cost_if_0", "threshold",
                  "costs", "rule")
-TEXT_FIELDS = ("costs", "rule")  # the others are numbers
+# More than two classes: per class (keyed by class name) the probability and the expected cost of
+# deciding it
+MULTICLASS_FIELDS = ("decision", "probabilities", "expected_costs", "costs", "rule")
+PER_CLASS_FIELDS = ("probabilities", "expected_costs")
+ALL_FIELDS = OUTPUT_FIELDS + PER_CLASS_FIELDS
+TEXT_FIELDS = ("costs", "rule")  # the others are numbers (a decision may be a class's text)
 COSTS_OF_ROW = "row"  # the `costs` field of a row decided at its own costs
 
 
@@ -54,6 +60,11 @@ class Layout:
                    tuple(cell for cell, _ in policy.cost_columns))
 
 
+def output_fields(model: Model) -> tuple[str, ...]:
+    """The fields a response may carry for this model (all of them by default)."""
+    return MULTICLASS_FIELDS if isinstance(model.policy, MulticlassPolicy) else OUTPUT_FIELDS
+
+
 def predict(model: Model, rows: np.ndarray, has_costs: np.ndarray | None = None,
             policy: Policy | None = None, costs_source: str = "model",
             where=lambda i: f"row {i + 1}") -> dict:
@@ -65,6 +76,8 @@ def predict(model: Model, rows: np.ndarray, has_costs: np.ndarray | None = None,
     columns are read only for rows with ``has_costs``. ``where(i)`` names row ``i`` in errors.
     """
     policy = policy or model.policy
+    if isinstance(policy, MulticlassPolicy):
+        return predict_classes(model, rows, policy, costs_source)
     layout = Layout.of(model)
     n = len(rows)
     features = rows[:, :layout.features]
@@ -94,6 +107,24 @@ def predict(model: Model, rows: np.ndarray, has_costs: np.ndarray | None = None,
         "costs": source,
         "rule": np.full(n, policy.rule.kind, dtype=object),
     }
+
+
+def predict_classes(model: Model, rows: np.ndarray, policy: MulticlassPolicy,
+                    costs_source: str = "model") -> dict:
+    """More than two classes: per row the ``decision`` (the class's label), ``probabilities``
+    and ``expected_costs`` (``(n, K)``, columns in class order; ``class_names`` says which), the
+    ``costs`` it was decided at ("model" or "request") and the ``rule``."""
+    n = len(rows)
+    p = policy.probability(model.margin(rows[:, :len(model.feature_names)]).reshape(n, policy.k))
+    index, expected = policy.decide(p)
+    labels = policy.classes
+    if all(isinstance(c, int) for c in labels):
+        decision = np.asarray(labels, dtype=np.int64)[index]
+    else:
+        decision = np.asarray(policy.class_names, dtype=object)[index]
+    return {"decision": decision, "probabilities": p, "expected_costs": expected,
+            "costs": np.full(n, costs_source, dtype=object),
+            "rule": np.full(n, "bayes", dtype=object), "class_names": policy.class_names}
 
 
 def row_costs(policy: Policy, layout: Layout, rows: np.ndarray, has_costs: np.ndarray | None,

@@ -67,6 +67,10 @@ def _run(base_dir: str, log, stop: StopRequest) -> training.TrainingResult | Non
     hosts = multihost.read_host_config(config_dir)
     if hosts is None or not hosts.multi_host:
         return job.train(SOLO, [])
+    if settings.multiclass:
+        raise HyperparameterError(
+            f"{len(settings.class_labels)} classes (cost_matrix or classes) train on one host "
+            f"for now; this job has {len(hosts.hosts)} (set InstanceCount to 1)")
     return _run_multi_host(job, hosts)
 
 
@@ -129,6 +133,8 @@ class Job:
 
     def train(self, cluster: Cluster, hosts: list[str]) -> training.TrainingResult | None:
         datasets = self.load(cluster)
+        if self.settings.multiclass:
+            return self._train_classes(datasets)
         checkpoint_dir = os.path.join(self.base_dir, "checkpoints")
         store = None
         if os.path.isdir(checkpoint_dir):
@@ -144,6 +150,20 @@ class Job:
             self.log(f"host {cluster.host}: training done; {cluster.hosts[0]} writes the model")
             return None
         _write_outputs(self.base_dir, result, self.settings, hosts, self.log)
+        return result
+
+    def _train_classes(self, datasets: dict):
+        """More than two classes (:mod:`costaware.multiclass_training`): one host, no
+        checkpoints yet."""
+        from . import multiclass_training
+
+        if os.path.isdir(os.path.join(self.base_dir, "checkpoints")):
+            self.log("checkpoints: not yet with more than two classes; a stopped job restarts "
+                     "from round 0")
+        result = multiclass_training.train(self.settings, datasets["train"],
+                                           datasets.get("validation"), datasets.get("test"),
+                                           log=self.log, stop=self.stop)
+        _write_class_outputs(self.base_dir, result, self.settings, self.log)
         return result
 
     def load(self, cluster: Cluster) -> dict:
@@ -243,6 +263,33 @@ def _write_outputs(base_dir: str, result: training.TrainingResult, settings, hos
         handle.write("\n")
     _write_report(output_data, result, settings, log)
     log(f"model saved to {model_dir}; decision rule {result.policy.rule.describe()}")
+
+
+def _write_class_outputs(base_dir: str, result, settings, log) -> None:
+    """The model, evaluation.json and report.html of a model with more than two classes."""
+    model_dir = os.path.join(base_dir, "model")
+    summary = {"held_out": result.held_out,
+               "loss_weights": {**result.weighting.to_dict(),
+                                "min_child_weight": result.min_child_weight},
+               "rounds": {"trained": result.rounds_trained, "kept": result.best_iteration + 1}}
+    artifact.save(model_dir, result.booster, result.feature_names, result.policy, {
+        "metrics": {name: {k: v for k, v in ch.metrics.items()
+                           if k not in ("confusion", "cell_costs")}
+                    for name, ch in result.channels.items()},
+        **summary, "best_iteration": result.best_iteration,
+        "rounds_trained": result.rounds_trained, "hyperparameters": dict(settings),
+        "rows": result.rows})
+    output_data = os.path.join(base_dir, "output", "data")
+    os.makedirs(output_data, exist_ok=True)
+    document = artifact.json_safe({
+        "policy": result.policy.to_dict(), **summary,
+        "channels": {name: {"scored_by": ch.scored_by, "fitted_on_these_rows": ch.fitted_on,
+                            "served": ch.metrics}
+                     for name, ch in result.channels.items()}})
+    with open(os.path.join(output_data, "evaluation.json"), "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2, allow_nan=False)
+        handle.write("\n")
+    log(f"model saved to {model_dir}; {result.policy.k} classes, decided by argmin(P @ C)")
 
 
 def _without_tables(metrics: dict) -> dict:

@@ -23,6 +23,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from .. import artifact, inference
+from ..multiclass_policy import MulticlassPolicy
 from ..policy import OverrideRefused
 from . import codecs, policy_override
 from .config import ServerSettings
@@ -56,10 +57,30 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
     model_policy = model.policy
     limit = settings.max_payload_bytes
 
+    multiclass = isinstance(model_policy, MulticlassPolicy)
+    fields = inference.output_fields(model)
+
     def policy_info(policy, source: str) -> dict:
+        if multiclass:
+            return {"classes": list(policy.class_names),
+                    "cost_matrix": [list(row) for row in policy.matrix], "costs_source": source,
+                    "rule": {"kind": "bayes"}}
         return {"costs": policy.costs.as_dict(), "costs_source": source,
                 "rule": policy.rule.to_dict(),
                 "cost_columns": [name for _, name in policy.cost_columns]}
+
+    def requested_policy(header: str | None):
+        """The policy a request's custom attributes ask for, or None for the model's."""
+        if multiclass:
+            matrix = policy_override.parse_matrix(header, model_policy)
+            return None if matrix is None else model_policy.with_matrix(matrix)
+        costs = policy_override.parse_costs(header, model_policy.costs)
+        if costs is None:
+            return None
+        try:
+            return model_policy.with_costs(costs)
+        except OverrideRefused as exc:
+            raise codecs.RequestError(400, f"{policy_override.HEADER}: {exc}") from None
 
     model_policy_json = codecs.policy_json(policy_info(model_policy, "model"))
     model_policy_header = policy_override.describe_policy(model_policy, "model")
@@ -90,9 +111,8 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
         if encoding not in ("", "identity"):
             raise codecs.RequestError(415, f"Content-Encoding {encoding!r} is not supported; send "
                                            "the body uncompressed")
-        spec = codecs.output_spec(headers.get("Accept"))
-        costs = policy_override.parse_costs(headers.get(policy_override.HEADER),
-                                            model_policy.costs)
+        spec = codecs.for_model(codecs.output_spec(headers.get("Accept")), fields)
+        override = requested_policy(headers.get(policy_override.HEADER))
         environ = request.environ
         t0 = perf_counter()
         body = _read_body(limit, settings.max_payload_mb)
@@ -100,15 +120,11 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
         rows, has_costs = codecs.decode(body, kind, layout)
         t2 = perf_counter()
         environ["costaware.rows"] = len(rows)
-        if costs is None:
+        if override is None:
             policy, source = model_policy, "model"
             info, header = model_policy_json, model_policy_header
         else:
-            try:
-                policy = model_policy.with_costs(costs)
-            except OverrideRefused as exc:
-                raise codecs.RequestError(400, f"{policy_override.HEADER}: {exc}") from None
-            source = "request"
+            policy, source = override, "request"
             info = codecs.policy_json(policy_info(policy, source))
             header = policy_override.describe_policy(policy, source)
         try:

@@ -49,6 +49,14 @@ row's own; ``model``: the model's class costs; ``request``: the custom attribute
 unknown or repeated field is a 406. Numbers are printed with up to 15 significant digits, the same
 digits for a row whether it comes alone or in a batch of any size.
 
+More than two classes: the fields are ``decision`` (the class's label: a JSON string, or a number
+for integer labels), ``probabilities`` and ``expected_costs`` (one JSON object each, keyed by class
+label in class order: ``{"low": 0.2, "medium": ...}``; in CSV one column per class, in class
+order), ``costs`` and ``rule``; the default is all five in that order, and a binary field such as
+``score`` is a 406. The JSON ``policy`` is ``{"classes": [...], "cost_matrix": [[...]],
+"costs_source": ..., "rule": {"kind": "bayes"}}``. A CSV cell holding a label with a comma, quote
+or line break is quoted (RFC 4180).
+
 The three jobs live in their own modules: :mod:`~costaware.serving.negotiation` (media types and
 ``Accept``), :mod:`~costaware.serving.decoding` (bodies -> matrices) and
 :mod:`~costaware.serving.encoding` (results -> bodies); this module is their one interface.
@@ -58,8 +66,9 @@ from __future__ import annotations
 
 from .decoding import SMALL_BODY, decode, row_label
 from .encoding import encode, format_float, format_float_column, policy_json
-from .negotiation import OutputSpec, input_kind, output_spec
+from .negotiation import OutputSpec, for_model, input_kind, output_spec
 from .request_error import RequestError
 
-__all__ = ["SMALL_BODY", "OutputSpec", "RequestError", "decode", "encode", "format_float",
-           "format_float_column", "input_kind", "output_spec", "policy_json", "row_label"]
+__all__ = ["SMALL_BODY", "OutputSpec", "RequestError", "decode", "encode", "for_model",
+           "format_float", "format_float_column", "input_kind", "output_spec", "policy_json",
+           "row_label"]

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..inference import TEXT_FIELDS
+from ..inference import PER_CLASS_FIELDS, TEXT_FIELDS
 from .negotiation import OutputSpec
 
 SMALL_ROWS = 64  # responses up to this many rows are formatted value by value
@@ -117,17 +117,46 @@ def _constant(text: str, n: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def _layout(kind: str, fields: tuple[str, ...]) -> tuple[list[str], str, str, str]:
-    """Per field the text before its value, the text after the last one, the row separator, and
-    a %-template of a whole row."""
+def _layout(kind: str, leaves: tuple[tuple[str, str | None], ...]
+            ) -> tuple[list[str], str, str, str]:
+    """Per leaf (a field, or a per-class field's class) the text before its value, the text after
+    the last one, the row separator, and a %-template of a whole row. A per-class field is one
+    JSON object keyed by class name (``"probabilities":{"low":0.2,...}``); in CSV, one column per
+    class."""
     if kind == "csv":
-        prefixes = [""] + [","] * (len(fields) - 1)
+        prefixes = [""] + [","] * (len(leaves) - 1)
         suffix, separator = "", "\n"
     else:
-        prefixes = [("{" if i == 0 else ",") + json.dumps(f) + ":" for i, f in enumerate(fields)]
-        suffix, separator = "}", ("\n" if kind == "jsonlines" else ",")
+        prefixes, group = [], None
+        for i, (field, key) in enumerate(leaves):
+            close = "}" if group is not None and (key is None or field != group) else ""
+            opener = "{" if i == 0 else ","
+            if key is None:
+                prefixes.append(close + opener + json.dumps(field) + ":")
+            elif field != group:
+                prefixes.append(close + opener + json.dumps(field) + ":{" + json.dumps(key) + ":")
+            else:
+                prefixes.append("," + json.dumps(key) + ":")
+            group = field if key is not None else None
+        suffix, separator = ("}" if group is not None else "") + "}", \
+            ("\n" if kind == "jsonlines" else ",")
     template = "".join(p.replace("%", "%%") + "%s" for p in prefixes) + suffix
     return prefixes, suffix, separator, template
+
+
+@functools.lru_cache(maxsize=256)
+def _leaves(fields: tuple[str, ...], class_names: tuple[str, ...] | None
+            ) -> tuple[tuple[str, str | None], ...]:
+    """``(field, class name)`` per value of a row: a per-class field has one per class."""
+    return tuple((f, name) for f in fields
+                 for name in (class_names if f in PER_CLASS_FIELDS and class_names else (None,)))
+
+
+def _column(result: dict, leaf: tuple[str, str | None]) -> np.ndarray:
+    field, name = leaf
+    if name is None:
+        return result[field]
+    return result[field][:, result["class_names"].index(name)]
 
 
 def policy_json(policy_info: dict) -> bytes:
@@ -138,19 +167,19 @@ def policy_json(policy_info: dict) -> bytes:
 def encode(result: dict, spec: OutputSpec, policy: bytes) -> bytes:
     """Predictions (``inference.predict``'s dict of arrays) -> response body; ``policy`` is
     :func:`policy_json` of the policy used (only JSON responses carry it)."""
-    n = len(result["score"])
-    fields = spec.fields
+    n = len(result["decision"])
+    leaves = _leaves(spec.fields, result.get("class_names"))
     quoted = spec.kind != "csv"
-    prefixes, suffix, separator, template = _layout(spec.kind, fields)
+    prefixes, suffix, separator, template = _layout(spec.kind, leaves)
     if n <= SMALL_ROWS:
-        columns = [_format_small(result[f], f, quoted) for f in fields]
-        body = separator.join(template % row for row in zip(*columns)).encode("ascii")
+        columns = [_format_small(_column(result, leaf), leaf[0], quoted) for leaf in leaves]
+        body = separator.join(template % row for row in zip(*columns)).encode("utf-8")
     else:
         blocks = []
-        for prefix, field in zip(prefixes, fields):
+        for prefix, leaf in zip(prefixes, leaves):
             if prefix:
                 blocks.append(_constant(prefix, n))
-            blocks.append(_format_large(result[field], field, quoted))
+            blocks.append(_format_large(_column(result, leaf), leaf[0], quoted))
         blocks.append(_constant(suffix + separator, n))
         flat = np.concatenate(blocks, axis=1).ravel()
         body = flat[flat != 0].tobytes()[:-len(separator)]
@@ -161,13 +190,17 @@ def encode(result: dict, spec: OutputSpec, policy: bytes) -> bytes:
 
 @functools.lru_cache(maxsize=64)  # a handful of words ("model", "row", "bayes", ...)
 def _text(value: str, quoted: bool) -> str:
-    return json.dumps(value) if quoted else value
+    if quoted:
+        return json.dumps(value)
+    if any(c in value for c in ',"\r\n'):  # a class label with CSV's own characters: quoted
+        return '"' + value.replace('"', '""') + '"'
+    return value
 
 
 def _format_small(values: np.ndarray, field: str, quoted: bool) -> list[str]:
-    if field == "decision":
+    if field == "decision" and values.dtype.kind in "iu":
         return [str(int(d)) for d in values.tolist()]
-    if field in TEXT_FIELDS:
+    if field in TEXT_FIELDS or values.dtype.kind == "O":  # a class's text label is text too
         return [_text(v, quoted) for v in values.tolist()]
     if field == "threshold" and len(values) and (values == values[0]).all():
         return [format_float(float(values[0]))] * len(values)
@@ -176,11 +209,11 @@ def _format_small(values: np.ndarray, field: str, quoted: bool) -> list[str]:
 
 def _format_large(values: np.ndarray, field: str, quoted: bool) -> np.ndarray:
     n = len(values)
-    if field == "decision":
+    if field == "decision" and values.dtype.kind in "iu" and (values <= 9).all():
         return (48 + np.asarray(values, dtype=np.uint8)).reshape(n, 1)
-    if field in TEXT_FIELDS:  # a few distinct words: each row picks its word's bytes
+    if field in TEXT_FIELDS or values.dtype.kind == "O":  # a few distinct words: each row picks its word's bytes
         words, which = np.unique(np.asarray(values, dtype=str), return_inverse=True)
-        texts = [_text(w, quoted).encode("ascii") for w in words]
+        texts = [_text(w, quoted).encode("utf-8") for w in words]
         width = max(map(len, texts))
         table = np.zeros((len(texts), width), np.uint8)
         for k, text in enumerate(texts):

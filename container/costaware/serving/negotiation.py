@@ -14,7 +14,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from ..inference import OUTPUT_FIELDS
+from ..inference import ALL_FIELDS, MULTICLASS_FIELDS, OUTPUT_FIELDS
 from .request_error import RequestError
 
 CSV_TYPES = {"text/csv": "csv"}
@@ -92,6 +92,7 @@ def input_kind(content_type: str | None) -> str:
 class OutputSpec:
     kind: str  # json | jsonlines | csv
     fields: tuple[str, ...] = OUTPUT_FIELDS
+    chosen: bool = False  # the request named the fields (else: the model's own, all of them)
 
     @property
     def mimetype(self) -> str:
@@ -127,10 +128,23 @@ def output_spec(accept: str | None) -> OutputSpec:
     for _, _, essence, params in sorted(candidates):
         kind = OUTPUT_TYPES.get(essence) or OUTPUT_WILDCARDS.get(essence)
         if kind:
-            return OutputSpec(kind, _fields(params.get("fields")))
+            chosen = params.get("fields")
+            return OutputSpec(kind, _fields(chosen), chosen is not None)
     raise RequestError(406, f"Accept {accept.strip()!r}: this server answers application/json, "
                             "application/jsonlines or text/csv",
                        supported=sorted(set(OUTPUT_MIMETYPES.values())))
+
+
+def for_model(spec: OutputSpec, fields: tuple[str, ...]) -> OutputSpec:
+    """``spec`` for a model whose responses carry ``fields``: those by default; fields the request
+    chose must be among them (a 406 otherwise)."""
+    if not spec.chosen:
+        return spec if spec.fields == fields else OutputSpec(spec.kind, fields)
+    for name in spec.fields:
+        if name not in fields:
+            raise RequestError(406, f"Accept: field {name!r} is not in this model's responses; "
+                                    f"choose from {', '.join(fields)}", fields=list(fields))
+    return spec
 
 
 def _fields(value: str | None) -> tuple[str, ...]:
@@ -140,9 +154,10 @@ def _fields(value: str | None) -> tuple[str, ...]:
     if not names:
         raise RequestError(406, f"Accept: fields is empty; choose from {', '.join(OUTPUT_FIELDS)}")
     for name in names:
-        if name not in OUTPUT_FIELDS:
+        if name not in ALL_FIELDS:
             raise RequestError(406, f"Accept: unknown field {name!r}; choose from "
-                                    f"{', '.join(OUTPUT_FIELDS)}", fields=list(OUTPUT_FIELDS))
+                                    f"{', '.join(OUTPUT_FIELDS)} (more than two classes: "
+                                    f"{', '.join(MULTICLASS_FIELDS)})", fields=list(OUTPUT_FIELDS))
     if len(set(names)) != len(names):
         raise RequestError(406, f"Accept: fields={value} names a field twice")
     return tuple(names)

@@ -20,6 +20,14 @@ Rules (also in docs/serving.md):
   floating point, its log-odds become infinite, and the expected costs no longer pick the decision
   (found by fuzzing: ``cost_fp=1e308`` gave decision 0 with the lower expected cost on deciding 1).
 
+A model with more than two classes takes the whole matrix instead, ``C[true][decided]`` as JSON:
+
+    X-Amzn-SageMaker-Custom-Attributes: cost_matrix=[[0,1,4],[2,0,1],[9,3,0]]
+
+checked as training checks ``cost_matrix`` (K x K for the model's K classes, numbers >= 0, each at
+most ``1e300``, no decision that dominates); ``cost_fp`` and the like are refused for such a model,
+and ``cost_matrix`` for a binary one. SageMaker passes at most 1,024 characters of the header.
+
 Rows are then decided by the Bayes rule at these costs on the calibrated probability
 (:meth:`costaware.policy.Policy.with_costs`); rows that carry their own costs keep them. A model
 whose rule was fitted under a fairness bound refuses overrides (400).
@@ -29,24 +37,64 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from ..costs import CostMatrix
 from ..errors import InputError
+from ..multiclass import CostMatrixError, parse_cost_matrix
+from ..multiclass_policy import MulticlassPolicy
 
 HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 COST_KEYS = ("cost_fp", "cost_fn", "cost_tp", "cost_tn")
 MAX_COST = 1e300  # so that sums of costs stay finite
 MAX_REGRET_RATIO = 1e12  # the Bayes threshold stays within [1e-12, 1 - 1e-12]
 _NUMBER = re.compile(r"[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_MATRIX = re.compile(r"(?:^|(?<=[,;]))\s*cost_matrix\s*=\s*(\[[^=]*?\]\s*\])")
 
 
 class OverrideError(InputError):
     """The custom-attributes header asks for costs that cannot be used."""
 
 
+def _matrix_part(header: str) -> tuple[str | None, str]:
+    """``(the cost_matrix value, the header without it)``: the matrix holds commas of its own."""
+    match = _MATRIX.search(header)
+    if match is None:
+        return None, header
+    return match.group(1), header[:match.start()] + "," + header[match.end():]
+
+
+def parse_matrix(header: str | None, policy) -> np.ndarray | None:
+    """The K x K matrix a request asks a multi-class ``policy`` to decide at, or ``None``."""
+    if not header:
+        return None
+    text, rest = _matrix_part(header)
+    for part in re.split(r"[,;]", rest):
+        key = part.partition("=")[0].strip()
+        if key == "cost_matrix":
+            raise OverrideError(f"{HEADER}: cost_matrix must be a JSON list of rows, e.g. "
+                                "cost_matrix=[[0,1,4],[2,0,1],[9,3,0]]")
+        if key.lower().startswith("cost_"):
+            raise OverrideError(f"{HEADER}: {key!r}: this model has {policy.k} classes; give "
+                                "the costs as cost_matrix=[[...],...] (C[true][decided])")
+    if text is None:
+        return None
+    try:
+        matrix = parse_cost_matrix(text, policy.k)
+    except CostMatrixError as exc:
+        raise OverrideError(f"{HEADER}: cost_matrix: {exc}") from None
+    if not (matrix <= MAX_COST).all():
+        raise OverrideError(f"{HEADER}: cost_matrix: a cost is too large (at most {MAX_COST:g})")
+    return matrix
+
+
 def parse_costs(header: str | None, base: CostMatrix) -> CostMatrix | None:
     """The cost matrix a request asks for, or ``None`` when its header names no ``cost_*`` key."""
     if not header:
         return None
+    if _matrix_part(header)[0] is not None or re.search(r"(^|[,;])\s*cost_matrix\s*=", header):
+        raise OverrideError(f"{HEADER}: cost_matrix is for models with more than two classes; "
+                            f"this one takes {', '.join(COST_KEYS)}")
     given: dict[str, float] = {}
     for part in re.split(r"[,;]", header):
         part = part.strip()
@@ -91,7 +139,12 @@ def parse_costs(header: str | None, base: CostMatrix) -> CostMatrix | None:
 
 def describe_policy(policy, source: str) -> str:
     """The response's custom-attributes value: the class costs and the rule a response used (rows
-    with their own costs say so in their ``costs`` field)."""
+    with their own costs say so in their ``costs`` field); with more than two classes the cost
+    matrix."""
+    if isinstance(policy, MulticlassPolicy):
+        matrix = "[" + ",".join("[" + ",".join(_num(c) for c in row) + "]"
+                                for row in policy.matrix) + "]"
+        return f"cost_matrix={matrix},rule=bayes,costs_source={source}"
     costs = policy.costs.as_dict()
     parts = [f"{key}={_num(costs[key])}" for key in COST_KEYS]
     parts.append(f"rule={policy.rule.kind}")

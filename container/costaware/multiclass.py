@@ -1,0 +1,313 @@
+"""More than two classes: the K x K cost matrix, Bayes decisions, the calibrator and the loss.
+
+Notation: ``K`` classes ``0..K-1``; ``P`` an ``(n, K)`` matrix of probabilities (rows sum to 1);
+``C`` the cost matrix, ``C[k][j]`` the cost of deciding ``j`` when the true class is ``k``.
+
+* **Expected cost** of each decision: ``E = P @ C``, ``E[i, j] = sum_k P[i, k] C[k][j]``.
+* **Bayes decision**: ``argmin_j E[i, j]`` (ties go to the lower class index).
+* **A valid matrix**: square, at least 3 x 3 (two classes are the binary ``cost_*``), finite, no
+  cost below 0, and no decision that *dominates*: a column ``j`` with ``C[k][j] <= C[k][i]`` for
+  every true class ``k`` and every other decision ``i`` would decide every row ``j`` whatever the
+  probabilities, so a model could not change a single decision.
+* **Calibrator** (vector scaling with one temperature): ``q = softmax(z / T + b)`` from the model's
+  margins ``z``, ``T > 0``, ``b`` a bias per class with ``b_0 = 0``; fitted on held-out margins by
+  minimising the mean log loss ``-mean_i log q[i, y_i]`` (L-BFGS on ``(log T, b_1..b_{K-1})``
+  with the exact gradient; ``T = 1, b = 0`` is where it starts). One temperature keeps the order
+  of each row's margins' differences; the biases correct each class's base rate.
+* **Loss** (the cost-weighted multi-class loss). A class's *regret* is the mean extra cost of a
+  wrong decision on one of its rows, ``r_k = mean_{j != k} (C[k][j] - C[k][k])`` (for K = 2 this is
+  the binary ``C_FN - C_TP`` and ``C_FP - C_TN``); its weight, as in the binary loss,
+  ``w_k = clip(r_k / s, 1/CAP, CAP) ** alpha`` with ``s`` the mean regret of the training rows,
+  then scaled to mean 1 over the rows. A row ``i`` of class ``y`` has the weighted softmax
+  cross-entropy with offsets ``o_k = log w_k``:
+
+      L_i = -w_y log q_{i,y},   q_i = softmax(f_i + o),
+
+  whose gradient and Hessian diagonal in the margins ``f_i`` are
+
+      g_{i,k} = w_y (q_{i,k} - [k = y]),   h_{i,k} = w_y q_{i,k} (1 - q_{i,k}).
+
+  The weights make costly classes' rows count more in every split; the offsets undo their effect
+  on the margins: where the weighted loss is minimised, ``q_k`` is proportional to ``w_k pi_k``
+  (``pi_k`` the class-``k`` probability) so ``softmax(f)_k = pi_k`` - the margins stay log
+  probabilities (up to a constant per row) and the calibrator corrects what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .objective import CAP
+
+MAX_CLASSES = 50  # a cost matrix of 2,500 cells: more is not a cost matrix anyone writes by hand
+
+
+class CostMatrixError(ValueError):
+    """A cost matrix that cannot decide; the message is one line."""
+
+
+def parse_cost_matrix(text, classes: int | None = None, allow_two: bool = False) -> np.ndarray:
+    """``C`` from its JSON text (or an already parsed list), checked as the module docstring says;
+    ``classes``: the K it must have; ``allow_two``: a 2 x 2 matrix (the binary costs, which their
+    own check, :meth:`costaware.costs.CostMatrix.problem`, then judges) is returned unjudged.
+    Raises :class:`CostMatrixError` with one line."""
+    value = text
+    if isinstance(text, str):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CostMatrixError(f"not JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(value, list) or not value or not all(isinstance(r, list) for r in value):
+        raise CostMatrixError("must be a JSON list of rows, one per true class, e.g. "
+                              "[[0,1,4],[1,0,2],[8,2,0]]")
+    k = len(value)
+    for i, row in enumerate(value):
+        if len(row) != k:
+            raise CostMatrixError(f"row {i} has {len(row)} values, the matrix has {k} rows: it "
+                                  "must be square (C[true][decided])")
+        for j, cell in enumerate(row):
+            if isinstance(cell, bool) or not isinstance(cell, (int, float)):
+                raise CostMatrixError(f"C[{i}][{j}] is {json.dumps(cell)}, not a number")
+            if not math.isfinite(cell) or cell < 0:
+                raise CostMatrixError(f"C[{i}][{j}] is {cell}: costs must be finite and not "
+                                      "below 0")
+    if k > MAX_CLASSES:
+        raise CostMatrixError(f"{k} classes: at most {MAX_CLASSES}")
+    if classes is not None and k != classes:
+        raise CostMatrixError(f"{k} x {k}, but there are {classes} classes")
+    matrix = np.array(value, dtype=np.float64)
+    if k == 2 and allow_two:
+        return matrix
+    if k < 3:
+        raise CostMatrixError(f"{k} x {k}: a multi-class matrix has three or more rows"
+                              + (" (two classes: cost_fp, cost_fn, cost_tp, cost_tn)"
+                                 if k == 2 else ""))
+    problem = matrix_problem(matrix)
+    if problem:
+        raise CostMatrixError(problem)
+    return matrix
+
+
+def matrix_problem(matrix: np.ndarray) -> str | None:
+    """Why ``matrix`` cannot decide (a dominating decision), or ``None``."""
+    k = len(matrix)
+    for j in range(k):
+        others = np.delete(matrix, j, axis=1)
+        if np.all(matrix[:, [j]] <= others):
+            return (f"deciding class {j} costs no more than any other decision whatever the true "
+                    f"class (column {j} is the lowest in every row): every row would be decided "
+                    f"{j}, whatever the model says")
+    return None
+
+
+def expected_costs(p: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``E = P @ C``: each row's expected cost of each decision."""
+    return np.asarray(p, dtype=np.float64) @ matrix
+
+
+def bayes_decisions(p: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(argmin_j E[i, j], E)`` (ties: the lower class)."""
+    e = expected_costs(p, matrix)
+    return np.argmin(e, axis=1).astype(np.int64), e
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    shifted = z - z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def class_regrets(matrix: np.ndarray) -> np.ndarray:
+    """``r_k = mean_{j != k} (C[k][j] - C[k][k])``."""
+    k = len(matrix)
+    off = ~np.eye(k, dtype=bool)
+    return np.array([(matrix[c][off[c]] - matrix[c][c]).mean() for c in range(k)])
+
+
+@dataclass(frozen=True)
+class ClassWeighting:
+    """The loss weight of each class (module docstring): ``w_k``, scaled to mean 1 over the
+    training rows, and the offsets ``o_k = log w_k``."""
+
+    exponent: float
+    scale: float  # s: the training rows' mean regret
+    weights: tuple[float, ...]  # w_k, mean 1 over the training rows
+
+    @classmethod
+    def fit(cls, label: np.ndarray, matrix: np.ndarray, exponent: float) -> "ClassWeighting":
+        k = len(matrix)
+        counts = np.bincount(np.asarray(label, dtype=np.int64), minlength=k).astype(np.float64)
+        regrets = class_regrets(matrix)
+        scale = float((counts * regrets).sum() / counts.sum())
+        if exponent == 0 or scale <= 0:
+            return cls(float(exponent), scale, (1.0,) * k)
+        relative = np.clip(regrets / scale, 1.0 / CAP, CAP) ** exponent
+        mean = (counts * relative).sum() / counts.sum()
+        return cls(float(exponent), scale, tuple(float(w) for w in relative / mean))
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.log(np.asarray(self.weights))
+
+    def to_dict(self) -> dict:
+        return {"exponent": self.exponent, "scale": self.scale, "class_weights": list(self.weights)}
+
+
+def loss_gradients(margins: np.ndarray, label: np.ndarray, row_weight: np.ndarray,
+                   offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(g, h)`` of the module docstring, ``(n, K)`` each; ``row_weight`` is ``w_{y_i}`` (0 for a
+    row a fold model must not see: gradient and Hessian 0)."""
+    q = softmax(margins + offsets)
+    onehot = np.zeros_like(q)
+    onehot[np.arange(len(q)), np.asarray(label, dtype=np.int64)] = 1.0
+    w = np.asarray(row_weight, dtype=np.float64)[:, None]
+    grad = w * (q - onehot)
+    # XGBoost needs a positive Hessian where a row counts; 1e-16 keeps a saturated row's tiny
+    hess = np.maximum(w * q * (1.0 - q), np.where(w > 0, 1e-16, 0.0))
+    return grad, hess
+
+
+def weighted_loss(margins: np.ndarray, label: np.ndarray, row_weight: np.ndarray,
+                  offsets: np.ndarray) -> float:
+    """``sum_i L_i``: what :func:`loss_gradients` differentiates (tests check it numerically)."""
+    q = softmax(margins + offsets)
+    return float(-(row_weight * np.log(q[np.arange(len(q)), np.asarray(label, np.int64)])).sum())
+
+
+@dataclass(frozen=True)
+class TemperatureCalibrator:
+    """``q = softmax(z / T + b)`` (module docstring)."""
+
+    temperature: float = 1.0
+    bias: tuple[float, ...] = ()
+    rows: int = 0  # the held-out rows it was fitted on
+
+    def probability(self, margins: np.ndarray) -> np.ndarray:
+        z = np.asarray(margins, dtype=np.float64) / self.temperature
+        if self.bias:
+            z = z + np.asarray(self.bias)
+        return softmax(z)
+
+    def to_dict(self) -> dict:
+        return {"kind": "temperature", "temperature": self.temperature, "bias": list(self.bias),
+                "rows": self.rows}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TemperatureCalibrator":
+        if d.get("kind") != "temperature":
+            raise ValueError(f"unknown multi-class calibrator {d.get('kind')!r}")
+        temperature = float(d["temperature"])
+        bias = tuple(float(b) for b in d.get("bias", ()))
+        if not (math.isfinite(temperature) and temperature > 0
+                and all(math.isfinite(b) for b in bias)):
+            raise ValueError("the calibrator's temperature must be finite and above 0, its biases "
+                             "finite")
+        return cls(temperature, bias, int(d.get("rows", 0)))
+
+
+def fit_temperature(margins: np.ndarray, label: np.ndarray) -> TemperatureCalibrator:
+    """The calibrator minimising the held-out rows' mean log loss (module docstring)."""
+    from scipy.optimize import minimize  # scipy comes with scikit-learn; only training needs it
+
+    z = np.asarray(margins, dtype=np.float64)
+    y = np.asarray(label, dtype=np.int64)
+    n, k = z.shape
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), y] = 1.0
+
+    def loss_and_grad(theta):
+        inv_t = math.exp(-theta[0])
+        b = np.concatenate([[0.0], theta[1:]])
+        s = z * inv_t + b
+        q = softmax(s)
+        log_q = s - s.max(axis=1, keepdims=True)
+        log_q = log_q - np.log(np.exp(log_q).sum(axis=1, keepdims=True))
+        loss = -(log_q[np.arange(n), y]).mean()
+        d_s = (q - onehot) / n  # d loss / d s
+        grad_log_t = float(-(d_s * z * inv_t).sum())  # d s / d log T = -z / T
+        grad_b = d_s.sum(axis=0)[1:]
+        return loss, np.concatenate([[grad_log_t], grad_b])
+
+    result = minimize(loss_and_grad, np.zeros(k), jac=True, method="L-BFGS-B",
+                      bounds=[(-7.0, 7.0)] + [(None, None)] * (k - 1))
+    theta = result.x
+    return TemperatureCalibrator(float(math.exp(theta[0])),
+                                 tuple(float(b) for b in np.concatenate([[0.0], theta[1:]])), n)
+
+
+def one_vs_rest_auc(label: np.ndarray, p: np.ndarray) -> tuple[float, list[float]]:
+    """Macro one-vs-rest AUC: the mean over classes of the AUC of ``p[:, k]`` separating class
+    ``k`` from the rest (Mann-Whitney, ties counted half); a class absent from the rows, or the
+    only one present, has no AUC (NaN) and is left out of the mean."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(label, dtype=np.int64)
+    per_class = []
+    for k in range(p.shape[1]):
+        positive = y == k
+        n1 = int(positive.sum())
+        n0 = len(y) - n1
+        if n1 == 0 or n0 == 0:
+            per_class.append(float("nan"))
+            continue
+        ranks = rankdata(p[:, k])
+        per_class.append(float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)))
+    defined = [a for a in per_class if not math.isnan(a)]
+    return (float(np.mean(defined)) if defined else float("nan")), per_class
+
+
+def channel_metrics(label: np.ndarray, p: np.ndarray, decision: np.ndarray,
+                    matrix: np.ndarray, bins: int = 10) -> dict:
+    """A channel's metrics at ``decision``:
+
+    * ``logloss`` ``-mean log p[i, y_i]`` (p clipped at 1e-15), ``brier``
+      ``mean sum_k (p[i, k] - [y_i = k])**2``, ``ece`` the top-label expected calibration error
+      over ``bins`` equal-width bins of ``max_k p[i, k]``;
+    * ``auc`` macro one-vs-rest (:func:`one_vs_rest_auc`), ``accuracy``, ``recall`` the mean of
+      the per-class recalls (balanced accuracy), ``recall_per_class``;
+    * ``confusion`` ``[true][decided]`` counts, ``cell_costs`` their costs ``count * C``,
+      ``cost`` their sum, ``expected_cost`` per row, ``cost_all`` the cost of deciding each single
+      class for every row and ``savings`` ``1 - cost / min(cost_all)`` (0: no better than the
+      cheapest single decision for everyone).
+    """
+    y = np.asarray(label, dtype=np.int64)
+    d = np.asarray(decision, dtype=np.int64)
+    n, k = p.shape
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), y] = 1.0
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y, d), 1)
+    cell_costs = confusion * matrix
+    cost = float(cell_costs.sum())
+    counts = confusion.sum(axis=1)
+    cost_all = counts @ matrix  # deciding j for everyone: sum_k n_k C[k][j]
+    cheapest = float(cost_all.min())
+    top = p.max(axis=1)
+    hit = (p.argmax(axis=1) == y).astype(np.float64)
+    which = np.minimum((top * bins).astype(np.int64), bins - 1)
+    ece = sum(abs(hit[which == b].mean() - top[which == b].mean()) * (which == b).sum()
+              for b in range(bins) if (which == b).any()) / n if n else float("nan")
+    auc, _ = one_vs_rest_auc(y, p)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.diag(confusion) / counts
+    return {
+        "rows": n,
+        "logloss": float(-np.log(np.clip(p[np.arange(n), y], 1e-15, 1.0)).mean()),
+        "brier": float(((p - onehot) ** 2).sum(axis=1).mean()),
+        "ece": float(ece),
+        "auc": auc,
+        "accuracy": float(np.diag(confusion).sum() / n),
+        "recall": float(np.nanmean(recall)) if (counts > 0).any() else float("nan"),
+        "recall_per_class": [float(r) for r in recall],
+        "cost": cost,
+        "expected_cost": cost / n,
+        "cost_all": [float(c) for c in cost_all],
+        "savings": 1.0 - cost / cheapest if cheapest > 0 else float("nan"),
+        "confusion": confusion.tolist(),
+        "cell_costs": cell_costs.tolist(),
+    }

@@ -1,0 +1,245 @@
+"""Training with more than two classes: the softmax model, its calibrator, its cost-matrix policy.
+
+The same plan as the binary :mod:`costaware.training`, with :mod:`costaware.multiclass`'s maths:
+
+1. **Fit rows and held-out rows.** ``cross_fit`` (the default): the model is trained on train and
+   validation together and ``cross_fit_folds`` fold models (stratified by class) give every one
+   of these rows an out-of-fold margin; ``validation``: the model is trained on train, the
+   validation channel's rows are held out.
+2. **Loss**: the cost-weighted softmax cross-entropy with offsets (class weights from the cost
+   matrix's regrets, tempered by ``cost_weight_exponent``), as XGBoost's custom objective; all
+   members share one ``DMatrix`` without weights (a fold's rows have weight 0 in its fold model).
+3. **Rounds**: after each round the held-out margins are calibrated (temperature and class
+   biases), decided by ``argmin(P @ C)`` and the metric line logged; early stopping watches
+   ``early_stopping_metric`` on every held-out row.
+4. **The kept round**: the calibrator refitted on the held-out margins at that round.
+5. **Every channel's metrics** at the Bayes decisions, with the confusion matrix and its costs.
+
+One host only for now, and no checkpoints: a stopped job starts again from round 0.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import xgboost as xgb
+
+from . import metric_log
+from .channels import Channel, concat, folds_of
+from .checkpoints import StopRequest, TrainingInterrupted
+from .data import Dataset
+from .errors import DataError, HyperparameterError
+from .multiclass import (ClassWeighting, TemperatureCalibrator, channel_metrics,
+                         fit_temperature, loss_gradients)
+from .multiclass_policy import MulticlassPolicy
+from .rounds import RoundMonitor
+
+
+@dataclass
+class ChannelEvaluation:
+    """One channel's evaluation of the kept model (evaluation.json, the log, the report)."""
+
+    name: str
+    scored_by: str  # "model" or "out-of-fold"
+    fitted_on: list[str]  # what was fitted on these rows
+    metrics: dict  # multiclass.channel_metrics at the Bayes decisions
+
+
+@dataclass
+class MulticlassResult:
+    booster: xgb.Booster
+    policy: MulticlassPolicy
+    channels: dict[str, ChannelEvaluation]
+    best_iteration: int
+    rounds_trained: int
+    feature_names: list[str]
+    weighting: ClassWeighting
+    held_out: str
+    rows: dict = field(default_factory=dict)
+    min_child_weight: float = 1.0
+
+
+def metric_name(label) -> str:
+    """A class label as it appears in a metric name (``recall_<label>``): regex-safe characters."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(label))
+
+
+def train(settings, train_data: Dataset, validation: Dataset | None = None,
+          test: Dataset | None = None, log: Callable[[str], None] = print,
+          stop: StopRequest | None = None) -> MulticlassResult:
+    stop = StopRequest() if stop is None else stop
+    matrix = np.array(settings.matrix, dtype=np.float64)
+    classes = settings.class_labels
+    k = len(classes)
+    cross_fit = settings.calibration_data == "cross_fit"
+    if not cross_fit and validation is None:
+        raise HyperparameterError("hyperparameter 'calibration_data' is 'validation' but the job "
+                                  "has no validation channel; add one, or use 'cross_fit'")
+    channels = {"train": Channel("train", train_data)}
+    for name, data in (("validation", validation), ("test", test)):
+        if data is not None:
+            channels[name] = Channel(name, data)
+    parts = [channels["train"]] + ([channels["validation"]] if cross_fit and validation else [])
+    fit = concat("fit", parts)
+    label = fit.data.label.astype(np.int64)
+    counts = np.bincount(label, minlength=k)
+    fewest = int(counts.min())
+    where = " and ".join(p.name for p in parts)
+    if fewest == 0:
+        missing = classes[int(np.argmin(counts))]
+        raise DataError(f"{where}: no row of class {missing!r}; every class of 'classes' (or of "
+                        "cost_matrix) needs training rows")
+    if cross_fit and fewest < settings.cross_fit_folds:
+        raise DataError(f"{where}: {fewest} rows of class {classes[int(np.argmin(counts))]!r}, "
+                        f"fewer than cross_fit_folds ({settings.cross_fit_folds}): every fold "
+                        "needs rows of each class; lower cross_fit_folds or use calibration_data "
+                        "'validation'")
+    if not cross_fit:
+        _check_held_out_classes(channels["validation"], classes)
+    folds = (folds_of(label, settings.cross_fit_folds, settings.seed, classes=k)
+             if cross_fit else None)
+
+    # 2. loss
+    weighting = ClassWeighting.fit(label, matrix, settings.cost_weight_exponent)
+    row_weight = np.asarray(weighting.weights)[label]
+    offsets = weighting.offsets
+    params = {**settings.xgboost_params(), "objective": "multi:softprob", "num_class": k,
+              "base_score": 0.0, "disable_default_eval_metric": 1,
+              # min_child_weight counts rows of the lightest class (its Hessian sum is at most its
+              # weight per row)
+              "min_child_weight": settings.min_child_weight * min(weighting.weights)}
+    dtrain = xgb.DMatrix(fit.data.features, feature_names=fit.data.feature_names, missing=np.nan)
+    member_weights = [row_weight] + ([np.where(folds == f, 0.0, row_weight)
+                                      for f in range(settings.cross_fit_folds)]
+                                     if cross_fit else [])
+    dheld = None
+    if cross_fit:
+        held_channel = fit
+        has_validation = "validation" in channels
+        watch = (np.arange(fit.data.rows) >= channels["train"].data.rows if has_validation
+                 else np.ones(fit.data.rows, dtype=bool))
+        watch_name = "validation" if has_validation else "train"
+        description = (f"out-of-fold margins of {settings.cross_fit_folds} fold models over "
+                       + ("train and validation" if has_validation else "train"))
+    else:
+        held_channel = channels["validation"]
+        dheld = xgb.DMatrix(held_channel.data.features, feature_names=fit.data.feature_names,
+                            missing=np.nan)
+        watch = np.ones(held_channel.data.rows, dtype=bool)
+        watch_name, description = "validation", "the validation channel's margins"
+    boosters = [xgb.Booster(params, [dtrain] + ([dheld] if dheld is not None and i == 0 else []))
+                for i in range(len(member_weights))]
+    objectives = [_objective(label, w, offsets) for w in member_weights]
+    held_label = held_channel.data.label.astype(np.int64)
+    log(f"training {k} classes ({', '.join(map(str, classes))}) on {fit.data.rows} rows ({where}); "
+        f"held out: {description}; class loss weights "
+        + ", ".join(f"{c}: {w:.4g}" for c, w in zip(classes, weighting.weights))
+        + f" (regret ** {weighting.exponent:g}); min_child_weight {settings.min_child_weight:g} "
+        f"rows of the lightest class = {params['min_child_weight']:.6g}")
+
+    def held_margins(rounds: int | None = None) -> np.ndarray:
+        """The held-out rows' margins (after ``rounds`` rounds; None: every round so far)."""
+        span = {} if rounds is None else {"iteration_range": (0, rounds)}
+        if not cross_fit:
+            return boosters[0].predict(dheld, output_margin=True, **span).astype(np.float64)
+        out = np.empty((fit.data.rows, k), dtype=np.float64)
+        for f in range(settings.cross_fit_folds):
+            rows = folds == f
+            out[rows] = boosters[f + 1].predict(dtrain, output_margin=True, **span)[rows]
+        return out
+
+    def evaluate(p: np.ndarray, y: np.ndarray) -> dict:
+        decision, _ = MulticlassPolicy(classes, settings.matrix, TemperatureCalibrator()).decide(p)
+        return channel_metrics(y, p, decision, matrix)
+
+    def observe(iteration: int) -> dict:
+        margins = held_margins()
+        p = fit_temperature(margins, held_label).probability(margins)
+        every = evaluate(p, held_label)
+        shown = every if watch.all() else evaluate(p[watch], held_label[watch])
+        line = _line(f"[{iteration}]", watch_name, shown, classes)
+        if not watch.all():
+            metric = settings.early_stopping_metric
+            line += f"\theld_out:{metric}={metric_log.format_value(every[metric])}"
+        log(line)
+        return every
+
+    monitor = RoundMonitor(observe, settings.early_stopping_metric, settings.early_stopping_rounds,
+                           lambda: {}, lambda state: None)
+    rounds = 0
+    while rounds < settings.num_round:
+        if stop:
+            raise TrainingInterrupted(
+                f"training interrupted by SIGTERM after {rounds} of {settings.num_round} rounds: "
+                "no checkpoint saved (not yet for more than two classes)")
+        for booster, objective in zip(boosters, objectives):
+            booster.update(dtrain, rounds, fobj=objective)
+        rounds += 1
+        if monitor.observe(rounds - 1):
+            break
+    best = monitor.best_iteration if settings.early_stopping_rounds else rounds - 1
+    if best + 1 < rounds:
+        log(f"early stopping: keeping rounds 0..{best} of {rounds} (the best held-out "
+            f"{settings.early_stopping_metric}, over every held-out row)")
+
+    # 4. the kept round
+    booster = boosters[0][: best + 1]
+    margins = held_margins(best + 1)
+    calibrator = fit_temperature(margins, held_label)
+    held_p = calibrator.probability(margins)
+    policy = MulticlassPolicy(classes, settings.matrix, calibrator)
+    log(f"calibrator: temperature {calibrator.temperature:.4g}, class biases "
+        + ", ".join(f"{b:+.4g}" for b in calibrator.bias) + f" on {calibrator.rows} held-out rows")
+
+    # 5. every channel
+    results = {}
+    n_train = channels["train"].data.rows
+    for name, ch in channels.items():
+        if cross_fit and name == "validation":
+            p, scored_by, fitted = held_p[n_train:], "out-of-fold", ["calibrator"]
+        elif cross_fit and name == "train":
+            p = calibrator.probability(_margins(booster, ch.data, k))
+            scored_by, fitted = "model", ["trees", "calibrator"]
+        elif name == "validation":
+            p, scored_by, fitted = held_p, "model", ["calibrator"]
+        else:
+            p = calibrator.probability(_margins(booster, ch.data, k))
+            scored_by, fitted = "model", (["trees"] if name == "train" else [])
+        decision, _ = policy.decide(p)
+        metrics = channel_metrics(ch.data.label, p, decision, matrix)
+        results[name] = ChannelEvaluation(name, scored_by, fitted, metrics)
+        log(_line("[final]", name, metrics, classes))
+    return MulticlassResult(booster, policy, results, best, rounds, list(fit.data.feature_names),
+                            weighting, description,
+                            {name: ch.data.rows for name, ch in channels.items()},
+                            params["min_child_weight"])
+
+
+def _objective(label: np.ndarray, row_weight: np.ndarray, offsets: np.ndarray):
+    def objective(predt: np.ndarray, dtrain: xgb.DMatrix):
+        return loss_gradients(predt.reshape(len(label), -1), label, row_weight, offsets)
+    return objective
+
+
+def _margins(booster: xgb.Booster, data: Dataset, k: int) -> np.ndarray:
+    if data.rows == 0:
+        return np.empty((0, k))
+    return np.asarray(booster.inplace_predict(data.features, predict_type="margin",
+                                              missing=np.nan), dtype=np.float64).reshape(-1, k)
+
+
+def _check_held_out_classes(channel: Channel, classes: tuple) -> None:
+    counts = np.bincount(channel.data.label.astype(np.int64), minlength=len(classes))
+    if (counts == 0).all() or channel.data.rows == 0:
+        raise DataError(f"{channel.name} channel ({channel.data.source}): no rows")
+
+
+def _line(prefix: str, channel: str, metrics: dict, classes: tuple) -> str:
+    """The metric line (registered metrics, as the binary line) and each class's recall."""
+    line = metric_log.format_line(prefix, channel, metrics)
+    recalls = metrics.get("recall_per_class", [])
+    return line + "".join(f"\t{channel}:recall_{metric_name(c)}={metric_log.format_value(r)}"
+                          for c, r in zip(classes, recalls) if r == r)

@@ -1,0 +1,123 @@
+"""The multi-class core: cost matrices, Bayes decisions, the loss and the calibrator."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from costaware import multiclass as mc
+from costaware.costs import CostMatrix, RowCosts
+from costaware.objective import CostWeighting
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_decision_is_brute_force_argmin_of_expected_cost(seed):
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(3, 7))
+    matrix = rng.uniform(0, 10, (k, k))
+    p = rng.dirichlet(np.ones(k) * 0.7, size=200)
+    decision, expected = mc.bayes_decisions(p, matrix)
+    for i in range(len(p)):
+        costs = [sum(p[i, t] * matrix[t][j] for t in range(k)) for j in range(k)]
+        assert np.allclose(expected[i], costs)
+        assert decision[i] == min(range(k), key=lambda j: (costs[j], j))
+
+
+def test_ties_go_to_the_lower_class():
+    matrix = np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]], float)
+    decision, _ = mc.bayes_decisions(np.array([[0.4, 0.4, 0.2], [0.2, 0.4, 0.4]]), matrix)
+    assert decision.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[[0,1],[1,0", "not JSON"),
+    ('{"a": 1}', "must be a JSON list of rows"),
+    ("[[0,1,2],[1,0],[2,1,0]]", "row 1 has 2 values, the matrix has 3 rows"),
+    ('[[0,1,2],[1,0,"x"],[2,1,0]]', 'C[1][2] is "x", not a number'),
+    ("[[0,1,2],[1,0,-1],[2,1,0]]", "C[1][2] is -1: costs must be finite and not below 0"),
+    ("[[0,1,2],[1,0,true],[2,1,0]]", "C[1][2] is true, not a number"),
+    ("[[1,5,5],[0,5,5],[0,5,5]]", "deciding class 0 costs no more than any other decision"),
+    ("[[0,1,1],[1,0,1],[1,1,0],[1,1,1]]", "row 0 has 3 values, the matrix has 4 rows"),
+])
+def test_bad_matrices_refused_with_one_line(text, fragment):
+    with pytest.raises(mc.CostMatrixError) as info:
+        mc.parse_cost_matrix(text)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_matrix_size_must_match_the_classes():
+    with pytest.raises(mc.CostMatrixError, match="3 x 3, but there are 4 classes"):
+        mc.parse_cost_matrix("[[0,1,1],[1,0,1],[1,1,0]]", classes=4)
+    assert mc.parse_cost_matrix([[0, 1, 1], [1, 0, 1], [1, 1, 0]], 3).shape == (3, 3)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_gradient_and_hessian_are_the_losses_derivatives(seed):
+    rng = np.random.default_rng(seed)
+    n, k = 7, 4
+    f = rng.normal(0, 2, (n, k))
+    y = rng.integers(0, k, n)
+    w = rng.uniform(0.2, 3, n)
+    w[0] = 0.0  # a row a fold model does not see
+    offsets = rng.normal(0, 0.5, k)
+    grad, hess = mc.loss_gradients(f, y, w, offsets)
+    eps = 1e-5
+    for i, c in itertools.product(range(n), range(k)):
+        up, down = f.copy(), f.copy()
+        up[i, c] += eps
+        down[i, c] -= eps
+        numeric = (mc.weighted_loss(up, y, w, offsets) - mc.weighted_loss(down, y, w, offsets)) / (2 * eps)
+        assert numeric == pytest.approx(grad[i, c], abs=1e-6)
+        g_up = mc.loss_gradients(up, y, w, offsets)[0][i, c]
+        g_down = mc.loss_gradients(down, y, w, offsets)[0][i, c]
+        assert (g_up - g_down) / (2 * eps) == pytest.approx(hess[i, c], abs=1e-6)
+    assert np.all(grad[0] == 0) and np.all(hess[0] == 0)
+
+
+def test_two_classes_weight_as_the_binary_loss():
+    # the regret of class k for K = 2 is the binary C_FN - C_TP and C_FP - C_TN
+    costs = CostMatrix(fp=3.0, fn=20.0, tp=1.0, tn=0.5)
+    matrix = np.array([[costs.tn, costs.fp], [costs.fn, costs.tp]])
+    label = np.array([0] * 70 + [1] * 30)
+    for exponent in (0.0, 0.15, 1.0):
+        ours = mc.ClassWeighting.fit(label, matrix, exponent)
+        binary = CostWeighting.fit(label, RowCosts.constant(costs, len(label)), exponent)
+        raw = binary.weights(label, RowCosts.constant(costs, len(label)))
+        expected = raw / raw.mean()
+        assert np.allclose(np.asarray(ours.weights)[label], expected)
+        assert ours.scale == pytest.approx(binary.scale)
+
+
+def test_weighted_optimum_keeps_margins_log_probabilities():
+    # one leaf (a constant margin per class): the weighted loss with offsets is minimised where
+    # softmax(f) equals the class shares
+    label = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    matrix = np.array([[0, 1, 2], [5, 0, 1], [20, 4, 0]], float)
+    weighting = mc.ClassWeighting.fit(label, matrix, 1.0)
+    w = np.asarray(weighting.weights)[label]
+    f = np.zeros(3)
+    for _ in range(200):  # Newton steps on the three constants
+        grad, hess = mc.loss_gradients(np.tile(f, (len(label), 1)), label, w, weighting.offsets)
+        f -= grad.sum(axis=0) / hess.sum(axis=0)
+    assert np.allclose(mc.softmax(f[None])[0], [0.5, 0.3, 0.2], atol=1e-6)
+
+
+def test_temperature_calibrator_recovers_a_known_distortion():
+    rng = np.random.default_rng(3)
+    n, k = 20000, 3
+    true_logits = rng.normal(0, 1.5, (n, k))
+    y = np.array([rng.choice(k, p=p) for p in mc.softmax(true_logits)])
+    # the model is overconfident (margins times 2.5) and off by a class bias
+    margins = true_logits * 2.5 + np.array([0.0, 1.0, -0.5])
+    cal = mc.fit_temperature(margins, y)
+    assert cal.temperature == pytest.approx(2.5, rel=0.05)
+    assert cal.bias[0] == 0.0
+    assert cal.bias[1] == pytest.approx(-1.0 / 2.5, abs=0.05)
+    assert cal.bias[2] == pytest.approx(0.5 / 2.5, abs=0.05)
+
+    def logloss(p):
+        return -np.log(p[np.arange(n), y]).mean()
+
+    assert logloss(cal.probability(margins)) < logloss(mc.softmax(margins)) - 0.1
+    again = mc.TemperatureCalibrator.from_dict(cal.to_dict())
+    assert np.array_equal(again.probability(margins), cal.probability(margins))

@@ -1,0 +1,265 @@
+"""More than two classes end to end: the real ``train`` on scikit-learn's wine data (three
+cultivars, named), the saved policy, and the real ``serve`` in JSON, JSON Lines and CSV."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from sklearn.datasets import load_wine
+
+from costaware import artifact, inference, multiclass
+
+from conftest import failure_reason, run_train, write_tree
+from test_serving import HEADER, Server, csv_body
+
+CLASSES = ["barolo", "grignolino", "barbera"]
+# C[true][decided]: selling a barbera as a barolo is the expensive mistake
+MATRIX = [[0, 2, 3], [2, 0, 1], [12, 3, 0]]
+
+
+def _frame() -> pd.DataFrame:
+    data = load_wine()
+    frame = pd.DataFrame(data.data, columns=[c.replace("/", "_") for c in data.feature_names])
+    frame.insert(0, "cultivar", np.array(CLASSES, dtype=object)[data.target])
+    return frame.sample(frac=1.0, random_state=7).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def wine(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wine") / "ml"
+    frame = _frame()
+    write_tree(base, {"num_round": "25", "max_depth": "3", "eta": "0.3",
+                      "label_column": "cultivar", "classes": json.dumps(CLASSES),
+                      "cost_matrix": json.dumps(MATRIX), "cross_fit_folds": "4",
+                      "early_stopping_rounds": "8"},
+               {"train": {"t.csv": frame.iloc[:110].to_csv(index=False)},
+                "validation": {"v.csv": frame.iloc[110:140].to_csv(index=False)},
+                "test": {"x.csv": frame.iloc[140:].to_csv(index=False)}})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return base, frame.iloc[140:], result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def model(wine):
+    return artifact.load(str(wine[0] / "model"), nthread=1)
+
+
+@pytest.fixture(scope="module")
+def server(wine, tmp_path_factory):
+    srv = Server(str(wine[0] / "model"), tmp_path_factory.mktemp("logs"), workers=1)
+    try:
+        yield srv.wait_ready()
+    finally:
+        srv.stop()
+
+
+def test_training_logs_every_round_and_saves_the_confusion_matrix(wine):
+    base, test_rows, log = wine
+    assert "training 3 classes (barolo, grignolino, barbera)" in log
+    rounds = [line for line in log.splitlines() if line.startswith("[") and "validation:" in line
+              and not line.startswith("[final]")]
+    assert rounds and all("validation:logloss=" in r and "validation:auc=" in r
+                          and "validation:recall_barbera=" in r for r in rounds)
+    evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    served = evaluation["channels"]["test"]["served"]
+    confusion = np.array(served["confusion"])
+    assert confusion.shape == (3, 3) and confusion.sum() == len(test_rows)
+    assert np.allclose(served["cell_costs"], confusion * np.array(MATRIX))
+    assert served["cost"] == pytest.approx(float((confusion * np.array(MATRIX)).sum()))
+    assert evaluation["channels"]["validation"]["scored_by"] == "out-of-fold"
+    assert evaluation["policy"]["classes"] == CLASSES
+
+
+def test_decisions_are_the_cheapest_expected_cost(model, wine):
+    rows = wine[1].drop(columns="cultivar").to_numpy(np.float64)
+    result = inference.predict(model, rows)
+    p = result["probabilities"]
+    assert p.shape == (len(rows), 3) and np.allclose(p.sum(axis=1), 1.0)
+    expected = p @ np.array(MATRIX, float)
+    assert np.allclose(result["expected_costs"], expected)
+    assert list(result["decision"]) == [CLASSES[j] for j in expected.argmin(axis=1)]
+    # the served decisions are mostly right on held-out wine
+    truth = wine[1]["cultivar"].tolist()
+    assert np.mean([d == t for d, t in zip(result["decision"], truth)]) > 0.85
+
+
+@pytest.mark.parametrize("accept", ["application/json", "application/jsonlines", "text/csv"])
+def test_every_format_carries_per_class_probabilities_and_costs(server, model, wine, accept):
+    rows = wine[1].drop(columns="cultivar").to_numpy(np.float64)[:12]
+    response = requests.post(server.url + "/invocations", data=csv_body(rows),
+                             headers={"Content-Type": "text/csv", "Accept": accept}, timeout=30)
+    assert response.status_code == 200, response.text
+    want = inference.predict(model, rows)
+    if accept == "text/csv":
+        lines = response.text.split("\n")
+        assert len(lines) == len(rows)
+        for i, line in enumerate(lines):
+            cells = line.split(",")  # decision, 3 probabilities, 3 expected costs, costs, rule
+            assert len(cells) == 9
+            assert cells[0] == want["decision"][i] and cells[7:] == ["model", "bayes"]
+            assert np.allclose([float(c) for c in cells[1:4]], want["probabilities"][i], rtol=1e-13)
+            assert np.allclose([float(c) for c in cells[4:7]], want["expected_costs"][i],
+                               rtol=1e-13)
+        return
+    body = (response.json()["predictions"] if accept == "application/json"
+            else [json.loads(line) for line in response.text.split("\n")])
+    for i, row in enumerate(body):
+        assert list(row) == list(inference.MULTICLASS_FIELDS)
+        assert list(row["probabilities"]) == CLASSES
+        assert row["decision"] == want["decision"][i]
+        assert [row["probabilities"][c] for c in CLASSES] == pytest.approx(
+            want["probabilities"][i].tolist(), rel=1e-13)
+        assert [row["expected_costs"][c] for c in CLASSES] == pytest.approx(
+            want["expected_costs"][i].tolist(), rel=1e-13)
+    if accept == "application/json":
+        assert response.json()["policy"]["cost_matrix"] == MATRIX
+
+
+def test_large_batches_format_like_single_rows(server, wine):
+    rows = np.tile(wine[1].drop(columns="cultivar").to_numpy(np.float64), (5, 1))  # > 64 rows
+    one = [requests.post(server.url + "/invocations", data=csv_body(rows[i:i + 1]),
+                         headers={"Content-Type": "text/csv", "Accept": "application/jsonlines"},
+                         timeout=30).text for i in range(3)]
+    batch = requests.post(server.url + "/invocations", data=csv_body(rows),
+                          headers={"Content-Type": "text/csv", "Accept": "application/jsonlines"},
+                          timeout=30)
+    assert batch.status_code == 200
+    assert batch.text.split("\n")[:3] == one
+
+
+def test_a_requests_cost_matrix_changes_decisions_not_probabilities(server, model, wine):
+    rows = wine[1].drop(columns="cultivar").to_numpy(np.float64)
+    matrix = [[0, 1, 1], [1, 0, 1], [1, 1, 0]]  # 0-1 loss: the most probable class
+    response = requests.post(server.url + "/invocations", data=csv_body(rows),
+                             headers={"Content-Type": "text/csv",
+                                      HEADER: f"trace=7, cost_matrix={json.dumps(matrix)}"},
+                             timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    own = inference.predict(model, rows)
+    got = [[r["probabilities"][c] for c in CLASSES] for r in body["predictions"]]
+    assert np.allclose(got, own["probabilities"], rtol=1e-13)
+    assert [r["decision"] for r in body["predictions"]] == \
+        [CLASSES[j] for j in own["probabilities"].argmax(axis=1)]
+    assert {r["costs"] for r in body["predictions"]} == {"request"}
+    assert body["policy"]["cost_matrix"] == matrix
+    assert response.headers[HEADER] == "cost_matrix=[[0,1,1],[1,0,1],[1,1,0]],rule=bayes," \
+                                       "costs_source=request"
+
+
+@pytest.mark.parametrize("header, fragment", [
+    ("cost_matrix=[[0,1],[1,0]]", "cost_matrix: 2 x 2, but there are 3 classes"),
+    ("cost_matrix=[[0,1,1],[1,0,-1],[1,1,0]]", "C[1][2] is -1"),
+    ("cost_matrix=[[0,1,1],[1,0,1],[1,1", "cost_matrix must be a JSON list of rows"),
+    ("cost_fp=3", "'cost_fp': this model has 3 classes"),
+    ("cost_matrix=[[5,5,5],[5,5,5],[0,0,0]]", "deciding class 0 costs no more"),
+])
+def test_bad_overrides_are_refused_with_one_line(server, wine, header, fragment):
+    rows = wine[1].drop(columns="cultivar").to_numpy(np.float64)[:2]
+    response = requests.post(server.url + "/invocations", data=csv_body(rows),
+                             headers={"Content-Type": "text/csv", HEADER: header}, timeout=30)
+    assert response.status_code == 400
+    assert fragment in response.json()["error"] and "\n" not in response.json()["error"]
+
+
+def test_binary_fields_are_not_offered(server, wine):
+    rows = wine[1].drop(columns="cultivar").to_numpy(np.float64)[:2]
+    response = requests.post(server.url + "/invocations", data=csv_body(rows),
+                             headers={"Content-Type": "text/csv",
+                                      "Accept": "application/json;fields=score,decision"},
+                             timeout=30)
+    assert response.status_code == 406
+    assert "field 'score' is not in this model's responses" in response.json()["error"]
+    chosen = requests.post(server.url + "/invocations", data=csv_body(rows),
+                           headers={"Content-Type": "text/csv",
+                                    "Accept": "application/jsonlines;fields=decision,probabilities"},
+                           timeout=30)
+    assert chosen.status_code == 200
+    assert list(json.loads(chosen.text.split("\n")[0])) == ["decision", "probabilities"]
+
+
+@pytest.mark.parametrize("hyperparameters, label, fragment", [
+    ({"classes": json.dumps(CLASSES)}, "merlot",
+     "t.csv: line 4, column 1 ('cultivar') (label): 'merlot' is not one of the classes "
+     '["barolo", "grignolino", "barbera"]'),
+    ({"cost_matrix": "[[0,1,1],[1,0,1]]"}, None, "hyperparameter 'cost_matrix': row 0 has 3 values"),
+    ({"classes": json.dumps(CLASSES), "cost_matrix": "[[0,1],[1,0]]"}, None,
+     "hyperparameter 'cost_matrix': 2 x 2, but there are 3 classes"),
+    ({"classes": json.dumps(CLASSES), "cost_fn_column": "ash"}, None,
+     "hyperparameter 'cost_fn_column' with 3 classes"),
+])
+def test_training_refuses_bad_classes_and_matrices_with_one_line(tmp_path, hyperparameters, label,
+                                                                 fragment):
+    frame = _frame().iloc[:60].copy()
+    if label:
+        frame.loc[2, "cultivar"] = label
+    write_tree(tmp_path, {"label_column": "cultivar", "num_round": "3", **hyperparameters},
+               {"train": {"t.csv": frame.to_csv(index=False)}})
+    result = run_train(tmp_path)
+    assert result.returncode != 0
+    reason = failure_reason(tmp_path)
+    assert fragment in reason and "\n" not in reason.strip(), reason
+
+
+def test_integer_labels_by_default_with_the_matrix_size(tmp_path):
+    frame = _frame().iloc[:90].copy()
+    frame["cultivar"] = frame["cultivar"].map({c: i for i, c in enumerate(CLASSES)})
+    write_tree(tmp_path, {"label_column": "cultivar", "num_round": "5", "cross_fit_folds": "3",
+                          "cost_matrix": json.dumps(MATRIX)},
+               {"train": {"t.csv": frame.to_csv(index=False)}})
+    result = run_train(tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    model = artifact.load(str(tmp_path / "model"), nthread=1)
+    out = inference.predict(model, frame.drop(columns="cultivar").to_numpy(np.float64)[:5])
+    assert out["decision"].dtype.kind == "i" and set(out["decision"]) <= {0, 1, 2}
+    assert model.policy.classes == (0, 1, 2)
+
+
+def test_a_two_by_two_matrix_is_the_binary_costs(tmp_path):
+    from conftest import csv_text, synthetic
+
+    x, y = synthetic(400, d=4, seed=2)
+    channels = {"train": {"t.csv": csv_text(y[:300], x[:300])},
+                "validation": {"v.csv": csv_text(y[300:], x[300:])}}
+    common = {"num_round": "8", "max_depth": "3"}
+    by_matrix = write_tree(tmp_path / "matrix", {**common, "cost_matrix": "[[0.5, 3], [20, 1]]"},
+                           channels)
+    by_cells = write_tree(tmp_path / "cells", {**common, "cost_tn": "0.5", "cost_fp": "3",
+                                               "cost_fn": "20", "cost_tp": "1"}, channels)
+    for base in (by_matrix, by_cells):
+        result = run_train(base)
+        assert result.returncode == 0, result.stderr[-2000:]
+    a, b = (artifact.load(str(base / "model"), nthread=1) for base in (by_matrix, by_cells))
+    assert a.policy == b.policy
+    assert (by_matrix / "model" / "xgboost-model.ubj").read_bytes() == \
+        (by_cells / "model" / "xgboost-model.ubj").read_bytes()
+    out_a, out_b = (inference.predict(m, x[300:]) for m in (a, b))
+    assert np.array_equal(out_a["score"], out_b["score"])
+    assert np.array_equal(out_a["decision"], out_b["decision"])
+
+
+def test_metrics_equal_scikit_learn():
+    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, log_loss,
+                                 roc_auc_score)
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 4, 500)
+    p = rng.dirichlet(np.ones(4), 500)
+    p[np.arange(500), y] += 0.5
+    p /= p.sum(axis=1, keepdims=True)
+    matrix = rng.uniform(1, 5, (4, 4))
+    np.fill_diagonal(matrix, 0)
+    decision, _ = multiclass.bayes_decisions(p, matrix)
+    m = multiclass.channel_metrics(y, p, decision, matrix)
+    assert m["logloss"] == pytest.approx(log_loss(y, p))
+    assert m["auc"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average="macro"))
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, decision))
+    assert m["recall"] == pytest.approx(balanced_accuracy_score(y, decision))
+    assert m["expected_cost"] == pytest.approx(matrix[y, decision].mean())
+    best_constant = min(matrix[y, j].sum() for j in range(4))
+    assert m["savings"] == pytest.approx(1 - matrix[y, decision].sum() / best_constant)
