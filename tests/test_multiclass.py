@@ -121,3 +121,93 @@ def test_temperature_calibrator_recovers_a_known_distortion():
     assert logloss(cal.probability(margins)) < logloss(mc.softmax(margins)) - 0.1
     again = mc.TemperatureCalibrator.from_dict(cal.to_dict())
     assert np.array_equal(again.probability(margins), cal.probability(margins))
+
+
+# --- bias, the way Clarify reads more than two classes ---------------------------------------
+
+@pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")
+@pytest.mark.parametrize("classes, favourable, seed", [
+    ([0, 1, 2], [1, 2], 0),
+    ([0, 1, 2, 3], [0], 1),
+    (["low", "medium", "high"], ["high"], 2),
+    (["low", "medium", "high"], ["medium", "high"], 3),
+])
+def test_collapsed_bias_equals_smclarify(classes, favourable, seed):
+    import pandas as pd
+    from smclarify.bias import report as clarify_report
+
+    from costaware import bias
+    from test_fairness_metrics import _report_values, same
+
+    rng = np.random.default_rng(seed)
+    n, k = 500, len(classes)
+    label = rng.integers(0, k, n)
+    decision = np.where(rng.random(n) < 0.7, label, rng.integers(0, k, n))
+    facet = rng.choice(["A", "B"], n, p=[0.6, 0.4])
+    group = rng.integers(0, 3, n)
+    values = np.array(classes, dtype=object)
+    frame = pd.DataFrame({"facet": pd.Series(facet, dtype=object),
+                          "label": pd.Series(values[label], dtype=object),
+                          "pred": pd.Series(values[decision], dtype=object)})
+    ref = {}
+    for stage in (clarify_report.StageType.PRE_TRAINING, clarify_report.StageType.POST_TRAINING):
+        ref.update(_report_values(clarify_report.bias_report(
+            frame, clarify_report.FacetColumn("facet", ["B"]),
+            clarify_report.LabelColumn("label", frame["label"], favourable), stage,
+            clarify_report.LabelColumn("pred", frame["pred"]),
+            group_variable=pd.Series(group))))
+    favourite = tuple(classes.index(v) for v in favourable)
+    tables = bias.collapsed_tables(label, decision, facet == "B", favourite, group, 3)
+    section = bias.bias_section(*tables)
+    got = {**section["pre_training"], **section["post_training"]}
+    assert set(got) <= set(ref) and len(got) >= 18  # every metric but FT (which needs features)
+    assert all(same(got[name], ref[name]) for name in got), \
+        {name: (got[name], ref[name]) for name in got if not same(got[name], ref[name])}
+
+
+def test_per_class_parity_is_one_vs_rest_dppl_and_di():
+    from costaware import bias, fairness
+
+    rng = np.random.default_rng(9)
+    decision = rng.integers(0, 3, 400)
+    sensitive = rng.random(400) < 0.3
+    rows = bias.per_class_parity(decision, sensitive, 3)
+    for k, row in enumerate(rows):
+        assert row["DPPL"] == pytest.approx(fairness.dppl(decision == k, sensitive))
+        assert row["DI"] == pytest.approx(fairness.di(decision == k, sensitive))
+        rate_a = (decision[~sensitive] == k).mean()
+        rate_d = (decision[sensitive] == k).mean()
+        assert row["DPPL"] == pytest.approx(rate_a - rate_d)
+
+
+@pytest.mark.parametrize("seed, per_facet", [(s, p) for s in range(8) for p in (True, False)])
+def test_bounded_rule_is_the_cheapest_within_the_bound(seed, per_facet):
+    rng = np.random.default_rng(seed)
+    n, k = 40, 3
+    matrix = rng.uniform(0, 5, (k, k))
+    np.fill_diagonal(matrix, 0)
+    p = rng.dirichlet(np.ones(k), n)
+    label = np.array([rng.choice(k, p=row) for row in p])
+    sensitive = rng.random(n) < 0.4
+    favourable = (2,)
+    bound = float(rng.choice([0.0, 0.05, 0.2]))
+    expected = mc.expected_costs(p, matrix)
+    rule, dppl, cost = mc.fit_favourable_shift(expected, label, sensitive, favourable, matrix,
+                                               bound, per_facet)
+    decided = rule.decide(expected, sensitive)
+    fav = decided == 2
+    assert abs(fav[~sensitive].mean() - fav[sensitive].mean() - dppl) < 1e-12
+    assert abs(dppl) <= bound + 1e-12
+    assert matrix[label, decided].sum() == pytest.approx(cost)
+    # brute force over every shift that changes a decision: midpoints of the gaps, and beyond
+    gaps = np.sort(np.unique(expected[:, :2].min(axis=1) - expected[:, 2]))
+    candidates = np.concatenate([[-gaps[-1] - 10], -(gaps[1:] + gaps[:-1]) / 2, [-gaps[0] + 10]])
+    pairs = ([(a, d) for a in candidates for d in candidates] if per_facet
+             else [(a, a) for a in candidates])
+    best = np.inf
+    for a, d in pairs:
+        trial = mc.FavourableShift(favourable, a, d).decide(expected, sensitive) == 2
+        if abs(trial[~sensitive].mean() - trial[sensitive].mean()) <= bound + 1e-12:
+            best = min(best, matrix[label, mc.FavourableShift(favourable, a, d)
+                                    .decide(expected, sensitive)].sum())
+    assert cost == pytest.approx(best)

@@ -73,6 +73,13 @@ def test_training_logs_every_round_and_saves_the_confusion_matrix(wine):
     assert served["cost"] == pytest.approx(float((confusion * np.array(MATRIX)).sum()))
     assert evaluation["channels"]["validation"]["scored_by"] == "out-of-fold"
     assert evaluation["policy"]["classes"] == CLASSES
+    data = base / "output" / "data"
+    page = (data / "report.html").read_text()
+    for channel in ("train", "validation", "test"):
+        for chart in ("confusion", "reliability"):
+            assert (data / f"{chart}-{channel}.png").stat().st_size > 5000
+            assert f'src="{chart}-{channel}.png"' in page
+    assert "recall of barbera" in page and "[[0.0, 2.0, 3.0], [2.0, 0.0, 1.0], [12.0, 3.0, 0.0]]" in page
 
 
 def test_decisions_are_the_cheapest_expected_cost(model, wine):
@@ -263,3 +270,97 @@ def test_metrics_equal_scikit_learn():
     assert m["expected_cost"] == pytest.approx(matrix[y, decision].mean())
     best_constant = min(matrix[y, j].sum() for j in range(4))
     assert m["savings"] == pytest.approx(1 - matrix[y, decision].sum() / best_constant)
+
+
+def test_bias_on_the_favourable_classes_end_to_end(tmp_path):
+    from costaware import fairness
+
+    frame = _frame()
+    # a facet that leans on the data: high-alcohol wines more often in region 1
+    rng = np.random.default_rng(3)
+    frame["region"] = (frame["alcohol"] + rng.normal(0, 0.6, len(frame)) > 13.0).astype(int)
+    write_tree(tmp_path, {"num_round": "15", "max_depth": "3", "label_column": "cultivar",
+                          "classes": json.dumps(CLASSES), "cost_matrix": json.dumps(MATRIX),
+                          "cross_fit_folds": "4", "facet_column": "region",
+                          "facet_values_or_threshold": "[1]",
+                          "label_values_or_threshold": '["barolo"]',
+                          "fairness_metrics": "DPPL,DI"},
+               {"train": {"t.csv": frame.iloc[:110].to_csv(index=False)},
+                "validation": {"v.csv": frame.iloc[110:140].to_csv(index=False)},
+                "test": {"x.csv": frame.iloc[140:].to_csv(index=False)}})
+    result = run_train(tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "validation:dppl=" in log and "validation:combined_objective=" in log
+    evaluation = json.loads((tmp_path / "output" / "data" / "evaluation.json").read_text())
+    section = evaluation["channels"]["test"]["bias"]
+    assert section["favourable"] == ["barolo"]
+    assert set(section["per_class"]) == set(CLASSES)
+    # recompute from the served decisions of the saved model on the test rows
+    model = artifact.load(str(tmp_path / "model"), nthread=1)
+    test = frame.iloc[140:]
+    decided = inference.predict(model, test.drop(columns=["cultivar", "region"])
+                                .to_numpy(np.float64))["decision"]
+    sensitive = test["region"].to_numpy() == 1
+    favourable = np.asarray(decided) == "barolo"
+    assert section["post_training"]["DPPL"] == pytest.approx(fairness.dppl(favourable, sensitive))
+    assert section["per_class"]["barbera"]["DPPL"] == pytest.approx(
+        fairness.dppl(np.asarray(decided) == "barbera", sensitive))
+    assert evaluation["channels"]["test"]["served"]["dppl"] == pytest.approx(
+        abs(fairness.dppl(favourable, sensitive)))
+
+
+def test_a_bound_on_the_favourable_rate_end_to_end(tmp_path_factory):
+    from costaware import fairness
+
+    base = tmp_path_factory.mktemp("bounded") / "ml"
+    frame = _frame()
+    rng = np.random.default_rng(3)
+    frame["region"] = (frame["alcohol"] + rng.normal(0, 0.6, len(frame)) > 13.0).astype(int)
+    common = {"num_round": "15", "max_depth": "3", "label_column": "cultivar",
+              "classes": json.dumps(CLASSES), "cost_matrix": json.dumps(MATRIX),
+              "cross_fit_folds": "4", "facet_column": "region",
+              "facet_values_or_threshold": "[1]", "label_values_or_threshold": '["barolo"]'}
+    write_tree(base, {**common, "max_abs_dppl": "0.05", "group_thresholds": "true"},
+               {"train": {"t.csv": frame.iloc[:140].to_csv(index=False)},
+                "test": {"x.csv": frame.iloc[140:].to_csv(index=False)}})
+    result = run_train(base)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    (line,) = [x for x in log.splitlines() if x.startswith("decision rule: favourable")]
+    held_dppl = float(line.split("DPPL ")[1].split()[0])
+    assert abs(held_dppl) <= 0.05
+    evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    assert evaluation["policy"]["rule"]["kind"] == "constrained"
+    train = evaluation["channels"]["train"]
+    assert "bayes" in train and train["fitted_on_these_rows"][-1] == "rule"
+    # the rows held out (all of train, out of fold) meet the bound; the Bayes rule did not
+    assert abs(train["bayes"]["dppl"]) > 0.05
+    model = artifact.load(str(base / "model"), nthread=1)
+    assert model.metadata["request_columns"][-1] == "region"  # requests carry the facet
+    test = frame.iloc[140:]
+    rows = test.drop(columns="cultivar").to_numpy(np.float64)  # features, then the facet
+    served = inference.predict(model, rows)
+    assert set(served["rule"]) == {"constrained"}
+    favourable = np.asarray(served["decision"]) == "barolo"
+    sensitive = test["region"].to_numpy() == 1
+    assert evaluation["channels"]["test"]["bias"]["post_training"]["DPPL"] == pytest.approx(
+        fairness.dppl(favourable, sensitive))
+    srv = Server(str(base / "model"), tmp_path_factory.mktemp("logs"), workers=1)
+    try:
+        srv.wait_ready()
+        response = requests.post(srv.url + "/invocations", data=csv_body(rows),
+                                 headers={"Content-Type": "text/csv"}, timeout=30)
+        assert response.status_code == 200, response.text
+        assert [r["decision"] for r in response.json()["predictions"]] == list(served["decision"])
+        refused = requests.post(srv.url + "/invocations", data=csv_body(rows[:2]),
+                                headers={"Content-Type": "text/csv",
+                                         HEADER: "cost_matrix=[[0,1,1],[1,0,1],[1,1,0]]"},
+                                timeout=30)
+        assert refused.status_code == 400
+        assert "fitted under |DPPL| <= 0.05" in refused.json()["error"]
+        no_facet = requests.post(srv.url + "/invocations", data=csv_body(rows[:2, :-1]),
+                                 headers={"Content-Type": "text/csv"}, timeout=30)
+        assert no_facet.status_code == 400
+    finally:
+        srv.stop()

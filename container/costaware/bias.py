@@ -59,3 +59,41 @@ def bias_section(facets: np.ndarray, groups: np.ndarray | None) -> dict:
         "post_training": {k: _json_number(v) for k, v in post.items()},
         "pre_training": {k: _json_number(v) for k, v in pre.items()},
     }
+
+
+def collapsed_tables(label: np.ndarray, decision: np.ndarray, sensitive: np.ndarray,
+                     favourable: tuple[int, ...], groups: np.ndarray | None = None,
+                     n_groups: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """More than two classes, as Clarify reads them: observed and decided classes collapsed to
+    favourable (in ``favourable``, the class indices of ``label_values_or_threshold``) or not;
+    the count tables of :func:`per_round` and :func:`bias_section` by (facet, label, decision),
+    and by (group, facet, label, decision) for rows with a group (code >= 0)."""
+    y = np.isin(np.asarray(label, dtype=np.int64), favourable).astype(np.int64)
+    d = np.isin(np.asarray(decision, dtype=np.int64), favourable).astype(np.int64)
+    s = np.asarray(sensitive, dtype=bool).astype(np.int64)
+    cell = s * 4 + y * 2 + d
+    facets = np.bincount(cell, minlength=8).reshape(2, 2, 2).astype(np.float64)
+    table = None
+    if groups is not None and n_groups:
+        g = np.asarray(groups, dtype=np.int64)
+        keep = g >= 0
+        table = np.bincount(g[keep] * 8 + cell[keep], minlength=8 * n_groups
+                            ).reshape(n_groups, 2, 2, 2).astype(np.float64)
+    return facets, table
+
+
+def per_class_parity(decision: np.ndarray, sensitive: np.ndarray, classes: int) -> list[dict]:
+    """For each class ``k``, one-vs-rest: ``DPPL_k = P(decided k | a) - P(decided k | d)`` and
+    ``DI_k = P(decided k | d) / P(decided k | a)`` (None where undefined): which class moves,
+    which a single collapsed number hides."""
+    d = np.asarray(decision, dtype=np.int64)
+    s = np.asarray(sensitive, dtype=bool)
+    out = []
+    for k in range(classes):
+        chosen = (d == k).astype(np.int64)
+        # DPPL and DI read the decisions alone: the label cell just copies the decision
+        cell = s.astype(np.int64) * 4 + chosen * 2 + chosen
+        values = fairness.post_training_bias_of(np.bincount(cell, minlength=8).reshape(2, 2, 2),
+                                                on_error="none")
+        out.append({"DPPL": _json_number(values["DPPL"]), "DI": _json_number(values["DI"])})
+    return out

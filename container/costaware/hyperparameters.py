@@ -345,6 +345,18 @@ class _SettingsView(Mapping):
         return self.class_labels is not None
 
     @property
+    def favourable(self) -> tuple[int, ...]:
+        """More than two classes: the indices of the favourable classes (Clarify's
+        ``label_values_or_threshold``: listed labels, or labels above a threshold)."""
+        if not self.multiclass or self.label_values is None:
+            return ()
+        if isinstance(self.label_values, list):
+            found = (_class_index(self.class_labels, v) for v in self.label_values)
+            return tuple(sorted({i for i in found if i is not None}))
+        return tuple(i for i, c in enumerate(self.class_labels)
+                     if isinstance(c, int) and c > self.label_values)
+
+    @property
     def class_costs(self) -> CostMatrix:
         """The class costs: they decide every row without cost columns, at inference too."""
         return CostMatrix(fp=self.cost_fp, fn=self.cost_fn, tp=self.cost_tp, tn=self.cost_tn)
@@ -383,6 +395,15 @@ derived once: ``label_values`` and
 when not given), ``fairness_names`` (upper-case, empty without a facet), ``class_costs``,
 ``cost_columns``; with more than two classes ``class_labels`` (the label of each class, in
 order) and ``matrix`` (``C[true][decided]``), both ``None`` for two."""
+
+
+def _class_index(labels: tuple, value) -> int | None:
+    """The index of ``value`` among the class ``labels`` (a number matches an equal integer
+    label, text matches text), or ``None``."""
+    for i, label in enumerate(labels):
+        if isinstance(label, str) == isinstance(value, str) and label == value:
+            return i
+    return None
 
 
 def _classes_and_matrix(classes_text: str, matrix_text: str) -> dict:
@@ -541,9 +562,8 @@ def _check_fairness(s: Settings) -> None:
 
 # What a multi-class job does not do yet, each with the reason a job that sets it is refused
 MULTICLASS_REFUSED = {
-    "facet_column": "bias metrics and fairness with more than two classes are not built yet",
-    "label_values_or_threshold": "it collapses labels to two classes; with more than two, "
-                                 "classes names them",
+    "fairness_penalty": "the in-training penalty is for two classes; with more, bound the "
+                        "decisions with max_abs_dppl",
     "decision_rule": "more than two classes are decided by the Bayes rule only",
     "objective": "more than two classes train the multi-class softmax loss, weighted by "
                  "cost_weight_exponent (0: unweighted)",
@@ -553,7 +573,7 @@ MULTICLASS_REFUSED = {
                               "cost_matrix holds the costs" for cell in CELLS},
 }
 MULTICLASS_METRICS = ("logloss", "auc", "brier", "ece", "accuracy", "recall", "expected_cost",
-                      "savings")
+                      "savings", "combined_objective")
 
 
 def _check_multiclass(s: Settings, given: set[str]) -> None:
@@ -564,6 +584,29 @@ def _check_multiclass(s: Settings, given: set[str]) -> None:
         raise HyperparameterError(
             f"hyperparameter 'early_stopping_metric': {s.early_stopping_metric} is a binary "
             f"metric; with more than two classes one of {', '.join(MULTICLASS_METRICS)}")
+    if s.facet_column and not s.label_values_or_threshold:
+        raise HyperparameterError(
+            "hyperparameter 'label_values_or_threshold' is required with 'facet_column' and more "
+            "than two classes: the favourable classes, whose decisions the bias metrics compare "
+            f"(e.g. '{json.dumps([s.class_labels[-1]])}')")
+    if s.label_values is not None:
+        favourable = s.favourable
+        if isinstance(s.label_values, list):
+            unknown = [v for v in s.label_values if _class_index(s.class_labels, v) is None]
+            if unknown:
+                raise HyperparameterError(
+                    f"hyperparameter 'label_values_or_threshold': {json.dumps(unknown)[:80]} "
+                    f"{'is not a class' if len(unknown) == 1 else 'are not classes'} of "
+                    f"{json.dumps(list(s.class_labels))[:200]}")
+        elif not all(isinstance(c, int) for c in s.class_labels):
+            raise HyperparameterError(
+                "hyperparameter 'label_values_or_threshold': a threshold needs numeric classes; "
+                "name the favourable classes as a JSON list")
+        if not favourable or len(favourable) == len(s.class_labels):
+            raise HyperparameterError(
+                "hyperparameter 'label_values_or_threshold' makes "
+                f"{'no' if not favourable else 'every'} class favourable: the bias metrics need "
+                "favourable and other classes")
 
 
 def _check_cross_field(s: Settings, given: set[str] = frozenset()) -> None:

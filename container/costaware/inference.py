@@ -76,20 +76,12 @@ def predict(model: Model, rows: np.ndarray, has_costs: np.ndarray | None = None,
     columns are read only for rows with ``has_costs``. ``where(i)`` names row ``i`` in errors.
     """
     policy = policy or model.policy
-    if isinstance(policy, MulticlassPolicy):
-        return predict_classes(model, rows, policy, costs_source)
     layout = Layout.of(model)
+    sensitive = _sensitive(policy, layout, rows, where)
+    if isinstance(policy, MulticlassPolicy):
+        return predict_classes(model, rows, policy, costs_source, sensitive)
     n = len(rows)
     features = rows[:, :layout.features]
-    sensitive = None
-    if layout.facet is not None:
-        values = rows[:, layout.facet]
-        missing = np.isnan(values)
-        if missing.any():
-            i = int(np.flatnonzero(missing)[0])
-            raise RowError(f"{where(i)}: the facet '{policy.facet['column']}' is missing; this "
-                           "model decides each facet at its own shift and needs it for every row")
-        sensitive = sensitive_facet_index(values, policy.facet["values_or_threshold"])
     own = has_costs if has_costs is not None and has_costs.any() else None
     costs = row_costs(policy, layout, rows, own, where, costs_source)
     p = policy.probability(model.margin(features))
@@ -109,14 +101,28 @@ def predict(model: Model, rows: np.ndarray, has_costs: np.ndarray | None = None,
     }
 
 
+def _sensitive(policy, layout: Layout, rows: np.ndarray, where) -> np.ndarray | None:
+    """Each row's facet-d mask, when the rule decides each facet its own way (else None)."""
+    if layout.facet is None:
+        return None
+    values = rows[:, layout.facet]
+    missing = np.isnan(values)
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise RowError(f"{where(i)}: the facet '{policy.facet['column']}' is missing; this "
+                       "model decides each facet at its own shift and needs it for every row")
+    return sensitive_facet_index(values, policy.facet["values_or_threshold"])
+
+
 def predict_classes(model: Model, rows: np.ndarray, policy: MulticlassPolicy,
-                    costs_source: str = "model") -> dict:
+                    costs_source: str = "model", sensitive: np.ndarray | None = None) -> dict:
     """More than two classes: per row the ``decision`` (the class's label), ``probabilities``
     and ``expected_costs`` (``(n, K)``, columns in class order; ``class_names`` says which), the
-    ``costs`` it was decided at ("model" or "request") and the ``rule``."""
+    ``costs`` it was decided at ("model" or "request") and the ``rule``. ``sensitive``: the
+    facet-d mask, for a rule that shifts each facet its own way."""
     n = len(rows)
     p = policy.probability(model.margin(rows[:, :len(model.feature_names)]).reshape(n, policy.k))
-    index, expected = policy.decide(p)
+    index, expected = policy.decide(p, sensitive)
     labels = policy.classes
     if all(isinstance(c, int) for c in labels):
         decision = np.asarray(labels, dtype=np.int64)[index]
@@ -124,7 +130,7 @@ def predict_classes(model: Model, rows: np.ndarray, policy: MulticlassPolicy,
         decision = np.asarray(policy.class_names, dtype=object)[index]
     return {"decision": decision, "probabilities": p, "expected_costs": expected,
             "costs": np.full(n, costs_source, dtype=object),
-            "rule": np.full(n, "bayes", dtype=object), "class_names": policy.class_names}
+            "rule": np.full(n, policy.rule_kind, dtype=object), "class_names": policy.class_names}
 
 
 def row_costs(policy: Policy, layout: Layout, rows: np.ndarray, has_costs: np.ndarray | None,

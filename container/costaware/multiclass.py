@@ -270,6 +270,8 @@ def channel_metrics(label: np.ndarray, p: np.ndarray, decision: np.ndarray,
       over ``bins`` equal-width bins of ``max_k p[i, k]``;
     * ``auc`` macro one-vs-rest (:func:`one_vs_rest_auc`), ``accuracy``, ``recall`` the mean of
       the per-class recalls (balanced accuracy), ``recall_per_class``;
+    * ``reliability_per_class``: for each class ``k`` and each of ``bins`` equal-width bins of
+      ``p[:, k]``, ``[rows, sum of p[:, k], rows of class k]`` (one-vs-rest reliability);
     * ``confusion`` ``[true][decided]`` counts, ``cell_costs`` their costs ``count * C``,
       ``cost`` their sum, ``expected_cost`` per row, ``cost_all`` the cost of deciding each single
       class for every row and ``savings`` ``1 - cost / min(cost_all)`` (0: no better than the
@@ -293,6 +295,13 @@ def channel_metrics(label: np.ndarray, p: np.ndarray, decision: np.ndarray,
     ece = sum(abs(hit[which == b].mean() - top[which == b].mean()) * (which == b).sum()
               for b in range(bins) if (which == b).any()) / n if n else float("nan")
     auc, _ = one_vs_rest_auc(y, p)
+    reliability = []
+    for c in range(k):
+        where = np.minimum((p[:, c] * bins).astype(np.int64), bins - 1)
+        reliability.append(np.stack([np.bincount(where, minlength=bins),
+                                     np.bincount(where, p[:, c], minlength=bins),
+                                     np.bincount(where, (y == c).astype(float), minlength=bins)],
+                                    axis=1).tolist())
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.diag(confusion) / counts
     return {
@@ -308,6 +317,137 @@ def channel_metrics(label: np.ndarray, p: np.ndarray, decision: np.ndarray,
         "expected_cost": cost / n,
         "cost_all": [float(c) for c in cost_all],
         "savings": 1.0 - cost / cheapest if cheapest > 0 else float("nan"),
+        "reliability_per_class": reliability,
         "confusion": confusion.tolist(),
         "cell_costs": cell_costs.tolist(),
     }
+
+
+@dataclass(frozen=True)
+class FavourableShift:
+    """A decision rule under a bound on demographic parity of the favourable classes: the
+    expected cost of every favourable decision lowered by ``delta_a`` for facet a's rows and by
+    ``delta_d`` for facet d's, ``argmin_j (E[i, j] - delta_f(i) [j favourable])``. A row is then
+    decided favourable iff ``g_i + delta_f > 0``, ``g_i = min_{j not fav} E[i, j] - min_{j fav}
+    E[i, j]``, and within either set by its own least expected cost."""
+
+    favourable: tuple[int, ...]
+    delta_a: float = 0.0
+    delta_d: float = 0.0
+    max_abs_dppl: float | None = None
+
+    def decide(self, expected: np.ndarray, sensitive: np.ndarray | None) -> np.ndarray:
+        fav = np.zeros(expected.shape[1], dtype=bool)
+        fav[list(self.favourable)] = True
+        if self.delta_a == self.delta_d:
+            shift = np.full(len(expected), self.delta_a)
+        else:
+            if sensitive is None:
+                raise ValueError("this rule shifts each facet's costs by its own amount: every "
+                                 "row needs its facet")
+            shift = np.where(np.asarray(sensitive, dtype=bool), self.delta_d, self.delta_a)
+        return np.argmin(expected - shift[:, None] * fav[None, :], axis=1).astype(np.int64)
+
+    def to_dict(self) -> dict:
+        return {"kind": "constrained", "favourable": list(self.favourable),
+                "shift": {"a": self.delta_a, "d": self.delta_d},
+                "max_abs_dppl": self.max_abs_dppl}
+
+    @classmethod
+    def from_dict(cls, d: dict, classes: int) -> "FavourableShift":
+        favourable = tuple(int(i) for i in d.get("favourable", ()))
+        if not favourable or not all(0 <= i < classes for i in favourable):
+            raise ValueError("a constrained rule needs favourable class indices")
+        shift = d.get("shift", {})
+        rule = cls(favourable, float(shift.get("a", 0.0)), float(shift.get("d", 0.0)),
+                   None if d.get("max_abs_dppl") is None else float(d["max_abs_dppl"]))
+        if not (math.isfinite(rule.delta_a) and math.isfinite(rule.delta_d)):
+            raise ValueError("the rule's shifts must be finite")
+        return rule
+
+
+def fit_favourable_shift(expected: np.ndarray, label: np.ndarray, sensitive: np.ndarray,
+                         favourable: tuple[int, ...], matrix: np.ndarray, bound: float,
+                         per_facet: bool = True) -> tuple[FavourableShift, float, float]:
+    """The cheapest :class:`FavourableShift` on these (held-out) rows with ``|DPPL| <= bound``,
+    DPPL the favourable-decision rate of facet a minus facet d's; returns it, its DPPL and its
+    cost. Exact: each facet's rows sorted by ``g`` give every achievable favourable count ``m_f``
+    (cuts between distinct ``g``) and its cost; the best pair within the bound is found by a
+    sliding-window minimum over facet d's counts, ``O(n log n)``. ``per_facet`` False: one shift
+    for every row (requests need no facet), the best cut of all rows' gaps. Deciding no row
+    favourable meets any bound, so a rule always exists."""
+    y = np.asarray(label, dtype=np.int64)
+    s = np.asarray(sensitive, dtype=bool)
+    fav = np.zeros(matrix.shape[1], dtype=bool)
+    fav[list(favourable)] = True
+    e_fav = np.where(fav, expected, np.inf)
+    e_non = np.where(fav, np.inf, expected)
+    j_fav, j_non = e_fav.argmin(axis=1), e_non.argmin(axis=1)
+    gap = e_non.min(axis=1) - e_fav.min(axis=1)
+    cost_fav, cost_non = matrix[y, j_fav], matrix[y, j_non]
+
+    def counts(rows):
+        order = np.argsort(-gap[rows], kind="stable")
+        g = gap[rows][order]
+        cumulative = np.concatenate([[0.0], np.cumsum(cost_fav[rows][order] - cost_non[rows][order])])
+        cost = cost_non[rows].sum() + cumulative  # cost with the top m favourable, m = 0..n
+        valid = np.ones(len(g) + 1, dtype=bool)
+        valid[1:-1] = g[:-1] > g[1:]  # a cut between equal gaps cannot be made
+        return g, np.where(valid, cost, np.inf)
+
+    if not per_facet:
+        return _one_shift(gap, cost_fav, cost_non, s, favourable, bound)
+    g_a, cost_a = counts(np.flatnonzero(~s))
+    g_d, cost_d = counts(np.flatnonzero(s))
+    n_a, n_d = len(g_a), len(g_d)
+    best = (np.inf, 0, 0)
+    window: list[int] = []  # a monotone deque of facet d counts, by cost
+    head, low_next = 0, 0
+    for m_a in range(n_a + 1):
+        if not np.isfinite(cost_a[m_a]):
+            continue
+        rate = m_a / n_a
+        low = math.ceil(n_d * (rate - bound) - 1e-9)
+        high = math.floor(n_d * (rate + bound) + 1e-9)
+        low, high = max(low, 0), min(high, n_d)
+        while low_next <= high:
+            while len(window) > head and cost_d[window[-1]] >= cost_d[low_next]:
+                window.pop()
+            window.append(low_next)
+            low_next += 1
+        while head < len(window) and window[head] < low:
+            head += 1
+        if head < len(window) and np.isfinite(cost_d[window[head]]):
+            total = cost_a[m_a] + cost_d[window[head]]
+            if total < best[0]:
+                best = (total, m_a, window[head])
+    total, m_a, m_d = best
+    rule = FavourableShift(tuple(favourable), _cut(g_a, m_a), _cut(g_d, m_d), bound)
+    return rule, m_a / n_a - m_d / n_d, float(total)
+
+
+def _one_shift(gap, cost_fav, cost_non, s, favourable, bound):
+    order = np.argsort(-gap, kind="stable")
+    g = gap[order]
+    cost = cost_non.sum() + np.concatenate([[0.0], np.cumsum((cost_fav - cost_non)[order])])
+    in_d = np.concatenate([[0], np.cumsum(s[order])])
+    in_a = np.arange(len(g) + 1) - in_d
+    dppl = in_a / max(int((~s).sum()), 1) - in_d / max(int(s.sum()), 1)
+    valid = np.ones(len(g) + 1, dtype=bool)
+    valid[1:-1] = g[:-1] > g[1:]
+    valid &= np.abs(dppl) <= bound + 1e-12
+    m = int(np.argmin(np.where(valid, cost, np.inf)))  # m = 0 is always valid
+    delta = _cut(g, m)
+    return FavourableShift(tuple(favourable), delta, delta, bound), float(dppl[m]), float(cost[m])
+
+
+def _cut(g: np.ndarray, m: int) -> float:
+    """A shift that makes exactly the top ``m`` gaps favourable (``g + delta > 0``): midway between
+    the ``m``-th and the next gap."""
+    if len(g) == 0:
+        return 0.0
+    if m == 0:
+        return float(-g[0] - max(1.0, abs(g[0])))
+    if m == len(g):
+        return float(-g[-1] + max(1.0, abs(g[-1])))
+    return float(-(g[m - 1] + g[m]) / 2)

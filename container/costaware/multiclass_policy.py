@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .multiclass import (CostMatrixError, TemperatureCalibrator, bayes_decisions,
-                         parse_cost_matrix)
+from .multiclass import (CostMatrixError, FavourableShift, TemperatureCalibrator,
+                         bayes_decisions, parse_cost_matrix)
+from .policy import OverrideRefused
 
 KIND = "multiclass"
 
@@ -23,12 +24,19 @@ class MulticlassPolicy:
     classes: tuple  # each class's label, in order (strings or integers)
     matrix: tuple[tuple[float, ...], ...]  # C[true][decided]
     calibrator: TemperatureCalibrator
+    rule: FavourableShift | None = None  # None: the Bayes rule; else fitted under a DPPL bound
+    facet: dict | None = None  # {"column", "values_or_threshold", "is_feature"}, with a rule
 
-    # What a request row holds besides the features: nothing (no facet, no per-row costs); the
-    # names a request row's Layout reads, as the binary Policy has them
-    facet = None
-    needs_facet = False
-    cost_columns: tuple = ()
+    cost_columns: tuple = ()  # no per-row costs with more than two classes (a request Layout reads it)
+
+    @property
+    def needs_facet(self) -> bool:
+        """Requests carry the facet: the rule shifts each facet by its own amount."""
+        return self.rule is not None and self.rule.delta_a != self.rule.delta_d
+
+    @property
+    def rule_kind(self) -> str:
+        return "bayes" if self.rule is None else "constrained"
 
     @property
     def k(self) -> int:
@@ -46,17 +54,32 @@ class MulticlassPolicy:
     def probability(self, margins: np.ndarray) -> np.ndarray:
         return self.calibrator.probability(margins)
 
-    def decide(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def decide(self, p: np.ndarray, sensitive: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
         """``(decision index, expected cost of each decision)`` per row."""
-        return bayes_decisions(p, self.cost_matrix)
+        index, expected = bayes_decisions(p, self.cost_matrix)
+        if self.rule is not None:
+            index = self.rule.decide(expected, sensitive)
+        return index, expected
 
     def with_matrix(self, matrix: np.ndarray) -> "MulticlassPolicy":
+        """The policy at a request's matrix (the Bayes rule there)."""
+        if self.rule is not None:
+            raise OverrideRefused(
+                f"this model's decision rule was fitted under |DPPL| <= {self.rule.max_abs_dppl:g} "
+                "at its training costs; another cost matrix would decide outside that bound. Send "
+                "the request without cost_matrix, or train a model at these costs")
         return replace(self, matrix=tuple(tuple(float(c) for c in row) for row in matrix))
 
     def to_dict(self) -> dict:
-        return {"kind": KIND, "classes": list(self.classes),
-                "cost_matrix": [list(row) for row in self.matrix],
-                "calibrator": self.calibrator.to_dict()}
+        out = {"kind": KIND, "classes": list(self.classes),
+               "cost_matrix": [list(row) for row in self.matrix],
+               "calibrator": self.calibrator.to_dict()}
+        if self.rule is not None:
+            out["rule"] = self.rule.to_dict()
+        if self.facet is not None:
+            out["facet"] = self.facet
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "MulticlassPolicy":
@@ -76,5 +99,14 @@ class MulticlassPolicy:
         if calibrator.bias and len(calibrator.bias) != len(classes):
             raise ValueError(f"the calibrator has {len(calibrator.bias)} biases for "
                              f"{len(classes)} classes")
-        return cls(tuple(classes), tuple(tuple(float(c) for c in row) for row in matrix),
-                   calibrator)
+        rule = (None if d.get("rule") is None
+                else FavourableShift.from_dict(d["rule"], len(classes)))
+        facet = d.get("facet")
+        if facet is not None and not (isinstance(facet, dict) and isinstance(facet.get("column"), str)
+                                      and "values_or_threshold" in facet):
+            raise ValueError("facet must be an object with 'column' and 'values_or_threshold'")
+        policy = cls(tuple(classes), tuple(tuple(float(c) for c in row) for row in matrix),
+                     calibrator, rule, facet)
+        if policy.needs_facet and facet is None:
+            raise ValueError("the rule shifts each facet by its own amount but no facet is given")
+        return policy

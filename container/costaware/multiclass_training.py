@@ -27,15 +27,17 @@ from typing import Callable
 import numpy as np
 import xgboost as xgb
 
-from . import metric_log
-from .channels import Channel, concat, folds_of
+from . import bias, metric_log
+from .channels import Channel, check_facets, concat, folds_of, group_codes, sensitive_of, subset
 from .checkpoints import StopRequest, TrainingInterrupted
+from .cluster import SOLO
 from .data import Dataset
 from .errors import DataError, HyperparameterError
 from .multiclass import (ClassWeighting, TemperatureCalibrator, channel_metrics,
-                         fit_temperature, loss_gradients)
+                         fit_favourable_shift, fit_temperature, loss_gradients)
 from .multiclass_policy import MulticlassPolicy
 from .rounds import RoundMonitor
+from .training import facet_spec
 
 
 @dataclass
@@ -45,7 +47,9 @@ class ChannelEvaluation:
     name: str
     scored_by: str  # "model" or "out-of-fold"
     fitted_on: list[str]  # what was fitted on these rows
-    metrics: dict  # multiclass.channel_metrics at the Bayes decisions
+    metrics: dict  # multiclass.channel_metrics at the served rule (+ fairness distances)
+    bias: dict | None = None  # Clarify's metrics on the favourable set, and per class
+    alternatives: dict = field(default_factory=dict)  # rule name -> metrics, for comparison
 
 
 @dataclass
@@ -82,6 +86,10 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     for name, data in (("validation", validation), ("test", test)):
         if data is not None:
             channels[name] = Channel(name, data)
+    for channel in channels.values():
+        channel.sensitive = sensitive_of(settings, channel)
+        check_facets(settings, channel, SOLO)
+    n_groups = group_codes(list(channels.values()), SOLO)
     parts = [channels["train"]] + ([channels["validation"]] if cross_fit and validation else [])
     fit = concat("fit", parts)
     label = fit.data.label.astype(np.int64)
@@ -151,15 +159,15 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
             out[rows] = boosters[f + 1].predict(dtrain, output_margin=True, **span)[rows]
         return out
 
-    def evaluate(p: np.ndarray, y: np.ndarray) -> dict:
-        decision, _ = MulticlassPolicy(classes, settings.matrix, TemperatureCalibrator()).decide(p)
-        return channel_metrics(y, p, decision, matrix)
+    bayes = MulticlassPolicy(classes, settings.matrix, TemperatureCalibrator())
+    watched = subset(held_channel, watch)
 
     def observe(iteration: int) -> dict:
         margins = held_margins()
         p = fit_temperature(margins, held_label).probability(margins)
-        every = evaluate(p, held_label)
-        shown = every if watch.all() else evaluate(p[watch], held_label[watch])
+        every = _evaluate(held_channel, p, bayes, settings, n_groups)[0]
+        shown = every if watch.all() else _evaluate(watched, p[watch], bayes, settings,
+                                                    n_groups)[0]
         line = _line(f"[{iteration}]", watch_name, shown, classes)
         if not watch.all():
             metric = settings.early_stopping_metric
@@ -190,9 +198,11 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     margins = held_margins(best + 1)
     calibrator = fit_temperature(margins, held_label)
     held_p = calibrator.probability(margins)
-    policy = MulticlassPolicy(classes, settings.matrix, calibrator)
     log(f"calibrator: temperature {calibrator.temperature:.4g}, class biases "
         + ", ".join(f"{b:+.4g}" for b in calibrator.bias) + f" on {calibrator.rows} held-out rows")
+    rule = _fit_rule(settings, held_channel, held_p, matrix, log)
+    policy = MulticlassPolicy(classes, settings.matrix, calibrator, rule,
+                              facet_spec(settings, train_data) if rule is not None else None)
 
     # 5. every channel
     results = {}
@@ -208,14 +218,66 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
         else:
             p = calibrator.probability(_margins(booster, ch.data, k))
             scored_by, fitted = "model", (["trees"] if name == "train" else [])
-        decision, _ = policy.decide(p)
-        metrics = channel_metrics(ch.data.label, p, decision, matrix)
-        results[name] = ChannelEvaluation(name, scored_by, fitted, metrics)
+        metrics, section = _evaluate(ch, p, policy, settings, n_groups)
+        alternatives = {} if rule is None else {
+            "bayes": _evaluate(ch, p, bayes, settings, n_groups)[0]}
+        results[name] = ChannelEvaluation(name, scored_by, fitted + (["rule"] if rule and
+                                                                     "calibrator" in fitted else []),
+                                          metrics, section, alternatives)
         log(_line("[final]", name, metrics, classes))
     return MulticlassResult(booster, policy, results, best, rounds, list(fit.data.feature_names),
                             weighting, description,
                             {name: ch.data.rows for name, ch in channels.items()},
                             params["min_child_weight"])
+
+
+def _evaluate(channel: Channel, p: np.ndarray, policy: MulticlassPolicy, settings,
+              n_groups: int) -> tuple[dict, dict | None]:
+    """The channel's metrics at ``policy``'s decisions on ``p``; with a facet also the fairness
+    distances of ``fairness_metrics`` and the combined objective (on the favourable set, as the
+    binary ones), and the bias section (every Clarify metric on the favourable set, and each
+    class's one-vs-rest DPPL and DI)."""
+    decision, _ = policy.decide(p, channel.sensitive)
+    metrics = channel_metrics(channel.data.label, p, decision, policy.cost_matrix)
+    if channel.sensitive is None:
+        return metrics, None
+    facets, groups = bias.collapsed_tables(channel.data.label, decision, channel.sensitive,
+                                           settings.favourable, channel.groups, n_groups)
+    names = list(settings.fairness_names)
+    distances = bias.per_round(names, facets, groups)
+    metrics.update(distances)
+    metrics["combined_objective"] = bias.combined_objective(
+        metrics["auc"], distances[names[0].lower()], settings.objective_auc_weight,
+        settings.objective_fairness_weight)
+    section = bias.bias_section(facets, groups)
+    section["favourable"] = [policy.classes[i] for i in settings.favourable]
+    section["per_class"] = dict(zip(policy.class_names,
+                                    bias.per_class_parity(decision, channel.sensitive, policy.k)))
+    return metrics, section
+
+
+def _fit_rule(settings, held: Channel, p: np.ndarray, matrix: np.ndarray, log):
+    """With ``max_abs_dppl`` < 1: the cheapest shift of the favourable decisions' expected costs
+    (one, or one per facet with ``group_thresholds``) within the bound on the held-out rows."""
+    if settings.max_abs_dppl >= 1:
+        return None
+    expected = p @ matrix
+    label = held.data.label.astype(np.int64)
+    rule, dppl, cost = fit_favourable_shift(expected, label, held.sensitive, settings.favourable,
+                                            matrix, settings.max_abs_dppl,
+                                            settings.group_thresholds)
+    bayes = expected.argmin(axis=1)
+    favourable = np.isin(bayes, settings.favourable)
+    bayes_dppl = favourable[~held.sensitive].mean() - favourable[held.sensitive].mean()
+    bayes_cost = float(matrix[label, bayes].sum())
+    rows = len(label)
+    log("decision rule: favourable decisions' expected costs lowered by "
+        + (f"facet a {rule.delta_a:+.4g}, facet d {rule.delta_d:+.4g}" if settings.group_thresholds
+           else f"{rule.delta_a:+.4g}")
+        + f", the cheapest with |DPPL| <= {settings.max_abs_dppl:g} on the {rows} held-out rows: "
+        f"DPPL {dppl:+.4f} (Bayes {bayes_dppl:+.4f}), cost per row {cost / rows:.6g} (Bayes "
+        f"{bayes_cost / rows:.6g}: the bound costs {(cost - bayes_cost) / rows:+.6g} per row)")
+    return rule
 
 
 def _objective(label: np.ndarray, row_weight: np.ndarray, offsets: np.ndarray):

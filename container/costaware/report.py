@@ -52,7 +52,7 @@ SERVED_COLOUR = "#000000"
 BAYES_COLOUR = "#E69F00"
 MIN_COLOUR = "#56B4E9"
 
-_RC = {
+RC = {
     "text.parse_math": False,
     "font.size": 10,
     "axes.titlesize": 11,
@@ -70,13 +70,13 @@ def write_report(output_dir: str, channels: list, title: str, summary: dict,
     os.makedirs(output_dir, exist_ok=True)
     slugs = {}
     for ch in channels:
-        slug = _slug(ch.name)
+        slug = file_slug(ch.name)
         if slug in slugs.values():
             raise ValueError(f"two channels map to the same file names: {ch.name!r}")
         slugs[ch.name] = slug
     written: list[str] = []
     images: dict[str, list[tuple[str, str]]] = {}
-    with mpl_style.context("default"), matplotlib.rc_context(_RC):
+    with mpl_style.context("default"), matplotlib.rc_context(RC):
         for ch in channels:
             slug = slugs[ch.name]
             charts = [(f"roc-{slug}.png", "ROC curve", _roc_chart),
@@ -104,12 +104,12 @@ def write_report(output_dir: str, channels: list, title: str, summary: dict,
     return written
 
 
-def _slug(name: str) -> str:
+def file_slug(name: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("._")
     return slug or "channel"
 
 
-def _figure(width: float, height: float, left: float = 0.75, right: float = 0.2,
+def new_figure(width: float, height: float, left: float = 0.75, right: float = 0.2,
             bottom: float = 0.6, top: float = 0.4) -> Figure:
     """A figure with fixed margins in inches (a layout engine would cost a quarter of the time)."""
     fig = Figure(figsize=(width, height), dpi=DPI)
@@ -146,7 +146,7 @@ def _shift_text(ch) -> str:
 
 
 def _roc_chart(ch) -> Figure:
-    fig = _figure(5.2, 5.0)
+    fig = new_figure(5.2, 5.0)
     ax = fig.add_subplot()
     ax.set_title(_title(ch, "ROC"))
     negatives, positives = ch.summary.score_bins
@@ -191,7 +191,7 @@ def _shown_range(rows: np.ndarray) -> tuple[int, int]:
 
 
 def _cost_chart(ch) -> Figure:
-    fig = _figure(7.6, 4.9, bottom=1.3)
+    fig = new_figure(7.6, 4.9, bottom=1.3)
     ax = fig.add_subplot()
     ax.set_title(_title(ch, "Cost per row against the shift of the decision boundary"))
     h: ShiftHistogram = ch.shifts
@@ -256,7 +256,7 @@ def _outside(rows: np.ndarray, lo: int, hi: int) -> str:
 
 
 def _class_chart(ch) -> Figure:
-    fig = _figure(7.0, 4.4)
+    fig = new_figure(7.0, 4.4)
     ax = fig.add_subplot()
     ax.set_title(_title(ch, "Distance from the decision boundary"))
     by_class = ch.shifts.rows.sum(axis=0)  # (label, bins)
@@ -274,7 +274,7 @@ def _class_chart(ch) -> Figure:
 
 
 def _facet_chart(ch, facet_name: str) -> Figure:
-    fig = _figure(7.0, 4.4)
+    fig = new_figure(7.0, 4.4)
     ax = fig.add_subplot()
     ax.set_title(_title(ch, f"Distance from the boundary by facet ({facet_name or 'facet'})"))
     by_facet = ch.shifts.rows.sum(axis=1)  # (facet, bins)
@@ -304,7 +304,7 @@ def _finish_z_axes(ax, ch, whose: str) -> None:
 
 
 def _reliability_chart(ch) -> Figure:
-    fig = _figure(5.6, 5.4)
+    fig = new_figure(5.6, 5.4)
     ax = fig.add_subplot()
     ax.set_title(_title(ch, "Reliability"))
     rows, sum_p, sum_y = np.asarray(ch.summary.calibration).T
@@ -329,7 +329,7 @@ def _reliability_chart(ch) -> Figure:
 
 
 def _confusion_chart(ch) -> Figure:
-    fig = _figure(5.2, 4.8, left=0.95, top=0.7, bottom=0.65)
+    fig = new_figure(5.2, 4.8, left=0.95, top=0.7, bottom=0.65)
     ax = fig.add_subplot()
     m = ch.metrics
     n = m["rows"]
@@ -352,7 +352,7 @@ def _confusion_chart(ch) -> Figure:
     ax.set_ylabel("true class")
     ax.grid(False)
     ax.set_title(f"Confusion \u2014 {ch.name}: {n:,} rows, {m['expected_cost']:.4g} per row, "
-                 f"savings {_num(m['savings'])}", fontsize=10)
+                 f"savings {num_text(m['savings'])}", fontsize=10)
     return fig
 
 
@@ -360,7 +360,7 @@ def _confusion_chart(ch) -> Figure:
 # HTML
 
 
-_CSS = """
+CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
        max-width: 1200px; padding: 0 1em; color: #222; line-height: 1.4; }
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; } h3 { margin-top: 1.4em; }
@@ -375,7 +375,7 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; }
 """
 
 
-def _e(x) -> str:
+def escape(x) -> str:
     return html.escape(str(x), quote=True)
 
 
@@ -399,7 +399,7 @@ def format_value(v) -> str:
     return str(v)
 
 
-def _num(v, digits: int = 4) -> str:
+def num_text(v, digits: int = 4) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     if isinstance(v, (int, np.integer)):
@@ -413,7 +413,7 @@ def _cost(v) -> str:
     return f"{v:.6g}"
 
 
-def _table(header: list[str], rows: list[list[tuple[str, bool]]]) -> str:
+def html_table(header: list[str], rows: list[list[tuple[str, bool]]]) -> str:
     """``rows`` of (already escaped text, numeric?) cells."""
     out = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"]
     for row in rows:
@@ -428,13 +428,13 @@ def _metrics_table(channels: list) -> str:
     spec = [
         ("scored by", lambda ch: _scored(ch), False),
         ("fitted on these rows", lambda ch: ", ".join(ch.fitted_on) or "nothing", False),
-        ("rows", lambda ch: _num(ch.metrics["rows"]), True),
-        ("class 1 rows", lambda ch: _num(ch.metrics["positives"]), True),
+        ("rows", lambda ch: num_text(ch.metrics["rows"]), True),
+        ("class 1 rows", lambda ch: num_text(ch.metrics["positives"]), True),
     ]
     # every registered metric a channel has (metric_registry owns the list and the labels)
     for metric in metric_registry.all_metrics():
         if any(metric.name in ch.metrics for ch in channels):
-            show = _cost if metric.kind == "cost" else _num
+            show = _cost if metric.kind == "cost" else num_text
             spec.append((metric.label, lambda ch, m=metric.name, show=show:
                          show(ch.metrics[m]) if m in ch.metrics else "n/a", True))
     spec += [
@@ -448,30 +448,30 @@ def _metrics_table(channels: list) -> str:
         label = "Bayes rule" if alt == "bayes" else "probability >= 0.5"
         spec += [(f"cost per row, {label}", lambda ch, a=alt: _cost(ch.alternatives[a]["expected_cost"])
                   if a in ch.alternatives else "n/a", True),
-                 (f"savings, {label}", lambda ch, a=alt: _num(ch.alternatives[a]["savings"])
+                 (f"savings, {label}", lambda ch, a=alt: num_text(ch.alternatives[a]["savings"])
                   if a in ch.alternatives else "n/a", True)]
     for k in ("tp", "fp", "fn", "tn"):
-        spec.append((f"{k.upper()} (served)", lambda ch, k=k: _num(ch.metrics["confusion_matrix"][k]), True))
-    header = ["metric"] + [_e(ch.name) for ch in channels]
-    rows = [[(_e(name), False)] + [(_e(fn(ch)), numeric) for ch in channels]
+        spec.append((f"{k.upper()} (served)", lambda ch, k=k: num_text(ch.metrics["confusion_matrix"][k]), True))
+    header = ["metric"] + [escape(ch.name) for ch in channels]
+    rows = [[(escape(name), False)] + [(escape(fn(ch)), numeric) for ch in channels]
             for name, fn, numeric in spec]
-    return _table(header, rows)
+    return html_table(header, rows)
 
 
 def _reliability_table(channels: list) -> str:
-    header = ["probability bin"] + [f"{_e(ch.name)}: rows / mean probability / observed rate"
+    header = ["probability bin"] + [f"{escape(ch.name)}: rows / mean probability / observed rate"
                                     for ch in channels]
     bins = len(channels[0].metrics["reliability"]) if channels else 0
     rows = []
     for b in range(bins):
         lo, hi = channels[0].metrics["reliability"][b]["bin"]
-        cells = [(_e(f"[{lo:.1f}, {hi:.1f})"), False)]
+        cells = [(escape(f"[{lo:.1f}, {hi:.1f})"), False)]
         for ch in channels:
             r = ch.metrics["reliability"][b]
-            cells.append((_e(f"{r['rows']:,} / {_num(r['mean_probability'])} / "
-                             f"{_num(r['observed_rate'])}"), True))
+            cells.append((escape(f"{r['rows']:,} / {num_text(r['mean_probability'])} / "
+                             f"{num_text(r['observed_rate'])}"), True))
         rows.append(cells)
-    return _table(header, rows)
+    return html_table(header, rows)
 
 
 def _bias_table(channels: list, facet_name: str) -> str:
@@ -484,12 +484,12 @@ def _bias_table(channels: list, facet_name: str) -> str:
             if k not in names:
                 names.append(k)
     intro = (f"<p>SageMaker Clarify post-training bias metrics of the served decisions, facet "
-             f"<code>{_e(facet_name or '(unnamed)')}</code>: facet <i>d</i> is the sensitive group, "
+             f"<code>{escape(facet_name or '(unnamed)')}</code>: facet <i>d</i> is the sensitive group, "
              "facet <i>a</i> everyone else. <i>n/a</i>: the metric is undefined on that channel.</p>")
-    header = ["metric"] + [_e(ch.name) for ch in with_bias]
-    rows = [[(_e(name), False)] + [(_e(format_value(ch.bias["post_training"].get(name))), True)
+    header = ["metric"] + [escape(ch.name) for ch in with_bias]
+    rows = [[(escape(name), False)] + [(escape(format_value(ch.bias["post_training"].get(name))), True)
                                    for ch in with_bias] for name in names]
-    return intro + "\n" + _table(header, rows)
+    return intro + "\n" + html_table(header, rows)
 
 
 def _notes(ch) -> list[str]:
@@ -513,11 +513,11 @@ def _html(title: str, summary: dict, channels: list, slugs: dict, images: dict,
           facet_name: str) -> str:
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{_e(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
-             f"<h1>{_e(title)}</h1>"]
+             f"<title>{escape(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
+             f"<h1>{escape(title)}</h1>"]
     if summary:
         parts.append("<h2>Summary</h2>")
-        parts.append(_table(["", "value"], [[(_e(k), False), (_e(format_value(v)), False)]
+        parts.append(html_table(["", "value"], [[(escape(k), False), (escape(format_value(v)), False)]
                                             for k, v in summary.items()]))
     parts.append("<h2>Metrics per channel</h2>")
     parts.append("<p>Each row is decided by the served rule at its own costs (the class costs for "
@@ -534,16 +534,16 @@ def _html(title: str, summary: dict, channels: list, slugs: dict, images: dict,
         parts.append(bias)
     for ch in channels:
         slug = slugs[ch.name]
-        parts.append(f'<h2 id="channel-{_e(slug)}">Channel: {_e(ch.name)}</h2>')
+        parts.append(f'<h2 id="channel-{escape(slug)}">Channel: {escape(ch.name)}</h2>')
         for note in _notes(ch):
-            parts.append(f'<p class="note">{_e(note)}</p>')
+            parts.append(f'<p class="note">{escape(note)}</p>')
         if ch.fitted_on:
-            parts.append(f'<p class="note">Fitted on these rows: {_e(", ".join(ch.fitted_on))}; '
-                         f"scored by {_e(_scored(ch))}.</p>")
+            parts.append(f'<p class="note">Fitted on these rows: {escape(", ".join(ch.fitted_on))}; '
+                         f"scored by {escape(_scored(ch))}.</p>")
         parts.append('<div class="charts">')
         for file_name, caption in images[slug]:
-            parts.append(f'<figure><img src="{_e(file_name)}" alt="{_e(caption)} \u2014 {_e(ch.name)}">'
-                         f"<figcaption>{_e(caption)}</figcaption></figure>")
+            parts.append(f'<figure><img src="{escape(file_name)}" alt="{escape(caption)} \u2014 {escape(ch.name)}">'
+                         f"<figcaption>{escape(caption)}</figcaption></figure>")
         parts.append("</div>")
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)

@@ -274,7 +274,7 @@ def _write_class_outputs(base_dir: str, result, settings, log) -> None:
                "rounds": {"trained": result.rounds_trained, "kept": result.best_iteration + 1}}
     artifact.save(model_dir, result.booster, result.feature_names, result.policy, {
         "metrics": {name: {k: v for k, v in ch.metrics.items()
-                           if k not in ("confusion", "cell_costs")}
+                           if k not in ("confusion", "cell_costs", "reliability_per_class")}
                     for name, ch in result.channels.items()},
         **summary, "best_iteration": result.best_iteration,
         "rounds_trained": result.rounds_trained, "hyperparameters": dict(settings),
@@ -284,12 +284,28 @@ def _write_class_outputs(base_dir: str, result, settings, log) -> None:
     document = artifact.json_safe({
         "policy": result.policy.to_dict(), **summary,
         "channels": {name: {"scored_by": ch.scored_by, "fitted_on_these_rows": ch.fitted_on,
-                            "served": ch.metrics}
+                            "served": ch.metrics, **ch.alternatives,
+                            **({"bias": ch.bias} if ch.bias is not None else {})}
                      for name, ch in result.channels.items()}})
     with open(os.path.join(output_data, "evaluation.json"), "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=2, allow_nan=False)
         handle.write("\n")
-    log(f"model saved to {model_dir}; {result.policy.k} classes, decided by argmin(P @ C)")
+    rule = result.policy.rule
+    _write_class_report(output_data, result, settings, log)
+    log(f"model saved to {model_dir}; {result.policy.k} classes, decided by argmin(P @ C)"
+        + ("" if rule is None else f" with the favourable classes' costs shifted (facet a "
+           f"{rule.delta_a:+.4g}, d {rule.delta_d:+.4g}; |DPPL| <= {rule.max_abs_dppl:g})"))
+
+
+def _write_class_report(output_data: str, result, settings, log) -> None:
+    """report.html of a model with more than two classes; a failure is logged, not fatal."""
+    from . import report_classes  # matplotlib only when a report is written
+
+    try:
+        files = report_classes.write_report(output_data, result, "costaware training report")
+        log(f"report: {len(files)} files in {output_data}")
+    except Exception:  # noqa: BLE001 - a chart must never fail a finished training job
+        logger.warning("could not write the report:\n%s", traceback.format_exc())
 
 
 def _without_tables(metrics: dict) -> dict:

@@ -239,7 +239,7 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     held_p = calibrator.probability(margins)
     rule = fit_rule(settings, held.channel, held_p, cluster, log)
     policy = Policy(calibrator, rule, settings.class_costs,
-                    cost_column_names(settings, train_data), _facet_spec(settings, train_data))
+                    cost_column_names(settings, train_data), facet_spec(settings, train_data))
 
     # 5. every channel at the served rule
     results = {}
@@ -291,7 +291,7 @@ def _margin(booster: xgb.Booster, data: Dataset, rows=None) -> np.ndarray:
                       dtype=np.float64)
 
 
-def _facet_spec(settings, train_data: Dataset) -> dict | None:
+def facet_spec(settings, train_data: Dataset) -> dict | None:
     """The facet as the policy keeps it; ``column`` is a request column's name: the facet's feature
     name when it is a feature (``f3`` in a headerless file, where ``facet_column`` counts the
     label too), else ``facet_column``."""

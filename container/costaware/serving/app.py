@@ -64,21 +64,19 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
         if multiclass:
             return {"classes": list(policy.class_names),
                     "cost_matrix": [list(row) for row in policy.matrix], "costs_source": source,
-                    "rule": {"kind": "bayes"}}
+                    "rule": {"kind": "bayes"} if policy.rule is None else policy.rule.to_dict()}
         return {"costs": policy.costs.as_dict(), "costs_source": source,
                 "rule": policy.rule.to_dict(),
                 "cost_columns": [name for _, name in policy.cost_columns]}
 
     def requested_policy(header: str | None):
         """The policy a request's custom attributes ask for, or None for the model's."""
-        if multiclass:
-            matrix = policy_override.parse_matrix(header, model_policy)
-            return None if matrix is None else model_policy.with_matrix(matrix)
-        costs = policy_override.parse_costs(header, model_policy.costs)
-        if costs is None:
-            return None
         try:
-            return model_policy.with_costs(costs)
+            if multiclass:
+                matrix = policy_override.parse_matrix(header, model_policy)
+                return None if matrix is None else model_policy.with_matrix(matrix)
+            costs = policy_override.parse_costs(header, model_policy.costs)
+            return None if costs is None else model_policy.with_costs(costs)
         except OverrideRefused as exc:
             raise codecs.RequestError(400, f"{policy_override.HEADER}: {exc}") from None
 

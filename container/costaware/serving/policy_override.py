@@ -144,7 +144,7 @@ def describe_policy(policy, source: str) -> str:
     if isinstance(policy, MulticlassPolicy):
         matrix = "[" + ",".join("[" + ",".join(_num(c) for c in row) + "]"
                                 for row in policy.matrix) + "]"
-        return f"cost_matrix={matrix},rule=bayes,costs_source={source}"
+        return f"cost_matrix={matrix},rule={policy.rule_kind},costs_source={source}"
     costs = policy.costs.as_dict()
     parts = [f"{key}={_num(costs[key])}" for key in COST_KEYS]
     parts.append(f"rule={policy.rule.kind}")

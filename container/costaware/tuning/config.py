@@ -159,14 +159,16 @@ def check_range(param: hp.Param, rng: Range) -> Range:
 
 
 def resolve_ranges(statics: dict, specs: list[str] | tuple[str, ...] = (),
-                   has_facet: bool | None = None) -> list[Range]:
+                   has_facet: bool | None = None, multiclass: bool = False) -> list[Range]:
     """The search space: the schema's ranges, then ``--range`` overrides, minus the parameters
-    fixed in ``statics``. Fairness parameters are searched only with a facet."""
+    fixed in ``statics``. Fairness parameters are searched only with a facet; with more than two
+    classes, none that such a job refuses (``hyperparameters.MULTICLASS_REFUSED``)."""
     if has_facet is None:
         has_facet = bool(str(statics.get("facet_column", "")).strip())
     ranges: dict[str, Range] = {}
     for param in hp.SCHEMA:
-        if param.tuning and (param.group != "fairness" or has_facet):
+        if param.tuning and (param.group != "fairness" or has_facet) \
+                and not (multiclass and param.name in hp.MULTICLASS_REFUSED):
             ranges[param.name] = schema_range(param)
     for spec in specs:
         name, rng = parse_range(spec)
@@ -204,8 +206,11 @@ ALIASES = {
 }
 
 
-def objective(spec: str, has_facet: bool, allow_multi: bool = True) -> Objective:
-    """``combined`` | ``auc`` | ``cost`` | ``multi`` | a metric name such as ``validation:f1``."""
+def objective(spec: str, has_facet: bool, allow_multi: bool = True,
+              multiclass: bool = False) -> Objective:
+    """``combined`` | ``auc`` | ``cost`` | ``multi`` | a metric name such as ``validation:f1``;
+    with more than two classes, a metric such a job logs (``hyperparameters.MULTICLASS_METRICS``
+    and the fairness distances)."""
     if spec == "multi":
         if not allow_multi:
             raise ConfigError("SageMaker tunes one objective metric: use combined, auc, cost or a "
@@ -225,6 +230,10 @@ def objective(spec: str, has_facet: bool, allow_multi: bool = True) -> Objective
                           "selection; tune on validation")
     if _direction(metric) is None:
         raise ConfigError(f"objective {metric}: a reported value, not an objective")
+    if multiclass and name not in hp.MULTICLASS_METRICS \
+            and not metric_registry.get(name).needs_facet:
+        raise ConfigError(f"objective {metric}: a two-class metric; with more than two classes "
+                          f"tune on one of {', '.join(hp.MULTICLASS_METRICS)}")
     if metric_registry.get(name).needs_facet and not has_facet:
         raise ConfigError(f"objective {metric} needs a facet: set facet_column and "
                           "facet_values_or_threshold (--static facet_column=NAME --static "
@@ -234,6 +243,15 @@ def objective(spec: str, has_facet: bool, allow_multi: bool = True) -> Objective
 
 def _direction(metric: str) -> str | None:
     return metric_log.objective_direction(metric)
+
+
+def is_multiclass(statics: dict) -> bool:
+    """Whether these hyperparameters train more than two classes (bad ones: False, and
+    :func:`check_statics` says why)."""
+    try:
+        return hp.parse(statics).multiclass
+    except HyperparameterError:
+        return False
 
 
 def check_statics(statics: dict, ranges: list[Range]) -> None:
@@ -295,8 +313,9 @@ def build(opts: TunerOptions) -> tuple[dict, list[str]]:
     """The request body and the names of the options left as placeholders."""
     statics = {k: str(v) for k, v in (opts.statics or {}).items()}
     has_facet = bool(statics.get("facet_column", "").strip())
-    goal = objective(opts.objective, has_facet, allow_multi=False)
-    ranges = resolve_ranges(statics, opts.ranges)
+    multiclass = is_multiclass(statics)
+    goal = objective(opts.objective, has_facet, allow_multi=False, multiclass=multiclass)
+    ranges = resolve_ranges(statics, opts.ranges, multiclass=multiclass)
     check_statics(statics, ranges)
     if opts.strategy not in STRATEGIES:
         raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}")

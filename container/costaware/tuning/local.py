@@ -211,8 +211,9 @@ def _setup(request: TuneRequest) -> tuple[Setup, bool]:
     except hp.HyperparameterError as exc:
         raise cfg.ConfigError(f"the tree's hyperparameters: {exc}") from None
     has_facet = bool(settings.facet_column)
-    goal = cfg.objective(request.objective, has_facet)
-    space = cfg.resolve_ranges(extra, request.ranges, has_facet=has_facet)
+    goal = cfg.objective(request.objective, has_facet, multiclass=settings.multiclass)
+    space = cfg.resolve_ranges(extra, request.ranges, has_facet=has_facet,
+                               multiclass=settings.multiclass)
     cfg.check_statics(merged, space)
     if request.trials < 1:
         raise cfg.ConfigError("--trials must be at least 1")

@@ -1,0 +1,68 @@
+"""The SageMaker tuner configuration and the local tuner with more than two classes."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from costaware.tuning import config
+
+from conftest import write_tree
+from test_multiclass_serving import CLASSES, MATRIX, _frame
+from test_tuning import REALISTIC, cli
+
+STATICS = {"label_column": "cultivar", "classes": json.dumps(CLASSES),
+           "cost_matrix": json.dumps(MATRIX), "facet_column": "region",
+           "facet_values_or_threshold": "[1]", "label_values_or_threshold": '["barolo"]'}
+
+
+def _request(objective: str, statics=None):
+    opts = config.TunerOptions(**{**REALISTIC, "statics": dict(statics or STATICS),
+                                  "objective": objective})
+    return config.build(opts)[0]
+
+
+@pytest.mark.parametrize("objective", ["validation:expected_cost", "validation:auc",
+                                       "validation:combined_objective", "validation:logloss"])
+def test_tuner_config_with_multiclass_metrics(objective):
+    params = _request(objective)
+    job = params["HyperParameterTuningJobConfig"]
+    assert job["HyperParameterTuningJobObjective"]["MetricName"] == objective
+    searched = {r["Name"] for kind in job["ParameterRanges"].values() for r in kind}
+    # a multi-class job refuses fairness_penalty: the tuner must not search it
+    assert "fairness_penalty" not in searched and "eta" in searched
+    names = {d["Name"] for d in
+             params["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]}
+    assert objective in names and len(names) <= 40
+
+
+def test_a_two_class_objective_is_refused_for_a_multiclass_job():
+    with pytest.raises(config.ConfigError, match="a two-class metric; with more than two classes"):
+        _request("validation:f1")
+
+
+def test_local_tuner_on_a_multiclass_tree(tmp_path):
+    frame = _frame()
+    frame["region"] = (frame["alcohol"] > 13.0).astype(int)
+    tree = write_tree(tmp_path / "ml", {**STATICS, "num_round": "6", "max_depth": "3",
+                                        "cross_fit_folds": "3"},
+                      {"train": {"t.csv": frame.iloc[:120].to_csv(index=False)},
+                       "validation": {"v.csv": frame.iloc[120:].to_csv(index=False)}})
+    work = tmp_path / "study"
+    done = cli("tune", "--tree", tree, "--work", work, "--objective", "cost", "--trials", "2",
+               "--jobs", "2", "--range", "num_round=3:8", "--seed", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    with open(work / "trials.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 3  # the baseline and two trials
+    for row in rows[1:]:
+        evaluation = json.loads((work / row["dir"] / "output" / "data" / "evaluation.json")
+                                .read_text())
+        kept = evaluation["channels"]["validation"]["served"]
+        assert float(row["validation:expected_cost"]) == pytest.approx(kept["expected_cost"],
+                                                                       rel=1e-6)
+        assert float(row["validation:dppl"]) == pytest.approx(kept["dppl"], rel=1e-6, abs=1e-12)
+    best = json.loads((work / "best.json").read_text())
+    assert best["objective"] == ["validation:expected_cost"]
