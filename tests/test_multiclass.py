@@ -211,3 +211,51 @@ def test_bounded_rule_is_the_cheapest_within_the_bound(seed, per_facet):
             best = min(best, matrix[label, mc.FavourableShift(favourable, a, d)
                                     .decide(expected, sensitive)].sum())
     assert cost == pytest.approx(best)
+
+
+def _wine_datasets():
+    from sklearn.datasets import load_wine
+
+    from costaware.data import Dataset
+
+    x, y = load_wine(return_X_y=True)
+    order = np.random.default_rng(5).permutation(len(y))
+    x, y = x[order], y[order]
+
+    def dataset(rows):
+        return Dataset(x[rows].astype(np.float32), y[rows].astype(np.int8),
+                       [f"f{i}" for i in range(x.shape[1])],
+                       RowCosts.constant(CostMatrix(1.0, 1.0), len(rows)), "wine", False)
+
+    return dataset(np.arange(110)), dataset(np.arange(110, 150)), dataset(np.arange(150, len(y)))
+
+
+def test_calibration_on_the_validation_channel():
+    from costaware import hyperparameters, multiclass_training
+
+    train, validation, test = _wine_datasets()
+    settings = hyperparameters.parse({"cost_matrix": "[[0,1,2],[1,0,1],[6,2,0]]",
+                                      "calibration_data": "validation", "num_round": "12",
+                                      "max_depth": "2"})
+    lines = []
+    result = multiclass_training.train(settings, train, validation, test, log=lines.append)
+    assert result.held_out == "the validation channel's margins"
+    assert result.policy.calibrator.rows == validation.rows
+    assert result.channels["validation"].scored_by == "model"
+    assert result.channels["validation"].fitted_on == ["calibrator"]
+    assert result.channels["train"].fitted_on == ["trees"]
+    assert result.rows == {"train": 110, "validation": 40, "test": 28}
+    assert sum(line.startswith("[") and "validation:logloss=" in line for line in lines) == 13
+
+
+def test_a_stop_request_ends_training_with_a_reason():
+    from costaware import hyperparameters, multiclass_training
+    from costaware.checkpoints import StopRequest, TrainingInterrupted
+
+    train, _, _ = _wine_datasets()
+    stop = StopRequest()
+    stop.set()
+    with pytest.raises(TrainingInterrupted, match="after 0 of 5 rounds: no checkpoint saved"):
+        multiclass_training.train(hyperparameters.parse({"cost_matrix": "[[0,1,1],[1,0,1],[1,1,0]]",
+                                                         "num_round": "5"}),
+                                  train, log=lambda line: None, stop=stop)

@@ -11,7 +11,7 @@ import numpy as np
 from .cluster import SOLO, Cluster
 from .costs import CELLS, RowCosts
 from .data import Dataset
-from .errors import DataError
+from .errors import DataError, HyperparameterError
 from .fairness import sensitive_facet_index
 
 
@@ -23,6 +23,20 @@ class Channel:
     data: Dataset
     sensitive: np.ndarray | None = None  # True: facet d
     groups: np.ndarray | None = None  # codes 0..n_groups-1, -1 without a group
+
+
+def channels_of(settings, train: Dataset, validation: Dataset | None = None,
+                test: Dataset | None = None) -> dict[str, Channel]:
+    """The job's channels by name (train, then validation and test when given); a validation
+    channel is required when it is what calibrates."""
+    if settings.calibration_data == "validation" and validation is None:
+        raise HyperparameterError("hyperparameter 'calibration_data' is 'validation' but the job "
+                                  "has no validation channel; add one, or use 'cross_fit'")
+    channels = {"train": Channel("train", train)}
+    for name, data in (("validation", validation), ("test", test)):
+        if data is not None:
+            channels[name] = Channel(name, data)
+    return channels
 
 
 def sensitive_of(settings, channel: Channel) -> np.ndarray | None:

@@ -28,16 +28,17 @@ import numpy as np
 import xgboost as xgb
 
 from . import bias, metric_log
-from .channels import Channel, check_facets, concat, folds_of, group_codes, sensitive_of, subset
+from .channels import (Channel, channels_of, check_facets, concat, folds_of, group_codes,
+                       sensitive_of, subset)
 from .checkpoints import StopRequest, TrainingInterrupted
 from .cluster import SOLO
 from .data import Dataset
-from .errors import DataError, HyperparameterError
+from .errors import DataError
 from .multiclass import (ClassWeighting, TemperatureCalibrator, channel_metrics,
                          fit_favourable_shift, fit_temperature, loss_gradients)
 from .multiclass_policy import MulticlassPolicy
 from .rounds import RoundMonitor
-from .training import facet_spec
+from .training import facet_spec, print_line
 
 
 @dataclass
@@ -72,20 +73,14 @@ def metric_name(label) -> str:
 
 
 def train(settings, train_data: Dataset, validation: Dataset | None = None,
-          test: Dataset | None = None, log: Callable[[str], None] = print,
+          test: Dataset | None = None, log: Callable[[str], None] = print_line,
           stop: StopRequest | None = None) -> MulticlassResult:
     stop = StopRequest() if stop is None else stop
     matrix = np.array(settings.matrix, dtype=np.float64)
     classes = settings.class_labels
     k = len(classes)
     cross_fit = settings.calibration_data == "cross_fit"
-    if not cross_fit and validation is None:
-        raise HyperparameterError("hyperparameter 'calibration_data' is 'validation' but the job "
-                                  "has no validation channel; add one, or use 'cross_fit'")
-    channels = {"train": Channel("train", train_data)}
-    for name, data in (("validation", validation), ("test", test)):
-        if data is not None:
-            channels[name] = Channel(name, data)
+    channels = channels_of(settings, train_data, validation, test)
     for channel in channels.values():
         channel.sensitive = sensitive_of(settings, channel)
         check_facets(settings, channel, SOLO)
@@ -105,8 +100,8 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
                         f"fewer than cross_fit_folds ({settings.cross_fit_folds}): every fold "
                         "needs rows of each class; lower cross_fit_folds or use calibration_data "
                         "'validation'")
-    if not cross_fit:
-        _check_held_out_classes(channels["validation"], classes)
+    if not cross_fit and channels["validation"].data.rows == 0:
+        raise DataError(f"validation channel ({validation.source}): no rows to calibrate on")
     folds = (folds_of(label, settings.cross_fit_folds, settings.seed, classes=k)
              if cross_fit else None)
 
@@ -221,9 +216,9 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
         metrics, section = _evaluate(ch, p, policy, settings, n_groups)
         alternatives = {} if rule is None else {
             "bayes": _evaluate(ch, p, bayes, settings, n_groups)[0]}
-        results[name] = ChannelEvaluation(name, scored_by, fitted + (["rule"] if rule and
-                                                                     "calibrator" in fitted else []),
-                                          metrics, section, alternatives)
+        if rule is not None and "calibrator" in fitted:  # the held-out rows fitted the rule too
+            fitted = fitted + ["rule"]
+        results[name] = ChannelEvaluation(name, scored_by, fitted, metrics, section, alternatives)
         log(_line("[final]", name, metrics, classes))
     return MulticlassResult(booster, policy, results, best, rounds, list(fit.data.feature_names),
                             weighting, description,
@@ -291,12 +286,6 @@ def _margins(booster: xgb.Booster, data: Dataset, k: int) -> np.ndarray:
         return np.empty((0, k))
     return np.asarray(booster.inplace_predict(data.features, predict_type="margin",
                                               missing=np.nan), dtype=np.float64).reshape(-1, k)
-
-
-def _check_held_out_classes(channel: Channel, classes: tuple) -> None:
-    counts = np.bincount(channel.data.label.astype(np.int64), minlength=len(classes))
-    if (counts == 0).all() or channel.data.rows == 0:
-        raise DataError(f"{channel.name} channel ({channel.data.source}): no rows")
 
 
 def _line(prefix: str, channel: str, metrics: dict, classes: tuple) -> str:

@@ -33,14 +33,14 @@ import xgboost as xgb
 from . import metric_log
 from .boosting import Boosting, Member
 from .calibration import Calibrator, fit_platt
-from .channels import (Channel, check_classes, check_facets, concat, folds_of, group_codes,
-                       sensitive_of, subset)
+from .channels import (Channel, channels_of, check_classes, check_facets, concat, folds_of,
+                       group_codes, sensitive_of, subset)
 from .checkpoints import CheckpointStore, StopRequest, digest
 from .cluster import SOLO, Cluster
 from .costs import CELLS
 from .data import Dataset
 from .decision import DecisionRule
-from .errors import DataError, HyperparameterError, InputError
+from .errors import DataError, InputError
 from .evaluation import ChannelResult, evaluate, fit_rule, metrics_at
 from .objective import CostWeighting, base_log_odds, make_objective
 from .policy import Policy
@@ -94,13 +94,7 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     if checkpoints is not None and cluster.size > 1:
         raise ValueError("checkpoints are single-host only")
     cross_fit = settings.calibration_data == "cross_fit"
-    if not cross_fit and validation is None:
-        raise HyperparameterError("hyperparameter 'calibration_data' is 'validation' but the job "
-                                  "has no validation channel; add one, or use 'cross_fit'")
-    channels = {"train": Channel("train", train_data)}
-    for name, data in (("validation", validation), ("test", test)):
-        if data is not None:
-            channels[name] = Channel(name, data)
+    channels = channels_of(settings, train_data, validation, test)
     problem = None
     try:
         for channel in channels.values():
