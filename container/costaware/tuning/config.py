@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from .. import hyperparameters as hp
 from .. import metric_log, metric_registry
 from ..errors import HyperparameterError
+from ..multiclass_settings import MULTICLASS_METRICS, MULTICLASS_REFUSED
 
 SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
 STRATEGIES = ("Bayesian", "Random", "Hyperband")
@@ -162,13 +163,13 @@ def resolve_ranges(statics: dict, specs: list[str] | tuple[str, ...] = (),
                    has_facet: bool | None = None, multiclass: bool = False) -> list[Range]:
     """The search space: the schema's ranges, then ``--range`` overrides, minus the parameters
     fixed in ``statics``. Fairness parameters are searched only with a facet; with more than two
-    classes, none that such a job refuses (``hyperparameters.MULTICLASS_REFUSED``)."""
+    classes, none that such a job refuses (``multiclass_settings.MULTICLASS_REFUSED``)."""
     if has_facet is None:
         has_facet = bool(str(statics.get("facet_column", "")).strip())
     ranges: dict[str, Range] = {}
     for param in hp.SCHEMA:
         if param.tuning and (param.group != "fairness" or has_facet) \
-                and not (multiclass and param.name in hp.MULTICLASS_REFUSED):
+                and not (multiclass and param.name in MULTICLASS_REFUSED):
             ranges[param.name] = schema_range(param)
     for spec in specs:
         name, rng = parse_range(spec)
@@ -209,7 +210,7 @@ ALIASES = {
 def objective(spec: str, has_facet: bool, allow_multi: bool = True,
               multiclass: bool = False) -> Objective:
     """``combined`` | ``auc`` | ``cost`` | ``multi`` | a metric name such as ``validation:f1``;
-    with more than two classes, a metric such a job logs (``hyperparameters.MULTICLASS_METRICS``
+    with more than two classes, a metric such a job logs (``multiclass_settings.MULTICLASS_METRICS``
     and the fairness distances)."""
     if spec == "multi":
         if not allow_multi:
@@ -230,10 +231,10 @@ def objective(spec: str, has_facet: bool, allow_multi: bool = True,
                           "selection; tune on validation")
     if _direction(metric) is None:
         raise ConfigError(f"objective {metric}: a reported value, not an objective")
-    if multiclass and name not in hp.MULTICLASS_METRICS \
+    if multiclass and name not in MULTICLASS_METRICS \
             and not metric_registry.get(name).needs_facet:
         raise ConfigError(f"objective {metric}: a two-class metric; with more than two classes "
-                          f"tune on one of {', '.join(hp.MULTICLASS_METRICS)}")
+                          f"tune on one of {', '.join(MULTICLASS_METRICS)}")
     if metric_registry.get(name).needs_facet and not has_facet:
         raise ConfigError(f"objective {metric} needs a facet: set facet_column and "
                           "facet_values_or_threshold (--static facet_column=NAME --static "

@@ -1,0 +1,137 @@
+"""The hyperparameters of more than two classes: ``classes`` and ``cost_matrix`` parsed (a 2 x 2
+matrix is the binary costs), the favourable classes, and what such a job refuses. Used by
+:mod:`costaware.hyperparameters` (which owns the schema and :class:`Settings`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Mapping
+
+import numpy as np
+
+from .costs import CELLS, CostMatrix
+from .errors import HyperparameterError
+from .multiclass import CostMatrixError, parse_cost_matrix
+
+
+def class_index(labels: tuple, value) -> int | None:
+    """The index of ``value`` among the class ``labels`` (a number matches an equal integer
+    label, text matches text), or ``None``."""
+    for i, label in enumerate(labels):
+        if isinstance(label, str) == isinstance(value, str) and label == value:
+            return i
+    return None
+
+
+def classes_and_matrix(classes_text: str, matrix_text: str) -> dict:
+    """``class_labels`` and ``matrix`` from ``classes`` and ``cost_matrix`` (module docstring of
+    :mod:`costaware.multiclass`); ``None`` for two classes."""
+    labels = None
+    if classes_text:
+        try:
+            labels = json.loads(classes_text)
+        except json.JSONDecodeError:
+            labels = None
+        if not (isinstance(labels, list) and all(
+                isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+                for v in labels)):
+            raise HyperparameterError(
+                f"hyperparameter 'classes': {classes_text!r} must be a JSON list of class labels "
+                "(strings or integers), e.g. '[\"low\", \"medium\", \"high\"]'")
+        if len(labels) < 3:
+            raise HyperparameterError(
+                f"hyperparameter 'classes' names {len(labels)} classes: it is for three or more "
+                "(two classes are labels 0/1, or label_values_or_threshold names class 1)")
+        if len(set(map(json.dumps, labels))) < len(labels):
+            raise HyperparameterError("hyperparameter 'classes' names a class twice")
+    matrix = None
+    if matrix_text:
+        try:
+            matrix = parse_cost_matrix(matrix_text, len(labels) if labels else None,
+                                       allow_two=labels is None)
+        except CostMatrixError as exc:
+            raise HyperparameterError(f"hyperparameter 'cost_matrix': {exc}") from None
+        if len(matrix) == 2:  # the binary costs: parse() has moved them into cost_*
+            return {"class_labels": None, "matrix": None}
+    if labels is None and matrix is None:
+        return {"class_labels": None, "matrix": None}
+    k = len(labels) if labels else len(matrix)
+    if matrix is None:
+        matrix = 1.0 - np.eye(k)
+    return {"class_labels": tuple(labels) if labels else tuple(range(k)),
+            "matrix": tuple(tuple(float(c) for c in row) for row in matrix)}
+
+
+def binary_matrix(values: dict, given: Mapping[str, str]) -> None:
+    """A 2 x 2 ``cost_matrix`` ``[[tn, fp], [fn, tp]]`` is the binary costs: into ``cost_*``."""
+    if not values["cost_matrix"] or values["classes"]:
+        return
+    try:
+        matrix = parse_cost_matrix(values["cost_matrix"], allow_two=True)
+    except CostMatrixError:
+        return  # Settings reports it
+    if len(matrix) != 2:
+        return
+    twice = [f"cost_{cell}" for cell in CELLS if f"cost_{cell}" in given]
+    if twice:
+        raise HyperparameterError(
+            f"hyperparameters 'cost_matrix' and {', '.join(repr(t) for t in twice)} both give the "
+            "binary costs; give them once")
+    (tn, fp), (fn, tp) = matrix.tolist()
+    at = {"tn": "C[0][0]", "fp": "C[0][1]", "fn": "C[1][0]", "tp": "C[1][1]"}
+    problem = CostMatrix(fp=fp, fn=fn, tp=tp, tn=tn).problem(
+        lambda cell, value: f"{at[cell]} (cost_{cell}, {value:g})")
+    if problem:
+        raise HyperparameterError(f"hyperparameter 'cost_matrix': {problem}")
+    values.update(cost_tn=tn, cost_fp=fp, cost_fn=fn, cost_tp=tp)
+
+
+# What a multi-class job does not do yet, each with the reason a job that sets it is refused
+MULTICLASS_REFUSED = {
+    "fairness_penalty": "the in-training penalty is for two classes; with more, bound the "
+                        "decisions with max_abs_dppl",
+    "decision_rule": "more than two classes are decided by the Bayes rule only",
+    "objective": "more than two classes train the multi-class softmax loss, weighted by "
+                 "cost_weight_exponent (0: unweighted)",
+    **{f"cost_{cell}": "it is a binary cost; with more than two classes cost_matrix holds the "
+                       "costs" for cell in CELLS},
+    **{f"cost_{cell}_column": "per-row costs are binary cells; with more than two classes "
+                              "cost_matrix holds the costs" for cell in CELLS},
+}
+
+
+MULTICLASS_METRICS = ("logloss", "auc", "brier", "ece", "accuracy", "recall", "expected_cost",
+                      "savings", "combined_objective")
+
+
+def check_multiclass(s, given: set[str]) -> None:
+    for name in sorted(given & set(MULTICLASS_REFUSED)):
+        raise HyperparameterError(f"hyperparameter '{name}' with {len(s.class_labels)} classes: "
+                                  f"{MULTICLASS_REFUSED[name]}")
+    if s.early_stopping_metric not in MULTICLASS_METRICS:
+        raise HyperparameterError(
+            f"hyperparameter 'early_stopping_metric': {s.early_stopping_metric} is a binary "
+            f"metric; with more than two classes one of {', '.join(MULTICLASS_METRICS)}")
+    if s.facet_column and not s.label_values_or_threshold:
+        raise HyperparameterError(
+            "hyperparameter 'label_values_or_threshold' is required with 'facet_column' and more "
+            "than two classes: the favourable classes, whose decisions the bias metrics compare "
+            f"(e.g. '{json.dumps([s.class_labels[-1]])}')")
+    if s.label_values is not None:
+        favourable = s.favourable
+        if isinstance(s.label_values, list):
+            unknown = [v for v in s.label_values if class_index(s.class_labels, v) is None]
+            if unknown:
+                raise HyperparameterError(
+                    f"hyperparameter 'label_values_or_threshold': {json.dumps(unknown)[:80]} "
+                    f"{'is not a class' if len(unknown) == 1 else 'are not classes'} of "
+                    f"{json.dumps(list(s.class_labels))[:200]}")
+        elif not all(isinstance(c, int) for c in s.class_labels):
+            raise HyperparameterError(
+                "hyperparameter 'label_values_or_threshold': a threshold needs numeric classes; "
+                "name the favourable classes as a JSON list")
+        if not favourable or len(favourable) == len(s.class_labels):
+            raise HyperparameterError(
+                "hyperparameter 'label_values_or_threshold' makes "
+                f"{'no' if not favourable else 'every'} class favourable: the bias metrics need "
+                "favourable and other classes")
