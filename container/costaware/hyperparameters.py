@@ -262,7 +262,9 @@ SCHEMA: tuple[Param, ...] = (
     Param("label_values_or_threshold", "str", "",
           "The positive outcome (class 1) as Clarify defines it: a JSON list of label values "
           "('[1]', '[3, 4]': multi-class labels collapsed) or a number t for 'label > t'. "
-          "Empty: labels must be 0/1 and 1 is positive.", "fairness"),
+          "Empty: labels must be 0/1 and 1 is positive. With more than two classes (classes, "
+          "cost_matrix) the model keeps every class and this names the favourable ones, whose "
+          "decisions the bias metrics and max_abs_dppl compare.", "fairness"),
     Param("fairness_metrics", "str", "DPPL",
           "Comma-separated Clarify post-training metrics logged every round on validation as "
           "their distance from parity: |value| (|1 - DI| for DI).", "fairness"),
