@@ -28,6 +28,7 @@ class ChannelResult:
     summary: Summary  # at the served rule (the report draws from it)
     shifts: ShiftHistogram  # the cost of every shift of the Bayes boundary
     bias: dict | None = None
+    contributions: dict | None = None  # contribution_summary of the saved model on these rows
 
 
 def fit_rule(settings, held: Channel, p: np.ndarray, cluster: Cluster, log) -> DecisionRule:
@@ -95,3 +96,36 @@ def evaluate(channel: Channel, p: np.ndarray, rule: DecisionRule, settings,
     return ChannelResult(channel.name, scored_by, fitted, metrics, alternatives, summary, shifts,
                          None if summary.facets is None else
                          bias.bias_section(summary.facets, summary.groups))
+
+
+CONTRIBUTION_ROWS = 20_000  # per host and channel: TreeSHAP costs far more than a prediction
+
+
+def contribution_summary(booster, channel: Channel, feature_names: list[str],
+                         cluster: Cluster) -> dict:
+    """Mean ``|TreeSHAP contribution|`` of each feature to the saved model's margin on the
+    channel's rows (XGBoost's ``pred_contribs``; every row, or an even stride of
+    :data:`CONTRIBUTION_ROWS` of them on each host), overall and, with a facet, per facet: what the
+    model leans on, and whether it leans on it more for one facet (a proxy of the protected
+    attribute shows there). Summed over every host."""
+    import xgboost as xgb
+
+    data = channel.data
+    take = (np.arange(data.rows) if data.rows <= CONTRIBUTION_ROWS
+            else np.linspace(0, data.rows - 1, CONTRIBUTION_ROWS).astype(np.int64))
+    width = len(feature_names)
+    size = np.zeros((0, width))
+    if len(take):
+        matrix = xgb.DMatrix(data.features[take], feature_names=feature_names, missing=np.nan)
+        size = np.abs(booster.predict(matrix, pred_contribs=True)[:, :-1]).astype(np.float64)
+    masks = {"all": np.ones(len(take), dtype=bool)}
+    if channel.sensitive is not None:
+        d = np.asarray(channel.sensitive, dtype=bool)[take]
+        masks.update(a=~d, d=d)
+    local = np.concatenate([np.concatenate([size[m].sum(axis=0), [m.sum()]])
+                            for m in masks.values()])
+    total = cluster.sum(local).reshape(len(masks), width + 1)
+    out: dict = {"rows": int(total[0, -1])}
+    for (name, _), row in zip(masks.items(), total):
+        out[name] = (row[:-1] / row[-1]).tolist() if row[-1] else None
+    return out

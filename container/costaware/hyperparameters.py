@@ -19,6 +19,7 @@ from . import metric_registry
 from .costs import CELL_MEANING, CELLS, CostMatrix
 from .errors import HyperparameterError
 from .multiclass_settings import binary_matrix, check_multiclass, class_index, classes_and_matrix
+from .reasons import parse_reason_texts
 
 # Keys SageMaker (or its SDK) adds on its own; accepted and ignored.
 IGNORED_EXACT = {"_tuning_objective_metric"}
@@ -289,6 +290,16 @@ SCHEMA: tuple[Param, ...] = (
           "row's costs, on the calibrated probability) or 'empirical' (the Bayes boundary shifted "
           "in log-odds by the amount that minimises the held-out rows' cost).", "decision",
           choices=("bayes", "empirical")),
+    Param("reasons_for", "choice", "1",
+          "Which decisions get their reasons when a request asks (custom attribute reasons=K): "
+          "'1' (the adverse decision where 1 means refuse, flag or treat), '0', or 'all'. Saved "
+          "with the model; a request may say reasons_for=all.", "decision",
+          choices=("1", "0", "all")),
+    Param("reason_texts", "str", "",
+          "Texts served with each reason: a JSON object from feature name to a text, or to "
+          "{\"text\": ..., \"code\": ...} ('{\"duration\": {\"text\": \"Term of the loan\", "
+          "\"code\": \"R07\"}}'); saved with the model. Every name must be a feature.",
+          "decision"),
 )
 
 BY_NAME: dict[str, Param] = {}
@@ -336,6 +347,7 @@ class _SettingsView(Mapping):
             "fairness_names": (tuple(m for m in self.fairness_metrics.split(",") if m)
                                if self.facet_column else ()),
             **classes_and_matrix(self.classes, self.cost_matrix),
+            "reason_table": _reason_table(self.reason_texts),
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -385,6 +397,7 @@ Settings = make_dataclass(
        ("facet_values", "list | float | None", field(init=False, repr=False, compare=False)),
        ("fairness_names", "tuple[str, ...]", field(init=False, repr=False, compare=False)),
        ("class_labels", "tuple | None", field(init=False, repr=False, compare=False)),
+       ("reason_table", "dict | None", field(init=False, repr=False, compare=False)),
        ("matrix", "tuple[tuple[float, ...], ...] | None",
         field(init=False, repr=False, compare=False))],
     bases=(_SettingsView,), frozen=True)
@@ -395,7 +408,18 @@ derived once: ``label_values`` and
 ``facet_values`` (Clarify's ``*_values_or_threshold``: a list of values or a threshold, ``None``
 when not given), ``fairness_names`` (upper-case, empty without a facet), ``class_costs``,
 ``cost_columns``; with more than two classes ``class_labels`` (the label of each class, in
-order) and ``matrix`` (``C[true][decided]``), both ``None`` for two."""
+order) and ``matrix`` (``C[true][decided]``), both ``None`` for two; ``reason_table``
+(``reason_texts`` parsed: ``{feature: {"text", "code"?}}``, or ``None``)."""
+
+
+def _reason_table(text: str) -> dict | None:
+    """``reason_texts`` parsed (:func:`costaware.reasons.parse_reason_texts`), or None."""
+    if not text:
+        return None
+    try:
+        return parse_reason_texts(text)
+    except ValueError as exc:
+        raise HyperparameterError(f"hyperparameter 'reason_texts': {exc}") from None
 
 
 def _normalised(values: dict) -> dict:

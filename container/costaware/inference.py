@@ -10,10 +10,12 @@ costs, its probability threshold, which costs decided it and which rule.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import reasons
 from .artifact import Model
 from .costs import CELLS, RowCosts, check_row_costs
 from .fairness import sensitive_facet_index
@@ -26,7 +28,11 @@ OUTPUT_FIELDS = ("score", "decision", "expected_cost_if_1", "expected_cost_if_0"
 # deciding it
 MULTICLASS_FIELDS = ("decision", "probabilities", "expected_costs", "costs", "rule")
 PER_CLASS_FIELDS = ("probabilities", "expected_costs")
-ALL_FIELDS = OUTPUT_FIELDS + PER_CLASS_FIELDS
+# With a request's reasons=K: per row its reasons (a JSON list, null for a row not explained) and
+# its Bayes log-odds (the distance from its own decision boundary; null where a decision dominates)
+REASON_FIELDS = ("reasons", "boundary_log_odds")
+RAW_JSON_FIELDS = REASON_FIELDS  # already JSON text per row
+ALL_FIELDS = OUTPUT_FIELDS + PER_CLASS_FIELDS + REASON_FIELDS
 TEXT_FIELDS = ("costs", "rule")  # the others are numbers (a decision may be a class's text)
 COSTS_OF_ROW = "row"  # the `costs` field of a row decided at its own costs
 
@@ -112,6 +118,39 @@ def _sensitive(policy, layout: Layout, rows: np.ndarray, where) -> np.ndarray | 
         raise RowError(f"{where(i)}: the facet '{policy.facet['column']}' is missing; this "
                        "model decides each facet at its own shift and needs it for every row")
     return sensitive_facet_index(values, policy.facet["values_or_threshold"])
+
+
+def explain(model: Model, rows: np.ndarray, result: dict, k: int, which: str = "1") -> dict:
+    """``result`` (:func:`predict`'s, binary) with the fields of :data:`REASON_FIELDS`: each
+    chosen row's (``which``: decisions "1", "0" or "all") top ``k`` features by TreeSHAP
+    contribution towards its decision (:mod:`costaware.reasons`), each ``{"feature", "value",
+    "contribution"}``; the other rows get ``null``. Contributions are computed for the chosen
+    rows only."""
+    import xgboost as xgb
+
+    n = len(rows)
+    decision = result["decision"]
+    chosen = np.ones(n, bool) if which == "all" else decision == int(which)
+    reasons_text = np.full(n, "null", dtype=object)
+    where = np.flatnonzero(chosen)
+    features = rows[:, :len(model.feature_names)]
+    if len(where):
+        data = xgb.DMatrix(features[where], missing=np.nan, feature_names=model.feature_names)
+        contributions = model.booster.predict(data, pred_contribs=True)
+        signed = reasons.towards_decision(contributions, decision[where])
+        texts = model.metadata.get("reason_texts") or {}
+        for r, (i, top) in enumerate(zip(where.tolist(), reasons.top_reasons(signed, k))):
+            reasons_text[i] = json.dumps([
+                {"feature": model.feature_names[j],
+                 "value": None if np.isnan(features[i, j]) else float(features[i, j]),
+                 "contribution": float(signed[r, j]),
+                 **texts.get(model.feature_names[j], {})} for j in top], separators=(",", ":"))
+    policy = model.policy
+    z = reasons.boundary_log_odds(policy.calibrator.log_odds(model.margin(features)),
+                                  result["threshold"])
+    boundary = np.array([repr(float(v)) if np.isfinite(v) else "null" for v in z.tolist()],
+                        dtype=object)
+    return {**result, "reasons": reasons_text, "boundary_log_odds": boundary}
 
 
 def predict_classes(model: Model, rows: np.ndarray, policy: MulticlassPolicy,

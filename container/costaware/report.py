@@ -15,6 +15,8 @@ Per channel:
 * ``reliability-<channel>.png``: the reliability diagram (mean probability against observed rate
   per bin, with the bins' row counts);
 * ``confusion-<channel>.png``: the served decisions' confusion matrix with each cell's cost;
+* ``contributions-<channel>.png``: each feature's mean |TreeSHAP contribution| to the margin on
+  the channel's rows (the top :data:`TOP_FEATURES`), per facet when there is one;
 
 then ``report.html``, which embeds them by relative file name and needs no network (no scripts, no
 CDN, inline CSS); all its text is escaped. Charts are drawn on :class:`matplotlib.figure.Figure`
@@ -64,7 +66,7 @@ RC = {
 
 
 def write_report(output_dir: str, channels: list, title: str, summary: dict,
-                 facet_name: str = "") -> list[str]:
+                 facet_name: str = "", feature_names: list[str] | None = None) -> list[str]:
     """Write the charts of the module docstring for each :class:`costaware.evaluation.
     ChannelResult` and ``report.html``; returns the files written."""
     os.makedirs(output_dir, exist_ok=True)
@@ -90,6 +92,10 @@ def write_report(output_dir: str, channels: list, title: str, summary: dict,
             charts += [(f"reliability-{slug}.png", "Reliability diagram", _reliability_chart),
                        (f"confusion-{slug}.png", "Confusion matrix of the served decisions",
                         _confusion_chart)]
+            if getattr(ch, "contributions", None) and feature_names:
+                charts.append((f"contributions-{slug}.png", "What the model leans on: mean "
+                               "|contribution| per feature (TreeSHAP)",
+                               lambda c: _contribution_chart(c, feature_names, facet_name)))
             images[slug] = []
             for file_name, caption, draw in charts:
                 fig = draw(ch)
@@ -325,6 +331,29 @@ def _reliability_chart(ch) -> Figure:
                                      f"{m['logloss']:.4f}")
     _unit_square(ax, "mean calibrated probability in the bin",
                  "observed share of class 1 in the bin", "lower right")
+    return fig
+
+
+TOP_FEATURES = 15
+
+
+def _contribution_chart(ch, names: list[str], facet_name: str) -> Figure:
+    summary = ch.contributions
+    overall = np.asarray(summary["all"] or [0.0] * len(names))
+    top = np.argsort(-overall, kind="stable")[:TOP_FEATURES][::-1]
+    fig = new_figure(6.4, 1.2 + 0.32 * len(top), left=2.2, bottom=0.55, top=0.45)
+    ax = fig.add_subplot()
+    y = np.arange(len(top))
+    if summary.get("a") is not None and summary.get("d") is not None:
+        for offset, (group, who) in zip((-0.2, 0.2), (("a", "facet a"), ("d", "facet d"))):
+            ax.barh(y + offset, np.asarray(summary[group])[top], height=0.38,
+                    color=FACET_COLOURS[group], label=f"{who} ({facet_name})")
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        ax.barh(y, overall[top], height=0.7, color=CLASS_COLOURS[1])
+    ax.set_yticks(y, [names[j] for j in top], fontsize=8)
+    ax.set_xlabel("mean |contribution| to the margin (log-odds)")
+    ax.set_title(f"{ch.name}: {summary['rows']:,} rows", fontsize=10)
     return fig
 
 

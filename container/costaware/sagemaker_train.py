@@ -133,6 +133,12 @@ class Job:
 
     def train(self, cluster: Cluster, hosts: list[str]) -> training.TrainingResult | None:
         datasets = self.load(cluster)
+        features = datasets["train"].feature_names
+        unknown = sorted(set(self.settings.reason_table or ()) - set(features))
+        if unknown:
+            raise HyperparameterError(
+                f"hyperparameter 'reason_texts': {json.dumps(unknown[0])} is not a feature "
+                f"(features: {', '.join(features)[:300]})")
         if self.settings.multiclass:
             return self._train_classes(datasets)
         checkpoint_dir = os.path.join(self.base_dir, "checkpoints")
@@ -254,6 +260,8 @@ def _write_outputs(base_dir: str, result: training.TrainingResult, settings, hos
         "rounds_trained": result.rounds_trained,
         "hyperparameters": dict(settings),
         "rows": result.rows,
+        "reasons_for": settings.reasons_for,
+        **({"reason_texts": settings.reason_table} if settings.reason_table else {}),
         **({"training_hosts": hosts} if len(hosts) > 1 else {}),
     })
     output_data = os.path.join(base_dir, "output", "data")
@@ -323,9 +331,19 @@ def evaluation_document(result: training.TrainingResult) -> dict:
         "channels": {
             name: {"scored_by": ch.scored_by, "fitted_on_these_rows": ch.fitted_on,
                    "served": ch.metrics, **ch.alternatives,
-                   **({"bias": ch.bias} if ch.bias is not None else {})}
+                   **({"bias": ch.bias} if ch.bias is not None else {}),
+                   **({"mean_abs_contribution": _by_feature(ch.contributions,
+                                                            result.feature_names)}
+                      if ch.contributions else {})}
             for name, ch in result.channels.items()},
     })
+
+
+def _by_feature(summary: dict, names: list[str]) -> dict:
+    """A contribution summary keyed by feature name: ``rows``, ``all`` and per facet ``a``/``d``."""
+    return {"rows": summary["rows"],
+            **{group: dict(zip(names, values)) for group, values in summary.items()
+               if group != "rows" and values is not None}}
 
 
 def _check_channel_config(config) -> None:
@@ -367,7 +385,8 @@ def _write_report(output_data: str, result: training.TrainingResult, settings, l
         summary["facet (d)"] = f"{settings.facet_column} in {settings.facet_values_or_threshold}"
     try:
         files = report.write_report(output_data, list(result.channels.values()),
-                                    "costaware training report", summary, settings.facet_column)
+                                    "costaware training report", summary, settings.facet_column,
+                                    result.feature_names)
         log(f"report: {len(files)} files in {output_data}")
     except Exception:  # noqa: BLE001 - a chart must never fail a finished training job
         logger.warning("could not write the report:\n%s", traceback.format_exc())

@@ -41,7 +41,7 @@ from .costs import CELLS
 from .data import Dataset
 from .decision import DecisionRule
 from .errors import DataError, InputError
-from .evaluation import ChannelResult, evaluate, fit_rule, metrics_at
+from .evaluation import ChannelResult, contribution_summary, evaluate, fit_rule, metrics_at
 from .objective import CostWeighting, base_log_odds, make_objective
 from .policy import Policy
 from .rounds import RoundMonitor, run_rounds, settings_fingerprint
@@ -251,6 +251,8 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
             scored_by, fitted = "model", (["trees"] if name == "train" else [])
         results[name] = evaluate(ch, p, policy.rule, settings, fairness_names, n_groups, cluster,
                                   scored_by, fitted)
+        results[name].contributions = contribution_summary(booster, ch, fit.data.feature_names,
+                                                           cluster)
         if cluster.is_first:
             log(metric_log.format_line("[final]", name, results[name].metrics))
             log(f"[final] {name}: scored by the {'fold models (out of fold)' if scored_by == 'out-of-fold' else 'model'}"

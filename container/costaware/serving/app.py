@@ -59,6 +59,7 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
 
     multiclass = isinstance(model_policy, MulticlassPolicy)
     fields = inference.output_fields(model)
+    reasons_for = str(model.metadata.get("reasons_for", "1"))
 
     def policy_info(policy, source: str) -> dict:
         if multiclass:
@@ -109,8 +110,14 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
         if encoding not in ("", "identity"):
             raise codecs.RequestError(415, f"Content-Encoding {encoding!r} is not supported; send "
                                            "the body uncompressed")
-        spec = codecs.for_model(codecs.output_spec(headers.get("Accept")), fields)
-        override = requested_policy(headers.get(policy_override.HEADER))
+        attributes = headers.get(policy_override.HEADER)
+        wanted = policy_override.parse_reasons(attributes, len(model.feature_names), reasons_for)
+        if wanted is not None and multiclass:
+            raise codecs.RequestError(400, f"{policy_override.HEADER}: reasons are not yet given "
+                                           "for models with more than two classes")
+        spec = codecs.for_model(codecs.output_spec(headers.get("Accept")),
+                                fields if wanted is None else fields + inference.REASON_FIELDS)
+        override = requested_policy(attributes)
         environ = request.environ
         t0 = perf_counter()
         body = _read_body(limit, settings.max_payload_mb)
@@ -130,6 +137,8 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
                                        codecs.row_label(kind))
         except inference.RowError as exc:
             raise codecs.RequestError(400, str(exc)) from None
+        if wanted is not None:
+            result = inference.explain(model, rows, result, *wanted)
         t3 = perf_counter()
         payload = codecs.encode(result, spec, info)
         t4 = perf_counter()

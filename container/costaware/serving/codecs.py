@@ -49,6 +49,11 @@ row's own; ``model``: the model's class costs; ``request``: the custom attribute
 unknown or repeated field is a 406. Numbers are printed with up to 15 significant digits, the same
 digits for a row whether it comes alone or in a batch of any size.
 
+With the custom attribute ``reasons=K`` two more fields follow (by default; or chosen with
+``fields``): ``reasons`` (a JSON list per row, ``null`` for a row not explained; in CSV one quoted
+cell holding that JSON) and ``boundary_log_odds`` (a number, ``null``: an empty CSV cell); see
+docs/explainability.md.
+
 More than two classes: the fields are ``decision`` (the class's label: a JSON string, or a number
 for integer labels), ``probabilities`` and ``expected_costs`` (one JSON object each, keyed by class
 label in class order: ``{"low": 0.2, "medium": ...}``; in CSV one column per class, in class

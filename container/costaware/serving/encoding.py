@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..inference import PER_CLASS_FIELDS, TEXT_FIELDS
+from ..inference import PER_CLASS_FIELDS, RAW_JSON_FIELDS, TEXT_FIELDS
 from .negotiation import OutputSpec
 
 SMALL_ROWS = 64  # responses up to this many rows are formatted value by value
@@ -197,7 +197,18 @@ def _text(value: str, quoted: bool) -> str:
     return value
 
 
+def _raw(values: np.ndarray, quoted: bool) -> list[str]:
+    """Fields already JSON text per row: as they are in JSON; in CSV a list is one quoted cell
+    (RFC 4180), a number as it is, null an empty cell."""
+    if quoted:
+        return list(values)
+    return ["" if v == "null" else ('"' + v.replace('"', '""') + '"' if v[:1] == "[" else v)
+            for v in values]
+
+
 def _format_small(values: np.ndarray, field: str, quoted: bool) -> list[str]:
+    if field in RAW_JSON_FIELDS:
+        return _raw(values, quoted)
     if field == "decision" and values.dtype.kind in "iu":
         return [str(int(d)) for d in values.tolist()]
     if field in TEXT_FIELDS or values.dtype.kind == "O":  # a class's text label is text too
@@ -209,6 +220,14 @@ def _format_small(values: np.ndarray, field: str, quoted: bool) -> list[str]:
 
 def _format_large(values: np.ndarray, field: str, quoted: bool) -> np.ndarray:
     n = len(values)
+    if field in RAW_JSON_FIELDS:  # opt-in fields: formatted row by row
+        texts = [t.encode("utf-8") for t in _raw(values, quoted)]
+        width = max(map(len, texts), default=1) or 1
+        table = np.zeros((n, width), np.uint8)
+        for row, text in enumerate(texts):
+            if text:
+                table[row, width - len(text):] = np.frombuffer(text, np.uint8)
+        return table
     if field == "decision" and values.dtype.kind in "iu" and (values <= 9).all():
         return (48 + np.asarray(values, dtype=np.uint8)).reshape(n, 1)
     if field in TEXT_FIELDS or values.dtype.kind == "O":  # a few distinct words: each row picks its word's bytes

@@ -137,6 +137,38 @@ def parse_costs(header: str | None, base: CostMatrix) -> CostMatrix | None:
     return CostMatrix.from_dict(values)
 
 
+REASON_KEYS = ("reasons", "reasons_for")
+REASONS_FOR = ("1", "0", "all", "adverse")
+
+
+def parse_reasons(header: str | None, features: int, saved: str = "1") -> tuple[int, str] | None:
+    """``(k, which decisions)`` when the header asks for reasons (``reasons=K``, optionally
+    ``reasons_for=all|0|1``; ``adverse`` or none: the model's saved choice), else ``None``."""
+    if not header:
+        return None
+    given: dict[str, str] = {}
+    for part in re.split(r"[,;]", _matrix_part(header)[1]):
+        key, sep, value = (x.strip() for x in part.partition("="))
+        if key not in REASON_KEYS:
+            continue
+        if key in given:
+            raise OverrideError(f"{HEADER}: {key} is given twice")
+        given[key] = value
+    if "reasons" not in given:
+        if "reasons_for" in given:
+            raise OverrideError(f"{HEADER}: reasons_for needs reasons=K (how many reasons a row)")
+        return None
+    text = given["reasons"]
+    if not text.isdigit() or int(text) < 1:
+        raise OverrideError(f"{HEADER}: reasons={text!r} must be a positive integer (how many "
+                            "features a row's reasons list)")
+    which = given.get("reasons_for", "adverse")
+    if which not in REASONS_FOR:
+        raise OverrideError(f"{HEADER}: reasons_for={which!r} must be one of "
+                            f"{', '.join(REASONS_FOR)}")
+    return min(int(text), features), (saved if which == "adverse" else which)
+
+
 def describe_policy(policy, source: str) -> str:
     """The response's custom-attributes value: the class costs and the rule a response used (rows
     with their own costs say so in their ``costs`` field); with more than two classes the cost
