@@ -5,7 +5,8 @@ refuses), trains it with ``reasons_for=0`` (the refusal is the adverse decision)
 for the loan's own terms, then asks the served model (in process: ``inference.predict`` and
 ``inference.explain``, what ``/invocations`` runs for ``reasons=3``) for the reasons of every
 refused test applicant. Prints how many were refused, how often each feature is a top-3 reason,
-and the first applicants' reasons as a Markdown table.
+what the model leans on per facet (foreign workers or not), and the first applicants' reasons as
+a Markdown table.
 
     python local_test/german_reasons.py [--show 8]
 """
@@ -50,6 +51,8 @@ def main() -> int:
                        stderr=subprocess.DEVNULL)
         model = artifact.load(os.path.join(base, "model"), nthread=1)
         test = pd.read_csv(os.path.join(base, "input", "data", "test", "test.csv"))
+        with open(os.path.join(base, "output", "data", "evaluation.json"), encoding="utf-8") as f:
+            leaning = json.load(f)["channels"]["test"]["mean_abs_contribution"]
     rows = test[model.feature_names].to_numpy(np.float64)
     result = inference.predict(model, rows)
     explained = inference.explain(model, rows, result, 3, model.metadata["reasons_for"])
@@ -60,6 +63,16 @@ def main() -> int:
           "by how often a feature is one:")
     for feature, count in counts.most_common():
         print(f"  {feature:24s} {count:4d}  ({count / len(refused):.0%} of refusals)")
+    print()
+    foreign = int((test["foreign_worker"] == 1).sum())
+    print("Mean |contribution| on the test rows (evaluation.json, mean_abs_contribution), by "
+          f"facet (foreign_worker: a = no, {len(test) - foreign} rows; d = yes, {foreign} rows), "
+          "the top eight overall:")
+    print("| feature | all | facet a | facet d | d / a |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in sorted(leaning["all"], key=leaning["all"].get, reverse=True)[:8]:
+        a, d = leaning["a"][name], leaning["d"][name]
+        print(f"| {name} | {leaning['all'][name]:.3f} | {a:.3f} | {d:.3f} | {d / a:.2f} |")
     print()
     print("| applicant | P(good) | z | reason 1 | reason 2 | reason 3 |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -364,3 +364,30 @@ def test_a_bound_on_the_favourable_rate_end_to_end(tmp_path_factory):
         assert no_facet.status_code == 400
     finally:
         srv.stop()
+
+
+def test_reasons_for_the_chosen_class_against_the_runner_up(server, model, wine):
+    import xgboost as xgb
+
+    rows = wine[1].drop(columns="cultivar").to_numpy(np.float64)[:8]
+    response = requests.post(server.url + "/invocations", data=csv_body(rows),
+                             headers={"Content-Type": "text/csv", HEADER: "reasons=2"},
+                             timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()["predictions"]
+    want = inference.predict(model, rows)
+    contributions = model.booster.predict(
+        xgb.DMatrix(rows, feature_names=model.feature_names), pred_contribs=True)
+    for i, row in enumerate(body):
+        assert list(row) == list(inference.MULTICLASS_FIELDS + inference.CLASS_REASON_FIELDS)
+        costs = want["expected_costs"][i]
+        j = CLASSES.index(row["decision"])
+        r = min((c for c in range(3) if c != j), key=lambda c: (costs[c], c))
+        assert row["runner_up"] == CLASSES[r]
+        assert row["cost_gap"] == pytest.approx(costs[r] - costs[j]) and row["cost_gap"] >= 0
+        signed = contributions[i, j, :-1] - contributions[i, r, :-1]
+        top = sorted((f for f in range(len(signed)) if signed[f] > 0),
+                     key=lambda f: (-signed[f], f))[:2]
+        assert [x["feature"] for x in row["reasons"]] == [model.feature_names[f] for f in top]
+        assert [x["contribution"] for x in row["reasons"]] == pytest.approx(
+            [float(signed[f]) for f in top], rel=1e-6)

@@ -280,3 +280,23 @@ def test_the_documented_endpoint_config_is_a_valid_request():
     for config in CLARIFY.values():  # the table shows what the test applies
         for key, value in config.items():
             assert f"`{key}: {value if isinstance(value, int) else repr(value)}`" in doc, key
+
+
+def test_the_docs_german_credit_tables_are_what_the_script_prints():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    done = subprocess.run([sys.executable, str(REPO / "local_test" / "german_reasons.py")],
+                          capture_output=True, text=True, timeout=600, check=True)
+    doc = (REPO / "docs" / "explainability.md").read_text()
+    printed = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    shown = [line for line in doc.split("### South German Credit")[1].split("## In the report")[0]
+             .splitlines() if line.startswith("| ")]
+    assert printed == shown
+    assert "139 of 200 test applicants refused" in done.stdout
+    for feature, share in (("status", "76%"), ("employment_duration", "40%"), ("savings", "35%")):
+        assert f"`{feature}` {share}" in doc
+        assert any(line.split()[0] == feature and f"({share} of refusals)" in line
+                   for line in done.stdout.splitlines() if line.startswith("  "))

@@ -31,8 +31,11 @@ PER_CLASS_FIELDS = ("probabilities", "expected_costs")
 # With a request's reasons=K: per row its reasons (a JSON list, null for a row not explained) and
 # its Bayes log-odds (the distance from its own decision boundary; null where a decision dominates)
 REASON_FIELDS = ("reasons", "boundary_log_odds")
-RAW_JSON_FIELDS = REASON_FIELDS  # already JSON text per row
-ALL_FIELDS = OUTPUT_FIELDS + PER_CLASS_FIELDS + REASON_FIELDS
+# More than two classes: reasons for the chosen class against the next cheapest decision
+# (runner_up), and how much more that one would cost (cost_gap)
+CLASS_REASON_FIELDS = ("reasons", "runner_up", "cost_gap")
+RAW_JSON_FIELDS = REASON_FIELDS + CLASS_REASON_FIELDS[1:]  # already JSON text per row
+ALL_FIELDS = OUTPUT_FIELDS + PER_CLASS_FIELDS + REASON_FIELDS + CLASS_REASON_FIELDS[1:]
 TEXT_FIELDS = ("costs", "rule")  # the others are numbers (a decision may be a class's text)
 COSTS_OF_ROW = "row"  # the `costs` field of a row decided at its own costs
 
@@ -66,9 +69,12 @@ class Layout:
                    tuple(cell for cell, _ in policy.cost_columns))
 
 
-def output_fields(model: Model) -> tuple[str, ...]:
-    """The fields a response may carry for this model (all of them by default)."""
-    return MULTICLASS_FIELDS if isinstance(model.policy, MulticlassPolicy) else OUTPUT_FIELDS
+def output_fields(model: Model, reasons: bool = False) -> tuple[str, ...]:
+    """The fields a response may carry for this model (all of them by default); ``reasons``:
+    with the fields of a request's ``reasons=K``."""
+    if isinstance(model.policy, MulticlassPolicy):
+        return MULTICLASS_FIELDS + (CLASS_REASON_FIELDS if reasons else ())
+    return OUTPUT_FIELDS + (REASON_FIELDS if reasons else ())
 
 
 def predict(model: Model, rows: np.ndarray, has_costs: np.ndarray | None = None,
@@ -128,6 +134,8 @@ def explain(model: Model, rows: np.ndarray, result: dict, k: int, which: str = "
     rows only."""
     import xgboost as xgb
 
+    if isinstance(model.policy, MulticlassPolicy):
+        return _explain_classes(model, rows, result, k)
     n = len(rows)
     decision = result["decision"]
     chosen = np.ones(n, bool) if which == "all" else decision == int(which)
@@ -151,6 +159,41 @@ def explain(model: Model, rows: np.ndarray, result: dict, k: int, which: str = "
     boundary = np.array([repr(float(v)) if np.isfinite(v) else "null" for v in z.tolist()],
                         dtype=object)
     return {**result, "reasons": reasons_text, "boundary_log_odds": boundary}
+
+
+def _explain_classes(model: Model, rows: np.ndarray, result: dict, k: int) -> dict:
+    """More than two classes, every row: its reasons for the chosen class ``j`` against the next
+    cheapest decision ``r`` (``runner_up``), each feature's contribution to ``f_j - f_r`` (the
+    log-odds between the two classes, which the calibrator scales by ``1 / T > 0``), and
+    ``cost_gap = E[r] - E[j]``, the extra expected cost of deciding the runner-up."""
+    import xgboost as xgb
+
+    features = rows[:, :len(model.feature_names)]
+    expected = result["expected_costs"]
+    index = {label: i for i, label in enumerate(model.policy.classes)}
+    names = {name: i for i, name in enumerate(model.policy.class_names)}
+    chosen = np.array([index.get(d, names.get(str(d))) for d in result["decision"].tolist()],
+                      dtype=np.int64)  # the served decision (a bounded rule's too)
+    others = expected.copy()
+    others[np.arange(len(rows)), chosen] = np.inf
+    runner = others.argmin(axis=1)
+    data = xgb.DMatrix(features, missing=np.nan, feature_names=model.feature_names)
+    contributions = model.booster.predict(data, pred_contribs=True)  # (n, K, F + 1)
+    at = np.arange(len(rows))
+    signed = (contributions[at, chosen, :-1] - contributions[at, runner, :-1]).astype(np.float64)
+    texts = model.metadata.get("reason_texts") or {}
+    reasons_text = np.empty(len(rows), dtype=object)
+    for i, top in enumerate(reasons.top_reasons(signed, k)):
+        reasons_text[i] = json.dumps([
+            {"feature": model.feature_names[j],
+             "value": None if np.isnan(features[i, j]) else float(features[i, j]),
+             "contribution": float(signed[i, j]),
+             **texts.get(model.feature_names[j], {})} for j in top], separators=(",", ":"))
+    labels = model.policy.classes
+    runner_up = np.array([json.dumps(labels[r]) for r in runner.tolist()], dtype=object)
+    gap = expected[at, runner] - expected[at, chosen]
+    return {**result, "reasons": reasons_text, "runner_up": runner_up,
+            "cost_gap": np.array([repr(float(g)) for g in gap.tolist()], dtype=object)}
 
 
 def predict_classes(model: Model, rows: np.ndarray, policy: MulticlassPolicy,

@@ -59,6 +59,7 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
 
     multiclass = isinstance(model_policy, MulticlassPolicy)
     fields = inference.output_fields(model)
+    with_reasons = inference.output_fields(model, reasons=True)
     reasons_for = str(model.metadata.get("reasons_for", "1"))
 
     def policy_info(policy, source: str) -> dict:
@@ -112,11 +113,8 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
                                            "the body uncompressed")
         attributes = headers.get(policy_override.HEADER)
         wanted = policy_override.parse_reasons(attributes, len(model.feature_names), reasons_for)
-        if wanted is not None and multiclass:
-            raise codecs.RequestError(400, f"{policy_override.HEADER}: reasons are not yet given "
-                                           "for models with more than two classes")
         spec = codecs.for_model(codecs.output_spec(headers.get("Accept")),
-                                fields if wanted is None else fields + inference.REASON_FIELDS)
+                                fields if wanted is None else with_reasons)
         override = requested_policy(attributes)
         environ = request.environ
         t0 = perf_counter()

@@ -14,7 +14,8 @@ import functools
 import re
 from dataclasses import dataclass
 
-from ..inference import ALL_FIELDS, MULTICLASS_FIELDS, OUTPUT_FIELDS, REASON_FIELDS
+from ..inference import (ALL_FIELDS, CLASS_REASON_FIELDS, MULTICLASS_FIELDS, OUTPUT_FIELDS,
+                         REASON_FIELDS)
 from .request_error import RequestError
 
 CSV_TYPES = {"text/csv": "csv"}
@@ -141,7 +142,7 @@ def for_model(spec: OutputSpec, fields: tuple[str, ...]) -> OutputSpec:
     if not spec.chosen:
         return spec if spec.fields == fields else OutputSpec(spec.kind, fields)
     for name in spec.fields:
-        if name in REASON_FIELDS and name not in fields:
+        if name in REASON_FIELDS + CLASS_REASON_FIELDS and name not in fields:
             raise RequestError(406, f"Accept: field {name!r} comes with reasons: ask for them "
                                     "with the custom attribute reasons=K")
         if name not in fields:
