@@ -82,8 +82,8 @@ def main() -> int:
             label = r.get("text", r["feature"]) + (f" ({r['code']})" if "code" in r else "")
             cells.append(f"{label}: {r['feature']} = {r['value']:g}, {r['contribution']:+.3f}")
         cells += [""] * (3 - len(cells))
-        print(f"| {i + 1} | {result['score'][i]:.3f} | {float(explained['boundary_log_odds'][i]):+.3f} | "
-              + " | ".join(cells) + " |")
+        z = float(explained["boundary_log_odds"][i])
+        print(f"| {i + 1} | {result['score'][i]:.3f} | {z:+.3f} | " + " | ".join(cells) + " |")
     return 0
 
 

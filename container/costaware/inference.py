@@ -146,19 +146,25 @@ def explain(model: Model, rows: np.ndarray, result: dict, k: int, which: str = "
         data = xgb.DMatrix(features[where], missing=np.nan, feature_names=model.feature_names)
         contributions = model.booster.predict(data, pred_contribs=True)
         signed = reasons.towards_decision(contributions, decision[where])
-        texts = model.metadata.get("reason_texts") or {}
         for r, (i, top) in enumerate(zip(where.tolist(), reasons.top_reasons(signed, k))):
-            reasons_text[i] = json.dumps([
-                {"feature": model.feature_names[j],
-                 "value": None if np.isnan(features[i, j]) else float(features[i, j]),
-                 "contribution": float(signed[r, j]),
-                 **texts.get(model.feature_names[j], {})} for j in top], separators=(",", ":"))
+            reasons_text[i] = _reason_list(model, features[i], signed[r], top)
     policy = model.policy
     z = reasons.boundary_log_odds(policy.calibrator.log_odds(model.margin(features)),
                                   result["threshold"])
     boundary = np.array([repr(float(v)) if np.isfinite(v) else "null" for v in z.tolist()],
                         dtype=object)
     return {**result, "reasons": reasons_text, "boundary_log_odds": boundary}
+
+
+def _reason_list(model: Model, values: np.ndarray, signed: np.ndarray, top: list[int]) -> str:
+    """One row's reasons as JSON: ``{"feature", "value", "contribution"}`` (and the model's
+    ``reason_texts`` entry) for each feature index in ``top``."""
+    texts = model.metadata.get("reason_texts") or {}
+    return json.dumps([{"feature": model.feature_names[j],
+                        "value": None if np.isnan(values[j]) else float(values[j]),
+                        "contribution": float(signed[j]),
+                        **texts.get(model.feature_names[j], {})} for j in top],
+                      separators=(",", ":"))
 
 
 def _explain_classes(model: Model, rows: np.ndarray, result: dict, k: int) -> dict:
@@ -181,14 +187,9 @@ def _explain_classes(model: Model, rows: np.ndarray, result: dict, k: int) -> di
     contributions = model.booster.predict(data, pred_contribs=True)  # (n, K, F + 1)
     at = np.arange(len(rows))
     signed = (contributions[at, chosen, :-1] - contributions[at, runner, :-1]).astype(np.float64)
-    texts = model.metadata.get("reason_texts") or {}
     reasons_text = np.empty(len(rows), dtype=object)
     for i, top in enumerate(reasons.top_reasons(signed, k)):
-        reasons_text[i] = json.dumps([
-            {"feature": model.feature_names[j],
-             "value": None if np.isnan(features[i, j]) else float(features[i, j]),
-             "contribution": float(signed[i, j]),
-             **texts.get(model.feature_names[j], {})} for j in top], separators=(",", ":"))
+        reasons_text[i] = _reason_list(model, features[i], signed[i], top)
     labels = model.policy.classes
     runner_up = np.array([json.dumps(labels[r]) for r in runner.tolist()], dtype=object)
     gap = expected[at, runner] - expected[at, chosen]

@@ -389,7 +389,8 @@ def fit_favourable_shift(expected: np.ndarray, label: np.ndarray, sensitive: np.
     def counts(rows):
         order = np.argsort(-gap[rows], kind="stable")
         g = gap[rows][order]
-        cumulative = np.concatenate([[0.0], np.cumsum(cost_fav[rows][order] - cost_non[rows][order])])
+        change = cost_fav[rows][order] - cost_non[rows][order]  # a row made favourable
+        cumulative = np.concatenate([[0.0], np.cumsum(change)])
         cost = cost_non[rows].sum() + cumulative  # cost with the top m favourable, m = 0..n
         valid = np.ones(len(g) + 1, dtype=bool)
         valid[1:-1] = g[:-1] > g[1:]  # a cut between equal gaps cannot be made

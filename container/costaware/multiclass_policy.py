@@ -27,7 +27,7 @@ class MulticlassPolicy:
     rule: FavourableShift | None = None  # None: the Bayes rule; else fitted under a DPPL bound
     facet: dict | None = None  # {"column", "values_or_threshold", "is_feature"}, with a rule
 
-    cost_columns: tuple = ()  # no per-row costs with more than two classes (a request Layout reads it)
+    cost_columns: tuple = ()  # no per-row costs with more than two classes (Layout reads it)
 
     @property
     def needs_facet(self) -> bool:
@@ -102,7 +102,8 @@ class MulticlassPolicy:
         rule = (None if d.get("rule") is None
                 else FavourableShift.from_dict(d["rule"], len(classes)))
         facet = d.get("facet")
-        if facet is not None and not (isinstance(facet, dict) and isinstance(facet.get("column"), str)
+        if facet is not None and not (isinstance(facet, dict)
+                                      and isinstance(facet.get("column"), str)
                                       and "values_or_threshold" in facet):
             raise ValueError("facet must be an object with 'column' and 'values_or_threshold'")
         policy = cls(tuple(classes), tuple(tuple(float(c) for c in row) for row in matrix),

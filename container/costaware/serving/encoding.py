@@ -230,7 +230,8 @@ def _format_large(values: np.ndarray, field: str, quoted: bool) -> np.ndarray:
         return table
     if field == "decision" and values.dtype.kind in "iu" and (values <= 9).all():
         return (48 + np.asarray(values, dtype=np.uint8)).reshape(n, 1)
-    if field in TEXT_FIELDS or values.dtype.kind == "O":  # a few distinct words: each row picks its word's bytes
+    # a few distinct words: each row picks its word's bytes
+    if field in TEXT_FIELDS or values.dtype.kind == "O":
         words, which = np.unique(np.asarray(values, dtype=str), return_inverse=True)
         texts = [_text(w, quoted).encode("utf-8") for w in words]
         width = max(map(len, texts))
