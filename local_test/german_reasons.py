@@ -8,7 +8,7 @@ refused test applicant. Prints how many were refused, how often each feature is 
 what the model leans on per facet (foreign workers or not), and the first applicants' reasons as
 a Markdown table.
 
-    python local_test/german_reasons.py [--show 8]
+    python local_test/german_reasons.py [--show 8] [--chart docs/images/german-credit-contributions.png]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,8 @@ TEXTS = {
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--show", type=int, default=8, help="applicants in the table")
+    parser.add_argument("--chart", help="also copy the report's per-facet chart of the test "
+                                        "channel (contributions-test.png) to this path")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = os.path.join(tmp, "ml")
@@ -53,6 +56,9 @@ def main() -> int:
         test = pd.read_csv(os.path.join(base, "input", "data", "test", "test.csv"))
         with open(os.path.join(base, "output", "data", "evaluation.json"), encoding="utf-8") as f:
             leaning = json.load(f)["channels"]["test"]["mean_abs_contribution"]
+        if args.chart:
+            shutil.copyfile(os.path.join(base, "output", "data", "contributions-test.png"),
+                            args.chart)
     rows = test[model.feature_names].to_numpy(np.float64)
     result = inference.predict(model, rows)
     explained = inference.explain(model, rows, result, 3, model.metadata["reasons_for"])
