@@ -114,10 +114,12 @@ def contribution_summary(booster, channel: Channel, feature_names: list[str],
     take = (np.arange(data.rows) if data.rows <= CONTRIBUTION_ROWS
             else np.linspace(0, data.rows - 1, CONTRIBUTION_ROWS).astype(np.int64))
     width = len(feature_names)
-    size = np.zeros((0, width))
-    if len(take):
-        matrix = xgb.DMatrix(data.features[take], feature_names=feature_names, missing=np.nan)
-        size = np.abs(booster.predict(matrix, pred_contribs=True)[:, :-1]).astype(np.float64)
+    # Every host builds its DMatrix, rows or none: on several hosts building one is a collective
+    # step (XGBoost agrees the column count), and a host that skipped it would stall the others.
+    matrix = xgb.DMatrix(data.features[take].reshape(len(take), width), feature_names=feature_names,
+                         missing=np.nan)
+    size = (np.abs(booster.predict(matrix, pred_contribs=True)[:, :-1]).astype(np.float64)
+            if len(take) else np.zeros((0, width)))
     masks = {"all": np.ones(len(take), dtype=bool)}
     if channel.sensitive is not None:
         d = np.asarray(channel.sensitive, dtype=bool)[take]
