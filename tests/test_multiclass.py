@@ -102,6 +102,28 @@ def test_weighted_optimum_keeps_margins_log_probabilities():
     assert np.allclose(mc.softmax(f[None])[0], [0.5, 0.3, 0.2], atol=1e-6)
 
 
+def test_temperature_calibrator_stays_sane_on_separable_rows():
+    """Issue #21: labels that are cut-offs on one feature (1 and 2), margins that separate the
+    held-out rows perfectly once each class's bias is corrected. Maximum likelihood has no finite
+    optimum there (it went to T = 0.0155, biases -96 and +72, and a row on the boundary of class 1
+    got P = 7e-4); the prior centred on no correction keeps it finite and a boundary row near even
+    between its two classes."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 3, 450)
+    y = np.digitize(x, [1.0, 2.0])
+
+    def margins(x):
+        return -4 * np.abs(np.asarray(x)[:, None] - [0.5, 1.5, 2.5]) + np.array([0.0, 1.5, -1.0])
+
+    cal = mc.fit_temperature(margins(x), y)
+    assert cal.temperature > 0.05
+    assert max(abs(b) for b in cal.bias) < 30
+    on_boundary = cal.probability(margins([1.0, 2.0]))
+    assert on_boundary[0, [0, 1]].min() > 0.05 and on_boundary[1, [1, 2]].min() > 0.05
+    # the evidence does outweigh the prior: the held-out rows are calibrated, every one confident
+    assert cal.probability(margins(x))[np.arange(len(y)), y].min() > 0.3
+
+
 def test_temperature_calibrator_recovers_a_known_distortion():
     rng = np.random.default_rng(3)
     n, k = 20000, 3

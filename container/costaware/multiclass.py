@@ -9,11 +9,21 @@ Notation: ``K`` classes ``0..K-1``; ``P`` an ``(n, K)`` matrix of probabilities 
   cost below 0, and no decision that *dominates*: a column ``j`` with ``C[k][j] <= C[k][i]`` for
   every true class ``k`` and every other decision ``i`` would decide every row ``j`` whatever the
   probabilities, so a model could not change a single decision.
-* **Calibrator** (vector scaling with one temperature): ``q = softmax(z / T + b)`` from the model's
-  margins ``z``, ``T > 0``, ``b`` a bias per class with ``b_0 = 0``; fitted on held-out margins by
-  minimising the mean log loss ``-mean_i log q[i, y_i]`` (L-BFGS on ``(log T, b_1..b_{K-1})``
-  with the exact gradient; ``T = 1, b = 0`` is where it starts). One temperature keeps the order
-  of each row's margins' differences; the biases correct each class's base rate.
+* **Calibrator** (vector scaling with one temperature): ``q = softmax(a z + b)`` from the model's
+  margins ``z``, ``a = 1 / T > 0`` the inverse temperature, ``b`` a bias per class with ``b_0 = 0``;
+  as the binary calibrator (:mod:`costaware.calibration`: the slope ``a``, the intercept ``b``) a
+  MAP fit with a Gaussian prior centred on no correction,
+
+      y_i ~ Categorical(softmax(a z_i + b)),   (a, b_1..b_{K-1}) ~ Normal((1, 0..0), I / lambda),
+
+  ``lambda = calibration.PRIOR_PRECISION``: L-BFGS on the negative log posterior
+  ``-sum_i log q[i, y_i] + lambda/2 ((a - 1)^2 + |b|^2)`` with its exact gradient, from
+  ``a = 1, b = 0``, ``a >= 1 / MAX_TEMPERATURE``. Without the prior, held-out rows that the
+  margins separate perfectly drive ``a`` and ``b`` to infinity (every probability 0 or 1, and a
+  row on a class boundary gets its true class's probability 1e-150); with it, the evidence of
+  ``n`` rows has to outweigh a prior of standard deviation 10, and many rows make it plain
+  maximum likelihood. One temperature keeps the order of each row's margins' differences; the
+  biases correct each class's base rate.
 * **Loss** (the cost-weighted multi-class loss). A class's *regret* is the mean extra cost of a
   wrong decision on one of its rows, ``r_k = mean_{j != k} (C[k][j] - C[k][k])`` (for K = 2 this is
   the binary ``C_FN - C_TP`` and ``C_FP - C_TN``); its weight, as in the binary loss,
@@ -41,9 +51,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .calibration import PRIOR_PRECISION
 from .objective import CAP
 
 MAX_CLASSES = 50  # a cost matrix of 2,500 cells: more is not a cost matrix anyone writes by hand
+MAX_TEMPERATURE = 1e3  # 1/T stays above 1e-3: the probabilities stay a function of the margins
 
 
 class CostMatrixError(ValueError):
@@ -181,7 +193,7 @@ def weighted_loss(margins: np.ndarray, label: np.ndarray, row_weight: np.ndarray
 
 @dataclass(frozen=True)
 class TemperatureCalibrator:
-    """``q = softmax(z / T + b)`` (module docstring)."""
+    """``q = softmax(z / T + b)`` (module docstring: ``T = 1 / a``)."""
 
     temperature: float = 1.0
     bias: tuple[float, ...] = ()
@@ -211,7 +223,8 @@ class TemperatureCalibrator:
 
 
 def fit_temperature(margins: np.ndarray, label: np.ndarray) -> TemperatureCalibrator:
-    """The calibrator minimising the held-out rows' mean log loss (module docstring)."""
+    """The calibrator of the module docstring: the MAP fit on the held-out rows (L-BFGS with the
+    exact gradient of the negative log posterior, starting at no correction)."""
     from scipy.optimize import minimize  # scipy comes with scikit-learn; only training needs it
 
     z = np.asarray(margins, dtype=np.float64)
@@ -219,24 +232,23 @@ def fit_temperature(margins: np.ndarray, label: np.ndarray) -> TemperatureCalibr
     n, k = z.shape
     onehot = np.zeros((n, k))
     onehot[np.arange(n), y] = 1.0
+    theta0 = np.concatenate([[1.0], np.zeros(k - 1)])  # (1/T, b_1..b_{K-1}): no correction
 
     def loss_and_grad(theta):
-        inv_t = math.exp(-theta[0])
         b = np.concatenate([[0.0], theta[1:]])
-        s = z * inv_t + b
-        q = softmax(s)
+        s = z * theta[0] + b
         log_q = s - s.max(axis=1, keepdims=True)
         log_q = log_q - np.log(np.exp(log_q).sum(axis=1, keepdims=True))
-        loss = -(log_q[np.arange(n), y]).mean()
-        d_s = (q - onehot) / n  # d loss / d s
-        grad_log_t = float(-(d_s * z * inv_t).sum())  # d s / d log T = -z / T
-        grad_b = d_s.sum(axis=0)[1:]
-        return loss, np.concatenate([[grad_log_t], grad_b])
+        d = theta - theta0
+        loss = -(log_q[np.arange(n), y]).sum() + 0.5 * PRIOR_PRECISION * float(d @ d)
+        d_s = np.exp(log_q) - onehot  # d loss / d s
+        grad = np.concatenate([[float((d_s * z).sum())], d_s.sum(axis=0)[1:]])
+        return loss, grad + PRIOR_PRECISION * d
 
-    result = minimize(loss_and_grad, np.zeros(k), jac=True, method="L-BFGS-B",
-                      bounds=[(-7.0, 7.0)] + [(None, None)] * (k - 1))
+    result = minimize(loss_and_grad, theta0, jac=True, method="L-BFGS-B",
+                      bounds=[(1.0 / MAX_TEMPERATURE, None)] + [(None, None)] * (k - 1))
     theta = result.x
-    return TemperatureCalibrator(float(math.exp(theta[0])),
+    return TemperatureCalibrator(float(1.0 / theta[0]),
                                  tuple(float(b) for b in np.concatenate([[0.0], theta[1:]])), n)
 
 
