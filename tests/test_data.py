@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from costaware.costs import CostMatrix
-from costaware.data import DataOptions, align_to, load_channel
+from costaware.costs import CostMatrix, RowCosts
+from costaware.data import DataOptions, Dataset, align_to, load_channel
 from costaware.errors import DataError
 
 
@@ -145,3 +145,20 @@ def test_first_ragged_line_whatever_the_block_size(tmp_path, text, expected):
     for block in (1, 2, 3, 5, 7, 1 << 20):
         assert first_ragged_line(str(plain), block_bytes=block) == want, block
         assert first_ragged_line(str(packed), gzipped=True, block_bytes=block) == want, block
+
+
+def test_columns_named_differently_say_which_names_differ():
+    """Issue #21, 9: "3 feature columns, train has 3" contradicted itself; the names that differ
+    are what the reader needs."""
+    costs = RowCosts.constant(CostMatrix(1, 1), 2)
+    train = Dataset(np.zeros((2, 3), np.float32), np.array([0, 1], np.int8), ["age", "loss", "rate"],
+                    costs, "train/t.parquet", True)
+    other = Dataset(np.zeros((2, 3), np.float32), np.array([0, 1], np.int8), ["f0", "f1", "f2"],
+                    costs, "test/t.csv", False)
+    with pytest.raises(DataError) as info:
+        align_to(train, other)
+    assert str(info.value) == (
+        "test/t.csv: columns differ from the train channel (the same 3 feature columns by count, "
+        "but named differently: feature 1 is 'f0' here, 'age' in train, feature 2 is 'f1' here, "
+        "'loss' in train, feature 3 is 'f2' here, 'rate' in train; only the train channel has a "
+        "header line)")

@@ -449,7 +449,17 @@ def align_to(reference: Dataset, other: Dataset) -> Dataset:
     named = reference.named_columns and other.named_columns
     missing = [n for n in reference.feature_names if n not in other.feature_names]
     extra = [n for n in other.feature_names if n not in reference.feature_names]
-    detail = (f"{len(other.feature_names)} feature columns, train has {len(reference.feature_names)}"
-              if not named
-              else f"missing {missing[:5]}, unexpected {extra[:5]}")
+    if named:
+        detail = f"missing {missing[:5]}, unexpected {extra[:5]}"
+    elif len(other.feature_names) != len(reference.feature_names):
+        detail = f"{len(other.feature_names)} feature columns, train has {len(reference.feature_names)}"
+    else:  # as many columns, other names: one side has a header, the other has not
+        differ = [(i, a, b) for i, (a, b) in enumerate(zip(other.feature_names,
+                                                            reference.feature_names)) if a != b]
+        header = "this file" if other.named_columns else "the train channel"
+        detail = (f"the same {len(other.feature_names)} feature columns by count, but named "
+                  "differently: " + ", ".join(f"feature {i + 1} is {a!r} here, {b!r} in train"
+                                              for i, a, b in differ[:3])
+                  + (", ..." if len(differ) > 3 else "")
+                  + f"; only {header} has a header line")
     raise DataError(f"{other.source}: columns differ from the train channel ({detail})")
