@@ -13,6 +13,7 @@ import pytest
 from costaware import artifact, hyperparameters, metric_log, training
 from costaware.costs import CostMatrix, RowCosts
 from costaware.data import Dataset
+from costaware.errors import DataError
 from costaware.objective import parity_penalty, parity_penalty_grad_hess
 
 from conftest import REPO, run_train
@@ -231,3 +232,85 @@ def test_multiclass_labels_collapsed_by_clarifys_rule(tmp_path):
     assert cm["tp"] + cm["fn"] == int(np.isin(grade[200:], [4, 5]).sum())
     assert ev["bias"]["pre_training"]["CI"] == pytest.approx(
         ((facet[200:] == 0).sum() - (facet[200:] == 1).sum()) / 100)
+
+
+@pytest.fixture(scope="module")
+def listed(tmp_path_factory):
+    """South German Credit with fairness_metrics DI,DCA (DPPL not listed, DI first), a bound
+    fitted on the out-of-fold rows, and a test channel without a row in facet d."""
+    base = tmp_path_factory.mktemp("listed") / "ml"
+    args = ["num_round=20", "fairness_metrics=DI,DCA", "max_abs_dppl=0.1"]
+    subprocess.run([sys.executable, str(PREPARE), str(base), *args], check=True, capture_output=True)
+    test_csv = base / "input" / "data" / "test" / "test.csv"
+    frame = pd.read_csv(test_csv)
+    frame[frame["foreign_worker"] != 1].to_csv(test_csv, index=False)
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    return base, result.stdout + result.stderr, evaluation
+
+
+def test_a_test_channel_without_facet_d_has_undefined_bias_metrics(listed):
+    """Issue #21, 8: the job no longer fails; the log, evaluation.json and the report say why the
+    test channel's bias metrics are missing."""
+    base, log, evaluation = listed
+    assert ("warning: test channel: facet 'foreign_worker' with facet_values_or_threshold [1]: no "
+            "row is in the sensitive group d (facet d is empty): its bias metrics") in log
+    test = evaluation["channels"]["test"]
+    assert test["bias"]["facet_rows"]["d"] == 0 and test["bias"]["post_training"]["DPPL"] is None
+    assert "facet d has no row on this channel" in test["bias"]["undefined"]
+    assert test["served"]["combined_objective"] is None and test["served"]["auc"] > 0.5
+    assert "Facet d is empty on this channel" in (base / "output" / "data" / "report.html").read_text()
+
+
+def test_every_logged_metric_has_a_definition_and_the_objective_is_on_dppl(listed):
+    """Issue #21, 10: every channel:name= in a real log has a published regex (DCA is listed
+    here, and the rule's shift is logged); combined_objective is on |DPPL| whatever
+    fairness_metrics lists first; dppl is not logged when not listed."""
+    base, log, evaluation = listed
+    published = {d["Name"] for d in metric_log.published_definitions()}
+    logged = set(re.findall(r"\b(train|validation|test):(\w+)=", log))
+    assert logged and {f"{c}:{n}" for c, n in logged} <= published
+    assert re.search(r"\tvalidation, not published: dca [-+0-9.e]+", log)
+    assert "validation:dppl=" not in log and "validation:di=" in log
+    served = evaluation["channels"]["validation"]["served"]
+    dppl = abs(evaluation["channels"]["validation"]["bias"]["post_training"]["DPPL"])
+    assert served["combined_objective"] == pytest.approx((3 * served["auc"] + 1 - dppl) / 4)
+    # the held-out DPPL the bound was fitted to, beside the test figures
+    rule = evaluation["policy"]["rule"]
+    held = float(re.search(r"\(held-out DPPL ([-+0-9.e]+)\)", log).group(1))
+    assert rule["held_out_dppl"] == pytest.approx(held, abs=1e-4) and abs(held) <= 0.1 + 1e-12
+    assert "on the held-out rows it was fitted on" in (base / "output" / "data" / "report.html").read_text()
+
+
+def _facet_datasets(test_facet):
+    x, y, facet = _synthetic_biased(n=900)
+    costs = RowCosts.constant(CostMatrix(1, 2), len(y))
+
+    def part(rows, facet_values):
+        return Dataset(x[rows], y[rows], ["x0", "x1", "x2", "x3"], costs.subset(rows), "mem", True,
+                       facet=facet_values)
+
+    train, validation = part(slice(0, 600), facet[:600]), part(slice(600, 800), facet[600:800])
+    return train, validation, part(slice(800, 900), np.full(100, test_facet))
+
+
+def test_a_test_channel_without_facet_a_is_measured_and_held_out_rows_still_need_both():
+    settings = {"facet_column": "facet", "facet_values_or_threshold": "[2]", "num_round": "8",
+                "cost_fp": "1", "cost_fn": "2", "calibration_data": "validation"}
+    train, validation, test = _facet_datasets(2.0)  # every test row in facet d
+    lines = []
+    result = training.train(hyperparameters.parse(settings), train, validation, test,
+                            log=lines.append)
+    assert any("test channel" in l and "every row is in the sensitive group d (facet a is "
+               "empty)" in l for l in lines)
+    assert "facet a has no row" in result.channels["test"].bias["undefined"]
+    assert np.isnan(result.channels["test"].metrics["dppl"])
+    # a bound is fitted on the validation rows: there both facets are still required
+    one_facet = _facet_datasets(2.0)[2]
+    with pytest.raises(DataError) as info:
+        training.train(hyperparameters.parse({**settings, "max_abs_dppl": "0.1"}), train,
+                       one_facet, None, log=lines.append)
+    assert ("validation channel: facet 'facet' with facet_values_or_threshold [2]: every row is "
+            "in the sensitive group d; max_abs_dppl 0.1 is fitted on these rows, which needs rows "
+            "in both facets") == str(info.value)

@@ -64,7 +64,8 @@ def test_training_logs_every_round_and_saves_the_confusion_matrix(wine):
     rounds = [line for line in log.splitlines() if line.startswith("[") and "validation:" in line
               and not line.startswith("[final]")]
     assert rounds and all("validation:logloss=" in r and "validation:auc=" in r
-                          and "validation:recall_barbera=" in r for r in rounds)
+                          and "\tvalidation, not published: recall_barolo " in r
+                          and ", recall_barbera " in r for r in rounds)
     evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
     served = evaluation["channels"]["test"]["served"]
     confusion = np.array(served["confusion"])

@@ -4,8 +4,8 @@ The multi-host tests (processes here, containers in the image test) compare a di
 evaluation with this. Counts (confusion cells, rows) must be equal; every float (calibrator,
 costs, log loss, AUC, savings, ...) equal to ``RTOL`` relative: the hosts add partial sums where
 one host adds all rows at once, so sums may differ in their last bits, and the calibrator's Newton
-steps stop within 1e-10 of the optimum. (Binned metrics, the AUC and the decision rule's shift,
-come from the same histograms either way.)
+steps stop within 1e-10 of the optimum. (The AUC is exact, from every host's scores gathered;
+the decision rule's shift comes from the same histograms either way.)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from costaware import artifact, bias
 from costaware.calibration import fit_platt
 from costaware.costs import CostMatrix, RowCosts
 from costaware.decision import ShiftHistogram
-from costaware.metrics import channel_metrics, summarize
+from costaware.metrics import channel_metrics, exact_auc, summarize
 
 RTOL = 1e-8
 COUNTS = ("confusion_matrix", "rows", "positives")
@@ -61,12 +61,10 @@ def recompute(model_dir, channels: dict[str, Rows], calibrate_on: str | None = "
     for name, rows in channels.items():
         decision, _, _ = rule.decide(p[name], rows.costs, rows.sensitive)
         summary = summarize(rows.label, p[name], decision, rows.costs, rows.sensitive)
-        metrics = channel_metrics(summary)
+        metrics = channel_metrics(summary, exact_auc(rows.label, p[name]))
         if rows.sensitive is not None:
-            distances = bias.per_round(["DPPL", "DI"], summary.facets, None)
-            metrics.update(distances)
-            metrics["combined_objective"] = bias.combined_objective(metrics["auc"], distances["dppl"],
-                                                                    3.0, 1.0)
+            metrics.update(bias.per_round_with_objective(["DPPL", "DI"], summary.facets, None,
+                                                         metrics["auc"], 3.0, 1.0))
         out[name] = metrics
     return out
 

@@ -35,9 +35,22 @@ def per_round(names: list[str], facets: np.ndarray, groups: np.ndarray | None) -
 
 def combined_objective(auc: float, distance: float, auc_weight: float, fairness_weight: float) -> float:
     """``(w_auc * AUC + w_fair * (1 - d)) / (w_auc + w_fair)``, ``d`` a distance from parity
-    clipped to [0, 1]. The default weights 3 and 1 give the case study's ``(3 AUC + (1 - |DPPL|)) / 4``."""
+    clipped to [0, 1] (nan if undefined). The default weights 3 and 1 give the case study's
+    ``(3 AUC + (1 - |DPPL|)) / 4``."""
+    if math.isnan(distance):
+        return math.nan
     fair = 1.0 - min(max(distance, 0.0), 1.0)
     return (auc_weight * auc + fairness_weight * fair) / (auc_weight + fairness_weight)
+
+
+def per_round_with_objective(names: list[str], facets: np.ndarray, groups: np.ndarray | None,
+                             auc: float, auc_weight: float, fairness_weight: float) -> dict:
+    """:func:`per_round`'s distances and ``combined_objective``, always on ``d = |DPPL|``: its
+    meaning does not depend on which metrics ``fairness_metrics`` lists, nor on their order."""
+    distances = per_round(names, facets, groups)
+    dppl = distances["dppl"] if "dppl" in distances else per_round(["DPPL"], facets, None)["dppl"]
+    return {**distances,
+            "combined_objective": combined_objective(auc, dppl, auc_weight, fairness_weight)}
 
 
 def _json_number(value):
@@ -54,11 +67,16 @@ def bias_section(facets: np.ndarray, groups: np.ndarray | None) -> dict:
     post = fairness.post_training_bias_of(facets, groups, on_error="none")
     pre = fairness.pre_training_bias_of(facets, groups, on_error="none")
     rows = np.asarray(facets).reshape(2, -1).sum(axis=1)
-    return {
+    section = {
         "facet_rows": {"a": int(round(rows[0])), "d": int(round(rows[1]))},
         "post_training": {k: _json_number(v) for k, v in post.items()},
         "pre_training": {k: _json_number(v) for k, v in pre.items()},
     }
+    empty = [f for f, n in zip("ad", rows) if n == 0]
+    if empty:
+        section["undefined"] = (f"facet {' and '.join(empty)} has no row on this channel: the "
+                                "metrics that compare the facets are undefined (null)")
+    return section
 
 
 def collapsed_tables(label: np.ndarray, decision: np.ndarray, sensitive: np.ndarray,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 
@@ -56,16 +57,39 @@ def sensitive_of(settings, channel: Channel) -> np.ndarray | None:
     return sensitive_facet_index(facet, spec)
 
 
-def check_facets(settings, channel: Channel, cluster: Cluster) -> None:
+def facet_fitting(settings, channel: Channel) -> str | None:
+    """What ``channel``'s rows fit that needs rows in both facets (a one-line reason), or None:
+    the held-out rows of a bounded rule (``max_abs_dppl`` < 1: the validation channel, and the
+    train channel too when cross-fitting) and the training rows of ``fairness_penalty``."""
+    cross_fit = settings.calibration_data == "cross_fit"
+    if settings.max_abs_dppl < 1 and (channel.name == "validation" or
+                                      (cross_fit and channel.name == "train")):
+        return f"max_abs_dppl {settings.max_abs_dppl:g} is fitted on these rows"
+    if settings.fairness_penalty > 0 and (channel.name == "train" or
+                                                         (cross_fit and channel.name == "validation")):
+        return f"fairness_penalty {settings.fairness_penalty:g} is trained on these rows"
+    return None
+
+
+def check_facets(settings, channel: Channel, cluster: Cluster, log: Callable[[str], None]) -> None:
+    """Both facets present on ``channel``: refused where its rows fit something fair
+    (:func:`facet_fitting`); elsewhere (a test channel, or rows only measured) its bias metrics
+    are undefined, which the log says here and evaluation.json and the report say with them."""
     if channel.sensitive is None:
         return
     n_d, rows = (int(v) for v in cluster.sum([channel.sensitive.sum(), channel.sensitive.size]))
-    if n_d in (0, rows):
-        which = "no row" if n_d == 0 else "every row"
-        raise DataError(
-            f"{channel.name} channel: facet '{settings.facet_column}' with "
-            f"facet_values_or_threshold {settings.facet_values_or_threshold}: {which} is in the "
-            "sensitive group d; bias metrics need rows in both facets")
+    if n_d not in (0, rows):
+        return
+    which = "no row" if n_d == 0 else "every row"
+    where = (f"{channel.name} channel: facet '{settings.facet_column}' with "
+             f"facet_values_or_threshold {settings.facet_values_or_threshold}: {which} is in the "
+             f"sensitive group d")
+    fitting = facet_fitting(settings, channel)
+    if fitting:
+        raise DataError(f"{where}; {fitting}, which needs rows in both facets")
+    if cluster.is_first:
+        log(f"warning: {where} (facet {'d' if n_d == 0 else 'a'} is empty): its bias metrics "
+            "that compare the facets are undefined (nan in the log, null in evaluation.json)")
 
 
 def check_classes(channel: Channel, settings, cluster: Cluster = SOLO, at_least: int = 1) -> None:

@@ -46,6 +46,7 @@ class DecisionRule:
     shift_a: float = 0.0
     shift_d: float = 0.0
     max_abs_dppl: float | None = None  # the bound a constrained rule was fitted under
+    held_out_dppl: float | None = None  # its DPPL on the held-out rows it was fitted on
 
     @property
     def per_facet(self) -> bool:
@@ -87,6 +88,8 @@ class DecisionRule:
         shifts = (f"shifts a {self.shift_a:+.4g}, d {self.shift_d:+.4g}" if self.per_facet
                   else f"shift {self.shift_a:+.4g}")
         bound = "" if self.max_abs_dppl is None else f"; |DPPL| <= {self.max_abs_dppl:g}"
+        if self.held_out_dppl is not None:
+            bound += f", DPPL {self.held_out_dppl:+.4f} on the held-out rows it was fitted on"
         return f"{self.kind} ({shifts}{bound})"
 
     def to_dict(self) -> dict:
@@ -95,6 +98,8 @@ class DecisionRule:
             out["shift"] = {"a": self.shift_a, "d": self.shift_d} if self.per_facet else self.shift_a
         if self.max_abs_dppl is not None:
             out["max_abs_dppl"] = self.max_abs_dppl
+        if self.held_out_dppl is not None:
+            out["held_out_dppl"] = self.held_out_dppl
         return out
 
     @classmethod
@@ -105,7 +110,9 @@ class DecisionRule:
         shift = d.get("shift", 0.0)
         a, dd = (shift["a"], shift["d"]) if isinstance(shift, dict) else (shift, shift)
         bound = d.get("max_abs_dppl")
-        rule = cls(kind, float(a), float(dd), None if bound is None else float(bound))
+        held = d.get("held_out_dppl")
+        rule = cls(kind, float(a), float(dd), None if bound is None else float(bound),
+                   None if held is None else float(held))
         if not (math.isfinite(rule.shift_a) and math.isfinite(rule.shift_d)):
             raise ValueError("decision rule shifts must be finite")
         return rule
@@ -183,7 +190,8 @@ class ShiftHistogram:
         if not per_facet:
             dppl = share[0] - share[1]
             k = _cheapest(np.where(np.abs(dppl) <= slack, self.total_cost(), np.inf))
-            return DecisionRule("constrained", float(edges[k]), float(edges[k]), bound), float(dppl[k])
+            return (DecisionRule("constrained", float(edges[k]), float(edges[k]), bound,
+                                 float(dppl[k])), float(dppl[k]))
         cost = self.facet_cost()
         total = cost[0][:, None] + cost[1][None, :]
         dppl = share[0][:, None] - share[1][None, :]
@@ -194,8 +202,8 @@ class ShiftHistogram:
         tied = np.abs(masked - best) <= _TIE * max(1.0, abs(best))
         distance = np.abs(edges)[:, None] + np.abs(edges)[None, :]
         i, j = np.unravel_index(np.argmin(np.where(tied, distance, np.inf)), masked.shape)
-        return (DecisionRule("constrained", float(edges[i]), float(edges[j]), bound),
-                float(dppl[i, j]))
+        return (DecisionRule("constrained", float(edges[i]), float(edges[j]), bound,
+                             float(dppl[i, j])), float(dppl[i, j]))
 
 
 _INFEASIBLE = ("no decision rule meets the bound on the held-out rows (rows whose costs make one "

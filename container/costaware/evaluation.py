@@ -12,7 +12,7 @@ from .channels import Channel
 from .cluster import Cluster
 from .decision import DecisionRule, InfeasibleBound, ShiftHistogram
 from .errors import DataError
-from .metrics import Summary, channel_metrics, summarize
+from .metrics import EXACT_AUC_ROWS, Summary, channel_metrics, exact_auc, summarize
 
 
 @dataclass
@@ -58,18 +58,20 @@ def metrics_at(channel: Channel, p: np.ndarray, decision: np.ndarray, settings,
                 fairness_names: list[str], n_groups: int, cluster: Cluster
                 ) -> tuple[dict, Summary]:
     """The metrics (and the summary) of ``channel``'s rows with ``decision`` on ``p``, over
-    every host."""
+    every host; the AUC exact up to :data:`~costaware.metrics.EXACT_AUC_ROWS` rows."""
     data = channel.data
     local = summarize(data.label, p, decision, data.costs, channel.sensitive,
                       channel.groups if n_groups else None, n_groups)
     summary = local.unpack(cluster.sum(local.pack()))
-    metrics = channel_metrics(summary)
+    auc = None
+    if summary.counts[0] <= EXACT_AUC_ROWS:  # the same test on every host: gather is collective
+        auc = exact_auc(cluster.gather((np.asarray(data.label) == 1).astype(np.float64)),
+                        cluster.gather(np.asarray(p, dtype=np.float64)))
+    metrics = channel_metrics(summary, auc)
     if summary.facets is not None and fairness_names:
-        distances = bias.per_round(fairness_names, summary.facets, summary.groups)
-        metrics.update(distances)
-        metrics["combined_objective"] = bias.combined_objective(
-            metrics["auc"], distances[fairness_names[0].lower()], settings.objective_auc_weight,
-            settings.objective_fairness_weight)
+        metrics.update(bias.per_round_with_objective(
+            fairness_names, summary.facets, summary.groups, metrics["auc"],
+            settings.objective_auc_weight, settings.objective_fairness_weight))
     return metrics, summary
 
 

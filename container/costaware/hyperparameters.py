@@ -271,7 +271,8 @@ SCHEMA: tuple[Param, ...] = (
           "their distance from parity: |value| (|1 - DI| for DI).", "fairness"),
     Param("objective_auc_weight", "float", 3.0,
           "Weight of AUC in validation:combined_objective = (w_auc AUC + w_fair (1 - d)) / "
-          "(w_auc + w_fair), d the first fairness metric's distance from parity.", "fairness", 0),
+          "(w_auc + w_fair), d = |DPPL| of the served decisions (whatever fairness_metrics lists).",
+          "fairness", 0),
     Param("objective_fairness_weight", "float", 1.0,
           "Weight of fairness (1 - d) in validation:combined_objective.", "fairness", 0),
     Param("fairness_penalty", "float", 0.0,

@@ -6,7 +6,10 @@ Each boosting round prints one line, fields separated by tabs (CloudWatch shows 
 
 At the end, the values of the kept model are printed once more for every evaluated channel, so the
 last value a tuner reads is the final model's. Names are ``channel:metric``, never a suffix of one
-another, so a regex ``channel:metric=(number)`` captures exactly one value.
+another, so a regex ``channel:metric=(number)`` captures exactly one value. Every
+``channel:metric=`` in the log has a published metric definition; the figures that have none
+(SageMaker allows 40 definitions: the other fairness metrics, the rule's shifts, each class's
+recall) close the line in another form, ``validation, not published: dca 0.0123, shift -0.25``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from . import config_files, metric_registry
 
 CHANNELS = config_files.CHANNELS  # a metric definition per channel and metric
 # every metric of costaware.metric_registry is published, once per channel (39 of SageMaker's 40);
-# these are printed when present, without a metric definition
+# these are printed when present, after "not published:" (no channel:name= form, no definition)
 LOGGED_ONLY = ("shift", "shift_a", "shift_d", "dca", "dcr", "rd", "sd", "dar", "drr", "ad", "te",
                "cddpl", "ge")
 NUMBER = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
@@ -38,9 +41,16 @@ def directions() -> dict[str, str]:
     return {m.name: m.direction for m in metric_registry.all_metrics()}
 
 
-def format_line(prefix: str, channel: str, metrics: dict) -> str:
-    names = [n for n in (*directions(), *LOGGED_ONLY) if metrics.get(n) is not None]
-    fields = [f"{channel}:{name}={format_value(metrics[name])}" for name in names]
+def format_line(prefix: str, channel: str, metrics: dict, unpublished: dict | None = None) -> str:
+    """The registered metrics as ``channel:name=value``, then the :data:`LOGGED_ONLY` ones and
+    ``unpublished`` (name -> value) as ``channel, not published: name value, ...``."""
+    fields = [f"{channel}:{name}={format_value(metrics[name])}" for name in directions()
+              if metrics.get(name) is not None]
+    others = {**{n: metrics[n] for n in LOGGED_ONLY if metrics.get(n) is not None},
+              **(unpublished or {})}
+    if others:
+        fields.append(f"{channel}, not published: "
+                      + ", ".join(f"{name} {format_value(v)}" for name, v in others.items()))
     return "\t".join([prefix, *fields])
 
 

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .calibration import PRIOR_PRECISION
+from .metrics import exact_auc
 from .objective import CAP
 
 MAX_CLASSES = 50  # a cost matrix of 2,500 cells: more is not a cost matrix anyone writes by hand
@@ -254,21 +255,11 @@ def fit_temperature(margins: np.ndarray, label: np.ndarray) -> TemperatureCalibr
 
 def one_vs_rest_auc(label: np.ndarray, p: np.ndarray) -> tuple[float, list[float]]:
     """Macro one-vs-rest AUC: the mean over classes of the AUC of ``p[:, k]`` separating class
-    ``k`` from the rest (Mann-Whitney, ties counted half); a class absent from the rows, or the
-    only one present, has no AUC (NaN) and is left out of the mean."""
-    from scipy.stats import rankdata
-
+    ``k`` from the rest (:func:`costaware.metrics.exact_auc`: Mann-Whitney, ties counted half); a
+    class absent from the rows, or the only one present, has no AUC (NaN) and is left out of the
+    mean."""
     y = np.asarray(label, dtype=np.int64)
-    per_class = []
-    for k in range(p.shape[1]):
-        positive = y == k
-        n1 = int(positive.sum())
-        n0 = len(y) - n1
-        if n1 == 0 or n0 == 0:
-            per_class.append(float("nan"))
-            continue
-        ranks = rankdata(p[:, k])
-        per_class.append(float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)))
+    per_class = [exact_auc((y == k).astype(np.int8), p[:, k]) for k in range(p.shape[1])]
     defined = [a for a in per_class if not math.isnan(a)]
     return (float(np.mean(defined)) if defined else float("nan")), per_class
 
@@ -347,6 +338,7 @@ class FavourableShift:
     delta_a: float = 0.0
     delta_d: float = 0.0
     max_abs_dppl: float | None = None
+    held_out_dppl: float | None = None  # its DPPL on the held-out rows it was fitted on
 
     def decide(self, expected: np.ndarray, sensitive: np.ndarray | None) -> np.ndarray:
         fav = np.zeros(expected.shape[1], dtype=bool)
@@ -363,7 +355,8 @@ class FavourableShift:
     def to_dict(self) -> dict:
         return {"kind": "constrained", "favourable": list(self.favourable),
                 "shift": {"a": self.delta_a, "d": self.delta_d},
-                "max_abs_dppl": self.max_abs_dppl}
+                "max_abs_dppl": self.max_abs_dppl,
+                **({} if self.held_out_dppl is None else {"held_out_dppl": self.held_out_dppl})}
 
     @classmethod
     def from_dict(cls, d: dict, classes: int) -> "FavourableShift":
@@ -372,7 +365,8 @@ class FavourableShift:
             raise ValueError("a constrained rule needs favourable class indices")
         shift = d.get("shift", {})
         rule = cls(favourable, float(shift.get("a", 0.0)), float(shift.get("d", 0.0)),
-                   None if d.get("max_abs_dppl") is None else float(d["max_abs_dppl"]))
+                   None if d.get("max_abs_dppl") is None else float(d["max_abs_dppl"]),
+                   None if d.get("held_out_dppl") is None else float(d["held_out_dppl"]))
         if not (math.isfinite(rule.delta_a) and math.isfinite(rule.delta_d)):
             raise ValueError("the rule's shifts must be finite")
         return rule
@@ -435,8 +429,9 @@ def fit_favourable_shift(expected: np.ndarray, label: np.ndarray, sensitive: np.
             if total < best[0]:
                 best = (total, m_a, window[head])
     total, m_a, m_d = best
-    rule = FavourableShift(tuple(favourable), _cut(g_a, m_a), _cut(g_d, m_d), bound)
-    return rule, m_a / n_a - m_d / n_d, float(total)
+    dppl = m_a / n_a - m_d / n_d
+    return FavourableShift(tuple(favourable), _cut(g_a, m_a), _cut(g_d, m_d), bound, dppl), dppl, \
+        float(total)
 
 
 def _one_shift(gap, cost_fav, cost_non, s, favourable, bound):
@@ -451,7 +446,8 @@ def _one_shift(gap, cost_fav, cost_non, s, favourable, bound):
     valid &= np.abs(dppl) <= bound + 1e-12
     m = int(np.argmin(np.where(valid, cost, np.inf)))  # m = 0 is always valid
     delta = _cut(g, m)
-    return FavourableShift(tuple(favourable), delta, delta, bound), float(dppl[m]), float(cost[m])
+    return (FavourableShift(tuple(favourable), delta, delta, bound, float(dppl[m])),
+            float(dppl[m]), float(cost[m]))
 
 
 def _cut(g: np.ndarray, m: int) -> float:

@@ -83,7 +83,7 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     channels = channels_of(settings, train_data, validation, test)
     for channel in channels.values():
         channel.sensitive = sensitive_of(settings, channel)
-        check_facets(settings, channel, SOLO)
+        check_facets(settings, channel, SOLO, log)
     n_groups = group_codes(list(channels.values()), SOLO)
     parts = [channels["train"]] + ([channels["validation"]] if cross_fit and validation else [])
     fit = concat("fit", parts)
@@ -238,12 +238,9 @@ def _evaluate(channel: Channel, p: np.ndarray, policy: MulticlassPolicy, setting
         return metrics, None
     facets, groups = bias.collapsed_tables(channel.data.label, decision, channel.sensitive,
                                            settings.favourable, channel.groups, n_groups)
-    names = list(settings.fairness_names)
-    distances = bias.per_round(names, facets, groups)
-    metrics.update(distances)
-    metrics["combined_objective"] = bias.combined_objective(
-        metrics["auc"], distances[names[0].lower()], settings.objective_auc_weight,
-        settings.objective_fairness_weight)
+    metrics.update(bias.per_round_with_objective(
+        list(settings.fairness_names), facets, groups, metrics["auc"],
+        settings.objective_auc_weight, settings.objective_fairness_weight))
     section = bias.bias_section(facets, groups)
     section["favourable"] = [policy.classes[i] for i in settings.favourable]
     section["per_class"] = dict(zip(policy.class_names,
@@ -290,7 +287,7 @@ def _margins(booster: xgb.Booster, data: Dataset, k: int) -> np.ndarray:
 
 def _line(prefix: str, channel: str, metrics: dict, classes: tuple) -> str:
     """The metric line (registered metrics, as the binary line) and each class's recall."""
-    line = metric_log.format_line(prefix, channel, metrics)
     recalls = metrics.get("recall_per_class", [])
-    return line + "".join(f"\t{channel}:recall_{metric_name(c)}={metric_log.format_value(r)}"
-                          for c, r in zip(classes, recalls) if r == r)
+    return metric_log.format_line(prefix, channel, metrics,
+                                  {f"recall_{metric_name(c)}": r
+                                   for c, r in zip(classes, recalls) if r == r})

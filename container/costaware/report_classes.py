@@ -114,7 +114,9 @@ def _html(title: str, result, images: dict) -> str:
         "decision rule": ("argmin(P @ C)" if policy.rule is None else
                           f"argmin(P @ C) with the favourable classes' costs lowered by "
                           f"{policy.rule.delta_a:+.4g} (facet a), {policy.rule.delta_d:+.4g} "
-                          f"(facet d): |DPPL| <= {policy.rule.max_abs_dppl:g} on held-out rows"),
+                          f"(facet d): |DPPL| <= {policy.rule.max_abs_dppl:g} on held-out rows"
+                          + ("" if policy.rule.held_out_dppl is None else
+                             f" (DPPL {policy.rule.held_out_dppl:+.4f} there)")),
         "rounds kept": result.best_iteration + 1,
     }
     channels = list(result.channels.values())

@@ -107,7 +107,7 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     if "validation" in channels:
         check_classes(channels["validation"], settings, cluster)
     for channel in channels.values():
-        check_facets(settings, channel, cluster)
+        check_facets(settings, channel, cluster, log)
 
     # 1. fit rows, held-out rows
     parts = [channels["train"]] + ([channels["validation"]] if cross_fit and validation else [])
