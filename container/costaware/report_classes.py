@@ -148,6 +148,8 @@ def _html(title: str, result, images: dict) -> str:
         parts.append(f"<p>Clarify's metrics with observed and decided classes collapsed to "
                      f"favourable ({escape(favourable)}) or not; then each class's one-vs-rest DPPL "
                      "and DI of the decisions.</p>")
+        parts += [f'<p class="note">{escape(ch.name)}: {escape(ch.bias["undefined"])}.</p>'
+                  for ch in biased if ch.bias.get("undefined")]
         post = list(biased[0].bias["post_training"])
         rows = [[(escape(name), False)] + [(escape(format_value(ch.bias["post_training"].get(name))), True)
                                        for ch in biased] for name in post]
