@@ -146,11 +146,9 @@ def check_range(param: hp.Param, rng: Range) -> Range:
     where = f"range of '{param.name}'"
     if rng.kind == "Categorical":
         try:
-            typed = rng.choices()
+            rng.choices()
         except HyperparameterError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        if len(set(map(repr, typed))) < len(typed):
-            raise ConfigError(f"{where}: a value given twice ({', '.join(rng.values)})")
         return rng
     if param.type == "int" and not (float(rng.low).is_integer() and float(rng.high).is_integer()):
         raise ConfigError(f"{where}: '{param.name}' is an integer; bounds must be whole numbers")
