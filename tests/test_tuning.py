@@ -409,12 +409,14 @@ def test_a_choice_worse_than_the_baseline_says_so():
 
 # --- what every combination of tree and options does (issue #21) ---------------------------------
 
-def _binary_tree(base, hyperparameters, validation=True, facet=False):
+def _binary_tree(base, hyperparameters, validation=True, facet=False, row_costs=False):
     """A small learnable tree (train, test, optionally validation); ``facet``: feature 5 (0/1)
-    is a facet."""
+    is a facet; ``row_costs``: column 6 holds a per-row cost."""
     x, y = synthetic(400, seed=4)
     if facet:
         x[:, 4] = (x[:, 4] > 0.3).astype(int)
+    if row_costs:
+        x = np.column_stack([x, np.round(np.abs(x[:, 0]) * 3 + 1, 3)])
     channels = {"train": {"t.csv": csv_text(y[:240], x[:240])},
                 "test": {"t.csv": csv_text(y[320:], x[320:])}}
     if validation:
@@ -485,7 +487,9 @@ def test_sweep_with_a_facet_and_a_bound(tmp_path):
 
 
 def test_tune_without_a_validation_channel_tunes_on_out_of_fold_metrics(tmp_path):
-    tree = _binary_tree(tmp_path / "ml", {"cost_fp": "1", "cost_fn": "5"}, validation=False)
+    """(With per-row costs too: each row's cost of a false negative in column 6.)"""
+    tree = _binary_tree(tmp_path / "ml", {"cost_fp": "1", "cost_fn": "5", "cost_fn_column": "6"},
+                        validation=False, row_costs=True)
     work = tmp_path / "study"
     done = cli("tune", "--tree", tree, "--work", work, "--objective", "cost", "--trials", "2",
                "--jobs", "2", "--range", "num_round=3:6", "--range", "max_depth=2,3",
