@@ -405,3 +405,152 @@ def test_a_choice_worse_than_the_baseline_says_so():
     dominated = {"metrics": {"validation:auc": 0.7, "validation:dppl": 0.2,
                              "validation:expected_cost": 1.1}}
     assert against_baseline(dominated, base, multi).startswith("worse than the untuned baseline")
+
+
+# --- what every combination of tree and options does (issue #21) ---------------------------------
+
+def _binary_tree(base, hyperparameters, validation=True, facet=False, row_costs=False):
+    """A small learnable tree (train, test, optionally validation); ``facet``: feature 5 (0/1)
+    is a facet; ``row_costs``: column 6 holds a per-row cost."""
+    x, y = synthetic(400, seed=4)
+    if facet:
+        x[:, 4] = (x[:, 4] > 0.3).astype(int)
+    if row_costs:
+        x = np.column_stack([x, np.round(np.abs(x[:, 0]) * 3 + 1, 3)])
+    channels = {"train": {"t.csv": csv_text(y[:240], x[:240])},
+                "test": {"t.csv": csv_text(y[320:], x[320:])}}
+    if validation:
+        channels["validation"] = {"v.csv": csv_text(y[240:320], x[240:320])}
+    else:  # the validation rows train too
+        channels["train"] = {"t.csv": csv_text(y[:320], x[:320])}
+    return write_tree(base, {"num_round": "5", "max_depth": "3", "cross_fit_folds": "3",
+                             **hyperparameters}, channels)
+
+
+def _one_line_refusal(done, *words):
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
+    for word in words:
+        assert word in done.stderr, done.stderr
+
+
+def test_sweep_varies_a_two_by_two_cost_matrix_in_that_form(tmp_path):
+    tree = _binary_tree(tmp_path / "ml", {"cost_matrix": "[[0, 1], [5, 0]]"})
+    work = tmp_path / "sweep"
+    done = cli("sweep", "--tree", tree, "--work", work, "--ratios", "2", "--jobs", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = _rows(work / "sweep.csv")
+    assert [float(r["ratio"]) for r in rows] == [2.0, 5.0]
+    assert [r["tree_ratio"] for r in rows] == ["False", "True"]
+    for r in rows:
+        hyper = json.loads((work / r["dir"] / "input" / "config" / "hyperparameters.json")
+                           .read_text())
+        assert json.loads(hyper["cost_matrix"]) == [[0, 1], [float(r["ratio"]), 0]]
+        assert not {"cost_fp", "cost_fn", "cost_tp", "cost_tn"} & set(hyper)
+        test = json.loads((work / r["dir"] / "output" / "data" / "evaluation.json")
+                          .read_text())["channels"]["test"]["served"]
+        cm = test["confusion_matrix"]  # priced with the tree's matrix: FP 1, FN 5
+        assert float(r["test_cost_per_decision"]) == pytest.approx(
+            (cm["fp"] + 5 * cm["fn"]) / test["rows"])
+    # a static cost would be overwritten by every ratio: refused
+    _one_line_refusal(cli("sweep", "--tree", tree, "--work", tmp_path / "other", "--static",
+                          "cost_fn=3"), "--static cost_fn")
+
+
+def test_sweep_refuses_more_than_two_classes_up_front(tmp_path):
+    tree = write_tree(tmp_path / "ml", {"classes": '["a", "b", "c"]',
+                                        "cost_matrix": "[[0, 1, 2], [1, 0, 1], [4, 1, 0]]"},
+                      {"train": {"t.csv": "0,1\n1,2\n2,3\n"}, "test": {"t.csv": "0,1\n1,2\n2,3\n"}})
+    work = tmp_path / "sweep"
+    _one_line_refusal(cli("sweep", "--tree", tree, "--work", work), "3 classes")
+    assert not list(work.glob("ratio-*"))  # nothing started
+    # a test channel the pricing cannot read: its file and line, before anything trains
+    bad = write_tree(tmp_path / "bad", {}, {"train": {"t.csv": "0,1\n1,2\n"},
+                                            "test": {"t.csv": "0,1\n7,2\n"}})
+    _one_line_refusal(cli("sweep", "--tree", bad, "--work", tmp_path / "bad-sweep"), "t.csv")
+    assert not list((tmp_path / "bad-sweep").glob("ratio-*"))
+
+
+def test_sweep_with_a_facet_and_a_bound(tmp_path):
+    tree = _binary_tree(tmp_path / "ml", {"cost_fp": "1", "cost_fn": "5", "facet_column": "5",
+                                          "facet_values_or_threshold": "[1]",
+                                          "facet_is_feature": "true", "max_abs_dppl": "0.1"},
+                        facet=True)
+    work = tmp_path / "sweep"
+    done = cli("sweep", "--tree", tree, "--work", work, "--ratios", "1", "--jobs", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for r in _rows(work / "sweep.csv"):
+        test = json.loads((work / r["dir"] / "output" / "data" / "evaluation.json")
+                          .read_text())["channels"]["test"]["served"]
+        cm = test["confusion_matrix"]  # the model's own (bounded) decisions, priced alike
+        assert (int(r["test_fp"]), int(r["test_fn"])) == (cm["fp"], cm["fn"])
+
+
+def test_tune_without_a_validation_channel_tunes_on_out_of_fold_metrics(tmp_path):
+    """(With per-row costs too: each row's cost of a false negative in column 6.)"""
+    tree = _binary_tree(tmp_path / "ml", {"cost_fp": "1", "cost_fn": "5", "cost_fn_column": "6"},
+                        validation=False, row_costs=True)
+    work = tmp_path / "study"
+    done = cli("tune", "--tree", tree, "--work", work, "--objective", "cost", "--trials", "2",
+               "--jobs", "2", "--range", "num_round=3:6", "--range", "max_depth=2,3",
+               "--seed", "1", "--quiet")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = _rows(work / "trials.csv")
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 3  # the baseline and two trials
+    assert "validation:expected_cost" not in rows[0]
+    for row in rows:
+        # the kept round's out-of-fold line (train: without a validation channel), not the
+        # final in-sample one
+        log = (work / row["dir"] / "train.log").read_text()
+        kept = json.loads((work / row["dir"] / "output" / "data" / "evaluation.json")
+                          .read_text())["rounds"]["kept"]
+        line = re.search(rf"^\[{kept - 1}\]\t.*$", log, re.M).group(0)
+        value = float(re.search(r"train:expected_cost=(\S+)", line).group(1))
+        assert float(row["held_out:expected_cost"]) == pytest.approx(value, rel=1e-7)
+    assert re.search(r"baseline \(the tree's hyperparameters\): auc=\S+ expected_cost=\S+",
+                     done.stdout)
+    best = json.loads((work / "best.json").read_text())
+    assert best["objective"] == ["held_out:expected_cost"]
+    assert isinstance(best["tuned"]["max_depth"], int)  # a categorical of numbers stays numbers
+
+
+def test_tune_refuses_a_one_value_range_and_names_a_bad_static(tmp_path):
+    tree = _binary_tree(tmp_path / "ml", {})
+    base = ["tune", "--tree", tree, "--work", tmp_path / "study", "--trials", "2",
+            "--objective", "auc"]
+    _one_line_refusal(cli(*base, "--range", "num_round=10"), "--static num_round=10")
+    done = cli(*base, "--static", "max_depht=3")
+    _one_line_refusal(done, "--static max_depht=3", "unknown hyperparameter 'max_depht'")
+    assert "the tree's hyperparameters" not in done.stderr
+    _one_line_refusal(cli(*base, "--static", "max_depth=deep"), "--static max_depth=deep")
+    assert not (tmp_path / "study" / "baseline").exists()  # nothing trained
+    with pytest.raises(config.ConfigError, match="one value"):
+        config.parse_range("grow_policy=lossguide")
+
+
+def test_an_objective_the_trainings_would_not_log_is_refused(tmp_path):
+    with pytest.raises(config.ConfigError, match="fairness_metrics lists DI"):
+        request(objective="validation:di")
+    with pytest.raises(config.ConfigError, match="fairness_metrics lists DPPL"):
+        request(objective="validation:dppl", statics={**GERMAN_STATICS, "fairness_metrics": "DI"})
+    with pytest.raises(config.ConfigError, match="fairness_metrics lists DI"):  # one value of a range
+        request(objective="validation:di", ranges=("fairness_metrics=DI,DPPL,DCA",))
+    job = request(objective="validation:di", statics={**GERMAN_STATICS,
+                                                      "fairness_metrics": "DPPL,DI"})
+    assert job["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"][
+        "MetricName"] == "validation:di"
+    _one_line_refusal(cli("tuner-config", "--objective", "validation:di", "--static",
+                          "facet_column=f", "--static", "facet_values_or_threshold=[1]"),
+                      "validation:di", "fairness_metrics")
+    # the local tuner, on a tree with a facet (nothing trains)
+    tree = _binary_tree(tmp_path / "ml", {"facet_column": "5", "facet_values_or_threshold": "[1]",
+                                          "facet_is_feature": "true"}, facet=True)
+    base = ["tune", "--tree", tree, "--work", tmp_path / "study", "--trials", "2"]
+    _one_line_refusal(cli(*base, "--objective", "validation:di"), "fairness_metrics")
+    _one_line_refusal(cli(*base, "--objective", "multi", "--static", "fairness_metrics=DI"),
+                      "validation:dppl", "fairness_metrics")
+    plain = _binary_tree(tmp_path / "plain", {})
+    _one_line_refusal(cli("tune", "--tree", plain, "--work", tmp_path / "s2", "--trials", "2",
+                          "--objective", "combined"), "needs a facet")
+    assert not (tmp_path / "study" / "baseline").exists()  # nothing trained
+    assert not (tmp_path / "s2" / "baseline").exists()

@@ -83,6 +83,11 @@ class Range:
             return list(self.values)
         return [_number_text(self.low), _number_text(self.high)]
 
+    def choices(self) -> list:
+        """A categorical range's values typed as the schema types them (``max_depth=2,3``: the
+        integers 2 and 3), so that a chosen value is a number where the parameter is one."""
+        return [hp.BY_NAME[self.name].parse(v) for v in self.values]
+
 
 def _number_text(value: float) -> str:
     value = float(value)
@@ -130,6 +135,9 @@ def parse_range(spec: str) -> tuple[str, Range | None]:
     values = tuple(v.strip() for v in text.split(",") if v.strip())
     if not values:
         raise ConfigError(f"--range {spec!r}: no values")
+    if len(values) == 1:
+        raise ConfigError(f"--range {spec!r}: one value is not a range; to fix it for every trial "
+                          f"use --static {param.name}={values[0]}")
     return param.name, check_range(param, Range(param.name, "Categorical", values=values))
 
 
@@ -137,11 +145,10 @@ def check_range(param: hp.Param, rng: Range) -> Range:
     """Bounds inside the schema's range, ordered, positive for logarithmic scaling."""
     where = f"range of '{param.name}'"
     if rng.kind == "Categorical":
-        for value in rng.values:
-            try:
-                param.parse(value)
-            except HyperparameterError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
+        try:
+            rng.choices()
+        except HyperparameterError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         return rng
     if param.type == "int" and not (float(rng.low).is_integer() and float(rng.high).is_integer()):
         raise ConfigError(f"{where}: '{param.name}' is an integer; bounds must be whole numbers")
@@ -199,6 +206,12 @@ class Objective:
     def multi(self) -> bool:
         return len(self.metrics) > 1
 
+    def read_from(self, channel: str) -> "Objective":
+        """The same metrics of another channel: ``held_out`` without a validation channel
+        (:func:`costaware.tuning.runner.held_out_metrics`)."""
+        return Objective(self.label, tuple(f"{channel}:{m.split(':', 1)[1]}" for m in self.metrics),
+                         self.directions)
+
 
 ALIASES = {
     "combined": "validation:combined_objective",
@@ -255,29 +268,65 @@ def is_multiclass(statics: dict) -> bool:
         return False
 
 
-def check_statics(statics: dict, ranges: list[Range]) -> None:
-    """Parse the static hyperparameters with every range at its low and its high end, as training
-    will: an unknown name or a combination training rejects fails here, not in 100 jobs."""
+def unlogged(metric: str, settings) -> str | None:
+    """Why a training with ``settings`` would never log ``metric`` (``channel:name``), or None.
+    The fairness distances are logged for the metrics ``fairness_metrics`` lists (``dppl`` for
+    DPPL, ``di`` for DI), the combined objective with any facet
+    (:func:`costaware.evaluation.metrics_at`)."""
+    name = metric.split(":", 1)[1]
+    if not metric_registry.get(name).needs_facet:
+        return None
+    if not settings.facet_column:
+        return "it needs a facet (facet_column and facet_values_or_threshold)"
+    if name.upper() in hp.POST_TRAINING_PER_ROUND and name.upper() not in settings.fairness_names:
+        return (f"it is logged only when fairness_metrics lists {name.upper()} (here "
+                f"{settings.fairness_metrics!r}); add --static fairness_metrics="
+                f"{','.join((*settings.fairness_names, name.upper()))}")
+    return None
+
+
+def check_statics(statics: dict, ranges: list[Range], goal: Objective | None = None) -> None:
+    """Parse the static hyperparameters with every range at its low and its high end (and at
+    every value of a categorical one), as training will: an unknown name, a combination training
+    rejects or an objective metric training would not log fails here, not in 100 jobs."""
     searched = {r.name for r in ranges}
     base = {k: v for k, v in statics.items()
             if (hp.BY_NAME[k].name if k in hp.BY_NAME else k) not in searched}
-    for corner in (0, -1):
+    widest = max([2] + [len(r.values) for r in ranges if r.kind == "Categorical"])
+    for corner in range(widest):
         trial = dict(base)
         for rng in ranges:
-            trial[rng.name] = rng.corners()[corner]
+            values = rng.corners()
+            trial[rng.name] = values[min(corner, len(values) - 1)]
         try:
-            hp.parse(trial)
+            settings = hp.parse(trial)
         except HyperparameterError as exc:
             raise ConfigError(f"static hyperparameters: {exc}") from None
+        for metric in (goal.metrics if goal else ()):
+            reason = unlogged(metric, settings)
+            if reason:
+                at = ", ".join(f"{r.name}={trial[r.name]}" for r in ranges
+                               if r.kind == "Categorical")
+                raise ConfigError(f"objective {goal.label}: training would never log {metric}"
+                                  + (f" with {at}" if at else "") + f": {reason}")
 
 
 def parse_statics(items: list[str] | tuple[str, ...]) -> dict:
+    """``--static KEY=VALUE`` items as a dict; each name known and each value valid on its own
+    (combinations are checked with the tree's or the ranges' values)."""
     out = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"--static {item!r}: expected key=value")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
+        key, value = (part.strip() for part in item.split("=", 1))
+        try:
+            if key in hp.BY_NAME:
+                hp.BY_NAME[key].parse(value)
+            else:
+                hp.parse({key: value})  # unknown or removed: its own message
+        except HyperparameterError as exc:
+            raise ConfigError(f"--static {key}={value}: {exc}") from None
+        out[key] = value
     return out
 
 
@@ -317,7 +366,7 @@ def build(opts: TunerOptions) -> tuple[dict, list[str]]:
     multiclass = is_multiclass(statics)
     goal = objective(opts.objective, has_facet, allow_multi=False, multiclass=multiclass)
     ranges = resolve_ranges(statics, opts.ranges, multiclass=multiclass)
-    check_statics(statics, ranges)
+    check_statics(statics, ranges, goal)
     if opts.strategy not in STRATEGIES:
         raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}")
     if opts.strategy == "Hyperband" and opts.early_stopping != "Off":

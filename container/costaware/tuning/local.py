@@ -21,6 +21,11 @@ non-dominated front, the baseline and the chosen trial) and ``best.json`` (the c
 hyperparameters, metrics and model directory). The baseline is one run with the tree's own
 hyperparameters, untuned, in ``WORK/baseline``.
 
+Without a validation channel in the tree, the trials are tuned on the kept round's out-of-fold
+metrics over the train rows, ``held_out:<name>`` in place of ``validation:<name>``
+(:func:`costaware.tuning.runner.held_out_metrics`): training then holds out every train row by
+cross-fitting, and its final ``train:`` line is in sample.
+
 This module runs a study end to end (:func:`tune`) and prints its summary; the study's sampler,
 baseline, objective and choice are in :mod:`costaware.tuning.study`, the records, ``trials.csv``
 and the charts in :mod:`costaware.tuning.trials`, the command line in
@@ -37,12 +42,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .. import hyperparameters as hp
 from ..machine import cpu_count
 from . import config as cfg
 from . import runner
-from .study import (COMBINED, DB_FILE, Setup, import_optuna, make_objective, open_study,
-                    run_baseline)
+from .study import DB_FILE, Setup, import_optuna, make_objective, open_study, run_baseline
 from .trials import CSV_FILE, collect, plot_pareto, write_csv
 
 PNG_FILE = "pareto.png"
@@ -100,9 +103,8 @@ def _fmt_metrics(metrics: dict, names) -> str:
 
 
 def _show_names(setup: Setup) -> list[str]:
-    names = ["validation:auc", "validation:dppl", "validation:expected_cost", COMBINED]
-    return [n for n in names if setup.has_facet or n in ("validation:auc",
-                                                         "validation:expected_cost")]
+    names = ["auc", "dppl", "expected_cost", "combined_objective"]
+    return [setup.metric(n) for n in names if setup.has_facet or n in ("auc", "expected_cost")]
 
 
 @dataclass
@@ -206,15 +208,13 @@ def _setup(request: TuneRequest) -> tuple[Setup, bool]:
     tree = runner.read_tree(request.tree_dir)
     extra = dict(request.statics)
     merged = runner.merge(tree.hyperparameters, extra)
-    try:
-        settings = hp.parse(merged)
-    except hp.HyperparameterError as exc:
-        raise cfg.ConfigError(f"the tree's hyperparameters: {exc}") from None
+    settings = tree.settings(extra)
     has_facet = bool(settings.facet_column)
     goal = cfg.objective(request.objective, has_facet, multiclass=settings.multiclass)
     space = cfg.resolve_ranges(extra, request.ranges, has_facet=has_facet,
                                multiclass=settings.multiclass)
-    cfg.check_statics(merged, space)
+    cfg.check_statics(merged, space, goal)
+    held_out = "validation" if tree.has_validation else runner.HELD_OUT
     if request.trials < 1:
         raise cfg.ConfigError("--trials must be at least 1")
     jobs = max(1, min(request.jobs or cpu_count(), request.trials))
@@ -226,10 +226,10 @@ def _setup(request: TuneRequest) -> tuple[Setup, bool]:
     if os.path.exists(os.path.join(work, DB_FILE)) and not request.resume:
         raise cfg.ConfigError(f"{work} already holds a study ({DB_FILE}): pass --resume to continue "
                               "it, or choose another --work")
-    setup = Setup(tree, work, goal, space, merged, has_facet, jobs, request.trials,
-                  request.timeout,
+    setup = Setup(tree, work, goal.read_from(held_out), space, merged, has_facet, jobs,
+                  request.trials, request.timeout,
                   (settings.objective_auc_weight, settings.objective_fairness_weight),
-                  list(request.references))
+                  list(request.references), held_out)
     return setup, own_nthread
 
 
@@ -259,6 +259,10 @@ def _summary(setup, study, records, base, chosen, files, elapsed, ran, failures,
     directions = ", ".join(f"{m} ({d.lower()})" for m, d in zip(setup.goal.metrics,
                                                                  setup.goal.directions))
     print(f"study {files['db']}: {complete} complete, {failed} failed; objective {directions}")
+    if setup.held_out == runner.HELD_OUT:
+        print(f"the tree has no validation channel: tuned on {runner.HELD_OUT}:* in place of "
+              "validation:*, the kept round's out-of-fold metrics over the train rows (at the "
+              "Bayes rule)")
     if ran:
         print(f"this run: {ran} trials in {elapsed:.0f} s with {setup.jobs} in parallel")
     if failures:

@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from .. import config_files
 from .. import hyperparameters as hp
 from .. import metric_log
-from ..errors import InputError
+from ..errors import HyperparameterError, InputError
+from . import config as cfg
 
 LOG_FILE = "train.log"
+HELD_OUT = "held_out"  # the out-of-fold metrics' prefix, without a validation channel
 _LIVE: set = set()  # training runs in flight (Popen), so that an interrupt can stop them
 _LIVE_LOCK = threading.Lock()
 _STOPPED = threading.Event()  # set by stop_all: runs ending now were stopped, not failed
@@ -55,19 +57,32 @@ class Tree:
     def channels(self) -> list[str]:
         return [c for c in self.inputdataconfig]
 
-    def settings(self, overrides: dict | None = None):
-        """The tree's hyperparameters (plus ``overrides``), parsed and validated by the schema."""
-        return hp.parse({**self.hyperparameters, **(overrides or {})})
+    def settings(self, statics: dict | None = None):
+        """The tree's hyperparameters with ``statics`` (``--static``, checked one by one by
+        :func:`config.parse_statics`) over them, parsed and validated by the schema; a
+        :class:`config.ConfigError` says whose they are when they fail."""
+        try:
+            return hp.parse(merge(self.hyperparameters, statics or {}))
+        except HyperparameterError as exc:
+            mine = f"the tree's hyperparameters ({self.path}/input/config/hyperparameters.json)"
+            try:
+                hp.parse(self.hyperparameters)
+            except HyperparameterError:
+                raise cfg.ConfigError(f"{mine}{' with --static' if statics else ''}: {exc}") \
+                    from None
+            raise cfg.ConfigError(f"--static {' '.join(f'{k}={v}' for k, v in statics.items())} "
+                                  f"on {mine}: {exc}") from None
 
-    def has_facet(self, overrides: dict | None = None) -> bool:
-        return bool(self.settings(overrides).facet_column)
+    @property
+    def has_validation(self) -> bool:
+        return "validation" in self.inputdataconfig
 
 
 def _read_json(path: str, default):
     try:
         return config_files.read_object(path, default)
     except InputError as exc:
-        raise SystemExit(str(exc)) from None
+        raise cfg.ConfigError(str(exc)) from None
 
 
 def read_tree(path: str) -> Tree:
@@ -75,12 +90,12 @@ def read_tree(path: str) -> Tree:
     config = os.path.join(path, "input", "config")
     data = os.path.join(path, "input", "data")
     if not os.path.isdir(data):
-        raise SystemExit(f"{path} is not an /opt/ml-shaped tree: {data} is missing")
+        raise cfg.ConfigError(f"{path} is not an /opt/ml-shaped tree: {data} is missing")
     channels = {c: {"ContentType": "text/csv"} for c in sorted(os.listdir(data))
                 if os.path.isdir(os.path.join(data, c))}
     inputdataconfig = _read_json(os.path.join(config, "inputdataconfig.json"), channels)
     if "train" not in inputdataconfig:
-        raise SystemExit(f"{path}: no 'train' channel")
+        raise cfg.ConfigError(f"{path}: no 'train' channel")
     hyperparameters = _read_json(os.path.join(config, "hyperparameters.json"), {})
     resourceconfig = _read_json(os.path.join(config, "resourceconfig.json"),
                                 {"current_host": "algo-1", "hosts": ["algo-1"]})
@@ -162,15 +177,19 @@ class Run:
     def ok(self) -> bool:
         return self.returncode == 0
 
-    def decided_1_shares(self) -> dict:
-        """Per channel, the share of rows the kept model decides 1 for (from evaluation.json; not
-        a tuning metric: it flags a model that decides the same for everyone)."""
+    def evaluation(self) -> dict:
+        """The run's evaluation.json ({} when it wrote none)."""
         path = os.path.join(self.directory, "output", "data", "evaluation.json")
         try:
             with open(path, encoding="utf-8") as handle:
-                channels = json.load(handle)["channels"]
-        except (OSError, ValueError, KeyError):
+                return json.load(handle)
+        except (OSError, ValueError):
             return {}
+
+    def decided_1_shares(self) -> dict:
+        """Per channel, the share of rows the kept model decides 1 for (from evaluation.json; not
+        a tuning metric: it flags a model that decides the same for everyone)."""
+        channels = self.evaluation().get("channels", {})
         out = {}
         for name, channel in channels.items():
             cm = channel.get("served", {}).get("confusion_matrix")
@@ -223,6 +242,24 @@ def run_training(directory: str, timeout: float | None = None) -> Run:
     run = Run(directory, code, time.monotonic() - start, text)
     run.metrics = parse_log(text)
     return run
+
+
+def held_out_metrics(run: Run) -> dict:
+    """A run without a validation channel: the kept round's out-of-fold metrics, as
+    ``held_out:<name>``.
+
+    Training then holds out every train row by cross-fitting, and each round's ``[N]`` line
+    prints the metrics of those rows' out-of-fold margins as ``train:<name>`` (at the Bayes rule,
+    with that round's calibrator: what early stopping watches); the ``[final] train:`` line
+    scores the train rows with the model itself, in sample. The kept round is
+    ``rounds.kept`` of evaluation.json."""
+    kept = run.evaluation().get("rounds", {}).get("kept")
+    line = re.search(rf"^\[{kept - 1}\]\t.*$", run.log, re.M) if kept else None
+    if line is None:
+        return {}
+    train = [d for d in metric_log.published_definitions() if d["Name"].startswith("train:")]
+    return {f"{HELD_OUT}:{name.split(':', 1)[1]}": value
+            for name, value in parse_log(line.group(0), train).items()}
 
 
 def _stop(proc: subprocess.Popen) -> None:

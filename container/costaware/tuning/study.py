@@ -19,7 +19,6 @@ STUDY_NAME = "costaware"
 DB_FILE = "study.db"
 BASELINE_DIR = "baseline"
 TRIALS_DIR = "trials"
-COMBINED = "validation:combined_objective"
 
 
 def import_optuna():
@@ -45,14 +44,28 @@ class Setup:
     timeout: float | None
     weights: tuple = (3.0, 1.0)  # combined objective's (AUC, fairness) weights
     references: list = field(default_factory=list)
+    # whose metrics are tuned on: "validation", or without that channel runner.HELD_OUT (the
+    # kept round's out-of-fold metrics over the train rows)
+    held_out: str = "validation"
 
     def trial_dir(self, number: int) -> str:
         return os.path.join(self.work, TRIALS_DIR, f"{number:04d}")
 
+    def metric(self, name: str) -> str:
+        """The held-out metric ``name`` as the records key it: ``validation:auc``, or
+        ``held_out:auc`` without a validation channel."""
+        return f"{self.held_out}:{name}"
+
+    def metrics_of(self, run: runner.Run) -> dict:
+        """A run's metrics from its log, with the held-out ones without a validation channel."""
+        if self.held_out == "validation":
+            return run.metrics
+        return {**run.metrics, **runner.held_out_metrics(run)}
+
 
 def _suggest(trial, rng: cfg.Range):
     if rng.kind == "Categorical":
-        return trial.suggest_categorical(rng.name, list(rng.values))
+        return trial.suggest_categorical(rng.name, rng.choices())
     if rng.kind == "Integer":
         return trial.suggest_int(rng.name, int(rng.low), int(rng.high), log=rng.log)
     return trial.suggest_float(rng.name, rng.low, rng.high, log=rng.log)
@@ -89,7 +102,7 @@ def run_baseline(setup: Setup) -> dict:
     run = runner.run_training(directory, setup.timeout)
     out = {"trial": "baseline", "state": "COMPLETE" if run.ok else "FAIL",
            "seconds": round(run.seconds, 2), "dir": os.path.relpath(directory, setup.work),
-           "params": _baseline_params(setup), "metrics": run.metrics,
+           "params": _baseline_params(setup), "metrics": setup.metrics_of(run),
            "decided_1": run.decided_1_shares()}
     if not run.ok:
         out["failure"] = run.failure()
@@ -108,19 +121,20 @@ def make_objective(setup: Setup):
         run = runner.run_training(directory, setup.timeout)
         trial.set_user_attr("dir", os.path.relpath(directory, setup.work))
         trial.set_user_attr("seconds", round(run.seconds, 2))
-        trial.set_user_attr("metrics", run.metrics)
+        metrics = setup.metrics_of(run)
+        trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("decided_1", run.decided_1_shares())
         if not run.ok:
             reason = run.failure()
             trial.set_user_attr("failure", reason)
             raise runner.TrialFailed(f"trial {trial.number}: {reason}")
-        missing = [m for m in setup.goal.metrics if m not in run.metrics]
+        missing = [m for m in setup.goal.metrics if m not in metrics]
         if missing:
             reason = (f"{', '.join(missing)} not in the log (undefined, e.g. no row of a facet "
                       "predicted positive)")
             trial.set_user_attr("failure", reason)
             raise runner.TrialFailed(f"trial {trial.number}: {reason}")
-        values = [run.metrics[m] for m in setup.goal.metrics]
+        values = [metrics[m] for m in setup.goal.metrics]
         return values if setup.goal.multi else values[0]
 
     return objective
@@ -142,10 +156,11 @@ def choose(study, setup: Setup):
     deciding = [t for t in front if t.user_attrs.get("decided_1", {}).get("validation") not in (0, 1)]
     front = deciding or front
     if setup.has_facet:
-        return max(front, key=lambda t: t.user_attrs["metrics"].get(COMBINED, -math.inf))
-    return min(front, key=lambda t: (t.user_attrs["metrics"].get("validation:expected_cost",
-                                                                  math.inf),
-                                     -t.user_attrs["metrics"].get("validation:auc", 0.0)))
+        return max(front, key=lambda t: t.user_attrs["metrics"].get(
+            setup.metric("combined_objective"), -math.inf))
+    return min(front, key=lambda t: (
+        t.user_attrs["metrics"].get(setup.metric("expected_cost"), math.inf),
+        -t.user_attrs["metrics"].get(setup.metric("auc"), 0.0)))
 
 
 def open_study(setup: Setup, sampler: str, seed: int):

@@ -8,8 +8,11 @@ then priced on the test channel (and on validation) with the **tree's own** cost
 ratios are compared in the same money:
 
 ``expected cost per decision = (1/n) sum_i C(y_i, decide_i)``, ``C`` the tree's ``cost_fp``,
-``cost_fn``, ``cost_tp``, ``cost_tn``. A tree with cost columns is refused: its rows carry their
-own costs, which a class ratio does not move.
+``cost_fn``, ``cost_tp``, ``cost_tn``. A tree that gives them as a 2 x 2 ``cost_matrix``
+``[[C_TN, C_FP], [C_FN, C_TP]]`` is trained in that form, ``cost_matrix = [[0, 1], [r, 0]]`` (the
+same costs). Refused up front: a tree with cost columns (its rows carry their own costs, which a
+class ratio does not move), a tree with more than two classes (a K x K matrix has no one FN:FP
+ratio; compare matrices by training each) and a ``--static`` cost (every run sets its own).
 
 The tree's own regret ratio ``(C_FN - C_TP) / (C_FP - C_TN)`` is added to the ratios (it trains the
 same model as the tree's costs: only the ratio of the regrets matters to the loss and the
@@ -20,12 +23,16 @@ approving everyone, rejecting everyone and perfect decisions would cost on test)
 from __future__ import annotations
 
 import csv
+import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .. import hyperparameters as hp
+from ..costs import CELLS
+from ..errors import InputError
 from . import config as cfg
 from . import runner
 
@@ -47,26 +54,56 @@ def _ratio_text(r: float) -> str:
     return f"{r:g}"
 
 
+COSTS = tuple(f"cost_{cell}" for cell in CELLS) + ("cost_matrix",)  # what each run sets
+
+
+def check_sweepable(tree: runner.Tree, settings, statics: dict) -> None:
+    """Refuse, with why, what the sweep cannot vary: more than two classes, per-row costs, a
+    ``--static`` cost."""
+    where = tree.path
+    if settings.multiclass:
+        k = len(settings.class_labels)
+        raise cfg.ConfigError(f"{where}: the tree has {k} classes; the sweep varies the FN:FP "
+                              f"ratio of two classes, which a {k} x {k} cost_matrix does not "
+                              "have (compare matrices by training each)")
+    columns = [f"cost_{cell}_column" for cell, _ in settings.cost_columns]
+    if columns:
+        raise cfg.ConfigError(f"{where}: the tree gives per-row costs ({', '.join(columns)}); "
+                              "the sweep varies the class costs, which those rows do not use")
+    for key in statics:
+        if key in hp.BY_NAME and hp.BY_NAME[key].name in COSTS:
+            raise cfg.ConfigError(f"--static {key}: the sweep sets the training costs of each run "
+                                  "itself and prices every run with the tree's; change the tree's "
+                                  "costs instead")
+
+
+def training_costs(ratio: float, as_matrix: bool) -> dict:
+    """The hyperparameters of ratio ``r``: ``cost_fp = 1``, ``cost_fn = r``, ``cost_tp = cost_tn
+    = 0``, or the same as the 2 x 2 ``cost_matrix`` ``[[0, 1], [r, 0]]``."""
+    if as_matrix:
+        return {"cost_matrix": json.dumps([[0, 1], [float(f"{ratio:.10g}"), 0]])}
+    return {"cost_fp": "1", "cost_fn": f"{ratio:.10g}", "cost_tp": "0", "cost_tn": "0"}
+
+
 class Pricer:
     """Prices a trained model's decisions on a channel with the tree's own costs."""
 
-    def __init__(self, tree: runner.Tree):
+    def __init__(self, tree: runner.Tree, settings):
         from .. import data  # pandas: only when a sweep runs
 
         self.tree = tree
-        self.settings = tree.settings()
-        self.costs = self.settings.class_costs
-        columns = [f"cost_{cell}_column" for cell, _ in self.settings.cost_columns]
-        if columns:
-            raise cfg.ConfigError(f"{tree.path}: the tree gives per-row costs ({', '.join(columns)}); "
-                                  "the sweep varies the class costs, which those rows do not use")
+        self.settings = settings
+        self.costs = settings.class_costs
         self.datasets = {}
         for name in ("validation", "test"):
             if name in tree.inputdataconfig:
                 content_type = tree.inputdataconfig[name].get("ContentType", "text/csv")
-                options = data.options_from_settings(self.settings, content_type)
-                self.datasets[name] = data.load_channel(os.path.join(tree.data_dir, name),
-                                                        content_type, options)
+                options = data.options_from_settings(settings, content_type)
+                try:
+                    self.datasets[name] = data.load_channel(os.path.join(tree.data_dir, name),
+                                                            content_type, options)
+                except InputError as exc:
+                    raise cfg.ConfigError(f"the {name} channel: {exc}") from None
         if "test" not in self.datasets:
             raise cfg.ConfigError(f"{tree.path}: the sweep prices models on a 'test' channel; the "
                                   "tree has none")
@@ -115,7 +152,10 @@ def sweep(tree_dir: str, work: str, ratios: list[float], jobs: int | None = None
           include_tree_ratio: bool = True, timeout: float | None = 1800,
           statics: dict | None = None) -> dict:
     tree = runner.read_tree(tree_dir)
-    pricer = Pricer(tree)
+    statics = statics or {}
+    settings = tree.settings(statics)
+    check_sweepable(tree, settings, statics)
+    pricer = Pricer(tree, settings)
     costs = pricer.costs
     tree_ratio = (costs.fn - costs.tp) / (costs.fp - costs.tn)
     all_ratios = sorted(set(ratios) | ({round(tree_ratio, 6)} if include_tree_ratio else set()))
@@ -124,14 +164,14 @@ def sweep(tree_dir: str, work: str, ratios: list[float], jobs: int | None = None
     from ..machine import cpu_count
 
     jobs = max(1, min(jobs or cpu_count(), len(all_ratios)))
-    base = runner.merge(tree.hyperparameters, statics or {})
+    base = runner.merge(tree.hyperparameters, statics)
+    as_matrix = bool(base.get("cost_matrix", "").strip())  # a 2 x 2: the tree's form
     if "nthread" not in base:
         base["nthread"] = str(max(1, cpu_count() // jobs))
 
     def one(ratio: float) -> dict:
         directory = os.path.join(work, f"ratio-{_ratio_text(ratio)}")
-        hyper = runner.merge(base, {"cost_fp": "1", "cost_fn": f"{ratio:.10g}", "cost_tp": "0",
-                                    "cost_tn": "0"})
+        hyper = runner.merge(base, training_costs(ratio, as_matrix))
         runner.make_trial_dir(tree, directory, hyper)
         run = runner.run_training(directory, timeout)
         row = {"ratio": ratio, "tree_ratio": abs(ratio - tree_ratio) <= 1e-6 * tree_ratio,

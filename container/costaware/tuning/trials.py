@@ -7,15 +7,20 @@ import csv
 import os
 
 from .. import metric_log
-from .study import COMBINED, Setup, choose, import_optuna
+from .runner import HELD_OUT
+from .study import Setup, choose, import_optuna
 
 
 CSV_FILE = "trials.csv"
-AXIS_LABELS = {
-    "validation:dppl": "validation |DPPL| (0 = demographic parity)",
-    "validation:expected_cost": "validation expected cost per decision",
-    "validation:auc": "validation AUC",
-}
+AXIS_LABELS = {"dppl": "|DPPL| (0 = demographic parity)",
+               "expected_cost": "expected cost per decision", "auc": "AUC"}
+CHANNEL_WORDS = {HELD_OUT: "held-out (out-of-fold)"}
+
+
+def axis_label(metric: str) -> str:
+    """``validation:auc`` -> "validation AUC"."""
+    channel, name = metric.split(":", 1)
+    return f"{CHANNEL_WORDS.get(channel, channel)} {AXIS_LABELS.get(name, name)}"
 
 
 def pareto_mask(points: list[tuple[float, float]]) -> list[bool]:
@@ -33,12 +38,13 @@ def _metric_columns(records: list[dict]) -> list[str]:
     present = set()
     for record in records:
         present.update(record.get("metrics", {}))
-    order = [f"{c}:{m}" for c in ("validation", "test", "train") for m in metric_log.directions()]
+    order = [f"{c}:{m}" for c in (HELD_OUT, "validation", "test", "train")
+             for m in metric_log.directions()]
     return [name for name in order if name in present]
 
 
 def x_metrics(setup: Setup) -> list[str]:
-    return (["validation:dppl"] if setup.has_facet else []) + ["validation:expected_cost"]
+    return ([setup.metric("dppl")] if setup.has_facet else []) + [setup.metric("expected_cost")]
 
 
 def collect(study, setup: Setup, baseline: dict | None) -> list[dict]:
@@ -63,22 +69,23 @@ def collect(study, setup: Setup, baseline: dict | None) -> list[dict]:
         if setup.goal.multi:
             record["optuna_pareto"] = t.number in optuna_front
         records.append(record)
+    auc = setup.metric("auc")
     complete = [r for r in records if r["trial"] != "baseline" and r["state"] == "COMPLETE"
-                and not constant_scores(r)]
+                and not constant_scores(r, auc)]
     for x_metric in x_metrics(setup):
-        usable = [r for r in complete if x_metric in r["metrics"] and "validation:auc" in r["metrics"]]
-        mask = pareto_mask([(r["metrics"][x_metric], r["metrics"]["validation:auc"]) for r in usable])
+        usable = [r for r in complete if x_metric in r["metrics"] and auc in r["metrics"]]
+        mask = pareto_mask([(r["metrics"][x_metric], r["metrics"][auc]) for r in usable])
         short = x_metric.split(":")[1]
         for r, on_front in zip(usable, mask):
             r[f"front_auc_{short}"] = on_front
     return records
 
 
-def constant_scores(record: dict) -> bool:
-    """A model that scores everyone alike (AUC exactly 0.5, e.g. no split passed gamma or
+def constant_scores(record: dict, auc: str) -> bool:
+    """A model that scores everyone alike (``auc`` exactly 0.5, e.g. no split passed gamma or
     min_child_weight): it decides the same for everyone, so it is trivially at parity. Such trials
     stay in the table but are left off the fronts and the chart."""
-    return abs(record["metrics"].get("validation:auc", 0.0) - 0.5) < 1e-12
+    return abs(record["metrics"].get(auc, 0.0) - 0.5) < 1e-12
 
 
 def write_csv(records: list[dict], setup: Setup, path: str) -> None:
@@ -118,21 +125,22 @@ def plot_pareto(records: list[dict], setup: Setup, path: str, title: str | None 
     import matplotlib.pyplot as plt
 
     panels = x_metrics(setup)
+    auc, dppl, combined = (setup.metric(m) for m in ("auc", "dppl", "combined_objective"))
     fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 5.0), squeeze=False)
     finished = [r for r in records if r["trial"] != "baseline" and r["state"] == "COMPLETE"]
-    trials = [r for r in finished if not constant_scores(r)]
+    trials = [r for r in finished if not constant_scores(r, auc)]
     baseline = next((r for r in records if r["trial"] == "baseline"), None)
     chosen = next((r for r in trials if r.get("chosen")), None)
     scatter = None
     for ax, x_metric in zip(axes[0], panels):
-        usable = [r for r in trials if x_metric in r["metrics"] and "validation:auc" in r["metrics"]]
+        usable = [r for r in trials if x_metric in r["metrics"] and auc in r["metrics"]]
         xs = [r["metrics"][x_metric] for r in usable]
-        ys = [r["metrics"]["validation:auc"] for r in usable]
+        ys = [r["metrics"][auc] for r in usable]
         if usable:
             scatter = ax.scatter(xs, ys, c=[r["trial"] for r in usable], cmap="viridis", s=28,
                                  alpha=0.8, zorder=2, label="trial")
             key = f"front_auc_{x_metric.split(':')[1]}"
-            front = sorted((r["metrics"][x_metric], r["metrics"]["validation:auc"])
+            front = sorted((r["metrics"][x_metric], r["metrics"][auc])
                            for r in usable if r.get(key))
             if front:
                 fx, fy = zip(*front)
@@ -140,23 +148,23 @@ def plot_pareto(records: list[dict], setup: Setup, path: str, title: str | None 
                         label="non-dominated front")
                 ax.scatter(fx, fy, facecolors="none", edgecolors="tab:red", s=70, zorder=3)
         if baseline and x_metric in baseline["metrics"]:
-            bx, by = baseline["metrics"][x_metric], baseline["metrics"]["validation:auc"]
+            bx, by = baseline["metrics"][x_metric], baseline["metrics"][auc]
             ax.scatter([bx], [by], marker="X", s=140, color="black", zorder=4,
                        label="baseline (untuned)")
         if chosen and x_metric in chosen["metrics"]:
-            cx, cy = chosen["metrics"][x_metric], chosen["metrics"]["validation:auc"]
+            cx, cy = chosen["metrics"][x_metric], chosen["metrics"][auc]
             ax.scatter([cx], [cy], marker="*", s=320, color="gold", edgecolors="black", zorder=5,
                        label=f"chosen (trial {chosen['trial']})")
         for label, x, y in setup.references:
-            if x_metric == "validation:dppl":
+            if x_metric == dppl:
                 ax.scatter([x], [y], marker="s", s=80, facecolors="none", edgecolors="tab:blue",
                            lw=1.8, zorder=4, label=label)
                 ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=7,
                             color="tab:blue")
-        if chosen and x_metric == "validation:dppl" and COMBINED in chosen["metrics"]:
-            _iso_combined(ax, chosen["metrics"][COMBINED], setup.weights)
-        ax.set_xlabel(AXIS_LABELS.get(x_metric, x_metric))
-        ax.set_ylabel(AXIS_LABELS["validation:auc"])
+        if chosen and x_metric == dppl and combined in chosen["metrics"]:
+            _iso_combined(ax, chosen["metrics"][combined], setup.weights)
+        ax.set_xlabel(axis_label(x_metric))
+        ax.set_ylabel(axis_label(auc))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best", framealpha=0.8)
     if scatter is not None:
@@ -234,8 +242,8 @@ def compare_studies(works: list[str], labels: list[str], path: str, references=(
                    zorder=4)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(7, -3), fontsize=8,
                     color="tab:red")
-    ax.set_xlabel(AXIS_LABELS.get(x_metric, x_metric))
-    ax.set_ylabel(AXIS_LABELS["validation:auc"])
+    ax.set_xlabel(axis_label(x_metric))
+    ax.set_ylabel(axis_label("validation:auc"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best", framealpha=0.85)
     ax.set_title(title or "AUC against demographic parity", fontsize=11)
