@@ -58,6 +58,7 @@ MAX_HEAD_BYTES = 64 * 1024  # request line and headers (gunicorn's own limits ap
 MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions
 DRAIN_LIMIT = 256 * 1024 * 1024  # a refused body up to this size is read and dropped
 MODEL_RETRY_SECONDS = 10  # a worker that could not load the model waits this long, then exits
+STOP_LINGER = 2.0  # seconds an idle connection stays open after SIGTERM (gunicorn's gthread: 2)
 
 
 def json_error_bytes(status_int: int, reason: str, message: str, close: bool = True,
@@ -410,12 +411,15 @@ class WorkerRoster:
         try:
             with open(self.error_path, encoding="utf-8") as handle:
                 return handle.read()
-        except FileNotFoundError:
+        except OSError:
             return None
 
     def another_became_ready(self) -> bool:
         """Whether a worker became ready since the last call (one ``stat`` when nothing did)."""
-        stamp = os.stat(self.directory).st_mtime_ns
+        try:
+            stamp = os.stat(self.directory).st_mtime_ns
+        except OSError:  # the master is gone and removed it: nothing to balance
+            return False
         if stamp == self.stamp:
             return False
         self.stamp = stamp
@@ -536,7 +540,10 @@ class AsyncWorker(base.Worker):
         self.listening = []
         for conn in list(self.connections):
             if not conn.buffer and not conn.busy and not conn.discard:
-                conn.close()
+                # a request may be on its way (or unread in the kernel): it is answered, with
+                # Connection: close, if it arrives within the linger
+                conn.cancel_timer()
+                conn.timer = self.loop.call_later(STOP_LINGER, conn.close)
         deadline = time.monotonic() + self.cfg.graceful_timeout
         self.loop.call_soon(self.wait_for_drain, deadline)
 
