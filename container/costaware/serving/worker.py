@@ -177,6 +177,7 @@ class Connection(asyncio.Protocol):
         self.chunks = None
         self.discard = 0  # bytes of a refused body still to drop
         self.busy = False  # a request of this connection is in the app
+        self.advancing = False  # advance() is running (pipelined requests: no recursion)
         self.closing = False
         self.timer = None
         self.started = 0.0  # when the current request's first byte arrived
@@ -246,15 +247,21 @@ class Connection(asyncio.Protocol):
 
     def advance(self):
         """Serve every complete request in the buffer (pipelined ones in order)."""
-        while self.buffer and not self.closing and not self.busy:
-            end = self.request_end()
-            if end is None:
-                return
-            request = bytes(self.buffer[:end])
-            del self.buffer[:end]
-            self.framing, self.chunks, self.head_end = None, None, 0
-            self.cancel_timer()
-            self.worker.dispatch(self, request)
+        if self.advancing:  # called back from finished() inside the loop below
+            return
+        self.advancing = True
+        try:
+            while self.buffer and not self.closing and not self.busy:
+                end = self.request_end()
+                if end is None:
+                    return
+                request = bytes(self.buffer[:end])
+                del self.buffer[:end]
+                self.framing, self.chunks, self.head_end = None, None, 0
+                self.cancel_timer()
+                self.worker.dispatch(self, request)
+        finally:
+            self.advancing = False
 
     def request_end(self):
         """The end of the complete request at the start of the buffer, else ``None`` (and any
