@@ -26,11 +26,9 @@ from .. import artifact, inference
 from ..multiclass_policy import MulticlassPolicy
 from ..policy import OverrideRefused
 from . import codecs, policy_override
-from .config import ServerSettings, payload_too_large
+from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
 
 log = logging.getLogger("costaware.serving")
-
-DRAIN_LIMIT = 256 * 1024 * 1024  # an over-limit body up to this size is read and dropped
 
 
 def _json_response(payload: dict, status: int) -> Response:

@@ -13,6 +13,7 @@ from ..machine import cpu_count
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 MAX_PAYLOAD_LIMIT_MB = 100
+DRAIN_LIMIT = 256 * 1024 * 1024  # a refused body up to this size is read and dropped
 
 
 class ServerConfigError(ValueError):

@@ -52,11 +52,10 @@ from gunicorn import http, util
 from gunicorn.http import wsgi
 from gunicorn.workers import base
 
-from .config import ServerSettings, payload_too_large
+from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers (gunicorn's own limits apply after)
 MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions
-DRAIN_LIMIT = 256 * 1024 * 1024  # a refused body up to this size is read and dropped
 MODEL_RETRY_SECONDS = 10  # a worker that could not load the model waits this long, then exits
 STOP_LINGER = 2.0  # seconds an idle connection stays open after SIGTERM (gunicorn's gthread: 2)
 
