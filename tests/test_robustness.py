@@ -285,6 +285,15 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_exits_0(model_dir, t
         srv.stop()
 
 
+def wait_until_answering(srv: Server, pids: set[int], timeout: float = 60.0) -> None:
+    """Ping on new connections (which either worker may take) until each of ``pids`` answered."""
+    deadline = time.monotonic() + timeout
+    while not pids <= {e.get("pid") for e in srv.access_log()}:
+        assert time.monotonic() < deadline, f"workers {pids} did not all answer a ping"
+        assert ping(srv.port, timeout=5) == 200
+        time.sleep(0.02)
+
+
 def test_a_model_damaged_after_the_start_leaves_the_loaded_workers_serving(model_dir, model, rows,
                                                                          tmp_path):
     """Issue #22: the booster file corrupted on disk after the start made a replacement worker
@@ -295,7 +304,9 @@ def test_a_model_damaged_after_the_start_leaves_the_loaded_workers_serving(model
     srv = Server(str(copy), tmp_path, workers=2)
     try:
         srv.wait_ready()
-        victim = min(wait_for_workers(srv, 2))
+        workers = wait_for_workers(srv, 2)
+        wait_until_answering(srv, workers)  # both hold the model before it is damaged
+        victim = min(workers)
         (copy / "xgboost-model.ubj").write_bytes(b"\x00 not a booster " * 64)
         os.kill(victim, signal.SIGKILL)
         status = None
@@ -351,11 +362,7 @@ def test_a_replaced_worker_gets_kept_alive_clients_again(model_dir, rows, tmp_pa
         os.kill(victim, signal.SIGKILL)
         round_of_requests()  # every client now on the survivor (the replacement is not up yet)
         replacement = (wait_for_workers(srv, 2) - before).pop()
-        deadline = time.monotonic() + 60  # until the replacement answers (on new connections)
-        while not any(e.get("pid") == replacement for e in srv.access_log()):
-            assert time.monotonic() < deadline, f"the replacement {replacement} answered no ping"
-            assert ping(srv.port, timeout=5) == 200
-            time.sleep(0.02)
+        wait_until_answering(srv, {replacement})
 
         def served_by_replacement() -> int:
             return sum(1 for e in srv.access_log()
