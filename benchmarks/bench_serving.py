@@ -292,7 +292,7 @@ def main() -> int:
         single_ratio = rate / local_rate
         batch_ratio = served / raw
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other "
-              f"processes included); server: {args.workers} gthread workers, "
+              f"processes included); server: {args.workers} workers, "
               f"COSTAWARE_WORKER_THREADS={os.environ.get('COSTAWARE_WORKER_THREADS', '1')}, "
               f"XGBoost nthread=1 per worker; model: {model.booster.num_boosted_rounds()} rounds, "
               f"{len(model.feature_names)} features")

@@ -17,7 +17,9 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +27,7 @@ import zlib
 
 import numpy as np
 import pytest
+import requests
 from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 from test_serving import Server
@@ -278,6 +281,238 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_exits_0(model_dir, t
         # later ones may find the door closed (connection refused or closed), never a bad answer
         later = records[records[:, 0] >= t_term]
         assert ((later[:, 4] == 1) | (later[:, 3] == 0)).all(), figures["error_list"][:5]
+    finally:
+        srv.stop()
+
+
+def wait_until_answering(srv: Server, pids: set[int], timeout: float = 60.0) -> None:
+    """Ping on new connections (which either worker may take) until each of ``pids`` answered."""
+    deadline = time.monotonic() + timeout
+    while not pids <= {e.get("pid") for e in srv.access_log()}:
+        assert time.monotonic() < deadline, f"workers {pids} did not all answer a ping"
+        assert ping(srv.port, timeout=5) == 200
+        time.sleep(0.02)
+
+
+def test_a_model_damaged_after_the_start_leaves_the_loaded_workers_serving(model_dir, model, rows,
+                                                                         tmp_path):
+    """Issue #22: the booster file corrupted on disk after the start made a replacement worker
+    fail to load, and gunicorn then stopped the whole server, the healthy worker with it. Now
+    the worker that holds the model serves on and /ping says what is wrong."""
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    srv = Server(str(copy), tmp_path, workers=2)
+    try:
+        srv.wait_ready()
+        workers = wait_for_workers(srv, 2)
+        wait_until_answering(srv, workers)  # both hold the model before it is damaged
+        victim = min(workers)
+        (copy / "xgboost-model.ubj").write_bytes(b"\x00 not a booster " * 64)
+        os.kill(victim, signal.SIGKILL)
+        status = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert srv.proc.poll() is None, srv.stderr()[-3000:]
+            response = requests.get(srv.url + "/ping", timeout=5)
+            status = response.json()
+            if status["status"] == "degraded":
+                break
+            time.sleep(0.1)
+        assert response.status_code == 200
+        assert status["status"] == "degraded", status
+        assert "could not load the model" in status["error"], status
+        assert "cannot be loaded by XGBoost" in status["error"], status
+        body = csv_lines(rows[:5])
+        expected = inference.predict(model, rows[:5])["decision"].tolist()
+        for _ in range(6):  # new connections: whichever worker accepts them serves
+            response = requests.post(srv.url + "/invocations", data=body, timeout=10,
+                                     headers={"Content-Type": "text/csv",
+                                              "Accept": "text/csv;fields=decision"})
+            assert response.status_code == 200, response.text
+            assert [int(x) for x in response.text.split()] == expected
+        assert srv.proc.poll() is None
+    finally:
+        srv.stop()
+
+
+def test_a_replaced_worker_gets_kept_alive_clients_again(model_dir, rows, tmp_path):
+    """Issue #22: after a worker was killed, its clients reconnected to the survivor and kept
+    their connections there, so the replacement got no traffic. Now the survivor closes each
+    kept-alive connection after its next answer once the replacement is ready, and the clients,
+    reconnecting, reach the replacement too."""
+    srv = Server(model_dir, tmp_path, workers=2)
+    clients = [Client(srv.port) for _ in range(8)]
+    body = csv_lines(rows[:1])
+    headers = {"Content-Type": "text/csv", "Accept": "application/json"}
+
+    def round_of_requests():
+        for client in clients:
+            try:
+                status, _, _ = client.post(body, headers)
+            except (ConnectionError, http.client.HTTPException):  # on the killed worker
+                client.close()
+                status, _, _ = client.post(body, headers)
+            assert status == 200
+
+    try:
+        srv.wait_ready()
+        before = wait_for_workers(srv, 2)
+        round_of_requests()
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        round_of_requests()  # every client now on the survivor (the replacement is not up yet)
+        replacement = (wait_for_workers(srv, 2) - before).pop()
+        wait_until_answering(srv, {replacement})
+
+        def served_by_replacement() -> int:
+            return sum(1 for e in srv.access_log()
+                       if e.get("pid") == replacement and e.get("path") == "/invocations")
+
+        for _ in range(10):
+            round_of_requests()
+            if served_by_replacement():
+                break
+        print(f"the replacement served {served_by_replacement()} of the kept-alive clients' "
+              "requests")
+        assert served_by_replacement() > 0
+    finally:
+        for client in clients:
+            client.close()
+        srv.stop()
+
+
+# ------------------------------------------------------------------------------------ slow clients
+
+
+READ_TIMEOUT = 6  # the slow-client tests' COSTAWARE_READ_TIMEOUT, seconds
+
+
+def raw_connection(port: int, data: bytes = b"", timeout: float = 15.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if data:
+        sock.sendall(data)
+    return sock
+
+
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """Status and body of one response with a Content-Length (the socket's timeout bounds it);
+    an interim ``100 Continue`` is skipped."""
+    data = b""
+    while True:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"closed before a response: {data!r}")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 100 "):
+            break
+        data = body
+    length = int([line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:")][0])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"closed in the body: {head!r}")
+        body += chunk
+    return int(head.split()[1]), body[:length]
+
+
+def post_head(length: int, extra: bytes = b"") -> bytes:
+    return (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+            + extra + f"Content-Length: {length}\r\n\r\n".encode())
+
+
+def csv_lines(rows: np.ndarray) -> bytes:
+    return ("\n".join(",".join(repr(v) for v in row) for row in rows.tolist()) + "\n").encode()
+
+
+def test_stalled_and_slow_clients_cost_only_their_own_connections(model_dir, model, rows,
+                                                                    tmp_path):
+    """Issue #22: two clients that stalled in their bodies left every other request unanswered
+    (one request thread per worker read each body). Now, while 2 stalled bodies, a chunked body
+    without its last chunk, a silent connection and 50 clients sending a byte every 0.2 s hold
+    connections to the 2 workers, every probe on a new connection is answered, each within the
+    read timeout; the stalled ones then get a JSON 408 and the workers are the same."""
+    srv = Server(model_dir, tmp_path, workers=2, COSTAWARE_READ_TIMEOUT=str(READ_TIMEOUT))
+    held = []
+    try:
+        srv.wait_ready()
+        before = wait_for_workers(srv, 2)
+        body = csv_lines(rows[:3])
+        stalled = [raw_connection(srv.port, post_head(len(body)) + body[:10]) for _ in range(2)]
+        chunked = raw_connection(srv.port, b"POST /invocations HTTP/1.1\r\nHost: x\r\n"
+                                           b"Content-Type: text/csv\r\nTransfer-Encoding: chunked"
+                                           b"\r\n\r\n" + f"{len(body):x}\r\n".encode() + body
+                                 + b"\r\n")
+        silent = raw_connection(srv.port)
+        held += stalled + [chunked, silent]
+        request = post_head(len(body)) + body
+        slow = [raw_connection(srv.port) for _ in range(50)]
+        held += slow
+        sent = 0
+        answered, latencies = [], []
+        probe_at = time.monotonic() + 0.5
+        end = time.monotonic() + READ_TIMEOUT - 1.5  # the slow ones stay under the read timeout
+        while time.monotonic() < end and len(answered) < 6:
+            for sock in slow:
+                sock.sendall(request[sent:sent + 1])
+            sent += 1
+            if time.monotonic() >= probe_at and len(answered) < 6:
+                start = time.monotonic()
+                try:
+                    response = requests.post(srv.url + "/invocations", data=body,
+                                             timeout=READ_TIMEOUT,
+                                             headers={"Content-Type": "text/csv",
+                                                      "Accept": "application/json"})
+                    answered.append(response.status_code == 200 and [
+                        p["decision"] for p in response.json()["predictions"]] ==
+                        inference.predict(model, rows[:3])["decision"].tolist())
+                except requests.RequestException:
+                    answered.append(False)
+                latencies.append(time.monotonic() - start)
+                probe_at = time.monotonic() + 0.3
+            time.sleep(0.2)
+        print(f"{sum(answered)} of {len(answered)} probes answered while 54 clients stalled; "
+              f"slowest {max(latencies):.3f} s")
+        assert answered == [True] * 6, (answered, latencies)
+        # the stalled requests are refused when their read time is over; the slow ones too
+        for sock in stalled + [chunked, slow[0]]:
+            status, data = read_response(sock)
+            assert status == 408, data
+            message = json.loads(data)
+            assert message["status"] == 408 and "COSTAWARE_READ_TIMEOUT" in message["error"]
+        assert ping(srv.port) == 200
+        assert live_workers(srv) == before
+    finally:
+        for sock in held:
+            sock.close()
+        srv.stop()
+
+
+def test_an_oversized_body_is_refused_before_it_is_sent(model_dir, model, rows, tmp_path):
+    """A Content-Length over the limit gets its 413 at once (it used to wait for the whole body,
+    holding a request thread); the body sent anyway is dropped and the connection serves on."""
+    srv = Server(model_dir, tmp_path, workers=1, COSTAWARE_READ_TIMEOUT=str(READ_TIMEOUT))
+    try:
+        srv.wait_ready()
+        limit = 1024 * 1024  # test_serving.PAYLOAD_MB
+        sock = raw_connection(srv.port, post_head(limit + 1, b"Expect: 100-continue\r\n"),
+                              timeout=READ_TIMEOUT)
+        with sock:
+            status, data = read_response(sock)
+            assert status == 413, data
+            message = json.loads(data)
+            assert message == {"error": f"the body is {limit + 1} bytes, over this server's limit "
+                                        "of 1 MiB (SAGEMAKER_MAX_PAYLOAD_IN_MB); send fewer rows "
+                                        "per request", "status": 413, "limit_bytes": limit}
+            sock.sendall(b"x" * (limit + 1))
+            body = csv_lines(rows[:2])
+            sock.sendall(post_head(len(body), b"Accept: text/csv;fields=decision\r\n") + body)
+            status, data = read_response(sock)
+            assert status == 200, data
+            expected = inference.predict(model, rows[:2])["decision"].tolist()
+            assert [int(x) for x in data.decode().split()] == expected
     finally:
         srv.stop()
 

@@ -26,11 +26,9 @@ from .. import artifact, inference
 from ..multiclass_policy import MulticlassPolicy
 from ..policy import OverrideRefused
 from . import codecs, policy_override
-from .config import ServerSettings
+from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
 
 log = logging.getLogger("costaware.serving")
-
-DRAIN_LIMIT = 256 * 1024 * 1024  # an over-limit body up to this size is read and dropped
 
 
 def _json_response(payload: dict, status: int) -> Response:
@@ -43,8 +41,12 @@ def error_response(status: int, message: str, **details) -> Response:
     return _json_response({"error": message, "status": status, **details}, status)
 
 
-def create_app(model_dir: str | None = None, settings: ServerSettings | None = None) -> Flask:
+def create_app(model_dir: str | None = None, settings: ServerSettings | None = None,
+               health=None) -> Flask:
     """Load the model in ``model_dir`` (default from the environment) and build the app.
+
+    ``health``: a function giving why the server is degraded (``None`` when it is not), which
+    ``/ping`` reports (the server's workers share it: worker.WorkerRoster).
 
     Raises :class:`costaware.artifact.ModelLoadError` with a one-line reason if the model cannot
     be loaded: the worker then fails to boot and gunicorn stops, rather than serving 500s.
@@ -96,7 +98,11 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
 
     @app.get("/ping")
     def ping():
-        # the app exists only once the model loaded (create_app raises otherwise): healthy
+        # the app exists only once the model loaded (create_app raises otherwise): this worker
+        # serves; 200 whatever another worker's trouble, which is said in the body
+        problem = health() if health is not None else None
+        if problem:
+            return _json_response({"status": "degraded", "error": problem}, 200)
         return Response(b'{"status":"ok"}', status=200, mimetype="application/json")
 
     @app.get("/execution-parameters")
@@ -182,10 +188,7 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
 def _read_body(limit: int, limit_mb: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
-        raise codecs.RequestError(
-            413, f"the body is {length} bytes, over this server's limit of {limit_mb} MiB "
-                 f"(SAGEMAKER_MAX_PAYLOAD_IN_MB); send fewer rows per request",
-            limit_bytes=limit)
+        raise codecs.RequestError(413, payload_too_large(limit_mb, length), limit_bytes=limit)
     stream = request.environ["wsgi.input"]  # gunicorn's reader: read(n) returns n bytes or to EOF
     if length is not None:
         body = stream.read(length)
@@ -201,10 +204,7 @@ def _read_body(limit: int, limit_mb: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     if size > limit:
-        raise codecs.RequestError(
-            413, f"the body is over this server's limit of {limit_mb} MiB "
-                 f"(SAGEMAKER_MAX_PAYLOAD_IN_MB); send fewer rows per request",
-            limit_bytes=limit)
+        raise codecs.RequestError(413, payload_too_large(limit_mb), limit_bytes=limit)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

@@ -13,10 +13,18 @@ from ..machine import cpu_count
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 MAX_PAYLOAD_LIMIT_MB = 100
+DRAIN_LIMIT = 256 * 1024 * 1024  # a refused body up to this size is read and dropped
 
 
 class ServerConfigError(ValueError):
     """An environment variable holds a value the server cannot use."""
+
+
+def payload_too_large(limit_mb: int, length: int | None = None) -> str:
+    """The message of a 413: the body's size if it was announced, the limit and its setting."""
+    size = f"the body is {length} bytes, over" if length is not None else "the body is over"
+    return (f"{size} this server's limit of {limit_mb} MiB (SAGEMAKER_MAX_PAYLOAD_IN_MB); "
+            "send fewer rows per request")
 
 
 def model_dir_from_env(env=None) -> str:
@@ -51,9 +59,10 @@ class ServerSettings:
     host: str
     port: int
     workers: int
-    threads: int  # request threads per worker (gunicorn gthread)
+    threads: int  # request threads per worker (1: requests run on the worker's event loop)
     predict_threads: int  # XGBoost nthread per worker
     timeout: int
+    read_timeout: int  # seconds from a request's first byte to its last
     graceful_timeout: int
     keepalive: int
     max_payload_mb: int
@@ -75,12 +84,15 @@ class ServerSettings:
             host=env.get("COSTAWARE_BIND_HOST", "").strip() or "0.0.0.0",
             port=_int(env, "SAGEMAKER_BIND_TO_PORT", 8080, 1, 65535),
             workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", cpu_count(), 1, 1024),
-            # one request thread per worker: the work is CPU-bound, and a worker's threads only
-            # contend for its GIL (benchmarks/bench_serving.py: 1,381 single-row requests/s with
-            # 1 thread, 1,122 with 2, on 2 workers and 2 cores)
+            # one request thread per worker (its event loop's): the work is CPU-bound, and a
+            # worker's threads only contend for its GIL (benchmarks/bench_serving.py, with the
+            # earlier gthread worker: 1,381 single-row requests/s with 1 thread, 1,122 with 2, on
+            # 2 workers and 2 cores); slow clients never hold a thread (worker.py)
             threads=_int(env, "COSTAWARE_WORKER_THREADS", 1, 1, 64),
             predict_threads=_int(env, "COSTAWARE_PREDICT_THREADS", 1, 1, 256),
             timeout=_int(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, 1),
+            # SageMaker gives an invocation 60 s: a request not even received by then is lost
+            read_timeout=_int(env, "COSTAWARE_READ_TIMEOUT", 60, 1, 3600),
             graceful_timeout=_int(env, "COSTAWARE_GRACEFUL_TIMEOUT", 30, 1),
             keepalive=_int(env, "COSTAWARE_KEEPALIVE", 75, 0, 3600),
             max_payload_mb=_int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, 1, MAX_PAYLOAD_LIMIT_MB),

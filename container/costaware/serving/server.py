@@ -7,10 +7,13 @@ Order of events:
 2. Check the model in a short-lived forked child (so this master process never imports XGBoost
    or numpy, and every worker later forks from a process that has no XGBoost/OpenMP threads).
    A missing, empty or corrupt model directory stops here: one line on stderr, exit status 1.
-3. Start gunicorn (gthread workers; worker.py answers gunicorn's own protocol errors as JSON).
-   Each worker builds the app with ``create_app``, which loads its own booster (``nthread`` =
-   COSTAWARE_PREDICT_THREADS, default 1) before the worker accepts a connection; scikit-learn is
-   kept out of the workers (``without_sklearn``). SIGTERM drains in-flight requests (up to
+3. Start gunicorn with worker.py's workers: an asyncio front per worker that buffers each whole
+   request (within COSTAWARE_READ_TIMEOUT seconds, up to the payload limit; 408/413 otherwise)
+   before the app sees it, so slow clients never hold a request thread. Each worker builds the
+   app with ``create_app``, which loads its own booster (``nthread`` = COSTAWARE_PREDICT_THREADS,
+   default 1) before the worker accepts a connection; scikit-learn is kept out of the workers
+   (``without_sklearn``). A worker that cannot load the model while others serve leaves them
+   serving (``/ping`` then says what is wrong). SIGTERM drains in-flight requests (up to
    COSTAWARE_GRACEFUL_TIMEOUT seconds) and exits 0.
 
 Logs are JSON lines: gunicorn's and the app's messages on stderr, one access line per request on
@@ -18,8 +21,9 @@ stdout (method, path, status, latency_ms, bytes in and out, rows, and the error 
 
 Environment: see docs/serving.md (SAGEMAKER_BIND_TO_PORT, SAGEMAKER_MODEL_SERVER_WORKERS,
 SAGEMAKER_MODEL_SERVER_TIMEOUT, SAGEMAKER_MAX_PAYLOAD_IN_MB, COSTAWARE_BIND_HOST,
-COSTAWARE_MODEL_DIR / SM_MODEL_DIR / SAGEMAKER_BASE_DIR, COSTAWARE_WORKER_THREADS,
-COSTAWARE_PREDICT_THREADS, COSTAWARE_GRACEFUL_TIMEOUT, COSTAWARE_KEEPALIVE, COSTAWARE_LOG_LEVEL).
+COSTAWARE_MODEL_DIR / SM_MODEL_DIR / SAGEMAKER_BASE_DIR, COSTAWARE_READ_TIMEOUT,
+COSTAWARE_WORKER_THREADS, COSTAWARE_PREDICT_THREADS, COSTAWARE_GRACEFUL_TIMEOUT,
+COSTAWARE_KEEPALIVE, COSTAWARE_LOG_LEVEL).
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import traceback
 from datetime import datetime, timezone
 
@@ -103,6 +109,9 @@ class CostawareServer(BaseApplication):
 
     def __init__(self, settings: ServerSettings):
         self.settings = settings
+        # what the workers tell each other (worker.WorkerRoster): in memory where there is some
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        self.state_dir = tempfile.mkdtemp(prefix="costaware-serve-", dir=shm)
         super().__init__()
 
     def load_config(self):
@@ -110,9 +119,8 @@ class CostawareServer(BaseApplication):
         options = {
             "bind": [f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}"],
             "workers": s.workers,
-            # gthread, with gunicorn's own errors (malformed requests) as JSON: worker.py
-            "worker_class": "costaware.serving.worker.ThreadWorker",
-            "threads": s.threads,
+            # an asyncio front per worker, the app on complete requests only: worker.py
+            "worker_class": "costaware.serving.worker.AsyncWorker",
             "timeout": s.timeout,
             "graceful_timeout": s.graceful_timeout,
             "keepalive": s.keepalive,
@@ -133,8 +141,10 @@ class CostawareServer(BaseApplication):
     def load(self):
         without_sklearn()
         from .app import create_app  # in the worker: numpy, XGBoost and Flask load here
+        from .worker import WorkerRoster
 
-        return create_app(self.settings.model_dir, self.settings)
+        return create_app(self.settings.model_dir, self.settings,
+                          health=WorkerRoster(self.state_dir).problem)
 
 
 def without_sklearn() -> None:
@@ -143,6 +153,14 @@ def without_sklearn() -> None:
     only for its scikit-learn wrapper, which serving never uses: that was 1.4 of a worker's 2.2 s
     boot here, and so of the time a killed worker's replacement takes to answer."""
     sys.modules.setdefault("sklearn", None)  # `import sklearn` then raises ImportError
+
+
+def load_failure_reason(exc: Exception) -> str:
+    """One line saying why the model did not load (a ModelLoadError carries one already)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if type(exc).__name__ != "ModelLoadError":
+        text = f"{type(exc).__name__}: {text}"
+    return text or "unknown error"
 
 
 def check_model(model_dir: str) -> str | None:
@@ -162,11 +180,8 @@ def check_model(model_dir: str) -> str | None:
                 from .. import artifact
 
                 artifact.load(model_dir, nthread=1)
-            except Exception as exc:  # ModelLoadError carries a one-line reason already
-                text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                if type(exc).__name__ != "ModelLoadError":
-                    text = f"{type(exc).__name__}: {text}"
-                message = text.encode("utf-8", "replace")[:4000] or b"unknown error"
+            except Exception as exc:
+                message = load_failure_reason(exc).encode("utf-8", "replace")[:4000]
             os.write(write_end, message)
         finally:
             os._exit(0)
@@ -201,9 +216,16 @@ def main(argv: list[str] | None = None) -> int:
                       "message": "starting", "model_dir": settings.model_dir,
                       "bind": f"{settings.host}:{settings.port}", "workers": settings.workers,
                       "threads": settings.threads, "predict_threads": settings.predict_threads,
-                      "timeout": settings.timeout, "max_payload_mb": settings.max_payload_mb}),
+                      "timeout": settings.timeout, "read_timeout": settings.read_timeout,
+                      "max_payload_mb": settings.max_payload_mb}),
           file=sys.stderr, flush=True)
-    CostawareServer(settings).run()
+    server = CostawareServer(settings)
+    master = os.getpid()
+    try:
+        server.run()
+    finally:
+        if os.getpid() == master:  # a worker's exit unwinds through here too (it was forked)
+            shutil.rmtree(server.state_dir, ignore_errors=True)
     return 0
 
 
