@@ -78,3 +78,53 @@ def breast_cancer_tree(tmp_path_factory) -> Path:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (base / "train.log").write_text(result.stdout + result.stderr)
     return base
+
+
+class Mounts:
+    """Real volumes for fault tests (as root, which CI is): a small tmpfs fills up as a disk does,
+    a read-only bind mount refuses root too (chmod would not). Unmounted by the ``mounts`` fixture,
+    last first, whatever the test did."""
+
+    def __init__(self) -> None:
+        self.points: list[Path] = []
+
+    def _mount(self, *args: str) -> None:
+        subprocess.run(["mount", *args], check=True, capture_output=True, text=True)
+        self.points.append(Path(args[-1]))
+
+    def tmpfs(self, directory: Path, size: str) -> Path:
+        """A fresh tmpfs of ``size`` (e.g. "16k") at ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self._mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory))
+        return directory
+
+    def bind(self, source: Path, target: Path, read_only: bool = False) -> Path:
+        """``source`` seen at ``target`` too (read-only there with ``read_only``)."""
+        target.mkdir(parents=True, exist_ok=True)
+        self._mount("--bind", str(source), str(target))
+        if read_only:  # a bind mount takes "ro" only on a remount
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True,
+                           capture_output=True)
+        return target
+
+    def read_only(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        return self.bind(directory, directory, read_only=True)
+
+    def unmount_all(self) -> None:
+        for point in reversed(self.points):
+            if subprocess.run(["umount", str(point)], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", str(point)], capture_output=True)
+        self.points.clear()
+
+
+@pytest.fixture
+def mounts():
+    if os.geteuid() != 0:
+        pytest.fail("this fault test mounts a tmpfs or a read-only bind mount: run it as root (CI "
+                    "does; see tests/run.sh)")
+    volumes = Mounts()
+    try:
+        yield volumes
+    finally:
+        volumes.unmount_all()

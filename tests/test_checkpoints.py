@@ -54,6 +54,22 @@ def test_rotation_keeps_the_newest_two_and_skips_broken_ones(tmp_path):
     assert store.latest() is None
 
 
+def test_a_checkpoint_that_does_not_fit_leaves_no_file_behind(tmp_path, mounts):
+    """A full volume (a 16k tmpfs): the first model file of round 20 fits, the second does not.
+    Its temporary file and the first model used to stay, keeping the disk full and uploaded with
+    the checkpoints; the checkpoint of round 10 stays the newest, intact."""
+    volume = mounts.tmpfs(tmp_path / "volume", "16k")
+    store = CheckpointStore(str(volume), log=lambda line: None)
+    store.save(10, [b"model after 10", b"fold 1 after 10"], {"monitor": {}})
+    before = sorted(os.listdir(volume))
+    with pytest.raises(OSError) as caught:
+        store.save(20, [b"m" * 4096, b"f" * 16384], {"monitor": {}})
+    assert sorted(os.listdir(volume)) == before
+    assert caught.value.filename == str(volume / "costaware-0000020.model.fold1.ubj")
+    latest = store.latest()
+    assert (latest.rounds, latest.models) == (10, [b"model after 10", b"fold 1 after 10"])
+
+
 def test_stop_request_is_set_by_sigterm_only_while_active():
     request = StopRequest()
     before = signal.getsignal(signal.SIGTERM)

@@ -1,9 +1,11 @@
 import gzip
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from costaware import data
 from costaware.costs import CostMatrix, RowCosts
 from costaware.data import DataOptions, Dataset, align_to, load_channel
 from costaware.errors import DataError
@@ -109,6 +111,48 @@ def test_empty_or_missing_channel(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DataError, match="holds no data files"):
         load_channel(str(tmp_path), "text/csv", DataOptions())
+
+
+def test_skipped_entries_are_named_in_one_log_line_and_blank_files_are_empty(tmp_path):
+    """A FIFO and a symbolic link to nothing were skipped without a word, while a file holding a
+    line break alone failed the job; now every skipped entry is named with why, and a blank file
+    counts as an empty one."""
+    write(tmp_path / "a.csv", "1,0.5,2\n0,1,3\n")
+    write(tmp_path / "newline.csv", "\n")
+    write(tmp_path / "spaces.csv", " \r\n\n")
+    write(tmp_path / ".part.crc", "x")
+    write(tmp_path / "_SUCCESS", "")
+    os.mkfifo(tmp_path / "pipe.csv")
+    os.symlink(tmp_path / "nowhere.csv", tmp_path / "link.csv")
+    assert load_channel(str(tmp_path), "text/csv", DataOptions()).rows == 2
+    lines = []
+    load_channel(str(tmp_path), "text/csv", DataOptions(), lines.append)
+    assert lines == [f"channel directory {tmp_path}: skipped 6 entries: .part.crc (hidden), "
+                     "_SUCCESS (marker file), link.csv (symbolic link to nothing), pipe.csv (a "
+                     "FIFO, not a regular file), newline.csv (empty or only whitespace), "
+                     "spaces.csv (empty or only whitespace)"]
+    (tmp_path / "a.csv").unlink()
+    with pytest.raises(DataError, match=r"holds no data files: only empty files \(newline.csv, "
+                                        r"spaces.csv\)"):
+        load_channel(str(tmp_path), "text/csv", DataOptions())
+
+
+def test_a_file_deleted_between_listing_and_reading_is_named(tmp_path, monkeypatch):
+    """The channel is listed first and read afterwards: a file removed in between (by another
+    process; here by a hook on the listing) gave a traceback as the job's reason."""
+    write(tmp_path / "a.csv", "1,0.5,2\n")
+    gone = write(tmp_path / "b.csv", "0,1,3\n")
+    listing = data.channel_files
+
+    def list_then_delete(*args, **kwargs):
+        files = listing(*args, **kwargs)
+        gone.unlink()
+        return files
+
+    monkeypatch.setattr(data, "channel_files", list_then_delete)
+    with pytest.raises(DataError) as caught:
+        load_channel(str(tmp_path), "text/csv", DataOptions())
+    assert str(caught.value) == f"{gone}: cannot be read: No such file or directory"
 
 
 def test_unsupported_content_type(tmp_path):

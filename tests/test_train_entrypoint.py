@@ -281,7 +281,7 @@ BAD = [
      _config('{"train": {}, "validation": {}}')),
     # --- channel directories and files ---
     ("directories only", {}, {"train": {"part/.keep": ""}}, None,
-     "holds no data files: only hidden or marker files, which are skipped (part/.keep)"),
+     "holds no data files: only hidden, marker or special files, which are skipped: part/.keep (hidden)"),
     ("empty subdirectory only", {}, {"train": {}}, None, "holds no data files: only 1 directory without files",
      lambda base: (base / "input" / "data" / "train" / "sub").mkdir(parents=True)),
     ("gzip truncated", {}, {"train": {"t.csv.gz": GZ[: len(GZ) // 2]}}, None,

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import xgboost as xgb
 
-from . import ARTIFACT_FORMAT_VERSION, __version__
+from . import ARTIFACT_FORMAT_VERSION, __version__, storage
 from .errors import InputError
 from .multiclass_policy import KIND as MULTICLASS_KIND
 from .multiclass_policy import MulticlassPolicy
@@ -70,8 +71,9 @@ def request_columns(feature_names: list[str], policy: Policy) -> list[str]:
 
 def save(model_dir: str, booster: xgb.Booster, feature_names: list[str], policy: Policy,
          extra: dict) -> dict:
-    os.makedirs(model_dir, exist_ok=True)
-    booster.save_model(os.path.join(model_dir, BOOSTER_FILE))
+    """Write the booster and ``metadata.json`` into ``model_dir``, both or neither
+    (:func:`costaware.storage.write_all_or_none`): a full disk or a kill never leaves a booster cut
+    short or one without its metadata. Its ``OSError`` names the file that could not be written."""
     metadata = json_safe({
         "format_version": ARTIFACT_FORMAT_VERSION,
         "feature_names": list(feature_names),
@@ -80,9 +82,9 @@ def save(model_dir: str, booster: xgb.Booster, feature_names: list[str], policy:
         "versions": versions(),
         **extra,
     })
-    with open(os.path.join(model_dir, METADATA_FILE), "w", encoding="utf-8") as handle:
-        json.dump(metadata, handle, indent=2, sort_keys=False, allow_nan=False)
-        handle.write("\n")
+    text = json.dumps(metadata, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    storage.write_all_or_none(model_dir, {BOOSTER_FILE: bytes(booster.save_raw("ubj")),
+                                          METADATA_FILE: text.encode("utf-8")})
     return metadata
 
 
@@ -137,10 +139,10 @@ def load(model_dir: str, nthread: int | None = None) -> Model:
     try:
         booster = xgb.Booster(params={"nthread": nthread} if nthread else None)
         booster.load_model(booster_path)
-    except xgb.core.XGBoostError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown error"
+    except (xgb.core.XGBoostError, UnicodeDecodeError) as exc:
+        # XGBoost's message quotes the file's first bytes: random bytes are not even UTF-8 text
         raise ModelLoadError(f"{booster_path} cannot be loaded by XGBoost {xgb.__version__}: "
-                             f"{first[:200]}") from None
+                             f"{_not_a_booster(booster_path, exc)}") from None
     if booster.num_features() != len(names):
         raise ModelLoadError(f"{booster_path} takes {booster.num_features()} features but "
                              f"{meta_path} names {len(names)}")
@@ -151,3 +153,19 @@ def load(model_dir: str, nthread: int | None = None) -> Model:
         raise ModelLoadError(f"{booster_path} has {classes or 2} classes but {meta_path}'s "
                              f"decision policy has {expected or 2}")
     return Model(booster, names, policy, metadata)
+
+
+def _not_a_booster(path: str, exc: Exception) -> str:
+    """What is wrong with a booster file XGBoost refused: its size, how it starts, and XGBoost's
+    own check (without its time stamp and source location)."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    size = os.path.getsize(path)
+    if size == 0:
+        return "the file is empty"
+    first = str(exc).strip().splitlines()[0] if isinstance(exc, xgb.core.XGBoostError) else ""
+    check = re.sub(r"^\[[^]]*\]\s*\S+:\d+:\s*", "", first.replace("\0", "")).strip()
+    kind = ("a JSON or UBJSON model (it starts with '{'), cut short or corrupt" if head[:1] == b"{"
+            else f"not an XGBoost model in JSON or UBJSON (it starts with bytes {head.hex(' ')}, "
+                 "not '{')")
+    return f"{size} bytes, {kind}" + (f"; XGBoost: {check[:160]}" if check else "")

@@ -33,6 +33,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from . import storage
+
 FORMAT = 2
 KEEP = 2
 PREFIX = "costaware-"
@@ -79,16 +81,28 @@ class CheckpointStore:
         return sorted(int(m.group(1)) for m in map(_STATE.match, names) if m)
 
     def save(self, rounds: int, models: list[bytes], state: dict, model_format: str = "ubj") -> str:
-        files = []
-        for member, model in enumerate(models):
-            path = self.model_path(rounds, model_format, member)
-            _atomic_write(path, model)
-            files.append({"file": os.path.basename(path),
-                          "sha256": hashlib.sha256(model).hexdigest()})
-        state_path = self.state_path(rounds)
-        record = {"format": FORMAT, "rounds": rounds, "models": files, **state}
-        _atomic_write(state_path, (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
-        _fsync_directory(self.directory)
+        """Write the checkpoint of ``rounds``; on a failure (a full disk) the files this call wrote
+        are removed again, so that no orphan model file or temporary file keeps the disk full or
+        is uploaded, and the older checkpoints stay as they were."""
+        written = []
+        try:
+            files = []
+            for member, model in enumerate(models):
+                path = self.model_path(rounds, model_format, member)
+                storage.atomic_write(path, model)
+                written.append(path)
+                files.append({"file": os.path.basename(path),
+                              "sha256": hashlib.sha256(model).hexdigest()})
+            state_path = self.state_path(rounds)
+            record = {"format": FORMAT, "rounds": rounds, "models": files, **state}
+            storage.atomic_write(state_path,
+                                 (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
+        except BaseException:
+            for path in written:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+            raise
+        storage.fsync_directory(self.directory)
         self._rotate()
         return state_path
 
@@ -100,7 +114,7 @@ class CheckpointStore:
         stems = tuple(f"{PREFIX}{rounds:07d}.model." for rounds in old)
         for name in os.listdir(self.directory):
             # old models, and leftovers of a write killed half-way
-            leftover = name.startswith("." + PREFIX) and ".tmp" in name
+            leftover = name.startswith("." + PREFIX) and storage.TEMPORARY in name
             if leftover or (stems and name.startswith(stems)):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(os.path.join(self.directory, name))
@@ -134,25 +148,6 @@ class CheckpointStore:
                 continue
             return Checkpoint(rounds, models, state, state_path)
         return None
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_directory(directory: str) -> None:
-    with contextlib.suppress(OSError):  # not every file system allows it
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def digest(*arrays) -> str:

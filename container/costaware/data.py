@@ -16,7 +16,9 @@ import csv
 import gzip
 import json
 import os
+import stat
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -104,35 +106,74 @@ def _content_type_params(content_type: str) -> dict:
     return out
 
 
-def channel_files(directory: str) -> list[str]:
+def channel_files(directory: str, log: Callable[[str], None] | None = None) -> list[str]:
+    """The data files of a channel, in sorted order. Skipped, and named with why in one ``log``
+    line: hidden files and directories, ``_SUCCESS`` markers, entries that are not regular files
+    (a FIFO, a socket, a symbolic link to nothing) and blank files (empty, or only spaces and line
+    breaks: no rows, as an empty file). No data file at all is a :class:`DataError`."""
     if not os.path.isdir(directory):
         what = "is not a directory" if os.path.exists(directory) else "does not exist"
         raise DataError(f"channel directory {directory} {what}")
     files, empty, skipped, subdirectories = [], [], [], 0
     for root, dirs, names in os.walk(directory):
         subdirectories += len(dirs)
+        skipped += [(os.path.relpath(os.path.join(root, d), directory), "hidden directory")
+                    for d in sorted(dirs) if d.startswith(".")]
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             path = os.path.join(root, name)
-            if name.startswith(".") or name == "_SUCCESS":
-                skipped.append(os.path.relpath(path, directory))
-            elif not os.path.isfile(path):  # a FIFO, a socket, a dangling link
-                skipped.append(os.path.relpath(path, directory))
-            elif os.path.getsize(path) == 0:
-                empty.append(os.path.relpath(path, directory))
+            relative = os.path.relpath(path, directory)
+            why = _not_data(path, name)
+            if why == "blank":
+                empty.append(relative)
+            elif why:
+                skipped.append((relative, why))
             else:
                 files.append(path)
+    if log is not None and (empty or skipped):
+        entries = ([f"{name} ({why})" for name, why in skipped]
+                   + [f"{name} (empty or only whitespace)" for name in empty])
+        log(f"channel directory {directory}: skipped {len(entries)} entr"
+            f"{'y' if len(entries) == 1 else 'ies'}: {_few(entries, 20)}")
     if not files:
         if empty:
             detail = f"only empty files ({_few(empty)})"
         elif skipped:
-            detail = f"only hidden or marker files, which are skipped ({_few(skipped)})"
+            detail = ("only hidden, marker or special files, which are skipped: "
+                      f"{_few([f'{name} ({why})' for name, why in skipped])}")
         elif subdirectories:
             detail = f"only {subdirectories} director{'y' if subdirectories == 1 else 'ies'} without files"
         else:
             detail = "it is empty"
         raise DataError(f"channel directory {directory} holds no data files: {detail}")
     return files
+
+
+def _not_data(path: str, name: str) -> str | None:
+    """Why the channel entry ``path`` is not read: "blank" for a file with no rows (empty, or only
+    spaces and line breaks), another word for an entry that is skipped; None for a data file."""
+    if name.startswith("."):
+        return "hidden"
+    if name == "_SUCCESS":
+        return "marker file"
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return ("symbolic link to nothing" if os.path.islink(path)
+                else f"cannot be read: {exc.strerror}")
+    if not stat.S_ISREG(mode):
+        kinds = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "device"),
+                 (stat.S_ISBLK, "device"))
+        return next((f"a {kind}, not a regular file" for test, kind in kinds if test(mode)),
+                    "not a regular file")
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 16):
+                if chunk.strip():
+                    return None
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror}"
+    return "blank"
 
 
 def has_data_files(directory: str) -> bool:
@@ -144,17 +185,19 @@ def has_data_files(directory: str) -> bool:
     return True
 
 
-def _few(names: list[str]) -> str:
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+def _few(names: list[str], most: int = 3) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def load_channel(directory: str, content_type: str, options: DataOptions) -> Dataset:
-    """Read every file of a channel into one :class:`Dataset`."""
+def load_channel(directory: str, content_type: str, options: DataOptions,
+                 log: Callable[[str], None] | None = None) -> Dataset:
+    """Read every file of a channel into one :class:`Dataset`; ``log`` gets the line naming the
+    entries that were skipped (:func:`channel_files`)."""
     base_type = (content_type or "text/csv").split(";")[0].strip().lower()
     frames = []
     columns = None
     first_file = None
-    for path in channel_files(directory):
+    for path in channel_files(directory, log):
         frame = _read_file(path, base_type, options)
         if columns is None:
             columns, first_file = list(frame.columns), path
@@ -179,8 +222,11 @@ def _describe_columns(columns) -> str:
 
 
 def _read_file(path: str, base_type: str, options: DataOptions) -> pd.DataFrame:
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:  # e.g. deleted or replaced after the channel was listed
+        raise DataError(f"{path}: cannot be read: {exc.strerror}") from None
     is_parquet = base_type in PARQUET_TYPES or magic == PARQUET_MAGIC or path.endswith(".parquet")
     try:
         if is_parquet:

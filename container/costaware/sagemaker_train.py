@@ -4,7 +4,11 @@ The toolkit's ``train`` calls :func:`main` (``SAGEMAKER_TRAINING_MODULE=costawar
 Any :class:`~costaware.errors.InputError` becomes the toolkit's ``ClientError``, so
 ``/opt/ml/output/failure`` gets our one-line reason and the process exits 1; so does
 :class:`~costaware.checkpoints.TrainingInterrupted` (SIGTERM: checkpoint saved, job not completed).
-Never ``sys.exit``: the toolkit reports a ``SystemExit`` as success.
+A file that cannot be written (a full volume, a read-only mount) is a one-line reason naming it
+too; the model and output directories are checked for that before the data is read. Never
+``sys.exit``: the toolkit reports a ``SystemExit`` as success. :data:`outcome` tells costaware's
+``train`` (:mod:`costaware.train_entry`) how the job really ended, whatever the toolkit then
+manages to write or exits with.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import json
 import logging
 import os
 import traceback
+from dataclasses import dataclass
 
 import numpy as np
 from sagemaker_training import environment, errors
 
-from . import artifact, config_files, data, hyperparameters, multihost, training
+from . import artifact, config_files, data, hyperparameters, multihost, storage, training
 from .cluster import SOLO, Cluster
 from .checkpoints import CheckpointStore, StopRequest, TrainingInterrupted, stop_on_sigterm
 from .errors import DataError, HyperparameterError, InputError
@@ -31,6 +36,18 @@ MAX_REASON = 1000  # SageMaker shows the first 1,024 characters of the failure f
 
 class TrainingInputError(errors.ClientError):
     """A one-line, user-facing reason for a failed training job."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How :func:`main` ended: ``reason`` is None when the job finished, and ``model_dir`` is where
+    this host saved the model (None on a host that saves none)."""
+
+    reason: str | None
+    model_dir: str | None = None
+
+
+outcome: Outcome | None = None  # set by main(); None while it has not run or not ended
 
 
 def run(base_dir: str, log=training.print_line) -> training.TrainingResult | None:
@@ -54,6 +71,8 @@ def _run(base_dir: str, log, stop: StopRequest) -> training.TrainingResult | Non
         config_files.read_object(os.path.join(config_dir, "hyperparameters.json"), {}))
     channel_config = config_files.read_object(os.path.join(config_dir, "inputdataconfig.json"), None)
     data_dir = os.path.join(base_dir, "input", "data")
+    for directory in output_directories(base_dir):  # found now, not after all the training
+        storage.check_writable(directory)
     if channel_config is None:  # local runs without a config: whatever channel directories exist
         channel_config = {c: {} for c in CHANNELS if os.path.isdir(os.path.join(data_dir, c))}
     _check_channel_config(channel_config)
@@ -114,6 +133,12 @@ def _run_multi_host(job: "Job", hosts: multihost.HostConfig) -> training.Trainin
     with multihost.joined(members, me, hosts.port + 1, hosts.peer_timeout, log) as cluster:
         with multihost.peer_failures(cluster):
             return job.train(cluster, members)
+
+
+def output_directories(base_dir: str) -> tuple[str, ...]:
+    """Where a job writes: the model, the evaluation and report, and the success or failure file."""
+    return (os.path.join(base_dir, "model"), os.path.join(base_dir, "output", "data"),
+            os.path.join(base_dir, "output"))
 
 
 def _distribution(channel_config: dict, name: str) -> str:
@@ -193,7 +218,8 @@ class Job:
                         and not data.has_data_files(directory):
                     loaded[name] = None  # no rows here; shaped like train below
                     continue
-                loaded[name] = data.load_channel(directory, content_type, options[name])
+                loaded[name] = data.load_channel(directory, content_type, options[name],
+                                                 self.log)
         except InputError as exc:
             problem = exc
         cluster.agree(problem)
@@ -265,10 +291,7 @@ def _write_outputs(base_dir: str, result: training.TrainingResult, settings, hos
         **({"training_hosts": hosts} if len(hosts) > 1 else {}),
     })
     output_data = os.path.join(base_dir, "output", "data")
-    os.makedirs(output_data, exist_ok=True)
-    with open(os.path.join(output_data, "evaluation.json"), "w", encoding="utf-8") as handle:
-        json.dump(evaluation_document(result), handle, indent=2, allow_nan=False)
-        handle.write("\n")
+    _write_evaluation(output_data, evaluation_document(result))
     _write_report(output_data, result, settings, log)
     log(f"model saved to {model_dir}; decision rule {result.policy.rule.describe()}")
 
@@ -288,21 +311,25 @@ def _write_class_outputs(base_dir: str, result, settings, log) -> None:
         "rounds_trained": result.rounds_trained, "hyperparameters": dict(settings),
         "rows": result.rows})
     output_data = os.path.join(base_dir, "output", "data")
-    os.makedirs(output_data, exist_ok=True)
     document = artifact.json_safe({
         "policy": result.policy.to_dict(), **summary,
         "channels": {name: {"scored_by": ch.scored_by, "fitted_on_these_rows": ch.fitted_on,
                             "served": ch.metrics, **ch.alternatives,
                             **({"bias": ch.bias} if ch.bias is not None else {})}
                      for name, ch in result.channels.items()}})
-    with open(os.path.join(output_data, "evaluation.json"), "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2, allow_nan=False)
-        handle.write("\n")
+    _write_evaluation(output_data, document)
     rule = result.policy.rule
     _write_class_report(output_data, result, settings, log)
     log(f"model saved to {model_dir}; {result.policy.k} classes, decided by argmin(P @ C)"
         + ("" if rule is None else f" with the favourable classes' costs shifted (facet a "
            f"{rule.delta_a:+.4g}, d {rule.delta_d:+.4g}; |DPPL| <= {rule.max_abs_dppl:g})"))
+
+
+def _write_evaluation(output_data: str, document: dict) -> None:
+    """evaluation.json, whole or not at all."""
+    os.makedirs(output_data, exist_ok=True)
+    storage.atomic_write(os.path.join(output_data, "evaluation.json"),
+                         (json.dumps(document, indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
 def _write_class_report(output_data: str, result, settings, log) -> None:
@@ -398,17 +425,33 @@ def one_line(message: str) -> str:
 
 
 def main() -> None:
-    """Entry point for the toolkit's ``train``."""
-    # The toolkit writes output/failure without creating output/; if that fails inside its error
-    # handler it exits 0 and a failed job would be reported as Completed.
-    os.makedirs(environment.output_dir, exist_ok=True)
+    """Entry point for the toolkit's ``train``; sets :data:`outcome`."""
+    global outcome
+    outcome = None
     try:
-        run(environment.base_dir)
+        # The toolkit writes output/failure without creating output/; if that fails inside its
+        # error handler it exits 0 (costaware's train then reports the failure; see train_entry).
+        os.makedirs(environment.output_dir, exist_ok=True)
+        result = run(environment.base_dir)
     except InputError as exc:
         logger.error("training failed on bad input:\n%s", traceback.format_exc())
-        raise TrainingInputError(one_line(exc)) from None
+        reason = one_line(exc)
     except TrainingInterrupted as exc:
         # Not completed: a failure reason and exit 1 (SageMaker shows a spot-interrupted job as
         # interrupted whatever the container says; locally the failure file tells what happened).
         logger.error("%s", exc)
-        raise TrainingInputError(one_line(exc)) from None
+        reason = one_line(exc)
+    except BaseException as exc:
+        if not (isinstance(exc, OSError) and exc.filename is not None):
+            # a bug: the toolkit writes its traceback as the reason
+            outcome = Outcome(one_line(f"{type(exc).__name__}: {exc}"))
+            raise
+        # a file that cannot be written: a full volume, a read-only mount
+        logger.error("training failed writing a file:\n%s", traceback.format_exc())
+        reason = one_line(storage.reason(exc))
+    else:
+        model_dir = os.path.join(environment.base_dir, "model") if result is not None else None
+        outcome = Outcome(None, model_dir)
+        return
+    outcome = Outcome(reason)
+    raise TrainingInputError(reason) from None
