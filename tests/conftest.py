@@ -55,6 +55,13 @@ def run_train(base: Path, timeout: float = 300) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """tests/test_combinations.py's matrix: its size, what works, what is refused and why."""
+    matrix = sys.modules.get("test_combinations")
+    for line in matrix.summary_lines(terminalreporter.stats) if matrix else []:
+        terminalreporter.write_line(line)
+
+
 def failure_reason(base: Path) -> str:
     return (base / "output" / "failure").read_text()
 
