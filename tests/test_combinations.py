@@ -4,8 +4,9 @@ independent oracle of tests/combinations.py, or refused up front with one line.
 
 The axes are the tables below; the cells are their product (served requests: content type x accept
 x fields x costs x reasons for every trained kind) or listed (refusals). Each training kind is
-trained once, by the real ``costaware train --base-dir``, all of them in parallel at the first cell
-that needs one; each model is served once by the real ``serve``. At the end the module prints the
+trained once, by the real ``costaware train --base-dir`` (two at a time, at the first cell that
+needs one); each model is served once by the real ``serve``; the CLI cells' commands run two at a
+time in the background meanwhile. At the end the module prints the
 matrix's size: cells, how many work, how many are refused and why, how many hit a known defect.
 """
 
@@ -128,12 +129,14 @@ def _train_all(root: Path) -> dict:
         while pending and len(running) < 2:
             kind, _ = pending.pop(0)
             base = write_kind(kind, root / kind.name)
-            running[kind.name] = (base, subprocess.Popen(
-                [str(BIN / "costaware"), "train", "--base-dir", str(base)],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            with open(root / f"{kind.name}.log", "wb") as log:  # a file: a pipe could fill up
+                running[kind.name] = (base, subprocess.Popen(
+                    [str(BIN / "costaware"), "train", "--base-dir", str(base)],
+                    stdout=log, stderr=subprocess.STDOUT))
         for name, (base, proc) in list(running.items()):
             if proc.poll() is not None:
-                done[name] = (base, proc.returncode, proc.stdout.read())
+                log = (root / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+                done[name] = (base, proc.returncode, log)
                 del running[name]
         time.sleep(0.05)
     return done
@@ -444,10 +447,10 @@ REQUEST_REFUSALS = [  # (id, kinds, change to a good request, status, the reason
     ("binary_cost_on_classes", MULTI, {HEADER: "cost_fn=2"}, 400, "this model has 3 classes"),
     ("matrix_wrong_size", MULTI, {HEADER: "cost_matrix=[[0,1],[1,0]]"}, 400,
      "2 x 2, but there are 3 classes"),
-    ("reasons_zero", BINARY + MULTI, {HEADER: "reasons=0"}, 400, "reasons"),
+    ("reasons_zero", BINARY + MULTI, {HEADER: "reasons=0"}, 400, "must be a positive integer"),
     ("unknown_field", BINARY + MULTI, {"Accept": "application/json;fields=nope"}, 406, "nope"),
     ("reasons_field_without_reasons", BINARY + MULTI, {"Accept": "text/csv;fields=reasons"}, 406,
-     "reasons"),
+     "comes with reasons"),
     ("short_row", BINARY + MULTI, {"body": "drop_last_value"}, 400, "values"),
     ("not_a_number", BINARY + MULTI, {"body": "abc"}, 400, "'abc' is not a number"),
 ]
