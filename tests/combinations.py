@@ -69,7 +69,6 @@ class Kind:
     columns: tuple = ("y", *FEATURES)  # the file's columns, in order
     labels: tuple | None = None  # the label written for class index i (None: the index itself)
     validation: bool = True
-    notes: str = ""
 
 
 def _label_text(kind: Kind, y: np.ndarray):
