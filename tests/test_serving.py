@@ -3,7 +3,6 @@ real training entry point; answers are checked against in-process ``inference.pr
 
 from __future__ import annotations
 
-import ctypes
 import http.client as http_client
 import json
 import math
@@ -23,8 +22,9 @@ from costaware import artifact, inference
 from costaware.costs import CostMatrix
 from costaware.serving import codecs, policy_override
 
+from conftest import PAYLOAD_MB, Server, free_port  # noqa: F401 (other test files import them from here)
+
 HEADER = "X-Amzn-SageMaker-Custom-Attributes"
-PAYLOAD_MB = 1  # the test server's SAGEMAKER_MAX_PAYLOAD_IN_MB
 FIELDS = inference.OUTPUT_FIELDS
 
 
@@ -48,79 +48,6 @@ def model(trained):
 @pytest.fixture(scope="module")
 def rows(trained):
     return trained[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _terminate_with_parent():
-    """In the child before exec: SIGTERM it if pytest dies (killed by a timeout, say), so a server
-    never outlives its test run."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:  # pragma: no cover - not glibc Linux
-        pass
-
-
-class Server:
-    def __init__(self, model_dir: str, log_dir, workers: int = 2, **env):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.stdout_path = os.path.join(log_dir, f"serve-{self.port}.out")
-        self.stderr_path = os.path.join(log_dir, f"serve-{self.port}.err")
-        full_env = dict(os.environ, COSTAWARE_MODEL_DIR=model_dir, COSTAWARE_BIND_HOST="127.0.0.1",
-                        SAGEMAKER_BIND_TO_PORT=str(self.port),
-                        SAGEMAKER_MODEL_SERVER_WORKERS=str(workers),
-                        SAGEMAKER_MAX_PAYLOAD_IN_MB=str(PAYLOAD_MB), **env)
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(["serve"], env=full_env, stdout=out, stderr=err,
-                                         preexec_fn=_terminate_with_parent)
-        self.pid = self.proc.pid
-
-    def wait_ready(self, timeout: float = 60.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"serve exited: {self.stderr()}"
-            try:  # the socket listens before a worker has booted: wait for a 200
-                if requests.get(self.url + "/ping", timeout=5).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"serve never answered /ping: {self.stderr()}")
-
-    def stderr(self) -> str:
-        with open(self.stderr_path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-
-    def access_log(self) -> list[dict]:
-        with open(self.stdout_path, encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
-
-    def workers(self) -> set[int]:
-        children = set()
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as handle:
-                        stat = handle.read()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == self.pid:
-                    children.add(int(entry))
-        return children
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 @pytest.fixture(scope="module")
