@@ -192,14 +192,14 @@ def test_killed_worker_loses_only_its_requests(model_dir, tmp_path):
         before = wait_for_workers(srv, 2)
         load = start_load(srv, model_dir, tmp_path, 9, "kill", "--no-targets")
         wait_for_traffic(load, tmp_path, srv)
-        # What is in flight on a worker: gthread accepts connections eagerly and queues every
-        # readable one for its request thread, so its in-flight requests are those on the client
+        # What is in flight on a worker: its event loop holds the client connections it accepted
+        # and serves their requests in turn, so its in-flight requests are those on the client
         # connections it holds, at most one each (HTTP/1.1 without pipelining; the load client
         # sends the next request only after the answer). SIGKILL resets exactly those
         # connections; each client then loses that one request and reconnects, to the surviving
-        # worker. So failures <= connections the victim holds (about concurrency / workers = 16,
-        # i.e. its thread count x 8 here), and no failure may start after the clients learned of
-        # the kill. The victim: the worker holding more of the 32 connections.
+        # worker. So failures <= connections the victim holds (about concurrency / workers = 16
+        # here), and no failure may start after the clients learned of the kill. The victim: the
+        # worker holding more of the 32 connections.
         held, victim = max((established_connections(pid, srv.port), pid) for pid in before)
         t_kill = time.monotonic()
         os.kill(victim, signal.SIGKILL)
