@@ -213,14 +213,15 @@ def test_policy_round_trips():
         assert Policy.from_dict(policy.to_dict()) == policy
 
 
-def test_override_decides_by_the_bayes_rule_at_the_new_costs():
+def test_override_decides_by_the_models_rule_at_the_new_costs():
     policy = _policy(DecisionRule("empirical", 1.5, 1.5))
     new = policy.with_costs(CostMatrix(fp=1, fn=50))
-    assert new.rule == DecisionRule() and new.costs == CostMatrix(fp=1, fn=50)
+    assert new.rule == policy.rule and new.costs == CostMatrix(fp=1, fn=50)
     assert new.calibrator == policy.calibrator
-    p = np.array([0.019, 0.021])
+    p = np.array([0.08, 0.085])
     decision, _, _ = new.decide(p, RowCosts.constant(new.costs, 2))
-    assert list(decision) == [0, 1]  # the new Bayes threshold is 1/51 = 0.0196
+    # the new Bayes threshold 1/51, shifted by 1.5 in log-odds: sigmoid(log(1/50) + 1.5) = 0.0823
+    assert list(decision) == [0, 1]
     assert policy.with_costs(policy.costs) is policy
 
 

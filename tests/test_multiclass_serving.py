@@ -3,7 +3,10 @@ cultivars, named), the saved policy, and the real ``serve`` in JSON, JSON Lines 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -13,7 +16,7 @@ from sklearn.datasets import load_wine
 
 from costaware import artifact, inference, multiclass
 
-from conftest import failure_reason, run_train, write_tree
+from conftest import BIN, REPO, failure_reason, run_train, write_tree
 from test_serving import HEADER, Server, csv_body
 
 CLASSES = ["barolo", "grignolino", "barbera"]
@@ -163,7 +166,19 @@ def test_a_requests_cost_matrix_changes_decisions_not_probabilities(server, mode
 @pytest.mark.parametrize("header, fragment", [
     ("cost_matrix=[[0,1],[1,0]]", "cost_matrix: 2 x 2, but there are 3 classes"),
     ("cost_matrix=[[0,1,1],[1,0,-1],[1,1,0]]", "C[1][2] is -1"),
-    ("cost_matrix=[[0,1,1],[1,0,1],[1,1", "cost_matrix must be a JSON list of rows"),
+    ("cost_matrix=[[0,1,1],[1,0,1],[1,1", "cost_matrix: not JSON"),
+    # what follows the matrix is part of its value, up to the next key=value: training's parser
+    # refuses the same text
+    ("cost_matrix=[[0,1,1],[1,0,1],[1,1,0]]x", "cost_matrix: not JSON (Extra data"),
+    ("cost_matrix=[[0,1,1],[1,0,1],[1,1,0]]]", "cost_matrix: not JSON (Extra data"),
+    ("cost_matrix=[[0,1,1],[1,0,1],[1,1,0]],[9,9,9]]", "cost_matrix: not JSON (Extra data"),
+    ("trace=1,cost_matrix=[[0,1,1],[1,0,1],[1,1,0]] x;reasons=2", "cost_matrix: not JSON"),
+    ("cost_matrix=[[0,1,1],[1,0,1],[1,1,0]],cost_matrix=[[0,1,1],[1,0,1],[1,1,0]]",
+     "cost_matrix is given twice"),
+    ("cost_matrix=[[0,1,1],[1,0,1],[1,1,0]];cost_matrix=[[0,2,2],[1,0,1],[1,1,0]]",
+     "cost_matrix is given twice"),
+    ("cost_matrix", "cost_matrix has no value"),
+    ("cost_matrix=" + "[" * 3000 + "]" * 3000, "cost_matrix: lists nested too deeply"),
     ("cost_fp=3", "'cost_fp': this model has 3 classes"),
     ("cost_matrix=[[5,5,5],[5,5,5],[0,0,0]]", "deciding class 0 costs no more"),
 ])
@@ -311,9 +326,10 @@ def test_bias_on_the_favourable_classes_end_to_end(tmp_path):
         abs(fairness.dppl(favourable, sensitive)))
 
 
-def test_a_bound_on_the_favourable_rate_end_to_end(tmp_path_factory):
-    from costaware import fairness
-
+@pytest.fixture(scope="module")
+def bounded(tmp_path_factory):
+    """Wine with a facet ('region', leaning on alcohol) and a bound of 0.05 on the favourable
+    ('barolo') rate, one shift per facet: the tree, its rows and the training log."""
     base = tmp_path_factory.mktemp("bounded") / "ml"
     frame = _frame()
     rng = np.random.default_rng(3)
@@ -328,6 +344,13 @@ def test_a_bound_on_the_favourable_rate_end_to_end(tmp_path_factory):
     result = run_train(base)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
+    return base, frame, log
+
+
+def test_a_bound_on_the_favourable_rate_end_to_end(bounded, tmp_path_factory):
+    from costaware import fairness
+
+    base, frame, log = bounded
     (line,) = [x for x in log.splitlines() if x.startswith("decision rule: favourable")]
     held_dppl = float(line.split("DPPL ")[1].split()[0])
     assert abs(held_dppl) <= 0.05
@@ -392,3 +415,140 @@ def test_reasons_for_the_chosen_class_against_the_runner_up(server, model, wine)
         assert [x["feature"] for x in row["reasons"]] == [model.feature_names[f] for f in top]
         assert [x["contribution"] for x in row["reasons"]] == pytest.approx(
             [float(signed[f]) for f in top], rel=1e-6)
+
+
+def test_the_cost_matrix_override_is_read_by_trainings_parser(server, model, wine):
+    """A value training accepts is served at, among other attributes on either side; the
+    response says the matrix it decided at."""
+    rows = wine[1].drop(columns="cultivar").to_numpy(np.float64)[:5]
+    matrix = [[0, 1, 1], [1, 0, 1], [1, 1, 0]]
+    for header in (f"cost_matrix={json.dumps(matrix)};reasons=1", "trace=a=b, cost_matrix = "
+                   "[[0,1,1],[1,0,1],[1,1,0]] ,user=x"):
+        response = requests.post(server.url + "/invocations", data=csv_body(rows),
+                                 headers={"Content-Type": "text/csv", HEADER: header}, timeout=30)
+        assert response.status_code == 200, (header, response.text)
+        assert response.json()["policy"]["cost_matrix"] == matrix
+    # the same texts as training reads them: the trailing garbage the server refuses, training
+    # refuses too
+    with pytest.raises(multiclass.CostMatrixError, match="Extra data"):
+        multiclass.parse_cost_matrix("[[0,1,1],[1,0,1],[1,1,0]]x", 3)
+
+
+TRICKY = ["a,b", 'c"d', "é ü"]  # CSV's own characters, and text beyond ASCII
+
+
+def _trained_with_classes(base, classes: list) -> tuple:
+    frame = _frame()
+    frame["cultivar"] = frame["cultivar"].map(dict(zip(CLASSES, classes)))
+    write_tree(base, {"num_round": "6", "max_depth": "2", "label_column": "cultivar",
+                      "classes": json.dumps(classes), "cost_matrix": json.dumps(MATRIX),
+                      "cross_fit_folds": "3"},
+               {"train": {"t.csv": frame.iloc[:140].to_csv(index=False)}})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return str(base / "model"), frame.iloc[140:].drop(columns="cultivar").to_numpy(np.float64)
+
+
+def _read_back(cells: list[str], like: list):
+    """CSV cells as the JSON values ``like`` has them: numbers as numbers, lists as JSON."""
+    out = []
+    for cell, value in zip(cells, like):
+        if isinstance(value, list):
+            out.append(json.loads(cell))
+        elif isinstance(value, (int, float)):
+            out.append(type(value)(cell))
+        else:
+            out.append(cell)
+    return out
+
+
+@pytest.mark.parametrize("classes", [TRICKY, [3, 5, 7]], ids=["text", "integers"])
+def test_csv_answers_read_back_as_the_json_answers(classes, tmp_path):
+    """Every class label, in every place an answer shows one (``decision``, ``runner_up``, the
+    policy's ``classes``) is the label itself, of its own type; a CSV answer read with Python's
+    csv module holds the JSON answer's values, for a few rows and for a batch of more than 64
+    (formatted the vectorised way)."""
+    model_dir, rows = _trained_with_classes(tmp_path / "ml", classes)
+    srv = Server(model_dir, tmp_path, workers=1)
+    try:
+        srv.wait_ready()
+        for batch in (rows[:5], np.tile(rows, (3, 1))):
+            answers = {}
+            for accept in ("application/json", "text/csv"):
+                response = requests.post(srv.url + "/invocations", data=csv_body(batch),
+                                         headers={"Content-Type": "text/csv", "Accept": accept,
+                                                  HEADER: "reasons=2"}, timeout=30)
+                assert response.status_code == 200, response.text
+                answers[accept] = response
+            body = answers["application/json"].json()
+            assert body["policy"]["classes"] == classes
+            predictions = body["predictions"]
+            for row in predictions:
+                assert row["decision"] in classes and row["runner_up"] in classes
+                assert row["runner_up"] != row["decision"]
+                assert isinstance(row["cost_gap"], float)
+            read = list(csv.reader(io.StringIO(answers["text/csv"].text)))
+            assert len(read) == len(predictions)
+            for cells, row in zip(read, predictions):
+                want = [row["decision"]]
+                want += [row[field][str(c)] for field in ("probabilities", "expected_costs")
+                         for c in classes]
+                want += [row[field] for field in ("costs", "rule", "reasons", "runner_up",
+                                                  "cost_gap")]
+                assert _read_back(cells, want) == want
+    finally:
+        srv.stop()
+    # the command line answers a model of three classes as the server does
+    out = subprocess.run([str(BIN / "costaware"), "predict", "--model-dir", model_dir,
+                          "--input", "-", "--accept", "application/jsonlines",
+                          "--custom-attributes", "reasons=2"],
+                         input=csv_body(rows[:5]), capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()
+    assert [json.loads(line) for line in out.stdout.decode("utf-8").splitlines()] == \
+        predictions[:5]  # the batch's first rows are rows[:5]
+
+
+def test_the_command_line_answers_more_than_two_classes(wine, model):
+    """``costaware predict`` on a model of three classes: its fields, not the binary ones."""
+    rows = wine[1].drop(columns="cultivar").to_numpy(np.float64)[:6]
+    path = wine[0] / "rows.csv"
+    path.write_bytes(csv_body(rows))
+    out = subprocess.run([str(BIN / "costaware"), "predict", "--model-dir",
+                          str(wine[0] / "model"), "--input", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    answers = [json.loads(line) for line in out.stdout.splitlines()]
+    want = inference.predict(model, rows)
+    assert [a["decision"] for a in answers] == list(want["decision"])
+    assert [list(a) for a in answers] == [list(inference.MULTICLASS_FIELDS)] * len(rows)
+    assert np.allclose([[a["probabilities"][c] for c in CLASSES] for a in answers],
+                       want["probabilities"], rtol=1e-13)
+
+
+def test_with_a_bound_cost_gap_is_negative_where_the_bound_moved_the_decision(bounded):
+    """The runner-up is the cheapest decision other than the served one. By the Bayes rule the
+    served decision is the cheapest, so ``cost_gap >= 0``; where the fairness bound moved a row's
+    decision off the cheapest, the runner-up is that cheapest one and ``cost_gap < 0``: what the
+    bound costs that row in expectation. docs/explainability.md says so."""
+    base, frame, _ = bounded
+    model = artifact.load(str(base / "model"), nthread=1)
+    rows = frame.drop(columns="cultivar").to_numpy(np.float64)
+    result = inference.explain(model, rows, inference.predict(model, rows), 1)
+    expected = result["expected_costs"]
+    decided = np.array([CLASSES.index(d) for d in result["decision"]])
+    runner = np.array([CLASSES.index(r) for r in result["runner_up"]])
+    cheapest = expected.argmin(axis=1)
+    moved = decided != cheapest
+    assert moved.any() and not moved.all()  # the bound moved some rows, not all
+    others = expected.copy()
+    others[np.arange(len(rows)), decided] = np.inf
+    assert np.array_equal(runner, others.argmin(axis=1))
+    gap = np.asarray(result["cost_gap"], dtype=np.float64)
+    assert np.allclose(gap, expected[np.arange(len(rows)), runner]
+                       - expected[np.arange(len(rows)), decided], rtol=1e-12)
+    assert np.array_equal(gap < 0, moved)
+    assert np.array_equal(runner[moved], cheapest[moved])
+    doc = " ".join((REPO / "docs" / "explainability.md").read_text().split())
+    assert "`cost_gap = E[r] - E[j] >= 0`" not in doc
+    assert ("with a fairness bound (`max_abs_dppl`) a row whose decision the bound moved off the "
+            "cheapest has `cost_gap < 0`") in doc

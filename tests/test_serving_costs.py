@@ -4,6 +4,7 @@ own costs in every format, overrides, bad cost cells, and a fairness-constrained
 from __future__ import annotations
 
 import json
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ import requests
 from costaware import artifact, inference
 from costaware.costs import CostMatrix, RowCosts
 
-from conftest import run_train, synthetic, write_tree
+from conftest import BIN, run_train, synthetic, write_tree
 from test_serving import HEADER, Server, assert_matches, csv_body, parse_response
 
 FIELDS = inference.OUTPUT_FIELDS
@@ -229,3 +230,146 @@ def test_a_constrained_model_refuses_overrides_and_needs_the_facet(constrained, 
         assert "line 1: 4 values, the model takes 5" in no_facet.json()["error"]
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def empirical(tmp_path_factory):
+    """A model with a cost column (fn: loss) decided by the empirical rule (a shift fitted on the
+    held-out rows), and its test rows."""
+    base = tmp_path_factory.mktemp("empirical") / "ml"
+    frame = _frame(900, 6)
+    write_tree(base, {"num_round": "20", "max_depth": "3", "label_column": "default",
+                      "cost_fn_column": "loss", "cost_fn": "8000", "cost_fp": "700",
+                      "decision_rule": "empirical"},
+               {"train": {"t.csv": frame.iloc[:700].drop(columns=["group", "interest"])
+                          .to_csv(index=False)}})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return str(base / "model"), frame.iloc[700:]
+
+
+def test_an_override_leaves_rows_with_their_own_costs_as_they_were(empirical, tmp_path):
+    """A request's class costs decide the rows without costs of their own, by the model's rule
+    (here its empirical shift) at those costs; a row that carries its costs is answered exactly as
+    without the override: same decision, threshold and rule."""
+    model_dir, test = empirical
+    model = artifact.load(model_dir, nthread=1)
+    rule = model.policy.rule
+    assert rule.kind == "empirical" and rule.shift_a != 0
+    with_costs = np.arange(len(test)) % 2 == 0
+    rows = test[FEATURES + ["loss"]].to_numpy(dtype=np.float64).copy()
+    rows[~with_costs, 4] = np.nan
+    # the shift decides some row with its own costs otherwise than the Bayes rule would
+    own = inference.predict(model, rows, with_costs)
+    p, loss = own["score"], test["loss"].to_numpy()
+    bayes = (p * loss >= (1 - p) * 700).astype(int)
+    assert (own["decision"] != bayes)[with_costs].any()
+    body = csv_body_with_costs(rows, with_costs)
+    srv = Server(model_dir, tmp_path, workers=1)
+    try:
+        srv.wait_ready()
+        plain, overridden = (requests.post(srv.url + "/invocations", data=body, headers={
+            "Content-Type": "text/csv", **extra}) for extra in ({}, {HEADER: "cost_fn=5"}))
+    finally:
+        srv.stop()
+    assert plain.status_code == overridden.status_code == 200, overridden.text
+    before, after = plain.json()["predictions"], overridden.json()["predictions"]
+    for i in np.flatnonzero(with_costs):
+        assert after[i] == before[i]
+        assert after[i]["costs"] == "row" and after[i]["rule"] == "empirical"
+    # the rows without their own costs: the same shift, at the request's costs
+    policy = model.policy.with_costs(CostMatrix(fp=700, fn=5))
+    assert policy.rule == rule
+    assert_matches(after, inference.predict(model, rows, with_costs, policy, "request"))
+    assert overridden.json()["policy"]["rule"] == rule.to_dict()
+    assert "rule=empirical" in overridden.headers[HEADER]
+    p_star = 700 / 705
+    shifted = 1 / (1 + np.exp(-(np.log(p_star / (1 - p_star)) + rule.shift_a)))
+    assert [after[i]["threshold"] for i in np.flatnonzero(~with_costs)] == \
+        pytest.approx([shifted] * int((~with_costs).sum()), rel=1e-12)
+
+
+def csv_body_with_costs(rows: np.ndarray, with_costs: np.ndarray) -> bytes:
+    """A CSV body whose rows carry their trailing cost cells where ``with_costs`` says."""
+    width = rows.shape[1]
+    return "\n".join(",".join(repr(v) for v in (row if own else row[:width - 1]))
+                     for row, own in zip(rows.tolist(), with_costs)).encode()
+
+
+def _cli(*args, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "costaware"), "predict", *args], input=stdin,
+                          capture_output=True, timeout=120)
+
+
+def test_the_command_line_decides_rows_at_their_own_costs(server, model, costed, tmp_path):
+    """``costaware predict`` answers as the server does, rows with their costs included, in the
+    format and with the custom attributes the server takes."""
+    model_dir, test = costed
+    with_costs = np.arange(12) % 3 != 0
+    rows = _rows(test.iloc[:12], with_costs)
+    for form, accept in (("csv", "text/csv"), ("json-keyed", "application/json"),
+                         ("jsonlines-lists", "application/jsonlines")):
+        content_type, body = _bodies(rows, with_costs)[form]
+        path = tmp_path / f"rows.{form}"
+        path.write_bytes(body.encode() if isinstance(body, str) else body)
+        headers = {"Content-Type": content_type, "Accept": accept, HEADER: "cost_fn=90000"}
+        served = requests.post(server.url + "/invocations", data=path.read_bytes(),
+                               headers=headers)
+        assert served.status_code == 200, served.text
+        out = _cli("--model-dir", model_dir, "--input", str(path), "--content-type",
+                   content_type, "--accept", accept, "--custom-attributes", "cost_fn=90000")
+        assert out.returncode == 0, out.stderr.decode()
+        assert out.stdout == served.content + b"\n"
+    default = _cli("--model-dir", model_dir, "--input", str(tmp_path / "rows.csv"))
+    assert default.returncode == 0, default.stderr.decode()
+    answers = [json.loads(line) for line in default.stdout.decode().splitlines()]
+    assert_matches(answers, inference.predict(model, rows, with_costs))
+    assert [a["costs"] for a in answers] == ["row" if c else "model" for c in with_costs]
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("no model dir", "model directory {missing} does not exist"),
+    ("model dir is a file", "model directory {input} does not exist"),
+    ("no input", "{missing}: No such file or directory"),
+    ("input is a directory", "{model_dir}: Is a directory"),
+    ("quoted csv", "{input}: line 1: quoted CSV fields are not supported"),
+    ("empty input", "{empty}: the body is empty"),
+    ("unknown content type", "Content-Type 'text/plain' is not supported"),
+    ("bad accept", "Accept 'application/xml': this server answers"),
+    ("bad attributes", "X-Amzn-SageMaker-Custom-Attributes: cost_fn='5x' is not a number"),
+    ("bad cost cell", "{input}: line 1, column 6 (loss): -3; costs must be numbers >= 0"),
+])
+def test_the_command_line_fails_with_one_line(costed, tmp_path, case, fragment):
+    model_dir = costed[0]
+    good = tmp_path / "rows.csv"
+    good.write_text("0.1,0.2,0.3,0.4\n")
+    paths = {"missing": str(tmp_path / "nowhere"), "input": str(good), "model_dir": model_dir,
+             "empty": str(tmp_path / "empty.csv")}
+    (tmp_path / "empty.csv").write_text("")
+    model, source, extra = model_dir, str(good), []
+    if case == "no model dir":
+        model = paths["missing"]
+    elif case == "model dir is a file":
+        model = str(good)
+    elif case == "no input":
+        source = paths["missing"]
+    elif case == "input is a directory":
+        source = model_dir
+    elif case == "quoted csv":
+        good.write_text('"0.1",0.2,0.3,0.4\n')
+    elif case == "empty input":
+        source = paths["empty"]
+    elif case == "unknown content type":
+        extra = ["--content-type", "text/plain"]
+    elif case == "bad accept":
+        extra = ["--accept", "application/xml"]
+    elif case == "bad attributes":
+        extra = ["--custom-attributes", "cost_fn=5x"]
+    elif case == "bad cost cell":
+        good.write_text("0.1,0.2,0.3,0.4,50,-3\n")
+    out = _cli("--model-dir", model, "--input", source, *extra)
+    err = out.stderr.decode()
+    assert out.returncode == 2, err
+    assert err.startswith("costaware predict: ") and err.count("\n") == 1, err
+    assert fragment.format(**paths) in err, err
+    assert out.stdout == b""

@@ -40,21 +40,40 @@ def _train(args) -> int:
 
 
 def _predict(args) -> int:
-    """A headerless CSV as a request body (the server's parser: rows may carry their costs),
-    answered as JSON Lines, one line per row."""
-    from . import artifact, inference
-    from .serving import codecs
+    """Answer a request body from a file (``-``: stdin) as ``POST /invocations`` would, with the
+    server's own code (:class:`costaware.serving.invocation.Invocations`): the same formats,
+    fields, custom attributes and refusals (one line, exit 2); no body size limit. The answer on
+    stdout, ended by a line break."""
+    from .artifact import ModelLoadError, load
+    from .serving.invocation import Invocations
+    from .serving.request_error import RequestError
 
-    model = artifact.load(args.model_dir)
-    with open(args.input, "rb") as handle:
-        body = handle.read()
-    try:
-        rows, has_costs = codecs.decode(body, "csv", inference.Layout.of(model))
-        result = inference.predict(model, rows, has_costs, where=codecs.row_label("csv"))
-    except (codecs.RequestError, inference.RowError) as exc:
-        print(f"costaware predict: {args.input}: {exc}", file=sys.stderr)
+    def refuse(message: str) -> int:
+        print(f"costaware predict: {message}", file=sys.stderr)
         return 2
-    print(codecs.encode(result, codecs.OutputSpec("jsonlines"), b"").decode("ascii"))
+
+    try:
+        invocations = Invocations(load(args.model_dir))
+    except ModelLoadError as exc:
+        return refuse(str(exc))
+    try:
+        plan = invocations.plan(args.content_type, args.accept, args.custom_attributes)
+    except RequestError as exc:
+        return refuse(exc.message)
+    try:
+        if args.input == "-":
+            body = sys.stdin.buffer.read()
+        else:
+            with open(args.input, "rb") as handle:
+                body = handle.read()
+    except OSError as exc:
+        return refuse(f"{args.input}: {exc.strerror or exc}")
+    try:
+        answer = invocations.answer(plan, body)
+    except RequestError as exc:
+        return refuse(f"{args.input}: {exc.message}")
+    sys.stdout.buffer.write(answer.body + b"\n")
+    sys.stdout.buffer.flush()
     return 0
 
 
@@ -141,9 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train", help="train on a local SageMaker-shaped tree (the image's `train`)")
     p.add_argument("--base-dir", required=True, help="directory laid out like /opt/ml")
     p.set_defaults(func=_train)
-    p = sub.add_parser("predict", help="score a headerless CSV of features with a model directory")
+    p = sub.add_parser("predict", help="answer a request body (a headerless CSV of rows by "
+                                       "default) as the server's /invocations would")
     p.add_argument("--model-dir", required=True)
-    p.add_argument("--input", required=True, help="CSV, no header, no label")
+    p.add_argument("--input", required=True,
+                   help="the request body: rows without labels, in --content-type; - for stdin")
+    p.add_argument("--content-type", default="text/csv",
+                   help="the body's Content-Type (text/csv, application/json, "
+                        "application/jsonlines; default text/csv)")
+    p.add_argument("--accept", default="application/jsonlines",
+                   help="the answer's Accept, fields=... included (default application/jsonlines)")
+    p.add_argument("--custom-attributes", default=None, metavar="ATTRIBUTES",
+                   help="as X-Amzn-SageMaker-Custom-Attributes: cost overrides, reasons=K")
     p.set_defaults(func=_predict)
     _add_tuner_config(sub)
     from .tuning import sweep, tune_cli

@@ -31,12 +31,12 @@ PER_CLASS_FIELDS = ("probabilities", "expected_costs")
 # With a request's reasons=K: per row its reasons (a JSON list, null for a row not explained) and
 # its Bayes log-odds (the distance from its own decision boundary; null where a decision dominates)
 REASON_FIELDS = ("reasons", "boundary_log_odds")
-# More than two classes: reasons for the chosen class against the next cheapest decision
-# (runner_up), and how much more that one would cost (cost_gap)
+# More than two classes: reasons for the chosen class against the cheapest other decision
+# (runner_up, a class label like decision), and how much more that one would cost (cost_gap)
 CLASS_REASON_FIELDS = ("reasons", "runner_up", "cost_gap")
-RAW_JSON_FIELDS = REASON_FIELDS + CLASS_REASON_FIELDS[1:]  # already JSON text per row
+RAW_JSON_FIELDS = REASON_FIELDS  # already JSON text per row (a list, or null)
 ALL_FIELDS = OUTPUT_FIELDS + PER_CLASS_FIELDS + REASON_FIELDS + CLASS_REASON_FIELDS[1:]
-TEXT_FIELDS = ("costs", "rule")  # the others are numbers (a decision may be a class's text)
+TEXT_FIELDS = ("costs", "rule")  # the others are numbers or class labels (text or integers)
 COSTS_OF_ROW = "row"  # the `costs` field of a row decided at its own costs
 
 
@@ -168,18 +168,18 @@ def _reason_list(model: Model, values: np.ndarray, signed: np.ndarray, top: list
 
 
 def _explain_classes(model: Model, rows: np.ndarray, result: dict, k: int) -> dict:
-    """More than two classes, every row: its reasons for the chosen class ``j`` against the next
-    cheapest decision ``r`` (``runner_up``), each feature's contribution to ``f_j - f_r`` (the
-    log-odds between the two classes, which the calibrator scales by ``1 / T > 0``), and
-    ``cost_gap = E[r] - E[j]``, the extra expected cost of deciding the runner-up."""
+    """More than two classes, every row: its reasons for the chosen class ``j`` against the
+    cheapest other decision ``r = argmin_{c != j} E[c]`` (``runner_up``), each feature's
+    contribution to ``f_j - f_r`` (the log-odds between the two classes, which the calibrator
+    scales by ``1 / T > 0``), and ``cost_gap = E[r] - E[j]``, the extra expected cost of deciding
+    the runner-up. By the Bayes rule ``j`` is the cheapest, so ``cost_gap >= 0``; where a fairness
+    bound moved the decision off the cheapest, ``r`` is the cheapest and ``cost_gap < 0``: what
+    the bound costs the row in expectation."""
     import xgboost as xgb
 
     features = rows[:, :len(model.feature_names)]
     expected = result["expected_costs"]
-    index = {label: i for i, label in enumerate(model.policy.classes)}
-    names = {name: i for i, name in enumerate(model.policy.class_names)}
-    chosen = np.array([index.get(d, names.get(str(d))) for d in result["decision"].tolist()],
-                      dtype=np.int64)  # the served decision (a bounded rule's too)
+    chosen = result["decision_index"]  # the served decision (a bounded rule's too)
     others = expected.copy()
     others[np.arange(len(rows)), chosen] = np.inf
     runner = others.argmin(axis=1)
@@ -190,30 +190,33 @@ def _explain_classes(model: Model, rows: np.ndarray, result: dict, k: int) -> di
     reasons_text = np.empty(len(rows), dtype=object)
     for i, top in enumerate(reasons.top_reasons(signed, k)):
         reasons_text[i] = _reason_list(model, features[i], signed[i], top)
-    labels = model.policy.classes
-    runner_up = np.array([json.dumps(labels[r]) for r in runner.tolist()], dtype=object)
-    gap = expected[at, runner] - expected[at, chosen]
-    return {**result, "reasons": reasons_text, "runner_up": runner_up,
-            "cost_gap": np.array([repr(float(g)) for g in gap.tolist()], dtype=object)}
+    return {**result, "reasons": reasons_text, "runner_up": class_labels(model.policy, runner),
+            "cost_gap": expected[at, runner] - expected[at, chosen]}
+
+
+def class_labels(policy: MulticlassPolicy, index: np.ndarray) -> np.ndarray:
+    """The labels of the classes at ``index``, each of its own type (integers, or text), as an
+    answer shows a class everywhere (``decision``, ``runner_up``, the policy's ``classes``)."""
+    labels = policy.classes
+    if all(isinstance(c, int) for c in labels):
+        return np.asarray(labels, dtype=np.int64)[index]
+    return np.array(labels, dtype=object)[index]
 
 
 def predict_classes(model: Model, rows: np.ndarray, policy: MulticlassPolicy,
                     costs_source: str = "model", sensitive: np.ndarray | None = None) -> dict:
-    """More than two classes: per row the ``decision`` (the class's label), ``probabilities``
-    and ``expected_costs`` (``(n, K)``, columns in class order; ``class_names`` says which), the
-    ``costs`` it was decided at ("model" or "request") and the ``rule``. ``sensitive``: the
-    facet-d mask, for a rule that shifts each facet its own way."""
+    """More than two classes: per row the ``decision`` (the class's label, :func:`class_labels`;
+    its class's index in ``decision_index``), ``probabilities`` and ``expected_costs`` (``(n, K)``,
+    columns in class order; ``class_names`` says which), the ``costs`` it was decided at ("model"
+    or "request") and the ``rule``. ``sensitive``: the facet-d mask, for a rule that shifts each
+    facet its own way."""
     n = len(rows)
     p = policy.probability(model.margin(rows[:, :len(model.feature_names)]).reshape(n, policy.k))
     index, expected = policy.decide(p, sensitive)
-    labels = policy.classes
-    if all(isinstance(c, int) for c in labels):
-        decision = np.asarray(labels, dtype=np.int64)[index]
-    else:
-        decision = np.asarray(policy.class_names, dtype=object)[index]
-    return {"decision": decision, "probabilities": p, "expected_costs": expected,
-            "costs": np.full(n, costs_source, dtype=object),
-            "rule": np.full(n, policy.rule_kind, dtype=object), "class_names": policy.class_names}
+    return {"decision": class_labels(policy, index), "probabilities": p,
+            "expected_costs": expected, "costs": np.full(n, costs_source, dtype=object),
+            "rule": np.full(n, policy.rule_kind, dtype=object), "class_names": policy.class_names,
+            "decision_index": index}
 
 
 def row_costs(policy: Policy, layout: Layout, rows: np.ndarray, has_costs: np.ndarray | None,

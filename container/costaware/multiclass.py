@@ -74,6 +74,8 @@ def parse_cost_matrix(text, classes: int | None = None, allow_two: bool = False)
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise CostMatrixError(f"not JSON ({exc.msg} at character {exc.pos})") from None
+        except RecursionError:  # lists nested thousands deep
+            raise CostMatrixError("lists nested too deeply: a matrix is a list of rows") from None
     if not isinstance(value, list) or not value or not all(isinstance(r, list) for r in value):
         raise CostMatrixError("must be a JSON list of rows, one per true class, e.g. "
                               "[[0,1,4],[1,0,2],[8,2,0]]")

@@ -10,10 +10,13 @@ One owner for everything training, the artifact, the report and serving need to 
   arrays as extra values after the features, in :data:`costaware.costs.CELLS` order);
 * the facet, when a rule decides each facet at its own shift (requests then carry it).
 
-A per-request cost override (:meth:`Policy.with_costs`) replaces the class costs and decides by the
-Bayes rule at them: the calibrated probability stays, only the costs change. A rule fitted under a
-fairness bound is tied to the costs it was fitted at: such a model refuses overrides
-(:class:`OverrideRefused`) rather than silently leave the bound.
+A per-request cost override (:meth:`Policy.with_costs`) replaces the class costs, nothing else:
+the calibrated probability and the rule stay. An ``empirical`` rule's shift is a correction of the
+calibrated log-odds at the boundary that the model applies at every row's own costs, so it applies
+at a request's costs too: a row is decided the same at the same costs, whether they come from its
+cost columns or from the request, and a row with its own costs is decided exactly as without the
+override. A rule fitted under a fairness bound is tied to the costs it was fitted at: such a model
+refuses overrides (:class:`OverrideRefused`) rather than silently leave the bound.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ class Policy:
         return np.broadcast_to(self.rule.thresholds(costs, sensitive), (n,))
 
     def with_costs(self, costs: CostMatrix) -> "Policy":
-        """The class costs of a request's override, decided by the Bayes rule."""
+        """The policy at a request's class costs, with the same rule (module docstring)."""
         if costs == self.costs:
             return self
         if self.rule.kind == "constrained":
@@ -81,7 +84,7 @@ class Policy:
                 f"this model's decision rule was fitted under |DPPL| <= {self.rule.max_abs_dppl:g} "
                 "at its training costs; other costs would decide outside that bound. Send the "
                 "request without cost_* attributes, or train a model at these costs")
-        return replace(self, costs=costs, rule=DecisionRule("bayes"))
+        return replace(self, costs=costs)
 
     def to_dict(self) -> dict:
         out = {"calibrator": self.calibrator.to_dict(), "rule": self.rule.to_dict(),

@@ -1,4 +1,5 @@
-"""The WSGI app: SageMaker's hosting contract around :func:`costaware.inference.predict`.
+"""The WSGI app: SageMaker's hosting contract around :class:`costaware.serving.invocation.Invocations`
+(what ``/invocations`` does, shared with ``costaware predict``).
 
     GET  /ping                  200 once this worker holds the model (it loads before serving)
     POST /invocations           rows in, scores + cost-optimal decisions out (codecs.py has formats)
@@ -23,10 +24,9 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from .. import artifact, inference
-from ..multiclass_policy import MulticlassPolicy
-from ..policy import OverrideRefused
 from . import codecs, policy_override
 from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
+from .invocation import Invocations
 
 log = logging.getLogger("costaware.serving")
 
@@ -54,38 +54,9 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
     settings = settings or ServerSettings.from_env()
     model_dir = model_dir or settings.model_dir
     model = artifact.load(model_dir, nthread=settings.predict_threads)
-    layout = inference.Layout.of(model)
-    inference.predict(model, np.zeros((1, len(layout.names))))  # warm up before traffic
-    model_policy = model.policy
+    invocations_of_model = Invocations(model)
+    inference.predict(model, np.zeros((1, len(invocations_of_model.layout.names))))  # warm up
     limit = settings.max_payload_bytes
-
-    multiclass = isinstance(model_policy, MulticlassPolicy)
-    fields = inference.output_fields(model)
-    with_reasons = inference.output_fields(model, reasons=True)
-    reasons_for = str(model.metadata.get("reasons_for", "1"))
-
-    def policy_info(policy, source: str) -> dict:
-        if multiclass:
-            return {"classes": list(policy.class_names),
-                    "cost_matrix": [list(row) for row in policy.matrix], "costs_source": source,
-                    "rule": {"kind": "bayes"} if policy.rule is None else policy.rule.to_dict()}
-        return {"costs": policy.costs.as_dict(), "costs_source": source,
-                "rule": policy.rule.to_dict(),
-                "cost_columns": [name for _, name in policy.cost_columns]}
-
-    def requested_policy(header: str | None):
-        """The policy a request's custom attributes ask for, or None for the model's."""
-        try:
-            if multiclass:
-                matrix = policy_override.parse_matrix(header, model_policy)
-                return None if matrix is None else model_policy.with_matrix(matrix)
-            costs = policy_override.parse_costs(header, model_policy.costs)
-            return None if costs is None else model_policy.with_costs(costs)
-        except OverrideRefused as exc:
-            raise codecs.RequestError(400, f"{policy_override.HEADER}: {exc}") from None
-
-    model_policy_json = codecs.policy_json(policy_info(model_policy, "model"))
-    model_policy_header = policy_override.describe_policy(model_policy, "model")
     execution_parameters = json.dumps({
         "MaxConcurrentTransforms": settings.workers,
         "BatchStrategy": "MULTI_RECORD",
@@ -112,57 +83,22 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
     @app.post("/invocations")
     def invocations():
         headers = request.headers
-        kind = codecs.input_kind(headers.get("Content-Type"))
-        encoding = headers.get("Content-Encoding", "").strip().lower()
-        if encoding not in ("", "identity"):
-            raise codecs.RequestError(415, f"Content-Encoding {encoding!r} is not supported; send "
-                                           "the body uncompressed")
-        attributes = headers.get(policy_override.HEADER)
-        wanted = policy_override.parse_reasons(attributes, len(model.feature_names), reasons_for)
-        spec = codecs.for_model(codecs.output_spec(headers.get("Accept")),
-                                fields if wanted is None else with_reasons)
-        override = requested_policy(attributes)
-        environ = request.environ
+        plan = invocations_of_model.plan(headers.get("Content-Type"), headers.get("Accept"),
+                                         headers.get(policy_override.HEADER),
+                                         headers.get("Content-Encoding"))
         t0 = perf_counter()
         body = _read_body(limit, settings.max_payload_mb)
-        t1 = perf_counter()
-        rows, has_costs = codecs.decode(body, kind, layout)
-        t2 = perf_counter()
-        environ["costaware.rows"] = len(rows)
-        if override is None:
-            policy, source = model_policy, "model"
-            info, header = model_policy_json, model_policy_header
-        else:
-            policy, source = override, "request"
-            info = codecs.policy_json(policy_info(policy, source))
-            header = policy_override.describe_policy(policy, source)
-        try:
-            result = inference.predict(model, rows, has_costs, policy, source,
-                                       codecs.row_label(kind))
-        except inference.RowError as exc:
-            raise codecs.RequestError(400, str(exc)) from None
-        if wanted is not None:
-            result = inference.explain(model, rows, result, *wanted)
-        t3 = perf_counter()
-        payload = codecs.encode(result, spec, info)
-        t4 = perf_counter()
-        environ["costaware.timing"] = {"read_ms": round((t1 - t0) * 1000, 3),
-                                       "parse_ms": round((t2 - t1) * 1000, 3),
-                                       "predict_ms": round((t3 - t2) * 1000, 3),
-                                       "encode_ms": round((t4 - t3) * 1000, 3)}
-        response = Response(payload, status=200, mimetype=spec.mimetype)
-        response.headers[policy_override.HEADER] = header
+        read_ms = round((perf_counter() - t0) * 1000, 3)
+        answer = invocations_of_model.answer(plan, body)
+        request.environ["costaware.rows"] = answer.rows
+        request.environ["costaware.timing"] = {"read_ms": read_ms, **answer.timing}
+        response = Response(answer.body, status=200, mimetype=answer.mimetype)
+        response.headers[policy_override.HEADER] = answer.attributes
         return response
 
     @app.errorhandler(codecs.RequestError)
     def request_error(exc: codecs.RequestError):
         response = error_response(exc.status, exc.message, **exc.details)
-        _drain(request.content_length, response)
-        return response
-
-    @app.errorhandler(policy_override.OverrideError)
-    def override_error(exc):
-        response = error_response(400, str(exc))
         _drain(request.content_length, response)
         return response
 

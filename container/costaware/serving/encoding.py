@@ -188,8 +188,11 @@ def encode(result: dict, spec: OutputSpec, policy: bytes) -> bytes:
     return body
 
 
-@functools.lru_cache(maxsize=64)  # a handful of words ("model", "row", "bayes", ...)
-def _text(value: str, quoted: bool) -> str:
+@functools.lru_cache(maxsize=64)  # a handful of words ("model", "row", "bayes", class labels)
+def _text(value: str | int, quoted: bool) -> str:
+    """A text field or a class label (text, or an integer label, printed as a number)."""
+    if isinstance(value, int):
+        return str(value)
     if quoted:
         return json.dumps(value)
     if any(c in value for c in ',"\r\n'):  # a class label with CSV's own characters: quoted
@@ -209,7 +212,7 @@ def _raw(values: np.ndarray, quoted: bool) -> list[str]:
 def _format_small(values: np.ndarray, field: str, quoted: bool) -> list[str]:
     if field in RAW_JSON_FIELDS:
         return _raw(values, quoted)
-    if field == "decision" and values.dtype.kind in "iu":
+    if values.dtype.kind in "iu":  # a decision, or an integer class label
         return [str(int(d)) for d in values.tolist()]
     if field in TEXT_FIELDS or values.dtype.kind == "O":  # a class's text label is text too
         return [_text(v, quoted) for v in values.tolist()]
@@ -228,12 +231,13 @@ def _format_large(values: np.ndarray, field: str, quoted: bool) -> np.ndarray:
             if text:
                 table[row, width - len(text):] = np.frombuffer(text, np.uint8)
         return table
-    if field == "decision" and values.dtype.kind in "iu" and (values <= 9).all():
+    if values.dtype.kind in "iu" and ((values >= 0) & (values <= 9)).all():  # one digit
         return (48 + np.asarray(values, dtype=np.uint8)).reshape(n, 1)
-    # a few distinct words: each row picks its word's bytes
-    if field in TEXT_FIELDS or values.dtype.kind == "O":
-        words, which = np.unique(np.asarray(values, dtype=str), return_inverse=True)
-        texts = [_text(w, quoted).encode("utf-8") for w in words]
+    # a few distinct words (text fields, class labels): each row picks its word's bytes
+    if field in TEXT_FIELDS or values.dtype.kind in "Oiu":
+        _, first, which = np.unique(np.asarray(values, dtype=str), return_index=True,
+                                    return_inverse=True)  # labels' texts are distinct
+        texts = [_text(v, quoted).encode("utf-8") for v in values[first].tolist()]
         width = max(map(len, texts))
         table = np.zeros((len(texts), width), np.uint8)
         for k, text in enumerate(texts):

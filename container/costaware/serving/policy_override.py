@@ -24,13 +24,18 @@ A model with more than two classes takes the whole matrix instead, ``C[true][dec
 
     X-Amzn-SageMaker-Custom-Attributes: cost_matrix=[[0,1,4],[2,0,1],[9,3,0]]
 
-checked as training checks ``cost_matrix`` (K x K for the model's K classes, numbers >= 0, each at
-most ``1e300``, no decision that dominates); ``cost_fp`` and the like are refused for such a model,
-and ``cost_matrix`` for a binary one. SageMaker passes at most 1,024 characters of the header.
+The matrix holds commas of its own: its value runs from ``=`` up to the next ``,`` or ``;`` that
+starts another ``key=value`` pair, or to the end of the header, and all of it is read by training's
+parser (:func:`costaware.multiclass.parse_cost_matrix`), so trailing text is refused as training
+refuses it. Checked as training checks ``cost_matrix`` (K x K for the model's K classes, numbers
+>= 0, no decision that dominates), each cost at most ``1e300``, at most once; ``cost_fp`` and the
+like are refused for such a model, and ``cost_matrix`` for a binary one. SageMaker passes at most
+1,024 characters of the header.
 
-Rows are then decided by the Bayes rule at these costs on the calibrated probability
-(:meth:`costaware.policy.Policy.with_costs`); rows that carry their own costs keep them. A model
-whose rule was fitted under a fairness bound refuses overrides (400).
+Rows without costs of their own are then decided at these costs by the model's rule, on the
+calibrated probability (:meth:`costaware.policy.Policy.with_costs`); rows that carry their own
+costs are decided exactly as without the override. A model whose rule was fitted under a fairness
+bound refuses overrides (400).
 """
 
 from __future__ import annotations
@@ -49,32 +54,44 @@ COST_KEYS = ("cost_fp", "cost_fn", "cost_tp", "cost_tn")
 MAX_COST = 1e300  # so that sums of costs stay finite
 MAX_REGRET_RATIO = 1e12  # the Bayes threshold stays within [1e-12, 1 - 1e-12]
 _NUMBER = re.compile(r"[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-_MATRIX = re.compile(r"(?:^|(?<=[,;]))\s*cost_matrix\s*=\s*(\[[^=]*?\]\s*\])")
+MATRIX_KEY = "cost_matrix"
 
 
 class OverrideError(InputError):
     """The custom-attributes header asks for costs that cannot be used."""
 
 
-def _matrix_part(header: str) -> tuple[str | None, str]:
-    """``(the cost_matrix value, the header without it)``: the matrix holds commas of its own."""
-    match = _MATRIX.search(header)
-    if match is None:
-        return None, header
-    return match.group(1), header[:match.start()] + "," + header[match.end():]
+def attributes(header: str) -> list[tuple[str, bool, str]]:
+    """The header's pairs as ``(key, has "=", value)``, keys and values stripped: split at ``,``
+    and ``;``, except in the value of ``cost_matrix``, which runs up to the next piece that holds
+    an ``=`` (another pair) or to the end (a JSON matrix holds no ``=``)."""
+    pieces = re.split(r"([,;])", header)  # text, separator, text, ...
+    pairs, i = [], 0
+    while i < len(pieces):
+        key, sep, value = pieces[i].partition("=")
+        i += 2
+        if key.strip() == MATRIX_KEY and sep:
+            while i < len(pieces) and "=" not in pieces[i]:
+                value += pieces[i - 1] + pieces[i]
+                i += 2
+        pairs.append((key.strip(), bool(sep), value.strip()))
+    return pairs
 
 
 def parse_matrix(header: str | None, policy) -> np.ndarray | None:
     """The K x K matrix a request asks a multi-class ``policy`` to decide at, or ``None``."""
     if not header:
         return None
-    text, rest = _matrix_part(header)
-    for part in re.split(r"[,;]", rest):
-        key = part.partition("=")[0].strip()
-        if key == "cost_matrix":
-            raise OverrideError(f"{HEADER}: cost_matrix must be a JSON list of rows, e.g. "
-                                "cost_matrix=[[0,1,4],[2,0,1],[9,3,0]]")
-        if key.lower().startswith("cost_"):
+    text = None
+    for key, sep, value in attributes(header):
+        if key == MATRIX_KEY:
+            if not sep:
+                raise OverrideError(f"{HEADER}: cost_matrix has no value (write "
+                                    "cost_matrix=[[0,1,4],[2,0,1],[9,3,0]], C[true][decided])")
+            if text is not None:
+                raise OverrideError(f"{HEADER}: cost_matrix is given twice")
+            text = value
+        elif key.lower().startswith("cost_"):
             raise OverrideError(f"{HEADER}: {key!r}: this model has {policy.k} classes; give "
                                 "the costs as cost_matrix=[[...],...] (C[true][decided])")
     if text is None:
@@ -92,16 +109,11 @@ def parse_costs(header: str | None, base: CostMatrix) -> CostMatrix | None:
     """The cost matrix a request asks for, or ``None`` when its header names no ``cost_*`` key."""
     if not header:
         return None
-    if _matrix_part(header)[0] is not None or re.search(r"(^|[,;])\s*cost_matrix\s*=", header):
-        raise OverrideError(f"{HEADER}: cost_matrix is for models with more than two classes; "
-                            f"this one takes {', '.join(COST_KEYS)}")
     given: dict[str, float] = {}
-    for part in re.split(r"[,;]", header):
-        part = part.strip()
-        if not part:
-            continue
-        key, sep, value = part.partition("=")
-        key = key.strip()
+    for key, sep, value in attributes(header):
+        if key == MATRIX_KEY:
+            raise OverrideError(f"{HEADER}: cost_matrix is for models with more than two "
+                                f"classes; this one takes {', '.join(COST_KEYS)}")
         if not key.lower().startswith("cost_"):
             continue  # someone else's attribute
         if key not in COST_KEYS:
@@ -111,7 +123,6 @@ def parse_costs(header: str | None, base: CostMatrix) -> CostMatrix | None:
             raise OverrideError(f"{HEADER}: {key} has no value (write {key}=NUMBER)")
         if key in given:
             raise OverrideError(f"{HEADER}: {key} is given twice")
-        value = value.strip()
         if not _NUMBER.fullmatch(value):
             raise OverrideError(f"{HEADER}: {key}={value!r} is not a number >= 0")
         number = float(value)
@@ -147,8 +158,7 @@ def parse_reasons(header: str | None, features: int, saved: str = "1") -> tuple[
     if not header:
         return None
     given: dict[str, str] = {}
-    for part in re.split(r"[,;]", _matrix_part(header)[1]):
-        key, sep, value = (x.strip() for x in part.partition("="))
+    for key, _, value in attributes(header):
         if key not in REASON_KEYS:
             continue
         if key in given:
