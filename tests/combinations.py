@@ -228,11 +228,9 @@ class SavedModel:
                 shift = np.where(self.sensitive(facet), s["d"], s["a"])
             else:
                 shift = np.full(n, float(s))
-        # an override decides the rows without their own costs by the Bayes rule at its costs;
-        # rows with their own costs keep them, and so their model's rule (docs/serving.md)
-        fitted = own if override else np.ones(n, dtype=bool)
-        shift = np.where(fitted, shift, 0.0)
-        rule_name = np.where(fitted, kind, "bayes").astype(object)
+        # an override replaces the class costs, nothing else: every row is decided by the model's
+        # rule, at its own costs or the request's (docs/serving.md)
+        rule_name = np.full(n, kind, dtype=object)
         inside = (bayes > 0) & (bayes < 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             threshold = np.where(inside, _sigmoid(_logit(bayes) + shift), bayes)

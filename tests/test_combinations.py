@@ -7,7 +7,7 @@ x fields x costs x reasons for every trained kind) or listed (refusals). Each tr
 trained once, by the real ``costaware train --base-dir`` (two at a time, at the first cell that
 needs one); each model is served once by the real ``serve``; the CLI cells' commands run two at a
 time in the background meanwhile. At the end the module prints the
-matrix's size: cells, how many work, how many are refused and why, how many hit a known defect.
+matrix's size: cells, how many work, how many are refused and why, how many failed.
 """
 
 from __future__ import annotations
@@ -94,26 +94,13 @@ SWEEP = {"bin_costs_csv": "4", "bin_rowcosts_empirical": "2", "bin_matrix2_csv":
 SWEEP_REFUSED = {"bin_rowcosts_empirical": "the tree gives per-row costs"}
 TUNE = {"bin_costs_csv": "cost", "bin_facet_parquet_noval": "combined", "mc_text_header": "cost"}
 
-DEFECTS = {
-    1: "costaware predict on a model with 3 or more classes ends in a KeyError traceback",
-    3: "a cost override changes the rule of rows carrying their own costs (decision_rule=empirical)",
-    4: "a malformed cost_matrix override (text after the matrix) is accepted",
-    5: "CSV runner_up labels come back JSON-quoted",
-    6: "sweep fails on a 2x2 cost_matrix tree, and on 3 or more classes starts runs that fail",
-    7: "tune on a tree without a validation channel fails every trial",
-    9: "integer classes come back as strings in policy.classes",
-    10: "tuner-config accepts an objective (validation:di) that training does not log",
-}
-CELLS: dict[str, tuple[str, str, int | None]] = {}  # test id -> (works|refused, reason, defect)
+CELLS: dict[str, tuple[str, str]] = {}  # test id -> (works|refused, reason)
 
 
-def cell(*values, cell_id: str, refused: str | None = None, defect: int | None = None):
-    """One cell: ``refused`` is the distinctive part of its one-line refusal (None: it works);
-    ``defect`` a known defect of #21 it hits (xfail, strict: it fails the run once fixed)."""
-    CELLS[cell_id] = ("refused" if refused else "works", refused or "", defect)
-    marks = [pytest.mark.xfail(strict=True, reason=f"#21 defect {defect}: {DEFECTS[defect]}")
-             ] if defect else []
-    return pytest.param(*values, refused, id=cell_id, marks=marks)
+def cell(*values, cell_id: str, refused: str | None = None):
+    """One cell: ``refused`` is the distinctive part of its one-line refusal (None: it works)."""
+    CELLS[cell_id] = ("refused" if refused else "works", refused or "")
+    return pytest.param(*values, refused, id=cell_id)
 
 
 # ------------------------------------------------------------------------------- fixtures
@@ -351,25 +338,18 @@ def check_classes(rows: list[dict], want: dict, reasons: list | None, fields: li
 
 def _served_cells():
     for kind in TRAINED:
-        name = kind.name
         bound = "max_abs_dppl" in kind.hyperparameters
         for content in CONTENT:
             for accept in ACCEPT:
                 for fields in FIELDS:
                     for costs in COSTS:
                         for reasons in REASONS:
-                            refused, defect = None, None
+                            refused = None
                             if costs == "override" and bound:
                                 refused = "this model's decision rule was fitted under |DPPL| <="
-                            elif costs == "override" and kind.name == "bin_rowcosts_empirical":
-                                defect = 3
-                            if name == "mc_text_header" and accept == "csv" and reasons == "on":
-                                defect = 5  # its runner-ups include the label with a comma
-                            if kind.name == "mc_int_gzip" and accept == "json":
-                                defect = 9
                             yield cell(kind.name, content, accept, fields, costs, reasons,
                                        cell_id=f"{kind.name}-{content}-{accept}-{fields}-{costs}-"
-                                               f"reasons_{reasons}", refused=refused, defect=defect)
+                                               f"reasons_{reasons}", refused=refused)
 
 
 ORACLE: dict = {}
@@ -465,7 +445,7 @@ def _refusal_cells():
                refused="costs must be numbers >= 0")
     for name in ("mc_text_header", "mc_int_gzip"):  # the whole matrix, and nothing after it
         yield cell(name, {HEADER: "cost_matrix=[[0,1,1],[1,0,1],[1,1,0]]]"}, 400,
-                   cell_id=f"{name}-matrix_trailing_text", refused="cost_matrix", defect=4)
+                   cell_id=f"{name}-matrix_trailing_text", refused="cost_matrix")
 
 
 @pytest.mark.parametrize("name,change,status,refused", list(_refusal_cells()))
@@ -558,16 +538,16 @@ def _predict_command(name: str, case: str):
 
 def _predict_cells():
     for kind in TRAINED:
-        yield kind.name, "rows", None, 1 if kind.k > 2 else None
+        yield kind.name, "rows", None
     for name in ("bin_rowcosts_empirical", "mc_text_header"):
-        yield name, "abc", "'abc' is not a number", None
+        yield name, "abc", "'abc' is not a number"
 
 
 def _predict_params():
-    for name, case, refused, defect in _predict_cells():
+    for name, case, refused in _predict_cells():
         cell_id = f"predict-{name}" + ("" if case == "rows" else "-not_a_number")
         COMMANDS[cell_id] = _predict_command(name, case)
-        yield cell(name, cell_id=cell_id, refused=refused, defect=defect)
+        yield cell(name, cell_id=cell_id, refused=refused)
 
 
 @pytest.mark.parametrize("name,refused", list(_predict_params()))
@@ -598,12 +578,11 @@ def _sweep_cells():
             str(BIN / "costaware"), "sweep", "--tree", str(trained(trainings, name)[0]),
             "--work", str(work / "sweep"), "--ratios", ratios, "--jobs", "2", "--timeout", "300"]
         if KINDS[name].k > 2:
-            yield cell(name, cell_id=cell_id, refused="class", defect=6)
+            yield cell(name, cell_id=cell_id, refused="class")
         elif name in SWEEP_REFUSED:
             yield cell(name, cell_id=cell_id, refused=SWEEP_REFUSED[name])
         else:
-            yield cell(name, cell_id=cell_id,
-                       defect=6 if "cost_matrix" in KINDS[name].hyperparameters else None)
+            yield cell(name, cell_id=cell_id)
 
 
 @pytest.mark.parametrize("name,refused", list(_sweep_cells()))
@@ -645,7 +624,7 @@ def _tune_cells():
             str(BIN / "costaware"), "tune", "--tree", str(trained(trainings, name)[0]), "--work",
             str(work / "tune"), "--trials", "2", "--jobs", "2", "--no-baseline", "--quiet",
             "--range", "num_round=off", "--objective", objective, "--seed", "1"]
-        yield cell(name, cell_id=f"tune-{name}", defect=None if KINDS[name].validation else 7)
+        yield cell(name, cell_id=f"tune-{name}")
 
 
 @pytest.mark.parametrize("name,refused", list(_tune_cells()))
@@ -698,15 +677,15 @@ def _tuner_config_command(name: str, objective: str):
 
 
 def _tuner_cells():
-    cells = [(kind.name, "cost", "", None, None) for kind in TRAINED] + [
-        ("mc_text_header", "validation:f1", "-f1", "a two-class metric", None),
-        ("bin_costs_csv", "test:expected_cost", "-test", "test", None),
-        ("bin_costs_csv", "validation:dppl", "-dppl", "facet_column", None),
-        ("bin_facet_parquet_noval", "validation:di", "-di", "fairness_metrics", 10)]
-    for name, objective, suffix, refused, defect in cells:
+    cells = [(kind.name, "cost", "", None) for kind in TRAINED] + [
+        ("mc_text_header", "validation:f1", "-f1", "a two-class metric"),
+        ("bin_costs_csv", "test:expected_cost", "-test", "test"),
+        ("bin_costs_csv", "validation:dppl", "-dppl", "facet_column"),
+        ("bin_facet_parquet_noval", "validation:di", "-di", "fairness_metrics")]
+    for name, objective, suffix, refused in cells:
         cell_id = f"tuner_config-{name}{suffix}"
         COMMANDS[cell_id] = _tuner_config_command(name, objective)
-        yield cell(name, cell_id=cell_id, refused=refused, defect=defect)
+        yield cell(name, cell_id=cell_id, refused=refused)
 
 
 @pytest.mark.parametrize("name,refused", list(_tuner_cells()))
@@ -754,16 +733,13 @@ def summary_lines(stats: dict) -> list[str]:
                     outcome.setdefault(cell_id, key)
     if not outcome:
         return []
-    good = [CELLS[cell_id] for cell_id, key in outcome.items() if key in ("passed", "xfailed")]
-    works = sum(1 for kind, _, defect in good if kind == "works" and not defect)
-    refused = collections.Counter(reason for kind, reason, defect in good
-                                  if kind == "refused" and not defect)
-    defects = collections.Counter(defect for _, _, defect in good if defect)
-    failed = [cell_id for cell_id, key in outcome.items() if key not in ("passed", "xfailed")]
+    good = [CELLS[cell_id] for cell_id, key in outcome.items() if key == "passed"]
+    works = sum(1 for kind, _ in good if kind == "works")
+    refused = collections.Counter(reason for kind, reason in good if kind == "refused")
+    failed = [cell_id for cell_id, key in outcome.items() if key != "passed"]
     lines = [f"matrix of combinations: {len(outcome)} cells in {time.monotonic() - STARTED:.0f} s: "
              f"{works} work, {sum(refused.values())} refused up front with one line, "
-             f"{sum(defects.values())} hit a known defect of #21 (xfail), {len(failed)} failed"]
+             f"{len(failed)} failed"]
     lines += [f"  refused ({n}): ...{reason}..." for reason, n in refused.most_common()]
-    lines += [f"  #21 defect {d} ({n} cells): {DEFECTS[d]}" for d, n in sorted(defects.items())]
     lines += [f"  failed: {cell_id}" for cell_id in failed[:20]]
     return lines

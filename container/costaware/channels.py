@@ -59,14 +59,18 @@ def sensitive_of(settings, channel: Channel) -> np.ndarray | None:
 
 def facet_fitting(settings, channel: Channel) -> str | None:
     """What ``channel``'s rows fit that needs rows in both facets (a one-line reason), or None:
-    the held-out rows of a bounded rule (``max_abs_dppl`` < 1: the validation channel, and the
-    train channel too when cross-fitting) and the training rows of ``fairness_penalty``."""
-    cross_fit = settings.calibration_data == "cross_fit"
-    if settings.max_abs_dppl < 1 and (channel.name == "validation" or
-                                      (cross_fit and channel.name == "train")):
+    the train channel always (a facet that matches none or all of the training rows is a
+    misconfigured facet, not a channel to measure; the parity penalty trains on these rows, and
+    a bounded rule is fitted on them when cross-fitting), and the validation channel where a
+    bounded rule (``max_abs_dppl`` < 1) is fitted on it, or the penalty trains on it
+    (cross-fitting joins it to train)."""
+    if channel.name == "train":
+        return "the train channel's rows define the facet's groups"
+    if channel.name != "validation":
+        return None
+    if settings.max_abs_dppl < 1:
         return f"max_abs_dppl {settings.max_abs_dppl:g} is fitted on these rows"
-    if settings.fairness_penalty > 0 and (channel.name == "train" or
-                                                         (cross_fit and channel.name == "validation")):
+    if settings.fairness_penalty > 0 and settings.calibration_data == "cross_fit":
         return f"fairness_penalty {settings.fairness_penalty:g} is trained on these rows"
     return None
 
