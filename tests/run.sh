@@ -9,17 +9,26 @@
 #      registry through a local AWS API;
 #   4. the image test (tests/image/run_image_tests.sh: builds the image, trains in it, serves from
 #      it, predicts from the host, two hosts on a test network).
-#   ./tests/run.sh [pytest args]
+#   ./tests/run.sh [--fast] [pytest args]
 # Pytest arguments narrow step 3 only. COSTAWARE_SKIP_IMAGE_TESTS=1 runs steps 2 and 3 without
 # the image and registry tests (any user); the log says what was left out.
+# --fast: the fast tier for a developer's loop (under 3 minutes on a 2-core machine): steps 2 and
+# 3 only, without the tests marked `slow` (tests/conftest.py says which and why) and without the
+# image; every module is still exercised. CI runs everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
 skip_image=${COSTAWARE_SKIP_IMAGE_TESTS:-0}
 pytest_extra=()
+if [ "${1:-}" = "--fast" ]; then
+    shift
+    skip_image=1
+    pytest_extra+=(-m "not slow")
+    echo "=== fast tier: the tests marked slow, the image and registry tests are not run (CI runs them)"
+fi
 if [ "$skip_image" = 1 ]; then
-    echo "=== image and registry tests SKIPPED (COSTAWARE_SKIP_IMAGE_TESTS=1): tests/image is not run"
+    echo "=== image and registry tests SKIPPED: tests/image is not run"
     pytest_extra+=(--ignore=tests/image)
     python3 -c 'import ensurepip, venv' 2>/dev/null || {
         echo "tests/run.sh: Python has no venv module: run 'sudo apt-get install python3-venv' once, then ./tests/run.sh" >&2
@@ -48,10 +57,13 @@ fi
 export PATH="$PWD/$VENV/bin:$PATH"
 
 echo "=== pytest"
-"$VENV/bin/python" -m pytest -p no:cacheprovider tests ${pytest_extra[@]+"${pytest_extra[@]}"} "$@"
+# two test files at a time (pytest-xdist; a file's tests stay together, sharing its fixtures);
+# COSTAWARE_TEST_PROCESSES=0 runs them in this one process
+"$VENV/bin/python" -m pytest -p no:cacheprovider -n "${COSTAWARE_TEST_PROCESSES:-2}" --dist loadfile \
+    tests ${pytest_extra[@]+"${pytest_extra[@]}"} "$@"
 
 if [ "$skip_image" = 1 ]; then
-    echo "=== image test SKIPPED (COSTAWARE_SKIP_IMAGE_TESTS=1)"
+    echo "=== image test SKIPPED"
 else
     echo "=== image test (tests/image/run_image_tests.sh)"
     PYTHON="$VENV/bin/python" ./tests/image/run_image_tests.sh

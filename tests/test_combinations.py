@@ -94,18 +94,21 @@ SWEEP = {"bin_costs_csv": "4", "bin_rowcosts_empirical": "2", "bin_matrix2_csv":
 SWEEP_REFUSED = {"bin_rowcosts_empirical": "the tree gives per-row costs"}
 TUNE = {"bin_costs_csv": "cost", "bin_facet_parquet_noval": "combined", "mc_text_header": "cost"}
 
-CELLS: dict[str, tuple[str, str]] = {}  # test id -> (works|refused, reason)
-
-
 def cell(*values, cell_id: str, refused: str | None = None):
     """One cell: ``refused`` is the distinctive part of its one-line refusal (None: it works)."""
-    CELLS[cell_id] = ("refused" if refused else "works", refused or "")
     return pytest.param(*values, refused, id=cell_id)
 
 
-# ------------------------------------------------------------------------------- fixtures
+@pytest.fixture(autouse=True)
+def _cell_outcome(request, record_property):
+    """What the cell is (works, or refused and why), in its report: tests/conftest.py counts the
+    matrix from the reports, which reach pytest's main process also when xdist runs the tests."""
+    refused = request.node.callspec.params.get("refused")
+    record_property("combination", "refused" if refused else "works")
+    record_property("refusal", refused or "")
 
-STARTED = time.monotonic()
+
+# ------------------------------------------------------------------------------- fixtures
 
 
 def _train_all(root: Path) -> dict:
@@ -716,30 +719,3 @@ def test_tuner_config(trainings, models, commands, request, name, refused):
         assert values[-1] == pytest.approx(channel_cost(models(name), kind, "validation")[0],
                                            rel=1e-6)
     # else out of fold: the fold models that scored those rows are not saved
-
-
-# ------------------------------------------------------------------------------- the summary
-
-
-def summary_lines(stats: dict) -> list[str]:
-    """The matrix's size from the run's reports (tests/conftest.py prints it at the end)."""
-    outcome = {}
-    for key in ("passed", "failed", "xfailed", "xpassed", "error", "skipped"):
-        for report in stats.get(key, []):
-            nodeid = getattr(report, "nodeid", "")
-            if "test_combinations.py::" in nodeid and "[" in nodeid:
-                cell_id = nodeid.rsplit("[", 1)[1][:-1]
-                if cell_id in CELLS and (report.when == "call" or key in ("failed", "error")):
-                    outcome.setdefault(cell_id, key)
-    if not outcome:
-        return []
-    good = [CELLS[cell_id] for cell_id, key in outcome.items() if key == "passed"]
-    works = sum(1 for kind, _ in good if kind == "works")
-    refused = collections.Counter(reason for kind, reason in good if kind == "refused")
-    failed = [cell_id for cell_id, key in outcome.items() if key != "passed"]
-    lines = [f"matrix of combinations: {len(outcome)} cells in {time.monotonic() - STARTED:.0f} s: "
-             f"{works} work, {sum(refused.values())} refused up front with one line, "
-             f"{len(failed)} failed"]
-    lines += [f"  refused ({n}): ...{reason}..." for reason, n in refused.most_common()]
-    lines += [f"  failed: {cell_id}" for cell_id in failed[:20]]
-    return lines

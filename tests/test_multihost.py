@@ -289,7 +289,7 @@ def test_a_peer_that_never_comes_fails_within_the_peer_timeout(tmp_path):
     reason = failure_reason(trees[0])
     assert "the training group of 2 hosts (127.0.0.1, 127.0.0.2)" in reason, reason
     assert "did not form within 4 s (COSTAWARE_PEER_TIMEOUT)" in reason, reason
-    assert elapsed < 60, elapsed
+    assert elapsed < 300, elapsed  # the 4 s applied, not the default 600 s (however loaded the machine)
 
 
 def test_an_unresolvable_host_name_fails_with_the_name(tmp_path):
