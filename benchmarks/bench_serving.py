@@ -102,6 +102,19 @@ def load_rows(model_dir: str, base_dir: str | None) -> np.ndarray:
     return np.random.default_rng(0).normal(size=(200, n))
 
 
+def serve_demo(model_dir: str | None, tmp: str, workers: int):
+    """The model (``model_dir``, or the demo trained into ``tmp``), its request rows, and the real
+    ``serve`` started on it: ``(model_dir, rows, port, proc)``."""
+    base_dir = None
+    if not model_dir:
+        base_dir = os.path.join(tmp, "ml")
+        model_dir = train_demo_model(base_dir)
+    rows = load_rows(model_dir, base_dir)
+    port = free_port()
+    proc = start_server(model_dir, port, workers, os.path.join(tmp, "serve.log"))
+    return model_dir, rows, port, proc
+
+
 def in_process_single_row(predict, rows: np.ndarray, seconds: float, limit: int) -> float:
     """One-row calls of ``predict`` per second, one thread."""
     singles = [rows[i:i + 1] for i in range(len(rows))]
@@ -248,15 +261,8 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="costaware-bench-")
     proc = None
     try:
-        base_dir = None
-        model_dir = args.model_dir
-        if not model_dir:
-            base_dir = os.path.join(tmp, "ml")
-            model_dir = train_demo_model(base_dir)
+        model_dir, rows, port, proc = serve_demo(args.model_dir, tmp, args.workers)
         model = artifact.load(model_dir, nthread=1)
-        rows = load_rows(model_dir, base_dir)
-        port = free_port()
-        proc = start_server(model_dir, port, args.workers, os.path.join(tmp, "serve.log"))
 
         # The machine may be shared: in-process and server phases alternate, and each side is
         # reported at its best round (and its median), so a burst of load elsewhere flatters

@@ -36,8 +36,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_serving import (free_port, load_rows, start_server, stop_server,  # noqa: E402
-                           train_demo_model)
+from bench_serving import serve_demo, stop_server  # noqa: E402
 
 REQUEST_TIMEOUT = 10.0  # a normal request not answered by then is an error
 
@@ -140,14 +139,7 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="costaware-bench-")
     proc = None
     try:
-        base_dir = None
-        model_dir = args.model_dir
-        if not model_dir:
-            base_dir = os.path.join(tmp, "ml")
-            model_dir = train_demo_model(base_dir)
-        rows = load_rows(model_dir, base_dir)
-        port = free_port()
-        proc = start_server(model_dir, port, args.workers, os.path.join(tmp, "serve.log"))
+        _, rows, port, proc = serve_demo(args.model_dir, tmp, args.workers)
         normal_clients(port, rows, args.concurrency, 1.0)  # warm-up
 
         before = normal_clients(port, rows, args.concurrency, args.seconds)
