@@ -16,3 +16,11 @@ class HyperparameterError(InputError):
 
 class DataError(InputError):
     """A data file cannot be read or holds values the training program cannot use."""
+
+
+def load_failure_reason(exc: Exception) -> str:
+    """One line saying why the model did not load (a ModelLoadError carries one already)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if type(exc).__name__ != "ModelLoadError":
+        text = f"{type(exc).__name__}: {text}"
+    return text or "unknown error"

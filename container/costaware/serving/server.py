@@ -41,6 +41,7 @@ from datetime import datetime, timezone
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
+from ..errors import load_failure_reason
 from .config import ServerConfigError, ServerSettings
 
 
@@ -153,14 +154,6 @@ def without_sklearn() -> None:
     only for its scikit-learn wrapper, which serving never uses: that was 1.4 of a worker's 2.2 s
     boot here, and so of the time a killed worker's replacement takes to answer."""
     sys.modules.setdefault("sklearn", None)  # `import sklearn` then raises ImportError
-
-
-def load_failure_reason(exc: Exception) -> str:
-    """One line saying why the model did not load (a ModelLoadError carries one already)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if type(exc).__name__ != "ModelLoadError":
-        text = f"{type(exc).__name__}: {text}"
-    return text or "unknown error"
 
 
 def check_model(model_dir: str) -> str | None:

@@ -52,6 +52,7 @@ from gunicorn import http, util
 from gunicorn.http import wsgi
 from gunicorn.workers import base
 
+from ..errors import load_failure_reason
 from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers (gunicorn's own limits apply after)
@@ -472,8 +473,6 @@ class AsyncWorker(base.Worker):
         try:
             super().load_wsgi()
         except Exception as exc:
-            from .server import load_failure_reason
-
             reason = load_failure_reason(exc)
             serving = self.roster.ready_pids() - {os.getpid()}
             if not serving:
