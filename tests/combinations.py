@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from conftest import write_tree
+from support import write_tree
 
 FEATURES = ["a", "b", "c", "d"]
 CLASSES = ["low", 'mid, "so-so"', "high"]  # CSV must quote the middle one

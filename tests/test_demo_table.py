@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 
-from conftest import BIN, REPO
+from support import BIN, REPO
 
 
 def readme_table() -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 from costaware import hyperparameters as hp
 from costaware.errors import HyperparameterError
 
-from conftest import REPO
+from support import REPO
 
 
 def test_defaults():
