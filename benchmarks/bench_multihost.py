@@ -13,7 +13,7 @@ final evaluation and the report). Three ways, best of ``--repeat`` each, run in 
 Prints train rows per second and the ratio to the baseline. On one machine two hosts share its
 cores and memory bandwidth, so the ratio shows the overhead of distribution (histograms summed
 over the network every tree level, margins gathered every round), not the speed-up of two
-instances; see the README for what to expect on real multi-instance jobs.
+instances; see docs/multi-host.md for what to expect on real multi-instance jobs.
 
     python benchmarks/bench_multihost.py [--rows 400000] [--features 30] [--rounds 50]
 """

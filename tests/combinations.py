@@ -5,7 +5,7 @@ their small data; how a request row is laid out for each.
 
 The oracle recomputes, from a model directory's saved files only — the booster read with the
 xgboost library, ``metadata.json``'s calibrator, rule and costs — what the documented contract
-(README *How training works*, *Serving*, *More than two classes*; docs/serving.md;
+(docs/training.md, docs/serving.md, docs/multiclass.md;
 docs/explainability.md) says every row gets, in plain numpy. It imports nothing from costaware:
 a mismatch is a defect of the code or of the docs, never agreement of the code with itself.
 """
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from conftest import write_tree
+from support import write_tree
 
 FEATURES = ["a", "b", "c", "d"]
 CLASSES = ["low", 'mid, "so-so"', "high"]  # CSV must quote the middle one
@@ -186,7 +186,7 @@ class SavedModel:
     # -------------------------------------------------------------------- binary
 
     def probability(self, features: np.ndarray) -> np.ndarray:
-        """README *Probabilities you can price*: ``sigmoid(mu / sqrt(1 + pi v / 8))``, ``mu = a m + c``,
+        """docs/training.md *Probabilities you can price*: ``sigmoid(mu / sqrt(1 + pi v / 8))``, ``mu = a m + c``,
         ``v = (m, 1) Cov (m, 1)^T``, the margin held within the saved ``margin_range``."""
         cal = self.policy["calibrator"]
         low, high = cal["margin_range"]
@@ -266,7 +266,7 @@ class SavedModel:
     # -------------------------------------------------------------------- K >= 3
 
     def class_probabilities(self, features: np.ndarray) -> np.ndarray:
-        """README *More than two classes*: ``softmax(z / T + b)``."""
+        """docs/multiclass.md *Calibration*: ``softmax(z / T + b)``."""
         cal = self.policy["calibrator"]
         z = self.margins(features).reshape(len(features), -1) / cal["temperature"]
         if cal.get("bias"):

@@ -19,7 +19,7 @@ from costaware.data import Dataset
 from costaware.errors import HyperparameterError, InputError
 from costaware.objective import make_objective
 
-from conftest import BIN, csv_text, failure_reason, run_train, synthetic, write_tree
+from support import BIN, csv_text, failure_reason, run_train, synthetic, write_tree
 
 SAMPLING = {"subsample": "0.7", "colsample_bytree": "0.8", "colsample_bylevel": "0.9",
             "colsample_bynode": "0.8"}

@@ -30,9 +30,8 @@ import requests
 
 from combinations import (CLASSES, FEATURES, INT_CLASSES, MATRIX, ROWS, Kind, SavedModel, auc,
                           channel_frames, realised_cost, write_kind)
-from conftest import BIN, Server
+from support import BIN, HEADER, Server
 
-HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 F = tuple(FEATURES)
 VAL = {"calibration_data": "validation"}
 

@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 
-from conftest import BIN, REPO
+from support import BIN, REPO
 
 
 def readme_table() -> list[str]:
@@ -42,16 +42,16 @@ def test_the_demo_tree_is_the_committed_one(breast_cancer_tree):
                                   "hyperparameters.json").read_text()
 
 
-def test_the_readme_serving_example_is_what_the_demo_model_serves(breast_cancer_tree):
-    """The README's `predict.sh` example: its first two rows and the policy, from the real app."""
+def test_the_serving_docs_predict_example_is_what_the_demo_model_serves(breast_cancer_tree):
+    """docs/serving.md's `predict.sh` example: its first two rows and the policy, from the real app."""
     import json
 
     from costaware.serving.app import create_app
 
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "serving.md").read_text()
     block = re.search(r"\$ local_test/predict.sh local_test/payloads/breast_cancer.csv text/csv\n(.*?)\n```",
                       text, flags=re.S)
-    assert block, "the README's serving example is missing"
+    assert block, "docs/serving.md's predict.sh example is missing"
     shown_rows = [json.loads(row) for row in re.findall(r'\{"score".*?\}', block.group(1))]
     shown_policy = json.loads(re.search(r'"policy":(\{.*\})\}\s*$', block.group(1)).group(1))
     payload = (REPO / "local_test" / "payloads" / "breast_cancer.csv").read_bytes()

@@ -18,7 +18,6 @@ string dtype, on which smclarify 0.5's column-type guess raises ``TypeError``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -29,56 +28,15 @@ from smclarify.bias.metrics import common as clarify_common
 
 from costaware import fairness as F
 
-TOL = 1e-9
+from support import Case, clarify, report_values, same
+
 # smclarify 0.5 on pandas 3: "The copy keyword is deprecated" in its column-type guess
 pytestmark = pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")
 POST = F.POST_TRAINING_METRICS
 PRE = F.PRE_TRAINING_METRICS
 
 
-@dataclass
-class Case:
-    y: np.ndarray
-    yhat: np.ndarray
-    s: np.ndarray
-    group: np.ndarray | None = None
-    x: np.ndarray | None = None
-    facet: np.ndarray | None = None     # the raw facet column, passed to Clarify as ``feature``
-
-
-def same(ours, ref) -> bool:
-    if ours is None or ref is None:
-        return ours is ref
-    ours, ref = float(ours), float(ref)
-    if math.isnan(ours) or math.isnan(ref):
-        return math.isnan(ours) and math.isnan(ref)
-    if math.isinf(ours) or math.isinf(ref):
-        return ours == ref
-    return abs(ours - ref) <= TOL * max(1.0, abs(ref))
-
-
 # ------------------------------------------------------------------ the two implementations
-
-def clarify(name: str, c: Case):
-    """``("value", v)`` or ``("error", message)`` from Clarify's metric, called as its report does."""
-    n = len(c.s)
-    facet = pd.Series(c.facet if c.facet is not None else c.s.astype(int))
-    x = c.x if c.x is not None else np.zeros((n, 1))
-    kwargs = dict(
-        df=pd.DataFrame(x),
-        feature=facet,
-        sensitive_facet_index=pd.Series(c.s, dtype=bool),
-        label=pd.Series(c.y, dtype=bool),
-        positive_label_index=pd.Series(c.y, dtype=bool),
-        predicted_label=pd.Series(c.yhat, dtype=bool),
-        positive_predicted_label_index=pd.Series(c.yhat, dtype=bool),
-        group_variable=None if c.group is None else pd.Series(c.group),
-    )
-    try:
-        return "value", float(clarify_metrics.call_metric(getattr(clarify_metrics, name), **kwargs))
-    except ValueError as error:
-        return "error", str(error)
-
 
 OURS = {
     "DPPL": lambda c: F.dppl(c.yhat, c.s),
@@ -335,16 +293,6 @@ def test_infer_data_type_matches_clarify(column, values):
 
 # ------------------------------------------------------------------ Clarify's whole report
 
-def _report_values(report: list) -> dict:
-    (facet,) = report
-    out = {}
-    for metric in facet["metrics"]:
-        value = metric["value"]
-        out[metric["name"]] = math.nan if value is None else float(
-            value.replace("Infinity", "inf") if isinstance(value, str) else value)
-    return out
-
-
 @pytest.mark.parametrize("seed", range(3))
 def test_post_training_report_from_raw_columns(seed):
     rng = np.random.default_rng(500 + seed)
@@ -361,7 +309,7 @@ def test_post_training_report_from_raw_columns(seed):
         clarify_report.LabelColumn("label", df["label"], [1, 2]),
         clarify_report.StageType.POST_TRAINING,
         clarify_report.LabelColumn("pred", df["pred"]), group_variable=group)
-    ref = _report_values(report)
+    ref = report_values(report)
 
     y = F.positive_label_index(df["label"].to_numpy(), [1, 2])
     yhat = F.positive_label_index(df["pred"].to_numpy(), [1, 2])
@@ -382,7 +330,7 @@ def test_pre_training_report_with_continuous_facet(seed):
         df, clarify_report.FacetColumn("age", [40]),
         clarify_report.LabelColumn("label", df["label"], ["good"]),
         clarify_report.StageType.PRE_TRAINING, group_variable=group)
-    ref = _report_values(report)
+    ref = report_values(report)
 
     y = F.positive_label_index(df["label"].to_numpy(), ["good"])
     s = F.sensitive_facet_index(df["age"].to_numpy(), [40], data_type="infer")

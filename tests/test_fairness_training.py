@@ -16,8 +16,7 @@ from costaware.data import Dataset
 from costaware.errors import DataError
 from costaware.objective import parity_penalty, parity_penalty_grad_hess
 
-from conftest import REPO, run_train
-from test_fairness_metrics import Case, clarify, same
+from support import REPO, Case, Server, clarify, run_train, same
 
 pytestmark = pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")
 PREPARE = REPO / "local_test" / "prepare_german_credit.py"
@@ -137,7 +136,6 @@ def test_constrained_rules(tmp_path, unconstrained):
 def _serve_with_facet(base, frame, model, decisions, log_dir):
     """The real server decides each row with its facet's threshold; the facet comes last."""
     import requests
-    from test_serving import Server
     server = Server(str(base / "model"), log_dir, workers=1)
     try:
         server.wait_ready()
@@ -214,7 +212,7 @@ def test_parity_penalty_derivatives_match_finite_differences(seed):
 
 
 def test_multiclass_labels_collapsed_by_clarifys_rule(tmp_path):
-    from conftest import write_tree
+    from support import write_tree
     rng = np.random.default_rng(2)
     x = rng.normal(size=(300, 3))
     grade = np.clip(np.round(x[:, 0] + 3 + rng.normal(scale=0.5, size=300)), 1, 5).astype(int)

@@ -8,7 +8,7 @@ import pytest
 from costaware import hyperparameters as hp
 from costaware.errors import HyperparameterError
 
-from conftest import REPO
+from support import REPO
 
 
 def test_defaults():
@@ -124,9 +124,9 @@ def test_cli_prints_the_schema_as_json():
     assert eta["default"] == 0.3 and eta["range"] == "[0, 1]" and eta["tuning_range"]["scaling"] == "Logarithmic"
 
 
-def test_readme_table_is_generated_from_the_schema():
-    readme = (REPO / "README.md").read_text()
-    assert hp.schema_as_markdown() in readme, "regenerate with: costaware hyperparameters --markdown"
+def test_the_hyperparameters_page_table_is_generated_from_the_schema():
+    page = (REPO / "docs" / "hyperparameters.md").read_text()
+    assert hp.schema_as_markdown() in page, "regenerate with: costaware hyperparameters --markdown"
 
 
 @pytest.mark.parametrize("values,fragment", [

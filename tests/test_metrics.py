@@ -67,7 +67,7 @@ def test_binned_auc_is_within_the_stated_tolerance_of_the_exact_rank_statistic()
     m = channel_metrics(summary)
     negatives, positives = summary.score_bins
     bound = (negatives * positives).sum() / (2 * negatives.sum() * positives.sum())
-    assert 0 < abs(m["auc"] - skm.roc_auc_score(label, p)) <= bound  # the README's bound
+    assert 0 < abs(m["auc"] - skm.roc_auc_score(label, p)) <= bound  # docs/multi-host.md's bound
     assert 2 * AUC_RANGE / AUC_BINS < 0.004
 
 

@@ -159,7 +159,7 @@ def test_collapsed_bias_equals_smclarify(classes, favourable, seed):
     from smclarify.bias import report as clarify_report
 
     from costaware import bias
-    from test_fairness_metrics import _report_values, same
+    from support import report_values, same
 
     rng = np.random.default_rng(seed)
     n, k = 500, len(classes)
@@ -173,7 +173,7 @@ def test_collapsed_bias_equals_smclarify(classes, favourable, seed):
                           "pred": pd.Series(values[decision], dtype=object)})
     ref = {}
     for stage in (clarify_report.StageType.PRE_TRAINING, clarify_report.StageType.POST_TRAINING):
-        ref.update(_report_values(clarify_report.bias_report(
+        ref.update(report_values(clarify_report.bias_report(
             frame, clarify_report.FacetColumn("facet", ["B"]),
             clarify_report.LabelColumn("label", frame["label"], favourable), stage,
             clarify_report.LabelColumn("pred", frame["pred"]),

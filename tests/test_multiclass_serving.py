@@ -9,35 +9,21 @@ import json
 import subprocess
 
 import numpy as np
-import pandas as pd
 import pytest
 import requests
-from sklearn.datasets import load_wine
 
 from costaware import artifact, inference, multiclass
 
-from conftest import BIN, REPO, failure_reason, run_train, write_tree
-from test_serving import HEADER, Server, csv_body
-
-CLASSES = ["barolo", "grignolino", "barbera"]
-# C[true][decided]: selling a barbera as a barolo is the expensive mistake
-MATRIX = [[0, 2, 3], [2, 0, 1], [12, 3, 0]]
-
-
-def _frame() -> pd.DataFrame:
-    data = load_wine()
-    frame = pd.DataFrame(data.data, columns=[c.replace("/", "_") for c in data.feature_names])
-    frame.insert(0, "cultivar", np.array(CLASSES, dtype=object)[data.target])
-    return frame.sample(frac=1.0, random_state=7).reset_index(drop=True)
-
+from support import (BIN, HEADER, REPO, WINE_CLASSES, WINE_MATRIX, Server, csv_body, failure_reason,
+                     run_train, wine_frame, write_tree)
 
 @pytest.fixture(scope="module")
 def wine(tmp_path_factory):
     base = tmp_path_factory.mktemp("wine") / "ml"
-    frame = _frame()
+    frame = wine_frame()
     write_tree(base, {"num_round": "25", "max_depth": "3", "eta": "0.3",
-                      "label_column": "cultivar", "classes": json.dumps(CLASSES),
-                      "cost_matrix": json.dumps(MATRIX), "cross_fit_folds": "4",
+                      "label_column": "cultivar", "classes": json.dumps(WINE_CLASSES),
+                      "cost_matrix": json.dumps(WINE_MATRIX), "cross_fit_folds": "4",
                       "early_stopping_rounds": "8"},
                {"train": {"t.csv": frame.iloc[:110].to_csv(index=False)},
                 "validation": {"v.csv": frame.iloc[110:140].to_csv(index=False)},
@@ -73,10 +59,10 @@ def test_training_logs_every_round_and_saves_the_confusion_matrix(wine):
     served = evaluation["channels"]["test"]["served"]
     confusion = np.array(served["confusion"])
     assert confusion.shape == (3, 3) and confusion.sum() == len(test_rows)
-    assert np.allclose(served["cell_costs"], confusion * np.array(MATRIX))
-    assert served["cost"] == pytest.approx(float((confusion * np.array(MATRIX)).sum()))
+    assert np.allclose(served["cell_costs"], confusion * np.array(WINE_MATRIX))
+    assert served["cost"] == pytest.approx(float((confusion * np.array(WINE_MATRIX)).sum()))
     assert evaluation["channels"]["validation"]["scored_by"] == "out-of-fold"
-    assert evaluation["policy"]["classes"] == CLASSES
+    assert evaluation["policy"]["classes"] == WINE_CLASSES
     data = base / "output" / "data"
     page = (data / "report.html").read_text()
     for channel in ("train", "validation", "test"):
@@ -91,9 +77,9 @@ def test_decisions_are_the_cheapest_expected_cost(model, wine):
     result = inference.predict(model, rows)
     p = result["probabilities"]
     assert p.shape == (len(rows), 3) and np.allclose(p.sum(axis=1), 1.0)
-    expected = p @ np.array(MATRIX, float)
+    expected = p @ np.array(WINE_MATRIX, float)
     assert np.allclose(result["expected_costs"], expected)
-    assert list(result["decision"]) == [CLASSES[j] for j in expected.argmin(axis=1)]
+    assert list(result["decision"]) == [WINE_CLASSES[j] for j in expected.argmin(axis=1)]
     # the served decisions are mostly right on held-out wine
     truth = wine[1]["cultivar"].tolist()
     assert np.mean([d == t for d, t in zip(result["decision"], truth)]) > 0.85
@@ -121,14 +107,14 @@ def test_every_format_carries_per_class_probabilities_and_costs(server, model, w
             else [json.loads(line) for line in response.text.split("\n")])
     for i, row in enumerate(body):
         assert list(row) == list(inference.MULTICLASS_FIELDS)
-        assert list(row["probabilities"]) == CLASSES
+        assert list(row["probabilities"]) == WINE_CLASSES
         assert row["decision"] == want["decision"][i]
-        assert [row["probabilities"][c] for c in CLASSES] == pytest.approx(
+        assert [row["probabilities"][c] for c in WINE_CLASSES] == pytest.approx(
             want["probabilities"][i].tolist(), rel=1e-13)
-        assert [row["expected_costs"][c] for c in CLASSES] == pytest.approx(
+        assert [row["expected_costs"][c] for c in WINE_CLASSES] == pytest.approx(
             want["expected_costs"][i].tolist(), rel=1e-13)
     if accept == "application/json":
-        assert response.json()["policy"]["cost_matrix"] == MATRIX
+        assert response.json()["policy"]["cost_matrix"] == WINE_MATRIX
 
 
 def test_large_batches_format_like_single_rows(server, wine):
@@ -153,10 +139,10 @@ def test_a_requests_cost_matrix_changes_decisions_not_probabilities(server, mode
     assert response.status_code == 200, response.text
     body = response.json()
     own = inference.predict(model, rows)
-    got = [[r["probabilities"][c] for c in CLASSES] for r in body["predictions"]]
+    got = [[r["probabilities"][c] for c in WINE_CLASSES] for r in body["predictions"]]
     assert np.allclose(got, own["probabilities"], rtol=1e-13)
     assert [r["decision"] for r in body["predictions"]] == \
-        [CLASSES[j] for j in own["probabilities"].argmax(axis=1)]
+        [WINE_CLASSES[j] for j in own["probabilities"].argmax(axis=1)]
     assert {r["costs"] for r in body["predictions"]} == {"request"}
     assert body["policy"]["cost_matrix"] == matrix
     assert response.headers[HEADER] == "cost_matrix=[[0,1,1],[1,0,1],[1,1,0]],rule=bayes," \
@@ -207,18 +193,18 @@ def test_binary_fields_are_not_offered(server, wine):
 
 
 @pytest.mark.parametrize("hyperparameters, label, fragment", [
-    ({"classes": json.dumps(CLASSES)}, "merlot",
+    ({"classes": json.dumps(WINE_CLASSES)}, "merlot",
      "t.csv: line 4, column 1 ('cultivar') (label): 'merlot' is not one of the classes "
      '["barolo", "grignolino", "barbera"]'),
     ({"cost_matrix": "[[0,1,1],[1,0,1]]"}, None, "hyperparameter 'cost_matrix': row 0 has 3 values"),
-    ({"classes": json.dumps(CLASSES), "cost_matrix": "[[0,1],[1,0]]"}, None,
+    ({"classes": json.dumps(WINE_CLASSES), "cost_matrix": "[[0,1],[1,0]]"}, None,
      "hyperparameter 'cost_matrix': 2 x 2, but there are 3 classes"),
-    ({"classes": json.dumps(CLASSES), "cost_fn_column": "ash"}, None,
+    ({"classes": json.dumps(WINE_CLASSES), "cost_fn_column": "ash"}, None,
      "hyperparameter 'cost_fn_column' with 3 classes"),
 ])
 def test_training_refuses_bad_classes_and_matrices_with_one_line(tmp_path, hyperparameters, label,
                                                                  fragment):
-    frame = _frame().iloc[:60].copy()
+    frame = wine_frame().iloc[:60].copy()
     if label:
         frame.loc[2, "cultivar"] = label
     write_tree(tmp_path, {"label_column": "cultivar", "num_round": "3", **hyperparameters},
@@ -230,10 +216,10 @@ def test_training_refuses_bad_classes_and_matrices_with_one_line(tmp_path, hyper
 
 
 def test_integer_labels_by_default_with_the_matrix_size(tmp_path):
-    frame = _frame().iloc[:90].copy()
-    frame["cultivar"] = frame["cultivar"].map({c: i for i, c in enumerate(CLASSES)})
+    frame = wine_frame().iloc[:90].copy()
+    frame["cultivar"] = frame["cultivar"].map({c: i for i, c in enumerate(WINE_CLASSES)})
     write_tree(tmp_path, {"label_column": "cultivar", "num_round": "5", "cross_fit_folds": "3",
-                          "cost_matrix": json.dumps(MATRIX)},
+                          "cost_matrix": json.dumps(WINE_MATRIX)},
                {"train": {"t.csv": frame.to_csv(index=False)}})
     result = run_train(tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -244,7 +230,7 @@ def test_integer_labels_by_default_with_the_matrix_size(tmp_path):
 
 
 def test_a_two_by_two_matrix_is_the_binary_costs(tmp_path):
-    from conftest import csv_text, synthetic
+    from support import csv_text, synthetic
 
     x, y = synthetic(400, d=4, seed=2)
     channels = {"train": {"t.csv": csv_text(y[:300], x[:300])},
@@ -291,12 +277,12 @@ def test_metrics_equal_scikit_learn():
 def test_bias_on_the_favourable_classes_end_to_end(tmp_path):
     from costaware import fairness
 
-    frame = _frame()
+    frame = wine_frame()
     # a facet that leans on the data: high-alcohol wines more often in region 1
     rng = np.random.default_rng(3)
     frame["region"] = (frame["alcohol"] + rng.normal(0, 0.6, len(frame)) > 13.0).astype(int)
     write_tree(tmp_path, {"num_round": "15", "max_depth": "3", "label_column": "cultivar",
-                          "classes": json.dumps(CLASSES), "cost_matrix": json.dumps(MATRIX),
+                          "classes": json.dumps(WINE_CLASSES), "cost_matrix": json.dumps(WINE_MATRIX),
                           "cross_fit_folds": "4", "facet_column": "region",
                           "facet_values_or_threshold": "[1]",
                           "label_values_or_threshold": '["barolo"]',
@@ -311,7 +297,7 @@ def test_bias_on_the_favourable_classes_end_to_end(tmp_path):
     evaluation = json.loads((tmp_path / "output" / "data" / "evaluation.json").read_text())
     section = evaluation["channels"]["test"]["bias"]
     assert section["favourable"] == ["barolo"]
-    assert set(section["per_class"]) == set(CLASSES)
+    assert set(section["per_class"]) == set(WINE_CLASSES)
     # recompute from the served decisions of the saved model on the test rows
     model = artifact.load(str(tmp_path / "model"), nthread=1)
     test = frame.iloc[140:]
@@ -331,11 +317,11 @@ def bounded(tmp_path_factory):
     """Wine with a facet ('region', leaning on alcohol) and a bound of 0.05 on the favourable
     ('barolo') rate, one shift per facet: the tree, its rows and the training log."""
     base = tmp_path_factory.mktemp("bounded") / "ml"
-    frame = _frame()
+    frame = wine_frame()
     rng = np.random.default_rng(3)
     frame["region"] = (frame["alcohol"] + rng.normal(0, 0.6, len(frame)) > 13.0).astype(int)
     common = {"num_round": "15", "max_depth": "3", "label_column": "cultivar",
-              "classes": json.dumps(CLASSES), "cost_matrix": json.dumps(MATRIX),
+              "classes": json.dumps(WINE_CLASSES), "cost_matrix": json.dumps(WINE_MATRIX),
               "cross_fit_folds": "4", "facet_column": "region",
               "facet_values_or_threshold": "[1]", "label_values_or_threshold": '["barolo"]'}
     write_tree(base, {**common, "max_abs_dppl": "0.05", "group_thresholds": "true"},
@@ -405,9 +391,9 @@ def test_reasons_for_the_chosen_class_against_the_runner_up(server, model, wine)
     for i, row in enumerate(body):
         assert list(row) == list(inference.MULTICLASS_FIELDS + inference.CLASS_REASON_FIELDS)
         costs = want["expected_costs"][i]
-        j = CLASSES.index(row["decision"])
+        j = WINE_CLASSES.index(row["decision"])
         r = min((c for c in range(3) if c != j), key=lambda c: (costs[c], c))
-        assert row["runner_up"] == CLASSES[r]
+        assert row["runner_up"] == WINE_CLASSES[r]
         assert row["cost_gap"] == pytest.approx(costs[r] - costs[j]) and row["cost_gap"] >= 0
         signed = contributions[i, j, :-1] - contributions[i, r, :-1]
         top = sorted((f for f in range(len(signed)) if signed[f] > 0),
@@ -438,10 +424,10 @@ TRICKY = ["a,b", 'c"d', "é ü"]  # CSV's own characters, and text beyond ASCII
 
 
 def _trained_with_classes(base, classes: list) -> tuple:
-    frame = _frame()
-    frame["cultivar"] = frame["cultivar"].map(dict(zip(CLASSES, classes)))
+    frame = wine_frame()
+    frame["cultivar"] = frame["cultivar"].map(dict(zip(WINE_CLASSES, classes)))
     write_tree(base, {"num_round": "6", "max_depth": "2", "label_column": "cultivar",
-                      "classes": json.dumps(classes), "cost_matrix": json.dumps(MATRIX),
+                      "classes": json.dumps(classes), "cost_matrix": json.dumps(WINE_MATRIX),
                       "cross_fit_folds": "3"},
                {"train": {"t.csv": frame.iloc[:140].to_csv(index=False)}})
     result = run_train(base)
@@ -521,7 +507,7 @@ def test_the_command_line_answers_more_than_two_classes(wine, model):
     want = inference.predict(model, rows)
     assert [a["decision"] for a in answers] == list(want["decision"])
     assert [list(a) for a in answers] == [list(inference.MULTICLASS_FIELDS)] * len(rows)
-    assert np.allclose([[a["probabilities"][c] for c in CLASSES] for a in answers],
+    assert np.allclose([[a["probabilities"][c] for c in WINE_CLASSES] for a in answers],
                        want["probabilities"], rtol=1e-13)
 
 
@@ -535,8 +521,8 @@ def test_with_a_bound_cost_gap_is_negative_where_the_bound_moved_the_decision(bo
     rows = frame.drop(columns="cultivar").to_numpy(np.float64)
     result = inference.explain(model, rows, inference.predict(model, rows), 1)
     expected = result["expected_costs"]
-    decided = np.array([CLASSES.index(d) for d in result["decision"]])
-    runner = np.array([CLASSES.index(r) for r in result["runner_up"]])
+    decided = np.array([WINE_CLASSES.index(d) for d in result["decision"]])
+    runner = np.array([WINE_CLASSES.index(r) for r in result["runner_up"]])
     cheapest = expected.argmin(axis=1)
     moved = decided != cheapest
     assert moved.any() and not moved.all()  # the bound moved some rows, not all

@@ -9,17 +9,16 @@ import pytest
 
 from costaware.tuning import config
 
-from conftest import write_tree
-from test_multiclass_serving import CLASSES, MATRIX, _frame
-from test_tuning import REALISTIC, cli
+from support import (REALISTIC_TUNER_OPTIONS, WINE_CLASSES, WINE_MATRIX, costaware_cli, wine_frame,
+                     write_tree)
 
-STATICS = {"label_column": "cultivar", "classes": json.dumps(CLASSES),
-           "cost_matrix": json.dumps(MATRIX), "facet_column": "region",
+STATICS = {"label_column": "cultivar", "classes": json.dumps(WINE_CLASSES),
+           "cost_matrix": json.dumps(WINE_MATRIX), "facet_column": "region",
            "facet_values_or_threshold": "[1]", "label_values_or_threshold": '["barolo"]'}
 
 
 def _request(objective: str, statics=None):
-    opts = config.TunerOptions(**{**REALISTIC, "statics": dict(statics or STATICS),
+    opts = config.TunerOptions(**{**REALISTIC_TUNER_OPTIONS, "statics": dict(statics or STATICS),
                                   "objective": objective})
     return config.build(opts)[0]
 
@@ -44,14 +43,14 @@ def test_a_two_class_objective_is_refused_for_a_multiclass_job():
 
 
 def test_local_tuner_on_a_multiclass_tree(tmp_path):
-    frame = _frame()
+    frame = wine_frame()
     frame["region"] = (frame["alcohol"] > 13.0).astype(int)
     tree = write_tree(tmp_path / "ml", {**STATICS, "num_round": "6", "max_depth": "3",
                                         "cross_fit_folds": "3"},
                       {"train": {"t.csv": frame.iloc[:120].to_csv(index=False)},
                        "validation": {"v.csv": frame.iloc[120:].to_csv(index=False)}})
     work = tmp_path / "study"
-    done = cli("tune", "--tree", tree, "--work", work, "--objective", "cost", "--trials", "2",
+    done = costaware_cli("tune", "--tree", tree, "--work", work, "--objective", "cost", "--trials", "2",
                "--jobs", "2", "--range", "num_round=3:8", "--seed", "2")
     assert done.returncode == 0, done.stdout + done.stderr
     with open(work / "trials.csv", newline="") as handle:

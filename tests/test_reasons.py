@@ -13,7 +13,7 @@ import xgboost as xgb
 
 from costaware import artifact, inference, reasons
 
-from test_serving import HEADER, Server, csv_body
+from support import HEADER, Server, csv_body
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_the_reason_fields_need_the_option(server, rows):
 
 
 def test_reason_texts_are_saved_and_served(tmp_path):
-    from conftest import csv_text, run_train, synthetic, write_tree
+    from support import csv_text, run_train, synthetic, write_tree
 
     x, y = synthetic(400, d=4, seed=5)
     header = "label,income,debt,age,tenure\n"
@@ -172,7 +172,7 @@ def test_reason_texts_are_saved_and_served(tmp_path):
     ('{"debt": ', "'reason_texts': not JSON"),
 ])
 def test_bad_reason_texts_fail_with_one_line(tmp_path, value, fragment):
-    from conftest import csv_text, failure_reason, run_train, synthetic, write_tree
+    from support import csv_text, failure_reason, run_train, synthetic, write_tree
 
     x, y = synthetic(100, d=4, seed=5)
     base = write_tree(tmp_path, {"num_round": "3", "label_column": "label", "reason_texts": value},
@@ -222,7 +222,7 @@ def test_the_documented_clarify_config_finds_the_probability(server, model, rows
 # --- in the report: what the model leans on, per channel and per facet ------------------------
 
 def test_mean_contributions_per_channel_and_facet(tmp_path):
-    from conftest import csv_text, run_train, synthetic, write_tree
+    from support import csv_text, run_train, synthetic, write_tree
 
     x, y = synthetic(600, d=4, seed=8)
     facet = (x[:, 1] + np.random.default_rng(8).normal(0, 1, 600) > 0).astype(int)
@@ -255,8 +255,8 @@ def test_the_documented_endpoint_config_is_a_valid_request():
     import botocore.session
     from botocore.validate import ParamValidator
 
-    from conftest import REPO
-    from test_tuning import _strict
+    from support import REPO
+    from support import service_constraint_errors
 
     doc = (REPO / "docs" / "explainability.md").read_text()
     (code,) = re.findall(r"```python\n(sagemaker_client\.create_endpoint_config.*?)```", doc,
@@ -273,7 +273,7 @@ def test_the_documented_endpoint_config_is_a_valid_request():
     report = ParamValidator().validate(sent, shape)
     assert not report.has_errors(), report.generate_report()
     errors = []
-    _strict(sent, shape, "request", errors)
+    service_constraint_errors(sent, shape, "request", errors)
     assert errors == []
     inference_config = sent["ExplainerConfig"]["ClarifyExplainerConfig"]["InferenceConfig"]
     assert inference_config == CLARIFY["text/csv"]
@@ -286,7 +286,7 @@ def test_the_docs_german_credit_tables_are_what_the_script_prints():
     import subprocess
     import sys
 
-    from conftest import REPO
+    from support import REPO
 
     done = subprocess.run([sys.executable, str(REPO / "local_test" / "german_reasons.py")],
                           capture_output=True, text=True, timeout=600, check=True)

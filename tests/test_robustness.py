@@ -30,14 +30,13 @@ import pytest
 import requests
 from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
-from test_serving import Server
 
 from costaware import artifact, inference
 from costaware.costs import CostMatrix
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOAD_TEST = os.path.join(REPO, "benchmarks", "load_test.py")
-HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+from support import HEADER, REPO, Server
+
+LOAD_TEST = str(REPO / "benchmarks" / "load_test.py")
 
 
 # ------------------------------------------------------------------------------------ fixtures

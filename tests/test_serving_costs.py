@@ -14,8 +14,8 @@ import requests
 from costaware import artifact, inference
 from costaware.costs import CostMatrix, RowCosts
 
-from conftest import BIN, run_train, synthetic, write_tree
-from test_serving import HEADER, Server, assert_matches, csv_body, parse_response
+from support import (BIN, HEADER, Server, assert_matches, csv_body, parse_response, run_train,
+                     synthetic, write_tree)
 
 FIELDS = inference.OUTPUT_FIELDS
 

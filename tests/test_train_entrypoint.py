@@ -11,7 +11,7 @@ import pytest
 
 from costaware import artifact, inference, metric_log
 
-from conftest import BIN, csv_text, failure_reason, run_train, synthetic, write_tree
+from support import BIN, csv_text, failure_reason, run_train, synthetic, write_tree
 
 X, Y = synthetic(400, seed=1)
 TRAIN = csv_text(Y[:300], X[:300])

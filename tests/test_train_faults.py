@@ -3,13 +3,12 @@ corrupt models. A failed job never exits 0, its reason is one line (on stderr, a
 ``output/failure`` where it can still be written), and the model is whole or absent."""
 
 import json
-import os
 
 import pytest
 
 from costaware import artifact
 
-from conftest import csv_text, failure_reason, run_train, synthetic, write_tree
+from support import csv_text, failure_reason, run_train, synthetic, write_tree
 
 X, Y = synthetic(400, seed=1)
 TRAIN = csv_text(Y[:300], X[:300])

@@ -19,28 +19,15 @@ from costaware import metric_log
 from costaware.tuning import config, runner
 from costaware.tuning.copula import GaussianCopula, norm_cdf, norm_ppf, spearman
 
-from conftest import REPO, csv_text, synthetic, write_tree
+from support import (REALISTIC_TUNER_OPTIONS, REPO, costaware_cli, csv_text, service_constraint_errors,
+                     synthetic, write_tree)
 
 PREPARE = REPO / "local_test" / "prepare_german_credit.py"
 GERMAN_STATICS = {"label_column": "credit_risk", "facet_column": "foreign_worker",
                   "facet_values_or_threshold": "[1]", "facet_is_feature": "true",
                   "cost_fp": "5", "cost_fn": "1"}
-REALISTIC = dict(
-    image_uri="<account>.dkr.ecr.<region>.amazonaws.com/costaware:0.2.0",
-    role_arn="arn:aws:iam::123456789012:role/service-role/SageMakerExecution",
-    s3_train="s3://my-bucket/german/train/", s3_validation="s3://my-bucket/german/validation/",
-    s3_test="s3://my-bucket/german/test/", s3_output="s3://my-bucket/german/tuning/",
-    job_name="german-fairness-01",
-)
-
-
-def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "costaware.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
-
-
 def request(**overrides):
-    opts = config.TunerOptions(**{**REALISTIC, "statics": dict(GERMAN_STATICS), **overrides})
+    opts = config.TunerOptions(**{**REALISTIC_TUNER_OPTIONS, "statics": dict(GERMAN_STATICS), **overrides})
     return config.build(opts)[0]
 
 
@@ -53,36 +40,6 @@ def _operation():
     return model.operation_model("CreateHyperParameterTuningJob")
 
 
-def _strict(value, shape, path, errors):
-    """What botocore's ParamValidator leaves to the service: max lengths, patterns, enums, upper
-    bounds (it checks types, required members and minimums only)."""
-    meta, kind = shape.metadata, shape.type_name
-    if kind == "structure":
-        for key, item in value.items():
-            _strict(item, shape.members[key], f"{path}.{key}", errors)
-    elif kind == "list":
-        if "max" in meta and len(value) > meta["max"]:
-            errors.append(f"{path}: {len(value)} items > {meta['max']}")
-        for i, item in enumerate(value):
-            _strict(item, shape.member, f"{path}[{i}]", errors)
-    elif kind == "map":
-        if "max" in meta and len(value) > meta["max"]:
-            errors.append(f"{path}: {len(value)} entries > {meta['max']}")
-        for key, item in value.items():
-            _strict(key, shape.key, f"{path} key {key!r}", errors)
-            _strict(item, shape.value, f"{path}[{key!r}]", errors)
-    elif kind == "string":
-        if "max" in meta and len(value) > meta["max"]:
-            errors.append(f"{path}: length {len(value)} > {meta['max']}")
-        if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
-            errors.append(f"{path}: {value!r} does not match {meta['pattern']}")
-        if shape.enum and value not in shape.enum:
-            errors.append(f"{path}: {value!r} not in the enum")
-    elif kind in ("integer", "long"):
-        if "max" in meta and value > meta["max"]:
-            errors.append(f"{path}: {value} > {meta['max']}")
-
-
 def test_request_passes_botocore_validation():
     from botocore.validate import ParamValidator
 
@@ -91,7 +48,7 @@ def test_request_passes_botocore_validation():
     report = ParamValidator().validate(params, shape)
     assert not report.has_errors(), report.generate_report()
     strict = []
-    _strict(params, shape, "", strict)
+    service_constraint_errors(params, shape, "", strict)
     assert strict == []
     config_ = params["HyperParameterTuningJobConfig"]
     assert config_["HyperParameterTuningJobObjective"] == {
@@ -116,7 +73,7 @@ def test_placeholders_pass_botocore_but_not_the_service_patterns():
     assert set(placeholders) == {"image_uri", "role_arn", "s3_train", "s3_validation", "s3_output"}
     assert not ParamValidator().validate(params, shape).has_errors()
     strict = []
-    _strict(params, shape, "", strict)
+    service_constraint_errors(params, shape, "", strict)
     assert any("RoleArn" in e for e in strict)
     assert "<ACCOUNT_ID>" in params["TrainingJobDefinition"]["RoleArn"]
 
@@ -174,7 +131,7 @@ def test_sdk_snippet_builds_the_same_job():
     definition = params["TrainingJobDefinition"]
     statics = dict(definition["StaticHyperParameters"])
     assert statics.pop("_tuning_objective_metric") == "validation:combined_objective"
-    assert est["hyperparameters"] == statics and est["role"] == REALISTIC["role_arn"]
+    assert est["hyperparameters"] == statics and est["role"] == REALISTIC_TUNER_OPTIONS["role_arn"]
     (_, tuner), = seen["HyperparameterTuner"]
     objective = params["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
     assert (tuner["objective_metric_name"], tuner["objective_type"]) == (objective["MetricName"],
@@ -191,20 +148,20 @@ def test_sdk_snippet_builds_the_same_job():
     assert not sdk_ranges
     inputs, fit_kwargs = seen["fit"]
     assert set(inputs[0]) == {"train", "validation", "test"}
-    assert fit_kwargs["job_name"] == REALISTIC["job_name"]
+    assert fit_kwargs["job_name"] == REALISTIC_TUNER_OPTIONS["job_name"]
 
 
 def test_cli_prints_the_request_and_the_snippet():
     args = ["tuner-config", "--objective", "auc", "--max-jobs", "20", "--max-parallel", "4"]
-    out = cli(*args, "--static", "cost_fp=5", "--role-arn", REALISTIC["role_arn"])
+    out = costaware_cli(*args, "--static", "cost_fp=5", "--role-arn", REALISTIC_TUNER_OPTIONS["role_arn"])
     assert out.returncode == 0, out.stderr
     body = json.loads(out.stdout)
     assert body["HyperParameterTuningJobConfig"]["ResourceLimits"] == {
         "MaxNumberOfTrainingJobs": 20, "MaxParallelTrainingJobs": 4}
     assert "--image-uri" in out.stderr and "--role-arn" not in out.stderr  # placeholders named
-    snippet = cli(*args, "--sdk")
+    snippet = costaware_cli(*args, "--sdk")
     assert snippet.returncode == 0 and "HyperparameterTuner(" in snippet.stdout
-    bad = cli("tuner-config", "--objective", "combined")
+    bad = costaware_cli("tuner-config", "--objective", "combined")
     assert bad.returncode == 2 and "needs a facet" in bad.stderr
 
 
@@ -324,7 +281,7 @@ def test_tune_multi_objective_then_resume(german_tree, tmp_path):
     work = tmp_path / "study"
     base = ["tune", "--tree", german_tree, "--work", work, "--objective", "multi", "--jobs", "2",
             "--range", "num_round=3:8", "--seed", "1"]
-    first = cli(*base, "--trials", "3")
+    first = costaware_cli(*base, "--trials", "3")
     assert first.returncode == 0, first.stdout + first.stderr
     rows = _rows(work / "trials.csv")
     assert [r["trial"] for r in rows] == ["baseline", "0", "1", "2"]
@@ -345,11 +302,11 @@ def test_tune_multi_objective_then_resume(german_tree, tmp_path):
     assert hyper["num_round"] == trial["num_round"] and hyper["facet_is_feature"] == "true"
     assert 3 <= int(hyper["num_round"]) <= 8
 
-    again = cli(*base, "--trials", "5")
+    again = costaware_cli(*base, "--trials", "5")
     assert again.returncode == 2 and "--resume" in again.stderr
-    other = cli(*base, "--trials", "5", "--resume", "--objective", "auc")
+    other = costaware_cli(*base, "--trials", "5", "--resume", "--objective", "auc")
     assert other.returncode == 2 and "differs" in other.stderr
-    resumed = cli(*base, "--trials", "5", "--resume")
+    resumed = costaware_cli(*base, "--trials", "5", "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     rows = _rows(work / "trials.csv")
     assert [r["trial"] for r in rows] == ["baseline", "0", "1", "2", "3", "4"]
@@ -368,7 +325,7 @@ def test_sweep_prices_every_ratio_with_the_trees_costs(tmp_path):
                        "validation": {"v.csv": csv_text(y[360:480], x[360:480])},
                        "test": {"t.csv": csv_text(y[480:], x[480:])}})
     work = tmp_path / "sweep"
-    done = cli("sweep", "--tree", tree, "--work", work, "--ratios", "1,5", "--jobs", "2")
+    done = costaware_cli("sweep", "--tree", tree, "--work", work, "--ratios", "1,5", "--jobs", "2")
     assert done.returncode == 0, done.stdout + done.stderr
     rows = _rows(work / "sweep.csv")
     assert [float(r["ratio"]) for r in rows] == [1.0, 5.0]
@@ -437,7 +394,7 @@ def _one_line_refusal(done, *words):
 def test_sweep_varies_a_two_by_two_cost_matrix_in_that_form(tmp_path):
     tree = _binary_tree(tmp_path / "ml", {"cost_matrix": "[[0, 1], [5, 0]]"})
     work = tmp_path / "sweep"
-    done = cli("sweep", "--tree", tree, "--work", work, "--ratios", "2", "--jobs", "2")
+    done = costaware_cli("sweep", "--tree", tree, "--work", work, "--ratios", "2", "--jobs", "2")
     assert done.returncode == 0, done.stdout + done.stderr
     rows = _rows(work / "sweep.csv")
     assert [float(r["ratio"]) for r in rows] == [2.0, 5.0]
@@ -453,7 +410,7 @@ def test_sweep_varies_a_two_by_two_cost_matrix_in_that_form(tmp_path):
         assert float(r["test_cost_per_decision"]) == pytest.approx(
             (cm["fp"] + 5 * cm["fn"]) / test["rows"])
     # a static cost would be overwritten by every ratio: refused
-    _one_line_refusal(cli("sweep", "--tree", tree, "--work", tmp_path / "other", "--static",
+    _one_line_refusal(costaware_cli("sweep", "--tree", tree, "--work", tmp_path / "other", "--static",
                           "cost_fn=3"), "--static cost_fn")
 
 
@@ -462,12 +419,12 @@ def test_sweep_refuses_more_than_two_classes_up_front(tmp_path):
                                         "cost_matrix": "[[0, 1, 2], [1, 0, 1], [4, 1, 0]]"},
                       {"train": {"t.csv": "0,1\n1,2\n2,3\n"}, "test": {"t.csv": "0,1\n1,2\n2,3\n"}})
     work = tmp_path / "sweep"
-    _one_line_refusal(cli("sweep", "--tree", tree, "--work", work), "3 classes")
+    _one_line_refusal(costaware_cli("sweep", "--tree", tree, "--work", work), "3 classes")
     assert not list(work.glob("ratio-*"))  # nothing started
     # a test channel the pricing cannot read: its file and line, before anything trains
     bad = write_tree(tmp_path / "bad", {}, {"train": {"t.csv": "0,1\n1,2\n"},
                                             "test": {"t.csv": "0,1\n7,2\n"}})
-    _one_line_refusal(cli("sweep", "--tree", bad, "--work", tmp_path / "bad-sweep"), "t.csv")
+    _one_line_refusal(costaware_cli("sweep", "--tree", bad, "--work", tmp_path / "bad-sweep"), "t.csv")
     assert not list((tmp_path / "bad-sweep").glob("ratio-*"))
 
 
@@ -477,7 +434,7 @@ def test_sweep_with_a_facet_and_a_bound(tmp_path):
                                           "facet_is_feature": "true", "max_abs_dppl": "0.1"},
                         facet=True)
     work = tmp_path / "sweep"
-    done = cli("sweep", "--tree", tree, "--work", work, "--ratios", "1", "--jobs", "2")
+    done = costaware_cli("sweep", "--tree", tree, "--work", work, "--ratios", "1", "--jobs", "2")
     assert done.returncode == 0, done.stdout + done.stderr
     for r in _rows(work / "sweep.csv"):
         test = json.loads((work / r["dir"] / "output" / "data" / "evaluation.json")
@@ -491,7 +448,7 @@ def test_tune_without_a_validation_channel_tunes_on_out_of_fold_metrics(tmp_path
     tree = _binary_tree(tmp_path / "ml", {"cost_fp": "1", "cost_fn": "5", "cost_fn_column": "6"},
                         validation=False, row_costs=True)
     work = tmp_path / "study"
-    done = cli("tune", "--tree", tree, "--work", work, "--objective", "cost", "--trials", "2",
+    done = costaware_cli("tune", "--tree", tree, "--work", work, "--objective", "cost", "--trials", "2",
                "--jobs", "2", "--range", "num_round=3:6", "--range", "max_depth=2,3",
                "--seed", "1", "--quiet")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -518,11 +475,11 @@ def test_tune_refuses_a_one_value_range_and_names_a_bad_static(tmp_path):
     tree = _binary_tree(tmp_path / "ml", {})
     base = ["tune", "--tree", tree, "--work", tmp_path / "study", "--trials", "2",
             "--objective", "auc"]
-    _one_line_refusal(cli(*base, "--range", "num_round=10"), "--static num_round=10")
-    done = cli(*base, "--static", "max_depht=3")
+    _one_line_refusal(costaware_cli(*base, "--range", "num_round=10"), "--static num_round=10")
+    done = costaware_cli(*base, "--static", "max_depht=3")
     _one_line_refusal(done, "--static max_depht=3", "unknown hyperparameter 'max_depht'")
     assert "the tree's hyperparameters" not in done.stderr
-    _one_line_refusal(cli(*base, "--static", "max_depth=deep"), "--static max_depth=deep")
+    _one_line_refusal(costaware_cli(*base, "--static", "max_depth=deep"), "--static max_depth=deep")
     assert not (tmp_path / "study" / "baseline").exists()  # nothing trained
     with pytest.raises(config.ConfigError, match="one value"):
         config.parse_range("grow_policy=lossguide")
@@ -539,18 +496,18 @@ def test_an_objective_the_trainings_would_not_log_is_refused(tmp_path):
                                                       "fairness_metrics": "DPPL,DI"})
     assert job["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"][
         "MetricName"] == "validation:di"
-    _one_line_refusal(cli("tuner-config", "--objective", "validation:di", "--static",
+    _one_line_refusal(costaware_cli("tuner-config", "--objective", "validation:di", "--static",
                           "facet_column=f", "--static", "facet_values_or_threshold=[1]"),
                       "validation:di", "fairness_metrics")
     # the local tuner, on a tree with a facet (nothing trains)
     tree = _binary_tree(tmp_path / "ml", {"facet_column": "5", "facet_values_or_threshold": "[1]",
                                           "facet_is_feature": "true"}, facet=True)
     base = ["tune", "--tree", tree, "--work", tmp_path / "study", "--trials", "2"]
-    _one_line_refusal(cli(*base, "--objective", "validation:di"), "fairness_metrics")
-    _one_line_refusal(cli(*base, "--objective", "multi", "--static", "fairness_metrics=DI"),
+    _one_line_refusal(costaware_cli(*base, "--objective", "validation:di"), "fairness_metrics")
+    _one_line_refusal(costaware_cli(*base, "--objective", "multi", "--static", "fairness_metrics=DI"),
                       "validation:dppl", "fairness_metrics")
     plain = _binary_tree(tmp_path / "plain", {})
-    _one_line_refusal(cli("tune", "--tree", plain, "--work", tmp_path / "s2", "--trials", "2",
+    _one_line_refusal(costaware_cli("tune", "--tree", plain, "--work", tmp_path / "s2", "--trials", "2",
                           "--objective", "combined"), "needs a facet")
     assert not (tmp_path / "study" / "baseline").exists()  # nothing trained
     assert not (tmp_path / "s2" / "baseline").exists()

@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="costaware", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("hyperparameters", help="print the hyperparameter schema")
-    p.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
+    p.add_argument("--markdown", action="store_true",
+                   help="as the Markdown table of docs/hyperparameters.md")
     p.set_defaults(func=_hyperparameters)
     p = sub.add_parser("metric-definitions", help="print SageMaker metric_definitions (JSON)")
     p.set_defaults(func=_metric_definitions)

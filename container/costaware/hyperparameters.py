@@ -2,7 +2,8 @@
 
 Every hyperparameter is a :class:`Param` in :data:`SCHEMA`. The schema drives parsing (SageMaker passes
 every value as a string, newer SDKs as a JSON-encoded string such as ``"\\"0.1\\""``), validation,
-defaults, ``costaware hyperparameters`` (JSON), the README table (Markdown) and the tuner's ranges.
+defaults, ``costaware hyperparameters`` (JSON), the table of docs/hyperparameters.md (Markdown) and
+the tuner's ranges.
 XGBoost parameters keep the names of SageMaker's built-in XGBoost algorithm so tuning configurations
 carry over.
 """
@@ -25,7 +26,7 @@ from .reasons import parse_reason_texts
 IGNORED_EXACT = {"_tuning_objective_metric"}
 IGNORED_PREFIXES = ("sagemaker_",)
 
-DEFAULT_EXPONENT = 0.15  # chosen on bench_decisions: see the README, "How strongly costs weight the loss"
+DEFAULT_EXPONENT = 0.15  # chosen on bench_decisions: docs/benchmarks.md, "How strongly costs weight ..."
 # Names that once existed: a job that still sends one fails with what to do instead.
 REMOVED = {
     "cost_column": "give each per-row cost its own column with cost_fp_column, cost_fn_column, "
