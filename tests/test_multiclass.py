@@ -253,14 +253,14 @@ def _wine_datasets():
 
 
 def test_calibration_on_the_validation_channel():
-    from costaware import hyperparameters, multiclass_training
+    from costaware import hyperparameters, training
 
     train, validation, test = _wine_datasets()
     settings = hyperparameters.parse({"cost_matrix": "[[0,1,2],[1,0,1],[6,2,0]]",
                                       "calibration_data": "validation", "num_round": "12",
                                       "max_depth": "2"})
     lines = []
-    result = multiclass_training.train(settings, train, validation, test, log=lines.append)
+    result = training.train(settings, train, validation, test, log=lines.append)
     assert result.held_out == "the validation channel's margins"
     assert result.policy.calibrator.rows == validation.rows
     assert result.channels["validation"].scored_by == "model"
@@ -271,13 +271,13 @@ def test_calibration_on_the_validation_channel():
 
 
 def test_a_stop_request_ends_training_with_a_reason():
-    from costaware import hyperparameters, multiclass_training
+    from costaware import hyperparameters, training
     from costaware.checkpoints import StopRequest, TrainingInterrupted
 
     train, _, _ = _wine_datasets()
     stop = StopRequest()
     stop.set()
     with pytest.raises(TrainingInterrupted, match="after 0 of 5 rounds: no checkpoint saved"):
-        multiclass_training.train(hyperparameters.parse({"cost_matrix": "[[0,1,1],[1,0,1],[1,1,0]]",
+        training.train(hyperparameters.parse({"cost_matrix": "[[0,1,1],[1,0,1],[1,1,0]]",
                                                          "num_round": "5"}),
                                   train, log=lambda line: None, stop=stop)
