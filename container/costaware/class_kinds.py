@@ -68,6 +68,7 @@ class TwoClasses:
     """One logistic margin, the Platt-type calibrator, the log-odds shift."""
 
     classes = 2
+    what = ""  # (the log's "training on ... rows")
     lighter = "lighter class"
 
     def __init__(self, settings):
@@ -164,6 +165,7 @@ class ManyClasses:
         self.classes = len(self.class_labels)
         self.matrix = np.array(settings.matrix, dtype=np.float64)
         self.bayes = MulticlassPolicy(self.class_labels, settings.matrix, TemperatureCalibrator())
+        self.what = f" {self.classes} classes ({', '.join(map(str, self.class_labels))})"
 
     def label(self, data) -> np.ndarray:
         return data.label.astype(np.int64)
@@ -196,9 +198,8 @@ class ManyClasses:
                 min(weighting.weights))
 
     def describe_weights(self, weighting: ClassWeighting) -> str:
-        return (f"{self.classes} classes ({', '.join(map(str, self.class_labels))}); class loss "
-                "weights " + ", ".join(f"{c}: {w:.4g}" for c, w in zip(self.class_labels,
-                                                                      weighting.weights))
+        weights = zip(self.class_labels, weighting.weights)
+        return ("class loss weights " + ", ".join(f"{c}: {w:.4g}" for c, w in weights)
                 + f" (regret ** {weighting.exponent:g})")
 
     def member(self, label, weight, offset, sensitive, cluster: Cluster) -> Member:

@@ -121,7 +121,7 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     rows = fit_rows(settings, kind_of(settings), train_data, validation, test, cluster, log)
     weighting, weight, boosting, params = members(settings, rows, cluster)
     held = held_out(settings, rows, boosting)
-    log(f"training on {int(cluster.sum([rows.fit.data.rows])[0])} rows "
+    log(f"training{rows.kind.what} on {int(cluster.sum([rows.fit.data.rows])[0])} rows "
         f"({' and '.join(p.name for p in rows.parts)}); held out: {held.description}; "
         f"{rows.kind.describe_weights(weighting)}; min_child_weight "
         f"{settings.min_child_weight:g} rows of the {rows.kind.lighter} = "
