@@ -176,7 +176,11 @@ class SharedBoosters(Boosting):
         self.models = []
         for index, (member, model) in enumerate(zip(self.members, models)):
             cache = [self.dtrain] + ([self.dwatch] if index == 0 and self.dwatch is not None else [])
-            self.models.append(xgb.Booster({**self.params, "base_score": member.base_score}, cache,
+            # (a reloaded K-class model keeps its own base score: one per class, which setting
+            # the scalar again would turn into one, in the saved bytes)
+            start = ({} if model is not None and self.classes > 2
+                     else {"base_score": member.base_score})
+            self.models.append(xgb.Booster({**self.params, **start}, cache,
                                            model_file=None if model is None else bytearray(model)))
 
     @property
