@@ -40,16 +40,13 @@ from .boosting import Boosting
 from .channels import (Channel, channels_of, check_facets, concat, folds_of, group_codes,
                        sensitive_of, subset)
 from .checkpoints import CheckpointStore, StopRequest, digest
-from .class_kinds import ManyClasses, TwoClasses, cost_column_names, facet_spec, kind_of
+from .class_kinds import ManyClasses, TwoClasses, kind_of
 from .cluster import SOLO, Cluster
 from .costs import CELLS
 from .data import Dataset
 from .errors import InputError
 from .evaluation import ChannelResult
 from .rounds import RoundMonitor, run_rounds, settings_fingerprint
-
-__all__ = ["train", "TrainingResult", "cost_column_names", "facet_spec", "print_line"]
-
 
 @dataclass
 class TrainingResult:
