@@ -47,7 +47,7 @@ import xgboost as xgb
 from palmerpenguins import load_penguins
 from sklearn.model_selection import train_test_split
 
-from costaware import hyperparameters, multiclass, multiclass_training
+from costaware import hyperparameters, multiclass, training
 from costaware.costs import CostMatrix, RowCosts
 from costaware.data import Dataset
 
@@ -76,9 +76,8 @@ def one_split(seed: int, x, y, in_d, settings, matrix) -> dict:
     rows = np.arange(len(y))
     fit, test = train_test_split(rows, test_size=0.2, stratify=y, random_state=seed)
     train, valid = train_test_split(fit, test_size=0.25, stratify=y[fit], random_state=seed)
-    result = multiclass_training.train(settings, _dataset(x[train], y[train], in_d[train]),
-                                       _dataset(x[valid], y[valid], in_d[valid]),
-                                       log=lambda line: None)
+    result = training.train(settings, _dataset(x[train], y[train], in_d[train]),
+                            _dataset(x[valid], y[valid], in_d[valid]), log=lambda line: None)
     margins = np.asarray(result.booster.inplace_predict(x[test].astype(np.float32),
                                                         predict_type="margin"), float)
     p = result.policy.probability(margins)

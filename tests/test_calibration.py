@@ -143,17 +143,17 @@ def test_no_label_of_a_folds_held_out_rows_reaches_its_fold_model(monkeypatch):
     identical, round after round (the weights once went into the hist sketch, and moved its cuts)."""
     x, y, _ = _known_probability_rows(1200, 11)
     folds = np.arange(len(y)) % 5  # fixed folds: the real ones follow the labels' order
-    monkeypatch.setattr(training, "folds_of", lambda label, k, seed, cluster=None: folds)
+    monkeypatch.setattr(training, "folds_of", lambda label, k, seed, cluster=None, classes=2: folds)
     seen = []
-    original = training._out_of_fold
+    original = training.out_of_fold
 
-    def recording(boosting, data, folds_, rounds):
-        out = original(boosting, data, folds_, rounds)
+    def recording(boosting, data, folds_, rounds, classes=2):
+        out = original(boosting, data, folds_, rounds, classes)
         if rounds is None:
             seen[-1].append(out[folds_ == 0].copy())
         return out
 
-    monkeypatch.setattr(training, "_out_of_fold", recording)
+    monkeypatch.setattr(training, "out_of_fold", recording)
     settings = hyperparameters.parse({"cost_fp": "1", "cost_fn": "10", "cost_weight_exponent": "1",
                                       "num_round": "8", "max_depth": "3", "nthread": "1"})
     swapped = y.copy()

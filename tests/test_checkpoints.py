@@ -343,3 +343,46 @@ def test_sigterm_without_checkpointing_is_still_a_failure(tmp_path):
             process.kill()
     assert process.returncode == 1
     assert "no checkpoint saved (checkpointing is off: no checkpoint directory)" in failure_reason(base)
+
+
+# --- three classes ---------------------------------------------------------------------------------
+
+def _three_classes(n=1500, seed=4):
+    """``_biased``'s rows with three classes: the tercile of a noisy score the facet leans on."""
+    train, validation = _biased(n, seed)
+    rows = []
+    for data in (train, validation):
+        x = np.nan_to_num(data.features)
+        score = 1.2 * x[:, 0] + 0.5 * x[:, 1] + np.random.default_rng(seed).normal(size=len(x))
+        label = np.digitize(score, [-0.5, 0.5]).astype(np.int8)
+        rows.append(Dataset(data.features, label, data.feature_names, data.costs, data.source,
+                            True, facet=data.facet))
+    return tuple(rows)
+
+
+CLASS_HP = {"cost_matrix": "[[0,1,3],[2,0,1],[6,2,0]]", "num_round": "30", "max_depth": "3",
+            "eta": "0.2", "seed": "5", "early_stopping_rounds": "0", "checkpoint_frequency": "7",
+            "facet_column": "facet", "facet_values_or_threshold": "[2]",
+            "label_values_or_threshold": "[2]", "fairness_penalty": "2"}
+
+
+@pytest.mark.parametrize("sampling", [True, False], ids=["booster per round", "shared booster"])
+def test_three_classes_resume_equal_to_an_uninterrupted_run(tmp_path, sampling):
+    """K >= 3 goes through the same round loop: SIGTERM saves a checkpoint (K trees a round, for
+    the model and each fold model), and the rerun's model bytes, policy and metrics are the
+    uninterrupted run's."""
+    data = _three_classes()
+    settings = hyperparameters.parse({**CLASS_HP, **(SAMPLING if sampling else {})})
+    reference = _train(settings, data)
+    store = CheckpointStore(str(tmp_path), log=lambda line: None)
+    stop = StopRequest()
+    with stop_on_sigterm(stop), pytest.raises(TrainingInterrupted) as info:
+        _train(settings, data, store, stop, log=_interrupt_at(16))
+    assert "after 17 of 30 rounds: checkpoint" in str(info.value)
+    lines = []
+    resumed = _train(settings, data, store, log=lines.append)
+    assert lines[1].endswith("costaware-0000017.state.json: 17 rounds done")
+    assert resumed.rounds_trained == reference.rounds_trained == 30
+    assert bytes(resumed.booster.save_raw("ubj")) == bytes(reference.booster.save_raw("ubj"))
+    assert resumed.policy.to_dict() == reference.policy.to_dict()
+    assert json.dumps(_metrics(resumed)) == json.dumps(_metrics(reference))

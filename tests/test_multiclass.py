@@ -253,14 +253,14 @@ def _wine_datasets():
 
 
 def test_calibration_on_the_validation_channel():
-    from costaware import hyperparameters, multiclass_training
+    from costaware import hyperparameters, training
 
     train, validation, test = _wine_datasets()
     settings = hyperparameters.parse({"cost_matrix": "[[0,1,2],[1,0,1],[6,2,0]]",
                                       "calibration_data": "validation", "num_round": "12",
                                       "max_depth": "2"})
     lines = []
-    result = multiclass_training.train(settings, train, validation, test, log=lines.append)
+    result = training.train(settings, train, validation, test, log=lines.append)
     assert result.held_out == "the validation channel's margins"
     assert result.policy.calibrator.rows == validation.rows
     assert result.channels["validation"].scored_by == "model"
@@ -271,13 +271,81 @@ def test_calibration_on_the_validation_channel():
 
 
 def test_a_stop_request_ends_training_with_a_reason():
-    from costaware import hyperparameters, multiclass_training
+    from costaware import hyperparameters, training
     from costaware.checkpoints import StopRequest, TrainingInterrupted
 
     train, _, _ = _wine_datasets()
     stop = StopRequest()
     stop.set()
     with pytest.raises(TrainingInterrupted, match="after 0 of 5 rounds: no checkpoint saved"):
-        multiclass_training.train(hyperparameters.parse({"cost_matrix": "[[0,1,1],[1,0,1],[1,1,0]]",
+        training.train(hyperparameters.parse({"cost_matrix": "[[0,1,1],[1,0,1],[1,1,0]]",
                                                          "num_round": "5"}),
                                   train, log=lambda line: None, stop=stop)
+
+
+# --- the fairness penalty on the favourable classes -----------------------------------------------
+
+@pytest.mark.parametrize("seed", range(3))
+def test_favourable_penalty_derivatives_match_finite_differences(seed):
+    rng = np.random.default_rng(seed)
+    n, k, favourable = 30, 4, (1, 3)
+    f = rng.normal(scale=1.5, size=(n, k))
+    s = rng.random(n) < 0.4
+    grad, hess = mc.favourable_parity_grad_hess(f, s, favourable, 3.0)
+    h = 1e-5
+    for i, j in itertools.product(range(n), range(k)):
+        up, down = f.copy(), f.copy()
+        up[i, j] += h
+        down[i, j] -= h
+        numeric = (mc.favourable_parity_penalty(up, s, favourable, 3.0)
+                   - mc.favourable_parity_penalty(down, s, favourable, 3.0)) / (2 * h)
+        assert grad[i, j] == pytest.approx(numeric, rel=1e-5, abs=1e-8)
+        second = (mc.favourable_parity_grad_hess(up, s, favourable, 3.0)[0][i, j]
+                  - mc.favourable_parity_grad_hess(down, s, favourable, 3.0)[0][i, j]) / (2 * h)
+        assert hess[i, j] == pytest.approx(second, rel=1e-4, abs=1e-8)
+
+
+def test_favourable_penalty_of_two_classes_is_the_binary_one():
+    from costaware.objective import parity_penalty, parity_penalty_grad_hess
+
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=25)
+    s = rng.random(25) < 0.5
+    f = np.column_stack([np.zeros(25), m])  # softmax([0, m])[1] = sigmoid(m)
+    assert mc.favourable_parity_penalty(f, s, (1,), 2.0) == pytest.approx(parity_penalty(m, s, 2.0))
+    assert np.allclose(mc.favourable_parity_grad_hess(f, s, (1,), 2.0)[0][:, 1],
+                       parity_penalty_grad_hess(m, s, 2.0)[0])
+
+
+def test_the_penalty_lowers_the_favourable_decisions_dppl():
+    """Three classes whose labels lean on a proxy of the facet: the penalty on the favourable
+    class's probability narrows the gap between the facets' favourable-decision rates (|DPPL|
+    on the test rows, at the Bayes decisions)."""
+    from costaware import hyperparameters, training
+    from costaware.data import Dataset
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    s = rng.random(n) < 0.3
+    x = rng.normal(size=(n, 4))
+    x[:, 0] += np.where(s, -1.0, 0.5)  # a proxy of the facet
+    score = 1.2 * x[:, 0] + 0.5 * x[:, 1] + rng.normal(size=n)
+    y = np.digitize(score, [-0.3, 0.8]).astype(np.int8)
+    facet = s.astype(float) + 1
+
+    def dataset(rows):
+        return Dataset(x[rows].astype(np.float32), y[rows], [f"x{i}" for i in range(4)],
+                       RowCosts.constant(CostMatrix(1.0, 1.0), len(rows)), "mem", True,
+                       facet=facet[rows])
+
+    dppl = {}
+    for penalty in (0.0, 30.0):
+        settings = hyperparameters.parse({
+            "cost_matrix": "[[0,1,2],[1,0,1],[3,1,0]]", "num_round": "30", "max_depth": "3",
+            "facet_column": "facet", "facet_values_or_threshold": "[2]",
+            "label_values_or_threshold": "[2]", "fairness_metrics": "DPPL",
+            "fairness_penalty": str(penalty)})
+        result = training.train(settings, dataset(np.arange(2200)), test=dataset(np.arange(2200, n)),
+                                log=lambda line: None)
+        dppl[penalty] = abs(result.channels["test"].bias["post_training"]["DPPL"])
+    assert dppl[30.0] < 0.6 * dppl[0.0], dppl

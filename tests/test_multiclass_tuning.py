@@ -30,8 +30,9 @@ def test_tuner_config_with_multiclass_metrics(objective):
     job = params["HyperParameterTuningJobConfig"]
     assert job["HyperParameterTuningJobObjective"]["MetricName"] == objective
     searched = {r["Name"] for kind in job["ParameterRanges"].values() for r in kind}
-    # a multi-class job refuses fairness_penalty: the tuner must not search it
-    assert "fairness_penalty" not in searched and "eta" in searched
+    # with a facet, a multi-class job trains the fairness penalty (on the favourable classes'
+    # probability), as a binary one does: the tuner searches it
+    assert "fairness_penalty" in searched and "eta" in searched
     names = {d["Name"] for d in
              params["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]}
     assert objective in names and len(names) <= 40

@@ -82,13 +82,14 @@ def blocks(rows: np.ndarray, n: int) -> list[np.ndarray]:
 
 
 def host_trees(tmp: Path, hosts: list[str], distribution: str, hyperparameters: dict,
-               shards: dict | None = None) -> list[Path]:
-    """One /opt/ml tree per host. ``shards``: channel -> one array (or None) per host."""
+               shards: dict | None = None, data: dict | None = None) -> list[Path]:
+    """One /opt/ml tree per host. ``shards``: channel -> one array (or None) per host; ``data``:
+    channel -> rows (:data:`DATA` by default)."""
     trees = []
     for index, host in enumerate(hosts):
         base = tmp / host
         channels = {}
-        for name, rows in DATA.items():
+        for name, rows in (DATA if data is None else data).items():
             if distribution == "FullyReplicated":
                 part = rows
             else:
@@ -423,3 +424,66 @@ def test_the_parity_penalty_summed_over_shards_equals_the_one_host_penalty():
     # without the reduction, a shard's gradients are not the single-host ones
     local, _ = parity_penalty_grad_hess(margin[shards[2]], sensitive[shards[2]], 5.0)
     assert not np.allclose(local, whole[0][shards[2]])
+
+
+# --- three classes -------------------------------------------------------------------------------
+
+CLASS_HYPERPARAMETERS = {
+    "num_round": 12, "max_depth": 3, "eta": 0.3, "label_column": "default", "nthread": 1,
+    "cost_matrix": "[[0,1,3],[2,0,1],[6,2,0]]", "calibration_data": "validation",
+    "facet_column": "group_flag", "facet_values_or_threshold": "[1]",
+    "label_values_or_threshold": "[2]", "fairness_metrics": "DPPL,DI", "fairness_penalty": 2.0,
+    "max_abs_dppl": 0.1, "max_bin": 1024,
+}
+
+
+def class_rows(n: int, seed: int) -> np.ndarray:
+    """``credit_rows`` with three classes: the label is the tercile of a noisy score."""
+    rows = credit_rows(n, seed)
+    score = np.nan_to_num(rows[:, 1:4]).sum(axis=1) + np.random.default_rng(seed).normal(size=n)
+    rows[:, 0] = np.digitize(score, np.quantile(score, [1 / 3, 2 / 3]))
+    return parsed(rows)
+
+
+def test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows(tmp_path):
+    """A 3-class job on two hosts (ShardedByS3Key) with a facet, the fairness penalty and a
+    bounded rule: every metric the job reports equals what one host computes for the saved model
+    and policy on the union of the rows (from additive K x K summaries; the AUC from the gathered
+    scores), and the calibrator is the one-host fit on all the validation rows."""
+    from costaware import bias, hyperparameters, multiclass
+
+    settings = hyperparameters.parse({k: str(v) for k, v in CLASS_HYPERPARAMETERS.items()})
+
+    data = {name: class_rows(n, seed) for name, n, seed in
+            (("train", 1200, 1), ("validation", 600, 2), ("test", 400, 3))}
+    hosts = hosts_of(2)
+    trees = host_trees(tmp_path, hosts, "ShardedByS3Key", CLASS_HYPERPARAMETERS, data=data)
+    results = run_hosts(trees, hosts)
+    assert [code for code, _ in results] == [0, 0], results[0][1][-3000:]
+    evaluation = json.loads((trees[0] / "output" / "data" / "evaluation.json").read_text())
+    model = artifact.load(str(trees[0] / "model"))
+    policy = model.policy
+    assert evaluation["policy"]["rule"]["kind"] == "constrained"
+
+    def probability(rows):
+        return policy.probability(model.margin(rows[:, 1:-1]))  # x0..x5 and amount
+
+    validation = data["validation"]
+    refit = multiclass.fit_temperature(model.margin(validation[:, 1:-1]),
+                                       validation[:, 0].astype(np.int64))
+    assert refit.rows == policy.calibrator.rows == len(validation)
+    assert np.allclose([refit.temperature, *refit.bias],
+                       [policy.calibrator.temperature, *policy.calibrator.bias], rtol=1e-4)
+    for name, rows in data.items():
+        label, sensitive, p = rows[:, 0].astype(np.int64), rows[:, -1] == 1, probability(rows)
+        decision, _ = policy.decide(p, sensitive)
+        expected = multiclass.channel_metrics(label, p, decision, policy.cost_matrix)
+        facets, _ = bias.collapsed_tables(label, decision, sensitive, (2,))
+        expected.update(bias.per_round_with_objective(
+            ["DPPL", "DI"], facets, None, expected["auc"], settings.objective_auc_weight,
+            settings.objective_fairness_weight))
+        served = evaluation["channels"][name]["served"]
+        for key in ("rows", "confusion"):
+            assert served[key] == expected[key], (name, key)
+        for key, value in expected.items():
+            assert np.allclose(served[key], value, rtol=1e-8, atol=1e-12), (name, key)

@@ -100,10 +100,11 @@ def collapsed_tables(label: np.ndarray, decision: np.ndarray, sensitive: np.ndar
     return facets, table
 
 
-def per_class_parity(decision: np.ndarray, sensitive: np.ndarray, classes: int) -> list[dict]:
+def per_class_parity(decision: np.ndarray, sensitive: np.ndarray, classes: int,
+                     reduce=None) -> list[dict]:
     """For each class ``k``, one-vs-rest: ``DPPL_k = P(decided k | a) - P(decided k | d)`` and
     ``DI_k = P(decided k | d) / P(decided k | a)`` (None where undefined): which class moves,
-    which a single collapsed number hides."""
+    which a single collapsed number hides. ``reduce`` sums the count tables over hosts."""
     d = np.asarray(decision, dtype=np.int64)
     s = np.asarray(sensitive, dtype=bool)
     out = []
@@ -111,7 +112,9 @@ def per_class_parity(decision: np.ndarray, sensitive: np.ndarray, classes: int) 
         chosen = (d == k).astype(np.int64)
         # DPPL and DI read the decisions alone: the label cell just copies the decision
         cell = s.astype(np.int64) * 4 + chosen * 2 + chosen
-        values = fairness.post_training_bias_of(np.bincount(cell, minlength=8).reshape(2, 2, 2),
-                                                on_error="none")
+        table = np.bincount(cell, minlength=8).reshape(2, 2, 2)
+        if reduce is not None:
+            table = reduce(table.astype(np.float64).ravel()).reshape(2, 2, 2)
+        values = fairness.post_training_bias_of(table, on_error="none")
         out.append({"DPPL": _json_number(values["DPPL"]), "DI": _json_number(values["DI"])})
     return out

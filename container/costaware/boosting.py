@@ -1,6 +1,7 @@
 """The tree engine: boosting rounds for the model and its cross-fitting folds, resumable bit for bit.
 
-A job grows its **members** in lockstep, one tree each per round. Member 0 is the model that is
+A job grows its **members** in lockstep, one tree each per round (one per class with ``K >= 3``
+classes: ``multi:softprob``, margins ``(rows, K)``; two classes: ``binary:logistic``, one margin). Member 0 is the model that is
 saved; with cross-fitting, members 1..K are the fold models: the same rows, with the rows of fold k
 given weight 0 (gradient and Hessian 0), whose margins on fold k are out of fold. All members share
 one ``DMatrix`` without weights (its histogram cuts come from every row's features alone) and take
@@ -33,7 +34,9 @@ import numpy as np
 import xgboost as xgb
 
 SAMPLING = ("subsample", "colsample_bytree", "colsample_bylevel", "colsample_bynode")
-ROUND_BASE_SCORE = 0.5  # base margin 0: a round booster's margins are its one tree's leaf values
+# base margin 0 (binary:logistic's 0.5, multi:softprob's 0): a round booster's margins are its
+# trees' leaf values
+ROUND_BASE_SCORE = {2: 0.5}
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,14 @@ class Member:
     """One model grown in the loop: its objective (weights bound) and starting probability."""
 
     objective: Callable[[np.ndarray, xgb.DMatrix], tuple[np.ndarray, np.ndarray]]
-    base_score: float
+    base_score: float  # binary: P(y = 1) the margins start from; K >= 3: 0 (every margin 0)
+
+
+def link_params(classes: int) -> dict:
+    """The saved model's objective: what XGBoost's ``predict`` applies to the margins."""
+    if classes == 2:
+        return {"objective": "binary:logistic"}
+    return {"objective": "multi:softprob", "num_class": classes}
 
 
 def round_seed(seed: int, iteration: int, member: int = 0) -> int:
@@ -65,9 +75,14 @@ class Forest:
 
     _TREES = f"trees-{uuid.uuid4().hex}"  # placeholder for the tree list in the template's JSON
 
-    def __init__(self, template: dict):
+    def __init__(self, template: dict, per_round: int = 1):
         self.template = template
+        self.per_round = per_round  # trees per round: 1, or K (one per class)
         self.trees: list[str] = []
+
+    @property
+    def rounds(self) -> int:
+        return len(self.trees) // self.per_round
 
     def append(self, tree: dict) -> None:
         tree["id"] = len(self.trees)
@@ -75,12 +90,13 @@ class Forest:
 
     def document(self, rounds: int | None = None) -> bytes:
         """The model with the first ``rounds`` trees as XGBoost's JSON (what ``load`` takes)."""
-        trees = self.trees[:rounds]
+        trees = self.trees if rounds is None else self.trees[:rounds * self.per_round]
+        per_round = self.per_round
         learner = self.template["learner"]
         gbtree = learner["gradient_booster"]
         model = gbtree["model"]
-        model = {**model, "trees": self._TREES, "tree_info": [0] * len(trees),
-                 "iteration_indptr": list(range(len(trees) + 1)),
+        model = {**model, "trees": self._TREES, "tree_info": [i % per_round for i in range(len(trees))],
+                 "iteration_indptr": list(range(0, len(trees) + 1, per_round)),
                  "gbtree_model_param": {**model["gbtree_model_param"], "num_trees": str(len(trees))}}
         text = json.dumps({**self.template,
                            "learner": {**learner, "gradient_booster": {**gbtree, "model": model}}},
@@ -105,9 +121,10 @@ class Boosting:
     model_format = "ubj"  # checkpoint model files
 
     def __init__(self, params: dict, seed: int, dtrain: xgb.DMatrix, members: list[Member],
-                 dwatch: xgb.DMatrix | None = None):
+                 dwatch: xgb.DMatrix | None = None, classes: int = 2):
         self.seed = seed
-        self.params = {**params, "objective": "binary:logistic",  # the saved model's link
+        self.classes = classes
+        self.params = {**params, **link_params(classes),  # the saved model's link
                        "disable_default_eval_metric": 1, "verbosity": 1}
         self.dtrain = dtrain
         self.members = members
@@ -115,10 +132,10 @@ class Boosting:
 
     @staticmethod
     def create(params: dict, seed: int, dtrain: xgb.DMatrix, members: list[Member],
-               dwatch: xgb.DMatrix | None = None) -> "Boosting":
+               dwatch: xgb.DMatrix | None = None, classes: int = 2) -> "Boosting":
         sampling = any(params.get(name, 1.0) < 1 for name in SAMPLING)
         kind = RoundBoosters if sampling else SharedBoosters
-        return kind(params, seed, dtrain, members, dwatch)
+        return kind(params, seed, dtrain, members, dwatch, classes)
 
     @property
     def rounds(self) -> int:
@@ -129,7 +146,7 @@ class Boosting:
         raise NotImplementedError
 
     def margins(self, member: int) -> np.ndarray:
-        """A member's margins on the train rows (float32)."""
+        """A member's margins on the train rows (float32; ``(rows, K)`` with K >= 3 classes)."""
         raise NotImplementedError
 
     def watch_margins(self) -> np.ndarray:
@@ -159,7 +176,11 @@ class SharedBoosters(Boosting):
         self.models = []
         for index, (member, model) in enumerate(zip(self.members, models)):
             cache = [self.dtrain] + ([self.dwatch] if index == 0 and self.dwatch is not None else [])
-            self.models.append(xgb.Booster({**self.params, "base_score": member.base_score}, cache,
+            # (a reloaded K-class model keeps its own base score: one per class, which setting
+            # the scalar again would turn into one, in the saved bytes)
+            start = ({} if model is not None and self.classes > 2
+                     else {"base_score": member.base_score})
+            self.models.append(xgb.Booster({**self.params, **start}, cache,
                                            model_file=None if model is None else bytearray(model)))
 
     @property
@@ -208,7 +229,8 @@ class RoundBoosters(Boosting):
         self.forests, self.margin, self.watch_margin = [], [], None
         for index, member in enumerate(self.members):
             template = xgb.Booster({**self.params, "base_score": member.base_score}, [self.dtrain])
-            self.forests.append(Forest(json.loads(template.save_raw("json"))))
+            self.forests.append(Forest(json.loads(template.save_raw("json")),
+                                       1 if self.classes == 2 else self.classes))
             self.margin.append(None)
             self._margins(index, template)
 
@@ -220,12 +242,13 @@ class RoundBoosters(Boosting):
 
     @property
     def rounds(self) -> int:
-        return len(self.forests[0].trees)
+        return self.forests[0].rounds
 
     def round(self) -> None:
         iteration = self.rounds
         for index, member in enumerate(self.members):
-            booster = xgb.Booster({**self.params, "base_score": ROUND_BASE_SCORE,
+            booster = xgb.Booster({**self.params,
+                                   "base_score": ROUND_BASE_SCORE.get(self.classes, 0.0),
                                    "seed": round_seed(self.seed, iteration, index)}, [self.dtrain])
             booster.predict(self.dtrain, output_margin=True, training=True)  # starts the cache at 0
             grad, hess = member.objective(self.margin[index], self.dtrain)
@@ -233,7 +256,8 @@ class RoundBoosters(Boosting):
             self.margin[index] += booster.predict(self.dtrain, output_margin=True, training=True)
             if index == 0 and self.dwatch is not None:
                 self.watch_margin += booster.predict(self.dwatch, output_margin=True)
-            self.forests[index].append(_json_trees(booster)[0])
+            for tree in _json_trees(booster):  # one, or one per class
+                self.forests[index].append(tree)
 
     def margins(self, member: int) -> np.ndarray:
         return self.margin[member]

@@ -25,8 +25,8 @@ class ChannelResult:
     fitted_on: list[str]  # what was fitted on these rows: "trees", "calibrator", "rule"
     metrics: dict  # at the served rule: channel_metrics + fairness distances
     alternatives: dict  # rule name -> metrics, for comparison
-    summary: Summary  # at the served rule (the report draws from it)
-    shifts: ShiftHistogram  # the cost of every shift of the Bayes boundary
+    summary: Summary | None  # at the served rule (the report draws from it); binary only
+    shifts: ShiftHistogram | None  # the cost of every shift of the Bayes boundary; binary only
     bias: dict | None = None
     contributions: dict | None = None  # contribution_summary of the saved model on these rows
 

@@ -278,7 +278,8 @@ SCHEMA: tuple[Param, ...] = (
           "Weight of fairness (1 - d) in validation:combined_objective.", "fairness", 0),
     Param("fairness_penalty", "float", 0.0,
           "Weight of the in-training demographic-parity penalty n (mean_a p - mean_d p)^2 added "
-          "to the loss (0: off).", "fairness", 0, tuning=(0.01, 100, "Logarithmic")),
+          "to the loss (0: off); p is P(class 1), with more than two classes the favourable "
+          "classes' probability.", "fairness", 0, tuning=(0.01, 100, "Logarithmic")),
     Param("max_abs_dppl", "float", 1.0,
           "Decide by the constrained rule: the shift of the Bayes boundary (one, or one per facet) "
           "that minimises held-out cost subject to |DPPL| <= this bound (1: no constraint).",

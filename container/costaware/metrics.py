@@ -92,9 +92,7 @@ def summarize(label: np.ndarray, p: np.ndarray, decision: np.ndarray, costs: Row
     calibration = np.stack([np.bincount(bins, minlength=CALIBRATION_BINS),
                             np.bincount(bins, weights=p, minlength=CALIBRATION_BINS),
                             np.bincount(bins, weights=y, minlength=CALIBRATION_BINS)], axis=1)
-    edges = np.linspace(-AUC_RANGE, AUC_RANGE, AUC_BINS + 1)
-    rank_bins = np.searchsorted(edges, logit(p), side="right") + (AUC_BINS + 2) * y
-    score_bins = np.bincount(rank_bins, minlength=2 * (AUC_BINS + 2)).reshape(2, -1)
+    score_bins = score_histogram(y, p)
     facets = group_table = None
     if sensitive is not None:
         cell = 4 * np.asarray(sensitive, dtype=np.int64) + 2 * y + d
@@ -107,6 +105,15 @@ def summarize(label: np.ndarray, p: np.ndarray, decision: np.ndarray, costs: Row
     return Summary(counts, sums, calibration.astype(np.float64), score_bins.astype(np.float64),
                    None if facets is None else facets.astype(np.float64),
                    None if group_table is None else group_table.astype(np.float64))
+
+
+def score_histogram(positive: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``(2, AUC_BINS + 2)``: rows of class 0 / 1 (``positive``) per bin of ``logit(p)`` (the
+    module docstring; :func:`binned_auc` reads it)."""
+    edges = np.linspace(-AUC_RANGE, AUC_RANGE, AUC_BINS + 1)
+    rank_bins = (np.searchsorted(edges, logit(p), side="right")
+                 + (AUC_BINS + 2) * np.asarray(positive, dtype=bool))
+    return np.bincount(rank_bins, minlength=2 * (AUC_BINS + 2)).reshape(2, -1)
 
 
 def _ratio(num: float, den: float) -> float:

@@ -52,8 +52,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .calibration import PRIOR_PRECISION
-from .metrics import exact_auc
-from .objective import CAP
+from .cluster import SOLO, Cluster, Reduce
+from .metrics import AUC_BINS, EXACT_AUC_ROWS, binned_auc, exact_auc, score_histogram
+from .objective import CAP, parity_gap
 
 MAX_CLASSES = 50  # a cost matrix of 2,500 cells: more is not a cost matrix anyone writes by hand
 MAX_TEMPERATURE = 1e3  # 1/T stays above 1e-3: the probabilities stay a function of the margins
@@ -154,9 +155,12 @@ class ClassWeighting:
     weights: tuple[float, ...]  # w_k, mean 1 over the training rows
 
     @classmethod
-    def fit(cls, label: np.ndarray, matrix: np.ndarray, exponent: float) -> "ClassWeighting":
+    def fit(cls, label: np.ndarray, matrix: np.ndarray, exponent: float,
+            reduce: Reduce = SOLO.sum) -> "ClassWeighting":
+        """``w_k`` from the training rows' class counts (summed over hosts by ``reduce``)."""
         k = len(matrix)
-        counts = np.bincount(np.asarray(label, dtype=np.int64), minlength=k).astype(np.float64)
+        counts = reduce(np.bincount(np.asarray(label, dtype=np.int64), minlength=k
+                                    ).astype(np.float64))
         regrets = class_regrets(matrix)
         scale = float((counts * regrets).sum() / counts.sum())
         if exponent == 0 or scale <= 0:
@@ -194,6 +198,66 @@ def weighted_loss(margins: np.ndarray, label: np.ndarray, row_weight: np.ndarray
     return float(-(row_weight * np.log(q[np.arange(len(q)), np.asarray(label, np.int64)])).sum())
 
 
+def favourable_parity_penalty(margins: np.ndarray, sensitive: np.ndarray,
+                              favourable: tuple[int, ...], strength: float) -> float:
+    """The demographic-parity penalty on the favourable classes' probability,
+    ``P = lambda * n * D^2``, ``D = mean_{i in a} F_i - mean_{i in d} F_i``,
+    ``F_i = sum_{k favourable} softmax(f_i)_k`` (the margins without the offsets: log
+    probabilities); for two classes with class 1 favourable it is the binary
+    :func:`costaware.objective.parity_penalty`."""
+    fav = np.isin(np.arange(margins.shape[1]), favourable)
+    share = softmax(margins)[:, fav].sum(axis=1)
+    s = np.asarray(sensitive, dtype=bool)
+    gap = share[~s].mean() - share[s].mean()
+    return float(strength * len(share) * gap * gap)
+
+
+def favourable_parity_grad_hess(margins: np.ndarray, sensitive: np.ndarray,
+                                favourable: tuple[int, ...], strength: float,
+                                reduce: Reduce | None = None, member: np.ndarray | None = None
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and diagonal Hessian ``(n, K)`` of :func:`favourable_parity_penalty` in the
+    margins, over the rows in ``member`` (others get 0). Through the softmax, with ``u_k = [k
+    favourable]``, ``dF_i/df_ik = q_ik (u_k - F_i)`` and ``d2F_i/df_ik2 = q_ik (u_k - F_i)(1 - 2
+    q_ik)``; with ``c_i = dD/dF_i`` (:func:`costaware.objective.parity_gap`, over every host)
+
+        g_ik = 2 lambda n D c_i dF_i/df_ik
+        h_ik = 2 lambda n [ (c_i dF_i/df_ik)^2 + D c_i d2F_i/df_ik2 ]
+
+    the exact diagonal (the objective clips ``h`` at 0, as the binary one)."""
+    q = softmax(margins)
+    fav = np.isin(np.arange(q.shape[1]), favourable).astype(np.float64)
+    share = q @ fav
+    gap, c, n = parity_gap(share, sensitive, member, reduce)
+    first = q * (fav[None, :] - share[:, None])  # dF_i / df_ik
+    scale = 2 * strength * n
+    grad = scale * gap * c[:, None] * first
+    hess = scale * ((c[:, None] * first) ** 2 + gap * c[:, None] * first * (1 - 2 * q))
+    return grad, hess
+
+
+def class_objective(label: np.ndarray, row_weight: np.ndarray, offsets: np.ndarray,
+                    sensitive: np.ndarray | None = None, favourable: tuple[int, ...] = (),
+                    penalty: float = 0.0, reduce: Reduce | None = None):
+    """An XGBoost custom objective ``obj(margins, dtrain) -> (g, h)`` (``(n, K)`` each) for fixed
+    rows: :func:`loss_gradients`, plus :func:`favourable_parity_grad_hess` when ``penalty > 0``
+    (rows of weight 0, held out of a fold model, have no say in either)."""
+    label = np.asarray(label, dtype=np.int64)
+    member = np.asarray(row_weight) > 0
+    if penalty > 0 and sensitive is None:
+        raise ValueError("the parity penalty needs the sensitive-group mask")
+
+    def objective(margins: np.ndarray, _dtrain) -> tuple[np.ndarray, np.ndarray]:
+        f = np.asarray(margins, dtype=np.float64).reshape(len(label), -1)
+        grad, hess = loss_gradients(f, label, row_weight, offsets)
+        if penalty > 0:
+            g, h = favourable_parity_grad_hess(f, sensitive, favourable, penalty, reduce, member)
+            grad, hess = grad + g, hess + np.maximum(h, 0.0)
+        return grad, hess
+
+    return objective
+
+
 @dataclass(frozen=True)
 class TemperatureCalibrator:
     """``q = softmax(z / T + b)`` (module docstring: ``T = 1 / a``)."""
@@ -225,14 +289,18 @@ class TemperatureCalibrator:
         return cls(temperature, bias, int(d.get("rows", 0)))
 
 
-def fit_temperature(margins: np.ndarray, label: np.ndarray) -> TemperatureCalibrator:
+def fit_temperature(margins: np.ndarray, label: np.ndarray, reduce: Reduce = SOLO.sum
+                    ) -> TemperatureCalibrator:
     """The calibrator of the module docstring: the MAP fit on the held-out rows (L-BFGS with the
-    exact gradient of the negative log posterior, starting at no correction)."""
+    exact gradient of the negative log posterior, starting at no correction). The likelihood's
+    value and gradient are sums over the rows: ``reduce`` adds them up over the hosts, so every
+    host takes the same L-BFGS steps and gets the same calibrator."""
     from scipy.optimize import minimize  # scipy comes with scikit-learn; only training needs it
 
     z = np.asarray(margins, dtype=np.float64)
     y = np.asarray(label, dtype=np.int64)
-    n, k = z.shape
+    k = z.shape[1]
+    n = len(z)
     onehot = np.zeros((n, k))
     onehot[np.arange(n), y] = 1.0
     theta0 = np.concatenate([[1.0], np.zeros(k - 1)])  # (1/T, b_1..b_{K-1}): no correction
@@ -242,17 +310,19 @@ def fit_temperature(margins: np.ndarray, label: np.ndarray) -> TemperatureCalibr
         s = z * theta[0] + b
         log_q = s - s.max(axis=1, keepdims=True)
         log_q = log_q - np.log(np.exp(log_q).sum(axis=1, keepdims=True))
-        d = theta - theta0
-        loss = -(log_q[np.arange(n), y]).sum() + 0.5 * PRIOR_PRECISION * float(d @ d)
         d_s = np.exp(log_q) - onehot  # d loss / d s
-        grad = np.concatenate([[float((d_s * z).sum())], d_s.sum(axis=0)[1:]])
-        return loss, grad + PRIOR_PRECISION * d
+        summed = reduce(np.concatenate([[-(log_q[np.arange(n), y]).sum(), (d_s * z).sum()],
+                                        d_s.sum(axis=0)[1:]]))
+        d = theta - theta0
+        return (float(summed[0]) + 0.5 * PRIOR_PRECISION * float(d @ d),
+                summed[1:] + PRIOR_PRECISION * d)
 
     result = minimize(loss_and_grad, theta0, jac=True, method="L-BFGS-B",
                       bounds=[(1.0 / MAX_TEMPERATURE, None)] + [(None, None)] * (k - 1))
     theta = result.x
+    rows = int(reduce(np.array([n], dtype=np.float64))[0])
     return TemperatureCalibrator(float(1.0 / theta[0]),
-                                 tuple(float(b) for b in np.concatenate([[0.0], theta[1:]])), n)
+                                 tuple(float(b) for b in np.concatenate([[0.0], theta[1:]])), rows)
 
 
 def one_vs_rest_auc(label: np.ndarray, p: np.ndarray) -> tuple[float, list[float]]:
@@ -266,15 +336,45 @@ def one_vs_rest_auc(label: np.ndarray, p: np.ndarray) -> tuple[float, list[float
     return (float(np.mean(defined)) if defined else float("nan")), per_class
 
 
-def channel_metrics(label: np.ndarray, p: np.ndarray, decision: np.ndarray,
-                    matrix: np.ndarray, bins: int = 10) -> dict:
-    """A channel's metrics at ``decision``:
+def class_summary(label: np.ndarray, p: np.ndarray, decision: np.ndarray, bins: int = 10
+                  ) -> np.ndarray:
+    """The sums :func:`class_metrics` reads, as one vector that adds up over hosts (so several
+    hosts' metrics are one host's on all the rows): ``[rows, sum of -log p[i, y_i] (p clipped at
+    1e-15), sum of the Brier terms]``, then per bin of ``max_k p[i, k]`` ``[rows, sum of the top
+    probability, rows whose top class is the true one]`` (``bins`` x 3), the confusion matrix
+    ``[true][decided]`` (K x K), and per class and bin of ``p[:, k]`` ``[rows, sum of p[:, k],
+    rows of class k]`` (K x ``bins`` x 3)."""
+    y = np.asarray(label, dtype=np.int64)
+    d = np.asarray(decision, dtype=np.int64)
+    n, k = len(y), p.shape[1]
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), y] = 1.0
+    confusion = np.zeros((k, k))
+    np.add.at(confusion, (y, d), 1)
+    top = p.max(axis=1) if n else np.zeros(0)
+    hit = (p.argmax(axis=1) == y).astype(np.float64) if n else np.zeros(0)
 
-    * ``logloss`` ``-mean log p[i, y_i]`` (p clipped at 1e-15), ``brier``
-      ``mean sum_k (p[i, k] - [y_i = k])**2``, ``ece`` the top-label expected calibration error
-      over ``bins`` equal-width bins of ``max_k p[i, k]``;
-    * ``auc`` macro one-vs-rest (:func:`one_vs_rest_auc`), ``accuracy``, ``recall`` the mean of
-      the per-class recalls (balanced accuracy), ``recall_per_class``;
+    def binned(values, truth):
+        where = np.minimum((values * bins).astype(np.int64), bins - 1)
+        return np.stack([np.bincount(where, minlength=bins), np.bincount(where, values, bins),
+                         np.bincount(where, truth, bins)], axis=1)
+
+    reliability = [binned(p[:, c], (y == c).astype(np.float64)) for c in range(k)]
+    return np.concatenate([
+        [n, -np.log(np.clip(p[np.arange(n), y], 1e-15, 1.0)).sum(), ((p - onehot) ** 2).sum()],
+        binned(top, hit).ravel(), confusion.ravel(), np.ravel(reliability)]).astype(np.float64)
+
+
+def class_metrics(summary: np.ndarray, matrix: np.ndarray, auc_per_class: list[float],
+                  bins: int = 10) -> dict:
+    """A channel's metrics from its (summed) :func:`class_summary` at ``decision``:
+
+    * ``logloss`` ``-mean log p[i, y_i]``, ``brier`` ``mean sum_k (p[i, k] - [y_i = k])**2``,
+      ``ece`` the top-label expected calibration error ``sum_b |sum_{i in b} (max_k p[i, k] -
+      [argmax_k p[i, k] = y_i])| / n`` over ``bins`` equal-width bins of ``max_k p[i, k]``;
+    * ``auc`` macro one-vs-rest (the mean of ``auc_per_class`` where defined: see
+      :func:`channel_auc`), ``accuracy``, ``recall`` the mean of the per-class recalls (balanced
+      accuracy), ``recall_per_class``;
     * ``reliability_per_class``: for each class ``k`` and each of ``bins`` equal-width bins of
       ``p[:, k]``, ``[rows, sum of p[:, k], rows of class k]`` (one-vs-rest reliability);
     * ``confusion`` ``[true][decided]`` counts, ``cell_costs`` their costs ``count * C``,
@@ -282,50 +382,63 @@ def channel_metrics(label: np.ndarray, p: np.ndarray, decision: np.ndarray,
       class for every row and ``savings`` ``1 - cost / min(cost_all)`` (0: no better than the
       cheapest single decision for everyone).
     """
-    y = np.asarray(label, dtype=np.int64)
-    d = np.asarray(decision, dtype=np.int64)
-    n, k = p.shape
-    onehot = np.zeros((n, k))
-    onehot[np.arange(n), y] = 1.0
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (y, d), 1)
+    k = len(matrix)
+    n, loss, brier = summary[:3]
+    top = summary[3:3 + 3 * bins].reshape(bins, 3)
+    at = 3 + 3 * bins
+    confusion = np.rint(summary[at:at + k * k]).astype(np.int64).reshape(k, k)
+    reliability = summary[at + k * k:].reshape(k, bins, 3)
+    n = int(round(n))
     cell_costs = confusion * matrix
     cost = float(cell_costs.sum())
     counts = confusion.sum(axis=1)
     cost_all = counts @ matrix  # deciding j for everyone: sum_k n_k C[k][j]
     cheapest = float(cost_all.min())
-    top = p.max(axis=1)
-    hit = (p.argmax(axis=1) == y).astype(np.float64)
-    which = np.minimum((top * bins).astype(np.int64), bins - 1)
-    ece = sum(abs(hit[which == b].mean() - top[which == b].mean()) * (which == b).sum()
-              for b in range(bins) if (which == b).any()) / n if n else float("nan")
-    auc, _ = one_vs_rest_auc(y, p)
-    reliability = []
-    for c in range(k):
-        where = np.minimum((p[:, c] * bins).astype(np.int64), bins - 1)
-        reliability.append(np.stack([np.bincount(where, minlength=bins),
-                                     np.bincount(where, p[:, c], minlength=bins),
-                                     np.bincount(where, (y == c).astype(float), minlength=bins)],
-                                    axis=1).tolist())
+    defined = [a for a in auc_per_class if not math.isnan(a)]
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.diag(confusion) / counts
     return {
         "rows": n,
-        "logloss": float(-np.log(np.clip(p[np.arange(n), y], 1e-15, 1.0)).mean()),
-        "brier": float(((p - onehot) ** 2).sum(axis=1).mean()),
-        "ece": float(ece),
-        "auc": auc,
-        "accuracy": float(np.diag(confusion).sum() / n),
+        "logloss": float(loss / n) if n else float("nan"),
+        "brier": float(brier / n) if n else float("nan"),
+        "ece": float(np.abs(top[:, 1] - top[:, 2]).sum() / n) if n else float("nan"),
+        "auc": float(np.mean(defined)) if defined else float("nan"),
+        "accuracy": float(np.diag(confusion).sum() / n) if n else float("nan"),
         "recall": float(np.nanmean(recall)) if (counts > 0).any() else float("nan"),
         "recall_per_class": [float(r) for r in recall],
         "cost": cost,
-        "expected_cost": cost / n,
+        "expected_cost": cost / n if n else float("nan"),
         "cost_all": [float(c) for c in cost_all],
         "savings": 1.0 - cost / cheapest if cheapest > 0 else float("nan"),
-        "reliability_per_class": reliability,
+        "reliability_per_class": [[[int(r), float(sp), float(sy)] for r, sp, sy in c]
+                                  for c in reliability],
         "confusion": confusion.tolist(),
         "cell_costs": cell_costs.tolist(),
     }
+
+
+def channel_auc(label: np.ndarray, p: np.ndarray, cluster: Cluster = SOLO) -> list[float]:
+    """Each class's one-vs-rest AUC over every host's rows, as the binary path computes its AUC
+    (:func:`costaware.evaluation.metrics_at`): exact (:func:`one_vs_rest_auc`) on the gathered
+    labels and scores up to :data:`~costaware.metrics.EXACT_AUC_ROWS` rows, beyond from summed
+    per-class histograms of ``logit(p[:, k])`` (:func:`costaware.metrics.binned_auc`)."""
+    y = np.asarray(label, dtype=np.int64)
+    k = p.shape[1]
+    rows = cluster.sum([len(y)])[0]  # the same test on every host: gather is collective
+    if rows <= EXACT_AUC_ROWS:
+        gathered = cluster.gather(np.asarray(p, dtype=np.float64).ravel()).reshape(-1, k)
+        return one_vs_rest_auc(cluster.gather(y), gathered)[1]
+    local = np.stack([score_histogram(y == c, p[:, c]) for c in range(k)])
+    summed = cluster.sum(local.ravel()).reshape(k, 2, AUC_BINS + 2)
+    return [binned_auc(bins) for bins in summed]
+
+
+def channel_metrics(label: np.ndarray, p: np.ndarray, decision: np.ndarray,
+                    matrix: np.ndarray, bins: int = 10, cluster: Cluster = SOLO) -> dict:
+    """:func:`class_metrics` of the rows over every host of ``cluster`` (their summaries
+    summed, the AUC as :func:`channel_auc`)."""
+    summary = cluster.sum(class_summary(label, p, decision, bins))
+    return class_metrics(summary, matrix, channel_auc(label, p, cluster), bins)
 
 
 @dataclass(frozen=True)

@@ -88,8 +88,6 @@ def binary_matrix(values: dict, given: Mapping[str, str]) -> None:
 
 # What a multi-class job does not do yet, each with the reason a job that sets it is refused
 MULTICLASS_REFUSED = {
-    "fairness_penalty": "the in-training penalty is for two classes; with more, bound the "
-                        "decisions with max_abs_dppl",
     "decision_rule": "more than two classes are decided by the Bayes rule only",
     "objective": "more than two classes train the multi-class softmax loss, weighted by "
                  "cost_weight_exponent (0: unweighted)",

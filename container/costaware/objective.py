@@ -183,6 +183,21 @@ def parity_penalty_grad_hess(margin: np.ndarray, sensitive: np.ndarray, strength
     are then its rows' share of the single-host ones.
     """
     p = sigmoid(margin)
+    gap, c, n = parity_gap(p, sensitive, member, reduce)
+    slope = p * (1 - p)
+    first = c * slope
+    scale = 2 * strength * n
+    grad = scale * gap * first
+    hess = scale * (first * first + gap * first * (1 - 2 * p))
+    return grad, hess
+
+
+def parity_gap(p: np.ndarray, sensitive: np.ndarray, member: np.ndarray | None = None,
+               reduce: Reduce | None = None) -> tuple[float, np.ndarray, float]:
+    """``(D, c, n)`` of the parity penalty on probabilities ``p`` over the rows in ``member``:
+    ``D = mean_a p - mean_d p``, ``c_i = dD/dp_i`` (``1/n_a`` in facet a, ``-1/n_d`` in facet d, 0
+    for a row not a member) and ``n = n_a + n_d``, the means and counts over every host
+    (``reduce`` sums ``[sum_a p, n_a, sum_d p, n_d]``)."""
     s = np.asarray(sensitive, dtype=bool)
     m = np.ones(len(p), dtype=bool) if member is None else np.asarray(member, dtype=bool)
     a, d = m & ~s, m & s
@@ -192,12 +207,7 @@ def parity_penalty_grad_hess(margin: np.ndarray, sensitive: np.ndarray, strength
     sum_a, n_a, sum_d, n_d = totals
     gap = sum_a / n_a - sum_d / n_d
     c = np.where(d, -1.0 / n_d, np.where(a, 1.0 / n_a, 0.0))
-    slope = p * (1 - p)
-    first = c * slope
-    scale = 2 * strength * (n_a + n_d)
-    grad = scale * gap * first
-    hess = scale * (first * first + gap * first * (1 - 2 * p))
-    return grad, hess
+    return gap, c, n_a + n_d
 
 
 def make_objective(label: np.ndarray, weight: np.ndarray, offset: np.ndarray | None = None,

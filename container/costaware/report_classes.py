@@ -30,7 +30,7 @@ METRICS = (("logloss", "log loss"), ("auc", "AUC (macro one-vs-rest)"), ("brier"
 
 
 def write_report(output_dir: str, result, title: str) -> list[str]:
-    """Charts and report.html for a :class:`costaware.multiclass_training.MulticlassResult`;
+    """Charts and report.html for a :class:`costaware.training.TrainingResult`;
     returns the files written."""
     os.makedirs(output_dir, exist_ok=True)
     names = result.policy.class_names

@@ -24,6 +24,7 @@ import numpy as np
 from sagemaker_training import environment, errors
 
 from . import artifact, config_files, data, hyperparameters, multihost, storage, training
+from .class_kinds import kind_of
 from .cluster import SOLO, Cluster
 from .checkpoints import CheckpointStore, StopRequest, TrainingInterrupted, stop_on_sigterm
 from .errors import DataError, HyperparameterError, InputError
@@ -86,10 +87,6 @@ def _run(base_dir: str, log, stop: StopRequest) -> training.TrainingResult | Non
     hosts = multihost.read_host_config(config_dir)
     if hosts is None or not hosts.multi_host:
         return job.train(SOLO, [])
-    if settings.multiclass:
-        raise HyperparameterError(
-            f"{len(settings.class_labels)} classes (cost_matrix or classes) train on one host "
-            f"for now; this job has {len(hosts.hosts)} (set InstanceCount to 1)")
     return _run_multi_host(job, hosts)
 
 
@@ -164,8 +161,6 @@ class Job:
             raise HyperparameterError(
                 f"hyperparameter 'reason_texts': {json.dumps(unknown[0])} is not a feature "
                 f"(features: {', '.join(features)[:300]})")
-        if self.settings.multiclass:
-            return self._train_classes(datasets)
         checkpoint_dir = os.path.join(self.base_dir, "checkpoints")
         store = None
         if os.path.isdir(checkpoint_dir):
@@ -181,20 +176,6 @@ class Job:
             self.log(f"host {cluster.host}: training done; {cluster.hosts[0]} writes the model")
             return None
         _write_outputs(self.base_dir, result, self.settings, hosts, self.log)
-        return result
-
-    def _train_classes(self, datasets: dict):
-        """More than two classes (:mod:`costaware.multiclass_training`): one host, no
-        checkpoints yet."""
-        from . import multiclass_training
-
-        if os.path.isdir(os.path.join(self.base_dir, "checkpoints")):
-            self.log("checkpoints: not yet with more than two classes; a stopped job restarts "
-                     "from round 0")
-        result = multiclass_training.train(self.settings, datasets["train"],
-                                           datasets.get("validation"), datasets.get("test"),
-                                           log=self.log, stop=self.stop)
-        _write_class_outputs(self.base_dir, result, self.settings, self.log)
         return result
 
     def load(self, cluster: Cluster) -> dict:
@@ -277,6 +258,7 @@ def _align_hosts(cluster: Cluster, train: data.Dataset) -> data.Dataset:
 
 def _write_outputs(base_dir: str, result: training.TrainingResult, settings, hosts: list[str],
                    log) -> None:
+    """The model, evaluation.json and the report, for any number of classes."""
     model_dir = os.path.join(base_dir, "model")
     artifact.save(model_dir, result.booster, result.feature_names, result.policy, {
         "metrics": {name: _without_tables(ch.metrics) for name, ch in result.channels.items()},
@@ -293,36 +275,7 @@ def _write_outputs(base_dir: str, result: training.TrainingResult, settings, hos
     output_data = os.path.join(base_dir, "output", "data")
     _write_evaluation(output_data, evaluation_document(result))
     _write_report(output_data, result, settings, log)
-    log(f"model saved to {model_dir}; decision rule {result.policy.rule.describe()}")
-
-
-def _write_class_outputs(base_dir: str, result, settings, log) -> None:
-    """The model, evaluation.json and report.html of a model with more than two classes."""
-    model_dir = os.path.join(base_dir, "model")
-    summary = {"held_out": result.held_out,
-               "loss_weights": {**result.weighting.to_dict(),
-                                "min_child_weight": result.min_child_weight},
-               "rounds": {"trained": result.rounds_trained, "kept": result.best_iteration + 1}}
-    artifact.save(model_dir, result.booster, result.feature_names, result.policy, {
-        "metrics": {name: {k: v for k, v in ch.metrics.items()
-                           if k not in ("confusion", "cell_costs", "reliability_per_class")}
-                    for name, ch in result.channels.items()},
-        **summary, "best_iteration": result.best_iteration,
-        "rounds_trained": result.rounds_trained, "hyperparameters": dict(settings),
-        "rows": result.rows})
-    output_data = os.path.join(base_dir, "output", "data")
-    document = artifact.json_safe({
-        "policy": result.policy.to_dict(), **summary,
-        "channels": {name: {"scored_by": ch.scored_by, "fitted_on_these_rows": ch.fitted_on,
-                            "served": ch.metrics, **ch.alternatives,
-                            **({"bias": ch.bias} if ch.bias is not None else {})}
-                     for name, ch in result.channels.items()}})
-    _write_evaluation(output_data, document)
-    rule = result.policy.rule
-    _write_class_report(output_data, result, settings, log)
-    log(f"model saved to {model_dir}; {result.policy.k} classes, decided by argmin(P @ C)"
-        + ("" if rule is None else f" with the favourable classes' costs shifted (facet a "
-           f"{rule.delta_a:+.4g}, d {rule.delta_d:+.4g}; |DPPL| <= {rule.max_abs_dppl:g})"))
+    log(f"model saved to {model_dir}; {kind_of(settings).describe(result.policy)}")
 
 
 def _write_evaluation(output_data: str, document: dict) -> None:
@@ -332,19 +285,11 @@ def _write_evaluation(output_data: str, document: dict) -> None:
                          (json.dumps(document, indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
-def _write_class_report(output_data: str, result, settings, log) -> None:
-    """report.html of a model with more than two classes; a failure is logged, not fatal."""
-    from . import report_classes  # matplotlib only when a report is written
-
-    try:
-        files = report_classes.write_report(output_data, result, "costaware training report")
-        log(f"report: {len(files)} files in {output_data}")
-    except Exception:  # noqa: BLE001 - a chart must never fail a finished training job
-        logger.warning("could not write the report:\n%s", traceback.format_exc())
+TABLES = ("reliability", "reliability_per_class", "confusion", "cell_costs")  # not in metadata
 
 
 def _without_tables(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k != "reliability"}
+    return {k: v for k, v in metrics.items() if k not in TABLES}
 
 
 def evaluation_document(result: training.TrainingResult) -> dict:
@@ -391,6 +336,8 @@ def _check_channel_config(config) -> None:
 
 def _write_report(output_data: str, result: training.TrainingResult, settings, log) -> None:
     """Charts and report.html; a failure here is logged, not fatal: the model is already saved."""
+    if settings.multiclass:
+        return _write_class_report(output_data, result, log)
     from . import report  # matplotlib is imported only when a report is written
 
     summary = {
@@ -414,6 +361,17 @@ def _write_report(output_data: str, result: training.TrainingResult, settings, l
         files = report.write_report(output_data, list(result.channels.values()),
                                     "costaware training report", summary, settings.facet_column,
                                     result.feature_names)
+        log(f"report: {len(files)} files in {output_data}")
+    except Exception:  # noqa: BLE001 - a chart must never fail a finished training job
+        logger.warning("could not write the report:\n%s", traceback.format_exc())
+
+
+def _write_class_report(output_data: str, result: training.TrainingResult, log) -> None:
+    """report.html of a model with more than two classes; a failure is logged, not fatal."""
+    from . import report_classes  # matplotlib only when a report is written
+
+    try:
+        files = report_classes.write_report(output_data, result, "costaware training report")
         log(f"report: {len(files)} files in {output_data}")
     except Exception:  # noqa: BLE001 - a chart must never fail a finished training job
         logger.warning("could not write the report:\n%s", traceback.format_exc())
