@@ -268,13 +268,15 @@ def one_vs_rest_auc(label: np.ndarray, p: np.ndarray) -> tuple[float, list[float
 
 def channel_metrics(label: np.ndarray, p: np.ndarray, decision: np.ndarray,
                     matrix: np.ndarray, bins: int = 10) -> dict:
-    """A channel's metrics at ``decision``:
+    """A channel's metrics at ``decision``, each as :mod:`costaware.metric_registry` defines it:
 
-    * ``logloss`` ``-mean log p[i, y_i]`` (p clipped at 1e-15), ``brier``
-      ``mean sum_k (p[i, k] - [y_i = k])**2``, ``ece`` the top-label expected calibration error
-      over ``bins`` equal-width bins of ``max_k p[i, k]``;
-    * ``auc`` macro one-vs-rest (:func:`one_vs_rest_auc`), ``accuracy``, ``recall`` the mean of
-      the per-class recalls (balanced accuracy), ``recall_per_class``;
+    * ``logloss`` ``-mean log p[i, y_i]`` (``p[i, y_i]`` clipped to ``[1e-15, 1 - 1e-15]``),
+      ``brier`` ``(1/2) mean sum_k (p[i, k] - [y_i = k])**2`` (at K = 2 the binary
+      ``mean (p - y)**2``), ``top_label_ece`` the top-label expected calibration error
+      ``sum_b |sum_{i in b} (max_k p[i, k] - [argmax_k p[i, k] = y_i])| / n`` over ``bins``
+      equal-width bins of ``max_k p[i, k]``;
+    * ``auc`` macro one-vs-rest (:func:`one_vs_rest_auc`), ``accuracy``, ``balanced_accuracy``
+      the mean of the per-class recalls over the classes present, ``recall_per_class``;
     * ``reliability_per_class``: for each class ``k`` and each of ``bins`` equal-width bins of
       ``p[:, k]``, ``[rows, sum of p[:, k], rows of class k]`` (one-vs-rest reliability);
     * ``confusion`` ``[true][decided]`` counts, ``cell_costs`` their costs ``count * C``,
@@ -311,12 +313,12 @@ def channel_metrics(label: np.ndarray, p: np.ndarray, decision: np.ndarray,
         recall = np.diag(confusion) / counts
     return {
         "rows": n,
-        "logloss": float(-np.log(np.clip(p[np.arange(n), y], 1e-15, 1.0)).mean()),
-        "brier": float(((p - onehot) ** 2).sum(axis=1).mean()),
-        "ece": float(ece),
+        "logloss": float(-np.log(np.clip(p[np.arange(n), y], 1e-15, 1 - 1e-15)).mean()),
+        "brier": float(((p - onehot) ** 2).sum(axis=1).mean() / 2),
+        "top_label_ece": float(ece),
         "auc": auc,
         "accuracy": float(np.diag(confusion).sum() / n),
-        "recall": float(np.nanmean(recall)) if (counts > 0).any() else float("nan"),
+        "balanced_accuracy": float(np.nanmean(recall)) if (counts > 0).any() else float("nan"),
         "recall_per_class": [float(r) for r in recall],
         "cost": cost,
         "expected_cost": cost / n,
