@@ -201,3 +201,16 @@ def test_every_early_stopping_choice_trains(k, metric):
     rounds = [line for line in lines if re.match(r"\[\d+\]\t", line)]
     assert len(rounds) >= 2 and all(
         re.search(rf"(validation|held_out):{metric}=[-+0-9.e]+(\t|$)", line) for line in rounds)
+
+
+def test_the_command_line_prints_each_ks_definitions_and_the_table(capsys):
+    from costaware import cli
+
+    for argv, k in ((["metric-definitions"], 2), (["metric-definitions", "--classes", "4"], 4)):
+        assert cli.main(argv) == 0
+        assert json.loads(capsys.readouterr().out) == metric_log.metric_definitions(k)
+    assert cli.main(["metric-definitions", "--classes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--classes 1: a model has 2 or more classes" in err
+    assert cli.main(["metrics"]) == 0
+    assert capsys.readouterr().out == metric_registry.markdown_table()
