@@ -259,7 +259,8 @@ def one_vs_rest_auc(label: np.ndarray, p: np.ndarray) -> tuple[float, list[float
     """Macro one-vs-rest AUC: the mean over classes of the AUC of ``p[:, k]`` separating class
     ``k`` from the rest (:func:`costaware.metrics.exact_auc`: Mann-Whitney, ties counted half); a
     class absent from the rows, or the only one present, has no AUC (NaN) and is left out of the
-    mean."""
+    mean. At K = 2 both classes' AUCs are the AUC of ``p[:, 1]`` (``p[:, 0] = 1 - p[:, 1]``
+    reverses its order), so the mean is the binary ``auc``."""
     y = np.asarray(label, dtype=np.int64)
     per_class = [exact_auc((y == k).astype(np.int8), p[:, k]) for k in range(p.shape[1])]
     defined = [a for a in per_class if not math.isnan(a)]
