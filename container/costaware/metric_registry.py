@@ -4,9 +4,10 @@ definition and the numbers of classes ``K`` it is logged for.
 A name has one meaning: its ``definition`` holds for every ``K`` it is logged for, and a metric
 whose definition is one class's (``recall``: of class 1) or one probability's (``ece``: of
 ``p(1)``) is logged for ``K = 2`` only; what ``K >= 3`` measures instead has its own name
-(``balanced_accuracy``, ``top_label_ece``). A metric logged for every ``K`` equals, at ``K = 2``, its
-binary definition (``tests/test_metric_invariants.py`` checks this, row-order independence, the
-sum over hosts and scikit-learn's value for every registered metric).
+(``balanced_accuracy``, ``top_label_ece``). A metric logged for every ``K`` equals, at ``K = 2``,
+its binary definition (``tests/test_metric_invariants.py`` checks this for every registered
+metric, with its definition or scikit-learn's value, row-order independence and, for the binary
+summaries, the sum over hosts).
 
 Everything else is derived from it: the metric log lines and the SageMaker metric definitions
 (:mod:`costaware.metric_log`), the tuner's objectives (:mod:`costaware.tuning.config`), the choices
