@@ -29,17 +29,24 @@ BINARY_COSTS = CostMatrix(fp=1.0, fn=5.0, tp=0.5, tn=0.0)
 FAVOURABLE = (2,)  # of K >= 3 classes
 
 
-def _rows(k: int, n: int = 600, seed: int = 0):
-    """``(y, P, sensitive)``: labels of every class, probabilities that lean towards the true class
-    (no ties, none within 1e-3 of 0 or 1) and a facet that shifts them."""
-    rng = np.random.default_rng(seed + 10 * k)
-    y = np.arange(n) % k
+SHAPES = {2: ("distinct", "tied"), 3: ("distinct", "tied", "absent"), 4: ("distinct", "absent")}
+
+
+def _rows(k: int, shape: str = "distinct", n: int = 600):
+    """``(y, P, sensitive)``: probabilities that lean towards the true class, and a facet that
+    shifts them. ``shape``: ``distinct`` (no two rows alike), ``tied`` (few distinct rows: tied
+    scores), ``absent`` (no row of the last class). At K = 2, ``P[:, 0] = 1 - P[:, 1]`` with
+    ``P[:, 1]`` in ``[0.001, 0.999]``."""
+    rng = np.random.default_rng(10 * k + len(shape))
+    y = np.arange(n) % (k - 1 if shape == "absent" else k)
     rng.shuffle(y)
     sensitive = rng.random(n) < 0.4
-    z = rng.normal(0, 1.0, (n, k)) + 1.5 * np.eye(k)[y] + 0.5 * sensitive[:, None] * np.eye(k)[0]
-    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    p = 0.001 + 0.998 * p if k == 2 else p
-    return y, p / p.sum(axis=1, keepdims=True), sensitive
+    noise = rng.integers(0, 3, (n, k)) if shape == "tied" else rng.normal(0, 1.0, (n, k))
+    z = noise + 1.5 * np.eye(k)[y] + 0.5 * sensitive[:, None] * np.eye(k)[0]
+    if k == 2:  # a function of z_1 - z_0 alone: equal differences, bitwise equal scores
+        p1 = 0.001 + 0.998 / (1 + np.exp(z[:, 0] - z[:, 1]))
+        return y, np.stack([1 - p1, p1], axis=1), sensitive
+    return y, np.exp(z) / np.exp(z).sum(axis=1, keepdims=True), sensitive
 
 
 def _matrix(k: int) -> np.ndarray:
@@ -65,10 +72,10 @@ def multiclass_path(y, p, decision, sensitive, favourable=FAVOURABLE) -> dict:
     return _with_fairness(multiclass.channel_metrics(y, p, decision, _matrix(p.shape[1])), facets)
 
 
-def metrics_of(k: int, order=None) -> tuple[dict, tuple]:
+def metrics_of(k: int, shape: str, order=None) -> tuple[dict, tuple]:
     """The metrics of the K-class rows (in ``order``) through the path that K takes, and the
     rows."""
-    y, p, sensitive = _rows(k)
+    y, p, sensitive = _rows(k, shape)
     decision, _ = multiclass.bayes_decisions(p, _matrix(k))
     if order is not None:
         y, p, sensitive, decision = y[order], p[order], sensitive[order], decision[order]
@@ -108,8 +115,12 @@ def _di(y, p, decision, sensitive):
 
 
 def _auc(y, p, decision, sensitive):
-    return (skm.roc_auc_score(y, p[:, 1]) if p.shape[1] == 2 else
-            skm.roc_auc_score(y, p, multi_class="ovr", average="macro"))
+    if p.shape[1] == 2:
+        return skm.roc_auc_score(y, p[:, 1])
+    if len(np.unique(y)) == p.shape[1]:
+        return skm.roc_auc_score(y, p, multi_class="ovr", average="macro")
+    # scikit-learn refuses a class absent from the rows; the definition leaves it out
+    return np.mean([skm.roc_auc_score(y == c, p[:, c]) for c in np.unique(y)])
 
 
 # name -> the value its definition gives for rows (y, P, decision, sensitive): scikit-learn's where
@@ -137,8 +148,9 @@ REFERENCE = {
 
 
 def _cases(condition=lambda metric, k: True):
-    return [pytest.param(m.name, k, id=f"{m.name}-K{k}") for m in metric_registry.all_metrics()
-            for k in (2, 3, 4) if m.logged_for(k) and condition(m, k)]
+    return [pytest.param(m.name, k, shape, id=f"{m.name}-K{k}-{shape}")
+            for m in metric_registry.all_metrics() for k, shapes in SHAPES.items()
+            for shape in shapes if m.logged_for(k) and condition(m, k)]
 
 
 def test_every_registered_metric_has_a_reference_definition():
@@ -147,28 +159,29 @@ def test_every_registered_metric_has_a_reference_definition():
 
 @pytest.mark.parametrize("k", [2, 3, 4])
 def test_each_path_logs_exactly_the_names_the_registry_gives_its_k(k):
-    metrics, _ = metrics_of(k)
+    metrics, _ = metrics_of(k, "distinct")
     registered = {m.name for m in metric_registry.all_metrics()}
     assert registered & set(metrics) == {m.name for m in metric_registry.logged_for(k)}
 
 
-@pytest.mark.parametrize("name,k", _cases())
-def test_equals_its_definition(name, k):
-    metrics, rows = metrics_of(k)
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")  # "absent"
+@pytest.mark.parametrize("name,k,shape", _cases())
+def test_equals_its_definition(name, k, shape):
+    metrics, rows = metrics_of(k, shape)
     assert metrics[name] == pytest.approx(REFERENCE[name](*rows), rel=1e-9, abs=1e-12)
 
 
-@pytest.mark.parametrize("name,k", _cases())
-def test_independent_of_row_order(name, k):
-    metrics, (y, _, _, _) = metrics_of(k)
-    shuffled, _ = metrics_of(k, np.random.default_rng(7).permutation(len(y)))
+@pytest.mark.parametrize("name,k,shape", _cases())
+def test_independent_of_row_order(name, k, shape):
+    metrics, (y, _, _, _) = metrics_of(k, shape)
+    shuffled, _ = metrics_of(k, shape, np.random.default_rng(7).permutation(len(y)))
     assert shuffled[name] == pytest.approx(metrics[name], rel=1e-12, abs=1e-15)
 
 
-@pytest.mark.parametrize("name,k", _cases(lambda m, k: k == 2))
-def test_summaries_of_two_hosts_add_up_to_all_rows(name, k):
+@pytest.mark.parametrize("name,k,shape", _cases(lambda m, k: k == 2))
+def test_summaries_of_two_hosts_add_up_to_all_rows(name, k, shape):
     """What several hosts do (cluster.sum of Summary.pack): each half's summary, summed."""
-    y, p, sensitive = _rows(2)
+    y, p, sensitive = _rows(2, shape)
     decision, _ = multiclass.bayes_decisions(p, _matrix(2))
     costs = RowCosts.constant(BINARY_COSTS, len(y))
     halves = [slice(0, 250), slice(250, None)]
@@ -181,9 +194,9 @@ def test_summaries_of_two_hosts_add_up_to_all_rows(name, k):
     assert from_hosts[name] == pytest.approx(from_one[name], rel=1e-12, abs=1e-15)
 
 
-@pytest.mark.parametrize("name,k", _cases(lambda m, k: k == 2 and m.logged_for(3)))
-def test_two_classes_through_the_multiclass_path_are_the_binary_metric(name, k):
-    y, p, sensitive = _rows(2)
+@pytest.mark.parametrize("name,k,shape", _cases(lambda m, k: k == 2 and m.logged_for(3)))
+def test_two_classes_through_the_multiclass_path_are_the_binary_metric(name, k, shape):
+    y, p, sensitive = _rows(2, shape)
     decision, _ = multiclass.bayes_decisions(p, _matrix(2))
     binary = binary_path(y, p[:, 1], decision, sensitive)
     through_classes = multiclass_path(y, p, decision, sensitive, favourable=(1,))
