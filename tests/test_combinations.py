@@ -661,7 +661,9 @@ def test_tune(commands, request, name, refused):
 
 
 def objective_minimised(metric: str) -> bool:
-    return metric.split(":")[-1] in ("expected_cost", "logloss", "brier", "ece", "dppl")
+    from costaware import metric_log
+
+    return metric_log.objective_direction(metric) == "Minimize"
 
 
 # ------------------------------------------------------------------------------- tuner-config

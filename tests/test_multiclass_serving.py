@@ -268,7 +268,7 @@ def test_metrics_equal_scikit_learn():
     assert m["logloss"] == pytest.approx(log_loss(y, p))
     assert m["auc"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average="macro"))
     assert m["accuracy"] == pytest.approx(accuracy_score(y, decision))
-    assert m["recall"] == pytest.approx(balanced_accuracy_score(y, decision))
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, decision))
     assert m["expected_cost"] == pytest.approx(matrix[y, decision].mean())
     best_constant = min(matrix[y, j].sum() for j in range(4))
     assert m["savings"] == pytest.approx(1 - matrix[y, decision].sum() / best_constant)

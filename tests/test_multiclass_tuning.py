@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from costaware import metric_log
 from costaware.tuning import config
 
 from support import (REALISTIC_TUNER_OPTIONS, WINE_CLASSES, WINE_MATRIX, costaware_cli, wine_frame,
@@ -24,7 +25,8 @@ def _request(objective: str, statics=None):
 
 
 @pytest.mark.parametrize("objective", ["validation:expected_cost", "validation:auc",
-                                       "validation:combined_objective", "validation:logloss"])
+                                       "validation:combined_objective", "validation:logloss",
+                                       "validation:balanced_accuracy", "validation:top_label_ece"])
 def test_tuner_config_with_multiclass_metrics(objective):
     params = _request(objective)
     job = params["HyperParameterTuningJobConfig"]
@@ -33,14 +35,15 @@ def test_tuner_config_with_multiclass_metrics(objective):
     # with a facet, a multi-class job trains the fairness penalty (on the favourable classes'
     # probability), as a binary one does: the tuner searches it
     assert "fairness_penalty" in searched and "eta" in searched
-    names = {d["Name"] for d in
-             params["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]}
-    assert objective in names and len(names) <= 40
+    definitions = params["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]
+    assert definitions == metric_log.published_definitions(3)  # what a K >= 3 job logs
+    assert objective in {d["Name"] for d in definitions} and len(definitions) <= 40
 
 
-def test_a_two_class_objective_is_refused_for_a_multiclass_job():
+@pytest.mark.parametrize("objective", ["validation:f1", "validation:recall", "validation:ece"])
+def test_a_two_class_objective_is_refused_for_a_multiclass_job(objective):
     with pytest.raises(config.ConfigError, match="a two-class metric; with more than two classes"):
-        _request("validation:f1")
+        _request(objective)
 
 
 def test_local_tuner_on_a_multiclass_tree(tmp_path):

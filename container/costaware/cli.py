@@ -19,10 +19,21 @@ def _hyperparameters(args) -> int:
     return 0
 
 
+def _metrics(args) -> int:
+    from . import metric_registry
+
+    print(metric_registry.markdown_table(), end="")
+    return 0
+
+
 def _metric_definitions(args) -> int:
     from . import metric_log
 
-    print(json.dumps(metric_log.published_definitions(), indent=2))
+    if args.classes < 2:
+        print(f"costaware metric-definitions: --classes {args.classes}: a model has 2 or more "
+              "classes", file=sys.stderr)
+        return 2
+    print(json.dumps(metric_log.published_definitions(args.classes), indent=2))
     return 0
 
 
@@ -156,7 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", action="store_true",
                    help="as the Markdown table of docs/hyperparameters.md")
     p.set_defaults(func=_hyperparameters)
+    p = sub.add_parser("metrics", help="print the metrics, the K each is logged for and its "
+                                       "definition (docs/metrics.md's Markdown table)")
+    p.set_defaults(func=_metrics)
     p = sub.add_parser("metric-definitions", help="print SageMaker metric_definitions (JSON)")
+    p.add_argument("--classes", type=int, default=2,
+                   help="the job's number of classes K (3 or more: the metrics K >= 3 logs)")
     p.set_defaults(func=_metric_definitions)
     p = sub.add_parser("train", help="train on a local SageMaker-shaped tree (the image's `train`)")
     p.add_argument("--base-dir", required=True, help="directory laid out like /opt/ml")

@@ -361,6 +361,11 @@ class _SettingsView(Mapping):
         return self.class_labels is not None
 
     @property
+    def n_classes(self) -> int:
+        """K: the number of classes (2 unless ``classes`` or ``cost_matrix`` say more)."""
+        return len(self.class_labels) if self.multiclass else 2
+
+    @property
     def favourable(self) -> tuple[int, ...]:
         """More than two classes: the indices of the favourable classes (Clarify's
         ``label_values_or_threshold``: listed labels, or labels above a threshold)."""
@@ -515,6 +520,12 @@ def _check_fairness(s: Settings) -> None:
 def _check_cross_field(s: Settings, given: set[str] = frozenset()) -> None:
     if s.multiclass:
         check_multiclass(s, given)
+    offered = metric_registry.early_stopping_names(s.n_classes)
+    if s.early_stopping_metric not in offered:  # a choice of the schema that this K does not log
+        raise HyperparameterError(
+            f"hyperparameter 'early_stopping_metric': {s.early_stopping_metric} is logged for "
+            f"{metric_registry.get(s.early_stopping_metric).classes} only; with {s.n_classes} "
+            f"classes one of {', '.join(offered)}")
     # The class costs decide every row without a cost column, at inference too.
     problem = s.class_costs.problem(
         lambda cell, value: f"'cost_{cell}' ({value:g})")

@@ -7,9 +7,12 @@ Each boosting round prints one line, fields separated by tabs (CloudWatch shows 
 At the end, the values of the kept model are printed once more for every evaluated channel, so the
 last value a tuner reads is the final model's. Names are ``channel:metric``, never a suffix of one
 another, so a regex ``channel:metric=(number)`` captures exactly one value. Every
-``channel:metric=`` in the log has a published metric definition; the figures that have none
-(SageMaker allows 40 definitions: the other fairness metrics, the rule's shifts, each class's
-recall) close the line in another form, ``validation, not published: dca 0.0123, shift -0.25``.
+``channel:metric=`` in the log has a published metric definition: a job's definitions are those of
+the metrics its number of classes ``K`` logs (:func:`costaware.metric_registry.logged_for`; 39 for
+``K = 2``, ``metric_definitions.json``; 33 for ``K >= 3``, ``metric_definitions_multiclass.json``;
+SageMaker allows 40 a job). The figures that have none (the other fairness metrics, the rule's
+shifts, each class's recall) close the line in another form, ``validation, not published: dca
+0.0123, shift -0.25``.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ import re
 from . import config_files, metric_registry
 
 CHANNELS = config_files.CHANNELS  # a metric definition per channel and metric
-# every metric of costaware.metric_registry is published, once per channel (39 of SageMaker's 40);
-# these are printed when present, after "not published:" (no channel:name= form, no definition)
+# every metric of costaware.metric_registry a job's K logs is published, once per channel; these
+# are printed when present, after "not published:" (no channel:name= form, no definition)
 LOGGED_ONLY = ("shift", "shift_a", "shift_d", "dca", "dcr", "rd", "sd", "dar", "drr", "ad", "te",
                "cddpl", "ge")
 NUMBER = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
-DEFINITIONS_FILE = os.path.join(os.path.dirname(__file__), "metric_definitions.json")
+DEFINITIONS_FILES = {2: os.path.join(os.path.dirname(__file__), "metric_definitions.json"),
+                     3: os.path.join(os.path.dirname(__file__), "metric_definitions_multiclass.json")}
 
 
 def format_value(value: float) -> str:
@@ -54,13 +58,16 @@ def format_line(prefix: str, channel: str, metrics: dict, unpublished: dict | No
     return "\t".join([prefix, *fields])
 
 
-def metric_definitions() -> list[dict]:
-    """``[{"Name": "validation:auc", "Regex": "validation:auc=(...)"}, ...]`` for every registered
-    metric, per channel."""
+def metric_definitions(classes: int | None = 2) -> list[dict]:
+    """``[{"Name": "validation:auc", "Regex": "validation:auc=(...)"}, ...]`` for every metric a
+    job with ``classes`` classes logs, per channel; None: every registered metric (to read any
+    job's log here, where no limit applies)."""
+    names = [m.name for m in (metric_registry.all_metrics() if classes is None
+                              else metric_registry.logged_for(classes))]
     return [
         {"Name": f"{channel}:{name}", "Regex": f"{re.escape(channel)}:{name}={NUMBER}"}
         for channel in CHANNELS
-        for name in directions()
+        for name in names
     ]
 
 
@@ -68,12 +75,14 @@ def objective_direction(metric_name: str) -> str:
     return metric_registry.get(metric_name.split(":", 1)[1]).direction
 
 
-def published_definitions() -> list[dict]:
-    with open(DEFINITIONS_FILE, encoding="utf-8") as handle:
+def published_definitions(classes: int = 2) -> list[dict]:
+    """The definitions the image publishes for a job with ``classes`` classes."""
+    with open(DEFINITIONS_FILES[min(classes, 3)], encoding="utf-8") as handle:
         return json.load(handle)
 
 
-if __name__ == "__main__":  # regenerates the published file
-    with open(DEFINITIONS_FILE, "w", encoding="utf-8") as out:
-        json.dump(metric_definitions(), out, indent=2)
-        out.write("\n")
+if __name__ == "__main__":  # regenerates the published files
+    for k, path in DEFINITIONS_FILES.items():
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(metric_definitions(k), out, indent=2)
+            out.write("\n")

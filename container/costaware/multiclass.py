@@ -329,7 +329,8 @@ def one_vs_rest_auc(label: np.ndarray, p: np.ndarray) -> tuple[float, list[float
     """Macro one-vs-rest AUC: the mean over classes of the AUC of ``p[:, k]`` separating class
     ``k`` from the rest (:func:`costaware.metrics.exact_auc`: Mann-Whitney, ties counted half); a
     class absent from the rows, or the only one present, has no AUC (NaN) and is left out of the
-    mean."""
+    mean. At K = 2 both classes' AUCs are the AUC of ``p[:, 1]`` (``p[:, 0] = 1 - p[:, 1]``
+    reverses its order), so the mean is the binary ``auc``."""
     y = np.asarray(label, dtype=np.int64)
     per_class = [exact_auc((y == k).astype(np.int8), p[:, k]) for k in range(p.shape[1])]
     defined = [a for a in per_class if not math.isnan(a)]
@@ -361,7 +362,8 @@ def class_summary(label: np.ndarray, p: np.ndarray, decision: np.ndarray, bins: 
 
     reliability = [binned(p[:, c], (y == c).astype(np.float64)) for c in range(k)]
     return np.concatenate([
-        [n, -np.log(np.clip(p[np.arange(n), y], 1e-15, 1.0)).sum(), ((p - onehot) ** 2).sum()],
+        [n, -np.log(np.clip(p[np.arange(n), y], 1e-15, 1 - 1e-15)).sum(),
+         ((p - onehot) ** 2).sum()],
         binned(top, hit).ravel(), confusion.ravel(), np.ravel(reliability)]).astype(np.float64)
 
 
@@ -369,12 +371,14 @@ def class_metrics(summary: np.ndarray, matrix: np.ndarray, auc_per_class: list[f
                   bins: int = 10) -> dict:
     """A channel's metrics from its (summed) :func:`class_summary` at ``decision``:
 
-    * ``logloss`` ``-mean log p[i, y_i]``, ``brier`` ``mean sum_k (p[i, k] - [y_i = k])**2``,
-      ``ece`` the top-label expected calibration error ``sum_b |sum_{i in b} (max_k p[i, k] -
-      [argmax_k p[i, k] = y_i])| / n`` over ``bins`` equal-width bins of ``max_k p[i, k]``;
+    * ``logloss`` ``-mean log p[i, y_i]`` (``p[i, y_i]`` clipped to ``[1e-15, 1 - 1e-15]``),
+      ``brier`` ``(1/2) mean sum_k (p[i, k] - [y_i = k])**2`` (at K = 2 the binary
+      ``mean (p - y)**2``), ``top_label_ece`` the top-label expected calibration error
+      ``sum_b |sum_{i in b} (max_k p[i, k] - [argmax_k p[i, k] = y_i])| / n`` over ``bins``
+      equal-width bins of ``max_k p[i, k]``;
     * ``auc`` macro one-vs-rest (the mean of ``auc_per_class`` where defined: see
-      :func:`channel_auc`), ``accuracy``, ``recall`` the mean of the per-class recalls (balanced
-      accuracy), ``recall_per_class``;
+      :func:`channel_auc`), ``accuracy``, ``balanced_accuracy`` the mean of the per-class recalls
+      over the classes present, ``recall_per_class``;
     * ``reliability_per_class``: for each class ``k`` and each of ``bins`` equal-width bins of
       ``p[:, k]``, ``[rows, sum of p[:, k], rows of class k]`` (one-vs-rest reliability);
     * ``confusion`` ``[true][decided]`` counts, ``cell_costs`` their costs ``count * C``,
@@ -400,11 +404,11 @@ def class_metrics(summary: np.ndarray, matrix: np.ndarray, auc_per_class: list[f
     return {
         "rows": n,
         "logloss": float(loss / n) if n else float("nan"),
-        "brier": float(brier / n) if n else float("nan"),
-        "ece": float(np.abs(top[:, 1] - top[:, 2]).sum() / n) if n else float("nan"),
+        "brier": float(brier / n / 2) if n else float("nan"),
+        "top_label_ece": float(np.abs(top[:, 1] - top[:, 2]).sum() / n) if n else float("nan"),
         "auc": float(np.mean(defined)) if defined else float("nan"),
         "accuracy": float(np.diag(confusion).sum() / n) if n else float("nan"),
-        "recall": float(np.nanmean(recall)) if (counts > 0).any() else float("nan"),
+        "balanced_accuracy": float(np.nanmean(recall)) if (counts > 0).any() else float("nan"),
         "recall_per_class": [float(r) for r in recall],
         "cost": cost,
         "expected_cost": cost / n if n else float("nan"),

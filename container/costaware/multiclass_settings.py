@@ -98,18 +98,10 @@ MULTICLASS_REFUSED = {
 }
 
 
-MULTICLASS_METRICS = ("logloss", "auc", "brier", "ece", "accuracy", "recall", "expected_cost",
-                      "savings", "combined_objective")
-
-
 def check_multiclass(s, given: set[str]) -> None:
     for name in sorted(given & set(MULTICLASS_REFUSED)):
         raise HyperparameterError(f"hyperparameter '{name}' with {len(s.class_labels)} classes: "
                                   f"{MULTICLASS_REFUSED[name]}")
-    if s.early_stopping_metric not in MULTICLASS_METRICS:
-        raise HyperparameterError(
-            f"hyperparameter 'early_stopping_metric': {s.early_stopping_metric} is a binary "
-            f"metric; with more than two classes one of {', '.join(MULTICLASS_METRICS)}")
     if s.facet_column and not s.label_values_or_threshold:
         raise HyperparameterError(
             "hyperparameter 'label_values_or_threshold' is required with 'facet_column' and more "

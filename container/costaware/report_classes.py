@@ -18,15 +18,12 @@ import numpy as np  # noqa: E402
 from matplotlib import style as mpl_style  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from . import metric_registry  # noqa: E402
 from .report import (CSS, DPI, RC, escape, file_slug, format_value, html_table,  # noqa: E402
                      new_figure, num_text)
 
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
            "#000000")
-METRICS = (("logloss", "log loss"), ("auc", "AUC (macro one-vs-rest)"), ("brier", "Brier score"),
-           ("ece", "ECE (top label)"), ("accuracy", "accuracy"),
-           ("recall", "recall (mean over classes)"), ("expected_cost", "cost per row"),
-           ("savings", "savings"), ("dppl", "|DPPL| of the favourable classes"))
 
 
 def write_report(output_dir: str, result, title: str) -> list[str]:
@@ -128,9 +125,12 @@ def _html(title: str, result, images: dict) -> str:
              "<h2>Metrics per channel</h2>",
              "<p>Each row is decided by the served rule on its calibrated probabilities. Cost per "
              "row: the realised cost of the decisions over the rows; savings = 1 - cost / the "
-             "cost of deciding the single cheapest class for every row. A channel whose rows "
-             "fitted the calibrator says so: its figures are not a held-out estimate.</p>"]
-    shown = [(key, label) for key, label in METRICS if any(key in ch.metrics for ch in channels)]
+             "cost of deciding the single cheapest class for every row; AUC: the mean of each "
+             "class's one-vs-rest AUC. A channel whose rows fitted the calibrator says so: its "
+             "figures are not a held-out estimate.</p>"]
+    # the metrics K classes log, labelled as metric_registry defines them
+    shown = [(m.name, m.label) for m in metric_registry.logged_for(len(names))
+             if any(m.name in ch.metrics for ch in channels)]
     header = ["metric"] + [escape(ch.name) for ch in channels]
     rows = [[(escape("scored by"), False)] + [(escape(ch.scored_by), False) for ch in channels],
             [(escape("fitted on these rows"), False)]

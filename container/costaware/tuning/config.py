@@ -6,8 +6,8 @@ The ranges come from the hyperparameter schema (:attr:`costaware.hyperparameters
 ``--range NAME=a,b``) a ``CategoricalParameterRanges`` entry. The fairness parameters are searched
 only when the static hyperparameters name a facet (without one training rejects them). A parameter
 fixed by a static hyperparameter is not searched. The metric definitions are the published ones
-(``costaware metric-definitions``), so the tuner reads the objective from the log lines the training
-program prints.
+for the job's number of classes (``costaware metric-definitions [--classes K]``), so the tuner reads
+the objective from the log lines the training program prints.
 
 The same :class:`Range` objects drive the local tuner (:mod:`costaware.tuning.local`), so a local
 study and a SageMaker tuning job search the same space.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from .. import hyperparameters as hp
 from .. import metric_log, metric_registry
 from ..errors import HyperparameterError
-from ..multiclass_settings import MULTICLASS_METRICS, MULTICLASS_REFUSED
+from ..multiclass_settings import MULTICLASS_REFUSED
 
 SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
 STRATEGIES = ("Bayesian", "Random", "Hyperband")
@@ -222,9 +222,8 @@ ALIASES = {
 
 def objective(spec: str, has_facet: bool, allow_multi: bool = True,
               multiclass: bool = False) -> Objective:
-    """``combined`` | ``auc`` | ``cost`` | ``multi`` | a metric name such as ``validation:f1``;
-    with more than two classes, a metric such a job logs (``multiclass_settings.MULTICLASS_METRICS``
-    and the fairness distances)."""
+    """``combined`` | ``auc`` | ``cost`` | ``multi`` | a metric name such as ``validation:f1``
+    that a job with this number of classes logs (:func:`costaware.metric_registry.logged_for`)."""
     if spec == "multi":
         if not allow_multi:
             raise ConfigError("SageMaker tunes one objective metric: use combined, auc, cost or a "
@@ -234,7 +233,13 @@ def objective(spec: str, has_facet: bool, allow_multi: bool = True,
             metrics.remove("validation:dppl")
         return Objective("multi", tuple(metrics), tuple(_direction(m) for m in metrics))
     metric = ALIASES.get(spec, spec)
-    names = {d["Name"] for d in metric_log.metric_definitions()}
+    names = [d["Name"] for d in metric_log.metric_definitions(3 if multiclass else 2)]
+    if metric not in names and metric in {d["Name"] for d in metric_log.metric_definitions(None)}:
+        offered = ", ".join(n for n in names if n.startswith("validation:"))
+        raise ConfigError(f"objective {metric}: "
+                          + ("a two-class metric; with more than two classes" if multiclass else
+                             "a metric of more than two classes; with two classes")
+                          + f" tune on one of {offered}")
     if metric not in names:
         raise ConfigError(f"objective {spec!r}: not a published metric; use combined, auc, cost, "
                           f"multi or one of {', '.join(sorted(names))}")
@@ -244,10 +249,6 @@ def objective(spec: str, has_facet: bool, allow_multi: bool = True,
                           "selection; tune on validation")
     if _direction(metric) is None:
         raise ConfigError(f"objective {metric}: a reported value, not an objective")
-    if multiclass and name not in MULTICLASS_METRICS \
-            and not metric_registry.get(name).needs_facet:
-        raise ConfigError(f"objective {metric}: a two-class metric; with more than two classes "
-                          f"tune on one of {', '.join(MULTICLASS_METRICS)}")
     if metric_registry.get(name).needs_facet and not has_facet:
         raise ConfigError(f"objective {metric} needs a facet: set facet_column and "
                           "facet_values_or_threshold (--static facet_column=NAME --static "
@@ -408,7 +409,7 @@ def build(opts: TunerOptions) -> tuple[dict, list[str]]:
             "AlgorithmSpecification": {
                 "TrainingImage": value["image_uri"],
                 "TrainingInputMode": "File",
-                "MetricDefinitions": metric_log.published_definitions(),
+                "MetricDefinitions": metric_log.published_definitions(3 if multiclass else 2),
             },
             "RoleArn": value["role_arn"],
             "InputDataConfig": [

@@ -257,7 +257,7 @@ def held_out_metrics(run: Run) -> dict:
     line = re.search(rf"^\[{kept - 1}\]\t.*$", run.log, re.M) if kept else None
     if line is None:
         return {}
-    train = [d for d in metric_log.published_definitions() if d["Name"].startswith("train:")]
+    train = [d for d in metric_log.metric_definitions(None) if d["Name"].startswith("train:")]
     return {f"{HELD_OUT}:{name.split(':', 1)[1]}": value
             for name, value in parse_log(line.group(0), train).items()}
 
@@ -288,7 +288,7 @@ def parse_log(log: str, definitions: list[dict] | None = None) -> dict:
     """``{metric name: last value}`` for every metric definition whose regex matches the log, as
     SageMaker reads the log (it reports a training job's final metric as the last value emitted)."""
     out = {}
-    for definition in definitions or metric_log.published_definitions():
+    for definition in definitions or metric_log.metric_definitions(None):  # any K's names
         found = re.findall(definition["Regex"], log)
         if found:
             value = float(found[-1])
