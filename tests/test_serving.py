@@ -621,11 +621,13 @@ def test_the_invocation_handler_answers_without_flask(model, rows):
     from costaware.serving.invocation import Invocations, respond
 
     handler = Invocations(model)
-    reply = respond(handler, csv_body(rows[:4]), "text/csv", "application/json", "cost_fn=9")
+    reply = respond(handler, csv_body(rows[:4]), "text/csv", "application/json",
+                    "cost_fn=500000")
     assert reply.status == 200 and reply.headers["Content-Type"] == "application/json"
     assert reply.headers[HEADER].startswith("cost_fp=") and "costs_source=request" in \
         reply.headers[HEADER]
-    policy = model.policy.with_costs(policy_override.parse_costs("cost_fn=9", model.policy.costs))
+    costs = policy_override.parse_costs("cost_fn=500000", model.policy.costs)
+    policy = model.policy.with_costs(costs)
     assert_matches(json.loads(reply.body)["predictions"],
                    inference.predict(model, rows[:4], policy=policy, costs_source="request"))
     assert reply.rows == 4 and set(reply.timing) >= {"read_ms", "parse_ms", "predict_ms"}

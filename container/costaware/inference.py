@@ -17,7 +17,7 @@ import numpy as np
 
 from . import reasons
 from .artifact import Model
-from .costs import CELLS, RowCosts, check_row_costs
+from .costs import CELLS, RowCosts, bad_cost, check_row_costs
 from .fairness import sensitive_facet_index
 from .multiclass_policy import MulticlassPolicy
 from .policy import Policy
@@ -166,10 +166,8 @@ def explain(model: Model, rows: np.ndarray, result: dict, k: int, which: str = "
     reasons_text = np.full(n, "null", dtype=object)
     where = np.flatnonzero(explained)
     if len(where):
-        contributions = _class_contributions(model, features[where], policy.k)
-        at = np.arange(len(where))
-        signed = (contributions[at, chosen[where], :-1]
-                  - contributions[at, runner[where], :-1]).astype(np.float64)
+        signed = reasons.towards_decision(_class_contributions(model, features[where], policy.k),
+                                          chosen[where], runner[where])
         for r, (i, top) in enumerate(zip(where.tolist(), reasons.top_reasons(signed, k))):
             reasons_text[i] = _reason_list(model, features[i], signed[r], top)
     return {**result, "reasons": reasons_text, **extra}
@@ -271,8 +269,7 @@ def _class_cost(policy, cell) -> float:
 def _check_cells(columns: dict, own: np.ndarray, names: dict, where) -> None:
     """More than two classes: each of a row's own cost cells a finite number >= 0."""
     for cell, values in columns.items():
-        bad = ~np.isfinite(values[own]) | (values[own] < 0)
-        if bad.any():
-            i = int(own[np.flatnonzero(bad)[0]])
-            shown = "missing" if np.isnan(values[i]) else f"{values[i]:g}"
-            raise RowError(f"{where(i)}, {names[cell]}: {shown}; costs must be numbers >= 0")
+        bad = bad_cost(values[own])
+        if bad is not None:
+            raise RowError(f"{where(int(own[bad[0]]))}, {names[cell]}: {bad[1]}; costs must be "
+                           "numbers >= 0")
