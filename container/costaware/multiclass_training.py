@@ -34,8 +34,9 @@ from .checkpoints import StopRequest, TrainingInterrupted
 from .cluster import SOLO
 from .data import Dataset
 from .errors import DataError
-from .multiclass import (ClassWeighting, TemperatureCalibrator, channel_metrics,
-                         fit_favourable_shift, fit_temperature, loss_gradients)
+from .multiclass import (ClassWeighting, TemperatureCalibrator, channel_metrics, expected_costs,
+                         fit_favourable_shift, fit_temperature, loss_gradients,
+                         matrix_column_names, row_loss_weights, true_class_costs)
 from .multiclass_policy import MulticlassPolicy
 from .rounds import RoundMonitor
 from .training import facet_spec, print_line
@@ -106,8 +107,8 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
              if cross_fit else None)
 
     # 2. loss
-    weighting = ClassWeighting.fit(label, matrix, settings.cost_weight_exponent)
-    row_weight = np.asarray(weighting.weights)[label]
+    weighting, row_weight = row_loss_weights(label, matrix, settings.cost_weight_exponent,
+                                             fit.data.cell_costs)
     offsets = weighting.offsets
     params = {**settings.xgboost_params(), "objective": "multi:softprob", "num_class": k,
               "base_score": 0.0, "disable_default_eval_metric": 1,
@@ -197,7 +198,8 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
         + ", ".join(f"{b:+.4g}" for b in calibrator.bias) + f" on {calibrator.rows} held-out rows")
     rule = _fit_rule(settings, held_channel, held_p, matrix, log)
     policy = MulticlassPolicy(classes, settings.matrix, calibrator, rule,
-                              facet_spec(settings, train_data) if rule is not None else None)
+                              facet_spec(settings, train_data) if rule is not None else None,
+                              matrix_column_names(settings.matrix_columns, train_data.named_columns))
 
     # 5. every channel
     results = {}
@@ -232,8 +234,9 @@ def _evaluate(channel: Channel, p: np.ndarray, policy: MulticlassPolicy, setting
     distances of ``fairness_metrics`` and the combined objective (on the favourable set, as the
     binary ones), and the bias section (every Clarify metric on the favourable set, and each
     class's one-vs-rest DPPL and DI)."""
-    decision, _ = policy.decide(p, channel.sensitive)
-    metrics = channel_metrics(channel.data.label, p, decision, policy.cost_matrix)
+    decision, _ = policy.decide(p, channel.sensitive, channel.data.cell_costs)
+    metrics = channel_metrics(channel.data.label, p, decision, policy.cost_matrix,
+                              cells=channel.data.cell_costs)
     if channel.sensitive is None:
         return metrics, None
     facets, groups = bias.collapsed_tables(channel.data.label, decision, channel.sensitive,
@@ -253,15 +256,16 @@ def _fit_rule(settings, held: Channel, p: np.ndarray, matrix: np.ndarray, log):
     (one, or one per facet with ``group_thresholds``) within the bound on the held-out rows."""
     if settings.max_abs_dppl >= 1:
         return None
-    expected = p @ matrix
+    cells = held.data.cell_costs
+    expected = expected_costs(p, matrix, cells)
     label = held.data.label.astype(np.int64)
     rule, dppl, cost = fit_favourable_shift(expected, label, held.sensitive, settings.favourable,
                                             matrix, settings.max_abs_dppl,
-                                            settings.group_thresholds)
+                                            settings.group_thresholds, cells)
     bayes = expected.argmin(axis=1)
     favourable = np.isin(bayes, settings.favourable)
     bayes_dppl = favourable[~held.sensitive].mean() - favourable[held.sensitive].mean()
-    bayes_cost = float(matrix[label, bayes].sum())
+    bayes_cost = float(true_class_costs(label, matrix, cells)[np.arange(len(label)), bayes].sum())
     rows = len(label)
     log("decision rule: favourable decisions' expected costs lowered by "
         + (f"facet a {rule.delta_a:+.4g}, facet d {rule.delta_d:+.4g}" if settings.group_thresholds
