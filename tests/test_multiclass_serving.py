@@ -590,6 +590,15 @@ def test_a_cell_read_per_row_is_trained_and_served_at_each_rows_own_matrix(refun
     assert model.metadata["request_columns"][-1] == "refund"
     # the named cell's class cost (rows that do not carry it): 1 off the diagonal
     assert model.policy.matrix == ((0, 2, 3), (2, 0, 1), (1, 3, 0))
+    # the metrics are at each row's own costs: deciding j for every validation row costs
+    # sum_i C_i[y_i][j]
+    validation = _frame().iloc[110:140]
+    frame_refund = np.random.default_rng(3).uniform(0.5, 40, len(_frame())).round(2)[110:140]
+    truth = validation["cultivar"].map(CLASSES.index).to_numpy()
+    own = _own_matrices(frame_refund, model.policy.matrix)[np.arange(30), truth]
+    evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    served = evaluation["channels"]["validation"]["served"]
+    assert served["cost_all"] == pytest.approx(own.sum(axis=0).tolist(), rel=1e-12)
     features = test.drop(columns=["cultivar", "refund"]).to_numpy(np.float64)
     rows = np.column_stack([features, test["refund"].to_numpy()])
     with_costs = np.arange(len(rows)) % 3 != 0
