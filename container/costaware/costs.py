@@ -185,7 +185,8 @@ def check_row_costs(costs: RowCosts, where, columns: dict, training: bool) -> No
     for cell in CELLS:
         bad = bad_cost(getattr(costs, cell))
         if bad is not None:
-            raise DataError(f"{where(bad[0])}, {columns[cell]}: {bad[1]}; costs must be numbers >= 0")
+            raise DataError(f"{where(bad[0])}, {columns[cell]}: {bad[1]}; costs must be "
+                            "numbers >= 0")
     r1, r0 = costs.regrets()
     both = (r1 == 0) & (r0 == 0)
     if both.any():

@@ -414,7 +414,8 @@ derived once: ``label_values`` and
 when not given), ``fairness_names`` (upper-case, empty without a facet), ``class_costs``,
 ``cost_columns``; with more than two classes ``class_labels`` (the label of each class, in
 order), ``matrix`` (``C[true][decided]``, a named cell at its class cost), both ``None`` for
-two, and ``matrix_columns`` (``((true, decided), column)`` per cell naming a column); ``reason_table``
+two, and ``matrix_columns`` (``((true, decided), column)`` per cell naming a column);
+``reason_table``
 (``reason_texts`` parsed: ``{feature: {"text", "code"?}}``, or ``None``)."""
 
 

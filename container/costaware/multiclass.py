@@ -165,7 +165,8 @@ def expected_costs(p: np.ndarray, matrix: np.ndarray, cells: dict | None = None)
     (``(k, j)`` -> each row's cost ``c_i`` of that cell), each row at its own matrix ``C_i`` (``C``
     with those cells replaced by the row's):
 
-        E[i, j] = sum_k P[i, k] C_i[k][j] = (P @ C)[i, j] + sum_{(k, j) named} P[i, k] (c_i - C[k][j]),
+        E[i, j] = sum_k P[i, k] C_i[k][j]
+                = (P @ C)[i, j] + sum_{(k, j) named} P[i, k] (c_i - C[k][j]),
 
     so a row whose cells equal the class costs gets exactly ``P @ C``."""
     e = np.asarray(p, dtype=np.float64) @ matrix

@@ -135,7 +135,8 @@ class MulticlassPolicy:
                                       and "values_or_threshold" in facet):
             raise ValueError("facet must be an object with 'column' and 'values_or_threshold'")
         policy = cls(tuple(classes), tuple(tuple(float(c) for c in row) for row in matrix),
-                     calibrator, rule, facet, _cost_columns(d.get("cost_columns", []), len(classes)))
+                     calibrator, rule, facet,
+                     _cost_columns(d.get("cost_columns", []), len(classes)))
         if policy.needs_facet and facet is None:
             raise ValueError("the rule shifts each facet by its own amount but no facet is given")
         return policy

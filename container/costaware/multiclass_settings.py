@@ -104,8 +104,8 @@ MULTICLASS_REFUSED = {
     **{f"cost_{cell}": "it is a binary cost; with more than two classes cost_matrix holds the "
                        "costs" for cell in CELLS},
     **{f"cost_{cell}_column": "it names a binary cell's column; with more than two classes "
-                              "name the column in its cell of cost_matrix (e.g. [[0,\"refuse_cost\","
-                              "1],...])" for cell in CELLS},
+                              "name the column in its cell of cost_matrix (e.g. "
+                              "[[0,\"refuse_cost\",1],...])" for cell in CELLS},
 }
 
 

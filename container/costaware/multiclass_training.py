@@ -199,7 +199,8 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     rule = _fit_rule(settings, held_channel, held_p, matrix, log)
     policy = MulticlassPolicy(classes, settings.matrix, calibrator, rule,
                               facet_spec(settings, train_data) if rule is not None else None,
-                              matrix_column_names(settings.matrix_columns, train_data.named_columns))
+                              matrix_column_names(settings.matrix_columns,
+                                                  train_data.named_columns))
 
     # 5. every channel
     results = {}
