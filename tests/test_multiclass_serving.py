@@ -663,16 +663,25 @@ def test_a_bad_per_row_cost_is_refused_naming_row_and_column(refunds, tmp_path):
         "line 1, column 14 (refund): -2; costs must be numbers >= 0"
 
 
-def test_a_bad_per_row_cost_in_training_names_file_line_and_column(tmp_path):
+@pytest.mark.parametrize("matrix, value, message", [
+    (REFUND_MATRIX, -1.0, "line {line}, column 15 ('refund') (cost_matrix C[2][0]): -1; costs must "
+                          "be numbers >= 0"),
+    # a barbera whose right decision costs 9, more than its mistakes' mean (12 + 3) / 2
+    ([[0, 2, 3], [2, 0, 1], [12, 3, "refund"]], 9.0,
+     "line {line}: the row's right decision (class 2) costs more than its mistakes on average "
+     "(regret -1.5); training weights each row by that regret, which must be >= 0"),
+])
+def test_a_bad_per_row_cost_in_training_names_file_line_and_column(tmp_path, matrix, value,
+                                                                   message):
     base = tmp_path / "ml"
     frame = _frame().iloc[:60].copy()
     frame["refund"] = 3.0
-    frame.loc[frame.index[7], "refund"] = -1.0
+    row = int(np.flatnonzero(frame["cultivar"].to_numpy() == "barbera")[1])
+    frame.loc[frame.index[row], "refund"] = value
     write_tree(base, {"num_round": "3", "label_column": "cultivar",
-                      "classes": json.dumps(CLASSES), "cost_matrix": json.dumps(REFUND_MATRIX),
+                      "classes": json.dumps(CLASSES), "cost_matrix": json.dumps(matrix),
                       "calibration_data": "cross_fit"},
                {"train": {"t.csv": frame.to_csv(index=False)}})
     result = run_train(base)
     assert result.returncode != 0
-    assert failure_reason(base).endswith(
-        "t.csv: line 9, column 15 ('refund') (cost_matrix C[2][0]): -1; costs must be numbers >= 0")
+    assert failure_reason(base).endswith("t.csv: " + message.format(line=row + 2))
