@@ -63,7 +63,7 @@ REFUSED_TRAININGS = [  # (kind, the one-line reason's distinctive part)
     (Kind("mc_rowcosts", 3, {**VAL, "label_column": "y", "classes": json.dumps(CLASSES),
           "cost_matrix": json.dumps(MATRIX), "cost_fn_column": "loss"}, "csv",
           columns=("y", *F, "loss"), labels=tuple(CLASSES)),
-     "per-row costs are binary cells"),
+     "name the column in its cell of cost_matrix"),
     (Kind("mc_penalty", 3, {**VAL, "label_column": "y", "classes": json.dumps(CLASSES),
           "cost_matrix": json.dumps(MATRIX), "facet_column": "grp",
           "facet_values_or_threshold": "[1]", "fairness_penalty": "1"}, "csv",

@@ -190,3 +190,34 @@ def test_settings_derive_structured_values_once():
     assert plain.fairness_names == ()  # no facet: no fairness metric is computed
     # the saved hyperparameters and the checkpoint fingerprint see the schema's names only
     assert set(json.loads(json.dumps(dict(s)))) == {p.name for p in hp.SCHEMA}
+
+
+def test_a_cost_matrix_cell_may_name_a_column_for_any_number_of_classes():
+    # two classes: the named cells are the cost_*_column spellings, at the default class costs
+    matrix = hp.parse({"cost_matrix": '[[0, "refuse_cost"], ["loss_given_default", 0]]'})
+    columns = hp.parse({"cost_fp_column": "refuse_cost", "cost_fn_column": "loss_given_default"})
+    assert (matrix.cost_columns, matrix.class_costs, matrix.multiclass) == \
+        (columns.cost_columns, columns.class_costs, False)
+    # three: the cell's column, and its class cost for rows without it (1 off the diagonal)
+    s = hp.parse({"cost_matrix": '[[0, 2, 3], [2, 0, 1], ["refund", 3, 0]]'})
+    assert s.matrix_columns == (((2, 0), "refund"),)
+    assert s.matrix == ((0, 2, 3), (2, 0, 1), (1, 3, 0))
+
+
+@pytest.mark.parametrize("given,message", [
+    ({"cost_matrix": '[[0, 2, 3], [2, 0, 1], [false, 3, 0]]'},
+     "hyperparameter 'cost_matrix': C[2][0] is false, not a number or the name of a cost column"),
+    ({"cost_matrix": '[[0, "x", 3], [2, 0, 1], ["x", 3, 0]]'},
+     "hyperparameter 'cost_matrix': C[0][1] and C[2][0] name the same column ('x'); give each "
+     "cost cell its own column"),
+    ({"cost_matrix": '[[0, "x"], [1, 0]]', "cost_fn_column": "y"},
+     "hyperparameters 'cost_matrix' and 'cost_fn_column' both give the binary costs; give them "
+     "once"),
+    ({"cost_matrix": '[[0, 2, 3], [2, 0, 1], [1, 3, 0]]', "cost_fn_column": "y"},
+     "hyperparameter 'cost_fn_column' with 3 classes: it names a binary cell's column; with more "
+     "than two classes name the column in its cell of cost_matrix"),
+])
+def test_a_bad_named_cell_is_one_line_naming_the_hyperparameter(given, message):
+    with pytest.raises(HyperparameterError) as info:
+        hp.parse(given)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)

@@ -51,6 +51,58 @@ def test_matrix_size_must_match_the_classes():
     assert mc.parse_cost_matrix([[0, 1, 1], [1, 0, 1], [1, 1, 0]], 3).shape == (3, 3)
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_each_row_is_decided_at_its_own_matrix(seed):
+    """Per-row cells: E[i] = p[i] @ C_i with C_i the class matrix with the row's own cells, and a
+    row whose cells equal the class costs gets exactly p @ C."""
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(3, 6))
+    n = 300
+    matrix = rng.uniform(0, 10, (k, k))
+    p = rng.dirichlet(np.ones(k), size=n)
+    cells = {(0, 1): rng.uniform(0, 30, n), (k - 1, 0): rng.uniform(0, 30, n)}
+    own = np.tile(matrix, (n, 1, 1))
+    for (t, j), values in cells.items():
+        own[:, t, j] = values
+    decision, expected = mc.bayes_decisions(p, matrix, cells)
+    assert np.allclose(expected, np.einsum("nk,nkj->nj", p, own), rtol=1e-12)
+    assert (decision == np.einsum("nk,nkj->nj", p, own).argmin(axis=1)).all()
+    same = {cell: np.full(n, matrix[cell]) for cell in cells}
+    assert (mc.expected_costs(p, matrix, same) == p @ matrix).all()
+
+
+def test_row_loss_weights_are_the_class_weights_at_class_costs_and_follow_each_rows_regret():
+    rng = np.random.default_rng(4)
+    matrix = np.array([[0, 2, 3], [2, 0, 1], [12, 3, 0]], float)
+    label = rng.integers(0, 3, 400)
+    classwise = mc.ClassWeighting.fit(label, matrix, 0.5)
+    weighting, weight = mc.row_loss_weights(label, matrix, 0.5)
+    assert weighting == classwise and (weight == np.asarray(classwise.weights)[label]).all()
+    # the cell at its class cost for every row: the same weights (to rounding)
+    same, same_weight = mc.row_loss_weights(label, matrix, 0.5, {(2, 0): np.full(400, 12.0)})
+    assert np.allclose(same.weights, classwise.weights, rtol=1e-12)
+    assert np.allclose(same_weight, np.asarray(classwise.weights)[label], rtol=1e-12)
+    # a row's own cost: its regret mean_{j != y} (C_i[y][j] - C_i[y][y]), its weight by it
+    refund = rng.uniform(0, 40, 400)
+    regret = mc.row_regrets(label, matrix, {(2, 0): refund})
+    assert np.allclose(regret[label == 2], (refund[label == 2] + 3) / 2)
+    assert np.allclose(regret[label != 2], mc.class_regrets(matrix)[label[label != 2]])
+    _, own_weight = mc.row_loss_weights(label, matrix, 1.0, {(2, 0): refund})
+    scaled = np.clip(regret / regret.mean(), 1 / mc.CAP, mc.CAP)
+    assert np.allclose(own_weight, scaled / scaled.mean(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('[[0,"a",2],[1,0,1],["a",1,0]]', "C[0][1] and C[2][0] name the same column ('a')"),
+    ('[[0," ",2],[1,0,1],[2,1,0]]', "C[0][1] is a blank column name"),
+    ('[[0,null,2],[1,0,1],[2,1,0]]', "C[0][1] is null, not a number or the name of a cost column"),
+])
+def test_named_cells_refused_with_one_line(text, fragment):
+    with pytest.raises(mc.CostMatrixError) as info:
+        mc.parse_cost_matrix(text, columns=True)
+    assert fragment in str(info.value)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_gradient_and_hessian_are_the_losses_derivatives(seed):
     rng = np.random.default_rng(seed)

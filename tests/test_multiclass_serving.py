@@ -538,3 +538,136 @@ def test_with_a_bound_cost_gap_is_negative_where_the_bound_moved_the_decision(bo
     assert "`cost_gap = E[r] - E[j] >= 0`" not in doc
     assert ("with a fairness bound (`max_abs_dppl`) a row whose decision the bound moved off the "
             "cheapest has `cost_gap < 0`") in doc
+
+
+# --------------------------------------------- a cell of the matrix read per row (issue #23)
+
+# Selling a barbera as a barolo costs each bottle its own refund; the other cells are class costs.
+REFUND_MATRIX = [[0, 2, 3], [2, 0, 1], ["refund", 3, 0]]
+
+
+@pytest.fixture(scope="module")
+def refunds(tmp_path_factory):
+    """The wine model trained with one cell of its 3 x 3 matrix read from each row's column."""
+    base = tmp_path_factory.mktemp("refunds") / "ml"
+    frame = _frame()
+    frame["refund"] = np.random.default_rng(3).uniform(0.5, 40, len(frame)).round(2)
+    write_tree(base, {"num_round": "12", "max_depth": "3", "eta": "0.3",
+                      "label_column": "cultivar", "classes": json.dumps(CLASSES),
+                      "cost_matrix": json.dumps(REFUND_MATRIX)},
+               {"train": {"t.csv": frame.iloc[:110].to_csv(index=False)},
+                "validation": {"v.csv": frame.iloc[110:140].to_csv(index=False)}})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return base, frame.iloc[140:]
+
+
+def _own_matrices(refund: np.ndarray, class_matrix) -> np.ndarray:
+    """Each row's own 3 x 3 matrix: the class costs with C[2][0] its refund."""
+    own = np.tile(np.asarray(class_matrix, dtype=np.float64), (len(refund), 1, 1))
+    own[:, 2, 0] = refund
+    return own
+
+
+def test_a_cell_read_per_row_is_trained_and_served_at_each_rows_own_matrix(refunds, tmp_path):
+    base, test = refunds
+    model = artifact.load(str(base / "model"), nthread=1)
+    assert model.policy.cost_columns == (((2, 0), "refund"),)
+    assert model.metadata["request_columns"][-1] == "refund"
+    # the named cell's class cost (rows that do not carry it): 1 off the diagonal
+    assert model.policy.matrix == ((0, 2, 3), (2, 0, 1), (1, 3, 0))
+    # the metrics are at each row's own costs: deciding j for every validation row costs
+    # sum_i C_i[y_i][j]
+    validation = _frame().iloc[110:140]
+    frame_refund = np.random.default_rng(3).uniform(0.5, 40, len(_frame())).round(2)[110:140]
+    truth = validation["cultivar"].map(CLASSES.index).to_numpy()
+    own = _own_matrices(frame_refund, model.policy.matrix)[np.arange(30), truth]
+    evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    served = evaluation["channels"]["validation"]["served"]
+    assert served["cost_all"] == pytest.approx(own.sum(axis=0).tolist(), rel=1e-12)
+    features = test.drop(columns=["cultivar", "refund"]).to_numpy(np.float64)
+    rows = np.column_stack([features, test["refund"].to_numpy()])
+    with_costs = np.arange(len(rows)) % 3 != 0
+    half = [row if own else row[:-1] for row, own in zip(rows.tolist(), with_costs)]
+    names = list(model.metadata["request_columns"])
+    keyed = [dict(zip(names, row)) for row in half]
+    srv = Server(str(base / "model"), tmp_path, workers=1)
+    try:
+        srv.wait_ready()
+        answers = {
+            "csv": requests.post(srv.url + "/invocations", timeout=30,
+                                 data="\n".join(",".join(map(repr, r)) for r in half),
+                                 headers={"Content-Type": "text/csv",
+                                          "Accept": "application/jsonlines"}),
+            "json": requests.post(srv.url + "/invocations", timeout=30,
+                                  data=json.dumps({"instances": keyed}),
+                                  headers={"Content-Type": "application/json",
+                                           "Accept": "application/jsonlines"}),
+            "override": requests.post(srv.url + "/invocations", timeout=30,
+                                      data=json.dumps({"instances": keyed}),
+                                      headers={"Content-Type": "application/json",
+                                               "Accept": "application/jsonlines",
+                                               HEADER: "cost_matrix=[[0,1,1],[1,0,1],[5,1,0]]"}),
+        }
+    finally:
+        srv.stop()
+    for form, class_matrix in (("csv", model.policy.matrix), ("json", model.policy.matrix),
+                               ("override", [[0, 1, 1], [1, 0, 1], [5, 1, 0]])):
+        response = answers[form]
+        assert response.status_code == 200, (form, response.text)
+        got = [json.loads(line) for line in response.text.split("\n")]
+        p = np.array([[r["probabilities"][c] for c in CLASSES] for r in got])
+        # E[i, j] = sum_k p[i, k] C_i[k][j] at each row's own matrix (the override replaces the
+        # class costs only: a row's own cell stays)
+        refund = np.where(with_costs, rows[:, -1], class_matrix[2][0])
+        want = np.einsum("nk,nkj->nj", p, _own_matrices(refund, class_matrix))
+        assert np.allclose([[r["expected_costs"][c] for c in CLASSES] for r in got], want,
+                           rtol=1e-12), form
+        assert [r["decision"] for r in got] == [CLASSES[j] for j in want.argmin(axis=1)], form
+        source = "request" if form == "override" else "model"
+        assert [r["costs"] for r in got] == ["row" if own else source for own in with_costs]
+    # a dear refund moves a row's decision off barolo: the per-row cell decides
+    served = inference.predict(model, rows, with_costs)
+    at_class = inference.predict(model, rows[:, :-1])
+    changed = served["decision"] != at_class["decision"]
+    assert changed.any() and (at_class["decision"][changed] == "barolo").all()
+
+
+def test_a_bad_per_row_cost_is_refused_naming_row_and_column(refunds, tmp_path):
+    base, test = refunds
+    srv = Server(str(base / "model"), tmp_path, workers=1)
+    row = test.drop(columns=["cultivar"]).to_numpy(np.float64)[0].tolist()
+    try:
+        srv.wait_ready()
+        response = requests.post(srv.url + "/invocations", timeout=30,
+                                 data=",".join(map(repr, row[:-1] + [-2.0])),
+                                 headers={"Content-Type": "text/csv"})
+    finally:
+        srv.stop()
+    assert response.status_code == 400
+    assert response.json()["error"] == \
+        "line 1, column 14 (refund): -2; costs must be numbers >= 0"
+
+
+@pytest.mark.parametrize("matrix, value, message", [
+    (REFUND_MATRIX, -1.0, "line {line}, column 15 ('refund') (cost_matrix C[2][0]): -1; costs must "
+                          "be numbers >= 0"),
+    # a barbera whose right decision costs 9, more than its mistakes' mean (12 + 3) / 2
+    ([[0, 2, 3], [2, 0, 1], [12, 3, "refund"]], 9.0,
+     "line {line}: the row's right decision (class 2) costs more than its mistakes on average "
+     "(regret -1.5); training weights each row by that regret, which must be >= 0"),
+])
+def test_a_bad_per_row_cost_in_training_names_file_line_and_column(tmp_path, matrix, value,
+                                                                   message):
+    base = tmp_path / "ml"
+    frame = _frame().iloc[:60].copy()
+    frame["refund"] = 3.0
+    row = int(np.flatnonzero(frame["cultivar"].to_numpy() == "barbera")[1])
+    frame.loc[frame.index[row], "refund"] = value
+    write_tree(base, {"num_round": "3", "label_column": "cultivar",
+                      "classes": json.dumps(CLASSES), "cost_matrix": json.dumps(matrix),
+                      "calibration_data": "cross_fit"},
+               {"train": {"t.csv": frame.to_csv(index=False)}})
+    result = run_train(base)
+    assert result.returncode != 0
+    assert failure_reason(base).endswith("t.csv: " + message.format(line=row + 2))

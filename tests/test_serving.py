@@ -579,6 +579,34 @@ def test_override_parsing_keeps_unnamed_model_costs():
         fp=1287.67, fn=500000.0, tp=35280.0, tn=0.0)
 
 
+def test_the_invocation_handler_answers_without_flask(model, rows):
+    """``respond`` is the whole of ``/invocations`` as a plain function: headers and body in;
+    status, headers and body out, refusals included; the body is read only once the headers
+    pass."""
+    from costaware.serving.invocation import Invocations, respond
+
+    handler = Invocations(model)
+    reply = respond(handler, csv_body(rows[:4]), "text/csv", "application/json",
+                    "cost_fn=500000")
+    assert reply.status == 200 and reply.headers["Content-Type"] == "application/json"
+    assert reply.headers[HEADER].startswith("cost_fp=") and "costs_source=request" in \
+        reply.headers[HEADER]
+    costs = policy_override.parse_costs("cost_fn=500000", model.policy.costs)
+    policy = model.policy.with_costs(costs)
+    assert_matches(json.loads(reply.body)["predictions"],
+                   inference.predict(model, rows[:4], policy=policy, costs_source="request"))
+    assert reply.rows == 4 and set(reply.timing) >= {"read_ms", "parse_ms", "predict_ms"}
+
+    def unread() -> bytes:
+        raise AssertionError("the body of a request refused by its headers was read")
+
+    refused = respond(handler, unread, "text/csv", "text/csv", "cost_fx=1")
+    assert refused.status == 400 and refused.headers == {"Content-Type": "application/json"}
+    assert json.loads(refused.body) == {"error": refused.error, "status": 400}
+    assert "unknown cost 'cost_fx'" in refused.error
+    assert respond(handler, b"1,abc\n", "text/csv", None, None).status == 400
+
+
 def test_a_bug_answers_500_json_and_the_next_request_is_fine(trained, model, rows, monkeypatch):
     from costaware.serving.app import create_app
     from costaware.serving.config import ServerSettings

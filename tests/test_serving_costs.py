@@ -373,3 +373,25 @@ def test_the_command_line_fails_with_one_line(costed, tmp_path, case, fragment):
     assert err.startswith("costaware predict: ") and err.count("\n") == 1, err
     assert fragment.format(**paths) in err, err
     assert out.stdout == b""
+
+
+def test_a_binary_cost_matrix_naming_columns_is_the_cost_column_hyperparameters(tmp_path):
+    """``cost_matrix=[[0, "interest"], ["loss", 0]]`` spells ``cost_fp_column=interest,
+    cost_fn_column=loss``: the same model bytes, policy and metrics (issue #23)."""
+    frame = _frame(300, 9).drop(columns="group")
+    models = {}
+    for spelling, costs in (("columns", {"cost_fp_column": "interest", "cost_fn_column": "loss"}),
+                            ("matrix", {"cost_matrix": '[[0, "interest"], ["loss", 0]]'})):
+        base = tmp_path / spelling / "ml"
+        write_tree(base, {"num_round": "8", "max_depth": "3", "label_column": "default", **costs},
+                   {"train": {"t.csv": frame.iloc[:200].to_csv(index=False)},
+                    "validation": {"v.csv": frame.iloc[200:].to_csv(index=False)}})
+        result = run_train(base)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        metadata = json.loads((base / "model" / "metadata.json").read_text())
+        evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+        models[spelling] = ((base / "model" / "xgboost-model.ubj").read_bytes(),
+                            {k: v for k, v in metadata.items() if k != "hyperparameters"},
+                            evaluation["channels"])
+    assert models["matrix"] == models["columns"]
+    assert models["matrix"][1]["request_columns"][-2:] == ["interest", "loss"]

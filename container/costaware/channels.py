@@ -171,7 +171,9 @@ def concat(name: str, parts: list[Channel]) -> Channel:
         feature_names=datas[0].feature_names,
         costs=RowCosts(*(np.concatenate([getattr(d.costs, c) for d in datas]) for c in CELLS)),
         source=" and ".join(d.source for d in datas), named_columns=datas[0].named_columns,
-        facet=cat([d.facet for d in datas]), group=cat([d.group for d in datas]))
+        facet=cat([d.facet for d in datas]), group=cat([d.group for d in datas]),
+        cell_costs=None if datas[0].cell_costs is None else
+        {cell: cat([d.cell_costs[cell] for d in datas]) for cell in datas[0].cell_costs})
     return Channel(name, data, cat([ch.sensitive for ch in parts]), cat([ch.groups for ch in parts]))
 
 

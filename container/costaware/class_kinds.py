@@ -34,7 +34,8 @@ from .decision import DecisionRule
 from .errors import DataError
 from .evaluation import ChannelResult, contribution_summary, evaluate, fit_rule, metrics_at
 from .multiclass import (ClassWeighting, TemperatureCalibrator, channel_metrics, class_objective,
-                         fit_favourable_shift, fit_temperature)
+                         expected_costs, fit_favourable_shift, fit_temperature,
+                         matrix_column_names, row_loss_weights, true_class_costs)
 from .multiclass_policy import MulticlassPolicy
 from .objective import CostWeighting, base_log_odds, make_objective
 from .policy import Policy
@@ -190,12 +191,11 @@ class ManyClasses:
                             "lower cross_fit_folds or use calibration_data 'validation'")
 
     def loss(self, label: np.ndarray, fit: Channel, cluster: Cluster):
-        weighting = ClassWeighting.fit(label, self.matrix, self.settings.cost_weight_exponent,
-                                       cluster.sum)
+        weighting, weight = row_loss_weights(label, self.matrix, self.settings.cost_weight_exponent,
+                                             fit.data.cell_costs, cluster.sum)
         # min_child_weight counts rows of the lightest class (its Hessian sum is at most its
         # weight per row)
-        return (weighting, np.asarray(weighting.weights)[label], weighting.offsets,
-                min(weighting.weights))
+        return weighting, weight, weighting.offsets, min(weighting.weights)
 
     def describe_weights(self, weighting: ClassWeighting) -> str:
         weights = zip(self.class_labels, weighting.weights)
@@ -220,8 +220,10 @@ class ManyClasses:
         favourable set, as the binary ones), and (``section``) the bias section: every Clarify
         metric on the favourable set, and each class's one-vs-rest DPPL and DI. All from sums."""
         settings, label = self.settings, self.label(channel.data)
-        decision, _ = policy.decide(p, channel.sensitive)
-        metrics = channel_metrics(label, p, decision, policy.cost_matrix, cluster=cluster)
+        cells = channel.data.cell_costs
+        decision, _ = policy.decide(p, channel.sensitive, cells)
+        metrics = channel_metrics(label, p, decision, policy.cost_matrix, cluster=cluster,
+                                  cells=cells)
         if channel.sensitive is None:
             return metrics, None
         facets, groups = bias.collapsed_tables(label, decision, channel.sensitive,
@@ -258,7 +260,9 @@ class ManyClasses:
                 + f" on {calibrator.rows} held-out rows")
         rule = self._fit_rule(held, p, cluster, log)
         return MulticlassPolicy(self.class_labels, self.settings.matrix, calibrator, rule,
-                                facet_spec(self.settings, train_data) if rule is not None else None)
+                                facet_spec(self.settings, train_data) if rule is not None else None,
+                                matrix_column_names(self.settings.matrix_columns,
+                                                    train_data.named_columns))
 
     def _fit_rule(self, held: Channel, p, cluster: Cluster, log):
         """With ``max_abs_dppl`` < 1: the cheapest shift of the favourable decisions' expected
@@ -268,17 +272,21 @@ class ManyClasses:
         settings, matrix = self.settings, self.matrix
         if settings.max_abs_dppl >= 1:
             return None
-        expected, label, sensitive = p @ matrix, self.label(held.data), held.sensitive
+        cells = held.data.cell_costs
+        expected = expected_costs(p, matrix, cells)
+        label, sensitive = self.label(held.data), held.sensitive
         if cluster.size > 1:
             expected = cluster.gather(expected.ravel()).reshape(-1, self.classes)
             label, sensitive = cluster.gather(label), cluster.gather(sensitive)
+            cells = cells and {cell: cluster.gather(np.asarray(values, dtype=np.float64))
+                               for cell, values in cells.items()}
         rule, dppl, cost = fit_favourable_shift(expected, label, sensitive, settings.favourable,
                                                 matrix, settings.max_abs_dppl,
-                                                settings.group_thresholds)
+                                                settings.group_thresholds, cells)
         bayes = expected.argmin(axis=1)
         favourable = np.isin(bayes, settings.favourable)
         bayes_dppl = favourable[~sensitive].mean() - favourable[sensitive].mean()
-        bayes_cost = float(matrix[label, bayes].sum())
+        bayes_cost = float(true_class_costs(label, matrix, cells)[np.arange(len(label)), bayes].sum())
         rows = len(label)
         if cluster.is_first:
             log("decision rule: favourable decisions' expected costs lowered by "

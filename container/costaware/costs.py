@@ -160,6 +160,16 @@ def shifted_decision(p: np.ndarray, costs: RowCosts, shift: np.ndarray | float) 
     return (p * r1 >= (1.0 - p) * r0 * np.exp(shift)).astype(np.int8)
 
 
+def bad_cost(values: np.ndarray) -> tuple[int, str] | None:
+    """The first of ``values`` that is not a finite number >= 0: its index and how it reads
+    (``missing``, ``-3``); ``None`` when every one is a cost."""
+    bad = ~np.isfinite(values) | (values < 0)
+    if not bad.any():
+        return None
+    i = int(np.flatnonzero(bad)[0])
+    return i, "missing" if math.isnan(values[i]) else f"{values[i]:g}"
+
+
 def check_row_costs(costs: RowCosts, where, columns: dict, training: bool) -> None:
     """Refuse cost cells no decision can use; ``where(i)`` names row ``i`` (file and line),
     ``columns`` maps a cell to how its cost is given (a column, or the class cost).
@@ -173,13 +183,10 @@ def check_row_costs(costs: RowCosts, where, columns: dict, training: bool) -> No
     value is below the cost of contacting them) and is decided so.
     """
     for cell in CELLS:
-        values = getattr(costs, cell)
-        bad = ~np.isfinite(values) | (values < 0)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            value = values[i]
-            shown = "missing" if math.isnan(value) else f"{value:g}"
-            raise DataError(f"{where(i)}, {columns[cell]}: {shown}; costs must be numbers >= 0")
+        bad = bad_cost(getattr(costs, cell))
+        if bad is not None:
+            raise DataError(f"{where(bad[0])}, {columns[cell]}: {bad[1]}; costs must be "
+                            "numbers >= 0")
     r1, r0 = costs.regrets()
     both = (r1 == 0) & (r0 == 0)
     if both.any():

@@ -7,7 +7,9 @@ Empty cells are missing values; a row with fewer or more values than the first l
 (:mod:`costaware.csv_rows`), so a file cut off mid-write is not trained on; labels must be 0 or 1.
 Cost columns (``cost_fp_column`` ...) give a row its own cost of an outcome; each row's four costs
 are checked here, naming the file, line and column of a bad one
-(:func:`costaware.costs.check_row_costs`).
+(:func:`costaware.costs.check_row_costs`). With more than two classes the cells of ``cost_matrix``
+that name a column are read alike (``Dataset.cell_costs``), each a number >= 0 and each row's
+regret at its own matrix >= 0.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import csv_rows
-from .costs import CELLS, CostMatrix, RowCosts, check_row_costs
+from .costs import CELLS, ROUNDING, CostMatrix, RowCosts, bad_cost, check_row_costs
 from .errors import DataError
 from .fairness import positive_label_index
 
@@ -46,6 +48,8 @@ class DataOptions:
     group_column: str = ""  # measured for conditional bias metrics, never a feature
     positive_label: object = None  # Clarify's label_values_or_threshold, parsed; None: 0/1 labels
     classes: tuple | None = None  # more than two classes: each class's label, in order
+    matrix: tuple | None = None  # more than two classes: C[true][decided], the class costs
+    matrix_columns: tuple = ()  # more than two classes: ((true, decided), name or position)
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class Dataset:
     facet: np.ndarray | None = None  # raw facet values
     group: np.ndarray | None = None  # raw group values
     facet_feature: str | None = None  # the facet's feature name, when the facet is a feature
+    cell_costs: dict | None = None  # more than two classes: (true, decided) -> each row's cost
 
     @property
     def rows(self) -> int:
@@ -70,7 +75,9 @@ class Dataset:
             return None if values is None else values[rows]
 
         return replace(self, features=self.features[rows], label=self.label[rows],
-                       costs=self.costs.subset(rows), facet=cut(self.facet), group=cut(self.group))
+                       costs=self.costs.subset(rows), facet=cut(self.facet), group=cut(self.group),
+                       cell_costs=None if self.cell_costs is None else
+                       {cell: values[rows] for cell, values in self.cell_costs.items()})
 
     @classmethod
     def empty(cls, feature_names: list[str], options: "DataOptions", source: str) -> "Dataset":
@@ -82,7 +89,8 @@ class Dataset:
         return cls(np.empty((0, len(feature_names)), dtype=np.float32), np.empty(0, dtype=np.int8),
                    list(feature_names), RowCosts.constant(options.costs, 0), source,
                    named_columns=True, facet=column() if options.facet_column else None,
-                   group=column() if options.group_column else None)
+                   group=column() if options.group_column else None,
+                   cell_costs={cell: column() for cell, _ in options.matrix_columns} or None)
 
 
 def options_from_settings(settings, content_type: str = "") -> DataOptions:
@@ -93,7 +101,8 @@ def options_from_settings(settings, content_type: str = "") -> DataOptions:
         header = settings.csv_header == "present"
     return DataOptions(settings.label_column, header, settings.class_costs, settings.cost_columns,
                        settings.facet_column, settings.facet_is_feature, settings.group_column,
-                       settings.label_values, settings.class_labels)
+                       settings.label_values, settings.class_labels, settings.matrix,
+                       settings.matrix_columns)
 
 
 def _content_type_params(content_type: str) -> dict:
@@ -305,6 +314,7 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
                  if options.label_column else frame0.columns[0])
     special = {"label": label_key}
     roles = [(f"cost_{cell}", spec) for cell, spec in options.cost_columns]
+    roles += [(_cell_role(cell), spec) for cell, spec in options.matrix_columns]
     for what, spec in roles + [("facet", options.facet_column), ("group", options.group_column)]:
         if spec:
             key = _column_key(frame0, spec, what, path0)
@@ -313,8 +323,9 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
                     raise DataError(f"{path0}: the {what} column is the {other} column ({key!r})")
             special[what] = key
     cost_keys = {cell: special[f"cost_{cell}"] for cell, _ in options.cost_columns}
+    cell_keys = {cell: special[_cell_role(cell)] for cell, _ in options.matrix_columns}
     facet_key, group_key = special.get("facet"), special.get("group")
-    measured = {label_key, group_key, *cost_keys.values()}
+    measured = {label_key, group_key, *cost_keys.values(), *cell_keys.values()}
     if not options.facet_is_feature:
         measured.add(facet_key)
     feature_keys = [c for c in frame0.columns if c not in measured]
@@ -331,7 +342,7 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
     if isinstance(options.positive_label, list) or any(isinstance(c, str)
                                                        for c in options.classes or ()):
         text_ok.add(label_key)
-    labels, features, costs, facets, groups = [], [], [], [], []
+    labels, features, costs, facets, groups, cells = [], [], [], [], [], []
     for path, frame in frames:
         numeric = _numeric(frame, path, text_ok)
         if options.classes is not None:
@@ -344,6 +355,8 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
         _check_finite_features(block, path, frame, feature_keys)
         features.append(block.astype(np.float32))
         costs.append(_row_costs(numeric, path, frame, options.costs, cost_keys))
+        if cell_keys:
+            cells.append(_cell_costs(numeric, path, frame, cell_keys, options.matrix, labels[-1]))
         if facet_key is not None:
             facets.append(_complete(numeric[facet_key], path, frame, facet_key, "facet"))
         if group_key is not None:
@@ -360,6 +373,7 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
         facet=_concatenate(facets, frames, facet_key, "facet"),
         group=_concatenate(groups, frames, group_key, "group"),
         facet_feature=names[feature_keys.index(facet_key)] if facet_key in feature_keys else None,
+        cell_costs={cell: np.concatenate([c[cell] for c in cells]) for cell in cell_keys} or None,
     )
 
 
@@ -483,6 +497,37 @@ def _row_costs(numeric: pd.DataFrame, path: str, frame, class_costs: CostMatrix,
                     else f"cost_{cell} (the class cost, no column)") for cell in CELLS}
     check_row_costs(costs, lambda row: f"{path}: {_line(frame, row)}", names, training=True)
     return costs
+
+
+def _cell_role(cell: tuple[int, int]) -> str:
+    return f"cost_matrix C[{cell[0]}][{cell[1]}]"
+
+
+def _cell_costs(numeric: pd.DataFrame, path: str, frame, keys: dict, matrix: tuple,
+                label: np.ndarray) -> dict:
+    """More than two classes: a file's rows' costs of the cells of ``cost_matrix`` that name a
+    column, each a finite number >= 0; and each row's regret at its own matrix
+    (:func:`costaware.multiclass.row_regrets`) >= 0, since the loss weights a row by it."""
+    from .multiclass import row_regrets
+
+    cells = {}
+    for cell, key in keys.items():
+        values = numeric[key].to_numpy(dtype=np.float64)
+        bad = bad_cost(values)
+        if bad is not None:
+            raise DataError(f"{path}: {_line(frame, bad[0])}, {_column_name(frame, key)} "
+                            f"({_cell_role(cell)}): {bad[1]}; costs must be numbers >= 0")
+        cells[cell] = values
+    class_costs = np.array(matrix, dtype=np.float64)
+    regret = row_regrets(label, class_costs, cells)
+    negative = regret < -ROUNDING * max(1.0, float(class_costs.max()))
+    if negative.any():
+        row = int(np.flatnonzero(negative)[0])
+        raise DataError(f"{path}: {_line(frame, row)}: the row's right decision (class "
+                        f"{int(label[row])}) costs more than its mistakes on average (regret "
+                        f"{regret[row]:g}); training weights each row by that regret, which must "
+                        "be >= 0")
+    return cells
 
 
 def align_to(reference: Dataset, other: Dataset) -> Dataset:

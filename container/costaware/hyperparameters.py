@@ -236,8 +236,11 @@ SCHEMA: tuple[Param, ...] = (
     Param("cost_matrix", "str", "",
           "The cost matrix C[true][decided] as a JSON list of rows ('[[0,1,4],[2,0,1],[9,3,0]]'): "
           "K >= 3 rows train a multi-class model that decides argmin_j sum_k p_k C[k][j]; 2 rows "
-          "are the binary costs [[cost_tn, cost_fp], [cost_fn, cost_tp]]. Empty with classes: 1 "
-          "for each wrong decision, 0 for a right one.", "costs"),
+          "are the binary costs [[cost_tn, cost_fp], [cost_fn, cost_tp]]. A cell may instead "
+          "name the column holding each row's cost of that cell ('[[0,\"refuse_cost\"],"
+          "[\"loss_given_default\",0]]'; for two classes the same as cost_fp_column ...; such a "
+          "cell's class cost, for rows without it, is 1 off the diagonal, 0 on it). Empty with "
+          "classes: 1 for each wrong decision, 0 for a right one.", "costs"),
     Param("classes", "str", "",
           "More than two classes: their labels in order, a JSON list ('[\"low\",\"medium\","
           "\"high\"]' or '[3,5,7]'); responses name classes by them. Empty: the labels are the "
@@ -407,7 +410,8 @@ Settings = make_dataclass(
        ("class_labels", "tuple | None", field(init=False, repr=False, compare=False)),
        ("reason_table", "dict | None", field(init=False, repr=False, compare=False)),
        ("matrix", "tuple[tuple[float, ...], ...] | None",
-        field(init=False, repr=False, compare=False))],
+        field(init=False, repr=False, compare=False)),
+       ("matrix_columns", "tuple", field(init=False, repr=False, compare=False))],
     bases=(_SettingsView,), frozen=True)
 Settings.__module__ = __name__
 Settings.__doc__ = """Parsed hyperparameters: typed and immutable. Every schema name is an attribute
@@ -416,7 +420,9 @@ derived once: ``label_values`` and
 ``facet_values`` (Clarify's ``*_values_or_threshold``: a list of values or a threshold, ``None``
 when not given), ``fairness_names`` (upper-case, empty without a facet), ``class_costs``,
 ``cost_columns``; with more than two classes ``class_labels`` (the label of each class, in
-order) and ``matrix`` (``C[true][decided]``), both ``None`` for two; ``reason_table``
+order), ``matrix`` (``C[true][decided]``, a named cell at its class cost), both ``None`` for
+two, and ``matrix_columns`` (``((true, decided), column)`` per cell naming a column);
+``reason_table``
 (``reason_texts`` parsed: ``{feature: {"text", "code"?}}``, or ``None``)."""
 
 

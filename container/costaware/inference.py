@@ -17,7 +17,7 @@ import numpy as np
 
 from . import reasons
 from .artifact import Model
-from .costs import CELLS, RowCosts, check_row_costs
+from .costs import CELLS, RowCosts, bad_cost, check_row_costs
 from .fairness import sensitive_facet_index
 from .multiclass_policy import MulticlassPolicy
 from .policy import Policy
@@ -72,45 +72,59 @@ class Layout:
 def output_fields(model: Model, reasons: bool = False) -> tuple[str, ...]:
     """The fields a response may carry for this model (all of them by default); ``reasons``:
     with the fields of a request's ``reasons=K``."""
-    if isinstance(model.policy, MulticlassPolicy):
-        return MULTICLASS_FIELDS + (CLASS_REASON_FIELDS if reasons else ())
-    return OUTPUT_FIELDS + (REASON_FIELDS if reasons else ())
+    if model.policy.k == 2:
+        return OUTPUT_FIELDS + (REASON_FIELDS if reasons else ())
+    return MULTICLASS_FIELDS + (CLASS_REASON_FIELDS if reasons else ())
 
 
 def predict(model: Model, rows: np.ndarray, has_costs: np.ndarray | None = None,
-            policy: Policy | None = None, costs_source: str = "model",
-            where=lambda i: f"row {i + 1}") -> dict:
-    """Per row: ``score`` (calibrated probability of class 1), ``decision``, the expected cost of
-    deciding 1 and of deciding 0 at the row's costs, the probability ``threshold`` of its decision
-    rule, ``costs`` ("row", or ``costs_source`` for the class costs) and ``rule``.
+            policy=None, costs_source: str = "model", where=lambda i: f"row {i + 1}") -> dict:
+    """Score and decide rows, for any number of classes: the calibrated probabilities, each row's
+    decision with the least expected cost at its costs (under the policy's rule), those expected
+    costs, the ``costs`` it was decided at ("row", or ``costs_source`` for the class costs) and
+    the ``rule``. Two classes (:func:`_two_classes`): ``score``, ``decision``,
+    ``expected_cost_if_1``, ``expected_cost_if_0``, ``threshold``; more (:func:`_classes`):
+    ``decision`` (a class label), ``probabilities`` and ``expected_costs`` ``(n, K)``.
 
     ``rows``: float64 ``(n, len(layout.names))`` as :class:`Layout` says, NaN = missing; the cost
-    columns are read only for rows with ``has_costs``. ``where(i)`` names row ``i`` in errors.
+    columns are read only for rows with ``has_costs``. ``policy``: the model's, or a request's
+    override (:meth:`~costaware.policy.Policy.with_costs`). ``where(i)`` names row ``i`` in errors.
     """
     policy = policy or model.policy
     layout = Layout.of(model)
     sensitive = _sensitive(policy, layout, rows, where)
-    if isinstance(policy, MulticlassPolicy):
-        return predict_classes(model, rows, policy, costs_source, sensitive)
-    n = len(rows)
-    features = rows[:, :layout.features]
     own = has_costs if has_costs is not None and has_costs.any() else None
     costs = row_costs(policy, layout, rows, own, where, costs_source)
-    p = policy.probability(model.margin(features))
-    decision, cost_if_1, cost_if_0 = policy.decide(p, costs, sensitive)
+    p = policy.probability(model.margin(rows[:, :layout.features]))
+    n = len(rows)
     if own is None:
         source = np.full(n, costs_source, dtype=object)
     else:
         source = np.where(own, COSTS_OF_ROW, costs_source).astype(object)
-    return {
-        "score": p,
-        "decision": decision,
-        "expected_cost_if_1": cost_if_1,
-        "expected_cost_if_0": cost_if_0,
-        "threshold": policy.thresholds(costs, own, sensitive),
-        "costs": source,
-        "rule": np.full(n, policy.rule.kind, dtype=object),
-    }
+    decided = _two_classes if policy.k == 2 else _classes
+    return {**decided(policy, p, costs, own, sensitive), "costs": source,
+            "rule": np.full(n, policy.rule_kind, dtype=object)}
+
+
+def _two_classes(policy: Policy, p: np.ndarray, costs: RowCosts, own: np.ndarray | None,
+                 sensitive: np.ndarray | None) -> dict:
+    """Two classes: ``score`` (``P(y = 1)``), the decision, the expected cost of deciding 1 and
+    of deciding 0, and the probability ``threshold`` of the row's rule."""
+    decision, cost_if_1, cost_if_0 = policy.decide(p, costs, sensitive)
+    return {"score": p, "decision": decision, "expected_cost_if_1": cost_if_1,
+            "expected_cost_if_0": cost_if_0,
+            "threshold": policy.thresholds(costs, own, sensitive)}
+
+
+def _classes(policy: MulticlassPolicy, p: np.ndarray, costs, own: np.ndarray | None,
+             sensitive: np.ndarray | None) -> dict:
+    """More than two classes: the ``decision`` (the class's label, :func:`class_labels`; its
+    index in ``decision_index``), ``probabilities`` and ``expected_costs`` (``(n, K)``, columns in
+    class order; ``class_names`` says which)."""
+    index, expected = policy.decide(p, sensitive, costs)
+    return {"decision": class_labels(policy, index), "probabilities": p,
+            "expected_costs": expected, "class_names": policy.class_names,
+            "decision_index": index}
 
 
 def _sensitive(policy, layout: Layout, rows: np.ndarray, where) -> np.ndarray | None:
@@ -127,33 +141,73 @@ def _sensitive(policy, layout: Layout, rows: np.ndarray, where) -> np.ndarray | 
 
 
 def explain(model: Model, rows: np.ndarray, result: dict, k: int, which: str = "1") -> dict:
-    """``result`` (:func:`predict`'s, binary) with the fields of :data:`REASON_FIELDS`: each
-    chosen row's (``which``: decisions "1", "0" or "all") top ``k`` features by TreeSHAP
-    contribution towards its decision (:mod:`costaware.reasons`), each ``{"feature", "value",
-    "contribution"}``; the other rows get ``null``. Contributions are computed for the chosen
-    rows only."""
-    import xgboost as xgb
-
-    if isinstance(model.policy, MulticlassPolicy):
-        return _explain_classes(model, rows, result, k)
+    """``result`` (:func:`predict`'s) with each explained row's top ``k`` features by TreeSHAP
+    contribution (:mod:`costaware.reasons`), each ``{"feature", "value", "contribution"}``, for
+    any number of classes: a feature's contribution to ``f_j - f_r``, the margin of the row's
+    decision ``j`` over the runner-up decision ``r`` (the log-odds between the two classes). Two
+    classes are the K-class case with the margin ``f_1`` and ``f_0 = 0`` (scikit-learn's reshape):
+    the runner-up is the other decision, so a contribution counts towards 1 for a decision 1 and
+    towards 0 for a decision 0. Two classes explain the rows whose decision ``which`` names ("1",
+    "0" or "all"; the others get ``null``) and add ``boundary_log_odds``
+    (:func:`_boundary`); more explain every row and add ``runner_up`` and ``cost_gap``
+    (:func:`_runner_up`). Contributions are computed for the explained rows only."""
+    policy = model.policy
     n = len(rows)
-    decision = result["decision"]
-    chosen = np.ones(n, bool) if which == "all" else decision == int(which)
-    reasons_text = np.full(n, "null", dtype=object)
-    where = np.flatnonzero(chosen)
     features = rows[:, :len(model.feature_names)]
+    if policy.k == 2:
+        chosen = result["decision"].astype(np.int64)
+        runner = 1 - chosen
+        explained = np.ones(n, bool) if which == "all" else chosen == int(which)
+        extra = _boundary(model, features, result)
+    else:
+        chosen = result["decision_index"]  # the served decision (a bounded rule's too)
+        runner, extra = _runner_up(policy, result)
+        explained = np.ones(n, bool)
+    reasons_text = np.full(n, "null", dtype=object)
+    where = np.flatnonzero(explained)
     if len(where):
-        data = xgb.DMatrix(features[where], missing=np.nan, feature_names=model.feature_names)
-        contributions = model.booster.predict(data, pred_contribs=True)
-        signed = reasons.towards_decision(contributions, decision[where])
+        signed = reasons.towards_decision(_class_contributions(model, features[where], policy.k),
+                                          chosen[where], runner[where])
         for r, (i, top) in enumerate(zip(where.tolist(), reasons.top_reasons(signed, k))):
             reasons_text[i] = _reason_list(model, features[i], signed[r], top)
-    policy = model.policy
-    z = reasons.boundary_log_odds(policy.calibrator.log_odds(model.margin(features)),
+    return {**result, "reasons": reasons_text, **extra}
+
+
+def _class_contributions(model: Model, features: np.ndarray, k: int) -> np.ndarray:
+    """TreeSHAP contributions ``(n, K, F + 1)`` (bias last) to each class's margin; two classes
+    as ``f_0 = 0`` (zeros) and ``f_1`` the booster's one margin."""
+    import xgboost as xgb
+
+    data = xgb.DMatrix(features, missing=np.nan, feature_names=model.feature_names)
+    contributions = model.booster.predict(data, pred_contribs=True)
+    if k == 2:
+        return np.stack([np.zeros_like(contributions), contributions], axis=1)
+    return contributions
+
+
+def _boundary(model: Model, features: np.ndarray, result: dict) -> dict:
+    """Two classes: each row's Bayes log-odds from its own threshold (JSON text, ``null`` where a
+    decision dominates)."""
+    z = reasons.boundary_log_odds(model.policy.calibrator.log_odds(model.margin(features)),
                                   result["threshold"])
-    boundary = np.array([repr(float(v)) if np.isfinite(v) else "null" for v in z.tolist()],
-                        dtype=object)
-    return {**result, "reasons": reasons_text, "boundary_log_odds": boundary}
+    return {"boundary_log_odds": np.array([repr(float(v)) if np.isfinite(v) else "null"
+                                           for v in z.tolist()], dtype=object)}
+
+
+def _runner_up(policy: MulticlassPolicy, result: dict) -> tuple[np.ndarray, dict]:
+    """More than two classes: the cheapest other decision ``r = argmin_{c != j} E[c]`` of each
+    row decided ``j`` and ``cost_gap = E[r] - E[j]``, the extra expected cost of deciding the
+    runner-up. By the Bayes rule ``j`` is the cheapest, so ``cost_gap >= 0``; where a fairness
+    bound moved the decision off the cheapest, ``r`` is the cheapest and ``cost_gap < 0``: what
+    the bound costs the row in expectation."""
+    expected = result["expected_costs"]
+    chosen = result["decision_index"]
+    at = np.arange(len(expected))
+    others = expected.copy()
+    others[at, chosen] = np.inf
+    runner = others.argmin(axis=1)
+    return runner, {"runner_up": class_labels(policy, runner),
+                    "cost_gap": expected[at, runner] - expected[at, chosen]}
 
 
 def _reason_list(model: Model, values: np.ndarray, signed: np.ndarray, top: list[int]) -> str:
@@ -167,33 +221,6 @@ def _reason_list(model: Model, values: np.ndarray, signed: np.ndarray, top: list
                       separators=(",", ":"))
 
 
-def _explain_classes(model: Model, rows: np.ndarray, result: dict, k: int) -> dict:
-    """More than two classes, every row: its reasons for the chosen class ``j`` against the
-    cheapest other decision ``r = argmin_{c != j} E[c]`` (``runner_up``), each feature's
-    contribution to ``f_j - f_r`` (the log-odds between the two classes, which the calibrator
-    scales by ``1 / T > 0``), and ``cost_gap = E[r] - E[j]``, the extra expected cost of deciding
-    the runner-up. By the Bayes rule ``j`` is the cheapest, so ``cost_gap >= 0``; where a fairness
-    bound moved the decision off the cheapest, ``r`` is the cheapest and ``cost_gap < 0``: what
-    the bound costs the row in expectation."""
-    import xgboost as xgb
-
-    features = rows[:, :len(model.feature_names)]
-    expected = result["expected_costs"]
-    chosen = result["decision_index"]  # the served decision (a bounded rule's too)
-    others = expected.copy()
-    others[np.arange(len(rows)), chosen] = np.inf
-    runner = others.argmin(axis=1)
-    data = xgb.DMatrix(features, missing=np.nan, feature_names=model.feature_names)
-    contributions = model.booster.predict(data, pred_contribs=True)  # (n, K, F + 1)
-    at = np.arange(len(rows))
-    signed = (contributions[at, chosen, :-1] - contributions[at, runner, :-1]).astype(np.float64)
-    reasons_text = np.empty(len(rows), dtype=object)
-    for i, top in enumerate(reasons.top_reasons(signed, k)):
-        reasons_text[i] = _reason_list(model, features[i], signed[i], top)
-    return {**result, "reasons": reasons_text, "runner_up": class_labels(model.policy, runner),
-            "cost_gap": expected[at, runner] - expected[at, chosen]}
-
-
 def class_labels(policy: MulticlassPolicy, index: np.ndarray) -> np.ndarray:
     """The labels of the classes at ``index``, each of its own type (integers, or text), as an
     answer shows a class everywhere (``decision``, ``runner_up``, the policy's ``classes``)."""
@@ -203,41 +230,46 @@ def class_labels(policy: MulticlassPolicy, index: np.ndarray) -> np.ndarray:
     return np.array(labels, dtype=object)[index]
 
 
-def predict_classes(model: Model, rows: np.ndarray, policy: MulticlassPolicy,
-                    costs_source: str = "model", sensitive: np.ndarray | None = None) -> dict:
-    """More than two classes: per row the ``decision`` (the class's label, :func:`class_labels`;
-    its class's index in ``decision_index``), ``probabilities`` and ``expected_costs`` (``(n, K)``,
-    columns in class order; ``class_names`` says which), the ``costs`` it was decided at ("model"
-    or "request") and the ``rule``. ``sensitive``: the facet-d mask, for a rule that shifts each
-    facet its own way."""
-    n = len(rows)
-    p = policy.probability(model.margin(rows[:, :len(model.feature_names)]).reshape(n, policy.k))
-    index, expected = policy.decide(p, sensitive)
-    return {"decision": class_labels(policy, index), "probabilities": p,
-            "expected_costs": expected, "costs": np.full(n, costs_source, dtype=object),
-            "rule": np.full(n, policy.rule_kind, dtype=object), "class_names": policy.class_names,
-            "decision_index": index}
-
-
-def row_costs(policy: Policy, layout: Layout, rows: np.ndarray, has_costs: np.ndarray | None,
-              where, costs_source: str = "model") -> RowCosts:
+def row_costs(policy, layout: Layout, rows: np.ndarray, has_costs: np.ndarray | None,
+              where, costs_source: str = "model"):
     """Each row's costs: its cost columns where it has them, the class costs elsewhere; a row's
-    own costs are checked (:func:`costaware.costs.check_row_costs`, as in serving), a class cost
-    named as the ``costs_source``'s ("model" or "request")."""
+    own costs are checked as training checks them, a class cost named as the ``costs_source``'s
+    ("model" or "request"). Two classes: :class:`~costaware.costs.RowCosts`
+    (:func:`costaware.costs.check_row_costs`); more: the per-row cells
+    (``(true, decided)`` -> costs, each a number >= 0) that
+    :meth:`~costaware.multiclass_policy.MulticlassPolicy.decide` takes, or ``None``."""
     n = len(rows)
     if has_costs is None or not layout.cost_cells:
-        return RowCosts.constant(policy.costs, n)
+        return RowCosts.constant(policy.costs, n) if policy.k == 2 else None
     columns = {}
     for offset, cell in enumerate(layout.cost_cells):
         given = rows[:, layout.required + offset]
-        columns[cell] = np.where(has_costs, given, getattr(policy.costs, cell))
-    costs = RowCosts.from_columns(policy.costs, n, columns)
+        columns[cell] = np.where(has_costs, given, _class_cost(policy, cell))
     own = np.flatnonzero(has_costs)
-    names = {cell: f"cost_{cell} (the {costs_source}'s class cost)" for cell in CELLS}
-    for offset, (cell, name) in enumerate(policy.cost_columns):
-        names[cell] = f"column {layout.required + offset + 1} ({name})"
+    names = {cell: f"column {layout.required + offset + 1} ({name})"
+             for offset, (cell, name) in enumerate(policy.cost_columns)}
+    if policy.k > 2:
+        _check_cells(columns, own, names, where)
+        return columns
+    costs = RowCosts.from_columns(policy.costs, n, columns)
+    names.update({cell: f"cost_{cell} (the {costs_source}'s class cost)" for cell in CELLS
+                  if cell not in names})
     try:
         check_row_costs(costs.subset(own), lambda i: where(int(own[i])), names, training=False)
     except ValueError as exc:  # DataError: one line naming the row and the column
         raise RowError(str(exc)) from None
     return costs
+
+
+def _class_cost(policy, cell) -> float:
+    """The class cost of a cell: ``"fp"`` ... for two classes, ``(true, decided)`` for more."""
+    return getattr(policy.costs, cell) if policy.k == 2 else policy.costs[cell]
+
+
+def _check_cells(columns: dict, own: np.ndarray, names: dict, where) -> None:
+    """More than two classes: each of a row's own cost cells a finite number >= 0."""
+    for cell, values in columns.items():
+        bad = bad_cost(values[own])
+        if bad is not None:
+            raise RowError(f"{where(int(own[bad[0]]))}, {names[cell]}: {bad[1]}; costs must be "
+                           "numbers >= 0")

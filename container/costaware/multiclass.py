@@ -64,10 +64,16 @@ class CostMatrixError(ValueError):
     """A cost matrix that cannot decide; the message is one line."""
 
 
-def parse_cost_matrix(text, classes: int | None = None, allow_two: bool = False) -> np.ndarray:
+def parse_cost_matrix(text, classes: int | None = None, allow_two: bool = False,
+                      columns: bool = False):
     """``C`` from its JSON text (or an already parsed list), checked as the module docstring says;
     ``classes``: the K it must have; ``allow_two``: a 2 x 2 matrix (the binary costs, which their
     own check, :meth:`costaware.costs.CostMatrix.problem`, then judges) is returned unjudged.
+    ``columns``: a cell may instead name the column that holds each row's cost of that cell
+    (``[[0, "refuse_cost"], ["loss_given_default", 0]]``); then ``(C, named)`` is returned,
+    ``named`` the ``((true, decided), column)`` of each such cell in row order, and ``C`` holds
+    the class cost of a named cell: 1 off the diagonal, 0 on it (the default matrix, as
+    ``cost_fp`` ... default for two classes), which decides the rows that do not carry their own.
     Raises :class:`CostMatrixError` with one line."""
     value = text
     if isinstance(text, str):
@@ -86,8 +92,11 @@ def parse_cost_matrix(text, classes: int | None = None, allow_two: bool = False)
             raise CostMatrixError(f"row {i} has {len(row)} values, the matrix has {k} rows: it "
                                   "must be square (C[true][decided])")
         for j, cell in enumerate(row):
+            if columns and isinstance(cell, str):
+                continue  # a column's name (_named_cells checks it)
             if isinstance(cell, bool) or not isinstance(cell, (int, float)):
-                raise CostMatrixError(f"C[{i}][{j}] is {json.dumps(cell)}, not a number")
+                what = "a number or the name of a cost column" if columns else "a number"
+                raise CostMatrixError(f"C[{i}][{j}] is {json.dumps(cell)[:80]}, not {what}")
             if not math.isfinite(cell) or cell < 0:
                 raise CostMatrixError(f"C[{i}][{j}] is {cell}: costs must be finite and not "
                                       "below 0")
@@ -95,7 +104,12 @@ def parse_cost_matrix(text, classes: int | None = None, allow_two: bool = False)
         raise CostMatrixError(f"{k} classes: at most {MAX_CLASSES}")
     if classes is not None and k != classes:
         raise CostMatrixError(f"{k} x {k}, but there are {classes} classes")
-    matrix = np.array(value, dtype=np.float64)
+    named = _named_cells(value) if columns else ()
+    matrix = np.array([[float(i != j) if isinstance(cell, str) else cell
+                        for j, cell in enumerate(row)] for i, row in enumerate(value)],
+                      dtype=np.float64)
+    if columns:
+        return parse_cost_matrix(matrix.tolist(), classes, allow_two), named
     if k == 2 and allow_two:
         return matrix
     if k < 3:
@@ -106,6 +120,33 @@ def parse_cost_matrix(text, classes: int | None = None, allow_two: bool = False)
     if problem:
         raise CostMatrixError(problem)
     return matrix
+
+
+def _named_cells(value: list) -> tuple[tuple[tuple[int, int], str], ...]:
+    """The cells of a parsed matrix that name a column: ``((true, decided), name)``; a name is
+    not blank, and names one cell only."""
+    named, seen = [], {}
+    for i, row in enumerate(value):
+        for j, cell in enumerate(row):
+            if not isinstance(cell, str):
+                continue
+            name = cell.strip()
+            if not name:
+                raise CostMatrixError(f"C[{i}][{j}] is a blank column name")
+            if name in seen:
+                raise CostMatrixError(f"C[{seen[name][0]}][{seen[name][1]}] and C[{i}][{j}] name "
+                                      f"the same column ({name!r}); give each cost cell its own "
+                                      "column")
+            seen[name] = (i, j)
+            named.append(((i, j), name))
+    return tuple(named)
+
+
+def matrix_column_names(columns: tuple, named_columns: bool) -> tuple:
+    """Per cell read from a column, the name a request carries its value under: the training
+    column's name when the files had names, else ``cost_<true>_<decided>``."""
+    return tuple(((i, j), spec if named_columns and not spec.isdigit() else f"cost_{i}_{j}")
+                 for (i, j), spec in columns)
 
 
 def matrix_problem(matrix: np.ndarray) -> str | None:
@@ -120,15 +161,75 @@ def matrix_problem(matrix: np.ndarray) -> str | None:
     return None
 
 
-def expected_costs(p: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """``E = P @ C``: each row's expected cost of each decision."""
-    return np.asarray(p, dtype=np.float64) @ matrix
+def expected_costs(p: np.ndarray, matrix: np.ndarray, cells: dict | None = None) -> np.ndarray:
+    """``E = P @ C``: each row's expected cost of each decision. With per-row ``cells``
+    (``(k, j)`` -> each row's cost ``c_i`` of that cell), each row at its own matrix ``C_i`` (``C``
+    with those cells replaced by the row's):
+
+        E[i, j] = sum_k P[i, k] C_i[k][j]
+                = (P @ C)[i, j] + sum_{(k, j) named} P[i, k] (c_i - C[k][j]),
+
+    so a row whose cells equal the class costs gets exactly ``P @ C``."""
+    e = np.asarray(p, dtype=np.float64) @ matrix
+    for (k, j), values in (cells or {}).items():
+        e[:, j] += p[:, k] * (np.asarray(values, dtype=np.float64) - matrix[k, j])
+    return e
 
 
-def bayes_decisions(p: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(argmin_j E[i, j], E)`` (ties: the lower class)."""
-    e = expected_costs(p, matrix)
+def bayes_decisions(p: np.ndarray, matrix: np.ndarray, cells: dict | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``(argmin_j E[i, j], E)`` (ties: the lower class), each row at its own matrix
+    (:func:`expected_costs`)."""
+    e = expected_costs(p, matrix, cells)
     return np.argmin(e, axis=1).astype(np.int64), e
+
+
+def row_regrets(label: np.ndarray, matrix: np.ndarray, cells: dict | None = None) -> np.ndarray:
+    """Each row's regret at its own matrix ``C_i`` (:func:`expected_costs`), as
+    :func:`class_regrets` is a class's: ``r_i = mean_{j != y_i} (C_i[y_i][j] - C_i[y_i][y_i])``;
+    with no ``cells``, ``r_i = r_{y_i}``."""
+    y = np.asarray(label, dtype=np.int64)
+    k = len(matrix)
+    own = true_class_costs(y, matrix, cells)
+    diagonal = own[np.arange(len(y)), y]
+    return (own.sum(axis=1) - k * diagonal) / (k - 1)
+
+
+def true_class_costs(label: np.ndarray, matrix: np.ndarray, cells: dict | None = None
+                     ) -> np.ndarray:
+    """``(n, K)``: row ``i``'s cost of each decision given its true class, ``C_i[y_i][:]``."""
+    y = np.asarray(label, dtype=np.int64)
+    own = np.array(matrix[y], dtype=np.float64)
+    for (true, decided), values in (cells or {}).items():
+        at = y == true
+        own[at, decided] = np.asarray(values, dtype=np.float64)[at]
+    return own
+
+
+def row_loss_weights(label: np.ndarray, matrix: np.ndarray, exponent: float,
+                     cells: dict | None = None, reduce: Reduce = SOLO.sum
+                     ) -> tuple["ClassWeighting", np.ndarray]:
+    """The loss weight of each row (module docstring) at its own matrix: with per-row ``cells``,
+    ``w_i = clip(r_i / s, 1/CAP, CAP) ** alpha`` (:func:`row_regrets`, ``s`` their mean), scaled
+    to mean 1, and each class's weight (the offsets' ``w_k``) the mean weight of its rows;
+    without, :meth:`ClassWeighting.fit`'s ``w_{y_i}``. Every mean is over all hosts' rows
+    (``reduce`` adds the sums up). Returns ``(weighting, w)``."""
+    y = np.asarray(label, dtype=np.int64)
+    k = len(matrix)
+    if not cells:
+        weighting = ClassWeighting.fit(y, matrix, exponent, reduce)
+        return weighting, np.asarray(weighting.weights)[y]
+    regrets = row_regrets(y, matrix, cells)
+    total, rows = reduce(np.array([regrets.sum(), len(y)], dtype=np.float64))
+    scale = float(total / rows)
+    if exponent == 0 or scale <= 0:
+        return ClassWeighting(float(exponent), scale, (1.0,) * k), np.ones(len(y))
+    weight = np.clip(regrets / scale, 1.0 / CAP, CAP) ** exponent
+    weight = weight / (reduce(np.array([weight.sum()]))[0] / rows)
+    sums = reduce(np.concatenate([np.bincount(y, weight, minlength=k),
+                                  np.bincount(y, minlength=k).astype(np.float64)]))
+    per_class = np.where(sums[k:] > 0, sums[:k] / np.maximum(sums[k:], 1), 1.0)
+    return ClassWeighting(float(exponent), scale, tuple(float(w) for w in per_class)), weight
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -337,14 +438,16 @@ def one_vs_rest_auc(label: np.ndarray, p: np.ndarray) -> tuple[float, list[float
     return (float(np.mean(defined)) if defined else float("nan")), per_class
 
 
-def class_summary(label: np.ndarray, p: np.ndarray, decision: np.ndarray, bins: int = 10
-                  ) -> np.ndarray:
+def class_summary(label: np.ndarray, p: np.ndarray, decision: np.ndarray, matrix: np.ndarray,
+                  bins: int = 10, cells: dict | None = None) -> np.ndarray:
     """The sums :func:`class_metrics` reads, as one vector that adds up over hosts (so several
     hosts' metrics are one host's on all the rows): ``[rows, sum of -log p[i, y_i] (p clipped at
     1e-15), sum of the Brier terms]``, then per bin of ``max_k p[i, k]`` ``[rows, sum of the top
     probability, rows whose top class is the true one]`` (``bins`` x 3), the confusion matrix
-    ``[true][decided]`` (K x K), and per class and bin of ``p[:, k]`` ``[rows, sum of p[:, k],
-    rows of class k]`` (K x ``bins`` x 3)."""
+    ``[true][decided]`` (K x K), its cells' costs ``sum_{i: y_i = k, d_i = j} C_i[k][j]`` (K x K),
+    the cost of deciding each class for every row ``sum_i C_i[y_i][j]`` (K; each row at its own
+    matrix ``C_i`` with per-row ``cells``: :func:`true_class_costs`), and per class and bin of
+    ``p[:, k]`` ``[rows, sum of p[:, k], rows of class k]`` (K x ``bins`` x 3)."""
     y = np.asarray(label, dtype=np.int64)
     d = np.asarray(decision, dtype=np.int64)
     n, k = len(y), p.shape[1]
@@ -354,6 +457,9 @@ def class_summary(label: np.ndarray, p: np.ndarray, decision: np.ndarray, bins: 
     np.add.at(confusion, (y, d), 1)
     top = p.max(axis=1) if n else np.zeros(0)
     hit = (p.argmax(axis=1) == y).astype(np.float64) if n else np.zeros(0)
+    own = true_class_costs(y, matrix, cells)
+    cell_costs = np.zeros((k, k))
+    np.add.at(cell_costs, (y, d), own[np.arange(n), d])
 
     def binned(values, truth):
         where = np.minimum((values * bins).astype(np.int64), bins - 1)
@@ -364,7 +470,8 @@ def class_summary(label: np.ndarray, p: np.ndarray, decision: np.ndarray, bins: 
     return np.concatenate([
         [n, -np.log(np.clip(p[np.arange(n), y], 1e-15, 1 - 1e-15)).sum(),
          ((p - onehot) ** 2).sum()],
-        binned(top, hit).ravel(), confusion.ravel(), np.ravel(reliability)]).astype(np.float64)
+        binned(top, hit).ravel(), confusion.ravel(), cell_costs.ravel(), own.sum(axis=0),
+        np.ravel(reliability)]).astype(np.float64)
 
 
 def class_metrics(summary: np.ndarray, matrix: np.ndarray, auc_per_class: list[float],
@@ -381,22 +488,24 @@ def class_metrics(summary: np.ndarray, matrix: np.ndarray, auc_per_class: list[f
       over the classes present, ``recall_per_class``;
     * ``reliability_per_class``: for each class ``k`` and each of ``bins`` equal-width bins of
       ``p[:, k]``, ``[rows, sum of p[:, k], rows of class k]`` (one-vs-rest reliability);
-    * ``confusion`` ``[true][decided]`` counts, ``cell_costs`` their costs ``count * C``,
+    * ``confusion`` ``[true][decided]`` counts, ``cell_costs`` their costs (``count * C``
+      without per-row cells),
       ``cost`` their sum, ``expected_cost`` per row, ``cost_all`` the cost of deciding each single
       class for every row and ``savings`` ``1 - cost / min(cost_all)`` (0: no better than the
-      cheapest single decision for everyone).
+      cheapest single decision for everyone); with per-row ``cells`` each row's costs are its
+      own matrix's (:func:`true_class_costs`).
     """
     k = len(matrix)
     n, loss, brier = summary[:3]
     top = summary[3:3 + 3 * bins].reshape(bins, 3)
     at = 3 + 3 * bins
     confusion = np.rint(summary[at:at + k * k]).astype(np.int64).reshape(k, k)
-    reliability = summary[at + k * k:].reshape(k, bins, 3)
+    cell_costs = summary[at + k * k:at + 2 * k * k].reshape(k, k)
+    cost_all = summary[at + 2 * k * k:at + 2 * k * k + k]  # deciding j for everyone
+    reliability = summary[at + 2 * k * k + k:].reshape(k, bins, 3)
     n = int(round(n))
-    cell_costs = confusion * matrix
     cost = float(cell_costs.sum())
     counts = confusion.sum(axis=1)
-    cost_all = counts @ matrix  # deciding j for everyone: sum_k n_k C[k][j]
     cheapest = float(cost_all.min())
     defined = [a for a in auc_per_class if not math.isnan(a)]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -438,10 +547,11 @@ def channel_auc(label: np.ndarray, p: np.ndarray, cluster: Cluster = SOLO) -> li
 
 
 def channel_metrics(label: np.ndarray, p: np.ndarray, decision: np.ndarray,
-                    matrix: np.ndarray, bins: int = 10, cluster: Cluster = SOLO) -> dict:
+                    matrix: np.ndarray, bins: int = 10, cluster: Cluster = SOLO,
+                    cells: dict | None = None) -> dict:
     """:func:`class_metrics` of the rows over every host of ``cluster`` (their summaries
-    summed, the AUC as :func:`channel_auc`)."""
-    summary = cluster.sum(class_summary(label, p, decision, bins))
+    summed, the AUC as :func:`channel_auc`); with per-row ``cells``, each row at its own costs."""
+    summary = cluster.sum(class_summary(label, p, decision, matrix, bins, cells))
     return class_metrics(summary, matrix, channel_auc(label, p, cluster), bins)
 
 
@@ -493,14 +603,16 @@ class FavourableShift:
 
 def fit_favourable_shift(expected: np.ndarray, label: np.ndarray, sensitive: np.ndarray,
                          favourable: tuple[int, ...], matrix: np.ndarray, bound: float,
-                         per_facet: bool = True) -> tuple[FavourableShift, float, float]:
+                         per_facet: bool = True, cells: dict | None = None
+                         ) -> tuple[FavourableShift, float, float]:
     """The cheapest :class:`FavourableShift` on these (held-out) rows with ``|DPPL| <= bound``,
     DPPL the favourable-decision rate of facet a minus facet d's; returns it, its DPPL and its
     cost. Exact: each facet's rows sorted by ``g`` give every achievable favourable count ``m_f``
     (cuts between distinct ``g``) and its cost; the best pair within the bound is found by a
     sliding-window minimum over facet d's counts, ``O(n log n)``. ``per_facet`` False: one shift
     for every row (requests need no facet), the best cut of all rows' gaps. Deciding no row
-    favourable meets any bound, so a rule always exists."""
+    favourable meets any bound, so a rule always exists. ``cells``: each row's own cost cells
+    (:func:`true_class_costs`)."""
     y = np.asarray(label, dtype=np.int64)
     s = np.asarray(sensitive, dtype=bool)
     fav = np.zeros(matrix.shape[1], dtype=bool)
@@ -509,7 +621,9 @@ def fit_favourable_shift(expected: np.ndarray, label: np.ndarray, sensitive: np.
     e_non = np.where(fav, np.inf, expected)
     j_fav, j_non = e_fav.argmin(axis=1), e_non.argmin(axis=1)
     gap = e_non.min(axis=1) - e_fav.min(axis=1)
-    cost_fav, cost_non = matrix[y, j_fav], matrix[y, j_non]
+    own = true_class_costs(y, matrix, cells)
+    at = np.arange(len(y))
+    cost_fav, cost_non = own[at, j_fav], own[at, j_non]
 
     def counts(rows):
         order = np.argsort(-gap[rows], kind="stable")

@@ -2,8 +2,10 @@
 probabilities -> the decision with the least expected cost (:mod:`costaware.multiclass`).
 
 Saved in ``metadata.json`` as ``{"kind": "multiclass", "classes": [...], "cost_matrix": [[...]],
-"calibrator": {...}}``. A request may override the cost matrix (:meth:`with_matrix`): the
-probabilities stay, the decisions follow the new costs.
+"calibrator": {...}}``. A request may override the cost matrix (:meth:`with_costs`): the
+probabilities stay, the decisions follow the new costs. The interface serving uses is
+:class:`costaware.policy.Policy`'s (``k``, ``costs``, ``with_costs``, ``rule_kind``, ``summary``,
+``cost_attributes``), so no caller asks how many classes a model has.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ class MulticlassPolicy:
     rule: FavourableShift | None = None  # None: the Bayes rule; else fitted under a DPPL bound
     facet: dict | None = None  # {"column", "values_or_threshold", "is_feature"}, with a rule
 
-    cost_columns: tuple = ()  # no per-row costs with more than two classes (Layout reads it)
+    # ((true, decided), the column's name in requests) per cell of the matrix read per row; in
+    # requests after the features (and the facet), in this order
+    cost_columns: tuple = ()
 
     @property
     def needs_facet(self) -> bool:
@@ -47,22 +51,30 @@ class MulticlassPolicy:
         return np.array(self.matrix, dtype=np.float64)
 
     @property
+    def costs(self) -> np.ndarray:
+        """The class costs: the K x K matrix (``C[true][decided]``)."""
+        return self.cost_matrix
+
+    @property
     def class_names(self) -> tuple[str, ...]:
         """The classes as responses name them (a label's text)."""
         return tuple(str(c) for c in self.classes)
 
     def probability(self, margins: np.ndarray) -> np.ndarray:
-        return self.calibrator.probability(margins)
+        """``(n, K)`` class probabilities from the booster's margins (``n * K`` values)."""
+        return self.calibrator.probability(np.reshape(margins, (-1, self.k)))
 
-    def decide(self, p: np.ndarray, sensitive: np.ndarray | None = None
+    def decide(self, p: np.ndarray, sensitive: np.ndarray | None = None, cells: dict | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-        """``(decision index, expected cost of each decision)`` per row."""
-        index, expected = bayes_decisions(p, self.cost_matrix)
+        """``(decision index, expected cost of each decision)`` per row, each at its own matrix:
+        the class costs with ``cells`` (``(true, decided)`` -> each row's cost) replaced
+        (:func:`costaware.multiclass.expected_costs`)."""
+        index, expected = bayes_decisions(p, self.cost_matrix, cells)
         if self.rule is not None:
             index = self.rule.decide(expected, sensitive)
         return index, expected
 
-    def with_matrix(self, matrix: np.ndarray) -> "MulticlassPolicy":
+    def with_costs(self, matrix: np.ndarray) -> "MulticlassPolicy":
         """The policy at a request's matrix (the Bayes rule there)."""
         if self.rule is not None:
             raise OverrideRefused(
@@ -70,6 +82,20 @@ class MulticlassPolicy:
                 "at its training costs; another cost matrix would decide outside that bound. Send "
                 "the request without cost_matrix, or train a model at these costs")
         return replace(self, matrix=tuple(tuple(float(c) for c in row) for row in matrix))
+
+    def summary(self, source: str) -> dict:
+        """The ``"policy"`` member of a JSON answer decided by this policy."""
+        out = {"classes": list(self.classes), "cost_matrix": [list(row) for row in self.matrix],
+               "costs_source": source,
+               "rule": {"kind": "bayes"} if self.rule is None else self.rule.to_dict()}
+        if self.cost_columns:
+            out["cost_columns"] = [name for _, name in self.cost_columns]
+        return out
+
+    def cost_attributes(self, number) -> list[str]:
+        """The class costs as a custom attribute (``number`` formats a cost)."""
+        return ["cost_matrix=[" + ",".join("[" + ",".join(number(c) for c in row) + "]"
+                                           for row in self.matrix) + "]"]
 
     def to_dict(self) -> dict:
         out = {"kind": KIND, "classes": list(self.classes),
@@ -79,6 +105,8 @@ class MulticlassPolicy:
             out["rule"] = self.rule.to_dict()
         if self.facet is not None:
             out["facet"] = self.facet
+        if self.cost_columns:
+            out["cost_columns"] = [[i, j, name] for (i, j), name in self.cost_columns]
         return out
 
     @classmethod
@@ -107,7 +135,21 @@ class MulticlassPolicy:
                                       and "values_or_threshold" in facet):
             raise ValueError("facet must be an object with 'column' and 'values_or_threshold'")
         policy = cls(tuple(classes), tuple(tuple(float(c) for c in row) for row in matrix),
-                     calibrator, rule, facet)
+                     calibrator, rule, facet,
+                     _cost_columns(d.get("cost_columns", []), len(classes)))
         if policy.needs_facet and facet is None:
             raise ValueError("the rule shifts each facet by its own amount but no facet is given")
         return policy
+
+
+def _cost_columns(value, k: int) -> tuple:
+    """``metadata.json``'s ``cost_columns``: ``[[true, decided, name], ...]``, each cell once."""
+    if not isinstance(value, list) or not all(
+            isinstance(c, list) and len(c) == 3 and all(isinstance(i, int) and 0 <= i < k
+                                                        for i in c[:2])
+            and isinstance(c[2], str) for c in value):
+        raise ValueError("cost_columns must be a list of [true class, decided class, column name]")
+    columns = tuple(((i, j), name) for i, j, name in value)
+    if len({cell for cell, _ in columns}) < len(columns):
+        raise ValueError("cost_columns names a cell twice")
+    return columns

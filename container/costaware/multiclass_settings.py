@@ -44,46 +44,54 @@ def classes_and_matrix(classes_text: str, matrix_text: str) -> dict:
                 "(two classes are labels 0/1, or label_values_or_threshold names class 1)")
         if len(set(map(json.dumps, labels))) < len(labels):
             raise HyperparameterError("hyperparameter 'classes' names a class twice")
-    matrix = None
+    matrix, named = None, ()
     if matrix_text:
         try:
-            matrix = parse_cost_matrix(matrix_text, len(labels) if labels else None,
-                                       allow_two=labels is None)
+            matrix, named = parse_cost_matrix(matrix_text, len(labels) if labels else None,
+                                              allow_two=labels is None, columns=True)
         except CostMatrixError as exc:
             raise HyperparameterError(f"hyperparameter 'cost_matrix': {exc}") from None
         if len(matrix) == 2:  # the binary costs: parse() has moved them into cost_*
-            return {"class_labels": None, "matrix": None}
+            return {"class_labels": None, "matrix": None, "matrix_columns": ()}
     if labels is None and matrix is None:
-        return {"class_labels": None, "matrix": None}
+        return {"class_labels": None, "matrix": None, "matrix_columns": ()}
     k = len(labels) if labels else len(matrix)
     if matrix is None:
         matrix = 1.0 - np.eye(k)
     return {"class_labels": tuple(labels) if labels else tuple(range(k)),
-            "matrix": tuple(tuple(float(c) for c in row) for row in matrix)}
+            "matrix": tuple(tuple(float(c) for c in row) for row in matrix),
+            "matrix_columns": named}
+
+
+BINARY_CELLS = {(0, 0): "tn", (0, 1): "fp", (1, 0): "fn", (1, 1): "tp"}  # C[true][decided]
 
 
 def binary_matrix(values: dict, given: Mapping[str, str]) -> None:
-    """A 2 x 2 ``cost_matrix`` ``[[tn, fp], [fn, tp]]`` is the binary costs: into ``cost_*``."""
+    """A 2 x 2 ``cost_matrix`` ``[[tn, fp], [fn, tp]]`` is the binary costs: into ``cost_*``, and
+    a cell naming a column into ``cost_<cell>_column`` (the same model as those spellings)."""
     if not values["cost_matrix"] or values["classes"]:
         return
     try:
-        matrix = parse_cost_matrix(values["cost_matrix"], allow_two=True)
+        matrix, named = parse_cost_matrix(values["cost_matrix"], allow_two=True, columns=True)
     except CostMatrixError:
         return  # Settings reports it
     if len(matrix) != 2:
         return
-    twice = [f"cost_{cell}" for cell in CELLS if f"cost_{cell}" in given]
+    twice = [name for cell in CELLS for name in (f"cost_{cell}", f"cost_{cell}_column")
+             if name in given]
     if twice:
         raise HyperparameterError(
             f"hyperparameters 'cost_matrix' and {', '.join(repr(t) for t in twice)} both give the "
             "binary costs; give them once")
     (tn, fp), (fn, tp) = matrix.tolist()
-    at = {"tn": "C[0][0]", "fp": "C[0][1]", "fn": "C[1][0]", "tp": "C[1][1]"}
+    at = {cell: f"C[{i}][{j}]" for (i, j), cell in BINARY_CELLS.items()}
     problem = CostMatrix(fp=fp, fn=fn, tp=tp, tn=tn).problem(
         lambda cell, value: f"{at[cell]} (cost_{cell}, {value:g})")
     if problem:
         raise HyperparameterError(f"hyperparameter 'cost_matrix': {problem}")
     values.update(cost_tn=tn, cost_fp=fp, cost_fn=fn, cost_tp=tp)
+    # a named cell is that cell's cost column, spelt as cost_<cell>_column
+    values.update({f"cost_{BINARY_CELLS[at]}_column": name for at, name in named})
 
 
 # What a multi-class job does not do yet, each with the reason a job that sets it is refused
@@ -93,8 +101,9 @@ MULTICLASS_REFUSED = {
                  "cost_weight_exponent (0: unweighted)",
     **{f"cost_{cell}": "it is a binary cost; with more than two classes cost_matrix holds the "
                        "costs" for cell in CELLS},
-    **{f"cost_{cell}_column": "per-row costs are binary cells; with more than two classes "
-                              "cost_matrix holds the costs" for cell in CELLS},
+    **{f"cost_{cell}_column": "it names a binary cell's column; with more than two classes "
+                              "name the column in its cell of cost_matrix (e.g. "
+                              "[[0,\"refuse_cost\",1],...])" for cell in CELLS},
 }
 
 

@@ -43,8 +43,23 @@ class Policy:
     cost_columns: tuple[tuple[str, str], ...] = ()  # (cell, the column's name in requests)
     facet: dict | None = None  # {"column", "values_or_threshold", "is_feature"}
 
+    k = 2  # the number of classes (the common interface with MulticlassPolicy)
+
     def probability(self, margin: np.ndarray) -> np.ndarray:
         return self.calibrator.probability(margin)
+
+    @property
+    def rule_kind(self) -> str:
+        return self.rule.kind
+
+    def summary(self, source: str) -> dict:
+        """The ``"policy"`` member of a JSON answer decided by this policy."""
+        return {"costs": self.costs.as_dict(), "costs_source": source, "rule": self.rule.to_dict(),
+                "cost_columns": [name for _, name in self.cost_columns]}
+
+    def cost_attributes(self, number) -> list[str]:
+        """The class costs as custom attributes (``number`` formats a cost)."""
+        return [f"{key}={number(value)}" for key, value in self.costs.as_dict().items()]
 
     def decide(self, p: np.ndarray, costs: RowCosts, sensitive: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,7 +12,8 @@ row's decision is 1 iff ``z >= 0`` with
 own decision boundary on the calibrated log-odds scale.
 
 A feature's contribution *towards the decision* is ``s_j = c_j`` for a row decided 1 and
-``-c_j`` for a row decided 0; the reasons are the ``k`` features with the largest
+``-c_j`` for a row decided 0 (:func:`towards_decision`: with more classes, its contribution to the
+decided class's margin over the runner-up's); the reasons are the ``k`` features with the largest
 ``s_j > 0``, largest first (fewer when fewer push towards the decision). Reported contributions
 are XGBoost's own ``c_j`` on the margin, signed towards the decision (``s_j``).
 """
@@ -31,11 +32,14 @@ def boundary_log_odds(log_odds: np.ndarray, threshold: np.ndarray) -> np.ndarray
     return np.asarray(log_odds, dtype=np.float64) - logit_t
 
 
-def towards_decision(contributions: np.ndarray, decision: np.ndarray) -> np.ndarray:
-    """``s``: each feature's contribution (the bias column dropped) signed towards the row's
-    decision."""
-    c = np.asarray(contributions, dtype=np.float64)[:, :-1]
-    return c * np.where(np.asarray(decision) == 1, 1.0, -1.0)[:, None]
+def towards_decision(contributions: np.ndarray, chosen: np.ndarray, runner: np.ndarray
+                     ) -> np.ndarray:
+    """``s = c[j] - c[r]``: each feature's contribution (the bias column dropped) to the margin of
+    the row's decision ``j`` over its runner-up ``r``, from ``contributions`` ``(n, K, F + 1)``
+    (per class's margin). Two classes are ``f_0 = 0``: ``s = c`` for a decision 1, ``-c`` for
+    a decision 0."""
+    at = np.arange(len(contributions))
+    return (contributions[at, chosen, :-1] - contributions[at, runner, :-1]).astype(np.float64)
 
 
 def top_reasons(signed: np.ndarray, k: int) -> list[list[int]]:

@@ -1,5 +1,5 @@
-"""The WSGI app: SageMaker's hosting contract around :class:`costaware.serving.invocation.Invocations`
-(what ``/invocations`` does, shared with ``costaware predict``).
+"""The WSGI app: SageMaker's hosting contract around :func:`costaware.serving.invocation.respond`
+(what ``/invocations`` does, without Flask; shared with ``costaware predict``).
 
     GET  /ping                  200 once this worker holds the model (it loads before serving)
     POST /invocations           rows in, scores + cost-optimal decisions out (codecs.py has formats)
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-from time import perf_counter
 
 import numpy as np
 from flask import Flask, Response, request
@@ -26,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from .. import artifact, inference
 from . import codecs, policy_override
 from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
-from .invocation import Invocations
+from .invocation import Invocations, Reply, error_reply, respond
 
 log = logging.getLogger("costaware.serving")
 
@@ -37,8 +36,21 @@ def _json_response(payload: dict, status: int) -> Response:
 
 
 def error_response(status: int, message: str, **details) -> Response:
-    request.environ["costaware.error"] = message
-    return _json_response({"error": message, "status": status, **details}, status)
+    return _to_response(error_reply(status, message, **details))
+
+
+def _to_response(reply: Reply) -> Response:
+    """A :class:`~costaware.serving.invocation.Reply` as Flask's response; what the access log
+    reports goes into the WSGI environ."""
+    if reply.error is not None:
+        request.environ["costaware.error"] = reply.error
+    else:
+        request.environ["costaware.rows"] = reply.rows
+        request.environ["costaware.timing"] = reply.timing
+    headers = dict(reply.headers)
+    response = Response(reply.body, status=reply.status, mimetype=headers.pop("Content-Type"))
+    response.headers.update(headers)
+    return response
 
 
 def create_app(model_dir: str | None = None, settings: ServerSettings | None = None,
@@ -52,21 +64,26 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
     be loaded: the worker then fails to boot and gunicorn stops, rather than serving 500s.
     """
     settings = settings or ServerSettings.from_env()
-    model_dir = model_dir or settings.model_dir
-    model = artifact.load(model_dir, nthread=settings.predict_threads)
-    invocations_of_model = Invocations(model)
-    inference.predict(model, np.zeros((1, len(invocations_of_model.layout.names))))  # warm up
-    limit = settings.max_payload_bytes
-    execution_parameters = json.dumps({
-        "MaxConcurrentTransforms": settings.workers,
-        "BatchStrategy": "MULTI_RECORD",
-        "MaxPayloadInMB": settings.max_payload_mb,
-    })
-
+    invocations_of_model = _load(model_dir or settings.model_dir, settings)
     app = Flask("costaware.serving")
     app.config.update(DEBUG=False, TESTING=False, PROPAGATE_EXCEPTIONS=False,
                       MAX_CONTENT_LENGTH=None)
+    _add_ping(app, health)
+    _add_execution_parameters(app, settings)
+    _add_invocations(app, invocations_of_model, settings)
+    _add_error_handlers(app)
+    return app
 
+
+def _load(model_dir: str, settings: ServerSettings) -> Invocations:
+    """The model, loaded and warmed up (one row predicted, so the first request is not slower)."""
+    model = artifact.load(model_dir, nthread=settings.predict_threads)
+    invocations_of_model = Invocations(model)
+    inference.predict(model, np.zeros((1, len(invocations_of_model.layout.names))))
+    return invocations_of_model
+
+
+def _add_ping(app: Flask, health) -> None:
     @app.get("/ping")
     def ping():
         # the app exists only once the model loaded (create_app raises otherwise): this worker
@@ -76,32 +93,38 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
             return _json_response({"status": "degraded", "error": problem}, 200)
         return Response(b'{"status":"ok"}', status=200, mimetype="application/json")
 
+
+def _add_execution_parameters(app: Flask, settings: ServerSettings) -> None:
+    execution_parameters = json.dumps({
+        "MaxConcurrentTransforms": settings.workers,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": settings.max_payload_mb,
+    })
+
     @app.get("/execution-parameters")
     def get_execution_parameters():
         return Response(execution_parameters, status=200, mimetype="application/json")
 
+
+def _add_invocations(app: Flask, invocations_of_model: Invocations,
+                     settings: ServerSettings) -> None:
+    """``POST /invocations``: the Flask shell of :func:`costaware.serving.invocation.respond`;
+    the body is read only once the headers pass, and a refused one is drained."""
+    limit, limit_mb = settings.max_payload_bytes, settings.max_payload_mb
+
     @app.post("/invocations")
     def invocations():
         headers = request.headers
-        plan = invocations_of_model.plan(headers.get("Content-Type"), headers.get("Accept"),
-                                         headers.get(policy_override.HEADER),
-                                         headers.get("Content-Encoding"))
-        t0 = perf_counter()
-        body = _read_body(limit, settings.max_payload_mb)
-        read_ms = round((perf_counter() - t0) * 1000, 3)
-        answer = invocations_of_model.answer(plan, body)
-        request.environ["costaware.rows"] = answer.rows
-        request.environ["costaware.timing"] = {"read_ms": read_ms, **answer.timing}
-        response = Response(answer.body, status=200, mimetype=answer.mimetype)
-        response.headers[policy_override.HEADER] = answer.attributes
+        reply = respond(invocations_of_model, lambda: _read_body(limit, limit_mb),
+                        headers.get("Content-Type"), headers.get("Accept"),
+                        headers.get(policy_override.HEADER), headers.get("Content-Encoding"))
+        response = _to_response(reply)
+        if reply.error is not None:
+            _drain(request.content_length, response)
         return response
 
-    @app.errorhandler(codecs.RequestError)
-    def request_error(exc: codecs.RequestError):
-        response = error_response(exc.status, exc.message, **exc.details)
-        _drain(request.content_length, response)
-        return response
 
+def _add_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         message = exc.description or exc.name
@@ -117,8 +140,6 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(500, f"internal error: {type(exc).__name__}; the request was not "
                                    "processed (details in the server log)")
-
-    return app
 
 
 def _read_body(limit: int, limit_mb: int) -> bytes:

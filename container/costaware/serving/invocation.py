@@ -1,5 +1,6 @@
 """What ``POST /invocations`` does, without HTTP: a request's headers and body -> the answer's body,
-media type and custom-attributes header. The WSGI app (:mod:`costaware.serving.app`) and
+media type and custom-attributes header (:class:`Invocations`), or, whole, status, headers and
+body (:func:`respond`, an error included). The WSGI app (:mod:`costaware.serving.app`) and
 ``costaware predict`` are its two shells, so the command line answers whatever the server answers
 and refuses what it refuses (:class:`~costaware.serving.request_error.RequestError`: a status and
 one line).
@@ -7,12 +8,13 @@ one line).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from time import perf_counter
+from typing import Callable
 
 from .. import inference
 from ..artifact import Model
-from ..multiclass_policy import MulticlassPolicy
 from ..policy import OverrideRefused
 from . import codecs, policy_override
 from .request_error import RequestError
@@ -48,19 +50,8 @@ class Invocations:
         self.fields = inference.output_fields(model)
         self.with_reasons = inference.output_fields(model, reasons=True)
         self.reasons_for = str(model.metadata.get("reasons_for", "1"))
-        self.multiclass = isinstance(model.policy, MulticlassPolicy)
-        self.model_policy_json = codecs.policy_json(self.policy_info(model.policy, "model"))
+        self.model_policy_json = codecs.policy_json(model.policy.summary("model"))
         self.model_policy_header = policy_override.describe_policy(model.policy, "model")
-
-    def policy_info(self, policy, source: str) -> dict:
-        """The ``"policy"`` member of a JSON answer."""
-        if self.multiclass:
-            return {"classes": list(policy.classes),
-                    "cost_matrix": [list(row) for row in policy.matrix], "costs_source": source,
-                    "rule": {"kind": "bayes"} if policy.rule is None else policy.rule.to_dict()}
-        return {"costs": policy.costs.as_dict(), "costs_source": source,
-                "rule": policy.rule.to_dict(),
-                "cost_columns": [name for _, name in policy.cost_columns]}
 
     def plan(self, content_type: str | None, accept: str | None, attributes: str | None,
              content_encoding: str | None = None) -> Plan:
@@ -76,12 +67,8 @@ class Invocations:
                                                    self.reasons_for)
             spec = codecs.for_model(codecs.output_spec(accept),
                                     self.fields if wanted is None else self.with_reasons)
-            if self.multiclass:
-                matrix = policy_override.parse_matrix(attributes, model.policy)
-                override = None if matrix is None else model.policy.with_matrix(matrix)
-            else:
-                costs = policy_override.parse_costs(attributes, model.policy.costs)
-                override = None if costs is None else model.policy.with_costs(costs)
+            costs = policy_override.parse_costs(attributes, model.policy.costs)
+            override = None if costs is None else model.policy.with_costs(costs)
         except (policy_override.OverrideError, OverrideRefused) as exc:
             message = str(exc)
             if isinstance(exc, OverrideRefused):
@@ -108,7 +95,7 @@ class Invocations:
         if plan.source == "model":
             info, header = self.model_policy_json, self.model_policy_header
         else:
-            info = codecs.policy_json(self.policy_info(plan.policy, plan.source))
+            info = codecs.policy_json(plan.policy.summary(plan.source))
             header = policy_override.describe_policy(plan.policy, plan.source)
         payload = codecs.encode(result, plan.spec, info)
         t3 = perf_counter()
@@ -116,3 +103,43 @@ class Invocations:
                       {"parse_ms": round((t1 - t0) * 1000, 3),
                        "predict_ms": round((t2 - t1) * 1000, 3),
                        "encode_ms": round((t3 - t2) * 1000, 3)})
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A whole ``/invocations`` response: status, headers (``Content-Type`` and the custom
+    attributes), body; with what the access log reports (rows, timing, an error's message)."""
+
+    status: int
+    headers: dict
+    body: bytes
+    rows: int = 0
+    timing: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+def error_reply(status: int, message: str, **details) -> Reply:
+    """The JSON error body every refusal has: ``{"error", "status", ...details}``."""
+    body = json.dumps({"error": message, "status": status, **details}, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+    return Reply(status, {"Content-Type": "application/json"}, body, error=message)
+
+
+def respond(invocations: Invocations, body: bytes | Callable[[], bytes],
+            content_type: str | None, accept: str | None, attributes: str | None,
+            content_encoding: str | None = None) -> Reply:
+    """``POST /invocations`` without HTTP: the headers checked first, then the body read (a
+    function, called only once the headers pass, so a server need not read a body it refuses;
+    its :class:`RequestError` is a reply too), decided and encoded. A refusal is the JSON error
+    :func:`error_reply` gives."""
+    try:
+        plan = invocations.plan(content_type, accept, attributes, content_encoding)
+        t0 = perf_counter()
+        data = body() if callable(body) else body
+        read_ms = round((perf_counter() - t0) * 1000, 3)
+        answer = invocations.answer(plan, data)
+    except RequestError as exc:
+        return error_reply(exc.status, exc.message, **exc.details)
+    return Reply(200, {"Content-Type": answer.mimetype,
+                       policy_override.HEADER: answer.attributes},
+                 answer.body, answer.rows, {"read_ms": read_ms, **answer.timing})

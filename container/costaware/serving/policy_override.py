@@ -47,7 +47,6 @@ import numpy as np
 from ..costs import CostMatrix
 from ..errors import InputError
 from ..multiclass import CostMatrixError, parse_cost_matrix
-from ..multiclass_policy import MulticlassPolicy
 
 HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 COST_KEYS = ("cost_fp", "cost_fn", "cost_tp", "cost_tn")
@@ -78,26 +77,53 @@ def attributes(header: str) -> list[tuple[str, bool, str]]:
     return pairs
 
 
-def parse_matrix(header: str | None, policy) -> np.ndarray | None:
-    """The K x K matrix a request asks a multi-class ``policy`` to decide at, or ``None``."""
+def parse_costs(header: str | None, base):
+    """The class costs a request asks for, or ``None`` when its header names none: the one parser
+    of overrides for any K. ``base`` is the model's class costs (``policy.costs``): a
+    :class:`~costaware.costs.CostMatrix` for two classes (keys ``cost_fp`` ... ``cost_tn``, a
+    cost not given keeps the model's), a K x K matrix for more (key ``cost_matrix``, the whole
+    matrix); the result is of the same kind."""
     if not header:
         return None
-    text = None
+    whole_matrix = not isinstance(base, CostMatrix)
+    given: dict = {}
     for key, sep, value in attributes(header):
-        if key == MATRIX_KEY:
-            if not sep:
-                raise OverrideError(f"{HEADER}: cost_matrix has no value (write "
-                                    "cost_matrix=[[0,1,4],[2,0,1],[9,3,0]], C[true][decided])")
-            if text is not None:
-                raise OverrideError(f"{HEADER}: cost_matrix is given twice")
-            text = value
-        elif key.lower().startswith("cost_"):
-            raise OverrideError(f"{HEADER}: {key!r}: this model has {policy.k} classes; give "
-                                "the costs as cost_matrix=[[...],...] (C[true][decided])")
-    if text is None:
+        if key != MATRIX_KEY and not key.lower().startswith("cost_"):
+            continue  # someone else's attribute
+        _check_key(key, base)
+        if not sep:
+            example = ("cost_matrix=[[0,1,4],[2,0,1],[9,3,0]], C[true][decided]" if whole_matrix
+                       else f"{key}=NUMBER")
+            raise OverrideError(f"{HEADER}: {key} has no value (write {example})")
+        if key in given:
+            raise OverrideError(f"{HEADER}: {key} is given twice")
+        given[key] = value if whole_matrix else _number(key, value)
+    if not given:
         return None
+    if whole_matrix:
+        return _matrix(given[MATRIX_KEY], len(base))
+    return _cells(given, base)
+
+
+def _check_key(key: str, base) -> None:
+    """Refuse a cost key this model does not take: ``cost_matrix`` with two classes, a cell's
+    key with more, an unknown ``cost_*`` key."""
+    if isinstance(base, CostMatrix):
+        if key == MATRIX_KEY:
+            raise OverrideError(f"{HEADER}: cost_matrix is for models with more than two "
+                                f"classes; this one takes {', '.join(COST_KEYS)}")
+        if key not in COST_KEYS:
+            raise OverrideError(
+                f"{HEADER}: unknown cost {key!r}; the costs are {', '.join(COST_KEYS)}")
+    elif key != MATRIX_KEY:
+        raise OverrideError(f"{HEADER}: {key!r}: this model has {len(base)} classes; give "
+                            "the costs as cost_matrix=[[...],...] (C[true][decided])")
+
+
+def _matrix(text: str, k: int) -> np.ndarray:
+    """A K x K ``cost_matrix`` value, read by training's parser."""
     try:
-        matrix = parse_cost_matrix(text, policy.k)
+        matrix = parse_cost_matrix(text, k)
     except CostMatrixError as exc:
         raise OverrideError(f"{HEADER}: cost_matrix: {exc}") from None
     if not (matrix <= MAX_COST).all():
@@ -105,36 +131,21 @@ def parse_matrix(header: str | None, policy) -> np.ndarray | None:
     return matrix
 
 
-def parse_costs(header: str | None, base: CostMatrix) -> CostMatrix | None:
-    """The cost matrix a request asks for, or ``None`` when its header names no ``cost_*`` key."""
-    if not header:
-        return None
-    given: dict[str, float] = {}
-    for key, sep, value in attributes(header):
-        if key == MATRIX_KEY:
-            raise OverrideError(f"{HEADER}: cost_matrix is for models with more than two "
-                                f"classes; this one takes {', '.join(COST_KEYS)}")
-        if not key.lower().startswith("cost_"):
-            continue  # someone else's attribute
-        if key not in COST_KEYS:
-            raise OverrideError(
-                f"{HEADER}: unknown cost {key!r}; the costs are {', '.join(COST_KEYS)}")
-        if not sep:
-            raise OverrideError(f"{HEADER}: {key} has no value (write {key}=NUMBER)")
-        if key in given:
-            raise OverrideError(f"{HEADER}: {key} is given twice")
-        if not _NUMBER.fullmatch(value):
-            raise OverrideError(f"{HEADER}: {key}={value!r} is not a number >= 0")
-        number = float(value)
-        if not number <= MAX_COST:  # also infinity
-            raise OverrideError(f"{HEADER}: {key}={value} is too large (at most {MAX_COST:g})")
-        given[key] = number
-    if not given:
-        return None
-    values = {**base.as_dict(), **given}
+def _number(key: str, value: str) -> float:
+    if not _NUMBER.fullmatch(value):
+        raise OverrideError(f"{HEADER}: {key}={value!r} is not a number >= 0")
+    number = float(value)
+    if not number <= MAX_COST:  # also infinity
+        raise OverrideError(f"{HEADER}: {key}={value} is too large (at most {MAX_COST:g})")
+    return number
+
+
+def _cells(numbers: dict[str, float], base: CostMatrix) -> CostMatrix:
+    """Two classes: the given cells' numbers over the model's costs, checked (module docstring)."""
+    values = {**base.as_dict(), **numbers}
 
     def describe(key: str) -> str:
-        origin = "" if key in given else ", the model's"
+        origin = "" if key in numbers else ", the model's"
         return f"{key} ({values[key]:g}{origin})"
 
     problem = CostMatrix.from_dict(values).problem(lambda cell, _: describe(f"cost_{cell}"))
@@ -180,18 +191,11 @@ def parse_reasons(header: str | None, features: int, saved: str = "1") -> tuple[
 
 
 def describe_policy(policy, source: str) -> str:
-    """The response's custom-attributes value: the class costs and the rule a response used (rows
-    with their own costs say so in their ``costs`` field); with more than two classes the cost
-    matrix."""
-    if isinstance(policy, MulticlassPolicy):
-        matrix = "[" + ",".join("[" + ",".join(_num(c) for c in row) + "]"
-                                for row in policy.matrix) + "]"
-        return f"cost_matrix={matrix},rule={policy.rule_kind},costs_source={source}"
-    costs = policy.costs.as_dict()
-    parts = [f"{key}={_num(costs[key])}" for key in COST_KEYS]
-    parts.append(f"rule={policy.rule.kind}")
-    parts.append(f"costs_source={source}")
-    return ",".join(parts)
+    """The response's custom-attributes value: the class costs (:meth:`cost_attributes` of either
+    policy: the four cells, or the K x K matrix) and the rule a response used (rows with their own
+    costs say so in their ``costs`` field)."""
+    return ",".join([*policy.cost_attributes(_num), f"rule={policy.rule_kind}",
+                     f"costs_source={source}"])
 
 
 def _num(value: float) -> str:
