@@ -550,10 +550,10 @@ REFUND_MATRIX = [[0, 2, 3], [2, 0, 1], ["refund", 3, 0]]
 def refunds(tmp_path_factory):
     """The wine model trained with one cell of its 3 x 3 matrix read from each row's column."""
     base = tmp_path_factory.mktemp("refunds") / "ml"
-    frame = _frame()
+    frame = wine_frame()
     frame["refund"] = np.random.default_rng(3).uniform(0.5, 40, len(frame)).round(2)
     write_tree(base, {"num_round": "12", "max_depth": "3", "eta": "0.3",
-                      "label_column": "cultivar", "classes": json.dumps(CLASSES),
+                      "label_column": "cultivar", "classes": json.dumps(WINE_CLASSES),
                       "cost_matrix": json.dumps(REFUND_MATRIX)},
                {"train": {"t.csv": frame.iloc[:110].to_csv(index=False)},
                 "validation": {"v.csv": frame.iloc[110:140].to_csv(index=False)}})
@@ -578,9 +578,9 @@ def test_a_cell_read_per_row_is_trained_and_served_at_each_rows_own_matrix(refun
     assert model.policy.matrix == ((0, 2, 3), (2, 0, 1), (1, 3, 0))
     # the metrics are at each row's own costs: deciding j for every validation row costs
     # sum_i C_i[y_i][j]
-    validation = _frame().iloc[110:140]
-    frame_refund = np.random.default_rng(3).uniform(0.5, 40, len(_frame())).round(2)[110:140]
-    truth = validation["cultivar"].map(CLASSES.index).to_numpy()
+    validation = wine_frame().iloc[110:140]
+    frame_refund = np.random.default_rng(3).uniform(0.5, 40, len(wine_frame())).round(2)[110:140]
+    truth = validation["cultivar"].map(WINE_CLASSES.index).to_numpy()
     own = _own_matrices(frame_refund, model.policy.matrix)[np.arange(30), truth]
     evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
     served = evaluation["channels"]["validation"]["served"]
@@ -616,14 +616,14 @@ def test_a_cell_read_per_row_is_trained_and_served_at_each_rows_own_matrix(refun
         response = answers[form]
         assert response.status_code == 200, (form, response.text)
         got = [json.loads(line) for line in response.text.split("\n")]
-        p = np.array([[r["probabilities"][c] for c in CLASSES] for r in got])
+        p = np.array([[r["probabilities"][c] for c in WINE_CLASSES] for r in got])
         # E[i, j] = sum_k p[i, k] C_i[k][j] at each row's own matrix (the override replaces the
         # class costs only: a row's own cell stays)
         refund = np.where(with_costs, rows[:, -1], class_matrix[2][0])
         want = np.einsum("nk,nkj->nj", p, _own_matrices(refund, class_matrix))
-        assert np.allclose([[r["expected_costs"][c] for c in CLASSES] for r in got], want,
+        assert np.allclose([[r["expected_costs"][c] for c in WINE_CLASSES] for r in got], want,
                            rtol=1e-12), form
-        assert [r["decision"] for r in got] == [CLASSES[j] for j in want.argmin(axis=1)], form
+        assert [r["decision"] for r in got] == [WINE_CLASSES[j] for j in want.argmin(axis=1)], form
         source = "request" if form == "override" else "model"
         assert [r["costs"] for r in got] == ["row" if own else source for own in with_costs]
     # a dear refund moves a row's decision off barolo: the per-row cell decides
@@ -660,12 +660,12 @@ def test_a_bad_per_row_cost_is_refused_naming_row_and_column(refunds, tmp_path):
 def test_a_bad_per_row_cost_in_training_names_file_line_and_column(tmp_path, matrix, value,
                                                                    message):
     base = tmp_path / "ml"
-    frame = _frame().iloc[:60].copy()
+    frame = wine_frame().iloc[:60].copy()
     frame["refund"] = 3.0
     row = int(np.flatnonzero(frame["cultivar"].to_numpy() == "barbera")[1])
     frame.loc[frame.index[row], "refund"] = value
     write_tree(base, {"num_round": "3", "label_column": "cultivar",
-                      "classes": json.dumps(CLASSES), "cost_matrix": json.dumps(matrix),
+                      "classes": json.dumps(WINE_CLASSES), "cost_matrix": json.dumps(matrix),
                       "calibration_data": "cross_fit"},
                {"train": {"t.csv": frame.to_csv(index=False)}})
     result = run_train(base)
