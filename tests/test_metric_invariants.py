@@ -4,7 +4,7 @@ without a new test.
 
 Two computations of a channel's metrics exist: the binary one (``metrics.summarize`` into a
 ``Summary``, then ``metrics.channel_metrics``) and the multi-class one
-(``multiclass.channel_metrics``); the fairness metrics come from a facet count table either way
+(``multiclass_metrics.channel_metrics``); the fairness metrics come from a facet count table either way
 (``bias.per_round_with_objective``). For every registered metric and every K it is logged for:
 it is what its definition says (scikit-learn's value where scikit-learn has the metric, else the
 definition computed row by row here); the same whatever the order of the rows; and each path logs
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from costaware import bias, metric_registry, multiclass
+from costaware import bias, metric_registry, multiclass, multiclass_metrics
 from costaware.costs import CostMatrix, RowCosts
 from costaware.metrics import channel_metrics, exact_auc, summarize
 
@@ -69,7 +69,7 @@ def binary_path(y, p1, decision, sensitive) -> dict:
 
 def multiclass_path(y, p, decision, sensitive, favourable=FAVOURABLE) -> dict:
     facets, _ = bias.collapsed_tables(y, decision, sensitive, favourable)
-    return _with_fairness(multiclass.channel_metrics(y, p, decision, _matrix(p.shape[1])), facets)
+    return _with_fairness(multiclass_metrics.channel_metrics(y, p, decision, _matrix(p.shape[1])), facets)
 
 
 def metrics_of(k: int, shape: str, order=None) -> tuple[dict, tuple]:

@@ -5,8 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
+from costaware import class_objective
 from costaware import multiclass as mc
-from costaware.costs import CostMatrix, RowCosts
+from costaware.costs import CAP, CostMatrix, RowCosts
 from costaware.objective import CostWeighting
 
 
@@ -75,11 +76,11 @@ def test_row_loss_weights_are_the_class_weights_at_class_costs_and_follow_each_r
     rng = np.random.default_rng(4)
     matrix = np.array([[0, 2, 3], [2, 0, 1], [12, 3, 0]], float)
     label = rng.integers(0, 3, 400)
-    classwise = mc.ClassWeighting.fit(label, matrix, 0.5)
-    weighting, weight = mc.row_loss_weights(label, matrix, 0.5)
+    classwise = class_objective.ClassWeighting.fit(label, matrix, 0.5)
+    weighting, weight = class_objective.row_loss_weights(label, matrix, 0.5)
     assert weighting == classwise and (weight == np.asarray(classwise.weights)[label]).all()
     # the cell at its class cost for every row: the same weights (to rounding)
-    same, same_weight = mc.row_loss_weights(label, matrix, 0.5, {(2, 0): np.full(400, 12.0)})
+    same, same_weight = class_objective.row_loss_weights(label, matrix, 0.5, {(2, 0): np.full(400, 12.0)})
     assert np.allclose(same.weights, classwise.weights, rtol=1e-12)
     assert np.allclose(same_weight, np.asarray(classwise.weights)[label], rtol=1e-12)
     # a row's own cost: its regret mean_{j != y} (C_i[y][j] - C_i[y][y]), its weight by it
@@ -87,8 +88,8 @@ def test_row_loss_weights_are_the_class_weights_at_class_costs_and_follow_each_r
     regret = mc.row_regrets(label, matrix, {(2, 0): refund})
     assert np.allclose(regret[label == 2], (refund[label == 2] + 3) / 2)
     assert np.allclose(regret[label != 2], mc.class_regrets(matrix)[label[label != 2]])
-    _, own_weight = mc.row_loss_weights(label, matrix, 1.0, {(2, 0): refund})
-    scaled = np.clip(regret / regret.mean(), 1 / mc.CAP, mc.CAP)
+    _, own_weight = class_objective.row_loss_weights(label, matrix, 1.0, {(2, 0): refund})
+    scaled = np.clip(regret / regret.mean(), 1 / CAP, CAP)
     assert np.allclose(own_weight, scaled / scaled.mean(), rtol=1e-12)
 
 
@@ -112,16 +113,16 @@ def test_gradient_and_hessian_are_the_losses_derivatives(seed):
     w = rng.uniform(0.2, 3, n)
     w[0] = 0.0  # a row a fold model does not see
     offsets = rng.normal(0, 0.5, k)
-    grad, hess = mc.loss_gradients(f, y, w, offsets)
+    grad, hess = class_objective.loss_gradients(f, y, w, offsets)
     eps = 1e-5
     for i, c in itertools.product(range(n), range(k)):
         up, down = f.copy(), f.copy()
         up[i, c] += eps
         down[i, c] -= eps
-        numeric = (mc.weighted_loss(up, y, w, offsets) - mc.weighted_loss(down, y, w, offsets)) / (2 * eps)
+        numeric = (class_objective.weighted_loss(up, y, w, offsets) - class_objective.weighted_loss(down, y, w, offsets)) / (2 * eps)
         assert numeric == pytest.approx(grad[i, c], abs=1e-6)
-        g_up = mc.loss_gradients(up, y, w, offsets)[0][i, c]
-        g_down = mc.loss_gradients(down, y, w, offsets)[0][i, c]
+        g_up = class_objective.loss_gradients(up, y, w, offsets)[0][i, c]
+        g_down = class_objective.loss_gradients(down, y, w, offsets)[0][i, c]
         assert (g_up - g_down) / (2 * eps) == pytest.approx(hess[i, c], abs=1e-6)
     assert np.all(grad[0] == 0) and np.all(hess[0] == 0)
 
@@ -132,7 +133,7 @@ def test_two_classes_weight_as_the_binary_loss():
     matrix = np.array([[costs.tn, costs.fp], [costs.fn, costs.tp]])
     label = np.array([0] * 70 + [1] * 30)
     for exponent in (0.0, 0.15, 1.0):
-        ours = mc.ClassWeighting.fit(label, matrix, exponent)
+        ours = class_objective.ClassWeighting.fit(label, matrix, exponent)
         binary = CostWeighting.fit(label, RowCosts.constant(costs, len(label)), exponent)
         raw = binary.weights(label, RowCosts.constant(costs, len(label)))
         expected = raw / raw.mean()
@@ -145,11 +146,11 @@ def test_weighted_optimum_keeps_margins_log_probabilities():
     # softmax(f) equals the class shares
     label = np.array([0] * 50 + [1] * 30 + [2] * 20)
     matrix = np.array([[0, 1, 2], [5, 0, 1], [20, 4, 0]], float)
-    weighting = mc.ClassWeighting.fit(label, matrix, 1.0)
+    weighting = class_objective.ClassWeighting.fit(label, matrix, 1.0)
     w = np.asarray(weighting.weights)[label]
     f = np.zeros(3)
     for _ in range(200):  # Newton steps on the three constants
-        grad, hess = mc.loss_gradients(np.tile(f, (len(label), 1)), label, w, weighting.offsets)
+        grad, hess = class_objective.loss_gradients(np.tile(f, (len(label), 1)), label, w, weighting.offsets)
         f -= grad.sum(axis=0) / hess.sum(axis=0)
     assert np.allclose(mc.softmax(f[None])[0], [0.5, 0.3, 0.2], atol=1e-6)
 
@@ -343,17 +344,17 @@ def test_favourable_penalty_derivatives_match_finite_differences(seed):
     n, k, favourable = 30, 4, (1, 3)
     f = rng.normal(scale=1.5, size=(n, k))
     s = rng.random(n) < 0.4
-    grad, hess = mc.favourable_parity_grad_hess(f, s, favourable, 3.0)
+    grad, hess = class_objective.favourable_parity_grad_hess(f, s, favourable, 3.0)
     h = 1e-5
     for i, j in itertools.product(range(n), range(k)):
         up, down = f.copy(), f.copy()
         up[i, j] += h
         down[i, j] -= h
-        numeric = (mc.favourable_parity_penalty(up, s, favourable, 3.0)
-                   - mc.favourable_parity_penalty(down, s, favourable, 3.0)) / (2 * h)
+        numeric = (class_objective.favourable_parity_penalty(up, s, favourable, 3.0)
+                   - class_objective.favourable_parity_penalty(down, s, favourable, 3.0)) / (2 * h)
         assert grad[i, j] == pytest.approx(numeric, rel=1e-5, abs=1e-8)
-        second = (mc.favourable_parity_grad_hess(up, s, favourable, 3.0)[0][i, j]
-                  - mc.favourable_parity_grad_hess(down, s, favourable, 3.0)[0][i, j]) / (2 * h)
+        second = (class_objective.favourable_parity_grad_hess(up, s, favourable, 3.0)[0][i, j]
+                  - class_objective.favourable_parity_grad_hess(down, s, favourable, 3.0)[0][i, j]) / (2 * h)
         assert hess[i, j] == pytest.approx(second, rel=1e-4, abs=1e-8)
 
 
@@ -364,8 +365,8 @@ def test_favourable_penalty_of_two_classes_is_the_binary_one():
     m = rng.normal(size=25)
     s = rng.random(25) < 0.5
     f = np.column_stack([np.zeros(25), m])  # softmax([0, m])[1] = sigmoid(m)
-    assert mc.favourable_parity_penalty(f, s, (1,), 2.0) == pytest.approx(parity_penalty(m, s, 2.0))
-    assert np.allclose(mc.favourable_parity_grad_hess(f, s, (1,), 2.0)[0][:, 1],
+    assert class_objective.favourable_parity_penalty(f, s, (1,), 2.0) == pytest.approx(parity_penalty(m, s, 2.0))
+    assert np.allclose(class_objective.favourable_parity_grad_hess(f, s, (1,), 2.0)[0][:, 1],
                        parity_penalty_grad_hess(m, s, 2.0)[0])
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 
-from costaware import artifact, inference, multiclass
+from costaware import artifact, inference, multiclass, multiclass_metrics
 
 from support import (BIN, HEADER, REPO, WINE_CLASSES, WINE_MATRIX, Server, csv_body, failure_reason,
                      run_train, wine_frame, write_tree)
@@ -264,7 +264,7 @@ def test_metrics_equal_scikit_learn():
     matrix = rng.uniform(1, 5, (4, 4))
     np.fill_diagonal(matrix, 0)
     decision, _ = multiclass.bayes_decisions(p, matrix)
-    m = multiclass.channel_metrics(y, p, decision, matrix)
+    m = multiclass_metrics.channel_metrics(y, p, decision, matrix)
     assert m["logloss"] == pytest.approx(log_loss(y, p))
     assert m["auc"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average="macro"))
     assert m["accuracy"] == pytest.approx(accuracy_score(y, decision))

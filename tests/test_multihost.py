@@ -450,7 +450,7 @@ def test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows(tmp_pat
     bounded rule: every metric the job reports equals what one host computes for the saved model
     and policy on the union of the rows (from additive K x K summaries; the AUC from the gathered
     scores), and the calibrator is the one-host fit on all the validation rows."""
-    from costaware import bias, hyperparameters, multiclass
+    from costaware import bias, hyperparameters, multiclass, multiclass_metrics
 
     settings = hyperparameters.parse({k: str(v) for k, v in CLASS_HYPERPARAMETERS.items()})
 
@@ -477,7 +477,7 @@ def test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows(tmp_pat
     for name, rows in data.items():
         label, sensitive, p = rows[:, 0].astype(np.int64), rows[:, -1] == 1, probability(rows)
         decision, _ = policy.decide(p, sensitive)
-        expected = multiclass.channel_metrics(label, p, decision, policy.cost_matrix)
+        expected = multiclass_metrics.channel_metrics(label, p, decision, policy.cost_matrix)
         facets, _ = bias.collapsed_tables(label, decision, sensitive, (2,))
         expected.update(bias.per_round_with_objective(
             ["DPPL", "DI"], facets, None, expected["auc"], settings.objective_auc_weight,

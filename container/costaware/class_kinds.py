@@ -6,13 +6,13 @@ plan, the evaluation loop) are one program; only the mathematics below is K's ow
 step               two classes (:class:`TwoClasses`)           K >= 3 (:class:`ManyClasses`)
 =================  ==========================================  =========================================
 margins            one logistic margin per row                 K softmax margins per row, ``(rows, K)``
-loss weights       per row: :class:`~.objective.CostWeighting`  per class: :class:`~.multiclass.ClassWeighting`
-objective          :func:`~.objective.make_objective`          :func:`~.multiclass.class_objective`
+loss weights       per row: :class:`~.objective.CostWeighting`  per class: :class:`~.class_objective.ClassWeighting`
+objective          :func:`~.objective.make_objective`          :func:`~.class_objective.class_objective`
 fairness penalty   on ``p(1)``                                 on the favourable classes' probability
 calibrator         :func:`~.calibration.fit_platt`             :func:`~.multiclass.fit_temperature`
 decision rule      :class:`~.decision.DecisionRule`            :class:`~.multiclass.FavourableShift`
 policy             :class:`~.policy.Policy`                    :class:`~.multiclass_policy.MulticlassPolicy`
-metrics            :mod:`~.metrics` summaries                  :func:`~.multiclass.class_summary`
+metrics            :mod:`~.metrics` summaries                  :func:`~.multiclass_metrics.class_summary`
 =================  ==========================================  =========================================
 
 Every sum either strategy needs is added up over the hosts (``cluster``), so several hosts get
@@ -33,9 +33,10 @@ from .cluster import Cluster
 from .decision import DecisionRule
 from .errors import DataError
 from .evaluation import ChannelResult, contribution_summary, evaluate, fit_rule, metrics_at
-from .multiclass import (ClassWeighting, TemperatureCalibrator, channel_metrics, class_objective,
-                         expected_costs, fit_favourable_shift, fit_temperature,
-                         matrix_column_names, row_loss_weights, true_class_costs)
+from .class_objective import ClassWeighting, class_objective, row_loss_weights
+from .multiclass import (TemperatureCalibrator, expected_costs, fit_favourable_shift,
+                         fit_temperature, matrix_column_names, true_class_costs)
+from .multiclass_metrics import channel_metrics
 from .multiclass_policy import MulticlassPolicy
 from .objective import CostWeighting, base_log_odds, make_objective
 from .policy import Policy

@@ -231,3 +231,5 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     ex = np.exp(x[~pos])
     out[~pos] = ex / (1.0 + ex)
     return out
+
+CAP = 10.0  # a regret counts between 1/CAP and CAP times the mean regret

@@ -16,7 +16,7 @@ of ``early_stopping_metric`` (:mod:`costaware.hyperparameters`), the reports' me
 (:func:`markdown_table`). A new metric is one :class:`Metric` here: with ``compute`` it is
 computed from a binary channel's other metrics (the confusion counts, the costs, ...), so no other
 module changes; without, :func:`costaware.metrics.channel_metrics`,
-:func:`costaware.multiclass.channel_metrics` or the bias metrics compute it.
+:func:`costaware.multiclass_metrics.channel_metrics` or the bias metrics compute it.
 """
 
 from __future__ import annotations

@@ -24,23 +24,8 @@ Notation: ``K`` classes ``0..K-1``; ``P`` an ``(n, K)`` matrix of probabilities 
   ``n`` rows has to outweigh a prior of standard deviation 10, and many rows make it plain
   maximum likelihood. One temperature keeps the order of each row's margins' differences; the
   biases correct each class's base rate.
-* **Loss** (the cost-weighted multi-class loss). A class's *regret* is the mean extra cost of a
-  wrong decision on one of its rows, ``r_k = mean_{j != k} (C[k][j] - C[k][k])`` (for K = 2 this is
-  the binary ``C_FN - C_TP`` and ``C_FP - C_TN``); its weight, as in the binary loss,
-  ``w_k = clip(r_k / s, 1/CAP, CAP) ** alpha`` with ``s`` the mean regret of the training rows,
-  then scaled to mean 1 over the rows. A row ``i`` of class ``y`` has the weighted softmax
-  cross-entropy with offsets ``o_k = log w_k``:
-
-      L_i = -w_y log q_{i,y},   q_i = softmax(f_i + o),
-
-  whose gradient and Hessian diagonal in the margins ``f_i`` are
-
-      g_{i,k} = w_y (q_{i,k} - [k = y]),   h_{i,k} = w_y q_{i,k} (1 - q_{i,k}).
-
-  The weights make costly classes' rows count more in every split; the offsets undo their effect
-  on the margins: where the weighted loss is minimised, ``q_k`` is proportional to ``w_k pi_k``
-  (``pi_k`` the class-``k`` probability) so ``softmax(f)_k = pi_k`` - the margins stay log
-  probabilities (up to a constant per row) and the calibrator corrects what is left.
+The cost-weighted loss on these classes is :mod:`costaware.class_objective`'s; a channel's metrics
+are :mod:`costaware.multiclass_metrics`'.
 """
 
 from __future__ import annotations
@@ -52,9 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .calibration import PRIOR_PRECISION
-from .cluster import SOLO, Cluster, Reduce
-from .metrics import AUC_BINS, EXACT_AUC_ROWS, binned_auc, exact_auc, score_histogram
-from .objective import CAP, parity_gap
+from .cluster import SOLO, Reduce
 
 MAX_CLASSES = 50  # a cost matrix of 2,500 cells: more is not a cost matrix anyone writes by hand
 MAX_TEMPERATURE = 1e3  # 1/T stays above 1e-3: the probabilities stay a function of the margins
@@ -206,32 +189,6 @@ def true_class_costs(label: np.ndarray, matrix: np.ndarray, cells: dict | None =
     return own
 
 
-def row_loss_weights(label: np.ndarray, matrix: np.ndarray, exponent: float,
-                     cells: dict | None = None, reduce: Reduce = SOLO.sum
-                     ) -> tuple["ClassWeighting", np.ndarray]:
-    """The loss weight of each row (module docstring) at its own matrix: with per-row ``cells``,
-    ``w_i = clip(r_i / s, 1/CAP, CAP) ** alpha`` (:func:`row_regrets`, ``s`` their mean), scaled
-    to mean 1, and each class's weight (the offsets' ``w_k``) the mean weight of its rows;
-    without, :meth:`ClassWeighting.fit`'s ``w_{y_i}``. Every mean is over all hosts' rows
-    (``reduce`` adds the sums up). Returns ``(weighting, w)``."""
-    y = np.asarray(label, dtype=np.int64)
-    k = len(matrix)
-    if not cells:
-        weighting = ClassWeighting.fit(y, matrix, exponent, reduce)
-        return weighting, np.asarray(weighting.weights)[y]
-    regrets = row_regrets(y, matrix, cells)
-    total, rows = reduce(np.array([regrets.sum(), len(y)], dtype=np.float64))
-    scale = float(total / rows)
-    if exponent == 0 or scale <= 0:
-        return ClassWeighting(float(exponent), scale, (1.0,) * k), np.ones(len(y))
-    weight = np.clip(regrets / scale, 1.0 / CAP, CAP) ** exponent
-    weight = weight / (reduce(np.array([weight.sum()]))[0] / rows)
-    sums = reduce(np.concatenate([np.bincount(y, weight, minlength=k),
-                                  np.bincount(y, minlength=k).astype(np.float64)]))
-    per_class = np.where(sums[k:] > 0, sums[:k] / np.maximum(sums[k:], 1), 1.0)
-    return ClassWeighting(float(exponent), scale, tuple(float(w) for w in per_class)), weight
-
-
 def softmax(z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)
     shifted = z - z.max(axis=1, keepdims=True)
@@ -244,119 +201,6 @@ def class_regrets(matrix: np.ndarray) -> np.ndarray:
     k = len(matrix)
     off = ~np.eye(k, dtype=bool)
     return np.array([(matrix[c][off[c]] - matrix[c][c]).mean() for c in range(k)])
-
-
-@dataclass(frozen=True)
-class ClassWeighting:
-    """The loss weight of each class (module docstring): ``w_k``, scaled to mean 1 over the
-    training rows, and the offsets ``o_k = log w_k``."""
-
-    exponent: float
-    scale: float  # s: the training rows' mean regret
-    weights: tuple[float, ...]  # w_k, mean 1 over the training rows
-
-    @classmethod
-    def fit(cls, label: np.ndarray, matrix: np.ndarray, exponent: float,
-            reduce: Reduce = SOLO.sum) -> "ClassWeighting":
-        """``w_k`` from the training rows' class counts (summed over hosts by ``reduce``)."""
-        k = len(matrix)
-        counts = reduce(np.bincount(np.asarray(label, dtype=np.int64), minlength=k
-                                    ).astype(np.float64))
-        regrets = class_regrets(matrix)
-        scale = float((counts * regrets).sum() / counts.sum())
-        if exponent == 0 or scale <= 0:
-            return cls(float(exponent), scale, (1.0,) * k)
-        relative = np.clip(regrets / scale, 1.0 / CAP, CAP) ** exponent
-        mean = (counts * relative).sum() / counts.sum()
-        return cls(float(exponent), scale, tuple(float(w) for w in relative / mean))
-
-    @property
-    def offsets(self) -> np.ndarray:
-        return np.log(np.asarray(self.weights))
-
-    def to_dict(self) -> dict:
-        return {"exponent": self.exponent, "scale": self.scale, "class_weights": list(self.weights)}
-
-
-def loss_gradients(margins: np.ndarray, label: np.ndarray, row_weight: np.ndarray,
-                   offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(g, h)`` of the module docstring, ``(n, K)`` each; ``row_weight`` is ``w_{y_i}`` (0 for a
-    row a fold model must not see: gradient and Hessian 0)."""
-    q = softmax(margins + offsets)
-    onehot = np.zeros_like(q)
-    onehot[np.arange(len(q)), np.asarray(label, dtype=np.int64)] = 1.0
-    w = np.asarray(row_weight, dtype=np.float64)[:, None]
-    grad = w * (q - onehot)
-    # XGBoost needs a positive Hessian where a row counts; 1e-16 keeps a saturated row's tiny
-    hess = np.maximum(w * q * (1.0 - q), np.where(w > 0, 1e-16, 0.0))
-    return grad, hess
-
-
-def weighted_loss(margins: np.ndarray, label: np.ndarray, row_weight: np.ndarray,
-                  offsets: np.ndarray) -> float:
-    """``sum_i L_i``: what :func:`loss_gradients` differentiates (tests check it numerically)."""
-    q = softmax(margins + offsets)
-    return float(-(row_weight * np.log(q[np.arange(len(q)), np.asarray(label, np.int64)])).sum())
-
-
-def favourable_parity_penalty(margins: np.ndarray, sensitive: np.ndarray,
-                              favourable: tuple[int, ...], strength: float) -> float:
-    """The demographic-parity penalty on the favourable classes' probability,
-    ``P = lambda * n * D^2``, ``D = mean_{i in a} F_i - mean_{i in d} F_i``,
-    ``F_i = sum_{k favourable} softmax(f_i)_k`` (the margins without the offsets: log
-    probabilities); for two classes with class 1 favourable it is the binary
-    :func:`costaware.objective.parity_penalty`."""
-    fav = np.isin(np.arange(margins.shape[1]), favourable)
-    share = softmax(margins)[:, fav].sum(axis=1)
-    s = np.asarray(sensitive, dtype=bool)
-    gap = share[~s].mean() - share[s].mean()
-    return float(strength * len(share) * gap * gap)
-
-
-def favourable_parity_grad_hess(margins: np.ndarray, sensitive: np.ndarray,
-                                favourable: tuple[int, ...], strength: float,
-                                reduce: Reduce | None = None, member: np.ndarray | None = None
-                                ) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient and diagonal Hessian ``(n, K)`` of :func:`favourable_parity_penalty` in the
-    margins, over the rows in ``member`` (others get 0). Through the softmax, with ``u_k = [k
-    favourable]``, ``dF_i/df_ik = q_ik (u_k - F_i)`` and ``d2F_i/df_ik2 = q_ik (u_k - F_i)(1 - 2
-    q_ik)``; with ``c_i = dD/dF_i`` (:func:`costaware.objective.parity_gap`, over every host)
-
-        g_ik = 2 lambda n D c_i dF_i/df_ik
-        h_ik = 2 lambda n [ (c_i dF_i/df_ik)^2 + D c_i d2F_i/df_ik2 ]
-
-    the exact diagonal (the objective clips ``h`` at 0, as the binary one)."""
-    q = softmax(margins)
-    fav = np.isin(np.arange(q.shape[1]), favourable).astype(np.float64)
-    share = q @ fav
-    gap, c, n = parity_gap(share, sensitive, member, reduce)
-    first = q * (fav[None, :] - share[:, None])  # dF_i / df_ik
-    scale = 2 * strength * n
-    grad = scale * gap * c[:, None] * first
-    hess = scale * ((c[:, None] * first) ** 2 + gap * c[:, None] * first * (1 - 2 * q))
-    return grad, hess
-
-
-def class_objective(label: np.ndarray, row_weight: np.ndarray, offsets: np.ndarray,
-                    sensitive: np.ndarray | None = None, favourable: tuple[int, ...] = (),
-                    penalty: float = 0.0, reduce: Reduce | None = None):
-    """An XGBoost custom objective ``obj(margins, dtrain) -> (g, h)`` (``(n, K)`` each) for fixed
-    rows: :func:`loss_gradients`, plus :func:`favourable_parity_grad_hess` when ``penalty > 0``
-    (rows of weight 0, held out of a fold model, have no say in either)."""
-    label = np.asarray(label, dtype=np.int64)
-    member = np.asarray(row_weight) > 0
-    if penalty > 0 and sensitive is None:
-        raise ValueError("the parity penalty needs the sensitive-group mask")
-
-    def objective(margins: np.ndarray, _dtrain) -> tuple[np.ndarray, np.ndarray]:
-        f = np.asarray(margins, dtype=np.float64).reshape(len(label), -1)
-        grad, hess = loss_gradients(f, label, row_weight, offsets)
-        if penalty > 0:
-            g, h = favourable_parity_grad_hess(f, sensitive, favourable, penalty, reduce, member)
-            grad, hess = grad + g, hess + np.maximum(h, 0.0)
-        return grad, hess
-
-    return objective
 
 
 @dataclass(frozen=True)
@@ -424,135 +268,6 @@ def fit_temperature(margins: np.ndarray, label: np.ndarray, reduce: Reduce = SOL
     rows = int(reduce(np.array([n], dtype=np.float64))[0])
     return TemperatureCalibrator(float(1.0 / theta[0]),
                                  tuple(float(b) for b in np.concatenate([[0.0], theta[1:]])), rows)
-
-
-def one_vs_rest_auc(label: np.ndarray, p: np.ndarray) -> tuple[float, list[float]]:
-    """Macro one-vs-rest AUC: the mean over classes of the AUC of ``p[:, k]`` separating class
-    ``k`` from the rest (:func:`costaware.metrics.exact_auc`: Mann-Whitney, ties counted half); a
-    class absent from the rows, or the only one present, has no AUC (NaN) and is left out of the
-    mean. At K = 2 both classes' AUCs are the AUC of ``p[:, 1]`` (``p[:, 0] = 1 - p[:, 1]``
-    reverses its order), so the mean is the binary ``auc``."""
-    y = np.asarray(label, dtype=np.int64)
-    per_class = [exact_auc((y == k).astype(np.int8), p[:, k]) for k in range(p.shape[1])]
-    defined = [a for a in per_class if not math.isnan(a)]
-    return (float(np.mean(defined)) if defined else float("nan")), per_class
-
-
-def class_summary(label: np.ndarray, p: np.ndarray, decision: np.ndarray, matrix: np.ndarray,
-                  bins: int = 10, cells: dict | None = None) -> np.ndarray:
-    """The sums :func:`class_metrics` reads, as one vector that adds up over hosts (so several
-    hosts' metrics are one host's on all the rows): ``[rows, sum of -log p[i, y_i] (p clipped at
-    1e-15), sum of the Brier terms]``, then per bin of ``max_k p[i, k]`` ``[rows, sum of the top
-    probability, rows whose top class is the true one]`` (``bins`` x 3), the confusion matrix
-    ``[true][decided]`` (K x K), its cells' costs ``sum_{i: y_i = k, d_i = j} C_i[k][j]`` (K x K),
-    the cost of deciding each class for every row ``sum_i C_i[y_i][j]`` (K; each row at its own
-    matrix ``C_i`` with per-row ``cells``: :func:`true_class_costs`), and per class and bin of
-    ``p[:, k]`` ``[rows, sum of p[:, k], rows of class k]`` (K x ``bins`` x 3)."""
-    y = np.asarray(label, dtype=np.int64)
-    d = np.asarray(decision, dtype=np.int64)
-    n, k = len(y), p.shape[1]
-    onehot = np.zeros((n, k))
-    onehot[np.arange(n), y] = 1.0
-    confusion = np.zeros((k, k))
-    np.add.at(confusion, (y, d), 1)
-    top = p.max(axis=1) if n else np.zeros(0)
-    hit = (p.argmax(axis=1) == y).astype(np.float64) if n else np.zeros(0)
-    own = true_class_costs(y, matrix, cells)
-    cell_costs = np.zeros((k, k))
-    np.add.at(cell_costs, (y, d), own[np.arange(n), d])
-
-    def binned(values, truth):
-        where = np.minimum((values * bins).astype(np.int64), bins - 1)
-        return np.stack([np.bincount(where, minlength=bins), np.bincount(where, values, bins),
-                         np.bincount(where, truth, bins)], axis=1)
-
-    reliability = [binned(p[:, c], (y == c).astype(np.float64)) for c in range(k)]
-    return np.concatenate([
-        [n, -np.log(np.clip(p[np.arange(n), y], 1e-15, 1 - 1e-15)).sum(),
-         ((p - onehot) ** 2).sum()],
-        binned(top, hit).ravel(), confusion.ravel(), cell_costs.ravel(), own.sum(axis=0),
-        np.ravel(reliability)]).astype(np.float64)
-
-
-def class_metrics(summary: np.ndarray, matrix: np.ndarray, auc_per_class: list[float],
-                  bins: int = 10) -> dict:
-    """A channel's metrics from its (summed) :func:`class_summary` at ``decision``:
-
-    * ``logloss`` ``-mean log p[i, y_i]`` (``p[i, y_i]`` clipped to ``[1e-15, 1 - 1e-15]``),
-      ``brier`` ``(1/2) mean sum_k (p[i, k] - [y_i = k])**2`` (at K = 2 the binary
-      ``mean (p - y)**2``), ``top_label_ece`` the top-label expected calibration error
-      ``sum_b |sum_{i in b} (max_k p[i, k] - [argmax_k p[i, k] = y_i])| / n`` over ``bins``
-      equal-width bins of ``max_k p[i, k]``;
-    * ``auc`` macro one-vs-rest (the mean of ``auc_per_class`` where defined: see
-      :func:`channel_auc`), ``accuracy``, ``balanced_accuracy`` the mean of the per-class recalls
-      over the classes present, ``recall_per_class``;
-    * ``reliability_per_class``: for each class ``k`` and each of ``bins`` equal-width bins of
-      ``p[:, k]``, ``[rows, sum of p[:, k], rows of class k]`` (one-vs-rest reliability);
-    * ``confusion`` ``[true][decided]`` counts, ``cell_costs`` their costs (``count * C``
-      without per-row cells),
-      ``cost`` their sum, ``expected_cost`` per row, ``cost_all`` the cost of deciding each single
-      class for every row and ``savings`` ``1 - cost / min(cost_all)`` (0: no better than the
-      cheapest single decision for everyone); with per-row ``cells`` each row's costs are its
-      own matrix's (:func:`true_class_costs`).
-    """
-    k = len(matrix)
-    n, loss, brier = summary[:3]
-    top = summary[3:3 + 3 * bins].reshape(bins, 3)
-    at = 3 + 3 * bins
-    confusion = np.rint(summary[at:at + k * k]).astype(np.int64).reshape(k, k)
-    cell_costs = summary[at + k * k:at + 2 * k * k].reshape(k, k)
-    cost_all = summary[at + 2 * k * k:at + 2 * k * k + k]  # deciding j for everyone
-    reliability = summary[at + 2 * k * k + k:].reshape(k, bins, 3)
-    n = int(round(n))
-    cost = float(cell_costs.sum())
-    counts = confusion.sum(axis=1)
-    cheapest = float(cost_all.min())
-    defined = [a for a in auc_per_class if not math.isnan(a)]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall = np.diag(confusion) / counts
-    return {
-        "rows": n,
-        "logloss": float(loss / n) if n else float("nan"),
-        "brier": float(brier / n / 2) if n else float("nan"),
-        "top_label_ece": float(np.abs(top[:, 1] - top[:, 2]).sum() / n) if n else float("nan"),
-        "auc": float(np.mean(defined)) if defined else float("nan"),
-        "accuracy": float(np.diag(confusion).sum() / n) if n else float("nan"),
-        "balanced_accuracy": float(np.nanmean(recall)) if (counts > 0).any() else float("nan"),
-        "recall_per_class": [float(r) for r in recall],
-        "cost": cost,
-        "expected_cost": cost / n if n else float("nan"),
-        "cost_all": [float(c) for c in cost_all],
-        "savings": 1.0 - cost / cheapest if cheapest > 0 else float("nan"),
-        "reliability_per_class": [[[int(r), float(sp), float(sy)] for r, sp, sy in c]
-                                  for c in reliability],
-        "confusion": confusion.tolist(),
-        "cell_costs": cell_costs.tolist(),
-    }
-
-
-def channel_auc(label: np.ndarray, p: np.ndarray, cluster: Cluster = SOLO) -> list[float]:
-    """Each class's one-vs-rest AUC over every host's rows, as the binary path computes its AUC
-    (:func:`costaware.evaluation.metrics_at`): exact (:func:`one_vs_rest_auc`) on the gathered
-    labels and scores up to :data:`~costaware.metrics.EXACT_AUC_ROWS` rows, beyond from summed
-    per-class histograms of ``logit(p[:, k])`` (:func:`costaware.metrics.binned_auc`)."""
-    y = np.asarray(label, dtype=np.int64)
-    k = p.shape[1]
-    rows = cluster.sum([len(y)])[0]  # the same test on every host: gather is collective
-    if rows <= EXACT_AUC_ROWS:
-        gathered = cluster.gather(np.asarray(p, dtype=np.float64).ravel()).reshape(-1, k)
-        return one_vs_rest_auc(cluster.gather(y), gathered)[1]
-    local = np.stack([score_histogram(y == c, p[:, c]) for c in range(k)])
-    summed = cluster.sum(local.ravel()).reshape(k, 2, AUC_BINS + 2)
-    return [binned_auc(bins) for bins in summed]
-
-
-def channel_metrics(label: np.ndarray, p: np.ndarray, decision: np.ndarray,
-                    matrix: np.ndarray, bins: int = 10, cluster: Cluster = SOLO,
-                    cells: dict | None = None) -> dict:
-    """:func:`class_metrics` of the rows over every host of ``cluster`` (their summaries
-    summed, the AUC as :func:`channel_auc`); with per-row ``cells``, each row at its own costs."""
-    summary = cluster.sum(class_summary(label, p, decision, matrix, bins, cells))
-    return class_metrics(summary, matrix, channel_auc(label, p, cluster), bins)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from .cluster import SOLO, Reduce
-from .costs import RowCosts, sigmoid
+from .costs import CAP, RowCosts, sigmoid
 
 HESSIAN_FLOOR = 1e-16
 
@@ -69,9 +69,6 @@ def weighted_logistic_loss(margin: np.ndarray, label: np.ndarray, weight: np.nda
     shifted = np.asarray(margin, dtype=np.float64) + offset
     signed = np.where(label == 1, shifted, -shifted)
     return float(np.sum(weight * np.logaddexp(0.0, -signed)))
-
-
-CAP = 10.0  # a regret counts between 1/CAP and CAP times the mean regret
 
 
 @dataclass(frozen=True)

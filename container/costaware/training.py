@@ -11,7 +11,7 @@ Knows nothing of SageMaker paths: it takes parsed settings and datasets and retu
    rows.
 2. **Loss weights and offsets** from the costs (two classes: each row's,
    :class:`costaware.objective.CostWeighting`; K >= 3: each class's,
-   :class:`costaware.multiclass.ClassWeighting`), and the **members** (the model and its fold
+   :class:`costaware.class_objective.ClassWeighting`), and the **members** (the model and its fold
    models) with their objectives (and the in-training fairness penalty).
 3. **Rounds** (:mod:`costaware.rounds`: checkpoints, resume and SIGTERM): each member grows a tree
    (K with K classes); then the held-out margins are calibrated, decided by the Bayes rule, and the
