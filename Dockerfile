@@ -84,7 +84,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     LANG=C.UTF-8 \
-    SAGEMAKER_TRAINING_MODULE=costaware.sagemaker_train:main
+    SAGEMAKER_TRAINING_MODULE=costaware.sagemaker.training_job:main
 
 WORKDIR /opt/program
 EXPOSE 8080

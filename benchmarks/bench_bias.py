@@ -2,7 +2,7 @@
 
 One data set of ``--rows`` rows (default 10M): label, predicted label, facet (30% in the sensitive
 group d) and a group variable with ``--groups`` values, from a fixed seed. costaware computes every
-post-training metric with one call (:func:`costaware.fairness.post_training_bias`: the confusion
+post-training metric with one call (:func:`costaware.metrics.clarify.post_training_bias`: the confusion
 counts once, then DPPL, DI, DCA, DCR, RD, SD, DAR, DRR, AD, CDDPL, TE, GE); smclarify computes each
 metric the way its report calls it (``smclarify.bias.metrics.call_metric`` with pandas Series). For
 a like-for-like figure costaware also computes each metric on its own, one function call each.
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from smclarify.bias import metrics as clarify_metrics
 
-from costaware import fairness
+from costaware.metrics import clarify as fairness
 
 METRICS = [m for m in fairness.POST_TRAINING_METRICS if m != "FT"]
 

@@ -7,7 +7,7 @@ temporary model directory, then ``--runs`` times: start the real ``serve`` conso
 the same run, the same number of times: a Python process that only imports xgboost
 (``python -c "import xgboost"``, which imports scikit-learn too), and one that does what a worker
 must do at the least: import XGBoost without scikit-learn (as ``serve`` does), the serving app,
-and load the model (``costaware.artifact.load``). Prints medians (target: cold start < 3 s).
+and load the model (``costaware.model.artifact.load``). Prints medians (target: cold start < 3 s).
 
     python benchmarks/bench_cold_start.py [--runs 7] [--trees 1000] [--workers 2]
 """
@@ -30,9 +30,11 @@ from bench_serving import free_port, stop_server  # noqa: E402
 
 
 def train_model(model_dir: str, trees: int) -> float:
-    from costaware import artifact, hyperparameters, training
-    from costaware.costs import CostMatrix, RowCosts
-    from costaware.data import Dataset
+    from costaware.model import artifact
+    from costaware.config import hyperparameters
+    from costaware.training import pipeline as training
+    from costaware.decisions.costs import CostMatrix, RowCosts
+    from costaware.data.channel_files import Dataset
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3000, 20)).astype(np.float32)

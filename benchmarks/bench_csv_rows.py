@@ -23,7 +23,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from costaware.csv_rows import CheckedReader
+from costaware.data.csv_rows import CheckedReader
 
 
 def best_of(repeat: int, fn) -> float:

@@ -239,7 +239,11 @@ def csthreshold(split):
 def costaware(split, overrides: dict, work: str):
     """The real path: channel files with cost columns -> load -> train -> save/load -> predict."""
     sys.path.insert(0, os.path.join(REPO, "container"))
-    from costaware import artifact, data, hyperparameters, inference, training
+    from costaware.model import artifact
+    from costaware.data import channel_files as data
+    from costaware.config import hyperparameters
+    from costaware.model import inference
+    from costaware.training import pipeline as training
 
     (x_tr, y_tr, c_tr), (x_va, y_va, c_va), (x_te, c_te) = split
     varying = [k for k in CELLS if np.ptp(np.concatenate([c_tr[k], c_va[k], c_te[k]])) > 0]

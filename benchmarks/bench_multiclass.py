@@ -47,9 +47,11 @@ import xgboost as xgb
 from palmerpenguins import load_penguins
 from sklearn.model_selection import train_test_split
 
-from costaware import hyperparameters, multiclass, training
-from costaware.costs import CostMatrix, RowCosts
-from costaware.data import Dataset
+from costaware.config import hyperparameters
+from costaware.decisions import multiclass
+from costaware.training import pipeline as training
+from costaware.decisions.costs import CostMatrix, RowCosts
+from costaware.data.channel_files import Dataset
 
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 MATRIX = [[0, 2, 1], [10, 0, 10], [1, 2, 0]]

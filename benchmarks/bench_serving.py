@@ -134,7 +134,7 @@ def raw_predict(model):
 
 
 def costaware_predict(model):
-    from costaware import inference
+    from costaware.model import inference
     return lambda rows: inference.predict(model, rows)
 
 
@@ -256,7 +256,7 @@ def main() -> int:
     parser.add_argument("--batch-repeats", type=int, default=7)
     args = parser.parse_args()
 
-    from costaware import artifact
+    from costaware.model import artifact
 
     tmp = tempfile.mkdtemp(prefix="costaware-bench-")
     proc = None

@@ -5,7 +5,7 @@ weights; the built-in runs ``binary:logistic`` with those weights as sample weig
 
 * ``xgb.train`` with the built-in ``binary:logistic`` + weights: the baseline;
 * ``xgb.train`` with costaware's objective (``obj=``): the objective alone;
-* costaware's boosting loop (:mod:`costaware.boosting`) growing the model alone (what ``train``
+* costaware's boosting loop (:mod:`costaware.training.boosting`) growing the model alone (what ``train``
   runs with ``calibration_data validation``): one booster, gradients from the numpy objective;
   with ``--subsample`` < 1, a booster per round seeded by (seed, round), for exact resumes from
   checkpoints. The per-round held-out metrics, which the built-in has no counterpart for, are left
@@ -27,9 +27,9 @@ import numpy as np
 import xgboost as xgb
 from sklearn.datasets import make_classification
 
-from costaware import hyperparameters
-from costaware.boosting import Boosting, Member
-from costaware.objective import make_objective
+from costaware.config import hyperparameters
+from costaware.training.boosting import Boosting, Member
+from costaware.training.objective import make_objective
 
 
 def main() -> None:

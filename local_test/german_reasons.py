@@ -25,7 +25,8 @@ import tempfile
 import numpy as np
 import pandas as pd
 
-from costaware import artifact, inference
+from costaware.model import artifact
+from costaware.model import inference
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEXTS = {

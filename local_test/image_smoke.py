@@ -72,8 +72,8 @@ def main() -> int:
             broken.append(str(exc))
     # `train` must be costaware's entry point (it replaces the toolkit's script of the same name)
     train = shutil.which("train")
-    if not train or "costaware.train_entry" not in open(train, encoding="utf-8").read():
-        print(f"`train` on PATH ({train}) is not costaware.train_entry", file=sys.stderr)
+    if not train or "costaware.sagemaker.entry" not in open(train, encoding="utf-8").read():
+        print(f"`train` on PATH ({train}) is not costaware.sagemaker.entry", file=sys.stderr)
         return 1
     if broken:
         print("shared libraries that do not load:\n  " + "\n  ".join(broken), file=sys.stderr)

@@ -39,7 +39,7 @@ def free_port_pair() -> int:
 def spawn_host(base: Path, port: int, peer_timeout: float) -> subprocess.Popen:
     """One host's ``train`` on its tree, log (stdout and stderr) on a text pipe."""
     env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base),
-               SAGEMAKER_TRAINING_MODULE="costaware.sagemaker_train:main",
+               SAGEMAKER_TRAINING_MODULE="costaware.sagemaker.training_job:main",
                COSTAWARE_TRACKER_PORT=str(port), COSTAWARE_PEER_TIMEOUT=str(peer_timeout))
     return subprocess.Popen([str(BIN / "train")], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

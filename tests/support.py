@@ -65,7 +65,7 @@ def write_tree(base: Path, hyperparameters: dict | None = None, channels: dict |
 def run_train(base: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the image's real ``train`` console script (costaware's check, then the toolkit) on ``base``."""
     env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base),
-               SAGEMAKER_TRAINING_MODULE="costaware.sagemaker_train:main")
+               SAGEMAKER_TRAINING_MODULE="costaware.sagemaker.training_job:main")
     return subprocess.run([str(BIN / "train")], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -183,7 +183,7 @@ def csv_body(features: np.ndarray) -> bytes:
 def parse_response(response, fields=None) -> list[dict]:
     """A binary model's predictions from a JSON, JSON Lines or CSV answer (CSV: ``fields`` in
     order, by default every output field)."""
-    from costaware import inference
+    from costaware.model import inference
 
     fields = inference.OUTPUT_FIELDS if fields is None else fields
     kind = response.headers["Content-Type"].split(";")[0]
@@ -203,7 +203,7 @@ def parse_response(response, fields=None) -> list[dict]:
 
 def assert_matches(predictions: list[dict], expected: dict, fields=None):
     """Served predictions equal in-process ``inference.predict``'s, field by field."""
-    from costaware import inference
+    from costaware.model import inference
 
     fields = inference.OUTPUT_FIELDS if fields is None else fields
     assert len(predictions) == len(expected["score"])

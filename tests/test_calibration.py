@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from costaware import hyperparameters, training
-from costaware.calibration import Calibrator, fit_platt
-from costaware.costs import CostMatrix, RowCosts, sigmoid
-from costaware.data import Dataset
-from costaware.metrics import channel_metrics, summarize
+from costaware.config import hyperparameters
+from costaware.training import pipeline as training
+from costaware.decisions.calibration import Calibrator, fit_platt
+from costaware.decisions.costs import CostMatrix, RowCosts, sigmoid
+from costaware.data.channel_files import Dataset
+from costaware.metrics.classification import channel_metrics, summarize
 
 
 def _platt_data(n, seed, slope=0.7, intercept=-0.5):

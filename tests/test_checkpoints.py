@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from costaware import boosting as engine
-from costaware import hyperparameters, training
-from costaware.checkpoints import (CheckpointStore, StopRequest, TrainingInterrupted,
+from costaware.training import boosting as engine
+from costaware.config import hyperparameters
+from costaware.training import pipeline as training
+from costaware.training.checkpoints import (CheckpointStore, StopRequest, TrainingInterrupted,
                                    stop_on_sigterm)
-from costaware.costs import CostMatrix, RowCosts
-from costaware.data import Dataset
+from costaware.decisions.costs import CostMatrix, RowCosts
+from costaware.data.channel_files import Dataset
 from costaware.errors import HyperparameterError, InputError
-from costaware.objective import make_objective
+from costaware.training.objective import make_objective
 
 from support import BIN, csv_text, failure_reason, run_train, synthetic, write_tree
 
@@ -285,7 +286,7 @@ def test_sigterm_to_train_checkpoints_and_a_rerun_resumes_exactly(tmp_path):
     checkpoints = base / "checkpoints"
     checkpoints.mkdir()
     env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base),
-               SAGEMAKER_TRAINING_MODULE="costaware.sagemaker_train:main")
+               SAGEMAKER_TRAINING_MODULE="costaware.sagemaker.training_job:main")
     process = subprocess.Popen([str(BIN / "train")], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     try:
@@ -329,7 +330,7 @@ def test_sigterm_to_train_checkpoints_and_a_rerun_resumes_exactly(tmp_path):
 def test_sigterm_without_checkpointing_is_still_a_failure(tmp_path):
     base = write_tree(tmp_path, {**SPOT, "num_round": "5000"}, CHANNELS)
     env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base),
-               SAGEMAKER_TRAINING_MODULE="costaware.sagemaker_train:main")
+               SAGEMAKER_TRAINING_MODULE="costaware.sagemaker.training_job:main")
     process = subprocess.Popen([str(BIN / "train")], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     try:

@@ -661,7 +661,7 @@ def test_tune(commands, request, name, refused):
 
 
 def objective_minimised(metric: str) -> bool:
-    from costaware import metric_log
+    from costaware.metrics import log_lines as metric_log
 
     return metric_log.objective_direction(metric) == "Minimize"
 

@@ -5,12 +5,12 @@ import itertools
 import numpy as np
 import pytest
 
-from costaware.calibration import Calibrator
-from costaware.costs import (CostMatrix, RowCosts, bayes_decision, check_row_costs, decision_margin,
+from costaware.decisions.calibration import Calibrator
+from costaware.decisions.costs import (CostMatrix, RowCosts, bayes_decision, check_row_costs, decision_margin,
                              shifted_decision, sigmoid)
-from costaware.decision import DecisionRule, InfeasibleBound, ShiftHistogram
+from costaware.decisions.rules import DecisionRule, InfeasibleBound, ShiftHistogram
 from costaware.errors import DataError
-from costaware.policy import OverrideRefused, Policy
+from costaware.decisions.policy import OverrideRefused, Policy
 
 
 def _random_costs(rng, n: int) -> RowCosts:
@@ -145,7 +145,7 @@ def test_empirical_rule_is_the_cheapest_shift_on_the_grid(seed):
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("per_facet", [False, True])
 def test_constrained_rule_matches_brute_force_on_a_coarse_grid(seed, per_facet, monkeypatch):
-    import costaware.decision as decision_module
+    import costaware.decisions.rules as decision_module
     monkeypatch.setattr(decision_module, "SHIFT_BINS", 40)  # 41 candidates: brute force is cheap
     rng = np.random.default_rng(seed)
     n = int(rng.integers(10, 80))

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from costaware import data
-from costaware.costs import CostMatrix, RowCosts
-from costaware.data import DataOptions, Dataset, align_to, load_channel
+from costaware.data import channel_files as data
+from costaware.decisions.costs import CostMatrix, RowCosts
+from costaware.data.channel_files import DataOptions, Dataset, align_to, load_channel
 from costaware.errors import DataError
 
 
@@ -180,7 +180,7 @@ RAGGED_TEXTS = [  # (text, (line, values, reference line, reference values, unte
 @pytest.mark.parametrize("text,expected", RAGGED_TEXTS)
 def test_first_ragged_line_whatever_the_block_size(tmp_path, text, expected):
     """The count is the same whether a line falls inside one block or across two, and in gzip."""
-    from costaware.csv_rows import RaggedLine, first_ragged_line
+    from costaware.data.csv_rows import RaggedLine, first_ragged_line
 
     plain, packed = tmp_path / "t.csv", tmp_path / "t.csv.gz"
     plain.write_bytes(text.encode())

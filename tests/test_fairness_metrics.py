@@ -26,7 +26,7 @@ from smclarify.bias import metrics as clarify_metrics
 from smclarify.bias import report as clarify_report
 from smclarify.bias.metrics import common as clarify_common
 
-from costaware import fairness as F
+from costaware.metrics import clarify as F
 
 from support import Case, clarify, report_values, same
 

@@ -10,11 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from costaware import artifact, hyperparameters, metric_log, training
-from costaware.costs import CostMatrix, RowCosts
-from costaware.data import Dataset
+from costaware.model import artifact
+from costaware.config import hyperparameters
+from costaware.metrics import log_lines as metric_log
+from costaware.training import pipeline as training
+from costaware.decisions.costs import CostMatrix, RowCosts
+from costaware.data.channel_files import Dataset
 from costaware.errors import DataError
-from costaware.objective import parity_penalty, parity_penalty_grad_hess
+from costaware.training.objective import parity_penalty, parity_penalty_grad_hess
 
 from support import REPO, Case, Server, clarify, run_train, same
 

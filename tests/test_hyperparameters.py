@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from costaware import hyperparameters as hp
+from costaware.config import hyperparameters as hp
 from costaware.errors import HyperparameterError
 
 from support import REPO

@@ -1,4 +1,4 @@
-"""Invariants of every registered metric, driven by costaware.metric_registry as scikit-learn's
+"""Invariants of every registered metric, driven by costaware.metrics.registry as scikit-learn's
 sklearn/metrics/tests/test_common.py drives its own: a metric added to the registry is checked here
 without a new test.
 
@@ -19,9 +19,12 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from costaware import bias, metric_registry, multiclass, multiclass_metrics
-from costaware.costs import CostMatrix, RowCosts
-from costaware.metrics import channel_metrics, exact_auc, summarize
+from costaware.metrics import bias
+from costaware.metrics import registry as metric_registry
+from costaware.decisions import multiclass
+from costaware.metrics import multiclass_metrics
+from costaware.decisions.costs import CostMatrix, RowCosts
+from costaware.metrics.classification import channel_metrics, exact_auc, summarize
 
 FAIRNESS = ["DPPL", "DI"]
 AUC_WEIGHT, FAIRNESS_WEIGHT = 3.0, 1.0

@@ -1,4 +1,4 @@
-"""One owner for metrics: a metric registered in costaware.metric_registry, and nowhere else,
+"""One owner for metrics: a metric registered in costaware.metrics.registry, and nowhere else,
 appears in the log lines, the metric definitions, the early-stopping choices, the tuner's
 objectives, the report's metrics table and docs/metrics.md; and what is offered for a number of
 classes is accepted for it (the metrics' values: tests/test_metric_invariants.py)."""
@@ -13,15 +13,18 @@ import numpy as np
 import pytest
 from sklearn.metrics import matthews_corrcoef
 
-from costaware import hyperparameters, metric_log, metric_registry, report
+from costaware.config import hyperparameters
+from costaware.metrics import log_lines as metric_log
+from costaware.metrics import registry as metric_registry
+from costaware.report import html as report
 from costaware.cluster import SOLO
-from costaware.costs import CostMatrix, RowCosts
-from costaware.data import Dataset
-from costaware.decision import DecisionRule
+from costaware.decisions.costs import CostMatrix, RowCosts
+from costaware.data.channel_files import Dataset
+from costaware.decisions.rules import DecisionRule
 from costaware.errors import HyperparameterError
-from costaware.metrics import channel_metrics, summarize
-from costaware.channels import Channel
-from costaware.evaluation import evaluate
+from costaware.metrics.classification import channel_metrics, summarize
+from costaware.training.channels import Channel
+from costaware.training.evaluation import evaluate
 from costaware.tuning import config as tuning_config
 
 from conftest import REPO
@@ -96,7 +99,7 @@ def test_an_unregistered_metric_is_nowhere(mcc_registered):
 @pytest.mark.parametrize("k", [2, 3])
 def test_the_published_definitions_are_the_registry_and_fit_sagemakers_limit(k):
     published = metric_log.published_definitions(k)
-    assert published == metric_log.metric_definitions(k), "regenerate: python -m costaware.metric_log"
+    assert published == metric_log.metric_definitions(k), "regenerate: python -m costaware.metrics.log_lines"
     assert len(published) <= 40
     logged = [m.name for m in metric_registry.logged_for(k)]
     assert [d["Name"] for d in published] == [f"{c}:{n}" for c in metric_log.CHANNELS for n in logged]
@@ -189,7 +192,7 @@ def _channels(k: int) -> tuple[Dataset, Dataset]:
 def test_every_early_stopping_choice_trains(k, metric):
     """In process: each choice of early_stopping_metric that K offers stops on a value the round
     lines log (training.train for any K, without the report)."""
-    from costaware import training
+    from costaware.training import pipeline as training
 
     assert metric in metric_registry.early_stopping_names(k)
     given = {**_k_settings(k), "num_round": "3", "max_depth": "2",

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from costaware import hyperparameters
-from costaware.channels import Channel
+from costaware.config import hyperparameters
+from costaware.training.channels import Channel
 from costaware.cluster import SOLO
-from costaware.costs import CostMatrix, RowCosts
-from costaware.data import Dataset
-from costaware.evaluation import metrics_at
-from costaware.metrics import (AUC_BINS, AUC_RANGE, EXACT_AUC_ROWS, binned_auc, channel_metrics,
+from costaware.decisions.costs import CostMatrix, RowCosts
+from costaware.data.channel_files import Dataset
+from costaware.training.evaluation import metrics_at
+from costaware.metrics.classification import (AUC_BINS, AUC_RANGE, EXACT_AUC_ROWS, binned_auc, channel_metrics,
                                rates, summarize)
 
 

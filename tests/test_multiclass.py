@@ -5,10 +5,10 @@ import itertools
 import numpy as np
 import pytest
 
-from costaware import class_objective
-from costaware import multiclass as mc
-from costaware.costs import CAP, CostMatrix, RowCosts
-from costaware.objective import CostWeighting
+from costaware.training import class_objective
+from costaware.decisions import multiclass as mc
+from costaware.decisions.costs import CAP, CostMatrix, RowCosts
+from costaware.training.objective import CostWeighting
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -211,7 +211,7 @@ def test_collapsed_bias_equals_smclarify(classes, favourable, seed):
     import pandas as pd
     from smclarify.bias import report as clarify_report
 
-    from costaware import bias
+    from costaware.metrics import bias
     from support import report_values, same
 
     rng = np.random.default_rng(seed)
@@ -241,7 +241,8 @@ def test_collapsed_bias_equals_smclarify(classes, favourable, seed):
 
 
 def test_per_class_parity_is_one_vs_rest_dppl_and_di():
-    from costaware import bias, fairness
+    from costaware.metrics import bias
+    from costaware.metrics import clarify as fairness
 
     rng = np.random.default_rng(9)
     decision = rng.integers(0, 3, 400)
@@ -291,7 +292,7 @@ def test_bounded_rule_is_the_cheapest_within_the_bound(seed, per_facet):
 def _wine_datasets():
     from sklearn.datasets import load_wine
 
-    from costaware.data import Dataset
+    from costaware.data.channel_files import Dataset
 
     x, y = load_wine(return_X_y=True)
     order = np.random.default_rng(5).permutation(len(y))
@@ -306,7 +307,8 @@ def _wine_datasets():
 
 
 def test_calibration_on_the_validation_channel():
-    from costaware import hyperparameters, training
+    from costaware.config import hyperparameters
+    from costaware.training import pipeline as training
 
     train, validation, test = _wine_datasets()
     settings = hyperparameters.parse({"cost_matrix": "[[0,1,2],[1,0,1],[6,2,0]]",
@@ -324,8 +326,9 @@ def test_calibration_on_the_validation_channel():
 
 
 def test_a_stop_request_ends_training_with_a_reason():
-    from costaware import hyperparameters, training
-    from costaware.checkpoints import StopRequest, TrainingInterrupted
+    from costaware.config import hyperparameters
+    from costaware.training import pipeline as training
+    from costaware.training.checkpoints import StopRequest, TrainingInterrupted
 
     train, _, _ = _wine_datasets()
     stop = StopRequest()
@@ -359,7 +362,7 @@ def test_favourable_penalty_derivatives_match_finite_differences(seed):
 
 
 def test_favourable_penalty_of_two_classes_is_the_binary_one():
-    from costaware.objective import parity_penalty, parity_penalty_grad_hess
+    from costaware.training.objective import parity_penalty, parity_penalty_grad_hess
 
     rng = np.random.default_rng(0)
     m = rng.normal(size=25)
@@ -374,8 +377,9 @@ def test_the_penalty_lowers_the_favourable_decisions_dppl():
     """Three classes whose labels lean on a proxy of the facet: the penalty on the favourable
     class's probability narrows the gap between the facets' favourable-decision rates (|DPPL|
     on the test rows, at the Bayes decisions)."""
-    from costaware import hyperparameters, training
-    from costaware.data import Dataset
+    from costaware.config import hyperparameters
+    from costaware.training import pipeline as training
+    from costaware.data.channel_files import Dataset
 
     rng = np.random.default_rng(1)
     n = 3000

@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 import requests
 
-from costaware import artifact, inference, multiclass, multiclass_metrics
+from costaware.model import artifact
+from costaware.model import inference
+from costaware.decisions import multiclass
+from costaware.metrics import multiclass_metrics
 
 from support import (BIN, HEADER, REPO, WINE_CLASSES, WINE_MATRIX, Server, csv_body, failure_reason,
                      run_train, wine_frame, write_tree)
@@ -275,7 +278,7 @@ def test_metrics_equal_scikit_learn():
 
 
 def test_bias_on_the_favourable_classes_end_to_end(tmp_path):
-    from costaware import fairness
+    from costaware.metrics import clarify as fairness
 
     frame = wine_frame()
     # a facet that leans on the data: high-alcohol wines more often in region 1
@@ -334,7 +337,7 @@ def bounded(tmp_path_factory):
 
 
 def test_a_bound_on_the_favourable_rate_end_to_end(bounded, tmp_path_factory):
-    from costaware import fairness
+    from costaware.metrics import clarify as fairness
 
     base, frame, log = bounded
     (line,) = [x for x in log.splitlines() if x.startswith("decision rule: favourable")]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from costaware import metric_log
+from costaware.metrics import log_lines as metric_log
 from costaware.tuning import config
 
 from support import (REALISTIC_TUNER_OPTIONS, WINE_CLASSES, WINE_MATRIX, costaware_cli, wine_frame,

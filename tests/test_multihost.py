@@ -28,8 +28,8 @@ import pytest
 from support import failure_reason, run_train, write_tree
 from hosts import free_port_pair, hosts_of, run_hosts, spawn_host
 
-from costaware import artifact
-from costaware.costs import CostMatrix
+from costaware.model import artifact
+from costaware.decisions.costs import CostMatrix
 from union_metrics import Rows, differences, row_costs
 from union_metrics import recompute as recompute_union
 
@@ -305,7 +305,7 @@ def _config(tmp_path, content) -> Path:
 
 
 def test_host_config_reads_resourceconfig_sorted_with_port_and_timeout(tmp_path):
-    from costaware.multihost import read_host_config
+    from costaware.training.multihost import read_host_config
 
     assert read_host_config(str(tmp_path)) is None  # no resourceconfig.json: one local host
     config = read_host_config(str(_config(tmp_path, {"current_host": "algo-2",
@@ -335,7 +335,7 @@ TWO = {"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]}
 ])
 def test_host_config_errors_name_the_file_or_variable(tmp_path, content, env, message):
     from costaware.errors import InputError
-    from costaware.multihost import read_host_config
+    from costaware.training.multihost import read_host_config
 
     with pytest.raises(InputError, match=re.escape(message)):
         read_host_config(str(_config(tmp_path, content)), env=env)
@@ -401,7 +401,7 @@ def test_exact_tree_method_is_refused_on_several_hosts(tmp_path):
 def test_the_parity_penalty_summed_over_shards_equals_the_one_host_penalty():
     """Each host's gradients, with the totals reduced over hosts, are its rows' share of the
     single-host gradients."""
-    from costaware.objective import parity_penalty_grad_hess
+    from costaware.training.objective import parity_penalty_grad_hess
 
     rng = np.random.default_rng(0)
     margin = rng.normal(size=3000)
@@ -450,7 +450,10 @@ def test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows(tmp_pat
     bounded rule: every metric the job reports equals what one host computes for the saved model
     and policy on the union of the rows (from additive K x K summaries; the AUC from the gathered
     scores), and the calibrator is the one-host fit on all the validation rows."""
-    from costaware import bias, hyperparameters, multiclass, multiclass_metrics
+    from costaware.metrics import bias
+    from costaware.config import hyperparameters
+    from costaware.decisions import multiclass
+    from costaware.metrics import multiclass_metrics
 
     settings = hyperparameters.parse({k: str(v) for k, v in CLASS_HYPERPARAMETERS.items()})
 

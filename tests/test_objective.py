@@ -5,10 +5,11 @@ import pytest
 import xgboost as xgb
 from sklearn.datasets import load_breast_cancer
 
-from costaware import hyperparameters, training
-from costaware.costs import CostMatrix, RowCosts
-from costaware.data import Dataset
-from costaware.objective import (CAP, CostWeighting, base_log_odds, make_objective,
+from costaware.config import hyperparameters
+from costaware.training import pipeline as training
+from costaware.decisions.costs import CostMatrix, RowCosts
+from costaware.data.channel_files import Dataset
+from costaware.training.objective import (CAP, CostWeighting, base_log_odds, make_objective,
                                  weighted_logistic_grad_hess, weighted_logistic_loss)
 
 

@@ -11,7 +11,9 @@ import pytest
 import requests
 import xgboost as xgb
 
-from costaware import artifact, inference, reasons
+from costaware.model import artifact
+from costaware.model import inference
+from costaware.decisions import reasons
 
 from support import HEADER, Server, csv_body
 

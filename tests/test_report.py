@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
-from costaware import hyperparameters, report
-from costaware.costs import CostMatrix, RowCosts
+from costaware.config import hyperparameters
+from costaware.report import html as report
+from costaware.decisions.costs import CostMatrix, RowCosts
 from costaware.cluster import SOLO
-from costaware.data import Dataset
-from costaware.decision import DecisionRule, ShiftHistogram
-from costaware.channels import Channel
-from costaware.evaluation import evaluate
+from costaware.data.channel_files import Dataset
+from costaware.decisions.rules import DecisionRule, ShiftHistogram
+from costaware.training.channels import Channel
+from costaware.training.evaluation import evaluate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 COSTS = CostMatrix(fp=1.0, fn=5.0)

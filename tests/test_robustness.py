@@ -31,8 +31,9 @@ import requests
 from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 
-from costaware import artifact, inference
-from costaware.costs import CostMatrix
+from costaware.model import artifact
+from costaware.model import inference
+from costaware.decisions.costs import CostMatrix
 
 from support import HEADER, REPO, Server
 

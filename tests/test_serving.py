@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 import requests
 
-from costaware import artifact, inference
-from costaware.costs import CostMatrix
+from costaware.model import artifact
+from costaware.model import inference
+from costaware.decisions.costs import CostMatrix
 from costaware.serving import codecs, policy_override
 
 from support import (HEADER, PAYLOAD_MB, Server, assert_matches, csv_body, free_port,

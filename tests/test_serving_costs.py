@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import requests
 
-from costaware import artifact, inference
-from costaware.costs import CostMatrix, RowCosts
+from costaware.model import artifact
+from costaware.model import inference
+from costaware.decisions.costs import CostMatrix, RowCosts
 
 from support import (BIN, HEADER, Server, assert_matches, csv_body, parse_response, run_train,
                      synthetic, write_tree)

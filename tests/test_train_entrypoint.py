@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from costaware import artifact, inference, metric_log
+from costaware.model import artifact
+from costaware.model import inference
+from costaware.metrics import log_lines as metric_log
 
 from support import BIN, csv_text, failure_reason, run_train, synthetic, write_tree
 
@@ -64,7 +66,7 @@ def test_served_decisions_beat_deciding_the_same_for_everyone_on_test(breast_can
 def test_metric_definitions_parse_the_real_log(breast_cancer_tree):
     log = (breast_cancer_tree / "train.log").read_text()
     definitions = metric_log.published_definitions()
-    assert definitions == metric_log.metric_definitions(), "regenerate: python -m costaware.metric_log"
+    assert definitions == metric_log.metric_definitions(), "regenerate: python -m costaware.metrics.log_lines"
     assert len(definitions) <= 40
     evaluation = json.loads((breast_cancer_tree / "output" / "data" / "evaluation.json").read_text())
     rounds = len(re.findall(r"^\[\d+\]\t", log, flags=re.M))
@@ -421,7 +423,7 @@ def test_train_on_path_is_costawares_entry_point():
     """pip installs costaware after sagemaker-training, whose console script of the same name it
     replaces: the ``train`` the tests (and the image) run must be costaware's."""
     script = (BIN / "train").read_text()
-    assert "costaware.train_entry" in script and "sagemaker_training" not in script
+    assert "costaware.sagemaker.entry" in script and "sagemaker_training" not in script
 
 
 def test_config_problem_reads_what_sagemaker_writes(tmp_path):
@@ -479,7 +481,7 @@ def test_quoted_commas_and_blank_lines_are_not_ragged(tmp_path):
                       {"train": {"t.csv": QUOTED.replace('"a, b"', '"c, d"', 100)}})
     result = run_train(base)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    from costaware.csv_rows import first_ragged_line
+    from costaware.data.csv_rows import first_ragged_line
 
     path = tmp_path / "m.csv"
     path.write_text(multiline)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from costaware import artifact
+from costaware.model import artifact
 
 from support import csv_text, failure_reason, run_train, synthetic, write_tree
 

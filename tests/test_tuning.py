@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from costaware import metric_log
+from costaware.metrics import log_lines as metric_log
 from costaware.tuning import config, runner
 from costaware.tuning.copula import GaussianCopula, norm_cdf, norm_ppf, spearman
 

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from costaware import artifact, bias
-from costaware.calibration import fit_platt
-from costaware.costs import CostMatrix, RowCosts
-from costaware.decision import ShiftHistogram
-from costaware.metrics import channel_metrics, exact_auc, summarize
+from costaware.model import artifact
+from costaware.metrics import bias
+from costaware.decisions.calibration import fit_platt
+from costaware.decisions.costs import CostMatrix, RowCosts
+from costaware.decisions.rules import ShiftHistogram
+from costaware.metrics.classification import channel_metrics, exact_auc, summarize
 
 RTOL = 1e-8
 COUNTS = ("confusion_matrix", "rows", "positives")

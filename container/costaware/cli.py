@@ -10,7 +10,7 @@ import sys
 
 
 def _hyperparameters(args) -> int:
-    from . import hyperparameters
+    from .config import hyperparameters
 
     if args.markdown:
         print(hyperparameters.schema_as_markdown())
@@ -20,14 +20,14 @@ def _hyperparameters(args) -> int:
 
 
 def _metrics(args) -> int:
-    from . import metric_registry
+    from .metrics import registry as metric_registry
 
     print(metric_registry.markdown_table(), end="")
     return 0
 
 
 def _metric_definitions(args) -> int:
-    from . import metric_log
+    from .metrics import log_lines as metric_log
 
     if args.classes < 2:
         print(f"costaware metric-definitions: --classes {args.classes}: a model has 2 or more "
@@ -40,7 +40,7 @@ def _metric_definitions(args) -> int:
 def _train(args) -> int:
     """Run the image's ``train`` (config check, then the toolkit) on a local ``/opt/ml``-shaped tree."""
     env = dict(os.environ, SAGEMAKER_BASE_DIR=os.path.abspath(args.base_dir),
-               SAGEMAKER_TRAINING_MODULE="costaware.sagemaker_train:main")
+               SAGEMAKER_TRAINING_MODULE="costaware.sagemaker.training_job:main")
     # As on SageMaker, where output/ always exists (the toolkit writes output/failure without
     # creating the directory).
     os.makedirs(os.path.join(args.base_dir, "output"), exist_ok=True)
@@ -55,7 +55,7 @@ def _predict(args) -> int:
     server's own code (:class:`costaware.serving.invocation.Invocations`): the same formats,
     fields, custom attributes and refusals (one line, exit 2); no body size limit. The answer on
     stdout, ended by a line break."""
-    from .artifact import ModelLoadError, load
+    from .model.artifact import ModelLoadError, load
     from .serving.invocation import Invocations
     from .serving.request_error import RequestError
 

@@ -2,8 +2,8 @@
 
 SageMaker writes all three before ``train`` starts: ``hyperparameters.json`` (every value a string),
 ``inputdataconfig.json`` (the channels) and ``resourceconfig.json`` (the hosts). Each holds a JSON
-object; what the objects hold is checked by their readers (:mod:`costaware.hyperparameters`,
-:mod:`costaware.sagemaker_train`, :mod:`costaware.multihost`).
+object; what the objects hold is checked by their readers (:mod:`costaware.config.hyperparameters`,
+:mod:`costaware.sagemaker.training_job`, :mod:`costaware.training.multihost`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ import numpy as np
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from .. import artifact, inference
+from ..model import artifact
+from ..model import inference
 from . import codecs, policy_override
 from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
 from .invocation import Invocations, Reply, error_reply, respond
@@ -60,7 +61,7 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
     ``health``: a function giving why the server is degraded (``None`` when it is not), which
     ``/ping`` reports (the server's workers share it: worker.WorkerRoster).
 
-    Raises :class:`costaware.artifact.ModelLoadError` with a one-line reason if the model cannot
+    Raises :class:`costaware.model.artifact.ModelLoadError` with a one-line reason if the model cannot
     be loaded: the worker then fails to boot and gunicorn stops, rather than serving 500s.
     """
     settings = settings or ServerSettings.from_env()

@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pandas as pd  # imported at worker boot, not by the first big request
 
-from ..inference import Layout
+from ..model.inference import Layout
 from .request_error import bad as _bad
 
 F32_MAX = float(np.finfo(np.float32).max)

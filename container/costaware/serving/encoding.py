@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..inference import PER_CLASS_FIELDS, RAW_JSON_FIELDS, TEXT_FIELDS
+from ..model.inference import PER_CLASS_FIELDS, RAW_JSON_FIELDS, TEXT_FIELDS
 from .negotiation import OutputSpec
 
 SMALL_ROWS = 64  # responses up to this many rows are formatted value by value

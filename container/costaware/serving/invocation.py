@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Callable
 
-from .. import inference
-from ..artifact import Model
-from ..policy import OverrideRefused
+from ..model import inference
+from ..model.artifact import Model
+from ..decisions.policy import OverrideRefused
 from . import codecs, policy_override
 from .request_error import RequestError
 

@@ -14,7 +14,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from ..inference import (ALL_FIELDS, CLASS_REASON_FIELDS, MULTICLASS_FIELDS, OUTPUT_FIELDS,
+from ..model.inference import (ALL_FIELDS, CLASS_REASON_FIELDS, MULTICLASS_FIELDS, OUTPUT_FIELDS,
                          REASON_FIELDS)
 from .request_error import RequestError
 

@@ -13,7 +13,7 @@ Rules (also in docs/serving.md):
 * A cost not given keeps the model's value (the costs it was trained with), so ``cost_fn=500000``
   alone changes only the cost of a false negative.
 * The resulting matrix must have ``cost_fp > cost_tn`` and ``cost_fn > cost_tp`` (the same rule as
-  training's hyperparameters, :meth:`costaware.costs.CostMatrix.problem`): otherwise one decision
+  training's hyperparameters, :meth:`costaware.decisions.costs.CostMatrix.problem`): otherwise one decision
   would always be best.
 * Each cost is at most ``1e300``, and the regret ratio ``(cost_fp - cost_tn) / (cost_fn - cost_tp)``
   lies between ``1e-12`` and ``1e12``. Beyond that the Bayes threshold rounds to exactly 0 or 1 in
@@ -26,14 +26,14 @@ A model with more than two classes takes the whole matrix instead, ``C[true][dec
 
 The matrix holds commas of its own: its value runs from ``=`` up to the next ``,`` or ``;`` that
 starts another ``key=value`` pair, or to the end of the header, and all of it is read by training's
-parser (:func:`costaware.multiclass.parse_cost_matrix`), so trailing text is refused as training
+parser (:func:`costaware.decisions.multiclass.parse_cost_matrix`), so trailing text is refused as training
 refuses it. Checked as training checks ``cost_matrix`` (K x K for the model's K classes, numbers
 >= 0, no decision that dominates), each cost at most ``1e300``, at most once; ``cost_fp`` and the
 like are refused for such a model, and ``cost_matrix`` for a binary one. SageMaker passes at most
 1,024 characters of the header.
 
 Rows without costs of their own are then decided at these costs by the model's rule, on the
-calibrated probability (:meth:`costaware.policy.Policy.with_costs`); rows that carry their own
+calibrated probability (:meth:`costaware.decisions.policy.Policy.with_costs`); rows that carry their own
 costs are decided exactly as without the override. A model whose rule was fitted under a fairness
 bound refuses overrides (400).
 """
@@ -44,9 +44,9 @@ import re
 
 import numpy as np
 
-from ..costs import CostMatrix
+from ..decisions.costs import CostMatrix
 from ..errors import InputError
-from ..multiclass import CostMatrixError, parse_cost_matrix
+from ..decisions.multiclass import CostMatrixError, parse_cost_matrix
 
 HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 COST_KEYS = ("cost_fp", "cost_fn", "cost_tp", "cost_tn")
@@ -80,7 +80,7 @@ def attributes(header: str) -> list[tuple[str, bool, str]]:
 def parse_costs(header: str | None, base):
     """The class costs a request asks for, or ``None`` when its header names none: the one parser
     of overrides for any K. ``base`` is the model's class costs (``policy.costs``): a
-    :class:`~costaware.costs.CostMatrix` for two classes (keys ``cost_fp`` ... ``cost_tn``, a
+    :class:`~costaware.decisions.costs.CostMatrix` for two classes (keys ``cost_fp`` ... ``cost_tn``, a
     cost not given keeps the model's), a K x K matrix for more (key ``cost_matrix``, the whole
     matrix); the result is of the same kind."""
     if not header:

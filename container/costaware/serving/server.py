@@ -170,7 +170,7 @@ def check_model(model_dir: str) -> str | None:
             os.close(read_end)
             try:
                 without_sklearn()
-                from .. import artifact
+                from ..model import artifact
 
                 artifact.load(model_dir, nthread=1)
             except Exception as exc:

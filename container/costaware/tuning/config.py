@@ -1,6 +1,6 @@
 """Search space, objective and the SageMaker ``CreateHyperParameterTuningJob`` request.
 
-The ranges come from the hyperparameter schema (:attr:`costaware.hyperparameters.Param.tuning`,
+The ranges come from the hyperparameter schema (:attr:`costaware.config.hyperparameters.Param.tuning`,
 ``(min, max, scaling)``): an ``int`` parameter becomes an ``IntegerParameterRanges`` entry, a
 ``float`` one a ``ContinuousParameterRanges`` entry, a ``choice`` one (only when asked for with
 ``--range NAME=a,b``) a ``CategoricalParameterRanges`` entry. The fairness parameters are searched
@@ -19,10 +19,11 @@ import datetime as _dt
 import math
 from dataclasses import dataclass
 
-from .. import hyperparameters as hp
-from .. import metric_log, metric_registry
+from ..config import hyperparameters as hp
+from ..metrics import log_lines as metric_log
+from ..metrics import registry as metric_registry
 from ..errors import HyperparameterError
-from ..multiclass_settings import MULTICLASS_REFUSED
+from ..config.multiclass_settings import MULTICLASS_REFUSED
 
 SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
 STRATEGIES = ("Bayesian", "Random", "Hyperband")
@@ -223,7 +224,7 @@ ALIASES = {
 def objective(spec: str, has_facet: bool, allow_multi: bool = True,
               multiclass: bool = False) -> Objective:
     """``combined`` | ``auc`` | ``cost`` | ``multi`` | a metric name such as ``validation:f1``
-    that a job with this number of classes logs (:func:`costaware.metric_registry.logged_for`)."""
+    that a job with this number of classes logs (:func:`costaware.metrics.registry.logged_for`)."""
     if spec == "multi":
         if not allow_multi:
             raise ConfigError("SageMaker tunes one objective metric: use combined, auc, cost or a "
@@ -273,7 +274,7 @@ def unlogged(metric: str, settings) -> str | None:
     """Why a training with ``settings`` would never log ``metric`` (``channel:name``), or None.
     The fairness distances are logged for the metrics ``fairness_metrics`` lists (``dppl`` for
     DPPL, ``di`` for DI), the combined objective with any facet
-    (:func:`costaware.evaluation.metrics_at`)."""
+    (:func:`costaware.training.evaluation.metrics_at`)."""
     name = metric.split(":", 1)[1]
     if not metric_registry.get(name).needs_facet:
         return None

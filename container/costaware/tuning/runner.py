@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass, field
 
 from .. import config_files
-from .. import hyperparameters as hp
-from .. import metric_log
+from ..config import hyperparameters as hp
+from ..metrics import log_lines as metric_log
 from ..errors import HyperparameterError, InputError
 from . import config as cfg
 

@@ -10,7 +10,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 
-from .. import hyperparameters as hp
+from ..config import hyperparameters as hp
 from . import config as cfg
 from . import runner
 

@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .. import hyperparameters as hp
-from ..costs import CELLS
+from ..config import hyperparameters as hp
+from ..decisions.costs import CELLS
 from ..errors import InputError
 from . import config as cfg
 from . import runner
@@ -89,7 +89,7 @@ class Pricer:
     """Prices a trained model's decisions on a channel with the tree's own costs."""
 
     def __init__(self, tree: runner.Tree, settings):
-        from .. import data  # pandas: only when a sweep runs
+        from ..data import channel_files as data  # pandas: only when a sweep runs
 
         self.tree = tree
         self.settings = settings
@@ -109,9 +109,9 @@ class Pricer:
                                   "tree has none")
 
     def price(self, model_dir: str, name: str) -> dict:
-        from .. import artifact
-        from ..costs import RowCosts
-        from ..fairness import sensitive_facet_index
+        from ..model import artifact
+        from ..decisions.costs import RowCosts
+        from ..metrics.clarify import sensitive_facet_index
 
         dataset = self.datasets[name]
         model = artifact.load(model_dir)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import os
 
-from .. import metric_log
+from ..metrics import log_lines as metric_log
 from .runner import HELD_OUT
 from .study import Setup, choose, import_optuna
 

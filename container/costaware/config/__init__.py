@@ -1,0 +1,1 @@
+"""Configuration: the hyperparameter schema and the class/cost-matrix settings."""

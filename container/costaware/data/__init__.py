@@ -1,0 +1,1 @@
+"""Data: reading channel files (CSV, Parquet) into datasets."""

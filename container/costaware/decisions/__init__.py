@@ -1,0 +1,1 @@
+"""Decisions: costs, decision rules, calibration, the served policy and reasons (pure numpy)."""

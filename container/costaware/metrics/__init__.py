@@ -1,0 +1,1 @@
+"""Metrics: the registry, classification and Clarify bias metrics, the metric log lines."""

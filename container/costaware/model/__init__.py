@@ -1,0 +1,1 @@
+"""The model artifact and inference on it."""

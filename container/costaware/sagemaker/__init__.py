@@ -1,0 +1,1 @@
+"""The SageMaker training adapter and the `train` entry point."""

@@ -1,0 +1,1 @@
+"""Training: the objective, boosting rounds, checkpoints, channels, evaluation, several hosts."""

@@ -1,0 +1,337 @@
+"""Training: the model, its calibrator and its decision rule, from the channels' rows; for two
+classes and for K >= 3 alike (what differs with K is :mod:`costaware.training.class_kinds`).
+
+Knows nothing of SageMaker paths: it takes parsed settings and datasets and returns a
+:class:`TrainingResult`; the SageMaker adapter reads files and writes the model.
+
+1. **Fit rows and held-out rows.** ``calibration_data`` ``cross_fit`` (the default): the model is
+   trained on train and validation together, and ``cross_fit_folds`` fold models (stratified by
+   class), each trained on the other folds, give every one of these rows an out-of-fold margin.
+   ``validation``: the model is trained on train; the validation channel's rows are the held-out
+   rows.
+2. **Loss weights and offsets** from the costs (two classes: each row's,
+   :class:`costaware.training.objective.CostWeighting`; K >= 3: each class's,
+   :class:`costaware.training.class_objective.ClassWeighting`), and the **members** (the model and its fold
+   models) with their objectives (and the in-training fairness penalty).
+3. **Rounds** (:mod:`costaware.training.rounds`: checkpoints, resume and SIGTERM): each member grows a tree
+   (K with K classes); then the held-out margins are calibrated, decided by the Bayes rule, and the
+   watched rows' metric line is logged (validation rows, else train rows); early stopping watches
+   ``early_stopping_metric`` on them.
+4. **The kept round**: the calibrator fitted on the held-out margins, and the decision rule
+   (Bayes; or fitted on the held-out rows' probabilities).
+5. **Every channel's metrics** at the rule the model serves, from fixed-size summaries.
+
+On several hosts (``cluster``) each host passes its own rows; the trees are grown together and
+every sum the steps need (the weights' scale, the folds, the calibrator's fit, the rule's
+histograms, the metrics' summaries) is added up over the hosts, so every host computes the same
+numbers and no host's memory grows with the other hosts' rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import xgboost as xgb
+
+from ..metrics import log_lines as metric_log
+from .boosting import Boosting
+from .channels import (Channel, channels_of, check_facets, concat, folds_of, group_codes,
+                       sensitive_of, subset)
+from .checkpoints import CheckpointStore, StopRequest, digest
+from .class_kinds import ManyClasses, TwoClasses, kind_of
+from ..cluster import SOLO, Cluster
+from ..decisions.costs import CELLS
+from ..data.channel_files import Dataset
+from ..errors import InputError
+from .evaluation import ChannelResult
+from .rounds import RoundMonitor, run_rounds, settings_fingerprint
+
+@dataclass
+class TrainingResult:
+    booster: xgb.Booster
+    policy: object  # Policy (two classes) or MulticlassPolicy
+    channels: dict[str, ChannelResult]
+    best_iteration: int
+    rounds_trained: int
+    feature_names: list[str]
+    weighting: object  # CostWeighting (two classes) or ClassWeighting
+    held_out: str  # how the held-out rows were made, in words
+    rows: dict = field(default_factory=dict)  # channel -> rows (over every host)
+    min_child_weight: float = 1.0  # as passed to XGBoost
+
+
+@dataclass
+class FitRows:
+    """The rows the trees are grown on, and the job's constants."""
+
+    kind: TwoClasses | ManyClasses
+    channels: dict[str, Channel]
+    n_groups: int
+    parts: list[Channel]  # train (and validation, when cross-fitting)
+    fit: Channel
+    label: np.ndarray
+    folds: np.ndarray | None  # each row's cross-fitting fold
+
+    @property
+    def cross_fit(self) -> bool:
+        return self.folds is not None
+
+
+@dataclass
+class HeldOut:
+    """The held-out rows: whose margins calibrate, choose the rule and the round."""
+
+    channel: Channel  # their rows (labels, costs, facets)
+    margins: Callable[[Boosting, int | None], np.ndarray]  # their margins (at a round count)
+    watch: np.ndarray  # which of them the per-round metric line shows
+    watch_name: str
+    description: str
+    dwatch: xgb.DMatrix | None = None  # the validation rows, watched by member 0 every round
+
+
+@dataclass
+class Kept:
+    """The kept round: the saved model, its calibrator, the held-out rows' probabilities."""
+
+    booster: xgb.Booster
+    best: int
+    rounds_trained: int
+    calibrator: object
+    held_p: np.ndarray
+
+
+def train(settings, train_data: Dataset, validation: Dataset | None = None,
+          test: Dataset | None = None, log: Callable[[str], None] = None,
+          checkpoints: CheckpointStore | None = None,
+          stop: StopRequest | None = None, cluster: Cluster = SOLO) -> TrainingResult | None:
+    """Train; with ``checkpoints``, resume from the newest checkpoint and save new ones.
+
+    ``stop`` (set by SIGTERM) ends the loop after the current round: a checkpoint is saved and
+    :class:`~costaware.training.checkpoints.TrainingInterrupted` raised. The first host gets the result;
+    on several hosts the others get ``None``.
+    """
+    log = log or print_line
+    if checkpoints is not None and cluster.size > 1:
+        raise ValueError("checkpoints are single-host only")
+    rows = fit_rows(settings, kind_of(settings), train_data, validation, test, cluster, log)
+    weighting, weight, boosting, params = members(settings, rows, cluster)
+    held = held_out(settings, rows, boosting)
+    log(f"training{rows.kind.what} on {int(cluster.sum([rows.fit.data.rows])[0])} rows "
+        f"({' and '.join(p.name for p in rows.parts)}); held out: {held.description}; "
+        f"{rows.kind.describe_weights(weighting)}; min_child_weight "
+        f"{settings.min_child_weight:g} rows of the {rows.kind.lighter} = "
+        f"{params['min_child_weight']:.6g}")
+    kept = grow(settings, rows, held, boosting, weight, checkpoints, stop, cluster, log)
+    policy = rows.kind.policy(held.channel, kept.held_p, kept.calibrator, train_data, cluster,
+                              log)
+    results = evaluate_channels(rows, kept, policy, cluster, log)
+    rows_of = {name: int(cluster.sum([ch.data.rows])[0]) for name, ch in rows.channels.items()}
+    if not cluster.is_first:
+        return None
+    return TrainingResult(kept.booster, policy, results, kept.best, kept.rounds_trained,
+                          list(rows.fit.data.feature_names), weighting, held.description, rows_of,
+                          params["min_child_weight"])
+
+
+def fit_rows(settings, kind, train_data: Dataset, validation: Dataset | None,
+             test: Dataset | None, cluster: Cluster, log) -> FitRows:
+    """Step 1: the channels (facets and groups checked on every host), the fit rows and folds."""
+    channels = channels_of(settings, train_data, validation, test)
+    problem = None
+    try:
+        for channel in channels.values():
+            channel.sensitive = sensitive_of(settings, channel)
+        n_groups = group_codes(list(channels.values()), cluster)
+    except InputError as exc:
+        problem = exc
+    cluster.agree(problem)  # a host's facet error stops every host
+    kind.check_channels(channels, cluster)
+    for channel in channels.values():
+        check_facets(settings, channel, cluster, log)
+    cross_fit = settings.calibration_data == "cross_fit"
+    parts = [channels["train"]] + ([channels["validation"]] if cross_fit and validation else [])
+    fit = concat("fit", parts)
+    kind.check_fit(fit, " and ".join(p.name for p in parts), cluster)
+    label = kind.label(fit.data)
+    folds = (folds_of(label, settings.cross_fit_folds, settings.seed, cluster, kind.classes)
+             if cross_fit else None)
+    return FitRows(kind, channels, n_groups, parts, fit, label, folds)
+
+
+def members(settings, rows: FitRows, cluster: Cluster):
+    """Step 2: the loss weights, the members (the model, then each fold's model) and their
+    boosting; returns ``(weighting, weight, boosting, params)``."""
+    kind, fit, label = rows.kind, rows.fit, rows.label
+    weighting, weight, offset, light = kind.loss(label, fit, cluster)
+    params = settings.xgboost_params()
+    # min_child_weight counts rows of the lighter-weighted class: XGBoost gets it times that
+    # class's mean weight (1 for the symmetric loss)
+    params["min_child_weight"] = settings.min_child_weight * light
+    member_weights = [weight] + ([np.where(rows.folds == k, 0.0, weight)
+                                  for k in range(settings.cross_fit_folds)]
+                                 if rows.cross_fit else [])
+    grown = [kind.member(label, w, offset, fit.sensitive, cluster) for w in member_weights]
+    # No weights in the DMatrix: the hist sketch would place its cuts by weights that follow the
+    # label, held-out rows' too; the objective applies them itself.
+    dtrain = xgb.DMatrix(fit.data.features, label=label,
+                         feature_names=fit.data.feature_names, missing=np.nan)
+    dwatch = None
+    if not rows.cross_fit:
+        dwatch = xgb.DMatrix(rows.channels["validation"].data.features,
+                             feature_names=fit.data.feature_names, missing=np.nan)
+    boosting = Boosting.create(params, settings.seed, dtrain, grown, dwatch, kind.classes)
+    return weighting, weight, boosting, params
+
+
+def held_out(settings, rows: FitRows, boosting: Boosting) -> HeldOut:
+    """The held-out rows and how to get their margins (out of fold, or the validation channel's)."""
+    fit, classes = rows.fit, rows.kind.classes
+    if rows.cross_fit:
+        has_validation = "validation" in rows.channels
+        from_validation = np.arange(fit.data.rows) >= rows.channels["train"].data.rows
+        return HeldOut(
+            fit, lambda boosting, rounds: out_of_fold(boosting, fit.data, rows.folds, rounds,
+                                                      classes),
+            from_validation if has_validation else np.ones(fit.data.rows, dtype=bool),
+            "validation" if has_validation else "train",
+            f"out-of-fold margins of {settings.cross_fit_folds} fold models over "
+            + ("train and validation" if has_validation else "train"))
+    val = rows.channels["validation"]
+    return HeldOut(
+        val, lambda boosting, rounds: (boosting.watch_margins().astype(np.float64)
+                                       if rounds is None else
+                                       margin(boosting.booster(0, rounds), val.data, None,
+                                              classes)),
+        np.ones(val.data.rows, dtype=bool), "validation", "the validation channel's margins")
+
+
+def grow(settings, rows: FitRows, held: HeldOut, boosting: Boosting, weight: np.ndarray,
+         checkpoints: CheckpointStore | None, stop: StopRequest | None, cluster: Cluster,
+         log) -> Kept:
+    """Step 3 and 4: the rounds (:func:`costaware.training.rounds.run_rounds`), early stopping on the
+    held-out metrics, and the kept round's calibrator."""
+    kind, fit = rows.kind, rows.fit
+    monitor = round_monitor(settings, rows, held, boosting, cluster, log)
+    fingerprint = lambda: {  # noqa: E731
+        "settings": settings_fingerprint(settings),
+        "data": {"fit rows": digest(fit.data.features, rows.label, weight, fit.sensitive,
+                                    *(getattr(fit.data.costs, c) for c in CELLS)),
+                 **({"validation": digest(held.channel.data.features, held.channel.data.label)}
+                    if not rows.cross_fit else {})}}
+    rounds_trained = run_rounds(settings, boosting, monitor, checkpoints,
+                                StopRequest() if stop is None else stop,
+                                fingerprint, log, cluster)
+    best = monitor.best_iteration if settings.early_stopping_rounds else rounds_trained - 1
+    if best + 1 < rounds_trained:
+        log(f"early stopping: keeping rounds 0..{best} of {rounds_trained} (the best held-out "
+            f"{settings.early_stopping_metric}, over every held-out row)")
+    if settings.early_stopping_rounds and best == 0:
+        log(f"warning: early stopping kept round 0 only: the held-out {settings.early_stopping_metric} "
+            "did not improve after the first tree; the model is one tree deep (raise eta or "
+            "early_stopping_rounds, or check the data)")
+    margins = held.margins(boosting, best + 1)
+    calibrator = kind.fit_calibrator(margins, kind.label(held.channel.data), cluster)
+    return Kept(boosting.booster(0, best + 1), best, rounds_trained, calibrator,
+                calibrator.probability(margins))
+
+
+def round_monitor(settings, rows: FitRows, held: HeldOut, boosting: Boosting, cluster: Cluster,
+                  log) -> RoundMonitor:
+    """Early stopping on each round's held-out metrics; the round's calibrator (which starts the
+    next round's fit) travels in checkpoints."""
+    kind = rows.kind
+    calibrators = [None]
+    watched = subset(held.channel, held.watch)
+    held_label = kind.label(held.channel.data)
+
+    def observe(iteration: int) -> dict:
+        """The round's held-out metrics (early stopping watches them, over every held-out row);
+        the metric line shows the watched rows' (validation, or train without it)."""
+        margins = held.margins(boosting, None)
+        calibrator = kind.fit_calibrator(margins, held_label, cluster, calibrators[0])
+        calibrators[0] = calibrator
+        p = calibrator.probability(margins)
+        every = kind.bayes_metrics(held.channel, p, rows.n_groups, cluster)
+        shown = (every if held.watch.all() else
+                 kind.bayes_metrics(watched, p[held.watch], rows.n_groups, cluster))
+        if cluster.is_first:
+            line = kind.line(f"[{iteration}]", held.watch_name, shown)
+            if not held.watch.all():
+                metric = settings.early_stopping_metric
+                line += f"\theld_out:{metric}={metric_log.format_value(every[metric])}"
+            log(line)
+        return every
+
+    def observer_state() -> dict:
+        return {"calibrator": None if calibrators[0] is None else calibrators[0].to_dict()}
+
+    def observer_restore(state: dict) -> None:
+        saved = state["calibrator"]
+        calibrators[0] = None if saved is None else kind.calibrator_from_dict(saved)
+
+    return RoundMonitor(observe, settings.early_stopping_metric, settings.early_stopping_rounds,
+                        observer_state, observer_restore)
+
+
+def scoring_plan(rows: FitRows, name: str, kept: Kept, channel: Channel, held_fits: list[str]
+                 ) -> tuple[np.ndarray, str, list[str]]:
+    """A channel's probabilities, what scored them (the model, or the fold models out of fold)
+    and what was fitted on its rows."""
+    def by_model():
+        return kept.calibrator.probability(margin(kept.booster, channel.data, None,
+                                                  rows.kind.classes))
+
+    if rows.cross_fit and name == "validation":
+        return kept.held_p[rows.channels["train"].data.rows:], "out-of-fold", held_fits
+    if rows.cross_fit and name == "train":
+        return by_model(), "model", ["trees"] + held_fits
+    if name == "validation":
+        return kept.held_p, "model", held_fits
+    return by_model(), "model", (["trees"] if name == "train" else [])
+
+
+def evaluate_channels(rows: FitRows, kept: Kept, policy, cluster: Cluster, log
+                      ) -> dict[str, ChannelResult]:
+    """Step 5: every channel at the served rule."""
+    kind = rows.kind
+    results = {}
+    for name, ch in rows.channels.items():
+        p, scored_by, fitted = scoring_plan(rows, name, kept, ch, kind.held_out_fits(policy))
+        results[name] = kind.evaluate(ch, p, policy, rows.n_groups, cluster, scored_by, fitted)
+        results[name].contributions = kind.contributions(kept.booster, ch,
+                                                         rows.fit.data.feature_names, cluster)
+        if cluster.is_first:
+            log(kind.line("[final]", name, results[name].metrics))
+            log(f"[final] {name}: scored by the {'fold models (out of fold)' if scored_by == 'out-of-fold' else 'model'}"
+                + (f"; fitted on these rows: {', '.join(fitted)}" if fitted else
+                   "; nothing was fitted on these rows"))
+    return results
+
+
+def out_of_fold(boosting: Boosting, data: Dataset, folds: np.ndarray, rounds: int | None,
+                classes: int = 2) -> np.ndarray:
+    """Each fit row's margin from the fold model that did not train on it (at ``rounds``)."""
+    out = np.empty((data.rows,) if classes == 2 else (data.rows, classes), dtype=np.float64)
+    for k in range(len(boosting.members) - 1):
+        rows = folds == k
+        if rounds is None:
+            out[rows] = boosting.margins(k + 1)[rows]
+        else:
+            out[rows] = margin(boosting.booster(k + 1, rounds), data, rows, classes)
+    return out
+
+
+def margin(booster: xgb.Booster, data: Dataset, rows=None, classes: int = 2) -> np.ndarray:
+    """The booster's margins on the rows (``(rows, K)`` with K >= 3 classes)."""
+    features = data.features if rows is None else data.features[rows]
+    shape = (-1,) if classes == 2 else (-1, classes)
+    if len(features) == 0:
+        return np.empty((0,) + shape[1:], dtype=np.float64)
+    return np.asarray(booster.inplace_predict(features, predict_type="margin", missing=np.nan),
+                      dtype=np.float64).reshape(shape)
+
+
+def print_line(line: str) -> None:
+    print(line, flush=True)  # flushed: the log is read while training runs
