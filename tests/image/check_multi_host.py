@@ -19,8 +19,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from union_metrics import Rows, differences, recompute, row_costs  # noqa: E402
 
-from costaware import data  # noqa: E402
-from costaware.costs import CostMatrix  # noqa: E402
+from costaware.data import channel_files as data  # noqa: E402
+from costaware.decisions.costs import CostMatrix  # noqa: E402
 
 CHANNELS = ("train", "validation", "test")
 
