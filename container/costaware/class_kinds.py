@@ -2,18 +2,18 @@
 :func:`costaware.training.train` takes. The steps (held-out rows, members, rounds, the scoring
 plan, the evaluation loop) are one program; only the mathematics below is K's own.
 
-=================  ==========================================  =========================================
-step               two classes (:class:`TwoClasses`)           K >= 3 (:class:`ManyClasses`)
-=================  ==========================================  =========================================
-margins            one logistic margin per row                 K softmax margins per row, ``(rows, K)``
-loss weights       per row: :class:`~.objective.CostWeighting`  per class: :class:`~.multiclass.ClassWeighting`
-objective          :func:`~.objective.make_objective`          :func:`~.multiclass.class_objective`
-fairness penalty   on ``p(1)``                                 on the favourable classes' probability
-calibrator         :func:`~.calibration.fit_platt`             :func:`~.multiclass.fit_temperature`
-decision rule      :class:`~.decision.DecisionRule`            :class:`~.multiclass.FavourableShift`
-policy             :class:`~.policy.Policy`                    :class:`~.multiclass_policy.MulticlassPolicy`
-metrics            :mod:`~.metrics` summaries                  :func:`~.multiclass.class_summary`
-=================  ==========================================  =========================================
+=================  ===================================  ==================================
+step               two classes (:class:`TwoClasses`)    K >= 3 (:class:`ManyClasses`)
+=================  ===================================  ==================================
+margins            one logistic margin a row            K softmax margins a row, (rows, K)
+loss weights       each row's (``CostWeighting``)       each class's (``ClassWeighting``)
+objective          ``make_objective``                   ``class_objective``
+fairness penalty   on ``p(1)``                          on the favourable classes' share
+calibrator         ``fit_platt``                        ``fit_temperature``
+decision rule      ``DecisionRule``                     ``FavourableShift``
+policy             ``Policy``                           ``MulticlassPolicy``
+metrics            ``metrics.summarize``                ``multiclass.class_summary``
+=================  ===================================  ==================================
 
 Every sum either strategy needs is added up over the hosts (``cluster``), so several hosts get
 one host's numbers on all their rows.
