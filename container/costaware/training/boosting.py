@@ -1,9 +1,9 @@
 """The tree engine: boosting rounds for the model and its cross-fitting folds, resumable bit for bit.
 
 A job grows its **members** in lockstep, one tree each per round (one per class with ``K >= 3``
-classes: ``multi:softprob``, margins ``(rows, K)``; two classes: ``binary:logistic``, one margin). Member 0 is the model that is
-saved; with cross-fitting, members 1..K are the fold models: the same rows, with the rows of fold k
-given weight 0 (gradient and Hessian 0), whose margins on fold k are out of fold. All members share
+classes: ``multi:softprob``, margins ``(rows, K)``; two classes: ``binary:logistic``, one
+margin). Member 0 is the model that is saved; with cross-fitting, members 1..K are the fold
+models: the same rows, with the rows of fold k given weight 0 (gradient and Hessian 0), whose margins on fold k are out of fold. All members share
 one ``DMatrix`` without weights (its histogram cuts come from every row's features alone) and take
 their gradients from costaware's objective (:mod:`costaware.training.objective`), so no label of its held-out
 rows reaches a fold model, except through three scalars computed once over all rows: the scale of
@@ -95,7 +95,8 @@ class Forest:
         learner = self.template["learner"]
         gbtree = learner["gradient_booster"]
         model = gbtree["model"]
-        model = {**model, "trees": self._TREES, "tree_info": [i % per_round for i in range(len(trees))],
+        model = {**model, "trees": self._TREES,
+                 "tree_info": [i % per_round for i in range(len(trees))],  # each tree's class
                  "iteration_indptr": list(range(0, len(trees) + 1, per_round)),
                  "gbtree_model_param": {**model["gbtree_model_param"], "num_trees": str(len(trees))}}
         text = json.dumps({**self.template,

@@ -1,19 +1,19 @@
 """Where training differs between two classes and K >= 3: the small per-K strategy that
-:func:`costaware.training.pipeline.train` takes. The steps (held-out rows, members, rounds, the scoring
-plan, the evaluation loop) are one program; only the mathematics below is K's own.
+:func:`costaware.training.pipeline.train` takes. The steps (held-out rows, members, rounds,
+the scoring plan, the evaluation loop) are one program; only the mathematics below is K's own.
 
-=================  ==========================================  =========================================
-step               two classes (:class:`TwoClasses`)           K >= 3 (:class:`ManyClasses`)
-=================  ==========================================  =========================================
-margins            one logistic margin per row                 K softmax margins per row, ``(rows, K)``
-loss weights       per row: :class:`~.objective.CostWeighting`  per class: :class:`~.class_objective.ClassWeighting`
-objective          :func:`~.objective.make_objective`          :func:`~.class_objective.class_objective`
-fairness penalty   on ``p(1)``                                 on the favourable classes' probability
-calibrator         :func:`~.calibration.fit_platt`             :func:`~.multiclass.fit_temperature`
-decision rule      :class:`~.decision.DecisionRule`            :class:`~.multiclass.FavourableShift`
-policy             :class:`~.policy.Policy`                    :class:`~.multiclass_policy.MulticlassPolicy`
-metrics            :mod:`~.metrics` summaries                  :func:`~.multiclass_metrics.class_summary`
-=================  ==========================================  =========================================
+=================  ===================================  =====================================
+step               two classes (:class:`TwoClasses`)    K >= 3 (:class:`ManyClasses`)
+=================  ===================================  =====================================
+margins            one logistic margin a row            K softmax margins a row, (rows, K)
+loss weights       each row's (``CostWeighting``)       each row's (``row_loss_weights``)
+objective          ``make_objective``                   ``class_objective.class_objective``
+fairness penalty   on ``p(1)``                          on the favourable classes' share
+calibrator         ``calibration.fit_platt``            ``multiclass.fit_temperature``
+decision rule      ``rules.DecisionRule``               ``multiclass.FavourableShift``
+policy             ``policy.Policy``                    ``multiclass_policy.MulticlassPolicy``
+metrics            ``classification.summarize``         ``multiclass_metrics.class_summary``
+=================  ===================================  =====================================
 
 Every sum either strategy needs is added up over the hosts (``cluster``), so several hosts get
 one host's numbers on all their rows.
