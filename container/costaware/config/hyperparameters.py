@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Callable, Mapping
 
+from ..metrics import bias
 from ..metrics import registry as metric_registry
 from ..decisions.costs import CELL_MEANING, CELLS, CostMatrix
 from ..errors import HyperparameterError
@@ -469,8 +470,7 @@ def parse(raw: Mapping[str, Any]) -> Settings:
     return settings
 
 
-POST_TRAINING_PER_ROUND = ("DPPL", "DI", "DCA", "DCR", "RD", "SD", "DAR", "DRR", "AD", "TE",
-                           "CDDPL", "GE")
+POST_TRAINING_PER_ROUND = bias.PER_ROUND  # what fairness_metrics accepts: bias.py's list
 
 
 def parse_values_or_threshold(text: str, name: str):

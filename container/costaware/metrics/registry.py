@@ -115,7 +115,7 @@ for _metric in (
            "macro one-vs-rest AUC: the mean over the classes k of the AUC of p_k separating "
            "class k from the others (Mann-Whitney, ties counted half; a class absent from the rows "
            "or alone in them is left out); at K = 2 the AUC of p(1). Exact up to 1,000,000 rows "
-           "over every host; beyond, K = 2 from bins of logit p(1) (`metrics.py`)",
+           "over every host; beyond, K = 2 from bins of logit p(1) (`metrics/classification.py`)",
            early_stopping=True),
     Metric("logloss", "Minimize", "log loss",
            "-mean_i log p_i(y_i), the probability of the true class clipped to "

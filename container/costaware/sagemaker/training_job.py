@@ -393,7 +393,7 @@ def main() -> None:
     outcome = None
     try:
         # The toolkit writes output/failure without creating output/; if that fails inside its
-        # error handler it exits 0 (costaware's train then reports the failure; see train_entry).
+        # error handler it exits 0 (costaware's train then reports the failure; see sagemaker/entry.py).
         os.makedirs(environment.output_dir, exist_ok=True)
         result = run(environment.base_dir)
     except InputError as exc:
