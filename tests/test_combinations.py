@@ -57,6 +57,10 @@ TRAINED = [  # every kind trains (and is served, predicted with, configured for 
          "facet_values_or_threshold": "[1]", "label_values_or_threshold": '["high"]',
          "max_abs_dppl": "0.1", "group_thresholds": "true"}, "parquet",
          columns=("y", *F, "grp"), labels=tuple(CLASSES)),
+    Kind("mc_penalty", 3, {**VAL, "label_column": "y", "classes": json.dumps(CLASSES),
+         "cost_matrix": json.dumps(MATRIX), "facet_column": "grp",
+         "facet_values_or_threshold": "[1]", "label_values_or_threshold": '["high"]',
+         "fairness_penalty": "1"}, "csv", columns=("y", *F, "grp"), labels=tuple(CLASSES)),
     Kind("mc_int_gzip", 3, {"classes": json.dumps(INT_CLASSES), "cost_matrix": json.dumps(MATRIX),
          "cross_fit_folds": "3"}, "gzip", header=False, labels=tuple(INT_CLASSES)),
 ]
@@ -65,11 +69,6 @@ REFUSED_TRAININGS = [  # (kind, the one-line reason's distinctive part)
           "cost_matrix": json.dumps(MATRIX), "cost_fn_column": "loss"}, "csv",
           columns=("y", *F, "loss"), labels=tuple(CLASSES)),
      "per-row costs are binary cells"),
-    (Kind("mc_penalty", 3, {**VAL, "label_column": "y", "classes": json.dumps(CLASSES),
-          "cost_matrix": json.dumps(MATRIX), "facet_column": "grp",
-          "facet_values_or_threshold": "[1]", "fairness_penalty": "1"}, "csv",
-          columns=("y", *F, "grp"), labels=tuple(CLASSES)),
-     "the in-training penalty is for two classes"),
     (Kind("bin_bound_nofacet", 2, {**VAL, "max_abs_dppl": "0.1"}, "csv", header=False),
      "need 'facet_column'"),
 ]
