@@ -581,8 +581,9 @@ class ManyClassPage:
                 for name in self.classes for which in ("DPPL", "DI")]
 
     def notes(self, ch) -> list[str]:
-        return [f"{ch.bias['undefined'][0].upper()}{ch.bias['undefined'][1:]}."] if (
-            ch.bias and ch.bias.get("undefined")) else []
+        """An empty facet (the bias section says why its metrics are undefined)."""
+        undefined = (ch.bias or {}).get("undefined")
+        return [f"{undefined[:1].upper()}{undefined[1:]}."] if undefined else []
 
 
 # ---------------------------------------------------------------------------------------------------
