@@ -1,4 +1,5 @@
-"""report.py: the PNG charts and the HTML report, drawn from the training result's summaries."""
+"""report.py: the PNG charts and the HTML report, drawn from the training result's summaries, for
+two classes and for K >= 3 (one page, the charts K's own)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
+from costaware.training import class_kinds
 from costaware.config import hyperparameters
 from costaware.report import html as report
 from costaware.decisions.costs import CostMatrix, RowCosts
@@ -181,7 +183,85 @@ def test_edge_cases_say_so_and_do_not_warn(tmp_path):
     assert "Facet a is empty on this channel" in text  # the one-row channel's only row is in d
 
 
-def test_rejects_two_channels_with_one_file_name(tmp_path):
+CLASSES = ("low", "<mid>", "high")
+CLASS_SETTINGS = hyperparameters.parse({
+    "classes": '["low", "<mid>", "high"]', "cost_matrix": "[[0, 1, 4], [2, 0, 1], [9, 3, 0]]",
+    "facet_column": "f", "facet_values_or_threshold": "[1]", "label_values_or_threshold": '["high"]',
+    "fairness_metrics": "DPPL,DI"})
+
+
+def make_class_channel(name, n=600, seed=0, *, sensitive=None):
+    """A ChannelResult of K = 3 made by training's own evaluation (class_kinds.ManyClasses)."""
+    rng = np.random.default_rng(seed)
+    s = (rng.random(n) < 0.3) if sensitive is None else sensitive
+    y = rng.integers(0, 3, n)
+    margins = 2.0 * np.eye(3)[y] + rng.normal(0, 1.2, (n, 3))
+    p = np.exp(margins) / np.exp(margins).sum(axis=1, keepdims=True)
+    data = Dataset(np.zeros((n, 1), np.float32), y.astype(np.int8), ["x"],
+                   RowCosts.constant(COSTS, n), "mem", False, facet=s.astype(float))
+    kind = class_kinds.ManyClasses(CLASS_SETTINGS)
+    return kind.evaluate(Channel(name, data, s), p, kind.bayes, 0, SOLO, "model",
+                         ["trees"] if name == "train" else [])
+
+
+@pytest.fixture(scope="module")
+def written_classes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report_classes")
+    channels = [make_class_channel("train", seed=1), make_class_channel("test", seed=2)]
+    files = report.write_report(str(out), channels, "Wine <3>", {"classes": "low, <mid>, high"},
+                                "f", ["x"], CLASSES)
+    return out, channels, files, (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_many_classes_write_their_charts_on_the_one_page(written_classes):
+    out, channels, files, text = written_classes
+    expected = [f"{chart}-{ch}.png" for ch in ("train", "test") for chart in ("confusion", "reliability")]
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected + ["report.html"])
+    assert sorted(files) == sorted(str(out / name) for name in expected + ["report.html"])
+    assert sorted(re.findall(r'<img src="([^"]+)"', text)) == sorted(expected)
+    for path in out.glob("*.png"):
+        assert path.read_bytes()[:8] == PNG_MAGIC and matplotlib.image.imread(path).std() > 0.01
+    # the one skeleton: summary, metrics from the registry, bias, channel sections
+    for heading in ("<h2>Summary</h2>", "<h2>Metrics per channel</h2>", "<h2>Bias metrics</h2>",
+                    '<h2 id="channel-test">Channel: test</h2>'):
+        assert heading in text
+    assert "<h2>Calibration</h2>" not in text  # K >= 3 draws each class's reliability instead
+    assert "Wine &lt;3&gt;" in text and "&lt;mid&gt;" in text and "<mid>" not in text
+    for ch in channels:
+        m = ch.metrics
+        for shown in (f"{m['balanced_accuracy']:.4f}", f"{m['top_label_ece']:.4f}",
+                      f"{m['expected_cost']:.6g}", f"{m['cost_all'][2] / m['rows']:.6g}",
+                      f"{m['recall_per_class'][1]:.4f}",
+                      report.format_value(ch.bias["per_class"]["high"]["DPPL"])):
+            assert shown in text, (ch.name, shown)
+    for label in ("balanced accuracy (served)", "recall of &lt;mid&gt;", "decide high for all",
+                  "DPPL of deciding low", "favourable (high)"):
+        assert label in text
+    assert "recall (served)" not in text  # class 1's recall: logged for K = 2 only
+
+
+def test_many_classes_confusion_chart_shows_each_cell(written_classes):
+    ch = written_classes[1][1]
+    m = ch.metrics
+    fig = report.ManyClassPage(CLASSES).charts(ch, "test")[0][2](ch)
+    cells = [t.get_text() for t in fig.axes[0].texts]
+    counts, costs = np.array(m["confusion"]), np.array(m["cell_costs"])
+    assert len(cells) == 9 and counts.sum() == m["rows"]
+    for (i, j), text in zip(np.ndindex(3, 3), cells):
+        assert text.startswith(f"{counts[i, j]:,}\n") and f"cost {costs[i, j] / m['rows']:.4g}" in text
+
+
+def test_many_classes_note_an_empty_facet(tmp_path):
+    channel = make_class_channel("test", 200, sensitive=np.zeros(200, bool))
+    report.write_report(str(tmp_path), [channel], "t", {}, "f", ["x"], CLASSES)
+    assert "Facet d has no row on this channel" in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.parametrize("classes", [report.BINARY_CLASSES, CLASSES])
+def test_rejects_two_channels_with_one_file_name(tmp_path, classes):
+    """For any K: channels "a b" and "a_b" would overwrite each other's charts."""
+    make = make_channel if classes == report.BINARY_CLASSES else make_class_channel
     with pytest.raises(ValueError, match="same file names"):
-        report.write_report(str(tmp_path), [make_channel("a b", 100), make_channel("a_b", 100)],
-                            "t", {})
+        report.write_report(str(tmp_path), [make("a b", 100), make("a_b", 100)], "t", {},
+                            classes=classes)
+    assert not list(tmp_path.iterdir())  # refused before anything is written

@@ -11,8 +11,8 @@ summaries, the sum over hosts).
 
 Everything else is derived from it: the metric log lines and the SageMaker metric definitions
 (:mod:`costaware.metrics.log_lines`), the tuner's objectives (:mod:`costaware.tuning.config`), the choices
-of ``early_stopping_metric`` (:mod:`costaware.config.hyperparameters`), the reports' metrics tables
-(:mod:`costaware.report.html`, :mod:`costaware.report.classes`) and the table of ``docs/metrics.md``
+of ``early_stopping_metric`` (:mod:`costaware.config.hyperparameters`), the report's metrics table
+(:mod:`costaware.report.html`) and the table of ``docs/metrics.md``
 (:func:`markdown_table`). A new metric is one :class:`Metric` here: with ``compute`` it is
 computed from a binary channel's other metrics (the confusion counts, the costs, ...), so no other
 module changes; without, :func:`costaware.metrics.classification.channel_metrics`,

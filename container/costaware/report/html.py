@@ -1,9 +1,13 @@
-"""Evaluation charts (PNG) and one self-contained HTML report, written to ``/opt/ml/output/data/``.
+"""Evaluation charts (PNG) and one self-contained HTML report, written to ``/opt/ml/output/data/``,
+for any number of classes K.
 
 Everything is drawn from the training result's fixed-size summaries (:class:`costaware.metrics.classification.
-Summary`, :class:`costaware.decisions.rules.ShiftHistogram`), never from per-row arrays, so the report of
-a job on several hosts costs what one host's does and shows exactly the numbers training computed.
-Per channel:
+Summary`, :class:`costaware.decisions.rules.ShiftHistogram`, the K x K tables of
+:func:`costaware.metrics.multiclass_metrics.class_metrics`), never from per-row arrays, so the report of a job on
+several hosts costs what one host's does and shows exactly the numbers training computed. One
+page for every K (the summary, the metrics table from :mod:`costaware.metrics.registry`, the bias
+table, each channel's notes and charts); only the charts, a few table rows and the notes are K's
+own (:class:`TwoClassPage`, :class:`ManyClassPage`). With two classes, per channel:
 
 * ``roc-<channel>.png``: the ROC curve of the calibrated probability (from its per-class
   histogram), with the served decisions' operating point;
@@ -16,9 +20,14 @@ Per channel:
   per bin, with the bins' row counts);
 * ``confusion-<channel>.png``: the served decisions' confusion matrix with each cell's cost;
 * ``contributions-<channel>.png``: each feature's mean |TreeSHAP contribution| to the margin on
-  the channel's rows (the top :data:`TOP_FEATURES`), per facet when there is one;
+  the channel's rows (the top :data:`TOP_FEATURES`), per facet when there is one.
 
-then ``report.html``, which embeds them by relative file name and needs no network (no scripts, no
+With K >= 3 classes, per channel: ``confusion-<channel>.png``, the K x K confusion matrix of the
+served decisions (count, share of rows and cost per row of each cell), and
+``reliability-<channel>.png``, the one-vs-rest reliability of each class's probability (bins of
+0.1, from ``reliability_per_class``).
+
+Then ``report.html``, which embeds them by relative file name and needs no network (no scripts, no
 CDN, inline CSS); all its text is escaped. Charts are drawn on :class:`matplotlib.figure.Figure`
 objects with the Agg canvas under matplotlib's default style (a user's ``matplotlibrc`` does not
 change them) with math text off; the same inputs give byte-identical files.
@@ -65,10 +74,15 @@ RC = {
 }
 
 
+BINARY_CLASSES = ("0", "1")
+
+
 def write_report(output_dir: str, channels: list, title: str, summary: dict,
-                 facet_name: str = "", feature_names: list[str] | None = None) -> list[str]:
+                 facet_name: str = "", feature_names: list[str] | None = None,
+                 classes: tuple[str, ...] = BINARY_CLASSES) -> list[str]:
     """Write the charts of the module docstring for each :class:`costaware.training.evaluation.
-    ChannelResult` and ``report.html``; returns the files written."""
+    ChannelResult` of a job with ``classes`` (their names; K = their number) and ``report.html``;
+    returns the files written. Two channels whose names map to one file name are refused."""
     os.makedirs(output_dir, exist_ok=True)
     slugs = {}
     for ch in channels:
@@ -76,28 +90,15 @@ def write_report(output_dir: str, channels: list, title: str, summary: dict,
         if slug in slugs.values():
             raise ValueError(f"two channels map to the same file names: {ch.name!r}")
         slugs[ch.name] = slug
+    page = (TwoClassPage(facet_name, feature_names) if len(classes) == 2
+            else ManyClassPage(tuple(classes)))
     written: list[str] = []
     images: dict[str, list[tuple[str, str]]] = {}
     with mpl_style.context("default"), matplotlib.rc_context(RC):
         for ch in channels:
             slug = slugs[ch.name]
-            charts = [(f"roc-{slug}.png", "ROC curve", _roc_chart),
-                      (f"cost-vs-shift-{slug}.png", "Cost per row of each shift of the decision "
-                       "boundary", _cost_chart),
-                      (f"margins-by-class-{slug}.png", "Distance from the decision boundary by "
-                       "true class", _class_chart)]
-            if ch.summary.facets is not None:
-                charts.append((f"margins-by-facet-{slug}.png", "Distance from the decision "
-                               "boundary by facet", lambda c: _facet_chart(c, facet_name)))
-            charts += [(f"reliability-{slug}.png", "Reliability diagram", _reliability_chart),
-                       (f"confusion-{slug}.png", "Confusion matrix of the served decisions",
-                        _confusion_chart)]
-            if getattr(ch, "contributions", None) and feature_names:
-                charts.append((f"contributions-{slug}.png", "What the model leans on: mean "
-                               "|contribution| per feature (TreeSHAP)",
-                               lambda c: _contribution_chart(c, feature_names, facet_name)))
             images[slug] = []
-            for file_name, caption, draw in charts:
+            for file_name, caption, draw in page.charts(ch, slug):
                 fig = draw(ch)
                 path = os.path.join(output_dir, file_name)
                 fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
@@ -105,9 +106,49 @@ def write_report(output_dir: str, channels: list, title: str, summary: dict,
                 images[slug].append((file_name, caption))
     path = os.path.join(output_dir, "report.html")
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(_html(title, summary, channels, slugs, images, facet_name))
+        handle.write(_html(title, summary, channels, slugs, images, facet_name, page))
     written.append(path)
     return written
+
+
+def job_summary(result, settings) -> dict:
+    """The report's summary of a :class:`costaware.training.pipeline.TrainingResult`: what the job decided
+    with (costs, loss weights, held-out rows, calibrator, rule), for any K."""
+    policy, weighting = result.policy, result.weighting
+    if settings.multiclass:
+        head = {"classes": ", ".join(policy.class_names),
+                "cost matrix C[true][decided]": [list(row) for row in policy.matrix],
+                "cost columns": ", ".join(f"C[{i}][{j}]: {name}" for (i, j), name in policy.cost_columns),
+                "class loss weights": dict(zip(policy.class_names, weighting.weights))}
+        calibrator = (f"softmax(z / {policy.calibrator.temperature:.4g} + b), b = "
+                      + ", ".join(f"{b:+.4g}" for b in policy.calibrator.bias))
+        rule = _favourable_rule_text(policy.rule)
+    else:
+        head = {"objective": settings.objective, **policy.costs.as_dict(),
+                "cost columns": ", ".join(f"{cell}: {name}" for cell, name in policy.cost_columns),
+                "loss weights": f"clip(regret / {weighting.scale:.6g}, {1 / weighting.cap:g}, "
+                                f"{weighting.cap:g}) ** {weighting.exponent:g}"}
+        calibrator = (f"Platt on the margin, slope {policy.calibrator.slope:.4g}, intercept "
+                      f"{policy.calibrator.intercept:.4g}")
+        rule = policy.rule.describe()
+    head["cost columns"] = head["cost columns"] or "none (class costs for every row)"
+    summary = {**head, "held-out rows": result.held_out,
+               "calibrator": f"{calibrator}, fitted on {policy.calibrator.rows} held-out rows",
+               "decision rule": rule,
+               "rounds kept": result.best_iteration + 1}
+    if settings.facet_column:
+        summary["facet (d)"] = f"{settings.facet_column} in {settings.facet_values_or_threshold}"
+    return summary
+
+
+def _favourable_rule_text(rule) -> str:
+    """A K-class rule (:class:`costaware.decisions.multiclass.FavourableShift` or None) in words."""
+    if rule is None:
+        return "argmin(P @ C)"
+    return (f"argmin(P @ C) with the favourable classes' costs lowered by {rule.delta_a:+.4g} "
+            f"(facet a), {rule.delta_d:+.4g} (facet d): |DPPL| <= {rule.max_abs_dppl:g} on "
+            "held-out rows" + ("" if rule.held_out_dppl is None
+                               else f" (DPPL {rule.held_out_dppl:+.4f} there)"))
 
 
 def file_slug(name: str) -> str:
@@ -357,32 +398,192 @@ def _contribution_chart(ch, names: list[str], facet_name: str) -> Figure:
     return fig
 
 
-def _confusion_chart(ch) -> Figure:
-    fig = new_figure(5.2, 4.8, left=0.95, top=0.7, bottom=0.65)
+def _confusion_chart(ch, counts: np.ndarray, cell_costs: np.ndarray, classes: tuple,
+                     cell_names: list | None = None) -> Figure:
+    """The served decisions' K x K confusion matrix ``[true][decided]``: each cell's count, share
+    of the rows and cost per row (its cost over all the channel's rows)."""
+    k = len(classes)
+    if k == 2:
+        fig = new_figure(5.2, 4.8, left=0.95, top=0.7, bottom=0.65)
+    else:
+        size = 1.2 + 1.3 * k
+        fig = new_figure(size + 1.2, size, left=1.5, top=0.7, bottom=1.3)
     ax = fig.add_subplot()
     m = ch.metrics
     n = m["rows"]
-    c, cost = m["confusion_matrix"], m["cost_per_cell"]
-    counts = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
-    names = [["TN", "FP"], ["FN", "TP"]]
-    keys = [["tn", "fp"], ["fn", "tp"]]
     ax.imshow(counts, cmap="Blues", vmin=0, vmax=max(int(counts.max()), 1))
-    for i in range(2):
-        for j in range(2):
-            k = counts[i, j]
-            per = cost[keys[i][j]] / n if n else float("nan")
-            dark = counts.max() and k > 0.6 * counts.max()
-            ax.text(j, i, f"{names[i][j]}\n{k:,}\n{k / n if n else 0:.1%} of rows\ncost {per:.4g}"
-                    "\nper row", ha="center", va="center", fontsize=9.5,
+    for i in range(k):
+        for j in range(k):
+            count = counts[i, j]
+            per = cell_costs[i, j] / n if n else float("nan")
+            dark = counts.max() and count > 0.6 * counts.max()
+            name = f"{cell_names[i][j]}\n" if cell_names else ""
+            ax.text(j, i, f"{name}{count:,}\n{count / n if n else 0:.1%} of rows\ncost {per:.4g}"
+                    "\nper row", ha="center", va="center", fontsize=9.5 if k == 2 else 8.5,
                     color="white" if dark else "black")
-    ax.set_xticks([0, 1], ["decided 0", "decided 1"])
-    ax.set_yticks([0, 1], ["class 0", "class 1"])
+    ax.set_xticks(range(k), [f"decided {c}" for c in classes],
+                  **({} if k == 2 else {"rotation": 30, "ha": "right"}))
+    ax.set_yticks(range(k), [f"class {c}" for c in classes])
     ax.set_xlabel("decision")
     ax.set_ylabel("true class")
     ax.grid(False)
     ax.set_title(f"Confusion \u2014 {ch.name}: {n:,} rows, {m['expected_cost']:.4g} per row, "
                  f"savings {num_text(m['savings'])}", fontsize=10)
     return fig
+
+
+CLASS_CYCLE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
+               "#000000")  # Okabe-Ito, for K classes
+
+
+def _class_reliability_chart(ch, classes: tuple) -> Figure:
+    """Each class's one-vs-rest reliability: mean ``p_k`` against the share of class k per bin."""
+    fig = new_figure(5.8, 5.4)
+    ax = fig.add_subplot()
+    ax.set_title(_title(ch, "Reliability"))
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":", label="perfect calibration")
+    for c, name in enumerate(classes):
+        rows, sum_p, hits = np.asarray(ch.metrics["reliability_per_class"][c], float).T
+        kept = rows > 0
+        ax.plot(sum_p[kept] / rows[kept], hits[kept] / rows[kept], marker="o",
+                color=CLASS_CYCLE[c % len(CLASS_CYCLE)], lw=1.2, label=f"{name}")
+    m = ch.metrics
+    ax.plot([], [], ls="none", label=f"log loss {m['logloss']:.4f}, Brier {m['brier']:.4f}")
+    _unit_square(ax, "mean probability of the class in the bin",
+                 "observed share of the class in the bin", "upper left")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------
+# What differs by K: the charts, a few rows of the tables, the notes
+
+
+class TwoClassPage:
+    """Two classes: one logistic margin decided by a shift of its Bayes boundary."""
+
+    metrics_intro = ("<p>Each row is decided by the served rule at its own costs (the class costs for "
+                     "rows without cost columns) on its calibrated probability. Cost per row is the "
+                     "realised cost of the decisions divided by the rows; savings = 1 - cost / the "
+                     "cheaper of deciding 1 or 0 for every row. A channel whose rows fitted the "
+                     "calibrator or the rule says so: its figures are not a held-out estimate.</p>")
+    classes = BINARY_CLASSES
+
+    def __init__(self, facet_name: str, feature_names: list[str] | None):
+        self.facet_name, self.feature_names = facet_name, feature_names
+
+    def charts(self, ch, slug: str) -> list[tuple]:
+        """``(file name, caption, draw(channel) -> Figure)`` of each chart of ``ch``."""
+        charts = [(f"roc-{slug}.png", "ROC curve", _roc_chart),
+                  (f"cost-vs-shift-{slug}.png", "Cost per row of each shift of the decision "
+                   "boundary", _cost_chart),
+                  (f"margins-by-class-{slug}.png", "Distance from the decision boundary by "
+                   "true class", _class_chart)]
+        if ch.summary.facets is not None:
+            charts.append((f"margins-by-facet-{slug}.png", "Distance from the decision "
+                           "boundary by facet", lambda c: _facet_chart(c, self.facet_name)))
+        charts += [(f"reliability-{slug}.png", "Reliability diagram", _reliability_chart),
+                   (f"confusion-{slug}.png", "Confusion matrix of the served decisions",
+                    self._confusion)]
+        if getattr(ch, "contributions", None) and self.feature_names:
+            charts.append((f"contributions-{slug}.png", "What the model leans on: mean "
+                           "|contribution| per feature (TreeSHAP)",
+                           lambda c: _contribution_chart(c, self.feature_names, self.facet_name)))
+        return charts
+
+    def _confusion(self, ch) -> Figure:
+        keys = (("tn", "fp"), ("fn", "tp"))
+        counts, costs = ch.metrics["confusion_matrix"], ch.metrics["cost_per_cell"]
+        return _confusion_chart(ch, np.array([[counts[k] for k in row] for row in keys]),
+                                np.array([[costs[k] for k in row] for row in keys]),
+                                self.classes, [[k.upper() for k in row] for row in keys])
+
+    def calibration_table(self, channels: list) -> str:
+        return _reliability_table(channels)
+
+    def class_rows(self) -> list[tuple]:
+        return [("class 1 rows", lambda ch: num_text(ch.metrics["positives"]), True)]
+
+    def everyone_rows(self) -> list[tuple]:
+        """The cost per row of one decision for every row."""
+        return [(f"cost per row, decide {c} for all",
+                 lambda ch, c=c: _cost(ch.metrics[f"cost_all_{c}"] / ch.metrics["rows"]), True)
+                for c in ("1", "0")]
+
+    def decision_rows(self) -> list[tuple]:
+        return [(f"{k.upper()} (served)", lambda ch, k=k: num_text(ch.metrics["confusion_matrix"][k]),
+                 True) for k in ("tp", "fp", "fn", "tn")]
+
+    def bias_intro(self, channels: list) -> str:
+        return ""
+
+    def bias_rows(self, channels: list) -> list[list]:
+        return []
+
+    def notes(self, ch) -> list[str]:
+        """What a reader of this channel's charts should know first."""
+        notes = []
+        n, positives = ch.metrics["rows"], ch.metrics["positives"]
+        if positives in (0, n):
+            notes.append(f"Only class {int(positives == n)} is present on this channel ({n:,} rows): "
+                         "the ROC curve and AUC are undefined, and the reliability diagram shows one "
+                         "class.")
+        if ch.summary.facets is not None:
+            rows = np.asarray(ch.summary.facets).reshape(2, -1).sum(axis=1)
+            for facet, k in (("a", 0), ("d", 1)):
+                if rows[k] == 0:
+                    notes.append(f"Facet {facet} is empty on this channel: bias metrics that compare "
+                                 "the facets are undefined.")
+        return notes
+
+
+class ManyClassPage:
+    """K >= 3 classes: K softmax probabilities decided by the least expected cost."""
+
+    metrics_intro = ("<p>Each row is decided by the served rule on its calibrated probabilities. Cost per "
+                     "row: the realised cost of the decisions over the rows; savings = 1 - cost / the "
+                     "cost of deciding the single cheapest class for every row; AUC: the mean of each "
+                     "class's one-vs-rest AUC. A channel whose rows fitted the calibrator says so: its "
+                     "figures are not a held-out estimate.</p>")
+
+    def __init__(self, classes: tuple[str, ...]):
+        self.classes = classes
+
+    def charts(self, ch, slug: str) -> list[tuple]:
+        return [(f"confusion-{slug}.png", "Confusion matrix of the served decisions",
+                 lambda c: _confusion_chart(c, np.array(c.metrics["confusion"]),
+                                            np.array(c.metrics["cell_costs"]), self.classes)),
+                (f"reliability-{slug}.png", "Reliability of each class's probability "
+                 "(one-vs-rest)", lambda c: _class_reliability_chart(c, self.classes))]
+
+    def calibration_table(self, channels: list) -> str:
+        return ""  # each class's reliability is drawn in the channel's charts
+
+    def class_rows(self) -> list[tuple]:
+        return []
+
+    def everyone_rows(self) -> list[tuple]:
+        return [(f"cost per row, decide {name} for all",
+                 lambda ch, j=j: _cost(ch.metrics["cost_all"][j] / ch.metrics["rows"]), True)
+                for j, name in enumerate(self.classes)]
+
+    def decision_rows(self) -> list[tuple]:
+        return [(f"recall of {name}", lambda ch, j=j: num_text(ch.metrics["recall_per_class"][j]),
+                 True) for j, name in enumerate(self.classes)]
+
+    def bias_intro(self, channels: list) -> str:
+        favourable = ", ".join(map(str, channels[0].bias["favourable"]))
+        return (f" Observed and decided classes are collapsed to favourable ({escape(favourable)}) or "
+                "not; below them, each class's one-vs-rest DPPL and DI of the decisions.")
+
+    def bias_rows(self, channels: list) -> list[list]:
+        return [[(escape(f"{which} of deciding {name}"), False)]
+                + [(escape(format_value(ch.bias["per_class"][name][which])), True) for ch in channels]
+                for name in self.classes for which in ("DPPL", "DI")]
+
+    def notes(self, ch) -> list[str]:
+        """An empty facet (the bias section says why its metrics are undefined)."""
+        undefined = (ch.bias or {}).get("undefined")
+        return [f"{undefined[:1].upper()}{undefined[1:]}."] if undefined else []
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -453,23 +654,20 @@ def html_table(header: list[str], rows: list[list[tuple[str, bool]]]) -> str:
     return "\n".join(out)
 
 
-def _metrics_table(channels: list) -> str:
+def _metrics_table(channels: list, page) -> str:
     spec = [
         ("scored by", lambda ch: _scored(ch), False),
         ("fitted on these rows", lambda ch: ", ".join(ch.fitted_on) or "nothing", False),
         ("rows", lambda ch: num_text(ch.metrics["rows"]), True),
-        ("class 1 rows", lambda ch: num_text(ch.metrics["positives"]), True),
+        *page.class_rows(),
     ]
-    # every registered metric a channel has (metric_registry owns the list and the labels)
-    for metric in metric_registry.all_metrics():
+    # every registered metric of K classes a channel has (metric_registry owns the list and labels)
+    for metric in metric_registry.logged_for(len(page.classes)):
         if any(metric.name in ch.metrics for ch in channels):
             show = _cost if metric.kind == "cost" else num_text
             spec.append((metric.label, lambda ch, m=metric.name, show=show:
                          show(ch.metrics[m]) if m in ch.metrics else "n/a", True))
-    spec += [
-        ("cost per row, decide 1 for all", lambda ch: _cost(ch.metrics["cost_all_1"] / ch.metrics["rows"]), True),
-        ("cost per row, decide 0 for all", lambda ch: _cost(ch.metrics["cost_all_0"] / ch.metrics["rows"]), True),
-    ]
+    spec += page.everyone_rows()
     names = []
     for ch in channels:
         names += [k for k in ch.alternatives if k not in names]
@@ -479,8 +677,7 @@ def _metrics_table(channels: list) -> str:
                   if a in ch.alternatives else "n/a", True),
                  (f"savings, {label}", lambda ch, a=alt: num_text(ch.alternatives[a]["savings"])
                   if a in ch.alternatives else "n/a", True)]
-    for k in ("tp", "fp", "fn", "tn"):
-        spec.append((f"{k.upper()} (served)", lambda ch, k=k: num_text(ch.metrics["confusion_matrix"][k]), True))
+    spec += page.decision_rows()
     header = ["metric"] + [escape(ch.name) for ch in channels]
     rows = [[(escape(name), False)] + [(escape(fn(ch)), numeric) for ch in channels]
             for name, fn, numeric in spec]
@@ -503,7 +700,7 @@ def _reliability_table(channels: list) -> str:
     return html_table(header, rows)
 
 
-def _bias_table(channels: list, facet_name: str) -> str:
+def _bias_table(channels: list, facet_name: str, page) -> str:
     with_bias = [ch for ch in channels if ch.bias]
     if not with_bias:
         return ""
@@ -514,32 +711,16 @@ def _bias_table(channels: list, facet_name: str) -> str:
                 names.append(k)
     intro = (f"<p>SageMaker Clarify post-training bias metrics of the served decisions, facet "
              f"<code>{escape(facet_name or '(unnamed)')}</code>: facet <i>d</i> is the sensitive group, "
-             "facet <i>a</i> everyone else. <i>n/a</i>: the metric is undefined on that channel.</p>")
+             "facet <i>a</i> everyone else. <i>n/a</i>: the metric is undefined on that channel."
+             f"{page.bias_intro(with_bias)}</p>")
     header = ["metric"] + [escape(ch.name) for ch in with_bias]
     rows = [[(escape(name), False)] + [(escape(format_value(ch.bias["post_training"].get(name))), True)
                                    for ch in with_bias] for name in names]
-    return intro + "\n" + html_table(header, rows)
-
-
-def _notes(ch) -> list[str]:
-    """What a reader of this channel's charts should know first."""
-    notes = []
-    n, positives = ch.metrics["rows"], ch.metrics["positives"]
-    if positives in (0, n):
-        notes.append(f"Only class {int(positives == n)} is present on this channel ({n:,} rows): "
-                     "the ROC curve and AUC are undefined, and the reliability diagram shows one "
-                     "class.")
-    if ch.summary.facets is not None:
-        rows = np.asarray(ch.summary.facets).reshape(2, -1).sum(axis=1)
-        for facet, k in (("a", 0), ("d", 1)):
-            if rows[k] == 0:
-                notes.append(f"Facet {facet} is empty on this channel: bias metrics that compare "
-                             "the facets are undefined.")
-    return notes
+    return intro + "\n" + html_table(header, rows + page.bias_rows(with_bias))
 
 
 def _html(title: str, summary: dict, channels: list, slugs: dict, images: dict,
-          facet_name: str) -> str:
+          facet_name: str, page) -> str:
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{escape(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
@@ -549,22 +730,19 @@ def _html(title: str, summary: dict, channels: list, slugs: dict, images: dict,
         parts.append(html_table(["", "value"], [[(escape(k), False), (escape(format_value(v)), False)]
                                             for k, v in summary.items()]))
     parts.append("<h2>Metrics per channel</h2>")
-    parts.append("<p>Each row is decided by the served rule at its own costs (the class costs for "
-                 "rows without cost columns) on its calibrated probability. Cost per row is the "
-                 "realised cost of the decisions divided by the rows; savings = 1 - cost / the "
-                 "cheaper of deciding 1 or 0 for every row. A channel whose rows fitted the "
-                 "calibrator or the rule says so: its figures are not a held-out estimate.</p>")
-    parts.append(_metrics_table(channels))
-    parts.append("<h2>Calibration</h2>")
-    parts.append(_reliability_table(channels))
-    bias = _bias_table(channels, facet_name)
+    parts.append(page.metrics_intro)
+    parts.append(_metrics_table(channels, page))
+    calibration = page.calibration_table(channels)
+    if calibration:
+        parts += ["<h2>Calibration</h2>", calibration]
+    bias = _bias_table(channels, facet_name, page)
     if bias:
         parts.append("<h2>Bias metrics</h2>")
         parts.append(bias)
     for ch in channels:
         slug = slugs[ch.name]
         parts.append(f'<h2 id="channel-{escape(slug)}">Channel: {escape(ch.name)}</h2>')
-        for note in _notes(ch):
+        for note in page.notes(ch):
             parts.append(f'<p class="note">{escape(note)}</p>')
         if ch.fitted_on:
             parts.append(f'<p class="note">Fitted on these rows: {escape(", ".join(ch.fitted_on))}; '

@@ -340,43 +340,16 @@ def _check_channel_config(config) -> None:
 
 
 def _write_report(output_data: str, result: training.TrainingResult, settings, log) -> None:
-    """Charts and report.html; a failure here is logged, not fatal: the model is already saved."""
-    if settings.multiclass:
-        return _write_class_report(output_data, result, log)
+    """Charts and report.html, for any number of classes; a failure here is logged, not fatal: the
+    model is already saved."""
     from ..report import html as report  # matplotlib is imported only when a report is written
 
-    summary = {
-        "objective": settings.objective,
-        **result.policy.costs.as_dict(),
-        "cost columns": ", ".join(f"{cell}: {name}" for cell, name in result.policy.cost_columns)
-                        or "none (class costs for every row)",
-        "loss weights": f"clip(regret / {result.weighting.scale:.6g}, "
-                        f"{1 / result.weighting.cap:g}, {result.weighting.cap:g}) ** "
-                        f"{result.weighting.exponent:g}",
-        "held-out rows": result.held_out,
-        "calibrator": f"Platt on the margin, slope {result.policy.calibrator.slope:.4g}, "
-                      f"intercept {result.policy.calibrator.intercept:.4g}, fitted on "
-                      f"{result.policy.calibrator.rows} held-out rows",
-        "decision rule": result.policy.rule.describe(),
-        "rounds kept": result.best_iteration + 1,
-    }
-    if settings.facet_column:
-        summary["facet (d)"] = f"{settings.facet_column} in {settings.facet_values_or_threshold}"
+    classes = result.policy.class_names if settings.multiclass else report.BINARY_CLASSES
     try:
         files = report.write_report(output_data, list(result.channels.values()),
-                                    "costaware training report", summary, settings.facet_column,
-                                    result.feature_names)
-        log(f"report: {len(files)} files in {output_data}")
-    except Exception:  # noqa: BLE001 - a chart must never fail a finished training job
-        logger.warning("could not write the report:\n%s", traceback.format_exc())
-
-
-def _write_class_report(output_data: str, result: training.TrainingResult, log) -> None:
-    """report.html of a model with more than two classes; a failure is logged, not fatal."""
-    from ..report import classes as report_classes  # matplotlib only when a report is written
-
-    try:
-        files = report_classes.write_report(output_data, result, "costaware training report")
+                                    "costaware training report",
+                                    report.job_summary(result, settings), settings.facet_column,
+                                    result.feature_names, classes)
         log(f"report: {len(files)} files in {output_data}")
     except Exception:  # noqa: BLE001 - a chart must never fail a finished training job
         logger.warning("could not write the report:\n%s", traceback.format_exc())
