@@ -81,7 +81,7 @@ def test_a_registered_metric_appears_everywhere_it_is_derived(mcc_registered):
     data = Dataset(np.zeros((len(y), 1), np.float32), y, ["x"], costs, "mem", False)
     result = evaluate(Channel("validation", data, None), p, DecisionRule(), hyperparameters.parse({}),
                        [], 0, SOLO, "model", [])
-    table = report._metrics_table([result])
+    table = report._metrics_table([result], report.TwoClassPage("", None))
     row = re.search(r"<tr><td>Matthews correlation \(served\)</td><td class=\"num\">([^<]+)</td>", table)
     assert row and float(row.group(1)) == pytest.approx(result.metrics["mcc"], abs=1e-4)
 
