@@ -18,10 +18,15 @@ from support import REPO, run_train
 # more (its setup included) in a full run on a quiet 2-core machine (pytest --durations=0). What
 # they test is still touched by a faster test of the same module; CI runs everything.
 SLOW = {
+    "test_multiclass.py": (
+        "test_the_penalty_lowers_the_favourable_decisions_dppl",
+    ),
     "test_calibration.py": (
         "test_a_model_trained_with_168_to_1_weights_gives_probabilities_held_out_rows_bear_out",
     ),
     "test_checkpoints.py": (
+        "test_three_classes_resume_equal_to_an_uninterrupted_run",
+        "test_sigterm_without_checkpointing_is_still_a_failure",
         "test_a_checkpoint_of_other_settings_or_data_is_refused",
         "test_resume_from_an_older_checkpoint_when_the_newest_is_corrupt",
         "test_resumed_training_equals_an_uninterrupted_run",
@@ -42,6 +47,8 @@ SLOW = {
         "test_parity_penalty_narrows_the_gap",
     ),
     "test_multiclass_serving.py": (
+        "test_a_cell_read_per_row_is_trained_and_served_at_each_rows_own_matrix",
+        "test_a_bad_per_row_cost_is_refused_naming_row_and_column",
         "test_a_bound_on_the_favourable_rate_end_to_end",
         "test_a_two_by_two_matrix_is_the_binary_costs",
         "test_bias_on_the_favourable_classes_end_to_end",
@@ -52,6 +59,7 @@ SLOW = {
         "test_local_tuner_on_a_multiclass_tree",
     ),
     "test_multihost.py": (
+        "test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows",
         "test_a_host_that_dies_while_training_fails_the_others_with_a_one_line_reason",
         "test_a_host_without_train_files_drops_out_as_in_the_built_in_container",
         "test_a_peer_that_never_comes_fails_within_the_peer_timeout",
@@ -92,6 +100,7 @@ SLOW = {
         "test_sigterm_drains_in_flight_request",
     ),
     "test_serving_costs.py": (
+        "test_a_binary_cost_matrix_naming_columns_is_the_cost_column_hyperparameters",
         "test_a_constrained_model_refuses_overrides_and_needs_the_facet",
         "test_an_override_leaves_rows_with_their_own_costs_as_they_were",
         "test_the_command_line_decides_rows_at_their_own_costs",
