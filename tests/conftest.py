@@ -18,6 +18,9 @@ from support import REPO, run_train
 # more (its setup included) in a full run on a quiet 2-core machine (pytest --durations=0). What
 # they test is still touched by a faster test of the same module; CI runs everything.
 SLOW = {
+    "test_report.py": (
+        "test_edge_cases_say_so_and_do_not_warn",
+    ),
     "test_multiclass.py": (
         "test_the_penalty_lowers_the_favourable_decisions_dppl",
     ),
@@ -47,6 +50,7 @@ SLOW = {
         "test_parity_penalty_narrows_the_gap",
     ),
     "test_multiclass_serving.py": (
+        "test_integer_labels_by_default_with_the_matrix_size",
         "test_a_cell_read_per_row_is_trained_and_served_at_each_rows_own_matrix",
         "test_a_bad_per_row_cost_is_refused_naming_row_and_column",
         "test_a_bound_on_the_favourable_rate_end_to_end",
