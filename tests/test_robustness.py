@@ -237,6 +237,45 @@ def test_killed_worker_loses_only_its_requests(model_dir, tmp_path):
         srv.stop()
 
 
+def test_connections_queued_at_sigterm_are_answered(model_dir, rows, tmp_path):
+    """Connections the kernel had queued when SIGTERM came were reset when the worker stopped
+    listening (a worker takes one connection per wake-up); now a stopping worker takes every
+    queued connection and answers its request. The worker is paused (SIGSTOP) while five
+    clients connect and send, so all five wait in the queue when the signal reaches it."""
+    srv = Server(model_dir, tmp_path, workers=1)
+    body = csv_lines(rows[:1])
+    request = post_head(len(body)) + body
+    socks = []
+    try:
+        srv.wait_ready()
+        (worker,) = wait_for_workers(srv, 1)
+        assert ping(srv.port) == 200
+        os.kill(worker, signal.SIGSTOP)
+        socks = [raw_connection(srv.port, request) for _ in range(5)]
+        os.kill(srv.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while not pending_signals(worker) & (1 << (signal.SIGTERM - 1)):  # the master passed it on
+            assert time.monotonic() < deadline, "the master never sent SIGTERM to its worker"
+            time.sleep(0.02)
+        os.kill(worker, signal.SIGCONT)
+        answers = [read_response(sock) for sock in socks]
+        assert [status for status, _ in answers] == [200] * 5, answers
+        assert srv.proc.wait(timeout=30) == 0
+    finally:
+        for sock in socks:
+            sock.close()
+        srv.stop()
+
+
+def pending_signals(pid: int) -> int:
+    """The signals pending for process ``pid`` (its ``ShdPnd`` mask; bit n-1 is signal n)."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("ShdPnd:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
 def test_a_lone_killed_worker_is_replaced_and_answers(model_dir, tmp_path):
     """With one worker nobody else answers: a replacement boots (imports, model, warm-up) and
     answers. Workers keep scikit-learn out (XGBoost would import it, 1.4 s, for nothing). How

@@ -24,9 +24,11 @@ Two faults of the worker pool are handled here too, through a small directory th
 (``WorkerRoster``):
 
 * when a worker becomes ready, the other workers close each of their kept-alive connections after
-  its next answer, so clients reconnect and the kernel spreads them over every worker; without
-  it, after a worker was killed and replaced, the kept-alive clients all stayed on the survivor
-  and the replacement got no traffic;
+  its next answer, so clients reconnect, and after each such close the worker takes no new
+  connection for ``REBALANCE_PAUSE`` seconds, so the reconnection reaches another worker (every
+  worker wakes for a new connection, and the one that just answered often wins the race: a CI
+  run saw 0 of 8 reconnections reach the new worker); without it, after a worker was killed and
+  replaced, the kept-alive clients all stayed on the survivor and the replacement got no traffic;
 * a worker that cannot load the model while another worker serves it (the model file was
   damaged on disk after the start) does not stop the server: it records why, takes no
   connections, and exits after ``MODEL_RETRY_SECONDS`` so that gunicorn starts another, which
@@ -58,6 +60,9 @@ from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers (gunicorn's own limits apply after)
 MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions
 MODEL_RETRY_SECONDS = 10  # a worker that could not load the model waits this long, then exits
+REBALANCE_PAUSE = 0.05  # seconds without accepting after a connection was closed to rebalance
+RECENT_STAMP_NS = 1_000_000_000  # a directory time this close to now may hide a later change
+STOP_ACCEPT_LIMIT = 1024  # queued connections a stopping worker takes, at most (the backlog's size)
 STOP_LINGER = 2.0  # seconds an idle connection stays open after SIGTERM (gunicorn's gthread: 2)
 
 
@@ -189,7 +194,10 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         self.peer = transport.get_extra_info("peername") or ("", -1)
         self.worker.connections.add(self)
-        self.idle()
+        if self.worker.alive:
+            self.idle()
+        else:  # taken from the queue at SIGTERM: its request may be on its way
+            self.timer = self.worker.loop.call_later(STOP_LINGER, self.close)
 
     def connection_lost(self, exc):
         self.worker.connections.discard(self)
@@ -405,7 +413,7 @@ class WorkerRoster:
         except FileNotFoundError:
             pass
         self.known = self.ready_pids()
-        self.stamp = os.stat(self.directory).st_mtime_ns
+        self.stamp = self._settled(os.stat(self.directory).st_mtime_ns)
 
     def record_load_failure(self, message: str) -> None:
         temporary = f"{self.error_path}.{os.getpid()}"
@@ -429,11 +437,18 @@ class WorkerRoster:
             return False
         if stamp == self.stamp:
             return False
-        self.stamp = stamp
+        self.stamp = self._settled(stamp)
         pids = self.ready_pids()
         grew = bool(pids - self.known)
         self.known = pids
         return grew
+
+    @staticmethod
+    def _settled(stamp: int) -> int | None:
+        """``stamp``, or ``None`` (list again next time) while it is recent: file systems stamp
+        with a coarse clock, so a file made in the same tick as the last look leaves the
+        directory's time unchanged and would go unseen."""
+        return stamp if time.time_ns() - stamp > RECENT_STAMP_NS else None
 
 
 def _alive(pid: int) -> bool:
@@ -461,6 +476,9 @@ class AsyncWorker(base.Worker):
         self.loop = None
         self.pool = None
         self.listening = []  # the listening sockets' descriptors
+        self.listeners = []  # the listening sockets
+        self.resume = None  # the timer that takes connections again after a rebalancing close
+        self.arriving = 0  # connections accepted, not yet made (asyncio makes them in a task)
         self.load_failure = None
 
     def init_process(self):
@@ -499,29 +517,57 @@ class AsyncWorker(base.Worker):
             sys.exit(1 if self.alive else 0)
         if self.threads > 1:
             self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="request")
-        for listener in self.sockets:
-            listener.sock.setblocking(False)
-            self.loop.add_reader(listener.sock.fileno(), self.accept, listener.sock)
-            self.listening.append(listener.sock.fileno())
+        self.listeners = [listener.sock for listener in self.sockets]
+        for sock in self.listeners:
+            sock.setblocking(False)
+        self.start_accepting()
         try:
             self.loop.run_forever()
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=False)
 
-    def accept(self, listener):
+    def accept(self, listener) -> bool:
         """One connection per readiness event: every worker wakes for a new connection and the
         first free one takes it, so they share the clients (asyncio's own server would take all
-        the waiting connections at once, leaving the other workers idle)."""
+        the waiting connections at once, leaving the other workers idle). Whether one was taken."""
         try:
             sock, _ = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return  # another worker took it
+            return False  # another worker took it
         except OSError as exc:  # out of file descriptors, say: the connection waits in the queue
             self.log.warning("cannot accept a connection: %s", exc)
-            return
+            return False
         sock.setblocking(False)
-        self.loop.create_task(self.loop.connect_accepted_socket(lambda: Connection(self), sock))
+        self.arriving += 1
+        self.loop.create_task(self.adopt(sock))
+        return True
+
+    async def adopt(self, sock):
+        try:
+            await self.loop.connect_accepted_socket(lambda: Connection(self), sock)
+        except OSError:  # the client went away before the transport was made
+            sock.close()
+        finally:
+            self.arriving -= 1
+
+    def start_accepting(self):
+        self.resume = None
+        if not self.alive or self.listening:
+            return
+        for sock in self.listeners:
+            self.loop.add_reader(sock.fileno(), self.accept, sock)
+            self.listening.append(sock.fileno())
+
+    def step_back(self):
+        """No new connections for ``REBALANCE_PAUSE`` seconds: the client whose connection this
+        worker closes to rebalance reconnects at once, and should reach another worker."""
+        for fd in self.listening:
+            self.loop.remove_reader(fd)
+        self.listening = []
+        if self.resume is not None:
+            self.resume.cancel()
+        self.resume = self.loop.call_later(REBALANCE_PAUSE, self.start_accepting)
 
     def tick(self):
         """The heartbeat gunicorn's master watches, and the check that the master still lives."""
@@ -540,9 +586,15 @@ class AsyncWorker(base.Worker):
         if not self.alive and not self.listening:
             return
         self.alive = False
+        if self.resume is not None:
+            self.resume.cancel()
         for fd in self.listening:
             self.loop.remove_reader(fd)
         self.listening = []
+        for sock in self.listeners:  # connections the kernel queued before the signal are
+            for _ in range(STOP_ACCEPT_LIMIT):  # answered, not reset when the socket closes
+                if not self.accept(sock):
+                    break
         for conn in list(self.connections):
             if not conn.buffer and not conn.busy and not conn.discard:
                 # a request may be on its way (or unread in the kernel): it is answered, with
@@ -553,7 +605,7 @@ class AsyncWorker(base.Worker):
         self.loop.call_soon(self.wait_for_drain, deadline)
 
     def wait_for_drain(self, deadline: float):
-        if not self.connections or time.monotonic() > deadline:
+        if (not self.connections and not self.arriving) or time.monotonic() > deadline:
             self.loop.stop()
         else:
             self.loop.call_later(0.05, self.wait_for_drain, deadline)
@@ -563,6 +615,8 @@ class AsyncWorker(base.Worker):
     def dispatch(self, conn: Connection, request: bytes):
         if self.roster.another_became_ready():
             self.epoch += 1
+        if conn.epoch != self.epoch and self.alive:
+            self.step_back()  # handle() closes this connection after the answer
         conn.busy = True
         if self.pool is None:
             conn.finished(*self.handle(conn, request))
