@@ -15,7 +15,7 @@ PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "contai
 
 # lowest first: a module may import its own stage and the stages below it, never one above
 LAYERS = [
-    ("ground", {"errors", "machine", "storage", "config_files", "cluster", ""}),
+    ("ground", {"errors", "machine", "storage", "config_files", "cluster", "lean_imports", ""}),
     ("decisions", {"decisions"}),
     ("metrics", {"metrics"}),
     ("config", {"config"}),

@@ -8,6 +8,8 @@ import json
 import os
 import sys
 
+from .lean_imports import xgboost_without_sklearn
+
 
 def _hyperparameters(args) -> int:
     from .config import hyperparameters
@@ -161,6 +163,7 @@ def _add_tuner_config(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    xgboost_without_sklearn()
     parser = argparse.ArgumentParser(prog="costaware", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("hyperparameters", help="print the hyperparameter schema")

@@ -31,6 +31,7 @@ import sys
 
 from .. import storage
 from ..config_files import first_problem
+from ..lean_imports import xgboost_without_sklearn
 
 DEFAULT_BASE_DIR = "/opt/ml"
 BASE_DIR_VARIABLE = "SAGEMAKER_BASE_DIR"  # the toolkit's: moves every /opt/ml path under it
@@ -70,6 +71,7 @@ def main() -> int:
     except OSError as exc:
         report_failure(base_dir, storage.reason(exc))
         return 1
+    xgboost_without_sklearn()  # before the toolkit imports the training module, and XGBoost
     from sagemaker_training.cli.train import main as toolkit_train  # reads the files at import
 
     try:
