@@ -274,9 +274,9 @@ def test_a_checkpoint_that_cannot_be_written_does_not_stop_training(tmp_path):
 
 # --- SIGTERM to the real `train` ------------------------------------------------------------------
 
-X, Y = synthetic(12000, d=10, seed=2)
-CHANNELS = {"train": {"t.csv": csv_text(Y[:9000], X[:9000])},
-            "validation": {"v.csv": csv_text(Y[9000:], X[9000:])}}
+X, Y = synthetic(4000, d=10, seed=2)
+CHANNELS = {"train": {"t.csv": csv_text(Y[:3000], X[:3000])},
+            "validation": {"v.csv": csv_text(Y[3000:], X[3000:])}}
 SPOT = {"num_round": "120", "max_depth": "6", "eta": "0.1", "subsample": "0.8", "cost_fn": "5",
         "checkpoint_frequency": "5", "seed": "1"}
 
