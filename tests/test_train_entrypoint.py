@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from costaware.errors import InputError
 from costaware.model import artifact
+from costaware.sagemaker import training_job
 from costaware.model import inference
 from costaware.metrics import log_lines as metric_log
 
@@ -356,7 +358,14 @@ def test_bad_inputs_are_many_and_distinct():
     assert len({case[0] for case in BAD}) == len({case[4] for case in BAD}) == len(BAD)
 
 
-@pytest.mark.parametrize("case", BAD, ids=[case[0] for case in BAD])
+# Through the real `train` process (exit status, output/failure, the traceback in the log): one
+# case of each kind of reason; every case, in this process, below.
+THROUGH_THE_PROCESS = ("no train channel", "non-numeric", "bad value", "parquet corrupt",
+                       "cost column negative", "declared channel missing", "facet column missing")
+
+
+@pytest.mark.parametrize("case", [c for c in BAD if c[0] in THROUGH_THE_PROCESS],
+                         ids=lambda case: case[0])
 def test_bad_input_writes_a_one_line_failure(tmp_path, case):
     _, hyperparameters, channels, content_types, fragment, *setup = case
     base = write_tree(tmp_path, {**FAST, **hyperparameters}, channels, content_types)
@@ -369,6 +378,23 @@ def test_bad_input_writes_a_one_line_failure(tmp_path, case):
     assert "\n" not in reason.strip() and len(reason) < 1024
     assert "Traceback" not in reason
     assert "Traceback" in result.stdout + result.stderr  # the traceback goes to the log
+    assert not (base / "model" / "metadata.json").exists()
+
+
+@pytest.mark.parametrize("case", BAD, ids=[case[0] for case in BAD])
+def test_bad_input_is_a_one_line_reason(tmp_path, case):
+    """What ``train`` writes to output/failure for each bad input: the one line that
+    ``training_job.main`` makes of the input error ``training_job.run`` raises (the process test
+    above shows the line reaches the file), here without a process start per case."""
+    _, hyperparameters, channels, content_types, fragment, *setup = case
+    base = write_tree(tmp_path, {**FAST, **hyperparameters}, channels, content_types)
+    for step in setup:
+        step(base)
+    with pytest.raises(InputError) as raised:
+        training_job.run(str(base), log=lambda line: None)
+    reason = training_job.one_line(raised.value)
+    assert fragment in reason
+    assert "\n" not in reason and len(reason) < 1024
     assert not (base / "model" / "metadata.json").exists()
 
 
@@ -466,11 +492,18 @@ RAGGED_CASES = [
                          [case[1:] for case in RAGGED_CASES], ids=[case[0] for case in RAGGED_CASES])
 def test_ragged_rows_are_refused_naming_file_line_and_both_counts(tmp_path, hyperparameters, channels, reason):
     """pandas reads a short row as missing values at its end: a file cut off mid-write would be
-    trained on silently. Training refuses it with one line (serving refuses the same)."""
+    trained on silently. Training refuses it with one line (serving refuses the same); the
+    first case through the real ``train`` process, the others in this one."""
     base = write_tree(tmp_path, {**FAST, **hyperparameters}, channels)
-    result = run_train(base)
-    assert result.returncode == 1
-    assert failure_reason(base) == f"{base}/input/data/train/{reason}; every row needs the same number of values"
+    if reason == RAGGED_CASES[0][-1]:
+        result = run_train(base)
+        assert result.returncode == 1
+        said = failure_reason(base)
+    else:
+        with pytest.raises(InputError) as raised:
+            training_job.run(str(base), log=lambda line: None)
+        said = training_job.one_line(raised.value)
+    assert said == f"{base}/input/data/train/{reason}; every row needs the same number of values"
     assert not (base / "model" / "metadata.json").exists()
 
 
