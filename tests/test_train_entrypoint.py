@@ -536,3 +536,21 @@ def test_text_labels_and_facets_with_value_lists(tmp_path):
     assert ev["served"]["confusion_matrix"]["tp"] + ev["served"]["confusion_matrix"]["fn"] \
         == int((FRAME.default == 1).sum())
     assert "bias" in ev
+
+
+def test_report_false_writes_the_model_and_evaluation_without_the_charts(tmp_path):
+    """``report=false``: the model, evaluation.json and the log line saying so; no report.html
+    and no chart. The default writes them (the same tree, the other half)."""
+    written = {}
+    for report in ("false", "true"):
+        base = write_tree(tmp_path / report, {**FAST, "report": report}, _train_csv(TRAIN))
+        lines = []
+        training_job.run(str(base), log=lines.append)
+        data = base / "output" / "data"
+        assert (base / "model" / "metadata.json").exists() and (data / "evaluation.json").exists()
+        written[report] = sorted(p.name for p in data.iterdir())
+        said = [line for line in lines if line.startswith("report: ")]
+        assert said == (["report: not written (hyperparameter report is false)"] if report == "false"
+                        else [f"report: {len(written[report]) - 1} files in {data}"]), lines
+    assert written["false"] == ["evaluation.json"]
+    assert "report.html" in written["true"] and any(n.endswith(".png") for n in written["true"])

@@ -290,6 +290,9 @@ def test_tune_multi_objective_then_resume(german_tree, tmp_path):
     assert (work / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     best = json.loads((work / "best.json").read_text())
     assert (Path(best["model_dir"]) / "metadata.json").exists() and best["trial"] in (0, 1, 2)
+    # trials write no report (the tuner's default), and best.json does not pass that on
+    assert not (Path(best["model_dir"]).parent / "output" / "data" / "report.html").exists()
+    assert "report" not in best["hyperparameters"]
     # the objective came from the trial's log, and is the kept model's value
     trial = rows[1]
     evaluation = json.loads((work / trial["dir"] / "output" / "data" / "evaluation.json").read_text())

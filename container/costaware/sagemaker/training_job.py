@@ -279,7 +279,10 @@ def _write_outputs(base_dir: str, result: training.TrainingResult, settings, hos
     })
     output_data = os.path.join(base_dir, "output", "data")
     _write_evaluation(output_data, evaluation_document(result))
-    _write_report(output_data, result, settings, log)
+    if settings.report:
+        _write_report(output_data, result, settings, log)
+    else:
+        log("report: not written (hyperparameter report is false)")
     log(f"model saved to {model_dir}; {kind_of(settings).describe(result.policy)}")
 
 

@@ -221,6 +221,7 @@ def _setup(request: TuneRequest) -> tuple[Setup, bool]:
     own_nthread = "nthread" in merged
     if not own_nthread:  # split the cores between parallel trials
         merged["nthread"] = str(max(1, cpu_count() // jobs))
+    merged.setdefault("report", "false")  # a trial's charts: most of its time, read by nobody
     work = os.path.abspath(request.work)
     os.makedirs(work, exist_ok=True)
     if os.path.exists(os.path.join(work, DB_FILE)) and not request.resume:
@@ -242,7 +243,8 @@ def _write_best(path: str, setup: Setup, chosen: dict, verdict: str | None,
                            "hyperparameters"} if verdict else {}),
             "tuned": chosen["params"],
             "hyperparameters": runner.as_strings(runner.merge(
-                {k: v for k, v in setup.statics.items() if k != "nthread" or own_nthread},
+                {k: v for k, v in setup.statics.items()
+                 if (k != "nthread" or own_nthread) and k != "report"},
                 chosen["params"])),
             "metrics": chosen["metrics"],
             "model_dir": os.path.join(setup.work, chosen["dir"], "model")}

@@ -62,7 +62,7 @@ def check_sweepable(tree: runner.Tree, settings, statics: dict) -> None:
     ``--static`` cost."""
     where = tree.path
     if settings.multiclass:
-        k = len(settings.class_labels)
+        k = settings.n_classes
         raise cfg.ConfigError(f"{where}: the tree has {k} classes; the sweep varies the FN:FP "
                               f"ratio of two classes, which a {k} x {k} cost_matrix does not "
                               "have (compare matrices by training each)")
@@ -168,6 +168,7 @@ def sweep(tree_dir: str, work: str, ratios: list[float], jobs: int | None = None
     as_matrix = bool(base.get("cost_matrix", "").strip())  # a 2 x 2: the tree's form
     if "nthread" not in base:
         base["nthread"] = str(max(1, cpu_count() // jobs))
+    base.setdefault("report", "false")  # a ratio's charts: most of its time; sweep.png sums up
 
     def one(ratio: float) -> dict:
         directory = os.path.join(work, f"ratio-{_ratio_text(ratio)}")
