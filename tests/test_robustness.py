@@ -251,6 +251,10 @@ def test_connections_queued_at_sigterm_are_answered(model_dir, rows, tmp_path):
         (worker,) = wait_for_workers(srv, 1)
         assert ping(srv.port) == 200
         os.kill(worker, signal.SIGSTOP)
+        deadline = time.monotonic() + 30
+        while process_state(worker) != "T":  # stopped: a signal sent now stays pending (one sent
+            assert time.monotonic() < deadline  # before would be taken first, SIGTERM < SIGSTOP)
+            time.sleep(0.01)
         socks = [raw_connection(srv.port, request) for _ in range(5)]
         os.kill(srv.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
@@ -265,6 +269,12 @@ def test_connections_queued_at_sigterm_are_answered(model_dir, rows, tmp_path):
         for sock in socks:
             sock.close()
         srv.stop()
+
+
+def process_state(pid: int) -> str:
+    """The state letter of ``/proc/PID/stat`` (``T``: stopped)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().rsplit(")", 1)[1].split()[0]
 
 
 def pending_signals(pid: int) -> int:
