@@ -445,22 +445,28 @@ def class_rows(n: int, seed: int) -> np.ndarray:
     return parsed(rows)
 
 
-def test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows(tmp_path):
+@pytest.mark.parametrize("matrix", ["[[0,1,3],[2,0,1],[6,2,0]]", '[[0,1,3],[2,0,1],["amount",2,0]]'],
+                         ids=["class costs", "a per-row cell"])
+def test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows(tmp_path, matrix):
     """A 3-class job on two hosts (ShardedByS3Key) with a facet, the fairness penalty and a
     bounded rule: every metric the job reports equals what one host computes for the saved model
     and policy on the union of the rows (from additive K x K summaries; the AUC from the gathered
-    scores), and the calibrator is the one-host fit on all the validation rows."""
+    scores), and the calibrator is the one-host fit on all the validation rows. Also with a cell
+    of the matrix read per row (class 2 decided 0 costs the row's loan amount): the loss weights,
+    the bound and every metric at each row's own matrix, summed over the hosts."""
     from costaware.metrics import bias
     from costaware.config import hyperparameters
     from costaware.decisions import multiclass
     from costaware.metrics import multiclass_metrics
 
-    settings = hyperparameters.parse({k: str(v) for k, v in CLASS_HYPERPARAMETERS.items()})
+    chosen = {**CLASS_HYPERPARAMETERS, "cost_matrix": matrix}
+    settings = hyperparameters.parse({k: str(v) for k, v in chosen.items()})
+    per_row = "amount" in matrix  # then the amount is a cost, not a feature
 
     data = {name: class_rows(n, seed) for name, n, seed in
             (("train", 1200, 1), ("validation", 600, 2), ("test", 400, 3))}
     hosts = hosts_of(2)
-    trees = host_trees(tmp_path, hosts, "ShardedByS3Key", CLASS_HYPERPARAMETERS, data=data)
+    trees = host_trees(tmp_path, hosts, "ShardedByS3Key", chosen, data=data)
     results = run_hosts(trees, hosts)
     assert [code for code, _ in results] == [0, 0], results[0][1][-3000:]
     evaluation = json.loads((trees[0] / "output" / "data" / "evaluation.json").read_text())
@@ -468,19 +474,27 @@ def test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows(tmp_pat
     policy = model.policy
     assert evaluation["policy"]["rule"]["kind"] == "constrained"
 
-    def probability(rows):
-        return policy.probability(model.margin(rows[:, 1:-1]))  # x0..x5 and amount
+    def features(rows):
+        return rows[:, 1:-2] if per_row else rows[:, 1:-1]  # x0..x5 (and the amount)
 
+    def probability(rows):
+        return policy.probability(model.margin(features(rows)))
+
+    def cells(rows):
+        return {(2, 0): rows[:, -2]} if per_row else None
+
+    assert model.feature_names == [f"x{i}" for i in range(6)] + ([] if per_row else ["amount"])
     validation = data["validation"]
-    refit = multiclass.fit_temperature(model.margin(validation[:, 1:-1]),
+    refit = multiclass.fit_temperature(model.margin(features(validation)),
                                        validation[:, 0].astype(np.int64))
     assert refit.rows == policy.calibrator.rows == len(validation)
     assert np.allclose([refit.temperature, *refit.bias],
                        [policy.calibrator.temperature, *policy.calibrator.bias], rtol=1e-4)
     for name, rows in data.items():
         label, sensitive, p = rows[:, 0].astype(np.int64), rows[:, -1] == 1, probability(rows)
-        decision, _ = policy.decide(p, sensitive)
-        expected = multiclass_metrics.channel_metrics(label, p, decision, policy.cost_matrix)
+        decision, _ = policy.decide(p, sensitive, cells(rows))
+        expected = multiclass_metrics.channel_metrics(label, p, decision, policy.cost_matrix,
+                                                      cells=cells(rows))
         facets, _ = bias.collapsed_tables(label, decision, sensitive, (2,))
         expected.update(bias.per_round_with_objective(
             ["DPPL", "DI"], facets, None, expected["auc"], settings.objective_auc_weight,
