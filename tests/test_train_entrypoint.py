@@ -41,7 +41,7 @@ def test_breast_cancer_outputs(breast_cancer_tree):
     evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
     assert set(evaluation["channels"]) == {"train", "validation", "test"}
     assert evaluation["channels"]["validation"]["scored_by"] == "out-of-fold"
-    assert evaluation["channels"]["validation"]["fitted_on_these_rows"] == ["calibrator", "rule"]
+    assert evaluation["channels"]["validation"]["fitted_on_these_rows"] == ["calibrator", "rule", "round"]
     assert evaluation["channels"]["test"]["fitted_on_these_rows"] == []
     for channel in evaluation["channels"].values():
         for key in ("served", "probability_0.5"):
@@ -227,6 +227,9 @@ def test_early_stopping_on_held_out_log_loss_and_the_round_0_warning(tmp_path):
     assert "warning: early stopping kept round 0 only" in result.stdout
     meta = json.loads((base / "model" / "metadata.json").read_text())
     assert meta["best_iteration"] == 0 and meta["rounds_trained"] == 6
+    # the out-of-fold rows chose the round as well as fitting the calibrator and the rule
+    channels = json.loads((base / "output" / "data" / "evaluation.json").read_text())["channels"]
+    assert channels["train"]["fitted_on_these_rows"] == ["trees", "calibrator", "rule", "round"]
 
 
 def _train_csv(rows: str) -> dict:

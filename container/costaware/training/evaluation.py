@@ -22,7 +22,7 @@ class ChannelResult:
 
     name: str
     scored_by: str  # "model" (the saved model) or "out-of-fold" (the fold models)
-    fitted_on: list[str]  # what was fitted on these rows: "trees", "calibrator", "rule"
+    fitted_on: list[str]  # what was fitted on these rows: "trees", "calibrator", "rule", "round"
     metrics: dict  # at the served rule: channel_metrics + fairness distances
     alternatives: dict  # rule name -> metrics, for comparison
     summary: Summary | None  # at the served rule (the report draws from it); binary only

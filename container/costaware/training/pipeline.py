@@ -296,9 +296,12 @@ def evaluate_channels(rows: FitRows, kept: Kept, policy, cluster: Cluster, log
                       ) -> dict[str, ChannelResult]:
     """Step 5: every channel at the served rule."""
     kind = rows.kind
+    held_fits = kind.held_out_fits(policy)
+    if kind.settings.early_stopping_rounds:  # the held-out rows chose the round too
+        held_fits = held_fits + ["round"]
     results = {}
     for name, ch in rows.channels.items():
-        p, scored_by, fitted = scoring_plan(rows, name, kept, ch, kind.held_out_fits(policy))
+        p, scored_by, fitted = scoring_plan(rows, name, kept, ch, held_fits)
         results[name] = kind.evaluate(ch, p, policy, rows.n_groups, cluster, scored_by, fitted)
         results[name].contributions = kind.contributions(kept.booster, ch,
                                                          rows.fit.data.feature_names, cluster)
