@@ -42,6 +42,7 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from ..errors import load_failure_reason
+from ..lean_imports import without_sklearn
 from .config import ServerConfigError, ServerSettings
 
 
@@ -146,14 +147,6 @@ class CostawareServer(BaseApplication):
 
         return create_app(self.settings.model_dir, self.settings,
                           health=WorkerRoster(self.state_dir).problem)
-
-
-def without_sklearn() -> None:
-    """Keep scikit-learn out of this process (a worker, or the model-check child), before XGBoost
-    is imported. XGBoost imports scikit-learn, and with it scipy.stats, whenever it is installed,
-    only for its scikit-learn wrapper, which serving never uses: that was 1.4 of a worker's 2.2 s
-    boot here, and so of the time a killed worker's replacement takes to answer."""
-    sys.modules.setdefault("sklearn", None)  # `import sklearn` then raises ImportError
 
 
 def check_model(model_dir: str) -> str | None:
