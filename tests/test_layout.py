@@ -24,6 +24,7 @@ LAYERS = [
     ("report", {"report"}),
     ("training", {"training"}),
     ("serving", {"serving"}),
+    ("monitoring", {"monitoring"}),
     ("tuning", {"tuning"}),
     ("sagemaker", {"sagemaker"}),
     ("cli", {"cli"}),

@@ -162,6 +162,28 @@ def _add_tuner_config(sub) -> None:
     p.set_defaults(func=_tuner_config)
 
 
+def _monitor(args) -> int:
+    """The image's ``monitor`` on local directories: the same job, its environment from flags."""
+    from .monitoring import job
+
+    baseline = args.baseline
+    env = {"dataset_source": args.capture, "output_path": args.output,
+           "baseline_statistics": os.path.join(baseline, "statistics.json"),
+           "baseline_constraints": os.path.join(baseline, "constraints.json"),
+           "ground_truth_source": args.ground_truth or "", "start_time": args.start or "",
+           "end_time": args.end or "", "dataset_format": '{"sagemakerCaptureJson": {}}',
+           job.BASE_DIR_VARIABLE: args.output}
+    return job.monitor_main(env=env)
+
+
+def _suggest_baseline(args) -> int:
+    from .monitoring import job
+
+    return job.suggest_baseline_main(["--model", args.model_dir, "--data", args.data,
+                                      "--output", args.output, "--content-type",
+                                      args.content_type], env={job.BASE_DIR_VARIABLE: args.output})
+
+
 def main(argv: list[str] | None = None) -> int:
     xgboost_without_sklearn()
     parser = argparse.ArgumentParser(prog="costaware", description=__doc__)
@@ -196,6 +218,24 @@ def main(argv: list[str] | None = None) -> int:
     _add_tuner_config(sub)
     from .tuning import sweep, tune_cli
 
+    p = sub.add_parser("monitor", help="monitor captured traffic against a model's baseline "
+                                       "(the image's `monitor`, Model Monitor's contract)")
+    p.add_argument("--capture", required=True,
+                   help="data capture: {endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl under it")
+    p.add_argument("--baseline", required=True,
+                   help="directory with statistics.json and constraints.json (model/baseline/)")
+    p.add_argument("--output", required=True)
+    p.add_argument("--ground-truth", help="directory of ground-truth records (*.jsonl)")
+    p.add_argument("--start", help="window start, ISO 8601 (inferenceTime >= start)")
+    p.add_argument("--end", help="window end, ISO 8601 (inferenceTime < end)")
+    p.set_defaults(func=_monitor)
+    p = sub.add_parser("suggest-baseline", help="a model's monitoring baseline from a labelled "
+                                                "data set (the image's `suggest-baseline`)")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--data", required=True, help="CSV or Parquet files, as a training channel")
+    p.add_argument("--output", required=True)
+    p.add_argument("--content-type", default="text/csv")
+    p.set_defaults(func=_suggest_baseline)
     p = sub.add_parser("tune", help="tune locally with optuna, each trial a real training run")
     tune_cli.add_arguments(p)
     p.set_defaults(func=_tune)

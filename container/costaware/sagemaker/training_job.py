@@ -181,6 +181,7 @@ class Job:
             self.log(f"host {cluster.host}: training done; {cluster.hosts[0]} writes the model")
             return None
         _write_outputs(self.base_dir, result, self.settings, hosts, self.log)
+        _write_baseline(self.base_dir, result, datasets, self.log)
         return result
 
     def load(self, cluster: Cluster) -> dict:
@@ -284,6 +285,35 @@ def _write_outputs(base_dir: str, result: training.TrainingResult, settings, hos
     else:
         log("report: not written (hyperparameter report is false)")
     log(f"model saved to {model_dir}; {kind_of(settings).describe(result.policy)}")
+
+
+def _write_baseline(base_dir: str, result: training.TrainingResult, datasets: dict, log) -> None:
+    """The model's monitoring baseline (:mod:`costaware.monitoring.baseline`): in
+    ``model/baseline/`` (it travels in model.tar.gz) and ``output/data/baseline/``. The train
+    channel's rows give the columns' statistics; the test channel's rows, scored by the model,
+    the rest; without test rows, the held-out rows at their held-out probabilities."""
+    from ..monitoring import baseline
+    from ..monitoring.job import write_json
+
+    metadata = json.load(open(os.path.join(base_dir, "model", artifact.METADATA_FILE),
+                              encoding="utf-8"))
+    spec = baseline.ModelSpec.of_metadata(metadata)
+    test = datasets.get("test")
+    if test is not None and test.rows:
+        scored, source = test, f"the test channel's {test.rows} rows, scored by the model"
+        p = result.policy.probability(training.margin(result.booster, test, None,
+                                                      result.policy.k))
+    else:
+        scored, p = result.held_out_rows, result.held_out_p
+        source = f"the {scored.rows} held-out rows ({result.held_out}) at their held-out probabilities"
+    statistics, constraints = baseline.documents(spec, datasets["train"], scored, p, source)
+    for directory in (os.path.join(base_dir, "model", "baseline"),
+                      os.path.join(base_dir, "output", "data", "baseline")):
+        os.makedirs(directory, exist_ok=True)
+        write_json(directory, baseline.STATISTICS_FILE, statistics)
+        write_json(directory, baseline.CONSTRAINTS_FILE, constraints)
+    log(f"monitoring baseline: model/baseline/ ({len(statistics['features'])} columns from the "
+        f"train channel; scores, costs and calibration from {source})")
 
 
 def _write_evaluation(output_data: str, document: dict) -> None:

@@ -152,6 +152,13 @@ def _leaves(fields: tuple[str, ...], class_names: tuple[str, ...] | None
                  for name in (class_names if f in PER_CLASS_FIELDS and class_names else (None,)))
 
 
+def csv_columns(fields: tuple[str, ...], class_names: tuple[str, ...] | None
+                ) -> tuple[tuple[str, str | None], ...]:
+    """The columns of a CSV answer with these fields: ``(field, class name or None)`` each (what
+    a monitoring job reads back from captured answers)."""
+    return _leaves(tuple(fields), class_names)
+
+
 def _column(result: dict, leaf: tuple[str, str | None]) -> np.ndarray:
     field, name = leaf
     if name is None:

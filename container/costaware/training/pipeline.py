@@ -60,6 +60,10 @@ class TrainingResult:
     held_out: str  # how the held-out rows were made, in words
     rows: dict = field(default_factory=dict)  # channel -> rows (over every host)
     min_child_weight: float = 1.0  # as passed to XGBoost
+    # the first host's held-out rows and their calibrated probabilities (out of fold, or the
+    # validation rows'): what a monitoring baseline scores when the job has no test rows
+    held_out_rows: Dataset | None = None
+    held_out_p: np.ndarray | None = None
 
 
 @dataclass
@@ -132,7 +136,7 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
         return None
     return TrainingResult(kept.booster, policy, results, kept.best, kept.rounds_trained,
                           list(rows.fit.data.feature_names), weighting, held.description, rows_of,
-                          params["min_child_weight"])
+                          params["min_child_weight"], held.channel.data, kept.held_p)
 
 
 def fit_rows(settings, kind, train_data: Dataset, validation: Dataset | None,

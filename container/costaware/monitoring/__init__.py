@@ -1,0 +1,1 @@
+"""After deployment: baselines, data capture, drift, realized cost, calibration and bias."""

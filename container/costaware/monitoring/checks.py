@@ -1,0 +1,187 @@
+"""A window's statistics against the baseline's: one violation per constraint broken, in Model
+Monitor's format (``feature_name``, ``constraint_check_type``, ``description``), each with the
+figure (``value``) and the bound it broke (``bound``).
+
+Every check is a test at the constraints' ``significance`` alpha (0.01 by default): under no
+drift it fires with probability at most alpha (nearly, for the normal approximations), whatever
+the window's size.
+
+| check | fires when |
+| --- | --- |
+| ``completeness_check`` | the window's missing share exceeds the baseline's (at least 1/2m) by ``z_a sqrt(p0 (1 - p0) / n)`` |
+| ``data_type_check`` | an Integral column has more than ``datatype_check_threshold`` fractional values |
+| ``non_negative_check`` | a column never negative in the baseline has negative values |
+| ``baseline_drift_check`` (features), ``cost_drift_check`` (per-row cost columns), ``score_drift_check`` | the KS distance at the cut points exceeds its bound (:mod:`costaware.monitoring.columns`) |
+| ``base_rate_drift_check`` | the mean probability of a class moved by more than ``z_(a/2) sqrt(se_b^2 + se_w^2)`` |
+| ``expected_cost_check`` | the expected cost per decision rose by more than ``z_a sqrt(se_b^2 + se_w^2)`` |
+| ``bias_drift_check`` | \\|DPPL\\| of the decisions rose by more than ``z_a sqrt(se_b^2 + se_w^2)`` |
+| ``realized_cost_check`` | (labels) the realized cost per decision rose by more than ``z_a sqrt(se_b^2 + se_w^2)`` |
+| ``savings_check`` | (labels) the decisions cost more than deciding the same for everyone: ``mean(c - c_trivial) > z_a se`` |
+| ``cost_gap_check`` | (labels) predicted minus realized cost moved from the baseline's by more than ``z_(a/2) sqrt(se_b^2 + se_w^2)``: the calibration has drifted |
+| ``log_loss_check`` | (labels) the log loss rose by more than ``z_a sqrt(se_b^2 + se_w^2)`` |
+| ``auc_check`` | (labels) the AUC fell by more than ``z_a sqrt(se_b^2 + se_w^2)`` |
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+from .columns import ks_bound
+
+CHECKS = ("completeness_check", "data_type_check", "non_negative_check", "baseline_drift_check",
+          "cost_drift_check", "score_drift_check", "base_rate_drift_check", "expected_cost_check",
+          "bias_drift_check", "realized_cost_check", "savings_check", "cost_gap_check",
+          "log_loss_check", "auc_check")
+
+
+def violations(baseline: dict, constraints: dict, window: dict) -> list[dict]:
+    """The violations of ``window`` (its statistics.json) against the baseline's statistics.json
+    and constraints.json."""
+    config = constraints.get("monitoring_config", {})
+    if config.get("evaluate_constraints", "Enabled") != "Enabled":
+        return []
+    alpha = float(constraints["costaware"]["significance"])
+    z1, z2 = NormalDist().inv_cdf(1 - alpha), NormalDist().inv_cdf(1 - alpha / 2)
+    found: list[dict] = []
+    add = (lambda name, check, value, bound, text:
+           found.append({"feature_name": name, "constraint_check_type": check,
+                         "description": text, "value": value, "bound": bound}))
+    cost_names = {c["name"] for c in constraints["features"]
+                  if c.get("costaware", {}).get("role") == "cost"}
+    _column_checks(baseline["features"], constraints, window["features"], cost_names, alpha, z1, add)
+    _distribution_checks(baseline["costaware"]["scores"], window["costaware"]["scores"],
+                         "score_drift_check", constraints, alpha, add)
+    _figure_checks(baseline["costaware"], window["costaware"], z1, z2, add)
+    return found
+
+
+def _column_checks(base: list, constraints: dict, window: list, cost_names: set, alpha: float,
+                   z1: float, add) -> None:
+    config = constraints.get("monitoring_config", {})
+    by_name = {c["name"]: c for c in constraints["features"]}
+    for b, w in zip(base, window):
+        name = b["name"]
+        rule = by_name.get(name, {})
+        common_b = b["numerical_statistics"]["common"]
+        common_w = w["numerical_statistics"]["common"]
+        m = common_b["num_present"] + common_b["num_missing"]
+        n = common_w["num_present"] + common_w["num_missing"]
+        if n and name not in cost_names and "completeness" in rule:
+            p0 = max(1.0 - rule["completeness"], 0.5 / max(m, 1))
+            share = common_w["num_missing"] / n
+            bound = p0 + z1 * math.sqrt(p0 * (1 - p0) / n)
+            if share > bound:
+                add(name, "completeness_check", 1 - share, 1 - bound,
+                    f"{name}: {common_w['num_missing']} of {n} values missing "
+                    f"(completeness {1 - share:.4f}; the baseline's {rule['completeness']:.4f}, "
+                    f"bound {1 - bound:.4f})")
+        own = w.get("costaware", {})
+        present = common_w["num_present"]
+        if present and rule.get("inferred_type") == "Integral" and w["inferred_type"] != "Integral":
+            threshold = float(config.get("datatype_check_threshold", 0.1))
+            fractional = _fractional_share(w)
+            if fractional is not None and fractional > threshold:
+                add(name, "data_type_check", fractional, threshold,
+                    f"{name}: {fractional:.1%} of the values are fractional; the baseline's are "
+                    f"Integral (bound {threshold:.1%})")
+        if present and rule.get("num_constraints", {}).get("is_non_negative") and own.get("negative"):
+            add(name, "non_negative_check", own["negative"], 0,
+                f"{name}: {own['negative']} negative values; the baseline has none")
+    _distribution_checks(base, window, "baseline_drift_check", constraints, alpha, add,
+                         cost_names)
+
+
+def _fractional_share(entry: dict) -> float | None:
+    own = entry.get("costaware", {})
+    present = entry["numerical_statistics"]["common"]["num_present"]
+    return own.get("fractional", 0) / present if present else None
+
+
+def _distribution_checks(base: list, window: list, check: str, constraints: dict, alpha: float,
+                         add, cost_names: set = frozenset()) -> None:
+    spec = constraints.get("monitoring_config", {}).get("distribution_constraints", {})
+    if spec.get("perform_comparison", "Enabled") != "Enabled":
+        return
+    floor = float(spec.get("comparison_threshold", 0.0))
+    for b, w in zip(base, window):
+        distance = (w.get("costaware") or {}).get("distance")
+        if distance is None:
+            continue
+        n = w["numerical_statistics"]["common"]["num_present"]
+        m = b["numerical_statistics"]["common"]["num_present"]
+        bound = ks_bound(n, m, alpha, floor)
+        kind = "cost_drift_check" if b["name"] in cost_names else check
+        if distance > bound:
+            add(b["name"], kind, distance, bound,
+                f"{b['name']}: distance {distance:.4f} from the baseline's distribution "
+                f"(Kolmogorov-Smirnov at the baseline's cut points; {n} values against {m}) "
+                f"exceeds {bound:.4f}")
+
+
+def _shift(base: dict | None, window: dict | None) -> tuple[float, float] | None:
+    """``(window - baseline, sqrt(se_b^2 + se_w^2))``, or None when either lacks a figure."""
+    if not base or not window or base.get("value") is None or window.get("value") is None:
+        return None
+    if base.get("se") is None or window.get("se") is None:
+        return None
+    return window["value"] - base["value"], math.hypot(base["se"], window["se"])
+
+
+def _figure_checks(base: dict, window: dict, z1: float, z2: float, add) -> None:
+    bu, wu = base["unlabelled"], window["unlabelled"]
+    rates = list(zip(bu.get("base_rate") or [], wu.get("base_rate") or []))
+    for k, (b, w) in enumerate(rates[1:] if len(rates) == 2 else rates, start=1 if len(rates) == 2 else 0):
+        _two_sided(f"base_rate_{k}", "base_rate_drift_check", b, w, z2, add,
+                   f"the mean probability of class {k}")
+    _rise("expected_cost_per_decision", "expected_cost_check", bu.get("expected_cost"),
+          wu.get("expected_cost"), z1, add, "the expected cost per decision")
+    if bu.get("dppl") and wu.get("dppl") and None not in (bu["dppl"]["value"], wu["dppl"]["value"]):
+        b, w = bu["dppl"], wu["dppl"]
+        _rise("DPPL", "bias_drift_check", {"value": abs(b["value"]), "se": b["se"]},
+              {"value": abs(w["value"]), "se": w["se"]}, z1, add,
+              "|DPPL| of the decisions (facet a minus facet d)")
+    bl, wl = base["labelled"], window["labelled"]
+    if not wl.get("rows"):
+        return
+    if bl.get("rows"):
+        _rise("realized_cost_per_decision", "realized_cost_check", bl.get("realized_cost"),
+              wl.get("realized_cost"), z1, add, "the realized cost per decision")
+        _two_sided("cost_gap", "cost_gap_check", bl.get("cost_gap"), wl.get("cost_gap"), z2, add,
+                   "predicted minus realized cost per decision (calibration)")
+        _rise("log_loss", "log_loss_check", bl.get("log_loss"), wl.get("log_loss"), z1, add,
+              "the log loss")
+        b, w = bl.get("auc"), wl.get("auc")
+        if b and w and None not in (b.get("value"), w.get("value"), b.get("se"), w.get("se")):
+            _rise("auc", "auc_check", {"value": -b["value"], "se": b["se"]},
+                  {"value": -w["value"], "se": w["se"]}, z1, add, "the AUC (negated: a fall)")
+    over = wl.get("cost_minus_trivial") or {}
+    if over.get("value") is not None and over.get("se"):
+        bound = z1 * over["se"]
+        if over["value"] > bound:
+            add("savings", "savings_check", over["value"], bound,
+                f"the decisions cost {over['value']:.6g} per decision more than deciding "
+                f"class {wl['cheapest_trivial']} for everyone (bound {bound:.6g}; savings "
+                f"{wl['savings']:.4f})")
+
+
+def _rise(name: str, check: str, base, window, z: float, add, what: str) -> None:
+    shift = _shift(base, window)
+    if shift is None:
+        return
+    delta, se = shift
+    if delta > z * se:
+        add(name, check, window["value"], base["value"] + z * se,
+            f"{what}: {window['value']:.6g} against the baseline's {base['value']:.6g} "
+            f"(bound {base['value'] + z * se:.6g})")
+
+
+def _two_sided(name: str, check: str, base, window, z: float, add, what: str) -> None:
+    shift = _shift(base, window)
+    if shift is None:
+        return
+    delta, se = shift
+    if abs(delta) > z * se:
+        add(name, check, window["value"], [base["value"] - z * se, base["value"] + z * se],
+            f"{what}: {window['value']:.6g} against the baseline's {base['value']:.6g} "
+            f"(bounds {base['value'] - z * se:.6g} to {base['value'] + z * se:.6g})")
