@@ -339,3 +339,149 @@ def service_constraint_errors(value, shape, path, errors):
     elif kind in ("integer", "long"):
         if "max" in meta and value > meta["max"]:
             errors.append(f"{path}: {value} > {meta['max']}")
+
+
+# ------------------------------------------ Model Monitor: capture records and documented schemas
+
+
+def capture_record(request: bytes, request_type: str, response: bytes, response_type: str,
+                   inference_id: str | None, when: str, event_id: str | None = None) -> dict:
+    """One SageMaker data-capture record (model-monitor-data-capture-endpoint.md)."""
+    def part(mode, body, content_type):
+        try:
+            text, encoding = body.decode("utf-8"), ("CSV" if "csv" in content_type else "JSON")
+        except UnicodeDecodeError:
+            import base64
+            text, encoding = base64.b64encode(body).decode("ascii"), "BASE64"
+        return {"observedContentType": content_type, "mode": mode, "data": text,
+                "encoding": encoding}
+
+    meta = {"eventId": event_id or f"event-{inference_id or when}", "inferenceTime": when}
+    if inference_id is not None:
+        meta["inferenceId"] = inference_id
+    return {"captureData": {"endpointInput": part("INPUT", request, request_type),
+                            "endpointOutput": part("OUTPUT", response, response_type)},
+            "eventMetadata": meta, "eventVersion": "0"}
+
+
+def answered_records(model_dir: str, rows: list[str], accepts=("application/jsonlines",),
+                     start: str = "2026-12-06T06:00:00", ids: list[str] | None = None) -> list[dict]:
+    """Capture records of ``rows`` (each a CSV request body) answered by the server's own code
+    (:func:`costaware.serving.invocation.respond`), one second apart from ``start`` (UTC)."""
+    from datetime import datetime, timedelta
+
+    from costaware.model.artifact import load
+    from costaware.serving.invocation import Invocations, respond
+
+    invocations = Invocations(load(model_dir, nthread=1))
+    first = datetime.fromisoformat(start)
+    out = []
+    for i, body in enumerate(rows):
+        accept = accepts[i % len(accepts)]
+        reply = respond(invocations, body.encode(), "text/csv", accept, None)
+        assert reply.status == 200, reply.body
+        when = (first + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out.append(capture_record(body.encode(), "text/csv", reply.body,
+                                  reply.headers["Content-Type"],
+                                  ids[i] if ids else f"id-{i}", when))
+    return out
+
+
+def ground_truth_record(key: str, label) -> dict:
+    """Model Monitor's ground-truth merge record (model-monitor-model-quality-merge.md)."""
+    return {"groundTruthData": {"data": str(label), "encoding": "CSV"},
+            "eventMetadata": {"eventId": key}, "eventVersion": "0"}
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+# The schemas of the Model Monitor documentation's pages (model-monitor-byoc-statistics.md,
+# model-monitor-byoc-constraints.md, model-monitor-interpreting-violations.md,
+# model-monitor-byoc-cloudwatch.md), written as JSON Schema: every documented member with its
+# type; extra members are allowed, as the pages allow a container's own.
+_NUMBER = {"type": "number"}
+_COMMON = {"type": "object", "required": ["num_present", "num_missing"],
+           "properties": {"num_present": _NUMBER, "num_missing": _NUMBER}}
+STATISTICS_SCHEMA = {
+    "type": "object", "required": ["version", "dataset", "features"],
+    "properties": {
+        "version": _NUMBER,
+        "dataset": {"type": "object", "required": ["item_count"],
+                    "properties": {"item_count": _NUMBER}},
+        "features": {"type": "array", "items": {
+            "type": "object", "required": ["name", "inferred_type"],
+            "properties": {
+                "name": {"type": "string"},
+                "inferred_type": {"enum": ["Fractional", "Integral", "String", "Unknown"]},
+                "numerical_statistics": {
+                    "type": "object", "required": ["common"],
+                    "properties": {
+                        "common": _COMMON, "mean": _NUMBER, "sum": _NUMBER, "std_dev": _NUMBER,
+                        "min": _NUMBER, "max": _NUMBER,
+                        "distribution": {"type": "object", "properties": {"kll": {
+                            "type": "object", "required": ["buckets", "sketch"],
+                            "properties": {
+                                "buckets": {"type": "array", "items": {
+                                    "type": "object",
+                                    "required": ["lower_bound", "upper_bound", "count"],
+                                    "properties": {"lower_bound": _NUMBER, "upper_bound": _NUMBER,
+                                                   "count": _NUMBER}}},
+                                "sketch": {"type": "object", "required": ["parameters", "data"],
+                                           "properties": {
+                                               "parameters": {"type": "object",
+                                                              "required": ["c", "k"],
+                                                              "properties": {"c": _NUMBER,
+                                                                             "k": _NUMBER}},
+                                               "data": {"type": "array", "items": {
+                                                   "type": "array", "items": _NUMBER}}}}}}}},
+                    }},
+            }}},
+    }}
+CONSTRAINTS_SCHEMA = {
+    "type": "object", "required": ["version", "features"],
+    "properties": {
+        "version": _NUMBER,
+        "features": {"type": "array", "items": {
+            "type": "object", "required": ["name", "inferred_type"],
+            "properties": {
+                "name": {"type": "string"},
+                "inferred_type": {"enum": ["Integral", "Fractional", "String", "Unknown"]},
+                "completeness": {"type": "number", "minimum": 0, "maximum": 1},
+                "num_constraints": {"type": "object",
+                                    "properties": {"is_non_negative": {"type": "boolean"}}},
+                "string_constraints": {"type": "object", "properties": {
+                    "domains": {"type": "array", "items": {"type": "string"}}}},
+                "monitoringConfigOverrides": {"type": "object"}}}},
+        "monitoring_config": {"type": "object", "properties": {
+            "evaluate_constraints": {"enum": ["Enabled", "Disabled"]},
+            "emit_metrics": {"enum": ["Enabled", "Disabled"]},
+            "datatype_check_threshold": _NUMBER, "domain_content_threshold": _NUMBER,
+            "distribution_constraints": {"type": "object", "properties": {
+                "perform_comparison": {"enum": ["Enabled", "Disabled"]},
+                "comparison_threshold": _NUMBER,
+                "comparison_method": {"enum": ["Simple", "Robust"]}}}}},
+    }}
+VIOLATIONS_SCHEMA = {
+    "type": "object", "required": ["violations"],
+    "properties": {"violations": {"type": "array", "items": {
+        "type": "object", "required": ["feature_name", "constraint_check_type", "description"],
+        "properties": {"feature_name": {"type": "string"},
+                       "constraint_check_type": {"type": "string"},
+                       "description": {"type": "string"}}}}}}
+CLOUDWATCH_METRIC_SCHEMA = {
+    "type": "object", "required": ["MetricName", "Timestamp", "Dimensions"],
+    "properties": {
+        "MetricName": {"type": "string", "minLength": 1},
+        "Timestamp": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"},
+        "Dimensions": {"type": "array", "items": {
+            "type": "object", "required": ["Name", "Value"],
+            "properties": {"Name": {"type": "string"}, "Value": {"type": "string"}}}},
+        "Value": _NUMBER,
+        "StatisticValues": {"type": "object",
+                            "required": ["SampleCount", "Sum", "Minimum", "Maximum"]},
+        "Unit": {"type": "string"}},
+    "oneOf": [{"required": ["Value"]}, {"required": ["StatisticValues"]}]}

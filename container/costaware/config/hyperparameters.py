@@ -475,6 +475,13 @@ def parse(raw: Mapping[str, Any]) -> Settings:
     return settings
 
 
+def parse_saved(values: Mapping[str, Any]) -> Settings:
+    """The settings a model saved (``metadata.json``'s ``hyperparameters``: every name, defaults
+    included): parsed from the names whose value differs from the default, as they were given."""
+    given = {k: v for k, v in values.items() if k in BY_NAME and v != BY_NAME[k].default}
+    return parse(given)
+
+
 POST_TRAINING_PER_ROUND = bias.PER_ROUND  # what fairness_metrics accepts: bias.py's list
 
 

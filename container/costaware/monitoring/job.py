@@ -213,7 +213,7 @@ def suggest_baseline(model_dir: str, data_dir: str, output: str, content_type: s
     with _model_directory(model_dir) as directory:
         model = load(directory)
     spec = ModelSpec.of_metadata(model.metadata)
-    settings = hyperparameters.parse(model.metadata.get("hyperparameters") or {})
+    settings = hyperparameters.parse_saved(model.metadata.get("hyperparameters") or {})
     options = data.options_from_settings(settings, content_type)
     dataset = data.load_channel(data_dir, content_type, options, log)
     reference = data.Dataset.empty(model.feature_names, options, data_dir)

@@ -33,7 +33,7 @@ class ModelSpec:
     @classmethod
     def of_metadata(cls, metadata: dict) -> "ModelSpec":
         """From a model's metadata.json (the saved hyperparameters say the facet and classes)."""
-        settings = hyperparameters.parse(metadata.get("hyperparameters") or {})
+        settings = hyperparameters.parse_saved(metadata.get("hyperparameters") or {})
         policy = policy_from_dict(metadata["decision_policy"])
         favourable = tuple(settings.favourable) if policy.k > 2 else (1,)
         return cls(list(metadata.get("request_columns") or metadata["feature_names"]),
