@@ -479,6 +479,11 @@ def parse_saved(values: Mapping[str, Any]) -> Settings:
     """The settings a model saved (``metadata.json``'s ``hyperparameters``: every name, defaults
     included): parsed from the names whose value differs from the default, as they were given."""
     given = {k: v for k, v in values.items() if k in BY_NAME and v != BY_NAME[k].default}
+    if given.get("cost_matrix") and not given.get("classes"):
+        # a 2 x 2 matrix was read into the binary costs (binary_matrix): those are derived
+        for cell in ("fp", "fn", "tp", "tn"):
+            given.pop(f"cost_{cell}", None)
+            given.pop(f"cost_{cell}_column", None)
     return parse(given)
 
 
