@@ -27,7 +27,9 @@ def test_breast_cancer_outputs(breast_cancer_tree):
     base = breast_cancer_tree
     assert (base / "output" / "success").exists() and not (base / "output" / "failure").exists()
     files = sorted(p.name for p in (base / "model").iterdir())
-    assert files == ["metadata.json", "xgboost-model.ubj"]
+    assert files == ["baseline", "metadata.json", "xgboost-model.ubj"]
+    assert sorted(p.name for p in (base / "model" / "baseline").iterdir()) == \
+        ["constraints.json", "statistics.json"]
     meta = json.loads((base / "model" / "metadata.json").read_text())
     assert meta["feature_names"] == [f"f{i}" for i in range(30)]
     assert meta["request_columns"] == meta["feature_names"]  # no cost columns, no facet
@@ -554,6 +556,6 @@ def test_report_false_writes_the_model_and_evaluation_without_the_charts(tmp_pat
         written[report] = sorted(p.name for p in data.iterdir())
         said = [line for line in lines if line.startswith("report: ")]
         assert said == (["report: not written (hyperparameter report is false)"] if report == "false"
-                        else [f"report: {len(written[report]) - 1} files in {data}"]), lines
-    assert written["false"] == ["evaluation.json"]
+                        else [f"report: {len(written[report]) - 2} files in {data}"]), lines
+    assert written["false"] == ["baseline", "evaluation.json"]  # the monitoring baseline's copy
     assert "report.html" in written["true"] and any(n.endswith(".png") for n in written["true"])
