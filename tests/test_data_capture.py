@@ -425,3 +425,18 @@ def test_inference_ids_as_invoke_endpoint_takes_them(value, ok):
                                       ("a-", False), ("a/b", False), ("..", False), ("", False)])
 def test_endpoint_and_variant_names_as_sagemaker_takes_them(value, ok):
     assert (dc.check_name(value) is None) == ok
+
+
+def test_a_worker_starts_a_new_file_in_the_next_hours_directory(tmp_path):
+    from costaware.serving.capture import CaptureWriter
+
+    writer = CaptureWriter(str(tmp_path), "ep", "AllTraffic", 100)
+    hour = datetime(2022, 2, 14, 17, tzinfo=timezone.utc).timestamp()
+    for when in (hour - 1.5, hour - 0.001, hour, hour + 3599.999):
+        writer.write(when, "text/csv", b"1,2\n", "text/csv", b"0", None)
+    writer.close()
+    files = capture_files(tmp_path)
+    assert [path.parent.name for path in files] == ["16", "17"]
+    assert [len(path.read_bytes().splitlines()) for path in files] == [2, 2]
+    assert len(read_records(tmp_path, "ep", "AllTraffic")) == 4  # each file in its records' hour
+    assert writer.fd is None and writer.written == 4 and writer.failures == {}
