@@ -46,6 +46,10 @@ SLOW = {
         "test_sweep",
         "test_tune",
     ),
+    "test_data_capture.py": (
+        "test_a_full_disk_never_fails_a_request_and_each_reason_is_logged_once",
+        "test_percentage_zero_captures_nothing",
+    ),
     "test_demo_table.py": (
         "test_the_readme_demo_table_is_what_the_demo_prints",
     ),

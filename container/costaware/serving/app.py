@@ -11,20 +11,25 @@ request reads only immutable state (the model, the settings); a per-request cost
 a new policy object, so a request, good or bad, cannot change what the next one gets.
 
 Every error is JSON ``{"error": "...", "status": N, ...}`` (the table is in docs/serving.md).
+With data capture on, a sampled request that was answered is appended, with the answer the client
+got, to this worker's capture file (capture.py) before the answer leaves.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 
 import numpy as np
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from .. import data_capture
 from ..model import artifact
 from ..model import inference
 from . import codecs, policy_override
+from .capture import CaptureWriter
 from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
 from .invocation import Invocations, Reply, error_reply, respond
 
@@ -55,11 +60,12 @@ def _to_response(reply: Reply) -> Response:
 
 
 def create_app(model_dir: str | None = None, settings: ServerSettings | None = None,
-               health=None) -> Flask:
+               health=None, capture: CaptureWriter | None = None) -> Flask:
     """Load the model in ``model_dir`` (default from the environment) and build the app.
 
     ``health``: a function giving why the server is degraded (``None`` when it is not), which
-    ``/ping`` reports (the server's workers share it: worker.WorkerRoster).
+    ``/ping`` reports (the server's workers share it: worker.WorkerRoster). ``capture``: where
+    this worker writes the answered requests (capture.py), ``None`` for no capture.
 
     Raises :class:`costaware.model.artifact.ModelLoadError` with a one-line reason if the model cannot
     be loaded: the worker then fails to boot and gunicorn stops, rather than serving 500s.
@@ -71,7 +77,7 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
                       MAX_CONTENT_LENGTH=None)
     _add_ping(app, health)
     _add_execution_parameters(app, settings)
-    _add_invocations(app, invocations_of_model, settings)
+    _add_invocations(app, invocations_of_model, settings, capture)
     _add_error_handlers(app)
     return app
 
@@ -108,21 +114,62 @@ def _add_execution_parameters(app: Flask, settings: ServerSettings) -> None:
 
 
 def _add_invocations(app: Flask, invocations_of_model: Invocations,
-                     settings: ServerSettings) -> None:
+                     settings: ServerSettings, capture: CaptureWriter | None) -> None:
     """``POST /invocations``: the Flask shell of :func:`costaware.serving.invocation.respond`;
-    the body is read only once the headers pass, and a refused one is drained."""
+    the body is read only once the headers pass, and a refused one is drained. With ``capture``,
+    a sampled request that is answered (2xx) is captured with the body the client got."""
     limit, limit_mb = settings.max_payload_bytes, settings.max_payload_mb
 
-    @app.post("/invocations")
-    def invocations():
+    def read_body() -> bytes:
+        return _read_body(limit, limit_mb)
+
+    def reply_for(read) -> Reply:
         headers = request.headers
-        reply = respond(invocations_of_model, lambda: _read_body(limit, limit_mb),
-                        headers.get("Content-Type"), headers.get("Accept"),
-                        headers.get(policy_override.HEADER), headers.get("Content-Encoding"))
+        return respond(invocations_of_model, read, headers.get("Content-Type"),
+                       headers.get("Accept"), headers.get(policy_override.HEADER),
+                       headers.get("Content-Encoding"))
+
+    def to_response(reply: Reply) -> Response:
         response = _to_response(reply)
         if reply.error is not None:
             _drain(request.content_length, response)
         return response
+
+    @app.post("/invocations")
+    def invocations():
+        if capture is None:
+            return to_response(reply_for(read_body))
+        when = time.time()  # the invocation's time: its record's inferenceTime and hour
+        inference_id, problem = _inference_id(request.headers)
+        if problem:
+            return to_response(error_reply(400, problem))
+        if not capture.sampled():
+            return to_response(reply_for(read_body))
+        received = []
+
+        def read_and_keep() -> bytes:
+            received.append(read_body())
+            return received[0]
+
+        reply = reply_for(read_and_keep)
+        response = to_response(reply)
+        if reply.error is None:
+            capture.write(when, request.headers.get("Content-Type"), received[0],
+                          response.headers.get("Content-Type"), reply.body, inference_id)
+        return response
+
+
+def _inference_id(headers) -> tuple[str | None, str | None]:
+    """The caller's ``X-Amzn-SageMaker-Inference-Id`` (``None`` when absent), or why it is one
+    InvokeEndpoint would refuse (then SageMaker answers a 400 before the container sees it)."""
+    raw = headers.get(data_capture.INFERENCE_ID_HEADER)
+    if raw is None:
+        return None, None
+    try:  # WSGI hands header bytes over as Latin-1
+        value = raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return None, f"{data_capture.INFERENCE_ID_HEADER} is not valid UTF-8"
+    return value, data_capture.check_inference_id(value)
 
 
 def _add_error_handlers(app: Flask) -> None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .. import data_capture
 from ..machine import cpu_count
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
+DEFAULT_ENDPOINT_NAME = "local-endpoint"
+DEFAULT_VARIANT_NAME = "AllTraffic"  # SageMaker's name for an endpoint's only variant
 MAX_PAYLOAD_LIMIT_MB = 100
 DRAIN_LIMIT = 256 * 1024 * 1024  # a refused body up to this size is read and dropped
 
@@ -53,6 +56,20 @@ def _int(env, name: str, default: int, low: int, high: int | None = None) -> int
     return value
 
 
+def _directory(env, variable: str) -> str | None:
+    """An absolute path (the workers may not share the master's idea of ``.``), or ``None``."""
+    value = env.get(variable, "").strip()
+    return os.path.abspath(value) if value else None
+
+
+def _name(env, variable: str, default: str) -> str:
+    value = env.get(variable, "").strip() or default
+    problem = data_capture.check_name(value)
+    if problem:
+        raise ServerConfigError(f"{variable}={value!r} {problem}")
+    return value
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     model_dir: str
@@ -67,6 +84,11 @@ class ServerSettings:
     keepalive: int
     max_payload_mb: int
     log_level: str
+    # data capture (serving/capture.py): off when capture_dir is None
+    capture_dir: str | None = None
+    endpoint_name: str = DEFAULT_ENDPOINT_NAME
+    variant_name: str = DEFAULT_VARIANT_NAME
+    capture_percentage: int = 100  # of the answered requests, each sampled on its own
 
     @property
     def max_payload_bytes(self) -> int:
@@ -97,4 +119,8 @@ class ServerSettings:
             keepalive=_int(env, "COSTAWARE_KEEPALIVE", 75, 0, 3600),
             max_payload_mb=_int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, 1, MAX_PAYLOAD_LIMIT_MB),
             log_level=log_level,
+            capture_dir=_directory(env, "COSTAWARE_DATA_CAPTURE_DIR"),
+            endpoint_name=_name(env, "COSTAWARE_ENDPOINT_NAME", DEFAULT_ENDPOINT_NAME),
+            variant_name=_name(env, "COSTAWARE_VARIANT_NAME", DEFAULT_VARIANT_NAME),
+            capture_percentage=_int(env, "COSTAWARE_CAPTURE_PERCENTAGE", 100, 0, 100),
         )

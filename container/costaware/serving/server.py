@@ -2,8 +2,9 @@
 
 Order of events:
 
-1. Read the settings from the environment (config.py); a bad value stops here with a one-line
-   reason and exit status 2.
+1. Read the settings from the environment (config.py), and with data capture on check that its
+   directory can be written (capture.py); a bad value stops here with a one-line reason and exit
+   status 2.
 2. Check the model in a short-lived forked child (so this master process never imports XGBoost
    or numpy, and every worker later forks from a process that has no XGBoost/OpenMP threads).
    A missing, empty or corrupt model directory stops here: one line on stderr, exit status 1.
@@ -23,7 +24,8 @@ Environment: see docs/serving.md (SAGEMAKER_BIND_TO_PORT, SAGEMAKER_MODEL_SERVER
 SAGEMAKER_MODEL_SERVER_TIMEOUT, SAGEMAKER_MAX_PAYLOAD_IN_MB, COSTAWARE_BIND_HOST,
 COSTAWARE_MODEL_DIR / SM_MODEL_DIR / SAGEMAKER_BASE_DIR, COSTAWARE_READ_TIMEOUT,
 COSTAWARE_WORKER_THREADS, COSTAWARE_PREDICT_THREADS, COSTAWARE_GRACEFUL_TIMEOUT,
-COSTAWARE_KEEPALIVE, COSTAWARE_LOG_LEVEL).
+COSTAWARE_KEEPALIVE, COSTAWARE_LOG_LEVEL; data capture: COSTAWARE_DATA_CAPTURE_DIR,
+COSTAWARE_ENDPOINT_NAME, COSTAWARE_VARIANT_NAME, COSTAWARE_CAPTURE_PERCENTAGE, capture.py).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from gunicorn.app.base import BaseApplication
 
 from ..errors import load_failure_reason
 from ..lean_imports import without_sklearn
+from .capture import check_root as check_capture_root
 from .config import ServerConfigError, ServerSettings
 
 
@@ -111,6 +114,7 @@ class CostawareServer(BaseApplication):
 
     def __init__(self, settings: ServerSettings):
         self.settings = settings
+        self.capture = None  # a worker's CaptureWriter, made in load() after the fork
         # what the workers tell each other (worker.WorkerRoster): in memory where there is some
         shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         self.state_dir = tempfile.mkdtemp(prefix="costaware-serve-", dir=shm)
@@ -133,6 +137,7 @@ class CostawareServer(BaseApplication):
             "logger_class": JsonLogger,
             "proc_name": "costaware-serve",
             "control_socket_disable": True,
+            "worker_exit": close_capture,
         }
         if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
             options["worker_tmp_dir"] = "/dev/shm"  # heartbeat file off the container's overlay fs
@@ -143,10 +148,19 @@ class CostawareServer(BaseApplication):
     def load(self):
         without_sklearn()
         from .app import create_app  # in the worker: numpy, XGBoost and Flask load here
+        from .capture import CaptureWriter
         from .worker import WorkerRoster
 
+        self.capture = CaptureWriter.from_settings(self.settings)  # this worker's own files
         return create_app(self.settings.model_dir, self.settings,
-                          health=WorkerRoster(self.state_dir).problem)
+                          health=WorkerRoster(self.state_dir).problem, capture=self.capture)
+
+
+def close_capture(arbiter, worker) -> None:
+    """gunicorn's ``worker_exit`` hook, in the worker that exits: its capture file closed."""
+    capture = getattr(worker.app, "capture", None)
+    if capture is not None:
+        capture.close()
 
 
 def check_model(model_dir: str) -> str | None:
@@ -194,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     except ServerConfigError as exc:
         print(f"serve: cannot start: {exc}", file=sys.stderr, flush=True)
         return 2
+    reason = check_capture_root(settings)
+    if reason:
+        print(f"serve: cannot start: {reason}", file=sys.stderr, flush=True)
+        return 2
     reason = check_model(settings.model_dir)
     if reason:
         print(f"serve: cannot start: {reason}", file=sys.stderr, flush=True)
@@ -203,7 +221,11 @@ def main(argv: list[str] | None = None) -> int:
                       "bind": f"{settings.host}:{settings.port}", "workers": settings.workers,
                       "threads": settings.threads, "predict_threads": settings.predict_threads,
                       "timeout": settings.timeout, "read_timeout": settings.read_timeout,
-                      "max_payload_mb": settings.max_payload_mb}),
+                      "max_payload_mb": settings.max_payload_mb,
+                      "data_capture": settings.capture_dir and {
+                          "dir": settings.capture_dir, "endpoint": settings.endpoint_name,
+                          "variant": settings.variant_name,
+                          "percentage": settings.capture_percentage}}),
           file=sys.stderr, flush=True)
     server = CostawareServer(settings)
     master = os.getpid()
