@@ -8,6 +8,7 @@
 #   ACCEPT           Accept header (default application/json)
 #   COST_ATTRIBUTES  sent as X-Amzn-SageMaker-Custom-Attributes (per-request costs), e.g.
 #                    COST_ATTRIBUTES="cost_fp=1,cost_fn=20" local_test/predict.sh rows.csv
+#   INFERENCE_ID     sent as X-Amzn-SageMaker-Inference-Id (what data capture and ground truth join on)
 #   PORT             default 8080 (http://127.0.0.1:$PORT)
 set -euo pipefail
 if [ $# -lt 1 ]; then echo "usage: $0 PAYLOAD [CONTENT_TYPE]" >&2; exit 2; fi
@@ -23,6 +24,7 @@ else
 fi
 headers=(-H "Content-Type: $CONTENT_TYPE" -H "Accept: $ACCEPT")
 [ -n "${COST_ATTRIBUTES:-}" ] && headers+=(-H "X-Amzn-SageMaker-Custom-Attributes: $COST_ATTRIBUTES")
+[ -n "${INFERENCE_ID:-}" ] && headers+=(-H "X-Amzn-SageMaker-Inference-Id: $INFERENCE_ID")
 
 # --fail-with-body: a 4xx/5xx exits non-zero and still shows the server's error message
 exec curl -sS --fail-with-body --noproxy '*' "${headers[@]}" "${data[@]}" "$url"

@@ -346,22 +346,13 @@ def service_constraint_errors(value, shape, path, errors):
 
 def capture_record(request: bytes, request_type: str, response: bytes, response_type: str,
                    inference_id: str | None, when: str, event_id: str | None = None) -> dict:
-    """One SageMaker data-capture record (model-monitor-data-capture-endpoint.md)."""
-    def part(mode, body, content_type):
-        try:
-            text, encoding = body.decode("utf-8"), ("CSV" if "csv" in content_type else "JSON")
-        except UnicodeDecodeError:
-            import base64
-            text, encoding = base64.b64encode(body).decode("ascii"), "BASE64"
-        return {"observedContentType": content_type, "mode": mode, "data": text,
-                "encoding": encoding}
+    """One SageMaker data-capture record (what ``serve`` writes: :mod:`costaware.data_capture`),
+    made at ``when`` (``2026-12-06T06:00:00Z``)."""
+    from costaware import data_capture
 
-    meta = {"eventId": event_id or f"event-{inference_id or when}", "inferenceTime": when}
-    if inference_id is not None:
-        meta["inferenceId"] = inference_id
-    return {"captureData": {"endpointInput": part("INPUT", request, request_type),
-                            "endpointOutput": part("OUTPUT", response, response_type)},
-            "eventMetadata": meta, "eventVersion": "0"}
+    return data_capture.record(request_type, request, response_type, response,
+                               data_capture.parse_time(when).timestamp(), inference_id,
+                               event_id or f"event-{inference_id or when}")
 
 
 def answered_records(model_dir: str, rows: list[str], accepts=("application/jsonlines",),

@@ -6,7 +6,11 @@
 #      from the host (JSON, one score per row),
 #   5. the same rows scored in-process (python -m costaware.cli predict) with the model the container
 #      wrote: scores equal within 1e-6,
-#   6. the step-3 tree split over two hosts (local_test/train_multi_host.sh: containers algo-1 and
+#   6. `IMAGE monitor` as a Model Monitor schedule runs it (its environment variables and
+#      /opt/ml/processing paths) on step 4's data capture, with ground truth for those rows: exit 0,
+#      Model Monitor's files (checked against the documented schemas), CloudWatch metric files; and
+#      without its baseline: exit 1 with one line in /opt/ml/output/message,
+#   7. the step-3 tree split over two hosts (local_test/train_multi_host.sh: containers algo-1 and
 #      algo-2 on a network this test creates): both exit 0, only algo-1 writes the model, its metrics
 #      equal one host's on all the rows and its AUC is within 0.005 of step 3's model.
 # Run as root on a Debian machine (step 1 apt-installs podman when missing). Needs network access to
@@ -70,8 +74,8 @@ label=$(podman image inspect --format '{{index .Labels "com.amazonaws.sagemaker.
 [ "$label" = "true" ] || fail "label com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true missing"
 # shellcheck disable=SC2086
 podman run --rm $DOCKER_RUN_ARGS "$IMAGE" sh -c \
-    'command -v train && command -v serve && ! command -v gcc && ! python -m pip show -q xgboost 2>/dev/null' \
-    || fail "image must have train and serve on PATH, no gcc, and no GPU xgboost distribution"
+    'command -v train && command -v serve && command -v monitor && command -v suggest-baseline && ! command -v gcc && ! python -m pip show -q xgboost 2>/dev/null' \
+    || fail "image must have train, serve, monitor and suggest-baseline on PATH, no gcc, and no GPU xgboost distribution"
 
 # ---- 3. train -------------------------------------------------------------------------------------
 step "train (SageMaker: docker run -v TREE:/opt/ml IMAGE train)"
@@ -121,6 +125,7 @@ echo "model files: $(cd "$ml/model" && echo *)"
 step "serve (SageMaker: docker run -p 8080 IMAGE serve)"
 port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 t=$(now)
+SERVE_ENV="-e COSTAWARE_DATA_CAPTURE_DIR=/opt/ml/capture -e COSTAWARE_ENDPOINT_NAME=ci-endpoint" \
 TEST_DIR="$ml" PORT="$port" CONTAINER_NAME="$serve_name" "$repo/local_test/serve_local.sh" "$IMAGE" \
     >"$work/serve.log" 2>&1 &
 serve_pid=$!
@@ -142,7 +147,8 @@ first_csv=$(find "$ml/input/data/test" "$ml/input/data/validation" -name '*.csv'
 head -n 8 "$first_csv" | cut -d, -f2- >"$payload"
 rows=$(wc -l <"$payload")
 set +e
-PORT="$port" "$repo/local_test/predict.sh" "$payload" text/csv >"$work/response.json" 2>"$work/predict.err"
+monitor_start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+INFERENCE_ID=ci-1 PORT="$port" "$repo/local_test/predict.sh" "$payload" text/csv >"$work/response.json" 2>"$work/predict.err"
 predict_rc=$?
 set -e
 [ "$predict_rc" -eq 0 ] || { cat "$work/predict.err" "$work/response.json"; tail -30 "$work/serve.log"; fail "POST /invocations failed"; }
@@ -183,7 +189,64 @@ if worst > 1e-6:
     sys.exit("FAIL: container and in-process scores differ")
 PY
 
-# ---- 6. two hosts ---------------------------------------------------------------------------------
+# ---- 6. monitor --------------------------------------------------------------------------------
+step "monitor (Model Monitor: a schedule's job runs IMAGE monitor on the endpoint's data capture)"
+truth="$work/groundtruth/$(date -u +%Y/%m/%d/%H)"
+mkdir -p "$truth" "$work/monitor_out" "$work/monitor_output"
+labels=$(head -n 8 "$first_csv" | cut -d, -f1 | paste -sd, -)
+printf '{"groundTruthData": {"data": "%s", "encoding": "CSV"}, "eventMetadata": {"eventId": "ci-1"}, "eventVersion": "0"}\n' \
+    "$labels" >"$truth/labels.jsonl"
+monitor_end=$(date -u -d '+1 minute' +%Y-%m-%dT%H:%M:%SZ)
+P=/opt/ml/processing
+monitor_args=(-v "$ml/capture:$P/endpointdata:ro" -v "$ml/model/baseline:$P/baseline:ro"
+              -v "$work/groundtruth:$P/groundtruth:ro" -v "$work/monitor_out:$P/resultdata"
+              -v "$work/monitor_output:/opt/ml/output"
+              -e 'dataset_format={"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}'
+              -e "dataset_source=$P/endpointdata" -e "output_path=$P/resultdata"
+              -e "start_time=$monitor_start" -e "end_time=$monitor_end"
+              -e "baseline_statistics=$P/baseline/statistics.json"
+              -e "baseline_constraints=$P/baseline/constraints.json"
+              -e "ground_truth_source=$P/groundtruth" -e publish_cloudwatch_metrics=Enabled
+              -e sagemaker_endpoint_name=ci-endpoint -e sagemaker_monitoring_schedule_name=ci-hourly)
+t=$(now)
+set +e
+# shellcheck disable=SC2086
+podman run --rm $DOCKER_RUN_ARGS "${monitor_args[@]}" "$IMAGE" monitor >"$work/monitor.log" 2>&1
+monitor_rc=$?
+set -e
+t_monitor=$(elapsed "$t" "$(now)")
+cat "$work/monitor.log"
+[ "$monitor_rc" -eq 0 ] || fail "monitor exited $monitor_rc"
+"$PYTHON" - "$work" "$rows" "$repo/tests" <<'PY' || fail "monitor's files are not what Model Monitor reads"
+import json, sys
+work, rows = sys.argv[1], int(sys.argv[2])
+sys.path.insert(0, sys.argv[3])
+import jsonschema
+from support import CLOUDWATCH_METRIC_SCHEMA, STATISTICS_SCHEMA, VIOLATIONS_SCHEMA
+statistics = json.load(open(f"{work}/monitor_out/statistics.json"))
+jsonschema.validate(statistics, STATISTICS_SCHEMA)
+jsonschema.validate(json.load(open(f"{work}/monitor_out/constraint_violations.json")), VIOLATIONS_SCHEMA)
+own = statistics["costaware"]
+assert statistics["dataset"]["item_count"] == rows, statistics["dataset"]
+assert own["labelled"]["rows"] == rows, own["counts"]
+metrics = [json.loads(line) for line in open(f"{work}/monitor_output/metrics/cloudwatch/costaware-metrics.jsonl")]
+for metric in metrics:
+    jsonschema.validate(metric, CLOUDWATCH_METRIC_SCHEMA)
+print(f"monitor: {rows} captured rows, {rows} labelled, realized cost per decision "
+      f"{own['labelled']['realized_cost']['value']:.6g}, {len(metrics)} CloudWatch metrics")
+PY
+set +e
+# shellcheck disable=SC2086
+podman run --rm $DOCKER_RUN_ARGS -v "$work/monitor_output:/opt/ml/output" -e dataset_source=/tmp \
+    -e output_path=/tmp/out "$IMAGE" monitor >"$work/monitor_fail.log" 2>&1
+fail_rc=$?
+set -e
+message=$(cat "$work/monitor_output/message" 2>/dev/null || true)
+echo "without its baseline: exit $fail_rc, ExitMessage: $message"
+[ "$fail_rc" -eq 1 ] && [ -n "$message" ] && ! grep -q Traceback "$work/monitor_fail.log" \
+    || fail "monitor without a baseline must exit 1 with one line in /opt/ml/output/message"
+
+# ---- 7. two hosts ---------------------------------------------------------------------------------
 step "multi-instance training: algo-1 and algo-2 in two containers on a network this test creates"
 hosts_dir="$work/hosts"
 t=$(now)
@@ -205,5 +268,6 @@ grep -h 'rank\|channel train' "$hosts_dir"/algo-*.log
 step "summary"
 echo "base image + tools: ${t_base} s | image build: ${t_build} s | size: $((size / 1000000)) MB"
 echo "train: exit 0 in ${t_train} s, ${metric_lines} metric lines | /ping 200 after ${ping_s} s | predictions equal within 1e-6"
+echo "monitor: exit 0 in ${t_monitor} s on the endpoint's capture with ground truth; one-line failure without a baseline"
 echo "two hosts (algo-1, algo-2 containers): exit 0 in ${t_hosts} s, metrics equal one host's on all rows"
 echo "IMAGE TESTS PASSED"
