@@ -134,7 +134,10 @@ def _capture(costed, tmp_path):
     (captured / "a.jsonl").write_text("\n".join(lines) + "\n")
     labelled = tmp_path / "truth" / "2026" / "12" / "01" / "10"
     labelled.mkdir(parents=True)
-    (labelled / "t.jsonl").write_text("\n".join(json.dumps(t) for t in truth) + "\n")
+    truth_lines = [json.dumps(t) for t in truth]
+    truth_lines[5:5] = ["not json", json.dumps({**truth[0], "groundTruthData": {"data": "7"}}),
+                        json.dumps({**truth[1], "groundTruthData": {"data": "0"}})]
+    (labelled / "t.jsonl").write_text("\n".join(truth_lines) + "\n")
     return str(captured / "a.jsonl"), str(tmp_path / "truth"), bad, len(lines)
 
 
@@ -164,6 +167,12 @@ def test_chunks_read_as_every_record_alone(costed, tmp_path):
     assert "column 2" in counts["first_seen"]["request bodies that could not be decoded"]
     assert "-5" in counts["first_seen"]["records with invalid own costs"]
     assert counts["counts"]["ground truth with a different number of labels than rows"] == 1
+    assert counts["first_seen"]["ground truth lines that are not a ground-truth record"].endswith(
+        "t.jsonl:6")
+    assert counts["first_seen"]["ground truth labels that are not a class of the model"].endswith(
+        "t.jsonl:7")
+    assert counts["first_seen"]["ground truth records repeating an id (later ones not used)"
+                                ].endswith("t.jsonl:8")
     for batch_records in (2048, 7, 2):
         got_rows, got_own, got, got_counts, sizes = _read(spec, path, truth, batch_records)
         np.testing.assert_array_equal(got_rows, rows)

@@ -36,6 +36,7 @@ from .decided_rows import DecidedRows
 from .model_spec import ModelSpec
 
 BATCH_RECORDS = 2048
+LABEL_TEXTS = 1024  # label texts whose class index is remembered while reading ground truth
 
 
 @dataclass
@@ -96,26 +97,37 @@ def read_ground_truth(root: str | None, spec: ModelSpec, counts: Counts) -> dict
     labels: dict[str, list[int]] = {}
     if not root:
         return labels
+    index_of: dict[str, int | None] = {}  # a label's text -> its class index (texts repeat)
+
+    def label_index(text: str) -> int | None:
+        if text in index_of:
+            return index_of[text]
+        index = spec.label_index(text)
+        if len(index_of) < LABEL_TEXTS:
+            index_of[text] = index
+        return index
+
     for path in jsonl_files(root):
         with open(path, "rb") as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
-                where = f"{path}:{number}"
                 try:
-                    record = json.loads(line)
+                    record = json.loads(_ascii(line))
                     key = record["eventMetadata"]["eventId"]
                     text = body_of(record["groundTruthData"]).decode("utf-8")
                 except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-                    counts.add("ground truth lines that are not a ground-truth record", where)
+                    counts.add("ground truth lines that are not a ground-truth record",
+                               f"{path}:{number}")
                     continue
-                values = [spec.label_index(t) for t in text.replace("\n", ",").split(",")
-                          if t.strip()]
+                values = [label_index(t) for t in text.replace("\n", ",").split(",") if t.strip()]
                 if not values or any(v is None for v in values):
-                    counts.add("ground truth labels that are not a class of the model", where)
+                    counts.add("ground truth labels that are not a class of the model",
+                               f"{path}:{number}")
                     continue
                 if key in labels:
-                    counts.add("ground truth records repeating an id (later ones not used)", where)
+                    counts.add("ground truth records repeating an id (later ones not used)",
+                               f"{path}:{number}")
                     continue
                 labels[str(key)] = values
     counts.add("ground truth records", n=len(labels))
