@@ -303,7 +303,7 @@ def run(root: str, records: int, rounds: int, repeat: int) -> int:
     t2 = time.perf_counter()
     capture = os.path.join(root, "capture")
     size = sum(os.path.getsize(p) for p, _ in files) / 2**20
-    print(f"model trained and {len(exchanges):,} distinct requests answered in {t1 - t0:.1f} s; "
+    print(f"model ready and {len(exchanges):,} distinct requests answered in {t1 - t0:.1f} s; "
           f"{records:,} capture records written in {t2 - t1:.1f} s ({len(files)} files, "
           f"{size:,.0f} MiB)")
     baseline = os.path.join(tree, "model", "baseline")
