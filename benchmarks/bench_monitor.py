@@ -132,7 +132,6 @@ def write_capture(root: str, records: int, exchanges: list[tuple]) -> list[tuple
     files: list[tuple[str, int]] = []
     handle = truth = None
     current = None
-    ids = uuid.UUID(int=0).int
     for i in range(records):
         when = START + i * STEP
         hour = when.strftime("%Y/%m/%d/%H")
@@ -150,7 +149,7 @@ def write_capture(root: str, records: int, exchanges: list[tuple]) -> list[tuple
             files.append((handle.name, 0))
             current = hour
         request, request_type, answer, answer_type, label = exchanges[i % len(exchanges)]
-        event_id = str(uuid.UUID(int=ids + i + 1))
+        event_id = str(uuid.UUID(int=i + 1))  # unique, and the same in every run
         inference_id = f"request-{i}" if i % 2 else None  # half the requests name their own id
         record = capture_record(request, request_type, answer, answer_type, event_id,
                                 inference_id, when)
