@@ -24,6 +24,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from .decided_rows import DecidedRows
 from .model_spec import ModelSpec
 
 BATCH_RECORDS = 2048
+LABEL_TEXTS = 1024  # label texts whose class index is remembered while reading ground truth
 
 
 @dataclass
@@ -95,26 +97,37 @@ def read_ground_truth(root: str | None, spec: ModelSpec, counts: Counts) -> dict
     labels: dict[str, list[int]] = {}
     if not root:
         return labels
+    index_of: dict[str, int | None] = {}  # a label's text -> its class index (texts repeat)
+
+    def label_index(text: str) -> int | None:
+        if text in index_of:
+            return index_of[text]
+        index = spec.label_index(text)
+        if len(index_of) < LABEL_TEXTS:
+            index_of[text] = index
+        return index
+
     for path in jsonl_files(root):
         with open(path, "rb") as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
-                where = f"{path}:{number}"
                 try:
-                    record = json.loads(line)
+                    record = json.loads(_ascii(line))
                     key = record["eventMetadata"]["eventId"]
                     text = body_of(record["groundTruthData"]).decode("utf-8")
                 except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-                    counts.add("ground truth lines that are not a ground-truth record", where)
+                    counts.add("ground truth lines that are not a ground-truth record",
+                               f"{path}:{number}")
                     continue
-                values = [spec.label_index(t) for t in text.replace("\n", ",").split(",")
-                          if t.strip()]
+                values = [label_index(t) for t in text.replace("\n", ",").split(",") if t.strip()]
                 if not values or any(v is None for v in values):
-                    counts.add("ground truth labels that are not a class of the model", where)
+                    counts.add("ground truth labels that are not a class of the model",
+                               f"{path}:{number}")
                     continue
                 if key in labels:
-                    counts.add("ground truth records repeating an id (later ones not used)", where)
+                    counts.add("ground truth records repeating an id (later ones not used)",
+                               f"{path}:{number}")
                     continue
                 labels[str(key)] = values
     counts.add("ground truth records", n=len(labels))
@@ -122,98 +135,215 @@ def read_ground_truth(root: str | None, spec: ModelSpec, counts: Counts) -> dict
 
 
 class CaptureReader:
-    """Decided rows from capture files, batch by batch (:meth:`batches`)."""
+    """Decided rows from capture files, batch by batch (:meth:`batches`).
+
+    For speed, records are decoded a chunk at a time: the CSV request bodies (mostly one row each)
+    are joined into one body and decoded in one call, and the answers' probabilities, decisions and
+    the rows' costs become arrays once per chunk. Joined bodies that fail are halved down to the
+    body at fault, decoded alone: every record is counted and named as if it had been read alone
+    (``batch_records=1`` reads them so)."""
 
     def __init__(self, spec: ModelSpec, labels: dict[str, list[int]], counts: Counts,
-                 start: datetime | None = None, end: datetime | None = None):
+                 start: datetime | None = None, end: datetime | None = None,
+                 batch_records: int = BATCH_RECORDS):
         self.spec, self.labels, self.counts = spec, labels, counts
         self.start, self.end = start, end
+        self.batch_records = batch_records
         self.layout = spec.layout
         self.fields = OUTPUT_FIELDS if spec.k == 2 else MULTICLASS_FIELDS
         self.csv_leaves = csv_columns(self.fields, tuple(spec.policy.class_names)
                                       if spec.k > 2 else None)
         self.class_of = {str(c): i for i, c in enumerate(spec.classes)}
         self.labelled_ids: set[str] = set()
+        self._kinds: dict[str, str] = {}  # observedContentType -> input kind, once per type
+        self._essences: dict[str, str] = {}  # observedContentType -> media type
 
     def batches(self, paths: list[str]):
-        """``(rows, has_costs, decided)`` per batch of records."""
-        pending = []
+        """``(rows, has_costs, decided)`` per batch of ``batch_records`` decided records (the
+        last batch fewer)."""
+        waiting, chunks, decided = [], [], 0
         for path in paths:
             with open(path, "rb") as handle:
                 for number, line in enumerate(handle, 1):
                     if not line.strip():
                         continue
-                    decoded = self._record(line, f"{path}:{number}")
-                    if decoded is not None:
-                        pending.append(decoded)
-                    if len(pending) >= BATCH_RECORDS:
-                        yield self._batch(pending)
-                        pending = []
-        if pending:
-            yield self._batch(pending)
+                    captured = self._captured(line, path, number)
+                    if captured is None:
+                        continue
+                    waiting.append(captured)
+                    if decided + len(waiting) >= self.batch_records:
+                        chunk = self._chunk(waiting)
+                        waiting = []
+                        if chunk is not None:
+                            chunks.append(chunk)
+                            decided += chunk.records
+                        if decided >= self.batch_records:
+                            yield self._batch(chunks)
+                            chunks, decided = [], 0
+        chunk = self._chunk(waiting) if waiting else None
+        if chunk is not None:
+            chunks.append(chunk)
+        if chunks:
+            yield self._batch(chunks)
 
-    def _record(self, line: bytes, where: str):
+    def _captured(self, line: bytes, path: str, number: int):
+        """A line's capture record, in the window and with both parts, as ``(path, number,
+        endpointInput, endpointOutput, eventMetadata)``; else None, counted."""
         counts = self.counts
         try:
-            record = json.loads(line)
+            record = json.loads(_ascii(line))
             capture = record["captureData"]
             meta = record.get("eventMetadata") or {}
         except (ValueError, KeyError, TypeError):
-            counts.add("capture lines that are not a capture record", where)
+            counts.add("capture lines that are not a capture record", f"{path}:{number}")
             return None
         if self.start is not None or self.end is not None:
             when = parse_time(meta.get("inferenceTime"))
             if when is None:
                 counts.add("capture records without a valid inferenceTime (not in any window)",
-                           where)
+                           f"{path}:{number}")
                 return None
             if (self.start and when < self.start) or (self.end and when >= self.end):
                 counts.add("capture records outside the window")
                 return None
         counts.add("capture records in the window")
         if "endpointInput" not in capture or "endpointOutput" not in capture:
-            counts.add("capture records without both input and output (capture both)", where)
+            counts.add("capture records without both input and output (capture both)",
+                       f"{path}:{number}")
             return None
-        try:
-            rows, has_costs = self._input(capture["endpointInput"])
-        except (ValueError, RequestError) as exc:
-            counts.add("request bodies that could not be decoded", f"{where}: {_reason(exc)}")
+        return path, number, capture["endpointInput"], capture["endpointOutput"], meta
+
+    def _chunk(self, records: list) -> _Chunk | None:
+        """Records (:meth:`_captured`'s) decoded in their order, step by step as one record is:
+        request body, answer, own costs, labels; a record failing a step is counted there (its
+        place and reason) and left out. None when none is left."""
+        kept, scores, decision = [], [], []
+        for record, decoded in zip(records, self._inputs(records)):
+            if isinstance(decoded, Exception):
+                self.counts.add("request bodies that could not be decoded",
+                                f"{record[0]}:{record[1]}: {_reason(decoded)}")
+                continue
+            try:
+                self._answers(record[3], len(decoded[0]), scores, decision)
+            except (ValueError, RequestError) as exc:
+                self.counts.add("response bodies that could not be read",
+                                f"{record[0]}:{record[1]}: {_reason(exc)}")
+                continue
+            kept.append((record, decoded))
+        if not kept:
             return None
-        try:
-            p, decision = self._output(capture["endpointOutput"], len(rows))
-        except (ValueError, RequestError) as exc:
-            counts.add("response bodies that could not be read", f"{where}: {_reason(exc)}")
-            return None
+        rows, has_costs = _stacked([decoded for _, decoded in kept])
+        p = np.array(scores, dtype=np.float64)
+        if self.spec.k == 2:
+            p = np.column_stack([1.0 - p, p])
+        decision = np.array(decision, dtype=np.int64)
         try:
             costs = self.spec.costs(rows, has_costs)
-        except RowError as exc:
-            counts.add("records with invalid own costs", f"{where}: {exc}")
-            return None
-        label = self._labels(meta, len(rows), where)
-        return rows, has_costs, p, decision, costs, label
+        except RowError:  # a record at fault: each record's own costs checked alone
+            kept, keep, costs = self._costs_alone(kept)
+            if not kept:
+                return None
+            rows, has_costs = _stacked([decoded for _, decoded in kept])
+            p, decision = p[keep], decision[keep]
+        if self.labels:
+            label = []
+            for (path, number, _, _, meta), decoded in kept:
+                label.extend(self._labels(meta, len(decoded[0]), f"{path}:{number}"))
+            label = np.array(label, dtype=np.int64)
+        else:
+            label = np.full(len(rows), -1, dtype=np.int64)
+        return _Chunk(len(kept), rows, has_costs, p, decision, costs, label)
 
-    def _input(self, part: dict):
-        kind = negotiation.input_kind(part.get("observedContentType"))
-        return decoding.decode(body_of(part), kind, self.layout)
+    def _inputs(self, records: list) -> list:
+        """Each record's decoded request body, ``(rows, has_costs)``, or the exception refusing
+        it. CSV bodies are decoded joined (:meth:`_decode_joined`)."""
+        out: list = [None] * len(records)
+        csv = []
+        for i, record in enumerate(records):
+            part = record[2]
+            try:
+                kind = self._kind(part.get("observedContentType"))
+                body = body_of(part)
+            except (ValueError, RequestError) as exc:
+                out[i] = exc
+                continue
+            rows_text = _csv_rows(body) if kind == "csv" else None
+            if rows_text is None:
+                out[i] = self._decode_alone(body, kind)
+            else:
+                csv.append((i, body, rows_text))
+        self._decode_joined(csv, out)
+        return out
 
-    def _output(self, part: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _decode_joined(self, group: list, out: list) -> None:
+        """CSV bodies ``(index, body, its rows)`` decoded as one body of all their rows, into
+        ``out``; a group that fails is halved, down to single bodies decoded as they came (so
+        that the refusal is the body's own)."""
+        if len(group) <= 1:
+            for i, body, _ in group:
+                out[i] = self._decode_alone(body, "csv")
+            return
+        sizes = [text.count(b"\n") + 1 for _, _, text in group]
+        try:
+            rows, has_costs = decoding.decode(b"\n".join(text for _, _, text in group), "csv",
+                                              self.layout)
+        except (ValueError, RequestError):
+            rows = has_costs = None
+        if rows is None or len(rows) != sum(sizes):
+            half = len(group) // 2
+            self._decode_joined(group[:half], out)
+            self._decode_joined(group[half:], out)
+            return
+        start = 0
+        for (i, _, _), n in zip(group, sizes):
+            own = None if has_costs is None else has_costs[start:start + n]
+            out[i] = (rows[start:start + n], own if own is not None and own.any() else None)
+            start += n
+
+    def _decode_alone(self, body: bytes, kind: str):
+        try:
+            return decoding.decode(body, kind, self.layout)
+        except (ValueError, RequestError) as exc:
+            return exc
+
+    def _kind(self, content_type) -> str:
+        if type(content_type) is not str:
+            return negotiation.input_kind(content_type)
+        kind = self._kinds.get(content_type)
+        if kind is None:
+            kind = self._kinds[content_type] = negotiation.input_kind(content_type)
+        return kind
+
+    def _answers(self, part: dict, n: int, scores: list, decision: list) -> None:
+        """A response body's ``n`` answers: their scores (P(1), or every class's P) and decisions
+        (class indices) appended to ``scores`` and ``decision``; a ValueError says why not."""
         body = body_of(part)
         content_type = part.get("observedContentType") or ""
-        essence = negotiation.parse_media_type(content_type)[0] if content_type else ""
+        essence = self._essence(content_type) if content_type else ""
         if essence == "application/json":
-            document = json.loads(body)
+            document = json.loads(_ascii(body))
             if not isinstance(document, dict) or not isinstance(document.get("predictions"), list):
                 raise ValueError("a JSON response without a 'predictions' list")
             items = document["predictions"]
         elif essence == "application/jsonlines":
-            items = [json.loads(line) for line in body.splitlines() if line.strip()]
+            items = [json.loads(_ascii(line)) for line in body.splitlines() if line.strip()]
         elif essence == "text/csv":
             items = self._csv_items(body)
         else:
             raise ValueError(f"response type {content_type!r} is not one costaware answers")
         if len(items) != n:
             raise ValueError(f"{len(items)} answers for {n} request rows")
-        return self._decided(items)
+        found, decided = self._decided(items)
+        scores.extend(found)
+        decision.extend(decided)
+
+    def _essence(self, content_type: str) -> str:
+        if type(content_type) is not str:
+            return negotiation.parse_media_type(content_type)[0]
+        essence = self._essences.get(content_type)
+        if essence is None:
+            essence = self._essences[content_type] = negotiation.parse_media_type(content_type)[0]
+        return essence
 
     def _csv_items(self, body: bytes) -> list[dict]:
         items = []
@@ -233,65 +363,111 @@ class CaptureReader:
             items.append(item)
         return items
 
-    def _decided(self, items: list) -> tuple[np.ndarray, np.ndarray]:
+    def _decided(self, items: list) -> tuple[list, list[int]]:
+        """The answers' scores (P(1) with two classes, else each class's P in the model's order)
+        and decisions (class indices)."""
         k = self.spec.k
-        p = np.empty((len(items), k))
-        decision = np.empty(len(items), dtype=np.int64)
-        for i, item in enumerate(items):
+        scores, decided = [], []
+        for item in items:
             if not isinstance(item, dict) or "decision" not in item:
                 raise ValueError("an answer without its decision (ask for the decision and "
                                  + ("score" if k == 2 else "probabilities") + ")")
             index = self.class_of.get(str(item["decision"]))
             if index is None:
                 raise ValueError(f"decision {item['decision']!r} is not a class of the model")
-            decision[i] = index
+            decided.append(index)
             if k == 2:
                 if "score" not in item:
                     raise ValueError("an answer without its score")
-                p[i, 1] = float(item["score"])
-                p[i, 0] = 1.0 - p[i, 1]
+                scores.append(float(item["score"]))
             else:
                 probabilities = item.get("probabilities")
                 if not isinstance(probabilities, dict):
                     raise ValueError("an answer without its probabilities")
-                p[i] = [float(probabilities[name]) for name in self.spec.policy.class_names]
-        if not np.all(np.isfinite(p)) or (p < 0).any() or (p > 1).any():
+                scores.append([float(probabilities[name]) for name in self.spec.policy.class_names])
+        flat = scores if k == 2 else [v for row in scores for v in row]
+        if not all(0.0 <= v <= 1.0 for v in flat):  # NaN and infinities fail too
             raise ValueError("a probability outside [0, 1]")
-        return p, decision
+        return scores, decided
 
-    def _labels(self, meta: dict, n: int, where: str) -> np.ndarray:
-        label = np.full(n, -1, dtype=np.int64)
-        if not self.labels:
-            return label
+    def _costs_alone(self, kept: list) -> tuple[list, np.ndarray, np.ndarray]:
+        """Each record's own costs checked alone: the records that pass, a mask of their rows,
+        and their costs; the others counted."""
+        passed, keep, costs = [], [], []
+        for record, (rows, has_costs) in kept:
+            try:
+                costs.append(self.spec.costs(rows, has_costs))
+            except RowError as exc:
+                self.counts.add("records with invalid own costs", f"{record[0]}:{record[1]}: {exc}")
+                keep.append(np.zeros(len(rows), dtype=bool))
+                continue
+            passed.append((record, (rows, has_costs)))
+            keep.append(np.ones(len(rows), dtype=bool))
+        return passed, np.concatenate(keep), (np.concatenate(costs) if costs else None)
+
+    def _labels(self, meta: dict, n: int, where: str) -> list[int]:
+        unknown = [-1] * n
         key = meta.get("inferenceId") or meta.get("eventId")
         values = self.labels.get(str(key)) if key is not None else None
         if values is None:
             self.counts.add("capture rows without ground truth", n=n)
-            return label
+            return unknown
         if key in self.labelled_ids:
             self.counts.add("capture records repeating a labelled id (label used for the first)",
                             where)
-            return label
+            return unknown
         if len(values) != n:
             self.counts.add("ground truth with a different number of labels than rows", where)
-            return label
+            return unknown
         self.labelled_ids.add(key)
         self.counts.add("capture rows matched to ground truth", n=n)
-        return np.asarray(values, dtype=np.int64)
+        return values
 
-    def _batch(self, pending: list) -> tuple[np.ndarray, np.ndarray | None, DecidedRows]:
-        rows = np.concatenate([r[0] for r in pending])
-        own = [r[1] if r[1] is not None else np.zeros(len(r[0]), dtype=bool) for r in pending]
-        has_costs = np.concatenate(own) if any(r[1] is not None for r in pending) else None
-        decided = DecidedRows(np.concatenate([r[2] for r in pending]),
-                              np.concatenate([r[3] for r in pending]),
-                              np.concatenate([r[4] for r in pending]),
-                              np.concatenate([r[5] for r in pending]),
-                              self.spec.sensitive(rows), self.spec.favourable)
+    def _batch(self, chunks: list[_Chunk]) -> tuple[np.ndarray, np.ndarray | None, DecidedRows]:
+        rows, has_costs = _stacked([(c.rows, c.has_costs) for c in chunks])
+        join = (lambda name: getattr(chunks[0], name) if len(chunks) == 1
+                else np.concatenate([getattr(c, name) for c in chunks]))
+        decided = DecidedRows(join("probabilities"), join("decision"), join("costs"),
+                              join("label"), self.spec.sensitive(rows), self.spec.favourable)
         return rows, has_costs, decided
 
     def unmatched_ground_truth(self) -> int:
         return len(set(self.labels) - self.labelled_ids)
+
+
+class _Chunk(NamedTuple):
+    records: int
+    rows: np.ndarray
+    has_costs: np.ndarray | None
+    probabilities: np.ndarray
+    decision: np.ndarray
+    costs: np.ndarray
+    label: np.ndarray
+
+
+def _ascii(data: bytes) -> str | bytes:
+    """JSON bytes as ``json.loads`` reads them, decoded beforehand when that is plain ASCII (the
+    same text: bytes without a NUL among the first two are UTF-8 to it), which is faster."""
+    return data.decode("ascii") if data.isascii() and 0 not in data[:2] else data
+
+
+def _csv_rows(body: bytes) -> bytes | None:
+    """A CSV body's rows as they join other bodies' (its byte-order mark and final line ends
+    off), or None for a body refused as a whole (empty or blank: decoded alone)."""
+    if body.startswith(decoding.UTF8_BOM):
+        body = body[len(decoding.UTF8_BOM):]
+    body = body.rstrip(b"\r\n")
+    return None if not body or body.isspace() else body
+
+
+def _stacked(parts: list) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(rows, has_costs)`` pairs as one: the rows stacked; which carry their own costs (None:
+    none does)."""
+    rows = parts[0][0] if len(parts) == 1 else np.concatenate([r for r, _ in parts])
+    if all(own is None for _, own in parts):
+        return rows, None
+    return rows, np.concatenate([np.zeros(len(r), dtype=bool) if own is None else own
+                                 for r, own in parts])
 
 
 def _reason(exc: Exception) -> str:
