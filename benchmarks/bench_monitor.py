@@ -7,8 +7,8 @@ The records are an endpoint's: the demo's breast-cancer model is trained (``cost
 request with each of the three Accept types and answered by the server's own code
 (:func:`costaware.serving.invocation.respond`, as ``costaware predict`` does), and these distinct
 request/answer pairs are cycled, with fresh ids and times, into SageMaker's capture format and layout
-(``{endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl``; CSV bodies as text, JSON as text, JSON Lines in
-base64). The ground truth (every record's real label, Model Monitor's merge format) is written too.
+(``{endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl``) by the server's own capture writer
+(:mod:`costaware.data_capture`: CSV and JSON bodies as text). The ground truth (every record's real label, Model Monitor's merge format) is written too.
 
 Each measurement runs in a fresh process; its peak is the resident memory's high-water mark
 (``VmHWM``) from after the imports (reset there through ``/proc/self/clear_refs``) to the end:
@@ -30,7 +30,6 @@ machine); the peak is the highest. Target: the monitor's time per record at most
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import resource
@@ -54,31 +53,6 @@ REPO = os.path.dirname(HERE)
 
 
 # ------------------------------------------------------------------ the capture, as an endpoint's
-
-def capture_record(request: bytes, request_type: str, answer: bytes, answer_type: str,
-                   event_id: str, inference_id: str | None, when: datetime) -> dict:
-    """One data-capture record in SageMaker's format (the data-capture page's example): CSV and
-    JSON bodies as text, other types in base64. (A local stand-in for the server's own writer.)"""
-
-    def part(body: bytes, content_type: str, mode: str) -> dict:
-        essence = content_type.split(";")[0].strip().lower()
-        if essence == "text/csv":
-            return {"observedContentType": content_type, "mode": mode,
-                    "data": body.decode("utf-8"), "encoding": "CSV"}
-        if essence == "application/json":
-            return {"observedContentType": content_type, "mode": mode,
-                    "data": body.decode("utf-8"), "encoding": "JSON"}
-        return {"observedContentType": content_type, "mode": mode,
-                "data": base64.b64encode(body).decode("ascii"), "encoding": "BASE64"}
-
-    meta = {"eventId": event_id}
-    if inference_id is not None:
-        meta["inferenceId"] = inference_id
-    meta["inferenceTime"] = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-    return {"captureData": {"endpointInput": part(request, request_type, "INPUT"),
-                            "endpointOutput": part(answer, answer_type, "OUTPUT")},
-            "eventMetadata": meta, "eventVersion": "0"}
-
 
 def costaware_command() -> list[str]:
     beside = os.path.join(os.path.dirname(sys.executable), "costaware")
@@ -129,6 +103,8 @@ def distinct_exchanges(model_dir: str) -> list[tuple]:
 def write_capture(root: str, records: int, exchanges: list[tuple]) -> list[tuple[str, int]]:
     """Capture files under ``root/capture`` and ground truth under ``root/ground_truth``; returns
     each capture file with its record count, in time order."""
+    from costaware import data_capture
+
     files: list[tuple[str, int]] = []
     handle = truth = None
     current = None
@@ -151,9 +127,9 @@ def write_capture(root: str, records: int, exchanges: list[tuple]) -> list[tuple
         request, request_type, answer, answer_type, label = exchanges[i % len(exchanges)]
         event_id = str(uuid.UUID(int=i + 1))  # unique, and the same in every run
         inference_id = f"request-{i}" if i % 2 else None  # half the requests name their own id
-        record = capture_record(request, request_type, answer, answer_type, event_id,
-                                inference_id, when)
-        handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+        record = data_capture.record(request_type, request, answer_type, answer,
+                                     when.timestamp(), inference_id, event_id)
+        handle.write(data_capture.to_line(record).decode("utf-8"))
         truth.write(json.dumps({"groundTruthData": {"data": str(label), "encoding": "CSV"},
                                 "eventMetadata": {"eventId": inference_id or event_id},
                                 "eventVersion": "0"}, separators=(",", ":")) + "\n")

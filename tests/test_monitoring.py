@@ -362,3 +362,31 @@ def test_three_classes_with_a_per_row_cost_cell_and_csv_answers(tmp_path):
 def test_every_check_is_documented():
     text = checks.__doc__
     assert all(f"``{name}``" in text for name in checks.CHECKS)
+
+
+def test_malformed_parts_and_answers_are_counted_not_raised(trained, tmp_path):
+    """Records whose parts are not objects, answers whose score is null or missing, a ground
+    truth whose data is not an object, numeric ids: counted (the shapes a fuzzer found)."""
+    good = answered_records(str(trained / "model"), request_bodies(population(3, 11)))
+    not_an_object = json.loads(json.dumps(good[0]))
+    not_an_object["captureData"]["endpointInput"] = "1,2,3,4"
+    null_score = json.loads(json.dumps(good[1]))
+    null_score["captureData"]["endpointOutput"]["data"] = '{"score":null,"decision":1}'
+    numeric = json.loads(json.dumps(good[2]))
+    numeric["eventMetadata"]["inferenceId"] = 5
+    capture = write_jsonl(tmp_path / "c" / "x.jsonl",
+                          [not_an_object, null_score, numeric, numeric,
+                           '{"captureData": "text", "eventMetadata": {}}']).parent
+    truth = write_jsonl(tmp_path / "t" / "g.jsonl",
+                        [{"groundTruthData": "1", "eventMetadata": {"eventId": "x"}},
+                         ground_truth_record("5", 1)]).parent
+    result = run_monitor(monitor_env(trained, tmp_path, capture, truth))
+    counts = result["counts"]["counts"]
+    assert counts["request bodies that could not be decoded"] == 1
+    assert counts["response bodies that could not be read"] == 1
+    assert counts["capture lines that are not a capture record"] == 1
+    assert counts["ground truth lines that are not a ground-truth record"] == 1
+    assert counts["capture rows matched to ground truth"] == 1  # id 5 once, as "5" in the truth
+    assert counts["capture records repeating a labelled id (label used for the first)"] == 1
+    assert "score are not numbers" in result["counts"]["first_seen"][
+        "response bodies that could not be read"]

@@ -135,8 +135,8 @@ def _capture(costed, tmp_path):
     labelled = tmp_path / "truth" / "2026" / "12" / "01" / "10"
     labelled.mkdir(parents=True)
     truth_lines = [json.dumps(t) for t in truth]
-    truth_lines[5:5] = ["not json", json.dumps({**truth[0], "groundTruthData": {"data": "7"}}),
-                        json.dumps({**truth[1], "groundTruthData": {"data": "0"}})]
+    truth_lines[5:5] = ["not json", json.dumps({**truth[0], "groundTruthData": {"data": "7", "encoding": "CSV"}}),
+                        json.dumps({**truth[1], "groundTruthData": {"data": "0", "encoding": "CSV"}})]
     (labelled / "t.jsonl").write_text("\n".join(truth_lines) + "\n")
     return str(captured / "a.jsonl"), str(tmp_path / "truth"), bad, len(lines)
 

@@ -18,7 +18,6 @@ Nothing is dropped silently: every record or line that cannot be used is counted
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from collections import Counter
@@ -28,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..data_capture import body_bytes as body_of
 from ..model.inference import MULTICLASS_FIELDS, OUTPUT_FIELDS, RowError
 from ..serving import decoding, negotiation
 from ..serving.encoding import csv_columns
@@ -78,19 +78,6 @@ def jsonl_files(root: str) -> list[str]:
     return found
 
 
-def body_of(part: dict) -> bytes:
-    """The bytes of a capture's ``endpointInput`` / ``endpointOutput`` (base64 or text)."""
-    data = part.get("data")
-    if not isinstance(data, str):
-        raise ValueError("its data is missing")
-    if str(part.get("encoding", "")).upper() == "BASE64":
-        try:
-            return base64.b64decode(data, validate=True)
-        except ValueError:
-            raise ValueError("its data is not valid base64") from None
-    return data.encode("utf-8")
-
-
 def read_ground_truth(root: str | None, spec: ModelSpec, counts: Counts) -> dict[str, list[int]]:
     """id -> the labels (class indices) of its rows; unusable records counted, a repeated id's
     later records counted and not used."""
@@ -114,7 +101,7 @@ def read_ground_truth(root: str | None, spec: ModelSpec, counts: Counts) -> dict
                     continue
                 try:
                     record = json.loads(_ascii(line))
-                    key = record["eventMetadata"]["eventId"]
+                    key = str(record["eventMetadata"]["eventId"])
                     text = body_of(record["groundTruthData"]).decode("utf-8")
                 except (ValueError, KeyError, TypeError, UnicodeDecodeError):
                     counts.add("ground truth lines that are not a ground-truth record",
@@ -129,7 +116,7 @@ def read_ground_truth(root: str | None, spec: ModelSpec, counts: Counts) -> dict
                     counts.add("ground truth records repeating an id (later ones not used)",
                                f"{path}:{number}")
                     continue
-                labels[str(key)] = values
+                labels[key] = values
     counts.add("ground truth records", n=len(labels))
     return labels
 
@@ -194,7 +181,9 @@ class CaptureReader:
             record = json.loads(_ascii(line))
             capture = record["captureData"]
             meta = record.get("eventMetadata") or {}
-        except (ValueError, KeyError, TypeError):
+            if not isinstance(capture, dict) or not isinstance(meta, dict):
+                raise TypeError("not objects")
+        except (ValueError, KeyError, TypeError, AttributeError):
             counts.add("capture lines that are not a capture record", f"{path}:{number}")
             return None
         if self.start is not None or self.end is not None:
@@ -262,8 +251,8 @@ class CaptureReader:
         for i, record in enumerate(records):
             part = record[2]
             try:
-                kind = self._kind(part.get("observedContentType"))
                 body = body_of(part)
+                kind = self._kind(part.get("observedContentType"))
             except (ValueError, RequestError) as exc:
                 out[i] = exc
                 continue
@@ -376,15 +365,19 @@ class CaptureReader:
             if index is None:
                 raise ValueError(f"decision {item['decision']!r} is not a class of the model")
             decided.append(index)
-            if k == 2:
-                if "score" not in item:
-                    raise ValueError("an answer without its score")
-                scores.append(float(item["score"]))
-            else:
-                probabilities = item.get("probabilities")
-                if not isinstance(probabilities, dict):
-                    raise ValueError("an answer without its probabilities")
-                scores.append([float(probabilities[name]) for name in self.spec.policy.class_names])
+            try:
+                if k == 2:
+                    scores.append(float(item["score"]))
+                else:
+                    probabilities = item["probabilities"]
+                    scores.append([float(probabilities[name])
+                                   for name in self.spec.policy.class_names])
+            except KeyError as exc:
+                raise ValueError(f"an answer without its {'score' if k == 2 else 'probabilities'}"
+                                 f" ({exc} missing)") from None
+            except (TypeError, ValueError):
+                raise ValueError("an answer whose " + ("score" if k == 2 else "probabilities")
+                                 + " are not numbers") from None
         flat = scores if k == 2 else [v for row in scores for v in row]
         if not all(0.0 <= v <= 1.0 for v in flat):  # NaN and infinities fail too
             raise ValueError("a probability outside [0, 1]")
@@ -408,7 +401,8 @@ class CaptureReader:
     def _labels(self, meta: dict, n: int, where: str) -> list[int]:
         unknown = [-1] * n
         key = meta.get("inferenceId") or meta.get("eventId")
-        values = self.labels.get(str(key)) if key is not None else None
+        key = None if key is None else str(key)
+        values = self.labels.get(key) if key is not None else None
         if values is None:
             self.counts.add("capture rows without ground truth", n=n)
             return unknown
