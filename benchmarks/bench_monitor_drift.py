@@ -316,7 +316,16 @@ def seed_interval(per_seed: np.ndarray, draws: int = 2000) -> tuple[float, float
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def detection_table(dataset: str, results: list[dict]) -> tuple[list[str], dict]:
+def first_flag(windows: list, w: int, wanted) -> tuple[float, list[str]]:
+    """The record ending the first drifted window with a violation ``wanted`` accepts (inf:
+    none), and the checks that fired in that window."""
+    for j, found in enumerate(windows):
+        if any(wanted(check, feature) for check, feature in found):
+            return (PRE_WINDOWS + j + 1) * w, sorted({check for check, _ in found})
+    return math.inf, []
+
+
+def detection_table(dataset: str, results: list[dict]) -> list[str]:
     w = results[0]["window"]
     shifted = DATASETS[dataset][4]
     horizon = (PRE_WINDOWS + DRIFT_WINDOWS) * w
@@ -327,7 +336,6 @@ def detection_table(dataset: str, results: list[dict]) -> tuple[list[str], dict]
            "(quartiles) | checks that fired in the flagging window (seeds) | first violation of "
            "any check: median |",
            "| --- | --- | --- | --- | --- | --- |"]
-    summary = {}
     for kind, expected in KINDS.items():
         runs = [r["detected"][kind] for r in results if kind in r["detected"]]
         if not runs:
@@ -346,12 +354,10 @@ def detection_table(dataset: str, results: list[dict]) -> tuple[list[str], dict]
         out.append(f"| {kind} | {target} | {int(np.isfinite(records).sum())}/{len(runs)} | "
                    f"{show(med)} ({show(q1)}, {show(q3)}) | {listed} | "
                    f"{show(np.percentile(anything, 50, method='lower'))} |")
-        summary[kind] = {"records": [None if math.isinf(r) else int(r) for r in records],
-                         "fired": fired}
-    return out, summary
+    return out
 
 
-def false_alarm_table(dataset: str, results: list[dict]) -> tuple[list[str], dict]:
+def false_alarm_table(dataset: str, results: list[dict]) -> list[str]:
     from costaware.monitoring.checks import CHECKS
 
     windows = [found for r in results for found in r["clean"]]
@@ -360,7 +366,6 @@ def false_alarm_table(dataset: str, results: list[dict]) -> tuple[list[str], dic
            f"{CLEAN_WINDOWS})",
            "| constraint type | windows fired (any feature) | share (95%, seeds resampled) | "
            "worst single constraint: share |", "| --- | --- | --- | --- |"]
-    summary = {}
     for check in CHECKS:
         per_seed = np.array([np.mean([any(c == check for c, _ in found) for found in r["clean"]])
                              for r in results])
@@ -371,11 +376,9 @@ def false_alarm_table(dataset: str, results: list[dict]) -> tuple[list[str], dic
                 per_feature[name] = per_feature.get(name, 0) + 1
         worst = max(per_feature.items(), key=lambda t: t[1]) if per_feature else None
         lo, hi = seed_interval(per_seed)
-        summary[check] = {"fired": fired, "windows": n, "interval": [lo, hi],
-                          "worst": worst and {"feature": worst[0], "fired": worst[1]}}
         out.append(f"| {check} | {fired} | {fired / n:.1%} ({lo:.1%}-{hi:.1%}) | "
                    + (f"{worst[1] / n:.1%} ({worst[0]})" if worst else "-") + " |")
-    return out, summary
+    return out
 
 
 def main() -> None:
@@ -396,20 +399,16 @@ def main() -> None:
     t0 = time.perf_counter()
     with Pool(args.jobs) as pool:
         results = pool.map(one_seed, jobs, chunksize=1)
-    summaries = {}
+    if args.json:  # before the tables, so that the run is kept whatever happens to them
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({"seeds": results}, handle, indent=1)
     for dataset in datasets:
         mine = sorted((r for r in results if r["dataset"] == dataset), key=lambda r: r["seed"])
-        lines, detection = detection_table(dataset, mine)
-        print("\n".join(lines))
-        lines, alarms = false_alarm_table(dataset, mine)
-        print("\n".join(lines))
-        summaries[dataset] = {"detection": detection, "false_alarms": alarms}
+        print("\n".join(detection_table(dataset, mine)))
+        print("\n".join(false_alarm_table(dataset, mine)))
         print(f"({np.mean([r['seconds'] for r in mine]):.0f} s per seed, of which "
               f"{np.mean([r['train_seconds'] for r in mine]):.0f} s training and answering)")
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"summary": summaries, "seeds": results}, handle, indent=1)
 
 
 if __name__ == "__main__":
