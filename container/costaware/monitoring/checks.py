@@ -138,31 +138,26 @@ def _distribution_checks(base: list, window: list, check: str, constraints: dict
                 f"exceeds {bound:.4f}")
 
 
-def _shift(base: dict | None, window: dict | None) -> tuple[float, float, float] | None:
-    """``(delta, se, g)``: ``window - baseline``, its standard error and skewness (the module
-    docstring: pooled for means of rows; else ``sqrt(se_b^2 + se_w^2)`` and 0), or None when
-    either lacks a figure."""
+def _bounds(base: dict | None, window: dict | None, z: float) -> tuple[float, float] | None:
+    """The baseline's figure plus the lower and upper quantiles of ``delta = window - baseline``
+    (the module docstring: pooled, with Cornish-Fisher quantiles, for means of rows; else
+    ``+-z sqrt(se_b^2 + se_w^2)``), or None when either lacks a figure."""
     if not base or not window or base.get("value") is None or window.get("value") is None:
         return None
     if base.get("se") is None or window.get("se") is None:
         return None
-    delta = window["value"] - base["value"]
     m, n = base.get("rows"), window.get("rows")
+    g = 0.0
     if not m or not n or m + n <= 2:
-        return delta, math.hypot(base["se"], window["se"]), 0.0
-    variance = ((m - 1) * m * base["se"] ** 2 + (n - 1) * n * window["se"] ** 2) / (m + n - 2)
-    se = math.sqrt(variance * (1 / m + 1 / n))
-    if se == 0 or base.get("m3") is None or window.get("m3") is None:
-        return delta, se, 0.0
-    third = (m * base["m3"] + n * window["m3"]) / (m + n)
-    g = third * (1 / n ** 2 - 1 / m ** 2) / se ** 3
-    return delta, se, max(-SKEW_CAP, min(SKEW_CAP, g))
-
-
-def _quantiles(z: float, g: float) -> tuple[float, float]:
-    """The lower and upper bounds of ``delta / se`` (Cornish-Fisher, first order)."""
-    shift = (z * z - 1) * g / 6
-    return -z + shift, z + shift
+        se = math.hypot(base["se"], window["se"])
+    else:
+        variance = ((m - 1) * m * base["se"] ** 2 + (n - 1) * n * window["se"] ** 2) / (m + n - 2)
+        se = math.sqrt(variance * (1 / m + 1 / n))
+        if se > 0 and base.get("m3") is not None and window.get("m3") is not None:
+            third = (m * base["m3"] + n * window["m3"]) / (m + n)
+            g = max(-SKEW_CAP, min(SKEW_CAP, third * (1 / n ** 2 - 1 / m ** 2) / se ** 3))
+    shift = (z * z - 1) * g / 6  # Cornish-Fisher, first order
+    return base["value"] + (-z + shift) * se, base["value"] + (z + shift) * se
 
 
 def _figure_checks(base: dict, window: dict, z1: float, z2: float, add) -> None:
@@ -203,24 +198,23 @@ def _figure_checks(base: dict, window: dict, z1: float, z2: float, add) -> None:
 
 
 def _rise(name: str, check: str, base, window, z: float, add, what: str) -> None:
-    shift = _shift(base, window)
-    if shift is None:
-        return
-    delta, se, g = shift
-    bound = base["value"] + _quantiles(z, g)[1] * se
-    if window["value"] > bound:
-        add(name, check, window["value"], bound,
-            f"{what}: {window['value']:.6g} against the baseline's {base['value']:.6g} "
-            f"(bound {bound:.6g})")
+    _compare(name, check, base, window, z, add, what, two_sided=False)
 
 
 def _two_sided(name: str, check: str, base, window, z: float, add, what: str) -> None:
-    shift = _shift(base, window)
-    if shift is None:
+    _compare(name, check, base, window, z, add, what, two_sided=True)
+
+
+def _compare(name: str, check: str, base, window, z: float, add, what: str,
+             two_sided: bool) -> None:
+    """A violation when ``window``'s figure rose above the baseline's upper bound, or (two-sided)
+    left the interval between its bounds (:func:`_bounds`)."""
+    bounds = _bounds(base, window, z)
+    if bounds is None:
         return
-    delta, se, g = shift
-    low, high = (base["value"] + q * se for q in _quantiles(z, g))
-    if not low <= window["value"] <= high:
-        add(name, check, window["value"], [low, high],
-            f"{what}: {window['value']:.6g} against the baseline's {base['value']:.6g} "
-            f"(bounds {low:.6g} to {high:.6g})")
+    low, high = bounds
+    value = window["value"]
+    if value > high or (two_sided and value < low):
+        add(name, check, value, [low, high] if two_sided else high,
+            f"{what}: {value:.6g} against the baseline's {base['value']:.6g} "
+            + (f"(bounds {low:.6g} to {high:.6g})" if two_sided else f"(bound {high:.6g})"))
