@@ -2,6 +2,8 @@
 also on the skewed figures per-row costs make (most rows cost little, a few missed positives a
 lot): windows and baselines drawn from one population, the share of windows flagged."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,19 @@ def test_unlabelled_sums_give_the_mean_se_and_third_moment_of_their_rows():
         assert got["rows"] == want["rows"] == n
         for key in ("value", "se", "m3"):
             assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12), key
+
+
+def test_figures_of_huge_costs_stay_json_without_a_third_moment():
+    """A cost whose cube overflows leaves m3 out (None) rather than an infinity statistics.json
+    cannot hold; the mean and its se are still there."""
+    values = np.array([1.0, 2.0, 1e110])
+    costs = np.zeros((3, 2, 2))
+    costs[:, 1, 0] = values
+    costs[:, 0, 1] = 1.0
+    decided = DecidedRows(np.column_stack([np.full(3, 0.5), np.full(3, 0.5)]),
+                          np.zeros(3, dtype=np.int64), costs)
+    sums = UnlabelledSums(2, (1,))
+    sums.add(decided)
+    for figure in (mean_and_se(values), sums.figures()["expected_cost"]):
+        assert figure["m3"] is None and figure["se"] is not None
+        json.dumps(figure, allow_nan=False)

@@ -98,13 +98,15 @@ def binary_costs(fp, fn, tp, tn) -> np.ndarray:
 
 def mean_and_se(values: np.ndarray) -> dict:
     """``{"value": mean, "se": sd / sqrt(n), "rows": n, "m3": mean((x - mean)^3)}`` (se None
-    under two rows)."""
+    under two rows; m3 None where it overflows: the checks then make no skewness correction)."""
     n = len(values)
     if n == 0:
         return {"value": None, "se": None, "rows": 0, "m3": None}
     mean = float(np.mean(values))
     se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else None
-    return {"value": mean, "se": se, "rows": n, "m3": float(np.mean((values - mean) ** 3))}
+    with np.errstate(over="ignore", invalid="ignore"):
+        m3 = float(np.mean((values - mean) ** 3))
+    return {"value": mean, "se": se, "rows": n, "m3": m3 if math.isfinite(m3) else None}
 
 
 class UnlabelledSums:
@@ -133,7 +135,8 @@ class UnlabelledSums:
         chosen = rows.chosen_expected_cost()
         self.cost_sum += float(chosen.sum())
         self.cost_sq += float(np.square(chosen).sum())
-        self.cost_cube += float((chosen ** 3).sum())
+        with np.errstate(over="ignore"):  # huge costs: m3 is then None (figures)
+            self.cost_cube += float((chosen ** 3).sum())
         self.decisions += np.bincount(rows.decision, minlength=self.k)[:self.k]
         if rows.sensitive is not None:
             good = np.isin(rows.decision, self.favourable)
@@ -158,9 +161,11 @@ def _mean_se(total: float, squares: float, cubes: float, n: int) -> dict:
         return {"value": None, "se": None, "rows": 0, "m3": None}
     mean = total / n
     var = max(squares / n - mean * mean, 0.0) * n / (n - 1) if n > 1 else None
-    m3 = cubes / n - 3 * mean * squares / n + 2 * mean ** 3
+    mu = np.float64(mean)  # numpy's overflow is inf (then None), Python's an exception
+    with np.errstate(over="ignore", invalid="ignore"):
+        m3 = float(cubes / n - 3 * mu * squares / n + 2 * mu ** 3)
     return {"value": float(mean), "se": None if var is None else math.sqrt(var / n), "rows": n,
-            "m3": float(m3)}
+            "m3": m3 if math.isfinite(m3) else None}
 
 
 def _dppl(table: np.ndarray) -> dict:
