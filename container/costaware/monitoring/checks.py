@@ -12,14 +12,31 @@ the window's size.
 | ``data_type_check`` | an Integral column has more than ``datatype_check_threshold`` fractional values |
 | ``non_negative_check`` | a column never negative in the baseline has negative values |
 | ``baseline_drift_check`` (features), ``cost_drift_check`` (per-row cost columns), ``score_drift_check`` | the KS distance at the cut points exceeds its bound (:mod:`costaware.monitoring.columns`) |
-| ``base_rate_drift_check`` | the mean probability of a class moved by more than ``z_(a/2) sqrt(se_b^2 + se_w^2)`` |
-| ``expected_cost_check`` | the expected cost per decision rose by more than ``z_a sqrt(se_b^2 + se_w^2)`` |
+| ``base_rate_drift_check`` | the mean probability of a class moved beyond its two-sided bounds at ``z_(a/2)`` (a mean of rows, below) |
+| ``expected_cost_check`` | the expected cost per decision rose beyond its bound at ``z_a`` (a mean of rows) |
 | ``bias_drift_check`` | \\|DPPL\\| of the decisions rose by more than ``z_a sqrt(se_b^2 + se_w^2)`` |
-| ``realized_cost_check`` | (labels) the realized cost per decision rose by more than ``z_a sqrt(se_b^2 + se_w^2)`` |
+| ``realized_cost_check`` | (labels) the realized cost per decision rose beyond its bound at ``z_a`` (a mean of rows) |
 | ``savings_check`` | (labels) the decisions cost more than deciding the same for everyone: ``mean(c - c_trivial) > z_a se`` |
-| ``cost_gap_check`` | (labels) predicted minus realized cost moved from the baseline's by more than ``z_(a/2) sqrt(se_b^2 + se_w^2)``: the calibration has drifted |
-| ``log_loss_check`` | (labels) the log loss rose by more than ``z_a sqrt(se_b^2 + se_w^2)`` |
+| ``cost_gap_check`` | (labels) predicted minus realized cost moved beyond its two-sided bounds at ``z_(a/2)`` (a mean of rows): the calibration has drifted |
+| ``log_loss_check`` | (labels) the log loss rose beyond its bound at ``z_a`` (a mean of rows) |
 | ``auc_check`` | (labels) the AUC fell by more than ``z_a sqrt(se_b^2 + se_w^2)`` |
+
+A figure that is a mean of rows (it carries ``rows`` and ``m3``:
+:func:`~costaware.monitoring.decided_rows.mean_and_se`) is compared by the two-sample test of its
+null hypothesis, no drift: the window's ``n`` rows and the baseline's ``m`` come from one
+distribution. So their variance is
+pooled, ``s^2 = ((m - 1) s_b^2 + (n - 1) s_w^2) / (m + n - 2)``, ``se = s sqrt(1/m + 1/n)``, and
+``delta = window - baseline`` is compared with the first-order Cornish-Fisher quantiles
+``(+-z + (z^2 - 1) g / 6) se``, ``g = m3 (1/n^2 - 1/m^2) / se^3`` the skewness of ``delta``, ``m3``
+the pooled third central moment ``(m m3_b + n m3_w) / (m + n)`` (``g`` capped at 1 in size, where
+the expansion still puts a bound on each side of zero; 0 for a baseline without ``m3``). Why:
+per-row costs are skewed (most rows cost little, a few missed positives a lot). A window's own
+standard error is too small exactly when its few rows miss the rare large values, and the normal
+quantile ignores the skew of their mean: with ``sqrt(se_b^2 + se_w^2)`` and ``z``, on the bank
+telemarketing data (``benchmarks/bench_monitor_drift.py``, windows of 250 rows, 60 seeds)
+``cost_gap_check`` fired in 3.2% of the 1,200 windows without drift at alpha 1%, and
+``realized_cost_check`` in 0.2% (less power than stated). AUC and DPPL, not means of rows,
+keep ``sqrt(se_b^2 + se_w^2)`` and the normal quantile.
 """
 
 from __future__ import annotations
@@ -28,6 +45,8 @@ import math
 from statistics import NormalDist
 
 from .columns import ks_bound
+
+SKEW_CAP = 1.0  # the largest skewness the Cornish-Fisher bounds use (module docstring)
 
 CHECKS = ("completeness_check", "data_type_check", "non_negative_check", "baseline_drift_check",
           "cost_drift_check", "score_drift_check", "base_rate_drift_check", "expected_cost_check",
@@ -119,13 +138,26 @@ def _distribution_checks(base: list, window: list, check: str, constraints: dict
                 f"exceeds {bound:.4f}")
 
 
-def _shift(base: dict | None, window: dict | None) -> tuple[float, float] | None:
-    """``(window - baseline, sqrt(se_b^2 + se_w^2))``, or None when either lacks a figure."""
+def _bounds(base: dict | None, window: dict | None, z: float) -> tuple[float, float] | None:
+    """The baseline's figure plus the lower and upper quantiles of ``delta = window - baseline``
+    (the module docstring: pooled, with Cornish-Fisher quantiles, for means of rows; else
+    ``+-z sqrt(se_b^2 + se_w^2)``), or None when either lacks a figure."""
     if not base or not window or base.get("value") is None or window.get("value") is None:
         return None
     if base.get("se") is None or window.get("se") is None:
         return None
-    return window["value"] - base["value"], math.hypot(base["se"], window["se"])
+    m, n = base.get("rows"), window.get("rows")
+    g = 0.0
+    if not m or not n or m + n <= 2:
+        se = math.hypot(base["se"], window["se"])
+    else:
+        variance = ((m - 1) * m * base["se"] ** 2 + (n - 1) * n * window["se"] ** 2) / (m + n - 2)
+        se = math.sqrt(variance * (1 / m + 1 / n))
+        if se > 0 and base.get("m3") is not None and window.get("m3") is not None:
+            third = (m * base["m3"] + n * window["m3"]) / (m + n)
+            g = max(-SKEW_CAP, min(SKEW_CAP, third * (1 / n ** 2 - 1 / m ** 2) / se ** 3))
+    shift = (z * z - 1) * g / 6  # Cornish-Fisher, first order
+    return base["value"] + (-z + shift) * se, base["value"] + (z + shift) * se
 
 
 def _figure_checks(base: dict, window: dict, z1: float, z2: float, add) -> None:
@@ -166,22 +198,23 @@ def _figure_checks(base: dict, window: dict, z1: float, z2: float, add) -> None:
 
 
 def _rise(name: str, check: str, base, window, z: float, add, what: str) -> None:
-    shift = _shift(base, window)
-    if shift is None:
-        return
-    delta, se = shift
-    if delta > z * se:
-        add(name, check, window["value"], base["value"] + z * se,
-            f"{what}: {window['value']:.6g} against the baseline's {base['value']:.6g} "
-            f"(bound {base['value'] + z * se:.6g})")
+    _compare(name, check, base, window, z, add, what, two_sided=False)
 
 
 def _two_sided(name: str, check: str, base, window, z: float, add, what: str) -> None:
-    shift = _shift(base, window)
-    if shift is None:
+    _compare(name, check, base, window, z, add, what, two_sided=True)
+
+
+def _compare(name: str, check: str, base, window, z: float, add, what: str,
+             two_sided: bool) -> None:
+    """A violation when ``window``'s figure rose above the baseline's upper bound, or (two-sided)
+    left the interval between its bounds (:func:`_bounds`)."""
+    bounds = _bounds(base, window, z)
+    if bounds is None:
         return
-    delta, se = shift
-    if abs(delta) > z * se:
-        add(name, check, window["value"], [base["value"] - z * se, base["value"] + z * se],
-            f"{what}: {window['value']:.6g} against the baseline's {base['value']:.6g} "
-            f"(bounds {base['value'] - z * se:.6g} to {base['value'] + z * se:.6g})")
+    low, high = bounds
+    value = window["value"]
+    if value > high or (two_sided and value < low):
+        add(name, check, value, [low, high] if two_sided else high,
+            f"{what}: {value:.6g} against the baseline's {base['value']:.6g} "
+            + (f"(bounds {low:.6g} to {high:.6g})" if two_sided else f"(bound {high:.6g})"))

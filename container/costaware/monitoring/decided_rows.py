@@ -31,7 +31,9 @@ Figures with labels (:func:`labelled_figures`, on the labelled rows):
   classes) with a percentile interval from a Poisson bootstrap of the facet-label-decision table.
 
 Every standard error is the usual one of a mean of independent rows; an interval is
-``figure +- z * se``.
+``figure +- z * se``. A mean of rows also carries ``rows`` and their third central moment
+``m3 = mean_i (x_i - mean)^3``: the checks pool a window's and the baseline's variance and correct
+their bounds for skewness with them (:mod:`costaware.monitoring.checks`).
 """
 
 from __future__ import annotations
@@ -95,12 +97,16 @@ def binary_costs(fp, fn, tp, tn) -> np.ndarray:
 
 
 def mean_and_se(values: np.ndarray) -> dict:
-    """``{"value": mean, "se": sd / sqrt(n), "rows": n}`` (se None under two rows)."""
+    """``{"value": mean, "se": sd / sqrt(n), "rows": n, "m3": mean((x - mean)^3)}`` (se None
+    under two rows; m3 None where it overflows: the checks then make no skewness correction)."""
     n = len(values)
     if n == 0:
-        return {"value": None, "se": None, "rows": 0}
+        return {"value": None, "se": None, "rows": 0, "m3": None}
+    mean = float(np.mean(values))
     se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else None
-    return {"value": float(np.mean(values)), "se": se, "rows": n}
+    with np.errstate(over="ignore", invalid="ignore"):
+        m3 = float(np.mean((values - mean) ** 3))
+    return {"value": mean, "se": se, "rows": n, "m3": m3 if math.isfinite(m3) else None}
 
 
 class UnlabelledSums:
@@ -112,8 +118,10 @@ class UnlabelledSums:
         self.n = 0
         self.p_sum = np.zeros(k)
         self.p_sq = np.zeros(k)
+        self.p_cube = np.zeros(k)
         self.cost_sum = 0.0
         self.cost_sq = 0.0
+        self.cost_cube = 0.0
         self.decisions = np.zeros(k, dtype=np.int64)
         self.facet_decisions = np.zeros((2, 2), dtype=np.int64)  # (facet a/d, favourable no/yes)
 
@@ -123,9 +131,12 @@ class UnlabelledSums:
         self.n += len(rows)
         self.p_sum += rows.probabilities.sum(axis=0)
         self.p_sq += np.square(rows.probabilities).sum(axis=0)
+        self.p_cube += (rows.probabilities ** 3).sum(axis=0)
         chosen = rows.chosen_expected_cost()
         self.cost_sum += float(chosen.sum())
         self.cost_sq += float(np.square(chosen).sum())
+        with np.errstate(over="ignore"):  # huge costs: m3 is then None (figures)
+            self.cost_cube += float((chosen ** 3).sum())
         self.decisions += np.bincount(rows.decision, minlength=self.k)[:self.k]
         if rows.sensitive is not None:
             good = np.isin(rows.decision, self.favourable)
@@ -134,20 +145,27 @@ class UnlabelledSums:
 
     def figures(self) -> dict:
         n = self.n
-        out = {"rows": n, "base_rate": [_mean_se(s, q, n) for s, q in zip(self.p_sum, self.p_sq)],
-               "expected_cost": _mean_se(self.cost_sum, self.cost_sq, n),
+        out = {"rows": n,
+               "base_rate": [_mean_se(s, q, c, n)
+                             for s, q, c in zip(self.p_sum, self.p_sq, self.p_cube)],
+               "expected_cost": _mean_se(self.cost_sum, self.cost_sq, self.cost_cube, n),
                "decision_share": (self.decisions / n).tolist() if n else None}
         if self.facet_decisions.sum():
             out["dppl"] = _dppl(self.facet_decisions)
         return out
 
 
-def _mean_se(total: float, squares: float, n: int) -> dict:
+def _mean_se(total: float, squares: float, cubes: float, n: int) -> dict:
+    """:func:`mean_and_se` from the sums of the values, their squares and their cubes."""
     if n == 0:
-        return {"value": None, "se": None, "rows": 0}
+        return {"value": None, "se": None, "rows": 0, "m3": None}
     mean = total / n
     var = max(squares / n - mean * mean, 0.0) * n / (n - 1) if n > 1 else None
-    return {"value": float(mean), "se": None if var is None else math.sqrt(var / n), "rows": n}
+    mu = np.float64(mean)  # numpy's overflow is inf (then None), Python's an exception
+    with np.errstate(over="ignore", invalid="ignore"):
+        m3 = float(cubes / n - 3 * mu * squares / n + 2 * mu ** 3)
+    return {"value": float(mean), "se": None if var is None else math.sqrt(var / n), "rows": n,
+            "m3": m3 if math.isfinite(m3) else None}
 
 
 def _dppl(table: np.ndarray) -> dict:
