@@ -195,6 +195,10 @@ def test_realized_cost_of_a_known_window_is_the_hand_computed_one(trained, tmp_p
     assert labelled["cost_gap"]["value"] == pytest.approx(np.mean(expected) - np.mean(realized))
     assert labelled["trivial_costs"] == pytest.approx([(10 + 20) / 5, 3 / 5])
     assert labelled["savings"] == pytest.approx(1 - np.mean(realized) / 0.6)
+    trivial = np.array([0, 0, 1, 1, 1])  # everyone decided 1: a false positive costs 1
+    influence = np.array(realized) / 0.6 - np.mean(realized) * trivial / 0.36  # the delta method
+    assert labelled["savings_se"] == pytest.approx(np.std(influence, ddof=1) / np.sqrt(5))
+    assert labelled["observed_base_rate"][1]["value"] == pytest.approx(0.4)
     assert labelled["confusion"] == [[1, 2], [1, 1]]
     assert own["unlabelled"]["base_rate"][1]["value"] == pytest.approx(np.mean([.9, .2, .6, .1, .3]))
     p = np.array([.9, .2, .6, .1, .3])

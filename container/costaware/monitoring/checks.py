@@ -12,7 +12,7 @@ the window's size.
 | ``data_type_check`` | an Integral column has more than ``datatype_check_threshold`` fractional values |
 | ``non_negative_check`` | a column never negative in the baseline has negative values |
 | ``baseline_drift_check`` (features), ``cost_drift_check`` (per-row cost columns), ``score_drift_check`` | the KS distance at the cut points exceeds its bound (:mod:`costaware.monitoring.columns`) |
-| ``base_rate_drift_check`` | the mean probability of a class moved beyond its two-sided bounds at ``z_(a/2)`` (a mean of rows, below) |
+| ``base_rate_drift_check`` | the mean probability of a class (and, with labels, its observed share) moved beyond its two-sided bounds at ``z_(a/2)`` (a mean of rows, below) |
 | ``expected_cost_check`` | the expected cost per decision rose beyond its bound at ``z_a`` (a mean of rows) |
 | ``bias_drift_check`` | \\|DPPL\\| of the decisions rose by more than ``z_a sqrt(se_b^2 + se_w^2)`` |
 | ``realized_cost_check`` | (labels) the realized cost per decision rose beyond its bound at ``z_a`` (a mean of rows) |
@@ -177,6 +177,10 @@ def _figure_checks(base: dict, window: dict, z1: float, z2: float, add) -> None:
     if not wl.get("rows"):
         return
     if bl.get("rows"):
+        observed = list(zip(bl.get("observed_base_rate") or [], wl.get("observed_base_rate") or []))
+        for k, (b, w) in list(enumerate(observed))[1 if len(observed) == 2 else 0:]:
+            _two_sided(f"observed_base_rate_{k}", "base_rate_drift_check", b, w, z2, add,
+                       f"the observed share of class {k} (labels)")
         _rise("realized_cost_per_decision", "realized_cost_check", bl.get("realized_cost"),
               wl.get("realized_cost"), z1, add, "the realized cost per decision")
         _two_sided("cost_gap", "cost_gap_check", bl.get("cost_gap"), wl.get("cost_gap"), z2, add,

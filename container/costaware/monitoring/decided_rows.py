@@ -18,7 +18,8 @@ is read in constant memory):
 Figures with labels (:func:`labelled_figures`, on the labelled rows):
 
 * realized cost per decision ``mean_i C_i[y_i, d_i]``; the trivial rules' ``mean_i C_i[y_i, k]``
-  (everyone decided ``k``); ``savings = 1 - cost / min_k(trivial_k)``; the paired difference with
+  (everyone decided ``k``); ``savings = 1 - cost / min_k(trivial_k)`` (its standard error by the
+  delta method, :func:`savings_se`); the observed share of each class (``observed_base_rate``); the paired difference with
   the cheapest trivial rule ``mean_i (C_i[y_i, d_i] - C_i[y_i, k*])`` and its standard error;
 * the gap between predicted and realized cost, ``mean_i (sum_y P[i, y] C_i[y, d_i] - C_i[y_i, d_i])``:
   zero in expectation when the probabilities are calibrated, whatever the costs;
@@ -198,10 +199,11 @@ def labelled_figures(rows: DecidedRows, seed: int = 0) -> dict:
         "trivial_costs": trivial_means.tolist(),
         "cheapest_trivial": best,
         "savings": (1.0 - cost / cheaper) if cheaper > 0 else None,
+        "savings_se": savings_se(realized, trivial[:, best]),
         "cost_minus_trivial": mean_and_se(realized - trivial[:, best]),
         "cost_gap": mean_and_se(rows.chosen_expected_cost() - realized),
         "log_loss": mean_and_se(-np.log(p_true)),
-        "observed_base_rate": (np.bincount(y, minlength=rows.k)[:rows.k] / n).tolist(),
+        "observed_base_rate": [mean_and_se((y == k).astype(np.float64)) for k in range(rows.k)],
         "confusion": _confusion(y, d, rows.k).tolist(),
         **calibration(rows),
         "auc": auc_with_se(rows),
@@ -209,6 +211,17 @@ def labelled_figures(rows: DecidedRows, seed: int = 0) -> dict:
     if rows.sensitive is not None:
         out["bias"] = bias_with_intervals(rows, seed)
     return out
+
+
+def savings_se(cost: np.ndarray, trivial: np.ndarray) -> float | None:
+    """The delta method's standard error of ``1 - A / B`` (``A``, ``B`` the means of the rows'
+    realized and cheapest-trivial costs): ``sqrt(var(c_i / B - A t_i / B^2) / n)``."""
+    n = len(cost)
+    b = float(trivial.mean()) if n else 0.0
+    if n < 2 or b <= 0:
+        return None
+    a = float(cost.mean())
+    return float(np.std(cost / b - a * trivial / (b * b), ddof=1) / math.sqrt(n))
 
 
 def _confusion(y: np.ndarray, d: np.ndarray, k: int) -> np.ndarray:

@@ -87,9 +87,14 @@ def render(baseline: dict, window: dict, violations: list, spec) -> str:
             return [name, _interval(bl.get(key)), _interval(wl.get(key))]
         rows = [pair("realized cost per decision", "realized_cost"),
                 pair("cost minus the cheapest trivial rule", "cost_minus_trivial"),
-                ["savings against the trivial rules", _n(bl.get("savings")), _n(wl.get("savings"))],
+                ["savings against the trivial rules",
+                 _interval({"value": bl.get("savings"), "se": bl.get("savings_se")}),
+                 _interval({"value": wl.get("savings"), "se": wl.get("savings_se")})],
                 pair("predicted minus realized cost", "cost_gap"),
-                pair("log loss", "log_loss"), ["ECE", _n(bl.get("ece")), _n(wl.get("ece"))],
+                pair("log loss", "log_loss"),
+                *[[f"observed share of class {spec.classes[k]}", _interval(b), _interval(w)]
+                  for k, (b, w) in enumerate(zip(bl.get("observed_base_rate") or [],
+                                                 wl.get("observed_base_rate") or []))], ["ECE", _n(bl.get("ece")), _n(wl.get("ece"))],
                 pair("AUC", "auc")]
         parts.append(_table(["figure (95% interval)", "baseline", "window"], rows))
         parts.append("<h3>Confusion matrix (rows: label, columns: decision)</h3>" + _table(
