@@ -368,6 +368,31 @@ def test_every_check_is_documented():
     assert all(f"``{name}``" in text for name in checks.CHECKS)
 
 
+def test_rows_decided_at_a_requests_override_are_counted(trained, tmp_path):
+    """Per-row costs with a request's cost override: the override is a header, not in the
+    capture, so those rows are counted and priced at the model's costs (said, not guessed)."""
+    from costaware.model.artifact import load
+    from costaware.serving.invocation import Invocations, respond
+
+    invocations = Invocations(load(str(trained / "model"), nthread=1))
+    # rows without their own cost: a request's override decides them ("costs": "request")
+    bodies = [body.rsplit(",", 1)[0] for body in request_bodies(population(4, 12))]
+    records = []
+    for i, body in enumerate(bodies):
+        attributes = "cost_fp=3" if i % 2 else None
+        reply = respond(invocations, body.encode(), "text/csv", "application/jsonlines",
+                        attributes)
+        records.append(capture_record(body.encode(), "text/csv", reply.body,
+                                      reply.headers["Content-Type"], f"o{i}",
+                                      f"2026-12-06T06:00:0{i}Z"))
+    capture = write_jsonl(tmp_path / "c" / "x.jsonl", records).parent
+    result = run_monitor(monitor_env(trained, tmp_path, capture))
+    assert result["rows"] == 4
+    assert result["counts"]["counts"][
+        "rows decided at a request's cost override (its costs are not captured: their realized "
+        "cost is priced at the model's)"] == 2
+
+
 def test_malformed_parts_and_answers_are_counted_not_raised(trained, tmp_path):
     """Records whose parts are not objects, answers whose score is null or missing, a ground
     truth whose data is not an object, numeric ids: counted (the shapes a fuzzer found)."""

@@ -36,6 +36,8 @@ from .decided_rows import DecidedRows
 from .model_spec import ModelSpec
 
 BATCH_RECORDS = 2048
+REQUEST_COSTS = ("rows decided at a request's cost override (its costs are not captured: their "
+                 "realized cost is priced at the model's)")
 LABEL_TEXTS = 1024  # label texts whose class index is remembered while reading ground truth
 
 
@@ -323,6 +325,9 @@ class CaptureReader:
         if len(items) != n:
             raise ValueError(f"{len(items)} answers for {n} request rows")
         found, decided = self._decided(items)
+        overridden = sum(1 for item in items if item.get("costs") == "request")
+        if overridden:  # the override came in a header, which the capture does not hold
+            self.counts.add(REQUEST_COSTS, n=overridden)
         scores.extend(found)
         decision.extend(decided)
 
