@@ -291,6 +291,20 @@ def test_the_monitor_entry_fails_in_one_line(trained, tmp_path, change, fragment
     assert fragment in message and "\n" not in message
 
 
+def test_a_baseline_missing_what_the_monitor_reads_is_one_line(trained, tmp_path):
+    """A baseline that parses but lacks a figure (hand-edited, another version's)."""
+    statistics = json.loads((trained / "model" / "baseline" / "statistics.json").read_text())
+    del statistics["features"][0]["numerical_statistics"]["common"]
+    (tmp_path / "statistics.json").write_text(json.dumps(statistics))
+    (tmp_path / "capture").mkdir()
+    env = {**os.environ, **monitor_env(trained, tmp_path, tmp_path / "capture"),
+           "baseline_statistics": str(tmp_path / "statistics.json")}
+    done = subprocess.run([str(BIN / "monitor")], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "do not hold what this costaware's monitor reads (KeyError: 'common')" in done.stderr
+
+
 def test_suggest_baseline_from_a_model_archive(trained, tmp_path):
     archive_dir = tmp_path / "model"
     archive_dir.mkdir()

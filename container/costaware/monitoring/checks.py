@@ -142,7 +142,8 @@ def _bounds(base: dict | None, window: dict | None, z: float) -> tuple[float, fl
     """The baseline's figure plus the lower and upper quantiles of ``delta = window - baseline``
     (the module docstring: pooled, with Cornish-Fisher quantiles, for means of rows; else
     ``+-z sqrt(se_b^2 + se_w^2)``), or None when either lacks a figure."""
-    if not base or not window or base.get("value") is None or window.get("value") is None:
+    if not isinstance(base, dict) or not isinstance(window, dict) \
+            or base.get("value") is None or window.get("value") is None:
         return None
     if base.get("se") is None or window.get("se") is None:
         return None

@@ -15,6 +15,7 @@ section), ``constraints.json`` (the baseline's, as evaluated), ``constraint_viol
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -124,6 +125,19 @@ def load_baseline(env) -> tuple[dict, dict, ModelSpec]:
     return statistics, constraints, spec
 
 
+@contextlib.contextmanager
+def _baseline_as_read(env):
+    """A baseline file that parses but lacks what the monitor reads (hand-edited, or from
+    another version) is the job's one-line reason, never a traceback."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        raise JobError(f"baseline_statistics {env.get('baseline_statistics')} and "
+                       f"baseline_constraints {env.get('baseline_constraints')} do not hold what "
+                       f"this costaware's monitor reads ({type(exc).__name__}: {exc}); write them "
+                       "again with this version (training, or suggest-baseline)") from None
+
+
 def run_monitor(env) -> dict:
     """The monitoring job (module docstring); returns what it wrote (paths and figures)."""
     _check_format(env)
@@ -138,7 +152,8 @@ def run_monitor(env) -> dict:
         raise JobError(f"ground_truth_source {truth} is not a directory")
     counts = Counts()
     labels = read_ground_truth(truth, spec, counts)
-    window = Window(baseline, spec)
+    with _baseline_as_read(env):
+        window = Window(baseline, spec)
     reader = CaptureReader(spec, labels, counts, start, end)
     files = jsonl_files(source)
     counts.add("capture files", n=len(files))
@@ -150,8 +165,9 @@ def run_monitor(env) -> dict:
     statistics = window.statistics(counts.to_dict())
     statistics["costaware"]["window"] = {"start_time": env.get("start_time"),
                                          "end_time": env.get("end_time")}
-    found = checks.violations(baseline, constraints, statistics) if window.rows else [
-        no_data(counts, env)]
+    with _baseline_as_read(env):
+        found = checks.violations(baseline, constraints, statistics) if window.rows else [
+            no_data(counts, env)]
     os.makedirs(output, exist_ok=True)
     written = {
         "statistics": write_json(output, STATISTICS_FILE, statistics),
