@@ -26,8 +26,8 @@ out). For speed the pool is answered in one batch (and once more with its costs 
 record's ``endpointOutput`` is its row's line of that answer; a few rows are checked to get the
 same line when answered alone. Records are written as SageMaker data-capture records
 (``captureData.endpointInput`` / ``endpointOutput``, ``eventMetadata`` with ``eventId``,
-``inferenceId``, ``inferenceTime``, ``eventVersion`` "0") by :func:`capture_record`, a local
-function (the server's own capture writer is not used here), with a ground-truth record per
+``inferenceId``, ``inferenceTime``, ``eventVersion`` "0") by the server's own record format
+(:func:`capture_record`: :func:`costaware.data_capture.record`), with a ground-truth record per
 record in Model Monitor's merge format (``groundTruthData.data`` = the label,
 ``eventMetadata.eventId`` = the inference id).
 
@@ -180,16 +180,12 @@ def answer_rows(invocations, rows: np.ndarray) -> tuple[list[str], list[str]]:
 
 
 def capture_record(request: str, answer: str, inference_id: str, when: datetime) -> dict:
-    """One invocation as SageMaker's data capture writes it (local: not the server's writer)."""
-    stamp = when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    return {"captureData": {
-                "endpointInput": {"observedContentType": "text/csv", "mode": "INPUT",
-                                  "data": request, "encoding": "CSV"},
-                "endpointOutput": {"observedContentType": "application/jsonlines",
-                                   "mode": "OUTPUT", "data": answer + "\n", "encoding": "JSON"}},
-            "eventMetadata": {"eventId": f"event-{inference_id}", "inferenceId": inference_id,
-                              "inferenceTime": stamp},
-            "eventVersion": "0"}
+    """One invocation as the server's capture writer records it (:mod:`costaware.data_capture`)."""
+    from costaware import data_capture
+
+    return data_capture.record("text/csv", request.encode(), "application/jsonlines",
+                               answer.encode(), when.timestamp(), inference_id,
+                               f"event-{inference_id}")
 
 
 def ground_truth_record(label: int, inference_id: str) -> dict:
