@@ -84,8 +84,10 @@ def phase_rows(pool: pd.DataFrame, phase: int, n: int, rng) -> pd.DataFrame:
     weights = np.ones(len(pool))
     if phase == 1:
         weights = pool["duration"].rank().to_numpy() ** 2
-    elif phase == 2:
-        weights = np.where(pool["credit_risk"] == 0, 2.0 * 0.7 / 0.3, 1.0)
+    elif phase == 2:  # bad risks drawn with the weight that doubles their share
+        bad = (pool["credit_risk"] == 0).to_numpy()
+        share = bad.mean()
+        weights = np.where(bad, 2 * share / (1 - 2 * share) * (1 - share) / share, 1.0)
     rows = pool.iloc[rng.choice(len(pool), n, p=weights / weights.sum())].copy()
     if phase == 3:
         rows["loss"] = (rows["loss"] * 1.5).round(4)
@@ -183,14 +185,16 @@ def monitor(work: str, base: str, window: tuple[str, str], name: str, image: str
            "sagemaker_endpoint_name": "german-credit",
            "sagemaker_monitoring_schedule_name": "demo"}
     if image:
-        engine = os.environ.get("DOCKER", "podman")
-        command = [engine, "run", "--rm", *os.environ.get("DOCKER_RUN_ARGS", "").split()]
+        engine, run_args, containers_conf = _engine()
+        command = [engine, "run", "--rm", *run_args.split()]
         for host, container in paths.values():
             command += ["-v", f"{host}:{container}"]
         for key, value in env.items():
             command += ["-e", f"{key}={value}"]
         command += [image, "monitor"]
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = subprocess.run(command, capture_output=True, text=True,
+                              env={**os.environ, **({"CONTAINERS_CONF": containers_conf}
+                                                    if containers_conf else {})})
     else:
         done = subprocess.run([os.path.join(BIN, "monitor")], env={**os.environ, **env,
                               "SAGEMAKER_BASE_DIR": os.path.join(out, "ml")},
@@ -205,10 +209,22 @@ def monitor(work: str, base: str, window: tuple[str, str], name: str, image: str
             "report": os.path.join(out, "report.html")}
 
 
+def _engine() -> tuple[str, str, str]:
+    """The container engine and its settings on this host, as the local_test scripts pick them
+    (local_test/engine.sh: DOCKER, DOCKER_RUN_ARGS, CONTAINERS_CONF); podman when no docker."""
+    engine = os.environ.get("DOCKER") or ("docker" if shutil.which("docker") else "podman")
+    script = (f'DOCKER="{engine}"; . "{HERE}/engine.sh"; '
+              'printf "%s\n%s\n%s\n" "$DOCKER" "${DOCKER_RUN_ARGS:-}" "${CONTAINERS_CONF:-}"')
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    return out[0], out[1], out[2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", help="a directory for everything (default: a new one in /tmp)")
-    parser.add_argument("--image", help="run `monitor` in this image (podman, or $DOCKER)")
+    parser.add_argument("--image", help="run `monitor` in this image ($DOCKER, else docker or "
+                                        "podman, with local_test/engine.sh's settings)")
     parser.add_argument("--records", type=int, default=400, help="applicants per phase")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -219,8 +235,8 @@ def main() -> None:
     windows = serve_and_replay(base, work, pool, args.records, args.seed)
     where = f"in {args.image}" if args.image else "here"
     print(f"\n{args.records} applicants per phase; `monitor` {where} on each phase's window:\n")
-    print("| phase | window | rows | labelled | realized cost per decision | savings | violations |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| phase | rows | labelled | realized cost per decision | savings | violations |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for k, (name, window) in enumerate(zip(PHASES, windows)):
         found = monitor(work, base, window, f"phase{k}", args.image)
         own = found["statistics"]["costaware"]
@@ -228,10 +244,11 @@ def main() -> None:
         checks = sorted({f"{v['constraint_check_type']} ({v['feature_name']})"
                          for v in found["violations"]})
         cost = labelled.get("realized_cost", {}).get("value")
-        print(f"| {name} | {window[0][11:]} to {window[1][11:]} | {own['counts']['rows']} | "
+        print(f"| {name} | {own['counts']['rows']} | "
               f"{labelled.get('rows', 0)} | {cost:.3f} | {labelled.get('savings', 0):.3f} | "
               f"{', '.join(checks) or 'none'} |")
-    print(f"\nreports: {work}/monitoring/phase*/report.html")
+    print("\nwindows: " + "; ".join(f"{name} {a} to {b}" for name, (a, b) in zip(PHASES, windows)))
+    print(f"reports: {work}/monitoring/phase*/report.html")
 
 
 if __name__ == "__main__":
