@@ -351,7 +351,12 @@ def test_three_classes_with_a_per_row_cost_cell_and_csv_answers(tmp_path):
     bodies = [",".join(f"{v:g}" for v in row)
               for row in stream_rows.drop(columns=["cultivar"]).to_numpy(float)]
     records = answered_records(str(base / "model"), bodies, ("text/csv", "application/json"))
-    capture = write_jsonl(tmp_path / "c" / "x.jsonl", records).parent
+    short = json.loads(json.dumps(records[1]))  # a JSON answer without one class's probability
+    answer = json.loads(short["captureData"]["endpointOutput"]["data"])
+    del answer["predictions"][0]["probabilities"]["barbera"]
+    short["captureData"]["endpointOutput"]["data"] = json.dumps(answer)
+    short["eventMetadata"]["inferenceId"] = "short"
+    capture = write_jsonl(tmp_path / "c" / "x.jsonl", records + [short]).parent
     truth = write_jsonl(tmp_path / "t" / "g.jsonl",
                         [ground_truth_record(f"id-{i}", c)
                          for i, c in enumerate(stream_rows["cultivar"])]).parent
@@ -360,6 +365,9 @@ def test_three_classes_with_a_per_row_cost_cell_and_csv_answers(tmp_path):
     jsonschema.validate(statistics, STATISTICS_SCHEMA)
     labelled = statistics["costaware"]["labelled"]
     assert result["rows"] == len(stream_rows) == labelled["rows"]
+    assert result["counts"]["counts"]["response bodies that could not be read"] == 1
+    assert "without its probabilities ('barbera' missing)" in result["counts"]["first_seen"][
+        "response bodies that could not be read"]
     assert np.array(labelled["confusion"]).shape == (3, 3)
     assert [s["name"] for s in statistics["costaware"]["scores"]] == \
         [f"probability_{c}" for c in WINE_CLASSES]
