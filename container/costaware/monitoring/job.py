@@ -117,7 +117,7 @@ def load_baseline(env) -> tuple[dict, dict, ModelSpec]:
     constraints = read_json(path, "baseline_constraints")
     try:
         spec = ModelSpec.from_dict(constraints["costaware"]["model"])
-        statistics["costaware"]["scores"], statistics["features"]  # noqa: B018 (present?)
+        _ = statistics["features"], statistics["costaware"]["scores"]  # costaware's statistics
     except (KeyError, TypeError, ValueError) as exc:
         raise JobError(f"baseline_constraints {path} is not a costaware baseline (missing "
                        f"{exc}); use the baseline training wrote beside the model "
