@@ -441,3 +441,49 @@ def test_malformed_parts_and_answers_are_counted_not_raised(trained, tmp_path):
     assert counts["capture records repeating a labelled id (label used for the first)"] == 1
     assert "score are not numbers" in result["counts"]["first_seen"][
         "response bodies that could not be read"]
+
+
+def test_a_window_without_positives_whose_decisions_cost_more_than_the_trivial_rule(trained, tmp_path):
+    """No positive label: deciding 0 for everyone costs nothing, so savings is undefined; the
+    savings check still fires, and its description says why there is no ratio (a crash before)."""
+    rows = [("0,0,0,0,0,10", 0.9, 1 if i < 7 else 0) for i in range(10)]
+    records = [capture_record(body.encode(), "text/csv",
+                              json.dumps({"score": s, "decision": d}).encode(),
+                              "application/jsonlines", f"n{i}", f"2026-12-06T06:00:0{i}Z")
+               for i, (body, s, d) in enumerate(rows)]
+    capture = write_jsonl(tmp_path / "c" / "x.jsonl", records).parent
+    truth = write_jsonl(tmp_path / "t" / "g.jsonl",
+                        [ground_truth_record(f"n{i}", 0) for i in range(10)]).parent
+    result = run_monitor(monitor_env(trained, tmp_path, capture, truth))
+    savings = [v for v in result["violations"] if v["constraint_check_type"] == "savings_check"]
+    assert len(savings) == 1 and "costs nothing, so no savings ratio" in savings[0]["description"]
+
+
+def test_content_types_that_are_not_text_and_deep_json_are_counted(trained, tmp_path):
+    good = answered_records(str(trained / "model"), request_bodies(population(2, 13)))
+    odd = json.loads(json.dumps(good[0]))
+    odd["captureData"]["endpointInput"]["observedContentType"] = 5
+    odd_answer = json.loads(json.dumps(good[1]))
+    odd_answer["captureData"]["endpointOutput"]["observedContentType"] = ["text/csv"]
+    capture = write_jsonl(tmp_path / "c" / "x.jsonl", [odd, odd_answer, "[" * 100000]).parent
+    result = run_monitor(monitor_env(trained, tmp_path, capture))
+    counts = result["counts"]["counts"]
+    assert counts["request bodies that could not be decoded"] == 1
+    assert counts["response bodies that could not be read"] == 1
+    assert counts["capture lines that are not a capture record"] == 1
+
+
+def test_a_truncated_model_archive_is_one_line(trained, tmp_path):
+    archive_dir = tmp_path / "model"
+    archive_dir.mkdir()
+    with tarfile.open(archive_dir / "model.tar.gz", "w:gz") as tar:
+        for name in ("xgboost-model.ubj", "metadata.json"):
+            tar.add(trained / "model" / name, arcname=name)
+    whole = (archive_dir / "model.tar.gz").read_bytes()
+    (archive_dir / "model.tar.gz").write_bytes(whole[:len(whole) // 2])
+    done = subprocess.run([str(BIN / "suggest-baseline"), "--model", str(archive_dir), "--data",
+                           str(tmp_path), "--output", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path / "ml")})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "model.tar.gz cannot be read" in done.stderr

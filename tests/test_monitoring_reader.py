@@ -181,3 +181,19 @@ def test_chunks_read_as_every_record_alone(costed, tmp_path):
             np.testing.assert_array_equal(got[name], values, err_msg=name)
         assert got_counts == counts
         assert all(n >= batch_records for n in sizes[:-1])  # batches of decided records, as before
+
+
+def test_a_column_far_from_zero_keeps_its_standard_deviation():
+    """The window's sums are taken about the baseline's mean: a column near 1e8 with sd 1 (a
+    plain sum of squares cancels to 0 or garbage there)."""
+    from costaware.monitoring.columns import ColumnWindow, column_statistics
+
+    rng = np.random.default_rng(0)
+    values = 1e8 + rng.normal(size=5000)
+    window = ColumnWindow(column_statistics("x", values))
+    for part in np.array_split(values, 7):
+        window.add(part)
+    stats = window.statistics()["numerical_statistics"]
+    assert stats["std_dev"] == pytest.approx(values.std(), rel=1e-6)
+    assert stats["mean"] == pytest.approx(values.mean(), rel=1e-12)
+    assert stats["sum"] == pytest.approx(values.sum(), rel=1e-12)

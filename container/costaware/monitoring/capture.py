@@ -71,10 +71,16 @@ def parse_time(text) -> datetime | None:
     return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
 
 
-def jsonl_files(root: str) -> list[str]:
-    """Every ``*.jsonl`` file under ``root``, in path order (the hours sort by time)."""
+def jsonl_files(root: str, counts: "Counts | None" = None) -> list[str]:
+    """Every ``*.jsonl`` file under ``root``, in path order (the hours sort by time); a directory
+    that cannot be listed is counted."""
     found = []
-    for directory, dirs, names in os.walk(root):
+
+    def unreadable(exc: OSError) -> None:
+        if counts is not None:
+            counts.add("directories that could not be read", f"{exc.filename}: {exc.strerror}")
+
+    for directory, dirs, names in os.walk(root, onerror=unreadable):
         dirs.sort()
         found.extend(os.path.join(directory, n) for n in sorted(names) if n.endswith(".jsonl"))
     return found
@@ -96,7 +102,7 @@ def read_ground_truth(root: str | None, spec: ModelSpec, counts: Counts) -> dict
             index_of[text] = index
         return index
 
-    for path in jsonl_files(root):
+    for path in jsonl_files(root, counts):
         with open(path, "rb") as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
@@ -105,7 +111,7 @@ def read_ground_truth(root: str | None, spec: ModelSpec, counts: Counts) -> dict
                     record = json.loads(_ascii(line))
                     key = str(record["eventMetadata"]["eventId"])
                     text = body_of(record["groundTruthData"]).decode("utf-8")
-                except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
                     counts.add("ground truth lines that are not a ground-truth record",
                                f"{path}:{number}")
                     continue
@@ -185,7 +191,7 @@ class CaptureReader:
             meta = record.get("eventMetadata") or {}
             if not isinstance(capture, dict) or not isinstance(meta, dict):
                 raise TypeError("not objects")
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             counts.add("capture lines that are not a capture record", f"{path}:{number}")
             return None
         if self.start is not None or self.end is not None:
@@ -216,7 +222,7 @@ class CaptureReader:
                 continue
             try:
                 self._answers(record[3], len(decoded[0]), scores, decision)
-            except (ValueError, RequestError) as exc:
+            except (ValueError, RequestError, RecursionError) as exc:
                 self.counts.add("response bodies that could not be read",
                                 f"{record[0]}:{record[1]}: {_reason(exc)}")
                 continue
@@ -299,6 +305,8 @@ class CaptureReader:
 
     def _kind(self, content_type) -> str:
         if type(content_type) is not str:
+            if content_type is not None:
+                raise ValueError("its observedContentType is not text")
             return negotiation.input_kind(content_type)
         kind = self._kinds.get(content_type)
         if kind is None:
@@ -333,7 +341,7 @@ class CaptureReader:
 
     def _essence(self, content_type: str) -> str:
         if type(content_type) is not str:
-            return negotiation.parse_media_type(content_type)[0]
+            raise ValueError("its observedContentType is not text")
         essence = self._essences.get(content_type)
         if essence is None:
             essence = self._essences[content_type] = negotiation.parse_media_type(content_type)[0]

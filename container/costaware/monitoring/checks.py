@@ -198,8 +198,9 @@ def _figure_checks(base: dict, window: dict, z1: float, z2: float, add) -> None:
         if over["value"] > bound:
             add("savings", "savings_check", over["value"], bound,
                 f"the decisions cost {over['value']:.6g} per decision more than deciding "
-                f"class {wl['cheapest_trivial']} for everyone (bound {bound:.6g}; savings "
-                f"{wl['savings']:.4f})")
+                f"class {wl['cheapest_trivial']} for everyone (bound {bound:.6g}"
+                + (f"; savings {wl['savings']:.4f})" if wl.get("savings") is not None
+                   else "; deciding it costs nothing, so no savings ratio)"))
 
 
 def _rise(name: str, check: str, base, window, z: float, add, what: str) -> None:

@@ -103,6 +103,9 @@ class ColumnWindow:
         self.at_cuts = np.zeros(len(self.cuts), dtype=np.int64)  # values <= cut j
         self.in_buckets = np.zeros(max(len(self.edges) - 1, 0), dtype=np.int64)
         self.present = self.missing = self.negative = self.fractional = 0
+        # sums of (x - shift): the baseline's mean as the shift keeps the variance exact for
+        # columns far from 0 (a plain sum of squares cancels: 1e8 +- 1 gives 0)
+        self.shift = float(stats.get("mean") or 0.0)
         self.total = self.squares = 0.0
         self.low, self.high = math.inf, -math.inf
 
@@ -114,8 +117,9 @@ class ColumnWindow:
         if not len(present):
             return
         self.present += len(present)
-        self.total += float(present.sum())
-        self.squares += float(np.square(present).sum())
+        moved = present - self.shift
+        self.total += float(moved.sum())
+        self.squares += float(np.square(moved).sum())
         self.low, self.high = min(self.low, float(present.min())), max(self.high, float(present.max()))
         self.negative += int((present < 0).sum())
         self.fractional += int((present != np.round(present)).sum())
@@ -142,15 +146,17 @@ class ColumnWindow:
                                                         "num_missing": self.missing}}
             return entry
         n = self.present
-        mean = self.total / n
-        std = math.sqrt(max(self.squares / n - mean * mean, 0.0))
+        moved_mean = self.total / n
+        std = math.sqrt(max(self.squares / n - moved_mean * moved_mean, 0.0))
+        mean = self.shift + moved_mean
         sketch = []
         if len(self.cuts):
             share = self.at_cuts / n
             sketch = np.interp(np.linspace(0, 1, CUTS), share, self.cuts).tolist()
         entry["numerical_statistics"] = {
             "common": {"num_present": n, "num_missing": self.missing},
-            "mean": mean, "sum": self.total, "std_dev": std, "min": self.low, "max": self.high,
+            "mean": mean, "sum": self.total + n * self.shift, "std_dev": std,
+            "min": self.low, "max": self.high,
             "distribution": {"kll": {
                 "buckets": _buckets(self.edges, self.in_buckets) if len(self.in_buckets) else [],
                 "sketch": {"parameters": dict(KLL_PARAMETERS), "data": [sketch]}}},

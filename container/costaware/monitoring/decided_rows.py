@@ -253,8 +253,9 @@ def calibration(rows: DecidedRows) -> dict:
 def auc_with_se(rows: DecidedRows) -> dict:
     """AUC (ranks, ties counted half) with Hanley-McNeil's standard error
     ``sqrt((A(1-A) + (n1-1)(Q1-A^2) + (n0-1)(Q2-A^2)) / (n1 n0))``, ``Q1 = A/(2-A)``,
-    ``Q2 = 2A^2/(1+A)``; with K >= 3 the mean over classes of one-against-rest, its se the root
-    mean square of theirs divided by sqrt(K)."""
+    ``Q2 = 2A^2/(1+A)``; with K >= 3 the mean over classes of one-against-rest, its se the mean of
+    theirs (the AUCs of one rows' classes are positively correlated: the se of a mean of
+    perfectly correlated figures, an upper bound)."""
     classes = [1] if rows.k == 2 else list(range(rows.k))
     values, ses = [], []
     for c in classes:
@@ -276,7 +277,7 @@ def auc_with_se(rows: DecidedRows) -> dict:
         ses.append(math.sqrt(max(var, 0.0)))
     if not values:
         return {"value": None, "se": None}
-    se = math.sqrt(np.mean(np.square(ses)) / len(ses))
+    se = float(np.mean(ses))  # the classes' AUCs share every row: no independence assumed
     return {"value": float(np.mean(values)), "se": float(se)}
 
 

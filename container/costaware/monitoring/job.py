@@ -21,6 +21,7 @@ import os
 import sys
 import tarfile
 import tempfile
+import zlib
 from datetime import datetime, timezone
 
 from .. import storage
@@ -154,8 +155,8 @@ def run_monitor(env) -> dict:
     labels = read_ground_truth(truth, spec, counts)
     with _baseline_as_read(env):
         window = Window(baseline, spec)
-    reader = CaptureReader(spec, labels, counts, start, end)
-    files = jsonl_files(source)
+        reader = CaptureReader(spec, labels, counts, start, end)
+    files = jsonl_files(source, counts)
     counts.add("capture files", n=len(files))
     for rows, has_costs, decided in reader.batches(files):
         window.add(rows, has_costs, decided)
@@ -175,8 +176,9 @@ def run_monitor(env) -> dict:
         "violations": write_json(output, VIOLATIONS_FILE, {"violations": found}),
     }
     from .report import render
-    storage.atomic_write(os.path.join(output, REPORT_FILE),
-                         render(baseline, statistics, found, spec).encode("utf-8"))
+    with _baseline_as_read(env):
+        page = render(baseline, statistics, found, spec)
+    storage.atomic_write(os.path.join(output, REPORT_FILE), page.encode("utf-8"))
     written["report"] = os.path.join(output, REPORT_FILE)
     if env.get("publish_cloudwatch_metrics", "").lower() == "enabled":
         from .cloudwatch import write_metrics
@@ -263,7 +265,7 @@ class _model_directory:
                         with tar.extractfile(member) as src, \
                                 open(os.path.join(self.temp.name, name), "wb") as dst:
                             dst.write(src.read())
-        except (tarfile.TarError, OSError) as exc:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise JobError(f"{archive} cannot be read: {exc}") from None
         return self.temp.name
 

@@ -181,7 +181,10 @@ class Job:
             self.log(f"host {cluster.host}: training done; {cluster.hosts[0]} writes the model")
             return None
         _write_outputs(self.base_dir, result, self.settings, hosts, self.log)
-        _write_baseline(self.base_dir, result, datasets, self.log)
+        try:
+            _write_baseline(self.base_dir, result, datasets, self.log)
+        except (InputError, ValueError) as exc:  # the model stands; monitoring needs a baseline
+            self.log(f"monitoring baseline: not written ({exc}); make one with suggest-baseline")
         return result
 
     def load(self, cluster: Cluster) -> dict:
@@ -295,8 +298,8 @@ def _write_baseline(base_dir: str, result: training.TrainingResult, datasets: di
     from ..monitoring import baseline
     from ..monitoring.job import write_json
 
-    metadata = json.load(open(os.path.join(base_dir, "model", artifact.METADATA_FILE),
-                              encoding="utf-8"))
+    with open(os.path.join(base_dir, "model", artifact.METADATA_FILE), encoding="utf-8") as handle:
+        metadata = json.load(handle)
     spec = baseline.ModelSpec.of_metadata(metadata)
     test = datasets.get("test")
     if test is not None and test.rows:
