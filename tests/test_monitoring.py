@@ -305,12 +305,17 @@ def test_a_baseline_missing_what_the_monitor_reads_is_one_line(trained, tmp_path
     assert "do not hold what this costaware's monitor reads (KeyError: 'common')" in done.stderr
 
 
-def test_suggest_baseline_from_a_model_archive(trained, tmp_path):
-    archive_dir = tmp_path / "model"
-    archive_dir.mkdir()
-    with tarfile.open(archive_dir / "model.tar.gz", "w:gz") as tar:
+def model_archive(model_dir, directory):
+    """``directory`` holding SageMaker's ``model.tar.gz`` of the model in ``model_dir``."""
+    directory.mkdir()
+    with tarfile.open(directory / "model.tar.gz", "w:gz") as tar:
         for name in ("xgboost-model.ubj", "metadata.json"):
-            tar.add(trained / "model" / name, arcname=name)
+            tar.add(model_dir / name, arcname=name)
+    return directory
+
+
+def test_suggest_baseline_from_a_model_archive(trained, tmp_path):
+    archive_dir = model_archive(trained / "model", tmp_path / "model")
     data = tmp_path / "data"
     data.mkdir()
     population(500, 8).to_csv(data / "rows.csv", index=False)
@@ -474,11 +479,7 @@ def test_content_types_that_are_not_text_and_deep_json_are_counted(trained, tmp_
 
 
 def test_a_truncated_model_archive_is_one_line(trained, tmp_path):
-    archive_dir = tmp_path / "model"
-    archive_dir.mkdir()
-    with tarfile.open(archive_dir / "model.tar.gz", "w:gz") as tar:
-        for name in ("xgboost-model.ubj", "metadata.json"):
-            tar.add(trained / "model" / name, arcname=name)
+    archive_dir = model_archive(trained / "model", tmp_path / "model")
     whole = (archive_dir / "model.tar.gz").read_bytes()
     (archive_dir / "model.tar.gz").write_bytes(whole[:len(whole) // 2])
     done = subprocess.run([str(BIN / "suggest-baseline"), "--model", str(archive_dir), "--data",
