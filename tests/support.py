@@ -149,6 +149,7 @@ class Server:
             return [json.loads(line) for line in handle if line.strip()]
 
     def workers(self) -> set[int]:
+        """The master's live children (a zombie, killed and not yet reaped, is not one)."""
         children = set()
         for entry in os.listdir("/proc"):
             if entry.isdigit():
@@ -157,7 +158,9 @@ class Server:
                         stat = handle.read()
                 except OSError:
                     continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == self.pid:
+                state, parent = stat.rsplit(")", 1)[1].split()[:2]
+                # a killed worker stays a zombie child until the master reaps it: not a worker
+                if int(parent) == self.pid and state != "Z":
                     children.add(int(entry))
         return children
 
