@@ -26,6 +26,7 @@ LAYERS = [
     ("training", {"training"}),
     ("serving", {"serving"}),
     ("monitoring", {"monitoring"}),
+    ("comparison", {"comparison"}),
     ("tuning", {"tuning"}),
     ("sagemaker", {"sagemaker"}),
     ("cli", {"cli"}),

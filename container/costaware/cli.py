@@ -184,6 +184,15 @@ def _suggest_baseline(args) -> int:
                                       args.content_type], env={job.BASE_DIR_VARIABLE: args.output})
 
 
+def _compare(args) -> int:
+    """The image's ``compare`` on local directories (a failure's line also in
+    ``<output>/output/message``)."""
+    from .comparison import job
+    from .monitoring.job import BASE_DIR_VARIABLE
+
+    return job.run(args, {BASE_DIR_VARIABLE: args.output})
+
+
 def main(argv: list[str] | None = None) -> int:
     xgboost_without_sklearn()
     parser = argparse.ArgumentParser(prog="costaware", description=__doc__)
@@ -236,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", required=True)
     p.add_argument("--content-type", default="text/csv")
     p.set_defaults(func=_suggest_baseline)
+    from .comparison.job import DESCRIPTION, add_arguments
+
+    p = add_arguments(sub.add_parser("compare", help="champion or challenger: two variants' "
+                                     "captured decisions by their realized cost (the image's "
+                                     "`compare`)", description=DESCRIPTION))
+    p.set_defaults(func=_compare)
     p = sub.add_parser("tune", help="tune locally with optuna, each trial a real training run")
     tune_cli.add_arguments(p)
     p.set_defaults(func=_tune)

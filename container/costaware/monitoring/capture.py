@@ -140,8 +140,11 @@ class CaptureReader:
 
     def __init__(self, spec: ModelSpec, labels: dict[str, list[int]], counts: Counts,
                  start: datetime | None = None, end: datetime | None = None,
-                 batch_records: int = BATCH_RECORDS):
+                 batch_records: int = BATCH_RECORDS, keep_keys: bool = False,
+                 pricing: ModelSpec | None = None):
         self.spec, self.labels, self.counts = spec, labels, counts
+        self.pricing = pricing or spec  # whose costs price the decisions (same request columns)
+        self.keep_keys = keep_keys  # each row's request key and time (a comparison pairs them)
         self.start, self.end = start, end
         self.batch_records = batch_records
         self.layout = spec.layout
@@ -235,7 +238,7 @@ class CaptureReader:
             p = np.column_stack([1.0 - p, p])
         decision = np.array(decision, dtype=np.int64)
         try:
-            costs = self.spec.costs(rows, has_costs)
+            costs = self.pricing.costs(rows, has_costs)
         except RowError:  # a record at fault: each record's own costs checked alone
             kept, keep, costs = self._costs_alone(kept)
             if not kept:
@@ -249,7 +252,11 @@ class CaptureReader:
             label = np.array(label, dtype=np.int64)
         else:
             label = np.full(len(rows), -1, dtype=np.int64)
-        return _Chunk(len(kept), rows, has_costs, p, decision, costs, label)
+        keys = times = None
+        if self.keep_keys:
+            keys, times = _keys_and_times([(meta, len(decoded[0]))
+                                           for (_, _, _, _, meta), decoded in kept])
+        return _Chunk(len(kept), rows, has_costs, p, decision, costs, label, keys, times)
 
     def _inputs(self, records: list) -> list:
         """Each record's decoded request body, ``(rows, has_costs)``, or the exception refusing
@@ -402,7 +409,7 @@ class CaptureReader:
         passed, keep, costs = [], [], []
         for record, (rows, has_costs) in kept:
             try:
-                costs.append(self.spec.costs(rows, has_costs))
+                costs.append(self.pricing.costs(rows, has_costs))
             except RowError as exc:
                 self.counts.add("records with invalid own costs", f"{record[0]}:{record[1]}: {exc}")
                 keep.append(np.zeros(len(rows), dtype=bool))
@@ -413,8 +420,7 @@ class CaptureReader:
 
     def _labels(self, meta: dict, n: int, where: str) -> list[int]:
         unknown = [-1] * n
-        key = meta.get("inferenceId") or meta.get("eventId")
-        key = None if key is None else str(key)
+        key = row_key(meta)
         values = self.labels.get(key) if key is not None else None
         if values is None:
             self.counts.add("capture rows without ground truth", n=n)
@@ -436,6 +442,8 @@ class CaptureReader:
                 else np.concatenate([getattr(c, name) for c in chunks]))
         decided = DecidedRows(join("probabilities"), join("decision"), join("costs"),
                               join("label"), self.spec.sensitive(rows), self.spec.favourable)
+        if self.keep_keys:
+            decided.keys, decided.times = join("keys"), join("times")
         return rows, has_costs, decided
 
     def unmatched_ground_truth(self) -> int:
@@ -450,6 +458,30 @@ class _Chunk(NamedTuple):
     decision: np.ndarray
     costs: np.ndarray
     label: np.ndarray
+    keys: np.ndarray | None = None
+    times: np.ndarray | None = None
+
+
+def row_key(meta: dict) -> str | None:
+    """The key a record's label and twin are found by: its inferenceId, else its eventId."""
+    key = meta.get("inferenceId") or meta.get("eventId")
+    return None if key is None else str(key)
+
+
+def _keys_and_times(records: list) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's key (its record's :func:`row_key`; ``key#j`` for row ``j`` of a record of
+    several rows; None without one) and time (seconds since 1970, NaN when unknown)."""
+    keys, times = [], []
+    for meta, n in records:
+        key = row_key(meta)
+        when = parse_time(meta.get("inferenceTime"))
+        seconds = when.timestamp() if when is not None else np.nan
+        if n == 1 or key is None:
+            keys.extend([key] * n)
+        else:
+            keys.extend(f"{key}#{j}" for j in range(n))
+        times.extend([seconds] * n)
+    return np.array(keys, dtype=object), np.array(times, dtype=np.float64)
 
 
 def _ascii(data: bytes) -> str | bytes:

@@ -61,6 +61,8 @@ class DecidedRows:
     label: np.ndarray | None = None  # (n,) class index
     sensitive: np.ndarray | None = None  # (n,) bool: in facet d
     favourable: tuple[int, ...] = (1,)  # the favourable decisions (and labels)
+    keys: np.ndarray | None = None  # (n,) each row's request key (a comparison pairs by it)
+    times: np.ndarray | None = None  # (n,) seconds since 1970 (NaN: unknown)
 
     def __len__(self) -> int:
         return len(self.decision)
@@ -79,7 +81,8 @@ class DecidedRows:
     def take(self, index) -> "DecidedRows":
         pick = (lambda a: None if a is None else a[index])
         return DecidedRows(self.probabilities[index], self.decision[index], self.costs[index],
-                           pick(self.label), pick(self.sensitive), self.favourable)
+                           pick(self.label), pick(self.sensitive), self.favourable,
+                           pick(self.keys), pick(self.times))
 
     @staticmethod
     def concat(parts: list["DecidedRows"], k: int, favourable: tuple[int, ...]) -> "DecidedRows":
@@ -89,7 +92,7 @@ class DecidedRows:
         join = (lambda name: None if getattr(parts[0], name) is None
                 else np.concatenate([getattr(p, name) for p in parts]))
         return DecidedRows(join("probabilities"), join("decision"), join("costs"), join("label"),
-                           join("sensitive"), favourable)
+                           join("sensitive"), favourable, join("keys"), join("times"))
 
 
 def binary_costs(fp, fn, tp, tn) -> np.ndarray:
@@ -281,13 +284,20 @@ def auc_with_se(rows: DecidedRows) -> dict:
     return {"value": float(np.mean(values)), "se": float(se)}
 
 
+def bias_cells(sensitive: np.ndarray, label: np.ndarray, decision: np.ndarray,
+               favourable: tuple[int, ...]) -> np.ndarray:
+    """Each row's cell of Clarify's (facet, label, decision) count table,
+    ``4 [in facet d] + 2 [label favourable] + [decision favourable]``: ``np.bincount(cells,
+    minlength=8)`` is the table :func:`costaware.metrics.clarify.post_training_bias_of` reads."""
+    return (np.asarray(sensitive, dtype=np.int64) * 4
+            + np.isin(label, favourable).astype(np.int64) * 2
+            + np.isin(decision, favourable).astype(np.int64))
+
+
 def bias_with_intervals(rows: DecidedRows, seed: int = 0, level: float = 0.95) -> dict:
     """Clarify's post-training metrics of the decisions by facet, each with a percentile interval
     from :data:`BOOTSTRAP` Poisson-bootstrap resamples of the (facet, label, decision) table."""
-    s = rows.sensitive.astype(np.int64)
-    yf = np.isin(rows.label, rows.favourable).astype(np.int64)
-    df = np.isin(rows.decision, rows.favourable).astype(np.int64)
-    code = s * 4 + yf * 2 + df
+    code = bias_cells(rows.sensitive, rows.label, rows.decision, rows.favourable)
     values = clarify.post_training_bias_of(np.bincount(code, minlength=8), on_error="nan")
     rng = np.random.default_rng(seed)
     draws = {name: [] for name in values}

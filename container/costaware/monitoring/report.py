@@ -13,7 +13,7 @@ STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#22
          "tabular-nums}th{background:#f2f2f2}.bad{background:#fde2e1}.ok{color:#1a7f37}")
 
 
-def _n(value, digits: int = 4) -> str:
+def number_text(value, digits: int = 4) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, int):
@@ -25,12 +25,12 @@ def _interval(figure: dict | None) -> str:
     if not figure or figure.get("value") is None:
         return "n/a"
     if figure.get("se") is None:
-        return _n(figure["value"])
+        return number_text(figure["value"])
     half = 1.96 * figure["se"]
-    return f"{_n(figure['value'])} ({_n(figure['value'] - half)} to {_n(figure['value'] + half)})"
+    return f"{number_text(figure['value'])} ({number_text(figure['value'] - half)} to {number_text(figure['value'] + half)})"
 
 
-def _table(header: list[str], rows: list[list[str]], bad: set[int] = frozenset()) -> str:
+def html_table(header: list[str], rows: list[list[str]], bad: set[int] = frozenset()) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(
         f"<tr{' class=bad' if i in bad else ''}>" + "".join(
@@ -68,7 +68,7 @@ def render(baseline: dict, window: dict, violations: list, spec) -> str:
                  f"{escape(str(span.get('end_time') or '-'))}: {window['dataset']['item_count']:,} "
                  f"rows; baseline: {escape(str(base.get('source', '')))}.</p>")
     parts.append(f"<h2>Violations ({len(violations)})</h2>")
-    parts.append(_table(["check", "figure", "description"],
+    parts.append(html_table(["check", "figure", "description"],
                         [[v["constraint_check_type"], v["feature_name"], v["description"]]
                          for v in violations]) if violations else "<p class=ok>none</p>")
     bu, wu = base["unlabelled"], own["unlabelled"]
@@ -78,7 +78,7 @@ def render(baseline: dict, window: dict, violations: list, spec) -> str:
         rows.append([f"mean probability of class {spec.classes[k]}", _interval(b), _interval(w)])
     if bu.get("dppl") or wu.get("dppl"):
         rows.append(["DPPL of the decisions", _interval(bu.get("dppl")), _interval(wu.get("dppl"))])
-    parts.append("<h2>Without labels</h2>" + _table(["figure (95% interval)", "baseline",
+    parts.append("<h2>Without labels</h2>" + html_table(["figure (95% interval)", "baseline",
                                                       "window"], rows))
     bl, wl = base["labelled"], own["labelled"]
     parts.append(f"<h2>With labels ({wl.get('rows', 0):,} labelled rows)</h2>")
@@ -94,37 +94,37 @@ def render(baseline: dict, window: dict, violations: list, spec) -> str:
                 pair("log loss", "log_loss"),
                 *[[f"observed share of class {spec.classes[k]}", _interval(b), _interval(w)]
                   for k, (b, w) in enumerate(zip(bl.get("observed_base_rate") or [],
-                                                 wl.get("observed_base_rate") or []))], ["ECE", _n(bl.get("ece")), _n(wl.get("ece"))],
+                                                 wl.get("observed_base_rate") or []))], ["ECE", number_text(bl.get("ece")), number_text(wl.get("ece"))],
                 pair("AUC", "auc")]
-        parts.append(_table(["figure (95% interval)", "baseline", "window"], rows))
-        parts.append("<h3>Confusion matrix (rows: label, columns: decision)</h3>" + _table(
+        parts.append(html_table(["figure (95% interval)", "baseline", "window"], rows))
+        parts.append("<h3>Confusion matrix (rows: label, columns: decision)</h3>" + html_table(
             ["label"] + [str(c) for c in spec.classes],
             [[str(spec.classes[i])] + [f"{c:,}" for c in row]
              for i, row in enumerate(wl["confusion"])]))
         parts.append("<h3>Reliability</h3>" + _reliability_svg(wl["reliability"]))
         if wl.get("bias"):
-            parts.append("<h3>Bias of the served decisions (95% bootstrap interval)</h3>" + _table(
+            parts.append("<h3>Bias of the served decisions (95% bootstrap interval)</h3>" + html_table(
                 ["metric", "window", "interval", "baseline"],
-                [[name, _n(v["value"]), "n/a" if not v["interval"] else
-                  f"{_n(v['interval'][0])} to {_n(v['interval'][1])}",
-                  _n(((bl.get("bias") or {}).get(name) or {}).get("value"))]
+                [[name, number_text(v["value"]), "n/a" if not v["interval"] else
+                  f"{number_text(v['interval'][0])} to {number_text(v['interval'][1])}",
+                  number_text(((bl.get("bias") or {}).get(name) or {}).get("value"))]
                  for name, v in wl["bias"].items()]))
     else:
         parts.append("<p>No ground truth matched this window's captures.</p>")
     flagged = {v["feature_name"] for v in violations}
     columns = own["scores"] + window["features"]
-    parts.append("<h2>Drift per column</h2>" + _table(
+    parts.append("<h2>Drift per column</h2>" + html_table(
         ["column", "distance", "values", "missing", "mean"],
-        [[c["name"], _n((c.get("costaware") or {}).get("distance")),
+        [[c["name"], number_text((c.get("costaware") or {}).get("distance")),
           f"{c['numerical_statistics']['common']['num_present']:,}",
           f"{c['numerical_statistics']['common']['num_missing']:,}",
-          _n(c["numerical_statistics"].get("mean"))] for c in columns],
+          number_text(c["numerical_statistics"].get("mean"))] for c in columns],
         {i for i, c in enumerate(columns) if c["name"] in flagged}))
     counts = own.get("counts", {})
-    parts.append("<h2>What was read</h2>" + _table(
+    parts.append("<h2>What was read</h2>" + html_table(
         ["", "count"], [[k, f"{v:,}"] for k, v in (counts.get("counts") or {}).items()]))
     if counts.get("first_seen"):
-        parts.append(_table(["first seen", "where"],
+        parts.append(html_table(["first seen", "where"],
                             [[k, v] for k, v in counts["first_seen"].items()]))
     parts.append("</body></html>\n")
     return "".join(parts)

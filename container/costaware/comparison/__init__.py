@@ -1,0 +1,1 @@
+"""Champion or challenger: two deployed models compared by what their decisions cost."""

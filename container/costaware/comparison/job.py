@@ -1,0 +1,333 @@
+"""The image's ``compare`` (a processing job; also ``costaware compare``): champion or challenger,
+by what their decisions cost.
+
+Reads two variants' data capture (two production variants splitting traffic, or a production
+variant and its shadow) and the ground truth; or, with ``--replay``, the champion's capture and
+the challenger's model, scored on the champion's captured requests. Writes ``comparison.json``
+and ``report.html`` into the output directory: each variant's realized cost per decision, the
+difference (challenger minus champion) with its 95% interval, the probability that the
+challenger is cheaper, the recommendation (promote, keep, or how many more labelled decisions),
+the difference over time, per facet and in Clarify's bias metrics, and everything the reader
+counted. A job that cannot run writes one line to ``/opt/ml/output/message`` and stderr, exit 1.
+
+Each model is named by a directory holding its ``metadata.json`` (a model directory), its
+``model.tar.gz``, or its baseline's ``constraints.json`` (or that file itself): what the comparison
+needs of a model is its spec (:class:`~costaware.monitoring.model_spec.ModelSpec`); a replay needs
+the challenger's model itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+import numpy as np
+
+from .. import storage
+from ..errors import InputError
+from ..monitoring.capture import Counts, parse_time, read_ground_truth
+from ..monitoring.decided_rows import DecidedRows
+from ..monitoring.job import JobError, _model_directory, fail, read_json, write_json
+from ..monitoring.model_spec import ModelSpec
+from . import difference, facets
+from .variants import (ComparisonError, check_comparable, choose_design, facet_cells,
+                       label_dependence, pair, read_variant, realized_cost)
+
+PROCESSING = "/opt/ml/processing"
+RESULT_FILE = "comparison.json"
+REPORT_FILE = "report.html"
+REPLAY_REFUSED = (
+    "--replay scores the challenger on the champion's requests and prices its decisions at labels "
+    "observed under the champion's decisions: valid only where the label does not depend on the "
+    "decision (screening, churn), never where a refused case's outcome is never seen (credit)")
+
+
+def load_model_or_spec(path: str, what: str, need_model: bool = False):
+    """``(spec, model or None)`` from a model directory, a ``model.tar.gz``'s directory, or a
+    baseline's constraints.json (module docstring)."""
+    from ..model.artifact import ModelLoadError, load
+
+    if os.path.isdir(path) and (os.path.isfile(os.path.join(path, "metadata.json"))
+                                or os.path.isfile(os.path.join(path, "model.tar.gz"))):
+        try:
+            with _model_directory(path) as directory:
+                model = load(directory)
+        except ModelLoadError as exc:
+            raise JobError(f"{what} {path}: {exc}") from None
+        try:
+            return ModelSpec.of_metadata(model.metadata), model
+        except (KeyError, TypeError, ValueError) as exc:
+            raise JobError(f"{what} {path}: its metadata.json lacks {exc}") from None
+    if need_model:
+        raise JobError(f"{what} {path} holds no model (metadata.json or model.tar.gz): "
+                       "a replay scores the challenger's model")
+    constraints = os.path.join(path, "constraints.json") if os.path.isdir(path) else path
+    if not os.path.isfile(constraints):
+        raise JobError(f"{what} {path} holds no model (metadata.json, model.tar.gz) and no "
+                       "baseline constraints.json")
+    document = read_json(constraints, what)
+    try:
+        return ModelSpec.from_dict(document["costaware"]["model"]), None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JobError(f"{what} {constraints} is not a costaware baseline (missing {exc})") from None
+
+
+def replayed(model, spec: ModelSpec):
+    """The challenger's decisions on a batch of the champion's captured rows, priced (like the
+    champion's) at the champion's costs: ``(rows, has_costs, champion's) -> DecidedRows``."""
+
+    def decide(rows: np.ndarray, has_costs, champion: DecidedRows) -> DecidedRows:
+        p = model.probability(rows[:, :spec.feature_count])
+        mine = spec.decide(p, rows, has_costs, champion.label, champion.sensitive)
+        mine.costs, mine.keys, mine.times = champion.costs, champion.keys, champion.times
+        return mine
+
+    return decide
+
+
+def _directory(path: str, what: str) -> str:
+    if not os.path.isdir(path):
+        raise JobError(f"{what} {path} is not a directory")
+    return path
+
+
+def compare(args) -> dict:
+    """The comparison (module docstring) as a JSON-ready dict; nothing written."""
+    champion_spec, _ = load_model_or_spec(args.champion_model, "--champion-model")
+    challenger_spec, challenger_model = load_model_or_spec(
+        args.challenger_model, "--challenger-model", need_model=args.replay)
+    check_comparable(champion_spec, challenger_spec)
+    start, end = _time(args.start_time, "--start-time"), _time(args.end_time, "--end-time")
+    truth_counts = Counts()
+    truth = _directory(args.ground_truth, "--ground-truth")
+    labels = read_ground_truth(truth, champion_spec, truth_counts)
+    champion_counts, challenger_counts = Counts(), Counts()
+    if args.replay:
+        if not args.labels_independent_of_decision:
+            raise JobError(REPLAY_REFUSED + "; say --labels-independent-of-decision if yours does "
+                           "not depend on it")
+        champion, challenger = read_variant(
+            _directory(args.champion, "--champion"), champion_spec, champion_spec, labels,
+            champion_counts, start, end, also=replayed(challenger_model, challenger_spec))
+        challenger_counts = champion_counts
+    else:
+        champion = read_variant(_directory(args.champion, "--champion"), champion_spec,
+                                champion_spec, labels, champion_counts, start, end)
+        challenger = read_variant(_directory(args.challenger, "--challenger"), challenger_spec,
+                                  champion_spec, labels, challenger_counts, start, end)
+    pairs = pair(champion, challenger, truth_counts)
+    design = choose_design(args.design, champion, challenger, len(pairs[0]))
+    dependence = {"champion": label_dependence(champion)}
+    if not args.replay:
+        dependence["challenger"] = label_dependence(challenger)
+    if args.replay and dependence["champion"]["evident"]:
+        share = dependence["champion"]["labelled_share_by_decision"]
+        raise JobError(f"{REPLAY_REFUSED}, and here it does: the share of labelled rows differs "
+                       f"by the champion's decision ({share}, chi-square p = "
+                       f"{dependence['champion']['p_value']:.2g})")
+    _count_one_sided_truth(labels, champion, challenger, truth_counts, args.replay)
+    result = _compared(champion, challenger, pairs, design, args.min_saving)
+    result["design"] = "replay" if args.replay else design
+    result["label_dependence"] = dependence
+    caveat = _caveat(result["design"], dependence)
+    if caveat:
+        result["caveats"].append(caveat)
+        if result["design"] != "unpaired":  # a shadow's decisions were never acted on
+            result["recommendation"] = {
+                "action": "none", "more_labels": None, "sequence_interval": None,
+                "reason": caveat}
+    result["priced_at"] = "the champion's costs (class costs and each request's own cost cells)"
+    result["window"] = {"start_time": args.start_time, "end_time": args.end_time}
+    result["counts"] = {"champion": champion_counts.to_dict(),
+                        "challenger": (challenger_counts.to_dict() if not args.replay
+                                       else "the champion's (replayed)"),
+                        "ground_truth": truth_counts.to_dict()}
+    return result
+
+
+def _time(text: str | None, what: str):
+    if not text:
+        return None
+    when = parse_time(text)
+    if when is None:
+        raise JobError(f"{what} {text!r} is not an ISO 8601 time (e.g. 2026-12-01T15:00:00Z)")
+    return when
+
+
+def _count_one_sided_truth(labels: dict, champion: DecidedRows, challenger: DecidedRows,
+                           counts: Counts, replay: bool) -> None:
+    """Ground-truth ids that met one variant's captures only (in a shadow comparison the other
+    variant's twin is missing), or neither."""
+    def ids(rows: DecidedRows) -> set:
+        return {str(k).split("#", 1)[0] for k in rows.keys[rows.label >= 0] if k is not None}
+
+    a, b = ids(champion), ids(challenger)
+    counts.add("ground truth records matching no captured decision of either variant",
+               n=len(set(labels) - a - b))
+    if not replay:
+        counts.add("ground truth records matching the champion's captures only", n=len(a - b))
+        counts.add("ground truth records matching the challenger's captures only", n=len(b - a))
+
+
+def _caveat(design: str, dependence: dict) -> str | None:
+    evident = [name for name, test in dependence.items() if test["evident"]]
+    if not evident:
+        return None
+    which = " and ".join(evident)
+    if design == "unpaired":
+        return (f"labels come more often after some decisions than others ({which}: chi-square "
+                "p < 0.01): each variant is judged on the decisions whose outcome was seen")
+    return (f"no recommendation: labels come more often after some of the {which}'s decisions "
+            "(chi-square p < 0.01), so the outcomes of the decisions the shadow would have made "
+            "instead are not seen")
+
+
+def _compared(champion: DecidedRows, challenger: DecidedRows, pairs, design: str,
+              min_saving: float) -> dict:
+    cost_a, cost_b = realized_cost(champion), realized_cost(challenger)
+    if design == "paired":
+        ia, ib = pairs
+    else:
+        ia, ib = np.nonzero(champion.label >= 0)[0], np.nonzero(challenger.label >= 0)[0]
+    paired = design == "paired"
+    overall = (difference.paired_difference if paired else difference.unpaired_difference)(
+        cost_a[ia], cost_b[ib])
+    recommendation = difference.recommend(overall, min_saving)
+    missing = _missing(champion, challenger, ia, ib)
+    if missing:
+        recommendation["reason"] = missing + "; " + recommendation["reason"]
+    result = {
+        "champion": {"decided_rows": len(champion), "labelled_rows": int(len(ia)),
+                     "realized_cost": overall["champion"]},
+        "challenger": {"decided_rows": len(challenger), "labelled_rows": int(len(ib)),
+                       "realized_cost": overall["challenger"]},
+        "difference": {key: overall[key] for key in
+                       ("difference", "se", "df", "interval", "probability_challenger_cheaper",
+                        "rows")},
+        "recommendation": recommendation,
+        "over_time": difference.over_time(champion.times[ia], cost_a[ia], challenger.times[ib],
+                                          cost_b[ib], paired),
+        "caveats": [],
+    }
+    if champion.sensitive is not None and challenger.sensitive is not None and len(ia) > 1:
+        per_facet = facets.facet_differences(cost_a[ia], cost_b[ib], champion.sensitive[ia],
+                                             challenger.sensitive[ib], paired)
+        bias = facets.bias_changes(facet_cells(champion, ia), facet_cells(challenger, ib), paired)
+        result["facets"] = {name: {key: r[key] for key in ("difference", "interval", "rows")}
+                            for name, r in per_facet.items()}
+        result["bias"] = bias
+        result["flags"] = facets.flags(overall, per_facet, bias)
+    return result
+
+
+def _missing(champion: DecidedRows, challenger: DecidedRows, ia, ib) -> str | None:
+    for name, rows, used in (("champion", champion, ia), ("challenger", challenger, ib)):
+        if len(rows) == 0:
+            return f"the {name} has no captured decisions"
+        if len(used) == 0:
+            return f"no ground truth matched the {name}'s {len(rows)} captured decisions yet"
+    return None
+
+
+def write(result: dict, output: str) -> dict:
+    from .report import render
+
+    os.makedirs(output, exist_ok=True)
+    written = {"comparison": write_json(output, RESULT_FILE, _finite(result))}
+    path = os.path.join(output, REPORT_FILE)
+    storage.atomic_write(path, render(result).encode("utf-8"))
+    written["report"] = path
+    return written
+
+
+def _finite(value):
+    """NaN and infinities (a variant without rows) as null: comparison.json is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+DESCRIPTION = ("Champion or challenger: two variants' decisions compared by their realized cost "
+               "(a processing job: the defaults are its paths).")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--champion", default=f"{PROCESSING}/input/champion",
+                   help="the champion variant's data capture (its {endpoint}/{variant} folder)")
+    p.add_argument("--challenger", default=f"{PROCESSING}/input/challenger",
+                   help="the challenger's data capture (a production or shadow variant)")
+    p.add_argument("--ground-truth", default=f"{PROCESSING}/input/ground_truth",
+                   help="ground-truth records (Model Monitor's merge format)")
+    p.add_argument("--champion-model", default=f"{PROCESSING}/input/champion_model",
+                   help="the champion's model directory, model.tar.gz directory, or baseline "
+                        "constraints.json")
+    p.add_argument("--challenger-model", default=f"{PROCESSING}/input/challenger_model",
+                   help="the challenger's, likewise (its model itself for --replay)")
+    p.add_argument("--output", default=f"{PROCESSING}/output")
+    p.add_argument("--design", choices=("auto", "paired", "unpaired"), default="auto",
+                   help="paired: both variants decided the same requests (a shadow); unpaired: "
+                        "split traffic; auto: paired when most labelled requests have a twin")
+    p.add_argument("--replay", action="store_true",
+                   help="score the challenger's model on the champion's captured requests")
+    p.add_argument("--labels-independent-of-decision", action="store_true",
+                   help="the outcome is seen whatever was decided (screening, churn): required "
+                        "by --replay")
+    p.add_argument("--min-saving", type=_non_negative, default=0.0,
+                   help="the least saving per decision worth a switch (cost units; default 0)")
+    p.add_argument("--start-time", help="only decisions at or after this time (ISO 8601)")
+    p.add_argument("--end-time", help="only decisions before this time (ISO 8601)")
+    return p
+
+
+def parser() -> argparse.ArgumentParser:
+    return add_arguments(argparse.ArgumentParser(prog="compare", description=DESCRIPTION))
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
+    return value
+
+
+def compare_main(argv=None, env=None) -> int:
+    """The image's ``compare``; ``costaware compare`` runs it too."""
+    return run(parser().parse_args(argv), os.environ if env is None else env)
+
+
+def run(args, env) -> int:
+    """The job on parsed arguments; 0, or 1 with its one-line reason (:func:`fail`)."""
+    try:
+        result = compare(args)
+        written = write(result, args.output)
+    except (InputError, ComparisonError, OSError) as exc:
+        return fail(env, f"compare: {storage.reason(exc) if isinstance(exc, OSError) else exc}")
+    print(summary(result) + f"\n  wrote {written['comparison']} and {written['report']}")
+    return 0
+
+
+def summary(result: dict) -> str:
+    """What the job prints: the recommendation, both costs and the difference."""
+    d, r = result["difference"], result["recommendation"]
+    lines = [f"costaware compare ({result['design']}): {r['action'].upper()}: {r['reason']}"]
+    for name in ("champion", "challenger"):
+        side = result[name]
+        cost = side["realized_cost"]
+        lines.append(f"  {name}: {side['labelled_rows']:,} labelled of {side['decided_rows']:,} "
+                     f"decided; realized cost per decision "
+                     + ("n/a" if cost["mean"] is None else f"{cost['mean']:.6g}"))
+    if d["interval"] is not None:
+        lines.append(f"  challenger minus champion: {d['difference']:+.6g} per decision, 95% "
+                     f"interval [{d['interval'][0]:.6g}, {d['interval'][1]:.6g}]; P(challenger "
+                     f"cheaper) = {d['probability_challenger_cheaper']:.3f}")
+    lines.extend(f"  FLAG: {flag}" for flag in result.get("flags", []))
+    lines.extend(f"  caveat: {c}" for c in result["caveats"])
+    return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""Two variants' decisions, from their data capture and the ground truth, made comparable: each
+labelled decision's realized cost, paired by request where both models decided it.
+
+Both variants' decisions are priced at the **champion's** costs (its class costs, and each row's
+own cost cells from the request): the comparison asks which model's decisions cost the business
+less at one price list. The two models must read the same request columns and decide among the
+same classes (one endpoint's requests go to both), else the comparison is refused.
+
+A row's key is its record's inferenceId (else its eventId; ``key#j`` for row ``j`` of a record of
+several rows): ground truth is joined on it, and a shadow's row is the twin of the production
+row with the same key.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from ..monitoring.capture import CaptureReader, Counts, jsonl_files
+from ..monitoring.decided_rows import DecidedRows, bias_cells
+from ..monitoring.model_spec import ModelSpec
+
+DEPENDENCE_ALPHA = 0.01  # the test that labels come only after some decisions
+
+
+class ComparisonError(ValueError):
+    """Two variants that cannot be compared; the message is the one-line reason."""
+
+
+def check_comparable(champion: ModelSpec, challenger: ModelSpec) -> None:
+    if list(champion.request_columns) != list(challenger.request_columns):
+        raise ComparisonError(
+            f"the two models read different request columns (champion: "
+            f"{', '.join(champion.request_columns)}; challenger: "
+            f"{', '.join(challenger.request_columns)}): one endpoint's requests cannot fit both")
+    if [str(c) for c in champion.classes] != [str(c) for c in challenger.classes]:
+        raise ComparisonError(f"the two models decide among different classes (champion: "
+                              f"{champion.classes}; challenger: {challenger.classes})")
+
+
+def read_variant(root: str, spec: ModelSpec, pricing: ModelSpec, labels: dict, counts: Counts,
+                 start=None, end=None, also=None):
+    """Every decided row of one variant's capture under ``root``, with keys, times and labels
+    (-1: none yet), priced at ``pricing``'s costs. ``also(rows, has_costs, decided)``: another
+    model's decisions on each batch of the same requests (a replay); then both are returned."""
+    reader = CaptureReader(spec, labels, counts, start, end, keep_keys=True, pricing=pricing)
+    files = jsonl_files(root, counts)
+    counts.add("capture files", n=len(files))
+    parts, others = [], []
+    for rows, has_costs, decided in reader.batches(files):
+        parts.append(decided)
+        if also is not None:
+            others.append(also(rows, has_costs, decided))
+    found = _joined(parts, spec)
+    return found if also is None else (found, _joined(others, spec))
+
+
+def _joined(parts: list, spec: ModelSpec) -> DecidedRows:
+    rows = DecidedRows.concat(parts, spec.k, spec.favourable)
+    if rows.keys is None:
+        rows.keys = np.empty(0, dtype=object)
+        rows.times = np.empty(0, dtype=np.float64)
+    return rows
+
+
+def realized_cost(rows: DecidedRows) -> np.ndarray:
+    """``C_i[y_i, d_i]`` of labelled rows (the others NaN)."""
+    labelled = rows.label >= 0
+    out = np.full(len(rows), np.nan)
+    index = np.nonzero(labelled)[0]
+    out[index] = rows.costs[index, rows.label[index], rows.decision[index]]
+    return out
+
+
+def first_of_each_key(rows: DecidedRows, counts: Counts, name: str) -> dict:
+    """key -> the row index of its first labelled row (a repeated key's later rows counted)."""
+    seen: dict = {}
+    repeated = 0
+    for i in np.nonzero(rows.label >= 0)[0]:
+        key = rows.keys[i]
+        if key is None:
+            continue
+        if key in seen:
+            repeated += 1
+            continue
+        seen[key] = int(i)
+    if repeated:
+        counts.add(f"{name} labelled rows repeating a request key (the first used)", n=repeated)
+    return seen
+
+
+def pair(champion: DecidedRows, challenger: DecidedRows, counts: Counts
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``(i_champion, i_challenger)`` of the labelled requests both decided, in the
+    champion's order; the labelled rows left without a twin counted per variant."""
+    a = first_of_each_key(champion, counts, "champion")
+    b = first_of_each_key(challenger, counts, "challenger")
+    shared = [key for key in a if key in b]
+    counts.add("labelled requests decided by both variants (pairs)", n=len(shared))
+    counts.add("champion labelled rows without a challenger twin", n=len(a) - len(shared))
+    counts.add("challenger labelled rows without a champion twin", n=len(b) - len(shared))
+    return (np.array([a[k] for k in shared], dtype=np.int64),
+            np.array([b[k] for k in shared], dtype=np.int64))
+
+
+def choose_design(design: str, champion: DecidedRows, challenger: DecidedRows,
+                  pairs: int) -> str:
+    """``paired`` or ``unpaired``: as asked, or (``auto``) paired when at least half of the
+    smaller variant's labelled rows have a twin (a shadow, or a replay), else unpaired (split
+    traffic: each request went to one variant)."""
+    if design != "auto":
+        return design
+    smaller = min(int((champion.label >= 0).sum()), int((challenger.label >= 0).sum()))
+    return "paired" if pairs >= 2 and pairs * 2 >= smaller else "unpaired"
+
+
+def label_dependence(rows: DecidedRows) -> dict:
+    """Do labels come only after some decisions (a refused applicant's outcome is never seen)?
+    The share of labelled rows per decision, and a chi-square test of independence between being
+    labelled and the decision (``evident`` at :data:`DEPENDENCE_ALPHA`)."""
+    k = rows.k
+    labelled = rows.label >= 0
+    table = np.zeros((2, k), dtype=np.int64)
+    np.add.at(table, (labelled.astype(np.int64), rows.decision), 1)
+    decided = table.sum(axis=0)
+    share = {str(c): (float(table[1, c] / decided[c]) if decided[c] else None) for c in range(k)}
+    used = decided > 0
+    p_value = 1.0
+    if used.sum() >= 2 and table[0].sum() > 0 and table[1].sum() > 0:
+        p_value = float(stats.chi2_contingency(table[:, used])[1])
+    return {"labelled_share_by_decision": share, "p_value": p_value,
+            "evident": p_value < DEPENDENCE_ALPHA}
+
+
+def facet_cells(rows: DecidedRows, index: np.ndarray) -> np.ndarray | None:
+    """:func:`bias_cells` of the rows at ``index`` (None without a facet)."""
+    if rows.sensitive is None:
+        return None
+    return bias_cells(rows.sensitive[index], rows.label[index], rows.decision[index],
+                      rows.favourable)

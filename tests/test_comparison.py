@@ -1,0 +1,407 @@
+"""Champion or challenger (``compare``): two variants' captured decisions compared by realized cost.
+
+The maths against scipy's own tests and by hand; the job on captures written by hand (every cost
+known), on captures of two real trained models (a shadow, split traffic, a replay), on bad input,
+and through ``costaware compare``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from costaware.comparison import difference, facets
+from costaware.comparison.job import compare_main, parser
+from costaware.monitoring.decided_rows import bias_cells
+from support import (BIN, answered_records, capture_record, ground_truth_record, run_train,
+                     write_jsonl, write_tree)
+
+FEATURES = ["x0", "x1", "x2", "x3", "group"]
+HYPERPARAMETERS = {"label_column": "label", "cost_fp": "1", "cost_fn": "5",
+                   "cost_fn_column": "amount", "facet_column": "group",
+                   "facet_values_or_threshold": "[1]", "facet_is_feature": "true",
+                   "num_round": "30", "max_depth": "3", "eta": "0.3", "report": "false",
+                   "seed": "1"}
+
+
+# ------------------------------------------------------------------------------------ the maths
+
+def test_paired_difference_is_scipys_paired_t_interval():
+    rng = np.random.default_rng(0)
+    a = rng.exponential(2.0, 300)
+    b = a + rng.normal(-0.3, 1.0, 300)
+    result = difference.paired_difference(a, b)
+    ci = stats.ttest_rel(b, a).confidence_interval(0.95)
+    assert result["difference"] == pytest.approx(np.mean(b - a))
+    assert result["interval"] == pytest.approx([ci.low, ci.high])
+    # P(T < -t): the one-sided p-value of "the challenger costs more"
+    assert result["probability_challenger_cheaper"] == pytest.approx(
+        stats.ttest_rel(b, a, alternative="greater").pvalue)
+
+
+def test_unpaired_difference_is_welchs_interval():
+    rng = np.random.default_rng(1)
+    a, b = rng.exponential(2.0, 250), rng.exponential(1.5, 400)
+    result = difference.unpaired_difference(a, b)
+    ci = stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    assert result["interval"] == pytest.approx([ci.low, ci.high])
+    assert result["rows"] == 650
+    assert result["champion"]["mean"] == pytest.approx(a.mean())
+
+
+def test_the_anytime_interval_is_wider_and_shrinks_as_labels_come():
+    radii = [difference.sequence_radius(n, 1.0) for n in (100, 1000, 10000, 100000)]
+    assert all(x > y for x, y in zip(radii, radii[1:]))
+    for n, r in zip((100, 1000, 10000, 100000), radii):
+        assert r > 1.96 / math.sqrt(n)  # wider than one look's
+    assert difference.sequence_radius(0, 1.0) == math.inf
+
+
+def test_labels_needed_is_where_the_interval_would_exclude_the_difference():
+    rng = np.random.default_rng(2)
+    result = difference.paired_difference(rng.normal(1, 2, 200), rng.normal(0.9, 2, 200))
+    action = difference.recommend(result)
+    assert action["action"] == "wait" and action["more_labels"] > 0
+    needed = result["rows"] + action["more_labels"]
+    target = abs(result["difference"])
+    assert difference.difference_radius(result, rows_scale=needed / result["rows"]) < target
+    assert difference.difference_radius(result, rows_scale=(needed - 2) / result["rows"]) >= target
+
+
+@pytest.mark.parametrize("shift, action", [(-1.0, "promote"), (1.0, "keep")])
+def test_a_clear_difference_is_promote_or_keep(shift, action):
+    rng = np.random.default_rng(3)
+    a = rng.exponential(3.0, 2000)
+    result = difference.paired_difference(a, a + shift + rng.normal(0, 0.5, 2000))
+    assert difference.recommend(result)["action"] == action
+
+
+def test_a_saving_too_small_to_matter_is_keep():
+    rng = np.random.default_rng(4)
+    a = rng.exponential(3.0, 5000)
+    result = difference.paired_difference(a, a - 0.05 + rng.normal(0, 0.2, 5000))
+    assert difference.recommend(result)["action"] == "promote"
+    assert difference.recommend(result, min_saving=0.5)["action"] == "keep"
+
+
+def test_identical_decisions_are_keep_not_a_wait_forever():
+    a = np.array([1.0, 0.0, 5.0, 0.0])
+    assert difference.recommend(difference.paired_difference(a, a))["action"] == "keep"
+
+
+def test_a_challenger_cheaper_overall_but_costlier_for_the_facet_is_flagged():
+    rng = np.random.default_rng(5)
+    n = 10000
+    sensitive = rng.random(n) < 0.3
+    label = (rng.random(n) < 0.4).astype(np.int64)
+    champion_decision = np.where(rng.random(n) < 0.8, label, 1 - label)
+    challenger_decision = champion_decision.copy()
+    # the challenger is better for facet a, worse for facet d (refuses more of its good cases)
+    fix = (~sensitive) & (rng.random(n) < 0.5)
+    challenger_decision[fix] = label[fix]
+    spoil = sensitive & (label == 1) & (rng.random(n) < 0.25)
+    challenger_decision[spoil] = 0
+    costs = np.array([[0.0, 1.0], [3.0, 0.0]])
+    a = costs[label, champion_decision]
+    b = costs[label, challenger_decision]
+    overall = difference.paired_difference(a, b)
+    assert overall["difference"] < 0
+    per_facet = facets.facet_differences(a, b, sensitive, sensitive, paired=True)
+    assert per_facet["d"]["interval"][0] > 0
+    bias = facets.bias_changes(bias_cells(sensitive, label, champion_decision, (1,)),
+                               bias_cells(sensitive, label, challenger_decision, (1,)),
+                               paired=True)
+    assert bias["DPPL"]["interval"][0] > 0  # fewer favourable decisions for facet d
+    found = facets.flags(overall, per_facet, bias)
+    assert any("costlier for facet d" in f for f in found)
+    assert any(f.startswith("DPPL moved away from parity") for f in found)
+    # the same challenger when it is not cheaper overall raises no flag
+    assert facets.flags(difference.paired_difference(b, a), per_facet, bias) == []
+
+
+# --------------------------------------------------------------------- captures and the job
+
+
+def population(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    group = (rng.random(n) < 0.3).astype(int)
+    logit = 1.2 * x[:, 0] - 0.8 * x[:, 1] + 0.5 * x[:, 2] - 0.4 * group - 1.0
+    label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    frame = pd.DataFrame(np.round(x, 4), columns=FEATURES[:4])
+    frame["group"] = group
+    frame["amount"] = np.round(rng.lognormal(1.5, 0.5, n), 2)
+    frame.insert(0, "label", label)
+    return frame
+
+
+def _train(base, drop=(), **changes):
+    write_tree(base, {**HYPERPARAMETERS, **changes},
+               {"train": {"t.csv": population(1500, 1).drop(columns=list(drop)).to_csv(index=False)},
+                "test": {"x.csv": population(600, 2).drop(columns=list(drop)).to_csv(index=False)}})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return base / "model"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A champion, and a worse challenger (two rounds of depth-1 trees: little of the signal)."""
+    root = tmp_path_factory.mktemp("compare")
+    return (_train(root / "champion"),
+            _train(root / "challenger", num_round="2", max_depth="1", eta="0.3"))
+
+
+def bodies(frame: pd.DataFrame) -> list[str]:
+    return [",".join(f"{v:g}" for v in row)
+            for row in frame[FEATURES + ["amount"]].to_numpy(dtype=float)]
+
+
+def capture(tmp, name: str, records: list):
+    return write_jsonl(tmp / name / "ep" / name / "2026" / "12" / "06" / "06" / "a.jsonl",
+                       records).parents[5]
+
+
+def truth(tmp, keys, labels, name="truth"):
+    return write_jsonl(tmp / name / "g.jsonl",
+                       [ground_truth_record(k, y) for k, y in zip(keys, labels)]).parent
+
+
+def run(tmp, champion_capture, challenger_capture, truth_dir, champion_model, challenger_model,
+        *extra) -> tuple[int, dict | None]:
+    out = tmp / "out"
+    code = compare_main(["--champion", str(champion_capture), "--challenger",
+                         str(challenger_capture), "--ground-truth", str(truth_dir),
+                         "--champion-model", str(champion_model), "--challenger-model",
+                         str(challenger_model), "--output", str(out), *extra],
+                        env={"SAGEMAKER_BASE_DIR": str(tmp / "ml")})
+    result = (json.loads((out / "comparison.json").read_text())
+              if (out / "comparison.json").exists() else None)
+    return code, result
+
+
+def hand_records(rows, prefix="k", start=0):
+    return [capture_record(body.encode(), "text/csv",
+                           json.dumps({"score": s, "decision": d}).encode(),
+                           "application/jsonlines", f"{prefix}{i}", f"2026-12-06T06:00:{i + start:02d}Z")
+            for i, (body, s, d) in enumerate(rows)]
+
+
+# x0..x3, group, amount: fp costs 1 (decided 1, label 0), fn costs the amount (decided 0, label 1)
+REQUESTS = ["0,0,0,0,0,10", "0,0,0,0,1,20", "0,0,0,0,0,30", "0,0,0,0,1,40", "0,0,0,0,0,50",
+            "0,0,0,0,1,60"]
+LABELS = [1, 1, 0, 0, 0, 1]
+CHAMPION_DECIDES = [1, 0, 1, 0, 1, 0]  # costs 0, 20, 1, 0, 1, 60
+CHALLENGER_DECIDES = [1, 1, 0, 0, 1, 1]  # costs 0, 0, 0, 0, 1, 0
+
+
+def test_a_shadow_comparison_on_hand_priced_captures_is_the_hand_computed_difference(models,
+                                                                                     tmp_path):
+    champion_model, challenger_model = models
+    a = capture(tmp_path, "AllTraffic", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)]))
+    b = capture(tmp_path, "Shadow", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)]))
+    code, result = run(tmp_path, a, b, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
+                       champion_model, challenger_model)
+    assert code == 0
+    champion_cost = np.array([0, 20, 1, 0, 1, 60.0])
+    challenger_cost = np.array([0, 0, 0, 0, 1, 0.0])
+    d = challenger_cost - champion_cost
+    assert result["design"] == "paired"
+    assert result["champion"]["realized_cost"]["mean"] == pytest.approx(82 / 6)
+    assert result["challenger"]["realized_cost"]["mean"] == pytest.approx(1 / 6)
+    assert result["difference"]["difference"] == pytest.approx(d.mean())
+    se = d.std(ddof=1) / math.sqrt(6)
+    assert result["difference"]["se"] == pytest.approx(se)
+    half = stats.t.ppf(0.975, 5) * se
+    assert result["difference"]["interval"] == pytest.approx([d.mean() - half, d.mean() + half])
+    assert result["difference"]["probability_challenger_cheaper"] == pytest.approx(
+        stats.t.cdf(-d.mean() / se, 5))
+    # six decisions cannot settle it anytime-valid; the job says how many more it expects
+    assert result["recommendation"]["action"] == "wait"
+    assert result["recommendation"]["more_labels"] > 0
+    assert result["facets"]["d"]["rows"] == 3  # group 1: rows 2, 4 and 6
+    assert result["facets"]["d"]["difference"] == pytest.approx(np.mean([-20, 0, -60]))
+    assert (tmp_path / "out" / "report.html").read_text().count("<svg") == 1
+
+
+def test_split_traffic_is_compared_unpaired_on_hand_priced_captures(models, tmp_path):
+    champion_model, _ = models
+    a = capture(tmp_path, "A", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS[:3], CHAMPION_DECIDES[:3])], prefix="a"))
+    b = capture(tmp_path, "B", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS[3:], CHALLENGER_DECIDES[3:])], prefix="b"))
+    keys = [f"a{i}" for i in range(3)] + [f"b{i}" for i in range(3)]
+    code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS), champion_model,
+                       champion_model)
+    assert code == 0
+    assert result["design"] == "unpaired"
+    ca, cb = np.array([0, 20, 1.0]), np.array([0, 1, 0.0])  # B decided rows 4-6: 0, 1, 0
+    ci = stats.ttest_ind(cb, ca, equal_var=False).confidence_interval(0.95)
+    assert result["difference"]["difference"] == pytest.approx(cb.mean() - ca.mean())
+    assert result["difference"]["interval"] == pytest.approx([ci.low, ci.high])
+    counts = result["counts"]["ground_truth"]["counts"]
+    assert counts["ground truth records matching the champion's captures only"] == 3
+
+
+@pytest.fixture(scope="module")
+def shadow(models, tmp_path_factory):
+    """1,200 requests decided by both real models (a shadow), their ground truth."""
+    tmp = tmp_path_factory.mktemp("shadow")
+    champion_model, challenger_model = models
+    frame = population(1200, 7)
+    ids = [f"r{i}" for i in range(len(frame))]
+    a = capture(tmp, "AllTraffic", answered_records(str(champion_model), bodies(frame), ids=ids))
+    b = capture(tmp, "Shadow", answered_records(str(challenger_model), bodies(frame), ids=ids))
+    return a, b, truth(tmp, ids, frame["label"]), frame
+
+
+def test_a_worse_shadow_is_kept_and_a_better_one_promoted(models, shadow, tmp_path):
+    champion_model, challenger_model = models
+    a, b, labels, _ = shadow
+    code, result = run(tmp_path, a, b, labels, champion_model, challenger_model)
+    assert code == 0 and result["design"] == "paired"
+    assert result["difference"]["rows"] == 1200
+    assert result["difference"]["interval"][0] > 0, result["difference"]
+    assert result["recommendation"]["action"] == "keep", result["recommendation"]
+    assert result["difference"]["probability_challenger_cheaper"] < 0.01
+    # the roles swapped: the better model is the challenger
+    code, swapped = run(tmp_path, b, a, labels, challenger_model, champion_model)
+    assert swapped["recommendation"]["action"] == "promote"
+    assert swapped["difference"]["difference"] == pytest.approx(
+        -result["difference"]["difference"])
+    # over time: the last point is the whole comparison
+    assert result["over_time"][-1]["rows"] == 1200
+    assert result["over_time"][-1]["difference"] == pytest.approx(
+        result["difference"]["difference"])
+
+
+def test_a_replay_scores_the_challenger_as_its_shadow_did(models, shadow, tmp_path):
+    champion_model, challenger_model = models
+    a, b, labels, _ = shadow
+    _, live = run(tmp_path, a, b, labels, champion_model, challenger_model)
+    code, replay = run(tmp_path, a, tmp_path / "unused", labels, champion_model, challenger_model,
+                       "--replay", "--labels-independent-of-decision")
+    assert code == 0, (tmp_path / "ml" / "output" / "message").read_text()
+    assert replay["design"] == "replay"
+    assert replay["difference"]["difference"] == pytest.approx(live["difference"]["difference"])
+    assert replay["recommendation"]["action"] == live["recommendation"]["action"]
+
+
+def test_a_replay_is_refused_unless_the_label_does_not_depend_on_the_decision(models, shadow,
+                                                                             tmp_path):
+    champion_model, challenger_model = models
+    a, _, labels, frame = shadow
+    code, _ = run(tmp_path, a, tmp_path, labels, champion_model, challenger_model, "--replay")
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert code == 1 and "valid only where the label does not depend on the decision" in message
+    # outcomes seen only after an approval (decision 0 here: no alarm), as in credit
+    records = [json.loads(line) for line in
+               next(a.rglob("*.jsonl")).read_text().splitlines()]
+    seen = [r["eventMetadata"]["inferenceId"] for r in records
+            if json.loads(r["captureData"]["endpointOutput"]["data"])["decision"] == 0]
+    label_of = dict(zip([f"r{i}" for i in range(len(frame))], frame["label"]))
+    only_approved = truth(tmp_path, seen, [label_of[k] for k in seen], name="approved")
+    code, _ = run(tmp_path, a, tmp_path, only_approved, champion_model, challenger_model,
+                  "--replay", "--labels-independent-of-decision")
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert code == 1 and "the share of labelled rows differs by the champion's decision" in message
+    # a shadow comparison on those labels reports, and makes no recommendation
+    _, b, _, _ = shadow
+    code, result = run(tmp_path, a, b, only_approved, champion_model, challenger_model)
+    assert code == 0 and result["recommendation"]["action"] == "none"
+    assert "labels come more often after some" in result["recommendation"]["reason"]
+
+
+def test_bad_input_is_counted_and_stated_never_a_crash(models, tmp_path):
+    champion_model, challenger_model = models
+    good = hand_records([(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)])
+    broken = ["not json", json.dumps({"captureData": {}}),
+              json.dumps(capture_record(b"1,2", "text/csv", b'{"score":0.5,"decision":1}',
+                                        "application/jsonlines", "w", "2026-12-06T06:10:00Z"))]
+    a = capture(tmp_path, "A", good + broken)
+    (tmp_path / "empty").mkdir()
+    labels = truth(tmp_path, [f"k{i}" for i in range(6)] + ["nobody"], LABELS + [1])
+    # a variant with no captures: stated, a wait, exit 0
+    code, result = run(tmp_path, a, tmp_path / "empty", labels, champion_model, challenger_model)
+    assert code == 0
+    assert result["recommendation"]["action"] == "wait"
+    assert result["recommendation"]["reason"].startswith("the challenger has no captured decisions")
+    champion_counts = result["counts"]["champion"]["counts"]
+    assert champion_counts["capture lines that are not a capture record"] == 1
+    assert champion_counts["capture records without both input and output (capture both)"] == 1
+    assert champion_counts["request bodies that could not be decoded"] == 1
+    assert result["counts"]["challenger"]["counts"]["capture files"] == 0
+    truth_counts = result["counts"]["ground_truth"]["counts"]
+    assert truth_counts["ground truth records matching no captured decision of either variant"] == 1
+    # labels for one variant only (the challenger's ids never labelled): stated
+    b = capture(tmp_path, "B", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)], prefix="other"))
+    code, result = run(tmp_path, a, b, labels, champion_model, challenger_model)
+    assert code == 0 and result["design"] == "unpaired"
+    assert result["recommendation"]["reason"].startswith(
+        "no ground truth matched the challenger's 6 captured decisions yet")
+    json.dumps(result, allow_nan=False)  # strict JSON: no NaN from an empty variant
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"--champion": "missing"}, "--champion "),
+    ({"--ground-truth": "missing"}, "--ground-truth "),
+    ({"--champion-model": "missing"}, "holds no model"),
+    ({"--start-time": "yesterday"}, "is not an ISO 8601 time"),
+])
+def test_a_job_that_cannot_run_says_why_in_one_line(models, tmp_path, change, fragment):
+    champion_model, challenger_model = models
+    (tmp_path / "c").mkdir()
+    args = {"--champion": str(tmp_path / "c"), "--challenger": str(tmp_path / "c"),
+            "--ground-truth": str(tmp_path / "c"), "--champion-model": str(champion_model),
+            "--challenger-model": str(challenger_model), "--output": str(tmp_path / "out")}
+    args.update({k: (str(tmp_path / v) if v == "missing" else v) for k, v in change.items()})
+    code = compare_main([x for kv in args.items() for x in kv],
+                        env={"SAGEMAKER_BASE_DIR": str(tmp_path / "ml")})
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert code == 1 and fragment in message and "\n" not in message
+
+
+def test_models_that_read_different_requests_are_refused(models, tmp_path):
+    champion_model, _ = models
+    other = _train(tmp_path / "other", drop=["x3"])  # one feature fewer
+    (tmp_path / "c").mkdir()
+    code, _ = run(tmp_path, tmp_path / "c", tmp_path / "c", tmp_path / "c", champion_model, other)
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert code == 1 and "the two models read different request columns" in message
+
+
+def test_the_cli_runs_the_job_from_a_baseline_and_prints_the_recommendation(models, shadow,
+                                                                            tmp_path):
+    champion_model, challenger_model = models
+    a, b, labels, _ = shadow
+    done = subprocess.run(
+        [os.path.join(BIN, "costaware"), "compare", "--champion", str(a), "--challenger", str(b),
+         "--ground-truth", str(labels), "--champion-model", str(champion_model / "baseline"),
+         "--challenger-model", str(challenger_model / "baseline" / "constraints.json"),
+         "--output", str(tmp_path / "out"), "--end-time", "2026-12-06T06:10:00Z"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    assert result["difference"]["rows"] == 600  # one request a second: ten minutes of them
+    # half the decisions that settled it (keep) leave it open, with an estimate of what is missing
+    more = result["recommendation"]["more_labels"]
+    assert f"costaware compare (paired): WAIT: about {more} more labelled decisions" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_the_arguments_default_to_a_processing_jobs_paths():
+    args = parser().parse_args([])
+    assert args.champion == "/opt/ml/processing/input/champion"
+    assert args.output == "/opt/ml/processing/output"
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--min-saving", "-1"])
