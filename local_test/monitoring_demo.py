@@ -59,14 +59,15 @@ def split(seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
             frame.iloc[order[b:]].reset_index(drop=True))
 
 
-def train(work: str, train_rows: pd.DataFrame, test_rows: pd.DataFrame) -> str:
+def train(work: str, train_rows: pd.DataFrame, test_rows: pd.DataFrame,
+          hyperparameters: dict = HYPERPARAMETERS) -> str:
     base = os.path.join(work, "ml")
     for channel, rows in (("train", train_rows), ("test", test_rows)):
         os.makedirs(os.path.join(base, "input", "data", channel), exist_ok=True)
         rows.to_csv(os.path.join(base, "input", "data", channel, f"{channel}.csv"), index=False)
     config = os.path.join(base, "input", "config")
     os.makedirs(config, exist_ok=True)
-    for name, content in (("hyperparameters.json", HYPERPARAMETERS),
+    for name, content in (("hyperparameters.json", hyperparameters),
                           ("inputdataconfig.json", {"train": {"ContentType": "text/csv"},
                                                     "test": {"ContentType": "text/csv"}}),
                           ("resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1"]})):

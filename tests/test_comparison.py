@@ -405,3 +405,56 @@ def test_the_arguments_default_to_a_processing_jobs_paths():
     assert args.output == "/opt/ml/processing/output"
     with pytest.raises(SystemExit):
         parser().parse_args(["--min-saving", "-1"])
+
+
+def test_three_classes_with_a_per_row_cost_cell_in_records_of_several_rows(tmp_path):
+    """K = 3, a row's own cost cell, three rows per request: the shadow pairs row j of a record
+    with row j of its twin; the difference is the hand-priced one; a replay gives the same."""
+    from support import WINE_CLASSES, wine_frame
+
+    frame = wine_frame()
+    frame["loss"] = np.round(np.random.default_rng(3).uniform(6, 18, len(frame)), 1)
+    matrix = [[0, 2, 3], [2, 0, 1], ["loss", 3, 0]]
+    common = {"label_column": "cultivar", "classes": json.dumps(WINE_CLASSES),
+              "cost_matrix": json.dumps(matrix), "report": "false", "cross_fit_folds": "3",
+              "eta": "0.3"}
+    trained = []
+    for name, rounds, depth in (("champion", "15", "3"), ("challenger", "2", "1")):
+        base = write_tree(tmp_path / name, {**common, "num_round": rounds, "max_depth": depth},
+                          {"train": {"t.csv": frame.iloc[:120].to_csv(index=False)}})
+        done = run_train(base)
+        assert done.returncode == 0, done.stderr[-2000:]
+        trained.append(base / "model")
+    rows = frame.iloc[120:177]  # 57 rows: 19 requests of 3
+    lines = [",".join(f"{v:g}" for v in row)
+             for row in rows.drop(columns=["cultivar"]).to_numpy(float)]
+    requests = ["\n".join(lines[i:i + 3]) for i in range(0, len(lines), 3)]
+    ids = [f"q{i}" for i in range(len(requests))]
+    captured = [answered_records(str(model), requests, ("text/csv",), ids=ids)
+                for model in trained]
+    a, b = capture(tmp_path, "AllTraffic", captured[0]), capture(tmp_path, "Shadow", captured[1])
+    labels = list(rows["cultivar"])
+    truth_dir = write_jsonl(tmp_path / "truth" / "g.jsonl", [
+        ground_truth_record(key, ",".join(labels[3 * i:3 * i + 3]))
+        for i, key in enumerate(ids)]).parent
+    code, result = run(tmp_path, a, b, truth_dir, *trained)
+    assert code == 0 and result["design"] == "paired"
+    assert result["difference"]["rows"] == 57
+
+    def hand_priced(records) -> np.ndarray:
+        decided = [line.split(",")[0] for r in records
+                   for line in r["captureData"]["endpointOutput"]["data"].splitlines()]
+        out = []
+        for (_, row), decision in zip(rows.iterrows(), decided):
+            cost = matrix[WINE_CLASSES.index(row["cultivar"])][WINE_CLASSES.index(decision)]
+            out.append(row["loss"] if cost == "loss" else cost)
+        return np.array(out, dtype=float)
+
+    champion_cost, challenger_cost = hand_priced(captured[0]), hand_priced(captured[1])
+    assert result["champion"]["realized_cost"]["mean"] == pytest.approx(champion_cost.mean())
+    assert result["difference"]["difference"] == pytest.approx(
+        (challenger_cost - champion_cost).mean())
+    code, replay = run(tmp_path, a, tmp_path, truth_dir, *trained, "--replay",
+                       "--labels-independent-of-decision")
+    assert code == 0
+    assert replay["difference"]["difference"] == pytest.approx(result["difference"]["difference"])

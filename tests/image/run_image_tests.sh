@@ -9,7 +9,9 @@
 #   6. `IMAGE monitor` as a Model Monitor schedule runs it (its environment variables and
 #      /opt/ml/processing paths) on step 4's data capture, with ground truth for those rows: exit 0,
 #      Model Monitor's files (checked against the documented schemas), CloudWatch metric files; and
-#      without its baseline: exit 1 with one line in /opt/ml/output/message,
+#      without its baseline: exit 1 with one line in /opt/ml/output/message; then `IMAGE compare`
+#      as a processing job (/opt/ml/processing/input/*, output): the model replayed on its own
+#      capture, difference exactly 0, keep,
 #   7. the step-3 tree split over two hosts (local_test/train_multi_host.sh: containers algo-1 and
 #      algo-2 on a network this test creates): both exit 0, only algo-1 writes the model, its metrics
 #      equal one host's on all the rows and its AUC is within 0.005 of step 3's model.
@@ -74,8 +76,8 @@ label=$(podman image inspect --format '{{index .Labels "com.amazonaws.sagemaker.
 [ "$label" = "true" ] || fail "label com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true missing"
 # shellcheck disable=SC2086
 podman run --rm $DOCKER_RUN_ARGS "$IMAGE" sh -c \
-    'command -v train && command -v serve && command -v monitor && command -v suggest-baseline && ! command -v gcc && ! python -m pip show -q xgboost 2>/dev/null' \
-    || fail "image must have train, serve, monitor and suggest-baseline on PATH, no gcc, and no GPU xgboost distribution"
+    'command -v train && command -v serve && command -v monitor && command -v suggest-baseline && command -v compare && ! command -v gcc && ! python -m pip show -q xgboost 2>/dev/null' \
+    || fail "image must have train, serve, monitor, suggest-baseline and compare on PATH, no gcc, and no GPU xgboost distribution"
 
 # ---- 3. train -------------------------------------------------------------------------------------
 step "train (SageMaker: docker run -v TREE:/opt/ml IMAGE train)"
@@ -246,6 +248,35 @@ echo "without its baseline: exit $fail_rc, ExitMessage: $message"
 [ "$fail_rc" -eq 1 ] && [ -n "$message" ] && ! grep -q Traceback "$work/monitor_fail.log" \
     || fail "monitor without a baseline must exit 1 with one line in /opt/ml/output/message"
 
+# ---- 6b. compare -----------------------------------------------------------------------------------
+step "compare (a processing job: champion or challenger, the challenger replayed on the champion's capture)"
+mkdir -p "$work/compare_out" "$work/compare_output"
+compare_args=(-v "$ml/capture:$P/input/champion:ro" -v "$work/groundtruth:$P/input/ground_truth:ro"
+              -v "$ml/model:$P/input/champion_model:ro" -v "$ml/model:$P/input/challenger_model:ro"
+              -v "$work/compare_out:$P/output" -v "$work/compare_output:/opt/ml/output")
+t=$(now)
+set +e
+# shellcheck disable=SC2086
+podman run --rm $DOCKER_RUN_ARGS "${compare_args[@]}" "$IMAGE" compare --replay \
+    --labels-independent-of-decision >"$work/compare.log" 2>&1
+compare_rc=$?
+set -e
+t_compare=$(elapsed "$t" "$(now)")
+cat "$work/compare.log"
+[ "$compare_rc" -eq 0 ] || fail "compare exited $compare_rc: $(cat "$work/compare_output/message" 2>/dev/null)"
+"$PYTHON" - "$work" "$rows" <<'PY' || fail "compare's comparison.json is not the replay of the same model"
+import json, sys
+work, rows = sys.argv[1], int(sys.argv[2])
+result = json.load(open(f"{work}/compare_out/comparison.json"))
+# the same model replayed on its own capture: every decision the same, the difference exactly 0
+assert result["design"] == "replay", result["design"]
+assert result["difference"]["rows"] == rows, result["counts"]
+assert result["difference"]["difference"] == 0.0, result["difference"]
+assert result["recommendation"]["action"] == "keep", result["recommendation"]
+assert open(f"{work}/compare_out/report.html").read().startswith("<!doctype html>")
+print(f"compare: {rows} labelled decisions replayed; difference 0; keep")
+PY
+
 # ---- 7. two hosts ---------------------------------------------------------------------------------
 step "multi-instance training: algo-1 and algo-2 in two containers on a network this test creates"
 hosts_dir="$work/hosts"
@@ -269,5 +300,6 @@ step "summary"
 echo "base image + tools: ${t_base} s | image build: ${t_build} s | size: $((size / 1000000)) MB"
 echo "train: exit 0 in ${t_train} s, ${metric_lines} metric lines | /ping 200 after ${ping_s} s | predictions equal within 1e-6"
 echo "monitor: exit 0 in ${t_monitor} s on the endpoint's capture with ground truth; one-line failure without a baseline"
+echo "compare: exit 0 in ${t_compare} s, a processing job replaying the challenger on the capture"
 echo "two hosts (algo-1, algo-2 containers): exit 0 in ${t_hosts} s, metrics equal one host's on all rows"
 echo "IMAGE TESTS PASSED"
