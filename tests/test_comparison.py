@@ -403,8 +403,29 @@ def test_the_arguments_default_to_a_processing_jobs_paths():
     args = parser().parse_args([])
     assert args.champion == "/opt/ml/processing/input/champion"
     assert args.output == "/opt/ml/processing/output"
-    with pytest.raises(SystemExit):
-        parser().parse_args(["--min-saving", "-1"])
+
+
+def test_a_usage_error_is_the_jobs_one_line_exit_message(tmp_path):
+    with pytest.raises(SystemExit) as stopped:
+        compare_main(["--min-saving", "-1"], env={"SAGEMAKER_BASE_DIR": str(tmp_path)})
+    assert stopped.value.code == 2
+    message = (tmp_path / "output" / "message").read_text()
+    assert message == "compare: argument --min-saving: '-1' is not a finite number >= 0"
+
+
+def test_a_forced_paired_design_without_twins_says_so(models, tmp_path):
+    champion_model, _ = models
+    a = capture(tmp_path, "A", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS[:3], CHAMPION_DECIDES[:3])], prefix="a"))
+    b = capture(tmp_path, "B", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS[3:], CHALLENGER_DECIDES[3:])], prefix="b"))
+    keys = [f"a{i}" for i in range(3)] + [f"b{i}" for i in range(3)]
+    code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS), champion_model,
+                       champion_model, "--design", "paired")
+    assert code == 0 and result["design"] == "paired"
+    assert result["recommendation"]["action"] == "wait"
+    assert result["recommendation"]["reason"].startswith(
+        "no labelled request was decided by both variants")
 
 
 def test_three_classes_with_a_per_row_cost_cell_in_records_of_several_rows(tmp_path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -194,7 +195,7 @@ def _compared(champion: DecidedRows, challenger: DecidedRows, pairs, design: str
     overall = (difference.paired_difference if paired else difference.unpaired_difference)(
         cost_a[ia], cost_b[ib])
     recommendation = difference.recommend(overall, min_saving)
-    missing = _missing(champion, challenger, ia, ib)
+    missing = _missing(champion, challenger, paired, len(ia))
     if missing:
         recommendation["reason"] = missing + "; " + recommendation["reason"]
     result = {
@@ -221,12 +222,16 @@ def _compared(champion: DecidedRows, challenger: DecidedRows, pairs, design: str
     return result
 
 
-def _missing(champion: DecidedRows, challenger: DecidedRows, ia, ib) -> str | None:
-    for name, rows, used in (("champion", champion, ia), ("challenger", challenger, ib)):
+def _missing(champion: DecidedRows, challenger: DecidedRows, paired: bool, pairs: int
+             ) -> str | None:
+    """Why a side has nothing to compare yet (None: both have labelled decisions)."""
+    for name, rows in (("champion", champion), ("challenger", challenger)):
         if len(rows) == 0:
             return f"the {name} has no captured decisions"
-        if len(used) == 0:
+        if not (rows.label >= 0).any():
             return f"no ground truth matched the {name}'s {len(rows)} captured decisions yet"
+    if paired and pairs == 0:
+        return "no labelled request was decided by both variants (a paired comparison needs twins)"
     return None
 
 
@@ -284,8 +289,21 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def parser() -> argparse.ArgumentParser:
-    return add_arguments(argparse.ArgumentParser(prog="compare", description=DESCRIPTION))
+class _Parser(argparse.ArgumentParser):
+    """A usage error is also the processing job's one-line ExitMessage (exit 2)."""
+
+    env: dict = {}
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        fail(self.env, f"compare: {message}")
+        raise SystemExit(2)
+
+
+def parser(env=None) -> argparse.ArgumentParser:
+    p = add_arguments(_Parser(prog="compare", description=DESCRIPTION))
+    p.env = {} if env is None else env
+    return p
 
 
 def _non_negative(text: str) -> float:
@@ -300,7 +318,8 @@ def _non_negative(text: str) -> float:
 
 def compare_main(argv=None, env=None) -> int:
     """The image's ``compare``; ``costaware compare`` runs it too."""
-    return run(parser().parse_args(argv), os.environ if env is None else env)
+    env = os.environ if env is None else env
+    return run(parser(env).parse_args(argv), env)
 
 
 def run(args, env) -> int:
