@@ -20,29 +20,9 @@ from costaware.monitoring.job import run_monitor
 from support import (BIN, CLOUDWATCH_METRIC_SCHEMA, CONSTRAINTS_SCHEMA, STATISTICS_SCHEMA,
                      VIOLATIONS_SCHEMA, WINE_CLASSES, answered_records, capture_record,
                      ground_truth_record, run_train, wine_frame, write_jsonl, write_tree)
-
-FEATURES = ["x0", "x1", "x2", "x3", "group"]
-HYPERPARAMETERS = {"label_column": "label", "cost_fp": "1", "cost_fn": "5",
-                   "cost_fn_column": "amount", "facet_column": "group",
-                   "facet_values_or_threshold": "[1]", "facet_is_feature": "true",
-                   "num_round": "30", "max_depth": "3", "eta": "0.3", "report": "false",
-                   "seed": "1"}
-
-
-def population(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
-    """Applicants: four features, a facet, a loan amount (the cost of refusing a good one ...
-    here of missing a positive), the label; ``shift`` moves x0."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 4))
-    x[:, 0] += shift
-    group = (rng.random(n) < 0.3).astype(int)
-    logit = 1.2 * x[:, 0] - 0.8 * x[:, 1] + 0.5 * x[:, 2] - 0.4 * group - 1.0
-    label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    frame = pd.DataFrame(np.round(x, 4), columns=FEATURES[:4])
-    frame["group"] = group
-    frame["amount"] = np.round(rng.lognormal(1.5, 0.5, n), 2)
-    frame.insert(0, "label", label)
-    return frame
+from support import CREDIT_FEATURES as FEATURES
+from support import CREDIT_HYPERPARAMETERS as HYPERPARAMETERS
+from support import credit_population as population
 
 
 @pytest.fixture(scope="module")
