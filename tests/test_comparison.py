@@ -22,13 +22,9 @@ from costaware.comparison.job import compare_main, parser
 from costaware.monitoring.decided_rows import bias_cells
 from support import (BIN, answered_records, capture_record, ground_truth_record, run_train,
                      write_jsonl, write_tree)
-
-FEATURES = ["x0", "x1", "x2", "x3", "group"]
-HYPERPARAMETERS = {"label_column": "label", "cost_fp": "1", "cost_fn": "5",
-                   "cost_fn_column": "amount", "facet_column": "group",
-                   "facet_values_or_threshold": "[1]", "facet_is_feature": "true",
-                   "num_round": "30", "max_depth": "3", "eta": "0.3", "report": "false",
-                   "seed": "1"}
+from support import CREDIT_FEATURES as FEATURES
+from support import CREDIT_HYPERPARAMETERS as HYPERPARAMETERS
+from support import credit_population as population
 
 
 # ------------------------------------------------------------------------------------ the maths
@@ -129,19 +125,6 @@ def test_a_challenger_cheaper_overall_but_costlier_for_the_facet_is_flagged():
 # --------------------------------------------------------------------- captures and the job
 
 
-def population(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 4))
-    group = (rng.random(n) < 0.3).astype(int)
-    logit = 1.2 * x[:, 0] - 0.8 * x[:, 1] + 0.5 * x[:, 2] - 0.4 * group - 1.0
-    label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    frame = pd.DataFrame(np.round(x, 4), columns=FEATURES[:4])
-    frame["group"] = group
-    frame["amount"] = np.round(rng.lognormal(1.5, 0.5, n), 2)
-    frame.insert(0, "label", label)
-    return frame
-
-
 def _train(base, drop=(), **changes):
     write_tree(base, {**HYPERPARAMETERS, **changes},
                {"train": {"t.csv": population(1500, 1).drop(columns=list(drop)).to_csv(index=False)},
@@ -233,13 +216,18 @@ def test_a_shadow_comparison_on_hand_priced_captures_is_the_hand_computed_differ
     assert (tmp_path / "out" / "report.html").read_text().count("<svg") == 1
 
 
-def test_split_traffic_is_compared_unpaired_on_hand_priced_captures(models, tmp_path):
-    champion_model, _ = models
+def split_traffic(tmp_path):
+    """The first three requests went to the champion (A), the last three to the challenger (B)."""
     a = capture(tmp_path, "A", hand_records(
         [(r, 0.5, d) for r, d in zip(REQUESTS[:3], CHAMPION_DECIDES[:3])], prefix="a"))
     b = capture(tmp_path, "B", hand_records(
         [(r, 0.5, d) for r, d in zip(REQUESTS[3:], CHALLENGER_DECIDES[3:])], prefix="b"))
-    keys = [f"a{i}" for i in range(3)] + [f"b{i}" for i in range(3)]
+    return a, b, [f"a{i}" for i in range(3)] + [f"b{i}" for i in range(3)]
+
+
+def test_split_traffic_is_compared_unpaired_on_hand_priced_captures(models, tmp_path):
+    champion_model, _ = models
+    a, b, keys = split_traffic(tmp_path)
     code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS), champion_model,
                        champion_model)
     assert code == 0
@@ -415,11 +403,7 @@ def test_a_usage_error_is_the_jobs_one_line_exit_message(tmp_path):
 
 def test_a_forced_paired_design_without_twins_says_so(models, tmp_path):
     champion_model, _ = models
-    a = capture(tmp_path, "A", hand_records(
-        [(r, 0.5, d) for r, d in zip(REQUESTS[:3], CHAMPION_DECIDES[:3])], prefix="a"))
-    b = capture(tmp_path, "B", hand_records(
-        [(r, 0.5, d) for r, d in zip(REQUESTS[3:], CHALLENGER_DECIDES[3:])], prefix="b"))
-    keys = [f"a{i}" for i in range(3)] + [f"b{i}" for i in range(3)]
+    a, b, keys = split_traffic(tmp_path)
     code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS), champion_model,
                        champion_model, "--design", "paired")
     assert code == 0 and result["design"] == "paired"

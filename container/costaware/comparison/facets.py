@@ -23,7 +23,6 @@ import math
 import numpy as np
 
 from ..metrics import clarify
-from ..monitoring.decided_rows import bias_cells
 from .difference import paired_difference, unpaired_difference
 
 BOOTSTRAP = 400
