@@ -213,7 +213,10 @@ def test_a_shadow_comparison_on_hand_priced_captures_is_the_hand_computed_differ
     assert result["recommendation"]["more_labels"] > 0
     assert result["facets"]["d"]["rows"] == 3  # group 1: rows 2, 4 and 6
     assert result["facets"]["d"]["difference"] == pytest.approx(np.mean([-20, 0, -60]))
-    assert (tmp_path / "out" / "report.html").read_text().count("<svg") == 1
+    # the chart over time, overall and per facet
+    assert (tmp_path / "out" / "report.html").read_text().count("<svg") == 3
+    last = result["facets"]["d"]["over_time"][-1]
+    assert last["rows"] == 3 and last["difference"] == pytest.approx(np.mean([-20, 0, -60]))
 
 
 def split_traffic(tmp_path):

@@ -217,6 +217,12 @@ def _compared(champion: DecidedRows, challenger: DecidedRows, pairs, design: str
         bias = facets.bias_changes(facet_cells(champion, ia), facet_cells(challenger, ib), paired)
         result["facets"] = {name: {key: r[key] for key in ("difference", "interval", "rows")}
                             for name, r in per_facet.items()}
+        for name, sensitive in facets.FACETS:  # the difference over time within each facet
+            a = champion.sensitive[ia] == sensitive
+            b = a if paired else challenger.sensitive[ib] == sensitive
+            result["facets"][name]["over_time"] = difference.over_time(
+                champion.times[ia][a], cost_a[ia][a], challenger.times[ib][b], cost_b[ib][b],
+                paired)
         result["bias"] = bias
         result["flags"] = facets.flags(overall, per_facet, bias)
     return result

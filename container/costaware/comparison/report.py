@@ -97,6 +97,9 @@ def render(result: dict) -> str:
             ["facet", "labelled", "difference", "95% interval"],
             [[name, f"{f['rows']:,}", number_text(f["difference"]), _interval(f["interval"])]
              for name, f in result["facets"].items()]))
+        for name, f in result["facets"].items():
+            parts.append(f"<h3>Over time, facet {escape(name)}</h3>"
+                         + _over_time_svg(f.get("over_time") or []))
         moved = {i for i, b in enumerate(result["bias"].values())
                  if b["interval"] is not None and b["interval"][0] > 0}
         parts.append("<h2>Bias of the decisions (Clarify)</h2>" + html_table(
