@@ -466,3 +466,43 @@ def test_three_classes_with_a_per_row_cost_cell_in_records_of_several_rows(tmp_p
                        "--labels-independent-of-decision")
     assert code == 0
     assert replay["difference"]["difference"] == pytest.approx(result["difference"]["difference"])
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """A model reading ``amount`` as a feature, not as a cost column."""
+    return _train(tmp_path_factory.mktemp("plain"), cost_fn_column="")
+
+
+def test_a_challenger_without_the_cost_column_is_priced_at_the_champions_row_costs(models, plain,
+                                                                                   tmp_path):
+    """The challenger reads ``amount`` as a feature, the champion as each row's cost of a missed
+    positive: the challenger's decisions are priced at the champion's per-row costs all the same."""
+    champion_model, _ = models
+    assert "amount" in json.loads((plain / "metadata.json").read_text())["feature_names"]
+    a, b, keys = split_traffic(tmp_path)
+    code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS), champion_model, plain)
+    assert code == 0, (tmp_path / "ml" / "output" / "message").read_text()
+    # B decided rows 4-6 (labels 0, 0, 1) as 0, 1, 1: costs 0, fp 1, and 0; decided 0, row 6
+    # costs its amount (60), not the class cost 5
+    assert result["challenger"]["realized_cost"]["mean"] == pytest.approx(1 / 3)
+    b2 = capture(tmp_path, "B2", hand_records([(r, 0.5, 0) for r in REQUESTS[3:]], prefix="b"))
+    code, result = run(tmp_path, a, b2, truth(tmp_path, keys, LABELS, name="t2"),
+                       champion_model, plain)
+    assert result["challenger"]["realized_cost"]["mean"] == pytest.approx(60 / 3)
+
+
+def test_a_replay_decides_at_the_challengers_own_cost_columns(models, plain, shadow, tmp_path):
+    """The champion has no cost column, the challenger has one: replayed, the challenger decides
+    each request at the request's own cost, as it did when it served it (its shadow's capture)."""
+    cost_model, _ = models
+    a, _, labels, frame = shadow
+    ids = [f"r{i}" for i in range(len(frame))]
+    champion = capture(tmp_path, "Plain", answered_records(str(plain), bodies(frame), ids=ids))
+    _, live = run(tmp_path, champion, a, labels, plain, cost_model)
+    code, replay = run(tmp_path, champion, tmp_path, labels, plain, cost_model, "--replay",
+                       "--labels-independent-of-decision")
+    assert code == 0 and live["design"] == "paired"
+    assert replay["challenger"]["realized_cost"]["mean"] == pytest.approx(
+        live["challenger"]["realized_cost"]["mean"])
+    assert replay["difference"]["difference"] == pytest.approx(live["difference"]["difference"])

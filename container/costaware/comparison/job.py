@@ -74,11 +74,18 @@ def load_model_or_spec(path: str, what: str, need_model: bool = False):
         raise JobError(f"{what} {constraints} is not a costaware baseline (missing {exc})") from None
 
 
-def replayed(model, spec: ModelSpec):
+def replayed(model, spec: ModelSpec, pricing: ModelSpec):
     """The challenger's decisions on a batch of the champion's captured rows, priced (like the
-    champion's) at the champion's costs: ``(rows, has_costs, champion's) -> DecidedRows``."""
+    champion's) at the champion's costs: ``(rows, has_costs, champion's) -> DecidedRows``.
+    The rows were decoded as the champion reads them; the challenger decides each at its own
+    cost columns where the row carries them, as it would have served it."""
+    own_cells = spec.layout.cost_cells
+    columns = [spec.request_columns.index(name) for _, name in spec.policy.cost_columns]
 
     def decide(rows: np.ndarray, has_costs, champion: DecidedRows) -> DecidedRows:
+        if own_cells != pricing.layout.cost_cells:
+            carried = ~np.isnan(rows[:, columns]).all(axis=1) if columns else None
+            has_costs = carried if carried is not None and carried.any() else None
         p = model.probability(rows[:, :spec.feature_count])
         mine = spec.decide(p, rows, has_costs, champion.label, champion.sensitive)
         mine.costs, mine.keys, mine.times = champion.costs, champion.keys, champion.times
@@ -110,7 +117,8 @@ def compare(args) -> dict:
                            "not depend on it")
         champion, challenger = read_variant(
             _directory(args.champion, "--champion"), champion_spec, champion_spec, labels,
-            champion_counts, start, end, also=replayed(challenger_model, challenger_spec))
+            champion_counts, start, end,
+            also=replayed(challenger_model, challenger_spec, champion_spec))
         challenger_counts = champion_counts
     else:
         champion = read_variant(_directory(args.champion, "--champion"), champion_spec,

@@ -147,7 +147,8 @@ class CaptureReader:
         self.keep_keys = keep_keys  # each row's request key and time (a comparison pairs them)
         self.start, self.end = start, end
         self.batch_records = batch_records
-        self.layout = spec.layout
+        # requests decoded as the pricing model reads them: its cost columns are the costs
+        self.layout = self.pricing.layout
         self.fields = OUTPUT_FIELDS if spec.k == 2 else MULTICLASS_FIELDS
         self.csv_leaves = csv_columns(self.fields, tuple(spec.policy.class_names)
                                       if spec.k > 2 else None)
