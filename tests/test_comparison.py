@@ -88,8 +88,23 @@ def test_a_saving_too_small_to_matter_is_keep():
 
 
 def test_identical_decisions_are_keep_not_a_wait_forever():
-    a = np.array([1.0, 0.0, 5.0, 0.0])
+    a = np.random.default_rng(6).exponential(2.0, difference.MIN_LABELS)
     assert difference.recommend(difference.paired_difference(a, a))["action"] == "keep"
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_a_few_decisions_without_spread_are_no_recommendation(paired):
+    """Eight pairs decided alike have no spread and a radius of 0: no certainty from that
+    (benchmarks/bench_compare.py found wrong actions at such early looks)."""
+    a = np.array([1.0, 0.0, 5.0, 0.0, 1.0, 0.0, 5.0, 0.0])
+    result = (difference.paired_difference(a, a) if paired
+              else difference.unpaired_difference(np.zeros(150), np.ones(8)))
+    action = difference.recommend(result)
+    assert action["action"] == "wait", action
+    assert f"no recommendation rests on fewer than {difference.MIN_LABELS}" in action["reason"]
+    fewest = 8
+    total = result["rows"]
+    assert action["more_labels"] >= total * difference.MIN_LABELS / fewest - total
 
 
 def test_a_challenger_cheaper_overall_but_costlier_for_the_facet_is_flagged():

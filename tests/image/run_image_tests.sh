@@ -11,7 +11,7 @@
 #      Model Monitor's files (checked against the documented schemas), CloudWatch metric files; and
 #      without its baseline: exit 1 with one line in /opt/ml/output/message; then `IMAGE compare`
 #      as a processing job (/opt/ml/processing/input/*, output): the model replayed on its own
-#      capture, difference exactly 0, keep,
+#      capture, difference exactly 0, a wait for more labels,
 #   7. the step-3 tree split over two hosts (local_test/train_multi_host.sh: containers algo-1 and
 #      algo-2 on a network this test creates): both exit 0, only algo-1 writes the model, its metrics
 #      equal one host's on all the rows and its AUC is within 0.005 of step 3's model.
@@ -272,9 +272,12 @@ result = json.load(open(f"{work}/compare_out/comparison.json"))
 assert result["design"] == "replay", result["design"]
 assert result["difference"]["rows"] == rows, result["counts"]
 assert result["difference"]["difference"] == 0.0, result["difference"]
-assert result["recommendation"]["action"] == "keep", result["recommendation"]
+# too few labelled decisions for any recommendation, and the job says how many more
+assert result["recommendation"]["action"] == "wait", result["recommendation"]
+assert result["recommendation"]["more_labels"] > 0, result["recommendation"]
 assert open(f"{work}/compare_out/report.html").read().startswith("<!doctype html>")
-print(f"compare: {rows} labelled decisions replayed; difference 0; keep")
+print(f"compare: {rows} labelled decisions replayed; difference 0; "
+      f"wait: {result['recommendation']['reason']}")
 PY
 
 # ---- 7. two hosts ---------------------------------------------------------------------------------

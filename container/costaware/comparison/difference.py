@@ -34,6 +34,9 @@ smallest saving per decision worth a switch (0 by default):
 * **keep** when its lower end ``Delta - r >= -m`` (it does not);
 * otherwise **wait**, for the labelled decisions that would make ``r < |Delta + m|`` if the
   estimates held (:func:`labels_needed`; unpaired, split as so far).
+
+No recommendation rests on fewer than :data:`MIN_LABELS` labelled decisions (pairs, or per
+variant): the sequence is asymptotic, and a few decisions alike have no spread at all.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ from scipy import stats
 
 LEVEL = 0.95
 PLANNED_LABELS = 2000  # t*: where the confidence sequence is tightest
+# Below this many labelled decisions (pairs; or per variant, unpaired) the costs' spread is not
+# known yet: eight pairs decided alike have a standard deviation of 0 and a radius of 0, and the
+# sequence (an asymptotic one) would keep with no doubt left (benchmarks/bench_compare.py).
+MIN_LABELS = 100
 MOST_LABELS = 10 ** 9  # beyond this many labels a difference is not worth waiting for
 
 
@@ -153,6 +160,12 @@ def labels_needed(result: dict, target: float, alpha: float = 1 - LEVEL) -> int 
     return int(math.ceil(rows * high))
 
 
+def _fewest_labels(result: dict) -> int:
+    if result["design"] == "paired":
+        return result["rows"]
+    return min(result["champion"]["rows"], result["challenger"]["rows"])
+
+
 def recommend(result: dict, min_saving: float = 0.0, level: float = LEVEL) -> dict:
     """promote, keep or wait (module docstring), with the anytime-valid interval it rests on and,
     to wait, how many more labelled decisions the estimates say are needed."""
@@ -164,6 +177,16 @@ def recommend(result: dict, min_saving: float = 0.0, level: float = LEVEL) -> di
     radius = difference_radius(result, alpha)
     interval = [delta - radius, delta + radius]
     base = {"sequence_interval": interval, "min_saving": min_saving}
+    fewest = _fewest_labels(result)
+    if fewest < MIN_LABELS:
+        needed = labels_needed(result, abs(delta - boundary), alpha)
+        floor = int(math.ceil(result["rows"] * MIN_LABELS / fewest))
+        more = max(needed or 0, floor) - result["rows"]
+        side = "pairs" if result["design"] == "paired" else "per variant"
+        return {"action": "wait", **base, "more_labels": more,
+                "reason": (f"about {more} more labelled decisions: {fewest} {side} so far, and "
+                           f"no recommendation rests on fewer than {MIN_LABELS} (the costs' "
+                           "spread is not known yet)")}
     if interval[1] < boundary:
         return {"action": "promote", **base, "more_labels": 0,
                 "reason": (f"the challenger saves {-delta:.4g} per decision; even the interval's "
