@@ -107,6 +107,22 @@ def test_a_few_decisions_without_spread_are_no_recommendation(paired):
     assert action["more_labels"] >= total * difference.MIN_LABELS / fewest - total
 
 
+def test_rare_large_differences_need_cochrans_labels_before_a_recommendation():
+    """Two decisions in 150 differ, by 1,000: g1 = 8.6, and a mean of them is near normal only
+    from 25 g1^2 = 1,850 values on; before that, no recommendation, however narrow the sequence."""
+    differences = np.zeros(150)
+    differences[[7, 90]] = -1000.0
+    g1 = difference.skewness(differences)
+    centred = differences - differences.mean()
+    assert g1 == pytest.approx(np.mean(centred ** 3) / np.mean(centred ** 2) ** 1.5)
+    result = difference.paired_difference(np.full(150, 1000.0), 1000.0 + differences)
+    action = difference.recommend(result)
+    need = math.ceil(25 * g1 * g1)
+    assert action["action"] == "wait" and f"fewer than {need}" in action["reason"]
+    assert action["more_labels"] >= need - 150
+    assert difference.labels_for_normal_mean(0.5) == difference.MIN_LABELS
+
+
 def test_a_challenger_cheaper_overall_but_costlier_for_the_facet_is_flagged():
     rng = np.random.default_rng(5)
     n = 10000
@@ -223,8 +239,10 @@ def test_a_shadow_comparison_on_hand_priced_captures_is_the_hand_computed_differ
     assert result["difference"]["interval"] == pytest.approx([d.mean() - half, d.mean() + half])
     assert result["difference"]["probability_challenger_cheaper"] == pytest.approx(
         stats.t.cdf(-d.mean() / se, 5))
-    # six decisions cannot settle it anytime-valid; the job says how many more it expects
+    # six decisions cannot settle it; the job says how many more it expects, and that the
+    # interval may be too narrow
     assert result["recommendation"]["action"] == "wait"
+    assert result["caveats"][0].startswith("the 95% interval may be too narrow: 6 pairs")
     assert result["recommendation"]["more_labels"] > 0
     assert result["facets"]["d"]["rows"] == 3  # group 1: rows 2, 4 and 6
     assert result["facets"]["d"]["difference"] == pytest.approx(np.mean([-20, 0, -60]))

@@ -35,8 +35,11 @@ smallest saving per decision worth a switch (0 by default):
 * otherwise **wait**, for the labelled decisions that would make ``r < |Delta + m|`` if the
   estimates held (:func:`labels_needed`; unpaired, split as so far).
 
-No recommendation rests on fewer than :data:`MIN_LABELS` labelled decisions (pairs, or per
-variant): the sequence is asymptotic, and a few decisions alike have no spread at all.
+No recommendation rests on fewer labelled decisions (pairs, or per variant) than
+``max(MIN_LABELS, 25 g1^2)``: the sequence is asymptotic, a few decisions alike have no spread at
+all, and a mean of values with skewness ``g1 = m3 / s^3`` is near normal only from about
+``25 g1^2`` of them (Cochran's rule; rare, large cost differences are that skewed). Below it the
+one-look interval may be too narrow, which the job states.
 """
 
 from __future__ import annotations
@@ -55,6 +58,20 @@ MIN_LABELS = 100
 MOST_LABELS = 10 ** 9  # beyond this many labels a difference is not worth waiting for
 
 
+def skewness(values: np.ndarray) -> float:
+    """``g1 = mean((x - mean)^3) / mean((x - mean)^2)^(3/2)``; 0 without spread."""
+    if len(values) < 2:
+        return 0.0
+    centred = values - values.mean()
+    m2 = float(np.mean(centred ** 2))
+    return float(np.mean(centred ** 3)) / m2 ** 1.5 if m2 > 0 else 0.0
+
+
+def labels_for_normal_mean(g1: float) -> int:
+    """Labelled decisions a recommendation needs: ``max(MIN_LABELS, 25 g1^2)``."""
+    return max(MIN_LABELS, int(math.ceil(25 * g1 * g1)))
+
+
 def _moments(values: np.ndarray) -> tuple[int, float, float | None]:
     n = len(values)
     mean = float(np.mean(values)) if n else math.nan
@@ -63,19 +80,21 @@ def _moments(values: np.ndarray) -> tuple[int, float, float | None]:
 
 
 def cost_summary(values: np.ndarray) -> dict:
-    """A model's realized cost per decision: ``{"rows", "mean", "se"}``."""
-    n, mean, sd = _moments(np.asarray(values, dtype=np.float64))
+    """A model's realized cost per decision: ``{"rows", "mean", "se", "skewness"}``."""
+    values = np.asarray(values, dtype=np.float64)
+    n, mean, sd = _moments(values)
     return {"rows": n, "mean": mean if n else None,
-            "se": None if sd is None else sd / math.sqrt(n)}
+            "se": None if sd is None else sd / math.sqrt(n), "skewness": skewness(values)}
 
 
 def paired_difference(champion: np.ndarray, challenger: np.ndarray, level: float = LEVEL) -> dict:
     """``Delta`` of the same decisions' costs, row ``i`` of both (module docstring)."""
     champion = np.asarray(champion, dtype=np.float64)
     challenger = np.asarray(challenger, dtype=np.float64)
-    n, delta, sd = _moments(challenger - champion)
+    differences = challenger - champion
+    n, delta, sd = _moments(differences)
     out = {"design": "paired", "rows": n, "champion": cost_summary(champion),
-           "challenger": cost_summary(challenger)}
+           "challenger": cost_summary(challenger), "skewness": skewness(differences)}
     if sd is None:
         return {**out, **_undecided(delta if n else None)}
     return {**out, **_interval(delta, sd / math.sqrt(n), n - 1, level), "sd": sd}
@@ -160,10 +179,19 @@ def labels_needed(result: dict, target: float, alpha: float = 1 - LEVEL) -> int 
     return int(math.ceil(rows * high))
 
 
-def _fewest_labels(result: dict) -> int:
+def labels_short(result: dict) -> tuple[int, int, str, float] | None:
+    """``(have, need, what, g1)`` when the pairs, or a variant's decisions, are fewer than
+    :func:`labels_for_normal_mean` of their skewness; else None."""
     if result["design"] == "paired":
-        return result["rows"]
-    return min(result["champion"]["rows"], result["challenger"]["rows"])
+        sides = [(result["rows"], result.get("skewness", 0.0), "pairs")]
+    else:
+        sides = [(result[name]["rows"], result[name].get("skewness", 0.0), f"{name} decisions")
+                 for name in ("champion", "challenger")]
+    for have, g1, what in sides:
+        need = labels_for_normal_mean(g1)
+        if have < need:
+            return have, need, what, g1
+    return None
 
 
 def recommend(result: dict, min_saving: float = 0.0, level: float = LEVEL) -> dict:
@@ -177,16 +205,17 @@ def recommend(result: dict, min_saving: float = 0.0, level: float = LEVEL) -> di
     radius = difference_radius(result, alpha)
     interval = [delta - radius, delta + radius]
     base = {"sequence_interval": interval, "min_saving": min_saving}
-    fewest = _fewest_labels(result)
-    if fewest < MIN_LABELS:
+    short = labels_short(result)
+    if short is not None:
+        have, need, what, g1 = short
         needed = labels_needed(result, abs(delta - boundary), alpha)
-        floor = int(math.ceil(result["rows"] * MIN_LABELS / fewest))
+        floor = int(math.ceil(result["rows"] * need / have))
         more = max(needed or 0, floor) - result["rows"]
-        side = "pairs" if result["design"] == "paired" else "per variant"
         return {"action": "wait", **base, "more_labels": more,
-                "reason": (f"about {more} more labelled decisions: {fewest} {side} so far, and "
-                           f"no recommendation rests on fewer than {MIN_LABELS} (the costs' "
-                           "spread is not known yet)")}
+                "reason": (f"about {more} more labelled decisions: {have} {what} so far, and "
+                           f"no recommendation rests on fewer than {need} (at least "
+                           f"{MIN_LABELS}; 25 g1^2 for costs this skewed, g1 = {g1:.2f}: below "
+                           "it their mean is not near normal)")}
     if interval[1] < boundary:
         return {"action": "promote", **base, "more_labels": 0,
                 "reason": (f"the challenger saves {-delta:.4g} per decision; even the interval's "

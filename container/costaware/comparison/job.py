@@ -219,6 +219,12 @@ def _compared(champion: DecidedRows, challenger: DecidedRows, pairs, design: str
                                           cost_b[ib], paired),
         "caveats": [],
     }
+    short = difference.labels_short(overall) if overall.get("se") is not None else None
+    if short is not None:
+        have, need, what, g1 = short
+        result["caveats"].append(
+            f"the 95% interval may be too narrow: {have} {what}, and a mean of costs this skewed "
+            f"(g1 = {g1:.2f}) is near normal only from about {need} of them (Cochran's rule)")
     if champion.sensitive is not None and challenger.sensitive is not None and len(ia) > 1:
         per_facet = facets.facet_differences(cost_a[ia], cost_b[ib], champion.sensitive[ia],
                                              challenger.sensitive[ib], paired)
