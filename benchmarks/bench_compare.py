@@ -229,35 +229,41 @@ def figures(design: str, sums: list[dict]) -> dict:
             "constant": constant}
 
 
+def assert_as_difference(champion: np.ndarray, challenger: np.ndarray, design: str) -> bool:
+    """Assert that :func:`figures` on these labelled decisions' costs (paired: row ``i`` of both)
+    gives what ``difference.py`` gives; False if too few for an interval (the action still
+    checked)."""
+    if design == "paired":
+        expected = difference.paired_difference(champion, challenger)
+        groups = [challenger - champion]
+    else:
+        expected = difference.unpaired_difference(champion, challenger)
+        groups = [champion, challenger]
+    sums = [{"n": np.array([[len(g)]], float), "s1": np.array([[g.sum()]]),
+             "s2": np.array([[(g * g).sum()]])} for g in groups]
+    got = {k: v[0, 0] for k, v in figures(design, sums).items()}
+    advice = difference.recommend(expected, MIN_SAVING)
+    assert ACTIONS[int(got["action"])] == advice["action"], (design, got, advice)
+    if expected["se"] is None:
+        return False
+    assert np.isclose(got["difference"], expected["difference"], rtol=1e-9, atol=1e-9)
+    assert np.allclose([got["low"], got["high"]], expected["interval"], rtol=1e-7, atol=1e-9)
+    assert np.isclose(got["radius"], difference.difference_radius(expected), rtol=1e-7, atol=1e-9)
+    return True
+
+
 def check_against_difference(champion: np.ndarray, challenger: np.ndarray, rng,
                              runs: int = 3, sizes=(8, 31, 250, 1000)) -> int:
-    """Assert that :func:`figures` on explicit samples equals ``difference.py``'s output; return
-    how many (run, size, design) cases were compared."""
+    """:func:`assert_as_difference` on explicit samples of the population (paired, and split
+    50/50); how many samples were compared."""
     checked = 0
     for _ in range(runs):
         for size in sizes:
             rows = rng.integers(len(champion), size=size)
             to_challenger = rng.random(size) < 0.5
             a, b = champion[rows], challenger[rows]
-            samples = {"paired": (difference.paired_difference(a, b), [b - a]),
-                       "unpaired": (difference.unpaired_difference(a[~to_challenger],
-                                                                   b[to_challenger]),
-                                    [a[~to_challenger], b[to_challenger]])}
-            for design, (expected, groups) in samples.items():
-                sums = [{"n": np.array([[len(g)]], float), "s1": np.array([[g.sum()]]),
-                         "s2": np.array([[(g * g).sum()]])} for g in groups]
-                got = figures(design, sums)
-                advice = difference.recommend(expected, MIN_SAVING)
-                assert ACTIONS[int(got["action"][0, 0])] == advice["action"], (design, size)
-                if expected["se"] is None:
-                    continue
-                assert np.isclose(got["difference"][0, 0], expected["difference"], rtol=1e-9,
-                                  atol=1e-9)
-                assert np.allclose([got["low"][0, 0], got["high"][0, 0]], expected["interval"],
-                                   rtol=1e-7, atol=1e-9), (design, size)
-                assert np.isclose(got["radius"][0, 0], difference.difference_radius(expected),
-                                  rtol=1e-7, atol=1e-9), (design, size)
-                checked += 1
+            checked += assert_as_difference(a, b, "paired")
+            checked += assert_as_difference(a[~to_challenger], b[to_challenger], "unpaired")
     return checked
 
 
@@ -365,8 +371,8 @@ def report(pops: list[dict], results: dict, grid: np.ndarray) -> None:
                   + f" | {_pct(r['sequence_covers_at_every_look'])} "
                   f"({_pct(r['sequence_covers_at_every_varied_look'])}) |")
     print(f"\n**Labels needed** (the smallest look from which on >= {RIGHT_SHARE:.0%} of runs "
-          "get the right action) and **runs with a wrong action at any look** (in brackets: leaving out "
-          "those looks)\n")
+          "get the right action) and **runs with a wrong action at any look** (in brackets: "
+          "leaving out those looks)\n")
     print("| data set | challenger (right action) | true difference | design | recommend: labels "
           "needed | one-look rule: labels needed | wrong action: recommend | wrong action: "
           "one-look rule |")
