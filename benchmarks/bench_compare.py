@@ -348,13 +348,14 @@ def report(pops: list[dict], results: dict, grid: np.ndarray) -> None:
     first, last = int(grid[0]), int(grid[-1])
     print("\n**Population and models** (realized cost per decision on the held-out half)\n")
     print("| data set | rows | weak model | its cost | strong model | its cost | true difference "
-          "(weak - strong) | sd of paired differences | sd weak, strong |")
+          "(weak - strong) | paired differences: sd, skewness, non-zero | sd weak, strong |")
     print("| --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |")
     for pop in pops:
         w, s = pop["weak"]["cost"], pop["strong"]["cost"]
         print(f"| {pop['dataset']} | {pop['rows']:,} | {pop['weak']['name']} | {w.mean():.4g} | "
               f"{pop['strong']['name']} | {s.mean():.4g} | {np.mean(w - s):+.4g} | "
-              f"{np.std(w - s, ddof=1):.4g} | {np.std(w, ddof=1):.4g}, {np.std(s, ddof=1):.4g} |")
+              f"{np.std(w - s, ddof=1):.4g}, {stats.skew(w - s):+.2f}, {np.mean(w != s):.0%} | "
+              f"{np.std(w, ddof=1):.4g}, {np.std(s, ddof=1):.4g} |")
     runs = next(iter(results.values()))[0]["runs"]
     shown = [n for n in COVERAGE_AT if n <= last]
     print(f"\n**Coverage** of the one-look 95% interval ({runs} runs per cell; goal >= 90%), and "
