@@ -2,7 +2,8 @@
 realized cost per decision, and how many labelled decisions does its recommendation need, for a
 shadow variant (paired) against split traffic (unpaired)? Issue #25's "Show".
 
-    python benchmarks/bench_compare.py [--runs 200] [--quick] [--json PATH]
+    python benchmarks/bench_compare.py [--runs 200] [--quick] [--datasets german_credit,churn]
+        [--json PATH]
 
 **Data and models.** Two real data sets loaded by ``bench_decisions.py`` with its costs:
 South German Credit (the classic matrix: accepting a bad risk 5, refusing a good one 1) and
@@ -291,14 +292,15 @@ def scenario(pop: dict, design: str, champion: str, challenger: str, grid: np.nd
     groups = [b - a] if design == "paired" else [a, b]
     f = figures(design, running_sums(groups, grid, runs, rng))
     covered = (f["low"] <= truth) & (truth <= f["high"])
+    # (no radius: too few labels for any claim, so none that misses)
     in_sequence = (np.abs(f["difference"] - truth) <= f["radius"]) | ~np.isfinite(f["radius"])
     varied = ~f["constant"]
     # (A/A, truth 0: the challenger saves nothing; keeping is right, promoting wrong)
-    right = {PROMOTE if truth < -MIN_SAVING else KEEP}
-    wrong_action = KEEP if PROMOTE in right else PROMOTE
+    right = PROMOTE if truth < -MIN_SAVING else KEEP
+    wrong_action = KEEP if right == PROMOTE else PROMOTE
     out = {"design": design, "champion": champion, "challenger": challenger,
            "true_difference": truth, "runs": runs,
-           "right_action": ACTIONS[next(iter(right))],
+           "right_action": ACTIONS[right],
            "coverage": {int(n): {**_share(covered[:, j]),
                                  "true_below_interval": float(np.mean(truth < f["low"][:, j])),
                                  "true_above_interval": float(np.mean(truth > f["high"][:, j]))}
@@ -306,7 +308,7 @@ def scenario(pop: dict, design: str, champion: str, challenger: str, grid: np.nd
            "sequence_covers_at_every_look": _share(np.all(in_sequence, axis=1)),
            "sequence_covers_at_every_varied_look": _share(np.all(in_sequence | ~varied, axis=1))}
     for rule, actions in (("recommend", f["action"]), ("one_look", f["one_look_action"])):
-        is_right = np.isin(actions, list(right))
+        is_right = actions == right
         wrong = actions == wrong_action
         out[rule] = {"labels_needed": _needed(is_right, grid),
                      "right_share_by_look": {int(n): float(s)
@@ -440,8 +442,11 @@ def main(argv=None) -> dict:
                                    for role in ("weak", "strong")}} for p in pops],
                "results": results}
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=1)
+        try:
+            with open(args.json, "w", encoding="utf-8") as handle:
+                json.dump(summary, handle, indent=1)
+        except OSError as error:
+            parser.error(f"--json {args.json}: {error.strerror}")
     return summary
 
 
