@@ -52,9 +52,11 @@ labels on).
 
 Both the sequence's coverage and the wrong actions are also given leaving out the looks at which
 the paired differences (or one variant's costs) were all equal so far: there the sample standard
-deviation is 0, so is the sequence's radius, and ``recommend`` acts at once (see the docs).
+deviation is 0, so is the sequence's radius (``recommend`` waits there: it asks for
+``max(MIN_LABELS, 25 g1^2)`` labelled decisions first, see the docs).
 
-**How it is fast.** Only a run's running count, sum and sum of squares matter at a look, and a
+**How it is fast.** Only a run's running count, sum, sum of squares and sum of cubes (for the
+skewness) matter at a look, and a
 block of ``m`` requests drawn with replacement adds, for each distinct cost value, a count that is
 multinomial: per look the benchmark draws ``runs x values`` counts (split traffic: the values of
 both variants, each at half its population frequency, so the 50/50 routing is drawn with the
@@ -158,24 +160,25 @@ def _distribution(values: np.ndarray, weight: float = 1.0):
 
 def running_sums(groups: list[np.ndarray], grid: np.ndarray, runs: int, rng) -> list[dict]:
     """For requests drawn with replacement and sent to group ``g`` with probability 1/len(groups)
-    (a group: one variant's costs, or the paired differences), each group's count ``n``, ``sum``
-    and ``sum of squares`` after ``grid[j]`` requests: arrays ``(runs, len(grid))``."""
+    (a group: one variant's costs, or the paired differences), each group's count ``n``, ``sum``,
+    ``sum of squares`` and ``sum of cubes`` after ``grid[j]`` requests: arrays
+    ``(runs, len(grid))``."""
     parts = [_distribution(values, 1 / len(groups)) for values in groups]
     values = np.concatenate([v for v, _ in parts])
     probability = np.concatenate([p for _, p in parts])
     probability /= probability.sum()  # exactly 1 for numpy
     edges = np.cumsum([0] + [len(v) for v, _ in parts])
-    out = [{"n": np.zeros((runs, len(grid))), "s1": np.zeros((runs, len(grid))),
-            "s2": np.zeros((runs, len(grid)))} for _ in groups]
-    totals = [np.zeros((3, runs)) for _ in groups]
+    out = [{key: np.zeros((runs, len(grid))) for key in ("n", "s1", "s2", "s3")}
+           for _ in groups]
+    totals = [np.zeros((4, runs)) for _ in groups]
     previous = 0
     for j, n in enumerate(grid):
         counts = rng.multinomial(int(n - previous), probability, size=runs).astype(np.float64)
         previous = n
         for g, total in enumerate(totals):
             block, v = counts[:, edges[g]:edges[g + 1]], values[edges[g]:edges[g + 1]]
-            total += np.stack([block.sum(axis=1), block @ v, block @ (v * v)])
-            out[g]["n"][:, j], out[g]["s1"][:, j], out[g]["s2"][:, j] = total
+            total += np.stack([block.sum(axis=1), block @ v, block @ (v * v), block @ v ** 3])
+            out[g]["n"][:, j], out[g]["s1"][:, j], out[g]["s2"][:, j], out[g]["s3"][:, j] = total
     return out
 
 
@@ -194,6 +197,19 @@ def _mean_sd(sums: dict):
 _radius = np.vectorize(difference.sequence_radius, otypes=[np.float64])
 
 
+def _too_few(sums: dict) -> np.ndarray:
+    """Where a group's labelled decisions are fewer than ``difference.labels_for_normal_mean``
+    of their skewness ``g1 = m3 / m2^1.5`` (central moments from the running sums)."""
+    n = sums["n"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums["s1"] / n
+        m2 = sums["s2"] / n - mean * mean
+        m3 = sums["s3"] / n - 3 * mean * sums["s2"] / n + 2 * mean ** 3
+        g1 = np.where(m2 > 1e-12 * np.maximum(sums["s2"] / n, 1e-300), m3 / m2 ** 1.5, 0.0)
+    need = np.maximum(difference.MIN_LABELS, np.ceil(25 * g1 * g1))
+    return ~(n >= need)
+
+
 def figures(design: str, sums: list[dict]) -> dict:
     """The difference, its one-look 95% interval, the confidence sequence's radius and
     ``recommend``'s action (``PROMOTE``/``WAIT``/``KEEP``) from the running sums, as
@@ -205,6 +221,7 @@ def figures(design: str, sums: list[dict]) -> dict:
         se, df = sd / np.sqrt(n), n - 1
         radius = sd * _radius(n, 1.0, ALPHA)  # r(t) is proportional to sd
         constant = sd == 0
+        too_few = _too_few(sums[0])
     else:
         (na, ma, sa), (nb, mb, sb) = _mean_sd(sums[0]), _mean_sd(sums[1])
         delta = mb - ma
@@ -218,12 +235,14 @@ def figures(design: str, sums: list[dict]) -> dict:
         radius[known] = (sa[known] * _radius(na[known], 1.0, ALPHA / 2)
                          + sb[known] * _radius(nb[known], 1.0, ALPHA / 2))
         constant = (sa == 0) | (sb == 0)
+        too_few = _too_few(sums[0]) | _too_few(sums[1])
     half = np.where(se > 0, stats.t.ppf(0.5 + difference.LEVEL / 2, np.where(se > 0, df, 1.0)),
                     0.0) * se
     boundary = -MIN_SAVING
     action = np.where(delta + radius < boundary, PROMOTE,
                       np.where(delta - radius >= boundary, KEEP, WAIT))
-    action = np.where(np.isfinite(se), action, WAIT)  # too few labels: recommend waits
+    # too few labels (for an interval, or for a near-normal mean): recommend waits
+    action = np.where(np.isfinite(se) & ~too_few, action, WAIT)
     one_look = np.where(delta + half < 0, PROMOTE, np.where(delta - half > 0, KEEP, WAIT))
     return {"difference": delta, "low": delta - half, "high": delta + half, "radius": radius,
             "action": action, "one_look_action": np.where(np.isfinite(se), one_look, WAIT),
@@ -241,7 +260,8 @@ def assert_as_difference(champion: np.ndarray, challenger: np.ndarray, design: s
         expected = difference.unpaired_difference(champion, challenger)
         groups = [champion, challenger]
     sums = [{"n": np.array([[len(g)]], float), "s1": np.array([[g.sum()]]),
-             "s2": np.array([[(g * g).sum()]])} for g in groups]
+             "s2": np.array([[(g * g).sum()]]), "s3": np.array([[(g ** 3).sum()]])}
+            for g in groups]
     got = {k: v[0, 0] for k, v in figures(design, sums).items()}
     advice = difference.recommend(expected, MIN_SAVING)
     assert ACTIONS[int(got["action"])] == advice["action"], (design, got, advice)
