@@ -211,11 +211,12 @@ def recommend(result: dict, min_saving: float = 0.0, level: float = LEVEL) -> di
         needed = labels_needed(result, abs(delta - boundary), alpha)
         floor = int(math.ceil(result["rows"] * need / have))
         more = max(needed or 0, floor) - result["rows"]
+        why = ("the costs' spread is not known yet" if need == MIN_LABELS else
+               f"25 g1^2 for costs this skewed, g1 = {g1:.2f}: below it their mean is not near "
+               "normal")
         return {"action": "wait", **base, "more_labels": more,
                 "reason": (f"about {more} more labelled decisions: {have} {what} so far, and "
-                           f"no recommendation rests on fewer than {need} (at least "
-                           f"{MIN_LABELS}; 25 g1^2 for costs this skewed, g1 = {g1:.2f}: below "
-                           "it their mean is not near normal)")}
+                           f"no recommendation rests on fewer than {need} ({why})")}
     if interval[1] < boundary:
         return {"action": "promote", **base, "more_labels": 0,
                 "reason": (f"the challenger saves {-delta:.4g} per decision; even the interval's "
