@@ -89,7 +89,9 @@ def test_a_saving_too_small_to_matter_is_keep():
 
 def test_identical_decisions_are_keep_not_a_wait_forever():
     a = np.random.default_rng(6).exponential(2.0, difference.MIN_LABELS)
-    assert difference.recommend(difference.paired_difference(a, a))["action"] == "keep"
+    action = difference.recommend(difference.paired_difference(a, a))
+    assert action["action"] == "keep"
+    assert "-0" not in action["reason"]  # no saving at all: "at most 0"
 
 
 @pytest.mark.parametrize("paired", [True, False])
@@ -381,6 +383,9 @@ def test_bad_input_is_counted_and_stated_never_a_crash(models, tmp_path):
     ({"--ground-truth": "missing"}, "--ground-truth "),
     ({"--champion-model": "missing"}, "holds no model"),
     ({"--start-time": "yesterday"}, "is not an ISO 8601 time"),
+    # a window that holds nothing is the user's slip, not "no captured decisions"
+    ({"--start-time": "2026-12-07T00:00:00Z", "--end-time": "2026-12-06T00:00:00Z"},
+     "--start-time 2026-12-07T00:00:00Z is not before --end-time 2026-12-06T00:00:00Z"),
 ])
 def test_a_job_that_cannot_run_says_why_in_one_line(models, tmp_path, change, fragment):
     champion_model, challenger_model = models
@@ -539,3 +544,133 @@ def test_a_replay_decides_at_the_challengers_own_cost_columns(models, plain, sha
     assert replay["challenger"]["realized_cost"]["mean"] == pytest.approx(
         live["challenger"]["realized_cost"]["mean"])
     assert replay["difference"]["difference"] == pytest.approx(live["difference"]["difference"])
+
+
+@pytest.mark.parametrize("challenger", ["same", "inside"])
+def test_a_variant_compared_with_itself_is_refused(models, tmp_path, challenger):
+    """The same capture folder twice (or the endpoint's folder, holding the challenger's) would
+    be read as two models deciding alike: a keep with no doubt left."""
+    champion_model, challenger_model = models
+    a = capture(tmp_path, "AllTraffic", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)]))
+    b = a if challenger == "same" else a / "AllTraffic"
+    code, result = run(tmp_path, a, b, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
+                       champion_model, challenger_model)
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert code == 1 and result is None
+    assert "the same capture" in message and "\n" not in message
+
+
+def test_the_labels_a_wait_needs_are_the_scarcer_variants():
+    """Split traffic, 50 champion and 8 challenger decisions: the challenger must reach
+    MIN_LABELS, so about 100 / 8 times the labels so far, not 100 / 50."""
+    result = difference.unpaired_difference(np.zeros(50), np.ones(8))
+    action = difference.recommend(result)
+    assert action["action"] == "wait" and "8 challenger decisions so far" in action["reason"]
+    assert action["more_labels"] >= 58 * difference.MIN_LABELS / 8 - 58
+
+
+def test_ids_with_a_hash_in_records_of_several_rows_are_matched_to_their_ground_truth(models,
+                                                                                     tmp_path):
+    champion_model, challenger_model = models
+
+    def records(decides):
+        out = []
+        for i in range(3):
+            rows = REQUESTS[2 * i:2 * i + 2]
+            answers = "\n".join(json.dumps({"score": 0.5, "decision": d})
+                                 for d in decides[2 * i:2 * i + 2])
+            out.append(capture_record("\n".join(rows).encode(), "text/csv", answers.encode(),
+                                      "application/jsonlines", f"q#{i}",
+                                      f"2026-12-06T06:00:0{i}Z"))
+        return out
+
+    a = capture(tmp_path, "AllTraffic", records(CHAMPION_DECIDES))
+    b = capture(tmp_path, "Shadow", records(CHALLENGER_DECIDES))
+    labels = write_jsonl(tmp_path / "truth" / "g.jsonl", [
+        ground_truth_record(f"q#{i}", f"{LABELS[2 * i]},{LABELS[2 * i + 1]}")
+        for i in range(3)]).parent
+    code, result = run(tmp_path, a, b, labels, champion_model, challenger_model)
+    assert code == 0 and result["difference"]["rows"] == 6
+    assert result["difference"]["difference"] == pytest.approx((1 - 82) / 6)
+    counts = result["counts"]["ground_truth"]["counts"]
+    assert counts["ground truth records matching no captured decision of either variant"] == 0
+
+
+def test_a_pair_whose_champion_record_has_no_time_is_charted_at_its_twins(models, tmp_path):
+    champion_model, challenger_model = models
+    untimed = hand_records([(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)])
+    for record in untimed:
+        del record["eventMetadata"]["inferenceTime"]
+    a = capture(tmp_path, "AllTraffic", untimed)
+    b = capture(tmp_path, "Shadow", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)]))
+    keys = [f"k{i}" for i in range(6)]
+    code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS), champion_model,
+                       challenger_model)
+    assert code == 0 and result["design"] == "paired"
+    assert result["over_time"][-1]["rows"] == 6
+    assert result["over_time"][-1]["difference"] == pytest.approx(
+        result["difference"]["difference"])
+    # split traffic: the champion's untimed decisions are left out of the chart, and counted
+    code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS, name="t2"),
+                       champion_model, challenger_model, "--design", "unpaired")
+    assert result["counts"]["champion"]["counts"][
+        "labelled decisions without an inferenceTime (not in the difference over time)"] == 6
+
+
+def test_a_challenger_without_a_facet_is_judged_at_the_champions(models, tmp_path):
+    """Both variants' decisions are judged at the champion's facet (as at its costs): a
+    challenger trained without one is exactly the one whose bias needs a look."""
+    champion_model, challenger_model = models
+    document = json.loads((challenger_model / "baseline" / "constraints.json").read_text())
+    document["costaware"]["model"]["facet_column"] = None
+    document["costaware"]["model"]["decision_policy"].pop("facet", None)
+    unfaceted = tmp_path / "unfaceted.json"
+    unfaceted.write_text(json.dumps(document))
+    a = capture(tmp_path, "AllTraffic", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)]))
+    b = capture(tmp_path, "Shadow", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)]))
+    code, result = run(tmp_path, a, b, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
+                       champion_model, unfaceted)
+    assert code == 0, (tmp_path / "ml" / "output" / "message").read_text()
+    assert result["facets"]["d"]["rows"] == 3
+    assert result["facets"]["d"]["difference"] == pytest.approx(np.mean([-20, 0, -60]))
+    assert "DPPL" in result["bias"]
+
+
+@pytest.mark.parametrize("name", ["model.tar.gz", "metadata.json"])
+def test_a_model_named_by_its_file_is_read_from_its_folder(models, tmp_path, name):
+    import tarfile
+
+    champion_model, challenger_model = models
+    folder = tmp_path / "model"
+    folder.mkdir()
+    if name == "model.tar.gz":
+        with tarfile.open(folder / name, "w:gz") as tar:
+            for part in ("metadata.json", "xgboost-model.ubj"):
+                tar.add(challenger_model / part, arcname=part)
+    else:
+        for part in ("metadata.json", "xgboost-model.ubj"):
+            (folder / part).write_bytes((challenger_model / part).read_bytes())
+    a, b, keys = split_traffic(tmp_path)
+    code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS), champion_model,
+                       folder / name)
+    assert code == 0, (tmp_path / "ml" / "output" / "message").read_text()
+    assert result["difference"]["rows"] == 6
+
+
+def test_a_baseline_whose_facet_cannot_be_read_is_refused_in_one_line(models, tmp_path):
+    """A hand-edited baseline, or one from another version, whose facet values this version
+    cannot apply: the job's one-line reason, never a traceback."""
+    champion_model, challenger_model = models
+    document = json.loads((challenger_model / "baseline" / "constraints.json").read_text())
+    document["costaware"]["model"]["facet_values"] = "over sixty"
+    broken = tmp_path / "constraints.json"
+    broken.write_text(json.dumps(document))
+    a, b, keys = split_traffic(tmp_path)
+    code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS), champion_model, broken)
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert code == 1 and str(broken) in message and "facet" in message
+    assert "\n" not in message
