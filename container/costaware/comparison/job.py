@@ -10,8 +10,8 @@ challenger is cheaper, the recommendation (promote, keep, or how many more label
 the difference over time, per facet and in Clarify's bias metrics, and everything the reader
 counted. A job that cannot run writes one line to ``/opt/ml/output/message`` and stderr, exit 1.
 
-Each model is named by a directory holding its ``metadata.json`` (a model directory), its
-``model.tar.gz``, or its baseline's ``constraints.json`` (or that file itself): what the comparison
+Each model is named by a directory holding its ``metadata.json`` (a model directory) or its
+``model.tar.gz`` (or either file itself), or its baseline's ``constraints.json`` (or that file): what the comparison
 needs of a model is its spec (:class:`~costaware.monitoring.model_spec.ModelSpec`); a replay needs
 the challenger's model itself.
 """
@@ -36,6 +36,7 @@ from .variants import (ComparisonError, check_comparable, choose_design, facet_c
                        label_dependence, pair, read_variant, realized_cost)
 
 PROCESSING = "/opt/ml/processing"
+MODEL_FILES = ("metadata.json", "model.tar.gz")  # a model named by its file: its folder
 RESULT_FILE = "comparison.json"
 REPORT_FILE = "report.html"
 REPLAY_REFUSED = (
@@ -49,6 +50,8 @@ def load_model_or_spec(path: str, what: str, need_model: bool = False):
     baseline's constraints.json (module docstring)."""
     from ..model.artifact import ModelLoadError, load
 
+    if os.path.isfile(path) and os.path.basename(path) in MODEL_FILES:  # the model's folder
+        path = os.path.dirname(path) or "."
     if os.path.isdir(path) and (os.path.isfile(os.path.join(path, "metadata.json"))
                                 or os.path.isfile(os.path.join(path, "model.tar.gz"))):
         try:
@@ -57,7 +60,7 @@ def load_model_or_spec(path: str, what: str, need_model: bool = False):
         except ModelLoadError as exc:
             raise JobError(f"{what} {path}: {exc}") from None
         try:
-            return ModelSpec.of_metadata(model.metadata), model
+            return _usable(ModelSpec.of_metadata(model.metadata), f"{what} {path}"), model
         except (KeyError, TypeError, ValueError) as exc:
             raise JobError(f"{what} {path}: its metadata.json lacks {exc}") from None
     if need_model:
@@ -69,9 +72,22 @@ def load_model_or_spec(path: str, what: str, need_model: bool = False):
                        "baseline constraints.json")
     document = read_json(constraints, what)
     try:
-        return ModelSpec.from_dict(document["costaware"]["model"]), None
+        spec = ModelSpec.from_dict(document["costaware"]["model"])
     except (KeyError, TypeError, ValueError) as exc:
         raise JobError(f"{what} {constraints} is not a costaware baseline (missing {exc})") from None
+    return _usable(spec, f"{what} {constraints}"), None
+
+
+def _usable(spec: ModelSpec, where: str) -> ModelSpec:
+    """``spec`` once its request layout and facet apply to a request row (a hand-edited spec,
+    or one from another version, may not): else the job's one-line reason."""
+    try:
+        spec.sensitive(np.zeros((1, len(spec.request_columns))))
+        _ = spec.layout
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise JobError(f"{where}: its model's facet or request columns cannot be applied "
+                       f"({exc})") from None
+    return spec
 
 
 def replayed(model, spec: ModelSpec, pricing: ModelSpec):
@@ -100,6 +116,17 @@ def _directory(path: str, what: str) -> str:
     return path
 
 
+def _distinct_captures(champion: str, challenger: str) -> None:
+    """The two variants' capture folders are neither the same nor one inside the other (the
+    endpoint's folder holds every variant's): else a variant would be compared with itself,
+    two models deciding alike."""
+    a, b = os.path.realpath(champion), os.path.realpath(challenger)
+    if os.path.commonpath([a, b]) in (a, b):
+        raise JobError(f"--champion {champion} and --challenger {challenger} are the same capture "
+                       "(or one holds the other): name each variant's own folder, "
+                       "{endpoint}/{variant}")
+
+
 def compare(args) -> dict:
     """The comparison (module docstring) as a JSON-ready dict; nothing written."""
     champion_spec, _ = load_model_or_spec(args.champion_model, "--champion-model")
@@ -107,6 +134,9 @@ def compare(args) -> dict:
         args.challenger_model, "--challenger-model", need_model=args.replay)
     check_comparable(champion_spec, challenger_spec)
     start, end = _time(args.start_time, "--start-time"), _time(args.end_time, "--end-time")
+    if start is not None and end is not None and start >= end:
+        raise JobError(f"--start-time {args.start_time} is not before --end-time "
+                       f"{args.end_time}: the window holds no decision")
     truth_counts = Counts()
     truth = _directory(args.ground_truth, "--ground-truth")
     labels = read_ground_truth(truth, champion_spec, truth_counts)
@@ -121,10 +151,13 @@ def compare(args) -> dict:
             also=replayed(challenger_model, challenger_spec, champion_spec))
         challenger_counts = champion_counts
     else:
-        champion = read_variant(_directory(args.champion, "--champion"), champion_spec,
-                                champion_spec, labels, champion_counts, start, end)
-        challenger = read_variant(_directory(args.challenger, "--challenger"), challenger_spec,
-                                  champion_spec, labels, challenger_counts, start, end)
+        champion_dir = _directory(args.champion, "--champion")
+        challenger_dir = _directory(args.challenger, "--challenger")
+        _distinct_captures(champion_dir, challenger_dir)
+        champion = read_variant(champion_dir, champion_spec, champion_spec, labels,
+                                champion_counts, start, end)
+        challenger = read_variant(challenger_dir, challenger_spec, champion_spec, labels,
+                                  challenger_counts, start, end)
     pairs = pair(champion, challenger, truth_counts)
     design = choose_design(args.design, champion, challenger, len(pairs[0]))
     dependence = {"champion": label_dependence(champion)}
@@ -289,8 +322,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--ground-truth", default=f"{PROCESSING}/input/ground_truth",
                    help="ground-truth records (Model Monitor's merge format)")
     p.add_argument("--champion-model", default=f"{PROCESSING}/input/champion_model",
-                   help="the champion's model directory, model.tar.gz directory, or baseline "
-                        "constraints.json")
+                   help="the champion's model directory, its model.tar.gz (or the folder "
+                        "holding it), or its baseline constraints.json")
     p.add_argument("--challenger-model", default=f"{PROCESSING}/input/challenger_model",
                    help="the challenger's, likewise (its model itself for --replay)")
     p.add_argument("--output", default=f"{PROCESSING}/output")
