@@ -201,8 +201,9 @@ def _count_one_sided_truth(labels: dict, champion: DecidedRows, challenger: Deci
                            counts: Counts, replay: bool) -> None:
     """Ground-truth ids that met one variant's captures only (in a shadow comparison the other
     variant's twin is missing), or neither."""
-    def ids(rows: DecidedRows) -> set:
-        return {str(k).split("#", 1)[0] for k in rows.keys[rows.label >= 0] if k is not None}
+    def ids(rows: DecidedRows) -> set:  # a row key's record id ("id#j": row j of "id")
+        return {k if k in labels else k.rsplit("#", 1)[0]
+                for k in rows.keys[rows.label >= 0] if k is not None}
 
     a, b = ids(champion), ids(challenger)
     counts.add("ground truth records matching no captured decision of either variant",
