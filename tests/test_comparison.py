@@ -616,7 +616,10 @@ def test_a_pair_whose_champion_record_has_no_time_is_charted_at_its_twins(models
     code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS, name="t2"),
                        champion_model, challenger_model, "--design", "unpaired")
     assert result["counts"]["champion"]["counts"][
-        "labelled decisions without an inferenceTime (not in the difference over time)"] == 6
+        "labelled decisions without an inferenceTime (left out of the difference over time, "
+        "unless their twin has one)"] == 6
+    last = result["over_time"][-1]  # the challenger's six, none of the champion's
+    assert last["rows"] == 6 and last["difference"] is None
 
 
 def test_a_challenger_without_a_facet_is_judged_at_the_champions(models, tmp_path):

@@ -238,8 +238,11 @@ def over_time(champion_times: np.ndarray, champion: np.ndarray, challenger_times
               challenger: np.ndarray, paired: bool, points: int = 24) -> list[dict]:
     """The difference on the decisions made up to each of ``points`` times (the quantiles of the
     decisions' times), with its one-look interval and the confidence sequence's interval (which
-    holds at every one of them at once). Paired: the two time arrays are the pairs' (the same).
-    Decisions without a time are left out."""
+    holds at every one of them at once). Paired (row ``i`` of both the same request): a pair's
+    time is its champion decision's, else its twin's. Decisions without a time are left out."""
+    if paired:
+        champion_times = np.where(np.isfinite(champion_times), champion_times, challenger_times)
+        challenger_times = champion_times
     known = np.concatenate([champion_times, challenger_times])
     known = known[np.isfinite(known)]
     if len(known) == 0:

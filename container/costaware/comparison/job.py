@@ -36,6 +36,8 @@ from .variants import (ComparisonError, check_comparable, choose_design, facet_c
                        label_dependence, pair, read_variant, realized_cost)
 
 PROCESSING = "/opt/ml/processing"
+UNTIMED = ("labelled decisions without an inferenceTime (left out of the difference over "
+           "time, unless their twin has one)")
 MODEL_FILES = ("metadata.json", "model.tar.gz")  # a model named by its file: its folder
 RESULT_FILE = "comparison.json"
 REPORT_FILE = "report.html"
@@ -158,6 +160,10 @@ def compare(args) -> dict:
                                 champion_counts, start, end)
         challenger = read_variant(challenger_dir, challenger_spec, champion_spec, labels,
                                   challenger_counts, start, end)
+    for rows, counts in ((champion, champion_counts), (challenger, challenger_counts)):
+        untimed = int(np.count_nonzero((rows.label >= 0) & ~np.isfinite(rows.times)))
+        if untimed and not (args.replay and rows is challenger):
+            counts.add(UNTIMED, n=untimed)
     pairs = pair(champion, challenger, truth_counts)
     design = choose_design(args.design, champion, challenger, len(pairs[0]))
     dependence = {"champion": label_dependence(champion)}
