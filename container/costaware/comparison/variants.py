@@ -3,7 +3,8 @@ labelled decision's realized cost, paired by request where both models decided i
 
 Both variants' decisions are priced at the **champion's** costs (its class costs, and each row's
 own cost cells from the request): the comparison asks which model's decisions cost the business
-less at one price list. The two models must read the same request columns and decide among the
+less at one price list. Their bias is judged at the champion's facet and favourable classes
+likewise (a challenger trained without a facet is judged at the champion's). The two models must read the same request columns and decide among the
 same classes (one endpoint's requests go to both), else the comparison is refused.
 
 A row's key is its record's inferenceId (else its eventId; ``key#j`` for row ``j`` of a record of
@@ -41,22 +42,25 @@ def check_comparable(champion: ModelSpec, challenger: ModelSpec) -> None:
 def read_variant(root: str, spec: ModelSpec, pricing: ModelSpec, labels: dict, counts: Counts,
                  start=None, end=None, also=None):
     """Every decided row of one variant's capture under ``root``, with keys, times and labels
-    (-1: none yet), priced at ``pricing``'s costs. ``also(rows, has_costs, decided)``: another
+    (-1: none yet), priced at ``pricing``'s costs, its facet and favourable classes
+    ``pricing``'s too. ``also(rows, has_costs, decided)``: another
     model's decisions on each batch of the same requests (a replay); then both are returned."""
     reader = CaptureReader(spec, labels, counts, start, end, keep_keys=True, pricing=pricing)
     files = jsonl_files(root, counts)
     counts.add("capture files", n=len(files))
     parts, others = [], []
     for rows, has_costs, decided in reader.batches(files):
+        decided.sensitive = pricing.sensitive(rows)  # both judged at the champion's facet
         parts.append(decided)
         if also is not None:
             others.append(also(rows, has_costs, decided))
-    found = _joined(parts, spec)
-    return found if also is None else (found, _joined(others, spec))
+    found = _joined(parts, pricing)
+    return found if also is None else (found, _joined(others, pricing))
 
 
-def _joined(parts: list, spec: ModelSpec) -> DecidedRows:
-    rows = DecidedRows.concat(parts, spec.k, spec.favourable)
+def _joined(parts: list, pricing: ModelSpec) -> DecidedRows:
+    """The batches as one, their favourable classes the champion's (as its facet)."""
+    rows = DecidedRows.concat(parts, pricing.k, pricing.favourable)
     if rows.keys is None:
         rows.keys = np.empty(0, dtype=object)
         rows.times = np.empty(0, dtype=np.float64)
