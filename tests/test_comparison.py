@@ -677,3 +677,23 @@ def test_a_baseline_whose_facet_cannot_be_read_is_refused_in_one_line(models, tm
     message = (tmp_path / "ml" / "output" / "message").read_text()
     assert code == 1 and str(broken) in message and "facet" in message
     assert "\n" not in message
+
+
+def test_an_inference_time_out_of_range_is_no_time_not_a_crash(models, tmp_path):
+    """Year 1 at +05:00 is before year 1 in UTC: no time (counted), never a traceback."""
+    champion_model, challenger_model = models
+    records = hand_records([(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)])
+    records[0]["eventMetadata"]["inferenceTime"] = "0001-01-01T00:00:00+05:00"
+    a = capture(tmp_path, "AllTraffic", records)
+    b = capture(tmp_path, "Shadow", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)]))
+    labels = truth(tmp_path, [f"k{i}" for i in range(6)], LABELS)
+    code, result = run(tmp_path, a, b, labels, champion_model, challenger_model)
+    assert code == 0 and result["difference"]["rows"] == 6
+    assert result["counts"]["champion"]["counts"][
+        "labelled decisions without an inferenceTime (left out of the difference over time, "
+        "unless their twin has one)"] == 1
+    code, _ = run(tmp_path, a, b, labels, champion_model, challenger_model,
+                  "--start-time", "0001-01-01T00:00:00+05:00")
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert code == 1 and "is not an ISO 8601 time" in message

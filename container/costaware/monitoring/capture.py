@@ -66,9 +66,10 @@ def parse_time(text) -> datetime | None:
     cleaned = text.strip().replace(": ", ":").replace("Z", "+00:00")
     try:
         when = datetime.fromisoformat(cleaned)
-    except ValueError:
+        return (when.replace(tzinfo=timezone.utc) if when.tzinfo is None
+                else when.astimezone(timezone.utc))
+    except (ValueError, OverflowError):  # Overflow: year 1 at +05:00 is before year 1 in UTC
         return None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
 
 
 def jsonl_files(root: str, counts: "Counts | None" = None) -> list[str]:
