@@ -697,3 +697,20 @@ def test_an_inference_time_out_of_range_is_no_time_not_a_crash(models, tmp_path)
                   "--start-time", "0001-01-01T00:00:00+05:00")
     message = (tmp_path / "ml" / "output" / "message").read_text()
     assert code == 1 and "is not an ISO 8601 time" in message
+
+
+def test_a_facet_the_requests_do_not_carry_is_stated_not_silently_left_out(models, tmp_path):
+    champion_model, challenger_model = models
+    document = json.loads((champion_model / "baseline" / "constraints.json").read_text())
+    document["costaware"]["model"]["facet_column"] = "region"  # not a feature: not in requests
+    document["costaware"]["model"]["decision_policy"].pop("facet", None)
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps(document))
+    a = capture(tmp_path, "AllTraffic", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)]))
+    b = capture(tmp_path, "Shadow", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)]))
+    code, result = run(tmp_path, a, b, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
+                       outside, challenger_model)
+    assert code == 0 and "facets" not in result
+    assert any("facet column region" in c for c in result["caveats"]), result["caveats"]

@@ -177,6 +177,11 @@ def compare(args) -> dict:
     _count_one_sided_truth(labels, champion, challenger, truth_counts, args.replay)
     result = _compared(champion, challenger, pairs, design, args.min_saving)
     result["design"] = "replay" if args.replay else design
+    if champion_spec.facet_column and champion_spec.facet_index is None:
+        result["caveats"].append(
+            f"no comparison per facet: the requests do not carry the champion's facet column "
+            f"{champion_spec.facet_column} (not a feature), so the captures cannot tell its "
+            "groups")
     result["label_dependence"] = dependence
     caveat = _caveat(result["design"], dependence)
     if caveat:
