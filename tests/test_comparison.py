@@ -714,3 +714,20 @@ def test_a_facet_the_requests_do_not_carry_is_stated_not_silently_left_out(model
                        outside, challenger_model)
     assert code == 0 and "facets" not in result
     assert any("facet column region" in c for c in result["caveats"]), result["caveats"]
+
+
+def test_a_replayed_request_the_challenger_cannot_decide_is_counted_not_a_crash(models, plain,
+                                                                                tmp_path):
+    """The champion reads ``amount`` as a feature and served a negative one; the challenger
+    reads it as the request's cost of a missed positive, and refuses it: that request has no
+    twin, counted, never a traceback."""
+    cost_model, _ = models
+    rows = [(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)]
+    rows[1] = ("0,0,0,0,1,-20", 0.5, 0)
+    a = capture(tmp_path, "Plain", hand_records(rows))
+    code, result = run(tmp_path, a, tmp_path, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
+                       plain, cost_model, "--replay", "--labels-independent-of-decision")
+    assert code == 0, (tmp_path / "ml" / "output" / "message").read_text()
+    assert result["difference"]["rows"] == 5
+    counts = result["counts"]["champion"]["counts"]
+    assert counts["replayed requests the challenger refuses (no twin: not compared)"] == 1

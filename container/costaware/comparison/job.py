@@ -30,12 +30,14 @@ from ..errors import InputError
 from ..monitoring.capture import Counts, parse_time, read_ground_truth
 from ..monitoring.decided_rows import DecidedRows
 from ..monitoring.job import JobError, _model_directory, fail, read_json, write_json
+from ..model.inference import RowError
 from ..monitoring.model_spec import ModelSpec
 from . import difference, facets
 from .variants import (ComparisonError, check_comparable, choose_design, facet_cells,
                        label_dependence, pair, read_variant, realized_cost)
 
 PROCESSING = "/opt/ml/processing"
+REPLAY_REFUSES = "replayed requests the challenger refuses (no twin: not compared)"
 UNTIMED = ("labelled decisions without an inferenceTime (left out of the difference over "
            "time, unless their twin has one)")
 MODEL_FILES = ("metadata.json", "model.tar.gz")  # a model named by its file: its folder
@@ -92,20 +94,38 @@ def _usable(spec: ModelSpec, where: str) -> ModelSpec:
     return spec
 
 
-def replayed(model, spec: ModelSpec, pricing: ModelSpec):
+def replayed(model, spec: ModelSpec, pricing: ModelSpec, counts: Counts):
     """The challenger's decisions on a batch of the champion's captured rows, priced (like the
     champion's) at the champion's costs: ``(rows, has_costs, champion's) -> DecidedRows``.
     The rows were decoded as the champion reads them; the challenger decides each at its own
-    cost columns where the row carries them, as it would have served it."""
+    cost columns where the row carries them, as it would have served it. A row it would have
+    refused (its own cost cells, or its facet, invalid to it) is left out, counted: its champion
+    decision has no twin."""
     own_cells = spec.layout.cost_cells
     columns = [spec.request_columns.index(name) for _, name in spec.policy.cost_columns]
+
+    def decides(p: np.ndarray, rows: np.ndarray, has_costs) -> bool:
+        try:
+            spec.decide(p, rows, has_costs)
+        except RowError:
+            return False
+        return True
 
     def decide(rows: np.ndarray, has_costs, champion: DecidedRows) -> DecidedRows:
         if own_cells != pricing.layout.cost_cells:
             carried = ~np.isnan(rows[:, columns]).all(axis=1) if columns else None
             has_costs = carried if carried is not None and carried.any() else None
         p = model.probability(rows[:, :spec.feature_count])
-        mine = spec.decide(p, rows, has_costs, champion.label, champion.sensitive)
+        try:
+            mine = spec.decide(p, rows, has_costs, champion.label, champion.sensitive)
+        except RowError:  # a row at fault: each row checked alone, the refused left out
+            keep = np.array([decides(p[i:i + 1], rows[i:i + 1],
+                                     None if has_costs is None else has_costs[i:i + 1])
+                             for i in range(len(rows))], dtype=bool)
+            counts.add(REPLAY_REFUSES, n=int(np.count_nonzero(~keep)))
+            champion, rows, p = champion.take(keep), rows[keep], p[keep]
+            has_costs = None if has_costs is None else has_costs[keep]
+            mine = spec.decide(p, rows, has_costs, champion.label, champion.sensitive)
         mine.costs, mine.keys, mine.times = champion.costs, champion.keys, champion.times
         return mine
 
@@ -150,7 +170,7 @@ def compare(args) -> dict:
         champion, challenger = read_variant(
             _directory(args.champion, "--champion"), champion_spec, champion_spec, labels,
             champion_counts, start, end,
-            also=replayed(challenger_model, challenger_spec, champion_spec))
+            also=replayed(challenger_model, challenger_spec, champion_spec, champion_counts))
         challenger_counts = champion_counts
     else:
         champion_dir = _directory(args.champion, "--champion")
