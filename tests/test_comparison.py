@@ -383,6 +383,9 @@ def test_bad_input_is_counted_and_stated_never_a_crash(models, tmp_path):
     ({"--ground-truth": "missing"}, "--ground-truth "),
     ({"--champion-model": "missing"}, "holds no model"),
     ({"--start-time": "yesterday"}, "is not an ISO 8601 time"),
+    # a replay decides the same requests twice: paired, never Welch's under a "replay" label
+    ({"--replay": "", "--labels-independent-of-decision": "", "--design": "unpaired"},
+     "--replay is paired"),
     # a window that holds nothing is the user's slip, not "no captured decisions"
     ({"--start-time": "2026-12-07T00:00:00Z", "--end-time": "2026-12-06T00:00:00Z"},
      "--start-time 2026-12-07T00:00:00Z is not before --end-time 2026-12-06T00:00:00Z"),
@@ -394,7 +397,7 @@ def test_a_job_that_cannot_run_says_why_in_one_line(models, tmp_path, change, fr
             "--ground-truth": str(tmp_path / "c"), "--champion-model": str(champion_model),
             "--challenger-model": str(challenger_model), "--output": str(tmp_path / "out")}
     args.update({k: (str(tmp_path / v) if v == "missing" else v) for k, v in change.items()})
-    code = compare_main([x for kv in args.items() for x in kv],
+    code = compare_main([x for kv in args.items() for x in kv if x],
                         env={"SAGEMAKER_BASE_DIR": str(tmp_path / "ml")})
     message = (tmp_path / "ml" / "output" / "message").read_text()
     assert code == 1 and fragment in message and "\n" not in message

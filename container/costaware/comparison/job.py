@@ -164,6 +164,9 @@ def compare(args) -> dict:
     labels = read_ground_truth(truth, champion_spec, truth_counts)
     champion_counts, challenger_counts = Counts(), Counts()
     if args.replay:
+        if args.design == "unpaired":
+            raise JobError("--replay is paired (both models decide the same captured requests): "
+                           "--design unpaired does not apply")
         if not args.labels_independent_of_decision:
             raise JobError(REPLAY_REFUSED + "; say --labels-independent-of-decision if yours does "
                            "not depend on it")
