@@ -18,7 +18,7 @@ import pytest
 from scipy import stats
 
 from costaware.comparison import difference, facets
-from costaware.comparison.job import compare_main, parser
+from costaware.comparison.job import UNTIMED, compare_main, parser
 from costaware.monitoring.decided_rows import bias_cells
 from support import (BIN, answered_records, capture_record, ground_truth_record, run_train,
                      write_jsonl, write_tree)
@@ -218,13 +218,29 @@ CHAMPION_DECIDES = [1, 0, 1, 0, 1, 0]  # costs 0, 20, 1, 0, 1, 60
 CHALLENGER_DECIDES = [1, 1, 0, 0, 1, 1]  # costs 0, 0, 0, 0, 1, 0
 
 
+def hand_shadow(tmp, champion_records=None):
+    """The champion's and its shadow's captures of REQUESTS, decided as above."""
+    a = capture(tmp, "AllTraffic", champion_records or hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)]))
+    b = capture(tmp, "Shadow", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)]))
+    return a, b
+
+
+def edited_baseline(model, path, **changes):
+    """``model``'s baseline constraints.json at ``path`` with its model spec changed (a
+    hand-edited baseline, or one from another version); the policy's facet rule dropped."""
+    document = json.loads((model / "baseline" / "constraints.json").read_text())
+    document["costaware"]["model"].update(changes)
+    document["costaware"]["model"]["decision_policy"].pop("facet", None)
+    path.write_text(json.dumps(document))
+    return path
+
+
 def test_a_shadow_comparison_on_hand_priced_captures_is_the_hand_computed_difference(models,
                                                                                      tmp_path):
     champion_model, challenger_model = models
-    a = capture(tmp_path, "AllTraffic", hand_records(
-        [(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)]))
-    b = capture(tmp_path, "Shadow", hand_records(
-        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)]))
+    a, b = hand_shadow(tmp_path)
     code, result = run(tmp_path, a, b, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
                        champion_model, challenger_model)
     assert code == 0
@@ -554,8 +570,7 @@ def test_a_variant_compared_with_itself_is_refused(models, tmp_path, challenger)
     """The same capture folder twice (or the endpoint's folder, holding the challenger's) would
     be read as two models deciding alike: a keep with no doubt left."""
     champion_model, challenger_model = models
-    a = capture(tmp_path, "AllTraffic", hand_records(
-        [(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)]))
+    a, _ = hand_shadow(tmp_path)
     b = a if challenger == "same" else a / "AllTraffic"
     code, result = run(tmp_path, a, b, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
                        champion_model, challenger_model)
@@ -605,9 +620,7 @@ def test_a_pair_whose_champion_record_has_no_time_is_charted_at_its_twins(models
     untimed = hand_records([(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)])
     for record in untimed:
         del record["eventMetadata"]["inferenceTime"]
-    a = capture(tmp_path, "AllTraffic", untimed)
-    b = capture(tmp_path, "Shadow", hand_records(
-        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)]))
+    a, b = hand_shadow(tmp_path, untimed)
     keys = [f"k{i}" for i in range(6)]
     code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS), champion_model,
                        challenger_model)
@@ -618,9 +631,7 @@ def test_a_pair_whose_champion_record_has_no_time_is_charted_at_its_twins(models
     # split traffic: the champion's untimed decisions are left out of the chart, and counted
     code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS, name="t2"),
                        champion_model, challenger_model, "--design", "unpaired")
-    assert result["counts"]["champion"]["counts"][
-        "labelled decisions without an inferenceTime (left out of the difference over time, "
-        "unless their twin has one)"] == 6
+    assert result["counts"]["champion"]["counts"][UNTIMED] == 6
     last = result["over_time"][-1]  # the challenger's six, none of the champion's
     assert last["rows"] == 6 and last["difference"] is None
 
@@ -629,15 +640,8 @@ def test_a_challenger_without_a_facet_is_judged_at_the_champions(models, tmp_pat
     """Both variants' decisions are judged at the champion's facet (as at its costs): a
     challenger trained without one is exactly the one whose bias needs a look."""
     champion_model, challenger_model = models
-    document = json.loads((challenger_model / "baseline" / "constraints.json").read_text())
-    document["costaware"]["model"]["facet_column"] = None
-    document["costaware"]["model"]["decision_policy"].pop("facet", None)
-    unfaceted = tmp_path / "unfaceted.json"
-    unfaceted.write_text(json.dumps(document))
-    a = capture(tmp_path, "AllTraffic", hand_records(
-        [(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)]))
-    b = capture(tmp_path, "Shadow", hand_records(
-        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)]))
+    unfaceted = edited_baseline(challenger_model, tmp_path / "unfaceted.json", facet_column=None)
+    a, b = hand_shadow(tmp_path)
     code, result = run(tmp_path, a, b, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
                        champion_model, unfaceted)
     assert code == 0, (tmp_path / "ml" / "output" / "message").read_text()
@@ -671,10 +675,8 @@ def test_a_baseline_whose_facet_cannot_be_read_is_refused_in_one_line(models, tm
     """A hand-edited baseline, or one from another version, whose facet values this version
     cannot apply: the job's one-line reason, never a traceback."""
     champion_model, challenger_model = models
-    document = json.loads((challenger_model / "baseline" / "constraints.json").read_text())
-    document["costaware"]["model"]["facet_values"] = "over sixty"
-    broken = tmp_path / "constraints.json"
-    broken.write_text(json.dumps(document))
+    broken = edited_baseline(challenger_model, tmp_path / "constraints.json",
+                             facet_values="over sixty")
     a, b, keys = split_traffic(tmp_path)
     code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS), champion_model, broken)
     message = (tmp_path / "ml" / "output" / "message").read_text()
@@ -687,15 +689,11 @@ def test_an_inference_time_out_of_range_is_no_time_not_a_crash(models, tmp_path)
     champion_model, challenger_model = models
     records = hand_records([(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)])
     records[0]["eventMetadata"]["inferenceTime"] = "0001-01-01T00:00:00+05:00"
-    a = capture(tmp_path, "AllTraffic", records)
-    b = capture(tmp_path, "Shadow", hand_records(
-        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)]))
+    a, b = hand_shadow(tmp_path, records)
     labels = truth(tmp_path, [f"k{i}" for i in range(6)], LABELS)
     code, result = run(tmp_path, a, b, labels, champion_model, challenger_model)
     assert code == 0 and result["difference"]["rows"] == 6
-    assert result["counts"]["champion"]["counts"][
-        "labelled decisions without an inferenceTime (left out of the difference over time, "
-        "unless their twin has one)"] == 1
+    assert result["counts"]["champion"]["counts"][UNTIMED] == 1
     code, _ = run(tmp_path, a, b, labels, champion_model, challenger_model,
                   "--start-time", "0001-01-01T00:00:00+05:00")
     message = (tmp_path / "ml" / "output" / "message").read_text()
@@ -704,15 +702,9 @@ def test_an_inference_time_out_of_range_is_no_time_not_a_crash(models, tmp_path)
 
 def test_a_facet_the_requests_do_not_carry_is_stated_not_silently_left_out(models, tmp_path):
     champion_model, challenger_model = models
-    document = json.loads((champion_model / "baseline" / "constraints.json").read_text())
-    document["costaware"]["model"]["facet_column"] = "region"  # not a feature: not in requests
-    document["costaware"]["model"]["decision_policy"].pop("facet", None)
-    outside = tmp_path / "outside.json"
-    outside.write_text(json.dumps(document))
-    a = capture(tmp_path, "AllTraffic", hand_records(
-        [(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)]))
-    b = capture(tmp_path, "Shadow", hand_records(
-        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)]))
+    # "region" is not a feature: requests do not carry it
+    outside = edited_baseline(champion_model, tmp_path / "outside.json", facet_column="region")
+    a, b = hand_shadow(tmp_path)
     code, result = run(tmp_path, a, b, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
                        outside, challenger_model)
     assert code == 0 and "facets" not in result
