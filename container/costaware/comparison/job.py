@@ -11,9 +11,10 @@ the difference over time, per facet and in Clarify's bias metrics, and everythin
 counted. A job that cannot run writes one line to ``/opt/ml/output/message`` and stderr, exit 1.
 
 Each model is named by a directory holding its ``metadata.json`` (a model directory) or its
-``model.tar.gz`` (or either file itself), or its baseline's ``constraints.json`` (or that file): what the comparison
-needs of a model is its spec (:class:`~costaware.monitoring.model_spec.ModelSpec`); a replay needs
-the challenger's model itself.
+``model.tar.gz`` (or either file itself), or its baseline's ``constraints.json`` (or that file):
+what the comparison needs of a model is its spec
+(:class:`~costaware.monitoring.model_spec.ModelSpec`); a replay needs the challenger's model
+itself.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import numpy as np
 
 from .. import storage
 from ..errors import InputError
+from ..model.inference import RowError
 from ..monitoring.capture import Counts, parse_time, read_ground_truth
 from ..monitoring.decided_rows import DecidedRows
 from ..monitoring.job import JobError, _model_directory, fail, read_json, write_json
-from ..model.inference import RowError
 from ..monitoring.model_spec import ModelSpec
 from . import difference, facets
 from .variants import (ComparisonError, check_comparable, choose_design, facet_cells,

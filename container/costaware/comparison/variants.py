@@ -4,8 +4,9 @@ labelled decision's realized cost, paired by request where both models decided i
 Both variants' decisions are priced at the **champion's** costs (its class costs, and each row's
 own cost cells from the request): the comparison asks which model's decisions cost the business
 less at one price list. Their bias is judged at the champion's facet and favourable classes
-likewise (a challenger trained without a facet is judged at the champion's). The two models must read the same request columns and decide among the
-same classes (one endpoint's requests go to both), else the comparison is refused.
+likewise (a challenger trained without a facet is judged at the champion's). The two models must
+read the same request columns and decide among the same classes (one endpoint's requests go to
+both), else the comparison is refused.
 
 A row's key is its record's inferenceId (else its eventId; ``key#j`` for row ``j`` of a record of
 several rows): ground truth is joined on it, and a shadow's row is the twin of the production
@@ -42,9 +43,9 @@ def check_comparable(champion: ModelSpec, challenger: ModelSpec) -> None:
 def read_variant(root: str, spec: ModelSpec, pricing: ModelSpec, labels: dict, counts: Counts,
                  start=None, end=None, also=None):
     """Every decided row of one variant's capture under ``root``, with keys, times and labels
-    (-1: none yet), priced at ``pricing``'s costs, its facet and favourable classes
-    ``pricing``'s too. ``also(rows, has_costs, decided)``: another
-    model's decisions on each batch of the same requests (a replay); then both are returned."""
+    (-1: none yet), priced at ``pricing``'s costs, judged at its facet and favourable classes.
+    ``also(rows, has_costs, decided)``: another model's decisions on each batch of the same
+    requests (a replay); then both are returned."""
     reader = CaptureReader(spec, labels, counts, start, end, keep_keys=True, pricing=pricing)
     files = jsonl_files(root, counts)
     counts.add("capture files", n=len(files))
