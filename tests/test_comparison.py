@@ -726,3 +726,21 @@ def test_a_replayed_request_the_challenger_cannot_decide_is_counted_not_a_crash(
     assert result["difference"]["rows"] == 5
     counts = result["counts"]["champion"]["counts"]
     assert counts["replayed requests the challenger refuses (no twin: not compared)"] == 1
+
+
+def test_a_challenger_capture_holding_the_champions_records_is_refused(models, shadow, tmp_path):
+    """A copy of the champion's capture given as the challenger's: the same records (each
+    eventId is a fresh UUID per captured record, so a real shadow's never equal its twin's), the
+    same answers; read as a comparison it would be a keep with no doubt left."""
+    import shutil
+
+    champion_model, challenger_model = models
+    a, b, labels, _ = shadow
+    copy = shutil.copytree(a, tmp_path / "copy")
+    code, result = run(tmp_path, a, copy, labels, champion_model, challenger_model)
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert code == 1 and result is None
+    assert "holds the champion's own records" in message
+    # a shadow of another model whose records happen to share eventIds is compared as before
+    code, result = run(tmp_path, a, b, labels, champion_model, challenger_model)
+    assert code == 0 and result["design"] == "paired"

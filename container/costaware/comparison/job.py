@@ -35,7 +35,7 @@ from ..monitoring.job import JobError, _model_directory, fail, read_json, write_
 from ..monitoring.model_spec import ModelSpec
 from . import difference, facets
 from .variants import (ComparisonError, check_comparable, choose_design, facet_cells,
-                       label_dependence, pair, read_variant, realized_cost)
+                       label_dependence, pair, read_variant, realized_cost, same_records)
 
 PROCESSING = "/opt/ml/processing"
 REPLAY_REFUSES = "replayed requests the challenger refuses (no twin: not compared)"
@@ -189,6 +189,10 @@ def compare(args) -> dict:
         if untimed and not (args.replay and rows is challenger):
             counts.add(UNTIMED, n=untimed)
     pairs = pair(champion, challenger, truth_counts)
+    if not args.replay and same_records(champion, challenger, pairs):
+        raise JobError(f"--challenger {args.challenger} holds the champion's own records (every "
+                       "labelled request's record has the same eventId and answer in both): "
+                       "name the challenger variant's own capture")
     design = choose_design(args.design, champion, challenger, len(pairs[0]))
     dependence = {"champion": label_dependence(champion)}
     if not args.replay:

@@ -65,6 +65,7 @@ def _joined(parts: list, pricing: ModelSpec) -> DecidedRows:
     if rows.keys is None:
         rows.keys = np.empty(0, dtype=object)
         rows.times = np.empty(0, dtype=np.float64)
+        rows.events = np.empty(0, dtype=np.int64)
     return rows
 
 
@@ -106,6 +107,17 @@ def pair(champion: DecidedRows, challenger: DecidedRows, counts: Counts
     counts.add("challenger labelled rows without a champion twin", n=len(b) - len(shared))
     return (np.array([a[k] for k in shared], dtype=np.int64),
             np.array([b[k] for k in shared], dtype=np.int64))
+
+
+def same_records(champion: DecidedRows, challenger: DecidedRows, pairs) -> bool:
+    """Is every pair one captured record twice (the same eventId, a fresh UUID per record, and
+    the same answer): a copy of the champion's capture given as the challenger's?"""
+    ia, ib = pairs
+    if len(ia) < 2:
+        return False
+    a, b = champion.take(ia), challenger.take(ib)
+    return bool(np.all((a.events == b.events) & (a.events != -1) & (a.decision == b.decision))
+                and np.array_equal(a.probabilities, b.probabilities))
 
 
 def choose_design(design: str, champion: DecidedRows, challenger: DecidedRows,
