@@ -127,7 +127,8 @@ def replayed(model, spec: ModelSpec, pricing: ModelSpec, counts: Counts):
             champion, rows, p = champion.take(keep), rows[keep], p[keep]
             has_costs = None if has_costs is None else has_costs[keep]
             mine = spec.decide(p, rows, has_costs, champion.label, champion.sensitive)
-        mine.costs, mine.keys, mine.times = champion.costs, champion.keys, champion.times
+        mine.costs, mine.keys, mine.times, mine.events = (champion.costs, champion.keys,
+                                                          champion.times, champion.events)
         return mine
 
     return decide
