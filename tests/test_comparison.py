@@ -19,6 +19,7 @@ from scipy import stats
 
 from costaware.comparison import difference, facets
 from costaware.comparison.job import UNTIMED, compare_main, parser
+from costaware.comparison.variants import NOT_TWINS
 from costaware.monitoring.decided_rows import bias_cells
 from support import (BIN, answered_records, capture_record, ground_truth_record, run_train,
                      write_jsonl, write_tree)
@@ -744,3 +745,21 @@ def test_a_challenger_capture_holding_the_champions_records_is_refused(models, s
     # a shadow of another model whose records happen to share eventIds is compared as before
     code, result = run(tmp_path, a, b, labels, champion_model, challenger_model)
     assert code == 0 and result["design"] == "paired"
+
+
+def test_an_id_reused_for_different_requests_in_split_traffic_is_no_pair(models, tmp_path):
+    """Split traffic whose callers reuse inference ids (a customer's id): the champion's k0-k2
+    and the challenger's k0-k2 are different requests, not a shadow's twins: never paired, and
+    the ambiguity of their labels stated."""
+    champion_model, _ = models
+    a = capture(tmp_path, "A", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS[:3], CHAMPION_DECIDES[:3])]))
+    b = capture(tmp_path, "B", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS[3:], CHALLENGER_DECIDES[3:])]))
+    code, result = run(tmp_path, a, b, truth(tmp_path, ["k0", "k1", "k2"], LABELS[:3]),
+                       champion_model, champion_model)
+    assert code == 0 and result["design"] == "unpaired"
+    counts = result["counts"]["ground_truth"]["counts"]
+    assert counts["labelled requests decided by both variants (pairs)"] == 0
+    assert counts[NOT_TWINS] == 3
+    assert any("3 request keys" in c for c in result["caveats"]), result["caveats"]

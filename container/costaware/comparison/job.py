@@ -34,8 +34,9 @@ from ..monitoring.decided_rows import DecidedRows
 from ..monitoring.job import JobError, _model_directory, fail, read_json, write_json
 from ..monitoring.model_spec import ModelSpec
 from . import difference, facets
-from .variants import (ComparisonError, check_comparable, choose_design, facet_cells,
-                       label_dependence, pair, read_variant, realized_cost, same_records)
+from .variants import (NOT_TWINS, ComparisonError, check_comparable, choose_design,
+                       facet_cells, label_dependence, pair, read_variant, realized_cost,
+                       same_records)
 
 PROCESSING = "/opt/ml/processing"
 REPLAY_REFUSES = "replayed requests the challenger refuses (no twin: not compared)"
@@ -206,6 +207,12 @@ def compare(args) -> dict:
     _count_one_sided_truth(labels, champion, challenger, truth_counts, args.replay)
     result = _compared(champion, challenger, pairs, design, args.min_saving)
     result["design"] = "replay" if args.replay else design
+    reused = truth_counts.seen.get(NOT_TWINS)
+    if reused:
+        result["caveats"].append(
+            f"{reused} request keys name different requests in the two captures (an inference id "
+            "reused across variants): each such key's label is applied to both, whichever "
+            "request it was for")
     if champion_spec.facet_column and champion_spec.facet_index is None:
         result["caveats"].append(
             f"no comparison per facet: the requests do not carry the champion's facet column "

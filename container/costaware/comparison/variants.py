@@ -23,6 +23,8 @@ from ..monitoring.decided_rows import DecidedRows, bias_cells
 from ..monitoring.model_spec import ModelSpec
 
 DEPENDENCE_ALPHA = 0.01  # the test that labels come only after some decisions
+NOT_TWINS = ("request keys in both variants' captures naming different requests (not paired; "
+             "their label is ambiguous)")
 
 
 class ComparisonError(ValueError):
@@ -98,15 +100,24 @@ def first_of_each_key(rows: DecidedRows, counts: Counts, name: str) -> dict:
 def pair(champion: DecidedRows, challenger: DecidedRows, counts: Counts
          ) -> tuple[np.ndarray, np.ndarray]:
     """Row indices ``(i_champion, i_challenger)`` of the labelled requests both decided, in the
-    champion's order; the labelled rows left without a twin counted per variant."""
+    champion's order; the labelled rows left without a twin counted per variant. A key whose two
+    rows are different requests (their own costs, priced alike, or facet differ: an id reused
+    across split traffic) pairs nothing, counted as :data:`NOT_TWINS`."""
     a = first_of_each_key(champion, counts, "champion")
     b = first_of_each_key(challenger, counts, "challenger")
     shared = [key for key in a if key in b]
-    counts.add("labelled requests decided by both variants (pairs)", n=len(shared))
-    counts.add("champion labelled rows without a challenger twin", n=len(a) - len(shared))
-    counts.add("challenger labelled rows without a champion twin", n=len(b) - len(shared))
-    return (np.array([a[k] for k in shared], dtype=np.int64),
-            np.array([b[k] for k in shared], dtype=np.int64))
+    ia = np.array([a[k] for k in shared], dtype=np.int64)
+    ib = np.array([b[k] for k in shared], dtype=np.int64)
+    alike = (champion.costs[ia] == challenger.costs[ib]).all(axis=(1, 2))
+    if champion.sensitive is not None and challenger.sensitive is not None:
+        alike &= champion.sensitive[ia] == challenger.sensitive[ib]
+    if not alike.all():
+        counts.add(NOT_TWINS, n=int(np.count_nonzero(~alike)))
+        ia, ib = ia[alike], ib[alike]
+    counts.add("labelled requests decided by both variants (pairs)", n=len(ia))
+    counts.add("champion labelled rows without a challenger twin", n=len(a) - len(ia))
+    counts.add("challenger labelled rows without a champion twin", n=len(b) - len(ia))
+    return ia, ib
 
 
 def same_records(champion: DecidedRows, challenger: DecidedRows, pairs) -> bool:
