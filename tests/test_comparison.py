@@ -18,7 +18,8 @@ import pytest
 from scipy import stats
 
 from costaware.comparison import difference, facets
-from costaware.comparison.job import compare_main, parser
+from costaware.comparison.job import UNTIMED, compare_main, parser
+from costaware.comparison.variants import NOT_TWINS
 from costaware.monitoring.decided_rows import bias_cells
 from support import (BIN, answered_records, capture_record, ground_truth_record, run_train,
                      write_jsonl, write_tree)
@@ -89,7 +90,9 @@ def test_a_saving_too_small_to_matter_is_keep():
 
 def test_identical_decisions_are_keep_not_a_wait_forever():
     a = np.random.default_rng(6).exponential(2.0, difference.MIN_LABELS)
-    assert difference.recommend(difference.paired_difference(a, a))["action"] == "keep"
+    action = difference.recommend(difference.paired_difference(a, a))
+    assert action["action"] == "keep"
+    assert "-0" not in action["reason"]  # no saving at all: "at most 0"
 
 
 @pytest.mark.parametrize("paired", [True, False])
@@ -216,13 +219,29 @@ CHAMPION_DECIDES = [1, 0, 1, 0, 1, 0]  # costs 0, 20, 1, 0, 1, 60
 CHALLENGER_DECIDES = [1, 1, 0, 0, 1, 1]  # costs 0, 0, 0, 0, 1, 0
 
 
+def hand_shadow(tmp, champion_records=None):
+    """The champion's and its shadow's captures of REQUESTS, decided as above."""
+    a = capture(tmp, "AllTraffic", champion_records or hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)]))
+    b = capture(tmp, "Shadow", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)]))
+    return a, b
+
+
+def edited_baseline(model, path, **changes):
+    """``model``'s baseline constraints.json at ``path`` with its model spec changed (a
+    hand-edited baseline, or one from another version); the policy's facet rule dropped."""
+    document = json.loads((model / "baseline" / "constraints.json").read_text())
+    document["costaware"]["model"].update(changes)
+    document["costaware"]["model"]["decision_policy"].pop("facet", None)
+    path.write_text(json.dumps(document))
+    return path
+
+
 def test_a_shadow_comparison_on_hand_priced_captures_is_the_hand_computed_difference(models,
                                                                                      tmp_path):
     champion_model, challenger_model = models
-    a = capture(tmp_path, "AllTraffic", hand_records(
-        [(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)]))
-    b = capture(tmp_path, "Shadow", hand_records(
-        [(r, 0.5, d) for r, d in zip(REQUESTS, CHALLENGER_DECIDES)]))
+    a, b = hand_shadow(tmp_path)
     code, result = run(tmp_path, a, b, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
                        champion_model, challenger_model)
     assert code == 0
@@ -381,6 +400,12 @@ def test_bad_input_is_counted_and_stated_never_a_crash(models, tmp_path):
     ({"--ground-truth": "missing"}, "--ground-truth "),
     ({"--champion-model": "missing"}, "holds no model"),
     ({"--start-time": "yesterday"}, "is not an ISO 8601 time"),
+    # a replay decides the same requests twice: paired, never Welch's under a "replay" label
+    ({"--replay": "", "--labels-independent-of-decision": "", "--design": "unpaired"},
+     "--replay is paired"),
+    # a window that holds nothing is the user's slip, not "no captured decisions"
+    ({"--start-time": "2026-12-07T00:00:00Z", "--end-time": "2026-12-06T00:00:00Z"},
+     "--start-time 2026-12-07T00:00:00Z is not before --end-time 2026-12-06T00:00:00Z"),
 ])
 def test_a_job_that_cannot_run_says_why_in_one_line(models, tmp_path, change, fragment):
     champion_model, challenger_model = models
@@ -389,7 +414,7 @@ def test_a_job_that_cannot_run_says_why_in_one_line(models, tmp_path, change, fr
             "--ground-truth": str(tmp_path / "c"), "--champion-model": str(champion_model),
             "--challenger-model": str(challenger_model), "--output": str(tmp_path / "out")}
     args.update({k: (str(tmp_path / v) if v == "missing" else v) for k, v in change.items()})
-    code = compare_main([x for kv in args.items() for x in kv],
+    code = compare_main([x for kv in args.items() for x in kv if x],
                         env={"SAGEMAKER_BASE_DIR": str(tmp_path / "ml")})
     message = (tmp_path / "ml" / "output" / "message").read_text()
     assert code == 1 and fragment in message and "\n" not in message
@@ -539,3 +564,202 @@ def test_a_replay_decides_at_the_challengers_own_cost_columns(models, plain, sha
     assert replay["challenger"]["realized_cost"]["mean"] == pytest.approx(
         live["challenger"]["realized_cost"]["mean"])
     assert replay["difference"]["difference"] == pytest.approx(live["difference"]["difference"])
+
+
+@pytest.mark.parametrize("challenger", ["same", "inside"])
+def test_a_variant_compared_with_itself_is_refused(models, tmp_path, challenger):
+    """The same capture folder twice (or the endpoint's folder, holding the challenger's) would
+    be read as two models deciding alike: a keep with no doubt left."""
+    champion_model, challenger_model = models
+    a, _ = hand_shadow(tmp_path)
+    b = a if challenger == "same" else a / "AllTraffic"
+    code, result = run(tmp_path, a, b, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
+                       champion_model, challenger_model)
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert code == 1 and result is None
+    assert "the same capture" in message and "\n" not in message
+
+
+def test_the_labels_a_wait_needs_are_the_scarcer_variants():
+    """Split traffic, 50 champion and 8 challenger decisions: the challenger must reach
+    MIN_LABELS, so about 100 / 8 times the labels so far, not 100 / 50."""
+    result = difference.unpaired_difference(np.zeros(50), np.ones(8))
+    action = difference.recommend(result)
+    assert action["action"] == "wait" and "8 challenger decisions so far" in action["reason"]
+    assert action["more_labels"] >= 58 * difference.MIN_LABELS / 8 - 58
+
+
+def test_ids_with_a_hash_in_records_of_several_rows_are_matched_to_their_ground_truth(models,
+                                                                                     tmp_path):
+    champion_model, challenger_model = models
+
+    def records(decides):
+        out = []
+        for i in range(3):
+            rows = REQUESTS[2 * i:2 * i + 2]
+            answers = "\n".join(json.dumps({"score": 0.5, "decision": d})
+                                 for d in decides[2 * i:2 * i + 2])
+            out.append(capture_record("\n".join(rows).encode(), "text/csv", answers.encode(),
+                                      "application/jsonlines", f"q#{i}",
+                                      f"2026-12-06T06:00:0{i}Z"))
+        return out
+
+    a = capture(tmp_path, "AllTraffic", records(CHAMPION_DECIDES))
+    b = capture(tmp_path, "Shadow", records(CHALLENGER_DECIDES))
+    labels = write_jsonl(tmp_path / "truth" / "g.jsonl", [
+        ground_truth_record(f"q#{i}", f"{LABELS[2 * i]},{LABELS[2 * i + 1]}")
+        for i in range(3)]).parent
+    code, result = run(tmp_path, a, b, labels, champion_model, challenger_model)
+    assert code == 0 and result["difference"]["rows"] == 6
+    assert result["difference"]["difference"] == pytest.approx((1 - 82) / 6)
+    counts = result["counts"]["ground_truth"]["counts"]
+    assert counts["ground truth records matching no captured decision of either variant"] == 0
+
+
+def test_a_pair_whose_champion_record_has_no_time_is_charted_at_its_twins(models, tmp_path):
+    champion_model, challenger_model = models
+    untimed = hand_records([(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)])
+    for record in untimed:
+        del record["eventMetadata"]["inferenceTime"]
+    a, b = hand_shadow(tmp_path, untimed)
+    keys = [f"k{i}" for i in range(6)]
+    code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS), champion_model,
+                       challenger_model)
+    assert code == 0 and result["design"] == "paired"
+    assert result["over_time"][-1]["rows"] == 6
+    assert result["over_time"][-1]["difference"] == pytest.approx(
+        result["difference"]["difference"])
+    # split traffic: the champion's untimed decisions are left out of the chart, and counted
+    code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS, name="t2"),
+                       champion_model, challenger_model, "--design", "unpaired")
+    assert result["counts"]["champion"]["counts"][UNTIMED] == 6
+    last = result["over_time"][-1]  # the challenger's six, none of the champion's
+    assert last["rows"] == 6 and last["difference"] is None
+
+
+def test_a_challenger_without_a_facet_is_judged_at_the_champions(models, tmp_path):
+    """Both variants' decisions are judged at the champion's facet (as at its costs): a
+    challenger trained without one is exactly the one whose bias needs a look."""
+    champion_model, challenger_model = models
+    unfaceted = edited_baseline(challenger_model, tmp_path / "unfaceted.json", facet_column=None)
+    a, b = hand_shadow(tmp_path)
+    code, result = run(tmp_path, a, b, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
+                       champion_model, unfaceted)
+    assert code == 0, (tmp_path / "ml" / "output" / "message").read_text()
+    assert result["facets"]["d"]["rows"] == 3
+    assert result["facets"]["d"]["difference"] == pytest.approx(np.mean([-20, 0, -60]))
+    assert "DPPL" in result["bias"]
+
+
+@pytest.mark.parametrize("name", ["model.tar.gz", "metadata.json"])
+def test_a_model_named_by_its_file_is_read_from_its_folder(models, tmp_path, name):
+    import tarfile
+
+    champion_model, challenger_model = models
+    folder = tmp_path / "model"
+    folder.mkdir()
+    if name == "model.tar.gz":
+        with tarfile.open(folder / name, "w:gz") as tar:
+            for part in ("metadata.json", "xgboost-model.ubj"):
+                tar.add(challenger_model / part, arcname=part)
+    else:
+        for part in ("metadata.json", "xgboost-model.ubj"):
+            (folder / part).write_bytes((challenger_model / part).read_bytes())
+    a, b, keys = split_traffic(tmp_path)
+    code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS), champion_model,
+                       folder / name)
+    assert code == 0, (tmp_path / "ml" / "output" / "message").read_text()
+    assert result["difference"]["rows"] == 6
+
+
+def test_a_baseline_whose_facet_cannot_be_read_is_refused_in_one_line(models, tmp_path):
+    """A hand-edited baseline, or one from another version, whose facet values this version
+    cannot apply: the job's one-line reason, never a traceback."""
+    champion_model, challenger_model = models
+    broken = edited_baseline(challenger_model, tmp_path / "constraints.json",
+                             facet_values="over sixty")
+    a, b, keys = split_traffic(tmp_path)
+    code, result = run(tmp_path, a, b, truth(tmp_path, keys, LABELS), champion_model, broken)
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert code == 1 and str(broken) in message and "facet" in message
+    assert "\n" not in message
+
+
+def test_an_inference_time_out_of_range_is_no_time_not_a_crash(models, tmp_path):
+    """Year 1 at +05:00 is before year 1 in UTC: no time (counted), never a traceback."""
+    champion_model, challenger_model = models
+    records = hand_records([(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)])
+    records[0]["eventMetadata"]["inferenceTime"] = "0001-01-01T00:00:00+05:00"
+    a, b = hand_shadow(tmp_path, records)
+    labels = truth(tmp_path, [f"k{i}" for i in range(6)], LABELS)
+    code, result = run(tmp_path, a, b, labels, champion_model, challenger_model)
+    assert code == 0 and result["difference"]["rows"] == 6
+    assert result["counts"]["champion"]["counts"][UNTIMED] == 1
+    code, _ = run(tmp_path, a, b, labels, champion_model, challenger_model,
+                  "--start-time", "0001-01-01T00:00:00+05:00")
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert code == 1 and "is not an ISO 8601 time" in message
+
+
+def test_a_facet_the_requests_do_not_carry_is_stated_not_silently_left_out(models, tmp_path):
+    champion_model, challenger_model = models
+    # "region" is not a feature: requests do not carry it
+    outside = edited_baseline(champion_model, tmp_path / "outside.json", facet_column="region")
+    a, b = hand_shadow(tmp_path)
+    code, result = run(tmp_path, a, b, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
+                       outside, challenger_model)
+    assert code == 0 and "facets" not in result
+    assert any("facet column region" in c for c in result["caveats"]), result["caveats"]
+
+
+def test_a_replayed_request_the_challenger_cannot_decide_is_counted_not_a_crash(models, plain,
+                                                                                tmp_path):
+    """The champion reads ``amount`` as a feature and served a negative one; the challenger
+    reads it as the request's cost of a missed positive, and refuses it: that request has no
+    twin, counted, never a traceback."""
+    cost_model, _ = models
+    rows = [(r, 0.5, d) for r, d in zip(REQUESTS, CHAMPION_DECIDES)]
+    rows[1] = ("0,0,0,0,1,-20", 0.5, 0)
+    a = capture(tmp_path, "Plain", hand_records(rows))
+    code, result = run(tmp_path, a, tmp_path, truth(tmp_path, [f"k{i}" for i in range(6)], LABELS),
+                       plain, cost_model, "--replay", "--labels-independent-of-decision")
+    assert code == 0, (tmp_path / "ml" / "output" / "message").read_text()
+    assert result["difference"]["rows"] == 5
+    counts = result["counts"]["champion"]["counts"]
+    assert counts["replayed requests the challenger refuses (no twin: not compared)"] == 1
+
+
+def test_a_challenger_capture_holding_the_champions_records_is_refused(models, shadow, tmp_path):
+    """A copy of the champion's capture given as the challenger's: the same records (each
+    eventId is a fresh UUID per captured record, so a real shadow's never equal its twin's), the
+    same answers; read as a comparison it would be a keep with no doubt left."""
+    import shutil
+
+    champion_model, challenger_model = models
+    a, b, labels, _ = shadow
+    copy = shutil.copytree(a, tmp_path / "copy")
+    code, result = run(tmp_path, a, copy, labels, champion_model, challenger_model)
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert code == 1 and result is None
+    assert "holds the champion's own records" in message
+    # a shadow of another model whose records happen to share eventIds is compared as before
+    code, result = run(tmp_path, a, b, labels, champion_model, challenger_model)
+    assert code == 0 and result["design"] == "paired"
+
+
+def test_an_id_reused_for_different_requests_in_split_traffic_is_no_pair(models, tmp_path):
+    """Split traffic whose callers reuse inference ids (a customer's id): the champion's k0-k2
+    and the challenger's k0-k2 are different requests, not a shadow's twins: never paired, and
+    the ambiguity of their labels stated."""
+    champion_model, _ = models
+    a = capture(tmp_path, "A", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS[:3], CHAMPION_DECIDES[:3])]))
+    b = capture(tmp_path, "B", hand_records(
+        [(r, 0.5, d) for r, d in zip(REQUESTS[3:], CHALLENGER_DECIDES[3:])]))
+    code, result = run(tmp_path, a, b, truth(tmp_path, ["k0", "k1", "k2"], LABELS[:3]),
+                       champion_model, champion_model)
+    assert code == 0 and result["design"] == "unpaired"
+    counts = result["counts"]["ground_truth"]["counts"]
+    assert counts["labelled requests decided by both variants (pairs)"] == 0
+    assert counts[NOT_TWINS] == 3
+    assert any("3 request keys" in c for c in result["caveats"]), result["caveats"]

@@ -181,17 +181,16 @@ def labels_needed(result: dict, target: float, alpha: float = 1 - LEVEL) -> int 
 
 def labels_short(result: dict) -> tuple[int, int, str, float] | None:
     """``(have, need, what, g1)`` when the pairs, or a variant's decisions, are fewer than
-    :func:`labels_for_normal_mean` of their skewness; else None."""
+    :func:`labels_for_normal_mean` of their skewness (unpaired: the variant furthest from it,
+    ``need / have`` largest, as the labels grow in proportion); else None."""
     if result["design"] == "paired":
         sides = [(result["rows"], result.get("skewness", 0.0), "pairs")]
     else:
         sides = [(result[name]["rows"], result[name].get("skewness", 0.0), f"{name} decisions")
                  for name in ("champion", "challenger")]
-    for have, g1, what in sides:
-        need = labels_for_normal_mean(g1)
-        if have < need:
-            return have, need, what, g1
-    return None
+    short = [(have, labels_for_normal_mean(g1), what, g1) for have, g1, what in sides]
+    short = [side for side in short if side[0] < side[1]]
+    return max(short, key=lambda side: side[1] / side[0]) if short else None
 
 
 def recommend(result: dict, min_saving: float = 0.0, level: float = LEVEL) -> dict:
@@ -224,7 +223,7 @@ def recommend(result: dict, min_saving: float = 0.0, level: float = LEVEL) -> di
     if interval[0] >= boundary:  # (equal: both decided alike throughout)
         return {"action": "keep", **base, "more_labels": 0,
                 "reason": (f"the challenger's saving per decision is below {min_saving:.4g} "
-                           f"(at most {-interval[0]:.4g})")}
+                           f"(at most {-interval[0] + 0.0:.4g})")}  # + 0.0: no "-0"
     needed = labels_needed(result, abs(delta - boundary), alpha)
     more = None if needed is None else max(needed - result["rows"], 1)
     if more is None:
@@ -240,8 +239,11 @@ def over_time(champion_times: np.ndarray, champion: np.ndarray, challenger_times
               challenger: np.ndarray, paired: bool, points: int = 24) -> list[dict]:
     """The difference on the decisions made up to each of ``points`` times (the quantiles of the
     decisions' times), with its one-look interval and the confidence sequence's interval (which
-    holds at every one of them at once). Paired: the two time arrays are the pairs' (the same).
-    Decisions without a time are left out."""
+    holds at every one of them at once). Paired (row ``i`` of both the same request): a pair's
+    time is its champion decision's, else its twin's. Decisions without a time are left out."""
+    if paired:
+        champion_times = np.where(np.isfinite(champion_times), champion_times, challenger_times)
+        challenger_times = champion_times
     known = np.concatenate([champion_times, challenger_times])
     known = known[np.isfinite(known)]
     if len(known) == 0:

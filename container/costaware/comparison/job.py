@@ -10,10 +10,11 @@ challenger is cheaper, the recommendation (promote, keep, or how many more label
 the difference over time, per facet and in Clarify's bias metrics, and everything the reader
 counted. A job that cannot run writes one line to ``/opt/ml/output/message`` and stderr, exit 1.
 
-Each model is named by a directory holding its ``metadata.json`` (a model directory), its
-``model.tar.gz``, or its baseline's ``constraints.json`` (or that file itself): what the comparison
-needs of a model is its spec (:class:`~costaware.monitoring.model_spec.ModelSpec`); a replay needs
-the challenger's model itself.
+Each model is named by a directory holding its ``metadata.json`` (a model directory) or its
+``model.tar.gz`` (or either file itself), or its baseline's ``constraints.json`` (or that file):
+what the comparison needs of a model is its spec
+(:class:`~costaware.monitoring.model_spec.ModelSpec`); a replay needs the challenger's model
+itself.
 """
 
 from __future__ import annotations
@@ -27,15 +28,21 @@ import numpy as np
 
 from .. import storage
 from ..errors import InputError
+from ..model.inference import RowError
 from ..monitoring.capture import Counts, parse_time, read_ground_truth
 from ..monitoring.decided_rows import DecidedRows
 from ..monitoring.job import JobError, _model_directory, fail, read_json, write_json
 from ..monitoring.model_spec import ModelSpec
 from . import difference, facets
-from .variants import (ComparisonError, check_comparable, choose_design, facet_cells,
-                       label_dependence, pair, read_variant, realized_cost)
+from .variants import (NOT_TWINS, ComparisonError, check_comparable, choose_design,
+                       facet_cells, label_dependence, pair, read_variant, realized_cost,
+                       same_records)
 
 PROCESSING = "/opt/ml/processing"
+REPLAY_REFUSES = "replayed requests the challenger refuses (no twin: not compared)"
+UNTIMED = ("labelled decisions without an inferenceTime (left out of the difference over "
+           "time, unless their twin has one)")
+MODEL_FILES = ("metadata.json", "model.tar.gz")  # a model named by its file: its folder
 RESULT_FILE = "comparison.json"
 REPORT_FILE = "report.html"
 REPLAY_REFUSED = (
@@ -49,6 +56,8 @@ def load_model_or_spec(path: str, what: str, need_model: bool = False):
     baseline's constraints.json (module docstring)."""
     from ..model.artifact import ModelLoadError, load
 
+    if os.path.isfile(path) and os.path.basename(path) in MODEL_FILES:  # the model's folder
+        path = os.path.dirname(path) or "."
     if os.path.isdir(path) and (os.path.isfile(os.path.join(path, "metadata.json"))
                                 or os.path.isfile(os.path.join(path, "model.tar.gz"))):
         try:
@@ -57,7 +66,7 @@ def load_model_or_spec(path: str, what: str, need_model: bool = False):
         except ModelLoadError as exc:
             raise JobError(f"{what} {path}: {exc}") from None
         try:
-            return ModelSpec.of_metadata(model.metadata), model
+            return _usable(ModelSpec.of_metadata(model.metadata), f"{what} {path}"), model
         except (KeyError, TypeError, ValueError) as exc:
             raise JobError(f"{what} {path}: its metadata.json lacks {exc}") from None
     if need_model:
@@ -69,26 +78,58 @@ def load_model_or_spec(path: str, what: str, need_model: bool = False):
                        "baseline constraints.json")
     document = read_json(constraints, what)
     try:
-        return ModelSpec.from_dict(document["costaware"]["model"]), None
+        spec = ModelSpec.from_dict(document["costaware"]["model"])
     except (KeyError, TypeError, ValueError) as exc:
         raise JobError(f"{what} {constraints} is not a costaware baseline (missing {exc})") from None
+    return _usable(spec, f"{what} {constraints}"), None
 
 
-def replayed(model, spec: ModelSpec, pricing: ModelSpec):
+def _usable(spec: ModelSpec, where: str) -> ModelSpec:
+    """``spec`` once its request layout and facet apply to a request row (a hand-edited spec,
+    or one from another version, may not): else the job's one-line reason."""
+    try:
+        spec.sensitive(np.zeros((1, len(spec.request_columns))))
+        _ = spec.layout
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise JobError(f"{where}: its model's facet or request columns cannot be applied "
+                       f"({exc})") from None
+    return spec
+
+
+def replayed(model, spec: ModelSpec, pricing: ModelSpec, counts: Counts):
     """The challenger's decisions on a batch of the champion's captured rows, priced (like the
     champion's) at the champion's costs: ``(rows, has_costs, champion's) -> DecidedRows``.
     The rows were decoded as the champion reads them; the challenger decides each at its own
-    cost columns where the row carries them, as it would have served it."""
+    cost columns where the row carries them, as it would have served it. A row it would have
+    refused (its own cost cells, or its facet, invalid to it) is left out, counted: its champion
+    decision has no twin."""
     own_cells = spec.layout.cost_cells
     columns = [spec.request_columns.index(name) for _, name in spec.policy.cost_columns]
+
+    def decides(p: np.ndarray, rows: np.ndarray, has_costs) -> bool:
+        try:
+            spec.decide(p, rows, has_costs)
+        except RowError:
+            return False
+        return True
 
     def decide(rows: np.ndarray, has_costs, champion: DecidedRows) -> DecidedRows:
         if own_cells != pricing.layout.cost_cells:
             carried = ~np.isnan(rows[:, columns]).all(axis=1) if columns else None
             has_costs = carried if carried is not None and carried.any() else None
         p = model.probability(rows[:, :spec.feature_count])
-        mine = spec.decide(p, rows, has_costs, champion.label, champion.sensitive)
-        mine.costs, mine.keys, mine.times = champion.costs, champion.keys, champion.times
+        try:
+            mine = spec.decide(p, rows, has_costs, champion.label, champion.sensitive)
+        except RowError:  # a row at fault: each row checked alone, the refused left out
+            keep = np.array([decides(p[i:i + 1], rows[i:i + 1],
+                                     None if has_costs is None else has_costs[i:i + 1])
+                             for i in range(len(rows))], dtype=bool)
+            counts.add(REPLAY_REFUSES, n=int(np.count_nonzero(~keep)))
+            champion, rows, p = champion.take(keep), rows[keep], p[keep]
+            has_costs = None if has_costs is None else has_costs[keep]
+            mine = spec.decide(p, rows, has_costs, champion.label, champion.sensitive)
+        mine.costs, mine.keys, mine.times, mine.events = (champion.costs, champion.keys,
+                                                          champion.times, champion.events)
         return mine
 
     return decide
@@ -100,6 +141,17 @@ def _directory(path: str, what: str) -> str:
     return path
 
 
+def _distinct_captures(champion: str, challenger: str) -> None:
+    """The two variants' capture folders are neither the same nor one inside the other (the
+    endpoint's folder holds every variant's): else a variant would be compared with itself,
+    two models deciding alike."""
+    a, b = os.path.realpath(champion), os.path.realpath(challenger)
+    if os.path.commonpath([a, b]) in (a, b):
+        raise JobError(f"--champion {champion} and --challenger {challenger} are the same capture "
+                       "(or one holds the other): name each variant's own folder, "
+                       "{endpoint}/{variant}")
+
+
 def compare(args) -> dict:
     """The comparison (module docstring) as a JSON-ready dict; nothing written."""
     champion_spec, _ = load_model_or_spec(args.champion_model, "--champion-model")
@@ -107,25 +159,42 @@ def compare(args) -> dict:
         args.challenger_model, "--challenger-model", need_model=args.replay)
     check_comparable(champion_spec, challenger_spec)
     start, end = _time(args.start_time, "--start-time"), _time(args.end_time, "--end-time")
+    if start is not None and end is not None and start >= end:
+        raise JobError(f"--start-time {args.start_time} is not before --end-time "
+                       f"{args.end_time}: the window holds no decision")
     truth_counts = Counts()
     truth = _directory(args.ground_truth, "--ground-truth")
     labels = read_ground_truth(truth, champion_spec, truth_counts)
     champion_counts, challenger_counts = Counts(), Counts()
     if args.replay:
+        if args.design == "unpaired":
+            raise JobError("--replay is paired (both models decide the same captured requests): "
+                           "--design unpaired does not apply")
         if not args.labels_independent_of_decision:
             raise JobError(REPLAY_REFUSED + "; say --labels-independent-of-decision if yours does "
                            "not depend on it")
         champion, challenger = read_variant(
             _directory(args.champion, "--champion"), champion_spec, champion_spec, labels,
             champion_counts, start, end,
-            also=replayed(challenger_model, challenger_spec, champion_spec))
+            also=replayed(challenger_model, challenger_spec, champion_spec, champion_counts))
         challenger_counts = champion_counts
     else:
-        champion = read_variant(_directory(args.champion, "--champion"), champion_spec,
-                                champion_spec, labels, champion_counts, start, end)
-        challenger = read_variant(_directory(args.challenger, "--challenger"), challenger_spec,
-                                  champion_spec, labels, challenger_counts, start, end)
+        champion_dir = _directory(args.champion, "--champion")
+        challenger_dir = _directory(args.challenger, "--challenger")
+        _distinct_captures(champion_dir, challenger_dir)
+        champion = read_variant(champion_dir, champion_spec, champion_spec, labels,
+                                champion_counts, start, end)
+        challenger = read_variant(challenger_dir, challenger_spec, champion_spec, labels,
+                                  challenger_counts, start, end)
+    for rows, counts in ((champion, champion_counts), (challenger, challenger_counts)):
+        untimed = int(np.count_nonzero((rows.label >= 0) & ~np.isfinite(rows.times)))
+        if untimed and not (args.replay and rows is challenger):
+            counts.add(UNTIMED, n=untimed)
     pairs = pair(champion, challenger, truth_counts)
+    if not args.replay and same_records(champion, challenger, pairs):
+        raise JobError(f"--challenger {args.challenger} holds the champion's own records (every "
+                       "labelled request's record has the same eventId and answer in both): "
+                       "name the challenger variant's own capture")
     design = choose_design(args.design, champion, challenger, len(pairs[0]))
     dependence = {"champion": label_dependence(champion)}
     if not args.replay:
@@ -138,6 +207,17 @@ def compare(args) -> dict:
     _count_one_sided_truth(labels, champion, challenger, truth_counts, args.replay)
     result = _compared(champion, challenger, pairs, design, args.min_saving)
     result["design"] = "replay" if args.replay else design
+    reused = truth_counts.seen.get(NOT_TWINS)
+    if reused:
+        result["caveats"].append(
+            f"{reused} request keys name different requests in the two captures (an inference id "
+            "reused across variants): each such key's label is applied to both, whichever "
+            "request it was for")
+    if champion_spec.facet_column and champion_spec.facet_index is None:
+        result["caveats"].append(
+            f"no comparison per facet: the requests do not carry the champion's facet column "
+            f"{champion_spec.facet_column} (not a feature), so the captures cannot tell its "
+            "groups")
     result["label_dependence"] = dependence
     caveat = _caveat(result["design"], dependence)
     if caveat:
@@ -168,8 +248,9 @@ def _count_one_sided_truth(labels: dict, champion: DecidedRows, challenger: Deci
                            counts: Counts, replay: bool) -> None:
     """Ground-truth ids that met one variant's captures only (in a shadow comparison the other
     variant's twin is missing), or neither."""
-    def ids(rows: DecidedRows) -> set:
-        return {str(k).split("#", 1)[0] for k in rows.keys[rows.label >= 0] if k is not None}
+    def ids(rows: DecidedRows) -> set:  # a row key's record id ("id#j": row j of "id")
+        return {k if k in labels else k.rsplit("#", 1)[0]
+                for k in rows.keys[rows.label >= 0] if k is not None}
 
     a, b = ids(champion), ids(challenger)
     counts.add("ground truth records matching no captured decision of either variant",
@@ -289,8 +370,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--ground-truth", default=f"{PROCESSING}/input/ground_truth",
                    help="ground-truth records (Model Monitor's merge format)")
     p.add_argument("--champion-model", default=f"{PROCESSING}/input/champion_model",
-                   help="the champion's model directory, model.tar.gz directory, or baseline "
-                        "constraints.json")
+                   help="the champion's model directory, its model.tar.gz (or the folder "
+                        "holding it), or its baseline constraints.json")
     p.add_argument("--challenger-model", default=f"{PROCESSING}/input/challenger_model",
                    help="the challenger's, likewise (its model itself for --replay)")
     p.add_argument("--output", default=f"{PROCESSING}/output")

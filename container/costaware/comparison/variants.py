@@ -3,8 +3,10 @@ labelled decision's realized cost, paired by request where both models decided i
 
 Both variants' decisions are priced at the **champion's** costs (its class costs, and each row's
 own cost cells from the request): the comparison asks which model's decisions cost the business
-less at one price list. The two models must read the same request columns and decide among the
-same classes (one endpoint's requests go to both), else the comparison is refused.
+less at one price list. Their bias is judged at the champion's facet and favourable classes
+likewise (a challenger trained without a facet is judged at the champion's). The two models must
+read the same request columns and decide among the same classes (one endpoint's requests go to
+both), else the comparison is refused.
 
 A row's key is its record's inferenceId (else its eventId; ``key#j`` for row ``j`` of a record of
 several rows): ground truth is joined on it, and a shadow's row is the twin of the production
@@ -21,6 +23,8 @@ from ..monitoring.decided_rows import DecidedRows, bias_cells
 from ..monitoring.model_spec import ModelSpec
 
 DEPENDENCE_ALPHA = 0.01  # the test that labels come only after some decisions
+NOT_TWINS = ("request keys in both variants' captures naming different requests (not paired; "
+             "their label is ambiguous)")
 
 
 class ComparisonError(ValueError):
@@ -41,25 +45,29 @@ def check_comparable(champion: ModelSpec, challenger: ModelSpec) -> None:
 def read_variant(root: str, spec: ModelSpec, pricing: ModelSpec, labels: dict, counts: Counts,
                  start=None, end=None, also=None):
     """Every decided row of one variant's capture under ``root``, with keys, times and labels
-    (-1: none yet), priced at ``pricing``'s costs. ``also(rows, has_costs, decided)``: another
-    model's decisions on each batch of the same requests (a replay); then both are returned."""
+    (-1: none yet), priced at ``pricing``'s costs, judged at its facet and favourable classes.
+    ``also(rows, has_costs, decided)``: another model's decisions on each batch of the same
+    requests (a replay); then both are returned."""
     reader = CaptureReader(spec, labels, counts, start, end, keep_keys=True, pricing=pricing)
     files = jsonl_files(root, counts)
     counts.add("capture files", n=len(files))
     parts, others = [], []
     for rows, has_costs, decided in reader.batches(files):
+        decided.sensitive = pricing.sensitive(rows)  # both judged at the champion's facet
         parts.append(decided)
         if also is not None:
             others.append(also(rows, has_costs, decided))
-    found = _joined(parts, spec)
-    return found if also is None else (found, _joined(others, spec))
+    found = _joined(parts, pricing)
+    return found if also is None else (found, _joined(others, pricing))
 
 
-def _joined(parts: list, spec: ModelSpec) -> DecidedRows:
-    rows = DecidedRows.concat(parts, spec.k, spec.favourable)
+def _joined(parts: list, pricing: ModelSpec) -> DecidedRows:
+    """The batches as one, their favourable classes the champion's (as its facet)."""
+    rows = DecidedRows.concat(parts, pricing.k, pricing.favourable)
     if rows.keys is None:
         rows.keys = np.empty(0, dtype=object)
         rows.times = np.empty(0, dtype=np.float64)
+        rows.events = np.empty(0, dtype=np.int64)
     return rows
 
 
@@ -92,15 +100,35 @@ def first_of_each_key(rows: DecidedRows, counts: Counts, name: str) -> dict:
 def pair(champion: DecidedRows, challenger: DecidedRows, counts: Counts
          ) -> tuple[np.ndarray, np.ndarray]:
     """Row indices ``(i_champion, i_challenger)`` of the labelled requests both decided, in the
-    champion's order; the labelled rows left without a twin counted per variant."""
+    champion's order; the labelled rows left without a twin counted per variant. A key whose two
+    rows are different requests (their own costs, priced alike, or facet differ: an id reused
+    across split traffic) pairs nothing, counted as :data:`NOT_TWINS`."""
     a = first_of_each_key(champion, counts, "champion")
     b = first_of_each_key(challenger, counts, "challenger")
     shared = [key for key in a if key in b]
-    counts.add("labelled requests decided by both variants (pairs)", n=len(shared))
-    counts.add("champion labelled rows without a challenger twin", n=len(a) - len(shared))
-    counts.add("challenger labelled rows without a champion twin", n=len(b) - len(shared))
-    return (np.array([a[k] for k in shared], dtype=np.int64),
-            np.array([b[k] for k in shared], dtype=np.int64))
+    ia = np.array([a[k] for k in shared], dtype=np.int64)
+    ib = np.array([b[k] for k in shared], dtype=np.int64)
+    alike = (champion.costs[ia] == challenger.costs[ib]).all(axis=(1, 2))
+    if champion.sensitive is not None and challenger.sensitive is not None:
+        alike &= champion.sensitive[ia] == challenger.sensitive[ib]
+    if not alike.all():
+        counts.add(NOT_TWINS, n=int(np.count_nonzero(~alike)))
+        ia, ib = ia[alike], ib[alike]
+    counts.add("labelled requests decided by both variants (pairs)", n=len(ia))
+    counts.add("champion labelled rows without a challenger twin", n=len(a) - len(ia))
+    counts.add("challenger labelled rows without a champion twin", n=len(b) - len(ia))
+    return ia, ib
+
+
+def same_records(champion: DecidedRows, challenger: DecidedRows, pairs) -> bool:
+    """Is every pair one captured record twice (the same eventId, a fresh UUID per record, and
+    the same answer): a copy of the champion's capture given as the challenger's?"""
+    ia, ib = pairs
+    if len(ia) < 2:
+        return False
+    a, b = champion.take(ia), challenger.take(ib)
+    return bool(np.all((a.events == b.events) & (a.events != -1) & (a.decision == b.decision))
+                and np.array_equal(a.probabilities, b.probabilities))
 
 
 def choose_design(design: str, champion: DecidedRows, challenger: DecidedRows,

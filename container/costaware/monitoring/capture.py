@@ -66,9 +66,10 @@ def parse_time(text) -> datetime | None:
     cleaned = text.strip().replace(": ", ":").replace("Z", "+00:00")
     try:
         when = datetime.fromisoformat(cleaned)
-    except ValueError:
+        return (when.replace(tzinfo=timezone.utc) if when.tzinfo is None
+                else when.astimezone(timezone.utc))
+    except (ValueError, OverflowError):  # Overflow: year 1 at +05:00 is before year 1 in UTC
         return None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
 
 
 def jsonl_files(root: str, counts: "Counts | None" = None) -> list[str]:
@@ -253,11 +254,11 @@ class CaptureReader:
             label = np.array(label, dtype=np.int64)
         else:
             label = np.full(len(rows), -1, dtype=np.int64)
-        keys = times = None
+        keys = times = events = None
         if self.keep_keys:
-            keys, times = _keys_and_times([(meta, len(decoded[0]))
-                                           for (_, _, _, _, meta), decoded in kept])
-        return _Chunk(len(kept), rows, has_costs, p, decision, costs, label, keys, times)
+            keys, times, events = _keys_and_times([(meta, len(decoded[0]))
+                                                   for (_, _, _, _, meta), decoded in kept])
+        return _Chunk(len(kept), rows, has_costs, p, decision, costs, label, keys, times, events)
 
     def _inputs(self, records: list) -> list:
         """Each record's decoded request body, ``(rows, has_costs)``, or the exception refusing
@@ -444,7 +445,8 @@ class CaptureReader:
         decided = DecidedRows(join("probabilities"), join("decision"), join("costs"),
                               join("label"), self.spec.sensitive(rows), self.spec.favourable)
         if self.keep_keys:
-            decided.keys, decided.times = join("keys"), join("times")
+            decided.keys, decided.times, decided.events = (join("keys"), join("times"),
+                                                           join("events"))
         return rows, has_costs, decided
 
     def unmatched_ground_truth(self) -> int:
@@ -461,6 +463,7 @@ class _Chunk(NamedTuple):
     label: np.ndarray
     keys: np.ndarray | None = None
     times: np.ndarray | None = None
+    events: np.ndarray | None = None
 
 
 def row_key(meta: dict) -> str | None:
@@ -469,20 +472,25 @@ def row_key(meta: dict) -> str | None:
     return None if key is None else str(key)
 
 
-def _keys_and_times(records: list) -> tuple[np.ndarray, np.ndarray]:
+def _keys_and_times(records: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's key (its record's :func:`row_key`; ``key#j`` for row ``j`` of a record of
-    several rows; None without one) and time (seconds since 1970, NaN when unknown)."""
-    keys, times = [], []
+    several rows; None without one), time (seconds since 1970, NaN when unknown) and record
+    (its eventId's hash, a fresh UUID per captured record; -1, which ``hash`` never gives, for
+    none)."""
+    keys, times, events = [], [], []
     for meta, n in records:
         key = row_key(meta)
         when = parse_time(meta.get("inferenceTime"))
         seconds = when.timestamp() if when is not None else np.nan
+        event = meta.get("eventId")
         if n == 1 or key is None:
             keys.extend([key] * n)
         else:
             keys.extend(f"{key}#{j}" for j in range(n))
         times.extend([seconds] * n)
-    return np.array(keys, dtype=object), np.array(times, dtype=np.float64)
+        events.extend([-1 if event is None else hash(str(event))] * n)
+    return (np.array(keys, dtype=object), np.array(times, dtype=np.float64),
+            np.array(events, dtype=np.int64))
 
 
 def _ascii(data: bytes) -> str | bytes:

@@ -63,6 +63,7 @@ class DecidedRows:
     favourable: tuple[int, ...] = (1,)  # the favourable decisions (and labels)
     keys: np.ndarray | None = None  # (n,) each row's request key (a comparison pairs by it)
     times: np.ndarray | None = None  # (n,) seconds since 1970 (NaN: unknown)
+    events: np.ndarray | None = None  # (n,) int64 hash of the record's eventId (-1: none)
 
     def __len__(self) -> int:
         return len(self.decision)
@@ -82,7 +83,7 @@ class DecidedRows:
         pick = (lambda a: None if a is None else a[index])
         return DecidedRows(self.probabilities[index], self.decision[index], self.costs[index],
                            pick(self.label), pick(self.sensitive), self.favourable,
-                           pick(self.keys), pick(self.times))
+                           pick(self.keys), pick(self.times), pick(self.events))
 
     @staticmethod
     def concat(parts: list["DecidedRows"], k: int, favourable: tuple[int, ...]) -> "DecidedRows":
@@ -92,7 +93,8 @@ class DecidedRows:
         join = (lambda name: None if getattr(parts[0], name) is None
                 else np.concatenate([getattr(p, name) for p in parts]))
         return DecidedRows(join("probabilities"), join("decision"), join("costs"), join("label"),
-                           join("sensitive"), favourable, join("keys"), join("times"))
+                           join("sensitive"), favourable, join("keys"), join("times"),
+                           join("events"))
 
 
 def binary_costs(fp, fn, tp, tn) -> np.ndarray:
