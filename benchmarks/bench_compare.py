@@ -232,8 +232,8 @@ def figures(design: str, sums: list[dict]) -> dict:
         df = np.where(se > 0, welch, na + nb - 2)
         known = np.isfinite(se)
         radius = np.full(se.shape, np.nan)
-        radius[known] = (sa[known] * _radius(na[known], 1.0, ALPHA / 2)
-                         + sb[known] * _radius(nb[known], 1.0, ALPHA / 2))
+        total = na + nb
+        radius[known] = se[known] * np.sqrt(total[known]) * _radius(total[known], 1.0, ALPHA)
         constant = (sa == 0) | (sb == 0)
         too_few = _too_few(sums[0]) | _too_few(sums[1])
     half = np.where(se > 0, stats.t.ppf(0.5 + difference.LEVEL / 2, np.where(se > 0, df, 1.0)),

@@ -25,8 +25,13 @@ a normal mixture whose radius for a mean of ``t`` rows with standard deviation `
     rho^2 = (-2 log alpha + log(-2 log alpha + 1)) / t*
 
 (``t*``: the number of labels at which it is tightest, fixed in advance: :data:`PLANNED_LABELS`).
-Paired: ``r(n)`` with ``s = sd(delta)``. Unpaired: each variant's mean gets a sequence at
-``alpha / 2`` and the difference's radius is their sum (a union bound). Then, with ``m`` the
+Paired: ``r(n)`` with ``s = sd(delta)``. Unpaired: ``r(n)`` over all ``n = n_a + n_b`` labelled
+decisions with ``s = sqrt(n) se`` (Welch's ``se``): with each request sent to the challenger at a
+fixed share ``w``, the difference of means is the mean of ``n`` independent terms
+``psi_i = Z_i (c_i - m) / w - (1 - Z_i) (c_i - m) / (1 - w)`` (``Z_i``: sent to the challenger;
+``m``: the pooled mean, which leaves the mean of ``psi`` unchanged), whose variance is
+``n se^2`` to first order. (A sequence per variant at ``alpha / 2`` with the radii added, a union
+bound, needed 1.7-2 times the labels in ``benchmarks/bench_compare.py``.) Then, with ``m`` the
 smallest saving per decision worth a switch (0 by default):
 
 * **promote** when the sequence's upper end ``Delta + r < -m`` (the challenger saves more than
@@ -149,12 +154,8 @@ def difference_radius(result: dict, alpha: float = 1 - LEVEL, rows_scale: float 
     every variant's labelled rows multiplied by ``rows_scale`` (the estimates held)."""
     if result["design"] == "paired":
         return sequence_radius(result["rows"] * rows_scale, result["sd"], alpha)
-    total = 0.0
-    for side in ("champion", "challenger"):
-        summary = result[side]
-        sd = summary["se"] * math.sqrt(summary["rows"])
-        total += sequence_radius(summary["rows"] * rows_scale, sd, alpha / 2)
-    return total
+    rows = result["rows"]  # unpaired: one sequence over both variants' decisions (module docstring)
+    return sequence_radius(rows * rows_scale, result["se"] * math.sqrt(rows), alpha)
 
 
 def labels_needed(result: dict, target: float, alpha: float = 1 - LEVEL) -> int | None:
