@@ -246,7 +246,7 @@ def figures(design: str, sums: list[dict]) -> dict:
     one_look = np.where(delta + half < 0, PROMOTE, np.where(delta - half > 0, KEEP, WAIT))
     return {"difference": delta, "low": delta - half, "high": delta + half, "radius": radius,
             "action": action, "one_look_action": np.where(np.isfinite(se), one_look, WAIT),
-            "constant": constant}
+            "constant": constant, "too_few": too_few}
 
 
 def assert_as_difference(champion: np.ndarray, challenger: np.ndarray, design: str) -> bool:
@@ -326,7 +326,10 @@ def scenario(pop: dict, design: str, champion: str, challenger: str, grid: np.nd
                                  "true_above_interval": float(np.mean(truth > f["high"][:, j]))}
                         for j, n in enumerate(grid) if n in COVERAGE_AT},
            "sequence_covers_at_every_look": _share(np.all(in_sequence, axis=1)),
-           "sequence_covers_at_every_varied_look": _share(np.all(in_sequence | ~varied, axis=1))}
+           "sequence_covers_at_every_varied_look": _share(np.all(in_sequence | ~varied, axis=1)),
+           # the looks at which recommend may act: labels >= max(MIN_LABELS, 25 g1^2)
+           "sequence_covers_where_recommend_acts": _share(np.all(in_sequence | f["too_few"],
+                                                                 axis=1))}
     for rule, actions in (("recommend", f["action"]), ("one_look", f["one_look_action"])):
         is_right = actions == right
         wrong = actions == wrong_action
@@ -383,16 +386,17 @@ def report(pops: list[dict], results: dict, grid: np.ndarray) -> None:
     print(f"\n**Coverage** of the one-look 95% interval ({runs} runs per cell; goal >= 90%), and "
           f"of the confidence sequence at every look {first}–{last:,} (in brackets: leaving out "
           "the looks at which the paired differences, or one variant's costs, were all equal so "
-          "far)\n")
+          "far), and at every look at which `recommend` may act (labels >= max(100, 25 g1^2))\n")
     print("| data set | design | challenger | " + " | ".join(f"n = {n:,}" for n in shown)
-          + " | sequence, every look |")
-    print("| --- | --- | --- | " + " | ".join("---:" for _ in shown) + " | ---: |")
+          + " | sequence, every look | sequence, where recommend acts |")
+    print("| --- | --- | --- | " + " | ".join("---:" for _ in shown) + " | ---: | ---: |")
     for dataset, scenarios in results.items():
         for r in scenarios:
             print(f"| {dataset} | {r['design']} | {_challenger(r)} | "
                   + " | ".join(_pct(r["coverage"][n]) for n in shown)
                   + f" | {_pct(r['sequence_covers_at_every_look'])} "
-                  f"({_pct(r['sequence_covers_at_every_varied_look'])}) |")
+                  f"({_pct(r['sequence_covers_at_every_varied_look'])}) | "
+                  f"{_pct(r['sequence_covers_where_recommend_acts'])} |")
     print(f"\n**Labels needed** (the smallest look from which on >= {RIGHT_SHARE:.0%} of runs "
           "get the right action) and **runs with a wrong action at any look** (in brackets: "
           "leaving out those looks)\n")
