@@ -123,6 +123,12 @@ def unpaired_difference(champion: np.ndarray, challenger: np.ndarray,
     return {**out, **_interval(b["mean"] - a["mean"], se, df, level)}
 
 
+def compared(champion: np.ndarray, challenger: np.ndarray, paired: bool) -> dict:
+    """:func:`paired_difference` (row ``i`` of both the same request) or
+    :func:`unpaired_difference`."""
+    return (paired_difference if paired else unpaired_difference)(champion, challenger)
+
+
 def _undecided(delta) -> dict:
     return {"difference": delta, "se": None, "df": None, "interval": None,
             "probability_challenger_cheaper": None}
@@ -253,8 +259,7 @@ def over_time(champion_times: np.ndarray, champion: np.ndarray, challenger_times
     out = []
     for cut in cuts:
         a, b = champion_times <= cut, challenger_times <= cut
-        result = (paired_difference(champion[a], challenger[a]) if paired
-                  else unpaired_difference(champion[a], challenger[b]))
+        result = compared(champion[a], challenger[b], paired)  # (paired: b is a)
         radius = difference_radius(result) if result.get("se") is not None else None
         out.append({"time": float(cut), "rows": result["rows"],
                     "difference": result["difference"], "interval": result["interval"],

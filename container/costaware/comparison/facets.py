@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from ..metrics import clarify
-from .difference import paired_difference, unpaired_difference
+from .difference import compared, over_time
 
 BOOTSTRAP = 400
 FAIR_AT_ONE = {"DI"}  # ratio metrics, fair at 1
@@ -32,16 +32,18 @@ FACETS = (("a", False), ("d", True))
 
 def facet_differences(champion_cost: np.ndarray, challenger_cost: np.ndarray,
                       champion_sensitive: np.ndarray, challenger_sensitive: np.ndarray,
-                      paired: bool) -> dict:
-    """``{"a": difference, "d": difference}`` on each facet's decisions alone."""
+                      paired: bool, times: tuple | None = None) -> dict:
+    """``{"a": difference, "d": difference}`` on each facet's decisions alone (paired: the
+    champion's facet for both); with ``times`` (the champion's and the challenger's decision
+    times), each also with its difference over time (``over_time``)."""
     out = {}
     for name, sensitive in FACETS:
         a = champion_sensitive == sensitive
-        if paired:
-            out[name] = paired_difference(champion_cost[a], challenger_cost[a])
-        else:
-            out[name] = unpaired_difference(champion_cost[a],
-                                            challenger_cost[challenger_sensitive == sensitive])
+        b = a if paired else challenger_sensitive == sensitive
+        out[name] = compared(champion_cost[a], challenger_cost[b], paired)
+        if times is not None:
+            out[name]["over_time"] = over_time(times[0][a], champion_cost[a], times[1][b],
+                                               challenger_cost[b], paired)
     return out
 
 

@@ -28,9 +28,9 @@ import numpy as np
 
 from .. import storage
 from ..errors import InputError
-from ..monitoring.capture import Counts, parse_time, read_ground_truth
+from ..monitoring.capture import Counts, read_ground_truth
 from ..monitoring.decided_rows import DecidedRows
-from ..monitoring.job import JobError, fail, write_json
+from ..monitoring.job import JobError, fail, window_time, write_json
 from . import difference, facets
 from .models import load_model_or_spec, replayed
 from .variants import (NOT_TWINS, ComparisonError, check_comparable, choose_design,
@@ -71,7 +71,8 @@ def compare(args) -> dict:
     challenger_spec, challenger_model = load_model_or_spec(
         args.challenger_model, "--challenger-model", need_model=args.replay)
     check_comparable(champion_spec, challenger_spec)
-    start, end = _time(args.start_time, "--start-time"), _time(args.end_time, "--end-time")
+    start = window_time(args.start_time, "--start-time")
+    end = window_time(args.end_time, "--end-time")
     if start is not None and end is not None and start >= end:
         raise JobError(f"--start-time {args.start_time} is not before --end-time "
                        f"{args.end_time}: the window holds no decision")
@@ -148,15 +149,6 @@ def compare(args) -> dict:
     return result
 
 
-def _time(text: str | None, what: str):
-    if not text:
-        return None
-    when = parse_time(text)
-    if when is None:
-        raise JobError(f"{what} {text!r} is not an ISO 8601 time (e.g. 2026-12-01T15:00:00Z)")
-    return when
-
-
 def _count_one_sided_truth(labels: dict, champion: DecidedRows, challenger: DecidedRows,
                            counts: Counts, replay: bool) -> None:
     """Ground-truth ids that met one variant's captures only (in a shadow comparison the other
@@ -194,8 +186,7 @@ def _compared(champion: DecidedRows, challenger: DecidedRows, pairs, design: str
     else:
         ia, ib = np.nonzero(champion.label >= 0)[0], np.nonzero(challenger.label >= 0)[0]
     paired = design == "paired"
-    overall = (difference.paired_difference if paired else difference.unpaired_difference)(
-        cost_a[ia], cost_b[ib])
+    overall = difference.compared(cost_a[ia], cost_b[ib], paired)
     recommendation = difference.recommend(overall, min_saving)
     missing = _missing(champion, challenger, paired, len(ia))
     if missing:
@@ -221,16 +212,12 @@ def _compared(champion: DecidedRows, challenger: DecidedRows, pairs, design: str
             f"(g1 = {g1:.2f}) is near normal only from about {need} of them (Cochran's rule)")
     if champion.sensitive is not None and challenger.sensitive is not None and len(ia) > 1:
         per_facet = facets.facet_differences(cost_a[ia], cost_b[ib], champion.sensitive[ia],
-                                             challenger.sensitive[ib], paired)
+                                             challenger.sensitive[ib], paired,
+                                             (champion.times[ia], challenger.times[ib]))
         bias = facets.bias_changes(facet_cells(champion, ia), facet_cells(challenger, ib), paired)
-        result["facets"] = {name: {key: r[key] for key in ("difference", "interval", "rows")}
+        result["facets"] = {name: {key: r[key] for key in
+                                   ("difference", "interval", "rows", "over_time")}
                             for name, r in per_facet.items()}
-        for name, sensitive in facets.FACETS:  # the difference over time within each facet
-            a = champion.sensitive[ia] == sensitive
-            b = a if paired else challenger.sensitive[ib] == sensitive
-            result["facets"][name]["over_time"] = difference.over_time(
-                champion.times[ia][a], cost_a[ia][a], challenger.times[ib][b], cost_b[ib][b],
-                paired)
         result["bias"] = bias
         result["flags"] = facets.flags(overall, per_facet, bias)
     return result
@@ -250,25 +237,15 @@ def _missing(champion: DecidedRows, challenger: DecidedRows, paired: bool, pairs
 
 
 def write(result: dict, output: str) -> dict:
+    from ..model.artifact import json_safe
     from .report import render
 
     os.makedirs(output, exist_ok=True)
-    written = {"comparison": write_json(output, RESULT_FILE, _finite(result))}
+    written = {"comparison": write_json(output, RESULT_FILE, json_safe(result))}
     path = os.path.join(output, REPORT_FILE)
     storage.atomic_write(path, render(result).encode("utf-8"))
     written["report"] = path
     return written
-
-
-def _finite(value):
-    """NaN and infinities (a variant without rows) as null: comparison.json is strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 DESCRIPTION = ("Champion or challenger: two variants' decisions compared by their realized cost "

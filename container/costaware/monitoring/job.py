@@ -87,14 +87,13 @@ def _required(env, name: str) -> str:
     return value
 
 
-def _window_time(env, name: str) -> datetime | None:
-    text = env.get(name)
+def window_time(text: str | None, what: str) -> datetime | None:
+    """A window's bound (None when not given), or the job's one-line reason naming ``what``."""
     if not text:
         return None
     when = parse_time(text)
     if when is None:
-        raise JobError(f"environment variable {name}: {text!r} is not an ISO 8601 time "
-                       "(e.g. 2026-12-01T15:00:00Z)")
+        raise JobError(f"{what} {text!r} is not an ISO 8601 time (e.g. 2026-12-01T15:00:00Z)")
     return when
 
 
@@ -146,7 +145,8 @@ def run_monitor(env) -> dict:
     output = _required(env, "output_path")
     if not os.path.isdir(source):
         raise JobError(f"dataset_source {source} is not a directory")
-    start, end = _window_time(env, "start_time"), _window_time(env, "end_time")
+    start = window_time(env.get("start_time"), "environment variable start_time:")
+    end = window_time(env.get("end_time"), "environment variable end_time:")
     baseline, constraints, spec = load_baseline(env)
     truth = env.get("ground_truth_source")
     if truth and not os.path.isdir(truth):
