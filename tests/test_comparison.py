@@ -763,3 +763,16 @@ def test_an_id_reused_for_different_requests_in_split_traffic_is_no_pair(models,
     assert counts["labelled requests decided by both variants (pairs)"] == 0
     assert counts[NOT_TWINS] == 3
     assert any("3 request keys" in c for c in result["caveats"]), result["caveats"]
+
+
+def test_the_command_line_does_not_import_the_comparison_to_build_its_parser():
+    """``costaware metrics`` (any command) builds every subcommand's parser: compare's arguments
+    are light, its job (numpy, scipy.stats, the capture reader) is imported only to run it."""
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from costaware import cli; cli.main(['metrics']); "
+         "print('costaware.comparison.job' in sys.modules, 'scipy.stats' in sys.modules, "
+         "file=sys.stderr)"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "False False"

@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", required=True)
     p.add_argument("--content-type", default="text/csv")
     p.set_defaults(func=_suggest_baseline)
-    from .comparison.job import DESCRIPTION, add_arguments
+    from .comparison.arguments import DESCRIPTION, add_arguments
 
     p = add_arguments(sub.add_parser("compare", help="champion or challenger: two variants' "
                                      "captured decisions by their realized cost (the image's "
