@@ -776,3 +776,21 @@ def test_the_command_line_does_not_import_the_comparison_to_build_its_parser():
          "file=sys.stderr)"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "False False"
+
+
+def test_a_full_output_volume_is_one_line_worded_for_a_processing_job(models, shadow, tmp_path,
+                                                                     mounts):
+    """The outputs on a 16 KiB volume: exit 1, and the reason names the processing job's volume
+    (not training's model and checkpoints)."""
+    champion_model, challenger_model = models
+    a, b, labels, _ = shadow
+    volume = mounts.tmpfs(tmp_path / "volume", "16k")
+    code = compare_main(["--champion", str(a), "--challenger", str(b), "--ground-truth",
+                         str(labels), "--champion-model", str(champion_model),
+                         "--challenger-model", str(challenger_model), "--output", str(volume)],
+                        env={"SAGEMAKER_BASE_DIR": str(tmp_path / "ml")})
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert code == 1
+    assert message.startswith(f"compare: {volume}/")
+    assert message.endswith("No space left on device: the processing job's outputs share its "
+                            "storage volume; give it more (VolumeSizeInGB of its ClusterConfig)")

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from costaware.monitoring import checks
-from costaware.monitoring.job import run_monitor
+from costaware.monitoring.job import monitor_main, run_monitor
 
 from support import (BIN, CLOUDWATCH_METRIC_SCHEMA, CONSTRAINTS_SCHEMA, STATISTICS_SCHEMA,
                      VIOLATIONS_SCHEMA, WINE_CLASSES, answered_records, capture_record,
@@ -468,3 +468,15 @@ def test_a_truncated_model_archive_is_one_line(trained, tmp_path):
                           env={**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path / "ml")})
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "model.tar.gz cannot be read" in done.stderr
+
+
+def test_a_full_output_volume_is_one_line_worded_for_a_processing_job(trained, tmp_path, mounts):
+    """monitor's outputs on a 4 KiB volume: exit 1, the processing job's volume named."""
+    volume = mounts.tmpfs(tmp_path / "volume", "4k")
+    (tmp_path / "capture").mkdir()
+    env = monitor_env(trained, tmp_path, tmp_path / "capture", output_path=str(volume))
+    assert monitor_main(env=env) == 1
+    message = (tmp_path / "ml" / "output" / "message").read_text()
+    assert message.startswith(f"monitor: {volume}/")
+    assert message.endswith("No space left on device: the processing job's outputs share its "
+                            "storage volume; give it more (VolumeSizeInGB of its ClusterConfig)")

@@ -92,14 +92,20 @@ def check_writable(directory: str) -> None:
         raise OSError(exc.errno, exc.strerror, directory) from None
 
 
-def reason(exc: OSError) -> str:
+TRAINING_VOLUME = ("the model, output and checkpoints share the job's storage volume; give the "
+                   "job more (VolumeSizeInGB)")
+PROCESSING_VOLUME = ("the processing job's outputs share its storage volume; give it more "
+                     "(VolumeSizeInGB of its ClusterConfig)")
+
+
+def reason(exc: OSError, volume: str = TRAINING_VOLUME) -> str:
     """A one-line failure reason for a file or directory that could not be written (or read): the
-    path first, then what is wrong (and, for a full disk, what to change)."""
+    path first, then what is wrong (and, for a full disk, what to change: ``volume``, the job's
+    storage as its kind of job configures it)."""
     path = exc.filename if exc.filename is not None else "a file"
     what = exc.strerror or str(exc) or type(exc).__name__
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return (f"{path}: cannot be written: {what}: the model, output and checkpoints share the "
-                "job's storage volume; give the job more (VolumeSizeInGB)")
+        return f"{path}: cannot be written: {what}: {volume}"
     if exc.errno == errno.EROFS:
         return f"{path}: cannot be written: {what}"
     return f"{path}: {what}"

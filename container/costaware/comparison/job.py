@@ -29,7 +29,7 @@ from .. import storage
 from ..errors import InputError
 from ..monitoring.capture import Counts, read_ground_truth
 from ..monitoring.decided_rows import DecidedRows
-from ..monitoring.job import JobError, fail, window_time, write_json
+from ..monitoring.job import JobError, fail, failed, window_time, write_json
 from . import difference, facets
 from .arguments import DESCRIPTION, add_arguments
 from .models import load_model_or_spec, replayed
@@ -276,7 +276,7 @@ def run(args, env) -> int:
         result = compare(args)
         written = write(result, args.output)
     except (InputError, ComparisonError, OSError) as exc:
-        return fail(env, f"compare: {storage.reason(exc) if isinstance(exc, OSError) else exc}")
+        return failed(env, "compare", exc)
     print(summary(result) + f"\n  wrote {written['comparison']} and {written['report']}")
     return 0
 

@@ -54,9 +54,17 @@ def fail(env, reason: str) -> int:
         os.makedirs(os.path.dirname(message), exist_ok=True)
         storage.atomic_write(message, reason.encode("utf-8")[:1024])
     except OSError as exc:
-        print(f"costaware: the reason could not be written to {message}: {storage.reason(exc)}",
+        print(f"costaware: the reason could not be written to {message}: "
+              f"{storage.reason(exc, storage.PROCESSING_VOLUME)}",
               file=sys.stderr)
     return 1
+
+
+def failed(env, command: str, exc: Exception) -> int:
+    """:func:`fail` with a processing job's one-line reason for ``exc`` (a full volume named as
+    a processing job configures it)."""
+    why = storage.reason(exc, storage.PROCESSING_VOLUME) if isinstance(exc, OSError) else exc
+    return fail(env, f"{command}: {why}")
 
 
 def read_json(path: str, what: str) -> dict:
@@ -204,7 +212,7 @@ def monitor_main(argv=None, env=None) -> int:
     try:
         result = run_monitor(env)
     except (InputError, OSError) as exc:
-        return fail(env, f"monitor: {storage.reason(exc) if isinstance(exc, OSError) else exc}")
+        return failed(env, "monitor", exc)
     found = result["violations"]
     print(f"costaware monitor: {result['rows']} rows; {len(found)} violation"
           f"{'s' if len(found) != 1 else ''}" + "".join(
@@ -290,6 +298,6 @@ def suggest_baseline_main(argv=None, env=None) -> int:
     try:
         paths = suggest_baseline(args.model, args.data, args.output, args.content_type)
     except (InputError, ValueError, OSError) as exc:
-        return fail(env, f"suggest-baseline: {storage.reason(exc) if isinstance(exc, OSError) else exc}")
+        return failed(env, "suggest-baseline", exc)
     print("costaware suggest-baseline: wrote " + " and ".join(paths))
     return 0
