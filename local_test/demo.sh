@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled default: the breast-cancer data with the custom-loss case study's
 # costs. Trains (the real `train` entry point on a SageMaker-shaped tree), compares decision rules
-# by expected cost per patient, serves the cost-weighted model with the real `serve` on 127.0.0.1
+# by expected cost per patient, serves the defaults' model with the real `serve` on 127.0.0.1
 # and posts a prediction to it.
 #
 #   ./local_test/demo.sh            (PORT=8080 by default)
@@ -21,8 +21,8 @@ python local_test/prepare_breast_cancer.py local_test/test_dir
 WORK=$(mktemp -d /tmp/costaware-demo.XXXXXX)
 python local_test/compare_losses.py --tree local_test/test_dir --work "$WORK"
 
-# serve the cost-weighted model exactly as an endpoint would, then ask it about five patients
-MODEL_DIR="$WORK/cost_weighted/model"
+# serve the defaults' model exactly as an endpoint would, then ask it about five patients
+MODEL_DIR="$WORK/defaults/model"
 SM_MODEL_DIR="$MODEL_DIR" SAGEMAKER_BIND_TO_PORT="$PORT" COSTAWARE_BIND_HOST=127.0.0.1 \
   SAGEMAKER_MODEL_SERVER_WORKERS=1 serve > "$WORK/serve.log" 2>&1 &
 SERVER=$!

@@ -186,9 +186,16 @@ class SavedModel:
     # -------------------------------------------------------------------- binary
 
     def probability(self, features: np.ndarray) -> np.ndarray:
-        """docs/training.md *Probabilities you can price*: ``sigmoid(mu / sqrt(1 + pi v / 8))``, ``mu = a m + c``,
-        ``v = (m, 1) Cov (m, 1)^T``, the margin held within the saved ``margin_range``."""
+        """docs/training.md *Probabilities you can price*: Platt: ``sigmoid(mu / sqrt(1 + pi v /
+        8))``, ``mu = a m + c``, ``v = (m, 1) Cov (m, 1)^T``, the margin held within the saved
+        ``margin_range``; identity: ``sigmoid(m)``; isotonic: ``sigmoid`` of the log-odds linear
+        between the knots, constant beyond them."""
         cal = self.policy["calibrator"]
+        if cal["method"] == "identity":
+            return _sigmoid(self.margins(features))
+        if cal["method"] == "isotonic":
+            return _sigmoid(np.interp(self.margins(features), cal["knot_margins"],
+                                      cal["knot_log_odds"]))
         low, high = cal["margin_range"]
         low, high = -math.inf if low is None else low, math.inf if high is None else high
         m = np.clip(self.margins(features), low, high)

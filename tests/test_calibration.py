@@ -137,7 +137,8 @@ def test_a_model_trained_with_168_to_1_weights_gives_probabilities_held_out_rows
     assert tilted_m["ece"] > 5 * m["ece"] and tilted_m["ece"] > 0.1, tilted_m["ece"]
 
 
-def test_no_label_of_a_folds_held_out_rows_reaches_its_fold_model(monkeypatch):
+@pytest.mark.parametrize("served_model", ["refit", "fold_average"])
+def test_no_label_of_a_folds_held_out_rows_reaches_its_fold_model(monkeypatch, served_model):
     """Swap the labels of pairs of rows (one positive, one negative) inside fold 0, under 10:1
     class costs: the class counts, and so every scalar computed over all rows, stay the same, and
     fold 0's model, which must not see those rows, grows the same trees: its margins on fold 0 are
@@ -148,15 +149,16 @@ def test_no_label_of_a_folds_held_out_rows_reaches_its_fold_model(monkeypatch):
     seen = []
     original = training.out_of_fold
 
-    def recording(boosting, data, folds_, rounds, classes=2):
-        out = original(boosting, data, folds_, rounds, classes)
+    def recording(boosting, data, folds_, rounds, classes=2, first=1, take=None):
+        out = original(boosting, data, folds_, rounds, classes, first, take)
         if rounds is None:
             seen[-1].append(out[folds_ == 0].copy())
         return out
 
     monkeypatch.setattr(training, "out_of_fold", recording)
     settings = hyperparameters.parse({"cost_fp": "1", "cost_fn": "10", "cost_weight_exponent": "1",
-                                      "num_round": "8", "max_depth": "3", "nthread": "1"})
+                                      "num_round": "8", "max_depth": "3", "nthread": "1",
+                                      "served_model": served_model})
     swapped = y.copy()
     positives = np.flatnonzero((folds == 0) & (y == 1))[:30]
     negatives = np.flatnonzero((folds == 0) & (y == 0))[:30]
@@ -169,3 +171,45 @@ def test_no_label_of_a_folds_held_out_rows_reaches_its_fold_model(monkeypatch):
     assert len(seen[0]) == len(seen[1]) == 8
     for before, after in zip(*seen):
         assert np.array_equal(before, after)
+
+
+@pytest.mark.parametrize("given, fit_rows, expected", [
+    ({}, 499_999, (5, False)),  # the defaults below LARGE_ROWS: 5 folds, their average served
+    ({}, 500_000, (2, False)),  # from there: 2 folds
+    ({"cross_fit_folds": "4"}, 2_000_000, (4, False)),
+    ({"served_model": "refit"}, 2_000_000, (2, True)),
+    ({"served_model": "fold_average"}, 100, (5, False)),
+    ({"calibration_data": "validation"}, 2_000_000, (0, True)),
+])
+def test_the_automatic_cross_fitting_follows_the_fit_rows(given, fit_rows, expected):
+    assert training.cross_fitting(hyperparameters.parse(given), fit_rows) == expected
+
+
+def test_each_rounds_metrics_read_a_sample_of_many_held_out_rows(monkeypatch):
+    """Above ROUND_ROWS held-out rows every round's calibrator and metrics read a seeded random
+    sample (the log says so and how many), early stopping too; the kept round's calibrator and
+    the final metrics read every row."""
+    monkeypatch.setattr(training, "ROUND_ROWS", 300)
+    x, y, _ = _known_probability_rows(1200, 5)
+    data = Dataset(x, y, [f"x{i}" for i in range(6)],
+                   RowCosts.constant(CostMatrix(fp=1, fn=3), len(y)), "mem", True)
+    settings = hyperparameters.parse({"num_round": "6", "max_depth": "2", "cost_fn": "3",
+                                      "early_stopping_rounds": "3"})
+    sizes, lines = [], []
+    original = training.out_of_fold
+
+    def recording(boosting, data_, folds, rounds, classes=2, first=1, take=None):
+        out = original(boosting, data_, folds, rounds, classes, first, take)
+        sizes.append((rounds, len(out)))
+        return out
+
+    monkeypatch.setattr(training, "out_of_fold", recording)
+    result = training.train(settings, data, log=lines.append)
+    sampled = [n for rounds, n in sizes if rounds is None]
+    assert len(sampled) == result.rounds_trained and len(set(sampled)) == 1
+    assert 200 < sampled[0] < 400  # about 300 of 1,200
+    assert any(line.startswith(f"every round's held-out metrics (and early stopping) read a random "
+                               f"sample of {sampled[0]} of the held-out rows") for line in lines)
+    assert [n for rounds, n in sizes if rounds is not None] == [1200]  # the kept round: every row
+    assert result.policy.calibrator.rows == 1200
+    assert result.channels["train"].metrics["rows"] == 1200

@@ -367,13 +367,16 @@ CLASS_HP = {"cost_matrix": "[[0,1,3],[2,0,1],[6,2,0]]", "num_round": "30", "max_
             "label_values_or_threshold": "[2]", "fairness_penalty": "2"}
 
 
-@pytest.mark.parametrize("sampling", [True, False], ids=["booster per round", "shared booster"])
-def test_three_classes_resume_equal_to_an_uninterrupted_run(tmp_path, sampling):
+@pytest.mark.parametrize("sampling, served", [(True, "refit"), (False, "refit"),
+                                               (True, "fold_average")],
+                         ids=["booster per round", "shared booster", "fold average"])
+def test_three_classes_resume_equal_to_an_uninterrupted_run(tmp_path, sampling, served):
     """K >= 3 goes through the same round loop: SIGTERM saves a checkpoint (K trees a round, for
     the model and each fold model), and the rerun's model bytes, policy and metrics are the
-    uninterrupted run's."""
+    uninterrupted run's; also when the fold models' average is served (no refit member)."""
     data = _three_classes()
-    settings = hyperparameters.parse({**CLASS_HP, **(SAMPLING if sampling else {})})
+    settings = hyperparameters.parse({**CLASS_HP, **(SAMPLING if sampling else {}),
+                                      "served_model": served})
     reference = _train(settings, data)
     store = CheckpointStore(str(tmp_path), log=lambda line: None)
     stop = StopRequest()

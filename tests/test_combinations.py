@@ -65,6 +65,18 @@ TRAINED = [  # every kind trains (and is served, predicted with, configured for 
          "fairness_penalty": "1"}, "csv", columns=("y", *F, "grp"), labels=tuple(CLASSES)),
     Kind("mc_int_gzip", 3, {**NO_REPORT, "classes": json.dumps(INT_CLASSES), "cost_matrix": json.dumps(MATRIX),
          "cross_fit_folds": "3"}, "gzip", header=False, labels=tuple(INT_CLASSES)),
+    # the fold models' average served, with each calibrator the choice can make
+    Kind("bin_average_isotonic_rowcosts", 2, {**NO_REPORT, "label_column": "y",
+         "cost_fn_column": "loss", "served_model": "fold_average", "calibrator": "isotonic",
+         "cross_fit_folds": "3", "reasons_for": "all"}, "csv", columns=("y", *F, "loss")),
+    Kind("bin_average_identity_facet", 2, {**NO_REPORT, "label_column": "y",
+         "served_model": "fold_average", "calibrator": "identity", "cost_fn": "4",
+         "facet_column": "grp", "facet_values_or_threshold": "[1]", "max_abs_dppl": "0.1"},
+         "parquet", columns=("y", *F, "grp")),
+    Kind("mc_average_identity", 3, {**NO_REPORT, "label_column": "y",
+         "classes": json.dumps(CLASSES), "cost_matrix": json.dumps(MATRIX),
+         "served_model": "fold_average", "calibrator": "identity", "cross_fit_folds": "3",
+         "reasons_for": "all"}, "csv", labels=tuple(CLASSES)),
 ]
 REFUSED_TRAININGS = [  # (kind, the one-line reason's distinctive part)
     (Kind("mc_rowcosts", 3, {**VAL, "label_column": "y", "classes": json.dumps(CLASSES),
@@ -73,6 +85,11 @@ REFUSED_TRAININGS = [  # (kind, the one-line reason's distinctive part)
      "name the column in its cell of cost_matrix"),
     (Kind("bin_bound_nofacet", 2, {**VAL, "max_abs_dppl": "0.1"}, "csv", header=False),
      "need 'facet_column'"),
+    (Kind("mc_platt", 3, {"label_column": "y", "classes": json.dumps(CLASSES),
+          "cost_matrix": json.dumps(MATRIX), "calibrator": "platt"}, "csv", labels=tuple(CLASSES)),
+     "platt is for two classes"),
+    (Kind("bin_average_validation", 2, {**VAL, "served_model": "fold_average"}, "csv",
+          header=False), "with 'validation' there are none"),
 ]
 KINDS = {kind.name: kind for kind in TRAINED}
 

@@ -63,7 +63,7 @@ def test_unknown_name_lists_valid_ones():
     ("facet_is_feature", "maybe", "not a valid bool"),
     ("decision_rule", "0.3", "is not one of bayes, empirical"),
     ("calibration_data", "test", "is not one of cross_fit, validation"),
-    ("cross_fit_folds", "1", "out of range [2, 20]"),
+    ("cross_fit_folds", "1", "1 leaves no fold to train a fold model on"),
     ("cost_weight_exponent", "2", "out of range [0, 1]"),
     ("early_stopping_metric", "threshold", "is not one of"),
 ])
@@ -100,6 +100,12 @@ def test_removed_names_say_what_replaces_them(name, replacement):
      "'cost_weight_exponent' weights the cost_weighted loss"),
     ({"calibration_data": "validation", "cross_fit_folds": "3"},
      "'cross_fit_folds' applies to calibration_data 'cross_fit'"),
+    ({"calibration_data": "validation", "served_model": "fold_average"},
+     "'served_model' chooses between the fold models of calibration_data 'cross_fit'"),
+    ({"calibrator": "temperature"}, "temperature is for K >= 3 classes"),
+    ({"calibrator": "isotonic", "cost_matrix": "[[0,1,1],[1,0,1],[1,1,0]]"},
+     "isotonic is for two classes; with 3 classes 'auto', 'identity' or 'temperature'"),
+    ({"calibrator": "spline"}, "is not one of auto, identity, platt, temperature, isotonic"),
 ])
 def test_cost_and_calibration_settings_are_checked(values, fragment):
     with pytest.raises(HyperparameterError) as info:

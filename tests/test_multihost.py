@@ -203,6 +203,26 @@ def test_cross_fitting_on_two_hosts(tmp_path, single_host_cross_fit):
     assert abs(ours - theirs) <= 0.002, (ours, theirs)
 
 
+def test_the_fold_average_and_isotonic_on_two_hosts(tmp_path):
+    """The fold models' average served and an isotonic calibrator fitted from every host's
+    histogram: the saved model is 5 fold models' trees, and every train and test metric the job
+    reports is what one host computes for the saved model and calibrator on all the rows."""
+    settings = {**{k: v for k, v in HYPERPARAMETERS.items() if k != "calibration_data"},
+                "served_model": "fold_average", "calibrator": "isotonic"}
+    hosts = hosts_of(2)
+    trees = host_trees(tmp_path, hosts, "ShardedByS3Key", settings)
+    results = run_hosts(trees, hosts)
+    assert [code for code, _ in results] == [0, 0], results[0][1][-3000:]
+    evaluation = json.loads((trees[0] / "output" / "data" / "evaluation.json").read_text())
+    assert evaluation["served_model"] == "fold_average"
+    assert evaluation["calibrator_choice"]["chosen"] == "isotonic"
+    assert evaluation["policy"]["calibrator"]["method"] == "isotonic"
+    assert evaluation["policy"]["calibrator"]["rows"] == len(DATA["train"]) + len(DATA["validation"])
+    model = artifact.load(str(trees[0] / "model"))
+    assert model.booster.num_boosted_rounds() == 5 * (evaluation["rounds"]["kept"])
+    assert differences(evaluation, recompute(trees[0] / "model", None), ("train", "test")) == []
+
+
 def test_sampled_rounds_and_the_parity_penalty_on_three_hosts(tmp_path):
     """Row/column sampling (a booster per round) and the parity penalty, whose totals are summed
     over hosts every round: the reported numbers are still those of all the rows."""
@@ -456,8 +476,8 @@ def test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows(tmp_pat
     the bound and every metric at each row's own matrix, summed over the hosts."""
     from costaware.metrics import bias
     from costaware.config import hyperparameters
-    from costaware.decisions import multiclass
     from costaware.metrics import multiclass_metrics
+    from costaware.training.class_kinds import ManyClasses
 
     chosen = {**CLASS_HYPERPARAMETERS, "cost_matrix": matrix}
     settings = hyperparameters.parse({k: str(v) for k, v in chosen.items()})
@@ -485,8 +505,11 @@ def test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows(tmp_pat
 
     assert model.feature_names == [f"x{i}" for i in range(6)] + ([] if per_row else ["amount"])
     validation = data["validation"]
-    refit = multiclass.fit_temperature(model.margin(features(validation)),
-                                       validation[:, 0].astype(np.int64))
+    label = validation[:, 0].astype(np.int64)
+    chosen = evaluation["calibrator_choice"]["chosen"]
+    refit = next(candidate for candidate in ManyClasses(settings).calibrator_candidates(len(label))
+                 if candidate.name == chosen).fit(model.margin(features(validation)), label,
+                                                  lambda values: np.asarray(values))
     assert refit.rows == policy.calibrator.rows == len(validation)
     assert np.allclose([refit.temperature, *refit.bias],
                        [policy.calibrator.temperature, *policy.calibrator.bias], rtol=1e-4)

@@ -481,7 +481,14 @@ def _bad_model_dir(case: str, model_dir: str, tmp_path) -> str:
         if case == "metadata-incomplete":
             del metadata["decision_policy"]
         elif case == "calibrator-not-finite":
-            metadata["decision_policy"]["calibrator"]["slope"] = "nan"
+            metadata["decision_policy"]["calibrator"] = {
+                "method": "platt", "slope": "nan", "intercept": 0, "rows": 9,
+                "covariance": [[0, 0], [0, 0]], "margin_range": [None, None]}
+        elif case == "isotonic-knots-decreasing":
+            metadata["decision_policy"]["calibrator"] = {
+                "method": "isotonic", "knot_margins": [0, 1], "knot_log_odds": [1, 0]}
+        elif case == "unknown-calibrator":
+            metadata["decision_policy"]["calibrator"] = {"method": "spline"}
         elif case == "unknown-rule":
             metadata["decision_policy"]["rule"] = {"kind": "threshold"}
         elif case == "calibrator-not-an-object":
@@ -512,6 +519,8 @@ def _bad_model_dir(case: str, model_dir: str, tmp_path) -> str:
     ("metadata-not-an-object", "metadata.json does not hold a JSON object"),
     ("metadata-incomplete", "incomplete or invalid metadata (KeyError('decision_policy'))"),
     ("calibrator-not-finite", "calibrator: slope, intercept and covariance must be finite"),
+    ("isotonic-knots-decreasing", "knot_log_odds as many non-decreasing finite numbers"),
+    ("unknown-calibrator", "unknown calibrator 'spline'; known: platt, identity, isotonic"),
     ("unknown-rule", "unknown decision rule 'threshold'"),
     ("calibrator-not-an-object", "calibrator must be a JSON object"),
     ("per-facet-rule-without-facet", "decides each facet at its own shift but no facet is given"),

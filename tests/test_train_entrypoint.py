@@ -37,8 +37,22 @@ def test_breast_cancer_outputs(breast_cancer_tree):
     assert policy["costs"] == {"cost_fp": 1287.67, "cost_fn": 252000.0, "cost_tp": 35280.0, "cost_tn": 0.0}
     assert policy["rule"] == {"kind": "bayes"} and policy["cost_columns"] == {}
     calibrator = policy["calibrator"]
-    assert calibrator["method"] == "platt" and calibrator["rows"] == 340 + 86  # out of fold
+    assert calibrator["rows"] == 340 + 86  # out of fold
     assert meta["held_out"].startswith("out-of-fold margins of 5 fold models over train and validation")
+    assert meta["served_model"] == "fold_average"
+    # the calibrator the evidence chose, over the 5 cross-fitting folds (isotonic needs 1,000
+    # rows): Platt, unless another saves more than one paired s.e. plus one unseen mistake of
+    # the costliest kind per held-out row (a missed cancer, $216,720, over 426 rows)
+    choice = json.loads((base / "output" / "data" / "evaluation.json").read_text()
+                        )["calibrator_choice"]
+    assert choice["chosen"] == calibrator["method"] and choice["folds"] == 5
+    assert choice["rows"] == 426 and set(choice["candidates"]) == {"identity", "platt"}
+    identity = choice["candidates"]["identity"]
+    assert identity["unseen_mistake_per_row"] == pytest.approx((252000 - 35280) / 426)
+    earns = identity["cost_gain_over_default"] > (identity["cost_gain_se"]
+                                                  + identity["unseen_mistake_per_row"])
+    assert choice["chosen"] == ("identity" if earns else "platt")
+    assert f"calibrator: {choice['chosen']} (Platt scaling unless" in (base / "train.log").read_text()
     assert set(meta["versions"]) >= {"costaware", "xgboost", "numpy", "python"}
     evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
     assert set(evaluation["channels"]) == {"train", "validation", "test"}

@@ -17,10 +17,12 @@ import numpy as np
 
 from costaware.model import artifact
 from costaware.metrics import bias
-from costaware.decisions.calibration import fit_platt
-from costaware.decisions.costs import CostMatrix, RowCosts
+from costaware.decisions.calibrator_choice import ISOTONIC_MIN_ROWS, TWO_CLASS_CANDIDATES, choose
+from costaware.decisions.costs import CostMatrix, RowCosts, bayes_decision
 from costaware.decisions.rules import ShiftHistogram
 from costaware.metrics.classification import channel_metrics, exact_auc, summarize
+from costaware.training.channels import folds_of
+from costaware.training.pipeline import CALIBRATOR_FOLDS
 
 RTOL = 1e-8
 COUNTS = ("confusion_matrix", "rows", "positives")
@@ -51,8 +53,19 @@ def recompute(model_dir, channels: dict[str, Rows], calibrate_on: str | None = "
     model = artifact.load(str(model_dir))
     margins = {name: model.margin(rows.features.astype(np.float32)) for name, rows in channels.items()}
     calibrator = model.policy.calibrator
-    if calibrate_on is not None:
-        calibrator = fit_platt(margins[calibrate_on], channels[calibrate_on].label)
+    if calibrate_on is not None:  # the calibrator's choice, as one host makes it on every row
+        label = channels[calibrate_on].label
+        seed = int(model.metadata["hyperparameters"].get("seed", 0))
+        candidates = [c for c in TWO_CLASS_CANDIDATES
+                      if c.name != "isotonic" or len(label) >= ISOTONIC_MIN_ROWS]
+        costs = channels[calibrate_on].costs
+
+        def row_cost(p, rows):  # the Bayes decision's realised cost at each row's costs
+            return costs.subset(rows).realised(label[rows], bayes_decision(p, costs.subset(rows))[0])
+
+        calibrator = choose(candidates, margins[calibrate_on], label,
+                            folds_of(label, CALIBRATOR_FOLDS, seed), CALIBRATOR_FOLDS,
+                            row_cost, float(max(r.max() for r in costs.regrets()))).calibrator
     p = {name: calibrator.probability(m) for name, m in margins.items()}
     rule = model.policy.rule
     if calibrate_on is not None and rule.kind == "empirical":
@@ -82,10 +95,16 @@ def differences(evaluation: dict, expected: dict, channels=None) -> list[str]:
     """Every reported number that is not the recomputed one (empty: all agree)."""
     found = []
     policy = evaluation["policy"]
-    ours, theirs = policy["calibrator"], expected["calibrator"]
-    for key, value in (("slope", theirs.slope), ("intercept", theirs.intercept)):
-        if not _close(ours[key], value):
-            found.append(f"calibrator {key} {ours[key]!r} != {value!r}")
+    ours, theirs = policy["calibrator"], expected["calibrator"].to_dict()
+    if ours["method"] != theirs["method"]:
+        found.append(f"calibrator {ours['method']} != {theirs['method']}")
+    keys = {"platt": ("slope", "intercept"), "isotonic": ("knot_margins", "knot_log_odds"),
+            "identity": ()}[theirs["method"]]
+    for key in keys if ours["method"] == theirs["method"] else ():
+        mine, value = np.atleast_1d(ours[key]), np.atleast_1d(theirs[key])
+        if len(mine) != len(value) or not all(_close(float(a), float(b))
+                                              for a, b in zip(mine, value)):
+            found.append(f"calibrator {key} {ours[key]!r} != {theirs[key]!r}")
     rule = expected["rule"].to_dict()
     if policy["rule"] != rule:
         found.append(f"rule {policy['rule']!r} != {rule!r}")

@@ -27,7 +27,7 @@ from ..decisions.reasons import parse_reason_texts
 IGNORED_EXACT = {"_tuning_objective_metric"}
 IGNORED_PREFIXES = ("sagemaker_",)
 
-DEFAULT_EXPONENT = 0.15  # chosen on bench_decisions: docs/benchmarks.md, "How strongly costs weight ..."
+DEFAULT_EXPONENT = 0.0  # chosen on bench_decisions: docs/benchmarks.md, "How strongly costs weight ..."
 # Names that once existed: a job that still sends one fails with what to do instead.
 REMOVED = {
     "cost_column": "give each per-row cost its own column with cost_fp_column, cost_fn_column, "
@@ -212,9 +212,21 @@ SCHEMA: tuple[Param, ...] = (
           "choose the round: 'cross_fit' (out-of-fold margins of cross_fit_folds fold models over "
           "train and validation; the model is trained on both) or 'validation' (the validation "
           "channel; the model is trained on train).", "learning", choices=("cross_fit", "validation")),
-    Param("cross_fit_folds", "int", 5,
-          "Folds for calibration_data 'cross_fit' (each fold model is trained on the others).",
-          "learning", 2, 20),
+    Param("cross_fit_folds", "int", 0,
+          "Folds for calibration_data 'cross_fit' (each fold model is trained on the others); 0: "
+          "5, or 2 from 500,000 fit rows on (where half the rows still train a good model and "
+          "every fold model costs as much as the model).", "learning", 0, 20),
+    Param("served_model", "choice", "fold_average",
+          "With calibration_data 'cross_fit', the model served: 'fold_average' (the mean of the "
+          "fold models' margins, whose out-of-fold margins the calibrator was fitted on: k times "
+          "the trees to serve, no refit to train) or 'refit' (a model trained on every fit row "
+          "beside the fold models).", "learning", choices=("fold_average", "refit")),
+    Param("calibrator", "choice", "auto",
+          "What turns the margin into probabilities: 'auto' (Platt scaling, or K >= 3 classes "
+          "temperature scaling, unless 'identity' or, with 1,000 held-out rows or more, "
+          "'isotonic' (two classes) decides the held-out rows more cheaply in cross-validation "
+          "by more than one paired standard error), or one of them.", "learning",
+          choices=("auto", "identity", "platt", "temperature", "isotonic")),
     Param("seed", "int", 0, "Random seed.", "xgboost", 0, 2**31 - 1),
     Param("nthread", "int", 0, "Threads for XGBoost (0: all cores).", "xgboost", 0),
     Param("checkpoint_frequency", "int", 10,
@@ -569,6 +581,22 @@ def _check_cross_field(s: Settings, given: set[str] = frozenset()) -> None:
         raise HyperparameterError(
             "hyperparameter 'max_abs_dppl' < 1 decides by the constrained rule, fitted on held-out "
             "rows; decision_rule 'bayes' cannot also hold (leave decision_rule out)")
+    if s.calibrator in ("platt", "isotonic") and s.multiclass:
+        raise HyperparameterError(
+            f"hyperparameter 'calibrator': {s.calibrator} is for two classes; with "
+            f"{s.n_classes} classes 'auto', 'identity' or 'temperature'")
+    if s.calibrator == "temperature" and not s.multiclass:
+        raise HyperparameterError(
+            "hyperparameter 'calibrator': temperature is for K >= 3 classes; with two classes "
+            "'auto', 'identity', 'platt' or 'isotonic'")
+    if s.calibration_data == "validation" and "served_model" in given:
+        raise HyperparameterError(
+            "hyperparameter 'served_model' chooses between the fold models of calibration_data "
+            "'cross_fit' and a refit; with 'validation' there are none")
+    if s.cross_fit_folds == 1:
+        raise HyperparameterError(
+            "hyperparameter 'cross_fit_folds': 1 leaves no fold to train a fold model on; 2 to "
+            "20, or 0 for the automatic choice")
     if s.calibration_data == "validation" and "cross_fit_folds" in given:
         raise HyperparameterError(
             "hyperparameter 'cross_fit_folds' applies to calibration_data 'cross_fit', not "

@@ -27,6 +27,7 @@ from functools import cached_property
 import numpy as np
 
 from .calibration import Calibrator
+from .calibrator_choice import calibrator_from_dict
 from .costs import CELLS, CostMatrix, RowCosts
 from .rules import DecisionRule
 
@@ -117,7 +118,7 @@ class Policy:
         for part in ("calibrator", "rule", "costs"):
             if not isinstance(d.get(part), dict):
                 raise ValueError(f"{part} must be a JSON object")
-        policy = cls(Calibrator.from_dict(d["calibrator"]), DecisionRule.from_dict(d["rule"]),
+        policy = cls(calibrator_from_dict(d["calibrator"]), DecisionRule.from_dict(d["rule"]),
                      CostMatrix.from_dict(d["costs"]),
                      tuple((cell, str(columns[cell])) for cell in CELLS if cell in columns),
                      d.get("facet"))

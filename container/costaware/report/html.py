@@ -120,7 +120,9 @@ def job_summary(result, settings) -> dict:
                 "cost matrix C[true][decided]": [list(row) for row in policy.matrix],
                 "cost columns": ", ".join(f"C[{i}][{j}]: {name}" for (i, j), name in policy.cost_columns),
                 "class loss weights": dict(zip(policy.class_names, weighting.weights))}
-        calibrator = (f"softmax(z / {policy.calibrator.temperature:.4g} + b), b = "
+        calibrator = ("softmax(z)" if result.calibrator_choice is not None
+                      and result.calibrator_choice.name == "identity" else
+                      f"softmax(z / {policy.calibrator.temperature:.4g} + b), b = "
                       + ", ".join(f"{b:+.4g}" for b in policy.calibrator.bias))
         rule = _favourable_rule_text(policy.rule)
     else:
@@ -128,17 +130,30 @@ def job_summary(result, settings) -> dict:
                 "cost columns": ", ".join(f"{cell}: {name}" for cell, name in policy.cost_columns),
                 "loss weights": f"clip(regret / {weighting.scale:.6g}, {1 / weighting.cap:g}, "
                                 f"{weighting.cap:g}) ** {weighting.exponent:g}"}
-        calibrator = (f"Platt on the margin, slope {policy.calibrator.slope:.4g}, intercept "
-                      f"{policy.calibrator.intercept:.4g}")
+        calibrator = _two_class_calibrator_text(policy.calibrator)
         rule = policy.rule.describe()
     head["cost columns"] = head["cost columns"] or "none (class costs for every row)"
+    choice = result.calibrator_choice
     summary = {**head, "held-out rows": result.held_out,
+               "served model": ("the average of the fold models" if result.served_model ==
+                                "fold_average" else "refit on every fit row"),
                "calibrator": f"{calibrator}, fitted on {policy.calibrator.rows} held-out rows",
+               **({"calibrator's choice": choice.describe()} if choice is not None else {}),
                "decision rule": rule,
                "rounds kept": result.best_iteration + 1}
     if settings.facet_column:
         summary["facet (d)"] = f"{settings.facet_column} in {settings.facet_values_or_threshold}"
     return summary
+
+
+def _two_class_calibrator_text(calibrator) -> str:
+    described = calibrator.to_dict()
+    if described["method"] == "identity":
+        return "identity: sigmoid of the margin"
+    if described["method"] == "isotonic":
+        return f"isotonic in the margin, {len(calibrator.knot_margins)} steps"
+    return (f"Platt on the margin, slope {calibrator.slope:.4g}, intercept "
+            f"{calibrator.intercept:.4g}")
 
 
 def _favourable_rule_text(rule) -> str:

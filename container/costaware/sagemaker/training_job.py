@@ -272,6 +272,7 @@ def _write_outputs(base_dir: str, result: training.TrainingResult, settings, hos
     artifact.save(model_dir, result.booster, result.feature_names, result.policy, {
         "metrics": {name: _without_tables(ch.metrics) for name, ch in result.channels.items()},
         "held_out": result.held_out,
+        "served_model": result.served_model,
         "loss_weights": {**result.weighting.to_dict(), "min_child_weight": result.min_child_weight},
         "best_iteration": result.best_iteration,
         "rounds_trained": result.rounds_trained,
@@ -339,6 +340,9 @@ def evaluation_document(result: training.TrainingResult) -> dict:
     return artifact.json_safe({
         "policy": result.policy.to_dict(),
         "held_out": result.held_out,
+        "served_model": result.served_model,
+        "calibrator_choice": (result.calibrator_choice.to_dict()
+                              if result.calibrator_choice is not None else None),
         "loss_weights": {**result.weighting.to_dict(), "min_child_weight": result.min_child_weight},
         "rounds": {"trained": result.rounds_trained, "kept": result.best_iteration + 1},
         "channels": {

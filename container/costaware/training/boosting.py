@@ -2,12 +2,16 @@
 
 A job grows its **members** in lockstep, one tree each per round (one per class with ``K >= 3``
 classes: ``multi:softprob``, margins ``(rows, K)``; two classes: ``binary:logistic``, one
-margin). Member 0 is the model that is saved; with cross-fitting, members 1..K are the fold
-models: the same rows, with the rows of fold k given weight 0 (gradient and Hessian 0), whose margins on fold k are out of fold. All members share
-one ``DMatrix`` without weights (its histogram cuts come from every row's features alone) and take
-their gradients from costaware's objective (:mod:`costaware.training.objective`), so no label of its held-out
-rows reaches a fold model, except through three scalars computed once over all rows: the scale of
-the cost weights, their mean-1 normalisation and ``min_child_weight``'s scale.
+margin). Member 0 is the model refit on every row (unless the fold models' average is served);
+with cross-fitting, the next members are the fold models. A fold model trains on its own rows
+(``Member.rows``: every fit row outside fold k), in its own ``DMatrix`` sliced from the job's,
+and keeps a second slice of fold k's rows in its prediction cache, whose margins are out of fold:
+its trees cost what its rows cost (four fifths of the model's with 5 folds, half with 2; a matrix
+of every row with fold k at weight 0 cost a whole model each). The matrices hold no weights
+(histogram cuts from the rows' features alone: a fold model's from its own rows); every member
+takes its gradients from costaware's objective (:mod:`costaware.training.objective`), so no label
+of its held-out rows reaches a fold model, except through three scalars computed once over all
+rows: the scale of the cost weights, their mean-1 normalisation and ``min_child_weight``'s scale.
 
 Two ways to grow, chosen by :meth:`Boosting.create`:
 
@@ -45,6 +49,7 @@ class Member:
 
     objective: Callable[[np.ndarray, xgb.DMatrix], tuple[np.ndarray, np.ndarray]]
     base_score: float  # binary: P(y = 1) the margins start from; K >= 3: 0 (every margin 0)
+    rows: np.ndarray | None = None  # the job's rows it trains on (indices; None: every row)
 
 
 def link_params(classes: int) -> dict:
@@ -61,7 +66,11 @@ def round_seed(seed: int, iteration: int, member: int = 0) -> int:
 
 
 def _json_trees(booster: xgb.Booster) -> list[dict]:
-    return json.loads(booster.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"]
+    return _json_trees_of(json.loads(booster.save_raw("json")))
+
+
+def _json_trees_of(document: dict) -> list[dict]:
+    return document["learner"]["gradient_booster"]["model"]["trees"]
 
 
 class Forest:
@@ -130,6 +139,17 @@ class Boosting:
         self.dtrain = dtrain
         self.members = members
         self.dwatch = dwatch  # member 0's margins on it every round (a validation channel)
+        # each member's training rows, and the rows it holds out (None: it holds none out)
+        self.train_of, self.held_of = [], []
+        for member in members:
+            if member.rows is None:
+                self.train_of.append(dtrain)
+                self.held_of.append(None)
+            else:
+                held = np.ones(dtrain.num_row(), dtype=bool)
+                held[member.rows] = False
+                self.train_of.append(dtrain.slice(member.rows))
+                self.held_of.append(dtrain.slice(np.flatnonzero(held)))
 
     @staticmethod
     def create(params: dict, seed: int, dtrain: xgb.DMatrix, members: list[Member],
@@ -147,7 +167,11 @@ class Boosting:
         raise NotImplementedError
 
     def margins(self, member: int) -> np.ndarray:
-        """A member's margins on the train rows (float32; ``(rows, K)`` with K >= 3 classes)."""
+        """A member's margins on its training rows (float32; ``(rows, K)`` with K >= 3)."""
+        raise NotImplementedError
+
+    def held_margins(self, member: int) -> np.ndarray:
+        """A member's margins on the rows it holds out, in the job's row order (float32)."""
         raise NotImplementedError
 
     def watch_margins(self) -> np.ndarray:
@@ -176,7 +200,9 @@ class SharedBoosters(Boosting):
     def _start(self, models: list[bytes | None]) -> None:
         self.models = []
         for index, (member, model) in enumerate(zip(self.members, models)):
-            cache = [self.dtrain] + ([self.dwatch] if index == 0 and self.dwatch is not None else [])
+            cache = ([self.train_of[index]]
+                     + ([self.held_of[index]] if self.held_of[index] is not None else [])
+                     + ([self.dwatch] if index == 0 and self.dwatch is not None else []))
             # (a reloaded K-class model keeps its own base score: one per class, which setting
             # the scalar again would turn into one, in the saved bytes)
             start = ({} if model is not None and self.classes > 2
@@ -191,11 +217,15 @@ class SharedBoosters(Boosting):
     def round(self) -> None:
         iteration = self.rounds
         for index, (member, model) in enumerate(zip(self.members, self.models)):
-            grad, hess = member.objective(self.margins(index), self.dtrain)
-            model.boost(self.dtrain, iteration, grad=grad, hess=hess)
+            grad, hess = member.objective(self.margins(index), self.train_of[index])
+            model.boost(self.train_of[index], iteration, grad=grad, hess=hess)
 
     def margins(self, member: int) -> np.ndarray:
-        return self.models[member].predict(self.dtrain, output_margin=True, training=True)
+        return self.models[member].predict(self.train_of[member], output_margin=True,
+                                           training=True)
+
+    def held_margins(self, member: int) -> np.ndarray:
+        return self.models[member].predict(self.held_of[member], output_margin=True)  # cached
 
     def watch_margins(self) -> np.ndarray:
         return self.models[0].predict(self.dwatch, output_margin=True)  # cached: the new tree only
@@ -227,17 +257,20 @@ class RoundBoosters(Boosting):
 
     def __init__(self, *args):
         super().__init__(*args)
-        self.forests, self.margin, self.watch_margin = [], [], None
+        self.forests, self.watch_margin = [], None
+        self.margin, self.held_margin = [None] * len(self.members), [None] * len(self.members)
         for index, member in enumerate(self.members):
-            template = xgb.Booster({**self.params, "base_score": member.base_score}, [self.dtrain])
+            template = xgb.Booster({**self.params, "base_score": member.base_score},
+                                   [self.train_of[index]])
             self.forests.append(Forest(json.loads(template.save_raw("json")),
                                        1 if self.classes == 2 else self.classes))
-            self.margin.append(None)
             self._margins(index, template)
 
     def _margins(self, index: int, booster: xgb.Booster) -> None:
         # (an untrained booster's prediction: the base margin, as XGBoost has it)
-        self.margin[index] = booster.predict(self.dtrain, output_margin=True)
+        self.margin[index] = booster.predict(self.train_of[index], output_margin=True)
+        if self.held_of[index] is not None:
+            self.held_margin[index] = booster.predict(self.held_of[index], output_margin=True)
         if index == 0 and self.dwatch is not None:
             self.watch_margin = booster.predict(self.dwatch, output_margin=True)
 
@@ -248,13 +281,16 @@ class RoundBoosters(Boosting):
     def round(self) -> None:
         iteration = self.rounds
         for index, member in enumerate(self.members):
+            rows = self.train_of[index]
             booster = xgb.Booster({**self.params,
                                    "base_score": ROUND_BASE_SCORE.get(self.classes, 0.0),
-                                   "seed": round_seed(self.seed, iteration, index)}, [self.dtrain])
-            booster.predict(self.dtrain, output_margin=True, training=True)  # starts the cache at 0
-            grad, hess = member.objective(self.margin[index], self.dtrain)
-            booster.boost(self.dtrain, 0, grad=grad, hess=hess)
-            self.margin[index] += booster.predict(self.dtrain, output_margin=True, training=True)
+                                   "seed": round_seed(self.seed, iteration, index)}, [rows])
+            booster.predict(rows, output_margin=True, training=True)  # starts the cache at 0
+            grad, hess = member.objective(self.margin[index], rows)
+            booster.boost(rows, 0, grad=grad, hess=hess)
+            self.margin[index] += booster.predict(rows, output_margin=True, training=True)
+            if self.held_of[index] is not None:
+                self.held_margin[index] += booster.predict(self.held_of[index], output_margin=True)
             if index == 0 and self.dwatch is not None:
                 self.watch_margin += booster.predict(self.dwatch, output_margin=True)
             for tree in _json_trees(booster):  # one, or one per class
@@ -262,6 +298,9 @@ class RoundBoosters(Boosting):
 
     def margins(self, member: int) -> np.ndarray:
         return self.margin[member]
+
+    def held_margins(self, member: int) -> np.ndarray:
+        return self.held_margin[member]
 
     def watch_margins(self) -> np.ndarray:
         return self.watch_margin
@@ -275,3 +314,36 @@ class RoundBoosters(Boosting):
     def resume(self, models: list[bytes]) -> None:
         for index, model in enumerate(models):
             self._margins(index, self.forests[index].load(model))
+
+
+def averaged(boosters: list[xgb.Booster], classes: int = 2) -> xgb.Booster:
+    """One booster whose margin is the mean of ``boosters``' margins (the fold models averaged):
+
+        m(x) = (1/k) sum_j m_j(x) = (1/k) sum_j b_j + sum_j sum_t f_jt(x) / k,
+
+    i.e. every booster's trees with each leaf value divided by ``k``, from the mean base margin
+    ``(1/k) sum_j b_j`` (binary: ``b_j = logit(base_score_j)``; K classes: the base scores are
+    margins). An ordinary XGBoost model (JSON), so prediction, TreeSHAP reasons and the saved
+    artifact need nothing new."""
+    documents = [json.loads(booster.save_raw("json")) for booster in boosters]
+    k = len(documents)
+
+    def base_margins(document) -> np.ndarray:
+        text = document["learner"]["learner_model_param"]["base_score"]
+        values = np.array(json.loads(text) if text.startswith("[") else [float(text)], float)
+        return np.log(values) - np.log1p(-values) if classes == 2 else values
+
+    mean = np.mean([base_margins(document) for document in documents], axis=0)
+    base = 1.0 / (1.0 + np.exp(-mean)) if classes == 2 else mean
+    template = documents[0]
+    template["learner"]["learner_model_param"]["base_score"] = (
+        "[" + ",".join(repr(float(v)) for v in base) + "]")
+    forest = Forest(template, 1 if classes == 2 else classes)
+    for document in documents:
+        for tree in _json_trees_of(document):
+            leaf = [child == -1 for child in tree["left_children"]]
+            tree["base_weights"] = [w / k for w in tree["base_weights"]]
+            tree["split_conditions"] = [c / k if is_leaf else c
+                                        for c, is_leaf in zip(tree["split_conditions"], leaf)]
+            forest.append(tree)
+    return forest.booster()

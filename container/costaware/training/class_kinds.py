@@ -29,8 +29,11 @@ from ..metrics import bias
 from ..metrics import log_lines as metric_log
 from .boosting import Member
 from ..decisions.calibration import Calibrator, fit_platt
+from ..decisions.calibrator_choice import (ISOTONIC_MIN_ROWS, TWO_CLASS_CANDIDATES, Candidate,
+                                           calibrator_from_dict)
 from .channels import Channel, check_classes
 from ..cluster import Cluster
+from ..decisions.costs import bayes_decision
 from ..decisions.rules import DecisionRule
 from ..errors import DataError
 from .evaluation import ChannelResult, contribution_summary, evaluate, fit_rule, metrics_at
@@ -71,6 +74,7 @@ class TwoClasses:
     """One logistic margin, the Platt-type calibrator, the log-odds shift."""
 
     classes = 2
+    scaling = "platt"  # the calibrator served unless another decides more cheaply
     what = ""  # (the log's "training on ... rows")
     lighter = "lighter class"
 
@@ -86,10 +90,9 @@ class TwoClasses:
         if "validation" in channels:
             check_classes(channels["validation"], self.settings, cluster)
 
-    def check_fit(self, fit: Channel, where: str, cluster: Cluster) -> None:
-        if self.settings.calibration_data == "cross_fit":
-            check_classes(Channel(where, fit.data), self.settings, cluster,
-                          at_least=self.settings.cross_fit_folds)
+    def check_fit(self, fit: Channel, where: str, cluster: Cluster, folds: int) -> None:
+        if folds:
+            check_classes(Channel(where, fit.data), self.settings, cluster, at_least=folds)
 
     def loss(self, label: np.ndarray, fit: Channel, cluster: Cluster):
         """``(weighting, each row's weight (mean 1), offsets, the lighter class's mean weight)``."""
@@ -116,11 +119,34 @@ class TwoClasses:
                                      self.settings.fairness_penalty, reduce),
                       float(1 / (1 + np.exp(-base_log_odds(label, weight > 0, cluster.sum)))))
 
-    def fit_calibrator(self, margins, label, cluster: Cluster, start=None) -> Calibrator:
-        return fit_platt(margins, label, cluster.sum, start)
+    def calibrator_candidates(self, held_rows: int) -> list[Candidate]:
+        """Identity and Platt; isotonic with enough held-out rows (or when asked for)."""
+        return [c for c in TWO_CLASS_CANDIDATES
+                if c.name != "isotonic" or held_rows >= ISOTONIC_MIN_ROWS
+                or self.settings.calibrator == "isotonic"]
 
-    def calibrator_from_dict(self, saved: dict) -> Calibrator:
-        return Calibrator.from_dict(saved)
+    def costliest_mistake(self, channel: Channel, cluster: Cluster) -> float:
+        """The largest regret of any of the channel's rows over every host."""
+        local = max((float(r.max()) for r in channel.data.costs.regrets() if r.size), default=0.0)
+        return float(cluster.allreduce(np.array([local]), "max")[0])
+
+    def bayes_cost(self, channel: Channel, p, rows) -> np.ndarray:
+        """The realised cost of each of the channel's rows ``rows`` (a mask) decided by the
+        Bayes rule on ``p``, at its own costs."""
+        costs = channel.data.costs.subset(rows)
+        return costs.realised(channel.data.label[rows], bayes_decision(p, costs)[0])
+
+    def fit_calibrator(self, margins, label, cluster: Cluster, start=None):
+        """A round's calibrator (early stopping's metrics): the asked-for one, Platt under
+        'auto' (the choice is made once, at the kept round)."""
+        method = self.settings.calibrator
+        if method in ("auto", "platt"):
+            return fit_platt(margins, label, cluster.sum, start)
+        return next(c for c in TWO_CLASS_CANDIDATES if c.name == method).fit(margins, label,
+                                                                             cluster.sum)
+
+    def calibrator_from_dict(self, saved: dict):
+        return calibrator_from_dict(saved)
 
     def bayes_metrics(self, channel: Channel, p, n_groups: int, cluster: Cluster) -> dict:
         decision, _, _ = DecisionRule().decide(p, channel.data.costs, channel.sensitive)
@@ -152,6 +178,11 @@ class TwoClasses:
         return f"decision rule {policy.rule.describe()}"
 
 
+def identity_temperature(margins, label, reduce) -> TemperatureCalibrator:
+    """``softmax(z)``: temperature 1, no biases."""
+    return TemperatureCalibrator(rows=int(reduce(np.array([len(label)], dtype=np.float64))[0]))
+
+
 def metric_name(label) -> str:
     """A class label as it appears in a metric name (``recall_<label>``): regex-safe characters."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", str(label))
@@ -161,6 +192,7 @@ class ManyClasses:
     """K softmax margins, temperature-and-bias calibration, the favourable classes' cost shift."""
 
     lighter = "lightest class"
+    scaling = "temperature"  # the calibrator served unless the identity decides more cheaply
 
     def __init__(self, settings):
         self.settings = settings
@@ -180,14 +212,13 @@ class ManyClasses:
                 raise DataError(f"validation channel ({channels['validation'].data.source}): no "
                                 "rows to calibrate on")
 
-    def check_fit(self, fit: Channel, where: str, cluster: Cluster) -> None:
+    def check_fit(self, fit: Channel, where: str, cluster: Cluster, folds: int) -> None:
         counts = cluster.sum(np.bincount(self.label(fit.data), minlength=self.classes))
         fewest, which = int(counts.min()), self.class_labels[int(np.argmin(counts))]
         if fewest == 0:
             raise DataError(f"{where}: no row of class {which!r}; every class of 'classes' (or of "
                             "cost_matrix) needs training rows")
-        folds = self.settings.cross_fit_folds
-        if self.settings.calibration_data == "cross_fit" and fewest < folds:
+        if folds and fewest < folds:
             raise DataError(f"{where}: {fewest} rows of class {which!r}, fewer than "
                             f"cross_fit_folds ({folds}): every fold needs rows of each class; "
                             "lower cross_fit_folds or use calibration_data 'validation'")
@@ -209,7 +240,31 @@ class ManyClasses:
         return Member(class_objective(label, weight, offset, sensitive, self.settings.favourable,
                                       self.settings.fairness_penalty, reduce), 0.0)
 
+    def calibrator_candidates(self, held_rows: int) -> list[Candidate]:
+        """``softmax(z)`` and the temperature-and-bias fit."""
+        return [Candidate("identity", "0", identity_temperature),
+                Candidate("temperature", str(self.classes), fit_temperature)]
+
+    def costliest_mistake(self, channel: Channel, cluster: Cluster) -> float:
+        """The largest regret ``C_i[y_i][j] - C_i[y_i][y_i]`` of any row over every host."""
+        own = true_class_costs(self.label(channel.data), self.matrix, channel.data.cell_costs)
+        local = float((own - own[np.arange(len(own)), self.label(channel.data)][:, None]).max()
+                      ) if len(own) else 0.0
+        return float(cluster.allreduce(np.array([local]), "max")[0])
+
+    def bayes_cost(self, channel: Channel, p, rows) -> np.ndarray:
+        """The realised cost of each of the channel's rows ``rows`` (a mask) decided by the
+        Bayes rule on ``p`` (``argmin_j E[i, j]``), at its own matrix."""
+        cells = channel.data.cell_costs
+        cells = None if cells is None else {cell: values[rows] for cell, values in cells.items()}
+        decision = np.argmin(expected_costs(p, self.matrix, cells), axis=1)
+        own = true_class_costs(self.label(channel.data)[rows], self.matrix, cells)
+        return own[np.arange(len(decision)), decision]
+
     def fit_calibrator(self, margins, label, cluster: Cluster, start=None) -> TemperatureCalibrator:
+        """A round's calibrator: the asked-for one, the temperature fit under 'auto'."""
+        if self.settings.calibrator == "identity":
+            return identity_temperature(margins, label, cluster.sum)
         return fit_temperature(margins, label, cluster.sum)
 
     def calibrator_from_dict(self, saved: dict) -> TemperatureCalibrator:
@@ -256,7 +311,7 @@ class ManyClasses:
 
     def policy(self, held: Channel, p, calibrator: TemperatureCalibrator, train_data,
                cluster: Cluster, log) -> MulticlassPolicy:
-        if cluster.is_first:
+        if cluster.is_first and calibrator.bias:  # (fitted: not the identity softmax(z))
             log(f"calibrator: temperature {calibrator.temperature:.4g}, class biases "
                 + ", ".join(f"{b:+.4g}" for b in calibrator.bias)
                 + f" on {calibrator.rows} held-out rows")

@@ -29,18 +29,19 @@ numbers and no host's memory grows with the other hosts' rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 import xgboost as xgb
 
 from ..metrics import log_lines as metric_log
-from .boosting import Boosting
+from .boosting import Boosting, averaged
 from .channels import (Channel, channels_of, check_facets, concat, folds_of, group_codes,
                        sensitive_of, subset)
 from .checkpoints import CheckpointStore, StopRequest, digest
 from .class_kinds import ManyClasses, TwoClasses, kind_of
+from ..decisions.calibrator_choice import Choice, choose
 from ..cluster import SOLO, Cluster
 from ..decisions.costs import CELLS
 from ..data.channel_files import Dataset
@@ -64,6 +65,8 @@ class TrainingResult:
     # validation rows'): what a monitoring baseline scores when the job has no test rows
     held_out_rows: Dataset | None = None
     held_out_p: np.ndarray | None = None
+    calibrator_choice: Choice | None = None  # the calibrator's evidence
+    served_model: str = "refit"  # or "fold_average"
 
 
 @dataclass
@@ -77,10 +80,17 @@ class FitRows:
     fit: Channel
     label: np.ndarray
     folds: np.ndarray | None  # each row's cross-fitting fold
+    n_folds: int = 0  # cross-fitting folds (0: none)
+    refit: bool = True  # member 0 is the model refit on every fit row (else: the fold average)
 
     @property
     def cross_fit(self) -> bool:
         return self.folds is not None
+
+    @property
+    def first_fold(self) -> int:
+        """The member index of fold 0's model."""
+        return 1 if self.refit else 0
 
 
 @dataclass
@@ -88,11 +98,13 @@ class HeldOut:
     """The held-out rows: whose margins calibrate, choose the rule and the round."""
 
     channel: Channel  # their rows (labels, costs, facets)
-    margins: Callable[[Boosting, int | None], np.ndarray]  # their margins (at a round count)
+    # their margins (at a round count; only the rows ``take`` when given, an index array)
+    margins: Callable[[Boosting, int | None, np.ndarray | None], np.ndarray]
     watch: np.ndarray  # which of them the per-round metric line shows
     watch_name: str
     description: str
-    dwatch: xgb.DMatrix | None = None  # the validation rows, watched by member 0 every round
+    folds: np.ndarray  # each held-out row's fold, for the calibrator's cross-validated choice
+    n_folds: int
 
 
 @dataclass
@@ -102,8 +114,12 @@ class Kept:
     booster: xgb.Booster
     best: int
     rounds_trained: int
-    calibrator: object
+    choice: Choice  # the calibrator, and the evidence that chose it
     held_p: np.ndarray
+
+    @property
+    def calibrator(self):
+        return self.choice.calibrator
 
 
 def train(settings, train_data: Dataset, validation: Dataset | None = None,
@@ -121,7 +137,7 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
         raise ValueError("checkpoints are single-host only")
     rows = fit_rows(settings, kind_of(settings), train_data, validation, test, cluster, log)
     weighting, weight, boosting, params = members(settings, rows, cluster)
-    held = held_out(settings, rows, boosting)
+    held = held_out(settings, rows, boosting, cluster)
     log(f"training{rows.kind.what} on {int(cluster.sum([rows.fit.data.rows])[0])} rows "
         f"({' and '.join(p.name for p in rows.parts)}); held out: {held.description}; "
         f"{rows.kind.describe_weights(weighting)}; min_child_weight "
@@ -136,7 +152,8 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
         return None
     return TrainingResult(kept.booster, policy, results, kept.best, kept.rounds_trained,
                           list(rows.fit.data.feature_names), weighting, held.description, rows_of,
-                          params["min_child_weight"], held.channel.data, kept.held_p)
+                          params["min_child_weight"], held.channel.data, kept.held_p,
+                          kept.choice, "refit" if rows.refit else "fold_average")
 
 
 def fit_rows(settings, kind, train_data: Dataset, validation: Dataset | None,
@@ -157,11 +174,27 @@ def fit_rows(settings, kind, train_data: Dataset, validation: Dataset | None,
     cross_fit = settings.calibration_data == "cross_fit"
     parts = [channels["train"]] + ([channels["validation"]] if cross_fit and validation else [])
     fit = concat("fit", parts)
-    kind.check_fit(fit, " and ".join(p.name for p in parts), cluster)
+    n_folds, refit = cross_fitting(settings, int(cluster.sum([fit.data.rows])[0]))
+    kind.check_fit(fit, " and ".join(p.name for p in parts), cluster, n_folds)
     label = kind.label(fit.data)
-    folds = (folds_of(label, settings.cross_fit_folds, settings.seed, cluster, kind.classes)
-             if cross_fit else None)
-    return FitRows(kind, channels, n_groups, parts, fit, label, folds)
+    folds = folds_of(label, n_folds, settings.seed, cluster, kind.classes) if cross_fit else None
+    return FitRows(kind, channels, n_groups, parts, fit, label, folds, n_folds, refit)
+
+
+LARGE_ROWS = 500_000  # fit rows from which the automatic choices cut the training time
+
+
+def cross_fitting(settings, fit_rows: int) -> tuple[int, bool]:
+    """``(folds, refit)``: the cross-fitting folds (0 without cross-fitting) and whether a model
+    is refit on every fit row (``served_model`` refit; else the fold models' average is served).
+    Automatic folds (``cross_fit_folds`` 0): 5 below :data:`LARGE_ROWS` fit rows; from there 2,
+    each fold model on half the rows, so that the fold models' trees cost one model's and the
+    whole job stays within about 3x the time of XGBoost's own objective
+    (``benchmarks/bench_training.py``)."""
+    if settings.calibration_data != "cross_fit":
+        return 0, True
+    folds = settings.cross_fit_folds or (2 if fit_rows >= LARGE_ROWS else 5)
+    return folds, settings.served_model == "refit"
 
 
 def members(settings, rows: FitRows, cluster: Cluster):
@@ -173,10 +206,16 @@ def members(settings, rows: FitRows, cluster: Cluster):
     # min_child_weight counts rows of the lighter-weighted class: XGBoost gets it times that
     # class's mean weight (1 for the symmetric loss)
     params["min_child_weight"] = settings.min_child_weight * light
-    member_weights = [weight] + ([np.where(rows.folds == k, 0.0, weight)
-                                  for k in range(settings.cross_fit_folds)]
-                                 if rows.cross_fit else [])
-    grown = [kind.member(label, w, offset, fit.sensitive, cluster) for w in member_weights]
+    member_rows = (([None] if rows.refit else [])
+                   + [np.flatnonzero(rows.folds != k) for k in range(rows.n_folds)])
+
+    def part(values, at):  # a per-row array's rows ``at`` (None: every row)
+        per_row = isinstance(values, np.ndarray) and values.shape[:1] == (fit.data.rows,)
+        return values[at] if per_row and at is not None else values
+
+    grown = [replace(kind.member(part(label, at), part(weight, at), part(offset, at),
+                                 part(fit.sensitive, at), cluster), rows=at)
+             for at in member_rows]
     # No weights in the DMatrix: the hist sketch would place its cuts by weights that follow the
     # label, held-out rows' too; the objective applies them itself.
     dtrain = xgb.DMatrix(fit.data.features, label=label,
@@ -189,26 +228,31 @@ def members(settings, rows: FitRows, cluster: Cluster):
     return weighting, weight, boosting, params
 
 
-def held_out(settings, rows: FitRows, boosting: Boosting) -> HeldOut:
+CALIBRATOR_FOLDS = 5  # folds of a validation channel for the calibrator's cross-validated choice
+
+
+def held_out(settings, rows: FitRows, boosting: Boosting, cluster: Cluster = SOLO) -> HeldOut:
     """The held-out rows and how to get their margins (out of fold, or the validation channel's)."""
     fit, classes = rows.fit, rows.kind.classes
     if rows.cross_fit:
         has_validation = "validation" in rows.channels
         from_validation = np.arange(fit.data.rows) >= rows.channels["train"].data.rows
         return HeldOut(
-            fit, lambda boosting, rounds: out_of_fold(boosting, fit.data, rows.folds, rounds,
-                                                      classes),
+            fit, lambda boosting, rounds, take=None: out_of_fold(
+                boosting, fit.data, rows.folds, rounds, classes, rows.first_fold, take),
             from_validation if has_validation else np.ones(fit.data.rows, dtype=bool),
             "validation" if has_validation else "train",
-            f"out-of-fold margins of {settings.cross_fit_folds} fold models over "
-            + ("train and validation" if has_validation else "train"))
+            f"out-of-fold margins of {rows.n_folds} fold models over "
+            + ("train and validation" if has_validation else "train"),
+            rows.folds, rows.n_folds)
     val = rows.channels["validation"]
     return HeldOut(
-        val, lambda boosting, rounds: (boosting.watch_margins().astype(np.float64)
-                                       if rounds is None else
-                                       margin(boosting.booster(0, rounds), val.data, None,
-                                              classes)),
-        np.ones(val.data.rows, dtype=bool), "validation", "the validation channel's margins")
+        val, lambda boosting, rounds, take=None: (
+            boosting.watch_margins()[slice(None) if take is None else take].astype(np.float64)
+            if rounds is None else margin(boosting.booster(0, rounds), val.data, take, classes)),
+        np.ones(val.data.rows, dtype=bool), "validation", "the validation channel's margins",
+        folds_of(rows.kind.label(val.data), CALIBRATOR_FOLDS, settings.seed, cluster,
+                 classes), CALIBRATOR_FOLDS)
 
 
 def grow(settings, rows: FitRows, held: HeldOut, boosting: Boosting, weight: np.ndarray,
@@ -236,9 +280,23 @@ def grow(settings, rows: FitRows, held: HeldOut, boosting: Boosting, weight: np.
             "did not improve after the first tree; the model is one tree deep (raise eta or "
             "early_stopping_rounds, or check the data)")
     margins = held.margins(boosting, best + 1)
-    calibrator = kind.fit_calibrator(margins, kind.label(held.channel.data), cluster)
-    return Kept(boosting.booster(0, best + 1), best, rounds_trained, calibrator,
-                calibrator.probability(margins))
+    label = kind.label(held.channel.data)
+    held_rows = int(cluster.sum([len(label)])[0])
+    choice = choose(kind.calibrator_candidates(held_rows), margins, label, held.folds,
+                    held.n_folds, lambda p, rows: kind.bayes_cost(held.channel, p, rows),
+                    kind.costliest_mistake(held.channel, cluster), cluster.sum,
+                    None if settings.calibrator == "auto" else settings.calibrator, kind.scaling)
+    if cluster.is_first:
+        log(f"calibrator: {choice.describe()}")
+    if rows.refit:
+        booster = boosting.booster(0, best + 1)
+    else:
+        booster = averaged([boosting.booster(member, best + 1)
+                            for member in range(len(boosting.members))], kind.classes)
+        if cluster.is_first:
+            log(f"served model: the average of the {len(boosting.members)} fold models' margins "
+                f"({len(boosting.members)} x {best + 1} rounds of trees)")
+    return Kept(booster, best, rounds_trained, choice, choice.calibrator.probability(margins))
 
 
 def round_monitor(settings, rows: FitRows, held: HeldOut, boosting: Boosting, cluster: Cluster,
@@ -247,22 +305,31 @@ def round_monitor(settings, rows: FitRows, held: HeldOut, boosting: Boosting, cl
     next round's fit) travels in checkpoints."""
     kind = rows.kind
     calibrators = [None]
-    watched = subset(held.channel, held.watch)
-    held_label = kind.label(held.channel.data)
+    sample = round_sample(held.channel.data.rows, settings.seed, cluster)
+    take = None if sample is None else np.flatnonzero(sample)
+    read = held.channel if sample is None else subset(held.channel, sample)
+    watch = held.watch if sample is None else held.watch[sample]
+    watched = subset(read, watch)
+    held_label = kind.label(read.data)
+    if sample is not None and cluster.is_first:
+        log(f"every round's held-out metrics (and early stopping) read a random sample of "
+            f"{int(cluster.sum([len(take)])[0])} of the held-out rows (at most about "
+            f"{ROUND_ROWS:,}); the final metrics read every row")
 
     def observe(iteration: int) -> dict:
-        """The round's held-out metrics (early stopping watches them, over every held-out row);
-        the metric line shows the watched rows' (validation, or train without it)."""
-        margins = held.margins(boosting, None)
+        """The round's held-out metrics (early stopping watches them, over every held-out row
+        or a sample of :data:`ROUND_ROWS`); the metric line shows the watched rows' (validation,
+        or train without it)."""
+        margins = held.margins(boosting, None, take)
         calibrator = kind.fit_calibrator(margins, held_label, cluster, calibrators[0])
         calibrators[0] = calibrator
         p = calibrator.probability(margins)
-        every = kind.bayes_metrics(held.channel, p, rows.n_groups, cluster)
-        shown = (every if held.watch.all() else
-                 kind.bayes_metrics(watched, p[held.watch], rows.n_groups, cluster))
+        every = kind.bayes_metrics(read, p, rows.n_groups, cluster)
+        shown = (every if watch.all() else
+                 kind.bayes_metrics(watched, p[watch], rows.n_groups, cluster))
         if cluster.is_first:
             line = kind.line(f"[{iteration}]", held.watch_name, shown)
-            if not held.watch.all():
+            if not watch.all():
                 metric = settings.early_stopping_metric
                 line += f"\theld_out:{metric}={metric_log.format_value(every[metric])}"
             log(line)
@@ -318,16 +385,35 @@ def evaluate_channels(rows: FitRows, kept: Kept, policy, cluster: Cluster, log
 
 
 def out_of_fold(boosting: Boosting, data: Dataset, folds: np.ndarray, rounds: int | None,
-                classes: int = 2) -> np.ndarray:
-    """Each fit row's margin from the fold model that did not train on it (at ``rounds``)."""
-    out = np.empty((data.rows,) if classes == 2 else (data.rows, classes), dtype=np.float64)
-    for k in range(len(boosting.members) - 1):
-        rows = folds == k
-        if rounds is None:
-            out[rows] = boosting.margins(k + 1)[rows]
+                classes: int = 2, first: int = 1, take: np.ndarray | None = None) -> np.ndarray:
+    """Each fit row's margin (only the rows ``take``, an index array, when given) from the fold
+    model that did not train on it (at ``rounds``); fold k's model is member ``first + k``."""
+    at = np.arange(data.rows) if take is None else take
+    fold = folds[at]
+    out = np.empty((len(at),) if classes == 2 else (len(at), classes), dtype=np.float64)
+    for k in range(len(boosting.members) - first):
+        rows = fold == k
+        if rounds is None:  # (the fold model's cached margins on fold k's rows, in row order)
+            held = boosting.held_margins(first + k)
+            out[rows] = held if take is None else held[np.searchsorted(
+                np.flatnonzero(folds == k), at[rows])]
         else:
-            out[rows] = margin(boosting.booster(k + 1, rounds), data, rows, classes)
+            out[rows] = margin(boosting.booster(first + k, rounds), data, at[rows], classes)
     return out
+
+
+ROUND_ROWS = 50_000  # held-out rows (over every host) that each round's metrics read at most
+
+
+def round_sample(rows: int, seed: int, cluster: Cluster) -> np.ndarray | None:
+    """Which of this host's held-out rows each round's metrics read: all of them (``None``) up
+    to :data:`ROUND_ROWS` over every host, else each row with probability ``ROUND_ROWS / total``
+    (seeded by ``seed`` and the host's rank): every round's calibrator fit and metrics cost
+    O(rows), and beyond a few hundred thousand rows they would cost more than the trees."""
+    total = int(cluster.sum([rows])[0])
+    if total <= ROUND_ROWS:
+        return None
+    return np.random.default_rng([seed, cluster.rank]).random(rows) < ROUND_ROWS / total
 
 
 def margin(booster: xgb.Booster, data: Dataset, rows=None, classes: int = 2) -> np.ndarray:
