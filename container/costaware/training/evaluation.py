@@ -100,21 +100,26 @@ def evaluate(channel: Channel, p: np.ndarray, rule: DecisionRule, settings,
                          bias.bias_section(summary.facets, summary.groups))
 
 
-CONTRIBUTION_ROWS = 20_000  # per host and channel: TreeSHAP costs far more than a prediction
+# TreeSHAP costs far more than a prediction, in proportion to rows x trees: each channel's
+# summary reads at most this many row-rounds per host (10,000 rows of a 100-round model, 2,000 of
+# the 5-fold average of it), and never fewer than CONTRIBUTION_MIN_ROWS rows
+CONTRIBUTION_BUDGET = 1_000_000
+CONTRIBUTION_MIN_ROWS = 2_000
 
 
 def contribution_summary(booster, channel: Channel, feature_names: list[str],
                          cluster: Cluster) -> dict:
     """Mean ``|TreeSHAP contribution|`` of each feature to the saved model's margin on the
     channel's rows (XGBoost's ``pred_contribs``; every row, or an even stride of
-    :data:`CONTRIBUTION_ROWS` of them on each host), overall and, with a facet, per facet: what the
+    :data:`CONTRIBUTION_BUDGET` / rounds of them on each host), overall and, with a facet, per facet: what the
     model leans on, and whether it leans on it more for one facet (a proxy of the protected
     attribute shows there). Summed over every host."""
     import xgboost as xgb
 
     data = channel.data
-    take = (np.arange(data.rows) if data.rows <= CONTRIBUTION_ROWS
-            else np.linspace(0, data.rows - 1, CONTRIBUTION_ROWS).astype(np.int64))
+    most = max(CONTRIBUTION_MIN_ROWS, CONTRIBUTION_BUDGET // max(booster.num_boosted_rounds(), 1))
+    take = (np.arange(data.rows) if data.rows <= most
+            else np.linspace(0, data.rows - 1, most).astype(np.int64))
     width = len(feature_names)
     # Every host builds its DMatrix, rows or none: on several hosts building one is a collective
     # step (XGBoost agrees the column count), and a host that skipped it would stall the others.
