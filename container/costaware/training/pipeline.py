@@ -311,10 +311,12 @@ def round_monitor(settings, rows: FitRows, held: HeldOut, boosting: Boosting, cl
     watch = held.watch if sample is None else held.watch[sample]
     watched = subset(read, watch)
     held_label = kind.label(read.data)
-    if sample is not None and cluster.is_first:
-        log(f"every round's held-out metrics (and early stopping) read a random sample of "
-            f"{int(cluster.sum([len(take)])[0])} of the held-out rows (at most about "
-            f"{ROUND_ROWS:,}); the final metrics read every row")
+    if sample is not None:
+        sampled = int(cluster.sum([len(take)])[0])  # (every host sums, the first one logs)
+        if cluster.is_first:
+            log(f"every round's held-out metrics (and early stopping) read a random sample of "
+                f"{sampled} of the held-out rows (at most about {ROUND_ROWS:,}); the final "
+                "metrics read every row")
 
     def observe(iteration: int) -> dict:
         """The round's held-out metrics (early stopping watches them, over every held-out row
@@ -325,11 +327,13 @@ def round_monitor(settings, rows: FitRows, held: HeldOut, boosting: Boosting, cl
         calibrators[0] = calibrator
         p = calibrator.probability(margins)
         every = kind.bayes_metrics(read, p, rows.n_groups, cluster)
-        shown = (every if watch.all() else
+        # (by held.watch, the same on every host, not by this host's sample of it, which can
+        # hold no train row: every host must make the same collective calls)
+        shown = (every if held.watch.all() else
                  kind.bayes_metrics(watched, p[watch], rows.n_groups, cluster))
         if cluster.is_first:
             line = kind.line(f"[{iteration}]", held.watch_name, shown)
-            if not watch.all():
+            if not held.watch.all():
                 metric = settings.early_stopping_metric
                 line += f"\theld_out:{metric}={metric_log.format_value(every[metric])}"
             log(line)
