@@ -4,9 +4,11 @@ classes and for K >= 3 alike (what differs with K is :mod:`costaware.training.cl
 Knows nothing of SageMaker paths: it takes parsed settings and datasets and returns a
 :class:`TrainingResult`; the SageMaker adapter reads files and writes the model.
 
-1. **Fit rows and held-out rows.** ``calibration_data`` ``cross_fit`` (the default): the model is
-   trained on train and validation together, and ``cross_fit_folds`` fold models (stratified by
-   class), each trained on the other folds, give every one of these rows an out-of-fold margin.
+1. **Fit rows and held-out rows.** ``calibration_data`` ``cross_fit`` (the default): train and
+   validation together are the fit rows, and ``cross_fit_folds`` fold models (stratified by
+   class), each trained on the other folds, give every one of these rows an out-of-fold margin;
+   the model served is their average (``served_model`` ``fold_average``) or one refit on every
+   fit row (``refit``).
    ``validation``: the model is trained on train; the validation channel's rows are the held-out
    rows.
 2. **Loss weights and offsets** from the costs (two classes: each row's,
@@ -17,7 +19,8 @@ Knows nothing of SageMaker paths: it takes parsed settings and datasets and retu
    (K with K classes); then the held-out margins are calibrated, decided by the Bayes rule, and the
    watched rows' metric line is logged (validation rows, else train rows); early stopping watches
    ``early_stopping_metric`` on them.
-4. **The kept round**: the calibrator fitted on the held-out margins, and the decision rule
+4. **The kept round**: the calibrator chosen and fitted on the held-out margins
+   (:mod:`costaware.decisions.calibrator_choice`), and the decision rule
    (Bayes; or fitted on the held-out rows' probabilities).
 5. **Every channel's metrics** at the rule the model serves, from fixed-size summaries.
 
