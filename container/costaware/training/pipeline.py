@@ -264,7 +264,7 @@ def grow(settings, rows: FitRows, held: HeldOut, boosting: Boosting, weight: np.
     """Step 3 and 4: the rounds (:func:`costaware.training.rounds.run_rounds`), early stopping on the
     held-out metrics, and the kept round's calibrator."""
     kind, fit = rows.kind, rows.fit
-    monitor = round_monitor(settings, rows, held, boosting, cluster, log)
+    monitor, rows_read = round_monitor(settings, rows, held, boosting, cluster, log)
     fingerprint = lambda: {  # noqa: E731
         "settings": settings_fingerprint(settings),
         "data": {"fit rows": digest(fit.data.features, rows.label, weight, fit.sensitive,
@@ -277,7 +277,7 @@ def grow(settings, rows: FitRows, held: HeldOut, boosting: Boosting, weight: np.
     best = monitor.best_iteration if settings.early_stopping_rounds else rounds_trained - 1
     if best + 1 < rounds_trained:
         log(f"early stopping: keeping rounds 0..{best} of {rounds_trained} (the best held-out "
-            f"{settings.early_stopping_metric}, over every held-out row)")
+            f"{settings.early_stopping_metric}, over {rows_read})")
     if settings.early_stopping_rounds and best == 0:
         log(f"warning: early stopping kept round 0 only: the held-out {settings.early_stopping_metric} "
             "did not improve after the first tree; the model is one tree deep (raise eta or "
@@ -303,9 +303,9 @@ def grow(settings, rows: FitRows, held: HeldOut, boosting: Boosting, weight: np.
 
 
 def round_monitor(settings, rows: FitRows, held: HeldOut, boosting: Boosting, cluster: Cluster,
-                  log) -> RoundMonitor:
+                  log) -> tuple[RoundMonitor, str]:
     """Early stopping on each round's held-out metrics; the round's calibrator (which starts the
-    next round's fit) travels in checkpoints."""
+    next round's fit) travels in checkpoints. Also which held-out rows the rounds read, in words."""
     kind = rows.kind
     calibrators = [None]
     sample = round_sample(held.channel.data.rows, settings.seed, cluster)
@@ -314,8 +314,10 @@ def round_monitor(settings, rows: FitRows, held: HeldOut, boosting: Boosting, cl
     watch = held.watch if sample is None else held.watch[sample]
     watched = subset(read, watch)
     held_label = kind.label(read.data)
+    rows_read = "every held-out row"
     if sample is not None:
-        sampled = int(cluster.sum([len(take)])[0])  # (every host sums, the first one logs)
+        sampled, total = (int(v) for v in cluster.sum([len(take), len(sample)]))  # (every host)
+        rows_read = f"a random sample of {sampled} of the {total} held-out rows"
         if cluster.is_first:
             log(f"every round's held-out metrics (and early stopping) read a random sample of "
                 f"{sampled} of the held-out rows (at most about {ROUND_ROWS:,}); the final "
@@ -349,8 +351,8 @@ def round_monitor(settings, rows: FitRows, held: HeldOut, boosting: Boosting, cl
         saved = state["calibrator"]
         calibrators[0] = None if saved is None else kind.calibrator_from_dict(saved)
 
-    return RoundMonitor(observe, settings.early_stopping_metric, settings.early_stopping_rounds,
-                        observer_state, observer_restore)
+    return (RoundMonitor(observe, settings.early_stopping_metric, settings.early_stopping_rounds,
+                         observer_state, observer_restore), rows_read)
 
 
 def scoring_plan(rows: FitRows, name: str, kept: Kept, channel: Channel, held_fits: list[str]
