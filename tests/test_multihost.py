@@ -172,7 +172,8 @@ def test_hosts_train_one_model_with_the_single_host_metrics(tmp_path, single_hos
 
 @pytest.fixture(scope="module")
 def single_host_cross_fit(tmp_path_factory) -> Path:
-    settings = {k: v for k, v in HYPERPARAMETERS.items() if k != "calibration_data"}
+    settings = {**{k: v for k, v in HYPERPARAMETERS.items() if k != "calibration_data"},
+                "served_model": "refit"}
     base = write_tree(tmp_path_factory.mktemp("single-cf") / "ml", settings,
                       {name: {"all.csv": to_csv(rows)} for name, rows in DATA.items()})
     result = run_train(base)
@@ -181,10 +182,13 @@ def single_host_cross_fit(tmp_path_factory) -> Path:
 
 
 def test_cross_fitting_on_two_hosts(tmp_path, single_host_cross_fit):
-    """The default: fold models over train and validation on every host, the folds drawn from the
-    rows of all hosts. The saved model's train and test metrics are those of all the rows; the
-    out-of-fold validation metrics cover every validation row."""
-    settings = {k: v for k, v in HYPERPARAMETERS.items() if k != "calibration_data"}
+    """Fold models over train and validation on every host, the folds drawn from the rows of all
+    hosts, and a model refit on every fit row. The saved model's train and test metrics are those
+    of all the rows; the out-of-fold validation metrics cover every validation row. (With the
+    default fold average the served model is the fold models', whose folds follow the rows'
+    order host by host, so it is not one host's: test_the_fold_average_and_isotonic_on_two_hosts.)"""
+    settings = {**{k: v for k, v in HYPERPARAMETERS.items() if k != "calibration_data"},
+                "served_model": "refit"}
     hosts = hosts_of(2)
     trees = host_trees(tmp_path, hosts, "ShardedByS3Key", settings)
     results = run_hosts(trees, hosts)
