@@ -145,7 +145,8 @@ def test_no_label_of_a_folds_held_out_rows_reaches_its_fold_model(monkeypatch, s
     identical, round after round (the weights once went into the hist sketch, and moved its cuts)."""
     x, y, _ = _known_probability_rows(1200, 11)
     folds = np.arange(len(y)) % 5  # fixed folds: the real ones follow the labels' order
-    monkeypatch.setattr(training, "folds_of", lambda label, k, seed, cluster=None, classes=2: folds)
+    monkeypatch.setattr(training, "channel_folds",
+                        lambda labels, k, seed, cluster=None, classes=2: folds)
     seen = []
     original = training.out_of_fold
 

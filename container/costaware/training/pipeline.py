@@ -40,8 +40,8 @@ import xgboost as xgb
 
 from ..metrics import log_lines as metric_log
 from .boosting import Boosting, averaged
-from .channels import (Channel, channels_of, check_facets, concat, folds_of, group_codes,
-                       sensitive_of, subset)
+from .channels import (Channel, channel_folds, channels_of, check_facets, concat, folds_of,
+                       group_codes, sensitive_of, subset)
 from .checkpoints import CheckpointStore, StopRequest, digest
 from .class_kinds import ManyClasses, TwoClasses, kind_of
 from ..decisions.calibrator_choice import Choice, choose
@@ -180,7 +180,8 @@ def fit_rows(settings, kind, train_data: Dataset, validation: Dataset | None,
     n_folds, refit = cross_fitting(settings, int(cluster.sum([fit.data.rows])[0]))
     kind.check_fit(fit, " and ".join(p.name for p in parts), cluster, n_folds)
     label = kind.label(fit.data)
-    folds = folds_of(label, n_folds, settings.seed, cluster, kind.classes) if cross_fit else None
+    folds = (channel_folds([kind.label(part.data) for part in parts], n_folds, settings.seed,
+                           cluster, kind.classes) if cross_fit else None)
     return FitRows(kind, channels, n_groups, parts, fit, label, folds, n_folds, refit)
 
 
