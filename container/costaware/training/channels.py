@@ -200,8 +200,8 @@ def channel_folds(labels: list[np.ndarray], folds: int, seed: int, cluster: Clus
                   classes: int = 2) -> np.ndarray:
     """:func:`folds_of` for rows that are several channels' rows one after another on each host
     (train, then validation): the turn takes every host's train rows first, then every host's
-    validation rows, so the folds are those of one host holding the channels' rows in that order
-    (how many hosts share them, or which host holds which file, does not change them)."""
+    validation rows, so the folds are those of one host holding each channel's rows in the hosts'
+    order (how many hosts share a channel's rows does not change them)."""
     out, preceding = [], np.zeros(classes, dtype=np.int64)
     for label in labels:
         out.append(folds_of(label, folds, seed, cluster, classes, preceding))
