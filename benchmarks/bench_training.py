@@ -45,9 +45,9 @@ from costaware.training.objective import make_objective
 # whole jobs (costs 1:20, as the weights above): the defaults (from 500,000 fit rows on: 2 folds
 # and their average), and the other ways to cross-fit
 JOBS = {"defaults": {},
-        "5 folds, refit (the defaults below 500,000 rows)": {"cross_fit_folds": "5",
-                                                             "served_model": "refit"},
-        "5 folds, fold_average": {"cross_fit_folds": "5", "served_model": "fold_average"},
+        "5 folds, refit": {"cross_fit_folds": "5", "served_model": "refit"},
+        "5 folds, fold_average (the defaults below 500,000 rows)": {
+            "cross_fit_folds": "5", "served_model": "fold_average"},
         "2 folds, refit": {"cross_fit_folds": "2", "served_model": "refit"}}
 TEST_ROWS = 200_000  # generated beside the training rows; what each job's model is scored on
 

@@ -145,7 +145,8 @@ def test_no_label_of_a_folds_held_out_rows_reaches_its_fold_model(monkeypatch, s
     identical, round after round (the weights once went into the hist sketch, and moved its cuts)."""
     x, y, _ = _known_probability_rows(1200, 11)
     folds = np.arange(len(y)) % 5  # fixed folds: the real ones follow the labels' order
-    monkeypatch.setattr(training, "folds_of", lambda label, k, seed, cluster=None, classes=2: folds)
+    monkeypatch.setattr(training, "channel_folds",
+                        lambda labels, k, seed, cluster=None, classes=2: folds)
     seen = []
     original = training.out_of_fold
 
@@ -213,3 +214,25 @@ def test_each_rounds_metrics_read_a_sample_of_many_held_out_rows(monkeypatch):
     assert [n for rounds, n in sizes if rounds is not None] == [1200]  # the kept round: every row
     assert result.policy.calibrator.rows == 1200
     assert result.channels["train"].metrics["rows"] == 1200
+
+
+def test_early_stopping_on_a_sample_of_the_held_out_rows_says_so(monkeypatch):
+    """Above ROUND_ROWS held-out rows early stopping reads the rounds' sample: the line that
+    reports the kept round must not say it read every held-out row."""
+    monkeypatch.setattr(training, "ROUND_ROWS", 300)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1200, 6)).astype(np.float32)
+    y = (rng.random(1200) < 0.3).astype(np.int8)  # noise: more trees only overfit
+    data = Dataset(x, y, [f"x{i}" for i in range(6)],
+                   RowCosts.constant(CostMatrix(fp=1, fn=3), len(y)), "mem", True)
+    settings = hyperparameters.parse({"num_round": "30", "max_depth": "6", "eta": "1",
+                                      "cost_fn": "3", "early_stopping_rounds": "2"})
+    lines = []
+    result = training.train(settings, data, log=lines.append)
+    assert result.rounds_trained < 30
+    stopped = [line for line in lines if line.startswith("early stopping: keeping rounds")]
+    assert len(stopped) == 1
+    sampled = next(line for line in lines if line.startswith("every round's held-out metrics"))
+    size = sampled.split("random sample of ")[1].split(" ")[0]
+    assert "every held-out row" not in stopped[0]
+    assert f"over a random sample of {size} of the {len(y)} held-out rows" in stopped[0]

@@ -156,3 +156,19 @@ def test_the_fold_average_predicts_the_mean_of_the_fold_models_margins(classes):
     contributions = model.predict(dtrain, pred_contribs=True)
     assert np.allclose(contributions.sum(axis=-1), mean, atol=1e-4)
     assert model.num_boosted_rounds() == 3 * 6
+
+
+def test_an_isotonic_step_of_sure_margins_stays_finite_and_survives_its_json():
+    """A step whose margins are all far out (sigmoid(m) rounds to 1 from m ~ 37 on) and whose rows
+    are all positive: its rate shrunk towards the identity must stay below 1, with a finite
+    log-odds, or the saved calibrator (JSON has no infinity) cannot be loaded to serve."""
+    from costaware.model.artifact import json_safe
+
+    m = np.r_[np.full(50, 38.0), np.zeros(1000)]
+    y = np.r_[np.ones(50), np.arange(1000) % 2].astype(np.int8)
+    fitted = choice.fit_isotonic(m, y)
+    assert all(np.isfinite(fitted.knot_log_odds))
+    assert fitted.knot_log_odds[-1] > 30  # as sure as the identity's log-odds there, nearly
+    assert fitted.probability(np.array([38.0]))[0] == pytest.approx(1.0)
+    again = choice.calibrator_from_dict(json.loads(json.dumps(json_safe(fitted.to_dict()))))
+    assert np.array_equal(again.probability(m), fitted.probability(m))

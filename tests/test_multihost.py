@@ -182,8 +182,8 @@ def single_host_cross_fit(tmp_path_factory) -> Path:
 
 def test_cross_fitting_on_two_hosts(tmp_path, single_host_cross_fit):
     """The default: fold models over train and validation on every host, the folds drawn from the
-    rows of all hosts. The saved model's train and test metrics are those of all the rows; the
-    out-of-fold validation metrics cover every validation row."""
+    rows of all hosts, their average served. The saved model's train and test metrics are those
+    of all the rows; the out-of-fold validation metrics cover every validation row."""
     settings = {k: v for k, v in HYPERPARAMETERS.items() if k != "calibration_data"}
     hosts = hosts_of(2)
     trees = host_trees(tmp_path, hosts, "ShardedByS3Key", settings)
@@ -196,11 +196,13 @@ def test_cross_fitting_on_two_hosts(tmp_path, single_host_cross_fit):
     validation = evaluation["channels"]["validation"]
     assert validation["scored_by"] == "out-of-fold"
     assert validation["served"]["rows"] == len(DATA["validation"])
-    # the saved model (trained on all the fit rows) matches one host's; the out-of-fold
-    # validation AUC does not compare: the folds follow the rows' order, host by host
+    # the folds are one host's (every host's train rows take their turn, then every host's
+    # validation rows), so the fold models, their average (the saved model) and their
+    # out-of-fold margins match one host's, to the hosts' merged histogram cuts
     single = json.loads((single_host_cross_fit / "output" / "data" / "evaluation.json").read_text())
-    ours, theirs = (e["channels"]["test"]["served"]["auc"] for e in (evaluation, single))
-    assert abs(ours - theirs) <= 0.002, (ours, theirs)
+    for channel in ("test", "validation"):
+        ours, theirs = (e["channels"][channel]["served"]["auc"] for e in (evaluation, single))
+        assert abs(ours - theirs) <= 0.002, (channel, ours, theirs)
 
 
 def test_the_fold_average_and_isotonic_on_two_hosts(tmp_path):
@@ -527,3 +529,39 @@ def test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows(tmp_pat
             assert served[key] == expected[key], (name, key)
         for key, value in expected.items():
             assert np.allclose(served[key], value, rtol=1e-8, atol=1e-12), (name, key)
+
+
+def test_sampled_rounds_with_a_host_whose_sample_holds_no_train_row(tmp_path):
+    """Above ROUND_ROWS held-out rows every round reads a seeded sample of each host's rows. A host
+    with few train rows can draw none of them; its sampled rows are then all validation rows, and
+    it must still make the same collective calls as the other hosts (the metric line's watched
+    rows are the validation rows on every host), or the hosts' sums no longer pair up."""
+    from costaware import cluster as cluster_module
+    from costaware.training import pipeline
+
+    big = parsed(credit_rows(pipeline.ROUND_ROWS + 10_000, 5))
+    train = {"host 0": big[:-10_000], "host 1": DATA["train"][:3]}
+    validation = {"host 0": big[-10_000:], "host 1": DATA["validation"][:20]}
+    total = sum(len(rows) for rows in (*train.values(), *validation.values()))
+
+    class Second(cluster_module.Cluster):  # host 1's view of the sums, for round_sample alone
+        rank = 1
+
+        def sum(self, values):
+            return np.array([float(total)])
+
+    seed = next(seed for seed in range(200)
+                if not pipeline.round_sample(3 + 20, seed, Second())[:3].any())
+    settings = {**{k: v for k, v in HYPERPARAMETERS.items()
+                   if k not in ("calibration_data", "decision_rule", "max_bin")},
+                "num_round": 3, "max_depth": 2, "seed": seed}
+    hosts = hosts_of(2)
+    shards = {"train": list(train.values()), "validation": list(validation.values()),
+              "test": [DATA["test"][:50], DATA["test"][50:100]]}
+    trees = host_trees(tmp_path, hosts, "ShardedByS3Key", settings, shards)
+    results = run_hosts(trees, hosts, timeout=240)
+    assert [code for code, _ in results] == [0, 0], results[0][1][-3000:] + results[1][1][-3000:]
+    log = results[0][1]
+    sampled = re.search(r"read a random sample of (\d+) of the held-out rows", log)
+    assert sampled and 49_000 < int(sampled.group(1)) < 51_000  # every host's share, summed
+    assert len(metric_lines(log)) == 3 + 1  # 3 rounds and the final validation line

@@ -265,3 +265,25 @@ def test_rejects_two_channels_with_one_file_name(tmp_path, classes):
         report.write_report(str(tmp_path), [make("a b", 100), make("a_b", 100)], "t", {},
                             classes=classes)
     assert not list(tmp_path.iterdir())  # refused before anything is written
+
+
+@pytest.mark.parametrize("given, served", [
+    ({}, "the average of the fold models"),
+    ({"served_model": "refit"}, "refit on every fit row"),
+    ({"calibration_data": "validation"}, "trained on train (the validation channel held out)"),
+])
+def test_the_summary_names_the_model_the_job_serves(given, served):
+    """With calibration_data 'validation' there are no fold models and nothing is refit: the
+    model is the one trained on train."""
+    from costaware.training import pipeline as training
+
+    rng = np.random.default_rng(5)
+
+    def rows(n):
+        x = rng.normal(size=(n, 3)).astype(np.float32)
+        y = (x[:, 0] + rng.normal(size=n) > 0.5).astype(np.int8)
+        return Dataset(x, y, ["a", "b", "c"], RowCosts.constant(COSTS, n), "mem", True)
+
+    settings = hyperparameters.parse({"num_round": "3", "max_depth": "2", **given})
+    result = training.train(settings, rows(400), rows(200), log=lambda line: None)
+    assert report.job_summary(result, settings)["served model"] == served

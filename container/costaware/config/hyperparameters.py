@@ -225,7 +225,8 @@ SCHEMA: tuple[Param, ...] = (
           "What turns the margin into probabilities: 'auto' (Platt scaling, or K >= 3 classes "
           "temperature scaling, unless 'identity' or, with 1,000 held-out rows or more, "
           "'isotonic' (two classes) decides the held-out rows more cheaply in cross-validation "
-          "by more than one paired standard error), or one of them.", "learning",
+          "by more than one paired standard error plus one costliest mistake spread over the "
+          "held-out rows), or one of them.", "learning",
           choices=("auto", "identity", "platt", "temperature", "isotonic")),
     Param("seed", "int", 0, "Random seed.", "xgboost", 0, 2**31 - 1),
     Param("nthread", "int", 0, "Threads for XGBoost (0: all cores).", "xgboost", 0),

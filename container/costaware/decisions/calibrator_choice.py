@@ -130,25 +130,30 @@ def fit_isotonic(margin: np.ndarray, label: np.ndarray, reduce: Reduce = SOLO.su
     y = (np.asarray(label) == 1).astype(np.float64)
     bins = int(round(2 * MARGIN_LIMIT / BIN_WIDTH)) + 1
     at = np.rint((m + MARGIN_LIMIT) / BIN_WIDTH).astype(np.int64)
+    # (sigmoid(-m) summed on its own, not as 1 - sigmoid(m): from m ~ 37 on sigmoid(m) rounds to
+    # 1, and a step of such rows, all positive, would get p = 1 and an infinite log-odds)
     sums = reduce(np.concatenate([np.bincount(at, minlength=bins),
                                   np.bincount(at, weights=y, minlength=bins),
                                   np.bincount(at, weights=m, minlength=bins),
-                                  np.bincount(at, weights=sigmoid(m), minlength=bins)]))
-    n, positives, margin_sum, identity_sum = sums.reshape(4, bins)
+                                  np.bincount(at, weights=sigmoid(m), minlength=bins),
+                                  np.bincount(at, weights=sigmoid(-m), minlength=bins)]))
+    n, positives, margin_sum, identity_sum, identity_rest = sums.reshape(5, bins)
     used = n > 0
     if not used.any():
         return Isotonic((0.0,), (0.0,), 0)
-    n, positives = n[used], positives[used]
-    margin_sum, identity_sum = margin_sum[used], identity_sum[used]
+    n, positives, margin_sum = n[used], positives[used], margin_sum[used]
+    identity_sum, identity_rest = identity_sum[used], identity_rest[used]
     rate = isotonic_regression(positives / n, sample_weight=n, increasing=True)
     step = np.concatenate([[0], np.cumsum(np.diff(rate) != 0)])  # each bin's step
     per = lambda values: np.bincount(step, weights=values)  # noqa: E731  (a step's sum)
     rows = per(n)
-    p = (per(positives) + PRIOR_ROWS * per(identity_sum) / rows) / (rows + PRIOR_ROWS)
-    p = np.maximum.accumulate(p)
+    # p_s and 1 - p_s, each from its own sums (their ratio is the step's odds)
+    ones = per(positives) + PRIOR_ROWS * per(identity_sum) / rows
+    zeros = per(n - positives) + PRIOR_ROWS * per(identity_rest) / rows
+    log_odds = np.maximum.accumulate(np.log(ones) - np.log(zeros))
     knots = per(margin_sum) / rows
-    return Isotonic(tuple(float(x) for x in knots),
-                    tuple(float(x) for x in np.log(p) - np.log1p(-p)), int(n.sum()))
+    return Isotonic(tuple(float(x) for x in knots), tuple(float(x) for x in log_odds),
+                    int(n.sum()))
 
 
 def calibrator_from_dict(d: dict):

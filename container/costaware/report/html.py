@@ -135,7 +135,9 @@ def job_summary(result, settings) -> dict:
     head["cost columns"] = head["cost columns"] or "none (class costs for every row)"
     choice = result.calibrator_choice
     summary = {**head, "held-out rows": result.held_out,
-               "served model": ("the average of the fold models" if result.served_model ==
+               "served model": ("trained on train (the validation channel held out)"
+                                if settings.calibration_data == "validation" else
+                                "the average of the fold models" if result.served_model ==
                                 "fold_average" else "refit on every fit row"),
                "calibrator": f"{calibrator}, fitted on {policy.calibrator.rows} held-out rows",
                **({"calibrator's choice": choice.describe()} if choice is not None else {}),

@@ -178,21 +178,36 @@ def concat(name: str, parts: list[Channel]) -> Channel:
 
 
 def folds_of(label: np.ndarray, folds: int, seed: int, cluster: Cluster = SOLO,
-             classes: int = 2) -> np.ndarray:
+             classes: int = 2, preceding: np.ndarray | None = None) -> np.ndarray:
     """Each row's cross-fitting fold, stratified: within each class the rows, in their order over
     every host (ranks in order), take the folds in turn from a seeded start, so that every fold
     holds ``1/folds`` of each class (to one row) whatever the number of hosts. ``label``: class
-    indices ``0..classes-1`` (binary: 0/1)."""
+    indices ``0..classes-1`` (binary: 0/1); ``preceding``: each class's rows (over every host) of
+    the channels that come before this one in the turn (see :func:`channel_folds`)."""
     y = np.asarray(label, dtype=np.int64)
     counts = cluster.gather(np.bincount(y, minlength=classes).astype(np.int64)
                             ).reshape(-1, classes)
-    before = counts[:cluster.rank].sum(axis=0)
+    before = counts[:cluster.rank].sum(axis=0) + (0 if preceding is None else preceding)
     start = np.random.SeedSequence([seed, folds]).generate_state(classes) % folds
     out = np.empty(len(y), dtype=np.int64)
     for cls in range(classes):
         rows = np.flatnonzero(y == cls)
         out[rows] = (before[cls] + np.arange(len(rows)) + start[cls]) % folds
     return out
+
+
+def channel_folds(labels: list[np.ndarray], folds: int, seed: int, cluster: Cluster = SOLO,
+                  classes: int = 2) -> np.ndarray:
+    """:func:`folds_of` for rows that are several channels' rows one after another on each host
+    (train, then validation): the turn takes every host's train rows first, then every host's
+    validation rows, so the folds are those of one host holding each channel's rows in the hosts'
+    order (how many hosts share a channel's rows does not change them)."""
+    out, preceding = [], np.zeros(classes, dtype=np.int64)
+    for label in labels:
+        out.append(folds_of(label, folds, seed, cluster, classes, preceding))
+        preceding = preceding + cluster.sum(np.bincount(np.asarray(label, dtype=np.int64),
+                                                        minlength=classes)).astype(np.int64)
+    return np.concatenate(out)
 
 
 def subset(channel: Channel, mask: np.ndarray) -> Channel:

@@ -4,9 +4,11 @@ classes and for K >= 3 alike (what differs with K is :mod:`costaware.training.cl
 Knows nothing of SageMaker paths: it takes parsed settings and datasets and returns a
 :class:`TrainingResult`; the SageMaker adapter reads files and writes the model.
 
-1. **Fit rows and held-out rows.** ``calibration_data`` ``cross_fit`` (the default): the model is
-   trained on train and validation together, and ``cross_fit_folds`` fold models (stratified by
-   class), each trained on the other folds, give every one of these rows an out-of-fold margin.
+1. **Fit rows and held-out rows.** ``calibration_data`` ``cross_fit`` (the default): train and
+   validation together are the fit rows, and ``cross_fit_folds`` fold models (stratified by
+   class), each trained on the other folds, give every one of these rows an out-of-fold margin;
+   the model served is their average (``served_model`` ``fold_average``) or one refit on every
+   fit row (``refit``).
    ``validation``: the model is trained on train; the validation channel's rows are the held-out
    rows.
 2. **Loss weights and offsets** from the costs (two classes: each row's,
@@ -17,7 +19,8 @@ Knows nothing of SageMaker paths: it takes parsed settings and datasets and retu
    (K with K classes); then the held-out margins are calibrated, decided by the Bayes rule, and the
    watched rows' metric line is logged (validation rows, else train rows); early stopping watches
    ``early_stopping_metric`` on them.
-4. **The kept round**: the calibrator fitted on the held-out margins, and the decision rule
+4. **The kept round**: the calibrator chosen and fitted on the held-out margins
+   (:mod:`costaware.decisions.calibrator_choice`), and the decision rule
    (Bayes; or fitted on the held-out rows' probabilities).
 5. **Every channel's metrics** at the rule the model serves, from fixed-size summaries.
 
@@ -37,8 +40,8 @@ import xgboost as xgb
 
 from ..metrics import log_lines as metric_log
 from .boosting import Boosting, averaged
-from .channels import (Channel, channels_of, check_facets, concat, folds_of, group_codes,
-                       sensitive_of, subset)
+from .channels import (Channel, channel_folds, channels_of, check_facets, concat, folds_of,
+                       group_codes, sensitive_of, subset)
 from .checkpoints import CheckpointStore, StopRequest, digest
 from .class_kinds import ManyClasses, TwoClasses, kind_of
 from ..decisions.calibrator_choice import Choice, choose
@@ -177,7 +180,8 @@ def fit_rows(settings, kind, train_data: Dataset, validation: Dataset | None,
     n_folds, refit = cross_fitting(settings, int(cluster.sum([fit.data.rows])[0]))
     kind.check_fit(fit, " and ".join(p.name for p in parts), cluster, n_folds)
     label = kind.label(fit.data)
-    folds = folds_of(label, n_folds, settings.seed, cluster, kind.classes) if cross_fit else None
+    folds = (channel_folds([kind.label(part.data) for part in parts], n_folds, settings.seed,
+                           cluster, kind.classes) if cross_fit else None)
     return FitRows(kind, channels, n_groups, parts, fit, label, folds, n_folds, refit)
 
 
@@ -261,7 +265,7 @@ def grow(settings, rows: FitRows, held: HeldOut, boosting: Boosting, weight: np.
     """Step 3 and 4: the rounds (:func:`costaware.training.rounds.run_rounds`), early stopping on the
     held-out metrics, and the kept round's calibrator."""
     kind, fit = rows.kind, rows.fit
-    monitor = round_monitor(settings, rows, held, boosting, cluster, log)
+    monitor, rows_read = round_monitor(settings, rows, held, boosting, cluster, log)
     fingerprint = lambda: {  # noqa: E731
         "settings": settings_fingerprint(settings),
         "data": {"fit rows": digest(fit.data.features, rows.label, weight, fit.sensitive,
@@ -274,7 +278,7 @@ def grow(settings, rows: FitRows, held: HeldOut, boosting: Boosting, weight: np.
     best = monitor.best_iteration if settings.early_stopping_rounds else rounds_trained - 1
     if best + 1 < rounds_trained:
         log(f"early stopping: keeping rounds 0..{best} of {rounds_trained} (the best held-out "
-            f"{settings.early_stopping_metric}, over every held-out row)")
+            f"{settings.early_stopping_metric}, over {rows_read})")
     if settings.early_stopping_rounds and best == 0:
         log(f"warning: early stopping kept round 0 only: the held-out {settings.early_stopping_metric} "
             "did not improve after the first tree; the model is one tree deep (raise eta or "
@@ -300,9 +304,9 @@ def grow(settings, rows: FitRows, held: HeldOut, boosting: Boosting, weight: np.
 
 
 def round_monitor(settings, rows: FitRows, held: HeldOut, boosting: Boosting, cluster: Cluster,
-                  log) -> RoundMonitor:
+                  log) -> tuple[RoundMonitor, str]:
     """Early stopping on each round's held-out metrics; the round's calibrator (which starts the
-    next round's fit) travels in checkpoints."""
+    next round's fit) travels in checkpoints. Also which held-out rows the rounds read, in words."""
     kind = rows.kind
     calibrators = [None]
     sample = round_sample(held.channel.data.rows, settings.seed, cluster)
@@ -311,10 +315,14 @@ def round_monitor(settings, rows: FitRows, held: HeldOut, boosting: Boosting, cl
     watch = held.watch if sample is None else held.watch[sample]
     watched = subset(read, watch)
     held_label = kind.label(read.data)
-    if sample is not None and cluster.is_first:
-        log(f"every round's held-out metrics (and early stopping) read a random sample of "
-            f"{int(cluster.sum([len(take)])[0])} of the held-out rows (at most about "
-            f"{ROUND_ROWS:,}); the final metrics read every row")
+    rows_read = "every held-out row"
+    if sample is not None:
+        sampled, total = (int(v) for v in cluster.sum([len(take), len(sample)]))  # (every host)
+        rows_read = f"a random sample of {sampled} of the {total} held-out rows"
+        if cluster.is_first:
+            log(f"every round's held-out metrics (and early stopping) read a random sample of "
+                f"{sampled} of the held-out rows (at most about {ROUND_ROWS:,}); the final "
+                "metrics read every row")
 
     def observe(iteration: int) -> dict:
         """The round's held-out metrics (early stopping watches them, over every held-out row
@@ -325,11 +333,13 @@ def round_monitor(settings, rows: FitRows, held: HeldOut, boosting: Boosting, cl
         calibrators[0] = calibrator
         p = calibrator.probability(margins)
         every = kind.bayes_metrics(read, p, rows.n_groups, cluster)
-        shown = (every if watch.all() else
+        # (by held.watch, the same on every host, not by this host's sample of it, which can
+        # hold no train row: every host must make the same collective calls)
+        shown = (every if held.watch.all() else
                  kind.bayes_metrics(watched, p[watch], rows.n_groups, cluster))
         if cluster.is_first:
             line = kind.line(f"[{iteration}]", held.watch_name, shown)
-            if not watch.all():
+            if not held.watch.all():
                 metric = settings.early_stopping_metric
                 line += f"\theld_out:{metric}={metric_log.format_value(every[metric])}"
             log(line)
@@ -342,8 +352,8 @@ def round_monitor(settings, rows: FitRows, held: HeldOut, boosting: Boosting, cl
         saved = state["calibrator"]
         calibrators[0] = None if saved is None else kind.calibrator_from_dict(saved)
 
-    return RoundMonitor(observe, settings.early_stopping_metric, settings.early_stopping_rounds,
-                        observer_state, observer_restore)
+    return (RoundMonitor(observe, settings.early_stopping_metric, settings.early_stopping_rounds,
+                         observer_state, observer_restore), rows_read)
 
 
 def scoring_plan(rows: FitRows, name: str, kept: Kept, channel: Channel, held_fits: list[str]
