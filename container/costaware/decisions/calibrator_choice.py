@@ -189,12 +189,12 @@ class Choice:
     evidence: dict  # name -> {"parameters", "cv_log_loss", "difference", "se"} (vs the best)
     folds: int
     rows: int
-    forced: bool = False  # set by the calibrator hyperparameter, not by the evidence
+    forced: str = ""  # why the evidence did not choose (the calibrator hyperparameter, ...)
     fitted: dict = field(default_factory=dict, repr=False)  # every candidate, on every row
 
     @property
     def rule(self) -> str:
-        return ("set by the hyperparameter calibrator" if self.forced else
+        return (f"set by {self.forced}" if self.forced else
                 "Platt scaling unless another candidate's cross-validated cost is lower by more "
                 "than one paired standard error plus one unseen mistake of the costliest kind")
 
@@ -228,13 +228,13 @@ def row_log_loss(p: np.ndarray, label: np.ndarray) -> np.ndarray:
 def choose(candidates: list[Candidate], margin: np.ndarray, label: np.ndarray, folds: np.ndarray,
            n_folds: int, row_cost: Callable[[np.ndarray, np.ndarray], np.ndarray],
            costliest_mistake: float, reduce: Reduce = SOLO.sum, forced: str | None = None,
-           default: str = "platt") -> Choice:
+           default: str = "platt", forced_by: str = "the hyperparameter calibrator") -> Choice:
     """The calibrator of the module docstring's rule. ``candidates`` simplest first (one of them
     named ``default``, the incumbent), ``folds`` each held-out row's fold (0..n_folds-1),
     ``row_cost(p, rows)`` the realised cost of the Bayes decision on ``p`` of the held-out rows
     ``rows`` (a mask), ``costliest_mistake`` ``R`` (over every host's held-out rows). ``forced``
-    (a candidate's name, the ``calibrator`` hyperparameter) is served whatever the evidence,
-    which is still measured."""
+    (a candidate's name; ``forced_by`` says why) is served whatever the evidence, which is still
+    measured."""
     k = len(candidates)
     losses, costs = np.empty((k, len(label))), np.empty((k, len(label)))
     for f in range(n_folds):
@@ -263,7 +263,7 @@ def choose(candidates: list[Candidate], margin: np.ndarray, label: np.ndarray, f
     fitted = {name: candidate.fit(margin, label, reduce)
               for name, candidate in zip(names, candidates)}
     return Choice(fitted[names[chosen]], names[chosen], evidence, n_folds, int(rows),
-                  forced is not None, fitted)
+                  forced_by if forced else "", fitted)
 
 
 def paired_means(values: np.ndarray, rows: float, reduce: Reduce, reference: int | None = None
