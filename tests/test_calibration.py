@@ -236,3 +236,19 @@ def test_early_stopping_on_a_sample_of_the_held_out_rows_says_so(monkeypatch):
     size = sampled.split("random sample of ")[1].split(" ")[0]
     assert "every held-out row" not in stopped[0]
     assert f"over a random sample of {size} of the {len(y)} held-out rows" in stopped[0]
+
+
+def test_too_few_rows_of_a_class_for_the_automatic_folds_says_what_to_set():
+    """cross_fit_folds 0 (automatic) means 5 folds here: the message names the 5 folds, not a
+    hyperparameter value the user never gave."""
+    from costaware.errors import DataError
+
+    x, y, _ = _known_probability_rows(400, 3)
+    y = np.zeros_like(y)
+    y[:3] = 1
+    data = Dataset(x, y, [f"x{i}" for i in range(6)],
+                   RowCosts.constant(CostMatrix(fp=1, fn=3), len(y)), "mem", True)
+    with pytest.raises(DataError, match="3 rows of class 1, fewer than the 5 cross-fitting folds: "
+                                        r"every fold needs rows of both classes; set "
+                                        r"cross_fit_folds lower \(2 at least\)"):
+        training.train(hyperparameters.parse({"num_round": "2"}), data, log=lambda line: None)

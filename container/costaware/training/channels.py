@@ -113,9 +113,9 @@ def check_classes(channel: Channel, settings, cluster: Cluster = SOLO, at_least:
     if fewest < at_least:
         which = 1 if positives < rows - positives else 0
         raise DataError(
-            f"{channel.name}: {fewest} rows of class {which}, fewer than cross_fit_folds "
-            f"({at_least}): every fold needs rows of both classes; lower cross_fit_folds or use "
-            "calibration_data 'validation'")
+            f"{channel.name}: {fewest} rows of class {which}, fewer than the {at_least} "
+            "cross-fitting folds: every fold needs rows of both classes; set cross_fit_folds "
+            "lower (2 at least) or use calibration_data 'validation'")
 
 
 def group_codes(channels: list[Channel], cluster: Cluster) -> int:

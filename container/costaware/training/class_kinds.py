@@ -219,9 +219,10 @@ class ManyClasses:
             raise DataError(f"{where}: no row of class {which!r}; every class of 'classes' (or of "
                             "cost_matrix) needs training rows")
         if folds and fewest < folds:
-            raise DataError(f"{where}: {fewest} rows of class {which!r}, fewer than "
-                            f"cross_fit_folds ({folds}): every fold needs rows of each class; "
-                            "lower cross_fit_folds or use calibration_data 'validation'")
+            raise DataError(f"{where}: {fewest} rows of class {which!r}, fewer than the "
+                            f"{folds} cross-fitting folds: every fold needs rows of each class; "
+                            "set cross_fit_folds lower (2 at least) or use calibration_data "
+                            "'validation'")
 
     def loss(self, label: np.ndarray, fit: Channel, cluster: Cluster):
         weighting, weight = row_loss_weights(label, self.matrix, self.settings.cost_weight_exponent,
