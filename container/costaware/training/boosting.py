@@ -50,6 +50,9 @@ class Member:
     objective: Callable[[np.ndarray, xgb.DMatrix], tuple[np.ndarray, np.ndarray]]
     base_score: float  # binary: P(y = 1) the margins start from; K >= 3: 0 (every margin 0)
     rows: np.ndarray | None = None  # the job's rows it trains on (indices; None: every row)
+    # the rows it holds out whose margins it keeps every round (indices; None: every row outside
+    # ``rows``): a sample of them when the rounds read a sample
+    held: np.ndarray | None = None
 
 
 def link_params(classes: int) -> dict:
@@ -146,10 +149,13 @@ class Boosting:
                 self.train_of.append(dtrain)
                 self.held_of.append(None)
             else:
-                held = np.ones(dtrain.num_row(), dtype=bool)
-                held[member.rows] = False
+                held = member.held
+                if held is None:
+                    outside = np.ones(dtrain.num_row(), dtype=bool)
+                    outside[member.rows] = False
+                    held = np.flatnonzero(outside)
                 self.train_of.append(dtrain.slice(member.rows))
-                self.held_of.append(dtrain.slice(np.flatnonzero(held)))
+                self.held_of.append(dtrain.slice(held))
 
     @staticmethod
     def create(params: dict, seed: int, dtrain: xgb.DMatrix, members: list[Member],
@@ -171,7 +177,8 @@ class Boosting:
         raise NotImplementedError
 
     def held_margins(self, member: int) -> np.ndarray:
-        """A member's margins on the rows it holds out, in the job's row order (float32)."""
+        """A member's margins on the held-out rows it keeps (``Member.held``), in the job's row
+        order (float32)."""
         raise NotImplementedError
 
     def watch_margins(self) -> np.ndarray:

@@ -101,10 +101,10 @@ def evaluate(channel: Channel, p: np.ndarray, rule: DecisionRule, settings,
 
 
 # TreeSHAP costs far more than a prediction, in proportion to rows x trees: each channel's
-# summary reads at most this many row-rounds per host (10,000 rows of a 100-round model, 2,000 of
+# summary reads at most this many row-rounds per host (2,500 rows of a 100-round model, 1,000 of
 # the 5-fold average of it), and never fewer than CONTRIBUTION_MIN_ROWS rows
-CONTRIBUTION_BUDGET = 1_000_000
-CONTRIBUTION_MIN_ROWS = 2_000
+CONTRIBUTION_BUDGET = 250_000
+CONTRIBUTION_MIN_ROWS = 1_000
 
 
 def contribution_summary(booster, channel: Channel, feature_names: list[str],

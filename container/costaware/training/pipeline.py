@@ -212,14 +212,20 @@ def members(settings, rows: FitRows, cluster: Cluster):
     params["min_child_weight"] = settings.min_child_weight * light
     member_rows = (([None] if rows.refit else [])
                    + [np.flatnonzero(rows.folds != k) for k in range(rows.n_folds)])
+    # the held-out rows each fold model keeps margins of every round: its fold's, or those of
+    # them in the rounds' sample (predicting a million rows every round costs more than the tree)
+    sample = round_sample(fit.data.rows, settings.seed, cluster) if rows.cross_fit else None
+    member_held = (([None] if rows.refit else [])
+                   + [np.flatnonzero((rows.folds == k) & (True if sample is None else sample))
+                      for k in range(rows.n_folds)])
 
     def part(values, at):  # a per-row array's rows ``at`` (None: every row)
         per_row = isinstance(values, np.ndarray) and values.shape[:1] == (fit.data.rows,)
         return values[at] if per_row and at is not None else values
 
     grown = [replace(kind.member(part(label, at), part(weight, at), part(offset, at),
-                                 part(fit.sensitive, at), cluster), rows=at)
-             for at in member_rows]
+                                 part(fit.sensitive, at), cluster), rows=at, held=held)
+             for at, held in zip(member_rows, member_held)]
     # No weights in the DMatrix: the hist sketch would place its cuts by weights that follow the
     # label, held-out rows' too; the objective applies them itself.
     dtrain = xgb.DMatrix(fit.data.features, label=label,
@@ -416,10 +422,9 @@ def out_of_fold(boosting: Boosting, data: Dataset, folds: np.ndarray, rounds: in
     out = np.empty((len(at),) if classes == 2 else (len(at), classes), dtype=np.float64)
     for k in range(len(boosting.members) - first):
         rows = fold == k
-        if rounds is None:  # (the fold model's cached margins on fold k's rows, in row order)
-            held = boosting.held_margins(first + k)
-            out[rows] = held if take is None else held[np.searchsorted(
-                np.flatnonzero(folds == k), at[rows])]
+        if rounds is None:  # (the fold model's cached margins on the fold's rows it keeps: all,
+            # or those in the rounds' sample, which ``take`` then is; in row order)
+            out[rows] = boosting.held_margins(first + k)
         else:
             out[rows] = margin(boosting.booster(first + k, rounds), data, at[rows], classes)
     return out
