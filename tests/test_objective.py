@@ -80,12 +80,13 @@ def test_training_grows_the_builtin_logistic_trees_with_sample_weights_and_base_
     """With the cost weights as sample weights and the offsets as base margins, XGBoost's own
     binary:logistic grows the trees costaware grows (the margins agree to float32 rounding), once
     its histogram cuts are the unweighted ones costaware uses (cuts placed by label-following
-    weights would let held-out labels into the fold models)."""
+    weights would let held-out labels into the fold models). The refit model: the default serves
+    the fold models' average, whose trees are tested in test_calibrator_choice.py."""
     x, y = _breast_cancer()
     settings = hyperparameters.parse({"cost_fp": "2", "cost_fn": "30", "cost_tp": "1",
                                       "num_round": "25", "max_depth": "4", "eta": "0.2",
                                       "seed": "3", "cost_weight_exponent": "1",
-                                      "min_child_weight": "0"})
+                                      "min_child_weight": "0", "served_model": "refit"})
     costs = RowCosts.constant(CostMatrix(fp=2, fn=30, tp=1), len(y))
     data = Dataset(x, y, [f"f{i}" for i in range(x.shape[1])], costs, "mem", False)
     result = training.train(settings, data, log=lambda line: None)
@@ -108,7 +109,7 @@ def test_training_grows_the_builtin_logistic_trees_with_sample_weights_and_base_
 def test_symmetric_loss_is_the_unweighted_builtin():
     x, y = _breast_cancer()
     settings = hyperparameters.parse({"objective": "binary:logistic", "num_round": "10",
-                                      "cost_fn": "9"})
+                                      "cost_fn": "9", "served_model": "refit"})
     data = Dataset(x, y, [f"f{i}" for i in range(x.shape[1])],
                    RowCosts.constant(CostMatrix(1, 9), len(y)), "mem", False)
     result = training.train(settings, data, log=lambda line: None)
