@@ -258,7 +258,7 @@ class ManyClasses:
         Bayes rule on ``p`` (``argmin_j E[i, j]``), at its own matrix."""
         cells = channel.data.cell_costs
         cells = None if cells is None else {cell: values[rows] for cell, values in cells.items()}
-        decision = np.argmin(expected_costs(p, self.matrix, cells), axis=1)
+        decision, _ = self.bayes.decide(p, None, cells)
         own = true_class_costs(self.label(channel.data)[rows], self.matrix, cells)
         return own[np.arange(len(decision)), decision]
 

@@ -85,6 +85,7 @@ class FitRows:
     folds: np.ndarray | None  # each row's cross-fitting fold
     n_folds: int = 0  # cross-fitting folds (0: none)
     refit: bool = True  # member 0 is the model refit on every fit row (else: the fold average)
+    sample: np.ndarray | None = None  # the held-out rows every round reads (None: all of them)
 
     @property
     def cross_fit(self) -> bool:
@@ -182,7 +183,9 @@ def fit_rows(settings, kind, train_data: Dataset, validation: Dataset | None,
     label = kind.label(fit.data)
     folds = (channel_folds([kind.label(part.data) for part in parts], n_folds, settings.seed,
                            cluster, kind.classes) if cross_fit else None)
-    return FitRows(kind, channels, n_groups, parts, fit, label, folds, n_folds, refit)
+    held_rows = fit.data.rows if cross_fit else channels["validation"].data.rows
+    return FitRows(kind, channels, n_groups, parts, fit, label, folds, n_folds, refit,
+                   round_sample(held_rows, settings.seed, cluster))
 
 
 LARGE_ROWS = 500_000  # fit rows from which the automatic choices cut the training time
@@ -214,7 +217,7 @@ def members(settings, rows: FitRows, cluster: Cluster):
                    + [np.flatnonzero(rows.folds != k) for k in range(rows.n_folds)])
     # the held-out rows each fold model keeps margins of every round: its fold's, or those of
     # them in the rounds' sample (predicting a million rows every round costs more than the tree)
-    sample = round_sample(fit.data.rows, settings.seed, cluster) if rows.cross_fit else None
+    sample = rows.sample
     member_held = (([None] if rows.refit else [])
                    + [np.flatnonzero((rows.folds == k) & (True if sample is None else sample))
                       for k in range(rows.n_folds)])
@@ -328,7 +331,7 @@ def round_monitor(settings, rows: FitRows, held: HeldOut, boosting: Boosting, cl
     next round's fit) travels in checkpoints. Also which held-out rows the rounds read, in words."""
     kind = rows.kind
     calibrators = [None]
-    sample = round_sample(held.channel.data.rows, settings.seed, cluster)
+    sample = rows.sample
     take = None if sample is None else np.flatnonzero(sample)
     read = held.channel if sample is None else subset(held.channel, sample)
     watch = held.watch if sample is None else held.watch[sample]
