@@ -199,8 +199,12 @@ def test_killed_worker_loses_only_its_requests(model_dir, tmp_path):
         # connections; each client then loses that one request and reconnects, to the surviving
         # worker. So failures <= connections the victim holds (about concurrency / workers = 16
         # here), and no failure may start after the clients learned of the kill. The victim: the
-        # worker holding more of the 32 connections.
-        held, victim = max((established_connections(pid, srv.port), pid) for pid in before)
+        # worker holding more of the 32 connections. It is stopped (SIGSTOP) before its
+        # connections are counted, so it accepts none between the count and the kill (CI once
+        # counted 16 and saw 17 failures: a connection accepted in between).
+        victim = max((established_connections(pid, srv.port), pid) for pid in before)[1]
+        os.kill(victim, signal.SIGSTOP)
+        held = established_connections(victim, srv.port)
         t_kill = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         answered = None
