@@ -11,6 +11,7 @@ from costaware.decisions.costs import CostMatrix, RowCosts
 from costaware.data.channel_files import Dataset
 from costaware.training.evaluation import metrics_at
 from costaware.metrics.classification import (AUC_BINS, AUC_RANGE, EXACT_AUC_ROWS, binned_auc, channel_metrics,
+                                               uniform_bins,
                                rates, summarize)
 
 
@@ -104,6 +105,18 @@ def test_summaries_add_up_over_hosts():
     a, b = channel_metrics(summed), channel_metrics(whole)
     assert a["auc"] == b["auc"] and a["confusion_matrix"] == b["confusion_matrix"]
     assert a["logloss"] == pytest.approx(b["logloss"], rel=1e-12)
+
+
+@pytest.mark.parametrize("n_edges", [2, 3, 101, AUC_BINS + 1])
+def test_uniform_bins_equal_a_binary_search(n_edges):
+    """The score histogram's arithmetic binning is np.searchsorted(side="right") exactly: on
+    every edge, one ulp either side of it, far outside, at +-inf and NaN."""
+    rng = np.random.default_rng(n_edges)
+    edges = np.linspace(-AUC_RANGE, AUC_RANGE, n_edges)
+    x = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf),
+                        rng.uniform(-2 * AUC_RANGE, 2 * AUC_RANGE, 100_000),
+                        rng.standard_normal(100_000), [np.inf, -np.inf, np.nan, 1e308, -1e308]])
+    assert np.array_equal(uniform_bins(edges, x), np.searchsorted(edges, x, side="right"))
 
 
 def test_single_class_auc_is_nan_and_zero_division_gives_zero():

@@ -111,9 +111,24 @@ def score_histogram(positive: np.ndarray, p: np.ndarray) -> np.ndarray:
     """``(2, AUC_BINS + 2)``: rows of class 0 / 1 (``positive``) per bin of ``logit(p)`` (the
     module docstring; :func:`binned_auc` reads it)."""
     edges = np.linspace(-AUC_RANGE, AUC_RANGE, AUC_BINS + 1)
-    rank_bins = (np.searchsorted(edges, logit(p), side="right")
-                 + (AUC_BINS + 2) * np.asarray(positive, dtype=bool))
+    rank_bins = (uniform_bins(edges, logit(p)) + (AUC_BINS + 2) * np.asarray(positive, dtype=bool))
     return np.bincount(rank_bins, minlength=2 * (AUC_BINS + 2)).reshape(2, -1)
+
+
+def uniform_bins(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(edges, x, side="right")`` (the i with ``edges[i-1] <= x < edges[i]``;
+    NaN last) for evenly spaced ``edges``, by arithmetic: ``i = floor((x - e0) / width) + 1``,
+    then one step down or up where rounding put ``x`` beside its bin (a float error far below a
+    bin). A binary search over 16,385 edges took 5.5 ms on 50,000 rows, every round."""
+    n = len(edges)
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        guess = np.floor((x - edges[0]) * ((n - 1) / (edges[-1] - edges[0]))) + 1
+    i = np.clip(np.nan_to_num(guess, nan=n, posinf=n, neginf=0), 0, n).astype(np.int64)
+    padded = np.concatenate([[-np.inf], edges, [np.inf]])  # padded[i] = edges[i - 1]
+    i -= x < padded[i]
+    i += x >= padded[i + 1]
+    return np.minimum(i, n)  # (+inf stepped past the last edge)
 
 
 def _ratio(num: float, den: float) -> float:
