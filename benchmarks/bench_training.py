@@ -22,7 +22,8 @@ weights; the built-in runs ``binary:logistic`` with those weights as sample weig
   loss): what the cheaper job gives up.
 
 Prints seconds and the ratios to the baseline, best of ``--repeat`` runs each, run in turn so that
-a noisy neighbour hurts all alike; ``--profile`` also times the objective.
+a noisy neighbour hurts all alike. ``--profile``, instead: times the objective, shows where the
+default job's time goes (cProfile, by step) and times shared quantile cuts for the fold models.
 
     python benchmarks/bench_training.py [--rows 1000000] [--features 30] [--rounds 100]
 """
@@ -60,7 +61,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--subsample", type=float, default=1.0,
                         help="row sampling for all three (< 1: costaware grows a booster per round)")
-    parser.add_argument("--profile", action="store_true", help="also time the objective per round")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of the table: time the objective per round, profile the "
+                        "default job and time shared quantile cuts")
     args = parser.parse_args()
 
     x, y = make_classification(n_samples=args.rows + TEST_ROWS, n_features=args.features,
@@ -120,6 +123,24 @@ def main() -> None:
 
     quality = {}
 
+    if args.profile:
+        builtin()  # (warm-up: the sketch)
+        start = time.perf_counter()
+        builtin()
+        baseline = time.perf_counter() - start
+        margin = np.zeros(args.rows, dtype=np.float32)
+        samples = []
+        for _ in range(50):
+            start = time.perf_counter()
+            objective(margin, None)
+            samples.append(time.perf_counter() - start)
+        print(f"built-in binary:logistic + weights (xgb.train) {baseline:.2f} s; the objective: "
+              f"{1000 * min(samples):.2f} ms per round (best of 50), "
+              f"{min(samples) / (baseline / args.rounds):.1%} of a built-in round")
+        profile_job(job("defaults"))
+        quantile_cuts(x, y, params)
+        return
+
     runs = {"built-in binary:logistic + weights (xgb.train)": builtin,
             "costaware objective in xgb.train": custom,
             "costaware loop, the model alone": loop(model),
@@ -145,15 +166,54 @@ def main() -> None:
     print(f"target <= 1.05x for the model alone (6 models: ~6x by design); {args.rows:,} rows x "
           f"{args.features} features, {args.rounds} rounds, "
           f"hist, depth 6, subsample {args.subsample:g}, XGBoost {xgb.__version__}")
-    if args.profile:
-        margin = np.zeros(args.rows, dtype=np.float32)
-        samples = []
-        for _ in range(50):
-            start = time.perf_counter()
-            objective(margin, None)
-            samples.append(time.perf_counter() - start)
-        print(f"objective: {1000 * min(samples):.2f} ms per round (best of 50), "
-              f"{min(samples) / (baseline / args.rounds):.1%} of a built-in round")
+
+
+# where a job's time goes: (label, cProfile's function name, file suffix); cumulative seconds
+JOB_STEPS = [
+    ("the members' trees (XGBoost's rounds)", "train_one_iter", "xgboost/core.py"),
+    ("every round's held-out metrics", "observe", "training/rounds.py"),
+    ("the calibrator's cross-validated choice", "choose", "decisions/calibrator_choice.py"),
+    ("every channel's final metrics and contributions", "evaluate_channels",
+     "training/pipeline.py"),
+    ("the matrices and the members", "members", "training/pipeline.py"),
+]
+
+
+def profile_job(run) -> None:
+    """The default job under cProfile: the seconds of each step of :data:`JOB_STEPS`."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.runcall(run)
+    total = time.perf_counter() - start
+    stats = pstats.Stats(profiler).stats
+    print(f"\nwhere the default job's {total:.2f} s go (cProfile, which slows Python a little):")
+    for label, name, where in JOB_STEPS:
+        seconds = sum(entry[3] for (path, _, function), entry in stats.items()
+                      if function == name and path.endswith(where))
+        print(f"  {label:50s} {seconds:6.2f} s")
+
+
+def quantile_cuts(x, y, params) -> None:
+    """Two fold models' matrices as the job builds them (a ``DMatrix``, its halves sliced, each
+    half's quantile sketch in its first round) against cuts shared by both (one
+    ``QuantileDMatrix`` of every row, each half's quantised with it as ``ref``)."""
+    halves = [np.arange(0, len(y), 2), np.arange(1, len(y), 2)]
+    start = time.perf_counter()
+    full = xgb.DMatrix(x, label=y)
+    for rows in halves:
+        xgb.train(params, full.slice(rows), 1)  # the first round sketches
+    sliced = time.perf_counter() - start
+    start = time.perf_counter()
+    shared = xgb.QuantileDMatrix(x, label=y)
+    cut = time.perf_counter() - start
+    for rows in halves:
+        xgb.train(params, xgb.QuantileDMatrix(x[rows], label=y[rows], ref=shared), 1)
+    both = time.perf_counter() - start
+    print(f"two fold models' matrices and first rounds: sliced and sketched {sliced:.2f} s; "
+          f"shared cuts {both:.2f} s (the QuantileDMatrix of every row {cut:.2f} s)")
 
 
 if __name__ == "__main__":
