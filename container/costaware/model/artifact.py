@@ -38,6 +38,7 @@ class Model:
     feature_names: list[str]
     policy: Policy
     metadata: dict
+    nthread: int | None = None  # XGBoost's threads for this model (None: its default, all)
 
     def margin(self, features: np.ndarray) -> np.ndarray:
         """Raw margins; ``inplace_predict`` avoids building a DMatrix per request."""
@@ -152,7 +153,7 @@ def load(model_dir: str, nthread: int | None = None) -> Model:
     if classes != expected:
         raise ModelLoadError(f"{booster_path} has {classes or 2} classes but {meta_path}'s "
                              f"decision policy has {expected or 2}")
-    return Model(booster, names, policy, metadata)
+    return Model(booster, names, policy, metadata, nthread or None)
 
 
 def _not_a_booster(path: str, exc: Exception) -> str:

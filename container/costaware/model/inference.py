@@ -178,7 +178,12 @@ def _class_contributions(model: Model, features: np.ndarray, k: int) -> np.ndarr
     as ``f_0 = 0`` (zeros) and ``f_1`` the booster's one margin."""
     import xgboost as xgb
 
-    data = xgb.DMatrix(features, missing=np.nan, feature_names=model.feature_names)
+    # the DMatrix on the model's threads too (a serving worker's: one): built on all of them,
+    # XGBoost's default, their OpenMP threads spin after the build on the cores the prediction
+    # and the other workers need (benchmarks/bench_reasons.py: a single row with reasons took
+    # 10.8x a plain one, 1.84x with OMP_NUM_THREADS=1)
+    data = xgb.DMatrix(features, missing=np.nan, feature_names=model.feature_names,
+                       nthread=model.nthread)
     contributions = model.booster.predict(data, pred_contribs=True)
     if k == 2:
         return np.stack([np.zeros_like(contributions), contributions], axis=1)
