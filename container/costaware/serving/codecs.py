@@ -71,9 +71,9 @@ from __future__ import annotations
 
 from .decoding import SMALL_BODY, decode, row_label
 from .encoding import encode, format_float, format_float_column, policy_json
-from .negotiation import OutputSpec, for_model, input_kind, output_spec
+from .negotiation import DEFAULT_ACCEPT, OutputSpec, for_model, input_kind, output_spec
 from .request_error import RequestError
 
-__all__ = ["SMALL_BODY", "OutputSpec", "RequestError", "decode", "encode", "for_model",
+__all__ = ["DEFAULT_ACCEPT", "SMALL_BODY", "OutputSpec", "RequestError", "decode", "encode", "for_model",
            "format_float", "format_float_column", "input_kind", "output_spec", "policy_json",
            "row_label"]
