@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-F32_MAX = float(np.finfo(np.float32).max)
+F32_MAX = float(np.finfo(np.float32).max)  # XGBoost reads float32: beyond this is infinite
 
 
 class LibsvmError(ValueError):

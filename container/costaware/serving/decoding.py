@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd  # imported at worker boot, not by the first big request
 
 from ..data import libsvm_rows
+from ..data.libsvm_rows import F32_MAX
 from ..model.inference import Layout
 from .request_error import bad as _bad
 
-F32_MAX = float(np.finfo(np.float32).max)
 NAN = float("nan")
 SMALL_BODY = 16 * 1024  # bodies up to this size are parsed line by line in Python (no pandas)
 UTF8_BOM = b"\xef\xbb\xbf"
