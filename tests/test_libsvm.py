@@ -170,6 +170,14 @@ def test_a_bad_libsvm_line_fails_training_naming_file_line_and_pair(tmp_path, te
     assert f"/train/{reason}" in line and "\n" not in line, line
 
 
+def test_label_column_does_not_apply_to_libsvm(tmp_path):
+    base = write_tree(tmp_path, {**SETTINGS, "label_column": "0"},
+                      {"train": {"t.txt": "1 1:0.5\n0 1:1\n"}}, {"train": "text/libsvm"})
+    with pytest.raises(InputError, match="label_column='0' does not apply to libsvm, whose label "
+                                         "is the first field of each line"):
+        training_job.run(str(base), log=lambda line: None)
+
+
 def test_the_failure_file_of_a_bad_libsvm_channel(tmp_path):
     base = write_tree(tmp_path, SETTINGS, {"train": {"t.txt": "1 1:0.5\n0 2:x\n"}},
                       {"train": "text/libsvm"})
@@ -357,6 +365,10 @@ def test_the_builtin_shape_with_per_row_costs(costed, tmp_path_factory):
                           ("text/libsvm", libsvm_text(None, rows, costs).encode()))]
         assert with_costs[0] == with_costs[1]
         assert json.loads(with_costs[1])["predictions"][0]["costs"] == "row"
+        beyond = _post(srv, "1:0.5 7:1\n", "text/libsvm", "text/csv")
+        assert beyond.status_code == 400
+        assert beyond.json()["error"] == ("line 1, pair 2: '7:1': index 7 is beyond the model's 6 "
+                                          "columns (4 columns, then its costs: cost_fp, cost_fn)")
         partial = _post(srv, "1:0.5 2:1 5:2.5\n", "text/libsvm", "text/csv")
         assert partial.status_code == 400
         assert partial.json()["error"] == ("line 1: the row carries some of its costs but not "

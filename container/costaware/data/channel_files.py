@@ -239,7 +239,7 @@ def load_channel(directory: str, content_type: str, options: DataOptions,
 def _libsvm_frames(directory: str, options: DataOptions, log) -> list[tuple[str, pd.DataFrame]]:
     """Every libsvm file of a channel as a frame of columns ``0`` (the label, as text) to the
     channel's largest index, NaN where a row has no pair."""
-    if options.label_column and options.label_column != "0":
+    if options.label_column:
         raise DataError(f"{directory}: label_column={options.label_column!r} does not apply to "
                         "libsvm, whose label is the first field of each line")
     if options.header:

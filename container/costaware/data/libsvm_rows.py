@@ -64,11 +64,12 @@ def _number(text: str) -> float:
     return float(text)
 
 
-def parse(text: str, labels: str, width: int | None = None) -> SparseRows:
+def parse(text: str, labels: str, width: int | None = None, width_means: str = "") -> SparseRows:
     """Parse libsvm ``text``. ``labels``: ``"required"`` (training: the first field of every line
     is its label) or ``"optional"`` (requests: a line may start with a label, which is read as a
     number and not used, so that a labelled libsvm file can be sent as it is). ``width``: the
-    largest index allowed (``None``: any)."""
+    largest index allowed (``None``: any); ``width_means``: what those columns are, for the
+    message of an index beyond them."""
     lines = text.rstrip("\r\n").split("\n")
     label_texts: list[str] | None = [] if labels == "required" else None
     rows: list[int] = []
@@ -109,7 +110,7 @@ def parse(text: str, labels: str, width: int | None = None) -> SparseRows:
                                           "(1 is the first feature column)", k)
             if width is not None and index > width:
                 raise LibsvmError(number, f"{_show(pair)}: index {index} is beyond the "
-                                          f"model's {width} columns", k)
+                                          f"model's {width} columns{width_means}", k)
             if index in seen:
                 raise LibsvmError(number, f"{_show(pair)}: index {index} is given twice in "
                                           "the line", k)

@@ -331,15 +331,13 @@ def _parse_libsvm(body: bytes, layout: Layout):
     """Index ``i`` is request column ``i`` (as cell ``i`` of a CSV line: the features, then the
     facet and the costs when the model takes them); a row carrying any cost index carries them all
     (:mod:`costaware.data.libsvm_rows` for the line rules)."""
+    costs = (f" ({layout.required} columns, then its costs: "
+             f"{', '.join(layout.names[layout.required:])})") if layout.cost_cells else ""
     try:
-        sparse = libsvm_rows.parse(body.decode("utf-8"), "optional", width=len(layout.names))
+        sparse = libsvm_rows.parse(body.decode("utf-8"), "optional", len(layout.names), costs)
     except libsvm_rows.LibsvmError as exc:
         extra = {} if exc.pair is None else {"pair": exc.pair}
-        message = str(exc)
-        if "beyond the model's" in message and layout.cost_cells:
-            message += (f" ({layout.required} columns, then its costs: "
-                        f"{', '.join(layout.names[layout.required:])})")
-        raise _bad(message, line=exc.line, **extra) from None
+        raise _bad(str(exc), line=exc.line, **extra) from None
     rows = sparse.dense(len(layout.names))
     if not layout.cost_cells:
         return rows, None

@@ -49,6 +49,7 @@ def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
             params[key] = val
     return essence, params
 
+
 # The shapes of an answer: costaware's (its fields, the policy), or the SageMaker XGBoost
 # container's (the probabilities alone), chosen by COSTAWARE_RESPONSE_SHAPE.
 SHAPES = ("costaware", "builtin")
