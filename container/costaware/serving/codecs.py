@@ -82,6 +82,6 @@ from .encoding import encode, format_float, format_float_column, policy_json
 from .negotiation import DEFAULT_ACCEPT, OutputSpec, for_model, input_kind, output_spec
 from .request_error import RequestError
 
-__all__ = ["DEFAULT_ACCEPT", "SMALL_BODY", "OutputSpec", "RequestError", "decode", "encode", "for_model",
-           "format_float", "format_float_column", "input_kind", "output_spec", "policy_json",
-           "row_label"]
+__all__ = ["DEFAULT_ACCEPT", "SMALL_BODY", "OutputSpec", "RequestError", "decode", "encode",
+           "for_model", "format_float", "format_float_column", "input_kind", "output_spec",
+           "policy_json", "row_label"]
