@@ -35,7 +35,6 @@ from . import csv_rows, libsvm_rows
 from ..decisions.costs import CELLS, ROUNDING, CostMatrix, RowCosts, bad_cost, check_row_costs
 from ..errors import DataError
 from ..metrics.clarify import positive_label_index
-from ..serving.media_types import LIBSVM_TYPES
 
 PARQUET_TYPES = {"application/x-parquet", "application/parquet", "application/vnd.apache.parquet"}
 GZIP_MAGIC = b"\x1f\x8b"
@@ -213,7 +212,7 @@ def load_channel(directory: str, content_type: str, options: DataOptions,
     """Read every file of a channel into one :class:`Dataset`; ``log`` gets the line naming the
     entries that were skipped (:func:`channel_files`)."""
     base_type = (content_type or "text/csv").split(";")[0].strip().lower()
-    if base_type in LIBSVM_TYPES or base_type == "libsvm":
+    if base_type in libsvm_rows.CHANNEL_TYPES:
         dataset = _to_dataset(_libsvm_frames(directory, options, log), options, directory)
         return replace(dataset, sparse_columns=True)
     frames = []

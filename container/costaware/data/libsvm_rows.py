@@ -22,6 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 F32_MAX = float(np.finfo(np.float32).max)  # XGBoost reads float32: beyond this is infinite
+# A channel's ContentType for libsvm, as the built-in XGBoost container takes it (the bare name too;
+# requests' media types are the server's: serving/media_types.py)
+CHANNEL_TYPES = ("text/libsvm", "text/x-libsvm", "libsvm")
 
 
 class LibsvmError(ValueError):
