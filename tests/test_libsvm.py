@@ -19,6 +19,7 @@ from costaware.model import artifact, inference
 from costaware.sagemaker import training_job
 from costaware.serving.invocation import Invocations, respond
 
+from hosts import hosts_of, run_hosts
 from support import HEADER, Server, csv_body, failure_reason, free_port, run_train, synthetic, \
     write_tree
 
@@ -375,3 +376,30 @@ def test_the_builtin_shape_with_per_row_costs(costed, tmp_path_factory):
                                            "cost_fn (index 6); a row carries all its costs or none")
     finally:
         srv.stop()
+
+
+def test_sharded_libsvm_hosts_train_on_the_widest_hosts_columns(tmp_path):
+    """Two hosts, each with its own train files (ShardedByS3Key): the first host's never use index
+    6, the second's do; both train, on six features (as the built-in container's hosts agree on
+    the largest index)."""
+    x, y = _data(600, 9)
+    x[:300, 5] = np.nan
+    hosts = hosts_of(2)
+    trees = []
+    for index, host in enumerate(hosts):
+        part = slice(index * 300, (index + 1) * 300)
+        base = write_tree(tmp_path / host, SETTINGS,
+                          {"train": {f"part-{index}.txt": libsvm_text(y[part], x[part])}},
+                          {"train": "text/libsvm"})
+        config = base / "input" / "config"
+        (config / "inputdataconfig.json").write_text(json.dumps(
+            {"train": {"ContentType": "text/libsvm", "S3DistributionType": "ShardedByS3Key"}}))
+        (config / "resourceconfig.json").write_text(json.dumps(
+            {"current_host": host, "hosts": hosts, "network_interface_name": "lo"}))
+        trees.append(base)
+    results = run_hosts(trees, hosts)
+    assert [code for code, _ in results] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
+    for _, log in results:
+        assert "channel train: 300 rows, 6 features" in log
+    model = artifact.load(str(trees[0] / "model"), nthread=1)  # the first host saves the model
+    assert model.feature_names == [f"f{i}" for i in range(6)]
