@@ -34,6 +34,7 @@ import pandas as pd
 from . import csv_rows, libsvm_rows
 from ..decisions.costs import CELLS, ROUNDING, CostMatrix, RowCosts, bad_cost, check_row_costs
 from ..errors import DataError
+from ..machine import available_memory
 from ..metrics.clarify import positive_label_index
 
 PARQUET_TYPES = {"application/x-parquet", "application/parquet", "application/vnd.apache.parquet"}
@@ -264,6 +265,7 @@ def _libsvm_frames(directory: str, options: DataOptions, log) -> list[tuple[str,
     if not parsed:
         raise DataError(f"channel directory {directory} holds no data files")
     width = max(rows.width for _, rows in parsed)
+    _check_dense_size(parsed, width)
     frames = []
     for path, rows in parsed:
         frame = pd.DataFrame(rows.dense(width), columns=range(1, width + 1))
@@ -271,6 +273,20 @@ def _libsvm_frames(directory: str, options: DataOptions, log) -> list[tuple[str,
         frame.attrs.update(csv=True, first_line=1, libsvm=True)
         frames.append((path, frame))
     return frames
+
+
+def _check_dense_size(parsed: list, width: int) -> None:
+    """Refuse a channel whose rows, held dense up to its largest index, would not fit in memory
+    (float64 while read): a stray huge index would otherwise end the job out of memory."""
+    available = available_memory()
+    need = sum(rows.count for _, rows in parsed) * width * 8
+    if available is None or need <= available:
+        return
+    path, rows = max(parsed, key=lambda item: item[1].width)
+    line = int(rows.rows[int(np.argmax(rows.columns))]) + 1
+    raise DataError(f"{path}: line {line}: index {width}: the channel's rows held dense up to it "
+                    f"would take {need / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB "
+                    "available (features are held dense: is the index right?)")
 
 
 def _describe_columns(columns) -> str:
