@@ -65,8 +65,9 @@ def test_the_serving_docs_predict_example_is_what_the_demo_model_serves(breast_c
 
 def _console_examples(text: str):
     """Each ``$ curl ...`` command of the console blocks (continuation lines joined) with the lines
-    it shows as its output (up to the next command; blank lines at the end dropped)."""
-    for block in re.findall(r"```console\n(.*?)```", text, flags=re.S):
+    it shows as its output (up to the next command; blank lines at the end dropped), and the
+    block's number (a block may start the server with settings: ``$ NAME=value serve &``)."""
+    for number, block in enumerate(re.findall(r"```console\n(.*?)```", text, flags=re.S)):
         for example in re.split(r"\n(?=\$ )", block.strip()):
             lines = example.splitlines()
             command, more = [], True
@@ -76,7 +77,7 @@ def _console_examples(text: str):
                 command.append(line.removesuffix("\\").strip())
             while lines and not lines[-1].strip():
                 lines.pop()
-            yield " ".join(command).removeprefix("$ "), lines
+            yield number, " ".join(command).removeprefix("$ "), lines
 
 
 def test_the_serving_docs_curl_examples_are_what_the_demo_model_serves(breast_cancer_tree):
@@ -85,13 +86,29 @@ def test_the_serving_docs_curl_examples_are_what_the_demo_model_serves(breast_ca
     import shlex
 
     from costaware.serving.app import create_app
+    from costaware.serving.config import ServerSettings
 
-    client = create_app(str(breast_cancer_tree / "model")).test_client()
+    def client_with(env: dict):
+        settings = ServerSettings.from_env({"COSTAWARE_MODEL_DIR": model_dir, **env})
+        return create_app(model_dir, settings).test_client()
+
+    model_dir = str(breast_cancer_tree / "model")
     rows = b"".join((REPO / "local_test" / "payloads" / "breast_cancer.csv").read_bytes()
                     .splitlines(keepends=True)[:2])  # rows.csv: the payload's first two lines
+    # rows.libsvm: the same rows, cell i at index i
+    libsvm = b"".join(b" ".join(b"%d:%s" % (i, cell) for i, cell in
+                                enumerate(line.strip().split(b","), 1) if cell) + b"\n"
+                      for line in rows.splitlines())
     examples = list(_console_examples((REPO / "docs" / "serving.md").read_text()))
     assert len(examples) >= 5
-    for command, shown in examples:
+    client, block = None, None
+    for number, command, shown in examples:
+        if number != block:
+            client, block = client_with({}), number
+        settings = re.fullmatch(r"((?:[A-Z_]+=\S+ )+)serve &", command)
+        if settings:
+            client = client_with(dict(word.split("=", 1) for word in settings.group(1).split()))
+            continue
         words = shlex.split(command)
         assert words[0] == "curl" and words[-1] == "localhost:8080/invocations", command
         headers, body, show_headers = {}, None, False
@@ -100,8 +117,8 @@ def test_the_serving_docs_curl_examples_are_what_the_demo_model_serves(breast_ca
                 name, _, header_value = value.partition(": ")
                 headers[name] = header_value
             elif flag == "--data-binary":
-                assert value == "@rows.csv", command
-                body = rows
+                assert value in ("@rows.csv", "@rows.libsvm"), command
+                body = rows if value == "@rows.csv" else libsvm
             elif flag == "-d":
                 body = value.encode()
             elif flag == "-D":

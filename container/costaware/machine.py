@@ -1,5 +1,5 @@
 """What this machine offers a job: the CPUs this process may run on (its affinity, as a container's
-CPU limit sets it; ``os.cpu_count`` where affinity is unknown)."""
+CPU limit sets it; ``os.cpu_count`` where affinity is unknown), and the memory available."""
 
 from __future__ import annotations
 
@@ -11,6 +11,19 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (``MemAvailable``: free and reclaimable, the page cache
+    included), ``None`` where unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):  # not Linux
+        pass
+    return None
 
 
 def one_blas_thread(function):

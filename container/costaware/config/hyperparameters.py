@@ -248,8 +248,8 @@ SCHEMA: tuple[Param, ...] = (
     Param("cost_tn", "float", 0.0, "Cost of a true negative.", "costs", 0, aliases=("tn_cost",)),
     *(Param(f"cost_{cell}_column", "str", "",
             f"Column holding each row's cost of a {name} ({CELL_MEANING[cell]}): a name (files "
-            "with a header, Parquet) or a 0-based position in the file; not a feature. Empty: "
-            f"cost_{cell} for every row.", "costs")
+            "with a header, Parquet) or a 0-based position in the file (libsvm: its index); not a "
+            f"feature. Empty: cost_{cell} for every row.", "costs")
       for cell, name in (("fp", "false positive"), ("fn", "false negative"),
                          ("tp", "true positive"), ("tn", "true negative"))),
     Param("cost_matrix", "str", "",

@@ -1,7 +1,12 @@
 """Channel files -> arrays. Every error names the file, line and column at fault.
 
 Formats: ``text/csv`` without a header and the label in the first column (SageMaker's convention);
-CSV with a header and a named label column; Parquet. A channel may hold several files (read in sorted
+CSV with a header and a named label column; Parquet; ``text/libsvm`` (also ``text/x-libsvm`` and
+``libsvm``, as the SageMaker XGBoost container reads them): the label, then 1-based ``INDEX:VALUE``
+pairs (:mod:`costaware.data.libsvm_rows`); index ``i`` is column ``i`` of the same rows as
+headerless CSV (the label being column 0), so the features are ``f0`` (index 1) onwards and
+``cost_fp_column=5`` names index 5; an index a row leaves out is a missing value; the channel's
+largest index is its last column. A channel may hold several files (read in sorted
 order, hidden files skipped); gzip is recognised by its magic bytes, whatever the file is called.
 Empty cells are missing values; a row with fewer or more values than the first line is refused
 (:mod:`costaware.data.csv_rows`), so a file cut off mid-write is not trained on; labels must be 0 or 1.
@@ -18,6 +23,7 @@ import csv
 import gzip
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -25,9 +31,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import csv_rows
+from . import csv_rows, libsvm_rows
 from ..decisions.costs import CELLS, ROUNDING, CostMatrix, RowCosts, bad_cost, check_row_costs
 from ..errors import DataError
+from ..machine import available_memory
 from ..metrics.clarify import positive_label_index
 
 PARQUET_TYPES = {"application/x-parquet", "application/parquet", "application/vnd.apache.parquet"}
@@ -64,6 +71,9 @@ class Dataset:
     group: np.ndarray | None = None  # raw group values
     facet_feature: str | None = None  # the facet's feature name, when the facet is a feature
     cell_costs: dict | None = None  # more than two classes: (true, decided) -> each row's cost
+    # libsvm: the features run to the channel's largest index, so a channel whose largest index is
+    # smaller than train's lacks only missing values at its end (align_to pads them)
+    sparse_columns: bool = False
 
     @property
     def rows(self) -> int:
@@ -203,6 +213,9 @@ def load_channel(directory: str, content_type: str, options: DataOptions,
     """Read every file of a channel into one :class:`Dataset`; ``log`` gets the line naming the
     entries that were skipped (:func:`channel_files`)."""
     base_type = (content_type or "text/csv").split(";")[0].strip().lower()
+    if base_type in libsvm_rows.CHANNEL_TYPES:
+        dataset = _to_dataset(_libsvm_frames(directory, options, log), options, directory)
+        return replace(dataset, sparse_columns=True)
     frames = []
     columns = None
     first_file = None
@@ -221,6 +234,59 @@ def load_channel(directory: str, content_type: str, options: DataOptions,
         raise DataError(f"channel directory {directory} holds no data rows ({len(frames)} file(s) "
                         "with a header line only)")
     return dataset
+
+
+def _libsvm_frames(directory: str, options: DataOptions, log) -> list[tuple[str, pd.DataFrame]]:
+    """Every libsvm file of a channel as a frame of columns ``0`` (the label, as text) to the
+    channel's largest index, NaN where a row has no pair."""
+    if options.label_column:
+        raise DataError(f"{directory}: label_column={options.label_column!r} does not apply to "
+                        "libsvm, whose label is the first field of each line")
+    if options.header:
+        raise DataError(f"{directory}: libsvm files have no header line (csv_header=present or "
+                        "header=present was given)")
+    parsed = []
+    for path in channel_files(directory, log):
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read()
+            if raw[:2] == GZIP_MAGIC:
+                raw = gzip.decompress(raw)
+            text = raw.decode("utf-8-sig")
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise DataError(f"{path}: cannot be read as libsvm: {_one_line(exc)}") from None
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise DataError(f"{path}: line {line}: not UTF-8 text (byte {exc.start})") from None
+        try:
+            parsed.append((path, libsvm_rows.parse(text, "required")))
+        except libsvm_rows.LibsvmError as exc:
+            raise DataError(f"{path}: {exc}") from None
+    if not parsed:
+        raise DataError(f"channel directory {directory} holds no data files")
+    width = max(rows.width for _, rows in parsed)
+    _check_dense_size(parsed, width)
+    frames = []
+    for path, rows in parsed:
+        frame = pd.DataFrame(rows.dense(width), columns=range(1, width + 1))
+        frame.insert(0, 0, pd.Series(rows.labels, dtype=object))
+        frame.attrs.update(csv=True, first_line=1, libsvm=True)
+        frames.append((path, frame))
+    return frames
+
+
+def _check_dense_size(parsed: list, width: int) -> None:
+    """Refuse a channel whose rows, held dense up to its largest index, would not fit in memory
+    (float64 while read): a stray huge index would otherwise end the job out of memory."""
+    available = available_memory()
+    need = sum(rows.count for _, rows in parsed) * width * 8
+    if available is None or need <= available:
+        return
+    path, rows = max(parsed, key=lambda item: item[1].width)
+    line = int(rows.rows[int(np.argmax(rows.columns))]) + 1
+    raise DataError(f"{path}: line {line}: index {width}: the channel's rows held dense up to it "
+                    f"would take {need / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB "
+                    "available (features are held dense: is the index right?)")
 
 
 def _describe_columns(columns) -> str:
@@ -336,6 +402,9 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
             separator = next((name for char, name in SEPARATORS if char in first), None)
             if separator:
                 hint = f" (the first line holds {first[:40]!r}: {separator}-separated? CSV needs commas)"
+            elif re.match(r"\S+\s+\d+:", first):
+                hint = (f" (the first line holds {first[:40]!r}: libsvm? set the channel's "
+                        "ContentType to text/libsvm)")
         raise DataError(f"{path0}: no feature columns besides the label{hint}")
     # Columns that may hold text: measured, never features (Clarify's categorical facets and labels).
     text_ok = {key for key in (facet_key, group_key) if key is not None and key not in feature_keys}
@@ -394,6 +463,8 @@ def _line(frame: pd.DataFrame, row: int) -> str:
 
 
 def _column_name(frame: pd.DataFrame, key) -> str:
+    if frame.attrs.get("libsvm"):
+        return "the label field" if key == 0 else f"index {key}"
     position = list(frame.columns).index(key) + 1
     return f"column {position}" + ("" if isinstance(key, (int, np.integer)) else f" ({key!r})")
 
@@ -534,6 +605,12 @@ def align_to(reference: Dataset, other: Dataset) -> Dataset:
     """Check that ``other`` has ``reference``'s features; reorder named columns to match."""
     if other.feature_names == reference.feature_names:
         return other
+    short = len(reference.feature_names) - len(other.feature_names)
+    if (other.sparse_columns and reference.sparse_columns and short > 0
+            and other.feature_names == reference.feature_names[:len(other.feature_names)]):
+        pad = np.full((other.rows, short), np.nan, dtype=other.features.dtype)
+        return replace(other, features=np.hstack([other.features, pad]),
+                       feature_names=reference.feature_names)
     if other.named_columns and set(other.feature_names) == set(reference.feature_names):
         order = [other.feature_names.index(n) for n in reference.feature_names]
         return replace(other, features=other.features[:, order], feature_names=reference.feature_names)

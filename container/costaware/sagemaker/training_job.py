@@ -254,9 +254,12 @@ def _share(cluster: Cluster, name: str, dataset: data.Dataset) -> data.Dataset:
 
 
 def _align_hosts(cluster: Cluster, train: data.Dataset) -> data.Dataset:
-    """The first host's train columns, in its order, on every host."""
-    names = cluster.gather_text(json.dumps(train.feature_names))
-    reference = json.loads(names[0])
+    """The first host's train columns, in its order, on every host (libsvm: the widest host's,
+    the others' missing values above their largest index)."""
+    names = [json.loads(text) for text in cluster.gather_text(json.dumps(train.feature_names))]
+    reference = names[0]
+    if train.sparse_columns:  # libsvm: every host's features run to the largest index of any host
+        reference = max(names, key=len)
     if reference == train.feature_names:
         return train
     try:

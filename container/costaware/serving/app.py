@@ -85,7 +85,7 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
 def _load(model_dir: str, settings: ServerSettings) -> Invocations:
     """The model, loaded and warmed up (one row predicted, so the first request is not slower)."""
     model = artifact.load(model_dir, nthread=settings.predict_threads)
-    invocations_of_model = Invocations(model)
+    invocations_of_model = Invocations(model, settings.default_accept, settings.response_shape)
     inference.predict(model, np.zeros((1, len(invocations_of_model.layout.names))))
     return invocations_of_model
 

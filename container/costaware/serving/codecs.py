@@ -6,6 +6,9 @@ Input (``Content-Type``)
                               ``label_size`` (only ``0``), ``header`` (only ``absent``); others ignored.
   ``application/json``        ``{"instances": [ROW, ...]}``
   ``application/jsonlines``   one ROW per line (also ``application/jsonl``, ``application/x-jsonlines``)
+  ``text/libsvm``             ``INDEX:VALUE`` pairs per line, 1-based (also ``text/x-libsvm``): index
+                              ``i`` is CSV cell ``i``, a left-out index is missing, a leading label is
+                              read and not used (:mod:`costaware.data.libsvm_rows`)
 
   A JSON ROW is a list of numbers in the model's ``request_columns`` order, ``{"features": [...]}``
   (SageMaker's built-in "dense" form), or an object keyed by the column names (``{"f0": 1.5,
@@ -27,7 +30,8 @@ Missing values and non-finite numbers (one rule for every format)
     not a row of missing values); trailing line ends at the very end of a body are ignored.
 
 Output (``Accept``)
-  ``application/json`` (default; also for a missing Accept, ``*/*`` and ``application/*``)::
+  ``application/json`` (default: ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` may name another for a
+  missing Accept and ``*/*``; also for ``application/*``)::
 
       {"predictions": [{"score": 0.91, "decision": 1, "expected_cost_if_1": ..., ...}, ...],
        "policy": {"costs": {"cost_fp": ..., ...}, "costs_source": "model", "rule": {"kind": ...},
@@ -62,6 +66,10 @@ order), ``costs`` and ``rule``; the default is all five in that order, and a bin
 "costs_source": ..., "rule": {"kind": "bayes"}}``. A CSV cell holding a label with a comma, quote
 or line break is quoted (RFC 4180).
 
+With ``COSTAWARE_RESPONSE_SHAPE=builtin`` the answers are the SageMaker XGBoost container's
+instead: the probabilities alone (:func:`~costaware.serving.encoding.encode_builtin`), and the
+default Accept is ``text/csv``.
+
 The three jobs live in their own modules: :mod:`~costaware.serving.negotiation` (media types and
 ``Accept``), :mod:`~costaware.serving.decoding` (bodies -> matrices) and
 :mod:`~costaware.serving.encoding` (results -> bodies); this module is their one interface.
@@ -71,9 +79,9 @@ from __future__ import annotations
 
 from .decoding import SMALL_BODY, decode, row_label
 from .encoding import encode, format_float, format_float_column, policy_json
-from .negotiation import OutputSpec, for_model, input_kind, output_spec
+from .negotiation import DEFAULT_ACCEPT, OutputSpec, for_model, input_kind, output_spec
 from .request_error import RequestError
 
-__all__ = ["SMALL_BODY", "OutputSpec", "RequestError", "decode", "encode", "for_model",
-           "format_float", "format_float_column", "input_kind", "output_spec", "policy_json",
-           "row_label"]
+__all__ = ["DEFAULT_ACCEPT", "SMALL_BODY", "OutputSpec", "RequestError", "decode", "encode",
+           "for_model", "format_float", "format_float_column", "input_kind", "output_spec",
+           "policy_json", "row_label"]

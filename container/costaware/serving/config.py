@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .. import data_capture
 from ..machine import cpu_count
+from .media_types import DEFAULT_ACCEPT, SHAPES, default_accept_problem
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_ENDPOINT_NAME = "local-endpoint"
@@ -89,6 +90,8 @@ class ServerSettings:
     endpoint_name: str = DEFAULT_ENDPOINT_NAME
     variant_name: str = DEFAULT_VARIANT_NAME
     capture_percentage: int = 100  # of the answered requests, each sampled on its own
+    response_shape: str = "costaware"  # or "builtin": the SageMaker XGBoost container's answers
+    default_accept: str = DEFAULT_ACCEPT["costaware"]  # for a request without Accept, or */*
 
     @property
     def max_payload_bytes(self) -> int:
@@ -123,4 +126,19 @@ class ServerSettings:
             endpoint_name=_name(env, "COSTAWARE_ENDPOINT_NAME", DEFAULT_ENDPOINT_NAME),
             variant_name=_name(env, "COSTAWARE_VARIANT_NAME", DEFAULT_VARIANT_NAME),
             capture_percentage=_int(env, "COSTAWARE_CAPTURE_PERCENTAGE", 100, 0, 100),
+            **_answers(env),
         )
+
+
+def _answers(env) -> dict:
+    """``COSTAWARE_RESPONSE_SHAPE`` and ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` (whose default is
+    the shape's: JSON for costaware's, CSV for the built-in container's)."""
+    shape = env.get("COSTAWARE_RESPONSE_SHAPE", "").strip().lower() or "costaware"
+    if shape not in SHAPES:
+        raise ServerConfigError(f"COSTAWARE_RESPONSE_SHAPE={shape!r}: choose "
+                                f"{' or '.join(SHAPES)}")
+    accept = env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip() or DEFAULT_ACCEPT[shape]
+    problem = default_accept_problem(accept)
+    if problem:
+        raise ServerConfigError(f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={accept!r} {problem}")
+    return {"response_shape": shape, "default_accept": accept}

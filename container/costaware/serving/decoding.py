@@ -11,10 +11,11 @@ import re
 import numpy as np
 import pandas as pd  # imported at worker boot, not by the first big request
 
+from ..data import libsvm_rows
+from ..data.libsvm_rows import F32_MAX
 from ..model.inference import Layout
 from .request_error import bad as _bad
 
-F32_MAX = float(np.finfo(np.float32).max)
 NAN = float("nan")
 SMALL_BODY = 16 * 1024  # bodies up to this size are parsed line by line in Python (no pandas)
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -323,6 +324,37 @@ def _json_value(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+# libsvm ------------------------------------------------------------------------------------------
+
+
+def _parse_libsvm(body: bytes, layout: Layout):
+    """Index ``i`` is request column ``i`` (as cell ``i`` of a CSV line: the features, then the
+    facet and the costs when the model takes them); a row carrying any cost index carries them all
+    (:mod:`costaware.data.libsvm_rows` for the line rules)."""
+    costs = (f" ({layout.required} columns, then its costs: "
+             f"{', '.join(layout.names[layout.required:])})") if layout.cost_cells else ""
+    try:
+        sparse = libsvm_rows.parse(body.decode("utf-8"), "optional", len(layout.names), costs)
+    except libsvm_rows.LibsvmError as exc:
+        extra = {} if exc.pair is None else {"pair": exc.pair}
+        raise _bad(str(exc), line=exc.line, **extra) from None
+    rows = sparse.dense(len(layout.names))
+    if not layout.cost_cells:
+        return rows, None
+    cost_values = rows[:, layout.required:]
+    has = ~np.isnan(cost_values)
+    some, every = has.any(axis=1), has.all(axis=1)
+    partial = np.flatnonzero(some & ~every)
+    if len(partial):
+        i = int(partial[0])
+        absent = [f"{layout.names[layout.required + j]} (index {layout.required + j + 1})"
+                  for j in np.flatnonzero(~has[i]).tolist()]
+        raise _bad(f"line {i + 1}: the row carries some of its costs but not "
+                   f"{', '.join(absent)}; a row carries all its costs or none", line=i + 1)
+    return rows, (some if some.any() else None)
+
+
 # input kind (negotiation.INPUT_TYPES' values) -> parser: a new input format is a parser here and
 # its media type there
-PARSERS = {"csv": _parse_csv, "json": _parse_json, "jsonlines": _parse_jsonlines}
+PARSERS = {"csv": _parse_csv, "json": _parse_json, "jsonlines": _parse_jsonlines,
+           "libsvm": _parse_libsvm}

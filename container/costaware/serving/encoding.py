@@ -174,6 +174,8 @@ def policy_json(policy_info: dict) -> bytes:
 def encode(result: dict, spec: OutputSpec, policy: bytes) -> bytes:
     """Predictions (``inference.predict``'s dict of arrays) -> response body; ``policy`` is
     :func:`policy_json` of the policy used (only JSON responses carry it)."""
+    if spec.shape == "builtin":
+        return encode_builtin(result, spec.kind)
     n = len(result["decision"])
     leaves = _leaves(spec.fields, result.get("class_names"))
     quoted = spec.kind != "csv"
@@ -193,6 +195,26 @@ def encode(result: dict, spec: OutputSpec, policy: bytes) -> bytes:
     if spec.kind == "json":
         return b'{"predictions":[' + body + b'],"policy":' + policy + b"}"
     return body
+
+
+def encode_builtin(result: dict, kind: str) -> bytes:
+    """The SageMaker XGBoost container's answer (its ``invocations``): the probabilities alone,
+    each printed as Python prints the float (shortest round trip), rows in input order. Two classes:
+    each row's probability of class 1; more: each row's list of probabilities in class order.
+
+    ``json``: ``{"predictions": [{"score": p}, ...]}`` (``json.dumps``' separators);
+    ``jsonlines``: one ``{"score": p}`` per line, each line ended by ``\n`` (its JSON converted
+    line by line, as its selectable output does); ``csv``: one row per line, a row's
+    probabilities separated by ``,``, each line ended by ``\n``."""
+    scores = (result["score"] if "score" in result else result["probabilities"]).tolist()
+    if kind == "csv":
+        if scores and isinstance(scores[0], list):
+            return "".join(",".join(map(repr, row)) + "\n" for row in scores).encode("ascii")
+        return "".join(f"{p!r}\n" for p in scores).encode("ascii")
+    entries = [{"score": p} for p in scores]
+    if kind == "jsonlines":
+        return "".join(json.dumps(entry) + "\n" for entry in entries).encode("ascii")
+    return json.dumps({"predictions": entries}).encode("ascii")
 
 
 @functools.lru_cache(maxsize=64)  # a handful of words ("model", "row", "bayes", class labels)

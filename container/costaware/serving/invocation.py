@@ -44,8 +44,13 @@ class Invocations:
     """``/invocations`` for one loaded model; holds only immutable state (a request's override
     builds a policy of its own)."""
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, default_accept: str = codecs.DEFAULT_ACCEPT["costaware"],
+                 shape: str = "costaware"):
+        """``default_accept``: the ``Accept`` of a request without one (or with ``*/*``);
+        ``shape``: ``costaware`` or ``builtin`` (the SageMaker XGBoost container's answers)."""
         self.model = model
+        self.default_accept = default_accept
+        self.shape = shape
         self.layout = inference.Layout.of(model)
         self.fields = inference.output_fields(model)
         self.with_reasons = inference.output_fields(model, reasons=True)
@@ -65,7 +70,7 @@ class Invocations:
         try:
             wanted = policy_override.parse_reasons(attributes, len(model.feature_names),
                                                    self.reasons_for)
-            spec = codecs.for_model(codecs.output_spec(accept),
+            spec = codecs.for_model(codecs.output_spec(accept, self.default_accept, self.shape),
                                     self.fields if wanted is None else self.with_reasons)
             costs = policy_override.parse_costs(attributes, model.policy.costs)
             override = None if costs is None else model.policy.with_costs(costs)

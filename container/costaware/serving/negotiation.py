@@ -18,61 +18,21 @@ from ..model.inference import (ALL_FIELDS, CLASS_REASON_FIELDS, MULTICLASS_FIELD
                          REASON_FIELDS)
 from .request_error import RequestError
 
-CSV_TYPES = {"text/csv": "csv"}
-JSON_TYPES = {"application/json": "json"}
-JSONLINES_TYPES = {"application/jsonlines": "jsonlines", "application/jsonl": "jsonlines",
-                   "application/x-jsonlines": "jsonlines"}
-INPUT_TYPES = {**CSV_TYPES, **JSON_TYPES, **JSONLINES_TYPES}
-OUTPUT_TYPES = {**JSON_TYPES, **JSONLINES_TYPES, **CSV_TYPES}
-OUTPUT_MIMETYPES = {"json": "application/json", "jsonlines": "application/jsonlines",
-                    "csv": "text/csv"}
-OUTPUT_WILDCARDS = {"*/*": "json", "application/*": "json", "text/*": "csv"}
-CHARSETS = {"utf-8", "utf8", "us-ascii", "ascii"}
-
-
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    if '"' not in text:
-        return text.split(sep)
-    parts, current, quoted = [], [], False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        if ch == sep and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
-def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
-    """``"text/csv; charset=UTF-8"`` -> ``("text/csv", {"charset": "UTF-8"})`` (type lower-cased)."""
-    pieces = _split_outside_quotes(value, ";")
-    essence = pieces[0].strip().lower()
-    params = {}
-    for piece in pieces[1:]:
-        key, sep, val = piece.partition("=")
-        key = key.strip().lower()
-        if key:
-            val = val.strip()
-            if len(val) >= 2 and val[0] == val[-1] == '"':
-                val = val[1:-1]
-            params[key] = val
-    return essence, params
+from .media_types import (CHARSETS, DEFAULT_ACCEPT, INPUT_TYPES, OUTPUT_MIMETYPES,  # noqa: F401
+                          OUTPUT_TYPES, OUTPUT_WILDCARDS, SEND, parse_media_type,
+                          split_outside_quotes)
 
 
 @functools.lru_cache(maxsize=256)  # a client sends the same header with every request
 def input_kind(content_type: str | None) -> str:
-    """The parser for a ``Content-Type``: ``csv``, ``json`` or ``jsonlines``; otherwise a 415."""
+    """The parser for a ``Content-Type``: ``csv``, ``json``, ``jsonlines`` or ``libsvm``;
+    otherwise a 415."""
     if not content_type or not content_type.strip():
-        raise RequestError(415, "Content-Type is missing; send text/csv, application/json or "
-                                "application/jsonlines")
+        raise RequestError(415, f"Content-Type is missing; {SEND}")
     essence, params = parse_media_type(content_type)
     kind = INPUT_TYPES.get(essence)
     if kind is None:
-        raise RequestError(415, f"Content-Type {essence!r} is not supported; send text/csv, "
-                                "application/json or application/jsonlines",
+        raise RequestError(415, f"Content-Type {essence!r} is not supported; {SEND}",
                            supported=sorted(INPUT_TYPES))
     charset = params.get("charset", "utf-8").lower()
     if charset not in CHARSETS:
@@ -94,6 +54,7 @@ class OutputSpec:
     kind: str  # json | jsonlines | csv
     fields: tuple[str, ...] = OUTPUT_FIELDS
     chosen: bool = False  # the request named the fields (else: the model's own, all of them)
+    shape: str = "costaware"  # or "builtin": the SageMaker XGBoost container's (encoding.py)
 
     @property
     def mimetype(self) -> str:
@@ -102,7 +63,7 @@ class OutputSpec:
 
 def _accept_ranges(accept: str) -> list[tuple[str, dict[str, str]]]:
     """Media ranges of an Accept header, tolerating unquoted commas inside ``fields=a,b``."""
-    pieces = _split_outside_quotes(accept, ",")
+    pieces = split_outside_quotes(accept, ",")
     merged: list[str] = []
     for piece in pieces:
         if (merged and "/" not in piece
@@ -114,10 +75,13 @@ def _accept_ranges(accept: str) -> list[tuple[str, dict[str, str]]]:
 
 
 @functools.lru_cache(maxsize=256)
-def output_spec(accept: str | None) -> OutputSpec:
-    """The response format an ``Accept`` header asks for; a 406 when none can be given."""
-    if not accept or not accept.strip():
-        return OutputSpec("json")
+def output_spec(accept: str | None, default: str = DEFAULT_ACCEPT["costaware"],
+                shape: str = "costaware") -> OutputSpec:
+    """The response format an ``Accept`` header asks for; a 406 when none can be given. No
+    ``Accept``, or ``*/*`` alone, gets ``default`` (``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``, as
+    the built-in container reads it); ``shape``: ``costaware`` or ``builtin``."""
+    if not accept or not accept.strip() or accept.strip() == "*/*":
+        accept = default
     candidates = []
     for order, (essence, params) in enumerate(_accept_ranges(accept)):
         try:
@@ -130,6 +94,12 @@ def output_spec(accept: str | None) -> OutputSpec:
         kind = OUTPUT_TYPES.get(essence) or OUTPUT_WILDCARDS.get(essence)
         if kind:
             chosen = params.get("fields")
+            if shape == "builtin":
+                if chosen is not None:
+                    raise RequestError(406, f"Accept: fields={chosen} chooses costaware's fields; "
+                                            "this server answers in the built-in XGBoost "
+                                            "container's shape (COSTAWARE_RESPONSE_SHAPE=builtin)")
+                return OutputSpec(kind, (), False, "builtin")
             return OutputSpec(kind, _fields(chosen), chosen is not None)
     raise RequestError(406, f"Accept {accept.strip()!r}: this server answers application/json, "
                             "application/jsonlines or text/csv",
@@ -138,7 +108,14 @@ def output_spec(accept: str | None) -> OutputSpec:
 
 def for_model(spec: OutputSpec, fields: tuple[str, ...]) -> OutputSpec:
     """``spec`` for a model whose responses carry ``fields``: those by default; fields the request
-    chose must be among them (a 406 otherwise)."""
+    chose must be among them (a 406 otherwise). The built-in shape carries no fields: reasons,
+    which only costaware's shape can carry, are a 400 there."""
+    if spec.shape == "builtin":
+        if any(name in REASON_FIELDS + CLASS_REASON_FIELDS for name in fields):
+            raise RequestError(400, "reasons=K: the built-in XGBoost container's response shape "
+                                    "(COSTAWARE_RESPONSE_SHAPE=builtin) carries probabilities "
+                                    "only; unset it to have reasons")
+        return spec
     if not spec.chosen:
         return spec if spec.fields == fields else OutputSpec(spec.kind, fields)
     for name in spec.fields:
