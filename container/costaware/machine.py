@@ -29,3 +29,43 @@ def one_blas_thread(function):
         with threadpool_limits(limits=1, user_api="blas"):
             return function(*args, **kwargs)
     return run
+
+
+def memory_limit_bytes() -> int:
+    """The memory this process's container may use: its cgroup's limit (v2 ``memory.max``, v1
+    ``memory.limit_in_bytes``) when one is set, else the machine's (``MemTotal``)."""
+    total = _meminfo("MemTotal")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as handle:
+                raw = handle.read().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < total:  # "max", or v1's huge number: no limit
+            return int(raw)
+    return total
+
+
+def memory_in_use_bytes() -> int:
+    """What the container uses now: its cgroup's usage, else the machine's (total - available)."""
+    for path in ("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes"):
+        try:
+            with open(path) as handle:
+                return int(handle.read().strip())
+        except (OSError, ValueError):
+            continue
+    return _meminfo("MemTotal") - _meminfo("MemAvailable")
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (``/proc/self/statm``)."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _meminfo(field: str) -> int:
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"/proc/meminfo has no {field}")
