@@ -22,7 +22,7 @@ is refused at load, never at the first invoke); the entries, not the workers' me
 the endpoint holds. Entries are added and removed under a lock file, so that two loads at once
 cannot both take the last room, nor one name twice.
 
-The memory bound: a model is charged its size on disk (its two files; the booster in memory
+The memory bound: a model is charged its size on disk (the two files a worker loads; the booster in memory
 is smaller: 50 copies of the demo's model held 130 KiB each in a worker, 156 KiB on disk) once
 per worker, since every worker may load it. A load is refused with 507, before the model is
 read, when the charges would pass ``COSTAWARE_MODELS_MEMORY_MB`` (default: half the container's
@@ -33,8 +33,9 @@ SageMaker then unloads the models it used least recently (DELETE) and loads agai
 Loading is an attack surface: the name is only a key (the entry's file is named by its hash),
 and a url that is not an absolute path below ``COSTAWARE_MODELS_ROOT``, that has a ``..``
 part, or that leads outside the root through a symbolic link, and a model directory holding
-anything but the files ``train`` writes (``xgboost-model.ubj``, ``metadata.json``; each a
-regular file, not a link) are refused with a 400 before any file is opened.
+anything but the files ``train`` writes (``xgboost-model.ubj``, ``metadata.json``, and the
+monitoring baseline's ``baseline/statistics.json`` and ``baseline/constraints.json``; each a
+regular file or directory, not a link) are refused with a 400 before any file is opened.
 """
 
 from __future__ import annotations
@@ -51,12 +52,14 @@ from dataclasses import asdict, dataclass
 
 from .. import machine, storage
 from ..errors import load_failure_reason
-from ..model.artifact import BOOSTER_FILE, METADATA_FILE
+from ..model.artifact import BASELINE_DIR, BOOSTER_FILE, METADATA_FILE, MODEL_LAYOUT
 from .invocation import Invocations
 from .request_error import RequestError
 from .worker import settled_stamp
 
-MODEL_FILES = (BOOSTER_FILE, METADATA_FILE)  # what ``train`` writes to /opt/ml/model
+LOADED_FILES = (BOOSTER_FILE, METADATA_FILE)  # what a worker reads of a model directory
+ALLOWED = (f"{BOOSTER_FILE}, {METADATA_FILE} and {BASELINE_DIR}/ with "
+           f"{' and '.join(MODEL_LAYOUT[BASELINE_DIR])}")
 MAX_NAME_CHARS = 256
 MAX_RESULTS = 1000  # a page of GET /models, at most (and its default)
 IN_USE_LIMIT = 0.9  # of the container's memory: a load that would pass it is a 507
@@ -105,18 +108,33 @@ def model_directory(url, root: str) -> str:
 
 
 def model_files_bytes(directory: str) -> int:
-    """The bytes of a model directory's files, once each is checked to be one ``train`` writes
-    and a regular file (:class:`RequestError` 400 otherwise); nothing is opened."""
+    """The bytes of the files a worker loads from a model directory, once every entry in it is
+    checked to be one ``train`` writes (``artifact.MODEL_LAYOUT``) and a regular file or
+    directory, not a link (:class:`RequestError` 400 otherwise); nothing is opened."""
+    def walk(path: str, layout: dict) -> None:
+        with os.scandir(path) as found:
+            entries = sorted(found, key=lambda e: e.name)
+        for entry in entries:
+            if entry.name not in layout:
+                raise RequestError(400, f"{entry.path} is not a costaware model file; a model "
+                                        f"directory holds only {ALLOWED}")
+            inside = layout[entry.name]
+            if entry.is_symlink():
+                raise RequestError(400, f"{entry.path} is a symbolic link")
+            if inside is None and not entry.is_file(follow_symlinks=False):
+                raise RequestError(400, f"{entry.path} is not a regular file")
+            if inside is not None:
+                if not entry.is_dir(follow_symlinks=False):
+                    raise RequestError(400, f"{entry.path} is not a directory")
+                walk(entry.path, inside)
+
+    walk(directory, MODEL_LAYOUT)
     total = 0
-    with os.scandir(directory) as found:
-        entries = sorted(found, key=lambda e: e.name)
-    for entry in entries:
-        if entry.name not in MODEL_FILES:
-            raise RequestError(400, f"{entry.path} is not a costaware model file; a model "
-                                    f"directory holds only {' and '.join(MODEL_FILES)}")
-        if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
-            raise RequestError(400, f"{entry.path} is not a regular file (a link or a directory)")
-        total += entry.stat(follow_symlinks=False).st_size
+    for name in LOADED_FILES:
+        try:
+            total += os.lstat(os.path.join(directory, name)).st_size
+        except FileNotFoundError:
+            pass  # the load says which is missing
     return total
 
 
