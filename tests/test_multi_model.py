@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import requests
 
+from costaware import machine
 from costaware.serving.config import ServerConfigError, ServerSettings
 
 from support import (HEADER, WINE_CLASSES, WINE_MATRIX, Server, csv_body, run_train, synthetic,
@@ -294,6 +295,7 @@ def test_the_load_refuses_urls_names_and_files_it_must_not_read(server, root, tm
         ("a", str(outside)): "is outside the models' root",
         ("a", "/etc"): "is outside the models' root",
         ("a", "demo/model"): "is not an absolute path",
+        ("a", "/" + "x" * 5000): "at most 4096",
         ("a", str(link)): "leads outside the models' root",
         ("a", str(root / "missing")): "does not exist",
         ("a", str(pickled)): f"{pickled}/model.pkl is not a costaware model file",
@@ -333,11 +335,12 @@ def test_a_broken_model_is_refused_at_load(server, root):
 
 
 def test_a_model_that_does_not_fit_is_507_until_another_is_unloaded(root, tmp_path):
-    """A budget of 1 MiB over 2 workers: the demo's model (156 KiB on disk, charged in each
-    worker) fits three times; the next is a 507 until SageMaker unloads one."""
+    """A budget of 1 MiB over 2 workers: the demo's model (its size on disk charged in each
+    worker) fits as often as the budget holds it; the next is a 507 until SageMaker unloads one."""
     size = sum((root / "demo" / "model" / f).stat().st_size
                for f in ("xgboost-model.ubj", "metadata.json"))
     fits = (1024 * 1024) // (2 * size)
+    assert fits >= 1
     srv = Server(str(root), tmp_path, workers=2, SAGEMAKER_MULTI_MODEL="true",
                  COSTAWARE_MODELS_ROOT=str(root), COSTAWARE_MODELS_MEMORY_MB="1")
     try:
@@ -362,3 +365,9 @@ def test_the_switch_takes_true_or_false_only():
         ServerSettings.from_env({"SAGEMAKER_MULTI_MODEL": "yes"})
     with pytest.raises(ServerConfigError, match="COSTAWARE_MODELS_MEMORY_MB=0 must be"):
         ServerSettings.from_env({"COSTAWARE_MODELS_MEMORY_MB": "0"})
+
+
+def test_the_memory_bound_reads_this_process_cgroup_or_the_machine():
+    with open("/proc/meminfo") as handle:
+        total = int(next(line for line in handle if line.startswith("MemTotal:")).split()[1]) * 1024
+    assert 0 < machine.memory_in_use_bytes() < machine.memory_limit_bytes() <= total

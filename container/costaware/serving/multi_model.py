@@ -22,9 +22,9 @@ is refused at load, never at the first invoke); the entries, not the workers' me
 the endpoint holds. Entries are added and removed under a lock file, so that two loads at once
 cannot both take the last room, nor one name twice.
 
-The memory bound: a model is charged its size on disk (the two files a worker loads; the booster in memory
-is smaller: 50 copies of the demo's model held 130 KiB each in a worker, 156 KiB on disk) once
-per worker, since every worker may load it. A load is refused with 507, before the model is
+The memory bound: a model is charged its size on disk (the two files a worker loads; loaded, it
+takes a little less: the demo's model, 486 KiB on disk, adds 431 KiB to a worker,
+``benchmarks/bench_model_memory.py``) once per worker, since every worker may load it. A load is refused with 507, before the model is
 read, when the charges would pass ``COSTAWARE_MODELS_MEMORY_MB`` (default: half the container's
 memory limit, the machine's memory without one; the rest is the workers' own and the requests'
 buffers), or when the container's memory in use plus the charge would pass 90% of its limit:
@@ -61,6 +61,7 @@ LOADED_FILES = (BOOSTER_FILE, METADATA_FILE)  # what a worker reads of a model d
 ALLOWED = (f"{BOOSTER_FILE}, {METADATA_FILE} and {BASELINE_DIR}/ with "
            f"{' and '.join(MODEL_LAYOUT[BASELINE_DIR])}")
 MAX_NAME_CHARS = 256
+MAX_URL_CHARS = 4096  # Linux's PATH_MAX
 MAX_RESULTS = 1000  # a page of GET /models, at most (and its default)
 IN_USE_LIMIT = 0.9  # of the container's memory: a load that would pass it is a 507
 DEFAULT_BUDGET_SHARE = 0.5  # of the container's memory, for the models when no budget is set
@@ -88,6 +89,8 @@ def model_directory(url, root: str) -> str:
     text and after following its links (:class:`RequestError` 400 otherwise); nothing is read."""
     if not isinstance(url, str) or not url:
         raise RequestError(400, "url must be a non-empty string")
+    if len(url) > MAX_URL_CHARS:
+        raise RequestError(400, f"url is {len(url)} characters long; at most {MAX_URL_CHARS}")
     if any(unicodedata.category(c) == "Cc" for c in url):
         raise RequestError(400, f"url {url!r} holds a control character")
     if not os.path.isabs(url):
@@ -211,8 +214,9 @@ class Registry:
         wanted = charge_bytes * self.workers
         if held + wanted > self.budget_bytes:
             raise RequestError(507, f"model {name!r} needs {wanted} bytes ({charge_bytes} in each "
-                                    f"of {self.workers} workers); {len(entries)} loaded models "
-                                    f"hold {held} of the {self.budget_bytes} bytes for models "
+                                    f"of {self.workers} workers); the loaded models "
+                                    f"({len(entries)}) hold {held} of the {self.budget_bytes} "
+                                    "bytes for models "
                                     "(COSTAWARE_MODELS_MEMORY_MB): unload some")
         limit = machine.memory_limit_bytes()
         in_use = machine.memory_in_use_bytes()
@@ -255,7 +259,7 @@ class ModelCache:
             for name, (token, _) in list(self.loaded.items()):
                 entry = entries.get(name)
                 if entry is None or entry.token != token:
-                    del self.loaded[name]
+                    self.loaded.pop(name, None)  # another request thread may have dropped it
         return entries
 
     def invocations(self, name: str) -> Invocations | None:
