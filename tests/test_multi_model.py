@@ -371,3 +371,23 @@ def test_the_memory_bound_reads_this_process_cgroup_or_the_machine():
     with open("/proc/meminfo") as handle:
         total = int(next(line for line in handle if line.startswith("MemTotal:")).split()[1]) * 1024
     assert 0 < machine.memory_in_use_bytes() < machine.memory_limit_bytes() <= total
+
+
+def test_the_requests_sagemaker_sends_for_the_python_sdks_multidatamodel(server, root, trained):
+    """``MultiDataModel(...).deploy()`` then ``predictor.predict(rows, target_model="eu/demo.tar.gz")``
+    with ``CSVSerializer`` and ``JSONDeserializer`` (the SDK is not a test dependency: these are
+    the requests SageMaker makes of the container for it): the model copied below the root under
+    an opaque name, loaded, invoked with the target model's relative path in a header."""
+    opaque = "5f2b1c0e9d8a7b6c5f2b1c0e9d8a7b6c"
+    shutil.copytree(root / "demo" / "model", root / opaque / "model", dirs_exist_ok=True)
+    assert load(server, opaque, f"{root}/{opaque}/model").status_code == 200
+    try:
+        answer = invoke(server, opaque, csv_body(trained["demo"][1]),
+                        **{"Content-Type": "text/csv", "Accept": "application/json",
+                           TARGET: "eu/demo.tar.gz"})
+        assert answer.status_code == 200
+        assert len(answer.json()["predictions"]) == len(trained["demo"][1])
+        line = [entry for entry in server.access_log() if entry.get("model") == opaque][-1]
+        assert line["target_model"] == "eu/demo.tar.gz" and line["rows"] == 4
+    finally:
+        assert unload(server, opaque).status_code == 200
