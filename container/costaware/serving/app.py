@@ -91,7 +91,11 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
     else:
         invocations_of_model = Invocations.load(model_dir or settings.model_dir,
                                                 settings.predict_threads)
-        app.post("/invocations")(lambda: serve_invocation(invocations_of_model))
+
+        @app.post("/invocations")
+        def invocations():
+            return serve_invocation(invocations_of_model)
+
         paths = "/invocations, /ping or /execution-parameters"
     _add_error_handlers(app, paths)
     return app
@@ -202,7 +206,7 @@ def _add_multi_model(app: Flask, cache: multi_model.ModelCache, serve_invocation
             return _refused(exc)
 
     def not_loaded(name: str) -> Response:
-        return error_response(404, f"model {name!r} is not loaded")
+        return _answer(error_reply(404, f"model {name!r} is not loaded"))
 
     @app.get("/models/<name>")
     def get_model(name: str):
@@ -224,7 +228,7 @@ def _add_multi_model(app: Flask, cache: multi_model.ModelCache, serve_invocation
         except codecs.RequestError as exc:
             return _refused(exc)
         if invocations_of_model is None:
-            return _answer(error_reply(404, f"model {name!r} is not loaded"))
+            return not_loaded(name)
         return serve_invocation(invocations_of_model)
 
 

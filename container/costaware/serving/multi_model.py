@@ -131,7 +131,11 @@ def model_files_bytes(directory: str) -> int:
                     raise RequestError(400, f"{entry.path} is not a directory")
                 walk(entry.path, inside)
 
-    walk(directory, MODEL_LAYOUT)
+    try:
+        walk(directory, MODEL_LAYOUT)
+    except OSError as exc:  # a directory this server may not list
+        raise RequestError(400, f"{exc.filename or directory} cannot be read: "
+                                f"{exc.strerror}") from None
     total = 0
     for name in LOADED_FILES:
         try:
