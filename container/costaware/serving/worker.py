@@ -521,6 +521,8 @@ class AsyncWorker(base.Worker):
         for sock in self.listeners:
             sock.setblocking(False)
         self.start_accepting()
+        if not self.alive:  # SIGTERM while booting: gunicorn's handler only marked it; exit now
+            self.loop.call_soon(self.loop.stop)
         try:
             self.loop.run_forever()
         finally:
