@@ -73,7 +73,9 @@ RUN set -eux; \
 # ---- final stage: the same base + the virtual environment, no compilers -----------------------
 FROM ${BASE_IMAGE}
 
+# multi-models: serve answers SageMaker's multi-model contract when SAGEMAKER_MULTI_MODEL=true
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
+      com.amazonaws.sagemaker.capabilities.multi-models=true \
       org.opencontainers.image.title="costaware" \
       org.opencontainers.image.description="Cost-sensitive XGBoost training and serving for SageMaker"
 

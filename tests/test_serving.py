@@ -453,6 +453,28 @@ def test_sigterm_drains_in_flight_request(trained, model, rows, tmp_path):
         srv.stop()
 
 
+def test_sigterm_while_the_workers_boot_lets_each_exit_on_its_own(trained, tmp_path):
+    """A SIGTERM that comes while the workers still load the model: each worker exits by itself
+    (it used to mark itself stopped, then run its loop for ever: the master killed it at the
+    graceful timeout, and a master killed first left it running with no parent)."""
+    srv = Server(trained[0], tmp_path, workers=2, COSTAWARE_GRACEFUL_TIMEOUT="20")
+    try:
+        deadline = time.monotonic() + 30
+        while len(srv.workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        booting = srv.workers()
+        assert len(booting) == 2
+        time.sleep(0.1)  # past gunicorn's own signal set-up, still importing and loading
+        os.kill(srv.pid, signal.SIGTERM)
+        assert srv.proc.wait(timeout=60) == 0
+        exited = {int(line.split("pid: ")[1].split(")")[0]) for line in srv.stderr().splitlines()
+                  if "Worker exiting (pid: " in line}
+        assert booting <= exited, srv.stderr()
+        assert not [pid for pid in booting if os.path.exists(f"/proc/{pid}")]
+    finally:
+        srv.stop()
+
+
 def _bad_model_dir(case: str, model_dir: str, tmp_path) -> str:
     """A copy of the trained model directory broken in the way ``case`` says."""
     target = tmp_path / case

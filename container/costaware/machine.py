@@ -1,5 +1,6 @@
 """What this machine offers a job: the CPUs this process may run on (its affinity, as a container's
-CPU limit sets it; ``os.cpu_count`` where affinity is unknown), and the memory available."""
+CPU limit sets it; ``os.cpu_count`` where affinity is unknown), and the memory its container may
+use, uses and has left (its cgroup's, else the machine's)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,13 @@ def cpu_count() -> int:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available now (``MemAvailable``: free and reclaimable, the page cache
-    included), ``None`` where unknown."""
+    """Bytes of memory this process's container has left now: its limit less what it uses
+    (:func:`memory_limit_bytes`, :func:`memory_in_use_bytes`; the machine's ``MemAvailable``-like
+    figure without a cgroup limit), ``None`` where unknown (not Linux)."""
     try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):  # not Linux
-        pass
-    return None
+        return max(0, memory_limit_bytes() - memory_in_use_bytes())
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def one_blas_thread(function):
@@ -42,3 +40,71 @@ def one_blas_thread(function):
         with threadpool_limits(limits=1, user_api="blas"):
             return function(*args, **kwargs)
     return run
+
+
+def memory_limit_bytes() -> int:
+    """The memory this process's container may use: its cgroup's limit (v2 ``memory.max``, v1
+    ``memory.limit_in_bytes``) when one is set, else the machine's (``MemTotal``)."""
+    total = _meminfo("MemTotal")
+    for directory, version in _memory_cgroups():
+        raw = _read(os.path.join(directory, "memory.max" if version == 2
+                                 else "memory.limit_in_bytes"))
+        if raw is not None and raw.isdigit() and int(raw) < total:  # "max", v1's huge number: none
+            return int(raw)
+    return total
+
+
+def memory_in_use_bytes() -> int:
+    """What the container uses now and cannot give back: its cgroup's usage less the inactive
+    file cache (the kernel reclaims that before it kills anything; the "working set"), else the
+    machine's (total - available)."""
+    for directory, version in _memory_cgroups():
+        raw = _read(os.path.join(directory, "memory.current" if version == 2
+                                 else "memory.usage_in_bytes"))
+        if raw is not None and raw.isdigit():
+            inactive = "inactive_file" if version == 2 else "total_inactive_file"
+            return int(raw) - _stat_field(os.path.join(directory, "memory.stat"), inactive)
+    return _meminfo("MemTotal") - _meminfo("MemAvailable")
+
+
+def _memory_cgroups() -> list[tuple[str, int]]:
+    """This process's memory cgroup directories, its own first (from ``/proc/self/cgroup``; a
+    container sees its own at the mount's root), with their cgroup version."""
+    found = []
+    for line in (_read("/proc/self/cgroup") or "").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            found.append((os.path.join("/sys/fs/cgroup", path.lstrip("/")), 2))
+        elif "memory" in controllers.split(","):
+            found.append((os.path.join("/sys/fs/cgroup/memory", path.lstrip("/")), 1))
+    found += [("/sys/fs/cgroup", 2), ("/sys/fs/cgroup/memory", 1)]
+    return [(d, v) for d, v in found if os.path.isdir(d)]
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def _stat_field(path: str, field: str) -> int:
+    """A field of a cgroup's ``memory.stat`` (0 when it is not there)."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                name, _, value = line.partition(" ")
+                if name == field:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _meminfo(field: str) -> int:
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"/proc/meminfo has no {field}")

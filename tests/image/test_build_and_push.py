@@ -186,6 +186,7 @@ def test_build_and_push_to_ecr_and_pull_back(base_image, moto_server, registry, 
         assert info["Digest"] == pushed_digest
         assert info["Id"] == built_id                      # same image config: the same image
         assert info["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+        assert info["Labels"]["com.amazonaws.sagemaker.capabilities.multi-models"] == "true"
         assert info["Architecture"] == "amd64" and info["Os"] == "linux"
     finally:
         _podman("rmi", f"{name}:{tag}", pushed_ref)            # untag only what this test created

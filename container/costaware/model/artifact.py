@@ -5,6 +5,9 @@
       metadata.json       format version, feature names, the decision policy (calibrator, rule,
                           class costs, cost columns, facet), what a request row holds
                           (``request_columns``), metrics, versions
+      baseline/           the monitoring baseline ``train`` writes beside the model
+        statistics.json   (costaware.monitoring.baseline; not read when serving)
+        constraints.json
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ from ..decisions.policy import Policy
 
 BOOSTER_FILE = "xgboost-model.ubj"
 METADATA_FILE = "metadata.json"
+BASELINE_DIR = "baseline"
+STATISTICS_FILE = "statistics.json"
+CONSTRAINTS_FILE = "constraints.json"
+# every file a model directory may hold (name -> None, or a directory -> the files it may hold)
+MODEL_LAYOUT = {BOOSTER_FILE: None, METADATA_FILE: None,
+                BASELINE_DIR: {STATISTICS_FILE: None, CONSTRAINTS_FILE: None}}
 
 
 class ModelLoadError(InputError):

@@ -12,12 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.channel_files import Dataset
+from ..model.artifact import CONSTRAINTS_FILE, STATISTICS_FILE  # noqa: F401 (the layout's owner)
 from ..metrics.clarify import sensitive_facet_index
 from .model_spec import ModelSpec
 from .window import SIGNIFICANCE, baseline_constraints, baseline_statistics
-
-STATISTICS_FILE = "statistics.json"
-CONSTRAINTS_FILE = "constraints.json"
 
 
 def request_rows(spec: ModelSpec, data: Dataset) -> tuple[np.ndarray, np.ndarray | None]:

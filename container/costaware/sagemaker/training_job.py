@@ -314,8 +314,8 @@ def _write_baseline(base_dir: str, result: training.TrainingResult, datasets: di
         scored, p = result.held_out_rows, result.held_out_p
         source = f"the {scored.rows} held-out rows ({result.held_out}) at their held-out probabilities"
     statistics, constraints = baseline.documents(spec, datasets["train"], scored, p, source)
-    for directory in (os.path.join(base_dir, "model", "baseline"),
-                      os.path.join(base_dir, "output", "data", "baseline")):
+    for directory in (os.path.join(base_dir, "model", artifact.BASELINE_DIR),
+                      os.path.join(base_dir, "output", "data", artifact.BASELINE_DIR)):
         os.makedirs(directory, exist_ok=True)
         write_json(directory, baseline.STATISTICS_FILE, statistics)
         write_json(directory, baseline.CONSTRAINTS_FILE, constraints)

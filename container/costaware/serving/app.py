@@ -5,6 +5,10 @@
     POST /invocations           rows in, scores + cost-optimal decisions out (codecs.py has formats)
     GET  /execution-parameters  batch transform's defaults for this container
 
+With ``SAGEMAKER_MULTI_MODEL=true`` there is no model at the start and no ``/invocations``:
+SageMaker loads models through ``/models`` and invokes each at ``/models/{name}/invoke``, which
+answers as ``/invocations`` would for that model alone (the same shell; multi_model.py).
+
 ``create_app`` is a factory with no module-level state: each gunicorn worker calls it once at boot,
 so each loads its own booster (never shared across a fork) before it accepts a connection. A
 request reads only immutable state (the model, the settings); a per-request cost override builds
@@ -21,14 +25,11 @@ import json
 import logging
 import time
 
-import numpy as np
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from .. import data_capture
-from ..model import artifact
-from ..model import inference
-from . import codecs, policy_override
+from . import codecs, multi_model, policy_override
 from .capture import CaptureWriter
 from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
 from .invocation import Invocations, Reply, error_reply, respond
@@ -60,8 +61,11 @@ def _to_response(reply: Reply) -> Response:
 
 
 def create_app(model_dir: str | None = None, settings: ServerSettings | None = None,
-               health=None, capture: CaptureWriter | None = None) -> Flask:
-    """Load the model in ``model_dir`` (default from the environment) and build the app.
+               health=None, capture: CaptureWriter | None = None,
+               registry_dir: str | None = None) -> Flask:
+    """Load the model in ``model_dir`` (default from the environment) and build the app; with
+    ``settings.multi_model``, no model: the models SageMaker loads are recorded in
+    ``registry_dir``, which every worker shares (multi_model.py).
 
     ``health``: a function giving why the server is degraded (``None`` when it is not), which
     ``/ping`` reports (the server's workers share it: worker.WorkerRoster). ``capture``: where
@@ -71,23 +75,34 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
     be loaded: the worker then fails to boot and gunicorn stops, rather than serving 500s.
     """
     settings = settings or ServerSettings.from_env()
-    invocations_of_model = _load(model_dir or settings.model_dir, settings)
     app = Flask("costaware.serving")
     app.config.update(DEBUG=False, TESTING=False, PROPAGATE_EXCEPTIONS=False,
                       MAX_CONTENT_LENGTH=None)
     _add_ping(app, health)
     _add_execution_parameters(app, settings)
-    _add_invocations(app, invocations_of_model, settings, capture)
-    _add_error_handlers(app)
+    serve_invocation = _invocation_shell(settings, capture)
+
+    def load(directory: str) -> Invocations:  # a model as this server serves it
+        return Invocations.load(directory, settings.predict_threads, settings.default_accept,
+                                settings.response_shape)
+
+    if settings.multi_model:
+        registry = multi_model.Registry(registry_dir, settings.workers,
+                                        multi_model.memory_budget_bytes(settings.models_memory_mb))
+        cache = multi_model.ModelCache(registry, settings.models_root, load)
+        _add_multi_model(app, cache, serve_invocation, settings)
+        app.costaware_heartbeat = cache.sync  # the worker's tick: drop what was unloaded
+        paths = "/models, /ping or /execution-parameters"
+    else:
+        invocations_of_model = load(model_dir or settings.model_dir)
+
+        @app.post("/invocations")
+        def invocations():
+            return serve_invocation(invocations_of_model)
+
+        paths = "/invocations, /ping or /execution-parameters"
+    _add_error_handlers(app, paths)
     return app
-
-
-def _load(model_dir: str, settings: ServerSettings) -> Invocations:
-    """The model, loaded and warmed up (one row predicted, so the first request is not slower)."""
-    model = artifact.load(model_dir, nthread=settings.predict_threads)
-    invocations_of_model = Invocations(model, settings.default_accept, settings.response_shape)
-    inference.predict(model, np.zeros((1, len(invocations_of_model.layout.names))))
-    return invocations_of_model
 
 
 def _add_ping(app: Flask, health) -> None:
@@ -113,38 +128,32 @@ def _add_execution_parameters(app: Flask, settings: ServerSettings) -> None:
         return Response(execution_parameters, status=200, mimetype="application/json")
 
 
-def _add_invocations(app: Flask, invocations_of_model: Invocations,
-                     settings: ServerSettings, capture: CaptureWriter | None) -> None:
-    """``POST /invocations``: the Flask shell of :func:`costaware.serving.invocation.respond`;
-    the body is read only once the headers pass, and a refused one is drained. With ``capture``,
-    a sampled request that is answered (2xx) is captured with the body the client got."""
+def _invocation_shell(settings: ServerSettings, capture: CaptureWriter | None):
+    """What ``POST /invocations`` does for a model, as a function of the model (``/invocations``
+    and each model's ``/models/{name}/invoke``): the Flask shell of
+    :func:`costaware.serving.invocation.respond`; the body is read only once the headers pass,
+    and a refused one is drained. With ``capture``, a sampled request that is answered (2xx) is
+    captured with the body the client got."""
     limit, limit_mb = settings.max_payload_bytes, settings.max_payload_mb
 
     def read_body() -> bytes:
         return _read_body(limit, limit_mb)
 
-    def reply_for(read) -> Reply:
-        headers = request.headers
-        return respond(invocations_of_model, read, headers.get("Content-Type"),
-                       headers.get("Accept"), headers.get(policy_override.HEADER),
-                       headers.get("Content-Encoding"))
+    def serve_invocation(invocations_of_model: Invocations) -> Response:
+        def reply_for(read) -> Reply:
+            headers = request.headers
+            return respond(invocations_of_model, read, headers.get("Content-Type"),
+                           headers.get("Accept"), headers.get(policy_override.HEADER),
+                           headers.get("Content-Encoding"))
 
-    def to_response(reply: Reply) -> Response:
-        response = _to_response(reply)
-        if reply.error is not None:
-            _drain(request.content_length, response)
-        return response
-
-    @app.post("/invocations")
-    def invocations():
         if capture is None:
-            return to_response(reply_for(read_body))
+            return _answer(reply_for(read_body))
         when = time.time()  # the invocation's time: its record's inferenceTime and hour
         inference_id, problem = _inference_id(request.headers)
         if problem:
-            return to_response(error_reply(400, problem))
+            return _answer(error_reply(400, problem))
         if not capture.sampled():
-            return to_response(reply_for(read_body))
+            return _answer(reply_for(read_body))
         received = []
 
         def read_and_keep() -> bytes:
@@ -152,11 +161,79 @@ def _add_invocations(app: Flask, invocations_of_model: Invocations,
             return received[0]
 
         reply = reply_for(read_and_keep)
-        response = to_response(reply)
+        response = _answer(reply)
         if reply.error is None:
             capture.write(when, request.headers.get("Content-Type"), received[0],
                           response.headers.get("Content-Type"), reply.body, inference_id)
         return response
+
+    return serve_invocation
+
+
+def _answer(reply: Reply) -> Response:
+    """``reply`` as the response; a refused request's body is drained."""
+    response = _to_response(reply)
+    if reply.error is not None:
+        _drain(request.content_length, response)
+    return response
+
+
+def _refused(exc: codecs.RequestError) -> Response:
+    return _answer(error_reply(exc.status, exc.message, **exc.details))
+
+
+def _add_multi_model(app: Flask, cache: multi_model.ModelCache, serve_invocation,
+                     settings: ServerSettings) -> None:
+    """SageMaker's multi-model contract (multi_model.py has the why); every refusal is the JSON
+    error every other refusal is."""
+
+    @app.post("/models")
+    def load_model():
+        try:
+            body = _read_body(settings.max_payload_bytes, settings.max_payload_mb)
+            try:
+                wanted = json.loads(body)
+            except (ValueError, UnicodeError) as exc:
+                raise codecs.RequestError(400, f"the body is not JSON: {exc}") from None
+            entry = cache.load(wanted)
+        except codecs.RequestError as exc:
+            return _refused(exc)
+        request.environ["costaware.model"] = entry.model_name
+        return _json_response({**entry.listed(), "status": "loaded"}, 200)
+
+    @app.get("/models")
+    def list_models():
+        try:
+            return _json_response(multi_model.page(cache.sync(), request.args.get("max_results"),
+                                                   request.args.get("next_page_token")), 200)
+        except codecs.RequestError as exc:
+            return _refused(exc)
+
+    def not_loaded(name: str) -> Response:
+        return _answer(error_reply(404, f"model {name!r} is not loaded"))
+
+    @app.get("/models/<name>")
+    def get_model(name: str):
+        entry = cache.sync().get(name)
+        return not_loaded(name) if entry is None else _json_response(entry.listed(), 200)
+
+    @app.delete("/models/<name>")
+    def unload_model(name: str):
+        request.environ["costaware.model"] = name
+        if not cache.unload(name):
+            return not_loaded(name)
+        return _json_response({"modelName": name, "status": "unloaded"}, 200)
+
+    @app.post("/models/<name>/invoke")
+    def invoke(name: str):
+        request.environ["costaware.model"] = name
+        try:
+            invocations_of_model = cache.invocations(name)
+        except codecs.RequestError as exc:
+            return _refused(exc)
+        if invocations_of_model is None:
+            return not_loaded(name)
+        return serve_invocation(invocations_of_model)
 
 
 def _inference_id(headers) -> tuple[str | None, str | None]:
@@ -172,15 +249,14 @@ def _inference_id(headers) -> tuple[str | None, str | None]:
     return value, data_capture.check_inference_id(value)
 
 
-def _add_error_handlers(app: Flask) -> None:
+def _add_error_handlers(app: Flask, paths: str) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         message = exc.description or exc.name
         if exc.code == 405:
             message = f"{request.method} is not allowed on {request.path}"
         elif exc.code == 404:
-            message = f"no such path {request.path}; use /invocations, /ping or " \
-                      "/execution-parameters"
+            message = f"no such path {request.path}; use {paths}"
         return error_response(exc.code or 500, message)
 
     @app.errorhandler(Exception)

@@ -14,6 +14,7 @@ from ..machine import cpu_count
 from .media_types import DEFAULT_ACCEPT, SHAPES, default_accept_problem
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
+DEFAULT_MODELS_ROOT = "/opt/ml/models"  # where SageMaker copies a multi-model endpoint's models
 DEFAULT_ENDPOINT_NAME = "local-endpoint"
 DEFAULT_VARIANT_NAME = "AllTraffic"  # SageMaker's name for an endpoint's only variant
 MAX_PAYLOAD_LIMIT_MB = 100
@@ -57,6 +58,16 @@ def _int(env, name: str, default: int, low: int, high: int | None = None) -> int
     return value
 
 
+def _switch(env, name: str) -> bool:
+    """A variable SageMaker sets to ``true`` (case as it comes); unset or empty is off."""
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "false"):
+        return False
+    if raw == "true":
+        return True
+    raise ServerConfigError(f"{name}={env[name]!r}: set it to true or false")
+
+
 def _directory(env, variable: str) -> str | None:
     """An absolute path (the workers may not share the master's idea of ``.``), or ``None``."""
     value = env.get(variable, "").strip()
@@ -92,6 +103,10 @@ class ServerSettings:
     capture_percentage: int = 100  # of the answered requests, each sampled on its own
     response_shape: str = "costaware"  # or "builtin": the SageMaker XGBoost container's answers
     default_accept: str = DEFAULT_ACCEPT["costaware"]  # for a request without Accept, or */*
+    # multi-model endpoint (serving/multi_model.py): models loaded by POST /models under models_root
+    multi_model: bool = False
+    models_root: str = DEFAULT_MODELS_ROOT
+    models_memory_mb: int | None = None  # None: half the container's memory (multi_model.py)
 
     @property
     def max_payload_bytes(self) -> int:
@@ -127,6 +142,9 @@ class ServerSettings:
             variant_name=_name(env, "COSTAWARE_VARIANT_NAME", DEFAULT_VARIANT_NAME),
             capture_percentage=_int(env, "COSTAWARE_CAPTURE_PERCENTAGE", 100, 0, 100),
             **_answers(env),
+            multi_model=_switch(env, "SAGEMAKER_MULTI_MODEL"),
+            models_root=_directory(env, "COSTAWARE_MODELS_ROOT") or DEFAULT_MODELS_ROOT,
+            models_memory_mb=_int(env, "COSTAWARE_MODELS_MEMORY_MB", 0, 1) or None,
         )
 
 

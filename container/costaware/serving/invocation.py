@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Callable
 
+import numpy as np
+
 from ..model import inference
 from ..model.artifact import Model
+from ..model.artifact import load as load_model
 from ..decisions.policy import OverrideRefused
 from . import codecs, policy_override
 from .request_error import RequestError
@@ -57,6 +60,17 @@ class Invocations:
         self.reasons_for = str(model.metadata.get("reasons_for", "1"))
         self.model_policy_json = codecs.policy_json(model.policy.summary("model"))
         self.model_policy_header = policy_override.describe_policy(model.policy, "model")
+
+    @classmethod
+    def load(cls, model_dir: str, nthread: int,
+             default_accept: str = codecs.DEFAULT_ACCEPT["costaware"],
+             shape: str = "costaware") -> "Invocations":
+        """The model in ``model_dir`` loaded (:func:`costaware.model.artifact.load`: a bad one is a
+        one-line ``ModelLoadError``) and warmed up: one row predicted, so the first request is
+        not slower."""
+        invocations = cls(load_model(model_dir, nthread=nthread), default_accept, shape)
+        inference.predict(invocations.model, np.zeros((1, len(invocations.layout.names))))
+        return invocations
 
     def plan(self, content_type: str | None, accept: str | None, attributes: str | None,
              content_encoding: str | None = None) -> Plan:

@@ -8,6 +8,9 @@ Order of events:
 2. Check the model in a short-lived forked child (so this master process never imports XGBoost
    or numpy, and every worker later forks from a process that has no XGBoost/OpenMP threads).
    A missing, empty or corrupt model directory stops here: one line on stderr, exit status 1.
+   With ``SAGEMAKER_MULTI_MODEL=true`` there is no model to check: SageMaker loads each through
+   ``POST /models`` once the server is up (multi_model.py), and the workers share the loaded
+   models' entries in the ``models`` directory of the master's state directory.
 3. Start gunicorn with worker.py's workers: an asyncio front per worker that buffers each whole
    request (within COSTAWARE_READ_TIMEOUT seconds, up to the payload limit; 408/413 otherwise)
    before the app sees it, so slow clients never hold a request thread. Each worker builds the
@@ -18,14 +21,16 @@ Order of events:
    COSTAWARE_GRACEFUL_TIMEOUT seconds) and exits 0.
 
 Logs are JSON lines: gunicorn's and the app's messages on stderr, one access line per request on
-stdout (method, path, status, latency_ms, bytes in and out, rows, and the error message of a 4xx).
+stdout (method, path, status, latency_ms, bytes in and out, rows, the error message of a 4xx, and
+on a multi-model endpoint the model and the ``X-Amzn-SageMaker-Target-Model`` header).
 
 Environment: see docs/serving.md (SAGEMAKER_BIND_TO_PORT, SAGEMAKER_MODEL_SERVER_WORKERS,
 SAGEMAKER_MODEL_SERVER_TIMEOUT, SAGEMAKER_MAX_PAYLOAD_IN_MB, COSTAWARE_BIND_HOST,
 COSTAWARE_MODEL_DIR / SM_MODEL_DIR / SAGEMAKER_BASE_DIR, COSTAWARE_READ_TIMEOUT,
 COSTAWARE_WORKER_THREADS, COSTAWARE_PREDICT_THREADS, COSTAWARE_GRACEFUL_TIMEOUT,
 COSTAWARE_KEEPALIVE, COSTAWARE_LOG_LEVEL; data capture: COSTAWARE_DATA_CAPTURE_DIR,
-COSTAWARE_ENDPOINT_NAME, COSTAWARE_VARIANT_NAME, COSTAWARE_CAPTURE_PERCENTAGE, capture.py).
+COSTAWARE_ENDPOINT_NAME, COSTAWARE_VARIANT_NAME, COSTAWARE_CAPTURE_PERCENTAGE, capture.py;
+multi-model: SAGEMAKER_MULTI_MODEL, COSTAWARE_MODELS_ROOT, COSTAWARE_MODELS_MEMORY_MB).
 """
 
 from __future__ import annotations
@@ -103,6 +108,10 @@ class JsonLogger(glogging.Logger):
             entry.update(environ["costaware.timing"])
         if "costaware.error" in environ:
             entry["error"] = environ["costaware.error"]
+        if "costaware.model" in environ:  # a multi-model endpoint's model (multi_model.py)
+            entry["model"] = environ["costaware.model"]
+        if "HTTP_X_AMZN_SAGEMAKER_TARGET_MODEL" in environ:  # InvokeEndpoint's TargetModel
+            entry["target_model"] = environ["HTTP_X_AMZN_SAGEMAKER_TARGET_MODEL"]
         try:
             self.access_log.info(json.dumps(entry, default=str))
         except Exception:  # pragma: no cover - never let logging fail a request
@@ -153,7 +162,8 @@ class CostawareServer(BaseApplication):
 
         self.capture = CaptureWriter.from_settings(self.settings)  # this worker's own files
         return create_app(self.settings.model_dir, self.settings,
-                          health=WorkerRoster(self.state_dir).problem, capture=self.capture)
+                          health=WorkerRoster(self.state_dir).problem, capture=self.capture,
+                          registry_dir=os.path.join(self.state_dir, "models"))
 
 
 def close_capture(arbiter, worker) -> None:
@@ -212,12 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     if reason:
         print(f"serve: cannot start: {reason}", file=sys.stderr, flush=True)
         return 2
-    reason = check_model(settings.model_dir)
+    reason = None if settings.multi_model else check_model(settings.model_dir)
     if reason:
         print(f"serve: cannot start: {reason}", file=sys.stderr, flush=True)
         return 1
     print(json.dumps({"time": _now(), "level": "info", "logger": "serve", "pid": os.getpid(),
-                      "message": "starting", "model_dir": settings.model_dir,
+                      "message": "starting",
+                      **({"multi_model": {"models_root": settings.models_root,
+                                          "models_memory_mb": settings.models_memory_mb}}
+                         if settings.multi_model else {"model_dir": settings.model_dir}),
                       "bind": f"{settings.host}:{settings.port}", "workers": settings.workers,
                       "threads": settings.threads, "predict_threads": settings.predict_threads,
                       "timeout": settings.timeout, "read_timeout": settings.read_timeout,

@@ -418,7 +418,7 @@ class WorkerRoster:
         except FileNotFoundError:
             pass
         self.known = self.ready_pids()
-        self.stamp = self._settled(os.stat(self.directory).st_mtime_ns)
+        self.stamp = settled_stamp(os.stat(self.directory).st_mtime_ns)
 
     def record_load_failure(self, message: str) -> None:
         temporary = f"{self.error_path}.{os.getpid()}"
@@ -442,18 +442,18 @@ class WorkerRoster:
             return False
         if stamp == self.stamp:
             return False
-        self.stamp = self._settled(stamp)
+        self.stamp = settled_stamp(stamp)
         pids = self.ready_pids()
         grew = bool(pids - self.known)
         self.known = pids
         return grew
 
-    @staticmethod
-    def _settled(stamp: int) -> int | None:
-        """``stamp``, or ``None`` (list again next time) while it is recent: file systems stamp
-        with a coarse clock, so a file made in the same tick as the last look leaves the
-        directory's time unchanged and would go unseen."""
-        return stamp if time.time_ns() - stamp > RECENT_STAMP_NS else None
+
+def settled_stamp(stamp: int) -> int | None:
+    """A directory's ``st_mtime_ns`` to compare the next look with, or ``None`` (list again next
+    time) while it is recent: file systems stamp with a coarse clock, so a file made in the same
+    tick as the last look leaves the directory's time unchanged and would go unseen."""
+    return stamp if time.time_ns() - stamp > RECENT_STAMP_NS else None
 
 
 def _alive(pid: int) -> bool:
@@ -528,6 +528,8 @@ class AsyncWorker(base.Worker):
         for sock in self.listeners:
             sock.setblocking(False)
         self.start_accepting()
+        if not self.alive:  # SIGTERM while booting: gunicorn's handler only marked it; exit now
+            self.loop.call_soon(self.loop.stop)
         try:
             self.loop.run_forever()
         finally:
@@ -579,6 +581,12 @@ class AsyncWorker(base.Worker):
     def tick(self):
         """The heartbeat gunicorn's master watches, and the check that the master still lives."""
         self.notify()
+        heartbeat = getattr(getattr(self, "wsgi", None), "costaware_heartbeat", None)
+        if heartbeat is not None:  # a multi-model endpoint: models unloaded elsewhere dropped here
+            try:
+                heartbeat()
+            except OSError:  # the master is gone and removed its state directory
+                pass
         if self.alive and self.ppid != os.getppid():
             self.log.info("Parent changed, shutting down: %s", self)
             self.stop(False)

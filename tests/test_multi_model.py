@@ -1,0 +1,393 @@
+"""SageMaker's multi-model contract (``SAGEMAKER_MULTI_MODEL=true``) against the real ``serve``
+with 4 workers: load, list with pagination, get, invoke, 409, unload, 404 after, 507 from a small
+budget, 100 models, the refusals of the load (url, symbolic links, names, files, a broken model),
+and every answer byte for byte what the same model answers served alone."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from costaware import machine
+from costaware.serving.config import ServerConfigError, ServerSettings
+
+from support import (HEADER, WINE_CLASSES, WINE_MATRIX, Server, csv_body, run_train, synthetic,
+                     wine_frame, write_tree)
+
+WORKERS = 4
+TARGET = "X-Amzn-SageMaker-Target-Model"
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+def _train(base: Path, hyperparameters: dict, channels: dict) -> Path:
+    write_tree(base, hyperparameters, channels)
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return base / "model"
+
+
+def _credit(n: int) -> pd.DataFrame:
+    x, y = synthetic(n, d=4, seed=3)
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(x, columns=["income", "debt", "age", "tenure"])
+    frame.insert(0, "default", y)
+    frame["loss"] = rng.uniform(500, 20000, n).round(2)
+    frame["interest"] = (rng.uniform(0.03, 0.15, n) * frame["loss"]).round(2)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def trained(breast_cancer_tree, tmp_path_factory):
+    """Three models by the real ``train``: the demo's (two classes), one with per-row cost
+    columns, one of three classes; and request rows for each."""
+    credit = _credit(500)
+    costed = _train(tmp_path_factory.mktemp("costed") / "ml",
+                    {"num_round": "8", "max_depth": "3", "label_column": "default",
+                     "cost_fn_column": "loss", "cost_fp_column": "interest",
+                     "cost_fn": "8000", "cost_fp": "700"},
+                    {"train": {"t.csv": credit.iloc[:300].to_csv(index=False)},
+                     "validation": {"v.csv": credit.iloc[300:450].to_csv(index=False)}})
+    wine = wine_frame()
+    three = _train(tmp_path_factory.mktemp("wine") / "ml",
+                   {"num_round": "6", "max_depth": "3", "label_column": "cultivar",
+                    "classes": json.dumps(WINE_CLASSES), "cost_matrix": json.dumps(WINE_MATRIX)},
+                   {"train": {"t.csv": wine.iloc[:120].to_csv(index=False)},
+                    "validation": {"v.csv": wine.iloc[120:150].to_csv(index=False)}})
+    demo_rows = np.loadtxt(breast_cancer_tree / "input" / "data" / "test" / "test.csv",
+                           delimiter=",")[:4, 1:]
+    costed_rows = credit.iloc[450:454][["income", "debt", "age", "tenure", "interest", "loss"]] \
+        .to_numpy(dtype=np.float64)
+    return {"demo": (breast_cancer_tree / "model", demo_rows),
+            "costed": (costed, costed_rows),
+            "three": (three, wine.iloc[150:154].drop(columns="cultivar").to_numpy(np.float64))}
+
+
+@pytest.fixture(scope="module")
+def root(trained, tmp_path_factory) -> Path:
+    """The models' root as SageMaker lays it out: /opt/ml/models/{name}/model."""
+    top = tmp_path_factory.mktemp("models")
+    for name, (directory, _) in trained.items():
+        shutil.copytree(directory, top / name / "model")
+    return top
+
+
+@pytest.fixture(scope="module")
+def server(root, tmp_path_factory):
+    srv = Server(str(root), tmp_path_factory.mktemp("logs"), workers=WORKERS,
+                 SAGEMAKER_MULTI_MODEL="true", COSTAWARE_MODELS_ROOT=str(root))
+    try:
+        yield srv.wait_ready()
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def alone(trained, tmp_path_factory):
+    """Each model served alone by the single-model server."""
+    servers = {}
+    try:
+        for name, (directory, _) in trained.items():
+            servers[name] = Server(str(directory), tmp_path_factory.mktemp("logs"), workers=1)
+        yield {name: srv.wait_ready() for name, srv in servers.items()}
+    finally:
+        for srv in servers.values():
+            srv.stop()
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def load(server, name: str, url) -> requests.Response:
+    return requests.post(server.url + "/models", json={"model_name": name, "url": str(url)})
+
+
+def unload(server, name: str) -> requests.Response:
+    return requests.delete(f"{server.url}/models/{name}")
+
+
+def invoke(server, name: str, body: bytes, **headers) -> requests.Response:
+    return requests.post(f"{server.url}/models/{name}/invoke", data=body, headers=headers)
+
+
+def on_every_worker(server, name: str, body: bytes, **headers) -> list[requests.Response]:
+    """The same invocation on new connections, 8 at a time, until each of the server's workers
+    answered some (the access log says which did); every answer."""
+    answers, pids = [], set()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for _ in range(50):
+            answers += pool.map(lambda _: invoke(server, name, body, **headers), range(8))
+            pids = {line["pid"] for line in server.access_log()
+                    if line["path"] == f"/models/{name}/invoke"}
+            if len(pids) == WORKERS:
+                break
+    assert len(pids) == WORKERS, f"only workers {pids} answered"
+    return answers
+
+
+def same_answer(ours: requests.Response, theirs: requests.Response) -> None:
+    assert (ours.status_code, ours.headers["Content-Type"], ours.headers.get(HEADER)) == \
+        (theirs.status_code, theirs.headers["Content-Type"], theirs.headers.get(HEADER))
+    assert ours.content == theirs.content
+
+
+# ------------------------------------------------------------------------------------ the contract
+
+
+def test_ping_answers_with_no_model_loaded(server):
+    assert requests.get(server.url + "/ping").json() == {"status": "ok"}
+    assert requests.get(server.url + "/models").json() == {"models": []}
+
+
+def test_load_invoke_on_every_worker_409_unload_and_404_after(server, root, trained):
+    body = csv_body(trained["demo"][1])
+    loaded = load(server, "demo", root / "demo" / "model")
+    assert loaded.status_code == 200, loaded.text
+    assert loaded.json() == {"modelName": "demo", "modelUrl": str(root / "demo" / "model"),
+                             "status": "loaded"}
+    # the next requests, on any worker, find it: no 404 after the 200
+    answers = on_every_worker(server, "demo", body, **{"Content-Type": "text/csv", TARGET:
+                                                     "region-7/demo.tar.gz"})
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.content for a in answers}) == 1
+    logged = [line for line in server.access_log() if line["path"] == "/models/demo/invoke"]
+    assert {(line["model"], line["target_model"]) for line in logged} == \
+        {("demo", "region-7/demo.tar.gz")}
+
+    again = load(server, "demo", root / "demo" / "model")
+    assert again.status_code == 409
+    assert again.json() == {"error": "model 'demo' is already loaded", "status": 409}
+    assert requests.get(server.url + "/models/demo").json() == \
+        {"modelName": "demo", "modelUrl": str(root / "demo" / "model")}
+
+    assert unload(server, "demo").status_code == 200
+    assert unload(server, "demo").status_code == 404
+    gone = requests.get(server.url + "/models/demo")
+    assert gone.status_code == 404 and gone.json()["error"] == "model 'demo' is not loaded"
+    # ... and no worker still answers it
+    after = on_every_worker(server, "demo", body, **{"Content-Type": "text/csv"})
+    assert {a.status_code for a in after} == {404}
+    assert {a.content for a in after} == \
+        {b'{"error":"model \'demo\' is not loaded","status":404}'}
+
+
+def _csv(name: str, rows: np.ndarray) -> bytes:
+    """Rows as CSV; the per-row cost model's first row without its costs (the model's then)."""
+    if name != "costed":
+        return csv_body(rows)
+    return csv_body(rows[:1, :4]) + csv_body(rows[1:])
+
+
+def _requests(name: str, rows: np.ndarray) -> list[tuple[bytes, dict]]:
+    """Bodies and headers exercising formats, fields, overrides, reasons and refusals."""
+    csv = _csv(name, rows)
+    listed = json.dumps({"instances": [[None if np.isnan(v) else v for v in row]
+                                       for row in rows.tolist()]}).encode()
+    cases = [
+        (csv, {"Content-Type": "text/csv"}),
+        (csv, {"Content-Type": "text/csv", "Accept": "text/csv"}),
+        (csv, {"Content-Type": "text/csv", "Accept": "application/jsonlines;fields=score,decision"}),
+        (listed, {"Content-Type": "application/json", "Accept": "application/json"}),
+        (csv, {"Content-Type": "text/csv", HEADER: "reasons=2"}),
+        (csv + b"1,2\n", {"Content-Type": "text/csv"}),  # a short row: 400
+        (csv, {"Content-Type": "text/csv", "Accept": "image/png"}),  # 406
+        (csv, {"Content-Type": "application/x-npy"}),  # 415
+        (csv, {"Content-Type": "text/csv", HEADER: "cost_bogus=3"}),  # 400
+    ]
+    if name != "three":
+        cases.append((csv, {"Content-Type": "text/csv", HEADER: "cost_fn=250000"}))
+    return cases
+
+
+def test_every_answer_is_the_model_served_alone(server, root, trained, alone):
+    """Two classes, per-row costs and three classes behind one endpoint, each answer equal byte
+    for byte (body, media type, custom attributes) to the single-model server's."""
+    for name in trained:
+        assert load(server, name, root / name / "model").status_code == 200
+    try:
+        for name, (_, rows) in trained.items():
+            for body, headers in _requests(name, rows):
+                same_answer(invoke(server, name, body, **headers),
+                            requests.post(alone[name].url + "/invocations", data=body,
+                                          headers=headers))
+        costed = invoke(server, "costed", _csv("costed", trained["costed"][1]),
+                        **{"Content-Type": "text/csv", "Accept": "application/json"}).json()
+        assert [p["costs"] for p in costed["predictions"]] == ["model", "row", "row", "row"]
+        three = invoke(server, "three", csv_body(trained["three"][1]),
+                       **{"Content-Type": "text/csv", "Accept": "application/json"}).json()
+        assert {p["decision"] for p in three["predictions"]} <= set(WINE_CLASSES)
+    finally:
+        for name in trained:
+            unload(server, name)
+
+
+def test_one_hundred_models_listed_page_by_page(server, root, trained):
+    source = trained["costed"][0]
+    names = [f"segment-{i:03d}" for i in range(100)]
+    for name in names:
+        shutil.copytree(source, root / name / "model", dirs_exist_ok=True)
+    try:
+        for name in names:
+            answer = load(server, name, root / name / "model")
+            assert answer.status_code == 200, answer.text
+        listed, token, pages = [], None, 0
+        while True:
+            query = {"max_results": 7, **({"next_page_token": token} if token else {})}
+            page = requests.get(server.url + "/models", params=query).json()
+            assert len(page["models"]) <= 7
+            listed += page["models"]
+            pages += 1
+            token = page.get("nextPageToken")
+            if token is None:
+                break
+        assert pages == 15
+        assert listed == [{"modelName": n, "modelUrl": str(root / n / "model")} for n in names]
+        body = csv_body(trained["costed"][1])
+        first = invoke(server, names[0], body, **{"Content-Type": "text/csv"})
+        assert first.status_code == 200
+        for name in names[1::9]:
+            assert invoke(server, name, body, **{"Content-Type": "text/csv"}).content == \
+                first.content
+        bad = requests.get(server.url + "/models", params={"max_results": 0})
+        assert bad.status_code == 400 and "max_results" in bad.json()["error"]
+    finally:
+        for name in names:
+            unload(server, name)
+    assert requests.get(server.url + "/models").json() == {"models": []}
+
+
+# ------------------------------------------------------------------------------------ refusals
+
+
+def test_the_load_refuses_urls_names_and_files_it_must_not_read(server, root, tmp_path):
+    model = root / "demo" / "model"
+    outside = tmp_path / "outside"
+    shutil.copytree(model, outside)
+    (root / "escape").mkdir(exist_ok=True)
+    link = root / "escape" / "model"
+    if not link.is_symlink():
+        link.symlink_to(outside)
+    pickled = root / "pickled" / "model"
+    shutil.copytree(model, pickled, dirs_exist_ok=True)
+    (pickled / "model.pkl").write_bytes(b"\x80\x04K\x01.")
+    linked_file = root / "linked-file" / "model"
+    linked_file.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model / "metadata.json", linked_file)
+    if not (linked_file / "xgboost-model.ubj").is_symlink():
+        (linked_file / "xgboost-model.ubj").symlink_to(outside / "xgboost-model.ubj")
+    odd_baseline = root / "odd-baseline" / "model"
+    shutil.copytree(model, odd_baseline, dirs_exist_ok=True)
+    (odd_baseline / "baseline" / "notes.txt").write_text("hello")
+    nested = root / "nested" / "model"
+    shutil.copytree(model, nested / "inner", dirs_exist_ok=True)
+    shutil.copytree(model, nested, dirs_exist_ok=True)
+
+    refusals = {
+        ("a", f"{root}/demo/../demo/model"): "has a '..' part",
+        ("a", str(outside)): "is outside the models' root",
+        ("a", "/etc"): "is outside the models' root",
+        ("a", "demo/model"): "is not an absolute path",
+        ("a", "/" + "x" * 5000): "at most 4096",
+        ("a", str(link)): "leads outside the models' root",
+        ("a", str(root / "missing")): "does not exist",
+        ("a", str(pickled)): f"{pickled}/model.pkl is not a costaware model file",
+        ("a", str(linked_file)): "xgboost-model.ubj is a symbolic link",
+        ("a", str(odd_baseline)): f"{odd_baseline}/baseline/notes.txt is not a costaware model",
+        ("a", str(nested)): f"{nested}/inner is not a costaware model file",
+        ("a/b", str(model)): "holds a path separator",
+        ("a\\b", str(model)): "holds a path separator",
+        ("a\x01", str(model)): "holds a control character",
+        ("", str(model)): "non-empty string",
+        ("x" * 257, str(model)): "at most 256",
+        ("..", str(model)): "is not a name",
+    }
+    for (name, url), expected in refusals.items():
+        answer = load(server, name, url)
+        assert answer.status_code == 400, (name, url, answer.text)
+        message = answer.json()["error"]
+        assert expected in message and "\n" not in message, (name, url, message)
+    for body in (b"[]", b"{", b'{"model_name": "a"}'):
+        answer = requests.post(server.url + "/models", data=body)
+        assert answer.status_code == 400 and answer.json()["error"]
+    assert requests.get(server.url + "/models").json() == {"models": []}
+
+
+def test_a_broken_model_is_refused_at_load(server, root):
+    broken = root / "broken" / "model"
+    shutil.copytree(root / "demo" / "model", broken, dirs_exist_ok=True)
+    (broken / "xgboost-model.ubj").write_bytes(b"\x00\x01not a booster")
+    answer = load(server, "broken", broken)
+    assert answer.status_code == 400
+    message = answer.json()["error"]
+    assert message.startswith("model 'broken' cannot be loaded: ") and "xgboost-model.ubj" in message
+    assert "\n" not in message
+    (broken / "xgboost-model.ubj").unlink()
+    assert "xgboost-model.ubj is missing" in load(server, "broken", broken).json()["error"]
+    assert requests.get(server.url + "/models/broken").status_code == 404
+
+
+def test_a_model_that_does_not_fit_is_507_until_another_is_unloaded(root, tmp_path):
+    """A budget of 1 MiB over 2 workers: the demo's model (its size on disk charged in each
+    worker) fits as often as the budget holds it; the next is a 507 until SageMaker unloads one."""
+    size = sum((root / "demo" / "model" / f).stat().st_size
+               for f in ("xgboost-model.ubj", "metadata.json"))
+    fits = (1024 * 1024) // (2 * size)
+    assert fits >= 1
+    srv = Server(str(root), tmp_path, workers=2, SAGEMAKER_MULTI_MODEL="true",
+                 COSTAWARE_MODELS_ROOT=str(root), COSTAWARE_MODELS_MEMORY_MB="1")
+    try:
+        srv.wait_ready()
+        for i in range(fits):
+            assert load(srv, f"m{i}", root / "demo" / "model").status_code == 200
+        full = load(srv, "one-more", root / "demo" / "model")
+        assert full.status_code == 507
+        assert full.json()["error"].startswith(f"model 'one-more' needs {2 * size} bytes")
+        assert requests.get(srv.url + "/models/one-more").status_code == 404
+        assert unload(srv, "m0").status_code == 200
+        assert load(srv, "one-more", root / "demo" / "model").status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_the_switch_takes_true_or_false_only():
+    assert ServerSettings.from_env({"SAGEMAKER_MULTI_MODEL": "TRUE"}).multi_model
+    assert not ServerSettings.from_env({"SAGEMAKER_MULTI_MODEL": "false"}).multi_model
+    assert not ServerSettings.from_env({}).multi_model
+    with pytest.raises(ServerConfigError, match="SAGEMAKER_MULTI_MODEL='yes': set it to true"):
+        ServerSettings.from_env({"SAGEMAKER_MULTI_MODEL": "yes"})
+    with pytest.raises(ServerConfigError, match="COSTAWARE_MODELS_MEMORY_MB=0 must be"):
+        ServerSettings.from_env({"COSTAWARE_MODELS_MEMORY_MB": "0"})
+
+
+def test_the_memory_bound_reads_this_process_cgroup_or_the_machine():
+    with open("/proc/meminfo") as handle:
+        total = int(next(line for line in handle if line.startswith("MemTotal:")).split()[1]) * 1024
+    assert 0 < machine.memory_in_use_bytes() < machine.memory_limit_bytes() <= total
+
+
+def test_the_requests_sagemaker_sends_for_the_python_sdks_multidatamodel(server, root, trained):
+    """``MultiDataModel(...).deploy()`` then ``predictor.predict(rows, target_model="eu/demo.tar.gz")``
+    with ``CSVSerializer`` and ``JSONDeserializer`` (the SDK is not a test dependency: these are
+    the requests SageMaker makes of the container for it): the model copied below the root under
+    an opaque name, loaded, invoked with the target model's relative path in a header."""
+    opaque = "5f2b1c0e9d8a7b6c5f2b1c0e9d8a7b6c"
+    shutil.copytree(root / "demo" / "model", root / opaque / "model", dirs_exist_ok=True)
+    assert load(server, opaque, f"{root}/{opaque}/model").status_code == 200
+    try:
+        answer = invoke(server, opaque, csv_body(trained["demo"][1]),
+                        **{"Content-Type": "text/csv", "Accept": "application/json",
+                           TARGET: "eu/demo.tar.gz"})
+        assert answer.status_code == 200
+        assert len(answer.json()["predictions"]) == len(trained["demo"][1])
+        line = [entry for entry in server.access_log() if entry.get("model") == opaque][-1]
+        assert line["target_model"] == "eu/demo.tar.gz" and line["rows"] == 4
+    finally:
+        assert unload(server, opaque).status_code == 200
