@@ -391,3 +391,44 @@ def test_the_requests_sagemaker_sends_for_the_python_sdks_multidatamodel(server,
         assert line["target_model"] == "eu/demo.tar.gz" and line["rows"] == 4
     finally:
         assert unload(server, opaque).status_code == 200
+
+
+def test_the_server_settings_reach_every_loaded_model(root, trained, tmp_path):
+    """Combinations: a multi-model endpoint in the built-in container's response shape, with a
+    default Accept of JSON Lines, answers libsvm and CSV requests (no Accept, and */*) for a
+    two-class and a 3-class model byte for byte as each model served alone with the same
+    settings (the settings are the server's, every model loaded the way the server serves one)."""
+    from test_libsvm import libsvm_text
+
+    settings = {"COSTAWARE_RESPONSE_SHAPE": "builtin",
+                "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/jsonlines"}
+    for part in ("multi", "demo", "three"):
+        (tmp_path / part).mkdir()
+    multi = Server(str(root), tmp_path / "multi", workers=2, SAGEMAKER_MULTI_MODEL="true",
+                   COSTAWARE_MODELS_ROOT=str(root), **settings)
+    alone = {name: Server(str(trained[name][0]), tmp_path / name, workers=1, **settings)
+             for name in ("demo", "three")}
+    try:
+        multi.wait_ready()
+        for srv in alone.values():
+            srv.wait_ready()
+        for name, srv in alone.items():
+            assert load(multi, name, root / name / "model").status_code == 200
+            rows = trained[name][1]
+            cases = [(libsvm_text(None, rows).encode(), {"Content-Type": "text/libsvm"}),
+                     (csv_body(rows), {"Content-Type": "text/csv", "Accept": "*/*"}),
+                     (csv_body(rows), {"Content-Type": "text/csv", "Accept": "text/csv"})]
+            for body, headers in cases:
+                ours = invoke(multi, name, body, **headers)
+                assert ours.status_code == 200, ours.text
+                same_answer(ours, requests.post(srv.url + "/invocations", data=body,
+                                                headers=headers))
+            # the built-in shape's JSON Lines: one {"score": ...} per row, no decision
+            lines = invoke(multi, name, csv_body(rows), **{"Content-Type": "text/csv"})
+            assert lines.headers["Content-Type"].startswith("application/jsonlines")
+            answers = [json.loads(line) for line in lines.text.splitlines()]
+            assert len(answers) == len(rows) and all(set(a) == {"score"} for a in answers)
+    finally:
+        multi.stop()
+        for srv in alone.values():
+            srv.stop()
