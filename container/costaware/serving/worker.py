@@ -35,12 +35,7 @@ Two faults of the worker pool are handled here too, through a small directory th
   tries again; meanwhile ``/ping`` answers ``{"status": "degraded", "error": ...}``. Only when no
   worker holds the model does the server stop, as it does at the start.
 
-The event loop is uvloop's (libuv), not asyncio's selector loop: on a single-row request of a
-small model the selector loop's own Python (its callbacks, the transport's reads and writes) took
-more of a worker's CPU than XGBoost's prediction (``benchmarks/bench_serving.py --profile``).
-
-Imports nothing heavy: the gunicorn master loads this class before any worker exists (uvloop is
-imported by each worker, after the fork).
+Imports nothing heavy: the gunicorn master loads this class before any worker exists.
 """
 
 from __future__ import annotations
@@ -510,9 +505,7 @@ class AsyncWorker(base.Worker):
     # -- the loop
 
     def run(self):
-        import uvloop  # (the module docstring says why)
-
-        self.loop = uvloop.new_event_loop()
+        self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stop, sig != signal.SIGTERM)
