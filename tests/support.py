@@ -505,3 +505,15 @@ def credit_population(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     frame["amount"] = np.round(rng.lognormal(1.5, 0.5, n), 2)
     frame.insert(0, "label", label)
     return frame
+
+
+def libsvm_text(label, features: np.ndarray, costs: np.ndarray | None = None,
+                first_index: int = 1) -> str:
+    """Rows as libsvm lines: ``LABEL`` (left out when ``label`` is None), then ``i:value`` for
+    each present value, ``i`` from ``first_index``; ``costs`` follow the features' indices."""
+    table = features if costs is None else np.column_stack([features, costs])
+    lines = []
+    for i, row in enumerate(table.tolist()):
+        pairs = [f"{j + first_index}:{v!r}" for j, v in enumerate(row) if not math.isnan(v)]
+        lines.append(" ".join(([] if label is None else [str(label[i])]) + pairs))
+    return "\n".join(lines) + "\n"

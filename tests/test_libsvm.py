@@ -20,23 +20,11 @@ from costaware.sagemaker import training_job
 from costaware.serving.invocation import Invocations, respond
 
 from hosts import hosts_of, run_hosts
-from support import HEADER, Server, csv_body, failure_reason, free_port, run_train, synthetic, \
-    write_tree
+from support import HEADER, Server, csv_body, failure_reason, free_port, libsvm_text, run_train, \
+    synthetic, write_tree
 
 SETTINGS = {"num_round": "12", "max_depth": "3"}
 MATRIX = [[0, 1, 2], [1, 0, 1], [4, 1, 0]]
-
-
-def libsvm_text(label, features: np.ndarray, costs: np.ndarray | None = None,
-                first_index: int = 1) -> str:
-    """Rows as libsvm lines: ``LABEL`` (left out when ``label`` is None), then ``i:value`` for
-    each present value, ``i`` from ``first_index``; ``costs`` follow the features' indices."""
-    table = features if costs is None else np.column_stack([features, costs])
-    lines = []
-    for i, row in enumerate(table.tolist()):
-        pairs = [f"{j + first_index}:{v!r}" for j, v in enumerate(row) if not math.isnan(v)]
-        lines.append(" ".join(([] if label is None else [str(label[i])]) + pairs))
-    return "\n".join(lines) + "\n"
 
 
 def csv_lines(label, features: np.ndarray) -> str:

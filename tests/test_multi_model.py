@@ -18,8 +18,8 @@ import requests
 from costaware import machine
 from costaware.serving.config import ServerConfigError, ServerSettings
 
-from support import (HEADER, WINE_CLASSES, WINE_MATRIX, Server, csv_body, run_train, synthetic,
-                     wine_frame, write_tree)
+from support import (HEADER, WINE_CLASSES, WINE_MATRIX, Server, csv_body, libsvm_text, run_train,
+                     synthetic, wine_frame, write_tree)
 
 WORKERS = 4
 TARGET = "X-Amzn-SageMaker-Target-Model"
@@ -398,8 +398,6 @@ def test_the_server_settings_reach_every_loaded_model(root, trained, tmp_path):
     default Accept of JSON Lines, answers libsvm and CSV requests (no Accept, and */*) for a
     two-class and a 3-class model byte for byte as each model served alone with the same
     settings (the settings are the server's, every model loaded the way the server serves one)."""
-    from test_libsvm import libsvm_text
-
     settings = {"COSTAWARE_RESPONSE_SHAPE": "builtin",
                 "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/jsonlines"}
     for part in ("multi", "demo", "three"):
