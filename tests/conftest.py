@@ -25,6 +25,16 @@ from support import REPO, run_train  # noqa: E402
 # more (its setup included) in a full run on a quiet 2-core machine (pytest --durations=0). What
 # they test is still touched by a faster test of the same module; CI runs everything.
 SLOW = {
+    "test_multi_model.py": (
+        "test_the_server_settings_reach_every_loaded_model",
+        "test_a_model_that_does_not_fit_is_507_until_another_is_unloaded",
+    ),
+    "test_libsvm.py": (
+        "test_without_accept_the_default_is_json_or_sagemaker_default_invocations_accept",
+        "test_the_builtin_shape_with_three_classes_from_libsvm",
+        "test_the_builtin_shape_with_per_row_costs",
+        "test_sharded_libsvm_hosts_train_on_the_widest_hosts_columns",
+    ),
     "test_report.py": (
         "test_edge_cases_say_so_and_do_not_warn",
     ),
