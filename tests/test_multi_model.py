@@ -430,3 +430,27 @@ def test_the_server_settings_reach_every_loaded_model(root, trained, tmp_path):
         multi.stop()
         for srv in alone.values():
             srv.stop()
+
+
+def test_a_registry_that_cannot_be_written_is_507_and_records_nothing(tmp_path, monkeypatch):
+    """A full (or read-only) file system under the registry: the load is a 507 naming why, not a
+    500, and no entry is left behind."""
+    import errno
+    import os
+
+    from costaware import storage
+    from costaware.serving import multi_model
+    from costaware.serving.request_error import RequestError
+
+    registry = multi_model.Registry(str(tmp_path / "registry"), 2, 10 ** 9)
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(storage, "atomic_write", full)
+    entry = multi_model.Entry("m", "/opt/ml/models/m", "/opt/ml/models/m", 100, "t")
+    with pytest.raises(RequestError) as refused:
+        registry.add(entry)
+    assert refused.value.status == 507
+    assert "cannot be recorded" in refused.value.message and "No space left" in refused.value.message
+    assert registry.entries() == {}

@@ -233,8 +233,12 @@ class Registry:
         """Record ``entry`` (409/507 as :meth:`check_room`, decided under the lock)."""
         with self._locked():
             self.check_room(entry.model_name, entry.charge_bytes, self._read())
-            storage.atomic_write(self._path(entry.model_name),
-                                 json.dumps(asdict(entry)).encode("utf-8"))
+            try:
+                storage.atomic_write(self._path(entry.model_name),
+                                     json.dumps(asdict(entry)).encode("utf-8"))
+            except OSError as exc:  # the registry's file system full or read-only: no room
+                raise RequestError(507, f"model {entry.model_name!r} cannot be recorded in "
+                                        f"{self.directory}: {exc.strerror}") from None
 
     def remove(self, name: str) -> bool:
         """Unload ``name``; whether it was loaded."""
