@@ -78,7 +78,8 @@ def output_fields(model: Model, reasons: bool = False) -> tuple[str, ...]:
 
 
 def predict(model: Model, rows: np.ndarray, has_costs: np.ndarray | None = None,
-            policy=None, costs_source: str = "model", where=lambda i: f"row {i + 1}") -> dict:
+            policy=None, costs_source: str = "model", where=lambda i: f"row {i + 1}",
+            margins: np.ndarray | None = None) -> dict:
     """Score and decide rows, for any number of classes: the calibrated probabilities, each row's
     decision with the least expected cost at its costs (under the policy's rule), those expected
     costs, the ``costs`` it was decided at ("row", or ``costs_source`` for the class costs) and
@@ -89,13 +90,17 @@ def predict(model: Model, rows: np.ndarray, has_costs: np.ndarray | None = None,
     ``rows``: float64 ``(n, len(layout.names))`` as :class:`Layout` says, NaN = missing; the cost
     columns are read only for rows with ``has_costs``. ``policy``: the model's, or a request's
     override (:meth:`~costaware.decisions.policy.Policy.with_costs`). ``where(i)`` names row ``i`` in errors.
+    ``margins``: the rows' :meth:`~costaware.model.artifact.Model.margin`, when the caller has
+    them already (a server predicting several requests' rows in one call: serving/invocation.py).
     """
     policy = policy or model.policy
     layout = Layout.of(model)
     sensitive = _sensitive(policy, layout, rows, where)
     own = has_costs if has_costs is not None and has_costs.any() else None
     costs = row_costs(policy, layout, rows, own, where, costs_source)
-    p = policy.probability(model.margin(rows[:, :layout.features]))
+    if margins is None:
+        margins = model.margin(rows[:, :layout.features])
+    p = policy.probability(margins)
     n = len(rows)
     if own is None:
         source = np.full(n, costs_source, dtype=object)

@@ -32,7 +32,8 @@ from .. import data_capture
 from . import codecs, multi_model, policy_override
 from .capture import CaptureWriter
 from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
-from .invocation import Invocations, Reply, error_reply, respond
+from .direct import content_type_header
+from .invocation import Call, Invocations, Reply, error_reply, respond_together
 
 log = logging.getLogger("costaware.serving")
 
@@ -49,15 +50,18 @@ def error_response(status: int, message: str, **details) -> Response:
 def _to_response(reply: Reply) -> Response:
     """A :class:`~costaware.serving.invocation.Reply` as Flask's response; what the access log
     reports goes into the WSGI environ."""
-    if reply.error is not None:
-        request.environ["costaware.error"] = reply.error
-    else:
-        request.environ["costaware.rows"] = reply.rows
-        request.environ["costaware.timing"] = reply.timing
+    request.environ.update(access_fields(reply))
     headers = dict(reply.headers)
     response = Response(reply.body, status=reply.status, mimetype=headers.pop("Content-Type"))
     response.headers.update(headers)
     return response
+
+
+def access_fields(reply: Reply) -> dict:
+    """What the access log reports of a reply (server.JsonLogger reads them from the environ)."""
+    if reply.error is not None:
+        return {"costaware.error": reply.error}
+    return {"costaware.rows": reply.rows, "costaware.timing": reply.timing}
 
 
 def create_app(model_dir: str | None = None, settings: ServerSettings | None = None,
@@ -80,7 +84,7 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
                       MAX_CONTENT_LENGTH=None)
     _add_ping(app, health)
     _add_execution_parameters(app, settings)
-    serve_invocation = _invocation_shell(settings, capture)
+    invoke = _invocation(settings, capture)
 
     def load(directory: str) -> Invocations:  # a model as this server serves it
         return Invocations.load(directory, settings.predict_threads, settings.default_accept,
@@ -90,19 +94,65 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
         registry = multi_model.Registry(registry_dir, settings.workers,
                                         multi_model.memory_budget_bytes(settings.models_memory_mb))
         cache = multi_model.ModelCache(registry, settings.models_root, load)
-        _add_multi_model(app, cache, serve_invocation, settings)
+        _add_multi_model(app, cache, invoke, settings)
         app.costaware_heartbeat = cache.sync  # the worker's tick: drop what was unloaded
+        app.costaware_direct = DirectRoutes(invoke, cache=cache)
         paths = "/models, /ping or /execution-parameters"
     else:
         invocations_of_model = load(model_dir or settings.model_dir)
+        read_body = _body_reader(settings)
 
         @app.post("/invocations")
         def invocations():
-            return serve_invocation(invocations_of_model)
+            return _answer(invoke([(invocations_of_model, request.headers, read_body)])[0])
 
+        app.costaware_direct = DirectRoutes(invoke, single=invocations_of_model)
         paths = "/invocations, /ping or /execution-parameters"
     _add_error_handlers(app, paths)
     return app
+
+
+class DirectRoutes:
+    """The paths worker.py answers without gunicorn's parser or Flask (direct.py says which
+    requests): ``/invocations``, or each loaded model's ``/models/{name}/invoke``, through the
+    same functions as the Flask routes."""
+
+    def __init__(self, invoke, single: Invocations | None = None,
+                 cache: multi_model.ModelCache | None = None):
+        self.invoke, self.single, self.cache = invoke, single, cache
+
+    def answers(self, requests: list) -> list[tuple[Reply, dict] | None]:
+        """Each ``POST`` request (a direct.PlainRequest) answered: the reply and what the access
+        log reports (the fields the Flask shell puts in the environ), or ``None`` for a path
+        answered the general way. Those that arrived together are answered together
+        (:func:`costaware.serving.invocation.respond_together`)."""
+        answers: list[tuple[Reply, dict] | None] = [None] * len(requests)
+        calls, asked = [], []
+        for i, plain in enumerate(requests):
+            fields = {}
+            if self.single is not None:
+                if plain.path != "/invocations":
+                    continue
+                invocations_of_model = self.single
+            else:
+                name = multi_model.invoked_model(plain.path)
+                if name is None:
+                    continue
+                fields = {"costaware.model": name}
+                invocations_of_model = _model_or_refusal(self.cache, name)
+                if isinstance(invocations_of_model, Reply):
+                    answers[i] = invocations_of_model, {**access_fields(invocations_of_model),
+                                                        **fields}
+                    continue
+            calls.append((invocations_of_model, plain.headers, lambda body=plain.body: body))
+            asked.append((i, fields))
+        try:
+            replies = self.invoke(calls)
+        except Exception as exc:  # as the Flask app's handler of the unexpected, for each
+            replies = [unexpected_reply(exc, "POST", requests[i].path) for i, _ in asked]
+        for (i, fields), reply in zip(asked, replies):
+            answers[i] = reply, {**access_fields(reply), **fields}
+        return answers
 
 
 def _add_ping(app: Flask, health) -> None:
@@ -128,46 +178,68 @@ def _add_execution_parameters(app: Flask, settings: ServerSettings) -> None:
         return Response(execution_parameters, status=200, mimetype="application/json")
 
 
-def _invocation_shell(settings: ServerSettings, capture: CaptureWriter | None):
-    """What ``POST /invocations`` does for a model, as a function of the model (``/invocations``
-    and each model's ``/models/{name}/invoke``): the Flask shell of
-    :func:`costaware.serving.invocation.respond`; the body is read only once the headers pass,
-    and a refused one is drained. With ``capture``, a sampled request that is answered (2xx) is
-    captured with the body the client got."""
-    limit, limit_mb = settings.max_payload_bytes, settings.max_payload_mb
+def _invocation(settings: ServerSettings, capture: CaptureWriter | None):
+    """What ``POST /invocations`` does, as ``invoke(calls)`` -> a :class:`Reply` for each call
+    ``(model, headers, read_body)`` (``/invocations`` and each model's ``/models/{name}/invoke``,
+    the Flask routes one at a time, the direct way all the requests that arrived together):
+    :func:`costaware.serving.invocation.respond_together`, each body read only once its headers
+    pass. With ``capture``, a sampled request that is answered (2xx) is captured with the body
+    and ``Content-Type`` the client gets."""
 
-    def read_body() -> bytes:
-        return _read_body(limit, limit_mb)
+    def invoke(calls: list[tuple[Invocations, object, object]]) -> list[Reply]:
+        replies: list[Reply | None] = [None] * len(calls)
+        asked, kept = [], {}  # indices of the calls to answer; sampled ones' (time, id, body)
+        for i, (_, headers, read_body) in enumerate(calls):
+            if capture is not None:
+                when = time.time()  # the invocation's time: its record's inferenceTime and hour
+                inference_id, problem = _inference_id(headers)
+                if problem:
+                    replies[i] = error_reply(400, problem)
+                    continue
+                if capture.sampled():
+                    kept[i] = (when, inference_id, [])
+            asked.append(i)
 
-    def serve_invocation(invocations_of_model: Invocations) -> Response:
-        def reply_for(read) -> Reply:
-            headers = request.headers
-            return respond(invocations_of_model, read, headers.get("Content-Type"),
-                           headers.get("Accept"), headers.get(policy_override.HEADER),
-                           headers.get("Content-Encoding"))
+        def body_of(i: int):
+            read_body = calls[i][2]
+            if i not in kept:
+                return read_body
+            received = kept[i][2]
+            return lambda: received.append(read_body()) or received[0]
 
-        if capture is None:
-            return _answer(reply_for(read_body))
-        when = time.time()  # the invocation's time: its record's inferenceTime and hour
-        inference_id, problem = _inference_id(request.headers)
-        if problem:
-            return _answer(error_reply(400, problem))
-        if not capture.sampled():
-            return _answer(reply_for(read_body))
-        received = []
+        answered = respond_together([
+            Call(calls[i][0], body_of(i), calls[i][1].get("Content-Type"),
+                 calls[i][1].get("Accept"), calls[i][1].get(policy_override.HEADER),
+                 calls[i][1].get("Content-Encoding")) for i in asked])
+        for i, reply in zip(asked, answered):
+            replies[i] = reply
+            if i in kept and reply.error is None:
+                when, inference_id, received = kept[i]
+                capture.write(when, calls[i][1].get("Content-Type"), received[0],
+                              content_type_header(reply.headers["Content-Type"]), reply.body,
+                              inference_id)
+        return replies
 
-        def read_and_keep() -> bytes:
-            received.append(read_body())
-            return received[0]
+    return invoke
 
-        reply = reply_for(read_and_keep)
-        response = _answer(reply)
-        if reply.error is None:
-            capture.write(when, request.headers.get("Content-Type"), received[0],
-                          response.headers.get("Content-Type"), reply.body, inference_id)
-        return response
 
-    return serve_invocation
+def _body_reader(settings: ServerSettings):
+    """The Flask shell's body: read from the WSGI input once the headers pass."""
+    return lambda: _read_body(settings.max_payload_bytes, settings.max_payload_mb)
+
+
+def _model_or_refusal(cache: multi_model.ModelCache, name: str) -> Invocations | Reply:
+    """The loaded model ``/models/{name}/invoke`` invokes, or why not (404, or the cache's
+    refusal)."""
+    try:
+        invocations_of_model = cache.invocations(name)
+    except codecs.RequestError as exc:
+        return error_reply(exc.status, exc.message, **exc.details)
+    return _not_loaded_reply(name) if invocations_of_model is None else invocations_of_model
+
+
+def _not_loaded_reply(name: str) -> Reply:
+    return error_reply(404, f"model {name!r} is not loaded")
 
 
 def _answer(reply: Reply) -> Response:
@@ -182,7 +254,7 @@ def _refused(exc: codecs.RequestError) -> Response:
     return _answer(error_reply(exc.status, exc.message, **exc.details))
 
 
-def _add_multi_model(app: Flask, cache: multi_model.ModelCache, serve_invocation,
+def _add_multi_model(app: Flask, cache: multi_model.ModelCache, invoke,
                      settings: ServerSettings) -> None:
     """SageMaker's multi-model contract (multi_model.py has the why); every refusal is the JSON
     error every other refusal is."""
@@ -210,7 +282,7 @@ def _add_multi_model(app: Flask, cache: multi_model.ModelCache, serve_invocation
             return _refused(exc)
 
     def not_loaded(name: str) -> Response:
-        return _answer(error_reply(404, f"model {name!r} is not loaded"))
+        return _answer(_not_loaded_reply(name))
 
     @app.get("/models/<name>")
     def get_model(name: str):
@@ -224,16 +296,15 @@ def _add_multi_model(app: Flask, cache: multi_model.ModelCache, serve_invocation
             return not_loaded(name)
         return _json_response({"modelName": name, "status": "unloaded"}, 200)
 
+    read_body = _body_reader(settings)
+
     @app.post("/models/<name>/invoke")
-    def invoke(name: str):
+    def invoke_model(name: str):
         request.environ["costaware.model"] = name
-        try:
-            invocations_of_model = cache.invocations(name)
-        except codecs.RequestError as exc:
-            return _refused(exc)
-        if invocations_of_model is None:
-            return not_loaded(name)
-        return serve_invocation(invocations_of_model)
+        invocations_of_model = _model_or_refusal(cache, name)
+        if isinstance(invocations_of_model, Reply):
+            return _answer(invocations_of_model)
+        return _answer(invoke([(invocations_of_model, request.headers, read_body)])[0])
 
 
 def _inference_id(headers) -> tuple[str | None, str | None]:
@@ -261,9 +332,14 @@ def _add_error_handlers(app: Flask, paths: str) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return error_response(500, f"internal error: {type(exc).__name__}; the request was not "
-                                   "processed (details in the server log)")
+        return _to_response(unexpected_reply(exc, request.method, request.path))
+
+
+def unexpected_reply(exc: Exception, method: str, path: str) -> Reply:
+    """A 500 for what no check foresaw, its traceback in the server log."""
+    log.exception("unexpected error on %s %s", method, path, exc_info=exc)
+    return error_reply(500, f"internal error: {type(exc).__name__}; the request was not "
+                            "processed (details in the server log)")
 
 
 def _read_body(limit: int, limit_mb: int) -> bytes:

@@ -99,13 +99,32 @@ class Invocations:
 
     def answer(self, plan: Plan, body: bytes) -> Answer:
         """Decode, predict (and explain), encode; a bad body or row is a 400."""
-        model = self.model
+        return self.finish(plan, self.decode(plan, body))
+
+    def decode(self, plan: Plan, body: bytes) -> "Decoded":
+        """The body's rows (a bad body is a 400)."""
         t0 = perf_counter()
         rows, has_costs = codecs.decode(body, plan.kind, self.layout)
+        return Decoded(rows, has_costs, perf_counter() - t0)
+
+    def margins(self, decoded: list["Decoded"]) -> list[np.ndarray]:
+        """The margins of several requests' rows, from one prediction: XGBoost's cost of a call
+        hardly depends on its rows below a few dozen (a 100-tree model: 136 us for one row, 120
+        for eight), and each row's margin is the same whichever rows it is predicted with."""
+        features = self.layout.features
+        margins = self.model.margin(np.concatenate([d.rows[:, :features] for d in decoded]))
+        return np.split(margins, np.cumsum([len(d.rows) for d in decoded[:-1]]))
+
+    def finish(self, plan: Plan, decoded: "Decoded", margins: np.ndarray | None = None,
+               shared_s: float = 0.0, batch: int = 1) -> Answer:
+        """Predict (from ``margins`` if given: :meth:`margins` of ``batch`` requests' rows, which
+        took ``shared_s`` seconds) and explain the decoded rows, and encode the answer; a bad
+        row is a 400."""
+        model, rows = self.model, decoded.rows
         t1 = perf_counter()
         try:
-            result = inference.predict(model, rows, has_costs, plan.policy, plan.source,
-                                       codecs.row_label(plan.kind))
+            result = inference.predict(model, rows, decoded.has_costs, plan.policy, plan.source,
+                                       codecs.row_label(plan.kind), margins)
         except inference.RowError as exc:
             raise RequestError(400, str(exc)) from None
         if plan.reasons is not None:
@@ -119,9 +138,18 @@ class Invocations:
         payload = codecs.encode(result, plan.spec, info)
         t3 = perf_counter()
         return Answer(payload, plan.spec.mimetype, header, len(rows),
-                      {"parse_ms": round((t1 - t0) * 1000, 3),
-                       "predict_ms": round((t2 - t1) * 1000, 3),
-                       "encode_ms": round((t3 - t2) * 1000, 3)})
+                      {"parse_ms": round(decoded.seconds * 1000, 3),
+                       "predict_ms": round((t2 - t1 + shared_s) * 1000, 3),
+                       "encode_ms": round((t3 - t2) * 1000, 3), "batch": batch})
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A request's rows (:func:`costaware.serving.codecs.decode`) and the seconds decoding took."""
+
+    rows: np.ndarray
+    has_costs: np.ndarray | None
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -144,6 +172,19 @@ def error_reply(status: int, message: str, **details) -> Reply:
     return Reply(status, {"Content-Type": "application/json"}, body, error=message)
 
 
+@dataclass(frozen=True)
+class Call:
+    """One ``POST /invocations``: the model's :class:`Invocations`, the body (or a function that
+    reads it, called only once the headers pass) and the headers that matter."""
+
+    invocations: Invocations
+    body: bytes | Callable[[], bytes]
+    content_type: str | None
+    accept: str | None
+    attributes: str | None
+    content_encoding: str | None = None
+
+
 def respond(invocations: Invocations, body: bytes | Callable[[], bytes],
             content_type: str | None, accept: str | None, attributes: str | None,
             content_encoding: str | None = None) -> Reply:
@@ -151,14 +192,42 @@ def respond(invocations: Invocations, body: bytes | Callable[[], bytes],
     function, called only once the headers pass, so a server need not read a body it refuses;
     its :class:`RequestError` is a reply too), decided and encoded. A refusal is the JSON error
     :func:`error_reply` gives."""
-    try:
-        plan = invocations.plan(content_type, accept, attributes, content_encoding)
-        t0 = perf_counter()
-        data = body() if callable(body) else body
-        read_ms = round((perf_counter() - t0) * 1000, 3)
-        answer = invocations.answer(plan, data)
-    except RequestError as exc:
-        return error_reply(exc.status, exc.message, **exc.details)
-    return Reply(200, {"Content-Type": answer.mimetype,
-                       policy_override.HEADER: answer.attributes},
-                 answer.body, answer.rows, {"read_ms": read_ms, **answer.timing})
+    return respond_together([Call(invocations, body, content_type, accept, attributes,
+                                  content_encoding)])[0]
+
+
+def respond_together(calls: list[Call]) -> list[Reply]:
+    """Several calls answered as :func:`respond` answers each, the rows of those to the same
+    model predicted in one call (:meth:`Invocations.margins`): a server answering the requests
+    that arrived together. A refused call's reply is its refusal; the others are unaffected."""
+    replies: list[Reply | None] = [None] * len(calls)
+    ready: dict[int, list] = {}  # id(invocations) -> [(index, plan, decoded, read_ms)]
+    for i, call in enumerate(calls):
+        try:
+            plan = call.invocations.plan(call.content_type, call.accept, call.attributes,
+                                         call.content_encoding)
+            t0 = perf_counter()
+            data = call.body() if callable(call.body) else call.body
+            read_ms = round((perf_counter() - t0) * 1000, 3)
+            decoded = call.invocations.decode(plan, data)
+        except RequestError as exc:
+            replies[i] = error_reply(exc.status, exc.message, **exc.details)
+            continue
+        ready.setdefault(id(call.invocations), []).append((i, plan, decoded, read_ms))
+    for group in ready.values():
+        invocations = calls[group[0][0]].invocations
+        margins, shared_s = [None] * len(group), 0.0
+        if len(group) > 1:
+            t0 = perf_counter()
+            margins = invocations.margins([decoded for _, _, decoded, _ in group])
+            shared_s = perf_counter() - t0
+        for (i, plan, decoded, read_ms), margin in zip(group, margins):
+            try:
+                answer = invocations.finish(plan, decoded, margin, shared_s, len(group))
+            except RequestError as exc:
+                replies[i] = error_reply(exc.status, exc.message, **exc.details)
+                continue
+            replies[i] = Reply(200, {"Content-Type": answer.mimetype,
+                                     policy_override.HEADER: answer.attributes},
+                               answer.body, answer.rows, {"read_ms": read_ms, **answer.timing})
+    return replies

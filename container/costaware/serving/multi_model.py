@@ -85,6 +85,16 @@ def check_model_name(name) -> str | None:
     return None
 
 
+def invoked_model(path: str) -> str | None:
+    """The model a ``/models/{name}/invoke`` path names (as Flask's route reads it: one path
+    segment), else ``None``."""
+    if path.startswith("/models/") and path.endswith("/invoke"):
+        name = path[len("/models/"):-len("/invoke")]
+        if name and "/" not in name:
+            return name
+    return None
+
+
 def model_directory(url, root: str) -> str:
     """The real path of the model directory ``url`` names, checked to be below ``root`` by its
     text and after following its links (:class:`RequestError` 400 otherwise); nothing is read."""

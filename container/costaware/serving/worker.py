@@ -56,13 +56,16 @@ from gunicorn.workers import base
 
 from ..errors import load_failure_reason
 from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
+from .direct import PlainRequest, plain_request, response_bytes
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers (gunicorn's own limits apply after)
 MAX_CHUNK_LINE = 4096  # a chunk-size line with its extensions
 MODEL_RETRY_SECONDS = 10  # a worker that could not load the model waits this long, then exits
 REBALANCE_PAUSE = 0.05  # seconds without accepting after a connection was closed to rebalance
+ROSTER_LOOK_INTERVAL = 0.05  # seconds: a worker that became ready is seen this late, at most
 RECENT_STAMP_NS = 1_000_000_000  # a directory time this close to now may hide a later change
 STOP_ACCEPT_LIMIT = 1024  # queued connections a stopping worker takes, at most (the backlog's size)
+TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"  # InvokeEndpoint's TargetModel, logged
 STOP_LINGER = 2.0  # seconds an idle connection stays open after SIGTERM (gunicorn's gthread: 2)
 
 
@@ -480,6 +483,9 @@ class AsyncWorker(base.Worker):
         self.resume = None  # the timer that takes connections again after a rebalancing close
         self.arriving = 0  # connections accepted, not yet made (asyncio makes them in a task)
         self.load_failure = None
+        self.direct_routes = None  # app.DirectRoutes: the paths answered without gunicorn's parser
+        self.arrived = []  # (connection, request) complete in this pass of the loop, unanswered
+        self.next_roster_look = 0.0  # the loop's time after which a request looks at the roster
 
     def init_process(self):
         # gunicorn's worker base class calls util.write_error for protocol errors; this process
@@ -501,6 +507,7 @@ class AsyncWorker(base.Worker):
             self.log.error("%s (retrying in %d s)", self.load_failure, MODEL_RETRY_SECONDS)
             return
         self.roster.mark_ready(os.getpid())
+        self.direct_routes = getattr(self.wsgi, "costaware_direct", None)
 
     # -- the loop
 
@@ -621,18 +628,50 @@ class AsyncWorker(base.Worker):
     # -- requests
 
     def dispatch(self, conn: Connection, request: bytes):
-        if self.roster.another_became_ready():
-            self.epoch += 1
+        now = self.loop.time()
+        if now >= self.next_roster_look:  # a stat a request was 1.5% of a small model's request
+            self.next_roster_look = now + ROSTER_LOOK_INTERVAL
+            if self.roster.another_became_ready():
+                self.epoch += 1
         if conn.epoch != self.epoch and self.alive:
             self.step_back()  # handle() closes this connection after the answer
         conn.busy = True
-        if self.pool is None:
-            conn.finished(*self.handle(conn, request))
+        if self.pool is None:  # answered with the others that arrive in this pass of the loop
+            self.arrived.append((conn, request))
+            if len(self.arrived) == 1:
+                self.loop.call_soon(self.answer_arrived)
             return
         conn.transport.pause_reading()  # the next pipelined request waits in the kernel
-        future = self.pool.submit(self.handle, conn, request)
+        future = self.pool.submit(self.handle_together, [(conn, request)])
         future.add_done_callback(
-            lambda done: self.loop.call_soon_threadsafe(conn.finished, *done.result()))
+            lambda done: self.loop.call_soon_threadsafe(conn.finished, *done.result()[0]))
+
+    def answer_arrived(self):
+        """The requests that arrived in the last pass of the loop, answered together (the rows
+        of those to one model predicted in one call: invocation.respond_together), each then
+        written to its connection."""
+        arrived, self.arrived = self.arrived, []
+        for (conn, _), answer in zip(arrived, self.handle_together(arrived)):
+            conn.finished(*answer)
+
+    def handle_together(self, arrived: list[tuple[Connection, bytes]]) -> list[tuple[bytes, bool]]:
+        """Complete requests, answered: (response bytes, whether the connection stays open) for
+        each. Plainly formed ones to a path the app answers directly go the direct way
+        (direct.py), together; any other through gunicorn's parser and the Flask app."""
+        answers = [None] * len(arrived)
+        if self.direct_routes is not None:
+            plain = [(i, plain_request(request)) for i, (_, request) in enumerate(arrived)]
+            plain = [(i, request) for i, request in plain if request is not None]
+            if plain:
+                start = time.perf_counter()
+                direct = self.direct_routes.answers([request for _, request in plain])
+                elapsed = timedelta(seconds=time.perf_counter() - start)
+                for (i, request), answered in zip(plain, direct):
+                    if answered is not None:
+                        answers[i] = self.direct_response(arrived[i][0], request, *answered,
+                                                          elapsed)
+        return [answer or self.handle(conn, request)
+                for answer, (conn, request) in zip(answers, arrived)]
 
     def handle(self, conn: Connection, request: bytes) -> tuple[bytes, bool]:
         """One complete request through gunicorn's parser and the app: (response bytes, whether
@@ -664,6 +703,22 @@ class AsyncWorker(base.Worker):
             sock.parts.clear()
             self.handle_error(req, sock, conn.peer, exc)
             return sock.data(), False
+
+    def direct_response(self, conn: Connection, plain: PlainRequest, reply, fields: dict,
+                        elapsed: timedelta) -> tuple[bytes, bool]:
+        """A reply of the direct way as response bytes, with the access line the general way
+        writes."""
+        self.nr += 1
+        keep = (not plain.close and self.alive and bool(self.cfg.keepalive)
+                and conn.epoch == self.epoch)  # as the general way (rebalancing included)
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": plain.path, "REMOTE_ADDR": conn.peer[0],
+                   "CONTENT_LENGTH": plain.headers["content-length"], **fields}
+        target = plain.headers.get(TARGET_MODEL_HEADER)
+        if target is not None:
+            environ["HTTP_X_AMZN_SAGEMAKER_TARGET_MODEL"] = target
+        self.log.access(SimpleNamespace(status=reply.status, sent=len(reply.body)), None, environ,
+                        elapsed)
+        return response_bytes(reply.status, reply.headers, reply.body, close=not keep), keep
 
     @property
     def server_address(self):

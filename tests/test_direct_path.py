@@ -1,0 +1,277 @@
+"""The direct way (serving/direct.py): a plainly formed invocation answered without gunicorn's
+parser or Flask, and the requests that arrive together predicted in one call
+(invocation.respond_together). Checked against the general way on the real server: the same
+bytes, the same access lines, the same capture records."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from costaware.serving import direct
+from costaware.serving.invocation import Call, Invocations, respond, respond_together
+
+from support import Server, csv_body
+
+PLAIN = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+         b"Content-Length: 3\r\n\r\n1,2")
+# what gunicorn drops (a name with "_"): a request carrying it goes the general way, unchanged
+GENERAL_ONLY = b"X-Costaware_Way: general\r\n"
+
+
+@pytest.fixture(scope="module")
+def model_dir(breast_cancer_tree):
+    return str(breast_cancer_tree / "model")
+
+
+@pytest.fixture(scope="module")
+def rows(breast_cancer_tree):
+    return np.loadtxt(breast_cancer_tree / "input" / "data" / "test" / "test.csv",
+                      delimiter=",")[:, 1:]
+
+
+def with_header(request: bytes, header: bytes) -> bytes:
+    line_end = request.index(b"\r\n") + 2
+    return request[:line_end] + header + request[line_end:]
+
+
+def invocation(body: bytes, *headers: bytes, path: bytes = b"/invocations") -> bytes:
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(headers)
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+# ------------------------------------------------------------------------------ which requests
+
+
+def test_a_plain_request_is_read_as_gunicorn_reads_it():
+    plain = direct.plain_request(with_header(
+        PLAIN, b"X-Amzn-SageMaker-Custom-Attributes: \t reasons=2  \r\nACCEPT:text/csv\r\n"
+               b"Connection: Close\r\nX-Empty:\r\n"))
+    assert plain.path == "/invocations" and plain.body == b"1,2" and plain.close
+    assert plain.headers.get("x-amzn-sagemaker-custom-attributes") == "reasons=2"
+    assert plain.headers.get("Accept") == "text/csv"  # any case, as Werkzeug's headers
+    assert plain.headers.get("X-Empty") == "" and plain.headers.get("Content-Encoding") is None
+    assert not direct.plain_request(PLAIN).close
+
+
+@pytest.mark.parametrize("change", [
+    (b"POST /invocations HTTP/1.1", b"POST /invocations?x=1 HTTP/1.1"),  # a query
+    (b"POST /invocations HTTP/1.1", b"POST /invo%63ations HTTP/1.1"),  # an escape
+    (b"POST /invocations HTTP/1.1", b"POST /invocations HTTP/1.0"),
+    (b"POST /invocations HTTP/1.1", b"PUT /invocations HTTP/1.1"),
+    (b"POST /invocations HTTP/1.1", b"POST  /invocations HTTP/1.1"),
+    (b"Host: x\r\n", b"Host: x\r\nX_Under: 1\r\n"),  # a name gunicorn drops
+    (b"Host: x\r\n", b"Host: x\r\nHost: y\r\n"),  # twice
+    (b"Host: x\r\n", b"Host: x\r\n folded\r\n"),  # obs-fold
+    (b"Host: x\r\n", b"Host: \xe9\r\n"),  # not ASCII
+    (b"Host: x\r\n", b"Host: a\x01b\r\n"),  # a control character
+    (b"Host: x\r\n", b"Host: a\tb\r\n"),  # a tab inside a value
+    (b"Host: x\r\n", b"Host x\r\n"),  # no colon
+    (b"Host: x\r\n", b"Host : x\r\n"),  # a space before the colon
+    (b"Host: x\r\n", b"Expect: 100-continue\r\n"),
+    (b"Host: x\r\n", b"Transfer-Encoding: chunked\r\n"),
+    (b"Host: x\r\n", b"Connection: upgrade\r\n"),
+    (b"Content-Length: 3", b"Content-Length: +3"),
+    (b"Content-Length: 3", b"Content-Length: 4"),  # not the body's length
+    (b"Content-Length: 3\r\n", b""),  # no length
+    (b"Host: x\r\n", b"Host: " + b"x" * 4000 + b"\r\n"),  # a long head
+])
+def test_anything_else_goes_the_general_way(change):
+    assert direct.plain_request(PLAIN) is not None
+    old, new = change
+    assert direct.plain_request(PLAIN.replace(old, new, 1)) is None
+
+
+# ------------------------------------------------------------------------------ the real server
+
+
+def exchange(port: int, requests_: list[bytes], together: bool = False) -> list[bytes]:
+    """Each request on its own kept-alive connection (one ``/ping`` on each first, so the server
+    holds them all); ``together``: all sent before any answer is read. The raw responses, their
+    ``Date`` line removed."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in requests_]
+    try:
+        for sock in socks:
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b" 200 " in read_whole(sock)
+        if together:
+            for sock, request in zip(socks, requests_):
+                sock.sendall(request)
+            return [without_date(read_whole(sock)) for sock in socks]
+        answers = []
+        for sock, request in zip(socks, requests_):
+            sock.sendall(request)
+            answers.append(without_date(read_whole(sock)))
+        return answers
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def read_whole(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a response: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed in the body: {head!r}"
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def without_date(response: bytes) -> bytes:
+    head, _, body = response.partition(b"\r\n\r\n")
+    lines = [line for line in head.split(b"\r\n") if not line.startswith(b"Date: ")]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def access_lines(srv: Server, n: int) -> list[dict]:
+    """The last ``n`` access lines of invocations, without their time, pid and latencies."""
+    timing = {"time", "pid", "latency_ms", "read_ms", "parse_ms", "predict_ms", "encode_ms",
+              "batch"}
+    lines = [line for line in srv.access_log() if line["path"] != "/ping"][-n:]
+    return [{k: v for k, v in line.items() if k not in timing} for line in lines]
+
+
+def sample_requests(rows: np.ndarray) -> list[bytes]:
+    """Answers and refusals of every kind /invocations gives."""
+    row_json = json.dumps({"instances": rows[:3].tolist()}).encode()
+    return [
+        invocation(csv_body(rows[:1]), b"Content-Type: text/csv\r\n"),
+        invocation(csv_body(rows[:5]), b"Content-Type: text/csv\r\nAccept: application/json\r\n"),
+        invocation(row_json, b"Content-Type: application/json\r\n"),
+        invocation(row_json, b"Content-Type: application/json\r\n"
+                             b"Accept: application/jsonlines;verbose\r\n"),
+        invocation(csv_body(rows[:2]), b"Content-Type: text/csv\r\n",
+                   b"X-Amzn-SageMaker-Custom-Attributes: cost_fn=9,cost_fp=1\r\n"),
+        invocation(csv_body(rows[:2]), b"Content-Type: text/csv\r\n",
+                   b"X-Amzn-SageMaker-Custom-Attributes: reasons=2\r\nAccept: text/csv\r\n"),
+        invocation(csv_body(rows[:1]), b"Content-Type: text/csv\r\n",
+                   b"X-Amzn-SageMaker-Custom-Attributes: cost_fn=-1\r\n"),  # 400
+        invocation(b"1,2\n", b"Content-Type: text/csv\r\n"),  # 400: too few values
+        invocation(b"", b"Content-Type: text/csv\r\n"),  # 400: empty
+        invocation(csv_body(rows[:1]), b"Content-Type: text/plain\r\n"),  # 415
+        invocation(csv_body(rows[:1]), b"Content-Type: text/csv\r\nAccept: image/png\r\n"),  # 406
+        invocation(csv_body(rows[:1]), b"Content-Type: text/csv\r\nContent-Encoding: gzip\r\n"),
+        invocation(csv_body(rows[:1]), b"Content-Type:\r\n"),  # an empty media type
+        invocation(csv_body(rows[:1])),  # none
+        invocation(csv_body(rows[:1]), b"Content-Type: text/csv\r\n", path=b"/invocation"),  # 404
+    ]
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory):
+    srv = Server(model_dir, tmp_path_factory.mktemp("direct"), workers=1)
+    try:
+        yield srv.wait_ready()
+    finally:
+        srv.stop()
+
+
+def test_both_ways_give_the_same_bytes_and_access_lines(server, rows):
+    sent = sample_requests(rows)
+    assert all(direct.plain_request(r) is not None for r in sent)
+    assert all(direct.plain_request(with_header(r, GENERAL_ONLY)) is None for r in sent)
+    directly = exchange(server.port, sent)
+    direct_log = access_lines(server, len(sent))
+    generally = exchange(server.port, [with_header(r, GENERAL_ONLY) for r in sent])
+    general_log = access_lines(server, 2 * len(sent))[-len(sent):]
+    statuses = sorted({int(answer.split()[1]) for answer in directly})
+    assert statuses == [200, 400, 404, 406, 415]
+    for mine, theirs, sent_request in zip(directly, generally, sent):
+        assert mine == theirs, sent_request
+    assert direct_log == general_log
+
+
+def test_requests_arriving_together_are_answered_as_each_alone(server, rows):
+    """Sent on 12 connections before any answer is read: the rows of several are predicted in
+    one call (the access log's ``batch``), and each answer is the one it gets alone, a refusal
+    among them included."""
+    sent = [invocation(csv_body(rows[i:i + 1 + i % 3]), b"Content-Type: text/csv\r\n")
+            for i in range(10)]
+    sent += [invocation(b"1,2\n", b"Content-Type: text/csv\r\n"),
+             invocation(csv_body(rows[:2]), b"Content-Type: text/csv\r\n",
+                        b"X-Amzn-SageMaker-Custom-Attributes: cost_fn=9,cost_fp=1\r\n")]
+    alone = exchange(server.port, sent)
+    batches = []
+    for _ in range(5):
+        assert exchange(server.port, sent, together=True) == alone
+        batches += [line.get("batch", 1) for line in server.access_log()[-len(sent):]]
+    assert max(batches) > 1, batches
+
+
+def test_respond_together_equals_respond(model_dir, rows):
+    """In process: the margins of several requests predicted in one call give each request the
+    bytes it gets alone (binary model: every field, overrides and reasons among them)."""
+    invocations = Invocations.load(model_dir, nthread=1)
+
+    calls = [Call(invocations, csv_body(rows[i:i + 1 + i % 4]), "text/csv",
+                  "application/json;verbose", "reasons=1" if i % 3 == 0 else None)
+             for i in range(9)]
+    together = respond_together(calls)
+    for call, reply in zip(calls, together):
+        single = respond(invocations, call.body, call.content_type, call.accept, call.attributes)
+        assert reply.status == single.status == 200
+        assert reply.body == single.body and reply.headers == single.headers
+    assert {reply.timing["batch"] for reply in together} == {9}
+
+
+# ------------------------------------------------------------------------------ multi-model
+
+
+def test_multi_model_requests_together_each_get_their_models_answer(model_dir, rows, tmp_path):
+    """Three models (different costs) behind one endpoint, their invocations sent together with
+    one to a model never loaded: each answer is its model's, and captured as answered."""
+    root = tmp_path / "models"
+    for i, cost_fn in enumerate((50_000, 252_000, 900_000)):
+        shutil.copytree(model_dir, root / f"m{i}")
+        meta_path = root / f"m{i}" / "metadata.json"
+        meta = json.loads(meta_path.read_text())
+        meta["decision_policy"]["costs"]["cost_fn"] = float(cost_fn)
+        meta_path.write_text(json.dumps(meta))
+    capture = tmp_path / "capture"
+    srv = Server("", tmp_path, workers=1, SAGEMAKER_MULTI_MODEL="true",
+                 COSTAWARE_MODELS_ROOT=str(root), COSTAWARE_DATA_CAPTURE_DIR=str(capture))
+    try:
+        srv.wait_ready()
+        for i in range(3):
+            answer = requests.post(srv.url + "/models",
+                                   json={"model_name": f"m{i}", "url": str(root / f"m{i}")})
+            assert answer.status_code == 200, answer.text
+        sent = [invocation(csv_body(rows[i:i + 2]), b"Content-Type: text/csv\r\n",
+                           path=f"/models/m{i % 3}/invoke".encode()) for i in range(9)]
+        sent.append(invocation(csv_body(rows[:1]), b"Content-Type: text/csv\r\n",
+                               path=b"/models/never/invoke"))
+        alone = exchange(srv.port, sent)
+        assert [int(a.split()[1]) for a in alone] == [200] * 9 + [404]
+        assert len({a.partition(b"\r\n\r\n")[2] for a in alone[:3]}) == 3  # costs differ
+        batches = []
+        for _ in range(3):
+            assert exchange(srv.port, sent, together=True) == alone
+            batches += [line.get("batch", 1) for line in srv.access_log()[-len(sent):]]
+        assert max(batches) > 1, batches
+        log = srv.access_log()
+        assert {line["model"] for line in log if line["path"].endswith("/invoke")} == {
+            "m0", "m1", "m2", "never"}
+    finally:
+        srv.stop()
+    records = [json.loads(line) for path in capture.rglob("*.jsonl")
+               for line in path.read_text().splitlines()]
+    assert len(records) == 4 * 9  # every answered invocation, none of the 404s
+    answered = {(r["captureData"]["endpointInput"]["data"],
+                 r["captureData"]["endpointOutput"]["data"]) for r in records}
+    expected = {(request.partition(b"\r\n\r\n")[2].decode(),
+                 answer.partition(b"\r\n\r\n")[2].decode())
+                for request, answer in zip(sent[:9], alone[:9])}
+    assert answered == expected
