@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import requests
 
-from costaware.serving import direct
+from costaware.serving import decoding, direct
 from costaware.serving.invocation import Call, Invocations, respond, respond_together
+from costaware.serving.request_error import RequestError
 
 from support import Server, csv_body
 
@@ -275,3 +276,60 @@ def test_multi_model_requests_together_each_get_their_models_answer(model_dir, r
                  answer.partition(b"\r\n\r\n")[2].decode())
                 for request, answer in zip(sent[:9], alone[:9])}
     assert answered == expected
+
+
+# ------------------------------------------------------------------------------ big CSV bodies
+
+
+READ_ALIKE = [".5", "5.", "-0", "1E5", "-1e-400", "nan", "NaN", "NAN", "-nan", "+1.5", " 2", "3 ",
+              "3.4028234e38"]  # odd spellings both parsers read, the rules allow
+REFUSED = ["inf", "-inf", "1e400", "4e38", "1_0", "0x1p3", "1e", "--1"]  # refused one way or another
+
+
+def number_text(rnd: np.random.Generator, value: float, mode: int) -> str:
+    """``value`` written one of the ways users write numbers; ``mode`` 1: sometimes one of the
+    odd spellings both parsers read (:data:`READ_ALIKE`), 2: also ones the rules refuse."""
+    style = rnd.integers(12)
+    if style == 0:
+        return ""  # missing
+    if style == 1 and mode:
+        return rnd.choice(READ_ALIKE + (REFUSED if mode == 2 and rnd.random() < 0.02 else []))
+    if style == 2:
+        return f"{value:.3e}"
+    if style == 3:
+        return str(int(value * 1000))
+    if style == 4:
+        return f"{value:.17g}"
+    return repr(float(value))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_big_csv_bodies_read_as_the_exact_parser_reads_them(seed):
+    """Bodies over 16 KiB go to Arrow's reader (decoding._parse_csv_bulk); whatever it returns
+    equals the exact line-by-line parser's reading, value for value, missing for missing; when it
+    declines, the exact parser answers (and explains a refusal)."""
+    rnd = np.random.default_rng(seed)
+    layout = decoding.Layout(tuple(f"x{j}" for j in range(5)), 5, None, ())
+    mode = seed % 3  # plain numbers; with odd spellings; with refused ones too
+    lines = []
+    for _ in range(2000):
+        values = rnd.normal(0, 10.0 ** rnd.integers(-3, 6), 5).tolist()
+        lines.append(",".join(number_text(rnd, v, mode) for v in values))
+    body = ("\n".join(lines) + "\n").encode()
+    assert len(body) > decoding.SMALL_BODY
+    bulk = decoding._parse_csv_bulk(body, (5,))
+    try:
+        exact, _ = decoding._parse_csv_lines(body.rstrip(b"\r\n").decode().split("\n"), layout)
+    except RequestError:
+        exact = None
+    if mode < 2:
+        assert bulk is not None and exact is not None  # both read these
+    if bulk is not None and exact is not None:
+        assert np.array_equal(bulk, exact, equal_nan=True)
+    # the answer the server gives: the exact parser's, or its refusal
+    try:
+        served = decoding.decode(body, "csv", layout)[0]
+    except RequestError as exc:
+        assert exact is None, exc.message
+    else:
+        assert exact is not None and np.array_equal(served, exact, equal_nan=True)

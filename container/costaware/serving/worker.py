@@ -266,8 +266,12 @@ class Connection(asyncio.Protocol):
                 end = self.request_end()
                 if end is None:
                     return
-                request = bytes(self.buffer[:end])
-                del self.buffer[:end]
+                if end == len(self.buffer):  # the usual case: one copy of a 6 MiB body, not two
+                    request = bytes(self.buffer)
+                    self.buffer.clear()
+                else:
+                    request = bytes(self.buffer[:end])
+                    del self.buffer[:end]
                 self.framing, self.chunks, self.head_end = None, None, 0
                 self.cancel_timer()
                 self.worker.dispatch(self, request)
