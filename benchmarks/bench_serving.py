@@ -342,20 +342,27 @@ def server_batch(conn: http.client.HTTPConnection, body: bytes, path: str = "/in
     return elapsed, payload.count(b"\n") + 1
 
 
-def server_breakdown(log_path: str, n_rows: int) -> dict:
-    """Fastest read/parse/predict/encode/latency of the batch requests, from the access log."""
-    keys = ("read_ms", "parse_ms", "predict_ms", "encode_ms", "latency_ms")
-    found = {key: [] for key in keys}
+def access_entries(log_path: str):
+    """The access log's entries in ``serve``'s log (its other lines skipped)."""
     with open(log_path, "rb") as handle:
         for line in handle:
             try:
                 entry = json.loads(line)
             except ValueError:
                 continue
-            if entry.get("logger") == "access" and entry.get("rows") == n_rows:
-                for key in keys:
-                    if key in entry:
-                        found[key].append(entry[key])
+            if isinstance(entry, dict) and entry.get("logger") == "access":
+                yield entry
+
+
+def server_breakdown(log_path: str, n_rows: int) -> dict:
+    """Fastest read/parse/predict/encode/latency of the batch requests, from the access log."""
+    keys = ("read_ms", "parse_ms", "predict_ms", "encode_ms", "latency_ms")
+    found = {key: [] for key in keys}
+    for entry in access_entries(log_path):
+        if entry.get("rows") == n_rows:
+            for key in keys:
+                if key in entry:
+                    found[key].append(entry[key])
     return {key: float(np.min(values)) for key, values in found.items() if values}
 
 
@@ -464,16 +471,10 @@ def models_served_by_worker(log_path: str) -> dict[int, set]:
     """pid -> the models a worker answered (200) on ``/models/{name}/invoke``, from the access
     log: a worker loads a model the first time it is asked for it."""
     served = {}
-    with open(log_path, "rb") as handle:
-        for line in handle:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if (isinstance(entry, dict) and entry.get("logger") == "access"
-                    and entry.get("status") == 200 and "model" in entry
-                    and str(entry.get("path", "")).endswith("/invoke")):
-                served.setdefault(entry["pid"], set()).add(entry["model"])
+    for entry in access_entries(log_path):
+        if (entry.get("status") == 200 and "model" in entry
+                and str(entry.get("path", "")).endswith("/invoke")):
+            served.setdefault(entry["pid"], set()).add(entry["model"])
     return served
 
 
@@ -539,33 +540,36 @@ def bench_multi_model(args, tmp: str) -> int:
     try:
         proc = start_server(root, port, args.workers, log_path, SAGEMAKER_MULTI_MODEL="true",
                             COSTAWARE_MODELS_ROOT=root)
+        # each worker loads a model at its first request for it: warm-ups before the memory
         warm_up = min(2.0, args.seconds / args.rounds)
         load_models(port, root, names[:1])
-        wrk_single_row(port, rows, args.concurrency, warm_up, tmp, (invoke_path(names[0]),))
-        rss_one = workers_rss_bytes(proc)
+        warm_ups = [wrk_single_row(port, rows, args.concurrency, warm_up, tmp,
+                                   (invoke_path(names[0]),))]
+        rss = [workers_rss_bytes(proc)]
         load_models(port, root, names[1:])
         sample = json.dumps({"instances": rows[:1].tolist()}).encode()
         answers = sample_answers(port, names, sample)
-        wrk_single_row(port, rows, args.concurrency, warm_up, tmp,
-                       tuple(invoke_path(name) for name in names))
-        rss_many = workers_rss_bytes(proc)
+        warm_ups.append(wrk_single_row(port, rows, args.concurrency, warm_up, tmp,
+                                       tuple(invoke_path(name) for name in names)))
+        rss.append(workers_rss_bytes(proc))
         served = models_served_by_worker(log_path)
 
         local_rates, one_rounds, many_rounds = multi_model_rounds(port, model, names, rows,
                                                                   args, tmp)
         body, n_rows = csv_batch(rows, BATCH_BYTES)
-        one_times, many_times = multi_model_batches(port, body, n_rows, names, args.batch_repeats)
+        batch_times = multi_model_batches(port, body, n_rows, names, args.batch_repeats)
     finally:
         stop_server(proc)
     # a server of its own for each model compared costs seconds: the first, middle and last
     alone = answers_alone(root, sorted({names[0], names[len(names) // 2], names[-1]}), sample, tmp)
-    return report_multi_model(args, model, names, (rss_one, rss_many), served, answers, alone,
-                              local_rates, one_rounds, many_rounds, (one_times, many_times),
-                              len(body), n_rows)
+    print_multi_model(args, model, names, rss, served, local_rates, one_rounds, many_rounds,
+                      batch_times, len(body), n_rows)
+    errors = sum(r[4] for r in warm_ups + one_rounds + many_rounds)
+    return print_multi_model_checks(names, errors, answers, alone)
 
 
-def report_multi_model(args, model, names, rss, served, answers, alone, local_rates, one_rounds,
-                       many_rounds, batch_times, body_bytes, n_rows) -> int:
+def print_multi_model(args, model, names, rss, served, local_rates, one_rounds, many_rounds,
+                      batch_times, body_bytes, n_rows) -> None:
     n, mib = len(names), 2 ** 20
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other "
           f"processes included); server: {args.workers} workers, SAGEMAKER_MULTI_MODEL=true, "
@@ -587,29 +591,35 @@ def report_multi_model(args, model, names, rss, served, answers, alone, local_ra
     for label, times in (("1 model", one_times), (f"{n} models in turn", many_times)):
         print(f"  {label:32s} {min(times) * 1000:7.1f} ms [{np.median(times) * 1000:.1f}]  "
               f"{n_rows / min(times):>9,.0f} rows/s")
+    print("targets")
+    one_rate = max(r[0] for r in one_rounds)
+    many_rate = max(r[0] for r in many_rounds)
+    median_rates = [np.median([r[0] for r in rounds]) for rounds in (one_rounds, many_rounds)]
+    print(f"  {f'{n} models / 1 model single-row rate':40s} = "
+          f"{verdict(many_rate / one_rate, MULTI_MODEL_TARGET, True)}  "
+          f"[medians: {median_rates[1] / median_rates[0]:.2f}]")
+    print(f"  {f'{n} models / 1 model 6 MiB batch time':40s} = "
+          f"{verdict(min(many_times) / min(one_times), MULTI_BATCH_TARGET, False)}  "
+          f"[medians: {np.median(many_times) / np.median(one_times):.2f}]")
+    print(f"  {'1 model / raw one-row rate':40s} = {one_rate / max(local_rates):.2f}  "
+          "(for reference)")
 
-    errors = sum(r[4] for r in one_rounds + many_rounds)
+
+def print_multi_model_checks(names: list[str], errors: int, answers: dict, alone: dict) -> int:
+    """wrk's ``errors`` (warm-ups included), each model's answer (200, all different) and the
+    answers of the models served alone (the same bytes); 1 if a check failed."""
     refused = {name: status for name, (status, _) in answers.items() if status != 200}
     bodies = {payload for _, payload in answers.values()}
     differ = [name for name in alone if alone[name] != answers[name]]
     print("checks")
     print(f"  wrk: {errors} non-2xx answers or socket errors; one request to each model: "
           f"{len(refused)} not 200{' ' + str(refused) if refused else ''}; "
-          f"{len(bodies)} different answers from {n} models")
+          f"{len(bodies)} different answers from {len(names)} models")
     print(f"  the answers of {', '.join(alone)} served alone: "
           + (f"DIFFER for {', '.join(differ)}" if differ else "the same bytes"))
-    print("targets")
-    one_rate = max(r[0] for r in one_rounds)
-    many_rate = max(r[0] for r in many_rounds)
-    print(f"  {n} models / 1 model single-row rate = "
-          f"{verdict(many_rate / one_rate, MULTI_MODEL_TARGET, True)}  [medians: "
-          f"{np.median([r[0] for r in many_rounds]) / np.median([r[0] for r in one_rounds]):.2f}]")
-    print(f"  {n} models / 1 model 6 MiB batch time = "
-          f"{verdict(min(many_times) / min(one_times), MULTI_BATCH_TARGET, False)}  [medians: "
-          f"{np.median(many_times) / np.median(one_times):.2f}]")
-    print(f"  1 model / raw one-row rate          = {one_rate / max(local_rates):.2f}  "
-          "(for reference)")
-    return 1 if errors or refused or differ or len(bodies) != n else 0
+    failed = errors or refused or differ or len(bodies) != len(names)
+    print("  " + ("FAILED" if failed else "passed"))
+    return 1 if failed else 0
 
 
 def main() -> int:
