@@ -1,7 +1,7 @@
 """Serving benchmark: the real ``serve`` against in-process prediction on the same model.
 
     python benchmarks/bench_serving.py [--model demo|small] [--model-dir DIR] [--workers N]
-                                       [--seconds S] [--profile]
+                                       [--seconds S] [--profile | --multi-model N]
 
 Needs ``wrk`` (the HTTP load generator, Debian's package: ``apt-get install wrk``). Prints, in
 one run:
@@ -23,6 +23,20 @@ one run:
 share of their CPU time, and its microseconds a request, per layer: XGBoost, calibration and
 decision, decoding, encoding, costaware's glue, the access log, Flask, gunicorn's parser, the
 event loop.
+
+``--multi-model N`` instead measures issue #27's multi-model target, a model's overhead with N
+models loaded within 10% of one: N copies of the model under one models root
+(``root/model-000/model``...; the files ``artifact.MODEL_LAYOUT`` allows, copy ``i`` with its
+class costs times ``1 + i / N``, so that each answers differently), one ``serve`` with
+``SAGEMAKER_MULTI_MODEL=true`` that loads all N through ``POST /models``, then, alternating
+rounds as above, single-row requests/s and p50/p99 from wrk on ``/models/model-000/invoke``
+against wrk sending each request to the next of the N models, beside the raw in-process
+one-row rate, and the 6 MiB CSV batch to the first model against the models in turn. It prints
+both ratios against the target (>= 0.90 for the rate, <= 1.10 for the batch time), the workers'
+resident memory (VmRSS summed) with 1 model loaded and with N, and checks: wrk's non-2xx count,
+one request to each model (200, N different answers), and the answers of the first, middle and
+last model equal, byte for byte, those of the same model served alone (exit status 1 if a check
+fails).
 
 Without ``--model-dir`` it trains a model of the breast-cancer demo's data into a temporary
 directory with the real training entry point: ``--model demo`` the demo itself, ``small`` 100
@@ -86,9 +100,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model_dir: str, port: int, workers: int, log_path: str) -> subprocess.Popen:
+def start_server(model_dir: str, port: int, workers: int, log_path: str,
+                 **settings: str) -> subprocess.Popen:
+    """The real ``serve`` on ``model_dir``, answering ``/ping``; ``settings``: more of its
+    environment (``SAGEMAKER_MULTI_MODEL="true"``...)."""
     env = dict(os.environ, COSTAWARE_MODEL_DIR=model_dir, COSTAWARE_BIND_HOST="127.0.0.1",
-               SAGEMAKER_BIND_TO_PORT=str(port), SAGEMAKER_MODEL_SERVER_WORKERS=str(workers))
+               SAGEMAKER_BIND_TO_PORT=str(port), SAGEMAKER_MODEL_SERVER_WORKERS=str(workers),
+               **settings)
     log = open(log_path, "wb")
     proc = subprocess.Popen(["serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
@@ -130,14 +148,20 @@ def load_rows(model_dir: str, base_dir: str | None) -> np.ndarray:
     return np.random.default_rng(0).normal(size=(200, n))
 
 
-def serve_demo(model_dir: str | None, tmp: str, workers: int, model: str = "demo"):
-    """The model (``model_dir``, or :data:`MODELS`' ``model`` trained into ``tmp``), its request
-    rows, and the real ``serve`` started on it: ``(model_dir, rows, port, proc)``."""
+def demo_model(model_dir: str | None, tmp: str, model: str = "demo") -> tuple[str, np.ndarray]:
+    """The model (``model_dir``, or :data:`MODELS`' ``model`` trained into ``tmp``) and its
+    request rows."""
     base_dir = None
     if not model_dir:
         base_dir = os.path.join(tmp, "ml")
         model_dir = train_demo_model(base_dir, MODELS[model])
-    rows = load_rows(model_dir, base_dir)
+    return model_dir, load_rows(model_dir, base_dir)
+
+
+def serve_demo(model_dir: str | None, tmp: str, workers: int, model: str = "demo"):
+    """:func:`demo_model` and the real ``serve`` started on it:
+    ``(model_dir, rows, port, proc)``."""
+    model_dir, rows = demo_model(model_dir, tmp, model)
     port = free_port()
     proc = start_server(model_dir, port, workers, os.path.join(tmp, "serve.log"))
     return model_dir, rows, port, proc
@@ -166,12 +190,16 @@ def costaware_predict(model):
     return lambda rows: inference.predict(model, rows)
 
 
+# each request the next row of ``bodies`` to the next path of ``paths`` (round robin)
 WRK_SCRIPT = """
 bodies = {%s}
+paths = {%s}
 i = 0
+p = 0
 request = function()
   i = i %% #bodies + 1
-  return wrk.format("POST", "/invocations", {["Content-Type"] = "application/json",
+  p = p %% #paths + 1
+  return wrk.format("POST", paths[p], {["Content-Type"] = "application/json",
                     ["Accept"] = "application/json"}, bodies[i])
 end
 done = function(summary, latency, requests)
@@ -183,19 +211,20 @@ end
 """
 
 
-def wrk_single_row(port: int, rows: np.ndarray, concurrency: int, seconds: float, tmp: str
+def wrk_single_row(port: int, rows: np.ndarray, concurrency: int, seconds: float, tmp: str,
+                   paths: tuple[str, ...] = ("/invocations",)
                    ) -> tuple[float, float, float, int, int]:
     """Single-row ``application/json`` requests from ``wrk`` (one thread, ``concurrency``
-    keep-alive connections), a separate process: ``(requests/s, p50 s, p99 s, requests, errors)``
-    (errors: non-2xx answers and socket errors)."""
+    keep-alive connections), a separate process, to ``paths`` in turn: ``(requests/s, p50 s,
+    p99 s, requests, errors)`` (errors: non-2xx answers and socket errors)."""
     if shutil.which("wrk") is None:
         raise SystemExit("bench_serving.py needs wrk, the HTTP load generator: apt-get install wrk")
     bodies = ",".join(json.dumps(json.dumps({"instances": [row]})) for row in rows.tolist())
     script = os.path.join(tmp, "single_row.lua")
     with open(script, "w", encoding="utf-8") as handle:
-        handle.write(WRK_SCRIPT % bodies)
+        handle.write(WRK_SCRIPT % (bodies, ",".join(json.dumps(path) for path in paths)))
     out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
-                          "-s", script, f"http://127.0.0.1:{port}/invocations"],
+                          "-s", script, f"http://127.0.0.1:{port}{paths[0]}"],
                          capture_output=True, text=True, check=True).stdout
     line = next(l for l in out.splitlines() if l.startswith("COSTAWARE "))
     requests, errors, micros, p50, p99, _ = (float(v) for v in line.split()[1:])
@@ -222,6 +251,12 @@ OTHER_LAYER = "the event loop, the worker's front, reading the socket"
 SPY_RATE = 100  # py-spy's samples a second
 
 
+def worker_pids(proc: subprocess.Popen) -> list[str]:
+    """The ``serve`` master's children: its gunicorn workers."""
+    return subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                          text=True).stdout.split()
+
+
 def layer_of(stack: list[str]) -> str:
     """The :data:`LAYERS` name of a sampled stack (frames root first, as py-spy's raw format)."""
     for frame in reversed(stack):
@@ -239,8 +274,7 @@ def profile_workers(proc: subprocess.Popen, port: int, rows: np.ndarray, concurr
         raise SystemExit("bench_serving.py --profile needs py-spy (pip install py-spy; the bench "
                          "extra has it) and the right to ptrace the workers (root, or "
                          "kernel.yama.ptrace_scope 0)")
-    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                             text=True).stdout.split()
+    workers = worker_pids(proc)
     outcome = {}
     load = threading.Thread(target=lambda: outcome.update(rate=wrk_single_row(
         port, rows, concurrency, seconds + 4, tmp)))
@@ -308,11 +342,12 @@ def raw_parse_predict(model, body: bytes, reader: str) -> float:
 READERS = ("pandas", "arrow")
 
 
-def server_batch(conn: http.client.HTTPConnection, body: bytes) -> tuple[float, int]:
+def server_batch(conn: http.client.HTTPConnection, body: bytes, path: str = "/invocations"
+                 ) -> tuple[float, int]:
     """One batch request's round trip (send, server work, receive) and the lines it answered."""
     headers = {"Content-Type": "text/csv", "Accept": "text/csv"}
     t0 = time.perf_counter()
-    conn.request("POST", "/invocations", body, headers)
+    conn.request("POST", path, body, headers)
     response = conn.getresponse()
     payload = response.read()
     elapsed = time.perf_counter() - t0
@@ -321,21 +356,284 @@ def server_batch(conn: http.client.HTTPConnection, body: bytes) -> tuple[float, 
     return elapsed, payload.count(b"\n") + 1
 
 
-def server_breakdown(log_path: str, n_rows: int) -> dict:
-    """Fastest read/parse/predict/encode/latency of the batch requests, from the access log."""
-    keys = ("read_ms", "parse_ms", "predict_ms", "encode_ms", "latency_ms")
-    found = {key: [] for key in keys}
+def access_entries(log_path: str):
+    """The access log's entries in ``serve``'s log (its other lines skipped)."""
     with open(log_path, "rb") as handle:
         for line in handle:
             try:
                 entry = json.loads(line)
             except ValueError:
                 continue
-            if entry.get("logger") == "access" and entry.get("rows") == n_rows:
-                for key in keys:
-                    if key in entry:
-                        found[key].append(entry[key])
+            if isinstance(entry, dict) and entry.get("logger") == "access":
+                yield entry
+
+
+def server_breakdown(log_path: str, n_rows: int) -> dict:
+    """Fastest read/parse/predict/encode/latency of the batch requests, from the access log."""
+    keys = ("read_ms", "parse_ms", "predict_ms", "encode_ms", "latency_ms")
+    found = {key: [] for key in keys}
+    for entry in access_entries(log_path):
+        if entry.get("rows") == n_rows:
+            for key in keys:
+                if key in entry:
+                    found[key].append(entry[key])
     return {key: float(np.min(values)) for key, values in found.items() if values}
+
+
+# issue #27: with many models loaded, a model's single-row rate within 10% of the rate with one
+# (and its 6 MiB batch no more than 10% slower)
+MULTI_MODEL_TARGET = 0.90
+MULTI_BATCH_TARGET = 1.10
+
+
+def invoke_path(name: str) -> str:
+    return f"/models/{name}/invoke"
+
+
+def with_costs_scaled(policy: dict, factor: float) -> dict:
+    """A saved decision policy (``metadata.json``'s ``decision_policy``) with every class cost
+    times ``factor``: the Bayes decisions stay (the threshold ``(C_FP - C_TN) / (C_FP - C_TN +
+    C_FN - C_TP)`` does not change), the expected costs and the costs echoed scale."""
+    if "cost_matrix" in policy:  # K >= 3 classes
+        return {**policy, "cost_matrix": [[c * factor for c in row]
+                                          for row in policy["cost_matrix"]]}
+    return {**policy, "costs": {cell: c * factor for cell, c in policy["costs"].items()}}
+
+
+def model_copies(model_dir: str, root: str, n: int) -> list[str]:
+    """``n`` model directories under ``root`` as SageMaker lays them out (``root/{name}/model``):
+    the files of ``model_dir`` a model directory may hold (``artifact.MODEL_LAYOUT``), copy ``i``
+    with its class costs times ``1 + i / n``, so that every model answers differently; their
+    names."""
+    from costaware.model.artifact import METADATA_FILE, MODEL_LAYOUT
+
+    def copy_layout(source: str, target: str, layout: dict) -> None:
+        os.makedirs(target)
+        for entry, inside in layout.items():
+            path = os.path.join(source, entry)
+            if inside is not None and os.path.isdir(path):
+                copy_layout(path, os.path.join(target, entry), inside)
+            elif inside is None and os.path.isfile(path):
+                shutil.copyfile(path, os.path.join(target, entry))
+
+    names = [f"model-{i:03d}" for i in range(n)]
+    for i, name in enumerate(names):
+        copy = os.path.join(root, name, "model")
+        copy_layout(model_dir, copy, MODEL_LAYOUT)
+        with open(os.path.join(model_dir, METADATA_FILE), encoding="utf-8") as handle:
+            metadata = json.load(handle)
+        metadata["decision_policy"] = with_costs_scaled(metadata["decision_policy"], 1 + i / n)
+        with open(os.path.join(copy, METADATA_FILE), "w", encoding="utf-8") as handle:
+            json.dump(metadata, handle, indent=2)
+    return names
+
+
+def post(port: int, path: str, body: bytes, content_type: str = "application/json"
+         ) -> tuple[int, bytes]:
+    """One ``POST`` on its own connection: ``(status, body)``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", path, body, {"Content-Type": content_type,
+                                          "Accept": "application/json"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def load_models(port: int, root: str, names: list[str]) -> None:
+    """``POST /models`` for each of ``names`` (its directory under ``root``); exits on a refusal."""
+    for name in names:
+        wanted = {"model_name": name, "url": os.path.join(root, name, "model")}
+        status, answer = post(port, "/models", json.dumps(wanted).encode())
+        if status != 200:
+            raise SystemExit(f"loading {name} failed: {status} {answer[:300]!r}")
+
+
+def sample_answers(port: int, names: list[str], body: bytes) -> dict[str, tuple[int, bytes]]:
+    """Each model's answer to one request: name -> ``(status, body)``."""
+    return {name: post(port, invoke_path(name), body) for name in names}
+
+
+def answers_alone(root: str, names: list[str], body: bytes, tmp: str
+                  ) -> dict[str, tuple[int, bytes]]:
+    """Each model's answer to ``body`` served alone (the single-model ``serve``, one worker)."""
+    answers = {}
+    for name in names:
+        port, proc = free_port(), None
+        try:
+            proc = start_server(os.path.join(root, name, "model"), port, 1,
+                                os.path.join(tmp, f"alone-{name}.log"))
+            answers[name] = post(port, "/invocations", body)
+        finally:
+            stop_server(proc)
+    return answers
+
+
+def workers_rss_bytes(proc: subprocess.Popen) -> int:
+    """The sum of the workers' resident memory (``VmRSS`` in ``/proc/{pid}/status``; pages
+    the workers share counted in each)."""
+    total = 0
+    for pid in worker_pids(proc):
+        with open(f"/proc/{pid}/status", encoding="utf-8") as handle:
+            total += next(int(line.split()[1]) * 1024 for line in handle
+                          if line.startswith("VmRSS:"))
+    return total
+
+
+def models_served_by_worker(log_path: str) -> dict[int, set]:
+    """pid -> the models a worker answered (200) on ``/models/{name}/invoke``, from the access
+    log: a worker loads a model the first time it is asked for it."""
+    served = {}
+    for entry in access_entries(log_path):
+        if (entry.get("status") == 200 and "model" in entry
+                and str(entry.get("path", "")).endswith("/invoke")):
+            served.setdefault(entry["pid"], set()).add(entry["model"])
+    return served
+
+
+def multi_model_rounds(port: int, model, names: list[str], rows: np.ndarray, args, tmp: str
+                       ) -> tuple[list, list, list]:
+    """Alternating rounds (which of the two server runs goes first alternates too): the raw
+    in-process one-row rate, wrk on the first model, wrk over all ``names`` round robin."""
+    local_rates, one_rounds, many_rounds = [], [], []
+    seconds = args.seconds / args.rounds
+    runs = [(one_rounds, (invoke_path(names[0]),)),
+            (many_rounds, tuple(invoke_path(name) for name in names))]
+    for r in range(args.rounds):
+        local_rates.append(in_process_single_row(raw_predict(model), rows, seconds,
+                                                 args.requests))
+        for rounds, paths in runs if r % 2 == 0 else runs[::-1]:
+            rounds.append(wrk_single_row(port, rows, args.concurrency, seconds, tmp, paths))
+    return local_rates, one_rounds, many_rounds
+
+
+def multi_model_batches(port: int, body: bytes, n_rows: int, names: list[str], repeats: int
+                        ) -> tuple[list, list]:
+    """The 6 MiB CSV batch's round trips, interleaved: to the first model, and to the models in
+    turn."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    one_times, many_times = [], []
+    try:
+        server_batch(conn, body, invoke_path(names[0]))  # warm-up
+        for k in range(repeats):
+            for times, name in ((one_times, names[0]), (many_times, names[(k + 1) % len(names)])):
+                elapsed, lines = server_batch(conn, body, invoke_path(name))
+                if lines != n_rows:
+                    raise SystemExit(f"batch to {name} answered {lines} lines for {n_rows} rows")
+                times.append(elapsed)
+    finally:
+        conn.close()
+    return one_times, many_times
+
+
+def row_line(label: str, rounds: list) -> str:
+    """A wrk side at its best round, median in brackets."""
+    rate, p50, p99 = max(rounds, key=lambda r: r[0])[:3]
+    return (f"  {label:32s} {rate:7.0f} requests/s  [{np.median([r[0] for r in rounds]):.0f}]  "
+            f"p50 {p50 * 1000:.2f} ms  p99 {p99 * 1000:.2f} ms  "
+            f"({sum(r[3] for r in rounds)} requests, {sum(r[4] for r in rounds)} errors)")
+
+
+def verdict(ratio: float, target: float, at_least: bool) -> str:
+    met = ratio >= target if at_least else ratio <= target
+    return f"{ratio:.2f}  (target {'>=' if at_least else '<='} {target:.2f})  " + \
+        ("MET" if met else "MISSED")
+
+
+def bench_multi_model(args, tmp: str) -> int:
+    """``--multi-model N``: one multi-model ``serve`` holding N copies of the model, a model's
+    rate with 1 model in use against N (the module docstring); 1 if a check failed."""
+    from costaware.model import artifact
+
+    model_dir, rows = demo_model(args.model_dir, tmp, args.model)
+    model = artifact.load(model_dir, nthread=1)
+    root = os.path.join(tmp, "models")
+    names = model_copies(model_dir, root, args.multi_model)
+    port, log_path, proc = free_port(), os.path.join(tmp, "serve.log"), None
+    try:
+        proc = start_server(root, port, args.workers, log_path, SAGEMAKER_MULTI_MODEL="true",
+                            COSTAWARE_MODELS_ROOT=root)
+        # each worker loads a model at its first request for it: warm-ups before the memory
+        warm_up = min(2.0, args.seconds / args.rounds)
+        load_models(port, root, names[:1])
+        warm_ups = [wrk_single_row(port, rows, args.concurrency, warm_up, tmp,
+                                   (invoke_path(names[0]),))]
+        rss = [workers_rss_bytes(proc)]
+        load_models(port, root, names[1:])
+        sample = json.dumps({"instances": rows[:1].tolist()}).encode()
+        answers = sample_answers(port, names, sample)
+        warm_ups.append(wrk_single_row(port, rows, args.concurrency, warm_up, tmp,
+                                       tuple(invoke_path(name) for name in names)))
+        rss.append(workers_rss_bytes(proc))
+        served = models_served_by_worker(log_path)
+
+        local_rates, one_rounds, many_rounds = multi_model_rounds(port, model, names, rows,
+                                                                  args, tmp)
+        body, n_rows = csv_batch(rows, BATCH_BYTES)
+        batch_times = multi_model_batches(port, body, n_rows, names, args.batch_repeats)
+    finally:
+        stop_server(proc)
+    # a server of its own for each model compared costs seconds: the first, middle and last
+    alone = answers_alone(root, sorted({names[0], names[len(names) // 2], names[-1]}), sample, tmp)
+    print_multi_model(args, model, names, rss, served, local_rates, one_rounds, many_rounds,
+                      batch_times, len(body), n_rows)
+    errors = sum(r[4] for r in warm_ups + one_rounds + many_rounds)
+    return print_multi_model_checks(names, errors, answers, alone)
+
+
+def print_multi_model(args, model, names, rss, served, local_rates, one_rounds, many_rounds,
+                      batch_times, body_bytes, n_rows) -> None:
+    n, mib = len(names), 2 ** 20
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (other "
+          f"processes included); server: {args.workers} workers, SAGEMAKER_MULTI_MODEL=true, "
+          f"{n} models loaded (copies, each its own class costs); model: "
+          f"{model.booster.num_boosted_rounds()} rounds, {len(model.feature_names)} features")
+    fewest = min((len(models) for models in served.values()), default=0)
+    print(f"workers' resident memory (VmRSS summed): {rss[0] / mib:.1f} MiB with 1 model, "
+          f"{rss[1] / mib:.1f} MiB with {n} (+{(rss[1] - rss[0]) / mib:.1f} MiB; each of the "
+          f"{len(served)} workers had answered at least {fewest} of the {n} models)")
+    print(f"single row, application/json on /models/{{name}}/invoke (best of {args.rounds} "
+          "alternating rounds; median in brackets)")
+    print(f"  in-process Booster.inplace_predict: {max(local_rates):7.0f} predictions/s  "
+          f"[{np.median(local_rates):.0f}]  (1 thread)")
+    print(row_line("server, 1 model:", one_rounds))
+    print(row_line(f"server, {n} models round robin:", many_rounds))
+    one_times, many_times = batch_times
+    print(f"6 MiB CSV batch ({body_bytes / mib:.2f} MiB, {n_rows} rows, Accept text/csv; best of "
+          f"{args.batch_repeats} interleaved, median in brackets)")
+    for label, times in (("1 model", one_times), (f"{n} models in turn", many_times)):
+        print(f"  {label:32s} {min(times) * 1000:7.1f} ms [{np.median(times) * 1000:.1f}]  "
+              f"{n_rows / min(times):>9,.0f} rows/s")
+    print("targets")
+    one_rate = max(r[0] for r in one_rounds)
+    many_rate = max(r[0] for r in many_rounds)
+    median_rates = [np.median([r[0] for r in rounds]) for rounds in (one_rounds, many_rounds)]
+    print(f"  {f'{n} models / 1 model single-row rate':40s} = "
+          f"{verdict(many_rate / one_rate, MULTI_MODEL_TARGET, True)}  "
+          f"[medians: {median_rates[1] / median_rates[0]:.2f}]")
+    print(f"  {f'{n} models / 1 model 6 MiB batch time':40s} = "
+          f"{verdict(min(many_times) / min(one_times), MULTI_BATCH_TARGET, False)}  "
+          f"[medians: {np.median(many_times) / np.median(one_times):.2f}]")
+    print(f"  {'1 model / raw one-row rate':40s} = {one_rate / max(local_rates):.2f}  "
+          "(for reference)")
+
+
+def print_multi_model_checks(names: list[str], errors: int, answers: dict, alone: dict) -> int:
+    """wrk's ``errors`` (warm-ups included), each model's answer (200, all different) and the
+    answers of the models served alone (the same bytes); 1 if a check failed."""
+    refused = {name: status for name, (status, _) in answers.items() if status != 200}
+    bodies = {payload for _, payload in answers.values()}
+    differ = [name for name in alone if alone[name] != answers[name]]
+    print("checks")
+    print(f"  wrk: {errors} non-2xx answers or socket errors; one request to each model: "
+          f"{len(refused)} not 200{' ' + str(refused) if refused else ''}; "
+          f"{len(bodies)} different answers from {len(names)} models")
+    print(f"  the answers of {', '.join(alone)} served alone: "
+          + (f"DIFFER for {', '.join(differ)}" if differ else "the same bytes"))
+    failed = errors or refused or differ or len(bodies) != len(names)
+    print("  " + ("FAILED" if failed else "passed"))
+    return 1 if failed else 0
 
 
 def main() -> int:
@@ -355,11 +653,21 @@ def main() -> int:
                         help="time for the single-row comparison, split over the rounds")
     parser.add_argument("--rounds", type=int, default=4, help="alternating single-row rounds")
     parser.add_argument("--batch-repeats", type=int, default=7)
+    parser.add_argument("--multi-model", type=int, metavar="N",
+                        help="instead of the table: a multi-model server holding N copies of the "
+                        "model (each its own class costs), a model's rate with 1 in use against N")
     args = parser.parse_args()
+    if args.multi_model is not None and (args.multi_model < 2 or args.profile):
+        parser.error("--multi-model takes N >= 2 models, without --profile")
 
     from costaware.model import artifact
 
     tmp = tempfile.mkdtemp(prefix="costaware-bench-")
+    if args.multi_model:
+        try:
+            return bench_multi_model(args, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     proc = None
     try:
         model_dir, rows, port, proc = serve_demo(args.model_dir, tmp, args.workers, args.model)
@@ -432,12 +740,11 @@ def main() -> int:
         print("targets")
         target = SINGLE_ROW_TARGET["small" if args.model_dir is None and args.model == "small"
                                    else "demo"]
-        print(f"  server / raw one-row rate           = {single_ratio:.2f}  (target >= {target:.2f})  "
-              f"{'MET' if single_ratio >= target else 'MISSED'}  [medians: "
-              f"{np.median([r[0] for r in server_rounds]) / np.median(local_rates):.2f}]")
-        print(f"  6 MiB batch / raw parse+predict     = {batch_ratio:.2f}  (target <= {BATCH_TARGET:.2f})  "
-              f"{'MET' if batch_ratio <= BATCH_TARGET else 'MISSED'}  [medians: "
-              f"{np.median(served_times) / np.median(raw_times[fastest]):.2f}]")
+        print(f"  server / raw one-row rate           = {verdict(single_ratio, target, True)}  "
+              f"[medians: {np.median([r[0] for r in server_rounds]) / np.median(local_rates):.2f}]")
+        print(f"  6 MiB batch / raw parse+predict     = "
+              f"{verdict(batch_ratio, BATCH_TARGET, False)}  "
+              f"[medians: {np.median(served_times) / np.median(raw_times[fastest]):.2f}]")
         return 0
     finally:
         stop_server(proc)
