@@ -333,3 +333,28 @@ def test_big_csv_bodies_read_as_the_exact_parser_reads_them(seed):
         assert exact is None, exc.message
     else:
         assert exact is not None and np.array_equal(served, exact, equal_nan=True)
+
+
+def test_an_unforeseen_failure_in_a_batch_fails_only_its_own_request(model_dir, rows):
+    """If answering the requests together raises (a defect no check foresaw), each is answered
+    again alone: the others get their answers, the one that raises a JSON 500."""
+    from costaware.serving.app import DirectRoutes, _invocation
+    from costaware.serving.config import ServerSettings
+
+    invocations = Invocations.load(model_dir, nthread=1)
+    real = _invocation(ServerSettings.from_env(), None)
+
+    def invoke(calls):
+        if any(call[2]() == b"boom" for call in calls):
+            raise RuntimeError("a defect")
+        return real(calls)
+
+    routes = DirectRoutes(invoke, single=invocations)
+    sent = [invocation(csv_body(rows[:1]), b"Content-Type: text/csv\r\n"),
+            invocation(b"boom", b"Content-Type: text/csv\r\n"),
+            invocation(csv_body(rows[1:3]), b"Content-Type: text/csv\r\n")]
+    answers = routes.answers([direct.plain_request(r) for r in sent])
+    assert [reply.status for reply, _ in answers] == [200, 500, 200]
+    assert json.loads(answers[1][0].body)["error"].startswith("internal error: RuntimeError")
+    alone = respond(invocations, csv_body(rows[1:3]), "text/csv", None, None)
+    assert answers[2][0].body == alone.body

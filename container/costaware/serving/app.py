@@ -148,11 +148,18 @@ class DirectRoutes:
             asked.append((i, fields))
         try:
             replies = self.invoke(calls)
-        except Exception as exc:  # as the Flask app's handler of the unexpected, for each
-            replies = [unexpected_reply(exc, "POST", requests[i].path) for i, _ in asked]
+        except Exception:  # what no check foresaw: each again alone, so only its own fails
+            replies = [self.alone(call, requests[i].path) for call, (i, _) in zip(calls, asked)]
         for (i, fields), reply in zip(asked, replies):
             answers[i] = reply, {**access_fields(reply), **fields}
         return answers
+
+
+    def alone(self, call: tuple, path: str) -> Reply:
+        try:
+            return self.invoke([call])[0]
+        except Exception as exc:  # as the Flask app's handler of the unexpected
+            return unexpected_reply(exc, "POST", path)
 
 
 def _add_ping(app: Flask, health) -> None:
@@ -201,11 +208,16 @@ def _invocation(settings: ServerSettings, capture: CaptureWriter | None):
             asked.append(i)
 
         def body_of(i: int):
+            """The call's body; a sampled call's is kept for its record as it is read."""
             read_body = calls[i][2]
             if i not in kept:
                 return read_body
-            received = kept[i][2]
-            return lambda: received.append(read_body()) or received[0]
+
+            def read_and_keep() -> bytes:
+                kept[i][2].append(read_body())
+                return kept[i][2][0]
+
+            return read_and_keep
 
         answered = respond_together([
             Call(calls[i][0], body_of(i), calls[i][1].get("Content-Type"),
