@@ -57,13 +57,16 @@ def rows_filling(table: np.ndarray, size: int) -> list[list[float]]:
     return table[out].tolist()
 
 
-def best_ms(repeat: int, fn) -> float:
-    times = []
+def best_ms(repeat: int, runs: dict) -> dict[str, float]:
+    """The best time of each run, in ms; the runs take turns, so that a busy spell of the machine
+    slows them alike."""
+    best = dict.fromkeys(runs, math.inf)
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: seconds * 1e3 for name, seconds in best.items()}
 
 
 def main() -> int:
@@ -89,9 +92,10 @@ def main() -> int:
             libsvm_rows.BULK_FROM = bulk_from
 
     assert np.array_equal(line_by_line()[0], decoded["csv"], equal_nan=True)
-    times = {kind: best_ms(args.repeat, lambda: decoding.decode(body, kind, layout))
-             for kind, body in by_format.items()}
-    times["libsvm, line by line"] = best_ms(max(1, args.repeat // 3), line_by_line)
+    times = best_ms(args.repeat, {kind: (lambda kind=kind: decoding.decode(by_format[kind], kind,
+                                                                          layout))
+                                  for kind in by_format})
+    times.update(best_ms(max(1, args.repeat // 3), {"libsvm, line by line": line_by_line}))
     print(f"{len(rows):,} rows x {table.shape[1]} features ({args.missing:.0%} missing), best of "
           f"{args.repeat} decodes")
     print(f"{'format':22s} {'MiB':>5s} {'ms':>7s} {'x CSV':>6s}")

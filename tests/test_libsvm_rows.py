@@ -91,6 +91,8 @@ def test_the_bulk_reader_reads_every_valid_text_as_the_line_reader(rnd, labels, 
     bulk = libsvm_rows._parse_bulk(text, labels, width if labels == "optional" else None)
     assert bulk is not None, text  # it did not give up on a plain valid text
     _same(bulk, expected)
+    _same(libsvm_rows._parse_bulk(text.encode(), labels, width if labels == "optional" else None),
+          expected)  # as a request body comes
     assert all(math.isnan(v) or abs(v) <= F32_MAX for v in bulk.values.tolist())
 
 

@@ -83,8 +83,10 @@ def _number(text: str) -> float:
     return float(text)
 
 
-def parse(text: str, labels: str, width: int | None = None, width_means: str = "") -> SparseRows:
-    """Parse libsvm ``text``. ``labels``: ``"required"`` (training: the first field of every line
+def parse(text: str | bytes, labels: str, width: int | None = None,
+          width_means: str = "") -> SparseRows:
+    """Parse libsvm ``text`` (or its UTF-8 bytes, as a request body comes: a large body is then
+    read without a decoding). ``labels``: ``"required"`` (training: the first field of every line
     is its label) or ``"optional"`` (requests: a line may start with a label, which is read as a
     number and not used, so that a labelled libsvm file can be sent as it is). ``width``: the
     largest index allowed (``None``: any); ``width_means``: what those columns are, for the
@@ -93,6 +95,8 @@ def parse(text: str, labels: str, width: int | None = None, width_means: str = "
         rows = _parse_bulk(text, labels, width)
         if rows is not None:
             return rows
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
     return _parse_lines(text, labels, width, width_means)
 
 
@@ -169,7 +173,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _parse_bulk(text: str, labels: str, width: int | None) -> SparseRows | None:
+def _parse_bulk(text: str | bytes, labels: str, width: int | None) -> SparseRows | None:
     """What :func:`_parse_lines` returns for ``text``, in whole-array steps; ``None`` when the text
     is not plainly valid libsvm in the bulk alphabet (the line reader then decides, and explains).
 
@@ -187,10 +191,10 @@ def _parse_bulk(text: str, labels: str, width: int | None) -> SparseRows | None:
       colon would be one number more.
     * Index 0, beyond ``width`` or twice in a line, a value beyond float32: ``None``.
     """
-    if not text.isascii():
+    if isinstance(text, str) and not text.isascii():
         return None
-    data = text.encode("ascii")
-    if data.translate(None, _BULK_ALPHABET):
+    data = text.encode("ascii") if isinstance(text, str) else text
+    if data.translate(None, _BULK_ALPHABET):  # (ASCII only, too)
         return None
     end = len(data)
     while end and data[end - 1] in b"\r\n":  # line ends at the very end: ignored
@@ -240,7 +244,8 @@ def _parse_bulk(text: str, labels: str, width: int | None) -> SparseRows | None:
         ends = _skip(padded, first, line_ends, blanks=False)
         if ends is None:
             return None
-        label_texts = [text[start - 1:stop - 1] for start, stop in zip(first.tolist(), ends.tolist())]
+        label_texts = [data[start - 1:stop - 1].decode("ascii")
+                       for start, stop in zip(first.tolist(), ends.tolist())]
     return SparseRows(label_texts, rows, index - 1, values, len(first))
 
 
@@ -256,11 +261,12 @@ def _scan_indices(padded: np.ndarray, colons: np.ndarray):
     at, value = colons, None
     for place in range(_INDEX_DIGITS + 1):
         at = at - 1
-        digit = padded[at] - _ZERO  # uint8: the blanks wrap round above 9
+        byte = padded[at]
+        digit = byte - _ZERO  # uint8: the bytes below "0" wrap round above 9
         more = digit <= 9
         if not more.all():
             ended = ~more
-            if place == 0 or (padded[at[ended]] > _BLANK).any():
+            if place == 0 or (byte[ended] > _BLANK).any():
                 return None
             index[ended if scanning is None else scanning[ended]] = value[ended]
             scanning = np.flatnonzero(more) if scanning is None else scanning[more]
