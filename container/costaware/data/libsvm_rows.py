@@ -15,10 +15,10 @@ missing values; line ends at the very end of the text are ignored. A label with 
 (``LABEL:WEIGHT``) is refused: costaware weighs a row by its costs (cost columns).
 
 Two readers, one set of rules: :func:`_parse_bulk` reads a large text in whole-array numpy steps
-(a 6 MiB request in about a fifth of the line reader's time: ``benchmarks/bench_decoding.py``)
-and gives up on anything unusual; :func:`_parse_lines`, line by line, reads the rest and is the one
-that explains a refusal. The bulk reader accepts only texts the line reader accepts, with the same
-rows (``tests/test_libsvm_rows.py`` holds them to it).
+(``benchmarks/bench_decoding.py`` times both on a 6 MiB request) and gives up on anything
+unusual; :func:`_parse_lines`, line by line, reads the rest and is the one that explains a
+refusal. The bulk reader accepts only texts the line reader accepts, with the same rows
+(``tests/test_libsvm_rows.py`` holds them to it).
 """
 
 from __future__ import annotations
@@ -186,9 +186,9 @@ def _parse_bulk(text: str | bytes, labels: str, width: int | None) -> SparseRows
     * Numbers: the text with every index and colon blanked holds, in order, each line's label (if
       any), then its pairs' values. ``np.fromstring`` reads them with CPython's correctly rounded
       ``PyOS_string_to_double``, which is ``float()`` less ``_`` and non-ASCII digits (refused by
-      the rules too), and stops at a field that is not one whole number. One number per label and
-      value read is then each of them a number, and no other field: a second field without a
-      colon would be one number more.
+      the rules too; a NaN's sign aside, missing either way), and stops at a field that is not
+      one whole number. One number per label and value read is then each of them a number, and
+      no other field: a second field without a colon would be one number more.
     * Index 0, beyond ``width`` or twice in a line, a value beyond float32: ``None``.
     """
     if isinstance(text, str) and not text.isascii():
