@@ -96,6 +96,23 @@ def test_the_bulk_reader_reads_every_valid_text_as_the_line_reader(rnd, labels, 
     assert all(math.isnan(v) or abs(v) <= F32_MAX for v in bulk.values.tolist())
 
 
+@PROPERTY
+@given(text=st.text(alphabet="0123456789.+-eEnNaA: \t\r\n", min_size=1, max_size=120) |
+       st.lists(st.sampled_from(["1:", "2:", "12:", "0:", ":", "1", "-", ".", "5", "e", "nan", " ",
+                                 "\t", "\n", "\r", "  ", "+", "1e9"]),
+                min_size=1, max_size=40).map("".join),
+       labels=st.sampled_from(["optional", "required"]))
+def test_the_bulk_reader_takes_nothing_the_line_reader_refuses(text, labels):
+    """Near-libsvm noise in the bulk alphabet: whatever the bulk reader returns, the line reader
+    returns too (and where it gives up, :func:`parse` answers as the line reader does)."""
+    width = 12 if labels == "optional" else None
+    bulk = libsvm_rows._parse_bulk(text, labels, width)
+    expected = _outcome(libsvm_rows._parse_lines, text, labels, width)
+    if bulk is not None:
+        assert not isinstance(expected, str), (text, expected)
+        _same(bulk, expected)
+
+
 def _big(bad_line: str, labels: str = "optional") -> tuple[str, int]:
     """A text of at least BULK_FROM characters with ``bad_line`` in its middle, and its number."""
     good = ("1 " if labels == "required" else "") + "1:0.5 2:-1.25e-3 3:7"
