@@ -13,6 +13,12 @@ values), an index beyond ``width``, a value that is not a plain number, an infin
 beyond float32's range (XGBoost reads float32). A wholly empty line is an error, not a row of
 missing values; line ends at the very end of the text are ignored. A label with an instance weight
 (``LABEL:WEIGHT``) is refused: costaware weighs a row by its costs (cost columns).
+
+Two readers, one set of rules: :func:`_parse_bulk` reads a large text in whole-array numpy steps
+(``benchmarks/bench_decoding.py`` times both on a 6 MiB request) and gives up on anything
+unusual; :func:`_parse_lines`, line by line, reads the rest and is the one that explains a
+refusal. The bulk reader accepts only texts the line reader accepts, with the same rows
+(``tests/test_libsvm_rows.py`` holds them to it).
 """
 
 from __future__ import annotations
@@ -22,6 +28,16 @@ from dataclasses import dataclass
 import numpy as np
 
 F32_MAX = float(np.finfo(np.float32).max)  # XGBoost reads float32: beyond this is infinite
+# Texts shorter than this are read line by line: numpy's fixed cost per call outweighs its speed
+BULK_FROM = 16 * 1024
+# The bulk reader's alphabet: the digits and letters of decimal numbers and "nan", the pair's colon,
+# the blanks between fields and the line end. Anything else (a word label, "inf", a non-ASCII or
+# another whitespace character) goes to the line reader.
+_BULK_ALPHABET = b"0123456789.+-eEnNaA: \t\r\n"
+_BLANK = 32  # in the alphabet, the bytes up to the space are the blanks and the line end
+_COLON, _NEWLINE, _ZERO = ord(":"), ord("\n"), ord("0")
+_INDEX_DIGITS = 18  # int64 holds every index of up to 18 digits
+_SCAN_LIMIT = 64  # labels and indents longer than this go to the line reader (one step a byte)
 # A channel's ContentType for libsvm, as the built-in XGBoost container takes it (the bare name too;
 # requests' media types are the server's: serving/media_types.py)
 CHANNEL_TYPES = ("text/libsvm", "text/x-libsvm", "libsvm")
@@ -67,12 +83,25 @@ def _number(text: str) -> float:
     return float(text)
 
 
-def parse(text: str, labels: str, width: int | None = None, width_means: str = "") -> SparseRows:
-    """Parse libsvm ``text``. ``labels``: ``"required"`` (training: the first field of every line
+def parse(text: str | bytes, labels: str, width: int | None = None,
+          width_means: str = "") -> SparseRows:
+    """Parse libsvm ``text`` (or its UTF-8 bytes, as a request body comes: a large body is then
+    read without a decoding). ``labels``: ``"required"`` (training: the first field of every line
     is its label) or ``"optional"`` (requests: a line may start with a label, which is read as a
     number and not used, so that a labelled libsvm file can be sent as it is). ``width``: the
     largest index allowed (``None``: any); ``width_means``: what those columns are, for the
     message of an index beyond them."""
+    if len(text) >= BULK_FROM:
+        rows = _parse_bulk(text, labels, width)
+        if rows is not None:
+            return rows
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return _parse_lines(text, labels, width, width_means)
+
+
+def _parse_lines(text: str, labels: str, width: int | None, width_means: str) -> SparseRows:
+    """:func:`parse` line by line, pair by pair: the reference, and the reader that explains."""
     lines = text.rstrip("\r\n").split("\n")
     label_texts: list[str] | None = [] if labels == "required" else None
     rows: list[int] = []
@@ -142,3 +171,137 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _parse_bulk(text: str | bytes, labels: str, width: int | None) -> SparseRows | None:
+    """What :func:`_parse_lines` returns for ``text``, in whole-array steps; ``None`` when the text
+    is not plainly valid libsvm in the bulk alphabet (the line reader then decides, and explains).
+
+    * Fields: the text is ASCII of ``_BULK_ALPHABET``, whose blanks (space, tab, CR) and line end
+      are its bytes <= 32: the fields are those ``str.split`` finds in each line.
+    * Pairs: each colon has a value (a byte after it that is not a blank) and an index, the 1 to
+      18 digits between it and the blank before it (any other byte there, a second colon of the
+      field included: ``None``). A line's first field is a pair when a pair starts at the line's
+      first byte that is not a blank, else it is the line's label.
+    * Numbers: the text with every index and colon blanked holds, in order, each line's label (if
+      any), then its pairs' values. ``np.fromstring`` reads them with CPython's correctly rounded
+      ``PyOS_string_to_double``, which is ``float()`` less ``_`` and non-ASCII digits (refused by
+      the rules too; a NaN's sign aside, missing either way), and stops at a field that is not
+      one whole number. One number per label and value read is then each of them a number, and
+      no other field: a second field without a colon would be one number more.
+    * Index 0, beyond ``width`` or twice in a line, a value beyond float32: ``None``.
+    """
+    if isinstance(text, str) and not text.isascii():
+        return None
+    data = text.encode("ascii") if isinstance(text, str) else text
+    if data.translate(None, _BULK_ALPHABET):  # (ASCII only, too)
+        return None
+    end = len(data)
+    while end and data[end - 1] in b"\r\n":  # line ends at the very end: ignored
+        end -= 1
+    padded = np.empty(end + 1, dtype=np.uint8)
+    padded[0] = _BLANK  # a blank before the first field
+    padded[1:] = np.frombuffer(data, dtype=np.uint8, count=end)
+    colons = np.flatnonzero(padded == _COLON)
+    if len(colons) and (colons[-1] == len(padded) - 1 or (padded[colons + 1] <= _BLANK).any()):
+        return None  # a pair without a value
+    scanned = _scan_indices(padded, colons)
+    if scanned is None:
+        return None
+    index, numbers = scanned
+    newlines = np.flatnonzero(padded == _NEWLINE)
+    line_starts = np.concatenate(([1], newlines + 1))
+    line_ends = np.append(newlines, len(padded))
+    first = _skip(padded, line_starts, line_ends, blanks=True)  # each line's first field
+    if first is None or (first == line_ends).any():
+        return None  # an empty line, or one indented further than the scan goes
+    # a first field that is a pair had its first byte, an index digit, blanked
+    opens_with_pair = numbers[first] == _BLANK
+    labelled = ~opens_with_pair
+    if labels == "required" and opens_with_pair.any():
+        return None  # a line without its label
+    try:
+        numbers_read = np.fromstring(numbers.tobytes(), sep=" ")
+    except ValueError:
+        return None
+    if len(numbers_read) != len(colons) + np.count_nonzero(labelled):
+        return None
+    firsts = np.searchsorted(colons, line_starts)  # each line's first pair
+    values = numbers_read
+    if labelled.any():
+        is_label = np.zeros(len(numbers_read), dtype=bool)
+        is_label[(firsts + np.cumsum(labelled) - labelled)[labelled]] = True
+        values = numbers_read[~is_label]
+    if len(index) and (index.min() == 0 or (width is not None and index.max() > width)
+                       or (np.abs(values) > F32_MAX).any()):  # NaN (missing) is not > F32_MAX
+        return None
+    rows = np.repeat(np.arange(len(first), dtype=np.int64),
+                     np.diff(np.append(firsts, len(colons))))
+    if _repeats_an_index(rows, index):
+        return None
+    label_texts = None
+    if labels == "required":
+        ends = _skip(padded, first, line_ends, blanks=False)
+        if ends is None:
+            return None
+        label_texts = [data[start - 1:stop - 1].decode("ascii")
+                       for start, stop in zip(first.tolist(), ends.tolist())]
+    return SparseRows(label_texts, rows, index - 1, values, len(first))
+
+
+def _scan_indices(padded: np.ndarray, colons: np.ndarray):
+    """Each colon's index (the digits back to the blank before it, read a place at a time for
+    every colon at once) and ``padded`` with the indices and colons blanked; ``None`` when a byte
+    before a colon is neither a digit nor a blank, or an index is empty or has more than 18
+    digits."""
+    index = np.empty(len(colons), dtype=np.int64)
+    numbers = padded.copy()
+    numbers[colons] = _BLANK
+    scanning = None  # which colons' indices go on further back (None: all of them)
+    at, value = colons, None
+    for place in range(_INDEX_DIGITS + 1):
+        at = at - 1
+        byte = padded[at]
+        digit = byte - _ZERO  # uint8: the bytes below "0" wrap round above 9
+        more = digit <= 9
+        if not more.all():
+            ended = ~more
+            if place == 0 or (byte[ended] > _BLANK).any():
+                return None
+            index[ended if scanning is None else scanning[ended]] = value[ended]
+            scanning = np.flatnonzero(more) if scanning is None else scanning[more]
+            at, digit, value = at[more], digit[more], value[more]
+        if not at.size:
+            return index, numbers
+        if place == _INDEX_DIGITS:
+            return None
+        if value is None:
+            value = digit.astype(np.int64)
+        else:
+            value += digit * np.int64(10 ** place)
+        numbers[at] = _BLANK
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _skip(padded: np.ndarray, at: np.ndarray, ends: np.ndarray, blanks: bool) -> np.ndarray | None:
+    """Each position moved on past the blanks (``blanks``) or the other bytes, up to its line's
+    end; ``None`` when one would move more than ``_SCAN_LIMIT`` bytes."""
+    at = at.copy()
+    alive = np.flatnonzero(at < ends)
+    for _ in range(_SCAN_LIMIT + 1):
+        if not alive.size:
+            return at
+        alive = alive[(padded[at[alive]] <= _BLANK) == blanks]
+        at[alive] += 1
+        alive = alive[at[alive] < ends[alive]]
+    return None
+
+
+def _repeats_an_index(rows: np.ndarray, index: np.ndarray) -> bool:
+    """Whether a line gives an index twice (``rows``: each pair's line, in order)."""
+    same_line = rows[1:] == rows[:-1]
+    if not (same_line & (index[1:] <= index[:-1])).any():
+        return False  # indices rise along every line, as libsvm writers put them
+    order = np.lexsort((index, rows))
+    rows, index = rows[order], index[order]
+    return bool(((rows[1:] == rows[:-1]) & (index[1:] == index[:-1])).any())

@@ -346,7 +346,7 @@ def _parse_libsvm(body: bytes, layout: Layout):
     costs = (f" ({layout.required} columns, then its costs: "
              f"{', '.join(layout.names[layout.required:])})") if layout.cost_cells else ""
     try:
-        sparse = libsvm_rows.parse(body.decode("utf-8"), "optional", len(layout.names), costs)
+        sparse = libsvm_rows.parse(body, "optional", len(layout.names), costs)
     except libsvm_rows.LibsvmError as exc:
         extra = {} if exc.pair is None else {"pair": exc.pair}
         raise _bad(str(exc), line=exc.line, **extra) from None

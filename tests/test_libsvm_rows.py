@@ -1,0 +1,234 @@
+"""The two libsvm readers of :mod:`costaware.data.libsvm_rows` agree: the bulk one (numpy, for large
+texts) accepts only what the line-by-line one accepts, with the same rows, and a large text the
+bulk one gives up on gets the line reader's answer or its one-line refusal, word for word. Pure
+functions, no process."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from costaware.data import libsvm_rows
+from costaware.data.libsvm_rows import BULK_FROM, F32_MAX, LibsvmError
+from costaware.model.inference import Layout
+from costaware.serving import decoding
+from costaware.serving.request_error import RequestError
+
+from support import csv_body, libsvm_text
+
+PROPERTY = settings(derandomize=True, deadline=None, database=None, max_examples=400,
+                    suppress_health_check=list(HealthCheck))
+
+# Values as people and programs write them: repr, printf styles, signs, exponents, leading and
+# trailing points, many digits, subnormals, underflow to 0, the largest float32, NaN spellings
+VALUE_TEXTS = ["0", "-0", "+0", "1", "-1", "+2.5", ".5", "-.5", "5.", "+5.", "1e5", "1E5", "1e+05",
+               "-1.5E-05", "2.5e-3", "007", "0.1000000000000000055511151231257827021181583404541",
+               "123456789012345678901234567890", "4.9e-324", "2.2250738585072011e-308", "1e-400",
+               "3.4028234663852886e38", "-3.4028234663852886e+38", "nan", "NaN", "-nan", "+NAN"]
+SEPARATORS = [" ", "  ", "\t", " \t ", "\r", " \r "]  # str.split's blanks within a line
+LINE_ENDS = ["\n", "\r\n"]
+
+
+def _value(rnd) -> str:
+    kind = rnd.random()
+    if kind < 0.25:
+        return rnd.choice(VALUE_TEXTS)
+    x = rnd.choice([-1, 1]) * rnd.random() * 10 ** rnd.randint(-12, 30)
+    if kind < 0.7:
+        return repr(x)
+    return rnd.choice(["%.3e", "%g", "%.6f", "%+.4E", "%.17g"]) % x
+
+
+def _body(rnd, labels: str, width: int) -> str:
+    """A valid libsvm text in the bulk reader's alphabet: random rows, left-out indices, labels
+    (every line in training; some lines in requests), blanks before, between and after fields."""
+    lines = []
+    for _ in range(rnd.randint(1, 12)):
+        indices = sorted(rnd.sample(range(1, width + 1), rnd.randint(0, width)))
+        if rnd.random() < 0.2:
+            rnd.shuffle(indices)  # any order, as long as none repeats
+        fields = [("0" * rnd.randint(0, 1) if rnd.random() < 0.1 else "") + f"{i}:{_value(rnd)}"
+                  for i in indices]
+        if labels == "required" or rnd.random() < 0.4 or not fields:
+            fields.insert(0, rnd.choice(["0", "1", "-1", "+1", "1.0", "2e0", "0.5", "nan"]))
+        sep = rnd.choice(SEPARATORS) if rnd.random() < 0.3 else " "
+        line = sep.join(fields)
+        if rnd.random() < 0.1:
+            line = rnd.choice(SEPARATORS) + line
+        if rnd.random() < 0.1:
+            line += rnd.choice(SEPARATORS)
+        lines.append(line)
+    end = rnd.choice(LINE_ENDS)
+    return end.join(lines) + rnd.choice(["", end, end * 2, "\n\r\n"])
+
+
+def _same(bulk: libsvm_rows.SparseRows, lines: libsvm_rows.SparseRows) -> None:
+    assert bulk.labels == lines.labels
+    assert bulk.count == lines.count
+    for name in ("rows", "columns", "values"):
+        ours, theirs = getattr(bulk, name), getattr(lines, name)
+        assert ours.dtype == theirs.dtype, name
+        assert np.array_equal(ours, theirs, equal_nan=name == "values"), name
+
+
+def _outcome(read, text: str, labels: str, width: int | None):
+    try:
+        return read(text, labels, width, " (its width)")
+    except LibsvmError as exc:
+        return str(exc)
+
+
+@PROPERTY
+@given(rnd=st.randoms(use_true_random=False), labels=st.sampled_from(["optional", "required"]),
+       width=st.integers(1, 40))
+def test_the_bulk_reader_reads_every_valid_text_as_the_line_reader(rnd, labels, width):
+    text = _body(rnd, labels, width)
+    expected = libsvm_rows._parse_lines(text, labels, width if labels == "optional" else None, "")
+    bulk = libsvm_rows._parse_bulk(text, labels, width if labels == "optional" else None)
+    assert bulk is not None, text  # it did not give up on a plain valid text
+    _same(bulk, expected)
+    _same(libsvm_rows._parse_bulk(text.encode(), labels, width if labels == "optional" else None),
+          expected)  # as a request body comes
+    assert all(math.isnan(v) or abs(v) <= F32_MAX for v in bulk.values.tolist())
+
+
+@PROPERTY
+@given(text=st.text(alphabet="0123456789.+-eEnNaA: \t\r\n", min_size=1, max_size=120) |
+       st.lists(st.sampled_from(["1:", "2:", "12:", "0:", ":", "1", "-", ".", "5", "e", "nan", " ",
+                                 "\t", "\n", "\r", "  ", "+", "1e9"]),
+                min_size=1, max_size=40).map("".join),
+       labels=st.sampled_from(["optional", "required"]))
+def test_the_bulk_reader_takes_nothing_the_line_reader_refuses(text, labels):
+    """Near-libsvm noise in the bulk alphabet: whatever the bulk reader returns, the line reader
+    returns too (and where it gives up, :func:`parse` answers as the line reader does)."""
+    width = 12 if labels == "optional" else None
+    bulk = libsvm_rows._parse_bulk(text, labels, width)
+    expected = _outcome(libsvm_rows._parse_lines, text, labels, width)
+    if bulk is not None:
+        assert not isinstance(expected, str), (text, expected)
+        _same(bulk, expected)
+
+
+def _big(bad_line: str, labels: str = "optional") -> tuple[str, int]:
+    """A text of at least BULK_FROM characters with ``bad_line`` in its middle, and its number."""
+    good = ("1 " if labels == "required" else "") + "1:0.5 2:-1.25e-3 3:7"
+    before = BULK_FROM // (2 * len(good)) + 1
+    text = "\n".join([good] * before + [bad_line] + [good] * before) + "\n"
+    assert len(text) >= BULK_FROM
+    return text, before + 1
+
+
+# every refusal tests/test_libsvm.py checks (training and requests), and the near misses of the bulk
+# reader's rules: each a line the bulk reader must give up on, for the line reader to explain
+REFUSED = [
+    ("optional", "1:0.5 2:1 3:1 4", "pair 4: '4' is not INDEX:VALUE"),
+    ("optional", "1:0.5 7:1", "pair 2: '7:1': index 7 is beyond the model's 6 columns (its width)"),
+    ("optional", "3:x", "pair 1: '3:x': 'x' is not a number (leave the pair out"),
+    ("optional", "1:0.5 2:1 1:0.7", "pair 3: '1:0.7': index 1 is given twice in the line"),
+    ("optional", "2:1 1:0.5 2:3", "pair 3: '2:3': index 2 is given twice in the line"),
+    ("optional", "0:0.5 2:1", "pair 1: '0:0.5': index 0; indices are 1-based"),
+    ("optional", "000:0.5", "pair 1: '000:0.5': index 0; indices are 1-based"),
+    ("optional", "1:inf", "pair 1: '1:inf': inf is infinite"),
+    ("optional", "1:-1e39", "pair 1: '1:-1e39': -1e+39 is beyond float32's range"),
+    ("optional", "1:1e400", "pair 1: '1:1e400': inf is infinite"),
+    ("optional", "x 1:1", "'x' is neither a label (a number) nor an INDEX:VALUE pair"),
+    ("optional", "", "empty line; each line is one row"),
+    ("optional", " \t\r", "empty line; each line is one row"),
+    ("optional", "1:2:3", "pair 1: '1:2:3' is not INDEX:VALUE"),
+    ("optional", "1:1 2:", "pair 2: '2:' is not INDEX:VALUE"),
+    ("optional", "1:1 :2", "pair 2: ':2' is not INDEX:VALUE"),
+    ("optional", "1:1 2: 3", "pair 2: '2:' is not INDEX:VALUE"),
+    ("optional", "1.5:2", "pair 1: '1.5:2': the index '1.5' is not a whole number >= 1"),
+    ("optional", "+1:2", "pair 1: '+1:2': the index '+1' is not a whole number >= 1"),
+    ("optional", "1e1:2", "pair 1: '1e1:2': the index '1e1' is not a whole number >= 1"),
+    ("optional", "1:1_0", "pair 1: '1:1_0': '1_0' is not a number"),
+    ("optional", "1:1-2", "pair 1: '1:1-2': '1-2' is not a number"),
+    ("optional", "1:1..2", "pair 1: '1:1..2': '1..2' is not a number"),
+    ("optional", "1:1e", "pair 1: '1:1e': '1e' is not a number"),
+    ("optional", "1:e5", "pair 1: '1:e5': 'e5' is not a number"),
+    ("optional", "1:.", "pair 1: '1:.': '.' is not a number"),
+    ("optional", "1:nana", "pair 1: '1:nana': 'nana' is not a number"),
+    ("optional", "1:--1", "pair 1: '1:--1': '--1' is not a number"),
+    ("optional", "1:1 2:1\u00a02", "pair 3: '2' is not INDEX:VALUE"),  # U+00A0 splits fields
+    ("optional", "1:\uff11", "pair 1: '1:１': '１' is not a number"),
+    ("optional", "1-1 1:1", "'1-1' is neither a label (a number) nor an INDEX:VALUE pair"),
+    ("optional", "1 1:1 1", "pair 2: '1' is not INDEX:VALUE"),
+    ("required", "1:2 1:0.5 2:1", "the first field '1:2' is not a label"),
+    ("required", "1:2 2:0.5 3:1", "the first field '1:2' is not a label"),
+    ("required", "1 1:0.5 3 2:1", "pair 2: '3' is not INDEX:VALUE"),
+    ("required", "1 1:0.2 2:abc", "pair 2: '2:abc': 'abc' is not a number"),
+    ("optional", "1:1 1234567890123456789:2", "pair 2: '1234567890123456789:2': index "
+                                              "1234567890123456789 is beyond the model's 6"),
+]
+
+
+@pytest.mark.parametrize("labels, line, message", REFUSED)
+def test_a_large_text_with_a_bad_line_is_refused_as_the_line_reader_refuses_it(labels, line,
+                                                                               message):
+    text, number = _big(line, labels)
+    width = 6 if labels == "optional" else None
+    assert libsvm_rows._parse_bulk(text, labels, width) is None
+    expected = _outcome(libsvm_rows._parse_lines, text, labels, width)
+    assert isinstance(expected, str) and expected.startswith(f"line {number}") and \
+        message in expected, expected
+    assert _outcome(libsvm_rows.parse, text, labels, width) == expected
+
+
+@pytest.mark.parametrize("labels, line", [
+    ("optional", "1:1\x0b2:2"),  # whitespace to str.split, outside the bulk alphabet
+    ("optional", "1:1\u20032:2"),
+    ("optional", "inf 1:2"),  # a label the bulk alphabet does not hold
+    ("required", "yes 1:2"),
+    ("optional", " " * 100 + "1:2"),  # indented further than the bulk reader scans
+    ("optional", "1:0." + "1" * 100),  # a first field longer than it scans
+    ("optional", "1:1 2:0." + "1" * 200),  # (a long field further on is no matter)
+])
+def test_a_large_valid_text_is_read_as_the_line_reader_reads_it(labels, line):
+    text, _ = _big(line, labels)
+    width = 6 if labels == "optional" else None
+    expected = _outcome(libsvm_rows._parse_lines, text, labels, width)
+    assert not isinstance(expected, str), expected
+    _same(libsvm_rows.parse(text, labels, width), expected)
+
+
+LAYOUT = Layout(("f0", "f1", "f2", "f3", "cost_fp", "cost_fn"), 4, None, ("cost_fp", "cost_fn"))
+
+
+def _decode(body: bytes):
+    try:
+        return decoding.decode(body, "libsvm", LAYOUT)
+    except RequestError as exc:
+        return exc.message, exc.details
+
+
+def test_a_large_libsvm_request_decodes_as_the_same_rows_in_csv():
+    """Through the request decoder: rows with and without their cost cells, missing features."""
+    rng = np.random.default_rng(4)
+    features = rng.normal(size=(800, 4)) * 10.0 ** rng.integers(-6, 8, size=(800, 4))
+    features[rng.random(features.shape) < 0.2] = np.nan
+    costs = rng.uniform(1, 9, size=(800, 2))
+    costs[::3] = np.nan  # every third row without its costs
+    body = libsvm_text(None, features, costs).encode()
+    assert len(body) >= BULK_FROM
+    by_libsvm = decoding.decode(body, "libsvm", LAYOUT)
+    by_csv = decoding.decode(csv_body(np.column_stack([features, costs])), "csv", LAYOUT)
+    assert np.array_equal(by_libsvm[0], by_csv[0], equal_nan=True)
+    assert np.array_equal(by_libsvm[1], ~np.isnan(costs[:, 0]))
+
+
+@pytest.mark.parametrize("line, message, details", [
+    ("1:0.5 7:1", "pair 2: '7:1': index 7 is beyond the model's 6 columns (4 columns, then its "
+                  "costs: cost_fp, cost_fn)", {"pair": 2}),
+    ("1:0.5 2:1 5:2.5", "the row carries some of its costs but not cost_fn (index 6); a row "
+                        "carries all its costs or none", {}),
+    ("1:x", "pair 1: '1:x': 'x' is not a number (leave the pair out for a missing value)",
+     {"pair": 1}),
+])
+def test_a_large_bad_libsvm_request_gets_the_same_400(line, message, details):
+    text, number = _big(line)
+    assert _decode(text.encode()) == (f"line {number}{',' if details else ':'} {message}",
+                                      {"line": number, **details})
