@@ -150,6 +150,9 @@ def test_a_libsvm_channel_trains_the_model_the_same_rows_in_csv_train(twins):
     ("1 1:0.5\n3 1:1\n", "t.txt: line 2, the label field (label): 3; labels must be 0 or 1"),
     ("1 1:0.5\n0 1:1 99999999999:2\n", "t.txt: line 2: index 99999999999: the channel's rows held "
                                        "dense up to it would take 1490.1 GiB, more than the "),
+    ("1 1:0.5\n0 1:1 99999999999999999999:2\n",  # past int64: was an OverflowError
+     "t.txt: line 2, pair 2: '99999999999999999999:2': index '99999999999999999999' is beyond any "
+     "column a matrix can hold (at most 18 digits)"),
 ])
 def test_a_bad_libsvm_line_fails_training_naming_file_line_and_pair(tmp_path, text, reason):
     """The one line ``training_job.main`` writes to output/failure (the process test below shows

@@ -37,6 +37,7 @@ _BULK_ALPHABET = b"0123456789.+-eEnNaA: \t\r\n"
 _BLANK = 32  # in the alphabet, the bytes up to the space are the blanks and the line end
 _COLON, _NEWLINE, _ZERO = ord(":"), ord("\n"), ord("0")
 _INDEX_DIGITS = 18  # int64 holds every index of up to 18 digits
+_INDEX_LIMIT = 10 ** _INDEX_DIGITS
 _SCAN_LIMIT = 64  # labels and indents longer than this go to the line reader (one step a byte)
 # A channel's ContentType for libsvm, as the built-in XGBoost container takes it (the bare name too;
 # requests' media types are the server's: serving/media_types.py)
@@ -143,6 +144,10 @@ def _parse_lines(text: str, labels: str, width: int | None, width_means: str) ->
             if width is not None and index > width:
                 raise LibsvmError(number, f"{_show(pair)}: index {index} is beyond the "
                                           f"model's {width} columns{width_means}", k)
+            if index >= _INDEX_LIMIT:  # no matrix has that many columns; int64 would overflow
+                raise LibsvmError(number, f"{_show(pair)}: index {_show(index_text)} is beyond "
+                                          f"any column a matrix can hold (at most "
+                                          f"{_INDEX_DIGITS} digits)", k)
             if index in seen:
                 raise LibsvmError(number, f"{_show(pair)}: index {index} is given twice in "
                                           "the line", k)
