@@ -358,3 +358,16 @@ def test_an_unforeseen_failure_in_a_batch_fails_only_its_own_request(model_dir, 
     assert json.loads(answers[1][0].body)["error"].startswith("internal error: RuntimeError")
     alone = respond(invocations, csv_body(rows[1:3]), "text/csv", None, None)
     assert answers[2][0].body == alone.body
+
+
+@pytest.mark.parametrize("labels", [["Adélie"], ["row"], ["Adélie", "Gentoo", 'a,"b"']])
+@pytest.mark.parametrize("quoted", [False, True])
+def test_a_column_of_one_word_is_written_as_a_column_of_many_is(labels, quoted):
+    """A text column (costs, rule, a class label) whose rows all say the same word takes a
+    shortcut past np.unique; each row's bytes are still the word as every other row writes it."""
+    from costaware.serving import encoding
+
+    values = np.array([labels[i % len(labels)] for i in range(500)], dtype=object)
+    table = encoding._format_large(values, "decision", quoted)
+    written = [bytes(row).lstrip(b"\0").decode("utf-8") for row in np.asarray(table)]
+    assert written == [encoding._text(v, quoted) for v in values.tolist()]

@@ -264,6 +264,9 @@ def _format_large(values: np.ndarray, field: str, quoted: bool) -> np.ndarray:
         return (48 + np.asarray(values, dtype=np.uint8)).reshape(n, 1)
     # a few distinct words (text fields, class labels): each row picks its word's bytes
     if field in TEXT_FIELDS or values.dtype.kind in "Oiu":
+        if n and values.dtype.kind == "O" and (values == values[0]).all():  # one word (2.4 ms
+            word = np.frombuffer(_text(values[0], quoted).encode("utf-8"), np.uint8)  # through
+            return np.broadcast_to(word, (n, len(word)))  # np.unique for 30k rows)
         _, first, which = np.unique(np.asarray(values, dtype=str), return_index=True,
                                     return_inverse=True)  # labels' texts are distinct
         texts = [_text(v, quoted).encode("utf-8") for v in values[first].tolist()]
