@@ -18,7 +18,11 @@ connection and buffer, never a request thread:
   that is above 1; the answer is written by the loop, so a client slow to read does not hold a
   thread either;
 * gunicorn's own protocol errors (a malformed request line, a control character in a header) are
-  answered as JSON (``write_json_error``), like every error of this server (docs/serving.md).
+  answered as JSON (``write_json_error``), like every error of this server (docs/serving.md);
+* a plainly formed invocation skips gunicorn's parser and Flask (direct.py: the direct way, the
+  same answers), and the requests that become complete in one pass of the loop are answered
+  together, in the next pass (``answer_arrived``): the rows of those to one model predicted in one
+  XGBoost call, whose cost is per call (invocation.respond_together).
 
 Two faults of the worker pool are handled here too, through a small directory the master makes
 (``WorkerRoster``):
