@@ -13,8 +13,8 @@ connection and buffer, never a request thread:
 * a ``Content-Length`` over the payload limit is answered ``413`` at once, before the body
   arrives (the rest of the body is then read and dropped, so the client sees the answer); a
   chunked body is answered ``413`` as soon as it passes the limit, and the connection closes;
-* the complete request goes through gunicorn's own parser and WSGI layer (the same checks and
-  environ as before), on the loop's thread, or on one of ``COSTAWARE_WORKER_THREADS`` threads if
+* the complete request goes the direct way (below) or through gunicorn's own parser and WSGI
+  layer, on the loop's thread, or on one of ``COSTAWARE_WORKER_THREADS`` threads if
   that is above 1; the answer is written by the loop, so a client slow to read does not hold a
   thread either;
 * gunicorn's own protocol errors (a malformed request line, a control character in a header) are
