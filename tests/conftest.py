@@ -25,6 +25,10 @@ from support import REPO, run_train  # noqa: E402
 # more (its setup included) in a full run on a quiet 2-core machine (pytest --durations=0). What
 # they test is still touched by a faster test of the same module; CI runs everything.
 SLOW = {
+    "test_direct_path.py": (
+        "test_request_threads_answer_as_the_loop_does",
+        "test_multi_model_requests_together_each_get_their_models_answer",
+    ),
     "test_multi_model.py": (
         "test_the_server_settings_reach_every_loaded_model",
         "test_a_model_that_does_not_fit_is_507_until_another_is_unloaded",

@@ -371,3 +371,18 @@ def test_a_column_of_one_word_is_written_as_a_column_of_many_is(labels, quoted):
     table = encoding._format_large(values, "decision", quoted)
     written = [bytes(row).lstrip(b"\0").decode("utf-8") for row in np.asarray(table)]
     assert written == [encoding._text(v, quoted) for v in values.tolist()]
+
+
+def test_request_threads_answer_as_the_loop_does(server, model_dir, rows, tmp_path):
+    """With COSTAWARE_WORKER_THREADS=2 each request is answered on a request thread (the direct
+    way, alone): the same bytes as the loop's answers, sent one by one or together."""
+    sent = sample_requests(rows)
+    expected = exchange(server.port, sent)
+    srv = Server(model_dir, tmp_path, workers=1, COSTAWARE_WORKER_THREADS="2")
+    try:
+        srv.wait_ready()
+        assert exchange(srv.port, sent) == expected
+        assert exchange(srv.port, sent, together=True) == expected
+        assert {line.get("batch", 1) for line in srv.access_log()} == {1}
+    finally:
+        srv.stop()
