@@ -391,7 +391,7 @@ def _check_channel_config(config) -> None:
             # object of the channel run together. Reasons name a file and line, CSV headers are
             # per file, Parquet reads its footer first (a seek): none of which a FIFO has.
             raise InputError(f"inputdataconfig.json: channel '{name}': TrainingInputMode Pipe is "
-                             f"not supported: Pipe streams the channel as one FIFO "
+                             "not supported: Pipe streams the channel as one FIFO "
                              f"(input/data/{name}_0) and costaware reads a channel's files; use "
                              "File, or FastFile to stream the files from S3 without the download")
         if mode not in INPUT_MODES:
