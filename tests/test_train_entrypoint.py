@@ -3,7 +3,9 @@
 import gzip
 import io
 import json
+import os
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -257,6 +259,16 @@ def _config(text: str):
     return lambda base: (base / "input" / "config" / "inputdataconfig.json").write_text(text)
 
 
+def _pipe_mode(base):
+    """What SageMaker lays out for a Pipe-mode train channel: the mode in inputdataconfig.json, a
+    FIFO per pass named <channel>_<epoch>, and no channel directory (nothing opens the FIFO: the
+    job is refused before any data is read)."""
+    _config('{"train": {"ContentType": "text/csv", "TrainingInputMode": "Pipe"}}')(base)
+    data = base / "input" / "data"
+    shutil.rmtree(data / "train")
+    os.mkfifo(data / "train_0")
+
+
 def _parquet(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.to_parquet(buffer)
@@ -302,6 +314,13 @@ BAD = [
      _config('{"train": {"ContentType": 5}}')),
     ("declared channel missing", {}, _train_csv(TRAIN), None, "input/data/validation does not exist",
      _config('{"train": {}, "validation": {}}')),
+    ("Pipe input mode", {}, _train_csv(TRAIN), None,
+     "inputdataconfig.json: channel 'train': TrainingInputMode Pipe is not supported: Pipe streams "
+     "the channel as one FIFO (input/data/train_0) and costaware reads a channel's files; use File, "
+     "or FastFile to stream the files from S3 without the download", _pipe_mode),
+    ("unknown input mode", {}, {"train": {"t.csv": TRAIN}, "validation": {"v.csv": VALID}}, None,
+     "inputdataconfig.json: channel 'validation': TrainingInputMode \"Fast\"; valid: File, FastFile",
+     _config('{"train": {}, "validation": {"TrainingInputMode": "Fast"}}')),
     # --- channel directories and files ---
     ("directories only", {}, {"train": {"part/.keep": ""}}, None,
      "holds no data files: only hidden, marker or special files, which are skipped: part/.keep (hidden)"),
@@ -380,7 +399,8 @@ def test_bad_inputs_are_many_and_distinct():
 # Through the real `train` process (exit status, output/failure, the traceback in the log): one
 # case of each kind of reason; every case, in this process, below.
 THROUGH_THE_PROCESS = ("no train channel", "non-numeric", "bad value", "parquet corrupt",
-                       "cost column negative", "declared channel missing", "facet column missing")
+                       "cost column negative", "declared channel missing", "facet column missing",
+                       "Pipe input mode")
 
 
 @pytest.mark.parametrize("case", [c for c in BAD if c[0] in THROUGH_THE_PROCESS],
@@ -573,3 +593,21 @@ def test_report_false_writes_the_model_and_evaluation_without_the_charts(tmp_pat
                         else [f"report: {len(written[report]) - 2} files in {data}"]), lines
     assert written["false"] == ["baseline", "evaluation.json"]  # the monitoring baseline's copy
     assert "report.html" in written["true"] and any(n.endswith(".png") for n in written["true"])
+
+
+def test_fastfile_channels_train_exactly_like_file_channels(tmp_path):
+    """FastFile gives the channel as files, as File does (streamed from S3 as they are read rather
+    than downloaded first): the same model and evaluation, from inputdataconfig.json entries
+    written as SageMaker writes them (every key; an absent mode is File)."""
+    channels = {"train": {"t.csv": TRAIN}, "validation": {"v.csv": VALID}}
+    outputs = []
+    for mode in ("File", "FastFile", None):
+        base = write_tree(tmp_path / str(mode), FAST, channels)
+        entry = {"ContentType": "text/csv", "S3DistributionType": "FullyReplicated",
+                 "RecordWrapperType": "None", **({"TrainingInputMode": mode} if mode else {})}
+        _config(json.dumps({name: entry for name in channels}))(base)
+        training_job.run(str(base), log=lambda line: None)
+        outputs.append(((base / "model" / artifact.BOOSTER_FILE).read_bytes(),
+                        (base / "output" / "data" / "evaluation.json").read_text()))
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert json.loads(outputs[1][1])["channels"]["validation"]["served"]["rows"] == 100

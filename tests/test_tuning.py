@@ -488,6 +488,22 @@ def test_tune_refuses_a_one_value_range_and_names_a_bad_static(tmp_path):
         config.parse_range("grow_policy=lossguide")
 
 
+def test_tune_stops_at_its_baseline_with_trainings_reason_for_a_channel_in_pipe_mode(tmp_path):
+    """The trials run the real ``train`` on the tree's inputdataconfig.json: an input mode training
+    refuses ends the study at its baseline run, with training's one line."""
+    tree = _binary_tree(tmp_path / "ml", {})
+    config = tree / "input" / "config" / "inputdataconfig.json"
+    entries = json.loads(config.read_text())
+    entries["validation"]["TrainingInputMode"] = "Pipe"
+    config.write_text(json.dumps(entries))
+    done = costaware_cli("tune", "--tree", tree, "--work", tmp_path / "study", "--trials", "2",
+                         "--objective", "auc", "--range", "max_depth=2,3")
+    _one_line_refusal(done, "the baseline run (the tree's own hyperparameters) failed: "
+                      "inputdataconfig.json: channel 'validation': TrainingInputMode Pipe is not "
+                      "supported")
+    assert sorted(p.name for p in (tmp_path / "study").iterdir() if p.is_dir()) == ["baseline"]
+
+
 def test_an_objective_the_trainings_would_not_log_is_refused(tmp_path):
     with pytest.raises(config.ConfigError, match="fairness_metrics lists DI"):
         request(objective="validation:di")

@@ -37,6 +37,9 @@ from ..errors import DataError, HyperparameterError, InputError
 logger = logging.getLogger("costaware")
 CHANNELS = config_files.CHANNELS
 DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
+# TrainingInputMode: File (downloaded) and FastFile (streamed from S3 as it is read) both give the
+# channel as a directory of files; Pipe gives FIFOs instead and is refused (_check_channel_config).
+INPUT_MODES = ("File", "FastFile")
 MAX_REASON = 1000  # SageMaker shows the first 1,024 characters of the failure file
 
 
@@ -367,7 +370,9 @@ def _by_feature(summary: dict, names: list[str]) -> dict:
 
 
 def _check_channel_config(config) -> None:
-    """inputdataconfig.json: ``{channel: {"ContentType": "...", ...}}`` (SageMaker writes more keys)."""
+    """inputdataconfig.json: ``{channel: {"ContentType": "...", "TrainingInputMode": "File",
+    "S3DistributionType": "FullyReplicated", ...}}`` (SageMaker writes more keys; each of these
+    may be absent: text/csv, File and FullyReplicated are the defaults)."""
     for name, entry in config.items():
         if not isinstance(entry, dict):
             raise InputError(f"inputdataconfig.json: channel '{name}' must be a JSON object (such as "
@@ -380,6 +385,18 @@ def _check_channel_config(config) -> None:
         if distribution not in DISTRIBUTIONS:
             raise InputError(f"inputdataconfig.json: channel '{name}': S3DistributionType "
                              f"{json.dumps(distribution)[:60]}; valid: {', '.join(DISTRIBUTIONS)}")
+        mode = entry.get("TrainingInputMode", "File")
+        if mode == "Pipe":
+            # Pipe gives no files: one FIFO per pass (input/data/<channel>_<epoch>), every S3
+            # object of the channel run together. Reasons name a file and line, CSV headers are
+            # per file, Parquet reads its footer first (a seek): none of which a FIFO has.
+            raise InputError(f"inputdataconfig.json: channel '{name}': TrainingInputMode Pipe is "
+                             "not supported: Pipe streams the channel as one FIFO "
+                             f"(input/data/{name}_0) and costaware reads a channel's files; use "
+                             "File, or FastFile to stream the files from S3 without the download")
+        if mode not in INPUT_MODES:
+            raise InputError(f"inputdataconfig.json: channel '{name}': TrainingInputMode "
+                             f"{json.dumps(mode)[:60]}; valid: {', '.join(INPUT_MODES)}")
 
 
 def _write_report(output_data: str, result: training.TrainingResult, settings, log) -> None:
