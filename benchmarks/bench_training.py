@@ -30,7 +30,8 @@ child process, its ``VmHWM`` polled) on generated CSV channels (issue #28's job:
 2,000,000 train rows, about 315 MiB, and 200,000 validation rows, about 32 MiB, of a 0/1 label and
 20 features; 40 rounds, depth 6, everything else the defaults, so cross-fitting on), beside two
 baselines from the same run: the float32 matrix of every row's 21 values, and the peak of a child
-that only imports what ``train`` imports. Goal: peak <= 3x (matrix + imports).
+that only imports what ``train`` imports. Goal: peak <= 3x (matrix + imports); figures in
+docs/benchmarks.md.
 
     python benchmarks/bench_training.py [--rows 1000000] [--features 30] [--rounds 100]
     python benchmarks/bench_training.py --memory [--rows 2200000] [--features 20] [--rounds 40]
