@@ -148,7 +148,6 @@ def test_sampling_grows_a_booster_per_round():
     assert isinstance(plain, engine.SharedBoosters)
 
 
-
 @pytest.mark.parametrize("kind", [engine.SharedBoosters, engine.RoundBoosters])
 def test_fold_models_alone_keep_only_their_slices_of_the_matrix(kind):
     """With no member on every row (the fold models' average served), the matrix of every row is

@@ -69,6 +69,6 @@ def documents(spec: ModelSpec, training: Dataset, scored: Dataset, probabilities
     ``scored``'s rows decided at ``probabilities`` (calibrated: ``P(1)``, or ``(n, K)``)."""
     rows, has_costs = request_rows(spec, scored)
     decided = spec.decide(probabilities, rows, has_costs, scored.label, facet_of(spec, scored))
-    del rows  # (the training rows' statistics need one column at a time)
+    del rows  # (freed before the train rows' statistics, which read one column at a time)
     statistics = baseline_statistics(spec, request_columns(spec, training), decided, source)
     return statistics, baseline_constraints(spec, statistics, significance)
