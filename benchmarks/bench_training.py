@@ -27,7 +27,7 @@ default job's time goes (cProfile, by step) and times shared quantile cuts for t
 
 ``--memory``, instead: the peak resident memory of the real ``costaware train --base-dir`` (a
 child process, its ``VmHWM`` polled) on generated CSV channels (issue #28's job:
-2,000,000 train rows, about 315 MiB, and 200,000 validation rows, about 32 MiB, of a 0/1 label and
+2,000,000 train rows, 311 MiB, and 200,000 validation rows, 35 MiB, of a 0/1 label and
 20 features; 40 rounds, depth 6, everything else the defaults, so cross-fitting on), beside two
 baselines from the same run: the float32 matrix of every row's 21 values, and the peak of a child
 that only imports what ``train`` imports. Goal: peak <= 3x (matrix + imports); figures in
