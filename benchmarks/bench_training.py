@@ -25,10 +25,24 @@ Prints seconds and the ratios to the baseline, best of ``--repeat`` runs each, r
 a noisy neighbour hurts all alike. ``--profile``, instead: times the objective, shows where the
 default job's time goes (cProfile, by step) and times shared quantile cuts for the fold models.
 
+``--memory``, instead: the peak resident memory of the real ``costaware train --base-dir`` (a
+child process, its ``VmHWM`` polled) on generated CSV channels (issue #28's job:
+2,000,000 train rows, 311 MiB, and 200,000 validation rows, 35 MiB, of a 0/1 label and
+20 features; 40 rounds, depth 6, everything else the defaults, so cross-fitting on), beside two
+baselines from the same run: the float32 matrix of every row's 21 values, and the peak of a child
+that only imports what ``train`` imports. Goal: peak <= 3x (matrix + imports); figures in
+docs/benchmarks.md.
+
     python benchmarks/bench_training.py [--rows 1000000] [--features 30] [--rounds 100]
+    python benchmarks/bench_training.py --memory [--rows 2200000] [--features 20] [--rounds 40]
 """
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -51,20 +65,34 @@ JOBS = {"defaults": {},
             "cross_fit_folds": "5", "served_model": "fold_average"},
         "2 folds, refit": {"cross_fit_folds": "2", "served_model": "refit"}}
 TEST_ROWS = 200_000  # generated beside the training rows; what each job's model is scored on
+TABLE_DEFAULTS = {"rows": 1_000_000, "features": 30, "rounds": 100}
+# issue #28's in-memory job: 2.2M rows x 21 values (a 176 MiB float32 matrix), 40 rounds
+MEMORY_DEFAULTS = {"rows": 2_200_000, "features": 20, "rounds": 40}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--features", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--rows", type=int, help="1,000,000 (--memory: 2,200,000, a tenth of them "
+                        "the validation channel's)")
+    parser.add_argument("--features", type=int, help="30 (--memory: 20)")
+    parser.add_argument("--rounds", type=int, help="100 (--memory: 40)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--subsample", type=float, default=1.0,
                         help="row sampling for all three (< 1: costaware grows a booster per round)")
     parser.add_argument("--profile", action="store_true",
                         help="instead of the table: time the objective per round, profile the "
                         "default job and time shared quantile cuts")
+    parser.add_argument("--memory", action="store_true",
+                        help="instead of the table: the peak resident memory of `costaware train` "
+                        "on generated CSV channels, against the float32 matrix and the imports")
     args = parser.parse_args()
+    defaults = MEMORY_DEFAULTS if args.memory else TABLE_DEFAULTS
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.memory:
+        memory(args.rows, args.features, args.rounds)
+        return
 
     x, y = make_classification(n_samples=args.rows + TEST_ROWS, n_features=args.features,
                                n_informative=10, weights=[0.9], random_state=0)
@@ -214,6 +242,119 @@ def quantile_cuts(x, y, params) -> None:
     both = time.perf_counter() - start
     print(f"two fold models' matrices and first rounds: sliced and sketched {sliced:.2f} s; "
           f"shared cuts {both:.2f} s (the QuantileDMatrix of every row {cut:.2f} s)")
+
+
+# what the image's `train` imports before and while it trains: its entry point (XGBoost without
+# scikit-learn), the toolkit's `train`, the training module, scikit-learn's isotonic regression
+# (a calibrator candidate), the report's modules (matplotlib) and the monitoring baseline's
+TRAIN_IMPORTS = ("from costaware.lean_imports import xgboost_without_sklearn; "
+                 "xgboost_without_sklearn(); "
+                 "import sagemaker_training.cli.train, costaware.sagemaker.entry, "
+                 "costaware.sagemaker.training_job, sklearn.isotonic, costaware.report.html, "
+                 "costaware.monitoring.baseline, threadpoolctl")
+MEMORY_GOAL = 3.0  # issue #28: peak <= 3x (the float32 matrix + the imports)
+
+
+def memory(rows: int, features: int, rounds: int) -> None:
+    """The peak resident memory of the real ``costaware train --base-dir`` on generated CSV
+    channels (a tenth of ``rows`` the validation channel's), of a child that only imports what
+    ``train`` imports, and of the same job on 1,000 rows (:func:`peak_rss`)."""
+    with tempfile.TemporaryDirectory(prefix="bench-training-memory-") as scratch:
+        big = os.path.join(scratch, "job")
+        sizes = write_job(big, rows, features, rounds)
+        tiny = os.path.join(scratch, "tiny")
+        write_job(tiny, 1_000, features, rounds)
+        imports = peak_rss([sys.executable, "-c", TRAIN_IMPORTS])
+        tiny_peak = peak_rss(train_command(tiny))
+        start = time.perf_counter()
+        peak = peak_rss(train_command(big))
+        seconds = time.perf_counter() - start
+    matrix = rows * (features + 1) * 4  # every row's label and features, float32
+    mib = 2.0 ** 20
+    print(f"{rows:,} rows x {features + 1} values (train {sizes['train'] / mib:.1f} MiB, "
+          f"validation {sizes['validation'] / mib:.1f} MiB of CSV), {rounds} rounds, depth 6, "
+          f"the other hyperparameters their defaults; XGBoost {xgb.__version__}")
+    print(f"  the float32 matrix                        {matrix / mib:8.1f} MiB")
+    print(f"  a process importing what train imports    {imports / mib:8.1f} MiB  (peak RSS)")
+    print(f"  costaware train, 1,000 rows               {tiny_peak / mib:8.1f} MiB  (peak RSS)")
+    print(f"  costaware train, {rows:,} rows          {peak / mib:8.1f} MiB  (peak RSS; "
+          f"{seconds:.1f} s)")
+    ratio = peak / (matrix + imports)
+    print(f"peak / (matrix + imports) = {ratio:.2f}x, goal <= {MEMORY_GOAL:g}x: "
+          f"{'met' if ratio <= MEMORY_GOAL else 'MISSED'}; (peak - imports) / matrix = "
+          f"{(peak - imports) / matrix:.2f}x")
+
+
+def write_job(base: str, rows: int, features: int, rounds: int) -> dict:
+    """A SageMaker-shaped tree at ``base``: CSV channels train (nine tenths of ``rows``) and
+    validation (a tenth) without a header, a 0/1 label (``P(y = 1) = sigmoid(x . beta - 1)``)
+    and ``features`` standard normal features (5 decimals, the last quarter 4); seeded. Returns
+    each channel's bytes."""
+    import pyarrow as pa
+    from pyarrow import csv as pa_csv
+
+    config = os.path.join(base, "input", "config")
+    os.makedirs(config)
+    channels = {"train": rows - rows // 10, "validation": rows // 10}
+    for name, content in (
+            ("hyperparameters.json", {"num_round": str(rounds), "max_depth": "6"}),
+            ("inputdataconfig.json", {name: {"ContentType": "text/csv"} for name in channels}),
+            ("resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1"]})):
+        with open(os.path.join(config, name), "w", encoding="utf-8") as handle:
+            json.dump(content, handle)
+    rng = np.random.default_rng(0)
+    beta = np.linspace(1.5, -1.0, features)
+    decimals = np.where(np.arange(features) < features - features // 4, 5, 4)
+    sizes = {}
+    for name, count in channels.items():
+        directory = os.path.join(base, "input", "data", name)
+        os.makedirs(directory)
+        path = os.path.join(directory, f"{name}.csv")
+        schema = pa.schema([("label", pa.int8())]
+                           + [(f"f{j}", pa.float64()) for j in range(features)])
+        options = pa_csv.WriteOptions(include_header=False, quoting_style="none")
+        with pa_csv.CSVWriter(path, schema, write_options=options) as writer:
+            for start in range(0, count, 100_000):
+                n = min(100_000, count - start)
+                x = np.stack([np.round(rng.normal(size=n), d) for d in decimals], axis=1)
+                y = (rng.random(n) < 1 / (1 + np.exp(-(x @ beta - 1.0)))).astype(np.int8)
+                writer.write_batch(pa.record_batch([y, *x.T], schema=schema))
+        sizes[name] = os.path.getsize(path)
+    return sizes
+
+
+def train_command(base: str) -> list[str]:
+    return [sys.executable, "-m", "costaware.cli", "train", "--base-dir", base]
+
+
+def peak_rss(command: list[str]) -> int:
+    """Run ``command`` (output discarded; a failure raises); its peak resident bytes: the
+    ``VmHWM`` of ``/proc/<pid>/status``, read every 10 ms until it exits (the last 10 ms may be
+    missed). Not ``wait4``'s ``ru_maxrss``: a child forked from this process starts with this
+    process's high-water mark, which would hide a smaller child's."""
+    with tempfile.TemporaryFile() as stderr:
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        peak = 0
+        while child.poll() is None:
+            peak = max(peak, high_water(child.pid))
+            time.sleep(0.01)
+        if child.returncode != 0:
+            stderr.seek(0)
+            raise SystemExit(f"{' '.join(command[:4])}... exited with {child.returncode}:\n"
+                             + stderr.read().decode(errors="replace")[-2000:])
+    return peak
+
+
+def high_water(pid: int) -> int:
+    """A process's peak resident bytes so far (0 once it has exited)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # (kB)
+    except OSError:
+        pass
+    return 0
 
 
 if __name__ == "__main__":

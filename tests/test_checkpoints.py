@@ -148,6 +148,30 @@ def test_sampling_grows_a_booster_per_round():
     assert isinstance(plain, engine.SharedBoosters)
 
 
+@pytest.mark.parametrize("kind", [engine.SharedBoosters, engine.RoundBoosters])
+def test_fold_models_alone_keep_only_their_slices_of_the_matrix(kind):
+    """With no member on every row (the fold models' average served), the matrix of every row is
+    not kept once sliced: each fold model's slices copy its rows, and the caller's matrix would
+    be every row held twice for the whole of training (336 MiB on 2.2M rows of 20 features)."""
+    import gc
+    import weakref
+
+    x, y = synthetic(2000, seed=9)
+    dtrain = xgb.DMatrix(x, label=y)
+    folds = np.arange(len(y)) % 2
+    members = [engine.Member(make_objective(y[folds != k], np.ones(int((folds != k).sum()))),
+                             0.5, np.flatnonzero(folds != k)) for k in range(2)]
+    settings = hyperparameters.parse({"max_depth": "3", **(SAMPLING if kind is
+                                                           engine.RoundBoosters else {})})
+    boosting = kind(settings.xgboost_params(), 0, dtrain, members)
+    whole = weakref.ref(dtrain)
+    del dtrain
+    gc.collect()
+    assert whole() is None
+    boosting.round()  # the slices are all it needs
+    assert boosting.held_margins(0).shape == (1000,)
+
+
 # --- exact resume, in process --------------------------------------------------------------------
 
 def _biased(n=4000, seed=0):

@@ -72,6 +72,7 @@ def test_named_validation_columns_are_reordered(tmp_path):
     ({"a.csv": "1,2\n2,3\n"}, DataOptions(), "a.csv: line 2, column 1 (label): 2; labels must be 0 or 1"),
     ({"a.csv": "1,2\n,3\n"}, DataOptions(), "line 2, column 1 (label): missing"),
     ({"a.csv": "1,2\n0,inf\n"}, DataOptions(), "line 2, column 2: infinite value"),
+    ({"a.csv": "1,2\n0,1e39\n"}, DataOptions(), "line 2, column 2: 1e+39 is beyond float32's range"),
     ({"a.csv": "1,2\n0,3,4,5\n"}, DataOptions(), "a.csv: line 2 has 4 values where line 1 has 2"),
     ({"a.csv": "y,a,b\n1,2,3\n0,3\n"}, DataOptions("y", True), "a.csv: line 3 has 2 values where the header has 3"),
     ({"a.csv": "1,2\n", "b.csv": "1,2,3\n"}, DataOptions(), "b.csv: columns differ from"),

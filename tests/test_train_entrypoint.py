@@ -306,6 +306,8 @@ BAD = [
     ("content type", {}, _train_csv(TRAIN), {"train": "application/x-recordio-protobuf"}, "is not supported"),
     ("ragged csv", {}, _train_csv(TRAIN + "1,2,3,4,5,6,7\n"), None, "t.csv: line 301 has 7 values where line 1 has 6"),
     ("infinite", {}, _train_csv(TRAIN + "1,inf,1,1,1,1\n"), None, "line 301, column 2: infinite value"),
+    ("beyond float32", {}, _train_csv(TRAIN + "1,1,-1e39,1,1,1\n"), None,
+     "line 301, column 3: -1e+39 is beyond float32's range"),
     # --- configuration files ---
     ("channel entry not an object", {}, _train_csv(TRAIN), None,
      "inputdataconfig.json: channel 'train' must be a JSON object", _config('{"train": "text/csv"}')),

@@ -420,9 +420,8 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
         else:
             labels.append(_labels(numeric[label_key], path, frame, label_key,
                                   options.positive_label))
-        block = numeric[feature_keys].to_numpy(dtype=np.float64)
-        _check_finite_features(block, path, frame, feature_keys)
-        features.append(block.astype(np.float32))
+        features.append(_float32_features(numeric[feature_keys].to_numpy(dtype=np.float64),
+                                          path, frame, feature_keys))
         costs.append(_row_costs(numeric, path, frame, options.costs, cost_keys))
         if cell_keys:
             cells.append(_cell_costs(numeric, path, frame, cell_keys, options.matrix, labels[-1]))
@@ -550,12 +549,24 @@ def _class_labels(column: pd.Series, path: str, frame, key, classes: tuple) -> n
     return out.astype(np.int8)
 
 
-def _check_finite_features(block: np.ndarray, path: str, frame, keys) -> None:
+def _float32_features(block: np.ndarray, path: str, frame, keys) -> np.ndarray:
+    """A file's features (float64, as read) as float32, which XGBoost holds them in. Refused,
+    naming the line and column: an infinite value, and a finite one beyond float32's range,
+    which would become one (XGBoost then stopped the job with a traceback)."""
     infinite = np.isinf(block)
     if infinite.any():
         row, col = (int(i[0]) for i in np.nonzero(infinite))
         raise DataError(f"{path}: {_line(frame, row)}, {_column_name(frame, keys[col])}: "
                         "infinite value; use an empty cell for a missing value")
+    with np.errstate(over="ignore"):  # (said below, naming the cell)
+        features = block.astype(np.float32)
+    beyond = np.isinf(features)
+    if beyond.any():
+        row, col = (int(i[0]) for i in np.nonzero(beyond))
+        raise DataError(f"{path}: {_line(frame, row)}, {_column_name(frame, keys[col])}: "
+                        f"{block[row, col]:g} is beyond float32's range (magnitudes up to "
+                        f"{np.finfo(np.float32).max:.4g}), in which features are held")
+    return features
 
 
 def _row_costs(numeric: pd.DataFrame, path: str, frame, class_costs: CostMatrix,

@@ -33,20 +33,21 @@ def cost_column_indices(spec: ModelSpec) -> list[int]:
     return list(range(n - len(spec.policy.cost_columns), n))
 
 
-def baseline_statistics(spec: ModelSpec, training_rows: np.ndarray, decided: DecidedRows,
-                        source: str) -> dict:
+def baseline_statistics(spec: ModelSpec, training_columns: list[np.ndarray],
+                        decided: DecidedRows, source: str) -> dict:
     """statistics.json of a baseline: every request column (features, facet, per-row costs) from
-    ``training_rows`` (Model Monitor's schema), and from the held-out ``decided`` rows the score
-    distributions and costaware's figures (:mod:`costaware.monitoring.decided_rows`)."""
-    features = [column_statistics(name, training_rows[:, j])
-                for j, name in enumerate(spec.request_columns)]
+    ``training_columns`` (each column's values, in ``spec.request_columns`` order; Model
+    Monitor's schema), and from the held-out ``decided`` rows the score distributions and
+    costaware's figures (:mod:`costaware.monitoring.decided_rows`)."""
+    features = [column_statistics(name, values)
+                for name, values in zip(spec.request_columns, training_columns, strict=True)]
     scores = score_columns(spec, decided)
     sums = UnlabelledSums(spec.k, spec.favourable)
     sums.add(decided)
     labelled = decided.take(decided.label >= 0) if decided.label is not None else None
     return {
         "version": SCHEMA_VERSION,
-        "dataset": {"item_count": int(len(training_rows))},
+        "dataset": {"item_count": int(len(training_columns[0]))},
         "features": features,
         "costaware": {
             "version": COSTAWARE_VERSION,

@@ -241,6 +241,8 @@ def members(settings, rows: FitRows, cluster: Cluster):
     if not rows.cross_fit:
         dwatch = xgb.DMatrix(rows.channels["validation"].data.features,
                              feature_names=fit.data.feature_names, missing=np.nan)
+    # (returned without ``dtrain``: when no member trains on every row, as with the fold
+    # models' average served, the fold models' slices are all that is kept of it)
     boosting = Boosting.create(params, settings.seed, dtrain, grown, dwatch, kind.classes)
     return weighting, weight, boosting, params
 
