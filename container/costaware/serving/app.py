@@ -219,10 +219,7 @@ def _invocation(settings: ServerSettings, capture: CaptureWriter | None):
 
             return read_and_keep
 
-        answered = respond_together([
-            Call(calls[i][0], body_of(i), calls[i][1].get("Content-Type"),
-                 calls[i][1].get("Accept"), calls[i][1].get(policy_override.HEADER),
-                 calls[i][1].get("Content-Encoding")) for i in asked])
+        answered = respond_together([_call(calls[i][0], calls[i][1], body_of(i)) for i in asked])
         for i, reply in zip(asked, answered):
             replies[i] = reply
             if i in kept and reply.error is None:
@@ -233,6 +230,12 @@ def _invocation(settings: ServerSettings, capture: CaptureWriter | None):
         return replies
 
     return invoke
+
+
+def _call(invocations_of_model: Invocations, headers, body) -> Call:
+    """An invocation of a model with the request headers ``/invocations`` reads."""
+    return Call(invocations_of_model, body, headers.get("Content-Type"), headers.get("Accept"),
+                headers.get(policy_override.HEADER), headers.get("Content-Encoding"))
 
 
 def _body_reader(settings: ServerSettings):
