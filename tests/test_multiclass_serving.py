@@ -674,3 +674,33 @@ def test_a_bad_per_row_cost_in_training_names_file_line_and_column(tmp_path, mat
     result = run_train(base)
     assert result.returncode != 0
     assert failure_reason(base).endswith("t.csv: " + message.format(line=row + 2))
+
+
+@pytest.mark.parametrize("which", ["refunds", "bounded"])
+def test_three_class_requests_answered_together_equal_each_alone(which, request):
+    """Three classes, with per-row cost cells (some rows carrying them, some not) or a facet and
+    a bound: requests answered together (the server's rows of several requests predicted in one
+    call, invocation.respond_together) get the bytes each gets alone, in every format, with
+    reasons, and a refused one among them."""
+    from costaware.serving.invocation import Call, Invocations, respond, respond_together
+
+    base, frame = request.getfixturevalue(which)[:2]
+    invocations = Invocations.load(str(base / "model"), nthread=1)
+    names = list(invocations.model.metadata["request_columns"])
+    rows = frame.iloc[-12:][names].to_numpy(np.float64)
+    if which == "refunds":  # every third row without its own refund
+        bodies = [",".join(map(repr, row if i % 3 else row[:-1])).encode()
+                  for i, row in enumerate(rows.tolist())]
+    else:
+        bodies = [csv_body(rows[i:i + 1 + i % 3]) for i in range(len(rows))]
+    accepts = ["application/json", "text/csv", "application/jsonlines;verbose"]
+    calls = [Call(invocations, body, "text/csv", accepts[i % 3],
+                  "reasons=2" if i % 4 == 0 else None) for i, body in enumerate(bodies)]
+    calls.append(Call(invocations, b"1,2\n", "text/csv", None, None))
+    together = respond_together(calls)
+    for call, reply in zip(calls, together):
+        alone = respond(invocations, call.body, call.content_type, call.accept, call.attributes)
+        assert (reply.status, reply.headers, reply.body) == (alone.status, alone.headers,
+                                                             alone.body)
+    assert [reply.status for reply in together] == [200] * len(bodies) + [400]
+    assert together[0].timing["batch"] == len(bodies)
