@@ -467,21 +467,28 @@ def class_rows(n: int, seed: int) -> np.ndarray:
     return parsed(rows)
 
 
-@pytest.mark.parametrize("matrix", ["[[0,1,3],[2,0,1],[6,2,0]]", '[[0,1,3],[2,0,1],["amount",2,0]]'],
-                         ids=["class costs", "a per-row cell"])
-def test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows(tmp_path, matrix):
+@pytest.mark.parametrize("matrix,external", [
+    ("[[0,1,3],[2,0,1],[6,2,0]]", False), ('[[0,1,3],[2,0,1],["amount",2,0]]', False),
+    ('[[0,1,3],[2,0,1],["amount",2,0]]', True)],
+    ids=["class costs", "a per-row cell", "a per-row cell, external memory"])
+def test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows(tmp_path, monkeypatch,
+                                                                         matrix, external):
     """A 3-class job on two hosts (ShardedByS3Key) with a facet, the fairness penalty and a
     bounded rule: every metric the job reports equals what one host computes for the saved model
     and policy on the union of the rows (from additive K x K summaries; the AUC from the gathered
     scores), and the calibrator is the one-host fit on all the validation rows. Also with a cell
     of the matrix read per row (class 2 decided 0 costs the row's loan amount): the loss weights,
-    the bound and every metric at each row's own matrix, summed over the hosts."""
+    the bound and every metric at each row's own matrix, summed over the hosts. And with the
+    train and test channels' features left in their files (external memory, read in batches of
+    150 rows)."""
     from costaware.metrics import bias
     from costaware.config import hyperparameters
     from costaware.metrics import multiclass_metrics
     from costaware.training.class_kinds import ManyClasses
 
-    chosen = {**CLASS_HYPERPARAMETERS, "cost_matrix": matrix}
+    chosen = {**CLASS_HYPERPARAMETERS, "cost_matrix": matrix,
+              "external_memory": "true" if external else "false"}
+    monkeypatch.setenv("COSTAWARE_BATCH_ROWS", "150")
     settings = hyperparameters.parse({k: str(v) for k, v in chosen.items()})
     per_row = "amount" in matrix  # then the amount is a cost, not a feature
 

@@ -228,6 +228,13 @@ SCHEMA: tuple[Param, ...] = (
           "by more than one paired standard error plus one costliest mistake spread over the "
           "held-out rows), or one of them.", "learning",
           choices=("auto", "identity", "platt", "temperature", "isotonic")),
+    Param("external_memory", "choice", "auto",
+          "Train from external memory: the train and test channels' features stay in their files "
+          "and reach XGBoost in batches, quantised into pages cached on disk "
+          "(ExtMemQuantileDMatrix); the held-out rows are the validation channel, or without one "
+          "a seeded 10% of train (at most 200,000 rows), not cross-fitting. 'auto': when the "
+          "channels would not fit in the memory available (docs/training.md 'External memory'); "
+          "'true' or 'false' to force.", "learning", choices=("auto", "true", "false")),
     Param("seed", "int", 0, "Random seed.", "xgboost", 0, 2**31 - 1),
     Param("nthread", "int", 0, "Threads for XGBoost (0: all cores).", "xgboost", 0),
     Param("checkpoint_frequency", "int", 10,
@@ -594,6 +601,13 @@ def _check_cross_field(s: Settings, given: set[str] = frozenset()) -> None:
         raise HyperparameterError(
             "hyperparameter 'served_model' chooses between the fold models of calibration_data "
             "'cross_fit' and a refit; with 'validation' there are none")
+    if s.external_memory == "true" and s.calibration_data == "cross_fit" and (
+            given & {"calibration_data", "cross_fit_folds", "served_model"}):
+        named = sorted(given & {"calibration_data", "cross_fit_folds", "served_model"})[0]
+        raise HyperparameterError(
+            f"hyperparameter '{named}' asks for cross-fitting, which external_memory 'true' does "
+            "not do (it holds out the validation channel, or a share of train); leave it out, or "
+            "set external_memory 'false'")
     if s.cross_fit_folds == 1:
         raise HyperparameterError(
             "hyperparameter 'cross_fit_folds': 1 leaves no fold to train a fold model on; 2 to "

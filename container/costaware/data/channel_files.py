@@ -619,8 +619,7 @@ def align_to(reference: Dataset, other: Dataset) -> Dataset:
     short = len(reference.feature_names) - len(other.feature_names)
     if (other.sparse_columns and reference.sparse_columns and short > 0
             and other.feature_names == reference.feature_names[:len(other.feature_names)]):
-        pad = np.full((other.rows, short), np.nan, dtype=other.features.dtype)
-        return replace(other, features=np.hstack([other.features, pad]),
+        return replace(other, features=_padded(other.features, short),
                        feature_names=reference.feature_names)
     if other.named_columns and set(other.feature_names) == set(reference.feature_names):
         order = [other.feature_names.index(n) for n in reference.feature_names]
@@ -642,3 +641,10 @@ def align_to(reference: Dataset, other: Dataset) -> Dataset:
                   + (", ..." if len(differ) > 3 else "")
                   + f"; only {header} has a header line")
     raise DataError(f"{other.source}: columns differ from the train channel ({detail})")
+
+
+def _padded(features, columns: int):
+    """``features`` with ``columns`` more columns of missing values."""
+    if hasattr(features, "padded"):  # features left in their files (external_features)
+        return features.padded(columns)
+    return np.hstack([features, np.full((len(features), columns), np.nan, dtype=features.dtype)])

@@ -26,6 +26,9 @@ from sagemaker_training import environment, errors
 from .. import config_files, storage
 from ..model import artifact
 from ..data import channel_files as data
+from ..data import external_features
+from ..data.channel_batches import channel_bytes
+from .. import machine
 from ..config import hyperparameters
 from ..training import multihost
 from ..training import pipeline as training
@@ -40,6 +43,9 @@ DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
 # TrainingInputMode: File (downloaded) and FastFile (streamed from S3 as it is read) both give the
 # channel as a directory of files; Pipe gives FIFOs instead and is refused (_check_channel_config).
 INPUT_MODES = ("File", "FastFile")
+# The in-memory path's peak over the channels' size (decompressed), imports aside:
+# 1,419 MiB for 346 MiB of CSV (`bench_training.py --memory`), with a margin
+IN_MEMORY_FACTOR = 4.5
 MAX_REASON = 1000  # SageMaker shows the first 1,024 characters of the failure file
 
 
@@ -162,7 +168,10 @@ class Job:
         self.stop = stop
 
     def train(self, cluster: Cluster, hosts: list[str]) -> training.TrainingResult | None:
-        datasets = self.load(cluster)
+        external = self.external_memory(cluster)
+        datasets = self.load(cluster, external)
+        if external:
+            datasets = self.hold_out(datasets, cluster)
         features = datasets["train"].feature_names
         unknown = sorted(set(self.settings.reason_table or ()) - set(features))
         if unknown:
@@ -177,7 +186,9 @@ class Job:
             else:
                 self.log(f"checkpoints: off when training on {cluster.size} hosts (not supported "
                          "yet); a stopped job restarts from round 0")
-        result = training.train(self.settings, datasets["train"], datasets.get("validation"),
+        settings = (dataclasses.replace(self.settings, calibration_data="validation")
+                    if external else self.settings)
+        result = training.train(settings, datasets["train"], datasets.get("validation"),
                                 datasets.get("test"), log=self.log, checkpoints=store,
                                 stop=self.stop, cluster=cluster)
         if result is None:
@@ -190,8 +201,47 @@ class Job:
             self.log(f"monitoring baseline: not written ({exc}); make one with suggest-baseline")
         return result
 
-    def load(self, cluster: Cluster) -> dict:
-        """This host's rows of every channel.
+    def external_memory(self, cluster: Cluster) -> bool:
+        """Whether to train from external memory (hyperparameter ``external_memory``; 'auto': when
+        the channels, read into memory, would need more than the memory available on any host:
+        :data:`IN_MEMORY_FACTOR` times their size once decompressed)."""
+        mode = self.settings.external_memory
+        if mode != "auto":
+            return mode == "true"
+        size = sum(channel_bytes(os.path.join(self.data_dir, name),
+                                 self.channel_config[name].get("ContentType", "text/csv"))
+                   for name in CHANNELS if name in self.channel_config
+                   and os.path.isdir(os.path.join(self.data_dir, name)))
+        available = machine.available_memory()
+        need = IN_MEMORY_FACTOR * size
+        over = exceeds(need, available)
+        external = bool(cluster.sum([float(over)])[0] > 0)  # one host short: every host streams
+        if external and cluster.is_first:
+            self.log(f"external memory: the channels ({size / 2**20:,.0f} MiB) would need about "
+                     f"{need / 2**20:,.0f} MiB in memory, more than the "
+                     f"{available / 2**20:,.0f} MiB available"
+                     + ("" if over else " on another host") + ": training from external memory")
+        return external
+
+    def hold_out(self, datasets: dict, cluster: Cluster) -> dict:
+        """External memory: the held-out rows are the validation channel's, else a seeded share
+        of train's rows (their features read into memory)."""
+        if "validation" in datasets:
+            if cluster.is_first:
+                self.log("external memory: held out: the validation channel (held in memory); "
+                         "no cross-fitting")
+            return datasets
+        train, held = external_features.split_held_out(datasets["train"],
+                                                       self.settings.seed + cluster.rank)
+        if cluster.is_first:
+            self.log(f"external memory: held out: a seeded random {held.rows} of train's "
+                     f"{train.rows + held.rows} rows (every metric of the 'validation' channel is "
+                     "theirs); no cross-fitting")
+        return {**datasets, "train": train, "validation": held}
+
+    def load(self, cluster: Cluster, external: bool = False) -> dict:
+        """This host's rows of every channel (``external``: the train and test channels'
+        features left in their files).
 
         ``FullyReplicated`` channels (every host has all files): host ``rank`` keeps its block of
         rows, so the blocks in rank order are the channel's rows in order. ``ShardedByS3Key``: the
@@ -211,8 +261,12 @@ class Job:
                         and not data.has_data_files(directory):
                     loaded[name] = None  # no rows here; shaped like train below
                     continue
-                loaded[name] = data.load_channel(directory, content_type, options[name],
-                                                 self.log)
+                if external and name != "validation":
+                    loaded[name] = external_features.read_channel(external_features.Source(
+                        directory, content_type, options[name], batch_rows()))
+                else:
+                    loaded[name] = data.load_channel(directory, content_type, options[name],
+                                                     self.log)
         except InputError as exc:
             problem = exc
         cluster.agree(problem)
@@ -242,6 +296,23 @@ class Job:
             self.log(f"{where}channel {name}: {dataset.rows} rows, "
                      f"{len(dataset.feature_names)} features")
         return datasets
+
+
+def exceeds(need: float, available: int | None) -> bool:
+    """Whether reading the channels into memory would need more than is available (unknown
+    available memory: it would not)."""
+    return available is not None and need > available
+
+
+def batch_rows() -> int:
+    """Rows a batch of external memory holds: ``COSTAWARE_BATCH_ROWS`` (for tests, and for
+    very wide rows), else :data:`~costaware.data.external_features.BATCH_ROWS`."""
+    raw = os.environ.get("COSTAWARE_BATCH_ROWS", "")
+    if not raw:
+        return external_features.BATCH_ROWS
+    if not raw.isdigit() or int(raw) < 1:
+        raise HyperparameterError(f"COSTAWARE_BATCH_ROWS={raw!r}: a whole number of rows >= 1")
+    return int(raw)
 
 
 def _share(cluster: Cluster, name: str, dataset: data.Dataset) -> data.Dataset:
@@ -309,6 +380,11 @@ def _write_baseline(base_dir: str, result: training.TrainingResult, datasets: di
         metadata = json.load(handle)
     spec = baseline.ModelSpec.of_metadata(metadata)
     test = datasets.get("test")
+    columns_from, columns_source = datasets["train"], "the train channel"
+    if external_features.is_external(columns_from.features):
+        # (features left in their files: a column's statistics would read them once a column)
+        columns_from, columns_source = result.held_out_rows, "the held-out rows"
+        test = None
     if test is not None and test.rows:
         scored, source = test, f"the test channel's {test.rows} rows, scored by the model"
         p = result.policy.probability(training.margin(result.booster, test, None,
@@ -316,14 +392,14 @@ def _write_baseline(base_dir: str, result: training.TrainingResult, datasets: di
     else:
         scored, p = result.held_out_rows, result.held_out_p
         source = f"the {scored.rows} held-out rows ({result.held_out}) at their held-out probabilities"
-    statistics, constraints = baseline.documents(spec, datasets["train"], scored, p, source)
+    statistics, constraints = baseline.documents(spec, columns_from, scored, p, source)
     for directory in (os.path.join(base_dir, "model", artifact.BASELINE_DIR),
                       os.path.join(base_dir, "output", "data", artifact.BASELINE_DIR)):
         os.makedirs(directory, exist_ok=True)
         write_json(directory, baseline.STATISTICS_FILE, statistics)
         write_json(directory, baseline.CONSTRAINTS_FILE, constraints)
-    log(f"monitoring baseline: model/baseline/ ({len(statistics['features'])} columns from the "
-        f"train channel; scores, costs and calibration from {source})")
+    log(f"monitoring baseline: model/baseline/ ({len(statistics['features'])} columns from "
+        f"{columns_source}; scores, costs and calibration from {source})")
 
 
 def _write_evaluation(output_data: str, document: dict) -> None:

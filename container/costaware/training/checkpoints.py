@@ -151,12 +151,15 @@ class CheckpointStore:
 
 
 def digest(*arrays) -> str:
-    """A short hash of arrays' shapes, types and bytes (``None`` entries count too)."""
+    """A short hash of arrays' shapes, types and bytes (``None`` entries count too; features
+    left in their files count by their ``digest_key``: the files and the rows chosen)."""
     h = hashlib.blake2b(digest_size=16)
     for array in arrays:
         if array is None:
             h.update(b"none;")
             continue
+        if hasattr(array, "digest_key"):
+            array = array.digest_key()
         a = np.ascontiguousarray(array)
         h.update(f"{a.dtype.str}{a.shape};".encode())
         if a.dtype.kind == "O":  # text columns (facet, group)

@@ -123,7 +123,9 @@ def contribution_summary(booster, channel: Channel, feature_names: list[str],
     width = len(feature_names)
     # Every host builds its DMatrix, rows or none: on several hosts building one is a collective
     # step (XGBoost agrees the column count), and a host that skipped it would stall the others.
-    matrix = xgb.DMatrix(data.features[take].reshape(len(take), width), feature_names=feature_names,
+    # (np.asarray: features left in their files are read for these rows only)
+    matrix = xgb.DMatrix(np.asarray(data.features[take]).reshape(len(take), width),
+                         feature_names=feature_names,
                          missing=np.nan)
     size = (np.abs(booster.predict(matrix, pred_contribs=True)[:, :-1]).astype(np.float64)
             if len(take) else np.zeros((0, width)))

@@ -51,6 +51,7 @@ from ..data.channel_files import Dataset
 from ..errors import InputError
 from ..machine import one_blas_thread
 from .evaluation import ChannelResult
+from . import external_memory
 from .rounds import RoundMonitor, run_rounds, settings_fingerprint
 
 @dataclass
@@ -143,8 +144,21 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     log = log or print_line
     if checkpoints is not None and cluster.size > 1:
         raise ValueError("checkpoints are single-host only")
+    pages = (external_memory.PageCache() if external_memory.is_external(train_data.features)
+             else None)
+    try:
+        return _train(settings, train_data, validation, test, log, checkpoints, stop, cluster,
+                      pages)
+    finally:
+        if pages is not None:
+            pages.close()
+
+
+def _train(settings, train_data: Dataset, validation: Dataset | None, test: Dataset | None, log,
+           checkpoints: CheckpointStore | None, stop: StopRequest | None, cluster: Cluster,
+           pages: "external_memory.PageCache | None") -> TrainingResult | None:
     rows = fit_rows(settings, kind_of(settings), train_data, validation, test, cluster, log)
-    weighting, weight, boosting, params = members(settings, rows, cluster)
+    weighting, weight, boosting, params = members(settings, rows, cluster, pages)
     held = held_out(settings, rows, boosting, cluster)
     log(f"training{rows.kind.what} on {int(cluster.sum([rows.fit.data.rows])[0])} rows "
         f"({' and '.join(p.name for p in rows.parts)}); held out: {held.description}; "
@@ -208,9 +222,11 @@ def cross_fitting(settings, fit_rows: int) -> tuple[int, bool]:
     return folds, settings.served_model == "refit"
 
 
-def members(settings, rows: FitRows, cluster: Cluster):
+def members(settings, rows: FitRows, cluster: Cluster,
+            pages: "external_memory.PageCache | None" = None):
     """Step 2: the loss weights, the members (the model, then each fold's model) and their
-    boosting; returns ``(weighting, weight, boosting, params)``."""
+    boosting; returns ``(weighting, weight, boosting, params)``. Features left in their files
+    (:mod:`costaware.training.external_memory`) are quantised into pages cached in ``pages``."""
     kind, fit, label = rows.kind, rows.fit, rows.label
     weighting, weight, offset, light = kind.loss(label, fit, cluster)
     params = settings.xgboost_params()
@@ -235,8 +251,13 @@ def members(settings, rows: FitRows, cluster: Cluster):
              for at, held in zip(member_rows, member_held)]
     # No weights in the DMatrix: the hist sketch would place its cuts by weights that follow the
     # label, held-out rows' too; the objective applies them itself.
-    dtrain = xgb.DMatrix(fit.data.features, label=label,
-                         feature_names=fit.data.feature_names, missing=np.nan)
+    if external_memory.is_external(fit.data.features):
+        dtrain = external_memory.quantile_matrix(fit.data.features, label,
+                                                 fit.data.feature_names, pages,
+                                                 params["max_bin"], params.get("nthread"))
+    else:
+        dtrain = xgb.DMatrix(fit.data.features, label=label,
+                             feature_names=fit.data.feature_names, missing=np.nan)
     dwatch = None
     if not rows.cross_fit:
         dwatch = xgb.DMatrix(rows.channels["validation"].data.features,
@@ -478,6 +499,8 @@ def round_sample(rows: int, seed: int, cluster: Cluster) -> np.ndarray | None:
 def margin(booster: xgb.Booster, data: Dataset, rows=None, classes: int = 2) -> np.ndarray:
     """The booster's margins on the rows (``(rows, K)`` with K >= 3 classes)."""
     features = data.features if rows is None else data.features[rows]
+    if external_memory.is_external(features):
+        return external_memory.margins(booster, features, classes)
     shape = (-1,) if classes == 2 else (-1, classes)
     if len(features) == 0:
         return np.empty((0,) + shape[1:], dtype=np.float64)

@@ -1,0 +1,83 @@
+"""Training from external memory: the train channel's features stay in their files
+(:mod:`costaware.data.external_features`) and reach XGBoost in batches, through a
+:class:`xgboost.DataIter` feeding an :class:`xgboost.ExtMemQuantileDMatrix`: XGBoost quantises each
+batch into a page cached on disk and reads the pages back every round. XGBoost keeps per row its
+label, margin and gradient pair (16 bytes) besides what the pipeline keeps (the loss weight, the
+offset: 8 bytes each).
+
+The held-out rows (the calibrator's, the decision rule's and early stopping's) are held in memory
+as the in-memory path holds a validation channel: the validation channel when the job has one,
+else a seeded share of train (:func:`~costaware.data.external_features.held_out_share`).
+Cross-fitting would grow ``k`` fold models from disk, each a full pass over the pages every round;
+a held-out share costs one model (docs/training.md "External memory").
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import xgboost as xgb
+
+from ..data.external_features import ExternalFeatures, is_external  # noqa: F401 (re-exported)
+
+
+class FeatureBatches(xgb.DataIter):
+    """XGBoost's view of external features: a batch per :meth:`next`, with its rows' labels."""
+
+    def __init__(self, features: ExternalFeatures, label: np.ndarray, cache_prefix: str):
+        self.features = features
+        self.label = label
+        self._batches = None
+        self._start = 0
+        super().__init__(cache_prefix=cache_prefix)
+
+    def next(self, input_data) -> bool:
+        if self._batches is None:
+            self._batches = self.features.batches()
+        batch = next(self._batches, None)
+        if batch is None:
+            return False
+        end = self._start + len(batch)
+        input_data(data=batch, label=self.label[self._start:end].astype(np.float32))
+        self._start = end
+        return True
+
+    def reset(self) -> None:
+        self._batches, self._start = None, 0
+
+
+class PageCache:
+    """A directory for XGBoost's page cache, removed when training ends."""
+
+    def __init__(self, parent: str | None = None):
+        self.directory = tempfile.mkdtemp(prefix="costaware-pages-",
+                                          dir=parent or os.environ.get("COSTAWARE_PAGE_CACHE"))
+
+    def prefix(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def quantile_matrix(features: ExternalFeatures, label: np.ndarray, feature_names: list[str],
+                    cache: PageCache, max_bin: int, nthread: int | None = None
+                    ) -> xgb.ExtMemQuantileDMatrix:
+    """The features quantised into pages on disk (XGBoost reads the batches two or three times
+    while building it)."""
+    matrix = xgb.ExtMemQuantileDMatrix(FeatureBatches(features, label, cache.prefix("train")),
+                                       missing=np.nan, max_bin=max_bin, nthread=nthread)
+    matrix.feature_names = feature_names
+    return matrix
+
+
+def margins(booster: xgb.Booster, features: ExternalFeatures, classes: int = 2) -> np.ndarray:
+    """The booster's margins on the selected rows, predicted a batch at a time (float64;
+    ``(rows, K)`` with K >= 3 classes)."""
+    shape = (-1,) if classes == 2 else (-1, classes)
+    parts = [np.asarray(booster.inplace_predict(batch, predict_type="margin", missing=np.nan),
+                        dtype=np.float64).reshape(shape) for batch in features.batches()]
+    return np.concatenate(parts) if parts else np.empty((0,) + shape[1:], dtype=np.float64)

@@ -1,0 +1,181 @@
+"""Training from external memory (issue #28): the train and test channels' features left in their
+files and read in batches (``ExtMemQuantileDMatrix``), every other per-row column in memory.
+
+* the lazy feature matrix selects, reorders and pads as the in-memory one does, and reads back the
+  same numbers;
+* the held-out share is seeded, sized and independent of batching;
+* a job trained from external memory reports what its saved model computes on the union of the
+  rows (recomputed by the public single-host functions, as the multi-host tests do), on one host
+  and on two, and is as good as the same job in memory (validation and test AUC within 0.005);
+  K = 3 classes with a per-row cost cell on two hosts: tests/test_multihost.py;
+* hyperparameters that cannot hold together are refused in one line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from support import failure_reason, run_train, write_tree
+from hosts import hosts_of, run_hosts
+from test_multihost import DATA, HYPERPARAMETERS, host_trees, recompute, to_csv
+from union_metrics import differences
+
+from costaware.data import channel_files, external_features
+from costaware.data.external_features import ExternalFeatures, Source, held_out_share
+from costaware.decisions.costs import CostMatrix
+from costaware.model import artifact
+from costaware.training.checkpoints import digest
+
+
+def channel(tmp_path: Path, rows: np.ndarray, files: int = 2) -> Path:
+    directory = tmp_path / "train"
+    directory.mkdir()
+    for index in range(files):
+        part = rows[index * len(rows) // files:(index + 1) * len(rows) // files]
+        (directory / f"part-{index}.csv").write_text(to_csv(part))
+    return directory
+
+
+OPTIONS = channel_files.DataOptions(label_column="default", header=True,
+                                    costs=CostMatrix(fp=1, fn=3), cost_columns=(("fn", "amount"),),
+                                    facet_column="group_flag")
+
+
+@pytest.mark.parametrize("batch_rows", [1, 7, 500, 100_000])
+def test_read_channel_keeps_every_column_but_the_features_which_read_back_equal(
+        tmp_path, batch_rows):
+    directory = channel(tmp_path, DATA["train"][:1200], files=3)
+    whole = channel_files.load_channel(str(directory), "text/csv", OPTIONS)
+    streamed = external_features.read_channel(Source(str(directory), "text/csv", OPTIONS,
+                                                     batch_rows))
+    assert isinstance(streamed.features, ExternalFeatures)
+    assert streamed.features.shape == whole.features.shape
+    np.testing.assert_array_equal(np.asarray(streamed.features), whole.features)
+    np.testing.assert_array_equal(streamed.label, whole.label)
+    for cell in ("fp", "fn", "tp", "tn"):
+        np.testing.assert_array_equal(getattr(streamed.costs, cell), getattr(whole.costs, cell))
+    assert streamed.costs.fp.strides == (0,)  # a class cost: one value, not one per row
+    np.testing.assert_array_equal(streamed.facet, whole.facet)
+    assert streamed.feature_names == whole.feature_names
+
+    # rows and columns chosen lazily, as an array's would be
+    mask = np.arange(whole.rows) % 3 == 1
+    picked = streamed.take(mask)
+    np.testing.assert_array_equal(np.asarray(picked.features), whole.features[mask])
+    np.testing.assert_array_equal(picked.label, whole.label[mask])
+    np.testing.assert_array_equal(np.asarray(picked.features[[0, 5, 9]]),
+                                  whole.features[mask][[0, 5, 9]])
+    order = [3, 0, 1, 2, 5, 4]
+    np.testing.assert_array_equal(np.asarray(picked.features[:, order]),
+                                  whole.features[mask][:, order])
+    padded = picked.features.padded(2)
+    assert padded.shape == (mask.sum(), 8)
+    assert np.isnan(np.asarray(padded)[:, -2:]).all()
+    with pytest.raises(IndexError):
+        streamed.features[[5, 3]]  # (rows out of order would be read in the wrong order)
+
+
+def test_a_changed_file_changes_the_checkpoint_digest(tmp_path):
+    directory = channel(tmp_path, DATA["train"][:300], files=1)
+    features = external_features.read_channel(Source(str(directory), "text/csv", OPTIONS)).features
+    before = digest(features)
+    assert digest(features) == before
+    assert digest(features[np.arange(300) < 200]) != before
+    path = directory / "part-0.csv"
+    path.write_text(path.read_text() + "0,1,1,1,1,1,1,1,0\n")
+    assert digest(features) != before
+
+
+def test_the_held_out_share_is_seeded_sized_and_independent_of_the_rows_after_it():
+    held = held_out_share(10_000, seed=3)
+    assert held.sum() == 1_000
+    assert np.array_equal(held, held_out_share(10_000, seed=3))
+    assert not np.array_equal(held, held_out_share(10_000, seed=4))
+    assert held_out_share(5_000_000, seed=0).sum() == external_features.HELD_OUT_ROWS
+    assert held_out_share(1, seed=0).sum() == 0  # nothing left to train on otherwise
+    # a row's key depends on its index and the seed alone
+    keys = external_features.row_keys(1000, 7)
+    assert np.array_equal(keys[:10], external_features.row_keys(10, 7))
+    assert len(np.unique(keys)) == 1000
+
+
+def _train(tmp_path: Path, name: str, hyperparameters: dict, channels: dict,
+           monkeypatch=None, batch_rows: int = 300) -> Path:
+    if monkeypatch is not None:
+        monkeypatch.setenv("COSTAWARE_BATCH_ROWS", str(batch_rows))
+    base = write_tree(tmp_path / name, hyperparameters, channels)
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    base.joinpath("log").write_text(result.stdout + result.stderr)
+    return base
+
+
+CHANNELS = {name: {"all.csv": to_csv(rows)} for name, rows in DATA.items()}
+
+
+def test_external_memory_reports_what_its_model_computes_and_matches_the_job_in_memory(
+        tmp_path, monkeypatch):
+    external = _train(tmp_path, "external", {**HYPERPARAMETERS, "external_memory": "true"},
+                      CHANNELS, monkeypatch)
+    log = (external / "log").read_text()
+    assert "held out: the validation channel" in log
+    evaluation = json.loads((external / "output" / "data" / "evaluation.json").read_text())
+    # every reported number is the saved model's on the rows (the train channel's read back in
+    # batches of 300 rows)
+    assert differences(evaluation, recompute(external / "model")) == []
+    memory = _train(tmp_path, "memory", {**HYPERPARAMETERS, "external_memory": "false"}, CHANNELS)
+    in_memory = json.loads((memory / "output" / "data" / "evaluation.json").read_text())
+    for name in ("validation", "test"):
+        ours = evaluation["channels"][name]["served"]["auc"]
+        theirs = in_memory["channels"][name]["served"]["auc"]
+        assert abs(ours - theirs) <= 0.005, (name, ours, theirs)
+    metadata = json.loads((external / "model" / "metadata.json").read_text())
+    assert metadata["hyperparameters"]["external_memory"] == "true"
+    assert metadata["hyperparameters"]["calibration_data"] == "validation"
+
+
+def test_without_a_validation_channel_a_seeded_share_of_train_is_held_out(tmp_path, monkeypatch):
+    settings = {k: v for k, v in HYPERPARAMETERS.items() if k != "calibration_data"}
+    channels = {"train": CHANNELS["train"], "test": CHANNELS["test"]}
+    base = _train(tmp_path, "share", {**settings, "external_memory": "true"}, channels,
+                  monkeypatch)
+    log = (base / "log").read_text()
+    assert "held out: a seeded random 240 of train's 2400 rows" in log
+    metadata = json.loads((base / "model" / "metadata.json").read_text())
+    assert metadata["rows"] == {"train": 2160, "validation": 240, "test": 600}
+    assert (base / "model" / artifact.BASELINE_DIR).is_dir()
+    assert "columns from the held-out rows" in log
+
+
+def test_two_hosts_train_from_external_memory_with_the_union_metrics(tmp_path, monkeypatch):
+    monkeypatch.setenv("COSTAWARE_BATCH_ROWS", "250")
+    hosts = hosts_of(2)
+    settings = {**HYPERPARAMETERS, "external_memory": "true"}
+    trees = host_trees(tmp_path, hosts, "ShardedByS3Key", settings)
+    results = run_hosts(trees, hosts)
+    for (code, log), host in zip(results, hosts):
+        assert code == 0, f"{host}:\n{log[-4000:]}"
+    evaluation = json.loads((trees[0] / "output" / "data" / "evaluation.json").read_text())
+    assert differences(evaluation, recompute(trees[0] / "model")) == []
+
+
+def test_cross_fitting_asked_for_with_external_memory_forced_is_refused_in_one_line(tmp_path):
+    base = write_tree(tmp_path / "ml", {**HYPERPARAMETERS, "external_memory": "true",
+                                        "calibration_data": "cross_fit"}, CHANNELS)
+    result = run_train(base)
+    assert result.returncode != 0
+    reason = failure_reason(base)
+    assert "hyperparameter 'calibration_data' asks for cross-fitting" in reason
+    assert "\n" not in reason.strip()
+
+
+def test_the_auto_choice_compares_the_need_with_the_memory_available():
+    from costaware.sagemaker.training_job import exceeds
+
+    assert exceeds(10 * 2**30, 2**30)
+    assert not exceeds(2**29, 2**30)
+    assert not exceeds(10 * 2**30, None)  # unknown: in memory, as before
