@@ -35,11 +35,28 @@ docs/benchmarks.md.
 
     python benchmarks/bench_training.py [--rows 1000000] [--features 30] [--rounds 100]
     python benchmarks/bench_training.py --memory [--rows 2200000] [--features 20] [--rounds 40]
+
+``--external``, instead (issue #28): training from external memory against training in memory.
+
+1. The trees alone: costaware's boosting loop (the model alone, the custom objective) on an
+   in-memory ``DMatrix`` and on an ``ExtMemQuantileDMatrix`` fed the same rows in batches of
+   ``BATCH_ROWS`` from memory (the pages cached on disk, the page cache warm): rows x rounds per
+   second and the ratio (goal <= 2x).
+2. The whole job (the real ``costaware train``, generated CSV channels train, validation and test,
+   ``calibration_data validation`` so that both hold out the same rows) at each of ``--sizes``
+   rows: peak resident memory in memory and from external memory, and per row.
+3. With ``--limit MiB``: the largest size again from external memory inside a memory cgroup of
+   that limit (as root; cgroup v1 or v2), beside the in-memory job without a limit: peak, the
+   cgroup's own peak, and the two models on the test channel (AUC; decisions agreeing).
+
+    python benchmarks/bench_training.py --external [--rows 2000000] [--features 20] [--rounds 40]
+        [--sizes 500000,2000000] [--limit 1024]
 """
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,6 +99,13 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="instead of the table: time the objective per round, profile the "
                         "default job and time shared quantile cuts")
+    parser.add_argument("--external", action="store_true",
+                        help="instead of the table: external memory against in memory (the "
+                        "trees' speed; whole jobs' peak memory at --sizes; --limit)")
+    parser.add_argument("--sizes", default="500000,2000000",
+                        help="--external: the whole job's train rows, comma-separated")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="--external: MiB of a memory cgroup the largest job runs in")
     parser.add_argument("--memory", action="store_true",
                         help="instead of the table: the peak resident memory of `costaware train` "
                         "on generated CSV channels, against the float32 matrix and the imports")
@@ -92,6 +116,10 @@ def main() -> None:
             setattr(args, name, value)
     if args.memory:
         memory(args.rows, args.features, args.rounds)
+        return
+    if args.external:
+        external(args.rows, args.features, args.rounds,
+                 [int(size) for size in args.sizes.split(",")], args.limit)
         return
 
     x, y = make_classification(n_samples=args.rows + TEST_ROWS, n_features=args.features,
@@ -285,19 +313,22 @@ def memory(rows: int, features: int, rounds: int) -> None:
           f"{(peak - imports) / matrix:.2f}x")
 
 
-def write_job(base: str, rows: int, features: int, rounds: int) -> dict:
+def write_job(base: str, rows: int, features: int, rounds: int, test: int = 0,
+              hyperparameters: dict | None = None) -> dict:
     """A SageMaker-shaped tree at ``base``: CSV channels train (nine tenths of ``rows``) and
     validation (a tenth) without a header, a 0/1 label (``P(y = 1) = sigmoid(x . beta - 1)``)
-    and ``features`` standard normal features (5 decimals, the last quarter 4); seeded. Returns
-    each channel's bytes."""
+    and ``features`` standard normal features (5 decimals, the last quarter 4); seeded; ``test``
+    rows more in a test channel. Returns each channel's bytes."""
     import pyarrow as pa
     from pyarrow import csv as pa_csv
 
     config = os.path.join(base, "input", "config")
     os.makedirs(config)
-    channels = {"train": rows - rows // 10, "validation": rows // 10}
+    channels = {"train": rows - rows // 10, "validation": rows // 10, **({"test": test} if test
+                                                                       else {})}
     for name, content in (
-            ("hyperparameters.json", {"num_round": str(rounds), "max_depth": "6"}),
+            ("hyperparameters.json", {"num_round": str(rounds), "max_depth": "6",
+                                      **(hyperparameters or {})}),
             ("inputdataconfig.json", {name: {"ContentType": "text/csv"} for name in channels}),
             ("resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1"]})):
         with open(os.path.join(config, name), "w", encoding="utf-8") as handle:
@@ -323,17 +354,160 @@ def write_job(base: str, rows: int, features: int, rounds: int) -> dict:
     return sizes
 
 
+def external(rows: int, features: int, rounds: int, sizes: list[int], limit_mib: int) -> None:
+    """``--external``: see the module docstring."""
+    from costaware.data.external_features import BATCH_ROWS
+    from costaware.training.external_memory import FeatureBatches, PageCache
+
+    print(f"1. the trees: {rows:,} rows x {features} features, {rounds} rounds, depth 6, "
+          f"costaware's loop and objective; XGBoost {xgb.__version__}")
+    x, y = make_classification(n_samples=rows, n_features=features, n_informative=10,
+                               weights=[0.9], random_state=0)
+    x = x.astype(np.float32)
+    weight = np.where(y == 1, 20.0, 1.0)
+    weight /= weight.mean()
+    settings = hyperparameters.parse({"max_depth": "6", "eta": "0.3", "seed": "0",
+                                      "num_round": str(rounds)})
+    base = float(np.sum(weight * y) / np.sum(weight))
+
+    class InMemoryBatches:  # (the rows in BATCH_ROWS slices, as the external path reads them)
+        def __init__(self):
+            self.shape = x.shape
+
+        def batches(self):
+            for start in range(0, rows, BATCH_ROWS):
+                yield x[start:start + BATCH_ROWS]
+
+    def grow(matrix) -> float:
+        boosting = Boosting.create(settings.xgboost_params(), 0, matrix,
+                                   [Member(make_objective(y, weight), base)])
+        start = time.perf_counter()
+        for _ in range(rounds):
+            boosting.round()
+        return time.perf_counter() - start
+
+    pages = PageCache()
+    try:
+        timings = {"in memory (DMatrix)": [], "external memory (ExtMemQuantileDMatrix)": []}
+        in_memory = xgb.DMatrix(x, label=y)
+        on_disk = xgb.ExtMemQuantileDMatrix(
+            FeatureBatches(InMemoryBatches(), y, pages.prefix("bench")), max_bin=256)
+        for _ in range(2):  # in turn: a noisy neighbour hurts both alike; best of 2
+            timings["in memory (DMatrix)"].append(grow(in_memory))
+            timings["external memory (ExtMemQuantileDMatrix)"].append(grow(on_disk))
+    finally:
+        pages.close()
+    best = {name: min(t) for name, t in timings.items()}
+    baseline = best["in memory (DMatrix)"]
+    for name, seconds in best.items():
+        print(f"  {name:42s} {seconds:7.2f} s  {rows * rounds / seconds / 1e6:6.2f}M row-rounds/s"
+              f"  {seconds / baseline:5.2f}x")
+    ratio = best["external memory (ExtMemQuantileDMatrix)"] / baseline
+    print(f"  external / in memory = {ratio:.2f}x, goal <= 2x: {'met' if ratio <= 2 else 'MISSED'}")
+
+    mib = 2.0 ** 20
+    print(f"\n2. the whole job (costaware train; calibration_data validation; {rounds} rounds, "
+          f"depth 6; {features} features): peak resident memory")
+    with tempfile.TemporaryDirectory(prefix="bench-training-external-") as scratch:
+        imports = peak_rss([sys.executable, "-c", TRAIN_IMPORTS])
+        print(f"  a process importing what train imports: {imports / mib:.1f} MiB")
+        for size in sizes:
+            peaks = {}
+            for mode in ("false", "true"):
+                job = os.path.join(scratch, f"{size}-{mode}")
+                channel_sizes = write_job(job, size, features, rounds, hyperparameters={
+                    "calibration_data": "validation", "external_memory": mode})
+                start = time.perf_counter()
+                peaks[mode] = peak_rss(train_command(job)), time.perf_counter() - start
+                shutil.rmtree(job)
+            total = sum(channel_sizes.values())
+            print(f"  {size:>10,} rows ({total / mib:7.1f} MiB of CSV): in memory "
+                  f"{peaks['false'][0] / mib:7.1f} MiB ({peaks['false'][1]:5.1f} s), external "
+                  f"{peaks['true'][0] / mib:7.1f} MiB ({peaks['true'][1]:5.1f} s); above the "
+                  f"imports per row: {(peaks['false'][0] - imports) / size:5.0f} and "
+                  f"{(peaks['true'][0] - imports) / size:5.0f} bytes")
+        if limit_mib:
+            limited_job(scratch, max(sizes), features, rounds, limit_mib)
+
+
+def limited_job(scratch: str, rows: int, features: int, rounds: int, limit_mib: int) -> None:
+    """The job from external memory inside a memory cgroup of ``limit_mib``, beside the same
+    job in memory without a limit; both models scored on the test channel."""
+    from costaware.model import artifact
+
+    mib = 2.0 ** 20
+    test_rows = 200_000
+    jobs = {}
+    for mode in ("true", "false"):
+        jobs[mode] = os.path.join(scratch, f"limited-{mode}")
+        sizes = write_job(jobs[mode], rows, features, rounds, test=test_rows, hyperparameters={
+            "calibration_data": "validation", "external_memory": mode, "report": "false"})
+    total = sum(sizes.values())
+    print(f"\n3. {rows:,} rows ({total / mib:,.0f} MiB of CSV: train "
+          f"{sizes['train'] / mib:,.0f}, validation {sizes['validation'] / mib:,.0f}, test "
+          f"{sizes['test'] / mib:,.0f}); external memory inside a {limit_mib} MiB memory cgroup:")
+    start = time.perf_counter()
+    peak, cgroup_peak = peak_in_cgroup(train_command(jobs["true"]), limit_mib * 2**20)
+    print(f"  from external memory: finished in {time.perf_counter() - start:.0f} s, peak RSS "
+          f"{peak / mib:.1f} MiB, the cgroup's peak (with the page cache it may reclaim) "
+          f"{cgroup_peak / mib:.1f} MiB")
+    start = time.perf_counter()
+    peak = peak_rss(train_command(jobs["false"]))
+    print(f"  in memory, no limit: {time.perf_counter() - start:.0f} s, peak RSS {peak / mib:.1f} MiB")
+    test = np.loadtxt(os.path.join(jobs["true"], "input", "data", "test", "test.csv"),
+                      delimiter=",", dtype=np.float64)
+    label, x = test[:, 0].astype(np.int8), test[:, 1:].astype(np.float32)
+    decided = {}
+    for mode, name in (("true", "external"), ("false", "in memory")):
+        model = artifact.load(os.path.join(jobs[mode], "model"))
+        p = model.policy.probability(model.margin(x))
+        decided[name] = model.policy.decide(p, RowCosts.constant(model.policy.costs, len(p)))[0]
+        print(f"  {name:10s} test AUC {roc_auc_score(label, p):.5f}")
+    agree = np.mean(decided["external"] == decided["in memory"])
+    print(f"  decisions agreeing on the {len(label):,} test rows: {agree:.4%} (goal >= 99.9%)")
+
+
+def peak_in_cgroup(command: list[str], limit: int) -> tuple[int, int]:
+    """Run ``command`` in a new memory cgroup of ``limit`` bytes below this process's own (v1
+    ``memory.limit_in_bytes`` or v2 ``memory.max``; needs root): ``(peak RSS, the cgroup's peak
+    usage)``. A job killed by the limit raises."""
+    own = open("/proc/self/cgroup", encoding="ascii").read().splitlines()
+    v1 = next((line.split(":", 2)[2] for line in own if ":memory:" in line), None)
+    if v1 is not None:
+        group = f"/sys/fs/cgroup/memory{v1.rstrip('/')}/costaware-bench-{os.getpid()}"
+        limit_file, peak_file = "memory.limit_in_bytes", "memory.max_usage_in_bytes"
+    else:
+        v2 = next(line.split(":", 2)[2] for line in own if line.startswith("0::"))
+        group = f"/sys/fs/cgroup{v2.rstrip('/')}/costaware-bench-{os.getpid()}"
+        limit_file, peak_file = "memory.max", "memory.peak"
+    os.makedirs(group)
+    try:
+        with open(os.path.join(group, limit_file), "w", encoding="ascii") as handle:
+            handle.write(str(limit))
+        procs = os.path.join(group, "cgroup.procs")
+
+        def enter():
+            with open(procs, "w", encoding="ascii") as handle:
+                handle.write(str(os.getpid()))
+        peak = peak_rss(command, preexec_fn=enter)
+        with open(os.path.join(group, peak_file), encoding="ascii") as handle:
+            return peak, int(handle.read())
+    finally:
+        os.rmdir(group)
+
+
 def train_command(base: str) -> list[str]:
     return [sys.executable, "-m", "costaware.cli", "train", "--base-dir", base]
 
 
-def peak_rss(command: list[str]) -> int:
+def peak_rss(command: list[str], preexec_fn=None) -> int:
     """Run ``command`` (output discarded; a failure raises); its peak resident bytes: the
     ``VmHWM`` of ``/proc/<pid>/status``, read every 10 ms until it exits (the last 10 ms may be
     missed). Not ``wait4``'s ``ru_maxrss``: a child forked from this process starts with this
     process's high-water mark, which would hide a smaller child's."""
     with tempfile.TemporaryFile() as stderr:
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr,
+                                 preexec_fn=preexec_fn)
         peak = 0
         while child.poll() is None:
             peak = max(peak, high_water(child.pid))

@@ -123,6 +123,41 @@ grep '^\[final\]' "$work/train.log" || true
 [ -n "$(ls -A "$ml/model" 2>/dev/null)" ] || fail "train wrote no model into /opt/ml/model"
 echo "model files: $(cd "$ml/model" && echo *)"
 
+# ---- 3b. train from external memory ---------------------------------------------------------------
+step "train from external memory (external_memory true; the features read in batches of 100 rows)"
+ml_ext="$work/ml_external"
+mkdir -p "$ml_ext"
+cp -r "$ml/input" "$ml_ext/"
+"$PYTHON" - "$ml_ext/input/config/hyperparameters.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+settings = json.load(open(path))
+settings.update(external_memory="true", report="false")
+json.dump(settings, open(path, "w"))
+PY
+t=$(now)
+set +e
+DOCKER_RUN_ARGS="$DOCKER_RUN_ARGS -e COSTAWARE_BATCH_ROWS=100" TEST_DIR="$ml_ext" \
+    "$repo/local_test/train_local.sh" "$IMAGE" >"$work/train_external.log" 2>&1
+external_rc=$?
+set -e
+t_external=$(elapsed "$t" "$(now)")
+echo "train (external memory) exit code: $external_rc (${t_external} s)"
+[ "$external_rc" -eq 0 ] || { tail -50 "$work/train_external.log"; fail "train from external memory exited $external_rc"; }
+grep -m1 'external memory: held out' "$work/train_external.log" \
+    || fail "train did not say what it held out from external memory"
+grep '^\[final\]' "$work/train_external.log" || true
+[ -f "$ml_ext/output/success" ] || fail "train from external memory did not write output/success"
+"$PYTHON" - "$ml_ext" <<'PY' || fail "the external-memory model does not load or score"
+import json, sys
+base = sys.argv[1]
+metadata = json.load(open(f"{base}/model/metadata.json"))
+assert metadata["hyperparameters"]["external_memory"] == "true", metadata["hyperparameters"]
+from costaware.model import artifact
+model = artifact.load(f"{base}/model")
+print(f"external-memory model: {model.booster.num_boosted_rounds()} rounds, rows {metadata['rows']}")
+PY
+
 # ---- 4. serve -------------------------------------------------------------------------------------
 step "serve (SageMaker: docker run -p 8080 IMAGE serve)"
 port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -302,6 +337,7 @@ grep -h 'rank\|channel train' "$hosts_dir"/algo-*.log
 step "summary"
 echo "base image + tools: ${t_base} s | image build: ${t_build} s | size: $((size / 1000000)) MB"
 echo "train: exit 0 in ${t_train} s, ${metric_lines} metric lines | /ping 200 after ${ping_s} s | predictions equal within 1e-6"
+echo "train from external memory: exit 0 in ${t_external} s"
 echo "monitor: exit 0 in ${t_monitor} s on the endpoint's capture with ground truth; one-line failure without a baseline"
 echo "compare: exit 0 in ${t_compare} s, a processing job replaying the challenger on the capture"
 echo "two hosts (algo-1, algo-2 containers): exit 0 in ${t_hosts} s, metrics equal one host's on all rows"

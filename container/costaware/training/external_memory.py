@@ -14,6 +14,7 @@ a held-out share costs one model (docs/training.md "External memory").
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -60,6 +61,9 @@ class PageCache:
         return os.path.join(self.directory, name)
 
     def close(self) -> None:
+        # (the matrices first: XGBoost removes its own cache files when one is freed, and warns
+        # when they are gone already)
+        gc.collect()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
