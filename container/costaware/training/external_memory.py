@@ -18,6 +18,7 @@ import gc
 import os
 import shutil
 import tempfile
+import weakref
 
 import numpy as np
 import xgboost as xgb
@@ -51,20 +52,28 @@ class FeatureBatches(xgb.DataIter):
 
 
 class PageCache:
-    """A directory for XGBoost's page cache, removed when training ends."""
+    """A directory for XGBoost's page cache, removed when training ends and XGBoost has freed
+    its matrices (it removes its own files then, and warns when they are gone already)."""
 
     def __init__(self, parent: str | None = None):
         self.directory = tempfile.mkdtemp(prefix="costaware-pages-",
                                           dir=parent or os.environ.get("COSTAWARE_PAGE_CACHE"))
+        self._matrices: list[weakref.ref] = []
 
     def prefix(self, name: str) -> str:
         return os.path.join(self.directory, name)
 
+    def holds(self, matrix: xgb.DMatrix) -> xgb.DMatrix:
+        self._matrices.append(weakref.ref(matrix))
+        return matrix
+
     def close(self) -> None:
-        # (the matrices first: XGBoost removes its own cache files when one is freed, and warns
-        # when they are gone already)
         gc.collect()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        alive = [matrix for matrix in (ref() for ref in self._matrices) if matrix is not None]
+        if alive:  # (still referenced, e.g. by an exception's frames): removed once it is freed
+            weakref.finalize(alive[-1], shutil.rmtree, self.directory, True)
+        else:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def quantile_matrix(features: ExternalFeatures, label: np.ndarray, feature_names: list[str],
@@ -72,8 +81,9 @@ def quantile_matrix(features: ExternalFeatures, label: np.ndarray, feature_names
                     ) -> xgb.ExtMemQuantileDMatrix:
     """The features quantised into pages on disk (XGBoost reads the batches two or three times
     while building it)."""
-    matrix = xgb.ExtMemQuantileDMatrix(FeatureBatches(features, label, cache.prefix("train")),
-                                       missing=np.nan, max_bin=max_bin, nthread=nthread)
+    matrix = cache.holds(xgb.ExtMemQuantileDMatrix(
+        FeatureBatches(features, label, cache.prefix("train")), missing=np.nan, max_bin=max_bin,
+        nthread=nthread))
     matrix.feature_names = feature_names
     return matrix
 
