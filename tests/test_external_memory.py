@@ -243,3 +243,41 @@ def test_a_resumed_external_memory_job_equals_an_uninterrupted_one(tmp_path, mon
 
     gc.collect()
     assert list(pages.iterdir()) == []  # interrupted or refused, the page cache goes
+
+def test_summaries_read_in_blocks_equal_the_summaries_of_every_row_at_once(monkeypatch):
+    """Beyond a block of rows, the metrics' summary, the rule's shift histogram and the served
+    decisions are computed a block at a time (bounded temporaries on channels of millions of
+    rows): the counts are the same, the sums the same to rounding."""
+    from costaware.decisions import rules
+    from costaware.decisions.costs import RowCosts
+    from costaware.metrics import classification
+    from costaware.training import evaluation
+
+    rng = np.random.default_rng(5)
+    n = 10_001
+    label = (rng.random(n) < 0.3).astype(np.int8)
+    p = np.clip(rng.beta(2, 5, n), 1e-9, 1 - 1e-9)
+    costs = RowCosts.from_columns(CostMatrix(fp=1, fn=4), n, {"fn": rng.lognormal(0, 1, n)})
+    sensitive = rng.random(n) < 0.4
+    groups = rng.integers(-1, 3, n)
+    rule = rules.DecisionRule()
+    whole = classification.summarize(label, p, rule.decide(p, costs, sensitive)[0], costs,
+                                     sensitive, groups, 3)
+    histogram = rules.ShiftHistogram.of(p, label, costs, sensitive)
+    served = rule.decide(p, costs, sensitive)[0]
+    monkeypatch.setattr(classification, "SUMMARY_BLOCK", 1000)
+    monkeypatch.setattr(rules, "BLOCK", 999)
+    monkeypatch.setattr(evaluation, "BLOCK", 998)
+    blocked = classification.summarize(label, p, evaluation.decisions(rule, p, costs, sensitive),
+                                       costs, sensitive, groups, 3)
+    assert np.array_equal(evaluation.decisions(rule, p, costs, sensitive), served)
+    for name in ("counts", "calibration", "score_bins", "facets", "groups"):
+        np.testing.assert_array_equal(getattr(blocked, name)[..., :1] if name == "calibration"
+                                      else getattr(blocked, name),
+                                      getattr(whole, name)[..., :1] if name == "calibration"
+                                      else getattr(whole, name))
+    np.testing.assert_allclose(blocked.sums, whole.sums, rtol=1e-12)
+    np.testing.assert_allclose(blocked.calibration, whole.calibration, rtol=1e-12)
+    other = rules.ShiftHistogram.of(p, label, costs, sensitive)
+    np.testing.assert_array_equal(other.rows, histogram.rows)
+    np.testing.assert_allclose(other.cost_change, histogram.cost_change, rtol=1e-12, atol=1e-9)

@@ -32,6 +32,7 @@ KINDS = ("bayes", "empirical", "constrained")
 SHIFT_RANGE = 10.0  # log-odds: a factor of 22,000 on the odds either way
 SHIFT_BINS = 2000  # steps of 0.01
 _TIE = 1e-12
+BLOCK = 1 << 18  # rows a ShiftHistogram reads at a time
 
 
 class InfeasibleBound(ValueError):
@@ -135,6 +136,19 @@ class ShiftHistogram:
     @classmethod
     def of(cls, p: np.ndarray, label: np.ndarray, costs: RowCosts,
            sensitive: np.ndarray | None = None) -> "ShiftHistogram":
+        """The histogram of the rows (a block of :data:`BLOCK` rows at a time beyond it: the
+        temporaries' memory stays bounded)."""
+        n = len(p)
+        if n <= BLOCK:
+            return cls._of(p, label, costs, sensitive)
+        blocks = (slice(start, start + BLOCK) for start in range(0, n, BLOCK))
+        return cls.unpack(np.sum([cls._of(p[b], label[b], costs.subset(b),
+                                          None if sensitive is None else sensitive[b]).pack()
+                                  for b in blocks], axis=0))
+
+    @classmethod
+    def _of(cls, p: np.ndarray, label: np.ndarray, costs: RowCosts,
+            sensitive: np.ndarray | None = None) -> "ShiftHistogram":
         z = decision_margin(p, costs)
         n = len(z)
         y = (np.asarray(label) == 1).astype(np.int64)

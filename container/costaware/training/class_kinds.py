@@ -107,7 +107,10 @@ class TwoClasses:
         weight = raw / (total / rows)
         w1, n1, w0, n0 = cluster.sum([weight[label == 1].sum(), (label == 1).sum(),
                                       weight[label == 0].sum(), (label == 0).sum()])
-        return weighting, weight, weighting.offset(fit.data.costs), min(w1 / n1, w0 / n0)
+        # (float32, the precision the objective computes in: the weights are kept for the whole
+        # of training, and a float64 copy beside the objective's would cost 8 bytes a row)
+        return (weighting, weight.astype(np.float32), weighting.offset(fit.data.costs),
+                min(w1 / n1, w0 / n0))
 
     def describe_weights(self, weighting: CostWeighting) -> str:
         return (f"loss weights: clip(regret / {weighting.scale:.6g}, {1 / weighting.cap:g}, "

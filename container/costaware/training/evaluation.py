@@ -10,7 +10,7 @@ import numpy as np
 from ..metrics import bias
 from .channels import Channel
 from ..cluster import Cluster
-from ..decisions.rules import DecisionRule, InfeasibleBound, ShiftHistogram
+from ..decisions.rules import BLOCK, DecisionRule, InfeasibleBound, ShiftHistogram
 from ..errors import DataError
 from ..metrics.classification import EXACT_AUC_ROWS, Summary, channel_metrics, exact_auc, summarize
 
@@ -85,19 +85,30 @@ def evaluate(channel: Channel, p: np.ndarray, rule: DecisionRule, settings,
     def at(decision):
         return metrics_at(channel, p, decision, settings, fairness_names, n_groups, cluster)
 
-    metrics, summary = at(rule.decide(p, data.costs, channel.sensitive)[0])
+    metrics, summary = at(decisions(rule, p, data.costs, channel.sensitive))
     if rule.kind != "bayes":
         metrics.update({"shift": rule.shift_a} if not rule.per_facet else
                        {"shift_a": rule.shift_a, "shift_d": rule.shift_d})
     alternatives = {}
     if rule.kind != "bayes":
-        alternatives["bayes"] = at(DecisionRule().decide(p, data.costs, channel.sensitive)[0])[0]
+        alternatives["bayes"] = at(decisions(DecisionRule(), p, data.costs, channel.sensitive))[0]
     alternatives["probability_0.5"] = at((p >= 0.5).astype(np.int8))[0]
     local = ShiftHistogram.of(p, data.label, data.costs, channel.sensitive)
     shifts = ShiftHistogram.unpack(cluster.sum(local.pack()))
     return ChannelResult(channel.name, scored_by, fitted, metrics, alternatives, summary, shifts,
                          None if summary.facets is None else
                          bias.bias_section(summary.facets, summary.groups))
+
+
+def decisions(rule: DecisionRule, p: np.ndarray, costs, sensitive) -> np.ndarray:
+    """The rule's decision on every row (int8), a block at a time: its expected costs (two
+    float64 a row) are not kept."""
+    out = np.empty(len(p), dtype=np.int8)
+    for start in range(0, len(p), BLOCK):
+        rows = slice(start, start + BLOCK)
+        out[rows] = rule.decide(p[rows], costs.subset(rows),
+                                None if sensitive is None else sensitive[rows])[0]
+    return out
 
 
 # TreeSHAP costs far more than a prediction, in proportion to rows x trees: each channel's

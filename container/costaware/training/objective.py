@@ -58,7 +58,9 @@ def weighted_logistic_grad_hess(margin: np.ndarray, label: np.ndarray, weight: n
     hess = 1 - q
     hess *= q
     hess *= weight
-    np.maximum(hess, np.where(weight > 0, HESSIAN_FLOOR, 0).astype(hess.dtype), out=hess)
+    # (in place where the row weighs: a row of weight 0 keeps its 0, and no array of floors is
+    # made per round)
+    np.maximum(hess, hess.dtype.type(HESSIAN_FLOOR), out=hess, where=weight > 0)
     return grad, hess
 
 
@@ -221,6 +223,8 @@ def make_objective(label: np.ndarray, weight: np.ndarray, offset: np.ndarray | N
     label = np.asarray(label, dtype=np.float32)
     weight = np.asarray(weight, dtype=np.float32)
     offset = None if offset is None or not np.any(offset) else np.asarray(offset, dtype=np.float32)
+    if offset is not None and offset.ndim == 1 and len(offset) and np.all(offset == offset[0]):
+        offset = offset[0]  # one offset for every row (class costs): a scalar, not 4 bytes a row
     member = weight > 0
     if penalty > 0 and sensitive is None:
         raise ValueError("the parity penalty needs the sensitive-group mask")
