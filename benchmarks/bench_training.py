@@ -50,7 +50,7 @@ docs/benchmarks.md.
    cgroup's own peak, and the two models on the test channel (AUC; decisions agreeing).
 
     python benchmarks/bench_training.py --external [--rows 2000000] [--features 20] [--rounds 40]
-        [--sizes 500000,2000000] [--limit 1024]
+        [--sizes 500000,2000000] [--limit 768 [--limit-rows 6400000] [--limit-only]]
 """
 
 import argparse
@@ -105,7 +105,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="500000,2000000",
                         help="--external: the whole job's train rows, comma-separated")
     parser.add_argument("--limit", type=int, default=0,
-                        help="--external: MiB of a memory cgroup the largest job runs in")
+                        help="--external: MiB of a memory cgroup a job of --limit-rows runs in")
+    parser.add_argument("--limit-rows", type=int, default=6_400_000,
+                        help="--external --limit: train rows (6,400,000 x 21 values: 1 GB of CSV)")
+    parser.add_argument("--limit-only", action="store_true",
+                        help="--external: only the job inside the cgroup")
     parser.add_argument("--memory", action="store_true",
                         help="instead of the table: the peak resident memory of `costaware train` "
                         "on generated CSV channels, against the float32 matrix and the imports")
@@ -119,7 +123,8 @@ def main() -> None:
         return
     if args.external:
         external(args.rows, args.features, args.rounds,
-                 [int(size) for size in args.sizes.split(",")], args.limit)
+                 [int(size) for size in args.sizes.split(",")], args.limit, args.limit_rows,
+                 args.limit_only)
         return
 
     x, y = make_classification(n_samples=args.rows + TEST_ROWS, n_features=args.features,
@@ -314,18 +319,20 @@ def memory(rows: int, features: int, rounds: int) -> None:
 
 
 def write_job(base: str, rows: int, features: int, rounds: int, test: int = 0,
-              hyperparameters: dict | None = None) -> dict:
+              hyperparameters: dict | None = None, validation: int | None = None) -> dict:
     """A SageMaker-shaped tree at ``base``: CSV channels train (nine tenths of ``rows``) and
     validation (a tenth) without a header, a 0/1 label (``P(y = 1) = sigmoid(x . beta - 1)``)
     and ``features`` standard normal features (5 decimals, the last quarter 4); seeded; ``test``
-    rows more in a test channel. Returns each channel's bytes."""
+    rows more in a test channel; ``validation``: that many validation rows beside ``rows`` train
+    rows instead. Returns each channel's bytes."""
     import pyarrow as pa
     from pyarrow import csv as pa_csv
 
     config = os.path.join(base, "input", "config")
     os.makedirs(config)
-    channels = {"train": rows - rows // 10, "validation": rows // 10, **({"test": test} if test
-                                                                       else {})}
+    held = rows // 10 if validation is None else validation
+    channels = {"train": rows - (held if validation is None else 0), "validation": held,
+                **({"test": test} if test else {})}
     for name, content in (
             ("hyperparameters.json", {"num_round": str(rounds), "max_depth": "6",
                                       **(hyperparameters or {})}),
@@ -354,8 +361,13 @@ def write_job(base: str, rows: int, features: int, rounds: int, test: int = 0,
     return sizes
 
 
-def external(rows: int, features: int, rounds: int, sizes: list[int], limit_mib: int) -> None:
+def external(rows: int, features: int, rounds: int, sizes: list[int], limit_mib: int,
+             limit_rows: int, limit_only: bool) -> None:
     """``--external``: see the module docstring."""
+    if limit_only:
+        with tempfile.TemporaryDirectory(prefix="bench-training-external-") as scratch:
+            limited_job(scratch, limit_rows, features, rounds, limit_mib)
+        return
     from costaware.data.external_features import BATCH_ROWS
     from costaware.training.external_memory import FeatureBatches, PageCache
 
@@ -427,12 +439,14 @@ def external(rows: int, features: int, rounds: int, sizes: list[int], limit_mib:
                   f"imports per row: {(peaks['false'][0] - imports) / size:5.0f} and "
                   f"{(peaks['true'][0] - imports) / size:5.0f} bytes")
         if limit_mib:
-            limited_job(scratch, max(sizes), features, rounds, limit_mib)
+            limited_job(scratch, limit_rows, features, rounds, limit_mib)
 
 
 def limited_job(scratch: str, rows: int, features: int, rounds: int, limit_mib: int) -> None:
-    """The job from external memory inside a memory cgroup of ``limit_mib``, beside the same
-    job in memory without a limit; both models scored on the test channel."""
+    """The job (``rows`` train rows, 200,000 validation and test rows) from external memory
+    inside a memory cgroup of ``limit_mib``, then in memory inside the same limit (expected to
+    fail: the point of external memory) and without a limit; both models scored on the test
+    channel."""
     from costaware.model import artifact
 
     mib = 2.0 ** 20
@@ -441,7 +455,8 @@ def limited_job(scratch: str, rows: int, features: int, rounds: int, limit_mib: 
     for mode in ("true", "false"):
         jobs[mode] = os.path.join(scratch, f"limited-{mode}")
         sizes = write_job(jobs[mode], rows, features, rounds, test=test_rows, hyperparameters={
-            "calibration_data": "validation", "external_memory": mode, "report": "false"})
+            "calibration_data": "validation", "external_memory": mode, "report": "false"},
+            validation=200_000)
     total = sum(sizes.values())
     print(f"\n3. {rows:,} rows ({total / mib:,.0f} MiB of CSV: train "
           f"{sizes['train'] / mib:,.0f}, validation {sizes['validation'] / mib:,.0f}, test "
@@ -451,6 +466,11 @@ def limited_job(scratch: str, rows: int, features: int, rounds: int, limit_mib: 
     print(f"  from external memory: finished in {time.perf_counter() - start:.0f} s, peak RSS "
           f"{peak / mib:.1f} MiB, the cgroup's peak (with the page cache it may reclaim) "
           f"{cgroup_peak / mib:.1f} MiB")
+    try:
+        peak_in_cgroup(train_command(jobs["false"]), limit_mib * 2**20)
+        print(f"  in memory inside the same limit: finished")
+    except SystemExit as exc:
+        print(f"  in memory inside the same limit: failed ({str(exc).splitlines()[0][:120]})")
     start = time.perf_counter()
     peak = peak_rss(train_command(jobs["false"]))
     print(f"  in memory, no limit: {time.perf_counter() - start:.0f} s, peak RSS {peak / mib:.1f} MiB")
