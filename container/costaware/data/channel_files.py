@@ -19,6 +19,7 @@ regret at its own matrix >= 0.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import json
@@ -281,7 +282,7 @@ def _libsvm_frames(directory: str, options: DataOptions, log) -> list[tuple[str,
         except LIBSVM_READ_ERRORS as exc:
             raise _unreadable(path, "libsvm", exc) from None
         except UnicodeDecodeError as exc:
-            raise _not_utf8(path, raw.count(b"\n", 0, exc.start) + 1, exc.start) from None
+            raise _not_utf8(path, raw, exc) from None
         try:
             parsed.append((path, libsvm_rows.parse(text, "required")))
         except libsvm_rows.LibsvmError as exc:
@@ -289,7 +290,9 @@ def _libsvm_frames(directory: str, options: DataOptions, log) -> list[tuple[str,
     if not parsed:
         raise DataError(f"channel directory {directory} holds no data files")
     width = max(rows.width for _, rows in parsed)
-    _check_dense_size(parsed, width)
+    path, rows = max(parsed, key=lambda item: item[1].width)
+    _check_dense_size(sum(rows.count for _, rows in parsed), width,
+                      f"{path}: line {_widest_line(rows) + 1}")
     return [(path, _libsvm_frame(rows, width)) for path, rows in parsed]
 
 
@@ -314,22 +317,33 @@ def _libsvm_frame(rows: "libsvm_rows.SparseRows", width: int, lines_before: int 
     return frame
 
 
-def _not_utf8(path: str, line: int, byte: int) -> DataError:
-    return DataError(f"{path}: line {line}: not UTF-8 text (byte {byte})")
+def _not_utf8(path: str, data: bytes, exc: UnicodeDecodeError, lines_before: int = 0,
+              bytes_before: int = 0) -> DataError:
+    """``data`` (a file's bytes, or a block of its lines after ``lines_before`` lines and
+    ``bytes_before`` bytes) failed to decode as UTF-8-sig: the line and the byte in the file. The
+    decoder counts from after a byte-order mark."""
+    marked = bytes_before == 0 and data.startswith(codecs.BOM_UTF8)
+    start = exc.start + (len(codecs.BOM_UTF8) if marked else 0)
+    line = lines_before + data.count(b"\n", 0, start) + 1
+    return DataError(f"{path}: line {line}: not UTF-8 text (byte {bytes_before + start})")
 
 
-def _check_dense_size(parsed: list, width: int) -> None:
-    """Refuse a channel whose rows, held dense up to its largest index, would not fit in memory
-    (float64 while read): a stray huge index would otherwise end the job out of memory."""
+def _check_dense_size(rows: int, width: int, where: str, held: str = "the channel's rows") -> None:
+    """Refuse ``rows`` rows (``held``: which) that, held dense up to the largest index ``width``
+    (``where``: its file and line), would not fit in memory (float64 while read): a stray huge
+    index would otherwise end the job out of memory."""
     available = available_memory()
-    need = sum(rows.count for _, rows in parsed) * width * 8
+    need = rows * width * 8
     if available is None or need <= available:
         return
-    path, rows = max(parsed, key=lambda item: item[1].width)
-    line = int(rows.rows[int(np.argmax(rows.columns))]) + 1
-    raise DataError(f"{path}: line {line}: index {width}: the channel's rows held dense up to it "
+    raise DataError(f"{where}: index {width}: {held} held dense up to it "
                     f"would take {need / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB "
                     "available (features are held dense: is the index right?)")
+
+
+def _widest_line(rows: "libsvm_rows.SparseRows") -> int:
+    """The 0-based line of the rows' largest index."""
+    return int(rows.rows[int(np.argmax(rows.columns))])
 
 
 def _describe_columns(columns) -> str:
