@@ -278,3 +278,19 @@ def test_a_stray_huge_libsvm_index_is_refused_for_a_batchs_memory(tmp_path):
     assert str(info.value).startswith(
         f"{directory}/t.txt: line 2: index 99999999999: a batch of 2 rows held dense up to it "
         "would take 1490.1 GiB, more than the ")
+
+
+def test_a_parquet_file_is_read_a_row_group_at_a_time(tmp_path):
+    """pyarrow's pre-buffering read the pages of every row group of a file before its first batch
+    (its memory held a whole file while the batches were read); now at most a row group's."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(300_000, 10)), columns=[f"x{i}" for i in range(10)])
+    table.insert(0, "y", rng.integers(2, size=300_000))
+    table.to_parquet(tmp_path / "t.parquet", row_group_size=15_000)
+    held = [pa.total_allocated_bytes()
+            for _ in channel_batches(str(tmp_path), PARQUET, DataOptions("y"), 5000)]
+    whole = channel_bytes(str(tmp_path), PARQUET)
+    assert len(held) == 60 and whole > 24 * 2 ** 20
+    assert max(held) < whole / 4, (max(held), whole)

@@ -183,7 +183,9 @@ class _TableFile:
     def _parquet(self):
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(self.path)  # (opened for each pass: a channel may hold many files)
+        # opened for each pass (a channel may hold many files); pre_buffer would read every row
+        # group's pages before the first batch (a whole file's worth of memory)
+        return pq.ParquetFile(self.path, pre_buffer=False)
 
     def _parquet_frames(self, batch_rows, positions) -> Iterator[pd.DataFrame]:
         columns = None if positions is None else [self.raw_columns[p] for p in positions]
