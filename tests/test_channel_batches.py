@@ -240,8 +240,12 @@ def test_a_batch_is_bounded_by_its_rows_not_by_the_file(tmp_path):
 
 def test_channel_bytes_reads_sizes_not_data(tmp_path):
     text = rows_csv(50, 1).encode()
-    make_channel(tmp_path / "csv", {"a.csv": text, "b.gz": gzip.compress(text * 3)})
-    assert channel_bytes(str(tmp_path / "csv"), "text/csv") == 4 * len(text)
+    make_channel(tmp_path / "csv", {"a.csv": text, "b.gz": gzip.compress(text * 3),
+                                    "c.gz": b"\x1f\x8b\x08"})
+    assert channel_bytes(str(tmp_path / "csv"), "text/csv") == 4 * len(text) + 3
+    lines = libsvm_lines(30, 1, 5).encode()
+    make_channel(tmp_path / "libsvm", {"a.svm": lines, "b.svm": gzip.compress(lines)})
+    assert channel_bytes(str(tmp_path / "libsvm"), "text/libsvm") == 2 * len(lines)
     table = frame(10, 1)
     make_channel(tmp_path / "parquet", {"a.parquet": table})
     import pyarrow.parquet as pq
@@ -294,3 +298,32 @@ def test_a_parquet_file_is_read_a_row_group_at_a_time(tmp_path):
     whole = channel_bytes(str(tmp_path), PARQUET)
     assert len(held) == 60 and whole > 24 * 2 ** 20
     assert max(held) < whole / 4, (max(held), whole)
+
+
+@pytest.mark.parametrize("content_type", ["text/csv", "text/libsvm", PARQUET])
+def test_a_file_deleted_between_listing_and_reading_is_named(tmp_path, monkeypatch, content_type):
+    """As load_channel names it (the listing hooked to delete a file, as another process would)."""
+    from costaware.data import channel_batches as batches_module, channel_files as files_module
+
+    files = {"text/csv": {"a": "1,0.5\n0,1\n", "b": "0,1\n"},
+             "text/libsvm": {"a": "1 1:0.5\n0 2:1\n", "b": "0 1:1\n"},
+             PARQUET: {"a": frame(4, 1), "b": frame(4, 2)}}[content_type]
+    make_channel(tmp_path, files)
+    listing = files_module.channel_files
+
+    def list_then_delete(*args, **kwargs):
+        found = listing(*args, **kwargs)
+        (tmp_path / "b").unlink(missing_ok=True)
+        return found
+
+    messages = []
+    for module, read in ((files_module, lambda: load_channel(str(tmp_path), content_type,
+                                                             DataOptions())),
+                         (batches_module, lambda: list(channel_batches(
+                             str(tmp_path), content_type, DataOptions(), 2)))):
+        make_channel(tmp_path, {"b": files["b"]})
+        monkeypatch.setattr(module, "channel_files", list_then_delete)
+        with pytest.raises(DataError) as info:
+            read()
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] and messages[0].startswith(f"{tmp_path}/b: cannot be read")

@@ -48,7 +48,7 @@ from .channel_files import (GZIP_MAGIC, LIBSVM_READ_ERRORS, READ_ERRORS, ColumnR
                             channel_files)
 from ..errors import DataError
 
-GZIP_SIZE_MODULUS = 2 ** 32  # gzip's trailer holds the uncompressed size modulo this
+GZIP_SMALLEST = 18  # bytes: a gzip member's header and trailer
 
 
 def channel_batches(directory: str, content_type: str, options: DataOptions, batch_rows: int,
@@ -81,22 +81,33 @@ def channel_bytes(directory: str, content_type: str) -> int:
             is_parquet, compression = False, _gzip_or_none(path)
         else:
             is_parquet, compression = _file_kind(path, base_type)
-        if is_parquet:
-            total += _parquet_bytes(path)
-        elif compression == "gzip":
-            total += _gzip_size(path)
-        else:
-            total += os.path.getsize(path)
+        try:
+            if is_parquet:
+                total += _parquet_bytes(path)
+            elif compression == "gzip":
+                total += _gzip_size(path)
+            else:
+                total += os.path.getsize(path)
+        except READ_ERRORS as exc:
+            raise _unreadable(path, "Parquet" if is_parquet else "gzip", exc) from None
     return total
 
 
 def _gzip_or_none(path: str) -> str | None:
-    with open(path, "rb") as handle:
-        return "gzip" if handle.read(2) == GZIP_MAGIC else None
+    try:
+        with open(path, "rb") as handle:
+            return "gzip" if handle.read(2) == GZIP_MAGIC else None
+    except OSError as exc:
+        raise _unreadable(path, "libsvm", exc) from None
 
 
 def _gzip_size(path: str) -> int:
+    """The ISIZE trailer; a file too short to hold one (no gzip file: reading it refuses it) its
+    size."""
     with open(path, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size < GZIP_SMALLEST:
+            return size
         handle.seek(-4, os.SEEK_END)
         return struct.unpack("<I", handle.read(4))[0]
 
@@ -333,8 +344,7 @@ def _libsvm_blocks(path: str, batch_rows: int) -> Iterator[tuple[int, libsvm_row
     a parse error names the line in the file; bytes that are not UTF-8 the line and the byte. A
     file that cannot be read (a bad gzip file) or is not UTF-8 is refused for that before a parse
     error earlier in it, as when the whole file is read before it is parsed."""
-    with open(path, "rb") as probe:
-        opener = gzip.open if probe.read(2) == GZIP_MAGIC else open
+    opener = gzip.open if _gzip_or_none(path) else open
     fault = None  # a block's parse error: the rest of the file is still read and decoded
     try:
         with opener(path, "rb") as handle:
