@@ -327,3 +327,15 @@ def test_a_file_deleted_between_listing_and_reading_is_named(tmp_path, monkeypat
             read()
         messages.append(str(info.value))
     assert messages[0] == messages[1] and messages[0].startswith(f"{tmp_path}/b: cannot be read")
+
+
+@pytest.mark.parametrize("name", ["gzip and several files", "parquet row groups", "libsvm"])
+def test_channel_batches_can_be_iterated_again(tmp_path, name):
+    """An XGBoost DataIter goes over its data more than once: every pass gives the same batches."""
+    from costaware.data.channel_batches import ChannelBatches
+
+    files, content_type, options = CHANNELS[name]
+    batches = ChannelBatches(make_channel(tmp_path, files), content_type, options, 4)
+    first, second = Dataset.concat(list(batches)), Dataset.concat(list(batches))
+    assert first.rows > 4
+    assert_same_dataset(second, first)

@@ -21,10 +21,15 @@ at a time either:
 After the last batch come the checks of the whole channel: a facet or group that is text in one
 file and numbers in another; a channel of header lines only.
 
-One difference: a file with several faults. ``load_channel`` runs each check over a whole file
-before the next (every value of the first column, then the second's, ..., the labels, then
-features); here each batch is checked whole before the next is read, so a file's first faulty
-batch names its fault. A channel with one fault gets the same message either way.
+One difference: a channel with several faults. ``load_channel`` reads every file before it checks
+a value and runs each check over a whole file before the next (every value of the first column,
+then the second's, ..., the labels, then the features); here each batch is checked whole before
+the next is read, so the first faulty batch names its fault (a fault only pandas' parser finds,
+such as an unclosed quote, is a batch's). A channel with one fault gets the same message either
+way.
+
+:class:`ChannelBatches` is the same batches to iterate again and again (an XGBoost ``DataIter``
+goes over its data more than once), the first pass made once.
 """
 
 from __future__ import annotations
@@ -61,12 +66,53 @@ def channel_batches(directory: str, content_type: str, options: DataOptions, bat
     Memory: CSV is read ``batch_rows`` rows at a time (pandas' ``chunksize``), Parquet a record
     batch of at most ``batch_rows`` rows of one row group at a time, libsvm ``batch_rows`` lines at
     a time; the first pass (see the module) reads the same way."""
-    if batch_rows < 1:
-        raise ValueError(f"batch_rows must be >= 1, not {batch_rows}")
-    base_type = base_content_type(content_type)
-    if base_type in libsvm_rows.CHANNEL_TYPES:
-        return _libsvm_batches(directory, options, batch_rows, log)
-    return _table_batches(directory, base_type, options, batch_rows, log)
+    return iter(ChannelBatches(directory, content_type, options, batch_rows, log))
+
+
+class ChannelBatches:
+    """:func:`channel_batches`' batches, to iterate as often as wanted (an XGBoost ``DataIter``
+    goes over its data more than once): the first pass is made on the first iteration only."""
+
+    def __init__(self, directory: str, content_type: str, options: DataOptions, batch_rows: int,
+                 log: Callable[[str], None] | None = None):
+        if batch_rows < 1:
+            raise ValueError(f"batch_rows must be >= 1, not {batch_rows}")
+        self.directory, self.options, self.batch_rows, self._log = (directory, options,
+                                                                    batch_rows, log)
+        self.base_type = base_content_type(content_type)
+        self._surveyed = None  # (files, roles, each file's text columns)
+
+    def __iter__(self) -> Iterator[Dataset]:
+        if self._surveyed is None:
+            if self.base_type in libsvm_rows.CHANNEL_TYPES:
+                files = _libsvm_files(self.directory, self.options, self.batch_rows, self._log)
+            else:
+                files = _table_files(self.directory, self.base_type, self.options, self._log)
+            roles = _column_roles(files[0].head, files[0].path, self.options)
+            text_keys = [key for key in files[0].head.columns if key in roles.text_ok]
+            texts = [_text_columns(file.frames(self.batch_rows, text_keys), file.path, roles)
+                     if text_keys else frozenset() for file in files]
+            self._surveyed = files, roles, texts
+        return self._batches(*self._surveyed)
+
+    def _batches(self, files, roles: ColumnRoles, texts) -> Iterator[Dataset]:
+        firsts, rows = [], 0
+        for file, text in zip(files, texts):
+            first, flags, rows_before = None, _Flags(), 0
+            for frame in file.frames(self.batch_rows, text=text):
+                mixed = flags.mixed(frame, rows_before) if file.has_flags else None
+                if mixed is not None:
+                    _refuse_flags_among_values(file, roles, self.batch_rows, text, *mixed)
+                rows_before += len(frame)
+                batch = _frame_dataset(frame, file.path, roles, self.options, self.directory, text)
+                batch = replace(batch, sparse_columns=file.sparse_columns)
+                first = first or (file.path, batch.take(slice(0, 0)))
+                if batch.rows:
+                    rows += batch.rows
+                    yield batch
+            firsts.append(first)
+        _refuse_mixed_kinds(firsts, roles)
+        _refuse_no_rows(self.directory, rows, len(files))
 
 
 def channel_bytes(directory: str, content_type: str) -> int:
@@ -125,9 +171,12 @@ def _parquet_bytes(path: str) -> int:
 class _TableFile:
     """A CSV or Parquet file of a channel, surveyed: its kind and first row (``head``)."""
 
+    sparse_columns = False
+
     def __init__(self, path: str, base_type: str, options: DataOptions):
         self.path, self.options = path, options
         self.is_parquet, compression = _file_kind(path, base_type)
+        self.has_flags = not self.is_parquet  # CSV: see _Flags
         self._open = gzip.open if compression == "gzip" else open
         self.raw_columns: list = []  # as pandas reads them (CSV: the header's names unstripped)
         try:
@@ -262,33 +311,15 @@ def _holds_flags(column: pd.Series) -> bool:
     return len(present) > 0 and all(isinstance(v, (bool, np.bool_)) for v in present)
 
 
-def _table_batches(directory, base_type, options, batch_rows, log) -> Iterator[Dataset]:
+def _table_files(directory, base_type, options, log) -> list[_TableFile]:
+    """Every CSV or Parquet file of a channel surveyed, in order, each with the first's columns."""
     files: list[_TableFile] = []
     for path in channel_files(directory, log):
         file = _TableFile(path, base_type, options)
         if files:
             _refuse_other_columns(path, file.head.columns, files[0].path, list(files[0].head.columns))
         files.append(file)
-    roles = _column_roles(files[0].head, files[0].path, options)
-    text_keys = [key for key in files[0].head.columns if key in roles.text_ok]
-    texts = [_text_columns(file.frames(batch_rows, text_keys), file.path, roles) if text_keys
-             else frozenset() for file in files]
-    firsts, rows = [], 0
-    for file, text in zip(files, texts):
-        first, flags, rows_before = None, _Flags(), 0
-        for frame in file.frames(batch_rows, text=text):
-            mixed = None if file.is_parquet else flags.mixed(frame, rows_before)
-            if mixed is not None:
-                _refuse_flags_among_values(file, roles, batch_rows, text, *mixed)
-            rows_before += len(frame)
-            batch = _frame_dataset(frame, file.path, roles, options, directory, text)
-            first = first or (file.path, batch.take(slice(0, 0)))
-            if batch.rows:
-                rows += batch.rows
-                yield batch
-        firsts.append(first)
-    _refuse_mixed_kinds(firsts, roles)
-    _refuse_no_rows(directory, rows, len(files))
+    return files
 
 
 def _refuse_flags_among_values(file: _TableFile, roles: ColumnRoles, batch_rows: int,
@@ -306,7 +337,25 @@ def _refuse_flags_among_values(file: _TableFile, roles: ColumnRoles, batch_rows:
 
 # -- libsvm ------------------------------------------------------------------------------------
 
-def _libsvm_batches(directory, options, batch_rows, log) -> Iterator[Dataset]:
+class _LibsvmFile:
+    """A libsvm file of a channel, read as frames of the channel's ``width`` (``head``: the
+    first block's)."""
+
+    sparse_columns, has_flags = True, False
+
+    def __init__(self, path: str, width: int, head: pd.DataFrame):
+        self.path, self.width, self.head = path, width, head
+
+    def frames(self, batch_rows: int, keys: list | None = None,
+               text=frozenset()) -> Iterator[pd.DataFrame]:
+        for lines_before, rows in _libsvm_blocks(self.path, batch_rows):
+            frame = _libsvm_frame(rows, self.width, lines_before)
+            yield frame if keys is None else frame[keys]
+
+
+def _libsvm_files(directory, options, batch_rows, log) -> list[_LibsvmFile]:
+    """Every libsvm file of a channel, parsed once for the channel's largest index (the width of
+    every batch), which is refused if a batch held dense up to it would not fit in memory."""
     _refuse_libsvm_options(directory, options)
     paths = channel_files(directory, log)
     width, first_rows, widest, most = 0, None, "", 0
@@ -317,24 +366,8 @@ def _libsvm_batches(directory, options, batch_rows, log) -> Iterator[Dataset]:
             first_rows = rows if first_rows is None else first_rows
             most = max(most, rows.count)
     _check_dense_size(most, width, widest, f"a batch of {most} rows")
-    roles = _column_roles(_libsvm_frame(first_rows, width), paths[0], options)
-
-    def frames(path):
-        for lines_before, rows in _libsvm_blocks(path, batch_rows):
-            yield _libsvm_frame(rows, width, lines_before)
-
-    texts = [_text_columns((frame[[0]] for frame in frames(path)), path, roles)
-             if 0 in roles.text_ok else frozenset() for path in paths]
-    firsts = []
-    for path, text in zip(paths, texts):
-        first = None
-        for frame in frames(path):
-            batch = replace(_frame_dataset(frame, path, roles, options, directory, text),
-                            sparse_columns=True)
-            first = first or (path, batch.take(slice(0, 0)))
-            yield batch
-        firsts.append(first)
-    _refuse_mixed_kinds(firsts, roles)
+    head = _libsvm_frame(first_rows, width).iloc[:1]  # (the first row is all the roles read)
+    return [_LibsvmFile(path, width, head) for path in paths]
 
 
 def _libsvm_blocks(path: str, batch_rows: int) -> Iterator[tuple[int, libsvm_rows.SparseRows]]:
