@@ -161,7 +161,8 @@ def _gzip_size(path: str) -> int:
 def _parquet_bytes(path: str) -> int:
     import pyarrow.parquet as pq
 
-    metadata = pq.ParquetFile(path).metadata
+    with pq.ParquetFile(path) as parquet:
+        metadata = parquet.metadata
     return sum(metadata.row_group(g).column(c).total_uncompressed_size
                for g in range(metadata.num_row_groups) for c in range(metadata.num_columns))
 
