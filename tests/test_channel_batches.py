@@ -339,3 +339,17 @@ def test_channel_batches_can_be_iterated_again(tmp_path, name):
     first, second = Dataset.concat(list(batches)), Dataset.concat(list(batches))
     assert first.rows > 4
     assert_same_dataset(second, first)
+
+
+def test_label_values_that_cannot_match_the_label_column_are_one_line(tmp_path):
+    """label_values_or_threshold '["yes"]' on labels 0/1: Clarify's retry (the values converted
+    to the column's type) raised a ValueError, and the job's failure reason was a traceback."""
+    directory = make_channel(tmp_path, {"t.csv": "1,0.5\n0,1.5\n"})
+    options = DataOptions(positive_label=["yes"])
+    expected = (f"{directory}/t.csv: column 1 (label): label_values_or_threshold: the given "
+                "values do not occur in the column and cannot be converted to its type")
+    with pytest.raises(DataError) as whole:
+        load_channel(directory, "text/csv", options)
+    with pytest.raises(DataError) as batched:
+        list(channel_batches(directory, "text/csv", options, 1))
+    assert str(whole.value) == str(batched.value) == expected

@@ -631,7 +631,10 @@ def _complete(column: pd.Series, path: str, frame, key, what: str) -> np.ndarray
 def _labels(column: pd.Series, path: str, frame, key, positive=None) -> np.ndarray:
     if positive is not None:  # Clarify's rule collapses any label values to the positive outcome
         values = _complete(column, path, frame, key, "label")
-        return positive_label_index(values, positive).astype(np.int8)
+        try:
+            return positive_label_index(values, positive).astype(np.int8)
+        except ValueError as exc:  # the values match no label, nor convert to the column's type
+            raise DataError(f"{path}: {_column_name(frame, key)} (label): {exc}") from None
     values = column.to_numpy(dtype=np.float64)
     bad = ~np.isin(values, (0.0, 1.0))
     if bad.any():
