@@ -43,6 +43,11 @@ GZIP_MAGIC = b"\x1f\x8b"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 SEPARATORS = ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"))
 PARQUET_MAGIC = b"PAR1"
+CSV_TYPES = ("text/csv", "text/plain", "application/csv")
+# what reading a file raises for one that is not what it should be ("cannot be read as ...")
+READ_ERRORS = (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError,
+               ValueError)
+LIBSVM_READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile)
 
 
 @dataclass(frozen=True)
@@ -296,9 +301,6 @@ def _libsvm_frames(directory: str, options: DataOptions, log) -> list[tuple[str,
     return [(path, _libsvm_frame(rows, width)) for path, rows in parsed]
 
 
-LIBSVM_READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile)
-
-
 def _refuse_libsvm_options(directory: str, options: DataOptions) -> None:
     if options.label_column:
         raise DataError(f"{directory}: label_column={options.label_column!r} does not apply to "
@@ -351,12 +353,6 @@ def _describe_columns(columns) -> str:
     if all(isinstance(c, (int, np.integer)) for c in names):
         return f"{len(names)} columns"
     return f"{len(names)} columns: {', '.join(map(str, names[:8]))}{', ...' if len(names) > 8 else ''}"
-
-
-CSV_TYPES = ("text/csv", "text/plain", "application/csv")
-# what reading a CSV or Parquet file raises for a file that is not one ("cannot be read as ...")
-READ_ERRORS = (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError,
-               ValueError)
 
 
 def _file_kind(path: str, base_type: str) -> tuple[bool, str | None]:
