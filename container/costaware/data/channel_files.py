@@ -19,6 +19,7 @@ regret at its own matrix >= 0.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import json
@@ -42,6 +43,11 @@ GZIP_MAGIC = b"\x1f\x8b"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 SEPARATORS = ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"))
 PARQUET_MAGIC = b"PAR1"
+CSV_TYPES = ("text/csv", "text/plain", "application/csv")
+# what reading a file raises for one that is not what it should be ("cannot be read as ...")
+READ_ERRORS = (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError,
+               ValueError)
+LIBSVM_READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile)
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,24 @@ class Dataset:
                        costs=self.costs.subset(rows), facet=cut(self.facet), group=cut(self.group),
                        cell_costs=None if self.cell_costs is None else
                        {cell: values[rows] for cell, values in self.cell_costs.items()})
+
+    @classmethod
+    def concat(cls, parts: list["Dataset"]) -> "Dataset":
+        """The rows of ``parts`` (batches or files of one channel: the same columns) one after
+        another; the columns' descriptions are the first part's."""
+        first = parts[0]
+
+        def joined(values):
+            return None if values[0] is None else np.concatenate(values)
+
+        return replace(first, features=np.concatenate([p.features for p in parts]),
+                       label=np.concatenate([p.label for p in parts]),
+                       costs=RowCosts(*(np.concatenate([getattr(p.costs, cell) for p in parts])
+                                        for cell in CELLS)),
+                       facet=joined([p.facet for p in parts]), group=joined([p.group for p in parts]),
+                       cell_costs=None if first.cell_costs is None else
+                       {cell: np.concatenate([p.cell_costs[cell] for p in parts])
+                        for cell in first.cell_costs})
 
     @classmethod
     def empty(cls, feature_names: list[str], options: "DataOptions", source: str) -> "Dataset":
@@ -212,7 +236,7 @@ def load_channel(directory: str, content_type: str, options: DataOptions,
                  log: Callable[[str], None] | None = None) -> Dataset:
     """Read every file of a channel into one :class:`Dataset`; ``log`` gets the line naming the
     entries that were skipped (:func:`channel_files`)."""
-    base_type = (content_type or "text/csv").split(";")[0].strip().lower()
+    base_type = base_content_type(content_type)
     if base_type in libsvm_rows.CHANNEL_TYPES:
         dataset = _to_dataset(_libsvm_frames(directory, options, log), options, directory)
         return replace(dataset, sparse_columns=True)
@@ -223,28 +247,35 @@ def load_channel(directory: str, content_type: str, options: DataOptions,
         frame = _read_file(path, base_type, options)
         if columns is None:
             columns, first_file = list(frame.columns), path
-        elif list(frame.columns) != columns:
-            raise DataError(
-                f"{path}: columns differ from {first_file} "
-                f"({_describe_columns(frame.columns)} against {_describe_columns(columns)})"
-            )
+        _refuse_other_columns(path, frame.columns, first_file, columns)
         frames.append((path, frame))
     dataset = _to_dataset(frames, options, directory)
-    if dataset.rows == 0:
-        raise DataError(f"channel directory {directory} holds no data rows ({len(frames)} file(s) "
-                        "with a header line only)")
+    _refuse_no_rows(directory, dataset.rows, len(frames))
     return dataset
+
+
+def base_content_type(content_type: str) -> str:
+    """A channel's ContentType without its parameters, lower case (none: ``text/csv``)."""
+    return (content_type or "text/csv").split(";")[0].strip().lower()
+
+
+def _refuse_other_columns(path: str, columns, first_file: str, first_columns: list) -> None:
+    """Every file of a channel has the columns of its first file, in the same order."""
+    if list(columns) != first_columns:
+        raise DataError(f"{path}: columns differ from {first_file} "
+                        f"({_describe_columns(columns)} against {_describe_columns(first_columns)})")
+
+
+def _refuse_no_rows(directory: str, rows: int, files: int) -> None:
+    if rows == 0:
+        raise DataError(f"channel directory {directory} holds no data rows ({files} file(s) "
+                        "with a header line only)")
 
 
 def _libsvm_frames(directory: str, options: DataOptions, log) -> list[tuple[str, pd.DataFrame]]:
     """Every libsvm file of a channel as a frame of columns ``0`` (the label, as text) to the
     channel's largest index, NaN where a row has no pair."""
-    if options.label_column:
-        raise DataError(f"{directory}: label_column={options.label_column!r} does not apply to "
-                        "libsvm, whose label is the first field of each line")
-    if options.header:
-        raise DataError(f"{directory}: libsvm files have no header line (csv_header=present or "
-                        "header=present was given)")
+    _refuse_libsvm_options(directory, options)
     parsed = []
     for path in channel_files(directory, log):
         try:
@@ -253,11 +284,10 @@ def _libsvm_frames(directory: str, options: DataOptions, log) -> list[tuple[str,
             if raw[:2] == GZIP_MAGIC:
                 raw = gzip.decompress(raw)
             text = raw.decode("utf-8-sig")
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise DataError(f"{path}: cannot be read as libsvm: {_one_line(exc)}") from None
+        except LIBSVM_READ_ERRORS as exc:
+            raise _unreadable(path, "libsvm", exc) from None
         except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
-            raise DataError(f"{path}: line {line}: not UTF-8 text (byte {exc.start})") from None
+            raise _not_utf8(path, raw, exc) from None
         try:
             parsed.append((path, libsvm_rows.parse(text, "required")))
         except libsvm_rows.LibsvmError as exc:
@@ -265,28 +295,57 @@ def _libsvm_frames(directory: str, options: DataOptions, log) -> list[tuple[str,
     if not parsed:
         raise DataError(f"channel directory {directory} holds no data files")
     width = max(rows.width for _, rows in parsed)
-    _check_dense_size(parsed, width)
-    frames = []
-    for path, rows in parsed:
-        frame = pd.DataFrame(rows.dense(width), columns=range(1, width + 1))
-        frame.insert(0, 0, pd.Series(rows.labels, dtype=object))
-        frame.attrs.update(csv=True, first_line=1, libsvm=True)
-        frames.append((path, frame))
-    return frames
+    path, rows = max(parsed, key=lambda item: item[1].width)
+    _check_dense_size(sum(rows.count for _, rows in parsed), width,
+                      f"{path}: line {_widest_line(rows) + 1}")
+    return [(path, _libsvm_frame(rows, width)) for path, rows in parsed]
 
 
-def _check_dense_size(parsed: list, width: int) -> None:
-    """Refuse a channel whose rows, held dense up to its largest index, would not fit in memory
-    (float64 while read): a stray huge index would otherwise end the job out of memory."""
+def _refuse_libsvm_options(directory: str, options: DataOptions) -> None:
+    if options.label_column:
+        raise DataError(f"{directory}: label_column={options.label_column!r} does not apply to "
+                        "libsvm, whose label is the first field of each line")
+    if options.header:
+        raise DataError(f"{directory}: libsvm files have no header line (csv_header=present or "
+                        "header=present was given)")
+
+
+def _libsvm_frame(rows: "libsvm_rows.SparseRows", width: int, lines_before: int = 0) -> pd.DataFrame:
+    """libsvm rows (a file's, or a block of its lines after ``lines_before`` lines) as a frame of
+    columns ``0`` (the label, as text) to ``width``, NaN where a row has no pair."""
+    frame = pd.DataFrame(rows.dense(width), columns=range(1, width + 1))
+    frame.insert(0, 0, pd.Series(rows.labels, dtype=object))
+    frame.attrs.update(csv=True, first_line=1 + lines_before, libsvm=True)
+    return frame
+
+
+def _not_utf8(path: str, data: bytes, exc: UnicodeDecodeError, lines_before: int = 0,
+              bytes_before: int = 0) -> DataError:
+    """``data`` (a file's bytes, or a block of its lines after ``lines_before`` lines and
+    ``bytes_before`` bytes) failed to decode as UTF-8-sig: the line and the byte in the file. The
+    decoder counts from after a byte-order mark."""
+    marked = bytes_before == 0 and data.startswith(codecs.BOM_UTF8)
+    start = exc.start + (len(codecs.BOM_UTF8) if marked else 0)
+    line = lines_before + data.count(b"\n", 0, start) + 1
+    return DataError(f"{path}: line {line}: not UTF-8 text (byte {bytes_before + start})")
+
+
+def _check_dense_size(rows: int, width: int, where: str, held: str = "the channel's rows") -> None:
+    """Refuse ``rows`` rows (``held``: which) that, held dense up to the largest index ``width``
+    (``where``: its file and line), would not fit in memory (float64 while read): a stray huge
+    index would otherwise end the job out of memory."""
     available = available_memory()
-    need = sum(rows.count for _, rows in parsed) * width * 8
+    need = rows * width * 8
     if available is None or need <= available:
         return
-    path, rows = max(parsed, key=lambda item: item[1].width)
-    line = int(rows.rows[int(np.argmax(rows.columns))]) + 1
-    raise DataError(f"{path}: line {line}: index {width}: the channel's rows held dense up to it "
+    raise DataError(f"{where}: index {width}: {held} held dense up to it "
                     f"would take {need / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB "
                     "available (features are held dense: is the index right?)")
+
+
+def _widest_line(rows: "libsvm_rows.SparseRows") -> int:
+    """The 0-based line of the rows' largest index."""
+    return int(rows.rows[int(np.argmax(rows.columns))])
 
 
 def _describe_columns(columns) -> str:
@@ -296,30 +355,39 @@ def _describe_columns(columns) -> str:
     return f"{len(names)} columns: {', '.join(map(str, names[:8]))}{', ...' if len(names) > 8 else ''}"
 
 
-def _read_file(path: str, base_type: str, options: DataOptions) -> pd.DataFrame:
+def _file_kind(path: str, base_type: str) -> tuple[bool, str | None]:
+    """Whether a channel file is Parquet, and its compression (``"gzip"`` or None), from its
+    first bytes; refused: a file that cannot be opened, a content type neither CSV nor Parquet,
+    UTF-16 text."""
     try:
         with open(path, "rb") as handle:
             magic = handle.read(4)
     except OSError as exc:  # e.g. deleted or replaced after the channel was listed
         raise DataError(f"{path}: cannot be read: {exc.strerror}") from None
-    is_parquet = base_type in PARQUET_TYPES or magic == PARQUET_MAGIC or path.endswith(".parquet")
+    if base_type in PARQUET_TYPES or magic == PARQUET_MAGIC or path.endswith(".parquet"):
+        return True, None
+    if base_type not in CSV_TYPES:
+        raise DataError(f"{path}: content type {base_type!r} is not supported "
+                        "(use text/csv or application/x-parquet)")
+    if magic[:2] in UTF16_BOMS:
+        raise DataError(f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); CSV "
+                        "files must be UTF-8")
+    return False, "gzip" if magic[:2] == GZIP_MAGIC else None
+
+
+def _csv_arguments(options: DataOptions) -> dict:
+    """How pandas reads a channel's CSV files."""
+    return dict(header=0 if options.header else None, skip_blank_lines=False, low_memory=False)
+
+
+def _read_file(path: str, base_type: str, options: DataOptions) -> pd.DataFrame:
+    is_parquet, compression = _file_kind(path, base_type)
     try:
         if is_parquet:
-            frame = pd.read_parquet(path)
-            frame.columns = [str(c) for c in frame.columns]
-            frame.attrs.update(csv=False, first_line=1)
-            return frame
-        if base_type not in ("text/csv", "text/plain", "application/csv"):
-            raise DataError(f"{path}: content type {base_type!r} is not supported "
-                            "(use text/csv or application/x-parquet)")
-        if magic[:2] in UTF16_BOMS:
-            raise DataError(f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); CSV "
-                            "files must be UTF-8")
-        compression = "gzip" if magic[:2] == GZIP_MAGIC else None
+            return _parquet_frame(pd.read_parquet(path))
         with csv_rows.CheckedReader(path, gzipped=compression == "gzip") as reader:
             try:
-                frame = pd.read_csv(reader, header=0 if options.header else None,
-                                    skip_blank_lines=False, low_memory=False)
+                frame = pd.read_csv(reader, **_csv_arguments(options))
             except pd.errors.ParserError:  # a long row: say which, with both counts
                 _refuse_ragged(path, reader, options.header)
                 raise
@@ -328,14 +396,29 @@ def _read_file(path: str, base_type: str, options: DataOptions) -> pd.DataFrame:
             _check_header_names(path, compression)
     except DataError:
         raise
-    except (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError,
-            ValueError) as exc:
-        raise DataError(f"{path}: cannot be read as {'Parquet' if is_parquet else 'CSV'}: "
-                        f"{_one_line(exc)}") from None
-    if options.header:
+    except READ_ERRORS as exc:
+        raise _unreadable(path, "Parquet" if is_parquet else "CSV", exc) from None
+    return _csv_frame(frame, options.header)
+
+
+def _csv_frame(frame: pd.DataFrame, header: bool, rows_before: int = 0) -> pd.DataFrame:
+    """A CSV file's rows as read (or a batch of them after ``rows_before`` rows), header names
+    stripped, with what names their lines."""
+    if header:
         frame.columns = [str(c).strip() for c in frame.columns]
-    frame.attrs.update(csv=True, first_line=2 if options.header else 1)
+    frame.attrs.update(csv=True, first_line=(2 if header else 1) + rows_before)
     return frame
+
+
+def _parquet_frame(frame: pd.DataFrame, rows_before: int = 0) -> pd.DataFrame:
+    """A Parquet file's rows as read (or a batch of them after ``rows_before`` rows)."""
+    frame.columns = [str(c) for c in frame.columns]
+    frame.attrs.update(csv=False, first_line=1 + rows_before)
+    return frame
+
+
+def _unreadable(path: str, what: str, exc: Exception) -> DataError:
+    return DataError(f"{path}: cannot be read as {what}: {_one_line(exc)}")
 
 
 def _refuse_ragged(path: str, reader: "csv_rows.CheckedReader", header: bool) -> None:
@@ -374,8 +457,35 @@ def _column_key(frame: pd.DataFrame, spec: str, what: str, path: str):
     raise DataError(f"{path}: no {what} column {spec!r} (columns: {_describe_columns(columns)})")
 
 
+@dataclass(frozen=True)
+class ColumnRoles:
+    """What each column of a channel's files is, resolved on its first file."""
+
+    label: object
+    features: list  # keys, in order
+    costs: dict  # cell -> key of its cost column
+    cells: dict  # more than two classes: (true, decided) -> key of its cost column
+    facet: object  # key, or None
+    group: object  # key, or None
+    text_ok: frozenset  # keys of the columns that may hold text
+    names: list[str]  # the features' names
+    named: bool  # names come from a header or Parquet, not positions
+
+    @property
+    def facet_feature(self) -> str | None:
+        return self.names[self.features.index(self.facet)] if self.facet in self.features else None
+
+
 def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, source: str) -> Dataset:
-    path0, frame0 = frames[0]
+    roles = _column_roles(frames[0][1], frames[0][0], options)
+    parts = [(path, _frame_dataset(frame, path, roles, options, source)) for path, frame in frames]
+    _refuse_mixed_kinds(parts, roles)
+    return Dataset.concat([part for _, part in parts])
+
+
+def _column_roles(frame0: pd.DataFrame, path0: str, options: DataOptions) -> ColumnRoles:
+    """Resolve ``options``' columns on a channel's first file (``frame0``: its rows, or at least
+    its first)."""
     label_key = (_column_key(frame0, options.label_column, "label", path0)
                  if options.label_column else frame0.columns[0])
     special = {"label": label_key}
@@ -411,54 +521,56 @@ def _to_dataset(frames: list[tuple[str, pd.DataFrame]], options: DataOptions, so
     if isinstance(options.positive_label, list) or any(isinstance(c, str)
                                                        for c in options.classes or ()):
         text_ok.add(label_key)
-    labels, features, costs, facets, groups, cells = [], [], [], [], [], []
-    for path, frame in frames:
-        numeric = _numeric(frame, path, text_ok)
-        if options.classes is not None:
-            labels.append(_class_labels(numeric[label_key], path, frame, label_key,
-                                        options.classes))
-        else:
-            labels.append(_labels(numeric[label_key], path, frame, label_key,
-                                  options.positive_label))
-        features.append(_float32_features(numeric[feature_keys].to_numpy(dtype=np.float64),
-                                          path, frame, feature_keys))
-        costs.append(_row_costs(numeric, path, frame, options.costs, cost_keys))
-        if cell_keys:
-            cells.append(_cell_costs(numeric, path, frame, cell_keys, options.matrix, labels[-1]))
-        if facet_key is not None:
-            facets.append(_complete(numeric[facet_key], path, frame, facet_key, "facet"))
-        if group_key is not None:
-            groups.append(_complete(numeric[group_key], path, frame, group_key, "group"))
     named = not all(isinstance(c, (int, np.integer)) for c in frame0.columns)
     names = [str(c) for c in feature_keys] if named else [f"f{i}" for i in range(len(feature_keys))]
-    return Dataset(
-        features=np.concatenate(features),
-        label=np.concatenate(labels),
-        feature_names=names,
-        costs=RowCosts(*(np.concatenate([getattr(c, cell) for c in costs]) for cell in CELLS)),
-        source=source,
-        named_columns=named,
-        facet=_concatenate(facets, frames, facet_key, "facet"),
-        group=_concatenate(groups, frames, group_key, "group"),
-        facet_feature=names[feature_keys.index(facet_key)] if facet_key in feature_keys else None,
-        cell_costs={cell: np.concatenate([c[cell] for c in cells]) for cell in cell_keys} or None,
-    )
+    return ColumnRoles(label_key, feature_keys, cost_keys, cell_keys, facet_key, group_key,
+                       frozenset(text_ok), names, named)
 
 
-def _concatenate(parts: list[np.ndarray], frames, key, what: str) -> np.ndarray | None:
-    if not parts:
-        return None
-    kinds = {part.dtype.kind == "O" for part in parts}
-    if len(kinds) > 1:
-        text = next(path for (path, _), part in zip(frames, parts) if part.dtype.kind == "O")
-        numbers = next(path for (path, _), part in zip(frames, parts) if part.dtype.kind != "O")
-        raise DataError(f"{what} column {key!r} holds text in {text} but numbers in {numbers}")
-    return np.concatenate(parts)
+def _frame_dataset(frame: pd.DataFrame, path: str, roles: ColumnRoles, options: DataOptions,
+                   source: str, text=frozenset()) -> Dataset:
+    """A file's rows (or a batch of them) checked, as a :class:`Dataset`. ``text``: columns of
+    ``roles.text_ok`` that hold text in the file, whether or not these rows do (a file read in
+    batches is text or numbers as a whole, as when it is read at once)."""
+    numeric = _numeric(frame, path, roles.text_ok)
+    for key in text:
+        numeric[key] = frame[key].astype(object)
+    label_key = roles.label
+    if options.classes is not None:
+        label = _class_labels(numeric[label_key], path, frame, label_key, options.classes)
+    else:
+        label = _labels(numeric[label_key], path, frame, label_key, options.positive_label)
+    features = _float32_features(numeric[roles.features].to_numpy(dtype=np.float64),
+                                 path, frame, roles.features)
+    costs = _row_costs(numeric, path, frame, options.costs, roles.costs)
+    cells = (_cell_costs(numeric, path, frame, roles.cells, options.matrix, label)
+             if roles.cells else None)
+    facet = (None if roles.facet is None
+             else _complete(numeric[roles.facet], path, frame, roles.facet, "facet"))
+    group = (None if roles.group is None
+             else _complete(numeric[roles.group], path, frame, roles.group, "group"))
+    return Dataset(features=features, label=label, feature_names=roles.names, costs=costs,
+                   source=source, named_columns=roles.named, facet=facet, group=group,
+                   facet_feature=roles.facet_feature, cell_costs=cells)
+
+
+def _refuse_mixed_kinds(parts: list[tuple[str, Dataset]], roles: ColumnRoles) -> None:
+    """A facet or group column is text in every file of a channel or numbers in every one
+    (``parts``: each file's rows, or any batch of them, with its path)."""
+    for key, what in ((roles.facet, "facet"), (roles.group, "group")):
+        if key is None:
+            continue
+        text = [path for path, part in parts if getattr(part, what).dtype.kind == "O"]
+        numbers = [path for path, part in parts if getattr(part, what).dtype.kind != "O"]
+        if text and numbers:
+            raise DataError(f"{what} column {key!r} holds text in {text[0]} but numbers in "
+                            f"{numbers[0]}")
 
 
 def _line(frame: pd.DataFrame, row: int) -> str:
     # CSV: the line number in the file; Parquet: the 1-based row
-    return f"line {row + frame.attrs['first_line']}" if frame.attrs["csv"] else f"row {row + 1}"
+    where = "line" if frame.attrs["csv"] else "row"
+    return f"{where} {row + frame.attrs['first_line']}"
 
 
 def _column_name(frame: pd.DataFrame, key) -> str:
@@ -515,7 +627,10 @@ def _complete(column: pd.Series, path: str, frame, key, what: str) -> np.ndarray
 def _labels(column: pd.Series, path: str, frame, key, positive=None) -> np.ndarray:
     if positive is not None:  # Clarify's rule collapses any label values to the positive outcome
         values = _complete(column, path, frame, key, "label")
-        return positive_label_index(values, positive).astype(np.int8)
+        try:
+            return positive_label_index(values, positive).astype(np.int8)
+        except ValueError as exc:  # the values match no label, nor convert to the column's type
+            raise DataError(f"{path}: {_column_name(frame, key)} (label): {exc}") from None
     values = column.to_numpy(dtype=np.float64)
     bad = ~np.isin(values, (0.0, 1.0))
     if bad.any():
