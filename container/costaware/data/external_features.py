@@ -11,12 +11,12 @@ the job names (8 bytes each; a cell without a column costs nothing,
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Iterator
 
 import numpy as np
 
-from .channel_batches import channel_batches
+from .channel_batches import ChannelBatches
 from .channel_files import DataOptions, Dataset
 from ..decisions.costs import CELLS, RowCosts
 
@@ -25,17 +25,20 @@ HELD_OUT_SHARE = 0.1  # of train's rows, held out when the job has no validation
 HELD_OUT_ROWS = 200_000  # held-out rows at most (their features are held in memory)
 
 
-@dataclass(frozen=True)
 class Source:
-    """Where a channel's rows are read from, and how."""
+    """Where a channel's rows are read from, and how: its batches, iterated as often as asked
+    (the checks' first pass over the files made once: :class:`ChannelBatches`)."""
 
-    directory: str
-    content_type: str
-    options: DataOptions
-    batch_rows: int = BATCH_ROWS
+    def __init__(self, directory: str, content_type: str, options: DataOptions,
+                 batch_rows: int = BATCH_ROWS, log=None):
+        self.directory = directory
+        self.content_type = content_type
+        self.options = options
+        self.batch_rows = batch_rows
+        self._batches = ChannelBatches(directory, content_type, options, batch_rows, log)
 
     def batches(self) -> Iterator[Dataset]:
-        return channel_batches(self.directory, self.content_type, self.options, self.batch_rows)
+        return iter(self._batches)
 
 
 class ExternalFeatures:

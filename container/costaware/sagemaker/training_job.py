@@ -263,7 +263,7 @@ class Job:
                     continue
                 if external and name != "validation":
                     loaded[name] = external_features.read_channel(external_features.Source(
-                        directory, content_type, options[name], batch_rows()))
+                        directory, content_type, options[name], batch_rows(), self.log))
                 else:
                     loaded[name] = data.load_channel(directory, content_type, options[name],
                                                      self.log)
