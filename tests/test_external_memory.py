@@ -21,7 +21,7 @@ import pytest
 
 from support import failure_reason, run_train, write_tree
 from hosts import hosts_of, run_hosts
-from test_multihost import DATA, HYPERPARAMETERS, host_trees, recompute, to_csv
+from credit_job import DATA, HYPERPARAMETERS, host_trees, recompute, to_csv
 from union_metrics import differences
 
 from costaware.data import channel_files, external_features
@@ -185,64 +185,6 @@ def test_the_auto_choice_compares_the_need_with_the_memory_available():
     assert not exceeds(2**29, 2**30)
     assert not exceeds(10 * 2**30, None)  # unknown: in memory, as before
 
-
-@pytest.mark.parametrize("sampling", [True, False], ids=["booster per round", "shared booster"])
-def test_a_resumed_external_memory_job_equals_an_uninterrupted_one(tmp_path, monkeypatch,
-                                                                    sampling):
-    """SIGTERM mid-way, a checkpoint, a rerun: the same trees, rule and metrics as a run that was
-    never stopped (the checkpoint knows the train files by name, size and time of change)."""
-    import pandas as pd
-
-    from test_checkpoints import HP, SAMPLING, _biased, _interrupt_at, _metrics, _train
-    from costaware.config import hyperparameters
-    from costaware.training.checkpoints import (CheckpointStore, StopRequest, TrainingInterrupted,
-                                                stop_on_sigterm)
-
-    train, validation = _biased()
-    directory = tmp_path / "train"
-    directory.mkdir()
-    frame = pd.DataFrame(train.features, columns=train.feature_names)
-    frame.insert(0, "label", train.label)
-    frame["facet"] = train.facet
-    frame.to_csv(directory / "train.csv", index=False, na_rep="")
-    options = channel_files.DataOptions(label_column="label", header=True,
-                                        costs=CostMatrix(fp=1, fn=4), facet_column="facet")
-    streamed = external_features.read_channel(Source(str(directory), "text/csv", options, 500))
-    np.testing.assert_array_equal(np.asarray(streamed.features), train.features)
-    data = (streamed, validation)
-    chosen = {**(HP if sampling else {k: v for k, v in HP.items() if k not in SAMPLING}),
-              "calibration_data": "validation", "external_memory": "true"}
-    settings = hyperparameters.parse(chosen)
-    reference = _train(settings, data)
-    assert 25 < reference.rounds_trained
-
-    (tmp_path / "checkpoints").mkdir()
-    pages = tmp_path / "pages"
-    pages.mkdir()
-    monkeypatch.setenv("COSTAWARE_PAGE_CACHE", str(pages))
-    store = CheckpointStore(str(tmp_path / "checkpoints"), log=lambda line: None)
-    stop = StopRequest()
-    with stop_on_sigterm(stop), pytest.raises(TrainingInterrupted):
-        _train(settings, data, store, stop, log=_interrupt_at(9))
-    lines = []
-    resumed = _train(settings, data, store, log=lines.append)
-    assert any("resuming from checkpoint" in line and "10 rounds done" in line for line in lines), lines[:3]
-    assert resumed.rounds_trained == reference.rounds_trained
-    assert resumed.policy.to_dict() == reference.policy.to_dict()
-    assert _metrics(resumed) == _metrics(reference)
-    x = validation.features
-    assert np.array_equal(resumed.booster.inplace_predict(x, predict_type="margin"),
-                          reference.booster.inplace_predict(x, predict_type="margin"))
-
-    # other train files: the checkpoint is refused, not resumed from
-    frame.iloc[:-1].to_csv(directory / "train.csv", index=False, na_rep="")
-    changed = external_features.read_channel(Source(str(directory), "text/csv", options, 500))
-    with pytest.raises(Exception, match="checkpoint"):
-        _train(settings, (changed, validation), store)
-    import gc
-
-    gc.collect()
-    assert list(pages.iterdir()) == []  # interrupted or refused, the page cache goes
 
 def test_summaries_read_in_blocks_equal_the_summaries_of_every_row_at_once(monkeypatch):
     """Beyond a block of rows, the metrics' summary, the rule's shift histogram and the served

@@ -208,10 +208,16 @@ class Job:
         mode = self.settings.external_memory
         if mode != "auto":
             return mode == "true"
-        size = sum(channel_bytes(os.path.join(self.data_dir, name),
-                                 self.channel_config[name].get("ContentType", "text/csv"))
-                   for name in CHANNELS if name in self.channel_config
-                   and os.path.isdir(os.path.join(self.data_dir, name)))
+        size = 0
+        for name in CHANNELS:
+            directory = os.path.join(self.data_dir, name)
+            if name not in self.channel_config or not data.has_data_files(directory):
+                continue  # (a missing or empty channel is load's to refuse, or to leave empty)
+            try:
+                size += channel_bytes(directory, self.channel_config[name].get("ContentType",
+                                                                                "text/csv"))
+            except InputError:
+                pass  # (load names what is wrong with the files)
         available = machine.available_memory()
         need = IN_MEMORY_FACTOR * size
         over = exceeds(need, available)
