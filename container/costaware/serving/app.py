@@ -5,9 +5,11 @@
     POST /invocations           rows in, scores + cost-optimal decisions out (codecs.py has formats)
     GET  /execution-parameters  batch transform's defaults for this container
 
-With ``SAGEMAKER_MULTI_MODEL=true`` there is no model at the start and no ``/invocations``:
-SageMaker loads models through ``/models`` and invokes each at ``/models/{name}/invoke``, which
-answers as ``/invocations`` would for that model alone (the same shell; multi_model.py).
+With ``SAGEMAKER_MULTI_MODEL=true`` there is no model at the start: SageMaker loads models
+through ``/models`` and invokes each at ``/models/{name}/invoke``, which answers as
+``/invocations`` would for that model alone (the same shell; multi_model.py); ``/invocations``
+answers the model its ``X-Amzn-SageMaker-Target-Model`` names, as the SageMaker Python SDK's local
+mode sends it (an archive below the model directory, unpacked on first use: multi_model.py).
 
 ``create_app`` is a factory with no module-level state: each gunicorn worker calls it once at boot,
 so each loads its own booster (never shared across a fork) before it accepts a connection. A
@@ -34,6 +36,7 @@ from .capture import CaptureWriter
 from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
 from .direct import content_type_header
 from .invocation import Call, Invocations, Reply, error_reply, respond_together
+from .worker import TARGET_MODEL_HEADER
 
 log = logging.getLogger("costaware.serving")
 
@@ -66,10 +69,11 @@ def access_fields(reply: Reply) -> dict:
 
 def create_app(model_dir: str | None = None, settings: ServerSettings | None = None,
                health=None, capture: CaptureWriter | None = None,
-               registry_dir: str | None = None) -> Flask:
+               registry_dir: str | None = None, unpack_dir: str | None = None) -> Flask:
     """Load the model in ``model_dir`` (default from the environment) and build the app; with
     ``settings.multi_model``, no model: the models SageMaker loads are recorded in
-    ``registry_dir``, which every worker shares (multi_model.py).
+    ``registry_dir``, which every worker shares (multi_model.py), and the archives
+    ``/invocations`` names below ``model_dir`` are unpacked into ``unpack_dir``.
 
     ``health``: a function giving why the server is degraded (``None`` when it is not), which
     ``/ping`` reports (the server's workers share it: worker.WorkerRoster). ``capture``: where
@@ -93,11 +97,12 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
     if settings.multi_model:
         registry = multi_model.Registry(registry_dir, settings.workers,
                                         multi_model.memory_budget_bytes(settings.models_memory_mb))
-        cache = multi_model.ModelCache(registry, settings.models_root, load)
+        cache = multi_model.ModelCache(registry, settings.models_root, load,
+                                       model_dir or settings.model_dir, unpack_dir)
         _add_multi_model(app, cache, invoke, settings)
         app.costaware_heartbeat = cache.sync  # the worker's tick: drop what was unloaded
         app.costaware_direct = DirectRoutes(invoke, cache=cache)
-        paths = "/models, /ping or /execution-parameters"
+        paths = "/invocations, /models, /ping or /execution-parameters"
     else:
         invocations_of_model = load(model_dir or settings.model_dir)
         read_body = _body_reader(settings)
@@ -136,10 +141,14 @@ class DirectRoutes:
                 invocations_of_model = self.single
             else:
                 name = multi_model.invoked_model(plain.path)
-                if name is None:
+                if name is not None:
+                    invocations_of_model = _model_or_refusal(self.cache, name)
+                elif plain.path == "/invocations":  # the SDK's local mode
+                    name = plain.headers.get(TARGET_MODEL_HEADER)
+                    invocations_of_model = _target_or_refusal(self.cache, name)
+                else:
                     continue
-                fields = {"costaware.model": name}
-                invocations_of_model = _model_or_refusal(self.cache, name)
+                fields = {"costaware.model": name} if name is not None else {}
                 if isinstance(invocations_of_model, Reply):
                     answers[i] = invocations_of_model, {**access_fields(invocations_of_model),
                                                         **fields}
@@ -253,6 +262,15 @@ def _model_or_refusal(cache: multi_model.ModelCache, name: str) -> Invocations |
     return _not_loaded_reply(name) if invocations_of_model is None else invocations_of_model
 
 
+def _target_or_refusal(cache: multi_model.ModelCache, target: str | None) -> Invocations | Reply:
+    """The model a multi-model endpoint's ``/invocations`` invokes (its
+    ``X-Amzn-SageMaker-Target-Model``, as the SDK's local mode sends it), or why not."""
+    try:
+        return cache.target_model(target)
+    except codecs.RequestError as exc:
+        return error_reply(exc.status, exc.message, **exc.details)
+
+
 def _not_loaded_reply(name: str) -> Reply:
     return error_reply(404, f"model {name!r} is not loaded")
 
@@ -316,7 +334,20 @@ def _add_multi_model(app: Flask, cache: multi_model.ModelCache, invoke,
     @app.post("/models/<name>/invoke")
     def invoke_model(name: str):
         request.environ["costaware.model"] = name
-        invocations_of_model = _model_or_refusal(cache, name)
+        return _answer_with(_model_or_refusal(cache, name))
+
+    @app.post("/invocations")
+    def invoke_target():
+        target = request.headers.get(TARGET_MODEL_HEADER)
+        if target is not None:
+            try:  # WSGI hands header bytes over as Latin-1
+                target = target.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                return _answer(error_reply(400, f"{TARGET_MODEL_HEADER} is not valid UTF-8"))
+            request.environ["costaware.model"] = target
+        return _answer_with(_target_or_refusal(cache, target))
+
+    def _answer_with(invocations_of_model: Invocations | Reply) -> Response:
         if isinstance(invocations_of_model, Reply):
             return _answer(invocations_of_model)
         return _answer(invoke([(invocations_of_model, request.headers, read_body)])[0])
