@@ -109,7 +109,7 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
 
         @app.post("/invocations")
         def invocations():
-            return _answer(invoke([(invocations_of_model, request.headers, read_body)])[0])
+            return _answer(invoke([(invocations_of_model, request.headers, read_body, None)])[0])
 
         app.costaware_direct = DirectRoutes(invoke, single=invocations_of_model)
         paths = "/invocations, /ping or /execution-parameters"
@@ -153,7 +153,8 @@ class DirectRoutes:
                     answers[i] = invocations_of_model, {**access_fields(invocations_of_model),
                                                         **fields}
                     continue
-            calls.append((invocations_of_model, plain.headers, lambda body=plain.body: body))
+            calls.append((invocations_of_model, plain.headers, lambda body=plain.body: body,
+                          fields.get("costaware.model")))
             asked.append((i, fields))
         try:
             replies = self.invoke(calls)
@@ -196,16 +197,18 @@ def _add_execution_parameters(app: Flask, settings: ServerSettings) -> None:
 
 def _invocation(settings: ServerSettings, capture: CaptureWriter | None):
     """What ``POST /invocations`` does, as ``invoke(calls)`` -> a :class:`Reply` for each call
-    ``(model, headers, read_body)`` (``/invocations`` and each model's ``/models/{name}/invoke``,
-    the Flask routes one at a time, the direct way all the requests that arrived together):
-    :func:`costaware.serving.invocation.respond_together`, each body read only once its headers
-    pass. With ``capture``, a sampled request that is answered (2xx) is captured with the body
-    and ``Content-Type`` the client gets."""
+    ``(model, headers, read_body, model_name)`` (``/invocations`` and each model's
+    ``/models/{name}/invoke``, the Flask routes one at a time, the direct way all the requests
+    that arrived together; ``model_name`` the name a multi-model endpoint's model was invoked by,
+    ``None`` on a single-model endpoint): :func:`costaware.serving.invocation.respond_together`,
+    each body read only once its headers pass. With ``capture``, a sampled request that is
+    answered (2xx) is captured with the body and ``Content-Type`` the client gets, and on a
+    multi-model endpoint the model it invoked (:func:`_captured_model`)."""
 
-    def invoke(calls: list[tuple[Invocations, object, object]]) -> list[Reply]:
+    def invoke(calls: list[tuple[Invocations, object, object, str | None]]) -> list[Reply]:
         replies: list[Reply | None] = [None] * len(calls)
         asked, kept = [], {}  # indices of the calls to answer; sampled ones' (time, id, body)
-        for i, (_, headers, read_body) in enumerate(calls):
+        for i, (_, headers, _, _) in enumerate(calls):
             if capture is not None:
                 when = time.time()  # the invocation's time: its record's inferenceTime and hour
                 inference_id, problem = _inference_id(headers)
@@ -235,10 +238,24 @@ def _invocation(settings: ServerSettings, capture: CaptureWriter | None):
                 when, inference_id, received = kept[i]
                 capture.write(when, calls[i][1].get("Content-Type"), received[0],
                               content_type_header(reply.headers["Content-Type"]), reply.body,
-                              inference_id)
+                              inference_id, _captured_model(calls[i][1], calls[i][3]))
         return replies
 
     return invoke
+
+
+def _captured_model(headers, name: str | None) -> str | None:
+    """The model a capture record names (its ``eventMetadata.targetModel``): the request's
+    ``X-Amzn-SageMaker-Target-Model`` (InvokeEndpoint's ``TargetModel``, which SageMaker sends
+    with every invocation of a multi-model endpoint), else the name ``/models/{name}/invoke``
+    was called by; ``None`` on a single-model endpoint (``name`` ``None``)."""
+    if name is None:
+        return None
+    raw = headers.get(TARGET_MODEL_HEADER)
+    try:  # WSGI hands header bytes over as Latin-1
+        return name if raw is None else raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return name
 
 
 def _call(invocations_of_model: Invocations, headers, body) -> Call:
@@ -334,7 +351,7 @@ def _add_multi_model(app: Flask, cache: multi_model.ModelCache, invoke,
     @app.post("/models/<name>/invoke")
     def invoke_model(name: str):
         request.environ["costaware.model"] = name
-        return _answer_with(_model_or_refusal(cache, name))
+        return _answer_with(_model_or_refusal(cache, name), name)
 
     @app.post("/invocations")
     def invoke_target():
@@ -345,12 +362,12 @@ def _add_multi_model(app: Flask, cache: multi_model.ModelCache, invoke,
             except UnicodeError:
                 return _answer(error_reply(400, f"{TARGET_MODEL_HEADER} is not valid UTF-8"))
             request.environ["costaware.model"] = target
-        return _answer_with(_target_or_refusal(cache, target))
+        return _answer_with(_target_or_refusal(cache, target), target)
 
-    def _answer_with(invocations_of_model: Invocations | Reply) -> Response:
+    def _answer_with(invocations_of_model: Invocations | Reply, name: str | None) -> Response:
         if isinstance(invocations_of_model, Reply):
             return _answer(invocations_of_model)
-        return _answer(invoke([(invocations_of_model, request.headers, read_body)])[0])
+        return _answer(invoke([(invocations_of_model, request.headers, read_body, name)])[0])
 
 
 def _inference_id(headers) -> tuple[str | None, str | None]:
