@@ -578,3 +578,21 @@ def test_tune_combined_leaves_out_trials_that_decide_alike_for_everyone(german_t
     assert len(_rows(tmp_path / "alike" / "trials.csv")) == 2
     assert not (tmp_path / "alike" / "best.json").exists()
 
+
+@pytest.mark.parametrize("entry, words", [
+    ({"TrainingInputMode": "Pipe"}, "channel 'test': TrainingInputMode Pipe is not supported"),
+    ({"ContentType": 5}, "channel 'test': ContentType must be a string"),
+])
+def test_sweep_refuses_a_channel_config_training_refuses_with_its_line(tmp_path, entry, words):
+    """The sweep reads the validation and test channels itself to price the runs: it checks their
+    inputdataconfig.json entries with training's own check first, so it refuses what training
+    refuses, in training's words, before any run starts."""
+    tree = _binary_tree(tmp_path / "ml", {"cost_fp": "1", "cost_fn": "5"})
+    config = tree / "input" / "config" / "inputdataconfig.json"
+    entries = json.loads(config.read_text())
+    entries["test"].update(entry)
+    config.write_text(json.dumps(entries))
+    work = tmp_path / "sweep"
+    done = costaware_cli("sweep", "--tree", tree, "--work", work, "--ratios", "2", "--jobs", "1")
+    _one_line_refusal(done, f"costaware sweep: {tree}: inputdataconfig.json: {words}")
+    assert not list(work.glob("ratio-*"))  # nothing trained

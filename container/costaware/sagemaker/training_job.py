@@ -38,7 +38,7 @@ logger = logging.getLogger("costaware")
 CHANNELS = config_files.CHANNELS
 DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
 # TrainingInputMode: File (downloaded) and FastFile (streamed from S3 as it is read) both give the
-# channel as a directory of files; Pipe gives FIFOs instead and is refused (_check_channel_config).
+# channel as a directory of files; Pipe gives FIFOs instead and is refused (check_channel_config).
 INPUT_MODES = ("File", "FastFile")
 MAX_REASON = 1000  # SageMaker shows the first 1,024 characters of the failure file
 
@@ -84,7 +84,7 @@ def _run(base_dir: str, log, stop: StopRequest) -> training.TrainingResult | Non
         storage.check_writable(directory)
     if channel_config is None:  # local runs without a config: whatever channel directories exist
         channel_config = {c: {} for c in CHANNELS if os.path.isdir(os.path.join(data_dir, c))}
-    _check_channel_config(channel_config)
+    check_channel_config(channel_config)
     unknown = sorted(set(channel_config) - set(CHANNELS))
     if unknown:
         raise InputError(f"unknown channel(s) {', '.join(unknown)}; valid channels: {', '.join(CHANNELS)}")
@@ -369,7 +369,7 @@ def _by_feature(summary: dict, names: list[str]) -> dict:
                if group != "rows" and values is not None}}
 
 
-def _check_channel_config(config) -> None:
+def check_channel_config(config) -> None:
     """inputdataconfig.json: ``{channel: {"ContentType": "...", "TrainingInputMode": "File",
     "S3DistributionType": "FullyReplicated", ...}}`` (SageMaker writes more keys; each of these
     may be absent: text/csv, File and FullyReplicated are the defaults)."""
