@@ -650,12 +650,17 @@ def test_local_mode_refuses_targets_and_archives_it_must_not_read(local_mode, tr
 def test_local_mode_unloads_the_least_recently_used_to_fit_and_507_for_what_never_fits(
         trained, tmp_path):
     """A budget of 1 MiB over 2 workers, models of about 200 KiB (charged in each worker): two
-    fit; the third unloads the one invoked least recently; one of 600 KiB never fits: 507."""
+    fit; the third unloads the one invoked least recently; one of 600 KiB never fits: 507, nor
+    one whose archive unpacks to more than the budget."""
     costed = trained["costed"][0]
     archives = {f"{n}.tar.gz": _archive(costed, tmp_path / "a" / f"{n}.tar.gz",
                                         pad_metadata_to=200 * 1024) for n in "abc"}
     archives["huge.tar.gz"] = _archive(costed, tmp_path / "a" / "huge.tar.gz",
                                        pad_metadata_to=600 * 1024)
+    bomb = tmp_path / "bomb"  # 2 MiB of baseline statistics, a few KiB packed
+    shutil.copytree(costed, bomb)
+    (bomb / "baseline" / "statistics.json").write_bytes(b" " * (2 << 20))
+    archives["bomb.tar.gz"] = _archive(bomb, tmp_path / "a" / "bomb.tar.gz")
     mount = tmp_path / "mount"
     for key, archive in archives.items():  # in a folder: local mode leaves them packed
         (mount / "models").mkdir(parents=True, exist_ok=True)
@@ -683,6 +688,33 @@ def test_local_mode_unloads_the_least_recently_used_to_fit_and_507_for_what_neve
         huge = call("huge")
         assert huge.status_code == 507
         assert huge.json()["error"].startswith("model 'models/huge.tar.gz' needs ")
+        bombed = call("bomb")
+        assert bombed.status_code == 507
+        size = sum(f.stat().st_size for f in bomb.rglob("*") if f.is_file())
+        assert bombed.json()["error"] == (f"{mount}/models/bomb.tar.gz unpacks to {size} bytes, "
+                                          "more than the 1048576 bytes for models "
+                                          "(COSTAWARE_MODELS_MEMORY_MB)")
         assert loaded() == {"models/b.tar.gz", "models/c.tar.gz"}
+    finally:
+        srv.stop()
+
+
+def test_a_single_model_server_refuses_a_target_model(local_mode, trained, tmp_path):
+    """Local mode without SAGEMAKER_MULTI_MODEL=true in the MultiDataModel's env starts the
+    single-model server on the mount, where the last archive extracted left its model: a target
+    model is refused (as SageMaker refuses TargetModel on a single-model endpoint) rather than
+    answered by that model."""
+    _, mount = local_mode
+    srv = Server(str(mount), tmp_path, workers=1)
+    try:
+        srv.wait_ready()
+        body = csv_body(trained["costed"][1])
+        refused = _sdk_invoke(srv, body, "text/csv", target_model="costed.tar.gz")
+        assert refused.status_code == 400
+        assert refused.json()["error"].startswith(
+            "X-Amzn-SageMaker-Target-Model names a model of a multi-model endpoint; this server "
+            "serves one model: start it with SAGEMAKER_MULTI_MODEL=true")
+        demo = _sdk_invoke(srv, csv_body(trained["demo"][1]), "text/csv")
+        assert demo.status_code == 200, demo.text
     finally:
         srv.stop()

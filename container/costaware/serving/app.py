@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 
 from flask import Flask, Response, request
@@ -97,6 +98,7 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
     if settings.multi_model:
         registry = multi_model.Registry(registry_dir, settings.workers,
                                         multi_model.memory_budget_bytes(settings.models_memory_mb))
+        unpack_dir = unpack_dir or tempfile.mkdtemp(prefix="costaware-unpacked-")
         cache = multi_model.ModelCache(registry, settings.models_root, load,
                                        model_dir or settings.model_dir, unpack_dir)
         _add_multi_model(app, cache, invoke, settings)
@@ -109,6 +111,8 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
 
         @app.post("/invocations")
         def invocations():
+            if request.headers.get(TARGET_MODEL_HEADER) is not None:
+                return _answer(_target_refused())
             return _answer(invoke([(invocations_of_model, request.headers, read_body, None)])[0])
 
         app.costaware_direct = DirectRoutes(invoke, single=invocations_of_model)
@@ -137,6 +141,10 @@ class DirectRoutes:
             fields = {}
             if self.single is not None:
                 if plain.path != "/invocations":
+                    continue
+                if plain.headers.get(TARGET_MODEL_HEADER) is not None:
+                    refused = _target_refused()
+                    answers[i] = refused, access_fields(refused)
                     continue
                 invocations_of_model = self.single
             else:
@@ -286,6 +294,18 @@ def _target_or_refusal(cache: multi_model.ModelCache, target: str | None) -> Inv
         return cache.target_model(target)
     except codecs.RequestError as exc:
         return error_reply(exc.status, exc.message, **exc.details)
+
+
+def _target_refused() -> Reply:
+    """A single-model endpoint's answer to a target model: SageMaker refuses InvokeEndpoint's
+    TargetModel there ("... is not a multi-model endpoint and does not support target model
+    header"); answering from the one model would answer for another. The SDK's local mode
+    sends it to a server started without SAGEMAKER_MULTI_MODEL, over archives extracted one
+    over the other (multi_model.py)."""
+    return error_reply(400, f"{TARGET_MODEL_HEADER} names a model of a multi-model endpoint; "
+                            "this server serves one model: start it with "
+                            "SAGEMAKER_MULTI_MODEL=true to serve the archives below its model "
+                            "directory, or send no target model")
 
 
 def _not_loaded_reply(name: str) -> Reply:

@@ -344,6 +344,7 @@ class Registry:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _held_bytes(self, entries: dict[str, Entry]) -> int:
+        """What ``entries`` are charged, in every worker."""
         return sum(e.charge_bytes for e in entries.values()) * self.workers
 
     def check_room(self, name: str, charge_bytes: int, entries: dict[str, Entry]) -> None:
@@ -504,6 +505,11 @@ class ModelCache:
             with tarfile.open(archive, "r:*") as tar:
                 files, charge = archive_members(tar, shown)
                 self.registry.check_room(target, charge, {})  # fits alone, before any write
+                unpacked = sum(member.size for member, _ in files)
+                if unpacked > self.registry.budget_bytes:  # the baseline's files too: no bomb
+                    raise RequestError(507, f"{shown} unpacks to {unpacked} bytes, more than the "
+                                            f"{self.registry.budget_bytes} bytes for models "
+                                            "(COSTAWARE_MODELS_MEMORY_MB)")
                 directory = tempfile.mkdtemp(prefix="model-", dir=self.unpack_root)
                 unpack(tar, files, directory)
         except RequestError:

@@ -11,9 +11,10 @@ ratios are compared in the same money:
 ``cost_fn``, ``cost_tp``, ``cost_tn``. A tree that gives them as a 2 x 2 ``cost_matrix``
 ``[[C_TN, C_FP], [C_FN, C_TP]]`` is trained in that form, ``cost_matrix = [[0, 1], [r, 0]]`` (the
 same costs). Refused up front: a channel entry of ``inputdataconfig.json`` that training refuses
-(its own check, ``training_job.check_channel_config``: Pipe mode, say), a tree with cost columns (its rows carry their own costs, which a
-class ratio does not move), a tree with more than two classes (a K x K matrix has no one FN:FP
-ratio; compare matrices by training each) and a ``--static`` cost (every run sets its own).
+(its own check, ``training_job.check_channel_config``: Pipe mode, say), a tree with cost columns
+(its rows carry their own costs, which a class ratio does not move), a tree with more than two
+classes (a K x K matrix has no one FN:FP ratio; compare matrices by training each) and a
+``--static`` cost (every run sets its own).
 
 The tree's own regret ratio ``(C_FN - C_TP) / (C_FP - C_TN)`` is added to the ratios (it trains the
 same model as the tree's costs: only the ratio of the regrets matters to the loss and the
