@@ -11,7 +11,7 @@ ratios are compared in the same money:
 ``cost_fn``, ``cost_tp``, ``cost_tn``. A tree that gives them as a 2 x 2 ``cost_matrix``
 ``[[C_TN, C_FP], [C_FN, C_TP]]`` is trained in that form, ``cost_matrix = [[0, 1], [r, 0]]`` (the
 same costs). Refused up front: a channel entry of ``inputdataconfig.json`` that training refuses
-(its own check, ``training_job.check_channel_config``: Pipe mode, say), a tree with cost columns
+(its own check, ``config_files.check_channel_config``: Pipe mode, say), a tree with cost columns
 (its rows carry their own costs, which a class ratio does not move), a tree with more than two
 classes (a K x K matrix has no one FN:FP ratio; compare matrices by training each) and a
 ``--static`` cost (every run sets its own).
@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .. import config_files
 from ..config import hyperparameters as hp
 from ..decisions.costs import CELLS
 from ..errors import InputError
@@ -153,14 +154,12 @@ class Pricer:
 def sweep(tree_dir: str, work: str, ratios: list[float], jobs: int | None = None,
           include_tree_ratio: bool = True, timeout: float | None = 1800,
           statics: dict | None = None) -> dict:
-    from ..sagemaker.training_job import check_channel_config
-
     tree = runner.read_tree(tree_dir)
     statics = statics or {}
     settings = tree.settings(statics)
     check_sweepable(tree, settings, statics)
     try:  # the Pricer reads channels itself: what training would refuse, refused first, alike
-        check_channel_config(tree.inputdataconfig)
+        config_files.check_channel_config(tree.inputdataconfig)
     except InputError as exc:
         raise cfg.ConfigError(f"{tree.path}: {exc}") from None
     pricer = Pricer(tree, settings)
