@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import requests
 
+from costaware.monitoring.capture import CaptureReader, Counts, jsonl_files
+from costaware.monitoring.model_spec import ModelSpec
 from costaware.serving import decoding, direct
 from costaware.serving.invocation import Call, Invocations, respond, respond_together
 from costaware.serving.request_error import RequestError
@@ -233,7 +235,8 @@ def test_respond_together_equals_respond(model_dir, rows):
 
 def test_multi_model_requests_together_each_get_their_models_answer(model_dir, rows, tmp_path):
     """Three models (different costs) behind one endpoint, their invocations sent together with
-    one to a model never loaded: each answer is its model's, and captured as answered."""
+    one to a model never loaded: each answer is its model's, and captured as answered, each
+    record naming its model (the target model SageMaker sends, else the model's name)."""
     root = tmp_path / "models"
     for i, cost_fn in enumerate((50_000, 252_000, 900_000)):
         shutil.copytree(model_dir, root / f"m{i}")
@@ -250,7 +253,10 @@ def test_multi_model_requests_together_each_get_their_models_answer(model_dir, r
             answer = requests.post(srv.url + "/models",
                                    json={"model_name": f"m{i}", "url": str(root / f"m{i}")})
             assert answer.status_code == 200, answer.text
+        target = [f"eu/m{i % 3}.tar.gz" if i % 2 else None for i in range(9)]
         sent = [invocation(csv_body(rows[i:i + 2]), b"Content-Type: text/csv\r\n",
+                           *([f"X-Amzn-SageMaker-Target-Model: {target[i]}\r\n".encode()]
+                             if target[i] else []),
                            path=f"/models/m{i % 3}/invoke".encode()) for i in range(9)]
         sent.append(invocation(csv_body(rows[:1]), b"Content-Type: text/csv\r\n",
                                path=b"/models/never/invoke"))
@@ -271,11 +277,19 @@ def test_multi_model_requests_together_each_get_their_models_answer(model_dir, r
                for line in path.read_text().splitlines()]
     assert len(records) == 4 * 9  # every answered invocation, none of the 404s
     answered = {(r["captureData"]["endpointInput"]["data"],
-                 r["captureData"]["endpointOutput"]["data"]) for r in records}
+                 r["captureData"]["endpointOutput"]["data"], r["eventMetadata"]["targetModel"])
+                for r in records}
     expected = {(request.partition(b"\r\n\r\n")[2].decode(),
-                 answer.partition(b"\r\n\r\n")[2].decode())
-                for request, answer in zip(sent[:9], alone[:9])}
+                 answer.partition(b"\r\n\r\n")[2].decode(), target[i] or f"m{i % 3}")
+                for i, (request, answer) in enumerate(zip(sent[:9], alone[:9]))}
     assert answered == expected
+    # the monitor reads these records as any others (the key it does not know left alone)
+    spec = ModelSpec.of_metadata(json.loads((root / "m0" / "metadata.json").read_text()))
+    counts = Counts()
+    reader = CaptureReader(spec, {}, counts)
+    assert sum(len(rows) for rows, _, _ in reader.batches(jsonl_files(str(capture)))) == \
+        4 * 9 * 2
+    assert counts.to_dict()["counts"] == {"capture records in the window": 4 * 9}
 
 
 # ------------------------------------------------------------------------------ big CSV bodies

@@ -6,8 +6,11 @@ and every answer byte for byte what the same model answers served alone."""
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import json
+import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -454,3 +457,264 @@ def test_a_registry_that_cannot_be_written_is_507_and_records_nothing(tmp_path, 
     assert refused.value.status == 507
     assert "cannot be recorded" in refused.value.message and "No space left" in refused.value.message
     assert registry.entries() == {}
+
+
+# ------------------------------------------------------------------------------------ local mode
+# The SageMaker Python SDK's local mode (sagemaker 2.257.7) runs a MultiDataModel as one container
+# and never calls /models: it mounts the model data prefix's archives at /opt/ml/model and posts
+# every predict(data, target_model=...) to /invocations with the target in a header. It does not
+# set SAGEMAKER_MULTI_MODEL (local/entities.py:626-628 passes the container's Environment and
+# ModelDataUrl only, not its Mode): the MultiDataModel's env must.
+
+
+def _archive(model_dir: Path, path: Path, top: str | None = None, extra: dict | None = None,
+             pad_metadata_to: int | None = None) -> Path:
+    """``model.tar.gz`` of a model directory as a training job writes it (each file at its name
+    below the directory; ``top="."``: as ``tar -C model .`` writes it), with ``extra`` members
+    (name -> a TarInfo maker) and ``metadata.json`` padded with spaces to a size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for file in sorted(model_dir.rglob("*")):
+            name = str(file.relative_to(model_dir))
+            arcname = f"{top}/{name}" if top else name
+            data = file.read_bytes() if file.is_file() else None
+            if name == "metadata.json" and pad_metadata_to:
+                data += b" " * (pad_metadata_to - len(data))
+            info = tarfile.TarInfo(arcname)
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        for make in (extra or {}).values():
+            info, data = make()
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _local_mode_mount(objects: dict[str, Path], mount: Path) -> Path:
+    """What local mode mounts at /opt/ml/model for a MultiDataModel: every object below the
+    model data prefix at its key's path relative to the prefix (sagemaker/utils.py:494-497,
+    ``_download_files_under_prefix``), then every top-level file that is a tar archive extracted
+    into that same directory, one over the other (local/image.py:692-701
+    ``_prepare_serving_volumes``; local/data.py:144-149 lists the top level only;
+    utils.py:1814 extracts with the "data" filter)."""
+    for key, archive in objects.items():
+        (mount / key).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(archive, mount / key)
+    for name in sorted(os.listdir(mount)):
+        file = mount / name
+        if file.is_file() and tarfile.is_tarfile(file):
+            with tarfile.open(file) as tar:
+                tar.extractall(path=mount, filter="data")
+    return mount
+
+
+def _sdk_invoke(server, body, content_type=None, accept=None, custom_attributes=None,
+                target_model=None) -> requests.Response:
+    """``LocalSagemakerRuntimeClient.invoke_endpoint`` (local/local_session.py:613-637): POST to
+    /invocations, these header names only when given, a str body encoded as UTF-8."""
+    headers = {}
+    if content_type is not None:
+        headers["Content-type"] = content_type
+    if accept is not None:
+        headers["Accept"] = accept
+    if custom_attributes is not None:
+        headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes
+    if target_model is not None:
+        headers["X-Amzn-SageMaker-Target-Model"] = target_model
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    return requests.post(server.url + "/invocations", data=body, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def archives(trained, tmp_path_factory) -> dict[str, Path]:
+    """The three models as training jobs' model.tar.gz, under the keys a MultiDataModel's
+    add_model gives them (one in a "folder"; the demo's as ``tar -C model .`` writes it)."""
+    top = tmp_path_factory.mktemp("archives")
+    return {"demo.tar.gz": _archive(trained["demo"][0], top / "demo.tar.gz", top="."),
+            "costed.tar.gz": _archive(trained["costed"][0], top / "costed.tar.gz"),
+            "eu/three.tar.gz": _archive(trained["three"][0], top / "three.tar.gz")}
+
+
+@pytest.fixture(scope="module")
+def local_mode(archives, tmp_path_factory):
+    mount = _local_mode_mount(archives, tmp_path_factory.mktemp("opt-ml-model"))
+    srv = Server(str(mount), tmp_path_factory.mktemp("logs"), workers=WORKERS,
+                 SAGEMAKER_MULTI_MODEL="true",
+                 COSTAWARE_MODELS_ROOT=str(tmp_path_factory.mktemp("models")))
+    try:
+        yield srv.wait_ready(), mount
+    finally:
+        srv.stop()
+
+
+TARGETS = {"demo.tar.gz": "demo", "costed.tar.gz": "costed", "eu/three.tar.gz": "three"}
+
+
+def test_local_mode_invokes_each_target_model_as_served_alone(local_mode, trained, alone):
+    """Each archive the target model names is unpacked on its first call, and every call on
+    every worker after it answers from that loaded model, byte for byte the model served alone
+    (formats, overrides, reasons, refusals); the archives extracted over each other in the
+    mount (what local mode leaves there) are not what answers."""
+    srv, _ = local_mode
+    for target, name in TARGETS.items():
+        for body, headers in _requests(name, trained[name][1]):
+            same_answer(_sdk_invoke(srv, body, headers["Content-Type"], headers.get("Accept"),
+                                    headers.get(HEADER), target),
+                        requests.post(alone[name].url + "/invocations", data=body,
+                                      headers=headers))
+    body = csv_body(trained["demo"][1])
+    answers, pids = [], set()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for _ in range(50):
+            answers += pool.map(lambda _: _sdk_invoke(srv, body, "text/csv", None, None,
+                                                      "demo.tar.gz"), range(8))
+            pids = {line["pid"] for line in srv.access_log() if line["path"] == "/invocations"}
+            if len(pids) == WORKERS:
+                break
+    assert len(pids) == WORKERS, f"only workers {pids} answered"
+    assert {a.content for a in answers} == {answers[0].content} and answers[0].status_code == 200
+    unpacked = [json.loads(line)["message"] for line in srv.stderr().splitlines()
+                if "unpacked from" in line]
+    assert sorted(unpacked) == sorted(f"model {target!r} unpacked from {local_mode[1]}/{target} "
+                                      "and loaded" for target in TARGETS)
+    listed = requests.get(srv.url + "/models").json()["models"]
+    assert sorted(m["modelName"] for m in listed) == sorted(TARGETS)
+    logged = [line for line in srv.access_log() if line["path"] == "/invocations"]
+    assert all(line["model"] == line["target_model"] for line in logged)
+
+
+def test_local_mode_refuses_targets_and_archives_it_must_not_read(local_mode, trained, tmp_path):
+    srv, mount = local_mode
+
+    def member(name, kind=tarfile.REGTYPE, data=b"x", link=""):
+        def make():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, link
+            info.size = len(data) if kind == tarfile.REGTYPE else 0
+            return info, data if kind == tarfile.REGTYPE else None
+        return make
+
+    demo = trained["demo"][0]
+    outside = _archive(demo, tmp_path / "outside.tar.gz")
+    (mount / "escape.tar.gz").symlink_to(outside)
+    _archive(demo, mount / "bad" / "pickled.tar.gz", extra={"p": member("model.pkl")})
+    _archive(demo, mount / "bad" / "climbs.tar.gz", extra={"p": member("../climbed")})
+    _archive(demo, mount / "bad" / "absolute.tar.gz", extra={"p": member(str(tmp_path / "abs"))})
+    with tarfile.open(mount / "bad" / "linked.tar.gz", "w:gz") as tar:  # the booster a link
+        for name in ("metadata.json", "xgboost-model.ubj"):
+            info, data = member(name, tarfile.SYMTYPE if name != "metadata.json" else
+                                tarfile.REGTYPE, (demo / name).read_bytes(),
+                                link="/etc/passwd")()
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    _archive(demo, mount / "bad" / "twice.tar.gz", extra={"p": member("metadata.json")})
+    (mount / "bad" / "garbage.tar.gz").write_bytes(b"\x1f\x8b\x08not gzip at all")
+    broken = tmp_path / "broken"
+    shutil.copytree(demo, broken)
+    (broken / "xgboost-model.ubj").write_bytes(b"\x00\x01not a booster")
+    _archive(broken, mount / "bad" / "broken.tar.gz")
+
+    refusals = {
+        None: (400, "this is a multi-model endpoint: name the model in "
+                    "X-Amzn-SageMaker-Target-Model"),
+        "": (400, "X-Amzn-SageMaker-Target-Model is empty"),
+        "../demo.tar.gz": (400, "has a '..' part"),
+        "eu/../../demo.tar.gz": (400, "has a '..' part"),
+        str(mount / "demo.tar.gz"): (400, "is an absolute path"),
+        "escape.tar.gz": (400, "leads outside the model directory"),
+        "missing.tar.gz": (404, f"there is no {mount}/missing.tar.gz"),
+        "eu": (400, "is not a file"),
+        "bad/pickled.tar.gz": (400, f"{mount}/bad/pickled.tar.gz: model.pkl is not a costaware "
+                                    "model file"),
+        "bad/climbs.tar.gz": (400, "../climbed leads outside the archive's top"),
+        "bad/absolute.tar.gz": (400, "abs leads outside the archive's top"),
+        "bad/linked.tar.gz": (400, "xgboost-model.ubj is a symbolic link"),
+        "bad/twice.tar.gz": (400, "metadata.json is in the archive twice"),
+        "bad/garbage.tar.gz": (400, "cannot be read as a model archive"),
+        "bad/broken.tar.gz": (400, "model 'bad/broken.tar.gz' cannot be loaded: "),
+    }
+    body = csv_body(trained["demo"][1])
+    for target, (status, expected) in refusals.items():
+        answer = _sdk_invoke(srv, body, "text/csv", target_model=target)
+        assert answer.status_code == status, (target, answer.text)
+        message = answer.json()["error"]
+        assert expected in message and "\n" not in message, (target, message)
+    assert not (mount / "climbed").exists() and not (tmp_path / "abs").exists()
+    names = {m["modelName"] for m in requests.get(srv.url + "/models").json()["models"]}
+    assert not names & set(refusals)
+
+
+def test_local_mode_unloads_the_least_recently_used_to_fit_and_507_for_what_never_fits(
+        trained, tmp_path):
+    """A budget of 1 MiB over 2 workers, models of about 200 KiB (charged in each worker): two
+    fit; the third unloads the one invoked least recently; one of 600 KiB never fits: 507, nor
+    one whose archive unpacks to more than the budget."""
+    costed = trained["costed"][0]
+    archives = {f"{n}.tar.gz": _archive(costed, tmp_path / "a" / f"{n}.tar.gz",
+                                        pad_metadata_to=200 * 1024) for n in "abc"}
+    archives["huge.tar.gz"] = _archive(costed, tmp_path / "a" / "huge.tar.gz",
+                                       pad_metadata_to=600 * 1024)
+    bomb = tmp_path / "bomb"  # 2 MiB of baseline statistics, a few KiB packed
+    shutil.copytree(costed, bomb)
+    (bomb / "baseline" / "statistics.json").write_bytes(b" " * (2 << 20))
+    archives["bomb.tar.gz"] = _archive(bomb, tmp_path / "a" / "bomb.tar.gz")
+    mount = tmp_path / "mount"
+    for key, archive in archives.items():  # in a folder: local mode leaves them packed
+        (mount / "models").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(archive, mount / "models" / key)
+    srv = Server(str(mount), tmp_path, workers=2, SAGEMAKER_MULTI_MODEL="true",
+                 COSTAWARE_MODELS_ROOT=str(tmp_path), COSTAWARE_MODELS_MEMORY_MB="1")
+    body = csv_body(trained["costed"][1])
+
+    def call(name):
+        return _sdk_invoke(srv, body, "text/csv", target_model=f"models/{name}.tar.gz")
+
+    def loaded():
+        return {m["modelName"] for m in requests.get(srv.url + "/models").json()["models"]}
+
+    try:
+        srv.wait_ready()
+        first = call("a")
+        assert first.status_code == 200, first.text
+        assert call("b").content == first.content
+        assert call("a").content == first.content  # a used after b
+        assert call("c").content == first.content
+        assert loaded() == {"models/a.tar.gz", "models/c.tar.gz"}
+        assert call("b").content == first.content  # a used before c: a goes
+        assert loaded() == {"models/b.tar.gz", "models/c.tar.gz"}
+        huge = call("huge")
+        assert huge.status_code == 507
+        assert huge.json()["error"].startswith("model 'models/huge.tar.gz' needs ")
+        bombed = call("bomb")
+        assert bombed.status_code == 507
+        size = sum(f.stat().st_size for f in bomb.rglob("*") if f.is_file())
+        assert bombed.json()["error"] == (f"{mount}/models/bomb.tar.gz unpacks to {size} bytes, "
+                                          "more than the 1048576 bytes for models "
+                                          "(COSTAWARE_MODELS_MEMORY_MB)")
+        assert loaded() == {"models/b.tar.gz", "models/c.tar.gz"}
+    finally:
+        srv.stop()
+
+
+def test_a_single_model_server_refuses_a_target_model(local_mode, trained, tmp_path):
+    """Local mode without SAGEMAKER_MULTI_MODEL=true in the MultiDataModel's env starts the
+    single-model server on the mount, where the last archive extracted left its model: a target
+    model is refused (as SageMaker refuses TargetModel on a single-model endpoint) rather than
+    answered by that model."""
+    _, mount = local_mode
+    srv = Server(str(mount), tmp_path, workers=1)
+    try:
+        srv.wait_ready()
+        body = csv_body(trained["costed"][1])
+        refused = _sdk_invoke(srv, body, "text/csv", target_model="costed.tar.gz")
+        assert refused.status_code == 400
+        assert refused.json()["error"].startswith(
+            "X-Amzn-SageMaker-Target-Model names a model of a multi-model endpoint; this server "
+            "serves one model: start it with SAGEMAKER_MULTI_MODEL=true")
+        demo = _sdk_invoke(srv, csv_body(trained["demo"][1]), "text/csv")
+        assert demo.status_code == 200, demo.text
+    finally:
+        srv.stop()

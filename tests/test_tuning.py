@@ -530,3 +530,69 @@ def test_an_objective_the_trainings_would_not_log_is_refused(tmp_path):
                           "--objective", "combined"), "needs a facet")
     assert not (tmp_path / "study" / "baseline").exists()  # nothing trained
     assert not (tmp_path / "s2" / "baseline").exists()
+
+
+ONLY_COST_FN = [f"{p}=off" for p in ("num_round", "eta", "max_depth", "min_child_weight", "gamma",
+                                     "subsample", "colsample_bytree", "lambda", "alpha",
+                                     "fairness_penalty")]
+
+
+def _tune_cost_fn(tree, work, values: str, trials: int):
+    """``costaware tune --objective combined`` over ``cost_fn`` alone (every other range off, so
+    every trial grows the same trees): a cost_fn of 1,000,000 against cost_fp 5 decides every
+    applicant good. One job: optuna reseeds the sampler of parallel trials."""
+    ranges = [arg for spec in ONLY_COST_FN + [f"cost_fn={values}"] for arg in ("--range", spec)]
+    return costaware_cli("tune", "--tree", tree, "--work", work, "--objective", "combined",
+                         "--trials", trials, "--jobs", "1", "--sampler", "random", "--seed", "2",
+                         "--no-baseline", "--quiet", *ranges)
+
+
+def test_tune_combined_leaves_out_trials_that_decide_alike_for_everyone(german_tree, tmp_path):
+    """A trial that approves everyone is at parity by construction (|DPPL| 0) and so scores best on
+    the combined objective: it is excluded from the choice, and the table and the summary say so;
+    when every trial is such, the tuning says so in one line and exits 2."""
+    work = tmp_path / "study"
+    done = _tune_cost_fn(german_tree, work, "1,1000000", 4)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = _rows(work / "trials.csv")
+    alike = [r for r in rows if float(r["validation_decided_1"]) == 1.0]
+    deciding = [r for r in rows if 0.0 < float(r["validation_decided_1"]) < 1.0]
+    assert alike and deciding and len(alike) + len(deciding) == len(rows) == 4
+    # the premise: the one that approves everyone scores best
+    assert max(float(r["validation:combined_objective"]) for r in alike) > \
+        max(float(r["validation:combined_objective"]) for r in deciding)
+    assert {r["chosen"] for r in alike} == {"False"}
+    assert sum(r["chosen"] == "True" for r in deciding) == 1
+    assert {r["excluded"] for r in alike} == {
+        "decides 1 for every validation row: its |DPPL| is 0 by construction"}
+    assert {r["excluded"] for r in deciding} == {""}
+    best = json.loads((work / "best.json").read_text())
+    assert best["trial"] == int(next(r["trial"] for r in deciding if r["chosen"] == "True"))
+    assert best["hyperparameters"]["cost_fn"] == "1"
+    numbers = ", ".join(r["trial"] for r in alike)
+    assert f"excluded from the choice: trial{'s' if len(alike) > 1 else ''} {numbers} (decides 1 " \
+        "for every validation row" in done.stdout
+
+    every = _tune_cost_fn(german_tree, tmp_path / "alike", "1000000,2000000", 2)
+    _one_line_refusal(every, "every trial decides the same for every validation row")
+    assert len(_rows(tmp_path / "alike" / "trials.csv")) == 2
+    assert not (tmp_path / "alike" / "best.json").exists()
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"TrainingInputMode": "Pipe"}, "channel 'test': TrainingInputMode Pipe is not supported"),
+    ({"ContentType": 5}, "channel 'test': ContentType must be a string"),
+])
+def test_sweep_refuses_a_channel_config_training_refuses_with_its_line(tmp_path, entry, words):
+    """The sweep reads the validation and test channels itself to price the runs: it checks their
+    inputdataconfig.json entries with training's own check first, so it refuses what training
+    refuses, in training's words, before any run starts."""
+    tree = _binary_tree(tmp_path / "ml", {"cost_fp": "1", "cost_fn": "5"})
+    config = tree / "input" / "config" / "inputdataconfig.json"
+    entries = json.loads(config.read_text())
+    entries["test"].update(entry)
+    config.write_text(json.dumps(entries))
+    work = tmp_path / "sweep"
+    done = costaware_cli("sweep", "--tree", tree, "--work", work, "--ratios", "2", "--jobs", "1")
+    _one_line_refusal(done, f"costaware sweep: {tree}: inputdataconfig.json: {words}")
+    assert not list(work.glob("ratio-*"))  # nothing trained

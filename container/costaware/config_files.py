@@ -3,7 +3,8 @@
 SageMaker writes all three before ``train`` starts: ``hyperparameters.json`` (every value a string),
 ``inputdataconfig.json`` (the channels) and ``resourceconfig.json`` (the hosts). Each holds a JSON
 object; what the objects hold is checked by their readers (:mod:`costaware.config.hyperparameters`,
-:mod:`costaware.sagemaker.training_job`, :mod:`costaware.training.multihost`).
+:mod:`costaware.training.multihost`), the channels' entries here (:func:`check_channel_config`,
+which training and ``costaware sweep`` call).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from .errors import InputError
 
 CONFIG_FILES = ("hyperparameters.json", "inputdataconfig.json", "resourceconfig.json")
 CHANNELS = ("train", "validation", "test")  # the data channels inputdataconfig.json may name
+DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
+# TrainingInputMode: File (downloaded) and FastFile (streamed from S3 as it is read) both give the
+# channel as a directory of files; Pipe gives FIFOs instead and is refused (check_channel_config).
+INPUT_MODES = ("File", "FastFile")
 _MISSING = object()
 
 
@@ -76,7 +81,38 @@ def first_problem(config_dir: str) -> str | None:
     return None
 
 
+def check_channel_config(config) -> None:
+    """inputdataconfig.json: ``{channel: {"ContentType": "...", "TrainingInputMode": "File",
+    "S3DistributionType": "FullyReplicated", ...}}`` (SageMaker writes more keys; each of these
+    may be absent: text/csv, File and FullyReplicated are the defaults)."""
+    for name, entry in config.items():
+        if not isinstance(entry, dict):
+            raise InputError(f"inputdataconfig.json: channel '{name}' must be a JSON object (such as "
+                             f'{{"ContentType": "text/csv"}}), not {json.dumps(entry)[:60]}')
+        content_type = entry.get("ContentType", "text/csv")
+        if not isinstance(content_type, str):
+            raise InputError(f"inputdataconfig.json: channel '{name}': ContentType must be a string "
+                             f"such as \"text/csv\", not {json.dumps(content_type)[:60]}")
+        distribution = entry.get("S3DistributionType", "FullyReplicated")
+        if distribution not in DISTRIBUTIONS:
+            raise InputError(f"inputdataconfig.json: channel '{name}': S3DistributionType "
+                             f"{json.dumps(distribution)[:60]}; valid: {', '.join(DISTRIBUTIONS)}")
+        mode = entry.get("TrainingInputMode", "File")
+        if mode == "Pipe":
+            # Pipe gives no files: one FIFO per pass (input/data/<channel>_<epoch>), every S3
+            # object of the channel run together. Reasons name a file and line, CSV headers are
+            # per file, Parquet reads its footer first (a seek): none of which a FIFO has.
+            raise InputError(f"inputdataconfig.json: channel '{name}': TrainingInputMode Pipe is "
+                             "not supported: Pipe streams the channel as one FIFO "
+                             f"(input/data/{name}_0) and costaware reads a channel's files; use "
+                             "File, or FastFile to stream the files from S3 without the download")
+        if mode not in INPUT_MODES:
+            raise InputError(f"inputdataconfig.json: channel '{name}': TrainingInputMode "
+                             f"{json.dumps(mode)[:60]}; valid: {', '.join(INPUT_MODES)}")
+
+
 def _json_type(value) -> str:
     names = {list: "an array", str: "a string", bool: "a boolean", int: "a number",
              float: "a number", type(None): "null"}
     return names.get(type(value), type(value).__name__)
+

@@ -15,6 +15,7 @@ line, compact JSON::
        "endpointOutput": {"observedContentType": "text/csv; charset=utf-8", "mode": "OUTPUT",
                           "data": "0.0254181120544672", "encoding": "CSV"}},
      "eventMetadata": {"eventId": "<uuid4>", "inferenceId": "<the caller's>",
+                       "targetModel": "<on a multi-model endpoint>",
                        "inferenceTime": "2022-02-14T17:25:49Z"},
      "eventVersion": "0"}
 
@@ -26,6 +27,11 @@ type or a body that is not valid UTF-8, with ``data`` the body base64-encoded. E
 ``X-Amzn-SageMaker-Inference-Id`` (InvokeEndpoint's ``InferenceId``), present only when given;
 ``eventId`` is a fresh UUID per record. Model Monitor joins ground truth on ``inferenceId``, else
 on ``eventId`` ("Ingest Ground Truth Labels and Merge Them With Predictions").
+``targetModel``, on a multi-model endpoint only, names the model the invocation reached (the
+request's ``X-Amzn-SageMaker-Target-Model``, InvokeEndpoint's ``TargetModel``): SageMaker's own
+records have no field for it (Model Monitor monitors single-model endpoints), so it is a key of
+ours in ``eventMetadata``, where SageMaker itself added ``inferenceId`` to the first three and
+whose readers take the keys they know (monitoring/capture.py reads these records back).
 
 Standard library only: the server's master process reads the layout before any worker exists.
 """
@@ -52,6 +58,7 @@ ENCODING = "encoding"
 EVENT_METADATA = "eventMetadata"
 EVENT_ID = "eventId"
 INFERENCE_ID = "inferenceId"
+TARGET_MODEL = "targetModel"  # ours: the model of a multi-model endpoint
 INFERENCE_TIME = "inferenceTime"
 EVENT_VERSION = "eventVersion"
 
@@ -134,13 +141,16 @@ def parse_time(text: str) -> datetime:
 
 def record(input_type: str | None, input_body: bytes, output_type: str | None,
            output_body: bytes, when: float, inference_id: str | None = None,
-           event_id: str | None = None) -> dict:
+           event_id: str | None = None, target_model: str | None = None) -> dict:
     """One captured invocation: its request and response (their ``Content-Type`` and bodies), the
-    POSIX time it was made, the caller's inference id (``None``: the key is left out) and its
-    event id (default: a new UUID4)."""
+    POSIX time it was made, the caller's inference id (``None``: the key is left out), its
+    event id (default: a new UUID4) and the model it invoked on a multi-model endpoint
+    (``None``: the key is left out)."""
     metadata = {EVENT_ID: event_id or str(uuid.uuid4())}
     if inference_id is not None:
         metadata[INFERENCE_ID] = inference_id
+    if target_model is not None:
+        metadata[TARGET_MODEL] = target_model
     metadata[INFERENCE_TIME] = format_time(when)
     return {CAPTURE_DATA: {ENDPOINT_INPUT: _part(INPUT_MODE, input_type, input_body),
                            ENDPOINT_OUTPUT: _part(OUTPUT_MODE, output_type, output_body)},

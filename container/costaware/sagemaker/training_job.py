@@ -39,10 +39,6 @@ from ..errors import DataError, HyperparameterError, InputError
 
 logger = logging.getLogger("costaware")
 CHANNELS = config_files.CHANNELS
-DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
-# TrainingInputMode: File (downloaded) and FastFile (streamed from S3 as it is read) both give the
-# channel as a directory of files; Pipe gives FIFOs instead and is refused (_check_channel_config).
-INPUT_MODES = ("File", "FastFile")
 # The in-memory path's peak over the channels' size (decompressed), imports aside:
 # 1,419 MiB for 346 MiB of CSV (`bench_training.py --memory`), with a margin
 IN_MEMORY_FACTOR = 4.5
@@ -90,7 +86,7 @@ def _run(base_dir: str, log, stop: StopRequest) -> training.TrainingResult | Non
         storage.check_writable(directory)
     if channel_config is None:  # local runs without a config: whatever channel directories exist
         channel_config = {c: {} for c in CHANNELS if os.path.isdir(os.path.join(data_dir, c))}
-    _check_channel_config(channel_config)
+    config_files.check_channel_config(channel_config)
     unknown = sorted(set(channel_config) - set(CHANNELS))
     if unknown:
         raise InputError(f"unknown channel(s) {', '.join(unknown)}; valid channels: {', '.join(CHANNELS)}")
@@ -449,36 +445,6 @@ def _by_feature(summary: dict, names: list[str]) -> dict:
     return {"rows": summary["rows"],
             **{group: dict(zip(names, values)) for group, values in summary.items()
                if group != "rows" and values is not None}}
-
-
-def _check_channel_config(config) -> None:
-    """inputdataconfig.json: ``{channel: {"ContentType": "...", "TrainingInputMode": "File",
-    "S3DistributionType": "FullyReplicated", ...}}`` (SageMaker writes more keys; each of these
-    may be absent: text/csv, File and FullyReplicated are the defaults)."""
-    for name, entry in config.items():
-        if not isinstance(entry, dict):
-            raise InputError(f"inputdataconfig.json: channel '{name}' must be a JSON object (such as "
-                             f'{{"ContentType": "text/csv"}}), not {json.dumps(entry)[:60]}')
-        content_type = entry.get("ContentType", "text/csv")
-        if not isinstance(content_type, str):
-            raise InputError(f"inputdataconfig.json: channel '{name}': ContentType must be a string "
-                             f"such as \"text/csv\", not {json.dumps(content_type)[:60]}")
-        distribution = entry.get("S3DistributionType", "FullyReplicated")
-        if distribution not in DISTRIBUTIONS:
-            raise InputError(f"inputdataconfig.json: channel '{name}': S3DistributionType "
-                             f"{json.dumps(distribution)[:60]}; valid: {', '.join(DISTRIBUTIONS)}")
-        mode = entry.get("TrainingInputMode", "File")
-        if mode == "Pipe":
-            # Pipe gives no files: one FIFO per pass (input/data/<channel>_<epoch>), every S3
-            # object of the channel run together. Reasons name a file and line, CSV headers are
-            # per file, Parquet reads its footer first (a seek): none of which a FIFO has.
-            raise InputError(f"inputdataconfig.json: channel '{name}': TrainingInputMode Pipe is "
-                             "not supported: Pipe streams the channel as one FIFO "
-                             f"(input/data/{name}_0) and costaware reads a channel's files; use "
-                             "File, or FastFile to stream the files from S3 without the download")
-        if mode not in INPUT_MODES:
-            raise InputError(f"inputdataconfig.json: channel '{name}': TrainingInputMode "
-                             f"{json.dumps(mode)[:60]}; valid: {', '.join(INPUT_MODES)}")
 
 
 def _write_report(output_data: str, result: training.TrainingResult, settings, log) -> None:

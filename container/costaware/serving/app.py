@@ -5,9 +5,11 @@
     POST /invocations           rows in, scores + cost-optimal decisions out (codecs.py has formats)
     GET  /execution-parameters  batch transform's defaults for this container
 
-With ``SAGEMAKER_MULTI_MODEL=true`` there is no model at the start and no ``/invocations``:
-SageMaker loads models through ``/models`` and invokes each at ``/models/{name}/invoke``, which
-answers as ``/invocations`` would for that model alone (the same shell; multi_model.py).
+With ``SAGEMAKER_MULTI_MODEL=true`` there is no model at the start: SageMaker loads models
+through ``/models`` and invokes each at ``/models/{name}/invoke``, which answers as
+``/invocations`` would for that model alone (the same shell; multi_model.py); ``/invocations``
+answers the model its ``X-Amzn-SageMaker-Target-Model`` names, as the SageMaker Python SDK's local
+mode sends it (an archive below the model directory, unpacked on first use: multi_model.py).
 
 ``create_app`` is a factory with no module-level state: each gunicorn worker calls it once at boot,
 so each loads its own booster (never shared across a fork) before it accepts a connection. A
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 
 from flask import Flask, Response, request
@@ -34,6 +37,7 @@ from .capture import CaptureWriter
 from .config import DRAIN_LIMIT, ServerSettings, payload_too_large
 from .direct import content_type_header
 from .invocation import Call, Invocations, Reply, error_reply, respond_together
+from .worker import TARGET_MODEL_HEADER
 
 log = logging.getLogger("costaware.serving")
 
@@ -66,10 +70,11 @@ def access_fields(reply: Reply) -> dict:
 
 def create_app(model_dir: str | None = None, settings: ServerSettings | None = None,
                health=None, capture: CaptureWriter | None = None,
-               registry_dir: str | None = None) -> Flask:
+               registry_dir: str | None = None, unpack_dir: str | None = None) -> Flask:
     """Load the model in ``model_dir`` (default from the environment) and build the app; with
     ``settings.multi_model``, no model: the models SageMaker loads are recorded in
-    ``registry_dir``, which every worker shares (multi_model.py).
+    ``registry_dir``, which every worker shares (multi_model.py), and the archives
+    ``/invocations`` names below ``model_dir`` are unpacked into ``unpack_dir``.
 
     ``health``: a function giving why the server is degraded (``None`` when it is not), which
     ``/ping`` reports (the server's workers share it: worker.WorkerRoster). ``capture``: where
@@ -93,18 +98,22 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
     if settings.multi_model:
         registry = multi_model.Registry(registry_dir, settings.workers,
                                         multi_model.memory_budget_bytes(settings.models_memory_mb))
-        cache = multi_model.ModelCache(registry, settings.models_root, load)
+        unpack_dir = unpack_dir or tempfile.mkdtemp(prefix="costaware-unpacked-")
+        cache = multi_model.ModelCache(registry, settings.models_root, load,
+                                       model_dir or settings.model_dir, unpack_dir)
         _add_multi_model(app, cache, invoke, settings)
         app.costaware_heartbeat = cache.sync  # the worker's tick: drop what was unloaded
         app.costaware_direct = DirectRoutes(invoke, cache=cache)
-        paths = "/models, /ping or /execution-parameters"
+        paths = "/invocations, /models, /ping or /execution-parameters"
     else:
         invocations_of_model = load(model_dir or settings.model_dir)
         read_body = _body_reader(settings)
 
         @app.post("/invocations")
         def invocations():
-            return _answer(invoke([(invocations_of_model, request.headers, read_body)])[0])
+            if request.headers.get(TARGET_MODEL_HEADER) is not None:
+                return _answer(_target_refused())
+            return _answer(invoke([(invocations_of_model, request.headers, read_body, None)])[0])
 
         app.costaware_direct = DirectRoutes(invoke, single=invocations_of_model)
         paths = "/invocations, /ping or /execution-parameters"
@@ -133,18 +142,27 @@ class DirectRoutes:
             if self.single is not None:
                 if plain.path != "/invocations":
                     continue
+                if plain.headers.get(TARGET_MODEL_HEADER) is not None:
+                    refused = _target_refused()
+                    answers[i] = refused, access_fields(refused)
+                    continue
                 invocations_of_model = self.single
             else:
                 name = multi_model.invoked_model(plain.path)
-                if name is None:
+                if name is not None:
+                    invocations_of_model = _model_or_refusal(self.cache, name)
+                elif plain.path == "/invocations":  # the SDK's local mode
+                    name = plain.headers.get(TARGET_MODEL_HEADER)
+                    invocations_of_model = _target_or_refusal(self.cache, name)
+                else:
                     continue
-                fields = {"costaware.model": name}
-                invocations_of_model = _model_or_refusal(self.cache, name)
+                fields = {"costaware.model": name} if name is not None else {}
                 if isinstance(invocations_of_model, Reply):
                     answers[i] = invocations_of_model, {**access_fields(invocations_of_model),
                                                         **fields}
                     continue
-            calls.append((invocations_of_model, plain.headers, lambda body=plain.body: body))
+            calls.append((invocations_of_model, plain.headers, lambda body=plain.body: body,
+                          fields.get("costaware.model")))
             asked.append((i, fields))
         try:
             replies = self.invoke(calls)
@@ -187,16 +205,18 @@ def _add_execution_parameters(app: Flask, settings: ServerSettings) -> None:
 
 def _invocation(settings: ServerSettings, capture: CaptureWriter | None):
     """What ``POST /invocations`` does, as ``invoke(calls)`` -> a :class:`Reply` for each call
-    ``(model, headers, read_body)`` (``/invocations`` and each model's ``/models/{name}/invoke``,
-    the Flask routes one at a time, the direct way all the requests that arrived together):
-    :func:`costaware.serving.invocation.respond_together`, each body read only once its headers
-    pass. With ``capture``, a sampled request that is answered (2xx) is captured with the body
-    and ``Content-Type`` the client gets."""
+    ``(model, headers, read_body, model_name)`` (``/invocations`` and each model's
+    ``/models/{name}/invoke``, the Flask routes one at a time, the direct way all the requests
+    that arrived together; ``model_name`` the name a multi-model endpoint's model was invoked by,
+    ``None`` on a single-model endpoint): :func:`costaware.serving.invocation.respond_together`,
+    each body read only once its headers pass. With ``capture``, a sampled request that is
+    answered (2xx) is captured with the body and ``Content-Type`` the client gets, and on a
+    multi-model endpoint the model it invoked (:func:`_captured_model`)."""
 
-    def invoke(calls: list[tuple[Invocations, object, object]]) -> list[Reply]:
+    def invoke(calls: list[tuple[Invocations, object, object, str | None]]) -> list[Reply]:
         replies: list[Reply | None] = [None] * len(calls)
         asked, kept = [], {}  # indices of the calls to answer; sampled ones' (time, id, body)
-        for i, (_, headers, read_body) in enumerate(calls):
+        for i, (_, headers, _, _) in enumerate(calls):
             if capture is not None:
                 when = time.time()  # the invocation's time: its record's inferenceTime and hour
                 inference_id, problem = _inference_id(headers)
@@ -226,10 +246,24 @@ def _invocation(settings: ServerSettings, capture: CaptureWriter | None):
                 when, inference_id, received = kept[i]
                 capture.write(when, calls[i][1].get("Content-Type"), received[0],
                               content_type_header(reply.headers["Content-Type"]), reply.body,
-                              inference_id)
+                              inference_id, _captured_model(calls[i][1], calls[i][3]))
         return replies
 
     return invoke
+
+
+def _captured_model(headers, name: str | None) -> str | None:
+    """The model a capture record names (its ``eventMetadata.targetModel``): the request's
+    ``X-Amzn-SageMaker-Target-Model`` (InvokeEndpoint's ``TargetModel``, which SageMaker sends
+    with every invocation of a multi-model endpoint), else the name ``/models/{name}/invoke``
+    was called by; ``None`` on a single-model endpoint (``name`` ``None``)."""
+    if name is None:
+        return None
+    raw = headers.get(TARGET_MODEL_HEADER)
+    try:  # WSGI hands header bytes over as Latin-1
+        return name if raw is None else raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return name
 
 
 def _call(invocations_of_model: Invocations, headers, body) -> Call:
@@ -251,6 +285,27 @@ def _model_or_refusal(cache: multi_model.ModelCache, name: str) -> Invocations |
     except codecs.RequestError as exc:
         return error_reply(exc.status, exc.message, **exc.details)
     return _not_loaded_reply(name) if invocations_of_model is None else invocations_of_model
+
+
+def _target_or_refusal(cache: multi_model.ModelCache, target: str | None) -> Invocations | Reply:
+    """The model a multi-model endpoint's ``/invocations`` invokes (its
+    ``X-Amzn-SageMaker-Target-Model``, as the SDK's local mode sends it), or why not."""
+    try:
+        return cache.target_model(target)
+    except codecs.RequestError as exc:
+        return error_reply(exc.status, exc.message, **exc.details)
+
+
+def _target_refused() -> Reply:
+    """A single-model endpoint's answer to a target model: SageMaker refuses InvokeEndpoint's
+    TargetModel there ("... is not a multi-model endpoint and does not support target model
+    header"); answering from the one model would answer for another. The SDK's local mode
+    sends it to a server started without SAGEMAKER_MULTI_MODEL, over archives extracted one
+    over the other (multi_model.py)."""
+    return error_reply(400, f"{TARGET_MODEL_HEADER} names a model of a multi-model endpoint; "
+                            "this server serves one model: start it with "
+                            "SAGEMAKER_MULTI_MODEL=true to serve the archives below its model "
+                            "directory, or send no target model")
 
 
 def _not_loaded_reply(name: str) -> Reply:
@@ -316,10 +371,23 @@ def _add_multi_model(app: Flask, cache: multi_model.ModelCache, invoke,
     @app.post("/models/<name>/invoke")
     def invoke_model(name: str):
         request.environ["costaware.model"] = name
-        invocations_of_model = _model_or_refusal(cache, name)
+        return _answer_with(_model_or_refusal(cache, name), name)
+
+    @app.post("/invocations")
+    def invoke_target():
+        target = request.headers.get(TARGET_MODEL_HEADER)
+        if target is not None:
+            try:  # WSGI hands header bytes over as Latin-1
+                target = target.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                return _answer(error_reply(400, f"{TARGET_MODEL_HEADER} is not valid UTF-8"))
+            request.environ["costaware.model"] = target
+        return _answer_with(_target_or_refusal(cache, target), target)
+
+    def _answer_with(invocations_of_model: Invocations | Reply, name: str | None) -> Response:
         if isinstance(invocations_of_model, Reply):
             return _answer(invocations_of_model)
-        return _answer(invoke([(invocations_of_model, request.headers, read_body)])[0])
+        return _answer(invoke([(invocations_of_model, request.headers, read_body, name)])[0])
 
 
 def _inference_id(headers) -> tuple[str | None, str | None]:

@@ -71,11 +71,14 @@ class CaptureWriter:
         return self.fraction >= 1 or random.random() < self.fraction
 
     def write(self, when: float, input_type: str | None, input_body: bytes,
-              output_type: str | None, output_body: bytes, inference_id: str | None) -> None:
-        """Append the record of an answered invocation made at POSIX time ``when``; never
-        raises for a file that cannot be written (counted and logged instead)."""
+              output_type: str | None, output_body: bytes, inference_id: str | None,
+              target_model: str | None = None) -> None:
+        """Append the record of an answered invocation made at POSIX time ``when`` (of
+        ``target_model`` on a multi-model endpoint); never raises for a file that cannot be
+        written (counted and logged instead)."""
         line = data_capture.to_line(data_capture.record(input_type, input_body, output_type,
-                                                        output_body, when, inference_id))
+                                                        output_body, when, inference_id,
+                                                        target_model=target_model))
         hour = int(when // 3600)
         with self.lock:
             written = 0

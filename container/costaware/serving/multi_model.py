@@ -8,6 +8,8 @@ facet and reasons), loaded and unloaded by SageMaker while the server runs.
     GET    /models/{name}         {"modelName", "modelUrl"}, 404 if not loaded
     DELETE /models/{name}         200, 404 if not loaded
     POST   /models/{name}/invoke  exactly what /invocations answers for that model alone; 404
+    POST   /invocations           with X-Amzn-SageMaker-Target-Model: the SageMaker Python SDK's
+                                  local mode (below); 400 without the header
 
 Why a registry on disk: gunicorn's workers are separate processes, and SageMaker's next request
 after a 200 load, or after a delete, may reach any of them. The load is answered by one worker
@@ -36,6 +38,21 @@ part, or that leads outside the root through a symbolic link, and a model direct
 anything but the files ``train`` writes (``xgboost-model.ubj``, ``metadata.json``, and the
 monitoring baseline's ``baseline/statistics.json`` and ``baseline/constraints.json``; each a
 regular file or directory, not a link) are refused with a 400 before any file is opened.
+
+The SageMaker Python SDK's local mode runs a ``MultiDataModel`` as one container and never calls
+``/models``: it downloads every archive below the model data prefix into one directory, mounted at
+/opt/ml/model (the archives kept at their keys' relative paths, each also extracted over the
+others there), and posts to ``/invocations`` with ``X-Amzn-SageMaker-Target-Model`` holding the
+archive's path relative to the prefix (sagemaker 2.x: local/image.py ``_prepare_serving_volumes``,
+local/local_session.py ``invoke_endpoint``). So on a multi-model server ``/invocations`` takes
+that header: the archive it names below the model directory is unpacked on its first use, checked
+as a ``/models`` load checks a directory (a target outside the model directory, through a link or
+by a ``..`` part, an archive member that is a link, leaves the archive's top or is not one of the
+files ``train`` writes: a 400 with one line, before anything is written), into a directory of the
+server's own, loaded and recorded under the header's value, so that every later call, on any
+worker, invokes the loaded model. Nobody sends SageMaker's ``DELETE`` there, so the server itself
+unloads the models it unpacked least recently invoked when a new one does not fit the budget (a
+model that does not fit alone, or the container's memory in use: 507, as for a load).
 """
 
 from __future__ import annotations
@@ -45,9 +62,15 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import shutil
+import tarfile
+import tempfile
+import time
 import unicodedata
 import uuid
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -56,13 +79,16 @@ from ..errors import load_failure_reason
 from ..model.artifact import BASELINE_DIR, BOOSTER_FILE, METADATA_FILE, MODEL_LAYOUT
 from .invocation import Invocations
 from .request_error import RequestError
-from .worker import settled_stamp
+from .worker import TARGET_MODEL_HEADER, settled_stamp
+
+log = logging.getLogger("costaware.serving")
 
 LOADED_FILES = (BOOSTER_FILE, METADATA_FILE)  # what a worker reads of a model directory
 ALLOWED = (f"{BOOSTER_FILE}, {METADATA_FILE} and {BASELINE_DIR}/ with "
            f"{' and '.join(MODEL_LAYOUT[BASELINE_DIR])}")
 MAX_NAME_CHARS = 256
 MAX_URL_CHARS = 4096  # Linux's PATH_MAX
+MAX_TARGET_CHARS = 1024  # InvokeEndpoint's TargetModel, at most
 MAX_RESULTS = 1000  # a page of GET /models, at most (and its default)
 IN_USE_LIMIT = 0.9  # of the container's memory: a load that would pass it is a 507
 DEFAULT_BUDGET_SHARE = 0.5  # of the container's memory, for the models when no budget is set
@@ -121,6 +147,26 @@ def model_directory(url, root: str) -> str:
     return real
 
 
+NOT_IN_LAYOUT = "not in the layout"  # what MODEL_LAYOUT holds where it holds nothing
+
+
+def layout_refusal(shown: str, expected, link: str | None, regular_file: bool,
+                   directory: bool) -> str | None:
+    """Why an entry of a model directory or archive (``shown``: its path) is refused, ``None``
+    when it is not: ``expected`` is what ``artifact.MODEL_LAYOUT`` holds at its place (``None``
+    a regular file, a dict a directory of those, :data:`NOT_IN_LAYOUT`); ``link`` the kind of
+    link it is (``None``: not one)."""
+    if expected is NOT_IN_LAYOUT:
+        return f"{shown} is not a costaware model file; a model directory holds only {ALLOWED}"
+    if link is not None:
+        return f"{shown} is a {link}"
+    if expected is None and not regular_file:
+        return f"{shown} is not a regular file"
+    if expected is not None and not directory:
+        return f"{shown} is not a directory"
+    return None
+
+
 def model_files_bytes(directory: str) -> int:
     """The bytes of the files a worker loads from a model directory, once every entry in it is
     checked to be one ``train`` writes (``artifact.MODEL_LAYOUT``) and a regular file or
@@ -129,17 +175,14 @@ def model_files_bytes(directory: str) -> int:
         with os.scandir(path) as found:
             entries = sorted(found, key=lambda e: e.name)
         for entry in entries:
-            if entry.name not in layout:
-                raise RequestError(400, f"{entry.path} is not a costaware model file; a model "
-                                        f"directory holds only {ALLOWED}")
-            inside = layout[entry.name]
-            if entry.is_symlink():
-                raise RequestError(400, f"{entry.path} is a symbolic link")
-            if inside is None and not entry.is_file(follow_symlinks=False):
-                raise RequestError(400, f"{entry.path} is not a regular file")
+            inside = layout.get(entry.name, NOT_IN_LAYOUT)
+            problem = layout_refusal(entry.path, inside,
+                                     "symbolic link" if entry.is_symlink() else None,
+                                     entry.is_file(follow_symlinks=False),
+                                     entry.is_dir(follow_symlinks=False))
+            if problem:
+                raise RequestError(400, problem)
             if inside is not None:
-                if not entry.is_dir(follow_symlinks=False):
-                    raise RequestError(400, f"{entry.path} is not a directory")
                 walk(entry.path, inside)
 
     try:
@@ -156,6 +199,84 @@ def model_files_bytes(directory: str) -> int:
     return total
 
 
+def check_target_model(target: str | None) -> str | None:
+    """Why ``target``, an ``X-Amzn-SageMaker-Target-Model`` at ``/invocations``, cannot name an
+    archive below the model directory (``None`` when it can): nothing is looked up."""
+    if target is None:
+        return (f"this is a multi-model endpoint: name the model in {TARGET_MODEL_HEADER} "
+                "(InvokeEndpoint's TargetModel), or invoke /models/{name}/invoke")
+    if not target:
+        return f"{TARGET_MODEL_HEADER} is empty; name the model's archive"
+    if len(target) > MAX_TARGET_CHARS:
+        return (f"{TARGET_MODEL_HEADER} is {len(target)} characters long; at most "
+                f"{MAX_TARGET_CHARS}")
+    if any(unicodedata.category(c) == "Cc" for c in target) or "\\" in target:
+        return f"{TARGET_MODEL_HEADER} {target!r} holds a control character or a backslash"
+    if target.startswith("/"):
+        return (f"{TARGET_MODEL_HEADER} {target!r} is an absolute path; name the archive by its "
+                "path relative to the model data prefix")
+    if ".." in target.split("/"):
+        return f"{TARGET_MODEL_HEADER} {target!r} has a '..' part"
+    return None
+
+
+def archive_file(target: str, root: str) -> str:
+    """The real path of the archive ``target`` names below ``root`` (checked by
+    :func:`check_target_model`), checked to stay below ``root`` after following its links
+    (:class:`RequestError` otherwise: 404 when there is none); nothing is read."""
+    top = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(top, target))
+    if not real.startswith(top.rstrip("/") + "/"):
+        raise RequestError(400, f"{TARGET_MODEL_HEADER} {target!r} leads outside the model "
+                                f"directory {root} through a symbolic link")
+    if not os.path.exists(real):
+        raise RequestError(404, f"{TARGET_MODEL_HEADER} {target!r}: there is no "
+                                f"{os.path.join(root, target)}")
+    if not os.path.isfile(real):
+        raise RequestError(400, f"{TARGET_MODEL_HEADER} {target!r}: "
+                                f"{os.path.join(root, target)} is not a file")
+    return real
+
+
+def archive_members(tar: tarfile.TarFile, shown: str) -> tuple[list, int]:
+    """The files of a model archive, each ``(member, path parts)``, and the bytes of those a
+    worker loads, once every member is checked as :func:`model_files_bytes` checks a model
+    directory's entries, and to stay below the archive's top, and to be in it once
+    (:class:`RequestError` 400 naming ``shown`` and the member otherwise); nothing is written."""
+    files, seen, charge = [], set(), 0
+    for member in tar:
+        where = f"{shown}: {member.name}"
+        parts = [part for part in member.name.split("/") if part not in ("", ".")]
+        if member.name.startswith("/") or ".." in parts:
+            raise RequestError(400, f"{where} leads outside the archive's top")
+        key = "/".join(parts)
+        if key in seen:
+            raise RequestError(400, f"{where} is in the archive twice")
+        seen.add(key)
+        expected = MODEL_LAYOUT
+        for part in parts:
+            expected = expected.get(part, NOT_IN_LAYOUT) if isinstance(expected, dict) \
+                else NOT_IN_LAYOUT
+        link = "symbolic link" if member.issym() else "hard link" if member.islnk() else None
+        problem = layout_refusal(where, expected, link, member.isfile(), member.isdir())
+        if problem:
+            raise RequestError(400, problem)
+        if expected is None:
+            files.append((member, parts))
+            charge += member.size if key in LOADED_FILES else 0
+    return files, charge
+
+
+def unpack(tar: tarfile.TarFile, files: list, directory: str) -> None:
+    """The checked ``files`` of :func:`archive_members` written below ``directory`` as new
+    regular files: nothing of the archive's names, modes or owners is taken but the path."""
+    for member, parts in files:
+        path = os.path.join(directory, *parts)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with tar.extractfile(member) as source, open(path, "xb") as target:
+            shutil.copyfileobj(source, target)
+
+
 @dataclass(frozen=True)
 class Entry:
     """A loaded model, as the workers share it."""
@@ -165,6 +286,7 @@ class Entry:
     path: str  # the checked real directory
     charge_bytes: int  # its size, charged once per worker
     token: str  # new at each load: a name unloaded and loaded again is a new model
+    unpacked: bool = False  # unpacked by the server from an archive (``path`` is its own)
 
     def listed(self) -> dict:
         return {"modelName": self.model_name, "modelUrl": self.url}
@@ -221,11 +343,15 @@ class Registry:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def _held_bytes(self, entries: dict[str, Entry]) -> int:
+        """What ``entries`` are charged, in every worker."""
+        return sum(e.charge_bytes for e in entries.values()) * self.workers
+
     def check_room(self, name: str, charge_bytes: int, entries: dict[str, Entry]) -> None:
         """409 if ``name`` is loaded; 507 if a model of ``charge_bytes`` does not fit."""
         if name in entries:
             raise RequestError(409, f"model {name!r} is already loaded")
-        held = sum(e.charge_bytes for e in entries.values()) * self.workers
+        held = self._held_bytes(entries)
         wanted = charge_bytes * self.workers
         if held + wanted > self.budget_bytes:
             raise RequestError(507, f"model {name!r} needs {wanted} bytes ({charge_bytes} in each "
@@ -239,35 +365,72 @@ class Registry:
             raise RequestError(507, f"model {name!r} needs {wanted} bytes; the container uses "
                                     f"{in_use} of its {limit} bytes: unload some")
 
-    def add(self, entry: Entry) -> None:
-        """Record ``entry`` (409/507 as :meth:`check_room`, decided under the lock)."""
+    def touch(self, name: str) -> None:
+        """``name`` invoked now: its entry's time is when it was last used."""
+        now = time.time_ns()  # finer than the file system's clock, which ties close calls
+        with contextlib.suppress(FileNotFoundError):  # unloaded meanwhile
+            os.utime(self._path(name), ns=(now, now))
+
+    def _last_used(self, entry: Entry) -> int:
+        try:
+            return os.stat(self._path(entry.model_name)).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def add(self, entry: Entry, evict: bool = False) -> list[str]:
+        """Record ``entry`` (409/507 as :meth:`check_room`, decided under the lock); with
+        ``evict``, first unload the models the server unpacked least recently used until the
+        budget holds it (when it fits alone). The names unloaded so."""
         with self._locked():
-            self.check_room(entry.model_name, entry.charge_bytes, self._read())
+            entries, evicted = self._read(), []
+            wanted = entry.charge_bytes * self.workers
+            if evict and entry.model_name not in entries and wanted <= self.budget_bytes:
+                while self._held_bytes(entries) + wanted > self.budget_bytes:
+                    unpacked = [e for e in entries.values() if e.unpacked]
+                    if not unpacked:
+                        break
+                    oldest = min(unpacked, key=self._last_used)
+                    self._forget(oldest)
+                    del entries[oldest.model_name]
+                    evicted.append(oldest.model_name)
+            self.check_room(entry.model_name, entry.charge_bytes, entries)
             try:
                 storage.atomic_write(self._path(entry.model_name),
                                      json.dumps(asdict(entry)).encode("utf-8"))
             except OSError as exc:  # the registry's file system full or read-only: no room
                 raise RequestError(507, f"model {entry.model_name!r} cannot be recorded in "
                                         f"{self.directory}: {exc.strerror}") from None
+            return evicted
+
+    def _forget(self, entry: Entry) -> None:
+        """Drop ``entry`` (under the lock), and the directory the server unpacked it into."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(entry.model_name))
+        if entry.unpacked:
+            shutil.rmtree(entry.path, ignore_errors=True)
 
     def remove(self, name: str) -> bool:
         """Unload ``name``; whether it was loaded."""
         with self._locked():
-            try:
-                os.unlink(self._path(name))
-            except FileNotFoundError:
+            entry = self._read().get(name)
+            if entry is None:
                 return False
+            self._forget(entry)
             return True
 
 
 class ModelCache:
     """This worker's loaded models, kept to what the registry holds."""
 
-    def __init__(self, registry: Registry, root: str, load: Callable[[str], Invocations]):
+    def __init__(self, registry: Registry, root: str, load: Callable[[str], Invocations],
+                 archives_root: str, unpack_root: str):
         """``load``: a model directory loaded as this server serves it (threads, default Accept,
-        response shape)."""
+        response shape). ``archives_root``: where the SDK's local mode puts the archives that
+        ``/invocations`` names (the model directory); ``unpack_root``: where they are unpacked."""
         self.registry = registry
         self.root = root
+        self.archives_root = archives_root
+        self.unpack_root = unpack_root
         self.load_model = load
         self.loaded: dict[str, tuple[str, Invocations]] = {}  # name -> (token, model)
         self.seen = None  # the entries the loaded set was last checked against
@@ -321,9 +484,73 @@ class ModelCache:
         self.loaded[name] = (entry.token, invocations)
         return entry
 
+    def target_model(self, target: str | None) -> Invocations:
+        """``POST /invocations`` with ``X-Amzn-SageMaker-Target-Model: target`` (the module
+        docstring): the model loaded under that name, else the archive it names, unpacked,
+        loaded and recorded now; :class:`RequestError` for every refusal."""
+        problem = check_target_model(target)
+        if problem:
+            raise RequestError(400, problem)
+        invocations = self.invocations(target)
+        if invocations is None:
+            invocations = self._load_archive(target)
+        self.registry.touch(target)
+        return invocations
+
+    def _load_archive(self, target: str) -> Invocations:
+        archive = archive_file(target, self.archives_root)
+        shown = os.path.join(self.archives_root, target)
+        directory = None
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                files, charge = archive_members(tar, shown)
+                self.registry.check_room(target, charge, {})  # fits alone, before any write
+                unpacked = sum(member.size for member, _ in files)
+                if unpacked > self.registry.budget_bytes:  # the baseline's files too: no bomb
+                    raise RequestError(507, f"{shown} unpacks to {unpacked} bytes, more than the "
+                                            f"{self.registry.budget_bytes} bytes for models "
+                                            "(COSTAWARE_MODELS_MEMORY_MB)")
+                directory = tempfile.mkdtemp(prefix="model-", dir=self.unpack_root)
+                unpack(tar, files, directory)
+        except RequestError:
+            _remove(directory)
+            raise
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            _remove(directory)
+            if str(getattr(exc, "filename", None) or "").startswith(self.unpack_root):
+                raise RequestError(507, f"model {target!r} cannot be unpacked into "
+                                        f"{self.unpack_root}: {exc.strerror}") from None
+            raise RequestError(400, f"{shown} cannot be read as a model archive (a tar file of "
+                                    f"a model directory): {exc}") from None
+        try:
+            invocations = self.load_model(directory)
+        except Exception as exc:
+            _remove(directory)
+            raise RequestError(400, f"model {target!r} cannot be loaded: "
+                                    f"{load_failure_reason(exc)}") from None
+        entry = Entry(target, target, directory, charge, uuid.uuid4().hex, unpacked=True)
+        try:
+            evicted = self.registry.add(entry, evict=True)
+        except RequestError as exc:
+            _remove(directory)
+            found = self.invocations(target) if exc.status == 409 else None
+            if found is None:
+                raise
+            return found  # another worker unpacked it at the same time: the one recorded
+        log.info("model %r unpacked from %s and loaded%s", target, shown,
+                 f"; unloaded, as used least recently: {', '.join(map(repr, evicted))}"
+                 if evicted else "")
+        self.loaded[target] = (entry.token, invocations)
+        return invocations
+
     def unload(self, name: str) -> bool:
         self.loaded.pop(name, None)
         return self.registry.remove(name)
+
+
+def _remove(directory: str | None) -> None:
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def page(entries: dict[str, Entry], max_results: str | None, token: str | None) -> dict:

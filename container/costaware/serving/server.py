@@ -10,7 +10,9 @@ Order of events:
    A missing, empty or corrupt model directory stops here: one line on stderr, exit status 1.
    With ``SAGEMAKER_MULTI_MODEL=true`` there is no model to check: SageMaker loads each through
    ``POST /models`` once the server is up (multi_model.py), and the workers share the loaded
-   models' entries in the ``models`` directory of the master's state directory.
+   models' entries in the ``models`` directory of the master's state directory (and the
+   archives ``/invocations`` names, for the SDK's local mode, are unpacked into a directory of
+   the master's on disk).
 3. Start gunicorn with worker.py's workers: an asyncio front per worker that buffers each whole
    request (within COSTAWARE_READ_TIMEOUT seconds, up to the payload limit; 408/413 otherwise)
    before the app sees it, so slow clients never hold a request thread. Each worker builds the
@@ -127,6 +129,10 @@ class CostawareServer(BaseApplication):
         # what the workers tell each other (worker.WorkerRoster): in memory where there is some
         shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         self.state_dir = tempfile.mkdtemp(prefix="costaware-serve-", dir=shm)
+        # where a multi-model endpoint unpacks the archives /invocations names: on disk, since
+        # a container's /dev/shm is small (64 MiB by default)
+        self.unpack_dir = (tempfile.mkdtemp(prefix="costaware-unpacked-")
+                           if settings.multi_model else None)
         super().__init__()
 
     def load_config(self):
@@ -163,7 +169,8 @@ class CostawareServer(BaseApplication):
         self.capture = CaptureWriter.from_settings(self.settings)  # this worker's own files
         return create_app(self.settings.model_dir, self.settings,
                           health=WorkerRoster(self.state_dir).problem, capture=self.capture,
-                          registry_dir=os.path.join(self.state_dir, "models"))
+                          registry_dir=os.path.join(self.state_dir, "models"),
+                          unpack_dir=self.unpack_dir)
 
 
 def close_capture(arbiter, worker) -> None:
@@ -246,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         server.run()
     finally:
         if os.getpid() == master:  # a worker's exit unwinds through here too (it was forked)
-            shutil.rmtree(server.state_dir, ignore_errors=True)
+            for directory in (server.state_dir, server.unpack_dir):
+                if directory is not None:
+                    shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 

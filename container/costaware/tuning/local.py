@@ -45,7 +45,8 @@ from dataclasses import dataclass, field
 from ..machine import cpu_count
 from . import config as cfg
 from . import runner
-from .study import DB_FILE, Setup, import_optuna, make_objective, open_study, run_baseline
+from .study import (DB_FILE, Setup, choose, import_optuna, make_objective, open_study,
+                    run_baseline)
 from .trials import CSV_FILE, collect, plot_pareto, write_csv
 
 PNG_FILE = "pareto.png"
@@ -158,8 +159,8 @@ def tune(request: TuneRequest) -> Result:
         else:
             text = (f"trial {frozen.number}: "
                     f"{_fmt_metrics(frozen.user_attrs['metrics'], setup.goal.metrics)}")
-            if not setup.goal.multi:
-                best = study_.best_trial
+            best = None if setup.goal.multi else choose(study_, setup)
+            if best is not None:
                 text += f" | best {best.value:.4g} (trial {best.number})"
         bar.update(text)
         with write_lock:
@@ -200,6 +201,13 @@ def tune(request: TuneRequest) -> Result:
         raise KeyboardInterrupt
     if remaining and len(failures) >= remaining:
         raise cfg.ConfigError(f"every trial of this run failed; the first: {failures[0]}")
+    left_out = [r for r in records if r.get("excluded")]
+    if chosen is None and left_out:
+        raise cfg.ConfigError(
+            f"every trial decides the same for every {setup.held_out} row, so none can be chosen "
+            f"on {setup.goal.metrics[0]} (its parity is by construction; first: trial "
+            f"{left_out[0]['trial']} {left_out[0]['excluded']}): widen the search ranges, or "
+            "tune with --objective multi or auc")
     return Result(study, records, chosen, base, files)
 
 
@@ -271,6 +279,11 @@ def _summary(setup, study, records, base, chosen, files, elapsed, ran, failures,
         print(f"failures this run: {len(failures)}; first: {failures[0]}")
     if base:
         print(f"baseline (the tree's hyperparameters): {_fmt_metrics(base['metrics'], names)}")
+    left_out = [r for r in records if r.get("excluded")]
+    if left_out:
+        print(f"excluded from the choice: trial{'s' if len(left_out) > 1 else ''} "
+              f"{', '.join(str(r['trial']) for r in left_out)} ({left_out[0]['excluded']}, "
+              f"which {setup.goal.metrics[0]} rewards; the column excluded of {CSV_FILE})")
     if chosen:
         tuned = ", ".join(f"{k}={_short(v)}" for k, v in chosen["params"].items())
         print(f"chosen: trial {chosen['trial']}: {_fmt_metrics(chosen['metrics'], names)}")

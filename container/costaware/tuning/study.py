@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from ..config import hyperparameters as hp
+from ..metrics import registry as metric_registry
 from . import config as cfg
 from . import runner
 
@@ -140,20 +141,49 @@ def make_objective(setup: Setup):
     return objective
 
 
+def decides_alike(decided_1: dict, channel: str) -> str | None:
+    """Why a run's kept model is no classifier on ``channel``'s rows (it decides the same for
+    every one: its share of 1s, ``decided_1[channel]``, is 0 or 1), else ``None``. Its |DPPL| is
+    then 0, and its |1 - DI| 0 or undefined, by construction, not by being fair."""
+    share = decided_1.get(channel)
+    if share not in (0, 1):
+        return None
+    return f"decides {int(share)} for every {channel} row: its |DPPL| is 0 by construction"
+
+
+def excluded(decided_1: dict, setup: Setup) -> str | None:
+    """Why a trial is left out of the choice of a single-objective study, else ``None``: on an
+    objective that scores the decisions' parity between the facets (the combined objective,
+    |DPPL|, |1 - DI|), a model that decides the same for every row would win by its parity alone
+    (:func:`decides_alike`)."""
+    if setup.goal.multi:
+        return None
+    metric = setup.goal.metrics[0].split(":", 1)[1]
+    if not metric_registry.get(metric).needs_facet:
+        return None
+    return decides_alike(decided_1, setup.held_out)
+
+
 def choose(study, setup: Setup):
-    """The trial to recommend: the best one, or in a multi-objective study the Pareto member with
-    the highest combined objective (without a facet: the lowest expected cost), leaving out models
-    that decide the same for every validation row."""
+    """The trial to recommend: the best one (leaving out the trials :func:`excluded` names), or
+    in a multi-objective study the Pareto member with the highest combined objective (without a
+    facet: the lowest expected cost), leaving out models that decide the same for every
+    validation row unless nothing else is on the front."""
     optuna = import_optuna()
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         return None
     if not setup.goal.multi:
-        return study.best_trial
+        kept = [t for t in complete if not excluded(t.user_attrs.get("decided_1", {}), setup)]
+        if not kept:
+            return None
+        sign = 1 if setup.goal.directions[0] == "Maximize" else -1
+        return max(kept, key=lambda t: (sign * t.value, -t.number))
     front = study.best_trials
     # a model that decides the same for everyone sits on the front (|DPPL| 0) but classifies
     # nothing: recommend it only if nothing else is there
-    deciding = [t for t in front if t.user_attrs.get("decided_1", {}).get("validation") not in (0, 1)]
+    deciding = [t for t in front
+                if not decides_alike(t.user_attrs.get("decided_1", {}), "validation")]
     front = deciding or front
     if setup.has_facet:
         return max(front, key=lambda t: t.user_attrs["metrics"].get(

@@ -10,9 +10,11 @@ ratios are compared in the same money:
 ``expected cost per decision = (1/n) sum_i C(y_i, decide_i)``, ``C`` the tree's ``cost_fp``,
 ``cost_fn``, ``cost_tp``, ``cost_tn``. A tree that gives them as a 2 x 2 ``cost_matrix``
 ``[[C_TN, C_FP], [C_FN, C_TP]]`` is trained in that form, ``cost_matrix = [[0, 1], [r, 0]]`` (the
-same costs). Refused up front: a tree with cost columns (its rows carry their own costs, which a
-class ratio does not move), a tree with more than two classes (a K x K matrix has no one FN:FP
-ratio; compare matrices by training each) and a ``--static`` cost (every run sets its own).
+same costs). Refused up front: a channel entry of ``inputdataconfig.json`` that training refuses
+(its own check, ``config_files.check_channel_config``: Pipe mode, say), a tree with cost columns
+(its rows carry their own costs, which a class ratio does not move), a tree with more than two
+classes (a K x K matrix has no one FN:FP ratio; compare matrices by training each) and a
+``--static`` cost (every run sets its own).
 
 The tree's own regret ratio ``(C_FN - C_TP) / (C_FP - C_TN)`` is added to the ratios (it trains the
 same model as the tree's costs: only the ratio of the regrets matters to the loss and the
@@ -30,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .. import config_files
 from ..config import hyperparameters as hp
 from ..decisions.costs import CELLS
 from ..errors import InputError
@@ -155,6 +158,10 @@ def sweep(tree_dir: str, work: str, ratios: list[float], jobs: int | None = None
     statics = statics or {}
     settings = tree.settings(statics)
     check_sweepable(tree, settings, statics)
+    try:  # the Pricer reads channels itself: what training would refuse, refused first, alike
+        config_files.check_channel_config(tree.inputdataconfig)
+    except InputError as exc:
+        raise cfg.ConfigError(f"{tree.path}: {exc}") from None
     pricer = Pricer(tree, settings)
     costs = pricer.costs
     tree_ratio = (costs.fn - costs.tp) / (costs.fp - costs.tn)

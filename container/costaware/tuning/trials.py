@@ -8,7 +8,7 @@ import os
 
 from ..metrics import log_lines as metric_log
 from .runner import HELD_OUT
-from .study import Setup, choose, import_optuna
+from .study import Setup, choose, excluded, import_optuna
 
 
 CSV_FILE = "trials.csv"
@@ -48,7 +48,8 @@ def x_metrics(setup: Setup) -> list[str]:
 
 
 def collect(study, setup: Setup, baseline: dict | None) -> list[dict]:
-    """Baseline and trials as flat records (the CSV rows), with the front and the choice marked."""
+    """Baseline and trials as flat records (the CSV rows), with the front, the choice and the
+    trials excluded from it (and why) marked."""
     optuna = import_optuna()
     chosen = choose(study, setup)
     optuna_front = ({t.number for t in study.best_trials} if setup.goal.multi and chosen else set())
@@ -66,6 +67,8 @@ def collect(study, setup: Setup, baseline: dict | None) -> list[dict]:
             "chosen": chosen is not None and t.number == chosen.number,
             "failure": t.user_attrs.get("failure", ""),
         }
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            record["excluded"] = excluded(record["decided_1"], setup) or ""
         if setup.goal.multi:
             record["optuna_pareto"] = t.number in optuna_front
         records.append(record)
@@ -95,14 +98,14 @@ def write_csv(records: list[dict], setup: Setup, path: str) -> None:
     extra = ["optuna_pareto"] if setup.goal.multi else []
     shares = [f"{c}_decided_1" for c in ("validation", "test")
               if any(c in r.get("decided_1", {}) for r in records)]
-    header = ["trial", "state", "chosen", *fronts, *extra, *names, *metrics, *shares, "seconds",
-              "dir", "failure"]
+    header = ["trial", "state", "chosen", "excluded", *fronts, *extra, *names, *metrics, *shares,
+              "seconds", "dir", "failure"]
     tmp = path + ".tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for r in records:
-            row = [r["trial"], r["state"], r.get("chosen", False)]
+            row = [r["trial"], r["state"], r.get("chosen", False), r.get("excluded", "")]
             row += [r.get(f, "") for f in fronts] + [r.get(e, "") for e in extra]
             row += [r["params"].get(n, "") for n in names]
             row += [r["metrics"].get(m, "") for m in metrics]
