@@ -303,11 +303,14 @@ def number_text(rnd: np.random.Generator, value: float, mode: int) -> str:
     return repr(float(value))
 
 
+@pytest.mark.parametrize("block_bytes", [decoding.BULK_BLOCK_BYTES, 4096])
 @pytest.mark.parametrize("seed", range(6))
-def test_big_csv_bodies_read_as_the_exact_parser_reads_them(seed):
+def test_big_csv_bodies_read_as_the_exact_parser_reads_them(seed, block_bytes, monkeypatch):
     """Bodies over 16 KiB go to Arrow's reader (decoding._parse_csv_bulk); whatever it returns
     equals the exact line-by-line parser's reading, value for value, missing for missing; when it
-    declines, the exact parser answers (and explains a refusal)."""
+    declines, the exact parser answers (and explains a refusal). Read in one block, and in blocks
+    of 4 KiB (a 6 MiB body is read in several: each column comes in chunks)."""
+    monkeypatch.setattr(decoding, "BULK_BLOCK_BYTES", block_bytes)
     rnd = np.random.default_rng(seed)
     layout = decoding.Layout(tuple(f"x{j}" for j in range(5)), 5, None, ())
     mode = seed % 3  # plain numbers; with odd spellings; with refused ones too
