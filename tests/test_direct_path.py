@@ -212,6 +212,30 @@ def test_requests_arriving_together_are_answered_as_each_alone(server, rows):
     assert max(batches) > 1, batches
 
 
+def test_big_bodies_arriving_in_pieces_and_pipelined_are_answered_as_each_alone(server, rows):
+    """A body with more than 64 KiB still to come is kept as the pieces the socket gives and
+    joined once complete (worker.py ``COLLECT_BYTES``): two big bodies and a small request sent
+    back to back on one connection, in pieces of 1 to 90 kB that end anywhere (the last piece of
+    a body carrying the next request's first bytes), get the answers each gets alone."""
+    big = [invocation(csv_body(np.tile(rows, (k, 1))), b"Content-Type: text/csv\r\n",
+                      b"Accept: text/csv\r\n") for k in (12, 7)]
+    sent = [big[0], invocation(csv_body(rows[:2]), b"Content-Type: text/csv\r\n"), big[1]]
+    assert min(len(big[0]), len(big[1])) > 3 * 64 * 1024
+    alone = exchange(server.port, sent)
+    stream = b"".join(sent)
+    rnd = np.random.default_rng(7)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        at = 0
+        while at < len(stream):
+            step = int(rnd.integers(1_000, 90_000))
+            sock.sendall(stream[at:at + step])
+            at += step
+            time.sleep(0.002)
+        answers = [without_date(read_whole(sock)) for _ in sent]
+    assert answers == alone
+    assert [int(a.split()[1]) for a in answers] == [200, 200, 200]
+
+
 def test_respond_together_equals_respond(model_dir, rows):
     """In process: the margins of several requests predicted in one call give each request the
     bytes it gets alone (binary model: every field, overrides and reasons among them)."""

@@ -71,6 +71,10 @@ RECENT_STAMP_NS = 1_000_000_000  # a directory time this close to now may hide a
 STOP_ACCEPT_LIMIT = 1024  # queued connections a stopping worker takes, at most (the backlog's size)
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"  # InvokeEndpoint's TargetModel, logged
 STOP_LINGER = 2.0  # seconds an idle connection stays open after SIGTERM (gunicorn's gthread: 2)
+# a body with more than this still to come is kept as the pieces the socket gives and joined once
+# complete: appending 256 KiB pieces to one growing buffer, then copying it out, took 6.3 ms for
+# 6 MiB, joining 0.5 ms
+COLLECT_BYTES = 64 * 1024
 
 
 def json_error_bytes(status_int: int, reason: str, message: str, close: bool = True,
@@ -183,7 +187,9 @@ class Connection(asyncio.Protocol):
         self.worker = worker
         self.transport = None
         self.peer = ("", -1)
-        self.buffer = bytearray()
+        self.buffer = bytearray()  # bytes once a collected body is joined, until advance()
+        self.pieces = None  # the rest of a long body, as it arrives (COLLECT_BYTES)
+        self.pieces_due = 0  # bytes of it still to come
         self.framing = None
         self.head_end = 0
         self.chunks = None
@@ -224,7 +230,15 @@ class Connection(asyncio.Protocol):
                 return
         if not self.buffer and not self.busy:
             self.begin()
-        self.buffer += data
+        if self.pieces is None:
+            self.buffer += data
+        else:
+            self.pieces.append(data)
+            self.pieces_due -= len(data)
+            if self.pieces_due > 0:
+                return
+            self.buffer = b"".join([self.buffer, *self.pieces])
+            self.pieces = None
         if not self.busy:
             self.advance()
 
@@ -252,7 +266,7 @@ class Connection(asyncio.Protocol):
 
     def read_timed_out(self):
         self.timer = None
-        received = len(self.buffer) if self.buffer else 0
+        received = len(self.buffer) + sum(map(len, self.pieces or ()))
         timeout = self.worker.read_timeout
         message = (f"the request was not complete within {timeout:g} s (COSTAWARE_READ_TIMEOUT): "
                    f"{received} bytes arrived; send the whole request without pausing")
@@ -270,12 +284,11 @@ class Connection(asyncio.Protocol):
                 end = self.request_end()
                 if end is None:
                     return
-                if end == len(self.buffer):  # the usual case: one copy of a 6 MiB body, not two
+                if end == len(self.buffer):  # the usual case: no copy of joined bytes
                     request = bytes(self.buffer)
-                    self.buffer.clear()
                 else:
                     request = bytes(self.buffer[:end])
-                    del self.buffer[:end]
+                self.buffer = bytearray(self.buffer[end:])
                 self.framing, self.chunks, self.head_end = None, None, 0
                 self.cancel_timer()
                 self.worker.dispatch(self, request)
@@ -324,7 +337,11 @@ class Connection(asyncio.Protocol):
                 return None
             return end
         end = self.head_end + self.framing.length
-        return end if len(self.buffer) >= end else None
+        if len(self.buffer) >= end:
+            return end
+        if self.pieces is None and end - len(self.buffer) > COLLECT_BYTES:
+            self.pieces, self.pieces_due = [], end - len(self.buffer)
+        return None
 
     def refuse(self, status: int, reason: str, message: str, close: bool, **details):
         """Answer before the app sees the request (408, 413, 431), and log it like any request."""
