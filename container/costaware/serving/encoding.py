@@ -225,10 +225,10 @@ def encode(result: dict, spec: OutputSpec, policy: bytes) -> bytes:
             blocks.append(_format_large(_column(result, leaf), leaf[0], quoted))
         blocks.append(_constant(suffix + separator, n))
         flat = np.concatenate(blocks, axis=1).ravel()
-        body = flat[flat != 0].tobytes()[:-len(separator)]
+        body = flat[flat != 0][:-len(separator)]  # uint8: copied once, into the bytes below
     if spec.kind == "json":
-        return b'{"predictions":[' + body + b'],"policy":' + policy + b"}"
-    return body
+        return b"".join((b'{"predictions":[', body, b'],"policy":', policy, b"}"))
+    return body if isinstance(body, bytes) else body.tobytes()
 
 
 def encode_builtin(result: dict, kind: str) -> bytes:

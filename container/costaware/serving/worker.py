@@ -53,6 +53,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from types import SimpleNamespace
+from typing import NamedTuple
 
 from gunicorn import http, util
 from gunicorn.http import wsgi
@@ -180,6 +181,17 @@ class ChunkScanner:
 # ------------------------------------------------------------------------------ connections
 
 
+class Arrived(NamedTuple):
+    """A complete request: its head (the request line and headers, and the blank line) and its
+    body as sent, apart, so that the direct way reads a 6 MiB body without copying it out."""
+
+    head: bytes
+    body: bytes
+
+    def whole(self) -> bytes:
+        return self.head + self.body
+
+
 class Connection(asyncio.Protocol):
     """One client connection: buffers a request until it is complete, hands it to the worker."""
 
@@ -187,7 +199,7 @@ class Connection(asyncio.Protocol):
         self.worker = worker
         self.transport = None
         self.peer = ("", -1)
-        self.buffer = bytearray()  # bytes once a collected body is joined, until advance()
+        self.buffer = bytearray()
         self.pieces = None  # the rest of a long body, as it arrives (COLLECT_BYTES)
         self.pieces_due = 0  # bytes of it still to come
         self.framing = None
@@ -235,10 +247,9 @@ class Connection(asyncio.Protocol):
         else:
             self.pieces.append(data)
             self.pieces_due -= len(data)
-            if self.pieces_due > 0:
-                return
-            self.buffer = b"".join([self.buffer, *self.pieces])
-            self.pieces = None
+            if self.pieces_due <= 0:
+                self.body_arrived()
+            return
         if not self.busy:
             self.advance()
 
@@ -284,16 +295,27 @@ class Connection(asyncio.Protocol):
                 end = self.request_end()
                 if end is None:
                     return
-                if end == len(self.buffer):  # the usual case: no copy of joined bytes
-                    request = bytes(self.buffer)
-                else:
-                    request = bytes(self.buffer[:end])
-                self.buffer = bytearray(self.buffer[end:])
-                self.framing, self.chunks, self.head_end = None, None, 0
-                self.cancel_timer()
-                self.worker.dispatch(self, request)
+                request = Arrived(bytes(self.buffer[:self.head_end]),
+                                  bytes(self.buffer[self.head_end:end]))
+                del self.buffer[:end]
+                self.complete(request)
         finally:
             self.advancing = False
+
+    def body_arrived(self):
+        """The last piece of a collected body came: joined once, its request goes to the app;
+        bytes after it (the next request's) stay in the buffer."""
+        body = b"".join([self.buffer[self.head_end:], *self.pieces])
+        head = bytes(self.buffer[:self.head_end])
+        length = self.framing.length
+        self.buffer = bytearray(body[length:])
+        self.pieces = None
+        self.complete(Arrived(head, body if len(body) == length else body[:length]))
+
+    def complete(self, request: Arrived):
+        self.framing, self.chunks, self.head_end = None, None, 0
+        self.cancel_timer()
+        self.worker.dispatch(self, request)
 
     def request_end(self):
         """The end of the complete request at the start of the buffer, else ``None`` (and any
@@ -367,7 +389,8 @@ class Connection(asyncio.Protocol):
             return
         if self.worker.pool is not None:
             self.transport.resume_reading()
-        self.transport.write(data)
+        self.transport.write(memoryview(data))  # what the socket does not take at once is
+        # buffered: from a memoryview without first copying the rest into new bytes
         if not keep:
             self.close()
             return
@@ -652,7 +675,7 @@ class AsyncWorker(base.Worker):
 
     # -- requests
 
-    def dispatch(self, conn: Connection, request: bytes):
+    def dispatch(self, conn: Connection, request: Arrived):
         now = self.loop.time()
         if now >= self.next_roster_look:  # a stat a request was 1.5% of a small model's request
             self.next_roster_look = now + ROSTER_LOOK_INTERVAL
@@ -679,13 +702,14 @@ class AsyncWorker(base.Worker):
         for (conn, _), answer in zip(arrived, self.handle_together(arrived)):
             conn.finished(*answer)
 
-    def handle_together(self, arrived: list[tuple[Connection, bytes]]) -> list[tuple[bytes, bool]]:
+    def handle_together(self, arrived: list[tuple[Connection, Arrived]]
+                        ) -> list[tuple[bytes, bool]]:
         """Complete requests, answered: (response bytes, whether the connection stays open) for
         each. Plainly formed ones to a path the app answers directly go the direct way
         (direct.py), together; any other through gunicorn's parser and the Flask app."""
         answers = [None] * len(arrived)
         if self.direct_routes is not None:
-            plain = [(i, plain_request(request)) for i, (_, request) in enumerate(arrived)]
+            plain = [(i, plain_request(*request)) for i, (_, request) in enumerate(arrived)]
             plain = [(i, request) for i, request in plain if request is not None]
             if plain:
                 start = time.perf_counter()
@@ -698,13 +722,13 @@ class AsyncWorker(base.Worker):
         return [answer or self.handle(conn, request)
                 for answer, (conn, request) in zip(answers, arrived)]
 
-    def handle(self, conn: Connection, request: bytes) -> tuple[bytes, bool]:
+    def handle(self, conn: Connection, request: Arrived) -> tuple[bytes, bool]:
         """One complete request through gunicorn's parser and the app: (response bytes, whether
         the connection stays open)."""
         sock = CapturedSocket()
         req, resp = None, None
         try:
-            req = next(http.RequestParser(self.cfg, [request], conn.peer))
+            req = next(http.RequestParser(self.cfg, [request.whole()], conn.peer))
             request_start = datetime.now()
             resp, environ = wsgi.create(req, sock, conn.peer, self.server_address, self.cfg)
             environ["wsgi.multithread"] = self.pool is not None
