@@ -224,11 +224,14 @@ def encode(result: dict, spec: OutputSpec, policy: bytes) -> bytes:
                 blocks.append(_constant(prefix, n))
             blocks.append(_format_large(_column(result, leaf), leaf[0], quoted))
         blocks.append(_constant(suffix + separator, n))
-        flat = np.concatenate(blocks, axis=1).ravel()
-        body = flat[flat != 0][:-len(separator)]  # uint8: copied once, into the bytes below
+        matrix = np.concatenate(blocks, axis=1)
+        matrix[-1, -len(separator):] = 0  # no separator after the last row
+        # the NUL padding dropped by bytes.translate: 2.0 ms for a 6 MiB batch's 2.7 MB answer,
+        # against 2.5 ms for numpy's boolean indexing and the copies into bytes
+        body = matrix.tobytes().translate(None, b"\0")
     if spec.kind == "json":
         return b"".join((b'{"predictions":[', body, b'],"policy":', policy, b"}"))
-    return body if isinstance(body, bytes) else body.tobytes()
+    return body
 
 
 def encode_builtin(result: dict, kind: str) -> bytes:
