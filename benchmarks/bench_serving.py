@@ -1,7 +1,8 @@
 """Serving benchmark: the real ``serve`` against in-process prediction on the same model.
 
     python benchmarks/bench_serving.py [--model demo|small] [--model-dir DIR] [--workers N]
-                                       [--seconds S] [--profile | --multi-model N]
+                                       [--seconds S] [--against DIR]
+                                       [--profile | --multi-model N]
 
 Needs ``wrk`` (the HTTP load generator, Debian's package: ``apt-get install wrk``). Prints, in
 one run:
@@ -18,6 +19,13 @@ one run:
 * the ratios against issue #27's targets: server rate >= 0.3 x the raw one-row rate for the small
   model, 0.5 x for the demo's (a model given by ``--model-dir`` is held to 0.5); 6 MiB batch time
   <= 1.5 x raw parse-and-predict.
+
+``--against DIR`` also starts ``serve`` from another version's code (``DIR``: its ``container``
+directory, put first on ``PYTHONPATH``; e.g. ``git archive <commit> container | tar -x -C
+/tmp/before`` and ``--against /tmp/before/container``) on the same model and gives it a turn in
+every round, single-row and batch, beside this version: an A/B in one run, so that the load of a
+shared machine weighs on both alike. Both must answer the batch with the same bytes (JSON), else
+the run stops.
 
 ``--profile`` instead samples the workers' stacks with py-spy under wrk's load and prints the
 share of their CPU time, and its microseconds a request, per layer: XGBoost, calibration and
@@ -156,6 +164,15 @@ def demo_model(model_dir: str | None, tmp: str, model: str = "demo") -> tuple[st
         base_dir = os.path.join(tmp, "ml")
         model_dir = train_demo_model(base_dir, MODELS[model])
     return model_dir, load_rows(model_dir, base_dir)
+
+
+def start_other_server(code_dir: str, model_dir: str, workers: int, log_path: str
+                       ) -> tuple[int, subprocess.Popen]:
+    """``serve`` run from another version's code (``code_dir`` first on ``PYTHONPATH``)."""
+    path = os.pathsep.join(filter(None, [os.path.abspath(code_dir),
+                                         os.environ.get("PYTHONPATH")]))
+    port = free_port()
+    return port, start_server(model_dir, port, workers, log_path, PYTHONPATH=path)
 
 
 def serve_demo(model_dir: str | None, tmp: str, workers: int, model: str = "demo"):
@@ -654,12 +671,19 @@ def main() -> int:
                         help="time for the single-row comparison, split over the rounds")
     parser.add_argument("--rounds", type=int, default=4, help="alternating single-row rounds")
     parser.add_argument("--batch-repeats", type=int, default=7)
+    parser.add_argument("--against", metavar="DIR",
+                        help="also serve from another version's code (its container directory) "
+                        "and give it a turn in every round: an A/B in one run")
     parser.add_argument("--multi-model", type=int, metavar="N",
                         help="instead of the table: a multi-model server holding N copies of the "
                         "model (each its own class costs), a model's rate with 1 in use against N")
     args = parser.parse_args()
     if args.multi_model is not None and (args.multi_model < 2 or args.profile):
         parser.error("--multi-model takes N >= 2 models, without --profile")
+    if args.against and (args.profile or args.multi_model is not None):
+        parser.error("--against compares the table's figures: without --profile or --multi-model")
+    if args.against and not os.path.isdir(os.path.join(args.against, "costaware")):
+        parser.error(f"--against {args.against}: no costaware package in that directory")
 
     from costaware.model import artifact
 
@@ -669,18 +693,21 @@ def main() -> int:
             return bench_multi_model(args, tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    proc = None
+    proc, other = None, None
     try:
         model_dir, rows, port, proc = serve_demo(args.model_dir, tmp, args.workers, args.model)
         model = artifact.load(model_dir, nthread=1)
         if args.profile:
             return profile_workers(proc, port, rows, args.concurrency, args.seconds, tmp)
+        if args.against:
+            other = start_other_server(args.against, model_dir, args.workers,
+                                       os.path.join(tmp, "serve-against.log"))
 
         # The machine may be shared: in-process and server phases alternate, and each side is
         # reported at its best round (and its median), so a burst of load elsewhere flatters
         # neither side of a ratio.
-        local_rates, ours_rates, server_rounds, eight_rates = [], [], [], []
-        for _ in range(args.rounds):
+        local_rates, ours_rates, server_rounds, eight_rates, other_rounds = [], [], [], [], []
+        for r in range(args.rounds):
             local_rates.append(in_process_single_row(raw_predict(model), rows,
                                                      args.seconds / args.rounds, args.requests))
             eight_rates.append(in_process_single_row(raw_predict(model), rows,
@@ -688,8 +715,10 @@ def main() -> int:
                                                      rows_per_call=8))
             ours_rates.append(in_process_single_row(costaware_predict(model), rows,
                                                     args.seconds / args.rounds / 2, args.requests))
-            server_rounds.append(wrk_single_row(port, rows, args.concurrency,
-                                                args.seconds / args.rounds, tmp))
+            runs = [(server_rounds, port)] + ([(other_rounds, other[0])] if other else [])
+            for rounds, server_port in runs if r % 2 == 0 else runs[::-1]:
+                rounds.append(wrk_single_row(server_port, rows, args.concurrency,
+                                             args.seconds / args.rounds, tmp))
         best = max(server_rounds, key=lambda r: r[0])
         rate, p50, p99 = best[:3]
         errors = sum(r[4] for r in server_rounds)
@@ -698,15 +727,24 @@ def main() -> int:
         body, n_rows = csv_batch(rows, BATCH_BYTES)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         server_batch(conn, body)  # warm-up
-        raw_times, served_times = {reader: [] for reader in READERS}, []
-        for _ in range(args.batch_repeats):
+        sides = [(conn, [])]
+        if other:
+            if post(port, "/invocations", body, "text/csv") != \
+                    post(other[0], "/invocations", body, "text/csv"):
+                raise SystemExit(f"{args.against}'s server answers the batch differently")
+            sides.append((http.client.HTTPConnection("127.0.0.1", other[0], timeout=120), []))
+            server_batch(sides[1][0], body)  # warm-up
+        raw_times, served_times = {reader: [] for reader in READERS}, sides[0][1]
+        for k in range(args.batch_repeats):
             for reader in READERS:
                 raw_times[reader].append(raw_parse_predict(model, body, reader))
-            elapsed, lines = server_batch(conn, body)
-            served_times.append(elapsed)
-            if lines != n_rows:
-                raise SystemExit(f"batch answered {lines} lines for {n_rows} rows")
-        conn.close()
+            for side_conn, times in sides if k % 2 == 0 else sides[::-1]:
+                elapsed, lines = server_batch(side_conn, body)
+                times.append(elapsed)
+                if lines != n_rows:
+                    raise SystemExit(f"batch answered {lines} lines for {n_rows} rows")
+        for side_conn, _ in sides:
+            side_conn.close()
         # the baseline: the faster reader, parse and predict
         fastest = min(READERS, key=lambda reader: min(raw_times[reader]))
         raw, served = min(raw_times[fastest]), min(served_times)
@@ -743,6 +781,9 @@ def main() -> int:
         if breakdown:
             print("  inside the server (fastest): " + "  ".join(
                 f"{key[:-3]} {value:.1f}" for key, value in breakdown.items()) + " ms")
+        if other:
+            print_against(args.against, server_rounds, other_rounds, served_times, sides[1][1],
+                          local_rates, raw_times[fastest])
         print("targets")
         target = SINGLE_ROW_TARGET["small" if args.model_dir is None and args.model == "small"
                                    else "demo"]
@@ -754,7 +795,25 @@ def main() -> int:
         return 0
     finally:
         stop_server(proc)
+        if other:
+            stop_server(other[1])
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_against(code_dir: str, server_rounds: list, other_rounds: list, served_times: list,
+                  other_times: list, local_rates: list, raw_times: list) -> None:
+    """``--against``: the other version's single-row rate and batch time beside this one's
+    (best, median in brackets), and both against the baseline, by medians."""
+    print(f"against {code_dir} (the same rounds, taking turns with this version)")
+    print(row_line("its server (wrk):", other_rounds))
+    print(f"  its batch round trip:    {min(other_times) * 1000:7.1f} ms "
+          f"[{np.median(other_times) * 1000:.1f}]")
+    for label, rounds, times in (("this version", server_rounds, served_times),
+                                 ("the other", other_rounds, other_times)):
+        print(f"  {label:12s}: one-row rate / raw = "
+              f"{np.median([r[0] for r in rounds]) / np.median(local_rates):.2f}, "
+              f"batch / raw parse+predict = {np.median(times) / np.median(raw_times):.2f} "
+              "(medians)")
 
 
 if __name__ == "__main__":

@@ -133,6 +133,27 @@ def read_whole(sock: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
+def read_pipelined(sock: socket.socket, n: int) -> list[bytes]:
+    """``n`` responses read from one connection, the bytes of one recv split where a response
+    ends (read_whole would take the next response's first bytes into the body)."""
+    data, responses = b"", []
+    while len(responses) < n:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            length = int(next(line.split(b":", 1)[1] for line in data[:head_end].split(b"\r\n")
+                              if line.lower().startswith(b"content-length:")))
+            end = head_end + 4 + length
+            if len(data) >= end:
+                responses.append(data[:end])
+                data = data[end:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {len(responses)} responses"
+        data += chunk
+    assert not data, data[:200]
+    return responses
+
+
 def without_date(response: bytes) -> bytes:
     head, _, body = response.partition(b"\r\n\r\n")
     lines = [line for line in head.split(b"\r\n") if not line.startswith(b"Date: ")]
@@ -212,6 +233,30 @@ def test_requests_arriving_together_are_answered_as_each_alone(server, rows):
         assert exchange(server.port, sent, together=True) == alone
         batches += [line.get("batch", 1) for line in server.access_log()[-len(sent):]]
     assert max(batches) > 1, batches
+
+
+def test_big_bodies_arriving_in_pieces_and_pipelined_are_answered_as_each_alone(server, rows):
+    """A body with more than 64 KiB still to come is kept as the pieces the socket gives and
+    joined once complete (worker.py ``COLLECT_BYTES``): two big bodies and a small request sent
+    back to back on one connection, in pieces of 1 to 90 kB that end anywhere (the last piece of
+    a body carrying the next request's first bytes), get the answers each gets alone."""
+    big = [invocation(csv_body(np.tile(rows, (k, 1))), b"Content-Type: text/csv\r\n",
+                      b"Accept: text/csv\r\n") for k in (12, 7)]
+    sent = [big[0], invocation(csv_body(rows[:2]), b"Content-Type: text/csv\r\n"), big[1]]
+    assert min(len(big[0]), len(big[1])) > 3 * 64 * 1024
+    alone = exchange(server.port, sent)
+    stream = b"".join(sent)
+    rnd = np.random.default_rng(7)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        at = 0
+        while at < len(stream):
+            step = int(rnd.integers(1_000, 90_000))
+            sock.sendall(stream[at:at + step])
+            at += step
+            time.sleep(0.002)
+        answers = [without_date(response) for response in read_pipelined(sock, len(sent))]
+    assert answers == alone
+    assert [int(a.split()[1]) for a in answers] == [200, 200, 200]
 
 
 def test_respond_together_equals_respond(model_dir, rows):
@@ -317,11 +362,14 @@ def number_text(rnd: np.random.Generator, value: float, mode: int) -> str:
     return repr(float(value))
 
 
+@pytest.mark.parametrize("block_bytes", [decoding.BULK_BLOCK_BYTES, 4096])
 @pytest.mark.parametrize("seed", range(6))
-def test_big_csv_bodies_read_as_the_exact_parser_reads_them(seed):
+def test_big_csv_bodies_read_as_the_exact_parser_reads_them(seed, block_bytes, monkeypatch):
     """Bodies over 16 KiB go to Arrow's reader (decoding._parse_csv_bulk); whatever it returns
     equals the exact line-by-line parser's reading, value for value, missing for missing; when it
-    declines, the exact parser answers (and explains a refusal)."""
+    declines, the exact parser answers (and explains a refusal). Read in one block, and in blocks
+    of 4 KiB (a 6 MiB body is read in several: each column comes in chunks)."""
+    monkeypatch.setattr(decoding, "BULK_BLOCK_BYTES", block_bytes)
     rnd = np.random.default_rng(seed)
     layout = decoding.Layout(tuple(f"x{j}" for j in range(5)), 5, None, ())
     mode = seed % 3  # plain numbers; with odd spellings; with refused ones too

@@ -583,16 +583,41 @@ def test_serve_fails_fast_with_one_line_reason(trained, tmp_path, case, reason):
 # ------------------------------------------------------------------------------------ units
 
 
+# values at the formats' edges: zeros, the fixed/exponent bounds (1e-4, 1e15) and the values that
+# round across them, a 15-digit carry (999999999999999.9), values whose shortest text needs 17
+# digits, the smallest normal and denormal numbers, the largest float
+EDGE_FLOATS = [0.0, -0.0, 1.0, 0.5, 2.0, 10.0, 1e-4, 9.999999999999999e-5, 9.9999999999999995e-5,
+               1e-5, 1e15, 1e14, 1e16, 999999999999999.9, 99999999999999.99, 123456789012345.6,
+               0.00012345678901234567, 0.99999999999999994, 1 - 2 ** -53, 1287.67, 1 / 3, 2 / 3,
+               0.1, 0.30000000000000004, 1e-300, 2.2250738585072014e-308, 5e-324, 4.9e-322,
+               1.7976931348623157e308, 12345678901234567890.0]
+
+
 def test_float_format_is_the_same_alone_and_vectorised():
+    """The vectorised formatter writes each value as the scalar one does: random values of every
+    magnitude, the edges above and their negatives, random bit patterns (every finite double),
+    numbers of 0 to 15 decimals, and the neighbours of each power of ten."""
     rng = np.random.default_rng(3)
+    bits = rng.integers(0, 2 ** 63, 20000, dtype=np.int64).view(np.float64)
+    powers = 10.0 ** rng.integers(-6, 17, 2000)
     values = np.concatenate([rng.random(2000), rng.random(500) * 1e6, -rng.random(100),
-                             10 ** rng.uniform(-30, 20, 1000),
-                             [0.0, 1.0, 0.5, 1e-4, 9.999999999999999e-5, 1e15, 1287.67, 1 / 3]])
+                             10 ** rng.uniform(-30, 20, 1000), EDGE_FLOATS,
+                             -np.array(EDGE_FLOATS), bits[np.isfinite(bits)], -bits[:100],
+                             [round(x, int(k)) for x, k in zip(rng.random(2000) * 1000,
+                                                                rng.integers(0, 16, 2000))],
+                             np.nextafter(powers, np.inf), np.nextafter(powers, 0)])
     matrix = codecs.format_float_column(values)
     vector = [bytes(row[row != 0]).decode() for row in matrix]
     assert vector == [codecs.format_float(v) for v in values.tolist()]
-    assert all(float(text) == pytest.approx(v, rel=1e-14) for text, v in zip(vector, values))
+    # 15 digits round the largest floats up past the largest: 1.79769313486232e+308 reads as inf
+    assert all(float(text) == pytest.approx(v, rel=1e-14) for text, v in zip(vector, values)
+               if abs(v) < 1.7976931348623e308)
     assert codecs.format_float(1287.67) == "1287.67" and codecs.format_float(2.0) == "2"
+    assert [codecs.format_float(v) for v in (-0.0, 5e-324, 999999999999999.9, 1e-4)] == \
+        ["0", "4.94065645841247e-324", "1e+15", "0.0001"]
+    for bad in (np.nan, np.inf, -np.inf):  # no number of an answer is ever non-finite: refused
+        with pytest.raises(ValueError, match="non-finite"):
+            codecs.format_float_column(np.array([0.5, bad]))
 
 
 def test_accept_parsing():

@@ -51,12 +51,15 @@ class Headers(dict):
         return dict.get(self, name.lower(), default)
 
 
-def plain_request(request: bytes) -> PlainRequest | None:
-    """``request`` (a complete request: head and body) read, or ``None`` if it is not plainly
-    formed (see the module's docstring) and must go the general way."""
+def plain_request(request: bytes, body: bytes | None = None) -> PlainRequest | None:
+    """``request`` (a complete request: head and body; or, with ``body``, its head up to and
+    including the blank line) read, or ``None`` if it is not plainly formed (see the module's
+    docstring) and must go the general way."""
     head_end = request.find(b"\r\n\r\n", 0, MAX_PLAIN_HEAD)
-    if head_end < 0:
+    if head_end < 0 or (body is not None and head_end != len(request) - 4):
         return None
+    if body is None:
+        body = request[head_end + 4:]
     lines = request[:head_end].split(b"\r\n")
     line = REQUEST_LINE.fullmatch(lines[0])
     if line is None:
@@ -72,12 +75,12 @@ def plain_request(request: bytes) -> PlainRequest | None:
         headers[name] = field[2].decode("ascii")
     length = headers.get("content-length")
     if ("transfer-encoding" in headers or "expect" in headers or length is None
-            or not length.isdigit() or len(request) - head_end - 4 != int(length)):
+            or not length.isdigit() or len(body) != int(length)):
         return None
     close = CONNECTION_VALUES.get(headers.get("connection", "keep-alive").lower().encode())
     if close is None:
         return None
-    return PlainRequest(line[1].decode("ascii"), headers, request[head_end + 4:], close)
+    return PlainRequest(line[1].decode("ascii"), headers, body, close)
 
 
 @lru_cache(maxsize=64)

@@ -17,7 +17,6 @@ SMALL_ROWS = 64  # responses up to this many rows are formatted value by value
 _POW_OFFSET = 40
 _POW = np.array([float(f"1e{k}") for k in range(-_POW_OFFSET, _POW_OFFSET + 1)])
 _POW_LIST = _POW.tolist()
-_P10F = np.array([float(10 ** k) for k in range(2 * _POW_OFFSET)])
 _SIG = 15
 
 
@@ -49,12 +48,51 @@ def format_float(x: float) -> str:
     return "%.15g" % x
 
 
-def format_float_column(values: np.ndarray) -> np.ndarray:
-    """``(n, width)`` uint8 matrix, each row the ASCII of :func:`format_float`, right-aligned and
-    left-padded with NUL bytes (which the assembler drops). Vectorised: no Python per value.
+def _quads(text_of) -> np.ndarray:
+    """The four ASCII bytes of ``text_of(k)`` for ``k`` in 0..9999, one ``uint32`` each (NUL bytes
+    for characters a number does not show)."""
+    texts = "".join(text_of(k).replace(" ", "\0") for k in range(10000))
+    return np.frombuffer(texts.encode("ascii"), np.uint32).copy()
 
-    Digit strings are integers below 1e15 held exactly in float64, so ``floor(d / 10)`` and
-    ``d - 10 * floor(d / 10)`` are exact.
+
+_QUADS = _quads(lambda k: f"{k:04d}")  # inner groups of four digits: "0012"
+_LEADING = _quads(lambda k: f"{k:>4d}" if k else "    ")  # a number's first group: "  12"
+_UNITS = _quads(lambda k: f"{k:>4d}")  # ... when it is also the last: 0 is "   0"
+_TRAILING = _quads(lambda k: f"{k:04d}".rstrip("0").ljust(4))  # a fraction's last: "12  "
+_P10I = 10 ** np.arange(19, dtype=np.int64)
+
+
+def _groups(values: np.ndarray, width: int, fraction: bool) -> np.ndarray:
+    """``(n, width)`` ASCII of integers ``0 <= values < 10**width``, four digits per table look-up
+    from the right: a whole part's leading zeros NUL (0 itself is "0"), or, ``fraction``, all
+    ``width`` digits with the trailing zeros NUL."""
+    chunks = -(-width // 4)
+    out = np.empty((len(values), chunks), np.uint32)
+    rest, zeros_below = values, None
+    for c in range(chunks - 1, -1, -1):
+        high = rest // 10000  # division by a constant: far faster than numpy's % or divmod
+        low = rest - high * 10000
+        if fraction:
+            out[:, c] = _TRAILING[low] if zeros_below is None else \
+                np.where(zeros_below, _TRAILING[low], _QUADS[low])
+            zeros_below = (low == 0) if zeros_below is None else zeros_below & (low == 0)
+        else:
+            out[:, c] = np.where(high == 0, (_UNITS if c == chunks - 1 else _LEADING)[low],
+                                 _QUADS[low])
+        rest = high
+    return out.view(np.uint8)[:, 4 * chunks - width:]
+
+
+def format_float_column(values: np.ndarray) -> np.ndarray:
+    """``(n, width)`` uint8 matrix, each row the ASCII of :func:`format_float` with NUL bytes
+    where it has fewer characters than the widest (which the assembler drops). Vectorised: no
+    Python per value.
+
+    A value ``|x| = digits / 10**s`` (``digits`` its 15 significant digits, rounded as the scalar
+    rounds ``|x| * 10**s``, less the fraction's trailing zeros) is written as four blocks:
+    ``-`` or NUL; the whole part ``digits // 10**s`` right-aligned; ``.`` or NUL; the fraction
+    ``digits % 10**s`` as ``s`` digits, left-aligned. ``digits < 1e15`` is exact in float64 and
+    int64.
     """
     v = np.asarray(values, dtype=np.float64)
     n = len(v)
@@ -75,34 +113,30 @@ def format_float_column(values: np.ndarray) -> np.ndarray:
         e = e + carry
         fixed &= ~(carry & (e > _SIG - 1))
         digits[~fixed] = 0.0
-    while True:  # drop trailing zeros of the fraction
-        tens = np.floor(digits / 10.0)
-        strip = (s > 0) & (digits == tens * 10.0)
-        if not strip.any():
-            break
-        digits = np.where(strip, tens, digits)
-        s = s - strip
-    ndigits = np.maximum(np.searchsorted(_P10F, digits, side="right"), 1)
-    total = np.maximum(ndigits, s + 1)  # digits shown, with leading zeros such as "0.0012"
-    dot_at = np.where(s > 0, s, -1)  # position of "." counted from the right, -1 for none
+        s[~fixed] = 0
+    d = digits.astype(np.int64)
+    for k in (8, 4, 2, 1):  # drop the fraction's trailing zeros, at most s: 15 = 8 + 4 + 2 + 1
+        tens = d // _P10I[k]
+        strip = (s >= k) & (d == tens * _P10I[k])
+        if strip.any():
+            d = np.where(strip, tens, d)
+            s = s - k * strip
+    whole = d // _P10I[s]
+    blocks = []
     negative = v < 0
-    end = total + (s > 0)  # characters before the sign
-    width = int((end + negative).max()) if n else 1
-    shortest = int(end.min()) if n else 0
-    sign_at = np.where(negative, end, -1) if negative.any() else None
-    matrix = np.empty((n, width), np.uint8)
-    for pos in range(width):  # right to left: peel one digit per position, except at the dot
-        tens = np.floor(digits / 10.0)
-        is_dot = dot_at == pos
-        char = np.where(is_dot, 46.0, 48.0 + digits - 10.0 * tens)
-        if pos >= shortest:  # past some values' first character: padding, or their sign
-            fill = 0.0 if sign_at is None else np.where(sign_at == pos, 45.0, 0.0)
-            char = np.where(pos < end, char, fill)
-        matrix[:, width - 1 - pos] = char
-        digits = np.where(is_dot, digits, tens)
+    if negative.any():
+        blocks.append((negative * np.uint8(45))[:, None])
+    blocks.append(_groups(whole, len(str(int(whole.max()))) if n else 1, fraction=False))
+    places = int(s.max()) if n else 0
+    if places:
+        blocks.append(((s > 0) * np.uint8(46))[:, None])
+        left_aligned = (d - whole * _P10I[s]) * _P10I[places - s]  # < 10**places <= 10**18
+        blocks.append(_groups(left_aligned, places, fraction=True))
+    matrix = np.concatenate(blocks, axis=1)
     other = np.flatnonzero(~fixed)
     if len(other):  # exponent notation or non-finite: few values, formatted one by one
         texts = [format_float(x).encode("ascii") for x in v[other].tolist()]
+        width = matrix.shape[1]
         wide = max(width, max(map(len, texts)))
         if wide > width:
             matrix = np.pad(matrix, ((0, 0), (wide - width, 0)))
@@ -190,10 +224,13 @@ def encode(result: dict, spec: OutputSpec, policy: bytes) -> bytes:
                 blocks.append(_constant(prefix, n))
             blocks.append(_format_large(_column(result, leaf), leaf[0], quoted))
         blocks.append(_constant(suffix + separator, n))
-        flat = np.concatenate(blocks, axis=1).ravel()
-        body = flat[flat != 0].tobytes()[:-len(separator)]
+        matrix = np.concatenate(blocks, axis=1)
+        matrix[-1, -len(separator):] = 0  # no separator after the last row
+        # the NUL padding dropped by bytes.translate: 2.0 ms for a 6 MiB batch's 2.7 MB answer,
+        # against 2.5 ms for numpy's boolean indexing and the copies into bytes
+        body = matrix.tobytes().translate(None, b"\0")
     if spec.kind == "json":
-        return b'{"predictions":[' + body + b'],"policy":' + policy + b"}"
+        return b"".join((b'{"predictions":[', body, b'],"policy":', policy, b"}"))
     return body
 
 

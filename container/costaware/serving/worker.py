@@ -53,6 +53,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from types import SimpleNamespace
+from typing import NamedTuple
 
 from gunicorn import http, util
 from gunicorn.http import wsgi
@@ -71,6 +72,10 @@ RECENT_STAMP_NS = 1_000_000_000  # a directory time this close to now may hide a
 STOP_ACCEPT_LIMIT = 1024  # queued connections a stopping worker takes, at most (the backlog's size)
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"  # InvokeEndpoint's TargetModel, logged
 STOP_LINGER = 2.0  # seconds an idle connection stays open after SIGTERM (gunicorn's gthread: 2)
+# a body with more than this still to come is kept as the pieces the socket gives and joined once
+# complete: appending 256 KiB pieces to one growing buffer, then copying it out, took 6.3 ms for
+# 6 MiB, joining 0.5 ms
+COLLECT_BYTES = 64 * 1024
 
 
 def json_error_bytes(status_int: int, reason: str, message: str, close: bool = True,
@@ -176,6 +181,17 @@ class ChunkScanner:
 # ------------------------------------------------------------------------------ connections
 
 
+class Arrived(NamedTuple):
+    """A complete request: its head (the request line and headers, and the blank line) and its
+    body as sent, apart, so that the direct way reads a 6 MiB body without copying it out."""
+
+    head: bytes
+    body: bytes
+
+    def whole(self) -> bytes:
+        return self.head + self.body
+
+
 class Connection(asyncio.Protocol):
     """One client connection: buffers a request until it is complete, hands it to the worker."""
 
@@ -184,6 +200,8 @@ class Connection(asyncio.Protocol):
         self.transport = None
         self.peer = ("", -1)
         self.buffer = bytearray()
+        self.pieces = None  # the rest of a long body, as it arrives (COLLECT_BYTES)
+        self.pieces_due = 0  # bytes of it still to come
         self.framing = None
         self.head_end = 0
         self.chunks = None
@@ -224,7 +242,14 @@ class Connection(asyncio.Protocol):
                 return
         if not self.buffer and not self.busy:
             self.begin()
-        self.buffer += data
+        if self.pieces is None:
+            self.buffer += data
+        else:
+            self.pieces.append(data)
+            self.pieces_due -= len(data)
+            if self.pieces_due <= 0:
+                self.body_arrived()
+            return
         if not self.busy:
             self.advance()
 
@@ -252,7 +277,7 @@ class Connection(asyncio.Protocol):
 
     def read_timed_out(self):
         self.timer = None
-        received = len(self.buffer) if self.buffer else 0
+        received = len(self.buffer) + sum(map(len, self.pieces or ()))
         timeout = self.worker.read_timeout
         message = (f"the request was not complete within {timeout:g} s (COSTAWARE_READ_TIMEOUT): "
                    f"{received} bytes arrived; send the whole request without pausing")
@@ -270,17 +295,27 @@ class Connection(asyncio.Protocol):
                 end = self.request_end()
                 if end is None:
                     return
-                if end == len(self.buffer):  # the usual case: one copy of a 6 MiB body, not two
-                    request = bytes(self.buffer)
-                    self.buffer.clear()
-                else:
-                    request = bytes(self.buffer[:end])
-                    del self.buffer[:end]
-                self.framing, self.chunks, self.head_end = None, None, 0
-                self.cancel_timer()
-                self.worker.dispatch(self, request)
+                request = Arrived(bytes(self.buffer[:self.head_end]),
+                                  bytes(self.buffer[self.head_end:end]))
+                del self.buffer[:end]
+                self.complete(request)
         finally:
             self.advancing = False
+
+    def body_arrived(self):
+        """The last piece of a collected body came: joined once, its request goes to the app;
+        bytes after it (the next request's) stay in the buffer."""
+        body = b"".join([self.buffer[self.head_end:], *self.pieces])
+        head = bytes(self.buffer[:self.head_end])
+        length = self.framing.length
+        self.buffer = bytearray(body[length:])
+        self.pieces = None
+        self.complete(Arrived(head, body if len(body) == length else body[:length]))
+
+    def complete(self, request: Arrived):
+        self.framing, self.chunks, self.head_end = None, None, 0
+        self.cancel_timer()
+        self.worker.dispatch(self, request)
 
     def request_end(self):
         """The end of the complete request at the start of the buffer, else ``None`` (and any
@@ -324,7 +359,11 @@ class Connection(asyncio.Protocol):
                 return None
             return end
         end = self.head_end + self.framing.length
-        return end if len(self.buffer) >= end else None
+        if len(self.buffer) >= end:
+            return end
+        if self.pieces is None and end - len(self.buffer) > COLLECT_BYTES:
+            self.pieces, self.pieces_due = [], end - len(self.buffer)
+        return None
 
     def refuse(self, status: int, reason: str, message: str, close: bool, **details):
         """Answer before the app sees the request (408, 413, 431), and log it like any request."""
@@ -350,7 +389,8 @@ class Connection(asyncio.Protocol):
             return
         if self.worker.pool is not None:
             self.transport.resume_reading()
-        self.transport.write(data)
+        self.transport.write(memoryview(data))  # what the socket does not take at once is
+        # buffered: from a memoryview without first copying the rest into new bytes
         if not keep:
             self.close()
             return
@@ -635,7 +675,7 @@ class AsyncWorker(base.Worker):
 
     # -- requests
 
-    def dispatch(self, conn: Connection, request: bytes):
+    def dispatch(self, conn: Connection, request: Arrived):
         now = self.loop.time()
         if now >= self.next_roster_look:  # a stat a request was 1.5% of a small model's request
             self.next_roster_look = now + ROSTER_LOOK_INTERVAL
@@ -662,13 +702,14 @@ class AsyncWorker(base.Worker):
         for (conn, _), answer in zip(arrived, self.handle_together(arrived)):
             conn.finished(*answer)
 
-    def handle_together(self, arrived: list[tuple[Connection, bytes]]) -> list[tuple[bytes, bool]]:
+    def handle_together(self, arrived: list[tuple[Connection, Arrived]]
+                        ) -> list[tuple[bytes, bool]]:
         """Complete requests, answered: (response bytes, whether the connection stays open) for
         each. Plainly formed ones to a path the app answers directly go the direct way
         (direct.py), together; any other through gunicorn's parser and the Flask app."""
         answers = [None] * len(arrived)
         if self.direct_routes is not None:
-            plain = [(i, plain_request(request)) for i, (_, request) in enumerate(arrived)]
+            plain = [(i, plain_request(*request)) for i, (_, request) in enumerate(arrived)]
             plain = [(i, request) for i, request in plain if request is not None]
             if plain:
                 start = time.perf_counter()
@@ -681,13 +722,13 @@ class AsyncWorker(base.Worker):
         return [answer or self.handle(conn, request)
                 for answer, (conn, request) in zip(answers, arrived)]
 
-    def handle(self, conn: Connection, request: bytes) -> tuple[bytes, bool]:
+    def handle(self, conn: Connection, request: Arrived) -> tuple[bytes, bool]:
         """One complete request through gunicorn's parser and the app: (response bytes, whether
         the connection stays open)."""
         sock = CapturedSocket()
         req, resp = None, None
         try:
-            req = next(http.RequestParser(self.cfg, [request], conn.peer))
+            req = next(http.RequestParser(self.cfg, [request.whole()], conn.peer))
             request_start = datetime.now()
             resp, environ = wsgi.create(req, sock, conn.peer, self.server_address, self.cfg)
             environ["wsgi.multithread"] = self.pool is not None
