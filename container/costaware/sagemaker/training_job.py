@@ -203,6 +203,8 @@ class Job:
         :data:`IN_MEMORY_FACTOR` times their size once decompressed)."""
         mode = self.settings.external_memory
         if mode != "auto":
+            if mode == "true" and cluster.is_first:
+                self.log("external memory: on (hyperparameter external_memory true)")
             return mode == "true"
         size = 0
         for name in CHANNELS:
