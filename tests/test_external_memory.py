@@ -223,3 +223,13 @@ def test_summaries_read_in_blocks_equal_the_summaries_of_every_row_at_once(monke
     other = rules.ShiftHistogram.of(p, label, costs, sensitive)
     np.testing.assert_array_equal(other.rows, histogram.rows)
     np.testing.assert_allclose(other.cost_change, histogram.cost_change, rtol=1e-12, atol=1e-9)
+
+
+def test_a_train_file_that_changes_while_training_is_a_one_line_reason(tmp_path):
+    from costaware.errors import DataError
+
+    directory = channel(tmp_path, DATA["train"][:600], files=2)
+    streamed = external_features.read_channel(Source(str(directory), "text/csv", OPTIONS, 100))
+    (directory / "part-1.csv").write_text(to_csv(DATA["train"][300:500]))
+    with pytest.raises(DataError, match="600 before: the channel's files changed while training"):
+        np.asarray(streamed.features)

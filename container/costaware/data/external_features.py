@@ -19,6 +19,7 @@ import numpy as np
 from .channel_batches import ChannelBatches
 from .channel_files import DataOptions, Dataset
 from ..decisions.costs import CELLS, RowCosts
+from ..errors import DataError
 
 BATCH_ROWS = 65_536  # rows read and checked at a time (and one XGBoost cache page each)
 HELD_OUT_SHARE = 0.1  # of train's rows, held out when the job has no validation channel
@@ -86,8 +87,8 @@ class ExternalFeatures:
             if len(features):
                 yield np.ascontiguousarray(features, dtype=np.float32)
         if start != self.channel_rows:
-            raise RuntimeError(f"{self.source.directory}: {start} rows read, "
-                               f"{self.channel_rows} before (the files changed while training)")
+            raise DataError(f"{self.source.directory}: {start} rows read, {self.channel_rows} "
+                            "before: the channel's files changed while training")
 
     def __getitem__(self, key):
         if isinstance(key, tuple):
@@ -170,7 +171,7 @@ def read_channel(source: Source) -> Dataset:
         if batch.cell_costs is not None:
             matrix_cells.append(batch.cell_costs)
     if first is None:  # (the reader refuses a channel without rows)
-        raise RuntimeError(f"{source.directory}: no rows")
+        raise DataError(f"channel directory {source.directory} holds no data rows")
 
     def joined(parts):
         return np.concatenate(parts) if parts else None
