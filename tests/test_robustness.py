@@ -59,11 +59,14 @@ def rows(breast_cancer_tree):
                       delimiter=",")[:, 1:]
 
 
-def wait_for_workers(srv: Server, n: int, timeout: float = 30.0) -> set[int]:
+def wait_for_workers(srv: Server, n: int, timeout: float = 30.0,
+                     gone: frozenset = frozenset()) -> set[int]:
+    """The master's ``n`` live workers, none of them in ``gone`` (a worker just killed is still
+    counted alive for a moment, until the kernel has ended it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         workers = live_workers(srv)
-        if len(workers) == n:
+        if len(workers) == n and not workers & gone:
             return workers
         time.sleep(0.05)
     raise AssertionError(f"expected {n} workers, have {live_workers(srv)}")
@@ -213,7 +216,7 @@ def test_killed_worker_loses_only_its_requests(model_dir, tmp_path):
                 answered = time.monotonic() - t_kill
                 break
             time.sleep(0.01)
-        after = wait_for_workers(srv, 2)
+        after = wait_for_workers(srv, 2, gone=frozenset({victim}))
         assert victim not in after and len(after - before) == 1  # the master spawned a replacement
         replacement = (after - before).pop()
         code, output, figures, records = finish_load(load, tmp_path, "kill")
@@ -417,7 +420,7 @@ def test_a_replaced_worker_gets_kept_alive_clients_again(model_dir, rows, tmp_pa
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
         round_of_requests()  # every client now on the survivor (the replacement is not up yet)
-        replacement = (wait_for_workers(srv, 2) - before).pop()
+        replacement = (wait_for_workers(srv, 2, gone=frozenset({victim})) - before).pop()
         wait_until_answering(srv, {replacement})
 
         def served_by_replacement() -> int:
