@@ -2,8 +2,8 @@
 (:mod:`costaware.data.external_features`) and reach XGBoost in batches, through a
 :class:`xgboost.DataIter` feeding an :class:`xgboost.ExtMemQuantileDMatrix`: XGBoost quantises each
 batch into a page cached on disk and reads the pages back every round. XGBoost keeps per row its
-label, margin and gradient pair (16 bytes) besides what the pipeline keeps (the loss weight, the
-offset: 8 bytes each).
+label, margin, gradient pair and row indices besides what the pipeline keeps (the loss weight, 4
+bytes; the offset when the costs vary by row, 4).
 
 The held-out rows (the calibrator's, the decision rule's and early stopping's) are held in memory
 as the in-memory path holds a validation channel: the validation channel when the job has one,

@@ -24,6 +24,11 @@ Knows nothing of SageMaker paths: it takes parsed settings and datasets and retu
    (Bayes; or fitted on the held-out rows' probabilities).
 5. **Every channel's metrics** at the rule the model serves, from fixed-size summaries.
 
+Features left in their files (``external_memory``: :mod:`costaware.training.external_memory`)
+change two things only: step 2's matrix is XGBoost's ``ExtMemQuantileDMatrix``, and margins are
+predicted a batch at a time; the caller then passes the held-out rows as the validation channel
+(``calibration_data`` ``validation``).
+
 On several hosts (``cluster``) each host passes its own rows; the trees are grown together and
 every sum the steps need (the weights' scale, the folds, the calibrator's fit, the rule's
 histograms, the metrics' summaries) is added up over the hosts, so every host computes the same
