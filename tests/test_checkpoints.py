@@ -254,7 +254,7 @@ def test_a_resumed_external_memory_job_equals_an_uninterrupted_one(tmp_path, mon
     import pandas as pd
 
     from costaware.data import channel_files, external_features
-    from costaware.data.external_features import Source
+    from costaware.data.channel_batches import ChannelBatches
 
     train, validation = _biased()
     directory = tmp_path / "train"
@@ -265,7 +265,7 @@ def test_a_resumed_external_memory_job_equals_an_uninterrupted_one(tmp_path, mon
     frame.to_csv(directory / "train.csv", index=False, na_rep="")
     options = channel_files.DataOptions(label_column="label", header=True,
                                         costs=CostMatrix(fp=1, fn=4), facet_column="facet")
-    streamed = external_features.read_channel(Source(str(directory), "text/csv", options, 500))
+    streamed = external_features.read_channel(ChannelBatches(str(directory), "text/csv", options, 500))
     np.testing.assert_array_equal(np.asarray(streamed.features), train.features)
     data = (streamed, validation)
     chosen = {**(HP if sampling else {k: v for k, v in HP.items() if k not in SAMPLING}),
@@ -294,7 +294,7 @@ def test_a_resumed_external_memory_job_equals_an_uninterrupted_one(tmp_path, mon
 
     # other train files: the checkpoint is refused, not resumed from
     frame.iloc[:-1].to_csv(directory / "train.csv", index=False, na_rep="")
-    changed = external_features.read_channel(Source(str(directory), "text/csv", options, 500))
+    changed = external_features.read_channel(ChannelBatches(str(directory), "text/csv", options, 500))
     with pytest.raises(Exception, match="checkpoint"):
         _train(settings, (changed, validation), store)
     gc.collect()

@@ -25,7 +25,8 @@ from credit_job import DATA, HYPERPARAMETERS, host_trees, recompute, to_csv
 from union_metrics import differences
 
 from costaware.data import channel_files, external_features
-from costaware.data.external_features import ExternalFeatures, Source, held_out_share
+from costaware.data.channel_batches import ChannelBatches
+from costaware.data.external_features import ExternalFeatures, held_out_share
 from costaware.decisions.costs import CostMatrix
 from costaware.model import artifact
 from costaware.training.checkpoints import digest
@@ -50,7 +51,7 @@ def test_read_channel_keeps_every_column_but_the_features_which_read_back_equal(
         tmp_path, batch_rows):
     directory = channel(tmp_path, DATA["train"][:1200], files=3)
     whole = channel_files.load_channel(str(directory), "text/csv", OPTIONS)
-    streamed = external_features.read_channel(Source(str(directory), "text/csv", OPTIONS,
+    streamed = external_features.read_channel(ChannelBatches(str(directory), "text/csv", OPTIONS,
                                                      batch_rows))
     assert isinstance(streamed.features, ExternalFeatures)
     assert streamed.features.shape == whole.features.shape
@@ -81,7 +82,8 @@ def test_read_channel_keeps_every_column_but_the_features_which_read_back_equal(
 
 def test_a_changed_file_changes_the_checkpoint_digest(tmp_path):
     directory = channel(tmp_path, DATA["train"][:300], files=1)
-    features = external_features.read_channel(Source(str(directory), "text/csv", OPTIONS)).features
+    features = external_features.read_channel(ChannelBatches(str(directory), "text/csv", OPTIONS,
+                                                         external_features.BATCH_ROWS)).features
     before = digest(features)
     assert digest(features) == before
     assert digest(features[np.arange(300) < 200]) != before
@@ -229,7 +231,8 @@ def test_a_train_file_that_changes_while_training_is_a_one_line_reason(tmp_path)
     from costaware.errors import DataError
 
     directory = channel(tmp_path, DATA["train"][:600], files=2)
-    streamed = external_features.read_channel(Source(str(directory), "text/csv", OPTIONS, 100))
+    streamed = external_features.read_channel(ChannelBatches(str(directory), "text/csv", OPTIONS,
+                                                             100))
     (directory / "part-1.csv").write_text(to_csv(DATA["train"][300:500]))
     with pytest.raises(DataError, match="600 before: the channel's files changed while training"):
         np.asarray(streamed.features)

@@ -17,29 +17,13 @@ from typing import Iterator
 import numpy as np
 
 from .channel_batches import ChannelBatches
-from .channel_files import DataOptions, Dataset
+from .channel_files import Dataset
 from ..decisions.costs import CELLS, RowCosts
 from ..errors import DataError
 
 BATCH_ROWS = 65_536  # rows read and checked at a time (and one XGBoost cache page each)
 HELD_OUT_SHARE = 0.1  # of train's rows, held out when the job has no validation channel
 HELD_OUT_ROWS = 200_000  # held-out rows at most (their features are held in memory)
-
-
-class Source:
-    """Where a channel's rows are read from, and how: its batches, iterated as often as asked
-    (the checks' first pass over the files made once: :class:`ChannelBatches`)."""
-
-    def __init__(self, directory: str, content_type: str, options: DataOptions,
-                 batch_rows: int = BATCH_ROWS, log=None):
-        self.directory = directory
-        self.content_type = content_type
-        self.options = options
-        self.batch_rows = batch_rows
-        self._batches = ChannelBatches(directory, content_type, options, batch_rows, log)
-
-    def batches(self) -> Iterator[Dataset]:
-        return iter(self._batches)
 
 
 class ExternalFeatures:
@@ -52,7 +36,7 @@ class ExternalFeatures:
     dtype = np.dtype(np.float32)
     ndim = 2
 
-    def __init__(self, source: Source, channel_rows: int, width: int,
+    def __init__(self, source: ChannelBatches, channel_rows: int, width: int,
                  keep: np.ndarray | None = None, order: np.ndarray | None = None, pad: int = 0):
         self.source = source
         self.channel_rows = channel_rows
@@ -73,7 +57,7 @@ class ExternalFeatures:
     def batches(self) -> Iterator[np.ndarray]:
         """The selected rows, a batch at a time (float32, C order; no empty batch)."""
         start = 0
-        for batch in self.source.batches():
+        for batch in self.source:
             features = batch.features
             n = len(features)
             if self.keep is not None:
@@ -149,7 +133,7 @@ def is_external(features) -> bool:
     return isinstance(features, ExternalFeatures)
 
 
-def read_channel(source: Source) -> Dataset:
+def read_channel(source: ChannelBatches) -> Dataset:
     """One pass over the channel (every check the in-memory reading makes, per batch): every
     per-row column in memory but the features, which stay in the files
     (:class:`ExternalFeatures`)."""
@@ -158,7 +142,7 @@ def read_channel(source: Source) -> Dataset:
     first = None
     rows = 0
     cost_cells = {cell for cell, _ in options.cost_columns}
-    for batch in source.batches():
+    for batch in source:
         first = first or batch
         rows += batch.rows
         labels.append(batch.label)

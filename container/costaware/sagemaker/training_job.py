@@ -27,7 +27,7 @@ from .. import config_files, storage
 from ..model import artifact
 from ..data import channel_files as data
 from ..data import external_features
-from ..data.channel_batches import channel_bytes
+from ..data.channel_batches import ChannelBatches, channel_bytes
 from .. import machine
 from ..config import hyperparameters
 from ..training import multihost
@@ -266,7 +266,7 @@ class Job:
                     loaded[name] = None  # no rows here; shaped like train below
                     continue
                 if external and name != "validation":
-                    loaded[name] = external_features.read_channel(external_features.Source(
+                    loaded[name] = external_features.read_channel(ChannelBatches(
                         directory, content_type, options[name], batch_rows(), self.log))
                 else:
                     loaded[name] = data.load_channel(directory, content_type, options[name],
