@@ -192,6 +192,7 @@ def test_summaries_read_in_blocks_equal_the_summaries_of_every_row_at_once(monke
     """Beyond a block of rows, the metrics' summary, the rule's shift histogram and the served
     decisions are computed a block at a time (bounded temporaries on channels of millions of
     rows): the counts are the same, the sums the same to rounding."""
+    from costaware.decisions import costs as costs_module
     from costaware.decisions import rules
     from costaware.decisions.costs import RowCosts
     from costaware.metrics import classification
@@ -209,9 +210,7 @@ def test_summaries_read_in_blocks_equal_the_summaries_of_every_row_at_once(monke
                                      sensitive, groups, 3)
     histogram = rules.ShiftHistogram.of(p, label, costs, sensitive)
     served = rule.decide(p, costs, sensitive)[0]
-    monkeypatch.setattr(classification, "SUMMARY_BLOCK", 1000)
-    monkeypatch.setattr(rules, "BLOCK", 999)
-    monkeypatch.setattr(evaluation, "BLOCK", 998)
+    monkeypatch.setattr(costs_module, "ROW_BLOCK", 999)
     blocked = classification.summarize(label, p, evaluation.decisions(rule, p, costs, sensitive),
                                        costs, sensitive, groups, 3)
     assert np.array_equal(evaluation.decisions(rule, p, costs, sensitive), served)

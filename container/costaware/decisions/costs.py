@@ -66,6 +66,16 @@ class CostMatrix:
         return r0 / (r0 + r1)
 
 
+# rows a per-row computation over a whole channel reads at a time (metric summaries, shift
+# histograms, decisions): its float64 temporaries stay bounded on channels of millions of rows
+ROW_BLOCK = 1 << 18
+
+
+def row_blocks(n: int) -> list[slice]:
+    """``n`` rows as slices of at most :data:`ROW_BLOCK` rows (one slice up to it)."""
+    return [slice(start, start + ROW_BLOCK) for start in range(0, max(n, 1), ROW_BLOCK)]
+
+
 def _repeated(value: float, n: int) -> np.ndarray:
     return np.broadcast_to(np.float64(value), (n,))
 

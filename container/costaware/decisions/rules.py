@@ -26,13 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .costs import RowCosts, bayes_decision, decision_margin, shifted_decision, sigmoid
+from .costs import RowCosts, bayes_decision, decision_margin, row_blocks, shifted_decision, sigmoid
 
 KINDS = ("bayes", "empirical", "constrained")
 SHIFT_RANGE = 10.0  # log-odds: a factor of 22,000 on the odds either way
 SHIFT_BINS = 2000  # steps of 0.01
 _TIE = 1e-12
-BLOCK = 1 << 18  # rows a ShiftHistogram reads at a time
 
 
 class InfeasibleBound(ValueError):
@@ -136,12 +135,11 @@ class ShiftHistogram:
     @classmethod
     def of(cls, p: np.ndarray, label: np.ndarray, costs: RowCosts,
            sensitive: np.ndarray | None = None) -> "ShiftHistogram":
-        """The histogram of the rows (a block of :data:`BLOCK` rows at a time beyond it: the
-        temporaries' memory stays bounded)."""
-        n = len(p)
-        if n <= BLOCK:
+        """The histogram of the rows (:func:`~costaware.decisions.costs.row_blocks` at a time
+        beyond one block: the temporaries' memory stays bounded)."""
+        blocks = row_blocks(len(p))
+        if len(blocks) == 1:
             return cls._of(p, label, costs, sensitive)
-        blocks = (slice(start, start + BLOCK) for start in range(0, n, BLOCK))
         return cls.unpack(np.sum([cls._of(p[b], label[b], costs.subset(b),
                                           None if sensitive is None else sensitive[b]).pack()
                                   for b in blocks], axis=0))

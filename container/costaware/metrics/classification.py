@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import registry as metric_registry
-from ..decisions.costs import RowCosts, logit
+from ..decisions.costs import RowCosts, logit, row_blocks
 
 EPS = 1e-15
 AUC_BINS = 1 << 14
@@ -70,23 +70,20 @@ class Summary:
         return Summary(*out)
 
 
-SUMMARY_BLOCK = 1 << 18  # rows summarised at a time: the temporaries' memory stays bounded
-
-
 def summarize(label: np.ndarray, p: np.ndarray, decision: np.ndarray, costs: RowCosts,
               sensitive: np.ndarray | None = None, groups: np.ndarray | None = None,
               n_groups: int = 0) -> Summary:
     """The :class:`Summary` of one host's rows. ``groups``: each row's group code in
     ``0 .. n_groups - 1`` (codes shared by every host), or -1 for a row without a group.
-    Beyond :data:`SUMMARY_BLOCK` rows, the sum of the blocks' summaries (a dozen float64
-    temporaries a row would cost about 100 bytes a row at once)."""
-    n = np.asarray(label).size
-    if n <= SUMMARY_BLOCK:
+    Beyond :data:`~costaware.decisions.costs.ROW_BLOCK` rows, the sum of the blocks' summaries
+    (a dozen float64 temporaries a row would cost about 100 bytes a row at once)."""
+    blocks = row_blocks(np.asarray(label).size)
+    if len(blocks) == 1:
         return _summarize(label, p, decision, costs, sensitive, groups, n_groups)
     parts = [_summarize(label[b], p[b], decision[b], costs.subset(b),
                         None if sensitive is None else sensitive[b],
                         None if groups is None else groups[b], n_groups)
-             for b in (slice(start, start + SUMMARY_BLOCK) for start in range(0, n, SUMMARY_BLOCK))]
+             for b in blocks]
     return parts[0].unpack(np.sum([part.pack() for part in parts], axis=0))
 
 

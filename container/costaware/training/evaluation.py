@@ -10,7 +10,8 @@ import numpy as np
 from ..metrics import bias
 from .channels import Channel
 from ..cluster import Cluster
-from ..decisions.rules import BLOCK, DecisionRule, InfeasibleBound, ShiftHistogram
+from ..decisions.costs import row_blocks
+from ..decisions.rules import DecisionRule, InfeasibleBound, ShiftHistogram
 from ..errors import DataError
 from ..metrics.classification import EXACT_AUC_ROWS, Summary, channel_metrics, exact_auc, summarize
 
@@ -104,8 +105,7 @@ def decisions(rule: DecisionRule, p: np.ndarray, costs, sensitive) -> np.ndarray
     """The rule's decision on every row (int8), a block at a time: its expected costs (two
     float64 a row) are not kept."""
     out = np.empty(len(p), dtype=np.int8)
-    for start in range(0, len(p), BLOCK):
-        rows = slice(start, start + BLOCK)
+    for rows in row_blocks(len(p)):
         out[rows] = rule.decide(p[rows], costs.subset(rows),
                                 None if sensitive is None else sensitive[rows])[0]
     return out
