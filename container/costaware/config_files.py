@@ -116,3 +116,15 @@ def _json_type(value) -> str:
              float: "a number", type(None): "null"}
     return names.get(type(value), type(value).__name__)
 
+
+def env_number(env, name: str, default, kind, low, high, what: str):
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise InputError(f"{name}={text!r}: give {what}")
+    return value

@@ -64,26 +64,13 @@ def read_host_config(config_dir: str, env=None) -> HostConfig | None:
 
 
 def _port(env) -> int:
-    return int(_env_number(env, "COSTAWARE_TRACKER_PORT", DEFAULT_PORT, int, 1, 65534,
+    return int(config_files.env_number(env, "COSTAWARE_TRACKER_PORT", DEFAULT_PORT, int, 1, 65534,
                            "a port from 1 to 65534 (training uses it and the next one)"))
 
 
 def _timeout(env) -> float:
-    return _env_number(env, "COSTAWARE_PEER_TIMEOUT", DEFAULT_PEER_TIMEOUT, float, 1, 86400,
+    return config_files.env_number(env, "COSTAWARE_PEER_TIMEOUT", DEFAULT_PEER_TIMEOUT, float, 1, 86400,
                        "the seconds to wait for the other hosts, from 1 to 86400")
-
-
-def _env_number(env, name: str, default, kind, low, high, what: str):
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = kind(text)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise InputError(f"{name}={text!r}: give {what}")
-    return value
 
 
 def resolve(host: str, deadline: float, sleep: Callable[[float], None] = time.sleep) -> str:
