@@ -289,3 +289,13 @@ def test_every_channel_format_trains_from_external_memory_as_in_memory(tmp_path,
         theirs = evaluations["false"]["channels"][name]["served"]
         assert ours["rows"] == theirs["rows"]
         assert abs(ours["auc"] - theirs["auc"]) <= 0.005, (name, ours["auc"], theirs["auc"])
+
+
+@pytest.mark.parametrize("value", ["0", "many", "1.5"])
+def test_a_bad_batch_size_is_a_one_line_reason(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("COSTAWARE_BATCH_ROWS", value)
+    base = write_tree(tmp_path / "ml", {**HYPERPARAMETERS, "external_memory": "true"}, CHANNELS)
+    result = run_train(base)
+    assert result.returncode != 0
+    assert failure_reason(base).strip() == (
+        f"COSTAWARE_BATCH_ROWS={value!r}: give a whole number of rows from 1")

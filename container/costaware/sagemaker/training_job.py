@@ -311,12 +311,8 @@ def exceeds(need: float, available: int | None) -> bool:
 def batch_rows() -> int:
     """Rows a batch of external memory holds: ``COSTAWARE_BATCH_ROWS`` (for tests, and for
     very wide rows), else :data:`~costaware.data.external_features.BATCH_ROWS`."""
-    raw = os.environ.get("COSTAWARE_BATCH_ROWS", "")
-    if not raw:
-        return external_features.BATCH_ROWS
-    if not raw.isdigit() or int(raw) < 1:
-        raise HyperparameterError(f"COSTAWARE_BATCH_ROWS={raw!r}: a whole number of rows >= 1")
-    return int(raw)
+    return config_files.env_number(os.environ, "COSTAWARE_BATCH_ROWS", external_features.BATCH_ROWS,
+                                   int, 1, 2**31 - 1, "a whole number of rows from 1")
 
 
 def _share(cluster: Cluster, name: str, dataset: data.Dataset) -> data.Dataset:
