@@ -762,4 +762,9 @@ def _padded(features, columns: int):
     """``features`` with ``columns`` more columns of missing values."""
     if hasattr(features, "padded"):  # features left in their files (external_features)
         return features.padded(columns)
+    return pad_missing(features, columns)
+
+
+def pad_missing(features: np.ndarray, columns: int) -> np.ndarray:
+    """A matrix with ``columns`` more columns of missing values (NaN)."""
     return np.hstack([features, np.full((len(features), columns), np.nan, dtype=features.dtype)])

@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from .channel_batches import ChannelBatches
-from .channel_files import Dataset
+from .channel_files import Dataset, pad_missing
 from ..decisions.costs import CELLS, RowCosts
 from ..errors import DataError
 
@@ -66,8 +66,7 @@ class ExternalFeatures:
             if self.order is not None:
                 features = features[:, self.order]
             if self.pad:
-                features = np.hstack([features, np.full((len(features), self.pad), np.nan,
-                                                        dtype=np.float32)])
+                features = pad_missing(features, self.pad)
             if len(features):
                 yield np.ascontiguousarray(features, dtype=np.float32)
         if start != self.channel_rows:
