@@ -299,3 +299,20 @@ def test_a_bad_batch_size_is_a_one_line_reason(tmp_path, monkeypatch, value):
     assert result.returncode != 0
     assert failure_reason(base).strip() == (
         f"COSTAWARE_BATCH_ROWS={value!r}: give a whole number of rows from 1")
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_a_page_cache_that_cannot_be_written_fails_the_job_in_one_line(tmp_path, monkeypatch,
+                                                                        mounts, fault):
+    """XGBoost's pages go to COSTAWARE_PAGE_CACHE: on a full (16 KiB) or read-only volume the
+    job fails with one line naming where, never exit 0 and never a bare traceback."""
+    pages = (mounts.tmpfs(tmp_path / "pages", "16k") if fault == "full"
+             else mounts.read_only(tmp_path / "pages"))
+    monkeypatch.setenv("COSTAWARE_PAGE_CACHE", str(pages))
+    monkeypatch.setenv("COSTAWARE_BATCH_ROWS", "300")
+    base = write_tree(tmp_path / "ml", {**HYPERPARAMETERS, "external_memory": "true"}, CHANNELS)
+    result = run_train(base)
+    assert result.returncode != 0
+    reason = failure_reason(base).strip()
+    assert "\n" not in reason and str(pages) in reason, reason
+    assert "Traceback" not in reason

@@ -24,6 +24,7 @@ import numpy as np
 import xgboost as xgb
 
 from ..data.external_features import ExternalFeatures, is_external  # noqa: F401 (re-exported)
+from ..errors import DataError
 
 
 class FeatureBatches(xgb.DataIter):
@@ -51,6 +52,13 @@ class FeatureBatches(xgb.DataIter):
         self._batches, self._start = None, 0
 
 
+# the page cache's size: 500,000 rows x 100 features took 108 MB (2.2 bytes a value, 256 bins;
+# a one-off measurement),
+# with a margin
+PAGE_BYTES_PER_VALUE = 2.5
+PAGE_BYTES_PER_ROW = 16
+
+
 class PageCache:
     """A directory for XGBoost's page cache, removed when training ends and XGBoost has freed
     its matrices (it removes its own files then, and warns when they are gone already)."""
@@ -62,6 +70,16 @@ class PageCache:
 
     def prefix(self, name: str) -> str:
         return os.path.join(self.directory, name)
+
+    def check_room(self, need: float) -> None:
+        """Refuse, in one line, a page cache the volume has no room for: XGBoost writes its pages
+        from a thread of its own, and a full volume there aborts the process (SIGABRT), before
+        any reason can be written."""
+        free = shutil.disk_usage(self.directory).free
+        if free < need:
+            raise DataError(f"{self.directory}: {free / 2**20:,.1f} MiB free, and XGBoost's page "
+                            f"cache of these rows needs about {need / 2**20:,.1f} MiB; set "
+                            "COSTAWARE_PAGE_CACHE to a directory on a larger volume")
 
     def holds(self, matrix: xgb.DMatrix) -> xgb.DMatrix:
         self._matrices.append(weakref.ref(matrix))
@@ -80,7 +98,9 @@ def quantile_matrix(features: ExternalFeatures, label: np.ndarray, feature_names
                     cache: PageCache, max_bin: int, nthread: int | None = None
                     ) -> xgb.ExtMemQuantileDMatrix:
     """The features quantised into pages on disk (XGBoost reads the batches two or three times
-    while building it)."""
+    while building it), once the volume is known to have room for them."""
+    rows, columns = features.shape
+    cache.check_room(rows * (columns * PAGE_BYTES_PER_VALUE + PAGE_BYTES_PER_ROW))
     matrix = cache.holds(xgb.ExtMemQuantileDMatrix(
         FeatureBatches(features, label, cache.prefix("train")), missing=np.nan, max_bin=max_bin,
         nthread=nthread))
