@@ -52,9 +52,8 @@ class FeatureBatches(xgb.DataIter):
         self._batches, self._start = None, 0
 
 
-# the page cache's size: 500,000 rows x 100 features took 108 MB (2.2 bytes a value, 256 bins;
-# a one-off measurement),
-# with a margin
+# the page cache's size, with a margin: 500,000 rows x 100 features took 108 MB (2.2 bytes a
+# value, 256 bins; a one-off measurement)
 PAGE_BYTES_PER_VALUE = 2.5
 PAGE_BYTES_PER_ROW = 16
 
