@@ -71,7 +71,7 @@ from costaware.config import hyperparameters
 from costaware.data.channel_files import Dataset
 from costaware.decisions.costs import CostMatrix, RowCosts
 from costaware.training import pipeline
-from costaware.training.boosting import Boosting, Member
+from costaware.training.boosting import Boosting, Member, sliced
 from costaware.training.objective import make_objective
 
 # whole jobs (costs 1:20, as the weights above): the defaults (from 500,000 fit rows on: 2 folds
@@ -158,7 +158,8 @@ def main() -> None:
 
     def loop(members):
         def run():
-            boosting = Boosting.create(settings.xgboost_params(), settings.seed, dours, members)
+            boosting = Boosting.create(settings.xgboost_params(), settings.seed,
+                                       sliced(dours, members), members)
             for _ in range(args.rounds):
                 boosting.round()
             return boosting
@@ -391,8 +392,8 @@ def external(rows: int, features: int, rounds: int, sizes: list[int], limit_mib:
                 yield x[start:start + BATCH_ROWS]
 
     def grow(matrix) -> float:
-        boosting = Boosting.create(settings.xgboost_params(), 0, matrix,
-                                   [Member(make_objective(y, weight), base)])
+        boosting = members = [Member(make_objective(y, weight), base)]
+        boosting = Boosting.create(settings.xgboost_params(), 0, sliced(matrix, members), members)
         start = time.perf_counter()
         for _ in range(rounds):
             boosting.round()

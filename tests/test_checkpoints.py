@@ -93,7 +93,8 @@ def _boosting(params: dict, x, y, seed="0", kind=engine.RoundBoosters, folds=0):
         held_out = np.arange(len(y)) % folds == k
         members.append(engine.Member(make_objective(y, np.where(held_out, 0.0, 1.0)),
                                      float(y[~held_out].mean())))
-    return (kind(settings.xgboost_params(), settings.seed, dtrain, members), dtrain, objective)
+    return (kind(settings.xgboost_params(), settings.seed, engine.sliced(dtrain, members), members),
+            dtrain, objective)
 
 
 def test_row_sampling_is_deterministic_per_seed_round_and_member():
@@ -142,34 +143,57 @@ def test_sampling_grows_a_booster_per_round():
     members = [engine.Member(make_objective(y, np.ones(len(y))), 0.5)]
     for name in engine.SAMPLING:
         params = hyperparameters.parse({name: "0.9"}).xgboost_params()
-        assert isinstance(engine.Boosting.create(params, 0, dtrain, members),
+        assert isinstance(engine.Boosting.create(params, 0, engine.sliced(dtrain, members), members),
                           engine.RoundBoosters), name
-    plain = engine.Boosting.create(hyperparameters.parse({}).xgboost_params(), 0, dtrain, members)
+    plain = engine.Boosting.create(hyperparameters.parse({}).xgboost_params(), 0,
+                                  engine.sliced(dtrain, members), members)
     assert isinstance(plain, engine.SharedBoosters)
 
 
-@pytest.mark.parametrize("kind", [engine.SharedBoosters, engine.RoundBoosters])
-def test_fold_models_alone_keep_only_their_slices_of_the_matrix(kind):
-    """With no member on every row (the fold models' average served), the matrix of every row is
-    not kept once sliced: each fold model's slices copy its rows, and the caller's matrix would
-    be every row held twice for the whole of training (336 MiB on 2.2M rows of 20 features)."""
-    import gc
-    import weakref
-
-    x, y = synthetic(2000, seed=9)
-    dtrain = xgb.DMatrix(x, label=y)
+@pytest.mark.parametrize("kind", [engine.SharedBoosters, engine.RoundBoosters],
+                         ids=lambda kind: kind.__name__)
+def test_members_own_quantised_matrices_grow_the_sliced_matrices_trees(kind):
+    """Each member's rows in a ``QuantileDMatrix`` of their own (bin indexes only, no copy of
+    the values: what training uses) grow the trees that slices of one ``DMatrix`` of every row
+    grow, with the same margins on the training and held-out rows, and a member reloaded from a
+    checkpoint (its margins predicted from the bins) carries on with the same margins too."""
+    x, y = synthetic(3000, seed=9)
+    x[np.random.default_rng(1).random(x.shape) < 0.05] = np.nan
     folds = np.arange(len(y)) % 2
-    members = [engine.Member(make_objective(y[folds != k], np.ones(int((folds != k).sum()))),
-                             0.5, np.flatnonzero(folds != k)) for k in range(2)]
-    settings = hyperparameters.parse({"max_depth": "3", **(SAMPLING if kind is
+    members = [engine.Member(make_objective(y, np.ones(len(y))), 0.5)]
+    members += [engine.Member(make_objective(y[folds != k], np.ones(int((folds != k).sum()))),
+                              0.5, np.flatnonzero(folds != k),
+                              np.flatnonzero((folds == k) & (np.arange(len(y)) % 3 > 0)))
+                for k in range(2)]
+    settings = hyperparameters.parse({"max_depth": "4", **(SAMPLING if kind is
                                                            engine.RoundBoosters else {})})
-    boosting = kind(settings.xgboost_params(), 0, dtrain, members)
-    whole = weakref.ref(dtrain)
-    del dtrain
-    gc.collect()
-    assert whole() is None
-    boosting.round()  # the slices are all it needs
-    assert boosting.held_margins(0).shape == (1000,)
+    params = settings.xgboost_params()
+    names = [f"f{j}" for j in range(x.shape[1])]
+
+    def grown(matrices, rounds=4):
+        boosting = kind(params, 0, matrices, members)
+        for _ in range(rounds):
+            boosting.round()
+        return boosting
+
+    quantised = engine.quantised(x, y, names, members, params["max_bin"])
+    assert all(isinstance(train, xgb.QuantileDMatrix) for train, _ in quantised)
+    assert [held is None for _, held in quantised] == [True, False, False]
+    ours = grown(quantised)
+    sliced = grown(engine.sliced(xgb.DMatrix(x, label=y, feature_names=names), members))
+    for member in range(3):
+        assert ours.booster(member).save_raw("json") == sliced.booster(member).save_raw("json")
+        assert np.array_equal(ours.margins(member), sliced.margins(member))
+        if member:
+            assert ours.held_margins(member).shape == (len(members[member].held),)
+            assert np.array_equal(ours.held_margins(member), sliced.held_margins(member))
+    resumed = kind(params, 0, engine.quantised(x, y, names, members, params["max_bin"]), members)
+    resumed.resume(ours.checkpoint())
+    for member in range(3):
+        assert np.array_equal(resumed.margins(member), ours.margins(member))
+    resumed.round()
+    ours.round()
+    assert resumed.booster(1).save_raw("json") == ours.booster(1).save_raw("json")
 
 
 # --- exact resume, in process --------------------------------------------------------------------

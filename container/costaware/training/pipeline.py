@@ -44,7 +44,7 @@ import numpy as np
 import xgboost as xgb
 
 from ..metrics import log_lines as metric_log
-from .boosting import Boosting, averaged
+from .boosting import Boosting, averaged, quantised, sliced
 from .channels import (Channel, channel_folds, channels_of, check_facets, concat, folds_of,
                        group_codes, sensitive_of, subset)
 from .checkpoints import CheckpointStore, StopRequest, digest
@@ -254,22 +254,20 @@ def members(settings, rows: FitRows, cluster: Cluster,
     grown = [replace(kind.member(part(label, at), part(weight, at), part(offset, at),
                                  part(fit.sensitive, at), cluster), rows=at, held=held)
              for at, held in zip(member_rows, member_held)]
-    # No weights in the DMatrix: the hist sketch would place its cuts by weights that follow the
+    # No weights in the matrices: the hist sketch would place its cuts by weights that follow the
     # label, held-out rows' too; the objective applies them itself.
     if external_memory.is_external(fit.data.features):
-        dtrain = external_memory.quantile_matrix(fit.data.features, label,
-                                                 fit.data.feature_names, pages,
-                                                 params["max_bin"], params.get("nthread"))
+        matrices = sliced(external_memory.quantile_matrix(
+            fit.data.features, label, fit.data.feature_names, pages, params["max_bin"],
+            params.get("nthread")), grown)
     else:
-        dtrain = xgb.DMatrix(fit.data.features, label=label,
-                             feature_names=fit.data.feature_names, missing=np.nan)
+        matrices = quantised(fit.data.features, label, fit.data.feature_names, grown,
+                             params["max_bin"], params.get("nthread"))
     dwatch = None
     if not rows.cross_fit:
         dwatch = xgb.DMatrix(rows.channels["validation"].data.features,
                              feature_names=fit.data.feature_names, missing=np.nan)
-    # (returned without ``dtrain``: when no member trains on every row, as with the fold
-    # models' average served, the fold models' slices are all that is kept of it)
-    boosting = Boosting.create(params, settings.seed, dtrain, grown, dwatch, kind.classes)
+    boosting = Boosting.create(params, settings.seed, matrices, grown, dwatch, kind.classes)
     return weighting, weight, boosting, params
 
 
