@@ -69,6 +69,15 @@ def channel_batches(directory: str, content_type: str, options: DataOptions, bat
     return iter(ChannelBatches(directory, content_type, options, batch_rows, log))
 
 
+def read_in_batches(directory: str, content_type: str, options: DataOptions, batch_rows: int,
+                    log: Callable[[str], None] | None = None) -> Dataset:
+    """:func:`~costaware.data.channel_files.load_channel`'s Dataset, read ``batch_rows`` rows at
+    a time: a job holds the checked batches and then their join, about twice the float32 features,
+    where pandas' reading of whole files held about three times the CSV's size at once (a 311 MiB
+    train CSV: +980 MiB, ``bench_training.py --memory``)."""
+    return Dataset.concat(list(ChannelBatches(directory, content_type, options, batch_rows, log)))
+
+
 class ChannelBatches:
     """:func:`channel_batches`' batches, to iterate as often as wanted (an XGBoost ``DataIter``
     goes over its data more than once): the first pass is made on the first iteration only."""

@@ -27,7 +27,7 @@ from .. import config_files, storage
 from ..model import artifact
 from ..data import channel_files as data
 from ..data import external_features
-from ..data.channel_batches import ChannelBatches, channel_bytes
+from ..data.channel_batches import ChannelBatches, channel_bytes, read_in_batches
 from .. import machine
 from ..config import hyperparameters
 from ..training import multihost
@@ -269,8 +269,8 @@ class Job:
                     loaded[name] = external_features.read_channel(ChannelBatches(
                         directory, content_type, options[name], batch_rows(), self.log))
                 else:
-                    loaded[name] = data.load_channel(directory, content_type, options[name],
-                                                     self.log)
+                    loaded[name] = read_in_batches(directory, content_type, options[name],
+                                                   batch_rows(), self.log)
         except InputError as exc:
             problem = exc
         cluster.agree(problem)
