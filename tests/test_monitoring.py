@@ -103,6 +103,25 @@ def test_training_writes_a_baseline_in_model_monitors_schemas(trained):
     assert own["labelled"]["trivial_costs"] == pytest.approx(trivial, rel=1e-9)
 
 
+def test_a_baseline_decided_in_blocks_of_rows_is_the_baseline_decided_at_once(trained, tmp_path,
+                                                                              monkeypatch):
+    """The scored rows are decided a block of rows at a time (their request rows in float64 were
+    the peak of a large job's memory): blocks of 97 rows give the same files as one block."""
+    from costaware.decisions import costs as costs_module
+    from costaware.monitoring.job import suggest_baseline
+
+    data = trained / "input" / "data" / "test"
+    whole = suggest_baseline(str(trained / "model"), str(data), str(tmp_path / "one"), "text/csv",
+                             log=lambda line: None)
+    monkeypatch.setattr(costs_module, "ROW_BLOCK", 97)
+    blocked = suggest_baseline(str(trained / "model"), str(data), str(tmp_path / "blocks"),
+                               "text/csv", log=lambda line: None)
+    for one, other in zip(whole, blocked):
+        assert json.loads(open(one).read()) == json.loads(open(other).read())
+    statistics = json.loads(open(blocked[0]).read())
+    assert statistics["costaware"]["labelled"]["rows"] == 600  # (600 rows: 7 blocks)
+
+
 def test_the_same_population_raises_no_violation_and_the_files_follow_the_schemas(trained, tmp_path):
     result = stream(trained, tmp_path, population(800, 3),
                     accepts=("application/jsonlines", "text/csv", "application/json"),

@@ -189,6 +189,9 @@ def labelled_figures(rows: DecidedRows, seed: int = 0) -> dict:
     n = len(rows)
     if n == 0 or rows.label is None:
         return {"rows": 0}
+    # (first, before the per-row costs below exist: their temporaries and these were the peak
+    # of a 2.2M-row job's memory together, ``bench_training.py --memory``)
+    reliability, auc = calibration(rows), auc_with_se(rows)
     index = np.arange(n)
     y, d = rows.label, rows.decision
     realized = rows.costs[index, y, d]
@@ -210,8 +213,8 @@ def labelled_figures(rows: DecidedRows, seed: int = 0) -> dict:
         "log_loss": mean_and_se(-np.log(p_true)),
         "observed_base_rate": [mean_and_se((y == k).astype(np.float64)) for k in range(rows.k)],
         "confusion": _confusion(y, d, rows.k).tolist(),
-        **calibration(rows),
-        "auc": auc_with_se(rows),
+        **reliability,
+        "auc": auc,
     }
     if rows.sensitive is not None:
         out["bias"] = bias_with_intervals(rows, seed)

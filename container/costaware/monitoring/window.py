@@ -44,7 +44,10 @@ def baseline_statistics(spec: ModelSpec, training_columns: list[np.ndarray],
     scores = score_columns(spec, decided)
     sums = UnlabelledSums(spec.k, spec.favourable)
     sums.add(decided)
-    labelled = decided.take(decided.label >= 0) if decided.label is not None else None
+    labelled = None
+    if decided.label is not None:  # (every row labelled, as after training: no copy of them)
+        has_label = decided.label >= 0
+        labelled = decided if has_label.all() else decided.take(has_label)
     return {
         "version": SCHEMA_VERSION,
         "dataset": {"item_count": int(len(training_columns[0]))},
