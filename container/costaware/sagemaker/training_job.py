@@ -72,6 +72,7 @@ def run(base_dir: str, log=training.print_line) -> training.TrainingResult | Non
     others (:mod:`costaware.training.multihost`); only the first host writes the model and returns the
     result, the others return ``None``.
     """
+    machine.return_freed_memory()
     with stop_on_sigterm(StopRequest()) as stop:
         return _run(base_dir, log, stop)
 
