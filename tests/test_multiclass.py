@@ -451,9 +451,10 @@ def _after_the_trees(kind, channel, calibrator, p):
     from costaware.metrics import multiclass_metrics
 
     label, cells = kind.label(channel.data), channel.data.cell_costs
-    policy = kind.policy(channel, p, calibrator, channel.data, SOLO, lambda line: None)
+    lines = []
+    policy = kind.policy(channel, p, calibrator, channel.data, SOLO, lines.append)
     decision = policy.decisions(p, channel.sensitive, cells)
-    return {"policy": policy, "decision": decision,
+    return {"policy": policy, "decision": decision, "log": lines,
             "summary": multiclass_metrics.class_summary(label, p, decision, kind.matrix,
                                                         cells=cells),
             "auc": multiclass_metrics.channel_auc(label, p),
@@ -498,6 +499,13 @@ def test_class_metrics_rule_and_decisions_in_blocks_equal_every_row_at_once(monk
     assert set(whole["decision"]) == {0, 1, 2, 3}
     served, _ = whole["policy"].decide(p, channel.sensitive, channel.data.cell_costs)
     np.testing.assert_array_equal(whole["decision"], served)
+    # the rule's held-out DPPL and cost are its decisions', each row at its own cost cell
+    favourable = np.isin(served, (0, 2))
+    sensitive = channel.sensitive
+    assert whole["policy"].rule.held_out_dppl == pytest.approx(
+        favourable[~sensitive].mean() - favourable[sensitive].mean(), abs=1e-12)
+    cost = mc.realised_costs(label, served, kind.matrix, channel.data.cell_costs).mean()
+    assert f"cost per row {cost:.6g} (Bayes" in whole["log"][-1]
     monkeypatch.setattr(costs_module, "ROW_BLOCK", 999)
     fitted = mc.fit_temperature(margins, label)
     assert fitted.temperature == pytest.approx(calibrator.temperature, rel=1e-9)
