@@ -581,16 +581,18 @@ def evaluation_memory(rows: int, classes: int) -> None:
     }
     mib = 2**20
     print(f"{rows:,} held-out rows x K = {k} (the probabilities {p.nbytes / mib:.1f} MiB), a cost "
-          "cell per row, a facet, max_abs_dppl 0.1: peak tracemalloc above the inputs")
+          "cell per row, a facet, max_abs_dppl 0.1: peak tracemalloc above the inputs, seconds")
     for name, step in steps.items():
         start = time.perf_counter()
         step()
         seconds = time.perf_counter() - start
         tracemalloc.start()
-        step()
+        result = step()
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        print(f"  {name:36s} {peak / mib:8.1f} MiB  {peak / rows:6.1f} bytes a row  {seconds:6.2f} s")
+        kept = f"  (its result {result.nbytes / mib:.1f} MiB)" if hasattr(result, "nbytes") else ""
+        print(f"  {name:36s} {peak / mib:8.1f} MiB  {peak / rows:6.1f} bytes a row  "
+              f"{seconds:6.2f} s{kept}")
 
 
 def peak_rss(command: list[str], preexec_fn=None) -> int:
