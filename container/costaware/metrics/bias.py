@@ -123,13 +123,14 @@ def per_class_parity(decision: np.ndarray, sensitive: np.ndarray, classes: int,
     # the rows of each facet decided each class, (2, K), counted a block of rows at a time
     decided = np.sum([np.bincount(s[b].astype(np.int64) * classes + d[b], minlength=2 * classes)
                       for b in row_blocks(len(d))], axis=0).reshape(2, classes)
+    facet_rows = decided.sum(axis=1)
     out = []
     for k in range(classes):
         # by (facet, decided k, decided k): DPPL and DI read the decisions alone, so the label
         # cell just copies the decision
         table = np.zeros((2, 2, 2), dtype=np.int64)
         table[:, 1, 1] = decided[:, k]
-        table[:, 0, 0] = decided.sum(axis=1) - decided[:, k]
+        table[:, 0, 0] = facet_rows - decided[:, k]
         if reduce is not None:
             table = reduce(table.astype(np.float64).ravel()).reshape(2, 2, 2)
         values = fairness.post_training_bias_of(table, on_error="none")

@@ -340,7 +340,7 @@ class ManyClasses:
         if settings.max_abs_dppl >= 1:
             return None
         cells, label, sensitive = held.data.cell_costs, self.label(held.data), held.sensitive
-        gap, cost_fav, cost_non, bayes_cost = (np.empty(len(label)) for _ in range(4))
+        gap, cost_fav, cost_non, bayes_row_cost = (np.empty(len(label)) for _ in range(4))
         favourable = np.empty(len(label), dtype=bool)  # decided favourable by the Bayes rule
         for block in row_blocks(len(label)):
             block_cells, block_label = cells_of(cells, block), label[block]
@@ -349,16 +349,16 @@ class ManyClasses:
                 expected, block_label, settings.favourable, matrix, block_cells)
             bayes = expected.argmin(axis=1)
             favourable[block] = np.isin(bayes, settings.favourable)
-            bayes_cost[block] = realised_costs(block_label, bayes, matrix, block_cells)
+            bayes_row_cost[block] = realised_costs(block_label, bayes, matrix, block_cells)
         if cluster.size > 1:
-            gap, cost_fav, cost_non, bayes_cost, favourable, sensitive = (
-                cluster.gather(values) for values in (gap, cost_fav, cost_non, bayes_cost,
+            gap, cost_fav, cost_non, bayes_row_cost, favourable, sensitive = (
+                cluster.gather(values) for values in (gap, cost_fav, cost_non, bayes_row_cost,
                                                       favourable, sensitive))
         rule, dppl, cost = fit_favourable_shift(gap, cost_fav, cost_non, sensitive,
                                                 settings.favourable, settings.max_abs_dppl,
                                                 settings.group_thresholds)
         bayes_dppl = favourable[~sensitive].mean() - favourable[sensitive].mean()
-        bayes_cost = float(bayes_cost.sum())
+        bayes_cost = float(bayes_row_cost.sum())
         rows = len(gap)  # (every host's)
         if cluster.is_first:
             log("decision rule: favourable decisions' expected costs lowered by "
