@@ -36,6 +36,16 @@ docs/benchmarks.md.
     python benchmarks/bench_training.py [--rows 1000000] [--features 30] [--rounds 100]
     python benchmarks/bench_training.py --memory [--rows 2200000] [--features 20] [--rounds 40]
 
+``--evaluation-memory``, instead (issue #28): the peak memory (``tracemalloc``) of K >= 3's
+steps after the trees on ``--rows`` held-out rows of K = ``--classes`` classes (2,000,000 and 4:
+their probabilities alone are 61 MiB), a cost cell read per row and a facet with the bounded rule
+(``max_abs_dppl`` 0.1): the calibrator's fit and probabilities from float32 margins, the end of
+training's metrics (``bayes_metrics``: every round's metrics, on
+every held-out row), the calibrator choice's realised cost (``bayes_cost``), the rule's fit
+(``policy``) and the channel's evaluation (``evaluate``), each above the arrays it is given.
+
+    python benchmarks/bench_training.py --evaluation-memory [--rows 2000000] [--classes 4]
+
 ``--external``, instead (issue #28): training from external memory against training in memory.
 
 1. The trees alone: costaware's boosting loop (the model alone, the custom objective) on an
@@ -67,6 +77,7 @@ import xgboost as xgb
 from sklearn.datasets import make_classification
 from sklearn.metrics import log_loss, roc_auc_score
 
+from costaware.cluster import SOLO
 from costaware.config import hyperparameters
 from costaware.data.channel_files import Dataset
 from costaware.decisions.costs import CostMatrix, RowCosts
@@ -110,10 +121,17 @@ def main() -> None:
                         help="--external --limit: train rows (6,400,000 x 21 values: 1 GB of CSV)")
     parser.add_argument("--limit-only", action="store_true",
                         help="--external: only the job inside the cgroup")
+    parser.add_argument("--evaluation-memory", action="store_true",
+                        help="instead of the table: the peak memory of K >= 3's metrics, rule "
+                        "and decisions on --rows held-out rows (2,000,000) of --classes classes")
+    parser.add_argument("--classes", type=int, default=4, help="--evaluation-memory: K (4)")
     parser.add_argument("--memory", action="store_true",
                         help="instead of the table: the peak resident memory of `costaware train` "
                         "on generated CSV channels, against the float32 matrix and the imports")
     args = parser.parse_args()
+    if args.evaluation_memory:
+        evaluation_memory(args.rows or 2_000_000, args.classes)
+        return
     defaults = MEMORY_DEFAULTS if args.memory else TABLE_DEFAULTS
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -519,6 +537,63 @@ def peak_in_cgroup(command: list[str], limit: int) -> tuple[int, int]:
 
 def train_command(base: str) -> list[str]:
     return [sys.executable, "-m", "costaware.cli", "train", "--base-dir", base]
+
+
+def evaluation_memory(rows: int, classes: int) -> None:
+    """Peak ``tracemalloc`` bytes of each K >= 3 step after the trees (module docstring) above
+    the arrays it is given, and per row; and its seconds (a run without ``tracemalloc``)."""
+    import tracemalloc
+
+    from costaware.decisions.multiclass import fit_temperature
+    from costaware.training.channels import Channel
+    from costaware.training.class_kinds import ManyClasses
+
+    k = classes
+    matrix = [[0 if i == j else 1 + (i + 2 * j) % 5 for j in range(k)] for i in range(k)]
+    matrix[k - 1][0] = "loss_given_default"  # one cell read per row
+    settings = hyperparameters.parse({
+        "classes": json.dumps([f"c{i}" for i in range(k)]), "cost_matrix": json.dumps(matrix),
+        "facet_column": "f", "facet_values_or_threshold": "[1]",
+        "label_values_or_threshold": '["c0"]', "max_abs_dppl": "0.1",
+        "fairness_metrics": "DPPL,DI"})
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, k, rows).astype(np.int8)
+    margins = (1.5 * np.eye(k)[label] + rng.normal(0, 1.5, (rows, k))).astype(np.float32)
+    sensitive = rng.random(rows) < 0.3
+    data = Dataset(np.zeros((rows, 1), np.float32), label, ["x"],
+                   RowCosts.constant(CostMatrix(fp=1, fn=1), rows), "generated", False,
+                   facet=sensitive.astype(np.float64),
+                   cell_costs={(k - 1, 0): rng.lognormal(1, 1, rows)})
+    channel = Channel("validation", data, sensitive)
+    kind = ManyClasses(settings)
+    calibrator = fit_temperature(margins, label)
+    p = calibrator.probability(margins)
+    every = np.ones(rows, dtype=bool)
+    policy = kind.policy(channel, p, calibrator, data, SOLO, lambda line: None)
+    steps = {
+        "fit_temperature (the calibrator)": lambda: fit_temperature(margins, label),
+        "probability (calibrated softmax)": lambda: calibrator.probability(margins),
+        "bayes_metrics (a round's metrics)": lambda: kind.bayes_metrics(channel, p, 0, SOLO),
+        "bayes_cost (calibrator choice)": lambda: kind.bayes_cost(channel, p, every),
+        "policy (the bounded rule's fit)": lambda: kind.policy(channel, p, calibrator, data, SOLO,
+                                                               lambda line: None),
+        "evaluate (served and Bayes rules)": lambda: kind.evaluate(channel, p, policy, 0,
+                                                                  SOLO, "model", []),
+    }
+    mib = 2**20
+    print(f"{rows:,} held-out rows x K = {k} (the probabilities {p.nbytes / mib:.1f} MiB), a cost "
+          "cell per row, a facet, max_abs_dppl 0.1: peak tracemalloc above the inputs, seconds")
+    for name, step in steps.items():
+        start = time.perf_counter()
+        step()
+        seconds = time.perf_counter() - start
+        tracemalloc.start()
+        result = step()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        kept = f"  (its result {result.nbytes / mib:.1f} MiB)" if hasattr(result, "nbytes") else ""
+        print(f"  {name:36s} {peak / mib:8.1f} MiB  {peak / rows:6.1f} bytes a row  "
+              f"{seconds:6.2f} s{kept}")
 
 
 def peak_rss(command: list[str], preexec_fn=None) -> int:

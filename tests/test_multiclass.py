@@ -268,8 +268,9 @@ def test_bounded_rule_is_the_cheapest_within_the_bound(seed, per_facet):
     favourable = (2,)
     bound = float(rng.choice([0.0, 0.05, 0.2]))
     expected = mc.expected_costs(p, matrix)
-    rule, dppl, cost = mc.fit_favourable_shift(expected, label, sensitive, favourable, matrix,
-                                               bound, per_facet)
+    rule, dppl, cost = mc.fit_favourable_shift(
+        *mc.favourable_gaps(expected, label, favourable, matrix), sensitive, favourable, bound,
+        per_facet)
     decided = rule.decide(expected, sensitive)
     fav = decided == 2
     assert abs(fav[~sensitive].mean() - fav[sensitive].mean() - dppl) < 1e-12
@@ -411,3 +412,166 @@ def test_the_penalty_lowers_the_favourable_decisions_dppl():
             assert result.calibrator_choice.rule == (
                 "set by fairness_penalty > 0 (the choice weighs cost, not parity)")
     assert dppl[30.0] < 0.6 * dppl[0.0], dppl
+
+
+# --- after the trees, a block of rows at a time ------------------------------------------------
+
+def _class_job(n: int, k: int, seed: int = 5):
+    """K classes' held-out rows as training evaluates them: float32 margins, a cost cell read
+    per row, a facet and groups, the bounded rule per facet."""
+    import json
+
+    from costaware.config import hyperparameters
+    from costaware.data.channel_files import Dataset
+    from costaware.training.channels import Channel
+    from costaware.training.class_kinds import ManyClasses
+
+    matrix = [[0 if i == j else 1 + (i + 2 * j) % 5 for j in range(k)] for i in range(k)]
+    matrix[k - 1][0] = "loss_given_default"
+    settings = hyperparameters.parse({
+        "classes": json.dumps([f"c{i}" for i in range(k)]), "cost_matrix": json.dumps(matrix),
+        "facet_column": "f", "facet_values_or_threshold": "[1]",
+        "label_values_or_threshold": '["c0", "c2"]', "max_abs_dppl": "0.05",
+        "group_thresholds": "true", "fairness_metrics": "DPPL,DI,AD"})
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, k, n).astype(np.int8)
+    margins = (1.5 * np.eye(k)[label] + rng.normal(0, 1.5, (n, k))).astype(np.float32)
+    sensitive = rng.random(n) < 0.3
+    data = Dataset(np.zeros((n, 1), np.float32), label, ["x"],
+                   RowCosts.constant(CostMatrix(fp=1, fn=1), n), "memory", False,
+                   facet=sensitive.astype(np.float64),
+                   cell_costs={(k - 1, 0): rng.lognormal(1, 1, n)})
+    return ManyClasses(settings), Channel("validation", data, sensitive, rng.integers(-1, 3, n)), \
+        margins
+
+
+def _after_the_trees(kind, channel, calibrator, p):
+    """Every K >= 3 step after the calibrator on ``channel``'s rows, as training calls them."""
+    from costaware.cluster import SOLO
+    from costaware.metrics import multiclass_metrics
+
+    label, cells = kind.label(channel.data), channel.data.cell_costs
+    lines = []
+    policy = kind.policy(channel, p, calibrator, channel.data, SOLO, lines.append)
+    decision = policy.decisions(p, channel.sensitive, cells)
+    return {"policy": policy, "decision": decision, "log": lines,
+            "summary": multiclass_metrics.class_summary(label, p, decision, kind.matrix,
+                                                        cells=cells),
+            "auc": multiclass_metrics.channel_auc(label, p),
+            "round": kind.bayes_metrics(channel, p, 3, SOLO),
+            "result": kind.evaluate(channel, p, policy, 3, SOLO, "model", []),
+            "bayes_cost": kind.bayes_cost(channel, p[::3], np.arange(len(p)) % 3 == 0),
+            "costliest": kind.costliest_mistake(channel, SOLO)}
+
+
+def _same_numbers(blocked, whole, where=""):
+    """Equal: integers, text and structure exactly, floats to rounding."""
+    if isinstance(whole, dict):
+        assert blocked.keys() == whole.keys(), where
+        for key in whole:
+            _same_numbers(blocked[key], whole[key], f"{where}/{key}")
+    elif isinstance(whole, (list, tuple)):
+        assert len(blocked) == len(whole), where
+        for i, (b, w) in enumerate(zip(blocked, whole)):
+            _same_numbers(b, w, f"{where}[{i}]")
+    elif isinstance(whole, float):
+        assert blocked == pytest.approx(whole, rel=1e-11, abs=1e-12, nan_ok=True), where
+    else:
+        assert blocked == whole, where
+
+
+def test_class_metrics_rule_and_decisions_in_blocks_equal_every_row_at_once(monkeypatch):
+    """K >= 3 after the trees, a block of rows at a time beyond ROW_BLOCK rows (the calibrator's
+    sums, its probabilities, the served and Bayes decisions at each row's own cost cell, the
+    bounded rule's per-facet fit, the metrics' summary, the AUC's histograms, the facet's bias
+    tables, the calibrator choice's realised costs): the counts and decisions are those of every
+    row at once, the sums the same to rounding."""
+    from costaware.decisions import costs as costs_module
+    from costaware.metrics import multiclass_metrics
+
+    kind, channel, margins = _class_job(10_001, 4)
+    label = kind.label(channel.data)
+    monkeypatch.setattr(multiclass_metrics, "EXACT_AUC_ROWS", 0)  # the histograms' AUC
+    calibrator = mc.fit_temperature(margins, label)
+    p = calibrator.probability(margins)
+    whole = _after_the_trees(kind, channel, calibrator, p)
+    assert whole["policy"].rule.delta_a != whole["policy"].rule.delta_d  # a rule per facet
+    assert set(whole["decision"]) == {0, 1, 2, 3}
+    served, _ = whole["policy"].decide(p, channel.sensitive, channel.data.cell_costs)
+    np.testing.assert_array_equal(whole["decision"], served)
+    # the rule's held-out DPPL and cost are its decisions', each row at its own cost cell
+    favourable = np.isin(served, (0, 2))
+    sensitive = channel.sensitive
+    assert whole["policy"].rule.held_out_dppl == pytest.approx(
+        favourable[~sensitive].mean() - favourable[sensitive].mean(), abs=1e-12)
+    cost = mc.realised_costs(label, served, kind.matrix, channel.data.cell_costs).mean()
+    assert f"cost per row {cost:.6g} (Bayes" in whole["log"][-1]
+    monkeypatch.setattr(costs_module, "ROW_BLOCK", 999)
+    fitted = mc.fit_temperature(margins, label)
+    assert fitted.temperature == pytest.approx(calibrator.temperature, rel=1e-9)
+    assert fitted.bias == pytest.approx(calibrator.bias, rel=1e-9, abs=1e-12)
+    np.testing.assert_array_equal(calibrator.probability(margins), p)  # (row by row)
+    blocked = _after_the_trees(kind, channel, calibrator, p)
+
+    assert blocked["policy"] == whole["policy"]
+    np.testing.assert_array_equal(blocked["decision"], whole["decision"])
+    k, bins = 4, 10
+    counts = np.zeros(len(whole["summary"]), dtype=bool)  # which of the summary's sums count rows
+    counts[0] = True
+    counts[3:3 + 3 * bins:3] = counts[5:3 + 3 * bins:3] = True  # each bin's rows and hits
+    at = 3 + 3 * bins
+    counts[at:at + k * k] = True  # the confusion matrix
+    reliability = at + 2 * k * k + k
+    counts[reliability::3] = counts[reliability + 2::3] = True
+    np.testing.assert_array_equal(blocked["summary"][counts], whole["summary"][counts])
+    np.testing.assert_allclose(blocked["summary"], whole["summary"], rtol=1e-11)
+    assert blocked["auc"] == whole["auc"]
+    np.testing.assert_array_equal(blocked["bayes_cost"], whole["bayes_cost"])
+    assert blocked["costliest"] == whole["costliest"]
+    _same_numbers(blocked["round"], whole["round"])
+    for part in ("metrics", "alternatives", "bias"):
+        _same_numbers(getattr(blocked["result"], part), getattr(whole["result"], part), part)
+    assert blocked["result"].bias["per_class"] == whole["result"].bias["per_class"]
+    assert whole["result"].metrics["confusion"] == blocked["result"].metrics["confusion"]
+
+
+def test_memory_after_the_trees_does_not_grow_with_the_classes(monkeypatch):
+    """Each K >= 3 step after the trees holds a few numbers a row and K x K summaries, and
+    (rows, K) temporaries of one block of rows only: its peak memory on the same rows is about
+    the same at K = 16 as at K = 4 (with every (rows, K) array at once it grows with K)."""
+    import tracemalloc
+
+    from costaware.cluster import SOLO
+    from costaware.decisions import costs as costs_module
+
+    monkeypatch.setattr(costs_module, "ROW_BLOCK", 500)
+    rows = 20_000
+
+    def peaks(k):
+        kind, channel, margins = _class_job(rows, k)
+        label = kind.label(channel.data)
+        calibrator = mc.fit_temperature(margins, label)
+        p = calibrator.probability(margins)
+        policy = kind.policy(channel, p, calibrator, channel.data, SOLO, lambda line: None)
+        steps = {
+            "calibrator": lambda: mc.fit_temperature(margins, label),
+            "probability": lambda: calibrator.probability(margins),
+            "rule": lambda: kind.policy(channel, p, calibrator, channel.data, SOLO,
+                                        lambda line: None),
+            "evaluation": lambda: kind.evaluate(channel, p, policy, 3, SOLO, "model", []),
+            "calibrator choice": lambda: (kind.bayes_cost(channel, p, np.ones(rows, bool)),
+                                          kind.costliest_mistake(channel, SOLO)),
+        }
+        out = {}
+        for name, step in steps.items():
+            tracemalloc.start()
+            kept = step()
+            out[name] = tracemalloc.get_traced_memory()[1] - sum(  # less what it returns
+                a.nbytes for a in (kept if isinstance(kept, tuple) else [kept])
+                if isinstance(a, np.ndarray))
+            tracemalloc.stop()
+        return out
+
+    few, many = peaks(4), peaks(16)
+    block_temporaries = 8 * costs_module.ROW_BLOCK * 16 * 8  # eight (block, 16) float64 arrays
+    assert all(many[step] < 1.25 * few[step] + block_temporaries for step in few), (few, many)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .calibration import PRIOR_PRECISION
+from .costs import row_blocks
 from ..cluster import SOLO, Reduce
 
 MAX_CLASSES = 50  # a cost matrix of 2,500 cells: more is not a cost matrix anyone writes by hand
@@ -189,6 +190,25 @@ def true_class_costs(label: np.ndarray, matrix: np.ndarray, cells: dict | None =
     return own
 
 
+def realised_costs(label: np.ndarray, decision: np.ndarray, matrix: np.ndarray,
+                   cells: dict | None = None) -> np.ndarray:
+    """``(n,)``: the cost of each row's decision given its true class, ``C_i[y_i][d_i]`` (the
+    entry of :func:`true_class_costs` at the decision, the same number), without its ``(n, K)``
+    matrix: ``C[y_i][d_i]``, or the row's own cost where ``(y_i, d_i)`` is a cell of ``cells``."""
+    y = np.asarray(label, dtype=np.int64)
+    d = np.asarray(decision, dtype=np.int64)
+    cost = np.array(matrix[y, d], dtype=np.float64)
+    for (true, decided), values in (cells or {}).items():
+        at = (y == true) & (d == decided)
+        cost[at] = np.asarray(values, dtype=np.float64)[at]
+    return cost
+
+
+def cells_of(cells: dict | None, rows) -> dict | None:
+    """Per-row ``cells`` (``(true, decided)`` -> each row's cost) of the rows ``rows`` only."""
+    return None if cells is None else {cell: values[rows] for cell, values in cells.items()}
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)
     shifted = z - z.max(axis=1, keepdims=True)
@@ -212,10 +232,16 @@ class TemperatureCalibrator:
     rows: int = 0  # the held-out rows it was fitted on
 
     def probability(self, margins: np.ndarray) -> np.ndarray:
-        z = np.asarray(margins, dtype=np.float64) / self.temperature
-        if self.bias:
-            z = z + np.asarray(self.bias)
-        return softmax(z)
+        """``softmax(z / T + b)``, :func:`~costaware.decisions.costs.row_blocks` at a time: the
+        float64 temporaries of a whole channel's ``(n, K)`` margins are not held at once."""
+        margins = np.asarray(margins)
+        out = np.empty(margins.shape, dtype=np.float64)
+        for rows in row_blocks(len(margins)):
+            z = np.asarray(margins[rows], dtype=np.float64) / self.temperature
+            if self.bias:
+                z = z + np.asarray(self.bias)
+            out[rows] = softmax(z)
+        return out
 
     def to_dict(self) -> dict:
         return {"kind": "temperature", "temperature": self.temperature, "bias": list(self.bias),
@@ -242,22 +268,28 @@ def fit_temperature(margins: np.ndarray, label: np.ndarray, reduce: Reduce = SOL
     host takes the same L-BFGS steps and gets the same calibrator."""
     from scipy.optimize import minimize  # scipy comes with scikit-learn; only training needs it
 
-    z = np.asarray(margins, dtype=np.float64)
+    z = np.asarray(margins)  # (float32 from XGBoost: each block is read as float64)
     y = np.asarray(label, dtype=np.int64)
     k = z.shape[1]
     n = len(z)
-    onehot = np.zeros((n, k))
-    onehot[np.arange(n), y] = 1.0
     theta0 = np.concatenate([[1.0], np.zeros(k - 1)])  # (1/T, b_1..b_{K-1}): no correction
 
-    def loss_and_grad(theta):
+    def block_sums(theta, z, y):
+        """The rows' ``[-sum log q[i, y_i], d loss / d a, d loss / d b_1..b_{K-1}]``."""
+        z = np.asarray(z, dtype=np.float64)
         b = np.concatenate([[0.0], theta[1:]])
         s = z * theta[0] + b
         log_q = s - s.max(axis=1, keepdims=True)
         log_q = log_q - np.log(np.exp(log_q).sum(axis=1, keepdims=True))
-        d_s = np.exp(log_q) - onehot  # d loss / d s
-        summed = reduce(np.concatenate([[-(log_q[np.arange(n), y]).sum(), (d_s * z).sum()],
-                                        d_s.sum(axis=0)[1:]]))
+        d_s = np.exp(log_q)  # d loss / d s = q - onehot(y)
+        at = np.arange(len(y))
+        d_s[at, y] -= 1.0
+        return np.concatenate([[-(log_q[at, y]).sum(), (d_s * z).sum()], d_s.sum(axis=0)[1:]])
+
+    def loss_and_grad(theta):
+        # a block of rows at a time: the (rows, K) temporaries of every L-BFGS step stay bounded
+        summed = reduce(np.sum([block_sums(theta, z[rows], y[rows])
+                                for rows in row_blocks(n)], axis=0))
         d = theta - theta0
         return (float(summed[0]) + 0.5 * PRIOR_PRECISION * float(d @ d),
                 summed[1:] + PRIOR_PRECISION * d)
@@ -316,29 +348,37 @@ class FavourableShift:
         return rule
 
 
-def fit_favourable_shift(expected: np.ndarray, label: np.ndarray, sensitive: np.ndarray,
-                         favourable: tuple[int, ...], matrix: np.ndarray, bound: float,
-                         per_facet: bool = True, cells: dict | None = None
-                         ) -> tuple[FavourableShift, float, float]:
-    """The cheapest :class:`FavourableShift` on these (held-out) rows with ``|DPPL| <= bound``,
-    DPPL the favourable-decision rate of facet a minus facet d's; returns it, its DPPL and its
-    cost. Exact: each facet's rows sorted by ``g`` give every achievable favourable count ``m_f``
-    (cuts between distinct ``g``) and its cost; the best pair within the bound is found by a
-    sliding-window minimum over facet d's counts, ``O(n log n)``. ``per_facet`` False: one shift
-    for every row (requests need no facet), the best cut of all rows' gaps. Deciding no row
-    favourable meets any bound, so a rule always exists. ``cells``: each row's own cost cells
-    (:func:`true_class_costs`)."""
+def favourable_gaps(expected: np.ndarray, label: np.ndarray, favourable: tuple[int, ...],
+                    matrix: np.ndarray, cells: dict | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`fit_favourable_shift` reads of each row, ``(gap, cost_fav, cost_non)``: its
+    gap ``g_i = min_{j not fav} E[i, j] - min_{j fav} E[i, j]`` (:class:`FavourableShift`) and
+    the realised cost ``C_i[y_i][j]`` (:func:`realised_costs`, ``cells`` each row's own cost
+    cells) of its cheapest favourable decision and of its cheapest other one. Three numbers a
+    row, whatever K: computed a block of rows at a time, the ``(n, K)`` expected costs need not
+    be held."""
     y = np.asarray(label, dtype=np.int64)
-    s = np.asarray(sensitive, dtype=bool)
     fav = np.zeros(matrix.shape[1], dtype=bool)
     fav[list(favourable)] = True
     e_fav = np.where(fav, expected, np.inf)
     e_non = np.where(fav, np.inf, expected)
     j_fav, j_non = e_fav.argmin(axis=1), e_non.argmin(axis=1)
     gap = e_non.min(axis=1) - e_fav.min(axis=1)
-    own = true_class_costs(y, matrix, cells)
-    at = np.arange(len(y))
-    cost_fav, cost_non = own[at, j_fav], own[at, j_non]
+    return (gap, realised_costs(y, j_fav, matrix, cells), realised_costs(y, j_non, matrix, cells))
+
+
+def fit_favourable_shift(gap: np.ndarray, cost_fav: np.ndarray, cost_non: np.ndarray,
+                         sensitive: np.ndarray, favourable: tuple[int, ...], bound: float,
+                         per_facet: bool = True) -> tuple[FavourableShift, float, float]:
+    """The cheapest :class:`FavourableShift` on these (held-out) rows with ``|DPPL| <= bound``,
+    DPPL the favourable-decision rate of facet a minus facet d's; returns it, its DPPL and its
+    cost. The rows are their :func:`favourable_gaps`. Exact: each facet's rows sorted by ``g``
+    give every achievable favourable count ``m_f`` (cuts between distinct ``g``) and its cost;
+    the best pair within the bound is found by a sliding-window minimum over facet d's counts,
+    ``O(n log n)``. ``per_facet`` False: one shift for every row (requests need no facet), the
+    best cut of all rows' gaps. Deciding no row favourable meets any bound, so a rule always
+    exists."""
+    s = np.asarray(sensitive, dtype=bool)
 
     def counts(rows):
         order = np.argsort(-gap[rows], kind="stable")

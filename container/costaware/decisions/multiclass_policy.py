@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .costs import row_blocks
 from .multiclass import (CostMatrixError, FavourableShift, TemperatureCalibrator,
-                         bayes_decisions, parse_cost_matrix)
+                         bayes_decisions, cells_of, parse_cost_matrix)
 from .policy import OverrideRefused
 
 KIND = "multiclass"
@@ -73,6 +74,17 @@ class MulticlassPolicy:
         if self.rule is not None:
             index = self.rule.decide(expected, sensitive)
         return index, expected
+
+    def decisions(self, p: np.ndarray, sensitive: np.ndarray | None = None,
+                  cells: dict | None = None) -> np.ndarray:
+        """:meth:`decide`'s decision index of every row alone, a block of rows
+        (:func:`~costaware.decisions.costs.row_blocks`) at a time: the ``(n, K)`` expected costs
+        (and the rule's shifted copy) of a whole channel are not held."""
+        out = np.empty(len(p), dtype=np.int64)
+        for rows in row_blocks(len(p)):
+            out[rows] = self.decide(p[rows], None if sensitive is None else sensitive[rows],
+                                    cells_of(cells, rows))[0]
+        return out
 
     def with_costs(self, matrix: np.ndarray) -> "MulticlassPolicy":
         """The policy at a request's matrix (the Bayes rule there)."""

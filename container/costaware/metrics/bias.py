@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from . import clarify as fairness
+from ..decisions.costs import row_blocks
 
 # the Clarify post-training metrics cheap enough to log every round (all come from counts)
 PER_ROUND = ("DPPL", "DI", "DCA", "DCR", "RD", "SD", "DAR", "DRR", "AD", "TE", "CDDPL", "GE")
@@ -85,7 +86,19 @@ def collapsed_tables(label: np.ndarray, decision: np.ndarray, sensitive: np.ndar
     """More than two classes, as Clarify reads them: observed and decided classes collapsed to
     favourable (in ``favourable``, the class indices of ``label_values_or_threshold``) or not;
     the count tables of :func:`per_round` and :func:`bias_section` by (facet, label, decision),
-    and by (group, facet, label, decision) for rows with a group (code >= 0)."""
+    and by (group, facet, label, decision) for rows with a group (code >= 0). Counted a block of
+    rows (:func:`~costaware.decisions.costs.row_blocks`) at a time: the per-row temporaries stay
+    bounded."""
+    label, decision, sensitive = np.asarray(label), np.asarray(decision), np.asarray(sensitive)
+    groups = None if groups is None else np.asarray(groups)
+    parts = [_collapsed_tables(label[b], decision[b], sensitive[b], favourable,
+                               None if groups is None else groups[b], n_groups)
+             for b in row_blocks(len(label))]
+    facets = np.sum([part[0] for part in parts], axis=0)
+    return facets, None if parts[0][1] is None else np.sum([part[1] for part in parts], axis=0)
+
+
+def _collapsed_tables(label, decision, sensitive, favourable, groups, n_groups):
     y = np.isin(np.asarray(label, dtype=np.int64), favourable).astype(np.int64)
     d = np.isin(np.asarray(decision, dtype=np.int64), favourable).astype(np.int64)
     s = np.asarray(sensitive, dtype=bool).astype(np.int64)
@@ -107,12 +120,17 @@ def per_class_parity(decision: np.ndarray, sensitive: np.ndarray, classes: int,
     which a single collapsed number hides. ``reduce`` sums the count tables over hosts."""
     d = np.asarray(decision, dtype=np.int64)
     s = np.asarray(sensitive, dtype=bool)
+    # the rows of each facet decided each class, (2, K), counted a block of rows at a time
+    decided = np.sum([np.bincount(s[b].astype(np.int64) * classes + d[b], minlength=2 * classes)
+                      for b in row_blocks(len(d))], axis=0).reshape(2, classes)
+    facet_rows = decided.sum(axis=1)
     out = []
     for k in range(classes):
-        chosen = (d == k).astype(np.int64)
-        # DPPL and DI read the decisions alone: the label cell just copies the decision
-        cell = s.astype(np.int64) * 4 + chosen * 2 + chosen
-        table = np.bincount(cell, minlength=8).reshape(2, 2, 2)
+        # by (facet, decided k, decided k): DPPL and DI read the decisions alone, so the label
+        # cell just copies the decision
+        table = np.zeros((2, 2, 2), dtype=np.int64)
+        table[:, 1, 1] = decided[:, k]
+        table[:, 0, 0] = facet_rows - decided[:, k]
         if reduce is not None:
             table = reduce(table.astype(np.float64).ravel()).reshape(2, 2, 2)
         values = fairness.post_training_bias_of(table, on_error="none")

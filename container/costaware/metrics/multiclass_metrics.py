@@ -12,7 +12,8 @@ import numpy as np
 
 from ..cluster import SOLO, Cluster
 from .classification import AUC_BINS, EXACT_AUC_ROWS, binned_auc, exact_auc, score_histogram
-from ..decisions.multiclass import true_class_costs
+from ..decisions.costs import row_blocks
+from ..decisions.multiclass import cells_of, true_class_costs
 
 
 def one_vs_rest_auc(label: np.ndarray, p: np.ndarray) -> tuple[float, list[float]]:
@@ -36,7 +37,18 @@ def class_summary(label: np.ndarray, p: np.ndarray, decision: np.ndarray, matrix
     ``[true][decided]`` (K x K), its cells' costs ``sum_{i: y_i = k, d_i = j} C_i[k][j]`` (K x K),
     the cost of deciding each class for every row ``sum_i C_i[y_i][j]`` (K; each row at its own
     matrix ``C_i`` with per-row ``cells``: :func:`true_class_costs`), and per class and bin of
-    ``p[:, k]`` ``[rows, sum of p[:, k], rows of class k]`` (K x ``bins`` x 3)."""
+    ``p[:, k]`` ``[rows, sum of p[:, k], rows of class k]`` (K x ``bins`` x 3). Beyond
+    :data:`~costaware.decisions.costs.ROW_BLOCK` rows, the sum of the blocks' summaries (its
+    ``(rows, K)`` float64 temporaries would cost several times ``p`` at once)."""
+    blocks = row_blocks(len(label))
+    if len(blocks) == 1:
+        return _class_summary(label, p, decision, matrix, bins, cells)
+    return np.sum([_class_summary(label[b], p[b], decision[b], matrix, bins, cells_of(cells, b))
+                   for b in blocks], axis=0)
+
+
+def _class_summary(label: np.ndarray, p: np.ndarray, decision: np.ndarray, matrix: np.ndarray,
+                   bins: int, cells: dict | None) -> np.ndarray:
     y = np.asarray(label, dtype=np.int64)
     d = np.asarray(decision, dtype=np.int64)
     n, k = len(y), p.shape[1]
@@ -130,7 +142,9 @@ def channel_auc(label: np.ndarray, p: np.ndarray, cluster: Cluster = SOLO) -> li
     if rows <= EXACT_AUC_ROWS:
         gathered = cluster.gather(np.asarray(p, dtype=np.float64).ravel()).reshape(-1, k)
         return one_vs_rest_auc(cluster.gather(y), gathered)[1]
-    local = np.stack([score_histogram(y == c, p[:, c]) for c in range(k)])
+    # a block of rows at a time: each class's histogram reads a float64 column of its rows
+    local = np.sum([np.stack([score_histogram(y[b] == c, p[b, c]) for c in range(k)])
+                    for b in row_blocks(len(y))], axis=0)
     summed = cluster.sum(local.ravel()).reshape(k, 2, AUC_BINS + 2)
     return [binned_auc(bins) for bins in summed]
 

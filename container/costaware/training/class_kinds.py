@@ -38,8 +38,10 @@ from ..decisions.rules import DecisionRule
 from ..errors import DataError
 from .evaluation import ChannelResult, contribution_summary, evaluate, fit_rule, metrics_at
 from .class_objective import ClassWeighting, class_objective, row_loss_weights
-from ..decisions.multiclass import (TemperatureCalibrator, expected_costs, fit_favourable_shift,
-                         fit_temperature, matrix_column_names, true_class_costs)
+from ..decisions.costs import row_blocks
+from ..decisions.multiclass import (TemperatureCalibrator, cells_of, expected_costs,
+                                    favourable_gaps, fit_favourable_shift, fit_temperature,
+                                    matrix_column_names, realised_costs, true_class_costs)
 from ..metrics.multiclass_metrics import channel_metrics
 from ..decisions.multiclass_policy import MulticlassPolicy
 from .objective import CostWeighting, base_log_odds, make_objective
@@ -250,20 +252,23 @@ class ManyClasses:
                 Candidate("temperature", str(self.classes), fit_temperature)]
 
     def costliest_mistake(self, channel: Channel, cluster: Cluster) -> float:
-        """The largest regret ``C_i[y_i][j] - C_i[y_i][y_i]`` of any row over every host."""
-        own = true_class_costs(self.label(channel.data), self.matrix, channel.data.cell_costs)
-        local = float((own - own[np.arange(len(own)), self.label(channel.data)][:, None]).max()
-                      ) if len(own) else 0.0
+        """The largest regret ``C_i[y_i][j] - C_i[y_i][y_i]`` of any row over every host (a
+        block of rows at a time: the rows' ``(n, K)`` costs are not held)."""
+        label, cells = self.label(channel.data), channel.data.cell_costs
+
+        def largest(rows):
+            own = true_class_costs(label[rows], self.matrix, cells_of(cells, rows))
+            return float((own - own[np.arange(len(own)), label[rows]][:, None]).max())
+
+        local = max(largest(rows) for rows in row_blocks(len(label))) if len(label) else 0.0
         return float(cluster.allreduce(np.array([local]), "max")[0])
 
     def bayes_cost(self, channel: Channel, p, rows) -> np.ndarray:
         """The realised cost of each of the channel's rows ``rows`` (a mask) decided by the
         Bayes rule on ``p`` (``argmin_j E[i, j]``), at its own matrix."""
-        cells = channel.data.cell_costs
-        cells = None if cells is None else {cell: values[rows] for cell, values in cells.items()}
-        decision, _ = self.bayes.decide(p, None, cells)
-        own = true_class_costs(self.label(channel.data)[rows], self.matrix, cells)
-        return own[np.arange(len(decision)), decision]
+        cells = cells_of(channel.data.cell_costs, rows)
+        return realised_costs(self.label(channel.data)[rows], self.bayes.decisions(p, None, cells),
+                              self.matrix, cells)
 
     def fit_calibrator(self, margins, label, cluster: Cluster, start=None) -> TemperatureCalibrator:
         """A round's calibrator: the asked-for one, the temperature fit under 'auto'."""
@@ -282,7 +287,7 @@ class ManyClasses:
         metric on the favourable set, and each class's one-vs-rest DPPL and DI. All from sums."""
         settings, label = self.settings, self.label(channel.data)
         cells = channel.data.cell_costs
-        decision, _ = policy.decide(p, channel.sensitive, cells)
+        decision = policy.decisions(p, channel.sensitive, cells)
         metrics = channel_metrics(label, p, decision, policy.cost_matrix, cluster=cluster,
                                   cells=cells)
         if channel.sensitive is None:
@@ -328,27 +333,33 @@ class ManyClasses:
     def _fit_rule(self, held: Channel, p, cluster: Cluster, log):
         """With ``max_abs_dppl`` < 1: the cheapest shift of the favourable decisions' expected
         costs (one, or one per facet with ``group_thresholds``) within the bound on the held-out
-        rows. The exact cut reads every held-out row's expected costs: on several hosts they are
-        gathered (K numbers a row, once)."""
+        rows. The exact cut reads every held-out row's :func:`favourable_gaps` (three numbers a
+        row, from its expected costs a block of rows at a time); on several hosts they are
+        gathered (once)."""
         settings, matrix = self.settings, self.matrix
         if settings.max_abs_dppl >= 1:
             return None
-        cells = held.data.cell_costs
-        expected = expected_costs(p, matrix, cells)
-        label, sensitive = self.label(held.data), held.sensitive
+        cells, label, sensitive = held.data.cell_costs, self.label(held.data), held.sensitive
+        gap, cost_fav, cost_non, bayes_row_cost = (np.empty(len(label)) for _ in range(4))
+        favourable = np.empty(len(label), dtype=bool)  # decided favourable by the Bayes rule
+        for block in row_blocks(len(label)):
+            block_cells, block_label = cells_of(cells, block), label[block]
+            expected = expected_costs(p[block], matrix, block_cells)
+            gap[block], cost_fav[block], cost_non[block] = favourable_gaps(
+                expected, block_label, settings.favourable, matrix, block_cells)
+            bayes = expected.argmin(axis=1)
+            favourable[block] = np.isin(bayes, settings.favourable)
+            bayes_row_cost[block] = realised_costs(block_label, bayes, matrix, block_cells)
         if cluster.size > 1:
-            expected = cluster.gather(expected.ravel()).reshape(-1, self.classes)
-            label, sensitive = cluster.gather(label), cluster.gather(sensitive)
-            cells = cells and {cell: cluster.gather(np.asarray(values, dtype=np.float64))
-                               for cell, values in cells.items()}
-        rule, dppl, cost = fit_favourable_shift(expected, label, sensitive, settings.favourable,
-                                                matrix, settings.max_abs_dppl,
-                                                settings.group_thresholds, cells)
-        bayes = expected.argmin(axis=1)
-        favourable = np.isin(bayes, settings.favourable)
+            gap, cost_fav, cost_non, bayes_row_cost, favourable, sensitive = (
+                cluster.gather(values) for values in (gap, cost_fav, cost_non, bayes_row_cost,
+                                                      favourable, sensitive))
+        rule, dppl, cost = fit_favourable_shift(gap, cost_fav, cost_non, sensitive,
+                                                settings.favourable, settings.max_abs_dppl,
+                                                settings.group_thresholds)
         bayes_dppl = favourable[~sensitive].mean() - favourable[sensitive].mean()
-        bayes_cost = float(true_class_costs(label, matrix, cells)[np.arange(len(label)), bayes].sum())
-        rows = len(label)
+        bayes_cost = float(bayes_row_cost.sum())
+        rows = len(gap)  # (every host's)
         if cluster.is_first:
             log("decision rule: favourable decisions' expected costs lowered by "
                 + (f"facet a {rule.delta_a:+.4g}, facet d {rule.delta_d:+.4g}"
