@@ -75,7 +75,8 @@ def read_in_batches(directory: str, content_type: str, options: DataOptions, bat
     a time: a job holds the checked batches and then their join, about twice the float32 features,
     where pandas' reading of whole files held about three times the CSV's size at once (a 311 MiB
     train CSV: +980 MiB, ``bench_training.py --memory``)."""
-    return Dataset.concat(list(ChannelBatches(directory, content_type, options, batch_rows, log)))
+    return Dataset.concat(list(ChannelBatches(directory, content_type, options, batch_rows, log,
+                                              held_whole=True)))
 
 
 class ChannelBatches:
@@ -83,18 +84,20 @@ class ChannelBatches:
     goes over its data more than once): the first pass is made on the first iteration only."""
 
     def __init__(self, directory: str, content_type: str, options: DataOptions, batch_rows: int,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, held_whole: bool = False):
         if batch_rows < 1:
             raise ValueError(f"batch_rows must be >= 1, not {batch_rows}")
         self.directory, self.options, self.batch_rows, self._log = (directory, options,
                                                                     batch_rows, log)
+        self.held_whole = held_whole  # the batches are joined in memory (read_in_batches)
         self.base_type = base_content_type(content_type)
         self._surveyed = None  # (files, roles, each file's text columns)
 
     def __iter__(self) -> Iterator[Dataset]:
         if self._surveyed is None:
             if self.base_type in libsvm_rows.CHANNEL_TYPES:
-                files = _libsvm_files(self.directory, self.options, self.batch_rows, self._log)
+                files = _libsvm_files(self.directory, self.options, self.batch_rows, self._log,
+                                      self.held_whole)
             else:
                 files = _table_files(self.directory, self.base_type, self.options, self._log)
             roles = _column_roles(files[0].head, files[0].path, self.options)
@@ -363,19 +366,24 @@ class _LibsvmFile:
             yield frame if keys is None else frame[keys]
 
 
-def _libsvm_files(directory, options, batch_rows, log) -> list[_LibsvmFile]:
+def _libsvm_files(directory, options, batch_rows, log, held_whole: bool = False
+                  ) -> list[_LibsvmFile]:
     """Every libsvm file of a channel, parsed once for the channel's largest index (the width of
-    every batch), which is refused if a batch held dense up to it would not fit in memory."""
+    every batch), which is refused if a batch (``held_whole``: the channel's rows) held dense up
+    to it would not fit in memory."""
     _refuse_libsvm_options(directory, options)
     paths = channel_files(directory, log)
-    width, first_rows, widest, most = 0, None, "", 0
+    width, first_rows, widest, most, total = 0, None, "", 0, 0
     for path in paths:
         for lines_before, rows in _libsvm_blocks(path, batch_rows):
             if rows.width > width:
                 width, widest = rows.width, f"{path}: line {lines_before + _widest_line(rows) + 1}"
             first_rows = rows if first_rows is None else first_rows
-            most = max(most, rows.count)
-    _check_dense_size(most, width, widest, f"a batch of {most} rows")
+            most, total = max(most, rows.count), total + rows.count
+    if held_whole:
+        _check_dense_size(total, width, widest)
+    else:
+        _check_dense_size(most, width, widest, f"a batch of {most} rows")
     head = _libsvm_frame(first_rows, width).iloc[:1]  # (the first row is all the roles read)
     return [_LibsvmFile(path, width, head) for path in paths]
 
