@@ -23,6 +23,7 @@ import xgboost as xgb
 
 from .. import ARTIFACT_FORMAT_VERSION, __version__, storage
 from ..errors import InputError
+from . import dense_margins
 from ..decisions.multiclass_policy import KIND as MULTICLASS_KIND
 from ..decisions.multiclass_policy import MulticlassPolicy
 from ..decisions.policy import Policy
@@ -50,11 +51,8 @@ class Model:
     nthread: int | None = None  # XGBoost's threads for this model (None: its default, all)
 
     def margin(self, features: np.ndarray) -> np.ndarray:
-        """Raw margins; ``inplace_predict`` avoids building a DMatrix per request."""
-        return np.asarray(
-            self.booster.inplace_predict(features, predict_type="margin", missing=np.nan),
-            dtype=np.float64,
-        )
+        """Raw margins, predicted in place (no DMatrix per request: :mod:`.dense_margins`)."""
+        return np.asarray(dense_margins.margins(self.booster, features), dtype=np.float64)
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         return self.policy.probability(self.margin(features))

@@ -25,6 +25,7 @@ import xgboost as xgb
 
 from ..data.external_features import ExternalFeatures, is_external  # noqa: F401 (re-exported)
 from ..errors import DataError
+from ..model import dense_margins
 
 
 class FeatureBatches(xgb.DataIter):
@@ -111,6 +112,6 @@ def margins(booster: xgb.Booster, features: ExternalFeatures, classes: int = 2) 
     """The booster's margins on the selected rows, predicted a batch at a time (float64;
     ``(rows, K)`` with K >= 3 classes)."""
     shape = (-1,) if classes == 2 else (-1, classes)
-    parts = [np.asarray(booster.inplace_predict(batch, predict_type="margin", missing=np.nan),
-                        dtype=np.float64).reshape(shape) for batch in features.batches()]
+    parts = [np.asarray(dense_margins.margins(booster, batch), dtype=np.float64).reshape(shape)
+             for batch in features.batches()]
     return np.concatenate(parts) if parts else np.empty((0,) + shape[1:], dtype=np.float64)

@@ -55,6 +55,7 @@ from ..decisions.costs import CELLS
 from ..data.channel_files import Dataset
 from ..errors import InputError
 from ..machine import one_blas_thread
+from ..model import dense_margins
 from .evaluation import ChannelResult
 from . import external_memory
 from .rounds import RoundMonitor, run_rounds, settings_fingerprint
@@ -507,8 +508,7 @@ def margin(booster: xgb.Booster, data: Dataset, rows=None, classes: int = 2) -> 
     shape = (-1,) if classes == 2 else (-1, classes)
     if len(features) == 0:
         return np.empty((0,) + shape[1:], dtype=np.float64)
-    return np.asarray(booster.inplace_predict(features, predict_type="margin", missing=np.nan),
-                      dtype=np.float64).reshape(shape)
+    return np.asarray(dense_margins.margins(booster, features), dtype=np.float64).reshape(shape)
 
 
 def print_line(line: str) -> None:
