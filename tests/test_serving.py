@@ -609,15 +609,40 @@ def test_float_format_is_the_same_alone_and_vectorised():
     matrix = codecs.format_float_column(values)
     vector = [bytes(row[row != 0]).decode() for row in matrix]
     assert vector == [codecs.format_float(v) for v in values.tolist()]
-    # 15 digits round the largest floats up past the largest: 1.79769313486232e+308 reads as inf
-    assert all(float(text) == pytest.approx(v, rel=1e-14) for text, v in zip(vector, values)
-               if abs(v) < 1.7976931348623e308)
+    assert all(float(text) == pytest.approx(v, rel=1e-14) for text, v in zip(vector, values))
     assert codecs.format_float(1287.67) == "1287.67" and codecs.format_float(2.0) == "2"
     assert [codecs.format_float(v) for v in (-0.0, 5e-324, 999999999999999.9, 1e-4)] == \
         ["0", "4.94065645841247e-324", "1e+15", "0.0001"]
     for bad in (np.nan, np.inf, -np.inf):  # no number of an answer is ever non-finite: refused
         with pytest.raises(ValueError, match="non-finite"):
             codecs.format_float_column(np.array([0.5, bad]))
+
+
+def test_the_largest_floats_read_back_finite():
+    """15 digits round the largest doubles up past the largest (1.79769313486232e+308 reads back
+    as inf): those are written as the largest 15-digit number that does not, alone and in a
+    column; every other double of the top exponents keeps its nearest 15 digits."""
+    largest = np.finfo(np.float64).max
+    below = [largest]
+    for _ in range(40):
+        below.append(np.nextafter(below[-1], 0.0))
+    rng = np.random.default_rng(5)
+    # random bit patterns of the top two exponents (0x7FE, 0x7FD): mantissa bits at random
+    mantissas = rng.integers(0, 2 ** 52, 20000, dtype=np.int64)
+    top = ((np.int64(0x7FE) << 52) | mantissas[:10000]).view(np.float64)
+    next_top = ((np.int64(0x7FD) << 52) | mantissas[10000:]).view(np.float64)
+    values = np.concatenate([below, [1.797693134862315e308, 1.79769313486231e308,
+                                     1.7976931348623e308, 1e308], top, next_top])
+    values = np.concatenate([values, -values])
+    vector = [bytes(row[row != 0]).decode() for row in codecs.format_float_column(values)]
+    assert vector == [codecs.format_float(v) for v in values.tolist()]
+    assert codecs.format_float(largest) == "1.79769313486231e+308"
+    assert codecs.format_float(-largest) == "-1.79769313486231e+308"
+    for text, v in zip(vector, values.tolist()):
+        back = float(text)
+        assert math.isfinite(back) and back == pytest.approx(v, rel=1e-14), (v, text)
+        if abs(v) < 1.79769313486231e308:  # below the clamp: the nearest 15 digits, as before
+            assert text == "%.15g" % v
 
 
 def test_accept_parsing():
