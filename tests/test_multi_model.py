@@ -699,6 +699,45 @@ def test_local_mode_unloads_the_least_recently_used_to_fit_and_507_for_what_neve
         srv.stop()
 
 
+def test_no_request_fails_when_another_worker_unloads_its_model(trained, tmp_path):
+    """4 workers, room for two of five models (about 200 KiB each, charged in every worker), 16
+    clients calling the five at random: each worker's load unloads the model another worker is
+    looking up, unpacking, loading or invoking at that moment. Every request is answered from its
+    model (200, the same bytes), none with a 500: the request either completes on the model it
+    found or loads it again."""
+    costed = trained["costed"][0]
+    mount = tmp_path / "mount"
+    names = [f"models/{n}.tar.gz" for n in "abcde"]
+    for name in names:
+        _archive(costed, mount / name, pad_metadata_to=200 * 1024)
+    srv = Server(str(mount), tmp_path, workers=WORKERS, SAGEMAKER_MULTI_MODEL="true",
+                 COSTAWARE_MODELS_ROOT=str(tmp_path), COSTAWARE_MODELS_MEMORY_MB="2")
+    body = csv_body(trained["costed"][1])
+    rng = np.random.default_rng(11)
+    targets = [names[k] for k in rng.integers(0, len(names), 800)]
+
+    def call(target):
+        with requests.Session() as session:  # a connection of its own: any worker answers
+            answer = session.post(srv.url + "/invocations", data=body,
+                                  headers={"Content-Type": "text/csv", TARGET: target})
+        return answer.status_code, answer.content
+
+    try:
+        srv.wait_ready()
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(call, targets))
+        failed = [(status, content[:200]) for status, content in answers if status != 200]
+        assert not failed, (f"{len(failed)} of {len(answers)} failed: statuses "
+                            f"{sorted({status for status, _ in failed})}, e.g. {failed[:3]}, "
+                            f"{[f for f in failed if f[0] != 409][:3]}")
+        assert len({content for _, content in answers}) == 1
+        unpacks = sum("unpacked from" in line for line in srv.stderr().splitlines())
+        assert unpacks >= 20, f"only {unpacks} loads: too few unloads to race"
+        assert len({line["pid"] for line in srv.access_log()}) == WORKERS
+    finally:
+        srv.stop()
+
+
 def test_a_single_model_server_refuses_a_target_model(local_mode, trained, tmp_path):
     """Local mode without SAGEMAKER_MULTI_MODEL=true in the MultiDataModel's env starts the
     single-model server on the mount, where the last archive extracted left its model: a target
