@@ -397,26 +397,6 @@ def test_big_csv_bodies_read_as_the_exact_parser_reads_them(seed, block_bytes, m
         assert exact is not None and np.array_equal(served, exact, equal_nan=True)
 
 
-def test_arrow_columns_are_copied_with_their_missing_cells_at_any_offset():
-    """decoding._copy_floats reads an Arrow column's buffers as ``Array.to_numpy`` converts it
-    (values, NaN where null), for a slice too (its offset inside the validity bitmap's bytes)."""
-    import io
-
-    import pyarrow.csv as pa_csv
-
-    rnd = np.random.default_rng(7)
-    values = rnd.normal(size=200).tolist()
-    body = "".join(("" if rnd.random() < 0.3 else repr(v)) + ",1\n" for v in values).encode()
-    chunk = pa_csv.read_csv(io.BytesIO(body), read_options=pa_csv.ReadOptions(
-        autogenerate_column_names=True)).column(0).chunks[0]
-    assert 0 < chunk.null_count < len(chunk)
-    for start, stop in [(0, 200), (3, 200), (5, 17), (8, 9), (13, 13), (190, 200)]:
-        part = chunk.slice(start, stop - start)
-        out = np.full(len(part), 12345.0)
-        decoding._copy_floats(part, out)
-        np.testing.assert_array_equal(out, part.to_numpy(zero_copy_only=False))
-
-
 def test_an_unforeseen_failure_in_a_batch_fails_only_its_own_request(model_dir, rows):
     """If answering the requests together raises (a defect no check foresaw), each is answered
     again alone: the others get their answers, the one that raises a JSON 500."""

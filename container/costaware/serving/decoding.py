@@ -13,6 +13,7 @@ import pyarrow as pa  # imported at worker boot, not by the first big request
 import pyarrow.csv as pa_csv
 
 from ..data import libsvm_rows
+from ..data.arrow_numbers import copy_floats  # not Array.to_numpy, which imports pandas
 from ..data.libsvm_rows import F32_MAX
 from ..model.inference import Layout
 from .request_error import bad as _bad
@@ -137,25 +138,12 @@ def _parse_csv_bulk(body: bytes, widths: tuple[int, ...]) -> np.ndarray | None:
     for j, column in enumerate(table.columns):
         start = 0
         for chunk in column.chunks:  # one chunk per block
-            _copy_floats(chunk, columns[j, start:start + len(chunk)])
+            copy_floats(chunk, columns[j, start:start + len(chunk)])
             start += len(chunk)
     features = np.ascontiguousarray(columns.T)
     if n == 1 and np.isnan(features).any():  # an empty line would look like a missing value
         return None
     return features
-
-
-def _copy_floats(chunk: pa.Array, out: np.ndarray) -> None:
-    """A float64 Arrow array's values into ``out``, NaN where it is null, read from its buffers
-    (values, and the validity bitmap: bit ``offset + i``, least significant first). Not
-    ``Array.to_numpy``: it imports pandas, which a worker has not (scikit-learn, which imports it,
-    is kept out): 0.2 s, and up to 0.9 s under load, on each worker's first big CSV request."""
-    validity, values = chunk.buffers()
-    out[:] = np.frombuffer(values, np.float64, len(chunk), chunk.offset * 8)
-    if chunk.null_count:
-        bits = np.unpackbits(np.frombuffer(validity, np.uint8), count=chunk.offset + len(chunk),
-                             bitorder="little")
-        out[bits[chunk.offset:] == 0] = NAN
 
 
 def _parse_csv_lines(lines: list[str], layout: Layout):
