@@ -266,9 +266,9 @@ def _float_or_none(text: str) -> float | None:
 def test_arrow_reads_only_numbers_float_reads_and_to_the_same_value():
     """arrow_numbers.read_numbers on every text of up to 3 characters of the bulk alphabet's
     number bytes, and of 4 of most of them: what it reads, ``float()`` reads, to the same value
-    (the sign of a zero too; a NaN's aside); each text ``float()`` refuses, among numbers, makes
-    it refuse the whole (``None``). Laid out 32 a line: texts of 1 to 70 numbers, and blanks of
-    every kind and length between them."""
+    (the sign of a zero too; a NaN's aside); each text of up to 3 that ``float()`` refuses, among
+    numbers, makes it refuse the whole (``None``). Laid out 32 a line: texts of 1 to 70 numbers,
+    and blanks of every kind and length between them."""
     letters, fewer = "0123456789.+-eEnNaA", "09.+-eEnaA"
     texts = [("".join(p)) for size in (1, 2, 3) for p in itertools.product(letters, repeat=size)]
     texts += ["".join(p) for p in itertools.product(fewer, repeat=4)]
@@ -294,7 +294,7 @@ def test_arrow_reads_only_numbers_float_reads_and_to_the_same_value():
         expected = read[t]
         assert (math.isnan(value) and math.isnan(expected)) or \
             (value == expected and math.copysign(1, value) == math.copysign(1, expected)), t
-    refused = [t for t in texts if read[t] is None]
+    refused = [t for t in texts if read[t] is None and len(t) <= 3]  # one read each
     for t in refused:
         text = f"1 {t} 2.5".encode()
         assert arrow_numbers.read_numbers(np.frombuffer(text, np.uint8)) is None, t

@@ -4,7 +4,8 @@
 Arrow parses each number correctly rounded, as ``float()`` does, and takes only spellings
 ``float()`` takes: of every text of up to 4 characters of digits and ``.+-eEnNaA`` (and of 5 of
 ``01.+-eEnNaA9``: 386,392 texts, checked once), each Arrow reads is one ``float()`` reads, to the
-same value and sign (``tests/test_libsvm_rows.py`` checks up to 3, and 4 of most).
+same value and sign (``tests/test_libsvm_rows.py`` checks every text of up to 3, and the
+numbers of 4 of most).
 """
 
 from __future__ import annotations
