@@ -459,6 +459,61 @@ def test_a_registry_that_cannot_be_written_is_507_and_records_nothing(tmp_path, 
     assert registry.entries() == {}
 
 
+def test_a_model_unloaded_or_reloaded_while_a_worker_reads_it_is_not_a_500(trained, tmp_path):
+    """The three outcomes of a worker's read of a model whose files are gone when it reads them,
+    with the real registry and model loader; another worker's moves happen while this one reads
+    (its load function does them, then reads as the server's does): unloaded (its directory
+    removed), the request is told it is not loaded (``None``: 404, or a new unpacking); unloaded
+    and loaded again from another directory, the new load's files answer; still recorded as it
+    was, its files gone, a 500 naming why."""
+    from costaware.serving import multi_model
+    from costaware.serving.invocation import Invocations
+    from costaware.serving.request_error import RequestError
+
+    registry = multi_model.Registry(str(tmp_path / "registry"), 2, 10 ** 9)
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(trained["demo"][0], first)
+    shutil.copytree(trained["demo"][0], second)
+    entry = multi_model.Entry("m", "m.tar.gz", str(first), 100, "t1", unpacked=True)
+    moves = []
+
+    def load(directory: str) -> Invocations:
+        while moves:
+            moves.pop(0)()
+        return Invocations.load(directory, 1)
+
+    cache = multi_model.ModelCache(registry, str(tmp_path), load, str(tmp_path), str(tmp_path))
+
+    def unload():
+        registry.remove("m")  # removes the unpacked directory too
+
+    def load_again():
+        registry.add(multi_model.Entry("m", "m.tar.gz", str(second), 100, "t2", unpacked=True))
+
+    registry.add(entry)
+    cache.sync()
+    moves[:] = [unload]
+    assert cache.invocations("m") is None and not first.exists()
+
+    shutil.copytree(trained["demo"][0], first)
+    registry.add(entry)
+    cache.loaded.clear()
+    cache.sync()
+    moves[:] = [unload, load_again]
+    served = cache.invocations("m")
+    assert served is not None and cache.loaded["m"][0] == "t2"
+
+    registry.remove("m")
+    shutil.copytree(trained["demo"][0], first)
+    registry.add(entry)
+    cache.loaded.clear()
+    cache.sync()
+    moves[:] = [lambda: shutil.rmtree(first)]
+    with pytest.raises(RequestError) as broken:
+        cache.invocations("m")
+    assert broken.value.status == 500 and "cannot load it now" in broken.value.message
+
+
 # ------------------------------------------------------------------------------------ local mode
 # The SageMaker Python SDK's local mode (sagemaker 2.257.7) runs a MultiDataModel as one container
 # and never calls /models: it mounts the model data prefix's archives at /opt/ml/model and posts

@@ -466,15 +466,18 @@ class ModelCache:
         held = self.loaded.get(name)
         if held is not None:
             return held[1]
-        try:
-            invocations = self.load_model(entry.path)
-        except Exception as exc:
-            current = self.registry.current(name)
-            if current is None or current.token != entry.token:  # unloaded meanwhile
-                return None
-            # still loaded: its files changed on disk since its load was answered
-            raise RequestError(500, f"model {name!r} was loaded but this worker cannot load it "
-                                    f"now: {load_failure_reason(exc)}") from None
+        while True:
+            try:
+                invocations = self.load_model(entry.path)
+                break
+            except Exception as exc:
+                current = self.registry.current(name)
+                if current is None:  # unloaded meanwhile
+                    return None
+                if current.token == entry.token:  # its files changed since its load was answered
+                    raise RequestError(500, f"model {name!r} was loaded but this worker cannot "
+                                            f"load it now: {load_failure_reason(exc)}") from None
+                entry = current  # unloaded and loaded again meanwhile: the new load's files
         self.loaded[name] = (entry.token, invocations)
         return invocations
 
