@@ -104,7 +104,7 @@ def main() -> None:
         # what a worker must do at the least: XGBoost without scikit-learn (as serve imports it),
         # the app, the model
         load = ("import sys; sys.modules.setdefault('sklearn', None); "
-                f"from costaware import artifact; import costaware.serving.app; "
+                f"from costaware.model import artifact; import costaware.serving.app; "
                 f"artifact.load({model_dir!r})")
         log_path = os.path.join(tmp, "serve.log")
         serve, bare, app = ("serve: start to first /ping 200", "python -c 'import xgboost'",

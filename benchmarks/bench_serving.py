@@ -17,7 +17,8 @@ one run:
   per call), a stricter limit;
 * rows/s for a 6 MiB CSV batch (``Accept: text/csv``, all seven fields) beside the raw
   parse-and-predict time in-process (``pandas.read_csv`` or ``pyarrow.csv.read_csv`` on one
-  thread, whichever is faster, + ``Booster.inplace_predict``);
+  thread, whichever is faster, + ``Booster.inplace_predict``), and the round trip of the first
+  batch request a worker answers (its first body over 16 KiB) against the later ones';
 * the ratios against issue #27's targets: server rate >= 0.3 x the raw one-row rate for the small
   model, 0.5 x for the demo's (a model given by ``--model-dir`` is held to 0.5); 6 MiB batch time
   <= 1.5 x raw parse-and-predict.
@@ -740,14 +741,16 @@ def main() -> int:
 
         body, n_rows = csv_batch(rows, BATCH_BYTES)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        server_batch(conn, body)  # warm-up
+        # the worker's first body over 16 KiB (the single-row phase sent none): what a fresh
+        # worker's first batch costs, against the later ones on the same connection (worker)
+        first_batch, _ = server_batch(conn, body)
         sides = [(conn, [])]
         if other:
+            sides.append((http.client.HTTPConnection("127.0.0.1", other[0], timeout=120), []))
+            other_first, _ = server_batch(sides[1][0], body)  # its worker's first, as above
             if post(port, "/invocations", body, "text/csv") != \
                     post(other[0], "/invocations", body, "text/csv"):
                 raise SystemExit(f"{args.against}'s server answers the batch differently")
-            sides.append((http.client.HTTPConnection("127.0.0.1", other[0], timeout=120), []))
-            server_batch(sides[1][0], body)  # warm-up
         raw_times, served_times = {reader: [] for reader in READERS}, sides[0][1]
         for k in range(args.batch_repeats):
             for reader in READERS:
@@ -794,12 +797,16 @@ def main() -> int:
                   f"rows/s{'  (the baseline: the faster)' if reader == fastest else ''}")
         print(f"  server round trip:       {served * 1000:7.1f} ms "
               f"[{np.median(served_times) * 1000:.1f}]  {n_rows / served:>9,.0f} rows/s")
+        print(f"  first batch request:     {first_batch * 1000:7.1f} ms  (its worker's first; "
+              f"{first_batch / np.median(served_times):.2f}x the later ones' median)")
         if breakdown:
             print("  inside the server (fastest): " + "  ".join(
                 f"{key[:-3]} {value:.1f}" for key, value in breakdown.items()) + " ms")
         if other:
             print_against(args.against, server_rounds, other_rounds, served_times, sides[1][1],
                           local_rates, raw_times[fastest])
+            print(f"  its first batch request: {other_first * 1000:7.1f} ms  "
+                  f"({other_first / np.median(sides[1][1]):.2f}x its later ones' median)")
         print("targets")
         target = SINGLE_ROW_TARGET["small" if args.model_dir is None and args.model == "small"
                                    else "demo"]

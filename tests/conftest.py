@@ -32,6 +32,7 @@ SLOW = {
     "test_multi_model.py": (
         "test_the_server_settings_reach_every_loaded_model",
         "test_a_model_that_does_not_fit_is_507_until_another_is_unloaded",
+        "test_no_request_fails_when_another_worker_unloads_its_model",
     ),
     "test_libsvm.py": (
         "test_without_accept_the_default_is_json_or_sagemaker_default_invocations_accept",

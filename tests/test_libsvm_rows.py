@@ -5,14 +5,17 @@ functions, no process."""
 
 from __future__ import annotations
 
+import io
+import itertools
 import math
 
 import numpy as np
+import pyarrow.csv as pa_csv
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from costaware.data import libsvm_rows
+from costaware.data import arrow_numbers, libsvm_rows
 from costaware.data.libsvm_rows import BULK_FROM, F32_MAX, LibsvmError
 from costaware.model.inference import Layout
 from costaware.serving import decoding
@@ -232,3 +235,66 @@ def test_a_large_bad_libsvm_request_gets_the_same_400(line, message, details):
     text, number = _big(line)
     assert _decode(text.encode()) == (f"line {number}{',' if details else ':'} {message}",
                                       {"line": number, **details})
+
+
+# ------------------------------------------------------------------------------------ Arrow's numbers
+
+
+def test_arrow_columns_are_copied_with_their_missing_cells_at_any_offset():
+    """arrow_numbers.copy_floats reads an Arrow column's buffers as ``Array.to_numpy`` converts it
+    (values, NaN where null), for a slice too (its offset inside the validity bitmap's bytes)."""
+    rnd = np.random.default_rng(7)
+    values = rnd.normal(size=200).tolist()
+    body = "".join(("" if rnd.random() < 0.3 else repr(v)) + ",1\n" for v in values).encode()
+    chunk = pa_csv.read_csv(io.BytesIO(body), read_options=pa_csv.ReadOptions(
+        autogenerate_column_names=True)).column(0).chunks[0]
+    assert 0 < chunk.null_count < len(chunk)
+    for start, stop in [(0, 200), (3, 200), (5, 17), (8, 9), (13, 13), (190, 200)]:
+        part = chunk.slice(start, stop - start)
+        out = np.full(len(part), 12345.0)
+        arrow_numbers.copy_floats(part, out)
+        np.testing.assert_array_equal(out, part.to_numpy(zero_copy_only=False))
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def test_arrow_reads_only_numbers_float_reads_and_to_the_same_value():
+    """arrow_numbers.read_numbers on every text of up to 3 characters of the bulk alphabet's
+    number bytes, and of 4 of most of them: what it reads, ``float()`` reads, to the same value
+    (the sign of a zero too; a NaN's aside); each text of up to 3 that ``float()`` refuses, among
+    numbers, makes it refuse the whole (``None``). Laid out 32 a line: texts of 1 to 70 numbers,
+    and blanks of every kind and length between them."""
+    letters, fewer = "0123456789.+-eEnNaA", "09.+-eEnaA"
+    texts = [("".join(p)) for size in (1, 2, 3) for p in itertools.product(letters, repeat=size)]
+    texts += ["".join(p) for p in itertools.product(fewer, repeat=4)]
+    read = {t: _float_or_none(t) for t in texts}
+    numbers = [t for t in texts if read[t] is not None]
+    rnd = np.random.default_rng(5)
+    blanks = [" ", "  ", "\t", "\r", " \r\n ", "\n"]
+    for start in range(0, len(numbers), 997):
+        chosen = numbers[start:start + int(rnd.integers(1, 71))]
+        text = "".join(rnd.choice(blanks) + t for t in chosen) + rnd.choice(["", " "])
+        got = arrow_numbers.read_numbers(np.frombuffer(text.encode(), np.uint8))
+        if got is None:
+            continue  # a spelling Arrow does not take: the caller's fallback reads it
+        assert len(got) == len(chosen)
+        for t, value in zip(chosen, got.tolist()):
+            expected = read[t]
+            assert (math.isnan(value) and math.isnan(expected)) or \
+                (value == expected and math.copysign(1, value) == math.copysign(1, expected)), t
+    whole = " ".join(numbers).encode()
+    everything = arrow_numbers.read_numbers(np.frombuffer(whole, np.uint8))
+    assert everything is not None and len(everything) == len(numbers)
+    for t, value in zip(numbers, everything.tolist()):
+        expected = read[t]
+        assert (math.isnan(value) and math.isnan(expected)) or \
+            (value == expected and math.copysign(1, value) == math.copysign(1, expected)), t
+    refused = [t for t in texts if read[t] is None and len(t) <= 3]  # one read each
+    for t in refused:
+        text = f"1 {t} 2.5".encode()
+        assert arrow_numbers.read_numbers(np.frombuffer(text, np.uint8)) is None, t

@@ -459,6 +459,61 @@ def test_a_registry_that_cannot_be_written_is_507_and_records_nothing(tmp_path, 
     assert registry.entries() == {}
 
 
+def test_a_model_unloaded_or_reloaded_while_a_worker_reads_it_is_not_a_500(trained, tmp_path):
+    """The three outcomes of a worker's read of a model whose files are gone when it reads them,
+    with the real registry and model loader; another worker's moves happen while this one reads
+    (its load function does them, then reads as the server's does): unloaded (its directory
+    removed), the request is told it is not loaded (``None``: 404, or a new unpacking); unloaded
+    and loaded again from another directory, the new load's files answer; still recorded as it
+    was, its files gone, a 500 naming why."""
+    from costaware.serving import multi_model
+    from costaware.serving.invocation import Invocations
+    from costaware.serving.request_error import RequestError
+
+    registry = multi_model.Registry(str(tmp_path / "registry"), 2, 10 ** 9)
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(trained["demo"][0], first)
+    shutil.copytree(trained["demo"][0], second)
+    entry = multi_model.Entry("m", "m.tar.gz", str(first), 100, "t1", unpacked=True)
+    moves = []
+
+    def load(directory: str) -> Invocations:
+        while moves:
+            moves.pop(0)()
+        return Invocations.load(directory, 1)
+
+    cache = multi_model.ModelCache(registry, str(tmp_path), load, str(tmp_path), str(tmp_path))
+
+    def unload():
+        registry.remove("m")  # removes the unpacked directory too
+
+    def load_again():
+        registry.add(multi_model.Entry("m", "m.tar.gz", str(second), 100, "t2", unpacked=True))
+
+    registry.add(entry)
+    cache.sync()
+    moves[:] = [unload]
+    assert cache.invocations("m") is None and not first.exists()
+
+    shutil.copytree(trained["demo"][0], first)
+    registry.add(entry)
+    cache.loaded.clear()
+    cache.sync()
+    moves[:] = [unload, load_again]
+    served = cache.invocations("m")
+    assert served is not None and cache.loaded["m"][0] == "t2"
+
+    registry.remove("m")
+    shutil.copytree(trained["demo"][0], first)
+    registry.add(entry)
+    cache.loaded.clear()
+    cache.sync()
+    moves[:] = [lambda: shutil.rmtree(first)]
+    with pytest.raises(RequestError) as broken:
+        cache.invocations("m")
+    assert broken.value.status == 500 and "cannot load it now" in broken.value.message
+
+
 # ------------------------------------------------------------------------------------ local mode
 # The SageMaker Python SDK's local mode (sagemaker 2.257.7) runs a MultiDataModel as one container
 # and never calls /models: it mounts the model data prefix's archives at /opt/ml/model and posts
@@ -695,6 +750,45 @@ def test_local_mode_unloads_the_least_recently_used_to_fit_and_507_for_what_neve
                                           "more than the 1048576 bytes for models "
                                           "(COSTAWARE_MODELS_MEMORY_MB)")
         assert loaded() == {"models/b.tar.gz", "models/c.tar.gz"}
+    finally:
+        srv.stop()
+
+
+def test_no_request_fails_when_another_worker_unloads_its_model(trained, tmp_path):
+    """4 workers, room for two of five models (about 200 KiB each, charged in every worker), 16
+    clients calling the five at random: each worker's load unloads the model another worker is
+    looking up, unpacking, loading or invoking at that moment. Every request is answered from its
+    model (200, the same bytes), none with a 500: the request either completes on the model it
+    found or loads it again."""
+    costed = trained["costed"][0]
+    mount = tmp_path / "mount"
+    names = [f"models/{n}.tar.gz" for n in "abcde"]
+    for name in names:
+        _archive(costed, mount / name, pad_metadata_to=200 * 1024)
+    srv = Server(str(mount), tmp_path, workers=WORKERS, SAGEMAKER_MULTI_MODEL="true",
+                 COSTAWARE_MODELS_ROOT=str(tmp_path), COSTAWARE_MODELS_MEMORY_MB="2")
+    body = csv_body(trained["costed"][1])
+    rng = np.random.default_rng(11)
+    targets = [names[k] for k in rng.integers(0, len(names), 800)]
+
+    def call(target):
+        with requests.Session() as session:  # a connection of its own: any worker answers
+            answer = session.post(srv.url + "/invocations", data=body,
+                                  headers={"Content-Type": "text/csv", TARGET: target})
+        return answer.status_code, answer.content
+
+    try:
+        srv.wait_ready()
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(call, targets))
+        failed = [(status, content[:200]) for status, content in answers if status != 200]
+        assert not failed, (f"{len(failed)} of {len(answers)} failed: statuses "
+                            f"{sorted({status for status, _ in failed})}, e.g. {failed[:3]}, "
+                            f"{[f for f in failed if f[0] != 409][:3]}")
+        assert len({content for _, content in answers}) == 1
+        unpacks = sum("unpacked from" in line for line in srv.stderr().splitlines())
+        assert unpacks >= 20, f"only {unpacks} loads: too few unloads to race"
+        assert len({line["pid"] for line in srv.access_log()}) == WORKERS
     finally:
         srv.stop()
 

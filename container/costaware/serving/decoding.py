@@ -13,6 +13,7 @@ import pyarrow as pa  # imported at worker boot, not by the first big request
 import pyarrow.csv as pa_csv
 
 from ..data import libsvm_rows
+from ..data.arrow_numbers import copy_floats  # not Array.to_numpy, which imports pandas
 from ..data.libsvm_rows import F32_MAX
 from ..model.inference import Layout
 from .request_error import bad as _bad
@@ -137,7 +138,7 @@ def _parse_csv_bulk(body: bytes, widths: tuple[int, ...]) -> np.ndarray | None:
     for j, column in enumerate(table.columns):
         start = 0
         for chunk in column.chunks:  # one chunk per block
-            columns[j, start:start + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+            copy_floats(chunk, columns[j, start:start + len(chunk)])
             start += len(chunk)
     features = np.ascontiguousarray(columns.T)
     if n == 1 and np.isnan(features).any():  # an empty line would look like a missing value

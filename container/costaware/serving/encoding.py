@@ -18,10 +18,16 @@ _POW_OFFSET = 40
 _POW = np.array([float(f"1e{k}") for k in range(-_POW_OFFSET, _POW_OFFSET + 1)])
 _POW_LIST = _POW.tolist()
 _SIG = 15
+# the largest 15-digit number that reads back finite: the doubles above it round (to 15 digits)
+# to 1.79769313486232e+308, past the largest double, which reads back as inf
+_TOP_TEXT = "1.79769313486231e+308"
+_TOP = float(_TOP_TEXT)
 
 
 def format_float(x: float) -> str:
-    """Up to 15 significant digits; fixed notation for 1e-4 <= |x| < 1e15. The scalar twin of
+    """Up to 15 significant digits; fixed notation for 1e-4 <= |x| < 1e15. Every finite value
+    reads back finite: ``|x| >= 1.79769313486231e308`` is written as that (the nearest 15 digits of
+    the largest few doubles are past the largest double). The scalar twin of
     :func:`format_float_column`: both give the same characters for the same value."""
     a = abs(x)
     if a == 0:
@@ -45,6 +51,8 @@ def format_float(x: float) -> str:
                 text = text.rjust(s + 1, "0")
                 text = f"{text[:-s]}.{text[-s:]}"
             return "-" + text if x < 0 else text
+    if a >= _TOP:
+        return "-" + _TOP_TEXT if x < 0 else _TOP_TEXT
     return "%.15g" % x
 
 

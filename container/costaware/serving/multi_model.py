@@ -321,6 +321,15 @@ class Registry:
             self.cached = self._read()
         return self.cached
 
+    def current(self, name: str) -> Entry | None:
+        """``name``'s entry as it is now (read afresh, whatever :meth:`entries` last saw), or
+        ``None`` when it is not loaded."""
+        try:
+            with open(self._path(name), encoding="utf-8") as handle:
+                return Entry(**json.load(handle))
+        except FileNotFoundError:
+            return None
+
     def _read(self) -> dict[str, Entry]:
         found = {}
         for file_name in os.listdir(self.directory):
@@ -448,18 +457,27 @@ class ModelCache:
 
     def invocations(self, name: str) -> Invocations | None:
         """The model called ``name`` (loaded in this worker now if another worker loaded it),
-        or ``None`` when the endpoint does not hold it."""
+        or ``None`` when the endpoint does not hold it, unloaded while this worker read it
+        included (another worker's load unloads what the server unpacked, its directory with it:
+        that request then loads it again, as the next one would)."""
         entry = self.sync().get(name)
         if entry is None:
             return None
         held = self.loaded.get(name)
         if held is not None:
             return held[1]
-        try:
-            invocations = self.load_model(entry.path)
-        except Exception as exc:  # changed on disk since its load was answered
-            raise RequestError(500, f"model {name!r} was loaded but this worker cannot load it "
-                                    f"now: {load_failure_reason(exc)}") from None
+        while True:
+            try:
+                invocations = self.load_model(entry.path)
+                break
+            except Exception as exc:
+                current = self.registry.current(name)
+                if current is None:  # unloaded meanwhile
+                    return None
+                if current.token == entry.token:  # its files changed since its load was answered
+                    raise RequestError(500, f"model {name!r} was loaded but this worker cannot "
+                                            f"load it now: {load_failure_reason(exc)}") from None
+                entry = current  # unloaded and loaded again meanwhile: the new load's files
         self.loaded[name] = (entry.token, invocations)
         return invocations
 
@@ -532,11 +550,14 @@ class ModelCache:
         try:
             evicted = self.registry.add(entry, evict=True)
         except RequestError as exc:
-            _remove(directory)
-            found = self.invocations(target) if exc.status == 409 else None
-            if found is None:
+            _remove(directory)  # what this worker loaded is in memory: its files are read
+            if exc.status != 409:
                 raise
-            return found  # another worker unpacked it at the same time: the one recorded
+            # another worker unpacked it at the same time: the one recorded, unless a third
+            # worker's load unloaded that already; then this request is answered by the model
+            # this worker unpacked, the same archive (not kept: the endpoint holds none)
+            found = self.invocations(target)
+            return invocations if found is None else found
         log.info("model %r unpacked from %s and loaded%s", target, shown,
                  f"; unloaded, as used least recently: {', '.join(map(repr, evicted))}"
                  if evicted else "")
