@@ -316,3 +316,35 @@ def test_a_page_cache_that_cannot_be_written_fails_the_job_in_one_line(tmp_path,
     reason = failure_reason(base).strip()
     assert "\n" not in reason and str(pages) in reason, reason
     assert "Traceback" not in reason
+
+
+def test_the_page_cache_outlives_every_matrix_still_held_when_it_is_closed(tmp_path):
+    """Closed while matrices are still referenced, the cache directory goes when the last of
+    them is freed, not the first (XGBoost warned of missing page files, and read none)."""
+    import gc
+
+    import xgboost as xgb
+
+    from costaware.training.external_memory import FeatureBatches, PageCache
+
+    class Rows:
+        def __init__(self, x):
+            self.x, self.shape = x, x.shape
+
+        def batches(self):
+            yield from (self.x[:300], self.x[300:])
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(600, 4)).astype(np.float32), (rng.random(600) < 0.5).astype(int)
+    pages = PageCache(str(tmp_path))
+    matrices = [pages.holds(xgb.ExtMemQuantileDMatrix(
+        FeatureBatches(Rows(x), y, pages.prefix(f"m{k}")), max_bin=16)) for k in range(2)]
+    pages.close()
+    assert Path(pages.directory).is_dir()
+    matrices.pop()  # (the last one held first)
+    gc.collect()
+    assert Path(pages.directory).is_dir()  # (the other matrix reads its pages from there)
+    xgb.train({"tree_method": "hist", "max_depth": 2, "max_bin": 16}, matrices[0], 2)
+    matrices.clear()
+    gc.collect()
+    assert not Path(pages.directory).exists()

@@ -88,10 +88,19 @@ class PageCache:
     def close(self) -> None:
         gc.collect()
         alive = [matrix for matrix in (ref() for ref in self._matrices) if matrix is not None]
-        if alive:  # (still referenced, e.g. by an exception's frames): removed once it is freed
-            weakref.finalize(alive[-1], shutil.rmtree, self.directory, True)
-        else:
+        if not alive:
             shutil.rmtree(self.directory, ignore_errors=True)
+            return
+        # still referenced (e.g. by an exception's frames): removed once the last is freed
+        left = [len(alive)]
+
+        def freed(directory=self.directory):
+            left[0] -= 1
+            if left[0] == 0:
+                shutil.rmtree(directory, ignore_errors=True)
+
+        for matrix in alive:
+            weakref.finalize(matrix, freed)
 
 
 def quantile_matrix(features: ExternalFeatures, label: np.ndarray, feature_names: list[str],
