@@ -54,7 +54,9 @@ every held-out row), the calibrator choice's realised cost (``bayes_cost``), the
    second and the ratio (goal <= 2x).
 2. The whole job (the real ``costaware train``, generated CSV channels train, validation and test,
    ``calibration_data validation`` so that both hold out the same rows) at each of ``--sizes``
-   rows: peak resident memory in memory and from external memory, and per row.
+   rows: peak resident memory in memory and from external memory, and per row; beside them the
+   baseline, XGBoost alone from external memory on the same train CSV (its built-in objective,
+   the same rounds and depth: ``RAW_EXTERNAL``), and the bytes each row more costs each.
 3. With ``--limit MiB``: the largest size again from external memory inside a memory cgroup of
    that limit (as root; cgroup v1 or v2), beside the in-memory job without a limit: peak, the
    cgroup's own peak, and the two models on the test channel (AUC; decisions agreeing).
@@ -304,6 +306,81 @@ TRAIN_IMPORTS = ("from costaware.lean_imports import xgboost_without_sklearn; "
                  "import sagemaker_training.cli.train, costaware.sagemaker.entry, "
                  "costaware.sagemaker.training_job, sklearn.isotonic, costaware.report.html, "
                  "costaware.monitoring.baseline, threadpoolctl")
+# The baseline of external memory's bytes a row: XGBoost itself, from external memory, on the
+# train CSV read by pyarrow in 16 MiB blocks (about 100,000 rows of 21 values), its built-in
+# binary:logistic, depth 6, the given rounds: what XGBoost keeps a row (label, margins,
+# gradients, row indices) whatever wraps it. ("imports" as the only argument: import only.)
+RAW_EXTERNAL = """
+import sys, tempfile
+import numpy as np, pyarrow as pa, xgboost as xgb
+from pyarrow import csv as pa_csv
+pa.set_memory_pool(pa.system_memory_pool())  # (freed blocks go back, as numpy's do)
+if sys.argv[1] != "imports":
+    path, rounds = sys.argv[1], int(sys.argv[2])
+
+    class Batches(xgb.DataIter):
+        def __init__(self, cache):
+            self.reader = None
+            super().__init__(cache_prefix=cache)
+
+        def reset(self):
+            self.reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(
+                autogenerate_column_names=True, block_size=1 << 24, use_threads=False))
+
+        def next(self, input_data):
+            try:
+                batch = self.reader.read_next_batch()
+            except StopIteration:
+                return False
+            values = np.column_stack([column.to_numpy(zero_copy_only=False)
+                                      for column in batch.columns]).astype(np.float32)
+            input_data(data=values[:, 1:], label=values[:, 0])
+            return True
+
+    with tempfile.TemporaryDirectory() as cache:
+        matrix = xgb.ExtMemQuantileDMatrix(Batches(cache + "/x"), max_bin=256)
+        xgb.train({"tree_method": "hist", "max_depth": 6, "objective": "binary:logistic"},
+                  matrix, rounds)
+"""
+# The job at sys.argv[1] again, in this process, its resident memory read every 10 ms: the peak and
+# the end of each step (a step ends at a log line; the rounds' lines are one step), in MiB.
+MEMORY_STEPS = """
+import sys, threading, time
+from costaware.sagemaker import training_job
+
+def resident():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
+
+samples, marks, done = [], [], threading.Event()
+
+def sample():
+    while not done.is_set():
+        samples.append((time.perf_counter(), resident()))
+        time.sleep(0.01)
+
+def log(line):
+    step = "the rounds" if line.startswith("[") and not line.startswith("[final]") else line
+    marks.append((time.perf_counter(), step.replace("\t", " ").split(";")[0].split(":")[0][:60]))
+
+threading.Thread(target=sample, daemon=True).start()
+marks.append((time.perf_counter(), "start"))
+training_job.run(sys.argv[1], log=log)
+marks.append((time.perf_counter(), "the end"))
+done.set()
+steps = []
+for (begin, _), (end, name) in zip(marks, marks[1:]):
+    inside = [value for at, value in samples if begin <= at <= end]
+    if not inside:
+        continue
+    if steps and steps[-1][0] == name:
+        steps[-1][1] = max(steps[-1][1], max(inside))
+        steps[-1][2] = inside[-1]
+    else:
+        steps.append([name, max(inside), inside[-1]])
+for name, peak, last in steps:
+    print(f"    {peak:8.1f} peak {last:8.1f} at the end   up to: {name}")
+"""
 MEMORY_GOAL = 3.0  # issue #28: peak <= 3x (the float32 matrix + the imports)
 
 
@@ -321,6 +398,8 @@ def memory(rows: int, features: int, rounds: int) -> None:
         start = time.perf_counter()
         peak = peak_rss(train_command(big))
         seconds = time.perf_counter() - start
+        steps = subprocess.run([sys.executable, "-c", MEMORY_STEPS, big], capture_output=True,
+                               text=True, check=True).stdout
     matrix = rows * (features + 1) * 4  # every row's label and features, float32
     mib = 2.0 ** 20
     print(f"{rows:,} rows x {features + 1} values (train {sizes['train'] / mib:.1f} MiB, "
@@ -335,6 +414,9 @@ def memory(rows: int, features: int, rounds: int) -> None:
     print(f"peak / (matrix + imports) = {ratio:.2f}x, goal <= {MEMORY_GOAL:g}x: "
           f"{'met' if ratio <= MEMORY_GOAL else 'MISSED'}; (peak - imports) / matrix = "
           f"{(peak - imports) / matrix:.2f}x")
+    print("where it goes (the same job again, in one process that reads its own resident memory "
+          "every 10 ms: the peak and the end of each step, a step ending at a log line):")
+    print(steps, end="")
 
 
 def write_job(base: str, rows: int, features: int, rounds: int, test: int = 0,
@@ -410,7 +492,7 @@ def external(rows: int, features: int, rounds: int, sizes: list[int], limit_mib:
                 yield x[start:start + BATCH_ROWS]
 
     def grow(matrix) -> float:
-        boosting = members = [Member(make_objective(y, weight), base)]
+        members = [Member(make_objective(y, weight), base)]
         boosting = Boosting.create(settings.xgboost_params(), 0, sliced(matrix, members), members)
         start = time.perf_counter()
         for _ in range(rounds):
@@ -435,30 +517,98 @@ def external(rows: int, features: int, rounds: int, sizes: list[int], limit_mib:
               f"  {seconds / baseline:5.2f}x")
     ratio = best["external memory (ExtMemQuantileDMatrix)"] / baseline
     print(f"  external / in memory = {ratio:.2f}x, goal <= 2x: {'met' if ratio <= 2 else 'MISSED'}")
+    cross_fitting_from_disk(x, y, weight, base, settings, rounds, baseline)
 
     mib = 2.0 ** 20
     print(f"\n2. the whole job (costaware train; calibration_data validation; {rounds} rounds, "
           f"depth 6; {features} features): peak resident memory")
     with tempfile.TemporaryDirectory(prefix="bench-training-external-") as scratch:
         imports = peak_rss([sys.executable, "-c", TRAIN_IMPORTS])
-        print(f"  a process importing what train imports: {imports / mib:.1f} MiB")
+        raw_imports = peak_rss([sys.executable, "-c", RAW_EXTERNAL, "imports"])
+        print(f"  a process importing what train imports: {imports / mib:.1f} MiB; importing "
+              f"xgboost and pyarrow alone: {raw_imports / mib:.1f} MiB")
+        peaks = {}
         for size in sizes:
-            peaks = {}
-            for mode in ("false", "true"):
+            peaks[size] = {}
+            for mode in ("false", "true", "xgboost"):
                 job = os.path.join(scratch, f"{size}-{mode}")
                 channel_sizes = write_job(job, size, features, rounds, hyperparameters={
                     "calibration_data": "validation", "external_memory": mode})
+                command = (train_command(job) if mode != "xgboost" else
+                           [sys.executable, "-c", RAW_EXTERNAL,
+                            os.path.join(job, "input", "data", "train", "train.csv"), str(rounds)])
                 start = time.perf_counter()
-                peaks[mode] = peak_rss(train_command(job)), time.perf_counter() - start
+                peaks[size][mode] = peak_rss(command), time.perf_counter() - start
                 shutil.rmtree(job)
             total = sum(channel_sizes.values())
+            (memory, memory_s), (disk, disk_s), (raw, raw_s) = peaks[size].values()
             print(f"  {size:>10,} rows ({total / mib:7.1f} MiB of CSV): in memory "
-                  f"{peaks['false'][0] / mib:7.1f} MiB ({peaks['false'][1]:5.1f} s), external "
-                  f"{peaks['true'][0] / mib:7.1f} MiB ({peaks['true'][1]:5.1f} s); above the "
-                  f"imports per row: {(peaks['false'][0] - imports) / size:5.0f} and "
-                  f"{(peaks['true'][0] - imports) / size:5.0f} bytes")
+                  f"{memory / mib:7.1f} MiB ({memory_s:5.1f} s), external {disk / mib:7.1f} MiB "
+                  f"({disk_s:5.1f} s); XGBoost alone from external memory (train rows only) "
+                  f"{raw / mib:7.1f} MiB ({raw_s:5.1f} s)")
+        if len(sizes) > 1:
+            low, high = sizes[0], sizes[-1]
+            slope = {mode: (peaks[high][mode][0] - peaks[low][mode][0]) / (high - low)
+                     for mode in ("false", "true", "xgboost")}
+            print(f"  each row more ({low:,} to {high:,} rows): in memory {slope['false']:.0f} "
+                  f"bytes, external {slope['true']:.0f} bytes, XGBoost alone "
+                  f"{slope['xgboost']:.0f} bytes (external / XGBoost alone: "
+                  f"{slope['true'] / slope['xgboost']:.2f}x)")
         if limit_mib:
             limited_job(scratch, limit_rows, features, rounds, limit_mib)
+
+
+def cross_fitting_from_disk(x, y, weight, base: float, settings, rounds: int,
+                            one_model: float) -> None:
+    """What cross-fitting would cost from external memory (issue #28 asks it measured; the
+    external path holds a share out instead): two fold models, each on half the rows (the
+    other half its held-out rows), grown in lockstep, each on its own pages (external memory's
+    matrices cannot be sliced, so each fold's rows are quantised from the batches again), against
+    the same two in memory (each on a ``QuantileDMatrix`` of its rows, as the in-memory path
+    grows them) and against one model on every row in memory (``one_model`` seconds)."""
+    from costaware.data.external_features import BATCH_ROWS
+    from costaware.training.external_memory import FeatureBatches, PageCache
+
+    half = np.arange(len(y)) % 2
+
+    class HalfBatches:  # (fold k's training rows of each batch of rows)
+        def __init__(self, k):
+            self.k = k
+            self.shape = (int((half == k).sum()), x.shape[1])
+
+        def batches(self):
+            for start in range(0, len(y), BATCH_ROWS):
+                yield x[start:start + BATCH_ROWS][half[start:start + BATCH_ROWS] == self.k]
+
+    def grow(matrices) -> float:
+        members = [Member(make_objective(y[half == k], weight[half == k]), base) for k in (0, 1)]
+        boosting = Boosting.create(settings.xgboost_params(), 0,
+                                   [(matrix, None) for matrix in matrices], members)
+        start = time.perf_counter()
+        for _ in range(rounds):
+            boosting.round()
+        return time.perf_counter() - start
+
+    pages = PageCache()
+    try:
+        start = time.perf_counter()
+        on_disk = [pages.holds(xgb.ExtMemQuantileDMatrix(
+            FeatureBatches(HalfBatches(k), y[half == k], pages.prefix(f"half-{k}")),
+            max_bin=256)) for k in (0, 1)]
+        paging = time.perf_counter() - start
+        in_memory = [xgb.QuantileDMatrix(x[half == k], label=y[half == k], max_bin=256)
+                     for k in (0, 1)]
+        times = {"memory": [], "disk": []}
+        for _ in range(2):  # in turn; best of 2
+            times["memory"].append(grow(in_memory))
+            times["disk"].append(grow(on_disk))
+    finally:
+        pages.close()
+    memory, disk = min(times["memory"]), min(times["disk"])
+    print(f"  cross-fitting's trees (2 fold models, each on half the rows): in memory "
+          f"{memory:.2f} s, from external memory {disk:.2f} s ({disk / memory:.2f}x; "
+          f"{disk / one_model:.2f}x one model on every row in memory), its pages built in "
+          f"{paging:.2f} s")
 
 
 def limited_job(scratch: str, rows: int, features: int, rounds: int, limit_mib: int) -> None:
