@@ -310,8 +310,10 @@ TRAIN_IMPORTS = ("from costaware.lean_imports import xgboost_without_sklearn; "
 # The baseline of external memory's bytes a row: XGBoost itself from external memory, the rows
 # generated a batch of 65,536 at a time (no reader: a reader's own memory is not XGBoost's; pyarrow's
 # streaming CSV reader grew by about 225 bytes a row here), its built-in binary:logistic, depth 6,
-# the given rounds: what XGBoost keeps a row (label, margins, gradients, row indices). Arguments:
-# rows, features, rounds; or "imports" alone: import only.
+# the given rounds: what XGBoost keeps a row (label, margins, gradients, row indices); with
+# "custom", the same loss as a numpy objective (what any custom loss adds: the margins and
+# gradients handed between XGBoost and Python every round). Arguments: rows, features, rounds
+# [custom]; or "imports" alone: import only.
 RAW_EXTERNAL = """
 import sys, tempfile
 import numpy as np, xgboost as xgb
@@ -335,10 +337,14 @@ if sys.argv[1] != "imports":
             self.start += n
             return True
 
+    def logistic(margin, matrix):  # ("custom": the same loss as a numpy objective, float32)
+        p = 1.0 / (1.0 + np.exp(-margin))
+        return p - matrix.get_label(), p * (1.0 - p)
+
     with tempfile.TemporaryDirectory() as cache:
         matrix = xgb.ExtMemQuantileDMatrix(Batches(cache + "/x"), max_bin=256)
         xgb.train({"tree_method": "hist", "max_depth": 6, "objective": "binary:logistic"},
-                  matrix, rounds)
+                  matrix, rounds, obj=logistic if sys.argv[4:] == ["custom"] else None)
         del matrix
 """
 # The job at sys.argv[1] again, in this process, its resident memory read every 10 ms: the peak and
@@ -492,11 +498,8 @@ def external(rows: int, features: int, rounds: int, sizes: list[int], limit_mib:
 
     def grow(matrix) -> float:
         members = [Member(make_objective(y, weight), base)]
-        boosting = Boosting.create(settings.xgboost_params(), 0, sliced(matrix, members), members)
-        start = time.perf_counter()
-        for _ in range(rounds):
-            boosting.round()
-        return time.perf_counter() - start
+        return timed_rounds(Boosting.create(settings.xgboost_params(), 0,
+                                            sliced(matrix, members), members), rounds)
 
     pages = PageCache()
     try:
@@ -529,33 +532,46 @@ def external(rows: int, features: int, rounds: int, sizes: list[int], limit_mib:
         peaks = {}
         for size in sizes:
             peaks[size] = {}
-            for mode in ("false", "true", "xgboost"):
+            for mode in ("false", "true", "xgboost", "xgboost-custom"):
                 job = os.path.join(scratch, f"{size}-{mode}")
-                channel_sizes = write_job(job, size, features, rounds, hyperparameters={
-                    "calibration_data": "validation", "external_memory": mode})
-                command = (train_command(job) if mode != "xgboost" else
-                           [sys.executable, "-c", RAW_EXTERNAL, str(size), str(features),
-                            str(rounds)])
+                if mode in ("false", "true"):
+                    channel_sizes = write_job(job, size, features, rounds, hyperparameters={
+                        "calibration_data": "validation", "external_memory": mode})
+                    command = train_command(job)
+                else:  # (XGBoost alone generates its rows)
+                    command = ([sys.executable, "-c", RAW_EXTERNAL, str(size), str(features),
+                                str(rounds)] + (["custom"] if mode == "xgboost-custom" else []))
                 start = time.perf_counter()
                 peaks[size][mode] = peak_rss(command), time.perf_counter() - start
-                shutil.rmtree(job)
+                shutil.rmtree(job, ignore_errors=True)
             total = sum(channel_sizes.values())
-            (memory, memory_s), (disk, disk_s), (raw, raw_s) = peaks[size].values()
+            (memory, memory_s), (disk, disk_s), (raw, raw_s), (custom, custom_s) = \
+                peaks[size].values()
             print(f"  {size:>10,} rows ({total / mib:7.1f} MiB of CSV): in memory "
                   f"{memory / mib:7.1f} MiB ({memory_s:5.1f} s), external {disk / mib:7.1f} MiB "
                   f"({disk_s:5.1f} s); XGBoost alone from external memory (as many rows, "
-                  f"generated) "
-                  f"{raw / mib:7.1f} MiB ({raw_s:5.1f} s)")
+                  f"generated) {raw / mib:7.1f} MiB ({raw_s:5.1f} s), with a numpy objective "
+                  f"{custom / mib:7.1f} MiB ({custom_s:5.1f} s)")
         if len(sizes) > 1:
             low, high = sizes[0], sizes[-1]
             slope = {mode: (peaks[high][mode][0] - peaks[low][mode][0]) / (high - low)
-                     for mode in ("false", "true", "xgboost")}
+                     for mode in peaks[high]}
             print(f"  each row more ({low:,} to {high:,} rows): in memory {slope['false']:.0f} "
                   f"bytes, external {slope['true']:.0f} bytes, XGBoost alone "
-                  f"{slope['xgboost']:.0f} bytes (external / XGBoost alone: "
-                  f"{slope['true'] / slope['xgboost']:.2f}x)")
+                  f"{slope['xgboost']:.0f} bytes, with a numpy objective "
+                  f"{slope['xgboost-custom']:.0f} bytes (external / XGBoost alone: "
+                  f"{slope['true'] / slope['xgboost']:.2f}x, / with a numpy objective: "
+                  f"{slope['true'] / slope['xgboost-custom']:.2f}x)")
         if limit_mib:
             limited_job(scratch, limit_rows, features, rounds, limit_mib)
+
+
+def timed_rounds(boosting, rounds: int) -> float:
+    """Seconds ``boosting`` takes to grow ``rounds`` rounds."""
+    start = time.perf_counter()
+    for _ in range(rounds):
+        boosting.round()
+    return time.perf_counter() - start
 
 
 def cross_fitting_from_disk(x, y, weight, base: float, settings, rounds: int,
@@ -582,12 +598,9 @@ def cross_fitting_from_disk(x, y, weight, base: float, settings, rounds: int,
 
     def grow(matrices) -> float:
         members = [Member(make_objective(y[half == k], weight[half == k]), base) for k in (0, 1)]
-        boosting = Boosting.create(settings.xgboost_params(), 0,
-                                   [(matrix, None) for matrix in matrices], members)
-        start = time.perf_counter()
-        for _ in range(rounds):
-            boosting.round()
-        return time.perf_counter() - start
+        return timed_rounds(Boosting.create(settings.xgboost_params(), 0,
+                                            [(matrix, None) for matrix in matrices], members),
+                            rounds)
 
     pages = PageCache()
     try:
