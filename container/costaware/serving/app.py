@@ -260,10 +260,16 @@ def _captured_model(headers, name: str | None) -> str | None:
     if name is None:
         return None
     raw = headers.get(TARGET_MODEL_HEADER)
-    try:  # WSGI hands header bytes over as Latin-1
-        return name if raw is None else raw.encode("latin-1").decode("utf-8")
+    try:
+        return name if raw is None else _wsgi_text(raw)
     except UnicodeError:
         return name
+
+
+def _wsgi_text(raw: str) -> str:
+    """A header's UTF-8 text: WSGI hands header bytes over as Latin-1 (UnicodeError if they are
+    not UTF-8)."""
+    return raw.encode("latin-1").decode("utf-8")
 
 
 def _call(invocations_of_model: Invocations, headers, body) -> Call:
@@ -377,8 +383,8 @@ def _add_multi_model(app: Flask, cache: multi_model.ModelCache, invoke,
     def invoke_target():
         target = request.headers.get(TARGET_MODEL_HEADER)
         if target is not None:
-            try:  # WSGI hands header bytes over as Latin-1
-                target = target.encode("latin-1").decode("utf-8")
+            try:
+                target = _wsgi_text(target)
             except UnicodeError:
                 return _answer(error_reply(400, f"{TARGET_MODEL_HEADER} is not valid UTF-8"))
             request.environ["costaware.model"] = target
@@ -396,8 +402,8 @@ def _inference_id(headers) -> tuple[str | None, str | None]:
     raw = headers.get(data_capture.INFERENCE_ID_HEADER)
     if raw is None:
         return None, None
-    try:  # WSGI hands header bytes over as Latin-1
-        value = raw.encode("latin-1").decode("utf-8")
+    try:
+        value = _wsgi_text(raw)
     except UnicodeError:
         return None, f"{data_capture.INFERENCE_ID_HEADER} is not valid UTF-8"
     return value, data_capture.check_inference_id(value)
