@@ -310,8 +310,9 @@ def exceeds(need: float, available: int | None) -> bool:
 
 
 def batch_rows() -> int:
-    """Rows a batch of external memory holds: ``COSTAWARE_BATCH_ROWS`` (for tests, and for
-    very wide rows), else :data:`~costaware.data.external_features.BATCH_ROWS`."""
+    """Rows a channel is read in at a time (and, from external memory, a batch XGBoost is fed):
+    ``COSTAWARE_BATCH_ROWS`` (for tests, and for very wide rows), else
+    :data:`~costaware.data.external_features.BATCH_ROWS`."""
     return config_files.env_number(os.environ, "COSTAWARE_BATCH_ROWS", external_features.BATCH_ROWS,
                                    int, 1, 2**31 - 1, "a whole number of rows from 1")
 
