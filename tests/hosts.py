@@ -5,6 +5,7 @@ and benchmarks/bench_multihost.py)."""
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -20,19 +21,25 @@ def hosts_of(n: int) -> list[str]:
 
 
 def free_port_pair() -> int:
-    """A port p with p and p + 1 free on 127.0.0.1 (the meeting and the training group)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port >= 65000:
-                continue
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
+    """A port p with p and p + 1 free on 127.0.0.1 (the meeting and the training group), drawn
+    below the kernel's ephemeral range: a pair from that range could have p + 1 handed to a
+    connection or a port-0 server of the test running beside this one before the hosts bind it
+    (a CI run failed so: 'Failed to bind socket ... Address already in use')."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as handle:
+            ephemeral = int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, ephemeral - 1)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
     raise RuntimeError("no free port pair")
 
 
