@@ -35,6 +35,29 @@ def test_gradient_and_hessian_match_finite_differences(seed):
         assert hess[i] == pytest.approx((g_up - g_down) / (2 * h), rel=1e-4, abs=1e-9)
 
 
+@pytest.mark.parametrize("offset_kind", ["none", "scalar", "per row"])
+def test_gradients_by_blocks_are_one_blocks_bits(offset_kind):
+    """Past a block (262,144 rows) the gradient and Hessian are the bits of the whole array at
+    once (the expression below, float32 as XGBoost's margins): a block joined at the wrong rows
+    or an offset not cut with its rows would differ."""
+    rng = np.random.default_rng(7)
+    n = 600_001
+    margin = rng.normal(scale=4, size=n).astype(np.float32)
+    label = rng.integers(0, 2, n).astype(np.int8)
+    weight = rng.uniform(0.1, 20, n).astype(np.float32)
+    weight[rng.random(n) < 0.2] = 0.0  # held-out rows
+    offset = {"none": None, "scalar": np.float32(0.7),
+              "per row": rng.normal(size=n).astype(np.float32)}[offset_kind]
+    q = 1 / (1 + np.exp(-(margin if offset is None else margin + offset)))
+    expected_grad = (q - label.astype(np.float32)) * weight
+    expected_hess = np.where(weight > 0, np.maximum((1 - q) * q * weight, np.float32(1e-16)),
+                             np.float32(0))
+    grad, hess = weighted_logistic_grad_hess(margin, label, weight, offset)
+    assert grad.dtype == hess.dtype == np.float32
+    np.testing.assert_array_equal(grad, expected_grad)
+    np.testing.assert_array_equal(hess, expected_hess)
+
+
 def test_held_out_rows_have_no_gradient_and_no_hessian():
     grad, hess = weighted_logistic_grad_hess(np.zeros(3), np.array([0, 1, 1]),
                                              np.array([1.0, 0.0, 2.0]))
