@@ -137,6 +137,28 @@ def test_without_sampling_the_rounds_are_xgb_train(kind):
         assert np.array_equal(ours.predict(dtrain, output_margin=True), boosting.margins(member))
 
 
+@pytest.mark.parametrize("classes", [2, 3])
+def test_a_rounds_margins_are_xgboosts_own_buffer_read_only(classes):
+    """The margins a round's objective reads are predict(training=True)'s, shaped alike, without a
+    copy: read-only, so an objective cannot write into XGBoost's buffer."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(500, 4)).astype(np.float32)
+    y = rng.integers(0, classes, 500)
+    params = {"objective": "binary:logistic"} if classes == 2 else \
+        {"objective": "multi:softprob", "num_class": classes}
+    matrix = xgb.DMatrix(x, label=y)
+    booster = xgb.train({**params, "max_depth": 3}, matrix, 5)
+    view = engine.cached_margins(booster, matrix)
+    expected = booster.predict(matrix, output_margin=True, training=True)
+    assert view.shape == expected.shape and view.dtype == np.float32
+    assert np.array_equal(view, expected)
+    assert not view.flags.writeable
+    with pytest.raises(ValueError):
+        view[0] = 1.0
+    empty = xgb.DMatrix(np.empty((0, 4), dtype=np.float32))
+    assert engine.cached_margins(booster, empty).size == 0
+
+
 def test_sampling_grows_a_booster_per_round():
     x, y = synthetic(100, seed=6)
     dtrain = xgb.DMatrix(x, label=y)
