@@ -31,17 +31,32 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from ..cluster import SOLO, Reduce
-from .costs import sigmoid
+from .costs import ROW_BLOCK, row_blocks, sigmoid
 
 PRIOR_PRECISION = 1e-2  # a standard deviation of 10 around "no correction": it only keeps a
 # separable held-out set (a perfect model on a small channel) from a diverging slope
 NO_CORRECTION = (1.0, 0.0)
 MAX_STEPS = 100
 _K = math.pi / 8.0
+
+
+def sigmoid_by_blocks(log_odds: Callable[[np.ndarray], np.ndarray], margin) -> np.ndarray:
+    """``sigmoid(log_odds(margin))`` of a calibrator's elementwise ``log_odds``, a block of
+    :data:`~costaware.decisions.costs.ROW_BLOCK` margins at a time beyond one block: the float64
+    temporaries (Platt's, five a row) exist for one block, not for a whole channel at once; every
+    value is the one of the whole array at once. ``margin`` of any float type (read as float64)."""
+    margin = np.asarray(margin)
+    if margin.ndim != 1 or len(margin) <= ROW_BLOCK:
+        return sigmoid(log_odds(margin))
+    out = np.empty(len(margin), dtype=np.float64)
+    for rows in row_blocks(len(margin)):
+        out[rows] = sigmoid(log_odds(margin[rows]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,7 @@ class Calibrator:
         return mu / np.sqrt(1.0 + _K * np.maximum(v, 0.0))
 
     def probability(self, margin: np.ndarray) -> np.ndarray:
-        return sigmoid(self.log_odds(margin))
+        return sigmoid_by_blocks(self.log_odds, margin)
 
     def to_dict(self) -> dict:
         return {"method": "platt", "slope": self.slope, "intercept": self.intercept,

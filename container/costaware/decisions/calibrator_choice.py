@@ -44,7 +44,7 @@ from typing import Callable
 import numpy as np
 
 from ..cluster import SOLO, Reduce
-from .calibration import Calibrator, fit_platt
+from .calibration import Calibrator, fit_platt, sigmoid_by_blocks
 from .costs import sigmoid
 
 ISOTONIC_MIN_ROWS = 1000  # scikit-learn's guidance: isotonic overfits on fewer
@@ -64,7 +64,7 @@ class Identity:
         return np.asarray(margin, dtype=np.float64)
 
     def probability(self, margin: np.ndarray) -> np.ndarray:
-        return sigmoid(self.log_odds(margin))
+        return sigmoid_by_blocks(self.log_odds, margin)
 
     def to_dict(self) -> dict:
         return {"method": "identity", "rows": self.rows}
@@ -99,7 +99,7 @@ class Isotonic:
                          self.knot_log_odds)
 
     def probability(self, margin: np.ndarray) -> np.ndarray:
-        return sigmoid(self.log_odds(margin))
+        return sigmoid_by_blocks(self.log_odds, margin)
 
     def to_dict(self) -> dict:
         return {"method": "isotonic", "knot_margins": list(self.knot_margins),

@@ -118,9 +118,15 @@ def quantile_matrix(features: ExternalFeatures, label: np.ndarray, feature_names
 
 
 def margins(booster: xgb.Booster, features: ExternalFeatures, classes: int = 2) -> np.ndarray:
-    """The booster's margins on the selected rows, predicted a batch at a time (float64;
-    ``(rows, K)`` with K >= 3 classes)."""
-    shape = (-1,) if classes == 2 else (-1, classes)
-    parts = [np.asarray(dense_margins.margins(booster, batch), dtype=np.float64).reshape(shape)
-             for batch in features.batches()]
-    return np.concatenate(parts) if parts else np.empty((0,) + shape[1:], dtype=np.float64)
+    """The booster's margins on the selected rows, predicted a batch at a time into one array
+    (float64; ``(rows, K)`` with K >= 3 classes)."""
+    out = np.empty((features.shape[0],) if classes == 2 else (features.shape[0], classes),
+                   dtype=np.float64)
+    start = 0
+    for batch in features.batches():
+        part = dense_margins.margins(booster, batch)
+        out[start:start + len(batch)] = part.reshape(out[start:start + len(batch)].shape)
+        start += len(batch)
+    if start != len(out):
+        raise RuntimeError(f"the batches held {start} rows, not {len(out)}")
+    return out
