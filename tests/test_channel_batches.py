@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from costaware.data.channel_batches import channel_batches, channel_bytes
+from costaware.data.channel_batches import (BATCH_VALUES, channel_batches, channel_bytes,
+                                            rows_within_values)
 from costaware.data.channel_files import DataOptions, Dataset, load_channel
 from costaware.decisions.costs import CELLS, CostMatrix
 from costaware.errors import DataError
@@ -236,6 +237,28 @@ def test_a_batch_is_bounded_by_its_rows_not_by_the_file(tmp_path):
     assert sum(sizes) == 200_000 and max(sizes) == 1000
     bound = 8 * 2 ** 20
     assert whole_peak > 3 * bound and batches_peak < bound, (whole_peak, batches_peak)
+
+
+@pytest.mark.parametrize("content_type", ["text/csv", PARQUET])
+def test_a_wide_file_is_read_in_fewer_rows_a_batch(tmp_path, content_type):
+    """A batch holds at most BATCH_VALUES values (a batch's parsing costs per value): 5,000 rows
+    of 300 values come in batches of 4,369 rows, not the 65,536 asked; narrow rows still come
+    in the rows asked; the batches joined are the whole channel either way."""
+    rng = np.random.default_rng(1)
+    values = np.column_stack([rng.integers(2, size=5_000), rng.normal(size=(5_000, 299))])
+    if content_type == PARQUET:
+        pd.DataFrame(values, columns=[f"c{j}" for j in range(300)]).to_parquet(
+            tmp_path / "wide.parquet", row_group_size=5_000)
+    else:
+        np.savetxt(tmp_path / "wide.csv", values, fmt="%.5g", delimiter=",")
+    sizes = [batch.rows for batch in channel_batches(str(tmp_path), content_type, DataOptions(),
+                                                     65_536)]
+    assert max(sizes) == BATCH_VALUES // 300 == 4_369 and sum(sizes) == 5_000
+    assert_same_dataset(Dataset.concat(list(channel_batches(str(tmp_path), content_type,
+                                                            DataOptions(), 65_536))),
+                        load_channel(str(tmp_path), content_type, DataOptions()))
+    assert rows_within_values(3, 300) == 3 and rows_within_values(65_536, 21) == 62_415
+    assert rows_within_values(65_536, 10**6) == 1_024
 
 
 def test_channel_bytes_reads_sizes_not_data(tmp_path):

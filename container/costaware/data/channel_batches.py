@@ -1,7 +1,8 @@
 """A training channel read in batches of bounded memory: :func:`channel_batches`, for training from
 external memory, and :func:`channel_bytes`, for deciding whether a channel fits in memory.
 
-A batch is a :class:`~costaware.data.channel_files.Dataset` of at most ``batch_rows`` rows, checked
+A batch is a :class:`~costaware.data.channel_files.Dataset` of at most ``batch_rows`` rows (and of
+CSV and Parquet at most :data:`BATCH_VALUES` values), checked
 by :mod:`costaware.data.channel_files`' own helpers, so that the batches of a channel joined
 together are :func:`~costaware.data.channel_files.load_channel`'s ``Dataset`` and a channel it
 refuses is refused with its message, naming the real line. What those helpers decide on a whole
@@ -54,6 +55,17 @@ from .channel_files import (GZIP_MAGIC, LIBSVM_READ_ERRORS, READ_ERRORS, ColumnR
 from ..errors import DataError
 
 GZIP_SMALLEST = 18  # bytes: a gzip member's header and trailer
+# values a CSV or Parquet batch holds at most: parsing a batch takes about 37 bytes a value at its
+# peak (pandas' parser, the checks' float64 frame, the float32 features; 65,536 rows x 51 values:
+# 118 MiB, a one-off measurement), so a wide file is read in fewer rows at a time (65,536 rows of
+# 20 columns, as before, or 26,214 of 50)
+BATCH_VALUES = 65_536 * 20
+
+
+def rows_within_values(batch_rows: int, columns: int) -> int:
+    """``batch_rows``, or fewer so that a batch holds at most :data:`BATCH_VALUES` values (at
+    least 1,024 rows; fewer only when ``batch_rows`` is)."""
+    return min(batch_rows, max(1_024, BATCH_VALUES // max(columns, 1)))
 
 
 def channel_batches(directory: str, content_type: str, options: DataOptions, batch_rows: int,
@@ -234,6 +246,8 @@ class _TableFile:
         (``keys``: only those columns; ``text``: columns read as text). A file of no rows gives
         one frame of none."""
         positions = None if keys is None else [list(self.head.columns).index(k) for k in keys]
+        batch_rows = rows_within_values(batch_rows,
+                                        len(self.head.columns) if keys is None else len(keys))
         try:
             if self.is_parquet:
                 yield from self._parquet_frames(batch_rows, positions)
