@@ -58,6 +58,26 @@ def test_gradients_by_blocks_are_one_blocks_bits(offset_kind):
     np.testing.assert_array_equal(hess, expected_hess)
 
 
+def test_k_class_gradients_by_blocks_are_the_whole_arrays_rounded_once():
+    """K >= 3: a block at a time, each value the float64 gradient of the whole array at once
+    rounded to float32 (as XGBoost rounds a float64 gradient)."""
+    from costaware.training.class_objective import class_objective, loss_gradients
+
+    rng = np.random.default_rng(11)
+    n, k = 600_001, 3
+    margins = rng.normal(scale=3, size=(n, k)).astype(np.float32)
+    label = rng.integers(0, k, n).astype(np.int8)
+    weight = rng.uniform(0.2, 5, n)
+    weight[rng.random(n) < 0.2] = 0.0
+    offsets = np.log(np.array([0.5, 1.0, 2.0]))
+    grad, hess = class_objective(label, weight, offsets)(margins.ravel(), None)
+    expected_grad, expected_hess = loss_gradients(margins.astype(np.float64), label, weight,
+                                                  offsets)
+    assert grad.dtype == hess.dtype == np.float32 and grad.shape == (n, k)
+    np.testing.assert_array_equal(grad, expected_grad.astype(np.float32))
+    np.testing.assert_array_equal(hess, expected_hess.astype(np.float32))
+
+
 def test_held_out_rows_have_no_gradient_and_no_hessian():
     grad, hess = weighted_logistic_grad_hess(np.zeros(3), np.array([0, 1, 1]),
                                              np.array([1.0, 0.0, 2.0]))

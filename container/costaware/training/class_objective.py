@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cluster import SOLO, Reduce
-from ..decisions.costs import CAP
+from ..decisions.costs import CAP, row_blocks
 from ..decisions.multiclass import class_regrets, row_regrets, softmax
 from .objective import parity_gap
 
@@ -152,20 +152,31 @@ def favourable_parity_grad_hess(margins: np.ndarray, sensitive: np.ndarray,
 def class_objective(label: np.ndarray, row_weight: np.ndarray, offsets: np.ndarray,
                     sensitive: np.ndarray | None = None, favourable: tuple[int, ...] = (),
                     penalty: float = 0.0, reduce: Reduce | None = None):
-    """An XGBoost custom objective ``obj(margins, dtrain) -> (g, h)`` (``(n, K)`` each) for fixed
-    rows: :func:`loss_gradients`, plus :func:`favourable_parity_grad_hess` when ``penalty > 0``
-    (rows of weight 0, held out of a fold model, have no say in either)."""
-    label = np.asarray(label, dtype=np.int64)
-    member = np.asarray(row_weight) > 0
+    """An XGBoost custom objective ``obj(margins, dtrain) -> (g, h)`` (``(n, K)`` float32 each,
+    the precision XGBoost keeps them in) for fixed rows: :func:`loss_gradients`, plus
+    :func:`favourable_parity_grad_hess` when ``penalty > 0`` (rows of weight 0, held out of a fold
+    model, have no say in either). Without the penalty, a block of
+    :data:`~costaware.decisions.costs.ROW_BLOCK` rows at a time: the float64 softmax, one-hot and
+    products exist for one block, not for ``n x K`` values at once (the penalty's gap needs every
+    row's probabilities first). Each value is rounded to float32 once, as XGBoost rounds a
+    float64 gradient: the same gradients either way."""
+    label = np.asarray(label)
+    member = np.asarray(row_weight) > 0 if penalty > 0 else None
     if penalty > 0 and sensitive is None:
         raise ValueError("the parity penalty needs the sensitive-group mask")
 
     def objective(margins: np.ndarray, _dtrain) -> tuple[np.ndarray, np.ndarray]:
-        f = np.asarray(margins, dtype=np.float64).reshape(len(label), -1)
-        grad, hess = loss_gradients(f, label, row_weight, offsets)
+        f = np.asarray(margins).reshape(len(label), -1)
         if penalty > 0:
+            f = np.asarray(f, dtype=np.float64)
+            grad, hess = loss_gradients(f, label, row_weight, offsets)
             g, h = favourable_parity_grad_hess(f, sensitive, favourable, penalty, reduce, member)
-            grad, hess = grad + g, hess + np.maximum(h, 0.0)
+            return ((grad + g).astype(np.float32), (hess + np.maximum(h, 0.0)).astype(np.float32))
+        grad = np.empty(f.shape, dtype=np.float32)
+        hess = np.empty(f.shape, dtype=np.float32)
+        for rows in row_blocks(len(f)):
+            grad[rows], hess[rows] = loss_gradients(np.asarray(f[rows], dtype=np.float64),
+                                                    label[rows], row_weight[rows], offsets)
         return grad, hess
 
     return objective
