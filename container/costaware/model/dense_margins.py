@@ -9,15 +9,16 @@ is not shared between threads, whose predictions run at once) and the call's arg
 (``tests/test_dense_margins.py`` compares them bit for bit). One row of a 100-tree, depth-4
 model: ``python benchmarks/bench_serving.py`` prints both calls' rates.
 
-Where a one-row call's time goes (a 100-tree, depth-4 booster, 30 features; ``perf`` and timings
-of each step in a tight loop, docs/serving.md "Many models"): XGBoost's C function about 17 us, of
-which about 14.5 us are the same with a one-tree booster (a fixed cost: setting the array into
-the proxy re-parses the device ``"cpu"`` with ``std::regex`` at every call, about three quarters
-of the call, which no argument avoids); costaware's side of the call was about 5 us, and asked
-XGBoost again, at every call, what a loaded booster never changes. :class:`DenseMargins` asks
-that once per booster, keeps each thread's out-parameters with its proxy, and takes the data's
-address and the margins out with the cheapest calls numpy and ctypes have (``ctypes.data`` and
-``np.empty`` + ``memmove`` were 0.8 and 1.3 us).
+Where a one-row call's time goes (a 100-tree, depth-4 booster, 30 features:
+``python benchmarks/bench_margin_call.py MODEL_DIR``, and ``perf``; docs/serving.md, "Where the
+rest goes"): XGBoost's C function about 17 us, of which about 14.5 us are the same with a one-tree
+booster (a fixed cost: setting the array into the proxy re-reads the device ``"cpu"`` with
+``std::regex`` at every call, about three quarters of the call, which no argument avoids);
+costaware's side of the call was about 4.5 us, and asked XGBoost again, at every call, what a
+loaded booster never changes. :class:`DenseMargins` asks that once per booster, keeps each
+thread's out-parameters with its proxy, and takes the data's address and the margins out with the
+cheapest calls numpy and ctypes have (``ctypes.data`` and ``np.empty`` + ``memmove`` were 0.8 and
+1.3 us): about 2 us now.
 
 Anything but a C-contiguous 2-D float32 or float64 numpy array goes to ``inplace_predict``.
 """
