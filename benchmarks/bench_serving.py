@@ -208,10 +208,10 @@ def raw_predict(model):
 
 def kept_proxy_predict(model):
     """The same C function with a proxy matrix kept between calls (what costaware calls:
-    :mod:`costaware.model.dense_margins`): XGBoost's call without making a proxy each time."""
+    :mod:`costaware.model.dense_margins`, a loaded model's ``DenseMargins``): XGBoost's call
+    without making a proxy each time."""
     from costaware.model import dense_margins
-    booster = model.booster
-    return lambda rows: dense_margins.margins(booster, rows)
+    return dense_margins.DenseMargins(model.booster)
 
 
 def costaware_predict(model):

@@ -10,6 +10,7 @@ import pytest
 import xgboost as xgb
 
 from costaware.model import dense_margins
+from costaware.model.artifact import Model
 
 
 def booster(classes: int, rows: int = 3000, features: int = 7, seed: int = 0) -> tuple:
@@ -23,17 +24,28 @@ def booster(classes: int, rows: int = 3000, features: int = 7, seed: int = 0) ->
     return xgb.train(params, xgb.DMatrix(x, label=y), 30), x
 
 
+def read_only(features: np.ndarray) -> np.ndarray:
+    """The same values in an array numpy will not write (a buffer of bytes, as np.frombuffer
+    gives a decoder): its address is taken another way."""
+    copy = np.frombuffer(features.tobytes(), dtype=features.dtype).reshape(features.shape)
+    assert not copy.flags.writeable
+    return copy
+
+
 @pytest.mark.parametrize("classes", [2, 3])
 def test_margins_are_inplace_predicts_bit_for_bit(classes):
     model, x = booster(classes)
+    kept = dense_margins.DenseMargins(model)  # a loaded model's: asked of XGBoost once
     rng = np.random.default_rng(1)
     for rows in (1, 2, 7, 100, 3000):
         at = rng.choice(len(x), rows, replace=False)
         for features in (np.ascontiguousarray(x[at]), x[at].astype(np.float64)):
             expected = model.inplace_predict(features, predict_type="margin", missing=np.nan)
-            got = dense_margins.margins(model, features)
-            assert got.dtype == np.float32 and got.shape == expected.shape
-            assert np.array_equal(got, expected, equal_nan=True)
+            for got in (dense_margins.margins(model, features), kept(features),
+                        kept(read_only(features))):
+                assert got.dtype == np.float32 and got.shape == expected.shape
+                assert got.flags.writeable and got.flags.c_contiguous
+                assert np.array_equal(got, expected, equal_nan=True)
     # what goes to inplace_predict itself: a strided view, integers, no rows
     for features in (x[::2], x[:5].astype(np.int64), x[:0]):
         expected = model.inplace_predict(features, predict_type="margin", missing=np.nan)
@@ -52,6 +64,21 @@ def test_a_row_of_the_wrong_width_is_inplace_predicts_error():
     model, x = booster(2)
     with pytest.raises(ValueError, match="Feature shape mismatch, expected: 7, got 6"):
         dense_margins.margins(model, np.ascontiguousarray(x[:2, :6]))
+    with pytest.raises(ValueError, match="Feature shape mismatch, expected: 7, got 8"):
+        dense_margins.DenseMargins(model)(np.ones((1, 8)))
+
+
+def test_a_models_margins_follow_a_booster_set_anew():
+    """Model.margin keeps what XGBoost says of its booster; a booster put in its place is asked
+    again (another number of features, other trees)."""
+    first, x = booster(2)
+    model = Model(first, [f"f{i}" for i in range(7)], None, {})
+    row = np.ascontiguousarray(x[:1]).astype(np.float64)
+    assert model.margin(row) == first.inplace_predict(row, predict_type="margin", missing=np.nan)
+    second, wider = booster(2, features=9, seed=5)
+    model.booster = second
+    row = np.ascontiguousarray(wider[:1]).astype(np.float64)
+    assert model.margin(row) == second.inplace_predict(row, predict_type="margin", missing=np.nan)
 
 
 def test_threads_predicting_at_once_each_get_their_own_rows_margins():

@@ -16,7 +16,7 @@ import json
 import os
 import platform
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import xgboost as xgb
@@ -49,10 +49,16 @@ class Model:
     policy: Policy
     metadata: dict
     nthread: int | None = None  # XGBoost's threads for this model (None: its default, all)
+    # the booster's margins with what XGBoost says of it once asked (made at the first margin)
+    _margins: dense_margins.DenseMargins | None = field(default=None, init=False, repr=False,
+                                                        compare=False)
 
     def margin(self, features: np.ndarray) -> np.ndarray:
         """Raw margins, predicted in place (no DMatrix per request: :mod:`.dense_margins`)."""
-        return np.asarray(dense_margins.margins(self.booster, features), dtype=np.float64)
+        margins = self._margins
+        if margins is None or margins.booster is not self.booster:  # (a booster set anew)
+            margins = self._margins = dense_margins.DenseMargins(self.booster)
+        return np.asarray(margins(features), dtype=np.float64)
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         return self.policy.probability(self.margin(features))
