@@ -646,10 +646,16 @@ def limited_job(scratch: str, rows: int, features: int, rounds: int, limit_mib: 
           f"{sizes['train'] / mib:,.0f}, validation {sizes['validation'] / mib:,.0f}, test "
           f"{sizes['test'] / mib:,.0f}); external memory inside a {limit_mib} MiB memory cgroup:")
     start = time.perf_counter()
-    peak, cgroup_peak = peak_in_cgroup(train_command(jobs["true"]), limit_mib * 2**20)
-    print(f"  from external memory: finished in {time.perf_counter() - start:.0f} s, peak RSS "
-          f"{peak / mib:.1f} MiB, the cgroup's peak (with the page cache it may reclaim) "
-          f"{cgroup_peak / mib:.1f} MiB")
+    try:
+        peak, cgroup_peak = peak_in_cgroup(train_command(jobs["true"]), limit_mib * 2**20)
+        print(f"  from external memory: finished in {time.perf_counter() - start:.0f} s, peak "
+              f"RSS {peak / mib:.1f} MiB, the cgroup's peak (with the page cache it may "
+              f"reclaim) {cgroup_peak / mib:.1f} MiB")
+        finished = True
+    except SystemExit as exc:
+        print(f"  from external memory: failed after {time.perf_counter() - start:.0f} s "
+              f"({str(exc).splitlines()[0][:120]})")
+        finished = False
     # the real limit beside it: XGBoost alone from external memory on as many rows, generated (no
     # reader), with the same loss as a numpy objective, in the same cgroup
     try:
@@ -671,6 +677,8 @@ def limited_job(scratch: str, rows: int, features: int, rounds: int, limit_mib: 
     start = time.perf_counter()
     peak = peak_rss(train_command(jobs["false"]))
     print(f"  in memory, no limit: {time.perf_counter() - start:.0f} s, peak RSS {peak / mib:.1f} MiB")
+    if not finished:
+        return
     test = np.loadtxt(os.path.join(jobs["true"], "input", "data", "test", "test.csv"),
                       delimiter=",", dtype=np.float64)
     label, x = test[:, 0].astype(np.int8), test[:, 1:].astype(np.float32)
