@@ -65,3 +65,31 @@ def test_a_job_runs_blas_on_one_thread_and_gives_the_threads_back():
     training.train(settings, _data(), log=lambda line: seen.append(blas_threads()))
     assert seen and all(threads == [1] * len(before) for threads in seen)
     assert blas_threads() == before
+
+
+def test_the_watched_validation_rows_give_the_margins_of_their_raw_values():
+    """The validation matrix the rounds keep margins of is quantised at the model's cuts only
+    when that gives the raw values' margins: a value at or above a feature's last cut lands in
+    the last bin, below that cut, and a split at the last cut (present against missing) sends it
+    the other way; such a value makes it a DMatrix. Without the check the second row's margin is
+    0.374 where its value gives 0.688."""
+    import xgboost as xgb
+
+    rng = np.random.default_rng(1)
+    x = -rng.random((4000, 1)).astype(np.float32)  # training values in (-1, 0]
+    missing = rng.random(4000) < 0.3
+    x[missing, 0] = np.nan
+    y = (missing | (rng.random(4000) < 0.1)).astype(np.float32)
+    train = xgb.QuantileDMatrix(x, label=y, missing=np.nan)
+    booster = xgb.train({"max_depth": 2}, train, 2)
+    params = {"max_bin": 256}
+    for rows, quantised in (([[-0.5], [0.01], [0.5], [np.nan]], False),
+                            ([[-0.5], [-0.2], [np.nan]], True)):
+        features = np.array(rows, dtype=np.float32)
+        watch = training.watch_matrix(features, train, ["f0"], params, SOLO)
+        assert np.array_equal(booster.predict(watch, output_margin=True),
+                              booster.predict(xgb.DMatrix(features, missing=np.nan),
+                                              output_margin=True))
+        assert isinstance(watch, xgb.QuantileDMatrix) == quantised
+    empty = training.watch_matrix(np.empty((0, 1), dtype=np.float32), train, ["f0"], params, SOLO)
+    assert empty.num_row() == 0

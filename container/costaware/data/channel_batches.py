@@ -57,8 +57,8 @@ from ..errors import DataError
 GZIP_SMALLEST = 18  # bytes: a gzip member's header and trailer
 # values a CSV or Parquet batch holds at most: parsing a batch takes about 37 bytes a value at its
 # peak (pandas' parser, the checks' float64 frame, the float32 features; 65,536 rows x 51 values:
-# 118 MiB, a one-off measurement), so a wide file is read in fewer rows at a time (65,536 rows of
-# 20 columns, as before, or 26,214 of 50)
+# 118 MiB, a one-off measurement), so a wide file is read in fewer rows at a time (a label and 19
+# features 65,536 rows, as before; a label and 50 features 25,700)
 BATCH_VALUES = 65_536 * 20
 
 

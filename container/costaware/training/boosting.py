@@ -114,8 +114,8 @@ def cached_margins(booster: xgb.Booster, matrix: xgb.DMatrix) -> np.ndarray:
     """``booster.predict(matrix, output_margin=True, training=True)`` (the margins a round's
     gradients are taken at, from the matrix's prediction cache: the same C call and arguments),
     as a read-only view of XGBoost's own buffer rather than a copy (4 bytes a row less at every
-    round's peak). The buffer is the booster's for this thread until its next prediction: read
-    it before anything else predicts with the booster (a round's objective does)."""
+    round's peak). The buffer is the booster's for this thread until its next prediction or
+    boost: a round's objective reads it, and only then is the booster boosted."""
     shape, dims = ctypes.POINTER(c_bst_ulong)(), c_bst_ulong()
     values = ctypes.POINTER(ctypes.c_float)()
     _check_call(_LIB.XGBoosterPredictFromDMatrix(booster.handle, matrix.handle, _TRAINING_MARGINS,

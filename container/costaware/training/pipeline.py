@@ -51,7 +51,7 @@ from .checkpoints import CheckpointStore, StopRequest, digest
 from .class_kinds import ManyClasses, TwoClasses, kind_of
 from ..decisions.calibrator_choice import Choice, choose
 from ..cluster import SOLO, Cluster
-from ..decisions.costs import CELLS
+from ..decisions.costs import CELLS, row_blocks
 from ..data.channel_files import Dataset
 from ..errors import InputError
 from ..machine import one_blas_thread
@@ -267,15 +267,33 @@ def members(settings, rows: FitRows, cluster: Cluster,
                              params["max_bin"], params.get("nthread"))
     dwatch = None
     if not rows.cross_fit:
-        # the validation rows quantised at the model's own cuts (``ref``), 1 byte a value where a
-        # DMatrix keeps 8 (200,000 rows x 50 features: 10 MB against 80): the same margins, as
-        # every value falls on the same side of each split as its bin's
-        dwatch = xgb.QuantileDMatrix(rows.channels["validation"].data.features,
-                                     ref=matrices[0][0], feature_names=fit.data.feature_names,
-                                     missing=np.nan, max_bin=params["max_bin"],
-                                     nthread=params.get("nthread"))
+        dwatch = watch_matrix(rows.channels["validation"].data.features, matrices[0][0],
+                              fit.data.feature_names, params, cluster)
     boosting = Boosting.create(params, settings.seed, matrices, grown, dwatch, kind.classes)
     return weighting, weight, boosting, params
+
+
+def watch_matrix(features: np.ndarray, train: xgb.DMatrix, feature_names: list[str], params: dict,
+                 cluster: Cluster) -> xgb.DMatrix:
+    """The validation rows' matrix, whose margins the rounds keep: quantised at the model's own
+    cuts (``ref=train``), 1 byte a value (``max_bin`` <= 256) where a ``DMatrix`` keeps 8 (200,000
+    rows x 50 features: 10 MB against 80), when that gives the same margins, else a ``DMatrix``.
+    A value in a bin falls on the same side of every split as the bin's lower edge, which is what
+    XGBoost predicts from; but a value at or above a feature's last cut is put in the last bin,
+    below that cut, and a split at the last cut (which separates the present values from the
+    missing ones) would send it the other way. So any such value on any host (every host builds
+    the same kind of matrix: building one is a collective step) gives a ``DMatrix``."""
+    indptr, cuts = train.get_quantile_cut()
+    last = np.asarray(cuts, dtype=np.float32)[np.asarray(indptr)[1:] - 1]
+    beyond = False
+    for rows in row_blocks(len(features)):  # (fmax ignores NaN, as missing values are)
+        block = np.asarray(features[rows], dtype=np.float32)
+        if len(block):
+            beyond = beyond or bool(np.any(np.fmax.reduce(block, axis=0) >= last))
+    if cluster.any([beyond])[0]:
+        return xgb.DMatrix(features, feature_names=feature_names, missing=np.nan)
+    return xgb.QuantileDMatrix(features, ref=train, feature_names=feature_names, missing=np.nan,
+                               max_bin=params["max_bin"], nthread=params.get("nthread"))
 
 
 CALIBRATOR_FOLDS = 5  # folds of a validation channel for the calibrator's cross-validated choice
