@@ -626,6 +626,13 @@ def cross_fitting_from_disk(x, y, weight, base: float, settings, rounds: int,
           f"{paging:.2f} s")
 
 
+def failure(exc: SystemExit) -> str:
+    """The line of :func:`peak_rss`'s message that says how a command ended (a script given with
+    ``-c`` would otherwise fill the first line)."""
+    lines = str(exc).splitlines()
+    return next((line.strip() for line in lines if "exited with" in line), lines[0])[-120:]
+
+
 def limited_job(scratch: str, rows: int, features: int, rounds: int, limit_mib: int) -> None:
     """The job (``rows`` train rows, 200,000 validation and test rows) from external memory
     inside a memory cgroup of ``limit_mib``, then in memory inside the same limit (expected to
@@ -654,7 +661,7 @@ def limited_job(scratch: str, rows: int, features: int, rounds: int, limit_mib: 
         finished = True
     except SystemExit as exc:
         print(f"  from external memory: failed after {time.perf_counter() - start:.0f} s "
-              f"({str(exc).splitlines()[0][:120]})")
+              f"({failure(exc)})")
         finished = False
     # the real limit beside it: XGBoost alone from external memory on as many rows, generated (no
     # reader), with the same loss as a numpy objective, in the same cgroup
@@ -668,12 +675,12 @@ def limited_job(scratch: str, rows: int, features: int, rounds: int, limit_mib: 
               f"{peak / mib:.1f} MiB, the cgroup's peak {cgroup_peak / mib:.1f} MiB")
     except SystemExit as exc:
         print(f"  XGBoost alone from external memory (a numpy objective, generated rows) inside "
-              f"the same limit: failed ({str(exc).splitlines()[0][:120]})")
+              f"the same limit: failed ({failure(exc)})")
     try:
         peak_in_cgroup(train_command(jobs["false"]), limit_mib * 2**20)
         print(f"  in memory inside the same limit: finished")
     except SystemExit as exc:
-        print(f"  in memory inside the same limit: failed ({str(exc).splitlines()[0][:120]})")
+        print(f"  in memory inside the same limit: failed ({failure(exc)})")
     start = time.perf_counter()
     peak = peak_rss(train_command(jobs["false"]))
     print(f"  in memory, no limit: {time.perf_counter() - start:.0f} s, peak RSS {peak / mib:.1f} MiB")
