@@ -252,3 +252,23 @@ def test_rule_described_once_for_the_log_and_the_report():
     assert both.describe() == "constrained (shifts a -0.5, d +1.25; |DPPL| <= 0.05)"
     # what is described is what is saved: the description survives the artifact's round trip
     assert DecisionRule.from_dict(both.to_dict()).describe() == both.describe()
+
+
+def test_joined_row_costs_keep_a_repeated_class_cost_one_value():
+    """Batches of a channel joined: a cell that is the class cost in every batch stays one value
+    (no 8 bytes a row), a column's values are joined in order, and different class costs (or a
+    column beside a class cost) give every row its own."""
+    matrix = CostMatrix(fp=1, fn=20)
+    parts = [RowCosts.from_columns(matrix, n, {"fn": np.arange(n, dtype=np.float64) + k})
+             for k, n in ((0, 3), (10, 0), (20, 2))]
+    joined = RowCosts.concat(parts)
+    assert len(joined) == 5 and joined.fp.strides == (0,) and joined.fp[0] == 1
+    np.testing.assert_array_equal(joined.fn, [0, 1, 2, 20, 21])
+    assert joined.fn.strides != (0,)
+    mixed = RowCosts.concat([RowCosts.constant(matrix, 2),
+                             RowCosts.constant(CostMatrix(fp=2, fn=20), 2)])
+    np.testing.assert_array_equal(mixed.fp, [1, 1, 2, 2])
+    beside = RowCosts.concat([RowCosts.constant(matrix, 2),
+                              RowCosts.from_columns(matrix, 1, {"fp": np.array([1.0])})])
+    np.testing.assert_array_equal(beside.fp, [1, 1, 1])
+    assert beside.fp.strides != (0,)

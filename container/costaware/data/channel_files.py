@@ -106,8 +106,7 @@ class Dataset:
 
         return replace(first, features=np.concatenate([p.features for p in parts]),
                        label=np.concatenate([p.label for p in parts]),
-                       costs=RowCosts(*(np.concatenate([getattr(p.costs, cell) for p in parts])
-                                        for cell in CELLS)),
+                       costs=RowCosts.concat([p.costs for p in parts]),
                        facet=joined([p.facet for p in parts]), group=joined([p.group for p in parts]),
                        cell_costs=None if first.cell_costs is None else
                        {cell: np.concatenate([p.cell_costs[cell] for p in parts])

@@ -110,6 +110,19 @@ class RowCosts:
         return cls(*(np.asarray(columns[cell], dtype=np.float64) if cell in columns
                      else _repeated(getattr(costs, cell), n) for cell in CELLS))
 
+    @classmethod
+    def concat(cls, parts: list["RowCosts"]) -> "RowCosts":
+        """The rows of ``parts`` one after another; a cell that is one repeated value in every
+        part (a class cost, :meth:`from_columns`) stays one value, not 8 bytes a row (a channel
+        read in batches is joined from them: 2,000,000 rows' four cells were 61 MiB)."""
+        def joined(arrays: list[np.ndarray]) -> np.ndarray:
+            values = {float(a[0]) for a in arrays if len(a) and a.strides == (0,)}
+            if len(values) == 1 and all(a.strides == (0,) or not len(a) for a in arrays):
+                return _repeated(values.pop(), sum(len(a) for a in arrays))
+            return np.concatenate(arrays)
+
+        return cls(*(joined([getattr(part, cell) for part in parts]) for cell in CELLS))
+
     def __len__(self) -> int:
         return len(self.fp)
 
