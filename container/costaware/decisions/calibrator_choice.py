@@ -79,7 +79,7 @@ class Isotonic:
     """A non-decreasing map of the margin: log-odds ``knot_log_odds`` at ``knot_margins`` (each
     step's mean margin), linear in between, constant beyond the first and last knot.
 
-    Fitted by pool-adjacent-violators (scikit-learn's ``isotonic_regression``) on the held-out
+    Fitted by pool-adjacent-violators (SciPy's ``isotonic_regression``) on the held-out
     rows' labels pooled to a grid of margins (:data:`BIN_WIDTH`), each step's rate then shrunk
     towards the identity by :data:`PRIOR_ROWS` pseudo-rows at its mean ``sigmoid(m)``,
 
@@ -124,7 +124,9 @@ def fit_identity(margin: np.ndarray, label: np.ndarray, reduce: Reduce = SOLO.su
 
 def fit_isotonic(margin: np.ndarray, label: np.ndarray, reduce: Reduce = SOLO.sum) -> Isotonic:
     """The :class:`Isotonic` map of the held-out ``(margin, label)`` (every host's rows)."""
-    from sklearn.isotonic import isotonic_regression  # training only, as scipy
+    # (scipy's, which scikit-learn's isotonic_regression calls with the same arguments: importing
+    # scikit-learn for it took about 117 MiB of a training job's resident memory, at its peak)
+    from scipy.optimize import isotonic_regression  # training only
 
     m = np.clip(np.asarray(margin, dtype=np.float64), -MARGIN_LIMIT, MARGIN_LIMIT)
     y = (np.asarray(label) == 1).astype(np.float64)
@@ -143,7 +145,7 @@ def fit_isotonic(margin: np.ndarray, label: np.ndarray, reduce: Reduce = SOLO.su
         return Isotonic((0.0,), (0.0,), 0)
     n, positives, margin_sum = n[used], positives[used], margin_sum[used]
     identity_sum, identity_rest = identity_sum[used], identity_rest[used]
-    rate = isotonic_regression(positives / n, sample_weight=n, increasing=True)
+    rate = isotonic_regression(positives / n, weights=n, increasing=True).x
     step = np.concatenate([[0], np.cumsum(np.diff(rate) != 0)])  # each bin's step
     per = lambda values: np.bincount(step, weights=values)  # noqa: E731  (a step's sum)
     rows = per(n)
