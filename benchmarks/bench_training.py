@@ -307,7 +307,7 @@ def quantile_cuts(x, y, params) -> None:
 TRAIN_IMPORTS = ("from costaware.lean_imports import xgboost_without_sklearn; "
                  "xgboost_without_sklearn(); "
                  "import sagemaker_training.cli.train, costaware.sagemaker.entry, "
-                 "costaware.sagemaker.training_job, sklearn.isotonic, costaware.report.html, "
+                 "costaware.sagemaker.training_job, scipy.optimize, costaware.report.html, "
                  "costaware.monitoring.baseline, threadpoolctl")
 # The baseline of external memory's bytes a row: XGBoost itself from external memory, the rows
 # generated a batch of 65,536 at a time (no reader: a reader's own memory is not XGBoost's; pyarrow's
@@ -353,6 +353,8 @@ if sys.argv[1] != "imports":
 # the end of each step (a step ends at a log line; the rounds' lines are one step), in MiB.
 MEMORY_STEPS = """
 import sys, threading, time
+from costaware.lean_imports import xgboost_without_sklearn
+xgboost_without_sklearn()  # (as the train entry point does)
 from costaware.sagemaker import training_job
 
 def resident():
