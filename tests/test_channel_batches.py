@@ -261,6 +261,30 @@ def test_a_wide_file_is_read_in_fewer_rows_a_batch(tmp_path, content_type):
     assert rows_within_values(65_536, 10**6) == 1_024
 
 
+def test_a_wide_libsvm_channel_is_read_in_fewer_rows_a_batch(tmp_path):
+    """libsvm batches are held dense up to the channel's largest index: 5,000 rows up to index
+    300 come in batches of BATCH_VALUES // 301 rows (the label beside them), and the batches
+    joined are load_channel's channel; its line numbers still name the real line."""
+    rng = np.random.default_rng(2)
+    def line() -> str:
+        indexes = sorted(rng.choice(300, 5, replace=False) + 1)
+        return f"{rng.integers(2)} " + " ".join(f"{j}:{rng.normal():.3g}" for j in indexes)
+
+    lines = [line() for _ in range(5_000)]
+    lines[1] = "1 300:1.5"  # the widest line
+    make_channel(tmp_path / "ok", {"a.txt": "\n".join(lines) + "\n"})
+    sizes = [batch.rows for batch in channel_batches(str(tmp_path / "ok"), "text/libsvm",
+                                                     DataOptions(), 65_536)]
+    assert max(sizes) == BATCH_VALUES // 301 and sum(sizes) == 5_000
+    assert_same_dataset(Dataset.concat(list(channel_batches(str(tmp_path / "ok"), "text/libsvm",
+                                                            DataOptions(), 65_536))),
+                        load_channel(str(tmp_path / "ok"), "text/libsvm", DataOptions()))
+    lines[4_500] = "1 7:x"
+    directory = make_channel(tmp_path / "bad", {"a.txt": "\n".join(lines) + "\n"})
+    with pytest.raises(DataError, match="line 4501"):
+        list(channel_batches(directory, "text/libsvm", DataOptions(), 65_536))
+
+
 def test_channel_bytes_reads_sizes_not_data(tmp_path):
     text = rows_csv(50, 1).encode()
     make_channel(tmp_path / "csv", {"a.csv": text, "b.gz": gzip.compress(text * 3),

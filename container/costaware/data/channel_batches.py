@@ -2,7 +2,7 @@
 external memory, and :func:`channel_bytes`, for deciding whether a channel fits in memory.
 
 A batch is a :class:`~costaware.data.channel_files.Dataset` of at most ``batch_rows`` rows (and of
-CSV and Parquet at most :data:`BATCH_VALUES` values), checked
+at most :data:`BATCH_VALUES` values, libsvm's counted dense), checked
 by :mod:`costaware.data.channel_files`' own helpers, so that the batches of a channel joined
 together are :func:`~costaware.data.channel_files.load_channel`'s ``Dataset`` and a channel it
 refuses is refused with its message, naming the real line. What those helpers decide on a whole
@@ -55,10 +55,10 @@ from .channel_files import (GZIP_MAGIC, LIBSVM_READ_ERRORS, READ_ERRORS, ColumnR
 from ..errors import DataError
 
 GZIP_SMALLEST = 18  # bytes: a gzip member's header and trailer
-# values a CSV or Parquet batch holds at most: parsing a batch takes about 37 bytes a value at its
-# peak (pandas' parser, the checks' float64 frame, the float32 features; 65,536 rows x 51 values:
-# 118 MiB, a one-off measurement), so a wide file is read in fewer rows at a time (a label and 19
-# features 65,536 rows, as before; a label and 50 features 25,700)
+# values a batch holds at most (libsvm's counted dense): parsing a batch takes about 37 bytes a
+# value at its peak (pandas' parser, the checks' float64 frame, the float32 features; 65,536 rows
+# x 51 values: 118 MiB, a one-off measurement), so a wide file is read in fewer rows at a time (a
+# label and 19 features 65,536 rows, as before; a label and 50 features 25,700)
 BATCH_VALUES = 65_536 * 20
 
 
@@ -366,25 +366,27 @@ def _refuse_flags_among_values(file: _TableFile, roles: ColumnRoles, batch_rows:
 
 class _LibsvmFile:
     """A libsvm file of a channel, read as frames of the channel's ``width`` (``head``: the
-    first block's)."""
+    first block's), each of at most :data:`BATCH_VALUES` values once dense (``dense_rows``)."""
 
     sparse_columns, has_flags = True, False
 
-    def __init__(self, path: str, width: int, head: pd.DataFrame):
-        self.path, self.width, self.head = path, width, head
+    def __init__(self, path: str, width: int, head: pd.DataFrame, dense_rows: int):
+        self.path, self.width, self.head, self.dense_rows = path, width, head, dense_rows
 
     def frames(self, batch_rows: int, keys: list | None = None,
                text=frozenset()) -> Iterator[pd.DataFrame]:
-        for lines_before, rows in _libsvm_blocks(self.path, batch_rows):
+        for lines_before, rows in _libsvm_blocks(self.path, min(batch_rows, self.dense_rows)):
             frame = _libsvm_frame(rows, self.width, lines_before)
             yield frame if keys is None else frame[keys]
 
 
 def _libsvm_files(directory, options, batch_rows, log, held_whole: bool = False
                   ) -> list[_LibsvmFile]:
-    """Every libsvm file of a channel, parsed once for the channel's largest index (the width of
-    every batch), which is refused if a batch (``held_whole``: the channel's rows) held dense up
-    to it would not fit in memory."""
+    """Every libsvm file of a channel, parsed once (sparse, ``batch_rows`` lines at a time) for
+    the channel's largest index (the width of every batch), which is refused if a batch
+    (``held_whole``: the channel's rows) held dense up to it would not fit in memory. A batch is
+    then read in at most :data:`BATCH_VALUES` dense values (a wide channel in fewer rows), as CSV
+    is."""
     _refuse_libsvm_options(directory, options)
     paths = channel_files(directory, log)
     width, first_rows, widest, most, total = 0, None, "", 0, 0
@@ -394,12 +396,14 @@ def _libsvm_files(directory, options, batch_rows, log, held_whole: bool = False
                 width, widest = rows.width, f"{path}: line {lines_before + _widest_line(rows) + 1}"
             first_rows = rows if first_rows is None else first_rows
             most, total = max(most, rows.count), total + rows.count
+    dense_rows = rows_within_values(batch_rows, width + 1)  # (the label beside the features)
     if held_whole:
         _check_dense_size(total, width, widest)
     else:
-        _check_dense_size(most, width, widest, f"a batch of {most} rows")
+        batch = min(most, dense_rows)
+        _check_dense_size(batch, width, widest, f"a batch of {batch} rows")
     head = _libsvm_frame(first_rows, width).iloc[:1]  # (the first row is all the roles read)
-    return [_LibsvmFile(path, width, head) for path in paths]
+    return [_LibsvmFile(path, width, head, dense_rows) for path in paths]
 
 
 def _libsvm_blocks(path: str, batch_rows: int) -> Iterator[tuple[int, libsvm_rows.SparseRows]]:
