@@ -67,13 +67,6 @@ class _ThreadCall:
 _local = threading.local()
 
 
-def _thread_call() -> _ThreadCall:
-    call = getattr(_local, "call", None)
-    if call is None:
-        call = _local.call = _ThreadCall()
-    return call
-
-
 def _address(features: np.ndarray) -> int:
     """The address of ``features``' first byte: through the buffer protocol (0.2 us) where the
     array is writable, else numpy's ``ctypes.data`` (0.8 us)."""
@@ -106,7 +99,9 @@ class DenseMargins:
         if columns != self.num_features:  # (inplace_predict's own check and words)
             raise ValueError(f"Feature shape mismatch, expected: {self.num_features}, "
                              f"got {columns}")
-        call = getattr(_local, "call", None) or _thread_call()
+        call = getattr(_local, "call", None)
+        if call is None:  # (this thread's first prediction)
+            call = _local.call = _ThreadCall()
         interface = _INTERFACE % (_address(features), rows, columns, typestr)
         _check_call(_predict_from_dense(self.handle, interface, _MARGIN_CONFIG, call.proxy,
                                         *call.out))

@@ -123,8 +123,9 @@ def margins(booster: xgb.Booster, features: ExternalFeatures, classes: int = 2) 
     out = np.empty((features.shape[0],) if classes == 2 else (features.shape[0], classes),
                    dtype=np.float64)
     start = 0
+    predict = dense_margins.DenseMargins(booster)  # (the booster asked once, not every batch)
     for batch in features.batches():
-        part = dense_margins.margins(booster, batch)
+        part = predict(batch)
         out[start:start + len(batch)] = part.reshape(out[start:start + len(batch)].shape)
         start += len(batch)
     if start != len(out):
