@@ -129,7 +129,8 @@ def test_external_memory_reports_what_its_model_computes_and_matches_the_job_in_
     external = _train(tmp_path, "external", {**HYPERPARAMETERS, "external_memory": "true"},
                       CHANNELS, monkeypatch)
     log = (external / "log").read_text()
-    assert "held out: the validation channel" in log
+    assert "held out: the validation channel (left in its files)" in log
+    assert "columns from the held-out rows" in log  # (the validation rows, read in at the end)
     evaluation = json.loads((external / "output" / "data" / "evaluation.json").read_text())
     # every reported number is the saved model's on the rows (the train channel's read back in
     # batches of 300 rows)
@@ -348,3 +349,69 @@ def test_the_page_cache_outlives_every_matrix_still_held_when_it_is_closed(tmp_p
     matrices.clear()
     gc.collect()
     assert not Path(pages.directory).exists()
+
+
+def _external(tmp_path: Path, name: str, label: np.ndarray, x: np.ndarray,
+              batch_rows: int) -> ExternalFeatures:
+    directory = tmp_path / name
+    directory.mkdir()
+    lines = [",".join(["" if np.isnan(v) else repr(float(v)) for v in row]) for row in
+             np.column_stack([label, x])]
+    (directory / "rows.csv").write_text("\n".join(lines) + "\n")
+    return external_features.read_channel(ChannelBatches(
+        str(directory), "text/csv", channel_files.DataOptions(), batch_rows)).features
+
+
+def test_a_validation_channel_left_in_its_files_is_watched_without_reading_it_in(
+        tmp_path, monkeypatch):
+    """From external memory the validation rows stay in their files too (a validation channel
+    as long as train would otherwise be held whole): the rounds' matrix of them is quantised a
+    batch at a time, at the model's cuts, and gives the margins of their raw values; only the
+    exception (a value at or above a feature's last cut: a DMatrix of the raw values) reads
+    them in."""
+    import xgboost as xgb
+    from costaware.cluster import SOLO
+    from costaware.training.pipeline import watch_matrix
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3000, 3)).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    y = (np.nan_to_num(x[:, 0]) + rng.normal(size=3000) > 0).astype(np.float32)
+    train = xgb.QuantileDMatrix(x[:2000], label=y[:2000], missing=np.nan, max_bin=64)
+    booster = xgb.train({"max_depth": 3, "max_bin": 64}, train, 5)
+    held = _external(tmp_path, "validation", y[2000:], x[2000:], batch_rows=128)
+    read_in = []
+    whole = ExternalFeatures.__array__
+    monkeypatch.setattr(ExternalFeatures, "__array__",
+                        lambda self, *a, **k: read_in.append(1) or whole(self, *a, **k))
+    watch = watch_matrix(held, train, ["a", "b", "c"], {"max_bin": 64}, SOLO)
+    assert isinstance(watch, xgb.QuantileDMatrix) and read_in == []
+    assert watch.num_row() == 1000 and watch.feature_names == ["a", "b", "c"]
+    np.testing.assert_array_equal(
+        booster.predict(watch, output_margin=True),
+        booster.predict(xgb.DMatrix(x[2000:], missing=np.nan), output_margin=True))
+    # a value beyond the training rows' last cut: the raw values, read in
+    beyond = x[2000:].copy()
+    beyond[7, 1] = 1e6
+    held = _external(tmp_path, "beyond", y[2000:], beyond, batch_rows=128)
+    watch = watch_matrix(held, train, ["a", "b", "c"], {"max_bin": 64}, SOLO)
+    assert not isinstance(watch, xgb.QuantileDMatrix) and read_in == [1]
+    np.testing.assert_array_equal(
+        booster.predict(watch, output_margin=True),
+        booster.predict(xgb.DMatrix(beyond, missing=np.nan), output_margin=True))
+
+
+def test_rows_read_in_from_their_files_are_all_of_them_or_a_bounded_seeded_sample(tmp_path):
+    directory = channel(tmp_path, DATA["train"][:1200], files=2)
+    whole = channel_files.load_channel(str(directory), "text/csv", OPTIONS)
+    streamed = external_features.read_channel(ChannelBatches(str(directory), "text/csv", OPTIONS,
+                                                             100))
+    every, chosen = external_features.read_rows(streamed, seed=3, most=1200)
+    assert chosen is None and isinstance(every.features, np.ndarray)
+    np.testing.assert_array_equal(every.features, whole.features)
+    sample, chosen = external_features.read_rows(streamed, seed=3, most=250)
+    assert chosen.sum() == 250 == sample.rows
+    np.testing.assert_array_equal(chosen, held_out_share(1200, 3, 1.0, 250))
+    np.testing.assert_array_equal(sample.features, whole.features[chosen])
+    np.testing.assert_array_equal(sample.label, whole.label[chosen])
+    np.testing.assert_array_equal(sample.costs.fn, whole.costs.fn[chosen])

@@ -192,6 +192,16 @@ def held_out_share(rows: int, seed: int, share: float = HELD_OUT_SHARE,
     return held
 
 
+def read_rows(data: Dataset, seed: int, most: int = HELD_OUT_ROWS
+              ) -> tuple[Dataset, np.ndarray | None]:
+    """``(the rows with their features in memory, which rows they are)``: every row (``None``) up
+    to ``most``, else the ``most`` rows of a seeded simple random sample (a mask; chosen as
+    :func:`held_out_share` chooses), so what is read stays bounded however long the channel."""
+    chosen = None if data.rows <= most else held_out_share(data.rows, seed, 1.0, most)
+    rows = data if chosen is None else data.take(chosen)
+    return replace(rows, features=np.asarray(rows.features)), chosen
+
+
 def split_held_out(train: Dataset, seed: int) -> tuple[Dataset, Dataset]:
     """``(the rows that train, the held-out rows)``: the held-out rows' features read into memory
     (one more pass over the files)."""

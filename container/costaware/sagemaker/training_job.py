@@ -194,7 +194,7 @@ class Job:
             return None
         _write_outputs(self.base_dir, result, self.settings, hosts, self.log)
         try:
-            _write_baseline(self.base_dir, result, datasets, self.log)
+            _write_baseline(self.base_dir, result, datasets, self.settings.seed, self.log)
         except (InputError, ValueError) as exc:  # the model stands; monitoring needs a baseline
             self.log(f"monitoring baseline: not written ({exc}); make one with suggest-baseline")
         return result
@@ -234,8 +234,8 @@ class Job:
         of train's rows (their features read into memory)."""
         if "validation" in datasets:
             if cluster.is_first:
-                self.log("external memory: held out: the validation channel (held in memory); "
-                         "no cross-fitting")
+                self.log("external memory: held out: the validation channel (left in its "
+                         "files); no cross-fitting")
             return datasets
         train, held = external_features.split_held_out(datasets["train"],
                                                        self.settings.seed + cluster.rank)
@@ -246,8 +246,8 @@ class Job:
         return {**datasets, "train": train, "validation": held}
 
     def load(self, cluster: Cluster, external: bool = False) -> dict:
-        """This host's rows of every channel (``external``: the train and test channels'
-        features left in their files).
+        """This host's rows of every channel (``external``: every channel's features left in
+        their files).
 
         ``FullyReplicated`` channels (every host has all files): host ``rank`` keeps its block of
         rows, so the blocks in rank order are the channel's rows in order. ``ShardedByS3Key``: the
@@ -267,7 +267,7 @@ class Job:
                         and not data.has_data_files(directory):
                     loaded[name] = None  # no rows here; shaped like train below
                     continue
-                if external and name != "validation":
+                if external:
                     loaded[name] = external_features.read_channel(ChannelBatches(
                         directory, content_type, options[name], batch_rows(), self.log))
                 else:
@@ -371,11 +371,13 @@ def _write_outputs(base_dir: str, result: training.TrainingResult, settings, hos
     log(f"model saved to {model_dir}; {kind_of(settings).describe(result.policy)}")
 
 
-def _write_baseline(base_dir: str, result: training.TrainingResult, datasets: dict, log) -> None:
+def _write_baseline(base_dir: str, result: training.TrainingResult, datasets: dict, seed: int,
+                    log) -> None:
     """The model's monitoring baseline (:mod:`costaware.monitoring.baseline`): in
     ``model/baseline/`` (it travels in model.tar.gz) and ``output/data/baseline/``. The train
     channel's rows give the columns' statistics; the test channel's rows, scored by the model,
-    the rest; without test rows, the held-out rows at their held-out probabilities."""
+    the rest; without test rows, the held-out rows at their held-out probabilities (a validation
+    channel left in its files: read in, or a seeded sample of 200,000 of its rows)."""
     from ..monitoring import baseline
     from ..monitoring.job import write_json
 
@@ -383,18 +385,25 @@ def _write_baseline(base_dir: str, result: training.TrainingResult, datasets: di
         metadata = json.load(handle)
     spec = baseline.ModelSpec.of_metadata(metadata)
     test = datasets.get("test")
+    held, held_p, sampled = result.held_out_rows, result.held_out_p, ""
+    if external_features.is_external(held.features):  # (a validation channel left in its files)
+        held, chosen = external_features.read_rows(held, seed)
+        if chosen is not None:
+            held_p = held_p[chosen]
+            sampled = f"a seeded sample of {held.rows} of "
     columns_from, columns_source = datasets["train"], "the train channel"
     if external_features.is_external(columns_from.features):
         # (features left in their files: a column's statistics would read them once a column)
-        columns_from, columns_source = result.held_out_rows, "the held-out rows"
+        columns_from, columns_source = held, f"{sampled}the held-out rows"
         test = None
     if test is not None and test.rows:
         scored, source = test, f"the test channel's {test.rows} rows, scored by the model"
         p = result.policy.probability(training.margin(result.booster, test, None,
                                                       result.policy.k))
     else:
-        scored, p = result.held_out_rows, result.held_out_p
-        source = f"the {scored.rows} held-out rows ({result.held_out}) at their held-out probabilities"
+        scored, p = held, held_p
+        source = (f"{sampled}the {result.held_out_rows.rows} held-out rows ({result.held_out}) at "
+                  "their held-out probabilities")
     statistics, constraints = baseline.documents(spec, columns_from, scored, p, source)
     for directory in (os.path.join(base_dir, "model", artifact.BASELINE_DIR),
                       os.path.join(base_dir, "output", "data", artifact.BASELINE_DIR)):

@@ -5,9 +5,11 @@ batch into a page cached on disk and reads the pages back every round. XGBoost k
 label, margin, gradient pair and row indices besides what the pipeline keeps (the loss weight, 4
 bytes; the offset when the costs vary by row, 4).
 
-The held-out rows (the calibrator's, the decision rule's and early stopping's) are held in memory
-as the in-memory path holds a validation channel: the validation channel when the job has one,
-else a seeded share of train (:func:`~costaware.data.external_features.held_out_share`).
+The held-out rows (the calibrator's, the decision rule's and early stopping's) are the validation
+channel when the job has one, its features left in their files too (the rounds keep their margins
+in a matrix quantised a batch at a time: :func:`costaware.training.pipeline.watch_matrix`), else a
+seeded share of train held in memory, at most 200,000 rows
+(:func:`~costaware.data.external_features.held_out_share`).
 Cross-fitting would grow ``k`` fold models from disk, each a full pass over the pages every round;
 a held-out share costs one model (docs/training.md "External memory").
 """
@@ -19,19 +21,24 @@ import os
 import shutil
 import tempfile
 import weakref
+from typing import Iterator
 
 import numpy as np
 import xgboost as xgb
 
 from ..data.external_features import ExternalFeatures, is_external  # noqa: F401 (re-exported)
+from ..decisions.costs import row_blocks
 from ..errors import DataError
 from ..model import dense_margins
 
 
 class FeatureBatches(xgb.DataIter):
-    """XGBoost's view of external features: a batch per :meth:`next`, with its rows' labels."""
+    """XGBoost's view of external features: a batch per :meth:`next`, with its rows' labels
+    (none for a matrix that only predicts). ``cache_prefix``: where an ``ExtMemQuantileDMatrix``
+    writes its pages (None for a ``QuantileDMatrix``, which holds them)."""
 
-    def __init__(self, features: ExternalFeatures, label: np.ndarray, cache_prefix: str):
+    def __init__(self, features: ExternalFeatures, label: np.ndarray | None = None,
+                 cache_prefix: str | None = None):
         self.features = features
         self.label = label
         self._batches = None
@@ -45,7 +52,8 @@ class FeatureBatches(xgb.DataIter):
         if batch is None:
             return False
         end = self._start + len(batch)
-        input_data(data=batch, label=self.label[self._start:end].astype(np.float32))
+        input_data(data=batch, label=None if self.label is None
+                   else self.label[self._start:end].astype(np.float32))
         self._start = end
         return True
 
@@ -115,6 +123,17 @@ def quantile_matrix(features: ExternalFeatures, label: np.ndarray, feature_names
         nthread=nthread))
     matrix.feature_names = feature_names
     return matrix
+
+
+def blocks(features) -> Iterator[np.ndarray]:
+    """The rows of a feature matrix a block at a time (float32): a batch of features left in
+    their files, :data:`~costaware.decisions.costs.ROW_BLOCK` rows of an array; no empty block."""
+    if is_external(features):
+        yield from features.batches()
+        return
+    for rows in row_blocks(len(features)):
+        if len(features[rows]):
+            yield np.asarray(features[rows], dtype=np.float32)
 
 
 def margins(booster: xgb.Booster, features: ExternalFeatures, classes: int = 2) -> np.ndarray:

@@ -273,7 +273,7 @@ def members(settings, rows: FitRows, cluster: Cluster,
     return weighting, weight, boosting, params
 
 
-def watch_matrix(features: np.ndarray, train: xgb.DMatrix, feature_names: list[str], params: dict,
+def watch_matrix(features, train: xgb.DMatrix, feature_names: list[str], params: dict,
                  cluster: Cluster) -> xgb.DMatrix:
     """The validation rows' matrix, whose margins the rounds keep: quantised at the model's own
     cuts (``ref=train``), 1 byte a value (``max_bin`` <= 256) where a ``DMatrix`` keeps 8 (200,000
@@ -282,18 +282,24 @@ def watch_matrix(features: np.ndarray, train: xgb.DMatrix, feature_names: list[s
     XGBoost predicts from; but a value at or above a feature's last cut is put in the last bin,
     below that cut, and a split at the last cut (which separates the present values from the
     missing ones) would send it the other way. So any such value on any host (every host builds
-    the same kind of matrix: building one is a collective step) gives a ``DMatrix``."""
+    the same kind of matrix: building one is a collective step) gives a ``DMatrix``.
+
+    Features left in their files (external memory) are quantised a batch at a time, so the
+    rows themselves are never held; only a ``DMatrix`` (the exception above) reads them in."""
     indptr, cuts = train.get_quantile_cut()
     last = np.asarray(cuts, dtype=np.float32)[np.asarray(indptr)[1:] - 1]
     beyond = False
-    for rows in row_blocks(len(features)):  # (fmax ignores NaN, as missing values are)
-        block = np.asarray(features[rows], dtype=np.float32)
-        if len(block):
-            beyond = beyond or bool(np.any(np.fmax.reduce(block, axis=0) >= last))
+    for block in external_memory.blocks(features):  # (fmax ignores NaN, as missing values are)
+        beyond = beyond or bool(np.any(np.fmax.reduce(block, axis=0) >= last))
     if cluster.any([beyond])[0]:
-        return xgb.DMatrix(features, feature_names=feature_names, missing=np.nan)
-    return xgb.QuantileDMatrix(features, ref=train, feature_names=feature_names, missing=np.nan,
-                               max_bin=params["max_bin"], nthread=params.get("nthread"))
+        return xgb.DMatrix(np.asarray(features), feature_names=feature_names, missing=np.nan)
+    if external_memory.is_external(features):
+        features = (external_memory.FeatureBatches(features) if len(features)
+                    else np.empty(features.shape, dtype=np.float32))
+    matrix = xgb.QuantileDMatrix(features, ref=train, missing=np.nan, max_bin=params["max_bin"],
+                                 nthread=params.get("nthread"))
+    matrix.feature_names = feature_names  # (an iterator's matrix takes them once built)
+    return matrix
 
 
 CALIBRATOR_FOLDS = 5  # folds of a validation channel for the calibrator's cross-validated choice
@@ -314,10 +320,13 @@ def held_out(settings, rows: FitRows, boosting: Boosting, cluster: Cluster = SOL
             + ("train and validation" if has_validation else "train"),
             rows.folds, rows.n_folds)
     val = rows.channels["validation"]
+    # (at the last round, the margins the rounds kept are the model's: no prediction, and no
+    # pass over a validation channel left in its files)
     return HeldOut(
         val, lambda boosting, rounds, take=None: (
             boosting.watch_margins()[slice(None) if take is None else take].astype(np.float64)
-            if rounds is None else margin(boosting.booster(0, rounds), val.data, take, classes)),
+            if rounds in (None, boosting.rounds)
+            else margin(boosting.booster(0, rounds), val.data, take, classes)),
         np.ones(val.data.rows, dtype=bool), "validation", "the validation channel's margins",
         folds_of(rows.kind.label(val.data), CALIBRATOR_FOLDS, settings.seed, cluster,
                  classes), CALIBRATOR_FOLDS)
