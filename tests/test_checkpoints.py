@@ -198,7 +198,7 @@ def test_members_own_quantised_matrices_grow_the_sliced_matrices_trees(kind):
             boosting.round()
         return boosting
 
-    quantised = engine.quantised(x, y, names, members, params["max_bin"])
+    quantised = engine.quantised(x, names, members, params["max_bin"])
     assert all(isinstance(train, xgb.QuantileDMatrix) for train, _ in quantised)
     assert [held is None for _, held in quantised] == [True, False, False]
     ours = grown(quantised)
@@ -209,7 +209,7 @@ def test_members_own_quantised_matrices_grow_the_sliced_matrices_trees(kind):
         if member:
             assert ours.held_margins(member).shape == (len(members[member].held),)
             assert np.array_equal(ours.held_margins(member), sliced.held_margins(member))
-    resumed = kind(params, 0, engine.quantised(x, y, names, members, params["max_bin"]), members)
+    resumed = kind(params, 0, engine.quantised(x, names, members, params["max_bin"]), members)
     resumed.resume(ours.checkpoint())
     for member in range(3):
         assert np.array_equal(resumed.margins(member), ours.margins(member))

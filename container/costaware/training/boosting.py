@@ -8,9 +8,10 @@ with cross-fitting, the next members are the fold models. A fold model trains on
 (:func:`quantised`), and keeps fold k's rows in its prediction cache, whose margins are out of fold:
 its trees cost what its rows cost (four fifths of the model's with 5 folds, half with 2; a matrix
 of every row with fold k at weight 0 cost a whole model each). The matrices hold no weights
-(histogram cuts from the rows' features alone: a fold model's from its own rows); every member
-takes its gradients from costaware's objective (:mod:`costaware.training.objective`), so no label
-of its held-out rows reaches a fold model, except through three scalars computed once over all
+(histogram cuts from the rows' features alone: a fold model's from its own rows) and no labels
+(4 bytes a row that only a built-in objective would read); every member takes its gradients from
+costaware's objective (:mod:`costaware.training.objective`), so no label of its held-out rows
+reaches a fold model, except through three scalars computed once over all
 rows: the scale of the cost weights, their mean-1 normalisation and ``min_child_weight``'s scale.
 
 Two ways to grow, chosen by :meth:`Boosting.create`:
@@ -83,8 +84,8 @@ def sliced(dtrain: xgb.DMatrix, members: list[Member]) -> MemberMatrices:
     return out
 
 
-def quantised(features: np.ndarray, label: np.ndarray, feature_names: list[str],
-              members: list[Member], max_bin: int, nthread: int | None = None) -> MemberMatrices:
+def quantised(features: np.ndarray, feature_names: list[str], members: list[Member],
+              max_bin: int, nthread: int | None = None) -> MemberMatrices:
     """Each member's training rows as a ``QuantileDMatrix`` of their own (histogram cuts from
     these rows alone, as a slice of one ``DMatrix`` gets at its first round: the same cuts, so the
     same trees), and its held-out rows as a ``DMatrix`` (its prediction cache). A ``DMatrix`` keeps
@@ -97,8 +98,8 @@ def quantised(features: np.ndarray, label: np.ndarray, feature_names: list[str],
     out = []
     for member in members:
         at = slice(None) if member.rows is None else member.rows
-        train = xgb.QuantileDMatrix(features[at], label=label[at], feature_names=feature_names,
-                                    missing=np.nan, max_bin=max_bin, nthread=nthread)
+        train = xgb.QuantileDMatrix(features[at], feature_names=feature_names, missing=np.nan,
+                                    max_bin=max_bin, nthread=nthread)
         held = held_rows(member, len(features))
         out.append((train, None if held is None else
                     xgb.DMatrix(features[held], feature_names=feature_names, missing=np.nan,

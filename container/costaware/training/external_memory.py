@@ -2,8 +2,8 @@
 (:mod:`costaware.data.external_features`) and reach XGBoost in batches, through a
 :class:`xgboost.DataIter` feeding an :class:`xgboost.ExtMemQuantileDMatrix`: XGBoost quantises each
 batch into a page cached on disk and reads the pages back every round. XGBoost keeps per row its
-label, margin, gradient pair and row indices besides what the pipeline keeps (the loss weight, 4
-bytes; the offset when the costs vary by row, 4).
+margin, gradient pair and row indices (not the label: the objective holds it) besides what the
+pipeline keeps (the label, 1 byte; the loss weight, 4; the offset when the costs vary by row, 4).
 
 The held-out rows (the calibrator's, the decision rule's and early stopping's) are the validation
 channel when the job has one, its features left in their files too (the rounds keep their margins
@@ -111,15 +111,14 @@ class PageCache:
             weakref.finalize(matrix, freed)
 
 
-def quantile_matrix(features: ExternalFeatures, label: np.ndarray, feature_names: list[str],
-                    cache: PageCache, max_bin: int, nthread: int | None = None
-                    ) -> xgb.ExtMemQuantileDMatrix:
+def quantile_matrix(features: ExternalFeatures, feature_names: list[str], cache: PageCache,
+                    max_bin: int, nthread: int | None = None) -> xgb.ExtMemQuantileDMatrix:
     """The features quantised into pages on disk (XGBoost reads the batches two or three times
     while building it), once the volume is known to have room for them."""
     rows, columns = features.shape
     cache.check_room(rows * (columns * PAGE_BYTES_PER_VALUE + PAGE_BYTES_PER_ROW))
     matrix = cache.holds(xgb.ExtMemQuantileDMatrix(
-        FeatureBatches(features, label, cache.prefix("train")), missing=np.nan, max_bin=max_bin,
+        FeatureBatches(features, None, cache.prefix("train")), missing=np.nan, max_bin=max_bin,
         nthread=nthread))
     matrix.feature_names = feature_names
     return matrix

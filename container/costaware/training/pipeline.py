@@ -257,14 +257,15 @@ def members(settings, rows: FitRows, cluster: Cluster,
                                  part(fit.sensitive, at), cluster), rows=at, held=held)
              for at, held in zip(member_rows, member_held)]
     # No weights in the matrices: the hist sketch would place its cuts by weights that follow the
-    # label, held-out rows' too; the objective applies them itself.
+    # label, held-out rows' too; the objective applies them itself. No labels either: the
+    # objective holds them (as int8), and XGBoost would keep a float32 copy a row.
     if external_memory.is_external(fit.data.features):
         matrices = sliced(external_memory.quantile_matrix(
-            fit.data.features, label, fit.data.feature_names, pages, params["max_bin"],
+            fit.data.features, fit.data.feature_names, pages, params["max_bin"],
             params.get("nthread")), grown)
     else:
-        matrices = quantised(fit.data.features, label, fit.data.feature_names, grown,
-                             params["max_bin"], params.get("nthread"))
+        matrices = quantised(fit.data.features, fit.data.feature_names, grown, params["max_bin"],
+                             params.get("nthread"))
     dwatch = None
     if not rows.cross_fit:
         dwatch = watch_matrix(rows.channels["validation"].data.features, matrices[0][0],
