@@ -171,3 +171,46 @@ def test_make_objective_binds_rows_weights_and_offsets():
     shifted = make_objective(label, np.array([1.0, 3.0]), offset=np.array([np.log(3), 0.0]))
     grad, _ = shifted(np.zeros(2), None)
     assert grad[0] == pytest.approx(0.75)
+
+
+def test_weights_that_follow_the_label_are_kept_as_one_value_a_class_with_the_same_gradients():
+    """Class costs give every row of a class the same loss weight: the objectives keep K values,
+    not one a row, for the whole of training, and compute the same gradients bit for bit; any
+    row weighing otherwise keeps one value a row."""
+    import tracemalloc
+
+    from costaware.training.class_objective import class_objective, loss_gradients
+    from costaware.training.loss_weights import LossWeights
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    label = (rng.random(n) < 0.3).astype(np.int8)
+    weight = np.where(label == 1, 2.5, 0.4).astype(np.float32)
+    kept = LossWeights.of(weight, label, 2)
+    assert kept.per_row is None and kept.per_class.tolist() == [np.float32(0.4), np.float32(2.5)]
+    np.testing.assert_array_equal(kept.block(label, slice(5, 900)), weight[5:900])
+    odd = weight.copy()
+    odd[17] = 1.0  # one row off its class's weight
+    assert LossWeights.of(odd, label, 2).per_row is odd
+    margin = rng.normal(size=n).astype(np.float32)
+    for offset in (None, np.float32(0.3)):
+        for got, want in zip(weighted_logistic_grad_hess(margin, label, kept, offset),
+                             weighted_logistic_grad_hess(margin, label, weight, offset)):
+            np.testing.assert_array_equal(got, want)
+    tracemalloc.start()
+    objective = make_objective(label, weight)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert held < 10_000  # (a float32 weight a row would be 800,000 bytes)
+    for got, want in zip(objective(margin, None),
+                         weighted_logistic_grad_hess(margin, label, weight)):
+        np.testing.assert_array_equal(got, want)
+    # K = 3: float64 class weights, the same gradients from K values
+    y3 = rng.integers(0, 3, 5000)
+    class_weights = np.array([0.5, 1.0, 3.0])
+    offsets = np.log(class_weights)
+    margins = rng.normal(size=(5000, 3)).astype(np.float32)
+    for got, want in zip(class_objective(y3, class_weights[y3], offsets)(margins.ravel(), None),
+                         loss_gradients(margins.astype(np.float64), y3, class_weights[y3],
+                                        offsets)):
+        np.testing.assert_array_equal(got, want.astype(np.float32))

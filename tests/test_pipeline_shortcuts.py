@@ -40,9 +40,9 @@ def test_the_fit_rows_margins_are_the_saved_models(served_model, classes):
     data = _data(classes=classes)
     log = lambda line: None  # noqa: E731
     rows = training.fit_rows(settings, kind_of(settings), data, None, None, SOLO, log)
-    _, weight, boosting, _ = training.members(settings, rows, SOLO)
+    _, _, boosting, _ = training.members(settings, rows, SOLO)
     held = training.held_out(settings, rows, boosting, SOLO)
-    kept = training.grow(settings, rows, held, boosting, weight, None, None, SOLO, log)
+    kept = training.grow(settings, rows, held, boosting, None, None, None, SOLO, log)
     assert kept.booster.num_boosted_rounds() == 12 * (1 if served_model == "refit" else 3)
     predicted = kept.booster.inplace_predict(data.features, predict_type="margin")
     assert kept.fit_margins.shape == predicted.shape

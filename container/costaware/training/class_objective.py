@@ -29,6 +29,7 @@ import numpy as np
 from ..cluster import SOLO, Reduce
 from ..decisions.costs import CAP, row_blocks
 from ..decisions.multiclass import class_regrets, row_regrets, softmax
+from .loss_weights import LossWeights
 from .objective import parity_gap
 
 
@@ -161,7 +162,9 @@ def class_objective(label: np.ndarray, row_weight: np.ndarray, offsets: np.ndarr
     row's probabilities first). Each value is rounded to float32 once, as XGBoost rounds a
     float64 gradient: the same gradients either way."""
     label = np.asarray(label)
-    member = np.asarray(row_weight) > 0 if penalty > 0 else None
+    # (the weights that follow the class as K values: :mod:`costaware.training.loss_weights`)
+    row_weight = LossWeights.of(row_weight, label, len(offsets))
+    member = row_weight.positive(label) if penalty > 0 else None
     if penalty > 0 and sensitive is None:
         raise ValueError("the parity penalty needs the sensitive-group mask")
 
@@ -169,14 +172,15 @@ def class_objective(label: np.ndarray, row_weight: np.ndarray, offsets: np.ndarr
         f = np.asarray(margins).reshape(len(label), -1)
         if penalty > 0:
             f = np.asarray(f, dtype=np.float64)
-            grad, hess = loss_gradients(f, label, row_weight, offsets)
+            grad, hess = loss_gradients(f, label, row_weight.block(label, slice(None)), offsets)
             g, h = favourable_parity_grad_hess(f, sensitive, favourable, penalty, reduce, member)
             return ((grad + g).astype(np.float32), (hess + np.maximum(h, 0.0)).astype(np.float32))
         grad = np.empty(f.shape, dtype=np.float32)
         hess = np.empty(f.shape, dtype=np.float32)
         for rows in row_blocks(len(f)):
             grad[rows], hess[rows] = loss_gradients(np.asarray(f[rows], dtype=np.float64),
-                                                    label[rows], row_weight[rows], offsets)
+                                                    label[rows], row_weight.block(label, rows),
+                                                    offsets)
         return grad, hess
 
     return objective

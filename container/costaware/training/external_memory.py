@@ -3,7 +3,8 @@
 :class:`xgboost.DataIter` feeding an :class:`xgboost.ExtMemQuantileDMatrix`: XGBoost quantises each
 batch into a page cached on disk and reads the pages back every round. XGBoost keeps per row its
 margin, gradient pair and row indices (not the label: the objective holds it) besides what the
-pipeline keeps (the label, 1 byte; the loss weight, 4; the offset when the costs vary by row, 4).
+pipeline keeps (the label, 1 byte; the loss weight, 4, when the costs vary by row, else one value
+a class; the offset when the costs vary by row, 4).
 
 The held-out rows (the calibrator's, the decision rule's and early stopping's) are the validation
 channel when the job has one, its features left in their files too (the rounds keep their margins

@@ -32,11 +32,13 @@ import numpy as np
 
 from ..cluster import SOLO, Reduce
 from ..decisions.costs import CAP, RowCosts, row_blocks, sigmoid
+from .loss_weights import LossWeights
 
 HESSIAN_FLOOR = 1e-16
 
 
-def weighted_logistic_grad_hess(margin: np.ndarray, label: np.ndarray, weight: np.ndarray,
+def weighted_logistic_grad_hess(margin: np.ndarray, label: np.ndarray,
+                                weight: np.ndarray | LossWeights,
                                 offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``g = w (q - y)``, ``h = max(w q (1 - q), 1e-16)`` (0 where ``w = 0``) with
     ``q = 1 / (1 + exp(-(margin + offset)))``.
@@ -47,14 +49,16 @@ def weighted_logistic_grad_hess(margin: np.ndarray, label: np.ndarray, weight: n
     A block of :data:`~costaware.decisions.costs.ROW_BLOCK` rows at a time, written into the two
     arrays returned: ``q`` and the mask of weighing rows exist for one block only, so a round
     needs the gradient and Hessian and no more per row (every value is elementwise: the same
-    bits as one block). ``offset`` is per row, one value, or None.
+    bits as one block). ``weight`` is one a row, or :class:`LossWeights` (one a class);
+    ``offset`` is per row, one value, or None.
     """
     dtype = margin.dtype if margin.dtype.kind == "f" else np.float64
     grad = np.empty(len(margin), dtype=dtype)
     hess = np.empty(len(margin), dtype=dtype)
     per_row_offset = isinstance(offset, np.ndarray) and offset.ndim == 1
+    weight = LossWeights.of(weight, label, 2)
     for rows in row_blocks(len(margin)):
-        _grad_hess_into(margin[rows], label[rows], weight[rows],
+        _grad_hess_into(margin[rows], label[rows], weight.block(label, rows),
                         offset[rows] if per_row_offset else offset, grad[rows], hess[rows])
     return grad, hess
 
@@ -230,17 +234,18 @@ def make_objective(label: np.ndarray, weight: np.ndarray, offset: np.ndarray | N
     weighted logistic loss with its offset, plus the parity penalty when ``penalty > 0``.
 
     Labels (int8), weights and offsets (float32, the precision XGBoost keeps gradients in) are
-    bound here rather than read back from the DMatrix each round; rows with weight 0 (held out) have no
-    say, in the loss or in the penalty. ``reduce`` sums the penalty's totals over hosts (see
+    bound here rather than read back from the DMatrix each round (weights that follow the label
+    as two values, :class:`~costaware.training.loss_weights.LossWeights`); rows with weight 0
+    (held out) have no say, in the loss or in the penalty. ``reduce`` sums the penalty's totals over hosts (see
     :func:`parity_penalty_grad_hess`).
     """
     # (the 0/1 label as int8, the dataset's own array: q - y is the same float32 either way)
     label = np.asarray(label, dtype=np.int8)
-    weight = np.asarray(weight, dtype=np.float32)
+    weight = LossWeights.of(np.asarray(weight, dtype=np.float32), label, 2)
     offset = None if offset is None or not np.any(offset) else np.asarray(offset, dtype=np.float32)
     if offset is not None and offset.ndim == 1 and len(offset) and np.all(offset == offset[0]):
         offset = offset[0]  # one offset for every row (class costs): a scalar, not 4 bytes a row
-    member = weight > 0 if penalty > 0 else None  # (only the penalty reads it)
+    member = weight.positive(label) if penalty > 0 else None  # (only the penalty reads it)
     if penalty > 0 and sensitive is None:
         raise ValueError("the parity penalty needs the sensitive-group mask")
 

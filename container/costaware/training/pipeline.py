@@ -171,8 +171,12 @@ def _train(settings, train_data: Dataset, validation: Dataset | None, test: Data
         f"{rows.kind.describe_weights(weighting)}; min_child_weight "
         f"{settings.min_child_weight:g} rows of the {rows.kind.lighter} = "
         f"{params['min_child_weight']:.6g}")
-    kept = grow(settings, rows, held, boosting, weight, checkpoints, stop, cluster, log)
-    del boosting, weight  # (XGBoost's per-row state and the loss's: not needed from here on)
+    # (what a checkpoint must match, taken now: the objectives keep the weights as they need
+    # them, one value a class when they follow the label, and the rows' array goes)
+    fingerprint = None if checkpoints is None else job_fingerprint(settings, rows, held, weight)
+    del weight
+    kept = grow(settings, rows, held, boosting, fingerprint, checkpoints, stop, cluster, log)
+    del boosting  # (XGBoost's per-row state and the loss's: not needed from here on)
     policy = rows.kind.policy(held.channel, kept.held_p, kept.calibrator, train_data, cluster,
                               log)
     results = evaluate_channels(rows, kept, policy, cluster, log)
@@ -333,22 +337,28 @@ def held_out(settings, rows: FitRows, boosting: Boosting, cluster: Cluster = SOL
                  classes), CALIBRATOR_FOLDS)
 
 
-def grow(settings, rows: FitRows, held: HeldOut, boosting: Boosting, weight: np.ndarray,
+def job_fingerprint(settings, rows: FitRows, held: HeldOut, weight: np.ndarray) -> dict:
+    """What a checkpoint must have been written with: the settings, and digests of the fit rows
+    (features, labels, loss weights, facet, costs) and of a validation channel's rows."""
+    fit = rows.fit
+    return {"settings": settings_fingerprint(settings),
+            "data": {"fit rows": digest(fit.data.features, rows.label, weight, fit.sensitive,
+                                        *(getattr(fit.data.costs, c) for c in CELLS)),
+                     **({"validation": digest(held.channel.data.features, held.channel.data.label)}
+                        if not rows.cross_fit else {})}}
+
+
+def grow(settings, rows: FitRows, held: HeldOut, boosting: Boosting, fingerprint: dict | None,
          checkpoints: CheckpointStore | None, stop: StopRequest | None, cluster: Cluster,
          log) -> Kept:
     """Step 3 and 4: the rounds (:func:`costaware.training.rounds.run_rounds`), early stopping on the
-    held-out metrics, and the kept round's calibrator."""
-    kind, fit = rows.kind, rows.fit
+    held-out metrics, and the kept round's calibrator. ``fingerprint``: :func:`job_fingerprint`,
+    with ``checkpoints``."""
+    kind = rows.kind
     monitor, rows_read = round_monitor(settings, rows, held, boosting, cluster, log)
-    fingerprint = lambda: {  # noqa: E731
-        "settings": settings_fingerprint(settings),
-        "data": {"fit rows": digest(fit.data.features, rows.label, weight, fit.sensitive,
-                                    *(getattr(fit.data.costs, c) for c in CELLS)),
-                 **({"validation": digest(held.channel.data.features, held.channel.data.label)}
-                    if not rows.cross_fit else {})}}
     rounds_trained = run_rounds(settings, boosting, monitor, checkpoints,
                                 StopRequest() if stop is None else stop,
-                                fingerprint, log, cluster)
+                                lambda: fingerprint, log, cluster)
     best = monitor.best_iteration if settings.early_stopping_rounds else rounds_trained - 1
     if best + 1 < rounds_trained:
         log(f"early stopping: keeping rounds 0..{best} of {rounds_trained} (the best held-out "
