@@ -57,7 +57,8 @@ every held-out row), the calibrator choice's realised cost (``bayes_cost``), the
    rows: peak resident memory in memory and from external memory, and per row; beside them the
    baseline, XGBoost alone from external memory on as many rows, generated batch by batch (its
    built-in objective, the same rounds and depth: ``RAW_EXTERNAL``), and the bytes each row more
-   costs each.
+   costs each; then at the first size with each of ``--widths`` features (the data grown by
+   its columns instead).
 3. With ``--limit MiB``: the largest size again from external memory inside a memory cgroup of
    that limit (as root; cgroup v1 or v2), beside XGBoost alone from external memory (a numpy
    objective, as many generated rows) inside the same limit and the in-memory job without a
@@ -65,7 +66,7 @@ every held-out row), the calibrator choice's realised cost (``bayes_cost``), the
    agreeing).
 
     python benchmarks/bench_training.py --external [--rows 2000000] [--features 20] [--rounds 40]
-        [--sizes 500000,2000000] [--limit 768 [--limit-rows 6400000] [--limit-only]]
+        [--sizes 500000,2000000] [--widths 20,80] [--limit 768 [--limit-rows 6400000] [--limit-only]]
 """
 
 import argparse
@@ -120,6 +121,9 @@ def main() -> None:
                         "trees' speed; whole jobs' peak memory at --sizes; --limit)")
     parser.add_argument("--sizes", default="500000,2000000",
                         help="--external: the whole job's train rows, comma-separated")
+    parser.add_argument("--widths", default="20,80",
+                        help="--external: features of the whole job at the first of --sizes rows, "
+                        "comma-separated (the data grown by columns, not rows)")
     parser.add_argument("--limit", type=int, default=0,
                         help="--external: MiB of a memory cgroup a job of --limit-rows runs in")
     parser.add_argument("--limit-rows", type=int, default=6_400_000,
@@ -146,7 +150,8 @@ def main() -> None:
         return
     if args.external:
         external(args.rows, args.features, args.rounds,
-                 [int(size) for size in args.sizes.split(",")], args.limit, args.limit_rows,
+                 [int(size) for size in args.sizes.split(",")],
+                 [int(width) for width in args.widths.split(",")], args.limit, args.limit_rows,
                  args.limit_only)
         return
 
@@ -471,8 +476,8 @@ def write_job(base: str, rows: int, features: int, rounds: int, test: int = 0,
     return sizes
 
 
-def external(rows: int, features: int, rounds: int, sizes: list[int], limit_mib: int,
-             limit_rows: int, limit_only: bool) -> None:
+def external(rows: int, features: int, rounds: int, sizes: list[int], widths: list[int],
+             limit_mib: int, limit_rows: int, limit_only: bool) -> None:
     """``--external``: see the module docstring."""
     if limit_only:
         with tempfile.TemporaryDirectory(prefix="bench-training-external-") as scratch:
@@ -566,8 +571,36 @@ def external(rows: int, features: int, rounds: int, sizes: list[int], limit_mib:
                   f"{slope['xgboost-custom']:.0f} bytes (external / XGBoost alone: "
                   f"{slope['true'] / slope['xgboost']:.2f}x, / with a numpy objective: "
                   f"{slope['true'] / slope['xgboost-custom']:.2f}x)")
+        if len(widths) > 1:
+            by_width(scratch, sizes[0], widths, rounds)
         if limit_mib:
             limited_job(scratch, limit_rows, features, rounds, limit_mib)
+
+
+def by_width(scratch: str, rows: int, widths: list[int], rounds: int) -> None:
+    """The whole job's peak memory at ``rows`` train rows of each of ``widths`` features, in
+    memory and from external memory: the data grown by its columns, which external memory keeps
+    in the files and XGBoost's pages (so its peak should not follow), not by its rows (whose
+    per-row state XGBoost itself keeps)."""
+    mib = 2.0 ** 20
+    peaks = {}
+    for width in widths:
+        peaks[width] = {}
+        for mode in ("false", "true"):
+            job = os.path.join(scratch, f"width-{width}-{mode}")
+            channel_sizes = write_job(job, rows, width, rounds, hyperparameters={
+                "calibration_data": "validation", "external_memory": mode})
+            peaks[width][mode] = peak_rss(train_command(job))
+            shutil.rmtree(job, ignore_errors=True)
+        peaks[width]["csv"] = sum(channel_sizes.values())
+        print(f"  {rows:>10,} rows x {width:3d} features ({peaks[width]['csv'] / mib:7.1f} MiB of "
+              f"CSV): in memory {peaks[width]['false'] / mib:7.1f} MiB, external "
+              f"{peaks[width]['true'] / mib:7.1f} MiB")
+    low, high = widths[0], widths[-1]
+    grown = (peaks[high]["csv"] - peaks[low]["csv"]) / mib
+    print(f"  from {low} to {high} features ({grown:+.1f} MiB of CSV): in memory "
+          f"{(peaks[high]['false'] - peaks[low]['false']) / mib:+.1f} MiB, external "
+          f"{(peaks[high]['true'] - peaks[low]['true']) / mib:+.1f} MiB")
 
 
 def timed_rounds(boosting, rounds: int) -> float:
