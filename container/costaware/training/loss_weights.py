@@ -40,7 +40,7 @@ class LossWeights:
         """The weights of the rows ``rows`` (a slice or index), whose labels are ``label[rows]``."""
         if self.per_row is not None:
             return self.per_row[rows]
-        return self.per_class[np.asarray(label[rows], dtype=np.intp)]
+        return self.per_class.take(label[rows])  # (take: the fastest gather of K values here)
 
     def positive(self, label: np.ndarray) -> np.ndarray:
         """Which rows weigh (``w_i > 0``; a row held out of a fold model weighs 0)."""

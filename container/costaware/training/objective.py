@@ -56,7 +56,8 @@ def weighted_logistic_grad_hess(margin: np.ndarray, label: np.ndarray,
     grad = np.empty(len(margin), dtype=dtype)
     hess = np.empty(len(margin), dtype=dtype)
     per_row_offset = isinstance(offset, np.ndarray) and offset.ndim == 1
-    weight = LossWeights.of(weight, label, 2)
+    if not isinstance(weight, LossWeights):
+        weight = LossWeights(per_row=np.asarray(weight))
     for rows in row_blocks(len(margin)):
         _grad_hess_into(margin[rows], label[rows], weight.block(label, rows),
                         offset[rows] if per_row_offset else offset, grad[rows], hess[rows])
@@ -236,8 +237,8 @@ def make_objective(label: np.ndarray, weight: np.ndarray, offset: np.ndarray | N
     Labels (int8), weights and offsets (float32, the precision XGBoost keeps gradients in) are
     bound here rather than read back from the DMatrix each round (weights that follow the label
     as two values, :class:`~costaware.training.loss_weights.LossWeights`); rows with weight 0
-    (held out) have no say, in the loss or in the penalty. ``reduce`` sums the penalty's totals over hosts (see
-    :func:`parity_penalty_grad_hess`).
+    (held out) have no say, in the loss or in the penalty. ``reduce`` sums the penalty's totals
+    over hosts (see :func:`parity_penalty_grad_hess`).
     """
     # (the 0/1 label as int8, the dataset's own array: q - y is the same float32 either way)
     label = np.asarray(label, dtype=np.int8)
