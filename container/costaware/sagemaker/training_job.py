@@ -40,7 +40,7 @@ from ..errors import DataError, HyperparameterError, InputError
 logger = logging.getLogger("costaware")
 CHANNELS = config_files.CHANNELS
 # The in-memory path's peak over the channels' size (decompressed), imports aside:
-# 853 MiB for 346 MiB of CSV, 2.5x (`bench_training.py --memory`: 1,056 MiB, 203 of them the
+# 828 MiB for 346 MiB of CSV, 2.4x (`bench_training.py --memory`: 1,031 MiB, 203 of them the
 # imports), with a margin
 IN_MEMORY_FACTOR = 3.5
 MAX_REASON = 1000  # SageMaker shows the first 1,024 characters of the failure file
