@@ -107,6 +107,7 @@ def test_a_baseline_decided_in_blocks_of_rows_is_the_baseline_decided_at_once(tr
                                                                               monkeypatch):
     """The scored rows are decided a block of rows at a time (their request rows in float64 were
     the peak of a large job's memory): blocks of 97 rows give the same files as one block."""
+    from costaware.data import channel_files
     from costaware.decisions import costs as costs_module
     from costaware.monitoring.job import suggest_baseline
 
@@ -114,6 +115,12 @@ def test_a_baseline_decided_in_blocks_of_rows_is_the_baseline_decided_at_once(tr
     whole = suggest_baseline(str(trained / "model"), str(data), str(tmp_path / "one"), "text/csv",
                              log=lambda line: None)
     monkeypatch.setattr(costs_module, "ROW_BLOCK", 97)
+
+    def whole_files(*args, **kwargs):
+        raise AssertionError("suggest-baseline read the channel's files whole")
+
+    # (the channel read a batch at a time and joined, as training reads it)
+    monkeypatch.setattr(channel_files, "load_channel", whole_files)
     blocked = suggest_baseline(str(trained / "model"), str(data), str(tmp_path / "blocks"),
                                "text/csv", log=lambda line: None)
     for one, other in zip(whole, blocked):

@@ -234,6 +234,8 @@ def suggest_baseline(model_dir: str, data_dir: str, output: str, content_type: s
     ``output``."""
     from ..config import hyperparameters
     from ..data import channel_files as data
+    from ..data.channel_batches import read_in_batches
+    from ..data.external_features import BATCH_ROWS
     from ..model.artifact import load
 
     with _model_directory(model_dir) as directory:
@@ -241,7 +243,8 @@ def suggest_baseline(model_dir: str, data_dir: str, output: str, content_type: s
     spec = ModelSpec.of_metadata(model.metadata)
     settings = hyperparameters.parse_saved(model.metadata.get("hyperparameters") or {})
     options = data.options_from_settings(settings, content_type)
-    dataset = data.load_channel(data_dir, content_type, options, log)
+    # (a batch at a time and joined, as training reads a channel: not pandas' whole files)
+    dataset = read_in_batches(data_dir, content_type, options, BATCH_ROWS, log)
     reference = data.Dataset.empty(model.feature_names, options, data_dir)
     dataset = data.align_to(reference, dataset)
     p = model.probability(dataset.features)

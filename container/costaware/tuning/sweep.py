@@ -93,6 +93,8 @@ class Pricer:
 
     def __init__(self, tree: runner.Tree, settings):
         from ..data import channel_files as data  # pandas: only when a sweep runs
+        from ..data.channel_batches import read_in_batches
+        from ..data.external_features import BATCH_ROWS
 
         self.tree = tree
         self.settings = settings
@@ -103,8 +105,9 @@ class Pricer:
                 content_type = tree.inputdataconfig[name].get("ContentType", "text/csv")
                 options = data.options_from_settings(settings, content_type)
                 try:
-                    self.datasets[name] = data.load_channel(os.path.join(tree.data_dir, name),
-                                                            content_type, options)
+                    # (a batch at a time and joined, as training reads a channel)
+                    self.datasets[name] = read_in_batches(os.path.join(tree.data_dir, name),
+                                                          content_type, options, BATCH_ROWS)
                 except InputError as exc:
                     raise cfg.ConfigError(f"the {name} channel: {exc}") from None
         if "test" not in self.datasets:
