@@ -14,6 +14,7 @@ files and read in batches (``ExtMemQuantileDMatrix``), every other per-row colum
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -365,40 +366,56 @@ def _external(tmp_path: Path, name: str, label: np.ndarray, x: np.ndarray,
 def test_a_validation_channel_left_in_its_files_is_watched_without_reading_it_in(
         tmp_path, monkeypatch):
     """From external memory the validation rows stay in their files too (a validation channel
-    as long as train would otherwise be held whole): the rounds' matrix of them is quantised a
-    batch at a time, at the model's cuts, and gives the margins of their raw values; only the
-    exception (a value at or above a feature's last cut: a DMatrix of the raw values) reads
-    them in."""
+    as long as train would otherwise be held whole): the rounds' matrix of them is XGBoost's
+    pages on disk, quantised at the model's cuts, or raw values when a value is at or above a
+    feature's last cut; either gives the margins of their raw values, and neither reads the rows
+    in. A host without validation rows builds the same kind of matrix, empty."""
     import xgboost as xgb
     from costaware.cluster import SOLO
+    from costaware.training.external_memory import PageCache
     from costaware.training.pipeline import watch_matrix
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(3000, 3)).astype(np.float32)
     x[rng.random(x.shape) < 0.1] = np.nan
     y = (np.nan_to_num(x[:, 0]) + rng.normal(size=3000) > 0).astype(np.float32)
-    train = xgb.QuantileDMatrix(x[:2000], label=y[:2000], missing=np.nan, max_bin=64)
-    booster = xgb.train({"max_depth": 3, "max_bin": 64}, train, 5)
-    held = _external(tmp_path, "validation", y[2000:], x[2000:], batch_rows=128)
+    names = ["a", "b", "c"]
+    train = xgb.QuantileDMatrix(x[:2000], label=y[:2000], missing=np.nan, max_bin=64,
+                                feature_names=names)
     read_in = []
     whole = ExternalFeatures.__array__
     monkeypatch.setattr(ExternalFeatures, "__array__",
                         lambda self, *a, **k: read_in.append(1) or whole(self, *a, **k))
-    watch = watch_matrix(held, train, ["a", "b", "c"], {"max_bin": 64}, SOLO)
-    assert isinstance(watch, xgb.QuantileDMatrix) and read_in == []
-    assert watch.num_row() == 1000 and watch.feature_names == ["a", "b", "c"]
-    np.testing.assert_array_equal(
-        booster.predict(watch, output_margin=True),
-        booster.predict(xgb.DMatrix(x[2000:], missing=np.nan), output_margin=True))
-    # a value beyond the training rows' last cut: the raw values, read in
     beyond = x[2000:].copy()
-    beyond[7, 1] = 1e6
-    held = _external(tmp_path, "beyond", y[2000:], beyond, batch_rows=128)
-    watch = watch_matrix(held, train, ["a", "b", "c"], {"max_bin": 64}, SOLO)
-    assert not isinstance(watch, xgb.QuantileDMatrix) and read_in == [1]
-    np.testing.assert_array_equal(
-        booster.predict(watch, output_margin=True),
-        booster.predict(xgb.DMatrix(beyond, missing=np.nan), output_margin=True))
+    beyond[7, 1] = 1e6  # beyond the training rows' last cut
+    pages = PageCache(str(tmp_path))
+    watched = []
+    for name, rows, kind in (("validation", x[2000:], xgb.ExtMemQuantileDMatrix),
+                             ("beyond", beyond, xgb.DMatrix)):
+        held = _external(tmp_path, name, y[2000:], rows, batch_rows=128)
+        watch = watch_matrix(held, train, names, {"max_bin": 64}, SOLO, pages)
+        assert type(watch) is kind and read_in == []
+        assert watch.num_row() == 1000 and watch.feature_names == names
+        watched.append((watch, rows))
+    booster = xgb.Booster({"max_depth": 3, "max_bin": 64}, [train] + [w for w, _ in watched])
+    for iteration in range(5):
+        booster.update(train, iteration)
+        for watch, rows in watched:  # (the margins the rounds keep, a tree at a time)
+            np.testing.assert_array_equal(
+                booster.predict(watch, output_margin=True),
+                booster.predict(xgb.DMatrix(rows, missing=np.nan, feature_names=names),
+                                output_margin=True))
+
+    class OtherHostHasTheirs:  # (another host's validation rows are left in their files)
+        def any(self, flags):
+            return np.array([flags[0], True])
+
+    empty = watch_matrix(np.empty((0, 3), dtype=np.float32), train, names, {"max_bin": 64},
+                         OtherHostHasTheirs(), pages)
+    assert type(empty) is xgb.ExtMemQuantileDMatrix and empty.num_row() == 0
+    del watched, watch, empty, booster
+    pages.close()
+    assert not os.path.exists(pages.directory)
 
 
 def test_rows_read_in_from_their_files_are_all_of_them_or_a_bounded_seeded_sample(tmp_path):

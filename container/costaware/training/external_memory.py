@@ -34,11 +34,13 @@ from ..model import dense_margins
 
 
 class FeatureBatches(xgb.DataIter):
-    """XGBoost's view of external features: a batch per :meth:`next`, with its rows' labels
-    (none for a matrix that only predicts). ``cache_prefix``: where an ``ExtMemQuantileDMatrix``
-    writes its pages (None for a ``QuantileDMatrix``, which holds them)."""
+    """XGBoost's view of a feature matrix (features left in their files, or an array): a batch
+    per :meth:`next` (:func:`blocks`), with its rows' labels (none for a matrix that only
+    predicts). A matrix without rows gives one empty batch, which XGBoost needs (a host without
+    validation rows builds the same kind of matrix as the others). ``cache_prefix``: where an
+    external-memory matrix writes its pages."""
 
-    def __init__(self, features: ExternalFeatures, label: np.ndarray | None = None,
+    def __init__(self, features, label: np.ndarray | None = None,
                  cache_prefix: str | None = None):
         self.features = features
         self.label = label
@@ -48,7 +50,9 @@ class FeatureBatches(xgb.DataIter):
 
     def next(self, input_data) -> bool:
         if self._batches is None:
-            self._batches = self.features.batches()
+            self._batches = blocks(self.features)
+            if not self.features.shape[0]:
+                self._batches = iter([np.empty((0, self.features.shape[1]), dtype=np.float32)])
         batch = next(self._batches, None)
         if batch is None:
             return False
@@ -112,23 +116,42 @@ class PageCache:
             weakref.finalize(matrix, freed)
 
 
-def quantile_matrix(features: ExternalFeatures, feature_names: list[str], cache: PageCache,
-                    max_bin: int, nthread: int | None = None) -> xgb.ExtMemQuantileDMatrix:
+def quantile_matrix(features, feature_names: list[str], cache: PageCache,
+                    max_bin: int, nthread: int | None = None, ref: xgb.DMatrix | None = None,
+                    name: str = "train") -> xgb.ExtMemQuantileDMatrix:
     """The features quantised into pages on disk (XGBoost reads the batches two or three times
-    while building it), once the volume is known to have room for them."""
+    while building it), once the volume is known to have room for them; at ``ref``'s cuts when
+    given (rows whose margins are kept, not trained on)."""
     rows, columns = features.shape
     cache.check_room(rows * (columns * PAGE_BYTES_PER_VALUE + PAGE_BYTES_PER_ROW))
     matrix = cache.holds(xgb.ExtMemQuantileDMatrix(
-        FeatureBatches(features, None, cache.prefix("train")), missing=np.nan, max_bin=max_bin,
-        nthread=nthread))
+        FeatureBatches(features, None, cache.prefix(name)), missing=np.nan, max_bin=max_bin,
+        nthread=nthread, ref=ref))
+    matrix.feature_names = feature_names
+    return matrix
+
+
+RAW_PAGE_BYTES_PER_VALUE = 8  # a raw page keeps each value with its column index
+
+
+def raw_matrix(features, feature_names: list[str], cache: PageCache,
+               name: str, nthread: int | None = None) -> xgb.DMatrix:
+    """The features' raw values in pages on disk (XGBoost's external-memory ``DMatrix``): for
+    rows whose margins must be their raw values' (see
+    :func:`costaware.training.pipeline.watch_matrix`)."""
+    rows, columns = features.shape
+    cache.check_room(rows * (columns * RAW_PAGE_BYTES_PER_VALUE + PAGE_BYTES_PER_ROW))
+    matrix = cache.holds(xgb.DMatrix(FeatureBatches(features, None, cache.prefix(name)),
+                                     missing=np.nan, nthread=nthread))
     matrix.feature_names = feature_names
     return matrix
 
 
 def blocks(features) -> Iterator[np.ndarray]:
-    """The rows of a feature matrix a block at a time (float32): a batch of features left in
-    their files, :data:`~costaware.decisions.costs.ROW_BLOCK` rows of an array; no empty block."""
-    if is_external(features):
+    """The rows of a feature matrix a block at a time (float32): its own batches (features left
+    in their files), else :data:`~costaware.decisions.costs.ROW_BLOCK` rows of an array; no empty
+    block."""
+    if hasattr(features, "batches"):
         yield from features.batches()
         return
     for rows in row_blocks(len(features)):

@@ -273,38 +273,44 @@ def members(settings, rows: FitRows, cluster: Cluster,
     dwatch = None
     if not rows.cross_fit:
         dwatch = watch_matrix(rows.channels["validation"].data.features, matrices[0][0],
-                              fit.data.feature_names, params, cluster)
+                              fit.data.feature_names, params, cluster, pages)
     boosting = Boosting.create(params, settings.seed, matrices, grown, dwatch, kind.classes)
     return weighting, weight, boosting, params
 
 
 def watch_matrix(features, train: xgb.DMatrix, feature_names: list[str], params: dict,
-                 cluster: Cluster) -> xgb.DMatrix:
+                 cluster: Cluster, pages: "external_memory.PageCache | None" = None
+                 ) -> xgb.DMatrix:
     """The validation rows' matrix, whose margins the rounds keep: quantised at the model's own
     cuts (``ref=train``), 1 byte a value (``max_bin`` <= 256) where a ``DMatrix`` keeps 8 (200,000
     rows x 50 features: 10 MB against 80), when that gives the same margins, else a ``DMatrix``.
     A value in a bin falls on the same side of every split as the bin's lower edge, which is what
     XGBoost predicts from; but a value at or above a feature's last cut is put in the last bin,
     below that cut, and a split at the last cut (which separates the present values from the
-    missing ones) would send it the other way. So any such value on any host (every host builds
-    the same kind of matrix: building one is a collective step) gives a ``DMatrix``.
+    missing ones) would send it the other way. So any such value on any host gives a
+    ``DMatrix``.
 
-    Features left in their files (external memory) are quantised a batch at a time, so the
-    rows themselves are never held; only a ``DMatrix`` (the exception above) reads them in."""
+    Features left in their files (external memory: on any host, then on every host, one without
+    validation rows too) give a matrix in pages on disk (``pages``), quantised or of raw values:
+    the rows are never held, only their margins.
+    Every host builds the same kind of matrix (building one is a collective step)."""
     indptr, cuts = train.get_quantile_cut()
     last = np.asarray(cuts, dtype=np.float32)[np.asarray(indptr)[1:] - 1]
     beyond = False
     for block in external_memory.blocks(features):  # (fmax ignores NaN, as missing values are)
         beyond = beyond or bool(np.any(np.fmax.reduce(block, axis=0) >= last))
-    if cluster.any([beyond])[0]:
-        return xgb.DMatrix(np.asarray(features), feature_names=feature_names, missing=np.nan)
-    if external_memory.is_external(features):
-        features = (external_memory.FeatureBatches(features) if len(features)
-                    else np.empty(features.shape, dtype=np.float32))
-    matrix = xgb.QuantileDMatrix(features, ref=train, missing=np.nan, max_bin=params["max_bin"],
-                                 nthread=params.get("nthread"))
-    matrix.feature_names = feature_names  # (an iterator's matrix takes them once built)
-    return matrix
+    raw, on_disk = (bool(v) for v in cluster.any([beyond,
+                                                   external_memory.is_external(features)]))
+    if on_disk:
+        if raw:
+            return external_memory.raw_matrix(features, feature_names, pages, "held-out-raw",
+                                              params.get("nthread"))
+        return external_memory.quantile_matrix(features, feature_names, pages, params["max_bin"],
+                                               params.get("nthread"), ref=train, name="held-out")
+    if raw:
+        return xgb.DMatrix(features, feature_names=feature_names, missing=np.nan)
+    return xgb.QuantileDMatrix(features, ref=train, feature_names=feature_names, missing=np.nan,
+                               max_bin=params["max_bin"], nthread=params.get("nthread"))
 
 
 CALIBRATOR_FOLDS = 5  # folds of a validation channel for the calibrator's cross-validated choice
