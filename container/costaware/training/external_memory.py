@@ -8,7 +8,7 @@ a class; the offset when the costs vary by row, 4).
 
 The held-out rows (the calibrator's, the decision rule's and early stopping's) are the validation
 channel when the job has one, its features left in their files too (the rounds keep their margins
-in a matrix quantised a batch at a time: :func:`costaware.training.pipeline.watch_matrix`), else a
+in pages on disk: :func:`costaware.training.pipeline.watch_matrix`), else a
 seeded share of train held in memory, at most 200,000 rows
 (:func:`~costaware.data.external_features.held_out_share`).
 Cross-fitting would grow ``k`` fold models from disk, each a full pass over the pages every round;
