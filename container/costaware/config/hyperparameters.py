@@ -229,7 +229,7 @@ SCHEMA: tuple[Param, ...] = (
           "held-out rows), or one of them.", "learning",
           choices=("auto", "identity", "platt", "temperature", "isotonic")),
     Param("external_memory", "choice", "auto",
-          "Train from external memory: the train and test channels' features stay in their files "
+          "Train from external memory: every channel's features stay in their files "
           "and reach XGBoost in batches, quantised into pages cached on disk "
           "(ExtMemQuantileDMatrix); the held-out rows are the validation channel, or without one "
           "a seeded 10% of train (at most 200,000 rows), not cross-fitting. 'auto': when the "
