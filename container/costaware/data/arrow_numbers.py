@@ -55,8 +55,8 @@ def read_cells(text, cells: int, numbers: Sequence[int],
     line, LF or CRLF line ends, no quotes) as ``float()`` reads each cell, ``(lines,
     len(numbers))``; ``None`` when Arrow refuses the text: a line of another number of cells (an
     empty one too, unless ``empty_lines``: then it is skipped), or a cell of those columns that is
-    not a number as it reads numbers. The other columns are split off but not read (a 6 MiB libsvm
-    request's 30 pairs a line: 11.3 ms, 14.9 with the indices read as int64 too)."""
+    not a number as it reads numbers. The other columns are split off but not read (Arrow on a
+    6 MiB libsvm request of 30 pairs a line: 11.3 ms, 14.9 with the indices read as int64 too)."""
     names = [f"c{j}" for j in range(cells)]
     chosen = [names[j] for j in numbers]
     try:
