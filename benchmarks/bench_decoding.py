@@ -10,7 +10,13 @@ size and its ratio to CSV, and the libsvm body read line by line (the reader eve
 went through before issue #27's bulk reader; it still reads bodies under 16 KiB and explains
 refusals).
 
-    python benchmarks/bench_decoding.py [--repeat 7] [--missing 0.0]
+    python benchmarks/bench_decoding.py [--repeat 7] [--missing 0.0] [--alone]
+                                        [--formats csv,libsvm,...]
+
+``--alone`` decodes each body ``--repeat`` times in a row instead of the formats taking turns, and
+``--formats`` leaves out the others (CSV and libsvm are always timed): with nothing between two decodes, the C
+allocator may hand a decode's freed memory back to the kernel, and the next decode fault it in
+again page by page (the larger blocks a JSON decode frees make it keep more).
 """
 
 from __future__ import annotations
@@ -57,9 +63,11 @@ def rows_filling(table: np.ndarray, size: int) -> list[list[float]]:
     return table[out].tolist()
 
 
-def best_ms(repeat: int, runs: dict) -> dict[str, float]:
+def best_ms(repeat: int, runs: dict, alone: bool = False) -> dict[str, float]:
     """The best time of each run, in ms; the runs take turns, so that a busy spell of the machine
-    slows them alike."""
+    slows them alike (``alone``: each run ``repeat`` times in a row instead)."""
+    if alone:
+        return {name: best_ms(repeat, {name: fn})[name] for name, fn in runs.items()}
     best = dict.fromkeys(runs, math.inf)
     for _ in range(repeat):
         for name, fn in runs.items():
@@ -74,12 +82,17 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--missing", type=float, default=0.0,
                         help="fraction of the values left out (default 0)")
+    parser.add_argument("--alone", action="store_true",
+                        help="decode each body --repeat times in a row, not taking turns")
+    parser.add_argument("--formats", default="csv,json,jsonlines,libsvm",
+                        help="the formats timed, comma-separated (csv and libsvm always)")
     args = parser.parse_args()
     table, _ = load_breast_cancer(return_X_y=True)
     table[np.random.default_rng(0).random(table.shape) < args.missing] = np.nan
     rows = rows_filling(table, BODY_BYTES)
     layout = Layout(tuple(f"f{i}" for i in range(table.shape[1])), table.shape[1], None, ())
-    by_format = bodies(rows)
+    by_format = {kind: body for kind, body in bodies(rows).items()
+                 if kind in ("csv", "libsvm") or kind in args.formats.split(",")}
     decoded = {kind: decoding.decode(body, kind, layout)[0] for kind, body in by_format.items()}
     for kind, matrix in decoded.items():  # the same rows whatever the format
         assert np.array_equal(matrix, decoded["csv"], equal_nan=True), kind
@@ -94,10 +107,10 @@ def main() -> int:
     assert np.array_equal(line_by_line()[0], decoded["csv"], equal_nan=True)
     times = best_ms(args.repeat, {kind: (lambda kind=kind: decoding.decode(by_format[kind], kind,
                                                                           layout))
-                                  for kind in by_format})
+                                  for kind in by_format}, args.alone)
     times.update(best_ms(max(1, args.repeat // 3), {"libsvm, line by line": line_by_line}))
     print(f"{len(rows):,} rows x {table.shape[1]} features ({args.missing:.0%} missing), best of "
-          f"{args.repeat} decodes")
+          f"{args.repeat} decodes{' (each body alone)' if args.alone else ''}")
     print(f"{'format':22s} {'MiB':>5s} {'ms':>7s} {'x CSV':>6s}")
     for kind, ms in times.items():
         size = len(by_format[kind.split(",")[0]]) / 2**20

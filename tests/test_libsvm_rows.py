@@ -298,3 +298,145 @@ def test_arrow_reads_only_numbers_float_reads_and_to_the_same_value():
     for t in refused:
         text = f"1 {t} 2.5".encode()
         assert arrow_numbers.read_numbers(np.frombuffer(text, np.uint8)) is None, t
+
+
+# ----------------------------------------------------------------- lines of one shape (dense rows)
+
+
+def _uniform_body(rnd, labels: str, width: int) -> str:
+    """Lines of one shape, as a dense matrix's rows are written: the same number of pairs in each
+    (mostly the same indices, some lines others, some in another order, none twice), a label on
+    every line or on none, one space or one tab between fields."""
+    pairs = rnd.randint(1, width)
+    labelled = labels == "required" or rnd.random() < 0.5
+    sep = rnd.choice([" ", "\t"])
+    usual = sorted(rnd.sample(range(1, width + 1), pairs))
+    lines = []
+    for _ in range(rnd.randint(1, 12)):
+        indices = usual if rnd.random() < 0.7 else sorted(rnd.sample(range(1, width + 1), pairs))
+        if rnd.random() < 0.2:
+            indices = rnd.sample(indices, len(indices))
+        fields = [("0" if rnd.random() < 0.05 else "") + f"{i}:{_value(rnd)}" for i in indices]
+        if labelled:
+            fields.insert(0, rnd.choice(["0", "1", "-1", "+1", "1.0", "2e0", "0.5", "nan"]))
+        lines.append(sep.join(fields))
+    end = rnd.choice(LINE_ENDS)
+    return end.join(lines) + rnd.choice(["", end, end * 2])
+
+
+@PROPERTY
+@given(rnd=st.randoms(use_true_random=False), labels=st.sampled_from(["optional", "required"]),
+       width=st.integers(1, 40))
+def test_lines_of_one_shape_are_read_as_one_csv_as_the_line_reader_reads_them(rnd, labels, width):
+    text = _uniform_body(rnd, labels, width)
+    limit = width if labels == "optional" else None
+    expected = libsvm_rows._parse_lines(text, labels, limit, "")
+    bulk = libsvm_rows._parse_bulk(text.encode(), labels, limit)
+    assert bulk is not None, text
+    assert isinstance(bulk.lengths, int), text  # the one-shape layout read it (no line by line)
+    _same(bulk, expected)
+    assert np.array_equal(bulk.dense(width), expected.dense(width), equal_nan=True)
+
+
+def _mutate(rnd, line: str, kind: int) -> str:
+    """One line of a one-shape text made another shape, or wrong (the ``kind``-th way of
+    :data:`MUTATIONS`): what the one-shape layout must not take for its shape."""
+    fields = line.split()
+    pairs = [k for k, f in enumerate(fields) if ":" in f]
+    k = rnd.choice(pairs)
+    index, value = fields[k].split(":", 1)
+    choices = [
+        lambda: " ".join(fields[:k] + fields[k + 1:]),  # a pair less
+        lambda: " ".join(fields + [f"{int(index) + 100}:1"]),  # a pair more
+        lambda: " ".join(fields[1:]) if ":" not in fields[0] else "1 " + line,  # label or not
+        lambda: " ".join(fields[1:] + fields[:1]),  # the first field last: a label, a pair
+        lambda: line.replace(" ", "  ", 1) if " " in line else line + "  ",  # two blanks
+        lambda: " " + line,  # a blank before the first field
+        lambda: line + " ",  # a blank after the last
+        lambda: line.replace(" ", "\r", 1) if " " in line else line + "\r",  # a lone CR
+        lambda: line + "\r" + line,  # a lone CR between two lines' worth of fields
+        lambda: line.replace(" ", ":", 1),  # two colons in a field
+        lambda: line.replace(":", " ", 1),  # a field without its colon
+        lambda: " ".join(fields[:k] + [f"{fields[pairs[0]].split(':')[0]}:{value}"]
+                         + fields[k + 1:]),  # an index twice (or the same line)
+        lambda: " ".join(fields[:k] + [f"0:{value}"] + fields[k + 1:]),  # index 0
+        lambda: " ".join(fields[:k] + [f"+{index}:{value}"] + fields[k + 1:]),  # a signed index
+        lambda: " ".join(fields[:k] + [f"-{index}:{value}"] + fields[k + 1:]),
+        lambda: " ".join(fields[:k] + [f"{index}:{rnd.choice(['inf', '1e39', 'x', '1_0', ''])}"]
+                         + fields[k + 1:]),  # a value that is not one
+        lambda: " ".join(fields[:k] + [f"{index}:{value} {index}"] + fields[k + 1:]),  # a field
+        lambda: "",  # an empty line
+        lambda: "\t".join(fields),  # another blank (its own shape all the same)
+    ]
+    assert len(choices) == MUTATIONS
+    return choices[kind]()
+
+
+MUTATIONS = 19
+
+
+@PROPERTY
+@given(rnd=st.randoms(use_true_random=False), labels=st.sampled_from(["optional", "required"]),
+       width=st.integers(2, 12), kind=st.integers(0, MUTATIONS - 1))
+def test_a_line_of_another_shape_is_read_as_the_line_reader_reads_it(rnd, labels, width, kind):
+    """One line of a one-shape text changed: whatever the bulk reader returns (the one-shape
+    layout, or the line-by-line one), the line reader returns too; what it refuses, the bulk
+    reader gives up on."""
+    lines = _uniform_body(rnd, labels, width).rstrip("\r\n").replace("\r\n", "\n").split("\n")
+    n = rnd.randrange(len(lines))
+    lines[n] = _mutate(rnd, lines[n], kind)
+    text = "\n".join(lines) + "\n"
+    limit = width if labels == "optional" else None
+    expected = _outcome(libsvm_rows._parse_lines, text, labels, limit)
+    bulk = libsvm_rows._parse_bulk(text.encode(), labels, limit)
+    if bulk is not None:
+        assert not isinstance(expected, str), (text, expected)
+        _same(bulk, expected)
+
+
+def test_rows_of_the_same_columns_become_the_dense_rows_as_entries_do():
+    """``SparseRows.dense`` for rows that all hold the same columns: as the entries one by one
+    (NaN where no row has an entry); the columns 0 .. width - 1 in order are the values' own
+    memory, reshaped."""
+    rng = np.random.default_rng(11)
+    values = rng.normal(size=12)
+    for columns, width in [([0, 1, 2], 3), ([2, 0, 1], 3), ([1, 3, 4], 6), ([0, 1, 2], 5)]:
+        rows = libsvm_rows.SparseRows(None, 3, np.tile(np.array(columns, dtype=np.int64), 4),
+                                      values[:12], 4)
+        entries = libsvm_rows.SparseRows(None, np.full(4, 3), rows.columns, rows.values, 4)
+        assert np.array_equal(rows.rows, entries.rows) and rows.rows.dtype == np.int64
+        dense = rows.dense(width)
+        assert dense.shape == (4, width) and dense.dtype == np.float64
+        assert np.array_equal(dense, entries.dense(width), equal_nan=True), columns
+        assert np.shares_memory(dense, values) == (columns == list(range(width)))
+    shifted = libsvm_rows.SparseRows(None, 2, np.array([0, 1, 1, 2], dtype=np.int64),
+                                     values[:4], 2)  # same count, other columns: one by one
+    assert np.array_equal(shifted.dense(3), [[values[0], values[1], np.nan],
+                                             [np.nan, values[2], values[3]]], equal_nan=True)
+
+
+def test_a_large_text_of_long_indices_is_read_as_the_line_reader_reads_it():
+    """Indices of 1 to 18 digits, some with leading zeros, in a text of one shape and in one of
+    many: each place read for every colon at once (training: no width)."""
+    rnd = np.random.default_rng(12)
+    lines = []
+    while len(lines) < 600:
+        a, b, c = sorted(int(rnd.integers(10 ** (d - 1), 10 ** d)) for d in rnd.integers(1, 19, 3))
+        if a < b < c:
+            lines.append(f"1 {'0' * int(rnd.integers(0, 2))}{a}:1.5 {b}:-2 {c}:{rnd.normal()!r}")
+    for text, one_shape in [("\n".join(lines), True),
+                            ("\n".join(line.rsplit(" ", 1)[0] if i % 3 else line
+                                       for i, line in enumerate(lines)), False)]:
+        assert len(text) >= BULK_FROM
+        expected = libsvm_rows._parse_lines(text, "required", None, "")
+        bulk = libsvm_rows._parse_bulk(text.encode(), "required", None)
+        assert bulk is not None
+        _same(bulk, expected)
+        assert isinstance(bulk.lengths, int) == one_shape
+        assert bulk.columns.max() >= 10 ** 17
+
+
+def test_no_numbers_in_blanks_is_no_numbers():
+    for text in [b"", b" ", b"\n\r\n\t "]:
+        got = arrow_numbers.read_numbers(np.frombuffer(text, np.uint8))
+        assert got is not None and len(got) == 0, text
