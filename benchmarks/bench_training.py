@@ -54,7 +54,9 @@ every held-out row), the calibrator choice's realised cost (``bayes_cost``), the
    second and the ratio (goal <= 2x).
 2. The whole job (the real ``costaware train``, generated CSV channels train, validation and test,
    ``calibration_data validation`` so that both hold out the same rows) at each of ``--sizes``
-   rows: peak resident memory in memory and from external memory, and per row; beside them the
+   rows: peak resident memory in memory and from external memory, and per row (resident, and
+   anonymous: what a memory limit cannot reclaim, where the resident pages of files, XGBoost's
+   pages on disk among them, are the kernel's to drop); beside them the
    baseline, XGBoost alone from external memory on as many rows, generated batch by batch (its
    built-in objective, the same rounds and depth: ``RAW_EXTERNAL``), and the bytes each row more
    costs each; then at the first size with each of ``--widths`` features (the data grown by
@@ -538,9 +540,9 @@ def external(rows: int, features: int, rounds: int, sizes: list[int], widths: li
         raw_imports = peak_rss([sys.executable, "-c", RAW_EXTERNAL, "imports"])
         print(f"  a process importing what train imports: {imports / mib:.1f} MiB; importing "
               f"xgboost alone: {raw_imports / mib:.1f} MiB")
-        peaks = {}
+        peaks_of = {}
         for size in sizes:
-            peaks[size] = {}
+            peaks_of[size] = {}
             for mode in ("false", "true", "xgboost", "xgboost-custom"):
                 job = os.path.join(scratch, f"{size}-{mode}")
                 if mode in ("false", "true"):
@@ -551,26 +553,25 @@ def external(rows: int, features: int, rounds: int, sizes: list[int], widths: li
                     command = ([sys.executable, "-c", RAW_EXTERNAL, str(size), str(features),
                                 str(rounds)] + (["custom"] if mode == "xgboost-custom" else []))
                 start = time.perf_counter()
-                peaks[size][mode] = peak_rss(command), time.perf_counter() - start
+                peaks_of[size][mode] = peaks(command), time.perf_counter() - start
                 shutil.rmtree(job, ignore_errors=True)
             total = sum(channel_sizes.values())
-            (memory, memory_s), (disk, disk_s), (raw, raw_s), (custom, custom_s) = \
-                peaks[size].values()
+            shown = {mode: f"{rss / mib:7.1f} MiB, anonymous {anonymous / mib:6.1f} "
+                           f"({seconds:5.1f} s)"
+                     for mode, ((rss, anonymous), seconds) in peaks_of[size].items()}
             print(f"  {size:>10,} rows ({total / mib:7.1f} MiB of CSV): in memory "
-                  f"{memory / mib:7.1f} MiB ({memory_s:5.1f} s), external {disk / mib:7.1f} MiB "
-                  f"({disk_s:5.1f} s); XGBoost alone from external memory (as many rows, "
-                  f"generated) {raw / mib:7.1f} MiB ({raw_s:5.1f} s), with a numpy objective "
-                  f"{custom / mib:7.1f} MiB ({custom_s:5.1f} s)")
+                  f"{shown['false']}; external {shown['true']}; XGBoost alone from external "
+                  f"memory (as many rows, generated) {shown['xgboost']}; with a numpy objective "
+                  f"{shown['xgboost-custom']}")
         if len(sizes) > 1:
             low, high = sizes[0], sizes[-1]
-            slope = {mode: (peaks[high][mode][0] - peaks[low][mode][0]) / (high - low)
-                     for mode in peaks[high]}
-            print(f"  each row more ({low:,} to {high:,} rows): in memory {slope['false']:.0f} "
-                  f"bytes, external {slope['true']:.0f} bytes, XGBoost alone "
-                  f"{slope['xgboost']:.0f} bytes, with a numpy objective "
-                  f"{slope['xgboost-custom']:.0f} bytes (external / XGBoost alone: "
-                  f"{slope['true'] / slope['xgboost']:.2f}x, / with a numpy objective: "
-                  f"{slope['true'] / slope['xgboost-custom']:.2f}x)")
+            for which, name in ((0, "resident"), (1, "anonymous")):
+                slope = {mode: (peaks_of[high][mode][0][which] - peaks_of[low][mode][0][which])
+                         / (high - low) for mode in peaks_of[high]}
+                print(f"  each row more ({low:,} to {high:,} rows), {name}: in memory "
+                      f"{slope['false']:.0f} bytes, external {slope['true']:.0f} bytes, XGBoost "
+                      f"alone {slope['xgboost']:.0f} bytes, with a numpy objective "
+                      f"{slope['xgboost-custom']:.0f} bytes")
         if len(widths) > 1:
             by_width(scratch, sizes[0], widths, rounds)
         if limit_mib:
@@ -580,27 +581,33 @@ def external(rows: int, features: int, rounds: int, sizes: list[int], widths: li
 def by_width(scratch: str, rows: int, widths: list[int], rounds: int) -> None:
     """The whole job's peak memory at ``rows`` train rows of each of ``widths`` features, in
     memory and from external memory: the data grown by its columns, which external memory keeps
-    in the files and XGBoost's pages (so its peak should not follow), not by its rows (whose
-    per-row state XGBoost itself keeps)."""
+    in the files and XGBoost's pages on disk (so its anonymous memory should not follow), not by
+    its rows (whose per-row state XGBoost itself keeps)."""
     mib = 2.0 ** 20
-    peaks = {}
+    found = {}
     for width in widths:
-        peaks[width] = {}
+        found[width] = {}
         for mode in ("false", "true"):
             job = os.path.join(scratch, f"width-{width}-{mode}")
             channel_sizes = write_job(job, rows, width, rounds, hyperparameters={
                 "calibration_data": "validation", "external_memory": mode})
-            peaks[width][mode] = peak_rss(train_command(job))
+            found[width][mode] = peaks(train_command(job))
             shutil.rmtree(job, ignore_errors=True)
-        peaks[width]["csv"] = sum(channel_sizes.values())
-        print(f"  {rows:>10,} rows x {width:3d} features ({peaks[width]['csv'] / mib:7.1f} MiB of "
-              f"CSV): in memory {peaks[width]['false'] / mib:7.1f} MiB, external "
-              f"{peaks[width]['true'] / mib:7.1f} MiB")
+        found[width]["csv"] = sum(channel_sizes.values())
+        print(f"  {rows:>10,} rows x {width:3d} features ({found[width]['csv'] / mib:7.1f} MiB of "
+              f"CSV): in memory {found[width]['false'][0] / mib:7.1f} MiB (anonymous "
+              f"{found[width]['false'][1] / mib:6.1f}), external "
+              f"{found[width]['true'][0] / mib:7.1f} MiB (anonymous "
+              f"{found[width]['true'][1] / mib:6.1f})")
     low, high = widths[0], widths[-1]
-    grown = (peaks[high]["csv"] - peaks[low]["csv"]) / mib
-    print(f"  from {low} to {high} features ({grown:+.1f} MiB of CSV): in memory "
-          f"{(peaks[high]['false'] - peaks[low]['false']) / mib:+.1f} MiB, external "
-          f"{(peaks[high]['true'] - peaks[low]['true']) / mib:+.1f} MiB")
+
+    def grown(mode, which):
+        return (found[high][mode][which] - found[low][mode][which]) / mib
+
+    print(f"  from {low} to {high} features "
+          f"({(found[high]['csv'] - found[low]['csv']) / mib:+.1f} MiB of CSV): in memory "
+          f"{grown('false', 0):+.1f} MiB (anonymous {grown('false', 1):+.1f}), external "
+          f"{grown('true', 0):+.1f} MiB (anonymous {grown('true', 1):+.1f})")
 
 
 def timed_rounds(boosting, rounds: int) -> float:
@@ -825,34 +832,46 @@ def evaluation_memory(rows: int, classes: int) -> None:
 
 
 def peak_rss(command: list[str], preexec_fn=None) -> int:
-    """Run ``command`` (output discarded; a failure raises); its peak resident bytes: the
-    ``VmHWM`` of ``/proc/<pid>/status``, read every 10 ms until it exits (the last 10 ms may be
-    missed). Not ``wait4``'s ``ru_maxrss``: a child forked from this process starts with this
-    process's high-water mark, which would hide a smaller child's."""
+    """:func:`peaks`' peak resident bytes."""
+    return peaks(command, preexec_fn)[0]
+
+
+def peaks(command: list[str], preexec_fn=None) -> tuple[int, int]:
+    """Run ``command`` (output discarded; a failure raises): ``(peak resident bytes, peak
+    anonymous bytes)``. The first is the ``VmHWM`` of ``/proc/<pid>/status``, read every 10 ms
+    until it exits (the last 10 ms may be missed); not ``wait4``'s ``ru_maxrss``: a child forked
+    from this process starts with this process's high-water mark, which would hide a smaller
+    child's. The second is the largest ``RssAnon`` seen at those reads: memory that only the
+    process can give back, where the resident pages of files (shared libraries, XGBoost's page
+    cache mapped from disk) are the kernel's to reclaim under a memory limit."""
     with tempfile.TemporaryFile() as stderr:
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr,
                                  preexec_fn=preexec_fn)
-        peak = 0
+        peak = anonymous = 0
         while child.poll() is None:
-            peak = max(peak, high_water(child.pid))
+            now = resident(child.pid)
+            peak, anonymous = max(peak, now["VmHWM"]), max(anonymous, now["RssAnon"])
             time.sleep(0.01)
         if child.returncode != 0:
             stderr.seek(0)
             raise SystemExit(f"{' '.join(command[:4])}... exited with {child.returncode}:\n"
                              + stderr.read().decode(errors="replace")[-2000:])
-    return peak
+    return peak, anonymous
 
 
-def high_water(pid: int) -> int:
-    """A process's peak resident bytes so far (0 once it has exited)."""
+def resident(pid: int) -> dict:
+    """A process's ``VmHWM`` (peak resident bytes so far) and ``RssAnon`` (0 once it has
+    exited)."""
+    found = {"VmHWM": 0, "RssAnon": 0}
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024  # (kB)
+                name = line.split(":", 1)[0]
+                if name in found:
+                    found[name] = int(line.split()[1]) * 1024  # (kB)
     except OSError:
         pass
-    return 0
+    return found
 
 
 if __name__ == "__main__":
