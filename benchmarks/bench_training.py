@@ -68,7 +68,8 @@ every held-out row), the calibrator choice's realised cost (``bayes_cost``), the
    agreeing).
 
     python benchmarks/bench_training.py --external [--rows 2000000] [--features 20] [--rounds 40]
-        [--sizes 500000,2000000] [--widths 20,80] [--limit 768 [--limit-rows 6400000] [--limit-only]]
+        [--sizes 500000,2000000] [--widths 20,80]
+        [--limit 768 [--limit-rows 6400000] [--limit-only]]
 """
 
 import argparse
@@ -580,9 +581,10 @@ def external(rows: int, features: int, rounds: int, sizes: list[int], widths: li
 
 def by_width(scratch: str, rows: int, widths: list[int], rounds: int) -> None:
     """The whole job's peak memory at ``rows`` train rows of each of ``widths`` features, in
-    memory and from external memory: the data grown by its columns, which external memory keeps
-    in the files and XGBoost's pages on disk (so its anonymous memory should not follow), not by
-    its rows (whose per-row state XGBoost itself keeps)."""
+    memory and from external memory, beside XGBoost alone from external memory on as many
+    generated rows (a numpy objective): the data grown by its columns, which external memory
+    keeps in the files and XGBoost's pages on disk, not by its rows (whose per-row state XGBoost
+    itself keeps)."""
     mib = 2.0 ** 20
     found = {}
     for width in widths:
@@ -593,21 +595,25 @@ def by_width(scratch: str, rows: int, widths: list[int], rounds: int) -> None:
                 "calibration_data": "validation", "external_memory": mode})
             found[width][mode] = peaks(train_command(job))
             shutil.rmtree(job, ignore_errors=True)
+        # the real limit beside them: XGBoost alone from external memory, a numpy objective
+        found[width]["xgboost"] = peaks([sys.executable, "-c", RAW_EXTERNAL, str(rows),
+                                         str(width), str(rounds), "custom"])
         found[width]["csv"] = sum(channel_sizes.values())
+        shown = {mode: f"{found[width][mode][0] / mib:7.1f} MiB (anonymous "
+                       f"{found[width][mode][1] / mib:6.1f})"
+                 for mode in ("false", "true", "xgboost")}
         print(f"  {rows:>10,} rows x {width:3d} features ({found[width]['csv'] / mib:7.1f} MiB of "
-              f"CSV): in memory {found[width]['false'][0] / mib:7.1f} MiB (anonymous "
-              f"{found[width]['false'][1] / mib:6.1f}), external "
-              f"{found[width]['true'][0] / mib:7.1f} MiB (anonymous "
-              f"{found[width]['true'][1] / mib:6.1f})")
+              f"CSV): in memory {shown['false']}, external {shown['true']}; XGBoost alone from "
+              f"external memory with a numpy objective {shown['xgboost']}")
     low, high = widths[0], widths[-1]
 
-    def grown(mode, which):
-        return (found[high][mode][which] - found[low][mode][which]) / mib
+    def grown(mode):
+        return (f"{(found[high][mode][0] - found[low][mode][0]) / mib:+.1f} MiB (anonymous "
+                f"{(found[high][mode][1] - found[low][mode][1]) / mib:+.1f})")
 
     print(f"  from {low} to {high} features "
           f"({(found[high]['csv'] - found[low]['csv']) / mib:+.1f} MiB of CSV): in memory "
-          f"{grown('false', 0):+.1f} MiB (anonymous {grown('false', 1):+.1f}), external "
-          f"{grown('true', 0):+.1f} MiB (anonymous {grown('true', 1):+.1f})")
+          f"{grown('false')}, external {grown('true')}, XGBoost alone {grown('xgboost')}")
 
 
 def timed_rounds(boosting, rounds: int) -> float:
