@@ -1,4 +1,4 @@
-"""Training from external memory (issue #28): the train and test channels' features left in their
+"""Training from external memory (issue #28): every channel's features left in their
 files and read in batches (``ExtMemQuantileDMatrix``), every other per-row column in memory.
 
 * the lazy feature matrix selects, reorders and pads as the in-memory one does, and reads back the
@@ -145,6 +145,20 @@ def test_external_memory_reports_what_its_model_computes_and_matches_the_job_in_
     metadata = json.loads((external / "model" / "metadata.json").read_text())
     assert metadata["hyperparameters"]["external_memory"] == "true"
     assert metadata["hyperparameters"]["calibration_data"] == "validation"
+
+
+def test_early_stopping_from_external_memory_reports_what_its_kept_model_computes(
+        tmp_path, monkeypatch):
+    """Early stopping keeps an earlier round than the last: the held-out margins are then the
+    kept model's, predicted a batch at a time from the validation channel's files (not the
+    rounds' cached ones), and every number reported is that model's."""
+    settings = {**HYPERPARAMETERS, "external_memory": "true", "num_round": 80, "eta": 0.6,
+                "early_stopping_rounds": 3}
+    base = _train(tmp_path, "early", settings, CHANNELS, monkeypatch)
+    log = (base / "log").read_text()
+    assert "early stopping: keeping rounds 0.." in log
+    evaluation = json.loads((base / "output" / "data" / "evaluation.json").read_text())
+    assert differences(evaluation, recompute(base / "model")) == []
 
 
 def test_without_a_validation_channel_a_seeded_share_of_train_is_held_out(tmp_path, monkeypatch):

@@ -387,7 +387,7 @@ def test_three_classes_on_two_hosts_report_the_metrics_of_all_their_rows(tmp_pat
     scores), and the calibrator is the one-host fit on all the validation rows. Also with a cell
     of the matrix read per row (class 2 decided 0 costs the row's loan amount): the loss weights,
     the bound and every metric at each row's own matrix, summed over the hosts. And with the
-    train and test channels' features left in their files (external memory, read in batches of
+    channels' features left in their files (external memory, read in batches of
     150 rows)."""
     from costaware.metrics import bias
     from costaware.config import hyperparameters

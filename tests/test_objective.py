@@ -192,6 +192,9 @@ def test_weights_that_follow_the_label_are_kept_as_one_value_a_class_with_the_sa
     odd = weight.copy()
     odd[17] = 1.0  # one row off its class's weight
     assert LossWeights.of(odd, label, 2).per_row is odd
+    # labels that do not index the K values (a float array, a -1) keep one weight a row
+    assert LossWeights.of(weight, label.astype(float), 2).per_row is weight
+    assert LossWeights.of(weight, label - 1, 2).per_row is weight
     margin = rng.normal(size=n).astype(np.float32)
     for offset in (None, np.float32(0.3)):
         for got, want in zip(weighted_logistic_grad_hess(margin, label, kept, offset),

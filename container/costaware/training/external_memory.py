@@ -3,8 +3,8 @@
 :class:`xgboost.DataIter` feeding an :class:`xgboost.ExtMemQuantileDMatrix`: XGBoost quantises each
 batch into a page cached on disk and reads the pages back every round. XGBoost keeps per row its
 margin, gradient pair and row indices (not the label: the objective holds it) besides what the
-pipeline keeps (the label, 1 byte; the loss weight, 4, when the costs vary by row, else one value
-a class; the offset when the costs vary by row, 4).
+pipeline keeps (the label, 1 byte, 8 with K >= 3 classes; the loss weight, 4, when the costs vary
+by row, else one value a class; the offset when the costs vary by row, 4).
 
 The held-out rows (the calibrator's, the decision rule's and early stopping's) are the validation
 channel when the job has one, its features left in their files too (the rounds keep their margins
@@ -35,10 +35,10 @@ from ..model import dense_margins
 
 class FeatureBatches(xgb.DataIter):
     """XGBoost's view of a feature matrix (features left in their files, or an array): a batch
-    per :meth:`next` (:func:`blocks`), with its rows' labels (none for a matrix that only
-    predicts). A matrix without rows gives one empty batch, which XGBoost needs (a host without
-    validation rows builds the same kind of matrix as the others). ``cache_prefix``: where an
-    external-memory matrix writes its pages."""
+    per :meth:`next` (:func:`blocks`), with its rows' labels when given (training's matrices
+    take none: the objective holds them). A matrix without rows gives one empty batch, which
+    XGBoost needs (a host without validation rows builds the same kind of matrix as the
+    others). ``cache_prefix``: where an external-memory matrix writes its pages."""
 
     def __init__(self, features, label: np.ndarray | None = None,
                  cache_prefix: str | None = None):

@@ -28,6 +28,9 @@ class LossWeights:
             return weight
         weight = np.asarray(weight)
         label = np.asarray(label)
+        if label.dtype.kind not in "iu" or (label.size and (label.min() < 0
+                                                            or label.max() >= classes)):
+            return cls(per_row=weight)  # (labels that do not index K values: as they are)
         per_class = np.zeros(classes, dtype=weight.dtype)
         for k in range(classes):
             own = weight[label == k]

@@ -25,9 +25,10 @@ Knows nothing of SageMaker paths: it takes parsed settings and datasets and retu
 5. **Every channel's metrics** at the rule the model serves, from fixed-size summaries.
 
 Features left in their files (``external_memory``: :mod:`costaware.training.external_memory`)
-change two things only: step 2's matrix is XGBoost's ``ExtMemQuantileDMatrix``, and margins are
-predicted a batch at a time; the caller then passes the held-out rows as the validation channel
-(``calibration_data`` ``validation``).
+change three things only: step 2's matrix is XGBoost's ``ExtMemQuantileDMatrix``, the validation
+rows' matrix whose margins the rounds keep is in pages on disk too (:func:`watch_matrix`), and
+margins are predicted a batch at a time; the caller then passes the held-out rows as the
+validation channel (``calibration_data`` ``validation``).
 
 On several hosts (``cluster``) each host passes its own rows; the trees are grown together and
 every sum the steps need (the weights' scale, the folds, the calibrator's fit, the rule's
@@ -150,7 +151,9 @@ def train(settings, train_data: Dataset, validation: Dataset | None = None,
     log = log or print_line
     if checkpoints is not None and cluster.size > 1:
         raise ValueError("checkpoints are single-host only")
-    pages = (external_memory.PageCache() if external_memory.is_external(train_data.features)
+    pages = (external_memory.PageCache()
+             if any(external_memory.is_external(data.features)
+                    for data in (train_data, validation, test) if data is not None)
              else None)
     try:
         return _train(settings, train_data, validation, test, log, checkpoints, stop, cluster,
@@ -262,7 +265,7 @@ def members(settings, rows: FitRows, cluster: Cluster,
              for at, held in zip(member_rows, member_held)]
     # No weights in the matrices: the hist sketch would place its cuts by weights that follow the
     # label, held-out rows' too; the objective applies them itself. No labels either: the
-    # objective holds them (as int8), and XGBoost would keep a float32 copy a row.
+    # objective holds them (int8; int64 with K >= 3), and XGBoost would keep a float32 copy a row.
     if external_memory.is_external(fit.data.features):
         matrices = sliced(external_memory.quantile_matrix(
             fit.data.features, fit.data.feature_names, pages, params["max_bin"],
