@@ -10,7 +10,6 @@ from typing import Callable
 import numpy as np
 
 from ..cluster import SOLO, Cluster
-from ..decisions.costs import RowCosts
 from ..data.channel_files import Dataset
 from ..errors import DataError, HyperparameterError
 from ..metrics.clarify import sensitive_facet_index
@@ -165,15 +164,7 @@ def concat(name: str, parts: list[Channel]) -> Channel:
     def cat(values):
         return None if values[0] is None else np.concatenate(values)
 
-    data = Dataset(
-        features=np.concatenate([d.features for d in datas]),
-        label=np.concatenate([d.label for d in datas]),
-        feature_names=datas[0].feature_names,
-        costs=RowCosts.concat([d.costs for d in datas]),
-        source=" and ".join(d.source for d in datas), named_columns=datas[0].named_columns,
-        facet=cat([d.facet for d in datas]), group=cat([d.group for d in datas]),
-        cell_costs=None if datas[0].cell_costs is None else
-        {cell: cat([d.cell_costs[cell] for d in datas]) for cell in datas[0].cell_costs})
+    data = replace(Dataset.concat(datas), source=" and ".join(d.source for d in datas))
     return Channel(name, data, cat([ch.sensitive for ch in parts]), cat([ch.groups for ch in parts]))
 
 
