@@ -303,7 +303,9 @@ BAD = [
     ("equal decisions", {"cost_fp": "2", "cost_tn": "3"}, _train_csv(TRAIN), None, "'cost_fp' (2) must exceed 'cost_tn' (3)"),
     ("unknown channel", {}, {"train": {"t.csv": TRAIN}, "extra": {"e.csv": TRAIN}}, None, "unknown channel(s) extra"),
     ("cost column", {"cost_fn_column": "9"}, _train_csv(TRAIN), None, "no cost_fn column '9'"),
-    ("content type", {}, _train_csv(TRAIN), {"train": "application/x-recordio-protobuf"}, "is not supported"),
+    ("content type", {}, _train_csv(TRAIN), {"train": "application/x-image"},
+     "content type 'application/x-image' is not supported (use text/csv, application/x-parquet, "
+     "text/libsvm or application/x-recordio-protobuf)"),
     ("ragged csv", {}, _train_csv(TRAIN + "1,2,3,4,5,6,7\n"), None, "t.csv: line 301 has 7 values where line 1 has 6"),
     ("infinite", {}, _train_csv(TRAIN + "1,inf,1,1,1,1\n"), None, "line 301, column 2: infinite value"),
     ("beyond float32", {}, _train_csv(TRAIN + "1,1,-1e39,1,1,1\n"), None,

@@ -44,11 +44,12 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from . import csv_rows, libsvm_rows
+from . import csv_rows, libsvm_rows, recordio_protobuf
 from .channel_files import (GZIP_MAGIC, LIBSVM_READ_ERRORS, READ_ERRORS, ColumnRoles, DataOptions,
                             Dataset, _check_dense_size, _check_header_names, _column_roles,
-                            _csv_arguments, _csv_frame, _file_kind, _frame_dataset, _libsvm_frame,
-                            _not_utf8, _numeric, _parquet_frame, _read_file, _refuse_libsvm_options,
+                            _csv_arguments, _csv_frame, _file_kind, _frame_dataset, _sparse_frame,
+                            _not_utf8, _numeric, _parquet_frame, _read_file, _refuse_sparse_options,
+                            SPARSE_FORMATS, SparseFormat,
                             _refuse_mixed_kinds, _refuse_no_rows, _refuse_other_columns,
                             _refuse_ragged, _unreadable, _widest_line, base_content_type,
                             channel_files)
@@ -107,9 +108,9 @@ class ChannelBatches:
 
     def __iter__(self) -> Iterator[Dataset]:
         if self._surveyed is None:
-            if self.base_type in libsvm_rows.CHANNEL_TYPES:
-                files = _libsvm_files(self.directory, self.options, self.batch_rows, self._log,
-                                      self.held_whole)
+            if self.base_type in SPARSE_FORMATS:
+                files = _sparse_files(self.directory, self.options, self.batch_rows, self._log,
+                                      SPARSE_FORMATS[self.base_type], self.held_whole)
             else:
                 files = _table_files(self.directory, self.base_type, self.options, self._log)
             roles = _column_roles(files[0].head, files[0].path, self.options)
@@ -147,7 +148,7 @@ def channel_bytes(directory: str, content_type: str) -> int:
     base_type = base_content_type(content_type)
     total = 0
     for path in channel_files(directory):
-        if base_type in libsvm_rows.CHANNEL_TYPES:
+        if base_type in SPARSE_FORMATS:
             is_parquet, compression = False, _gzip_or_none(path)
         else:
             is_parquet, compression = _file_kind(path, base_type)
@@ -362,48 +363,114 @@ def _refuse_flags_among_values(file: _TableFile, roles: ColumnRoles, batch_rows:
         seen += len(frame)
 
 
-# -- libsvm ------------------------------------------------------------------------------------
+# -- libsvm and RecordIO-protobuf -------------------------------------------------------------
 
-class _LibsvmFile:
-    """A libsvm file of a channel, read as frames of the channel's ``width`` (``head``: the
-    first block's), each of at most :data:`BATCH_VALUES` values once dense (``dense_rows``)."""
+class _SparseFile:
+    """A libsvm or RecordIO-protobuf file of a channel, read as frames of the channel's ``width``
+    (``head``: the first block's), each of at most :data:`BATCH_VALUES` values once dense
+    (``dense_rows``)."""
 
     sparse_columns, has_flags = True, False
 
-    def __init__(self, path: str, width: int, head: pd.DataFrame, dense_rows: int):
+    def __init__(self, path: str, width: int, head: pd.DataFrame, dense_rows: int,
+                 form: SparseFormat):
         self.path, self.width, self.head, self.dense_rows = path, width, head, dense_rows
+        self.form = form
 
     def frames(self, batch_rows: int, keys: list | None = None,
                text=frozenset()) -> Iterator[pd.DataFrame]:
-        for lines_before, rows in _libsvm_blocks(self.path, min(batch_rows, self.dense_rows)):
-            frame = _libsvm_frame(rows, self.width, lines_before)
+        for rows_before, rows in _sparse_blocks(self.path, min(batch_rows, self.dense_rows),
+                                                self.form):
+            frame = _sparse_frame(rows, self.width, self.form, rows_before)
             yield frame if keys is None else frame[keys]
 
 
-def _libsvm_files(directory, options, batch_rows, log, held_whole: bool = False
-                  ) -> list[_LibsvmFile]:
-    """Every libsvm file of a channel, parsed once (sparse, ``batch_rows`` lines at a time) for
-    the channel's largest index (the width of every batch), which is refused if a batch
+def _sparse_files(directory, options, batch_rows, log, form: SparseFormat,
+                  held_whole: bool = False) -> list[_SparseFile]:
+    """Every file of a sparse channel, parsed once (``batch_rows`` rows at a time) for the
+    channel's largest column (the width of every batch), which is refused if a batch
     (``held_whole``: the channel's rows) held dense up to it would not fit in memory. A batch is
     then read in at most :data:`BATCH_VALUES` dense values (a wide channel in fewer rows), as CSV
     is."""
-    _refuse_libsvm_options(directory, options)
+    _refuse_sparse_options(directory, options, form)
     paths = channel_files(directory, log)
     width, first_rows, widest, most, total = 0, None, "", 0, 0
     for path in paths:
-        for lines_before, rows in _libsvm_blocks(path, batch_rows):
+        for rows_before, rows in _sparse_blocks(path, batch_rows, form):
             if rows.width > width:
-                width, widest = rows.width, f"{path}: line {lines_before + _widest_line(rows) + 1}"
+                width, widest = rows.width, f"{path}: {form.unit} " \
+                                            f"{rows_before + _widest_line(rows) + 1}"
             first_rows = rows if first_rows is None else first_rows
             most, total = max(most, rows.count), total + rows.count
+    widest = f"{widest}: {form.column(width)}"
     dense_rows = rows_within_values(batch_rows, width + 1)  # (the label beside the features)
     if held_whole:
         _check_dense_size(total, width, widest)
     else:
         batch = min(most, dense_rows)
         _check_dense_size(batch, width, widest, f"a batch of {batch} rows")
-    head = _libsvm_frame(first_rows, width).iloc[:1]  # (the first row is all the roles read)
-    return [_LibsvmFile(path, width, head, dense_rows) for path in paths]
+    head = _sparse_frame(first_rows, width, form).iloc[:1]  # (the first row is all roles read)
+    return [_SparseFile(path, width, head, dense_rows, form) for path in paths]
+
+
+def _sparse_blocks(path: str, batch_rows: int, form: SparseFormat
+                   ) -> Iterator[tuple[int, libsvm_rows.SparseRows]]:
+    """``(rows before, rows)`` of each block of ``batch_rows`` rows of a sparse file."""
+    if form.unit == "record":
+        return _recordio_blocks(path, batch_rows)
+    return _libsvm_blocks(path, batch_rows)
+
+
+def _recordio_blocks(path: str, batch_rows: int) -> Iterator[tuple[int, libsvm_rows.SparseRows]]:
+    """``(records before, rows)`` of each block of ``batch_rows`` records of a RecordIO-protobuf
+    file (plain or gzip), parsed as load_channel parses the whole file; a fault names the record
+    in the file and its byte (of the file once decompressed)."""
+    opener = gzip.open if _gzip_or_none(path) else open
+    try:
+        with opener(path, "rb") as handle:
+            records_before = bytes_before = 0
+            while True:
+                block, count = _records(handle, batch_rows)
+                if not block:
+                    if not records_before:  # (an empty file: refused as the whole file is)
+                        _parse_records(path, b"", 0, 0)
+                    return
+                yield records_before, _parse_records(path, block, records_before, bytes_before)
+                records_before += count
+                bytes_before += len(block)
+    except LIBSVM_READ_ERRORS as exc:
+        raise _unreadable(path, "RecordIO-protobuf", exc) from None
+
+
+def _records(handle, count: int) -> tuple[bytes, int]:
+    """The bytes of the next ``count`` records of a RecordIO stream (a split record's parts
+    counted as one record), and how many it holds; at a fault or the end, what is left, which
+    the parser then refuses or reads."""
+    parts, records, inside = [], 0, False
+    while records < count or inside:
+        header = handle.read(8)
+        parts.append(header)
+        if len(header) < 8:
+            break
+        magic, word = struct.unpack("<II", header)
+        if magic != recordio_protobuf.MAGIC:
+            break  # (the parser names this record)
+        length, flag = word & ((1 << 29) - 1), word >> 29
+        payload = handle.read((length + 3) & ~3)
+        parts.append(payload)
+        if len(payload) < length:
+            break
+        inside = flag in (1, 2)
+        records += flag in (0, 3)
+    return b"".join(parts), records
+
+
+def _parse_records(path: str, block: bytes, records_before: int, bytes_before: int) -> libsvm_rows.SparseRows:
+    """A block's rows; a fault names the file, and the record and byte in the file."""
+    try:
+        return recordio_protobuf.parse(block, "required")
+    except recordio_protobuf.RecordError as exc:
+        raise DataError(f"{path}: {exc.moved(records_before, bytes_before)}") from None
 
 
 def _libsvm_blocks(path: str, batch_rows: int) -> Iterator[tuple[int, libsvm_rows.SparseRows]]:

@@ -6,7 +6,9 @@ CSV with a header and a named label column; Parquet; ``text/libsvm`` (also ``tex
 pairs (:mod:`costaware.data.libsvm_rows`); index ``i`` is column ``i`` of the same rows as
 headerless CSV (the label being column 0), so the features are ``f0`` (index 1) onwards and
 ``cost_fp_column=5`` names index 5; an index a row leaves out is a missing value; the channel's
-largest index is its last column. A channel may hold several files (read in sorted
+largest index is its last column; ``application/x-recordio-protobuf`` (SageMaker's built-in
+algorithms' format, :mod:`costaware.data.recordio_protobuf`) alike, a record's label its
+``label["values"]`` and its 0-based key ``i`` column ``i + 1``. A channel may hold several files (read in sorted
 order, hidden files skipped); gzip is recognised by its magic bytes, whatever the file is called.
 Empty cells are missing values; a row with fewer or more values than the first line is refused
 (:mod:`costaware.data.csv_rows`), so a file cut off mid-write is not trained on; labels must be 0 or 1.
@@ -32,7 +34,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import csv_rows, libsvm_rows
+from . import csv_rows, libsvm_rows, recordio_protobuf
 from ..decisions.costs import CELLS, ROUNDING, CostMatrix, RowCosts, bad_cost, check_row_costs
 from ..errors import DataError
 from ..machine import available_memory
@@ -236,8 +238,9 @@ def load_channel(directory: str, content_type: str, options: DataOptions,
     """Read every file of a channel into one :class:`Dataset`; ``log`` gets the line naming the
     entries that were skipped (:func:`channel_files`)."""
     base_type = base_content_type(content_type)
-    if base_type in libsvm_rows.CHANNEL_TYPES:
-        dataset = _to_dataset(_libsvm_frames(directory, options, log), options, directory)
+    if base_type in SPARSE_FORMATS:
+        dataset = _to_dataset(_sparse_frames(directory, options, log, SPARSE_FORMATS[base_type]),
+                              options, directory)
         return replace(dataset, sparse_columns=True)
     frames = []
     columns = None
@@ -271,10 +274,51 @@ def _refuse_no_rows(directory: str, rows: int, files: int) -> None:
                         "with a header line only)")
 
 
-def _libsvm_frames(directory: str, options: DataOptions, log) -> list[tuple[str, pd.DataFrame]]:
-    """Every libsvm file of a channel as a frame of columns ``0`` (the label, as text) to the
-    channel's largest index, NaN where a row has no pair."""
-    _refuse_libsvm_options(directory, options)
+@dataclass(frozen=True)
+class SparseFormat:
+    """A channel format of sparse rows, each its label and its values by column: libsvm's lines
+    or RecordIO-protobuf's records. Frame column ``k`` is the row's column ``k`` (``0`` the
+    label; the features from ``1``), as in headerless CSV."""
+
+    name: str
+    unit: str  # what a row is in a file: "line" or "record"
+    label_is: str
+    first_index: int  # the index a format gives frame column 1 (libsvm 1, RecordIO's keys 0)
+
+    def column(self, key: int) -> str:
+        """Frame column ``key`` as the format names it."""
+        if key == 0:
+            return "the label field" if self.unit == "line" else "the label"
+        return (f"index {key}" if self.unit == "line" else f"key {key - 1 + self.first_index}")
+
+    def parse(self, path: str, raw: bytes) -> "libsvm_rows.SparseRows":
+        """A whole file's rows (its bytes after gzip); a fault names the file and the row."""
+        if self.unit == "record":
+            try:
+                return recordio_protobuf.parse(raw, "required")
+            except recordio_protobuf.RecordError as exc:
+                raise DataError(f"{path}: {exc}") from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(path, raw, exc) from None
+        try:
+            return libsvm_rows.parse(text, "required")
+        except libsvm_rows.LibsvmError as exc:
+            raise DataError(f"{path}: {exc}") from None
+
+
+LIBSVM = SparseFormat("libsvm", "line", "the first field of each line", 1)
+RECORDIO = SparseFormat("RecordIO-protobuf", "record", 'label["values"] of each record', 0)
+SPARSE_FORMATS = {**{t: LIBSVM for t in libsvm_rows.CHANNEL_TYPES},
+                  **{t: RECORDIO for t in recordio_protobuf.CHANNEL_TYPES}}
+
+
+def _sparse_frames(directory: str, options: DataOptions, log,
+                   form: SparseFormat) -> list[tuple[str, pd.DataFrame]]:
+    """Every file of a sparse channel as a frame of columns ``0`` (the label, as text) to the
+    channel's largest column, NaN where a row has no value."""
+    _refuse_sparse_options(directory, options, form)
     parsed = []
     for path in channel_files(directory, log):
         try:
@@ -282,39 +326,34 @@ def _libsvm_frames(directory: str, options: DataOptions, log) -> list[tuple[str,
                 raw = handle.read()
             if raw[:2] == GZIP_MAGIC:
                 raw = gzip.decompress(raw)
-            text = raw.decode("utf-8-sig")
         except LIBSVM_READ_ERRORS as exc:
-            raise _unreadable(path, "libsvm", exc) from None
-        except UnicodeDecodeError as exc:
-            raise _not_utf8(path, raw, exc) from None
-        try:
-            parsed.append((path, libsvm_rows.parse(text, "required")))
-        except libsvm_rows.LibsvmError as exc:
-            raise DataError(f"{path}: {exc}") from None
+            raise _unreadable(path, form.name, exc) from None
+        parsed.append((path, form.parse(path, raw)))
     if not parsed:
         raise DataError(f"channel directory {directory} holds no data files")
     width = max(rows.width for _, rows in parsed)
     path, rows = max(parsed, key=lambda item: item[1].width)
     _check_dense_size(sum(rows.count for _, rows in parsed), width,
-                      f"{path}: line {_widest_line(rows) + 1}")
-    return [(path, _libsvm_frame(rows, width)) for path, rows in parsed]
+                      f"{path}: {form.unit} {_widest_line(rows) + 1}: {form.column(width)}")
+    return [(path, _sparse_frame(rows, width, form)) for path, rows in parsed]
 
 
-def _refuse_libsvm_options(directory: str, options: DataOptions) -> None:
+def _refuse_sparse_options(directory: str, options: DataOptions, form: SparseFormat) -> None:
     if options.label_column:
         raise DataError(f"{directory}: label_column={options.label_column!r} does not apply to "
-                        "libsvm, whose label is the first field of each line")
+                        f"{form.name}, whose label is {form.label_is}")
     if options.header:
-        raise DataError(f"{directory}: libsvm files have no header line (csv_header=present or "
-                        "header=present was given)")
+        raise DataError(f"{directory}: {form.name} files have no header line (csv_header=present "
+                        "or header=present was given)")
 
 
-def _libsvm_frame(rows: "libsvm_rows.SparseRows", width: int, lines_before: int = 0) -> pd.DataFrame:
-    """libsvm rows (a file's, or a block of its lines after ``lines_before`` lines) as a frame of
-    columns ``0`` (the label, as text) to ``width``, NaN where a row has no pair."""
+def _sparse_frame(rows: "libsvm_rows.SparseRows", width: int, form: SparseFormat,
+                  rows_before: int = 0) -> pd.DataFrame:
+    """Sparse rows (a file's, or a block of its rows after ``rows_before`` rows) as a frame of
+    columns ``0`` (the label, as text) to ``width``, NaN where a row has no value."""
     frame = pd.DataFrame(rows.dense(width), columns=range(1, width + 1))
     frame.insert(0, 0, pd.Series(rows.labels, dtype=object))
-    frame.attrs.update(csv=True, first_line=1 + lines_before, libsvm=True)
+    frame.attrs.update(csv=True, first_line=1 + rows_before, sparse=form)
     return frame
 
 
@@ -330,14 +369,14 @@ def _not_utf8(path: str, data: bytes, exc: UnicodeDecodeError, lines_before: int
 
 
 def _check_dense_size(rows: int, width: int, where: str, held: str = "the channel's rows") -> None:
-    """Refuse ``rows`` rows (``held``: which) that, held dense up to the largest index ``width``
-    (``where``: its file and line), would not fit in memory (float64 while read): a stray huge
-    index would otherwise end the job out of memory."""
+    """Refuse ``rows`` rows (``held``: which) that, held dense up to the largest column ``width``
+    (``where``: its file, row and index), would not fit in memory (float64 while read): a stray
+    huge index would otherwise end the job out of memory."""
     available = available_memory()
     need = rows * width * 8
     if available is None or need <= available:
         return
-    raise DataError(f"{where}: index {width}: {held} held dense up to it "
+    raise DataError(f"{where}: {held} held dense up to it "
                     f"would take {need / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB "
                     "available (features are held dense: is the index right?)")
 
@@ -367,7 +406,8 @@ def _file_kind(path: str, base_type: str) -> tuple[bool, str | None]:
         return True, None
     if base_type not in CSV_TYPES:
         raise DataError(f"{path}: content type {base_type!r} is not supported "
-                        "(use text/csv or application/x-parquet)")
+                        "(use text/csv, application/x-parquet, text/libsvm or "
+                        "application/x-recordio-protobuf)")
     if magic[:2] in UTF16_BOMS:
         raise DataError(f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); CSV "
                         "files must be UTF-8")
@@ -567,14 +607,15 @@ def _refuse_mixed_kinds(parts: list[tuple[str, Dataset]], roles: ColumnRoles) ->
 
 
 def _line(frame: pd.DataFrame, row: int) -> str:
-    # CSV: the line number in the file; Parquet: the 1-based row
-    where = "line" if frame.attrs["csv"] else "row"
+    # CSV and libsvm: the line number in the file; Parquet: the 1-based row; RecordIO: the record
+    sparse = frame.attrs.get("sparse")
+    where = sparse.unit if sparse else "line" if frame.attrs["csv"] else "row"
     return f"{where} {row + frame.attrs['first_line']}"
 
 
 def _column_name(frame: pd.DataFrame, key) -> str:
-    if frame.attrs.get("libsvm"):
-        return "the label field" if key == 0 else f"index {key}"
+    if frame.attrs.get("sparse"):
+        return frame.attrs["sparse"].column(key)
     position = list(frame.columns).index(key) + 1
     return f"column {position}" + ("" if isinstance(key, (int, np.integer)) else f" ({key!r})")
 

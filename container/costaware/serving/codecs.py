@@ -9,6 +9,10 @@ Input (``Content-Type``)
   ``text/libsvm``             ``INDEX:VALUE`` pairs per line, 1-based (also ``text/x-libsvm``): index
                               ``i`` is CSV cell ``i``, a left-out index is missing, a leading label is
                               read and not used (:mod:`costaware.data.libsvm_rows`)
+  ``application/x-recordio-protobuf`` one record per row (the SageMaker SDK's RecordSerializer):
+                              a dense ``features["values"]`` tensor's value ``i``, or a sparse one's
+                              key ``i`` (0-based), is CSV cell ``i``; a label is read and not used
+                              (:mod:`costaware.data.recordio_protobuf`)
 
   A JSON ROW is a list of numbers in the model's ``request_columns`` order, ``{"features": [...]}``
   (SageMaker's built-in "dense" form), or an object keyed by the column names (``{"f0": 1.5,

@@ -12,10 +12,11 @@ import numpy as np
 import pyarrow as pa  # imported at worker boot, not by the first big request
 import pyarrow.csv as pa_csv
 
-from ..data import libsvm_rows
+from ..data import libsvm_rows, recordio_protobuf
 from ..data.arrow_numbers import float_rows  # not Table.to_pandas: no pandas in a worker
 from ..data.libsvm_rows import F32_MAX
 from ..model.inference import Layout
+from .media_types import BINARY_INPUTS
 from .request_error import bad as _bad
 
 NAN = float("nan")
@@ -30,6 +31,10 @@ UTF8_BOM = b"\xef\xbb\xbf"
 def decode(body: bytes, kind: str, layout: Layout) -> tuple[np.ndarray, np.ndarray | None]:
     """Parse a request body into a float64 ``(rows, len(layout.names))`` array (NaN = missing),
     and which rows carry their own costs (``None``: none does)."""
+    if kind in BINARY_INPUTS:
+        if not body:
+            raise _bad("the body is empty: send at least one row")
+        return _with_costs(PARSERS[kind](body, layout), layout)
     if body.startswith(UTF8_BOM):
         body = body[len(UTF8_BOM):]
     if not body or body.isspace():  # isspace stops at the first other byte: no copy, no full scan
@@ -48,6 +53,8 @@ def row_label(kind: str):
     """How errors name row ``i`` (0-based) of a body of this kind."""
     if kind == "json":
         return lambda i: f"instances[{i}]"
+    if kind in BINARY_INPUTS:
+        return lambda i: f"record {i + 1}"
     return lambda i: f"line {i + 1}"
 
 
@@ -353,6 +360,29 @@ def _parse_libsvm(body: bytes, layout: Layout):
     except libsvm_rows.LibsvmError as exc:
         extra = {} if exc.pair is None else {"pair": exc.pair}
         raise _bad(str(exc), line=exc.line, **extra) from None
+    return _sparse_rows(sparse, layout, lambda i: f"line {i + 1}", lambda j: f"index {j + 1}",
+                        lambda i: {"line": i + 1})
+
+
+def _parse_recordio(body: bytes, layout: Layout):
+    """Key ``i`` of a sparse row, value ``i`` of a dense one, is request column ``i`` (0-based,
+    as the SDK writes a matrix's columns); a dense row holds the features, or the features and
+    its costs; a sparse row carrying any cost key carries them all
+    (:mod:`costaware.data.recordio_protobuf` for the format's rules)."""
+    costs = (f" (with its costs: {', '.join(layout.names[layout.required:])})"
+             if layout.cost_cells else "")
+    try:
+        sparse = recordio_protobuf.parse(body, "optional", len(layout.names), costs,
+                                         _widths(layout))
+    except recordio_protobuf.RecordError as exc:
+        raise _bad(str(exc), record=exc.record, byte=exc.offset) from None
+    return _sparse_rows(sparse, layout, lambda i: f"record {i + 1}", lambda j: f"key {j}",
+                        lambda i: {"record": i + 1})
+
+
+def _sparse_rows(sparse, layout: Layout, row_name, column_name, where):
+    """Sparse rows at the request's full width, and which carry their costs: a row carrying any
+    cost column carries them all."""
     rows = sparse.dense(len(layout.names))
     if not layout.cost_cells:
         return rows, None
@@ -362,14 +392,14 @@ def _parse_libsvm(body: bytes, layout: Layout):
     partial = np.flatnonzero(some & ~every)
     if len(partial):
         i = int(partial[0])
-        absent = [f"{layout.names[layout.required + j]} (index {layout.required + j + 1})"
+        absent = [f"{layout.names[layout.required + j]} ({column_name(layout.required + j)})"
                   for j in np.flatnonzero(~has[i]).tolist()]
-        raise _bad(f"line {i + 1}: the row carries some of its costs but not "
-                   f"{', '.join(absent)}; a row carries all its costs or none", line=i + 1)
+        raise _bad(f"{row_name(i)}: the row carries some of its costs but not "
+                   f"{', '.join(absent)}; a row carries all its costs or none", **where(i))
     return rows, (some if some.any() else None)
 
 
 # input kind (negotiation.INPUT_TYPES' values) -> parser: a new input format is a parser here and
 # its media type there
 PARSERS = {"csv": _parse_csv, "json": _parse_json, "jsonlines": _parse_jsonlines,
-           "libsvm": _parse_libsvm}
+           "libsvm": _parse_libsvm, "recordio": _parse_recordio}

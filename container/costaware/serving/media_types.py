@@ -9,8 +9,12 @@ JSON_TYPES = {"application/json": "json"}
 JSONLINES_TYPES = {"application/jsonlines": "jsonlines", "application/jsonl": "jsonlines",
                    "application/x-jsonlines": "jsonlines"}
 LIBSVM_TYPES = {"text/libsvm": "libsvm", "text/x-libsvm": "libsvm"}  # the built-in XGBoost's two
-INPUT_TYPES = {**CSV_TYPES, **JSON_TYPES, **JSONLINES_TYPES, **LIBSVM_TYPES}
-SEND = "send text/csv, application/json, application/jsonlines or text/libsvm"
+# SageMaker's built-in algorithms' binary format (the SDK's RecordSerializer)
+RECORDIO_TYPES = {"application/x-recordio-protobuf": "recordio"}
+INPUT_TYPES = {**CSV_TYPES, **JSON_TYPES, **JSONLINES_TYPES, **LIBSVM_TYPES, **RECORDIO_TYPES}
+BINARY_INPUTS = frozenset(RECORDIO_TYPES.values())  # bodies that are not text
+SEND = ("send text/csv, application/json, application/jsonlines, text/libsvm or "
+        "application/x-recordio-protobuf")
 OUTPUT_TYPES = {**JSON_TYPES, **JSONLINES_TYPES, **CSV_TYPES}
 OUTPUT_MIMETYPES = {"json": "application/json", "jsonlines": "application/jsonlines",
                     "csv": "text/csv"}

@@ -25,8 +25,8 @@ from .media_types import (CHARSETS, DEFAULT_ACCEPT, INPUT_TYPES, OUTPUT_MIMETYPE
 
 @functools.lru_cache(maxsize=256)  # a client sends the same header with every request
 def input_kind(content_type: str | None) -> str:
-    """The parser for a ``Content-Type``: ``csv``, ``json``, ``jsonlines`` or ``libsvm``;
-    otherwise a 415."""
+    """The parser for a ``Content-Type``: ``csv``, ``json``, ``jsonlines``, ``libsvm`` or
+    ``recordio``; otherwise a 415."""
     if not content_type or not content_type.strip():
         raise RequestError(415, f"Content-Type is missing; {SEND}")
     essence, params = parse_media_type(content_type)
