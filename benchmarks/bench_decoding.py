@@ -1,6 +1,7 @@
 """Request decoding, format against format: the time ``serving.decoding.decode`` takes to turn a
-batch body into the model's float matrix, for the same rows sent as CSV, JSON, JSON Lines and
-libsvm (issue #27: libsvm at most about 2x CSV), each beside CSV in the same run.
+batch body into the model's float matrix, for the same rows sent as CSV, JSON, JSON Lines, libsvm
+(issue #27: libsvm at most about 2x CSV) and RecordIO-protobuf (float64 tensors, as the SDK writes
+a float64 matrix: dense, or sparse with ``--missing``), each beside CSV in the same run.
 
 The rows are the breast-cancer demo's 569 (30 features, written as ``repr`` of each value, as
 ``bench_serving.py``'s batch), repeated until the libsvm body, the largest of the four, reaches the
@@ -26,12 +27,19 @@ import json
 import math
 import time
 
+import os
+import sys
+
 import numpy as np
 from sklearn.datasets import load_breast_cancer
 
 from costaware.data import libsvm_rows
 from costaware.model.inference import Layout
 from costaware.serving import decoding
+
+# RecordIO-protobuf bodies as protobuf's own encoder writes them (the tests' writer)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import recordio_writer  # noqa: E402
 
 BODY_BYTES = 6 * 2**20  # SageMaker's default payload limit (serving.md)
 TARGET = 2.0  # libsvm's decode at most this many times CSV's (issue #27)
@@ -50,12 +58,15 @@ def bodies(rows: list[list[float]]) -> dict[str, bytes]:
                              for row in rows).encode(),
         "libsvm": "".join(" ".join(f"{j + 1}:{v!r}" for j, v in enumerate(row)
                                    if not math.isnan(v)) + "\n" for row in rows).encode(),
+        "recordio": recordio_writer.body(np.array(rows), kind="f8",
+                                         sparse=bool(np.isnan(np.array(rows)).any())),
     }
 
 
 def rows_filling(table: np.ndarray, size: int) -> list[list[float]]:
     """``table``'s rows, repeated, as many as fit in a libsvm body of ``size`` bytes."""
-    lines = [len(bodies([row])["libsvm"]) for row in table.tolist()]
+    lines = [len(" ".join(f"{j + 1}:{v!r}" for j, v in enumerate(row) if not math.isnan(v)))
+             + 1 for row in table.tolist()]  # (each row's libsvm line)
     out, total = [], 0
     while total + lines[len(out) % len(lines)] <= size:
         total += lines[len(out) % len(lines)]
@@ -84,7 +95,7 @@ def main() -> int:
                         help="fraction of the values left out (default 0)")
     parser.add_argument("--alone", action="store_true",
                         help="decode each body --repeat times in a row, not taking turns")
-    parser.add_argument("--formats", default="csv,json,jsonlines,libsvm",
+    parser.add_argument("--formats", default="csv,json,jsonlines,libsvm,recordio",
                         help="the formats timed, comma-separated (csv and libsvm always)")
     args = parser.parse_args()
     table, _ = load_breast_cancer(return_X_y=True)

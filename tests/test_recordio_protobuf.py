@@ -43,6 +43,11 @@ def _record_reader(body: bytes, labels: str) -> "recordio_protobuf.SparseRows":
                                            "", None)
 
 
+def _canonical_reader(body: bytes, labels: str) -> "recordio_protobuf.SparseRows | None":
+    """The reader of the SDK's layout alone (parse tries it second)."""
+    return recordio_protobuf._read_canonical(body, labels, None, "", None)
+
+
 # ------------------------------------------------------------------------------------ the reader
 
 
@@ -52,7 +57,10 @@ def test_the_sdks_own_bytes_read_as_the_rows_it_was_given(name):
     body = (FIXTURES / f"{name}.rio").read_bytes()
     want = np.array(case["rows"], dtype=float)
     for labels in ("optional", "required") if case["labels"] is not None else ("optional",):
-        for rows in (recordio_protobuf.parse(body, labels), _record_reader(body, labels)):
+        canonical = _canonical_reader(body, labels)
+        assert canonical is not None  # (the SDK's layout)
+        for rows in (recordio_protobuf.parse(body, labels), _record_reader(body, labels),
+                     canonical):
             assert _same(rows.dense(want.shape[1]), want)
             if labels == "required":
                 assert [float(t) for t in rows.labels] == [float(v) for v in case["labels"]]
@@ -99,9 +107,47 @@ def test_any_body_protobuf_writes_is_read_alike_by_both_readers(data, count, wid
     labels = data.draw(st.lists(st.integers(0, 200), min_size=count, max_size=count))
     body = rio.body(x, labels, kind=kind, sparse=sparse, packed=packed, label_kind=label_kind)
     want = x.astype(np.float32).astype(np.float64) if kind == "f4" else x
-    for rows in (recordio_protobuf.parse(body, "required"), _record_reader(body, "required")):
+    canonical = _canonical_reader(body, "required")
+    # the SDK's layout: packed float tensors, labels of one byte if int32
+    assert (canonical is not None) == (packed and kind != "i4" and (
+        label_kind != "i4" or max(labels) < 128)), canonical
+    for rows in (recordio_protobuf.parse(body, "required"), _record_reader(body, "required"),
+                 canonical or _record_reader(body, "required")):
         assert _same(rows.dense(width), want)
         assert rows.labels == [str(v) for v in labels]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), sparse=st.booleans(), kind=st.sampled_from(["f4", "f8"]),
+       label_kind=st.sampled_from(["f4", "f8", "i4"]),
+       labels=st.sampled_from(["required", "optional"]), width=st.sampled_from([None, 3, 4]))
+def test_a_broken_body_gets_the_record_readers_answer(data, sparse, kind, label_kind, labels,
+                                                      width):
+    """A byte changed, or the body cut short: parse (whichever reader it takes) refuses it with
+    the record reader's message, or reads the record reader's rows."""
+    x = np.array([[1.5, np.nan, 3.0, 0.25], [2.0, 1.0, np.nan, 7.0], [0.5, 0.5, 0.5, 0.5]] * 2)
+    body = bytearray(rio.body(x, [0, 1, 1, 0, 1, 0], kind=kind, sparse=sparse,
+                              label_kind=label_kind))
+    if data.draw(st.booleans()):
+        where = data.draw(st.integers(0, len(body) - 1))
+        body[where] = data.draw(st.integers(0, 255))
+    else:
+        body = body[:data.draw(st.integers(1, len(body)))]
+    body = bytes(body)
+    try:
+        frames = recordio_protobuf._frames(body)
+        expected = recordio_protobuf._read_records(body, frames, labels, width, "", None)
+    except recordio_protobuf.RecordError as exc:
+        expected = exc
+    if not isinstance(expected, recordio_protobuf.RecordError) and not frames:
+        expected = recordio_protobuf.RecordError(1, 0, "no records: the body is empty")
+    try:
+        got = recordio_protobuf.parse(body, labels, width)
+    except recordio_protobuf.RecordError as exc:
+        assert str(exc) == str(expected)
+        return
+    assert not isinstance(expected, Exception), expected
+    assert _same(got.dense(4), expected.dense(4)) and got.labels == expected.labels
 
 
 def _refusal(body: bytes, labels: str = "required", width=None) -> str:
