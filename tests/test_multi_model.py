@@ -21,6 +21,7 @@ import requests
 from costaware import machine
 from costaware.serving.config import ServerConfigError, ServerSettings
 
+import recordio_writer
 from support import (HEADER, WINE_CLASSES, WINE_MATRIX, Server, csv_body, libsvm_text, run_train,
                      synthetic, wine_frame, write_tree)
 
@@ -199,6 +200,8 @@ def _requests(name: str, rows: np.ndarray) -> list[tuple[bytes, dict]]:
         (csv, {"Content-Type": "text/csv", "Accept": "text/csv"}),
         (csv, {"Content-Type": "text/csv", "Accept": "application/jsonlines;fields=score,decision"}),
         (listed, {"Content-Type": "application/json", "Accept": "application/json"}),
+        (recordio_writer.body(rows, kind="f8", sparse=True),
+         {"Content-Type": "application/x-recordio-protobuf", "Accept": "text/csv"}),
         (csv, {"Content-Type": "text/csv", HEADER: "reasons=2"}),
         (csv + b"1,2\n", {"Content-Type": "text/csv"}),  # a short row: 400
         (csv, {"Content-Type": "text/csv", "Accept": "image/png"}),  # 406
