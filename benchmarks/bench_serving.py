@@ -2,7 +2,7 @@
 
     python benchmarks/bench_serving.py [--model demo|small] [--model-dir DIR] [--workers N]
                                        [--seconds S] [--against DIR]
-                                       [--profile | --multi-model N]
+                                       [--profile] [--multi-model N]
 
 Needs ``wrk`` (the HTTP load generator, Debian's package: ``apt-get install wrk``). Prints, in
 one run:
@@ -35,7 +35,8 @@ share of their CPU time, and its microseconds a request, per layer: XGBoost, cal
 decision, decoding, encoding, costaware's glue, the access log, Flask, gunicorn's parser, the
 event loop.
 
-``--multi-model N`` instead measures issue #27's multi-model target, a model's overhead with N
+``--multi-model N --profile``: where the time goes with one model in use, then with the N in
+turn. ``--multi-model N`` instead measures issue #27's multi-model target, a model's overhead with N
 models loaded within 10% of one: N copies of the model under one models root
 (``root/model-000/model``...; the files ``artifact.MODEL_LAYOUT`` allows, copy ``i`` with its
 class costs times ``1 + i / N``, so that each answers differently), one ``serve`` with
@@ -263,7 +264,8 @@ def wrk_single_row(port: int, rows: np.ndarray, concurrency: int, seconds: float
 # Where a request's time goes: a sampled stack belongs to the layer of its innermost frame that
 # one of these names (pieces of py-spy's "function (path:line)", paths from site-packages)
 LAYERS = [
-    ("XGBoost's inplace_predict (the model)", ("xgboost/",)),
+    # (DenseMargins calls XGBoost's C function through ctypes: py-spy sees its Python frame)
+    ("XGBoost's prediction call (the model)", ("xgboost/", "costaware/model/dense_margins.py")),
     ("calibration, costs, the decision", ("costaware/decisions/", "costaware/model/")),
     ("decoding the request", ("costaware/serving/decoding.py", "costaware/serving/negotiation.py",
                               "costaware/serving/policy_override.py",
@@ -296,9 +298,11 @@ def layer_of(stack: list[str]) -> str:
 
 
 def profile_workers(proc: subprocess.Popen, port: int, rows: np.ndarray, concurrency: int,
-                    seconds: float, tmp: str) -> int:
+                    seconds: float, tmp: str, paths: tuple[str, ...] = ("/invocations",),
+                    what: str = "") -> int:
     """py-spy samples every worker's stacks (100 a second, without pausing it) while wrk sends
-    single-row requests; prints the share of the workers' CPU samples per layer."""
+    single-row requests (to ``paths`` in turn); prints the share of the workers' CPU samples per
+    layer."""
     if shutil.which("py-spy") is None:
         raise SystemExit("bench_serving.py --profile needs py-spy (pip install py-spy; the bench "
                          "extra has it) and the right to ptrace the workers (root, or "
@@ -306,7 +310,7 @@ def profile_workers(proc: subprocess.Popen, port: int, rows: np.ndarray, concurr
     workers = worker_pids(proc)
     outcome = {}
     load = threading.Thread(target=lambda: outcome.update(rate=wrk_single_row(
-        port, rows, concurrency, seconds + 4, tmp)))
+        port, rows, concurrency, seconds + 4, tmp, paths)))
     load.start()
     time.sleep(2)
     samples = [os.path.join(tmp, f"spy-{pid}.txt") for pid in workers]
@@ -327,8 +331,8 @@ def profile_workers(proc: subprocess.Popen, port: int, rows: np.ndarray, concurr
                 counts[layer_of(stack.split(";"))] += int(n)
     total = sum(counts.values())
     rate, p50, p99, requests, errors = outcome["rate"]
-    print(f"where a single-row request's time goes: {len(workers)} workers, {total} CPU samples, "
-          f"wrk {rate:.0f} requests/s while sampled ({errors} errors)")
+    print(f"where a single-row request's time goes{what}: {len(workers)} workers, {total} CPU "
+          f"samples, wrk {rate:.0f} requests/s while sampled ({errors} errors)")
     for name, n in sorted(counts.items(), key=lambda item: -item[1]):
         # CPU seconds in the layer (samples / 100 a second) over the requests sampled
         print(f"  {name:52s} {n / total:6.1%}  {n / SPY_RATE / (rate * round(seconds)) * 1e6:6.0f} "
@@ -596,6 +600,13 @@ def bench_multi_model(args, tmp: str) -> int:
                                        tuple(invoke_path(name) for name in names)))
         rss.append(workers_rss_bytes(proc))
         served = models_served_by_worker(log_path)
+        if args.profile:  # where the time goes, with one model in use and then all N
+            for label, paths in ((" (1 model)", (invoke_path(names[0]),)),
+                                 (f" ({len(names)} models in turn)",
+                                  tuple(invoke_path(name) for name in names))):
+                profile_workers(proc, port, rows, args.concurrency, args.seconds, tmp, paths,
+                                label)
+            return 0
 
         local_rates, one_rounds, many_rounds = multi_model_rounds(port, model, names, rows,
                                                                   args, tmp)
@@ -689,8 +700,8 @@ def main() -> int:
                         help="instead of the table: a multi-model server holding N copies of the "
                         "model (each its own class costs), a model's rate with 1 in use against N")
     args = parser.parse_args()
-    if args.multi_model is not None and (args.multi_model < 2 or args.profile):
-        parser.error("--multi-model takes N >= 2 models, without --profile")
+    if args.multi_model is not None and args.multi_model < 2:
+        parser.error("--multi-model takes N >= 2 models")
     if args.against and (args.profile or args.multi_model is not None):
         parser.error("--against compares the table's figures: without --profile or --multi-model")
     if args.against and not os.path.isdir(os.path.join(args.against, "costaware")):
