@@ -517,3 +517,42 @@ def libsvm_text(label, features: np.ndarray, costs: np.ndarray | None = None,
         pairs = [f"{j + first_index}:{v!r}" for j, v in enumerate(row) if not math.isnan(v)]
         lines.append(" ".join(([] if label is None else [str(label[i])]) + pairs))
     return "\n".join(lines) + "\n"
+
+
+def labelled_csv(label, features: np.ndarray) -> str:
+    """Rows as headerless CSV, the label first, NaN an empty cell."""
+    return "".join(f"{y}," + ",".join("" if math.isnan(v) else repr(v) for v in row) + "\n"
+                   for y, row in zip(label, features.tolist()))
+
+
+def train_channels(base: Path, settings: dict, channels: dict, content_type: str) -> str:
+    """The real ``train`` on ``channels`` (each of ``content_type``); the model directory."""
+    write_tree(base, settings, channels, {name: content_type for name in channels})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return str(base / "model")
+
+
+def post_invocations(srv, body, content_type: str, accept: str | None = None,
+                     attributes: str | None = None):
+    """``POST /invocations`` to a :class:`Server`, with the headers given."""
+    headers = {"Content-Type": content_type}
+    if accept is not None:
+        headers["Accept"] = accept
+    if attributes is not None:
+        headers[HEADER] = attributes
+    return requests.post(srv.url + "/invocations", data=body, headers=headers, timeout=30)
+
+
+def rows_with_missing(n: int, seed: int, d: int = 6, classes: int = 2, float32: bool = False):
+    """``synthetic`` rows with about a fifth of the values missing, each value exact in the
+    format it is sent in: float32 (RecordIO's), else printed to 6 significant digits (text);
+    with ``classes=3`` a third class where feature 1 is above 0.4."""
+    x, y = synthetic(n, d=d, seed=seed)
+    x = (x.astype(np.float32).astype(np.float64) if float32
+         else np.array([[float(f"{v:.6g}") for v in row] for row in x]))
+    rng = np.random.default_rng(seed + 1)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    if classes == 3:
+        y = np.where(np.nan_to_num(x[:, 1]) > 0.4, 2, y)
+    return x, y

@@ -6,13 +6,11 @@ real ``train`` and the real ``serve``."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 
 import numpy as np
 import pytest
-import requests
 
 from costaware.errors import InputError
 from costaware.model import artifact, inference
@@ -20,50 +18,26 @@ from costaware.sagemaker import training_job
 from costaware.serving.invocation import Invocations, respond
 
 from hosts import hosts_of, run_hosts
-from support import HEADER, Server, csv_body, failure_reason, free_port, libsvm_text, run_train, \
-    synthetic, write_tree
+from support import Server, csv_body, failure_reason, free_port, labelled_csv, libsvm_text, \
+    post_invocations, rows_with_missing, run_train, train_channels, write_tree
 
 SETTINGS = {"num_round": "12", "max_depth": "3"}
 MATRIX = [[0, 1, 2], [1, 0, 1], [4, 1, 0]]
-
-
-def csv_lines(label, features: np.ndarray) -> str:
-    """The same rows as headerless CSV, the label first, NaN an empty cell."""
-    return "".join(f"{y}," + ",".join("" if math.isnan(v) else repr(v) for v in row) + "\n"
-                   for y, row in zip(label, features.tolist()))
-
-
-def _data(n: int, seed: int, d: int = 6, classes: int = 2):
-    """Rows with about a fifth of the values missing, printed exactly (6 significant digits)."""
-    x, y = synthetic(n, d=d, seed=seed)
-    x = np.array([[float(f"{v:.6g}") for v in row] for row in x])
-    rng = np.random.default_rng(seed + 1)
-    x[rng.random(x.shape) < 0.2] = np.nan
-    if classes == 3:
-        y = np.where(np.nan_to_num(x[:, 1]) > 0.4, 2, y)
-    return x, y
-
-
-def _train(base, settings, channels, content_type) -> str:
-    write_tree(base, settings, channels, {name: content_type for name in channels})
-    result = run_train(base)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return str(base / "model")
 
 
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory):
     """The same rows trained once as CSV and once as libsvm (a validation channel whose largest
     index, 5, is below train's, 6: its missing last column is padded), and held-out rows."""
-    x, y = _data(700, 3)
+    x, y = rows_with_missing(700, 3)
     x[400:600, 5] = np.nan  # validation never uses index 6
     train, valid = slice(0, 400), slice(400, 600)
     models = {}
-    for kind, writer in (("csv", csv_lines), ("libsvm", libsvm_text)):
+    for kind, writer in (("csv", labelled_csv), ("libsvm", libsvm_text)):
         channels = {"train": {"t.txt": writer(y[train], x[train])},
                     "validation": {"v.txt": writer(y[valid], x[valid])}}
         content_type = "text/csv" if kind == "csv" else "text/libsvm"
-        models[kind] = _train(tmp_path_factory.mktemp(kind) / "ml",
+        models[kind] = train_channels(tmp_path_factory.mktemp(kind) / "ml",
                               {**SETTINGS, "calibration_data": "validation"}, channels,
                               content_type)
     return models, x[600:]
@@ -72,10 +46,10 @@ def twins(tmp_path_factory):
 @pytest.fixture(scope="module")
 def costed(tmp_path_factory):
     """A libsvm channel with per-row costs: features at indices 1-4, cost_fp at 5, cost_fn at 6."""
-    x, y = _data(600, 5, d=4)
+    x, y = rows_with_missing(600, 5, d=4)
     rng = np.random.default_rng(5)
     costs = np.column_stack([rng.uniform(1, 3, len(y)).round(3), rng.uniform(2, 9, len(y)).round(3)])
-    model_dir = _train(tmp_path_factory.mktemp("costed") / "ml",
+    model_dir = train_channels(tmp_path_factory.mktemp("costed") / "ml",
                        {**SETTINGS, "cost_fp_column": "5", "cost_fn_column": "6"},
                        {"train": {"t.txt": libsvm_text(y[:500], x[:500], costs[:500])}},
                        "text/x-libsvm")
@@ -85,8 +59,8 @@ def costed(tmp_path_factory):
 @pytest.fixture(scope="module")
 def three(tmp_path_factory):
     """Three classes trained from a libsvm channel."""
-    x, y = _data(600, 7, classes=3)
-    model_dir = _train(tmp_path_factory.mktemp("three") / "ml",
+    x, y = rows_with_missing(600, 7, classes=3)
+    model_dir = train_channels(tmp_path_factory.mktemp("three") / "ml",
                        {**SETTINGS, "cost_matrix": json.dumps(MATRIX)},
                        {"train": {"t.txt": libsvm_text(y[:500], x[:500])}}, "text/libsvm")
     return model_dir, x[500:]
@@ -116,15 +90,6 @@ def builtin(twins, tmp_path_factory):
 
 def _type(response) -> str:
     return response.headers["Content-Type"].split(";")[0]
-
-
-def _post(srv, body, content_type, accept=None, attributes=None):
-    headers = {"Content-Type": content_type}
-    if accept is not None:
-        headers["Accept"] = accept
-    if attributes is not None:
-        headers[HEADER] = attributes
-    return requests.post(srv.url + "/invocations", data=body, headers=headers, timeout=30)
 
 
 # ------------------------------------------------------------------------------------ training
@@ -184,7 +149,7 @@ def test_the_failure_file_of_a_bad_libsvm_channel(tmp_path):
 
 
 def test_libsvm_files_read_as_csv_say_so(tmp_path):
-    x, y = _data(50, 1)
+    x, y = rows_with_missing(50, 1)
     base = write_tree(tmp_path, SETTINGS, {"train": {"t.txt": libsvm_text(y, x)}})
     assert run_train(base).returncode != 0
     assert "libsvm? set the channel's ContentType to text/libsvm" in failure_reason(base)
@@ -196,19 +161,19 @@ def test_libsvm_files_read_as_csv_say_so(tmp_path):
 def test_a_libsvm_request_answers_as_the_csv_request(server, twins):
     rows = twins[1]
     for accept in ("application/json", "text/csv", "application/jsonlines"):
-        by_csv = _post(server, csv_body(rows), "text/csv", accept)
+        by_csv = post_invocations(server, csv_body(rows), "text/csv", accept)
         for content_type in ("text/libsvm", "text/x-libsvm"):
-            by_libsvm = _post(server, libsvm_text(None, rows), content_type, accept)
+            by_libsvm = post_invocations(server, libsvm_text(None, rows), content_type, accept)
             assert by_csv.status_code == by_libsvm.status_code == 200, by_libsvm.text
             assert by_libsvm.content == by_csv.content
-    labelled = _post(server, libsvm_text([1] * len(rows), rows), "text/libsvm", "text/csv")
-    assert labelled.content == _post(server, csv_body(rows), "text/csv", "text/csv").content
+    labelled = post_invocations(server, libsvm_text([1] * len(rows), rows), "text/libsvm", "text/csv")
+    assert labelled.content == post_invocations(server, csv_body(rows), "text/csv", "text/csv").content
 
 
 def test_libsvm_with_reasons(server, twins):
     rows = twins[1][:20]
-    by_csv = _post(server, csv_body(rows), "text/csv", "application/json", "reasons=2")
-    by_libsvm = _post(server, libsvm_text(None, rows), "text/libsvm", "application/json",
+    by_csv = post_invocations(server, csv_body(rows), "text/csv", "application/json", "reasons=2")
+    by_libsvm = post_invocations(server, libsvm_text(None, rows), "text/libsvm", "application/json",
                       "reasons=2")
     assert by_csv.status_code == by_libsvm.status_code == 200, by_libsvm.text
     assert by_libsvm.content == by_csv.content
@@ -227,7 +192,7 @@ def test_libsvm_with_reasons(server, twins):
     (b"1:1\n\n2:1\n", "line 2: empty line", None),
 ])
 def test_a_bad_libsvm_request_is_a_400_naming_line_and_pair(server, body, message, pair):
-    response = _post(server, body, "text/libsvm", "application/json")
+    response = post_invocations(server, body, "text/libsvm", "application/json")
     assert response.status_code == 400
     error = response.json()
     assert error["error"].startswith(message), error
@@ -241,19 +206,19 @@ def test_without_accept_the_default_is_json_or_sagemaker_default_invocations_acc
         server, twins, tmp_path_factory):
     rows = twins[1][:5]
     for accept in (None, "*/*"):
-        response = _post(server, csv_body(rows), "text/csv", accept)
+        response = post_invocations(server, csv_body(rows), "text/csv", accept)
         assert _type(response) == "application/json"
     srv = _serve(twins[0]["libsvm"], tmp_path_factory,
                  SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT="application/jsonlines")
     try:
         srv.wait_ready()
-        expected = _post(srv, csv_body(rows), "text/csv", "application/jsonlines").content
+        expected = post_invocations(srv, csv_body(rows), "text/csv", "application/jsonlines").content
         for accept in (None, "*/*", ""):
-            response = _post(srv, libsvm_text(None, rows), "text/libsvm", accept)
+            response = post_invocations(srv, libsvm_text(None, rows), "text/libsvm", accept)
             assert _type(response) == "application/jsonlines"
             assert response.content == expected
         # a request that names its Accept gets it
-        assert _type(_post(srv, csv_body(rows), "text/csv", "text/csv")) == "text/csv"
+        assert _type(post_invocations(srv, csv_body(rows), "text/csv", "text/csv")) == "text/csv"
     finally:
         srv.stop()
 
@@ -296,24 +261,24 @@ def test_the_builtin_shape_for_each_accept(builtin, twins):
     for accept, body in expected.items():
         for content_type, request in (("text/csv", csv_body(rows)),
                                       ("text/libsvm", libsvm_text(None, rows))):
-            response = _post(builtin, request, content_type, accept)
+            response = post_invocations(builtin, request, content_type, accept)
             assert response.status_code == 200, response.text
             assert _type(response) == accept
             assert response.text == body
     # the built-in's default Accept is text/csv: a request without one, or with */*, gets CSV
     for accept in (None, "*/*"):
-        assert _post(builtin, csv_body(rows), "text/csv", accept).text == expected["text/csv"]
+        assert post_invocations(builtin, csv_body(rows), "text/csv", accept).text == expected["text/csv"]
     # the JSON is what json.dumps gives, one {"score": p} per row
-    assert _post(builtin, csv_body(rows[:2]), "text/csv", "application/json").text.startswith(
+    assert post_invocations(builtin, csv_body(rows[:2]), "text/csv", "application/json").text.startswith(
         '{"predictions": [{"score": ')
 
 
 def test_the_builtin_shape_refuses_fields_and_reasons(builtin, twins):
     rows = csv_body(twins[1][:3])
-    response = _post(builtin, rows, "text/csv", "text/csv;fields=decision")
+    response = post_invocations(builtin, rows, "text/csv", "text/csv;fields=decision")
     assert response.status_code == 406
     assert "COSTAWARE_RESPONSE_SHAPE=builtin" in response.json()["error"]
-    response = _post(builtin, rows, "text/csv", "text/csv", "reasons=2")
+    response = post_invocations(builtin, rows, "text/csv", "text/csv", "reasons=2")
     assert response.status_code == 400
     assert response.json()["error"].startswith("reasons=K: the built-in XGBoost container's")
 
@@ -325,10 +290,10 @@ def test_the_builtin_shape_with_three_classes_from_libsvm(three, tmp_path_factor
     srv = _serve(model_dir, tmp_path_factory, COSTAWARE_RESPONSE_SHAPE="builtin")
     try:
         srv.wait_ready()
-        by_libsvm = _post(srv, libsvm_text(None, rows), "text/libsvm", "text/csv")
+        by_libsvm = post_invocations(srv, libsvm_text(None, rows), "text/libsvm", "text/csv")
         assert by_libsvm.text == "".join(",".join(map(repr, p)) + "\n" for p in probabilities)
-        assert by_libsvm.content == _post(srv, csv_body(rows), "text/csv", "text/csv").content
-        by_json = _post(srv, libsvm_text(None, rows), "text/libsvm", "application/json")
+        assert by_libsvm.content == post_invocations(srv, csv_body(rows), "text/csv", "text/csv").content
+        by_json = post_invocations(srv, libsvm_text(None, rows), "text/libsvm", "application/json")
         assert by_json.text == json.dumps({"predictions": [{"score": p} for p in probabilities]})
     finally:
         srv.stop()
@@ -348,7 +313,7 @@ def test_the_builtin_shape_with_per_row_costs(costed, tmp_path_factory):
         for content_type, body in (("text/csv", csv_body(np.column_stack([rows, costs]))),
                                    ("text/libsvm", libsvm_text(None, rows, costs)),
                                    ("text/libsvm", libsvm_text(None, rows))):
-            response = _post(srv, body, content_type, "text/csv")
+            response = post_invocations(srv, body, content_type, "text/csv")
             assert response.status_code == 200, response.text
             assert response.text == expected
         # costaware's own shape reads the costs at indices 5 and 6 as the CSV cells
@@ -359,11 +324,11 @@ def test_the_builtin_shape_with_per_row_costs(costed, tmp_path_factory):
                           ("text/libsvm", libsvm_text(None, rows, costs).encode()))]
         assert with_costs[0] == with_costs[1]
         assert json.loads(with_costs[1])["predictions"][0]["costs"] == "row"
-        beyond = _post(srv, "1:0.5 7:1\n", "text/libsvm", "text/csv")
+        beyond = post_invocations(srv, "1:0.5 7:1\n", "text/libsvm", "text/csv")
         assert beyond.status_code == 400
         assert beyond.json()["error"] == ("line 1, pair 2: '7:1': index 7 is beyond the model's 6 "
                                           "columns (4 columns, then its costs: cost_fp, cost_fn)")
-        partial = _post(srv, "1:0.5 2:1 5:2.5\n", "text/libsvm", "text/csv")
+        partial = post_invocations(srv, "1:0.5 2:1 5:2.5\n", "text/libsvm", "text/csv")
         assert partial.status_code == 400
         assert partial.json()["error"] == ("line 1: the row carries some of its costs but not "
                                            "cost_fn (index 6); a row carries all its costs or none")
@@ -375,7 +340,7 @@ def test_sharded_libsvm_hosts_train_on_the_widest_hosts_columns(tmp_path):
     """Two hosts, each with its own train files (ShardedByS3Key): the first host's never use index
     6, the second's do; both train, on six features (as the built-in container's hosts agree on
     the largest index)."""
-    x, y = _data(600, 9)
+    x, y = rows_with_missing(600, 9)
     x[:300, 5] = np.nan
     hosts = hosts_of(2)
     trees = []

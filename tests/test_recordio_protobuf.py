@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 from hypothesis import given, settings, strategies as st
 
 from costaware.data import channel_files, recordio_protobuf
@@ -23,7 +22,8 @@ from costaware.model import artifact, inference
 from costaware.sagemaker import training_job
 
 import recordio_writer as rio
-from support import HEADER, Server, csv_body, failure_reason, run_train, synthetic, write_tree
+from support import Server, csv_body, failure_reason, labelled_csv, post_invocations, \
+    rows_with_missing, run_train, train_channels, write_tree
 
 FIXTURES = Path(__file__).parent / "data" / "recordio"
 SDK = json.loads((FIXTURES / "fixtures.json").read_text())
@@ -259,42 +259,19 @@ def _bytes_value() -> bytes:
 # ------------------------------------------------------------------------------------ training
 
 
-def _data(n: int, seed: int, d: int = 6, classes: int = 2):
-    """Rows with about a fifth of the values missing, float32 values (RecordIO's)."""
-    x, y = synthetic(n, d=d, seed=seed)
-    x = x.astype(np.float32).astype(np.float64)
-    rng = np.random.default_rng(seed + 1)
-    x[rng.random(x.shape) < 0.2] = np.nan
-    if classes == 3:
-        y = np.where(np.nan_to_num(x[:, 1]) > 0.4, 2, y)
-    return x, y
-
-
-def _csv(label, x) -> str:
-    return "".join(f"{y}," + ",".join("" if math.isnan(v) else repr(v) for v in row) + "\n"
-                   for y, row in zip(label, x.tolist()))
-
-
-def _train(base, settings, channels, content_type) -> str:
-    write_tree(base, settings, channels, {name: content_type for name in channels})
-    result = run_train(base)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return str(base / "model")
-
-
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory):
     """The same rows trained as CSV and as RecordIO-protobuf: train dense (the SDK's
     write_numpy_to_dense_tensor), validation sparse and gzip (write_spmatrix_to_sparse_tensor's
     shape, a missing value left out); held-out rows."""
-    x, y = _data(700, 3)
+    x, y = rows_with_missing(700, 3, float32=True)
     train, valid = slice(0, 400), slice(400, 600)
     models = {}
-    models["csv"] = _train(tmp_path_factory.mktemp("csv") / "ml",
+    models["csv"] = train_channels(tmp_path_factory.mktemp("csv") / "ml",
                            {**SETTINGS, "calibration_data": "validation"},
-                           {"train": {"t.csv": _csv(y[train], x[train])},
-                            "validation": {"v.csv": _csv(y[valid], x[valid])}}, "text/csv")
-    models["recordio"] = _train(
+                           {"train": {"t.csv": labelled_csv(y[train], x[train])},
+                            "validation": {"v.csv": labelled_csv(y[valid], x[valid])}}, "text/csv")
+    models["recordio"] = train_channels(
         tmp_path_factory.mktemp("recordio") / "ml", {**SETTINGS, "calibration_data": "validation"},
         {"train": {"a.rio": rio.body(x[0:150], y[0:150]), "b.rio": rio.body(x[150:400], y[150:400])},
          "validation": {"v.rio.gz": gzip.compress(rio.body(x[valid], y[valid], sparse=True))}},
@@ -368,11 +345,11 @@ def test_the_failure_file_of_a_bad_recordio_channel(tmp_path):
 def test_three_classes_and_per_row_costs_from_recordio(tmp_path):
     """K = 3 from a RecordIO channel, and per-row cost columns (keys 4 and 5 after four features)
     served from RecordIO requests: the combinations users send."""
-    x, y = _data(500, 7, d=4, classes=3)
-    three = _train(tmp_path / "three", {**SETTINGS, "cost_matrix": json.dumps(MATRIX)},
+    x, y = rows_with_missing(500, 7, d=4, classes=3, float32=True)
+    three = train_channels(tmp_path / "three", {**SETTINGS, "cost_matrix": json.dumps(MATRIX)},
                    {"train": {"t.rio": rio.body(x, y)}}, RECORDIO)
-    csv = _train(tmp_path / "three_csv", {**SETTINGS, "cost_matrix": json.dumps(MATRIX)},
-                 {"train": {"t.csv": _csv(y, x)}}, "text/csv")
+    csv = train_channels(tmp_path / "three_csv", {**SETTINGS, "cost_matrix": json.dumps(MATRIX)},
+                 {"train": {"t.csv": labelled_csv(y, x)}}, "text/csv")
     a, b = artifact.load(three, nthread=1), artifact.load(csv, nthread=1)
     assert np.array_equal(inference.predict(a, x[:50])["probabilities"],
                           inference.predict(b, x[:50])["probabilities"])
@@ -382,11 +359,11 @@ def test_three_classes_and_per_row_costs_from_recordio(tmp_path):
 def costed(tmp_path_factory):
     """Per-row costs in a RecordIO channel: features at keys 0-3, cost_fp at 4, cost_fn at 5
     (CSV columns 5 and 6, the label being column 0)."""
-    x, y = _data(600, 5, d=4)
+    x, y = rows_with_missing(600, 5, d=4, float32=True)
     rng = np.random.default_rng(5)
     costs = np.column_stack([rng.uniform(1, 3, len(y)).round(3), rng.uniform(2, 9, len(y)).round(3)])
     costs = costs.astype(np.float32).astype(np.float64)
-    model_dir = _train(tmp_path_factory.mktemp("costed") / "ml",
+    model_dir = train_channels(tmp_path_factory.mktemp("costed") / "ml",
                        {**SETTINGS, "cost_fp_column": "5", "cost_fn_column": "6"},
                        {"train": {"t.rio": rio.body(np.column_stack([x[:500], costs[:500]]),
                                                     y[:500])}}, RECORDIO)
@@ -394,15 +371,6 @@ def costed(tmp_path_factory):
 
 
 # ------------------------------------------------------------------------------------ requests
-
-
-def _post(srv, body, content_type, accept=None, attributes=None):
-    headers = {"Content-Type": content_type}
-    if accept is not None:
-        headers["Accept"] = accept
-    if attributes is not None:
-        headers[HEADER] = attributes
-    return requests.post(srv.url + "/invocations", data=body, headers=headers, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -419,10 +387,10 @@ def test_a_recordio_request_answers_as_the_csv_request(server, twins):
     big = np.tile(rows, (60, 1))  # 6,000 rows: the uniform reader, and Arrow's CSV reader
     for accept in ("application/json", "text/csv", "application/jsonlines"):
         for data in (rows, big):
-            by_csv = _post(server, csv_body(data), "text/csv", accept)
+            by_csv = post_invocations(server, csv_body(data), "text/csv", accept)
             for body in (rio.body(data), rio.body(data, [1] * len(data)),
                          rio.body(data, sparse=True), rio.body(data, kind="f8", packed=False)):
-                by_recordio = _post(server, body, RECORDIO, accept)
+                by_recordio = post_invocations(server, body, RECORDIO, accept)
                 assert by_csv.status_code == by_recordio.status_code == 200, by_recordio.text
                 assert by_recordio.content == by_csv.content
 
@@ -430,11 +398,11 @@ def test_a_recordio_request_answers_as_the_csv_request(server, twins):
 def test_the_sdks_request_bytes_are_answered(server):
     """RecordSerializer's body (4 features) for this 6-feature model: a 400 naming the widths;
     and the SDK's sparse matrix (5 columns, keys beyond none) answered."""
-    response = _post(server, (FIXTURES / "record_serializer_request.rio").read_bytes(), RECORDIO)
+    response = post_invocations(server, (FIXTURES / "record_serializer_request.rio").read_bytes(), RECORDIO)
     assert response.status_code == 400
     assert response.json() == {"error": "record 1 (byte 0): a dense tensor of 4 values, the model "
                                         "takes 6", "status": 400, "record": 1, "byte": 0}
-    response = _post(server, (FIXTURES / "sparse_float32_no_labels.rio").read_bytes(), RECORDIO,
+    response = post_invocations(server, (FIXTURES / "sparse_float32_no_labels.rio").read_bytes(), RECORDIO,
                      "text/csv;fields=score")
     assert response.status_code == 200 and len(response.text.split("\n")) == 4, response.text
 
@@ -442,25 +410,25 @@ def test_the_sdks_request_bytes_are_answered(server):
 def test_recordio_with_reasons_and_overrides(server, twins):
     rows = twins[1][:20]
     for attributes in ("reasons=2", "cost_fn=7,cost_fp=2"):
-        by_csv = _post(server, csv_body(rows), "text/csv", "application/json", attributes)
-        by_recordio = _post(server, rio.body(rows), RECORDIO, "application/json", attributes)
+        by_csv = post_invocations(server, csv_body(rows), "text/csv", "application/json", attributes)
+        by_recordio = post_invocations(server, rio.body(rows), RECORDIO, "application/json", attributes)
         assert by_csv.status_code == by_recordio.status_code == 200, by_recordio.text
         assert by_recordio.content == by_csv.content
 
 
 def test_a_bad_recordio_request_is_a_400_naming_the_record(server, twins):
     body = rio.body(twins[1][:3]) + rio.frame(rio.record([1.0] * 5 + [math.nan, 2.0]))
-    response = _post(server, body, RECORDIO)
+    response = post_invocations(server, body, RECORDIO)
     assert response.status_code == 400
     error = response.json()
     assert error["error"] == "record 4 (byte 144): a dense tensor of 7 values, the model takes 6"
     assert (error["record"], error["byte"]) == (4, 144)
-    response = _post(server, b"", RECORDIO)
+    response = post_invocations(server, b"", RECORDIO)
     assert response.status_code == 400 and "the body is empty" in response.json()["error"]
-    response = _post(server, b"1,2,3,4,5,6\n", RECORDIO)
+    response = post_invocations(server, b"1,2,3,4,5,6\n", RECORDIO)
     assert response.status_code == 400
     assert "not a RecordIO record" in response.json()["error"]
-    response = _post(server, rio.body(twins[1][:2]), "application/x-protobuf")
+    response = post_invocations(server, rio.body(twins[1][:2]), "application/x-protobuf")
     assert response.status_code == 415
     assert "application/x-recordio-protobuf" in response.json()["error"]
 
@@ -472,17 +440,17 @@ def test_per_row_costs_from_recordio_requests(costed, tmp_path_factory):
         srv.wait_ready()
         accept = "text/csv;fields=decision,expected_cost_if_1,expected_cost_if_0,costs"
         with_costs = np.column_stack([rows, costs])
-        by_csv = _post(srv, csv_body(with_costs), "text/csv", accept)
+        by_csv = post_invocations(srv, csv_body(with_costs), "text/csv", accept)
         assert by_csv.status_code == 200, by_csv.text
         for body in (rio.body(with_costs), rio.body(with_costs, sparse=True)):
-            by_recordio = _post(srv, body, RECORDIO, accept)
+            by_recordio = post_invocations(srv, body, RECORDIO, accept)
             assert by_recordio.content == by_csv.content, by_recordio.text
         assert set(by_csv.text.split(",")[-1].split("\n")) >= {"row"}
-        without = _post(srv, rio.body(rows), RECORDIO, accept)
-        assert without.content == _post(srv, csv_body(rows), "text/csv", accept).content
+        without = post_invocations(srv, rio.body(rows), RECORDIO, accept)
+        assert without.content == post_invocations(srv, csv_body(rows), "text/csv", accept).content
         partial = with_costs[:2].copy()
         partial[1, 5] = np.nan
-        response = _post(srv, rio.body(partial, sparse=True), RECORDIO, accept)
+        response = post_invocations(srv, rio.body(partial, sparse=True), RECORDIO, accept)
         assert response.status_code == 400
         assert response.json()["error"] == ("record 2: the row carries some of its costs but not "
                                             "cost_fn (key 5); a row carries all its costs "
