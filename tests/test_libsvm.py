@@ -12,11 +12,13 @@ import subprocess
 import numpy as np
 import pytest
 
+from costaware.data import recordio_protobuf
 from costaware.errors import InputError
 from costaware.model import artifact, inference
 from costaware.sagemaker import training_job
 from costaware.serving.invocation import Invocations, respond
 
+import recordio_writer
 from hosts import hosts_of, run_hosts
 from support import Server, csv_body, failure_reason, free_port, labelled_csv, libsvm_text, \
     post_invocations, rows_with_missing, run_train, train_channels, write_tree
@@ -231,6 +233,16 @@ def test_without_accept_the_default_is_json_or_sagemaker_default_invocations_acc
     ({"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv;fields=score"}, "has parameters"),
     ({"COSTAWARE_RESPONSE_SHAPE": "xgboost"},
      "COSTAWARE_RESPONSE_SHAPE='xgboost': choose costaware or builtin"),
+    ({"SAGEMAKER_INFERENCE_OUTPUT": "predicted_label,predicted_score"},
+     "SAGEMAKER_INFERENCE_OUTPUT='predicted_label,predicted_score': 'predicted_score' is not a key "
+     "of a classifier's answers; choose from predicted_label, labels, probability, probabilities, "
+     "raw_score, raw_scores (predicted_score is a regressor's; costaware's models classify)"),
+    ({"SAGEMAKER_INFERENCE_OUTPUT": "label"}, "'label' is not a key of a classifier's answers"),
+    ({"SAGEMAKER_INFERENCE_OUTPUT": ""}, "'' is not a key of a classifier's answers"),
+    ({"SAGEMAKER_INFERENCE_OUTPUT": "probability,Probability"}, "names a key twice"),
+    ({"SAGEMAKER_INFERENCE_OUTPUT": "probability", "COSTAWARE_RESPONSE_SHAPE": "costaware"},
+     "SAGEMAKER_INFERENCE_OUTPUT asks for the built-in XGBoost container's answers, "
+     "COSTAWARE_RESPONSE_SHAPE=costaware for costaware's: unset one"),
 ])
 def test_a_bad_answer_setting_stops_serve_with_one_line(twins, env, reason):
     full = dict(os.environ, COSTAWARE_MODEL_DIR=twins[0]["libsvm"],
@@ -332,6 +344,96 @@ def test_the_builtin_shape_with_per_row_costs(costed, tmp_path_factory):
         assert partial.status_code == 400
         assert partial.json()["error"] == ("line 1: the row carries some of its costs but not "
                                            "cost_fn (index 6); a row carries all its costs or none")
+    finally:
+        srv.stop()
+
+
+# ------------------------------------------------------------------------------------ selectable
+
+
+KEYS = ("predicted_label", "labels", "probability", "probabilities", "raw_score", "raw_scores")
+
+
+def _selected(model_dir, rows, keys) -> list[dict]:
+    """The built-in container's selectable answers as its serve_utils computes them, from the
+    in-process probabilities; predicted_label: costaware's decision."""
+    result = inference.predict(artifact.load(model_dir, nthread=1), rows)
+    out = []
+    for i, decision in enumerate(result["decision"].tolist()):
+        if "score" in result:
+            p = float(result["score"][i])
+            values = {"predicted_label": decision, "labels": [0, 1], "probability": p,
+                      "probabilities": [1.0 - p, p], "raw_score": p, "raw_scores": [1.0 - p, p]}
+        else:
+            every = result["probabilities"][i].tolist()
+            values = {"predicted_label": decision, "labels": [0, 1, 2], "probability": max(every),
+                      "probabilities": every, "raw_score": max(every), "raw_scores": every}
+        out.append({key: values[key] for key in keys})
+    return out
+
+
+@pytest.mark.parametrize("model", ["twins", "three"])
+def test_sagemaker_inference_output_answers_as_the_builtin_selectable_output(
+        model, twins, three, tmp_path_factory):
+    """SAGEMAKER_INFERENCE_OUTPUT alone (no COSTAWARE_RESPONSE_SHAPE) gives the built-in's
+    selectable answers in each Accept, its default text/csv; RecordIO-protobuf records whose
+    labels hold float32 tensors (read with protobuf's own decoder)."""
+    model_dir, rows = (twins[0]["libsvm"], twins[1]) if model == "twins" else three
+    keys = ("predicted_label", "probability", "probabilities", "labels", "raw_scores")
+    expected = _selected(model_dir, rows, keys)
+    assert len({tuple(a["probabilities"]) for a in expected}) > 5  # rows that differ
+    srv = _serve(model_dir, tmp_path_factory,
+                 SAGEMAKER_INFERENCE_OUTPUT=" Predicted_Label, probability,probabilities,labels,"
+                                            "RAW_SCORES")
+    try:
+        srv.wait_ready()
+        bodies = {
+            "application/json": json.dumps({"predictions": expected}),
+            "application/jsonlines": "".join(json.dumps(a) + "\n" for a in expected),
+            "text/csv": "\n".join(",".join(f'"{v}"' if isinstance(v, list) else str(v)
+                                           for v in a.values()) for a in expected),
+        }
+        for accept, body in bodies.items():
+            for content_type, request in (("text/csv", csv_body(rows)),
+                                          ("text/libsvm", libsvm_text(None, rows))):
+                response = post_invocations(srv, request, content_type, accept)
+                assert response.status_code == 200, response.text
+                assert _type(response) == accept and response.text == body
+        assert post_invocations(srv, csv_body(rows), "text/csv").text == bodies["text/csv"]
+        response = post_invocations(srv, csv_body(rows), "text/csv",
+                                    "application/x-recordio-protobuf")
+        assert response.status_code == 200 and _type(response) == "application/x-recordio-protobuf"
+        records = [recordio_writer.Record.FromString(bytes(payload))
+                   for _, payload in recordio_protobuf._frames(response.content)]
+        assert len(records) == len(rows)
+        for record, answer in zip(records, expected):
+            assert set(record.label) == set(keys) and not record.features
+            for key, value in answer.items():
+                wanted = np.asarray(value if isinstance(value, list) else [value], np.float32)
+                assert np.array_equal(np.asarray(record.label[key].float32_tensor.values,
+                                                 np.float32), wanted), key
+        # what the selectable answers cannot carry
+        assert post_invocations(srv, csv_body(rows), "text/csv", "text/csv;fields=decision"
+                                ).status_code == 406
+        assert post_invocations(srv, csv_body(rows), "text/csv", "text/csv", "reasons=2"
+                                ).status_code == 400
+    finally:
+        srv.stop()
+
+
+def test_selectable_answers_to_a_recordio_accept_by_default(twins, tmp_path_factory):
+    model_dir, rows = twins[0]["libsvm"], twins[1][:4]
+    srv = _serve(model_dir, tmp_path_factory, SAGEMAKER_INFERENCE_OUTPUT="predicted_label",
+                 SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT="application/x-recordio-protobuf")
+    try:
+        srv.wait_ready()
+        response = post_invocations(srv, csv_body(rows), "text/csv")
+        assert _type(response) == "application/x-recordio-protobuf"
+        labels = [recordio_writer.Record.FromString(bytes(payload)).label["predicted_label"]
+                  .float32_tensor.values[0]
+                  for _, payload in recordio_protobuf._frames(response.content)]
+        assert labels == [float(a["predicted_label"])
+                          for a in _selected(model_dir, rows, ("predicted_label",))]
     finally:
         srv.stop()
 

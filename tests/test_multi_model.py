@@ -399,13 +399,17 @@ def test_the_requests_sagemaker_sends_for_the_python_sdks_multidatamodel(server,
         assert unload(server, opaque).status_code == 200
 
 
-def test_the_server_settings_reach_every_loaded_model(root, trained, tmp_path):
-    """Combinations: a multi-model endpoint in the built-in container's response shape, with a
-    default Accept of JSON Lines, answers libsvm and CSV requests (no Accept, and */*) for a
-    two-class and a 3-class model byte for byte as each model served alone with the same
-    settings (the settings are the server's, every model loaded the way the server serves one)."""
-    settings = {"COSTAWARE_RESPONSE_SHAPE": "builtin",
-                "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/jsonlines"}
+@pytest.mark.parametrize("answers", [{"COSTAWARE_RESPONSE_SHAPE": "builtin"},
+                                     {"SAGEMAKER_INFERENCE_OUTPUT": "predicted_label,probabilities"}])
+def test_the_server_settings_reach_every_loaded_model(root, trained, tmp_path, answers):
+    """Combinations: a multi-model endpoint in the built-in container's response shape (its
+    scores, or its selectable answers), with a default Accept of JSON Lines, answers libsvm, CSV
+    and RecordIO requests (no Accept, and */*) for a two-class and a 3-class model byte for byte
+    as each model served alone with the same settings (the settings are the server's, every
+    model loaded the way the server serves one)."""
+    settings = {**answers, "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/jsonlines"}
+    keys = ({"predicted_label", "probabilities"} if "SAGEMAKER_INFERENCE_OUTPUT" in answers
+            else {"score"})
     for part in ("multi", "demo", "three"):
         (tmp_path / part).mkdir()
     multi = Server(str(root), tmp_path / "multi", workers=2, SAGEMAKER_MULTI_MODEL="true",
@@ -420,18 +424,29 @@ def test_the_server_settings_reach_every_loaded_model(root, trained, tmp_path):
             assert load(multi, name, root / name / "model").status_code == 200
             rows = trained[name][1]
             cases = [(libsvm_text(None, rows).encode(), {"Content-Type": "text/libsvm"}),
+                     (recordio_writer.body(rows, kind="f8"),
+                      {"Content-Type": "application/x-recordio-protobuf"}),
                      (csv_body(rows), {"Content-Type": "text/csv", "Accept": "*/*"}),
                      (csv_body(rows), {"Content-Type": "text/csv", "Accept": "text/csv"})]
+            recordio_answer = {"Content-Type": "text/csv",
+                               "Accept": "application/x-recordio-protobuf"}
+            if keys != {"score"} and name == "demo":
+                cases.append((csv_body(rows), recordio_answer))
+            elif keys != {"score"}:  # the wine classes' text labels: no float32 tensor holds them
+                refused = invoke(multi, name, csv_body(rows), **recordio_answer)
+                assert refused.status_code == 406
+                assert "predicted_label holds text class labels" in refused.json()["error"]
             for body, headers in cases:
                 ours = invoke(multi, name, body, **headers)
                 assert ours.status_code == 200, ours.text
                 same_answer(ours, requests.post(srv.url + "/invocations", data=body,
                                                 headers=headers))
-            # the built-in shape's JSON Lines: one {"score": ...} per row, no decision
+            # the built-in shape's JSON Lines: one {"score": ...} per row, no decision; or the
+            # selected keys
             lines = invoke(multi, name, csv_body(rows), **{"Content-Type": "text/csv"})
             assert lines.headers["Content-Type"].startswith("application/jsonlines")
-            answers = [json.loads(line) for line in lines.text.splitlines()]
-            assert len(answers) == len(rows) and all(set(a) == {"score"} for a in answers)
+            got = [json.loads(line) for line in lines.text.splitlines()]
+            assert len(got) == len(rows) and all(set(a) == keys for a in got)
     finally:
         multi.stop()
         for srv in alone.values():

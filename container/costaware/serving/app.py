@@ -93,7 +93,7 @@ def create_app(model_dir: str | None = None, settings: ServerSettings | None = N
 
     def load(directory: str) -> Invocations:  # a model as this server serves it
         return Invocations.load(directory, settings.predict_threads, settings.default_accept,
-                                settings.response_shape)
+                                settings.response_shape, settings.inference_output)
 
     if settings.multi_model:
         registry = multi_model.Registry(registry_dir, settings.workers,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .. import data_capture
 from ..machine import cpu_count
-from .media_types import DEFAULT_ACCEPT, SHAPES, default_accept_problem
+from .media_types import DEFAULT_ACCEPT, SELECTABLE_KEYS, SHAPES, default_accept_problem
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_MODELS_ROOT = "/opt/ml/models"  # where SageMaker copies a multi-model endpoint's models
@@ -103,6 +103,8 @@ class ServerSettings:
     capture_percentage: int = 100  # of the answered requests, each sampled on its own
     response_shape: str = "costaware"  # or "builtin": the SageMaker XGBoost container's answers
     default_accept: str = DEFAULT_ACCEPT["costaware"]  # for a request without Accept, or */*
+    # SAGEMAKER_INFERENCE_OUTPUT's keys: the built-in container's selectable answers (none: off)
+    inference_output: tuple[str, ...] = ()
     # multi-model endpoint (serving/multi_model.py): models loaded by POST /models under models_root
     multi_model: bool = False
     models_root: str = DEFAULT_MODELS_ROOT
@@ -149,14 +151,42 @@ class ServerSettings:
 
 
 def _answers(env) -> dict:
-    """``COSTAWARE_RESPONSE_SHAPE`` and ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` (whose default is
-    the shape's: JSON for costaware's, CSV for the built-in container's)."""
-    shape = env.get("COSTAWARE_RESPONSE_SHAPE", "").strip().lower() or "costaware"
-    if shape not in SHAPES:
+    """``COSTAWARE_RESPONSE_SHAPE``, ``SAGEMAKER_INFERENCE_OUTPUT`` (the built-in container's
+    selectable answers: its keys, which imply the built-in shape) and
+    ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` (whose default is the shape's: JSON for costaware's,
+    CSV for the built-in container's)."""
+    shape = env.get("COSTAWARE_RESPONSE_SHAPE", "").strip().lower()
+    if shape and shape not in SHAPES:
         raise ServerConfigError(f"COSTAWARE_RESPONSE_SHAPE={shape!r}: choose "
                                 f"{' or '.join(SHAPES)}")
+    selected = _inference_output(env)
+    if selected and shape == "costaware":
+        raise ServerConfigError("SAGEMAKER_INFERENCE_OUTPUT asks for the built-in XGBoost "
+                                "container's answers, COSTAWARE_RESPONSE_SHAPE=costaware for "
+                                "costaware's: unset one")
+    shape = shape or ("builtin" if selected else "costaware")
     accept = env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip() or DEFAULT_ACCEPT[shape]
-    problem = default_accept_problem(accept)
+    problem = default_accept_problem(accept, bool(selected))
     if problem:
         raise ServerConfigError(f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={accept!r} {problem}")
-    return {"response_shape": shape, "default_accept": accept}
+    return {"response_shape": shape, "default_accept": accept, "inference_output": selected}
+
+
+def _inference_output(env) -> tuple[str, ...]:
+    """``SAGEMAKER_INFERENCE_OUTPUT``'s keys, as the built-in container reads them (blanks
+    dropped, lower case, comma-separated); a key it does not have for a classifier stops
+    ``serve``."""
+    if "SAGEMAKER_INFERENCE_OUTPUT" not in env:
+        return ()
+    value = env["SAGEMAKER_INFERENCE_OUTPUT"]
+    keys = tuple(value.replace(" ", "").lower().split(","))
+    for key in keys:
+        if key not in SELECTABLE_KEYS:
+            also = (" (predicted_score is a regressor's; costaware's models classify)"
+                    if key == "predicted_score" else "")
+            raise ServerConfigError(f"SAGEMAKER_INFERENCE_OUTPUT={value!r}: {key!r} is not a "
+                                    f"key of a classifier's answers; choose from "
+                                    f"{', '.join(SELECTABLE_KEYS)}{also}")
+    if len(set(keys)) != len(keys):
+        raise ServerConfigError(f"SAGEMAKER_INFERENCE_OUTPUT={value!r} names a key twice")
+    return keys

@@ -6,11 +6,14 @@ from __future__ import annotations
 import functools
 import json
 import math
+import struct
 
 import numpy as np
 
+from ..data.recordio_protobuf import MAGIC as RECORDIO_MAGIC
 from ..model.inference import PER_CLASS_FIELDS, RAW_JSON_FIELDS, TEXT_FIELDS
 from .negotiation import OutputSpec
+from .request_error import RequestError
 
 SMALL_ROWS = 64  # responses up to this many rows are formatted value by value
 
@@ -217,6 +220,8 @@ def encode(result: dict, spec: OutputSpec, policy: bytes) -> bytes:
     """Predictions (``inference.predict``'s dict of arrays) -> response body; ``policy`` is
     :func:`policy_json` of the policy used (only JSON responses carry it)."""
     if spec.shape == "builtin":
+        if spec.selected:
+            return encode_selected(result, spec.kind, spec.selected)
         return encode_builtin(result, spec.kind)
     n = len(result["decision"])
     leaves = _leaves(spec.fields, result.get("class_names"))
@@ -260,6 +265,85 @@ def encode_builtin(result: dict, kind: str) -> bytes:
     if kind == "jsonlines":
         return "".join(json.dumps(entry) + "\n" for entry in entries).encode("ascii")
     return json.dumps({"predictions": entries}).encode("ascii")
+
+
+def selected_answers(result: dict, keys: tuple[str, ...]) -> list[dict]:
+    """The built-in container's selectable answers (``SAGEMAKER_INFERENCE_OUTPUT``), a dict of
+    ``keys`` per row, as it computes them for ``binary:logistic`` and ``multi:softprob``, from
+    costaware's calibrated probabilities, except ``predicted_label``: costaware's decision (the
+    class of least expected cost at the row's costs), where the built-in's is the most probable
+    class (two classes: p > 0.5). ``labels``: the classes; ``probability`` and ``raw_score``: two
+    classes, P(class 1), more, the largest probability; ``probabilities`` and ``raw_scores``: every
+    class's, in class order."""
+    decisions = result["decision"].tolist()
+    if "score" in result:
+        scores = result["score"].tolist()
+        classes = [0, 1]
+        every = [[1.0 - p, p] for p in scores]
+    else:
+        every = result["probabilities"].tolist()
+        scores = [max(row) for row in every]
+        names = result["class_names"]
+        classes = ([int(c) for c in names] if result["decision"].dtype.kind in "iu"
+                   else list(names))
+    columns = {"predicted_label": decisions, "labels": [classes] * len(decisions),
+               "probability": scores, "probabilities": every, "raw_score": scores,
+               "raw_scores": every}
+    return [dict(zip(keys, row)) for row in zip(*(columns[key] for key in keys))]
+
+
+def encode_selected(result: dict, kind: str, keys: tuple[str, ...]) -> bytes:
+    """:func:`selected_answers` as the built-in container encodes them: ``json``
+    ``{"predictions": [{key: value, ...}, ...]}`` (``json.dumps``); ``jsonlines`` one such dict a
+    line, each line ended by ``\n``; ``csv`` a row's values in ``keys``' order, a list as
+    ``"[0.1, 0.9]"`` (Python's text of it, quoted), rows separated by ``\n``; ``recordio`` a
+    RecordIO-protobuf record a row whose ``label`` maps each key to a float32 tensor of its value(s)
+    (a text class label cannot be one: a 406)."""
+    answers = selected_answers(result, keys)
+    if kind == "json":
+        return json.dumps({"predictions": answers}).encode("utf-8")
+    if kind == "jsonlines":
+        return "".join(json.dumps(answer) + "\n" for answer in answers).encode("utf-8")
+    if kind == "recordio":
+        return recordio_answers(answers)
+    return "\n".join(",".join(f'"{value}"' if isinstance(value, list) else str(value)
+                               for value in answer.values())
+                      for answer in answers).encode("utf-8")
+
+
+def recordio_answers(answers: list[dict]) -> bytes:
+    """Each answer a RecordIO record of one ``aialgs.data.Record`` whose ``label`` map holds each
+    key's value(s) as a ``Float32Tensor``."""
+    out = []
+    for answer in answers:
+        record = bytearray()
+        for key, value in answer.items():
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, str) for v in values):
+                raise RequestError(406, f"Accept application/x-recordio-protobuf: {key} holds "
+                                        "text class labels, which a float32 tensor cannot; "
+                                        "ask for application/json, application/jsonlines or "
+                                        "text/csv")
+            tensor = _field(1, np.asarray(values, "<f4").tobytes())  # Float32Tensor.values
+            entry = _field(1, key.encode("utf-8")) + _field(2, _field(2, tensor))
+            record += _field(2, entry)  # Record.label
+        out.append(struct.pack("<II", RECORDIO_MAGIC, len(record)) + bytes(record)
+                   + b"\0" * (-len(record) % 4))
+    return b"".join(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 @functools.lru_cache(maxsize=64)  # a handful of words ("model", "row", "bayes", class labels)

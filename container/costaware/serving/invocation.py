@@ -48,12 +48,14 @@ class Invocations:
     builds a policy of its own)."""
 
     def __init__(self, model: Model, default_accept: str = codecs.DEFAULT_ACCEPT["costaware"],
-                 shape: str = "costaware"):
+                 shape: str = "costaware", selected: tuple[str, ...] = ()):
         """``default_accept``: the ``Accept`` of a request without one (or with ``*/*``);
-        ``shape``: ``costaware`` or ``builtin`` (the SageMaker XGBoost container's answers)."""
+        ``shape``: ``costaware`` or ``builtin`` (the SageMaker XGBoost container's answers);
+        ``selected``: the built-in's selectable answers' keys (``SAGEMAKER_INFERENCE_OUTPUT``)."""
         self.model = model
         self.default_accept = default_accept
         self.shape = shape
+        self.selected = selected
         self.layout = inference.Layout.of(model)
         self.fields = inference.output_fields(model)
         self.with_reasons = inference.output_fields(model, reasons=True)
@@ -64,11 +66,11 @@ class Invocations:
     @classmethod
     def load(cls, model_dir: str, nthread: int,
              default_accept: str = codecs.DEFAULT_ACCEPT["costaware"],
-             shape: str = "costaware") -> "Invocations":
+             shape: str = "costaware", selected: tuple[str, ...] = ()) -> "Invocations":
         """The model in ``model_dir`` loaded (:func:`costaware.model.artifact.load`: a bad one is a
         one-line ``ModelLoadError``) and warmed up: one row predicted, so the first request is
         not slower."""
-        invocations = cls(load_model(model_dir, nthread=nthread), default_accept, shape)
+        invocations = cls(load_model(model_dir, nthread=nthread), default_accept, shape, selected)
         inference.predict(invocations.model, np.zeros((1, len(invocations.layout.names))))
         return invocations
 
@@ -84,7 +86,8 @@ class Invocations:
         try:
             wanted = policy_override.parse_reasons(attributes, len(model.feature_names),
                                                    self.reasons_for)
-            spec = codecs.for_model(codecs.output_spec(accept, self.default_accept, self.shape),
+            spec = codecs.for_model(codecs.output_spec(accept, self.default_accept, self.shape,
+                                                       self.selected),
                                     self.fields if wanted is None else self.with_reasons)
             costs = policy_override.parse_costs(attributes, model.policy.costs)
             override = None if costs is None else model.policy.with_costs(costs)

@@ -57,18 +57,25 @@ def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
 # The shapes of an answer: costaware's (its fields, the policy), or the SageMaker XGBoost
 # container's (the probabilities alone), chosen by COSTAWARE_RESPONSE_SHAPE.
 SHAPES = ("costaware", "builtin")
+# The built-in container's selectable answers (SAGEMAKER_INFERENCE_OUTPUT): the keys a classifier
+# has (its predicted_score is a regressor's), and the one more media type it then answers
+SELECTABLE_KEYS = ("predicted_label", "labels", "probability", "probabilities", "raw_score",
+                   "raw_scores")
+SELECTABLE_OUTPUT_TYPES = {"application/x-recordio-protobuf": "recordio"}
 # The Accept a request without one (or with */*) gets, per shape, unless
 # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT says otherwise: the built-in container's is text/csv.
 DEFAULT_ACCEPT = {"costaware": "application/json", "builtin": "text/csv"}
 
 
-def default_accept_problem(value: str) -> str | None:
+def default_accept_problem(value: str, selectable: bool = False) -> str | None:
     """Why ``value`` cannot be the default Accept (``None``: it can): one media type the server
-    answers, without parameters."""
+    answers (``selectable``: with the built-in's selectable answers, RecordIO-protobuf too),
+    without parameters."""
     essence, params = parse_media_type(value)
-    if "," in value or essence in OUTPUT_WILDCARDS or essence not in OUTPUT_TYPES:
-        return ("is not a media type this server answers; choose "
-                + ", ".join(sorted(set(OUTPUT_MIMETYPES.values()))))
+    answered = set(OUTPUT_MIMETYPES.values()) | (set(SELECTABLE_OUTPUT_TYPES) if selectable
+                                                 else set())
+    if "," in value or essence in OUTPUT_WILDCARDS or essence not in answered:
+        return "is not a media type this server answers; choose " + ", ".join(sorted(answered))
     if params:
         return "has parameters; give the media type alone (fields are chosen per request)"
     return None

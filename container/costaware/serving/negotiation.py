@@ -19,8 +19,10 @@ from ..model.inference import (ALL_FIELDS, CLASS_REASON_FIELDS, MULTICLASS_FIELD
 from .request_error import RequestError
 
 from .media_types import (CHARSETS, DEFAULT_ACCEPT, INPUT_TYPES, OUTPUT_MIMETYPES,  # noqa: F401
-                          OUTPUT_TYPES, OUTPUT_WILDCARDS, SEND, parse_media_type,
-                          split_outside_quotes)
+                          OUTPUT_TYPES, OUTPUT_WILDCARDS, SELECTABLE_OUTPUT_TYPES, SEND,
+                          parse_media_type, split_outside_quotes)
+
+RECORDIO_MIMETYPE = next(iter(SELECTABLE_OUTPUT_TYPES))
 
 
 @functools.lru_cache(maxsize=256)  # a client sends the same header with every request
@@ -51,14 +53,15 @@ def input_kind(content_type: str | None) -> str:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    kind: str  # json | jsonlines | csv
+    kind: str  # json | jsonlines | csv; recordio (the built-in's selectable answers only)
     fields: tuple[str, ...] = OUTPUT_FIELDS
     chosen: bool = False  # the request named the fields (else: the model's own, all of them)
     shape: str = "costaware"  # or "builtin": the SageMaker XGBoost container's (encoding.py)
+    selected: tuple[str, ...] = ()  # the built-in's selectable answers' keys (none: its scores)
 
     @property
     def mimetype(self) -> str:
-        return OUTPUT_MIMETYPES[self.kind]
+        return OUTPUT_MIMETYPES.get(self.kind) or RECORDIO_MIMETYPE
 
 
 def _accept_ranges(accept: str) -> list[tuple[str, dict[str, str]]]:
@@ -76,10 +79,11 @@ def _accept_ranges(accept: str) -> list[tuple[str, dict[str, str]]]:
 
 @functools.lru_cache(maxsize=256)
 def output_spec(accept: str | None, default: str = DEFAULT_ACCEPT["costaware"],
-                shape: str = "costaware") -> OutputSpec:
+                shape: str = "costaware", selected: tuple[str, ...] = ()) -> OutputSpec:
     """The response format an ``Accept`` header asks for; a 406 when none can be given. No
     ``Accept``, or ``*/*`` alone, gets ``default`` (``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``, as
-    the built-in container reads it); ``shape``: ``costaware`` or ``builtin``."""
+    the built-in container reads it); ``shape``: ``costaware`` or ``builtin``; ``selected``: the
+    built-in's selectable answers' keys, which it also answers in RecordIO-protobuf."""
     if not accept or not accept.strip() or accept.strip() == "*/*":
         accept = default
     candidates = []
@@ -92,6 +96,8 @@ def output_spec(accept: str | None, default: str = DEFAULT_ACCEPT["costaware"],
             candidates.append((-q, order, essence, params))
     for _, _, essence, params in sorted(candidates):
         kind = OUTPUT_TYPES.get(essence) or OUTPUT_WILDCARDS.get(essence)
+        if selected and not kind:
+            kind = SELECTABLE_OUTPUT_TYPES.get(essence)
         if kind:
             chosen = params.get("fields")
             if shape == "builtin":
@@ -99,11 +105,12 @@ def output_spec(accept: str | None, default: str = DEFAULT_ACCEPT["costaware"],
                     raise RequestError(406, f"Accept: fields={chosen} chooses costaware's fields; "
                                             "this server answers in the built-in XGBoost "
                                             "container's shape (COSTAWARE_RESPONSE_SHAPE=builtin)")
-                return OutputSpec(kind, (), False, "builtin")
+                return OutputSpec(kind, (), False, "builtin", selected)
             return OutputSpec(kind, _fields(chosen), chosen is not None)
-    raise RequestError(406, f"Accept {accept.strip()!r}: this server answers application/json, "
-                            "application/jsonlines or text/csv",
-                       supported=sorted(set(OUTPUT_MIMETYPES.values())))
+    answered = sorted(set(OUTPUT_MIMETYPES.values()) | (set(SELECTABLE_OUTPUT_TYPES) if selected
+                                                         else set()))
+    raise RequestError(406, f"Accept {accept.strip()!r}: this server answers "
+                            f"{', '.join(answered[:-1])} or {answered[-1]}", supported=answered)
 
 
 def for_model(spec: OutputSpec, fields: tuple[str, ...]) -> OutputSpec:
