@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from costaware.config import hyperparameters as hp
+from costaware.config import builtin_names, hyperparameters as hp
 from costaware.errors import HyperparameterError
 
 from support import REPO
@@ -91,6 +91,40 @@ def test_removed_names_say_what_replaces_them(name, replacement):
         hp.parse({name: "1"})
     message = str(info.value)
     assert message.startswith(f"hyperparameter '{name}' no longer exists: ") and replacement in message
+
+
+@pytest.mark.parametrize("name,value,hint", [
+    ("scale_pos_weight", "3", "scale_pos_weight=w is cost_fn=w with cost_fp=1"),
+    ("eval_metric", "auc", "early stopping watches early_stopping_metric"),
+    ("num_class", "3", "classes=[0,1,...,K-1] (0-1 costs), or a cost_matrix"),
+    ("booster", "dart", "costaware boosts gbtree trees only"),
+    ("csv_weights", "1", "give its cost columns"),
+    ("verbosity", "1", "costaware writes its own log"),
+    ("_kfold", "5", "calibration_data=cross_fit with cross_fit_folds"),
+    ("sketch_eps", "0.03", "costaware's CPU training has no use for"),
+])
+def test_the_builtin_algorithms_names_say_what_to_give_instead(name, value, hint):
+    """A job moved over from the SageMaker XGBoost algorithm by its image URI fails on each of its
+    names costaware does not take with what to give instead (every one of them has a hint)."""
+    with pytest.raises(HyperparameterError) as info:
+        hp.parse({"num_round": "10", name: value})
+    assert str(info.value) == (f"hyperparameter '{name}' is the SageMaker XGBoost algorithm's, "
+                               f"not costaware's: {builtin_names.HINTS[name]}")
+    assert hint in str(info.value)
+    assert not set(builtin_names.HINTS) & set(hp.BY_NAME)  # (a name costaware takes is taken)
+
+
+@pytest.mark.parametrize("value,hint", [
+    ("multi:softprob", "keep objective cost_weighted and give their labels, classes=[0,1,...,K-1]"),
+    ("reg:squarederror", "costaware trains classifiers whose mistakes have costs"),
+    ("binary:hinge", "use cost_weighted or binary:logistic"),
+])
+def test_the_builtin_algorithms_objectives_say_what_to_give_instead(value, hint):
+    with pytest.raises(HyperparameterError) as info:
+        hp.parse({"objective": value})
+    assert str(info.value).startswith(f"hyperparameter 'objective': '{value}' is not one of "
+                                      "cost_weighted, binary:logistic (")
+    assert hint in str(info.value)
 
 
 @pytest.mark.parametrize("values,fragment", [

@@ -20,6 +20,7 @@ from ..metrics import bias
 from ..metrics import registry as metric_registry
 from ..decisions.costs import CELL_MEANING, CELLS, CostMatrix
 from ..errors import HyperparameterError
+from . import builtin_names
 from .multiclass_settings import binary_matrix, check_multiclass, class_index, classes_and_matrix
 from ..decisions.reasons import parse_reason_texts
 
@@ -479,6 +480,9 @@ def parse(raw: Mapping[str, Any]) -> Settings:
         param = BY_NAME.get(key)
         if param is None and key in REMOVED:
             raise HyperparameterError(f"hyperparameter '{key}' no longer exists: {REMOVED[key]}")
+        if param is None and key in builtin_names.HINTS:
+            raise HyperparameterError(f"hyperparameter '{key}' is the SageMaker XGBoost "
+                                      f"algorithm's, not costaware's: {builtin_names.HINTS[key]}")
         if param is None:
             raise HyperparameterError(
                 f"unknown hyperparameter '{key}'; valid names: {', '.join(sorted(BY_NAME))}"
@@ -488,7 +492,14 @@ def parse(raw: Mapping[str, Any]) -> Settings:
                 f"hyperparameter '{param.name}' given twice (as '{seen[param.name]}' and '{key}')"
             )
         seen[param.name] = key
-        values[param.name] = param.parse(raw_value)
+        try:
+            values[param.name] = param.parse(raw_value)
+        except HyperparameterError as exc:
+            hint = (builtin_names.objective_hint(str(raw_value).strip().strip('"'))
+                    if param.name == "objective" else None)
+            if hint is None:
+                raise
+            raise HyperparameterError(f"{exc} ({hint})") from None
     binary_matrix(values, seen)
     settings = Settings(**{_attribute(k): v for k, v in _normalised(values).items()})
     _check_cross_field(settings, set(seen))
