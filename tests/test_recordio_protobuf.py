@@ -288,6 +288,31 @@ def test_a_recordio_channel_trains_the_model_the_same_rows_in_csv_train(twins):
     assert np.ptp(scores) > 0.3  # a model that learned something, so equality says something
 
 
+def test_external_memory_from_recordio_trains_the_model_csv_trains(tmp_path, twins, monkeypatch):
+    """Training from external memory (XGBoost's pages on disk, the channels read 100 records at
+    a time) on RecordIO channels gives the model the same rows give in CSV."""
+    x, y = twins[2]
+    monkeypatch.setenv("COSTAWARE_BATCH_ROWS", "100")
+    settings = {**SETTINGS, "external_memory": "true", "calibration_data": "validation"}
+    models = {}
+    for kind, channels, content_type in (
+            ("csv", {"train": {"t.csv": labelled_csv(y[:400], x[:400])},
+                     "validation": {"v.csv": labelled_csv(y[400:600], x[400:600])}}, "text/csv"),
+            ("recordio", {"train": {"t.rio": rio.body(x[:400], y[:400])},
+                          "validation": {"v.rio": rio.body(x[400:600], y[400:600], sparse=True)}},
+             RECORDIO)):
+        pages = tmp_path / f"{kind}-pages"
+        pages.mkdir()
+        monkeypatch.setenv("COSTAWARE_PAGE_CACHE", str(pages))
+        models[kind] = train_channels(tmp_path / kind, settings, channels, content_type)
+    csv_model, ours = (artifact.load(models[k], nthread=1) for k in ("csv", "recordio"))
+    assert json.loads((Path(models["recordio"]) / "metadata.json").read_text())[
+        "hyperparameters"]["external_memory"] == "true"
+    scores = inference.predict(ours, x[600:])["score"]
+    assert np.array_equal(scores, inference.predict(csv_model, x[600:])["score"])
+    assert np.ptp(scores) > 0.3
+
+
 @pytest.mark.parametrize("batch_rows", [1, 7, 1000])
 def test_a_recordio_channel_read_in_batches_is_the_channel_read_whole(tmp_path, twins, batch_rows):
     """The external-memory and batched readers' blocks of records: a record split in parts and a
