@@ -211,6 +211,9 @@ def test_a_split_record_is_joined_as_mxnets_reader_joins_it():
      "record 1 (byte 0): key 5 is beyond its shape [4] (keys are 0-based)"),
     (lambda: rio.frame(_keyed([0, 1], [1.0], [4])),
      "record 1 (byte 0): 2 keys for 1 values"),
+    # a shape whose product passes int64 is read as the Python int it is (it once wrapped to 4)
+    (lambda: rio.frame(rio.record([1.0] * 4, 0, shape=[4, 2 ** 62 + 1])),
+     f"record 1 (byte 0): a dense tensor of shape [4, {2 ** 62 + 1}] holds 4 values"),
 ])
 def test_a_bad_body_is_refused_naming_the_record_and_its_byte(make, message):
     assert _refusal(make()).startswith(message), _refusal(make())
@@ -349,6 +352,32 @@ def test_a_bad_record_fails_training_naming_file_record_and_byte(tmp_path, batch
     (directory / "t.rio").write_bytes(good + b"\x00" * 8)
     with pytest.raises(InputError, match=r"t.rio: record 5 \(byte 224\): not a RecordIO record"):
         read_in_batches(str(directory), RECORDIO, options, batch_rows)
+
+
+@pytest.mark.parametrize("read", ["whole", "batches"])
+def test_a_corrupt_gzip_file_or_no_feature_values_is_one_line_either_way(tmp_path, read):
+    """A gzip file whose compressed data is corrupt (zlib's error, once a traceback), and a
+    channel whose records hold no feature value (the SDK's all-zero sparse rows; load_channel
+    once failed on an empty argmax), refused as a whole channel and in batches alike."""
+    def load(directory):
+        if read == "whole":
+            return channel_files.load_channel(str(directory), RECORDIO, channel_files.DataOptions())
+        return read_in_batches(str(directory), RECORDIO, channel_files.DataOptions(), 4)
+
+    corrupt = bytearray(gzip.compress(rio.body(np.arange(200.0).reshape(50, 4), [0, 1] * 25)))
+    corrupt[20] ^= 0xFF
+    corrupt[21] ^= 0xFF
+    (tmp_path / "gz").mkdir()
+    (tmp_path / "gz" / "p.rio").write_bytes(bytes(corrupt))
+    with pytest.raises(InputError, match=r"gz/p.rio: cannot be read as RecordIO-protobuf: "):
+        load(tmp_path / "gz")
+    empty = rio.Record()
+    empty.features["values"].float32_tensor.SetInParent()
+    empty.label["values"].float32_tensor.values.append(1)
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "p.rio").write_bytes(rio.frame(empty.SerializeToString()) * 3)
+    with pytest.raises(InputError, match="no feature columns besides the label"):
+        load(tmp_path / "none")
 
 
 def test_the_failure_file_of_a_bad_recordio_channel(tmp_path):

@@ -8,7 +8,8 @@ from __future__ import annotations
 _GBTREE = "costaware boosts gbtree trees only (its calibrator and reasons read a tree ensemble)"
 _UNUSED = ("a setting of XGBoost's GPU, distributed or older training that costaware's CPU "
            "training has no use for: drop it")
-_CLASSIFIES = "costaware trains classifiers whose mistakes have costs, not regressors"
+_CLASSIFIES = ("costaware trains classifiers whose mistakes have costs (objective cost_weighted "
+               "or binary:logistic), not regressors, rankers or survival models")
 
 HINTS = {
     "eval_metric": "costaware reports auc, logloss, brier, expected cost and savings on every "

@@ -149,7 +149,7 @@ def channel_bytes(directory: str, content_type: str) -> int:
     total = 0
     for path in channel_files(directory):
         if base_type in SPARSE_FORMATS:
-            is_parquet, compression = False, _gzip_or_none(path)
+            is_parquet, compression = False, _gzip_or_none(path, SPARSE_FORMATS[base_type].name)
         else:
             is_parquet, compression = _file_kind(path, base_type)
         try:
@@ -164,12 +164,12 @@ def channel_bytes(directory: str, content_type: str) -> int:
     return total
 
 
-def _gzip_or_none(path: str) -> str | None:
+def _gzip_or_none(path: str, what: str = "libsvm") -> str | None:
     try:
         with open(path, "rb") as handle:
             return "gzip" if handle.read(2) == GZIP_MAGIC else None
     except OSError as exc:
-        raise _unreadable(path, "libsvm", exc) from None
+        raise _unreadable(path, what, exc) from None
 
 
 def _gzip_size(path: str) -> int:
@@ -425,7 +425,7 @@ def _recordio_blocks(path: str, batch_rows: int) -> Iterator[tuple[int, libsvm_r
     """``(records before, rows)`` of each block of ``batch_rows`` records of a RecordIO-protobuf
     file (plain or gzip), parsed as load_channel parses the whole file; a fault names the record
     in the file and its byte (of the file once decompressed)."""
-    opener = gzip.open if _gzip_or_none(path) else open
+    opener = gzip.open if _gzip_or_none(path, "RecordIO-protobuf") else open
     try:
         with opener(path, "rb") as handle:
             records_before = bytes_before = 0

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import stat
+import zlib
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -47,9 +48,10 @@ SEPARATORS = ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"))
 PARQUET_MAGIC = b"PAR1"
 CSV_TYPES = ("text/csv", "text/plain", "application/csv")
 # what reading a file raises for one that is not what it should be ("cannot be read as ...")
+# (zlib.error: a gzip file whose compressed data is corrupt)
 READ_ERRORS = (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError,
-               ValueError)
-LIBSVM_READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile)
+               ValueError, zlib.error)
+LIBSVM_READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -382,7 +384,9 @@ def _check_dense_size(rows: int, width: int, where: str, held: str = "the channe
 
 
 def _widest_line(rows: "libsvm_rows.SparseRows") -> int:
-    """The 0-based line of the rows' largest index."""
+    """The 0-based line of the rows' largest index (0: rows without an entry)."""
+    if not len(rows.columns):
+        return 0
     return int(rows.rows[int(np.argmax(rows.columns))])
 
 

@@ -41,6 +41,7 @@ with a fifth of the values left out 2.47x, where record by record took 34x.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 
@@ -185,7 +186,7 @@ def _only_values(tensors: dict, what: str, number: int, offset: int) -> _Tensor 
 def _columns(tensor: _Tensor, number: int, offset: int, width: int | None, width_means: str,
              dense_widths: tuple[int, ...] | None) -> np.ndarray:
     """The row's 0-based column of each value."""
-    declared = int(np.prod(tensor.shape)) if tensor.shape else None
+    declared = math.prod(tensor.shape) if tensor.shape else None  # (Python's ints: no wrap)
     model = f" (the model takes {width}{width_means})" if width is not None else ""
     if tensor.keys is None:
         if declared is not None and declared != len(tensor.values):

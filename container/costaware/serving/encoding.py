@@ -12,6 +12,7 @@ import numpy as np
 
 from ..data.recordio_protobuf import MAGIC as RECORDIO_MAGIC
 from ..model.inference import PER_CLASS_FIELDS, RAW_JSON_FIELDS, TEXT_FIELDS
+from .media_types import SELECTABLE_KEYS
 from .negotiation import OutputSpec
 from .request_error import RequestError
 
@@ -289,16 +290,21 @@ def selected_answers(result: dict, keys: tuple[str, ...]) -> list[dict]:
     columns = {"predicted_label": decisions, "labels": [classes] * len(decisions),
                "probability": scores, "probabilities": every, "raw_score": scores,
                "raw_scores": every}
-    return [dict(zip(keys, row)) for row in zip(*(columns[key] for key in keys))]
+    # (the built-in fills each dict in its own order of the keys, whatever order they were asked
+    # in; only its CSV follows the asked order)
+    ordered = [key for key in SELECTABLE_KEYS if key in keys]
+    return [dict(zip(ordered, row)) for row in zip(*(columns[key] for key in ordered))]
 
 
 def encode_selected(result: dict, kind: str, keys: tuple[str, ...]) -> bytes:
     """:func:`selected_answers` as the built-in container encodes them: ``json``
-    ``{"predictions": [{key: value, ...}, ...]}`` (``json.dumps``); ``jsonlines`` one such dict a
-    line, each line ended by ``\n``; ``csv`` a row's values in ``keys``' order, a list as
-    ``"[0.1, 0.9]"`` (Python's text of it, quoted), rows separated by ``\n``; ``recordio`` a
-    RecordIO-protobuf record a row whose ``label`` maps each key to a float32 tensor of its value(s)
-    (a text class label cannot be one: a 406)."""
+    ``{"predictions": [{key: value, ...}, ...]}`` (``json.dumps``, the keys in the built-in's
+    order); ``jsonlines`` one such dict a line, each line ended by ``\n``; ``csv`` a row's values
+    in ``keys``' order, a list as ``"[0.1, 0.9]"`` (Python's text of it, quoted), rows separated
+    by ``\n``; ``recordio`` a RecordIO-protobuf record a row whose ``label`` maps each key to a
+    float32 tensor of its value(s) (the built-in's record ``k`` also repeats the fields of the
+    rows before it, which a protobuf reader reads as row ``k``'s: here each record holds its own
+    row's; a text class label cannot be a float: a 406)."""
     answers = selected_answers(result, keys)
     if kind == "json":
         return json.dumps({"predictions": answers}).encode("utf-8")
@@ -306,8 +312,8 @@ def encode_selected(result: dict, kind: str, keys: tuple[str, ...]) -> bytes:
         return "".join(json.dumps(answer) + "\n" for answer in answers).encode("utf-8")
     if kind == "recordio":
         return recordio_answers(answers)
-    return "\n".join(",".join(f'"{value}"' if isinstance(value, list) else str(value)
-                               for value in answer.values())
+    return "\n".join(",".join(f'"{answer[key]}"' if isinstance(answer[key], list)
+                               else str(answer[key]) for key in keys)
                       for answer in answers).encode("utf-8")
 
 

@@ -62,6 +62,10 @@ class Invocations:
         self.reasons_for = str(model.metadata.get("reasons_for", "1"))
         self.model_policy_json = codecs.policy_json(model.policy.summary("model"))
         self.model_policy_header = policy_override.describe_policy(model.policy, "model")
+        # the selectable answers' keys that hold class labels, when those are text
+        classes = getattr(model.policy, "classes", (0, 1))
+        self.text_labels = (set() if all(isinstance(c, int) for c in classes)
+                            else {"predicted_label", "labels"})
 
     @classmethod
     def load(cls, model_dir: str, nthread: int,
@@ -89,6 +93,12 @@ class Invocations:
             spec = codecs.for_model(codecs.output_spec(accept, self.default_accept, self.shape,
                                                        self.selected),
                                     self.fields if wanted is None else self.with_reasons)
+            if spec.kind == "recordio" and self.text_labels & set(spec.selected):
+                raise RequestError(406, f"Accept application/x-recordio-protobuf: "
+                                        f"{sorted(self.text_labels & set(spec.selected))[0]} "
+                                        "holds text class labels, which a float32 tensor cannot; "
+                                        "ask for application/json, application/jsonlines or "
+                                        "text/csv")
             costs = policy_override.parse_costs(attributes, model.policy.costs)
             override = None if costs is None else model.policy.with_costs(costs)
         except (policy_override.OverrideError, OverrideRefused) as exc:
