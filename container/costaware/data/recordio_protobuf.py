@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -95,25 +96,26 @@ def parse(body: bytes, labels: str, width: int | None = None, width_means: str =
     dense row may have (``None``: any; a shorter row's last columns are missing, as a libsvm
     line's left-out indices are)."""
     args = labels, width, width_means, dense_widths
-    rows = _read_uniform(body, *args)
-    if rows is None:
-        rows = _read_canonical(body, *args)
-    if rows is not None:
-        return rows
-    frames = _frames(body)
-    if not frames:
-        raise RecordError(1, 0, "no records: the body is empty")
-    return _read_records(body, frames, *args)
+    # (a signalling NaN, as a float32 bit pattern may be, is a missing value like any NaN: its
+    # cast to float64 sets the invalid flag, which numpy would print as a warning per body)
+    with np.errstate(invalid="ignore"):
+        rows = _read_uniform(body, *args)
+        if rows is None:
+            rows = _read_canonical(body, *args)
+        if rows is not None:
+            return rows
+        return _read_records(body, _frames(body), *args)
 
 
 # -- framing ------------------------------------------------------------------------------------
 
-def _frames(body: bytes) -> list[tuple[int, bytes | memoryview]]:
-    """``(offset, payload)`` of each record (a split record's parts joined)."""
+def _frames(body: bytes) -> Iterator[tuple[int, bytes | memoryview]]:
+    """``(offset, payload)`` of each record (a split record's parts joined), one at a time: a
+    framing fault is raised when reading reaches it, after the records before it were read."""
     view, end = memoryview(body), len(body)
-    frames, pos, parts, start = [], 0, None, 0
+    count, pos, parts, start = 0, 0, None, 0
     while pos < end:
-        number = len(frames) + 1
+        number = count + 1
         if end - pos < 8:
             raise RecordError(number, pos, f"{end - pos} byte(s) left, too few for a RecordIO "
                                            "header (8 bytes)")
@@ -128,13 +130,15 @@ def _frames(body: bytes) -> list[tuple[int, bytes | memoryview]]:
                                            f"after {end - pos - 8}")
         payload = view[pos + 8:pos + 8 + length]
         if flag == 0 and parts is None:
-            frames.append((pos, payload))
+            count += 1
+            yield pos, payload
         elif flag == 1 and parts is None:
             parts, start = [bytes(payload)], pos
         elif flag in (2, 3) and parts is not None:
             parts += [_MAGIC_BYTES, bytes(payload)]
             if flag == 3:
-                frames.append((start, b"".join(parts)))
+                count += 1
+                yield start, b"".join(parts)
                 parts = None
         else:
             what = {0: "a whole record", 1: "the start of a split record",
@@ -144,8 +148,7 @@ def _frames(body: bytes) -> list[tuple[int, bytes | memoryview]]:
                                               else "where no split record began"))
         pos += 8 + ((length + 3) & ~3)
     if parts is not None:
-        raise RecordError(len(frames) + 1, start, "a split record that never ends")
-    return frames
+        raise RecordError(count + 1, start, "a split record that never ends")
 
 
 # -- the record reader ----------------------------------------------------------------------------
@@ -155,7 +158,7 @@ def _read_records(body: bytes, frames, labels: str, width: int | None, width_mea
     """:func:`parse` record by record: the reference, and the reader that explains."""
     label_texts: list[str] | None = [] if labels == "required" else None
     lengths, columns, values = [], [], []
-    for n, (offset, payload) in enumerate(frames):
+    for n, (offset, payload) in enumerate(frames):  # (records read as they are framed)
         number = n + 1
         features, label = _record(payload, number, offset)
         tensor = _only_values(features, "feature", number, offset)
@@ -170,9 +173,11 @@ def _read_records(body: bytes, frames, labels: str, width: int | None, width_mea
         if label_texts is not None:
             label_texts.append(_label_text(_only_values(label, "label", number, offset),
                                            number, offset))
+    if not lengths:
+        raise RecordError(1, 0, "no records: the body is empty")
     return SparseRows(label_texts, np.array(lengths, dtype=np.int64),
                       np.concatenate(columns).astype(np.int64, copy=False),
-                      np.concatenate(values), len(frames))
+                      np.concatenate(values), len(lengths))
 
 
 def _only_values(tensors: dict, what: str, number: int, offset: int) -> _Tensor | None:
