@@ -29,6 +29,11 @@ SLOW = {
         "test_request_threads_answer_as_the_loop_does",
         "test_multi_model_requests_together_each_get_their_models_answer",
     ),
+    # the SDK's own virtual environment (made on first use) and three servers
+    "test_sagemaker_sdk.py": (
+        "test_the_sdks_predictor_invokes_each_target_model_as_served_alone",
+        "test_the_sdks_record_deserializer_reads_the_selectable_answers",
+    ),
     "test_multi_model.py": (
         "test_the_server_settings_reach_every_loaded_model",
         "test_a_model_that_does_not_fit_is_507_until_another_is_unloaded",
