@@ -325,17 +325,21 @@ def recordio_answers(answers: list[dict]) -> bytes:
         record = bytearray()
         for key, value in answer.items():
             values = value if isinstance(value, list) else [value]
-            if any(isinstance(v, str) for v in values):
-                raise RequestError(406, f"Accept application/x-recordio-protobuf: {key} holds "
-                                        "text class labels, which a float32 tensor cannot; "
-                                        "ask for application/json, application/jsonlines or "
-                                        "text/csv")
+            if any(isinstance(v, str) for v in values):  # (Invocations.plan refuses it first)
+                raise text_labels_refused(key)
             tensor = _field(1, np.asarray(values, "<f4").tobytes())  # Float32Tensor.values
             entry = _field(1, key.encode("utf-8")) + _field(2, _field(2, tensor))
             record += _field(2, entry)  # Record.label
         out.append(struct.pack("<II", RECORDIO_MAGIC, len(record)) + bytes(record)
                    + b"\0" * (-len(record) % 4))
     return b"".join(out)
+
+
+def text_labels_refused(key: str) -> RequestError:
+    """The 406 of a RecordIO answer whose ``key`` would hold text class labels."""
+    return RequestError(406, f"Accept application/x-recordio-protobuf: {key} holds text class "
+                             "labels, which a float32 tensor cannot; ask for application/json, "
+                             "application/jsonlines or text/csv")
 
 
 def _field(number: int, payload: bytes) -> bytes:

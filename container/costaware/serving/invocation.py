@@ -20,6 +20,7 @@ from ..model.artifact import Model
 from ..model.artifact import load as load_model
 from ..decisions.policy import OverrideRefused
 from . import codecs, policy_override
+from .encoding import text_labels_refused
 from .request_error import RequestError
 
 
@@ -94,11 +95,8 @@ class Invocations:
                                                        self.selected),
                                     self.fields if wanted is None else self.with_reasons)
             if spec.kind == "recordio" and self.text_labels & set(spec.selected):
-                raise RequestError(406, f"Accept application/x-recordio-protobuf: "
-                                        f"{sorted(self.text_labels & set(spec.selected))[0]} "
-                                        "holds text class labels, which a float32 tensor cannot; "
-                                        "ask for application/json, application/jsonlines or "
-                                        "text/csv")
+                raise text_labels_refused(
+                    min(self.text_labels & set(spec.selected), key=spec.selected.index))
             costs = policy_override.parse_costs(attributes, model.policy.costs)
             override = None if costs is None else model.policy.with_costs(costs)
         except (policy_override.OverrideError, OverrideRefused) as exc:
