@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the request body: rows without labels, in --content-type; - for stdin")
     p.add_argument("--content-type", default="text/csv",
                    help="the body's Content-Type (text/csv, application/json, "
-                        "application/jsonlines, text/libsvm; default text/csv)")
+                        "application/jsonlines, text/libsvm, application/x-recordio-protobuf; "
+                        "default text/csv)")
     p.add_argument("--accept", default="application/jsonlines",
                    help="the answer's Accept, fields=... included (default application/jsonlines)")
     p.add_argument("--custom-attributes", default=None, metavar="ATTRIBUTES",

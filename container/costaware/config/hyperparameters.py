@@ -495,7 +495,7 @@ def parse(raw: Mapping[str, Any]) -> Settings:
         try:
             values[param.name] = param.parse(raw_value)
         except HyperparameterError as exc:
-            hint = (builtin_names.objective_hint(str(raw_value).strip().strip('"'))
+            hint = (builtin_names.objective_hint(str(_unwrap(raw_value)).strip())
                     if param.name == "objective" else None)
             if hint is None:
                 raise

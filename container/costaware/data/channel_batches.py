@@ -430,7 +430,7 @@ def _recordio_blocks(path: str, batch_rows: int) -> Iterator[tuple[int, libsvm_r
         with opener(path, "rb") as handle:
             records_before = bytes_before = 0
             while True:
-                block, count = _records(handle, batch_rows)
+                block, count = recordio_protobuf.read_block(handle, batch_rows)
                 if not block:
                     if not records_before:  # (an empty file: refused as the whole file is)
                         _parse_records(path, b"", 0, 0)
@@ -440,29 +440,6 @@ def _recordio_blocks(path: str, batch_rows: int) -> Iterator[tuple[int, libsvm_r
                 bytes_before += len(block)
     except LIBSVM_READ_ERRORS as exc:
         raise _unreadable(path, "RecordIO-protobuf", exc) from None
-
-
-def _records(handle, count: int) -> tuple[bytes, int]:
-    """The bytes of the next ``count`` records of a RecordIO stream (a split record's parts
-    counted as one record), and how many it holds; at a fault or the end, what is left, which
-    the parser then refuses or reads."""
-    parts, records, inside = [], 0, False
-    while records < count or inside:
-        header = handle.read(8)
-        parts.append(header)
-        if len(header) < 8:
-            break
-        magic, word = struct.unpack("<II", header)
-        if magic != recordio_protobuf.MAGIC:
-            break  # (the parser names this record)
-        length, flag = word & ((1 << 29) - 1), word >> 29
-        payload = handle.read((length + 3) & ~3)
-        parts.append(payload)
-        if len(payload) < length:
-            break
-        inside = flag in (1, 2)
-        records += flag in (0, 3)
-    return b"".join(parts), records
 
 
 def _parse_records(path: str, block: bytes, records_before: int, bytes_before: int) -> libsvm_rows.SparseRows:

@@ -285,13 +285,13 @@ class SparseFormat:
     name: str
     unit: str  # what a row is in a file: "line" or "record"
     label_is: str
-    first_index: int  # the index a format gives frame column 1 (libsvm 1, RecordIO's keys 0)
+    label: str  # how messages name the label
+    column_word: str  # and a feature's column: "index" (libsvm's), "key" (RecordIO's)
+    first_index: int  # the number a format gives frame column 1 (libsvm 1, RecordIO's keys 0)
 
     def column(self, key: int) -> str:
         """Frame column ``key`` as the format names it."""
-        if key == 0:
-            return "the label field" if self.unit == "line" else "the label"
-        return (f"index {key}" if self.unit == "line" else f"key {key - 1 + self.first_index}")
+        return self.label if key == 0 else f"{self.column_word} {key - 1 + self.first_index}"
 
     def parse(self, path: str, raw: bytes) -> "libsvm_rows.SparseRows":
         """A whole file's rows (its bytes after gzip); a fault names the file and the row."""
@@ -310,8 +310,10 @@ class SparseFormat:
             raise DataError(f"{path}: {exc}") from None
 
 
-LIBSVM = SparseFormat("libsvm", "line", "the first field of each line", 1)
-RECORDIO = SparseFormat("RecordIO-protobuf", "record", 'label["values"] of each record', 0)
+LIBSVM = SparseFormat("libsvm", "line", "the first field of each line", "the label field",
+                      "index", 1)
+RECORDIO = SparseFormat("RecordIO-protobuf", "record", 'label["values"] of each record',
+                        "the label", "key", 0)
 SPARSE_FORMATS = {**{t: LIBSVM for t in libsvm_rows.CHANNEL_TYPES},
                   **{t: RECORDIO for t in recordio_protobuf.CHANNEL_TYPES}}
 

@@ -151,6 +151,29 @@ def _frames(body: bytes) -> Iterator[tuple[int, bytes | memoryview]]:
         raise RecordError(count + 1, start, "a split record that never ends")
 
 
+def read_block(handle, count: int) -> tuple[bytes, int]:
+    """The bytes of the next ``count`` records of a RecordIO stream (a split record's parts
+    counted as one record), and how many it holds; at a fault or the end, what is left, which
+    :func:`parse` then refuses or reads."""
+    parts, records, inside = [], 0, False
+    while records < count or inside:
+        header = handle.read(8)
+        parts.append(header)
+        if len(header) < 8:
+            break
+        magic, word = struct.unpack("<II", header)
+        if magic != MAGIC:
+            break  # (parse names this record)
+        length, flag = word & ((1 << _LENGTH_BITS) - 1), word >> _LENGTH_BITS
+        payload = handle.read((length + 3) & ~3)
+        parts.append(payload)
+        if len(payload) < length:
+            break
+        inside = flag in (1, 2)
+        records += flag in (0, 3)
+    return b"".join(parts), records
+
+
 # -- the record reader ----------------------------------------------------------------------------
 
 def _read_records(body: bytes, frames, labels: str, width: int | None, width_means: str,
@@ -466,7 +489,7 @@ _MAX_RECORDS_VARINT = 5  # lengths and shapes: below 2**35
 class _Columns:
     """Every record's bytes as numpy arrays, for reading one field of all records at a time."""
 
-    def __init__(self, body: bytes, starts: np.ndarray, ends: np.ndarray):
+    def __init__(self, body: bytes, ends: np.ndarray):
         self.buf = np.frombuffer(body, np.uint8)
         self.ends = ends
         self.ok = True
@@ -568,7 +591,7 @@ def _read_canonical(body: bytes, labels: str, width: int | None, width_means: st
     starts, ends = framed
     count = len(starts)
     every = np.ones(count, bool)
-    at = _Columns(body, starts, ends)
+    at = _Columns(body, ends)
     # features { key: "values", value { float32_tensor | float64_tensor { values keys shape } } }
     at.expect(starts, b"\x0a", every)
     entry_length, entry = at.varint(starts + 1, every)

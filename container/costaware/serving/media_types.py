@@ -62,6 +62,9 @@ SHAPES = ("costaware", "builtin")
 SELECTABLE_KEYS = ("predicted_label", "labels", "probability", "probabilities", "raw_score",
                    "raw_scores")
 SELECTABLE_OUTPUT_TYPES = {"application/x-recordio-protobuf": "recordio"}
+# every answer kind's media type
+ANSWER_MIMETYPES = {**OUTPUT_MIMETYPES, **{kind: essence
+                                           for essence, kind in SELECTABLE_OUTPUT_TYPES.items()}}
 # The Accept a request without one (or with */*) gets, per shape, unless
 # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT says otherwise: the built-in container's is text/csv.
 DEFAULT_ACCEPT = {"costaware": "application/json", "builtin": "text/csv"}

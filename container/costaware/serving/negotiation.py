@@ -18,11 +18,9 @@ from ..model.inference import (ALL_FIELDS, CLASS_REASON_FIELDS, MULTICLASS_FIELD
                          REASON_FIELDS)
 from .request_error import RequestError
 
-from .media_types import (CHARSETS, DEFAULT_ACCEPT, INPUT_TYPES, OUTPUT_MIMETYPES,  # noqa: F401
-                          OUTPUT_TYPES, OUTPUT_WILDCARDS, SELECTABLE_OUTPUT_TYPES, SEND,
-                          parse_media_type, split_outside_quotes)
-
-RECORDIO_MIMETYPE = next(iter(SELECTABLE_OUTPUT_TYPES))
+from .media_types import (ANSWER_MIMETYPES, CHARSETS, DEFAULT_ACCEPT, INPUT_TYPES,  # noqa: F401
+                          OUTPUT_MIMETYPES, OUTPUT_TYPES, OUTPUT_WILDCARDS,
+                          SELECTABLE_OUTPUT_TYPES, SEND, parse_media_type, split_outside_quotes)
 
 
 @functools.lru_cache(maxsize=256)  # a client sends the same header with every request
@@ -61,7 +59,7 @@ class OutputSpec:
 
     @property
     def mimetype(self) -> str:
-        return OUTPUT_MIMETYPES.get(self.kind) or RECORDIO_MIMETYPE
+        return ANSWER_MIMETYPES[self.kind]
 
 
 def _accept_ranges(accept: str) -> list[tuple[str, dict[str, str]]]:
