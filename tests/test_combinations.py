@@ -30,6 +30,7 @@ import requests
 
 from combinations import (CLASSES, FEATURES, INT_CLASSES, MATRIX, ROWS, Kind, SavedModel, auc,
                           channel_frames, realised_cost, write_kind)
+import recordio_writer
 from support import BIN, HEADER, Server
 
 F = tuple(FEATURES)
@@ -93,7 +94,7 @@ REFUSED_TRAININGS = [  # (kind, the one-line reason's distinctive part)
 ]
 KINDS = {kind.name: kind for kind in TRAINED}
 
-CONTENT = ("csv", "json", "json_keyed", "jsonlines")
+CONTENT = ("csv", "json", "json_keyed", "jsonlines", "libsvm", "recordio")
 ACCEPT = {"json": "application/json", "jsonlines": "application/jsonlines", "csv": "text/csv"}
 FIELDS = ("all", "pick")
 COSTS = ("model", "override")
@@ -260,6 +261,13 @@ def body_of(req: Request, content: str) -> tuple[bytes, str]:
     if content == "json_keyed":
         keyed = [{name: v for name, v in zip(req.names, row)} for row in cells]
         return json.dumps({"instances": keyed}).encode(), "application/json"
+    if content == "libsvm":  # 1-based indices, a missing value left out
+        return "\n".join(" ".join(f"{j + 1}:{v!r}" for j, v in enumerate(row) if v is not None)
+                         for row in cells).encode(), "text/libsvm"
+    if content == "recordio":  # dense float64 records, NaN missing, rows of either width
+        return b"".join(recordio_writer.frame(recordio_writer.record(
+            [math.nan if v is None else v for v in row], kind="f8")) for row in cells), \
+            "application/x-recordio-protobuf"
     return "\n".join(json.dumps(row) for row in cells).encode(), "application/jsonlines"
 
 
